@@ -1,0 +1,26 @@
+# acme-ca server image. Build: docker build -t acme-ca .
+# Run:  docker run -p 8555:8555 -v acme-ca-data:/var/lib/acme-ca acme-ca
+#
+# On first start with an empty volume the server bootstraps a CA into it, root key
+# included (under offline/): move that key out of the volume. For production, run
+# `acme-ca init` on an offline machine and put only the ca/ directory in the volume.
+FROM python:3.12-slim
+
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/acme-ca acme-ca \
+ && install -d -m 0700 -o acme-ca -g acme-ca /var/lib/acme-ca
+
+# The same package the README installs.
+COPY pyproject.toml README.md /src/
+COPY acme_ca /src/acme_ca
+RUN pip install --no-cache-dir /src && rm -rf /src
+
+USER acme-ca
+WORKDIR /var/lib/acme-ca
+VOLUME ["/var/lib/acme-ca"]
+EXPOSE 8555
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import ssl, urllib.request; urllib.request.urlopen('https://localhost:8555/health', timeout=4, context=ssl.create_default_context(cafile='/var/lib/acme-ca/ca/root-ca.crt'))"]
+
+ENTRYPOINT ["acme-ca", "--data-dir", "/var/lib/acme-ca"]
+CMD ["serve", "--listen", "0.0.0.0:8555"]

@@ -1,0 +1,1 @@
+"""The web front end: routes, JWS checks, nonces, URLs, problem documents."""

@@ -1,0 +1,67 @@
+"""Issuing a certificate: decide its validity, store the serial, sign, store the certificate.
+
+The serial is written before signing (Boulder's ISSUANCE-CYCLE), each step in its
+own transaction, so the store always knows every serial the intermediate has
+signed: a crash leaves at worst a reserved serial with no certificate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from acme_ca.domain.models import CertificateRecord, serial_hex
+from acme_ca.errors import PolicyError
+from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.profiles import LeafRequest
+from acme_ca.pki.serials import random_serial
+from acme_ca.store.base import Store
+
+
+def validity_window(
+    now: datetime, validity: timedelta, max_validity: timedelta, backdate: timedelta, issuer: Issuer
+) -> tuple[datetime, datetime]:
+    """(notBefore, notAfter): backdated against clock skew, within policy and the issuer."""
+    if validity > max_validity:
+        raise PolicyError(f"a validity of {validity} exceeds policy.max_validity ({max_validity})")
+    not_after = min(now + validity, issuer.certificate.not_valid_after_utc)
+    return now - backdate, not_after
+
+
+async def issue(
+    store: Store,
+    issuer: Issuer,
+    request: LeafRequest,
+    now: datetime,
+    *,
+    account_id: str | None = None,
+    order_id: str | None = None,
+) -> x509.Certificate:
+    """Sign `request` with the intermediate, recording it in `store` before and after."""
+    serial = request.serial or random_serial()
+    names = request.dns_names + tuple(str(a) for a in request.ip_addresses)
+    not_after = min(request.not_after, issuer.certificate.not_valid_after_utc)
+    await store.reserve_serial(
+        CertificateRecord(
+            serial=serial_hex(serial),
+            issuer=issuer.fingerprint,
+            names=names,
+            profile=request.profile.value,
+            not_before=request.not_before,
+            not_after=not_after,
+            created_at=now,
+            account_id=account_id,
+            order_id=order_id,
+        )
+    )
+    certificate = issuer.issue(_with_serial(request, serial))
+    await store.store_certificate(serial_hex(serial), certificate.public_bytes(Encoding.DER))
+    return certificate
+
+
+def _with_serial(request: LeafRequest, serial: int) -> LeafRequest:
+    from dataclasses import replace
+
+    return replace(request, serial=serial)

@@ -1,0 +1,73 @@
+"""`acme-ca`: parse the command line, load the configuration, run one command.
+
+Every error meant for a user is an AcmeCaError: printed as one line on stderr,
+exit status 1. Usage errors exit 2 (argparse). Anything else is a bug: one line
+with its type, and the traceback only with ACME_CA_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from acme_ca import __version__
+from acme_ca.cli import ca_commands, serve, sign_csr, trust
+from acme_ca.config import config_path_from_env, load_config
+from acme_ca.errors import AcmeCaError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="acme-ca",
+        description="A private certificate authority with an ACME (RFC 8555) front door.",
+    )
+    parser.add_argument("--version", action="version", version=f"acme-ca {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML configuration file (default: $ACME_CA_CONFIG, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--data-dir", metavar="DIR", help="override [server] data_dir (CA files, database)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ca_commands.add_parsers(commands)
+    serve.add_parser(commands)
+    sign_csr.add_parser(commands)
+    trust.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        overrides = {"server.data_dir": args.data_dir, **getattr(args, "overrides", lambda _: {})(args)}
+        config = load_config(config_path_from_env(args.config), overrides)
+        return int(args.run(config, args) or 0)
+    except AcmeCaError as exc:
+        print(f"acme-ca: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("acme-ca: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("ACME_CA_DEBUG"):
+            raise
+        print(
+            f"acme-ca: internal error: {type(exc).__name__}: {exc} "
+            "(set ACME_CA_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
+        return 70
+
+
+def path_arg(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

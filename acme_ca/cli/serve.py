@@ -1,0 +1,184 @@
+"""`acme-ca serve`: the HTTPS server in front of the intermediate CA.
+
+On first start with no CA in the data directory it bootstraps one (see
+`ca_commands.bootstrap`). SIGHUP reloads the intermediate (after `acme-ca
+intermediate renew`) without dropping connections; SIGTERM or SIGINT stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from acme_ca import __version__
+from acme_ca.api.app import create_app
+from acme_ca.authority.server_tls import ServerTls
+from acme_ca.cli.ca_commands import bootstrap, hierarchy_files
+from acme_ca.cli.secrets import intermediate_passphrase
+from acme_ca.clock import SystemClock
+from acme_ca.config import Config
+from acme_ca.errors import AcmeCaError, PkiError
+from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.keys import same_key
+from acme_ca.store import open_store
+
+log = logging.getLogger("acme_ca.serve")
+
+
+def add_parser(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the server (bootstraps a CA on first start)",
+        description="Run the HTTPS server in front of the intermediate CA. With no CA in "
+        "the data directory, one is created first.",
+    )
+    serve.add_argument("--listen", metavar="HOST:PORT", help="override [server] listen")
+    serve.add_argument("--hostname", metavar="NAME", help="override [server] hostname")
+    serve.set_defaults(
+        run=run_serve,
+        overrides=lambda a: {"server.listen": a.listen, "server.hostname": a.hostname},
+    )
+
+
+def run_serve(config: Config, args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    paths = hierarchy_files(config)
+    online = (paths.root_cert, paths.intermediate_cert, paths.intermediate_key, paths.chain)
+    present = [p for p in online if p.exists()]
+    if not present:
+        bootstrap(config)
+    elif len(present) < len(online):
+        missing = next(p for p in online if not p.exists())
+        raise PkiError(
+            f"the CA in {config.server.data_dir} is incomplete: {missing} is missing "
+            "(restore it, or import a hierarchy with `acme-ca init --import`)"
+        )
+    asyncio.run(serve(config))
+    return 0
+
+
+class IssuerHolder:
+    """The current intermediate; `reload` swaps it atomically, keeping the old on failure."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self.current = self._load()
+
+    def _load(self) -> Issuer:
+        ca = self._config.ca
+        issuer = Issuer.load(
+            ca.intermediate_cert,
+            ca.intermediate_key,
+            ca.chain,
+            intermediate_passphrase(ca.intermediate_key_passphrase_file),
+            SystemClock().now(),
+        )
+        if same_key(issuer.key, issuer.root.public_key()):  # type: ignore[arg-type]
+            raise PkiError(
+                f"{ca.intermediate_key} is the root key: the server never uses the "
+                "root key; point [ca] intermediate_key at the intermediate's key"
+            )
+        return issuer
+
+    def __call__(self) -> Issuer:
+        return self.current
+
+    def reload(self) -> bool:
+        try:
+            new = self._load()
+        except AcmeCaError as exc:
+            log.error("reload failed, keeping the current intermediate: %s", exc)
+            return False
+        changed = new.fingerprint != self.current.fingerprint
+        self.current = new
+        return changed
+
+
+def server_names(config: Config) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """DNS names and IP addresses for the server's TLS certificate."""
+    dns: list[str] = []
+    ips: list[Any] = []
+    for host in (config.server.hostname, config.server.listen_host):
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            dns.append(host)
+            continue
+        if not address.is_unspecified:
+            ips.append(address)
+    return tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips))
+
+
+async def serve(config: Config) -> None:
+    clock = SystemClock()
+    issuer = IssuerHolder(config)
+    store = await open_store(config.storage.url)
+    runner: web.AppRunner | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        dns, ips = server_names(config)
+        tls = ServerTls(
+            store=store,
+            issuer=issuer,
+            dns_names=dns,
+            ip_addresses=ips,
+            directory=config.server.data_dir / "tls",
+            clock=clock,
+            backdate=config.policy.backdate,
+        )
+        context = await tls.start()
+        runner = web.AppRunner(create_app(issuer), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(
+            runner, config.server.listen_host, config.server.listen_port, ssl_context=context
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            raise AcmeCaError(f"cannot listen on {config.server.listen}: {exc.strerror}") from None
+        stop = asyncio.Event()
+        reload_requested = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+        tasks.append(asyncio.create_task(tls.run_renewals()))
+        tasks.append(asyncio.create_task(_reloads(reload_requested, issuer, tls)))
+        base = config.server.base_url
+        print(f"acme-ca {__version__} serving {base} (listening on {config.server.listen})")
+        print(f"  root certificate: {config.ca.root_cert}  (trust it: acme-ca trust)")
+        print(f"  CA chain:         {base}/roots/chain.pem")
+        print(f"  health:           {base}/health")
+        sys.stdout.flush()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if runner is not None:
+            await runner.cleanup()
+        await store.close()
+
+
+async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTls) -> None:
+    while True:
+        await requested.wait()
+        requested.clear()
+        if issuer.reload():
+            log.info("switched to intermediate %s", issuer.current.fingerprint[:16])
+            try:
+                await tls.renew()
+            except AcmeCaError as exc:
+                log.error("could not re-issue the server TLS certificate: %s", exc)
+        else:
+            log.info("reload: intermediate unchanged")

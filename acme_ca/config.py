@@ -1,0 +1,359 @@
+"""Configuration: one TOML file, defaults for everything, validated at load.
+
+    config = load_config(Path("acme-ca.toml"), overrides={"server.listen": "0.0.0.0:8555"})
+
+Every value is checked when the file is read; a wrong one raises ConfigError whose
+message names the key (``policy.max_validity``) and what is allowed. Relative paths
+in a file are taken relative to that file's directory; without a file, relative to
+the working directory. Overrides (from command-line flags) use the same dotted names
+and pass through the same checks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from acme_ca.errors import ConfigError
+
+ENV_CONFIG = "ACME_CA_CONFIG"
+DEFAULT_DATA_DIR = "acme-ca-data"
+
+_DURATION_PART = re.compile(r"(\d+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '15m', '24h', '7d' or a sequence such as '1h30m' -> timedelta (> 0)."""
+    compact = text.strip().lower()
+    parts = _DURATION_PART.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"{text!r} is not a duration (a number with s, m, h or d, e.g. '24h')")
+    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a positive duration")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """The shortest exact text parse_duration reads back: 86400s -> '1d'."""
+    seconds = int(delta.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def parse_host_port(text: str, *, default_port: int | None = None) -> tuple[str, int]:
+    """'127.0.0.1:53', '[::1]:8555', 'ca.example:443' -> (host, port)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        if default_port is None:
+            raise ValueError(f"{text!r} is not host:port")
+        host, port_text = text, str(default_port)
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{text!r} is not host:port with a port from 1 to 65535")
+    return host, int(port_text)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:8555"
+    hostname: str = "localhost"
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    external_url: str | None = None
+
+    @property
+    def listen_host(self) -> str:
+        return parse_host_port(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        return parse_host_port(self.listen)[1]
+
+    @property
+    def base_url(self) -> str:
+        """The base of every URL the server emits, without a trailing slash."""
+        if self.external_url:
+            return self.external_url.rstrip("/")
+        return f"https://{self.hostname}:{self.listen_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaConfig:
+    root_cert: Path
+    intermediate_cert: Path
+    intermediate_key: Path
+    chain: Path
+    intermediate_key_passphrase_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    allowed_domains: tuple[str, ...] = ("bluerobin.local",)
+    default_validity: timedelta = timedelta(days=7)
+    max_validity: timedelta = timedelta(days=90)
+    backdate: timedelta = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationConfig:
+    http01_port: int = 80
+    tlsalpn01_port: int = 443
+    resolvers: tuple[str, ...] = ()
+    hosts: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    storage: StorageConfig
+    ca: CaConfig
+    policy: PolicyConfig
+    validation: ValidationConfig
+    source: Path | None = None  # the file it was read from, if any
+
+
+def default_ca_paths(data_dir: Path) -> dict[str, Path]:
+    """Where `acme-ca init` puts the online CA files under a data directory."""
+    ca = data_dir / "ca"
+    return {
+        "root_cert": ca / "root-ca.crt",
+        "intermediate_cert": ca / "intermediate-ca.crt",
+        "intermediate_key": ca / "intermediate-ca.key",
+        "chain": ca / "ca-chain.pem",
+    }
+
+
+def offline_dir(data_dir: Path) -> Path:
+    """Where `acme-ca init` puts the root key: it belongs offline, the server never reads it."""
+    return data_dir / "offline"
+
+
+def config_path_from_env(explicit: str | None) -> Path | None:
+    """The --config flag, else $ACME_CA_CONFIG, else no file."""
+    chosen = explicit or os.environ.get(ENV_CONFIG)
+    return Path(chosen) if chosen else None
+
+
+def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read and check a TOML file (or none: all defaults), then apply dotted overrides."""
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        base = path.resolve().parent
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, _, key = dotted.partition(".")
+            raw.setdefault(section, {})[key] = value
+    return _build(_Reader(raw, base), path)
+
+
+class _Reader:
+    """Takes values out of the raw TOML tables, checking each against the schema."""
+
+    def __init__(self, raw: dict[str, Any], base: Path) -> None:
+        unknown = sorted(set(raw) - set(_SCHEMA))
+        if unknown:
+            raise ConfigError(
+                f"unknown section [{unknown[0]}] (known: {', '.join(sorted(_SCHEMA))})"
+            )
+        for section, table in raw.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{section} must be a table ([{section}])")
+            extra = sorted(set(table) - set(_SCHEMA[section]))
+            if extra:
+                known = ", ".join(_SCHEMA[section])
+                raise ConfigError(f"unknown key {section}.{extra[0]} (known: {known})")
+        self.raw = raw
+        self.base = base
+
+    def get(self, dotted: str, default: Any) -> Any:
+        section, _, key = dotted.partition(".")
+        if key not in self.raw.get(section, {}):
+            return default
+        value = self.raw[section][key]
+        kind, convert = _SCHEMA[section][key]
+        try:
+            return convert(self, value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{dotted}: {exc} (expected {kind})") from None
+
+    def path(self, value: Any) -> Path:
+        text = _string(self, value)
+        expanded = Path(text).expanduser()
+        return expanded if expanded.is_absolute() else self.base / expanded
+
+
+def _string(_: _Reader, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not a non-empty string")
+    return value.strip()
+
+
+def _port(_: _Reader, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValueError(f"{value!r} is not a port")
+    return value
+
+
+def _duration(_: _Reader, value: Any) -> timedelta:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return parse_duration(value)
+
+
+def _listen(reader: _Reader, value: Any) -> str:
+    text = _string(reader, value)
+    parse_host_port(text)
+    return text
+
+
+def _hostname(reader: _Reader, value: Any) -> str:
+    text = _string(reader, value).lower().rstrip(".")
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?|[0-9a-f:.]+", text):
+        raise ValueError(f"{value!r} is not a host name")
+    return text
+
+
+def _external_url(reader: _Reader, value: Any) -> str:
+    text = _string(reader, value)
+    if not re.fullmatch(r"https://[^/\s?#]+(/[^\s?#]*)?", text):
+        raise ValueError(f"{value!r} is not an https:// URL")
+    return text.rstrip("/")
+
+
+def _domains(reader: _Reader, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{value!r} is not a non-empty list of domain suffixes")
+    out = []
+    for item in value:
+        text = _string(reader, item).lower().strip(".")
+        if text.startswith("*") or not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", text):
+            raise ValueError(f"{item!r} is not a domain suffix such as 'bluerobin.local'")
+        out.append(text)
+    return tuple(out)
+
+
+def _resolvers(reader: _Reader, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{value!r} is not a list")
+    for item in value:
+        host, _ = parse_host_port(_string(reader, item))
+        ipaddress.ip_address(host)
+    return tuple(value)
+
+
+def _hosts(reader: _Reader, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f'{value!r} is not a table of name = "address"')
+    table = {}
+    for name, address in value.items():
+        table[name.lower().rstrip(".")] = str(ipaddress.ip_address(_string(reader, address)))
+    return table
+
+
+def _storage_url(reader: _Reader, value: Any) -> str:
+    text = _string(reader, value)
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError(f"{text!r} is not sqlite:///<path> or postgresql://...")
+    if scheme == "sqlite" and rest.startswith("/") and rest != "/:memory:":
+        path = rest[1:]
+        return f"sqlite:///{reader.path(path)}"
+    return text
+
+
+def _path(reader: _Reader, value: Any) -> Path:
+    return reader.path(value)
+
+
+_Conv = Callable[[_Reader, Any], Any]
+_SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
+    "server": {
+        "listen": ("'host:port', e.g. '127.0.0.1:8555'", _listen),
+        "hostname": ("a DNS name or address", _hostname),
+        "data_dir": ("a directory path", _path),
+        "external_url": ("an https:// URL", _external_url),
+    },
+    "storage": {
+        "url": ("'sqlite:///<path>' or 'postgresql://...'", _storage_url),
+    },
+    "ca": {
+        "root_cert": ("a file path", _path),
+        "intermediate_cert": ("a file path", _path),
+        "intermediate_key": ("a file path", _path),
+        "intermediate_key_passphrase_file": ("a file path", _path),
+        "chain": ("a file path", _path),
+    },
+    "policy": {
+        "allowed_domains": ("a list of domain suffixes", _domains),
+        "default_validity": ("a duration such as '24h' or '7d'", _duration),
+        "max_validity": ("a duration such as '24h' or '90d'", _duration),
+        "backdate": ("a duration such as '1m'", _duration),
+    },
+    "validation": {
+        "http01_port": ("a port from 1 to 65535", _port),
+        "tlsalpn01_port": ("a port from 1 to 65535", _port),
+        "resolvers": ("a list of 'ip:port'", _resolvers),
+        "hosts": ("a table of name = 'ip address'", _hosts),
+    },
+}
+
+
+def _build(r: _Reader, source: Path | None) -> Config:
+    defaults = ServerConfig()
+    data_dir = r.get("server.data_dir", r.path(str(defaults.data_dir)))
+    server = ServerConfig(
+        listen=r.get("server.listen", defaults.listen),
+        hostname=r.get("server.hostname", defaults.hostname),
+        data_dir=data_dir,
+        external_url=r.get("server.external_url", None),
+    )
+    ca_paths = default_ca_paths(data_dir)
+    ca = CaConfig(
+        **{key: r.get(f"ca.{key}", default) for key, default in ca_paths.items()},
+        intermediate_key_passphrase_file=r.get("ca.intermediate_key_passphrase_file", None),
+    )
+    storage = StorageConfig(url=r.get("storage.url", f"sqlite:///{data_dir / 'acme-ca.db'}"))
+    p = PolicyConfig()
+    policy = PolicyConfig(
+        allowed_domains=r.get("policy.allowed_domains", p.allowed_domains),
+        default_validity=r.get("policy.default_validity", p.default_validity),
+        max_validity=r.get("policy.max_validity", p.max_validity),
+        backdate=r.get("policy.backdate", p.backdate),
+    )
+    if policy.default_validity > policy.max_validity:
+        raise ConfigError(
+            f"policy.default_validity ({format_duration(policy.default_validity)}) "
+            f"exceeds policy.max_validity ({format_duration(policy.max_validity)})"
+        )
+    v = ValidationConfig()
+    validation = ValidationConfig(
+        http01_port=r.get("validation.http01_port", v.http01_port),
+        tlsalpn01_port=r.get("validation.tlsalpn01_port", v.tlsalpn01_port),
+        resolvers=r.get("validation.resolvers", v.resolvers),
+        hosts=r.get("validation.hosts", {}),
+    )
+    return Config(server, storage, ca, policy, validation, source)

@@ -1,0 +1,1 @@
+"""Entities and their states, free of HTTP, SQL and cryptography."""

@@ -1,0 +1,42 @@
+"""The error types of acme-ca, in one place.
+
+    AcmeCaError            base: its message is one line a user can act on
+    ├── ConfigError        a configuration file or flag value is wrong
+    ├── PkiError           a key, certificate, CSR or hierarchy is unusable
+    ├── PolicyError        a name or a validity the CA is not willing to issue
+    └── StoreError         the persistent store refused an operation
+        ├── NotFound       the row asked for does not exist
+        └── Conflict       a compare-and-set lost, or the row already exists
+
+The command line prints ``str(error)`` and exits non-zero; the ACME front end
+maps these onto RFC 7807 problem documents in one place. None of them carries
+anything HTTP.
+"""
+
+
+class AcmeCaError(Exception):
+    """Base of every error acme-ca raises on purpose."""
+
+
+class ConfigError(AcmeCaError):
+    """A configuration value is wrong; the message names the key."""
+
+
+class PkiError(AcmeCaError):
+    """A key, certificate, CSR or CA hierarchy cannot be used."""
+
+
+class PolicyError(AcmeCaError):
+    """The CA is not willing to issue for this name or validity."""
+
+
+class StoreError(AcmeCaError):
+    """The persistent store refused an operation."""
+
+
+class NotFound(StoreError):
+    """The row asked for does not exist."""
+
+
+class Conflict(StoreError):
+    """The row already exists, or it changed since it was read."""

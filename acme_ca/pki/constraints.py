@@ -1,0 +1,53 @@
+"""Does a CA certificate's nameConstraints extension permit a name? (RFC 5280 4.2.1.10)
+
+Only the name forms the CA issues are checked: DNS names and IP addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from cryptography import x509
+
+from acme_ca.pki.profiles import IpAddress
+
+
+def _dns_within(name: str, constraint: str) -> bool:
+    constraint = constraint.lower().lstrip(".")
+    base = name.lower().removeprefix("*.")
+    return not constraint or base == constraint or base.endswith("." + constraint)
+
+
+def _matches(name: str | IpAddress, subtrees: Iterable[x509.GeneralName]) -> bool | None:
+    """True/False if `subtrees` has constraints of the name's form, None if it has none."""
+    relevant = False
+    for tree in subtrees:
+        if isinstance(name, str) and isinstance(tree, x509.DNSName):
+            relevant = True
+            if _dns_within(name, tree.value):
+                return True
+        elif not isinstance(name, str) and isinstance(tree, x509.IPAddress):
+            network = tree.value
+            if (
+                isinstance(network, ipaddress.IPv4Network | ipaddress.IPv6Network)
+                and network.version == name.version
+            ):
+                relevant = True
+                if name in network:
+                    return True
+    return False if relevant else None
+
+
+def first_forbidden(ca: x509.Certificate, names: Iterable[str | IpAddress]) -> str | None:
+    """The first of `names` that the CA's name constraints forbid, or None."""
+    try:
+        constraints = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+    for name in names:
+        if _matches(name, constraints.excluded_subtrees or ()):
+            return str(name)
+        if _matches(name, constraints.permitted_subtrees or ()) is False:
+            return str(name)
+    return None

@@ -1,0 +1,114 @@
+"""Private keys: the types the CA makes, reading them with a passphrase, writing them 0600."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+
+from acme_ca.errors import PkiError
+from acme_ca.pki.files import PRIVATE_FILE, read_bytes, write_file
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = CertificatePublicKeyTypes
+
+
+class KeyType(StrEnum):
+    RSA2048 = "rsa2048"
+    RSA3072 = "rsa3072"
+    RSA4096 = "rsa4096"
+    EC_P256 = "ec-p256"
+    EC_P384 = "ec-p384"
+
+
+_CURVES: dict[KeyType, ec.EllipticCurve] = {
+    KeyType.EC_P256: ec.SECP256R1(),
+    KeyType.EC_P384: ec.SECP384R1(),
+}
+
+
+def generate_key(kind: KeyType) -> PrivateKey:
+    if kind in _CURVES:
+        return ec.generate_private_key(_CURVES[kind])
+    return rsa.generate_private_key(public_exponent=65537, key_size=int(kind.value[3:]))
+
+
+def describe_key(key: PublicKey | PrivateKey) -> str:
+    """'RSA 4096', 'ECDSA P-384', ... for messages."""
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return {
+            "secp256r1": "ECDSA P-256",
+            "secp384r1": "ECDSA P-384",
+            "secp521r1": "ECDSA P-521",
+        }.get(key.curve.name, f"ECDSA {key.curve.name}")
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    return type(key).__name__
+
+
+def signature_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm:
+    """SHA-384 for P-384 (and larger) issuers, SHA-256 otherwise: never weaker than the key."""
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def key_pem(key: PrivateKey, passphrase: bytes | None) -> bytes:
+    """PKCS#8 PEM, encrypted (AES-256-CBC, PBKDF2) when a passphrase is given."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+
+
+def write_key(path: Path, key: PrivateKey, passphrase: bytes | None, *, exclusive: bool) -> None:
+    write_file(path, key_pem(key, passphrase), mode=PRIVATE_FILE, exclusive=exclusive)
+
+
+def load_key(path: Path, passphrase: bytes | None, what: str = "private key") -> PrivateKey:
+    """Read a PEM or DER private key (PKCS#1, SEC1 or PKCS#8, encrypted or not).
+
+    The messages distinguish a wrong passphrase from a missing one and from a file
+    that is not a key at all.
+    """
+    data = read_bytes(path, what)
+    encrypted = b"ENCRYPTED" in data
+    if encrypted and not passphrase:
+        raise PkiError(f"{what} {path} is encrypted: a passphrase is needed")
+    try:
+        loader = (
+            serialization.load_pem_private_key
+            if b"-----BEGIN" in data
+            else serialization.load_der_private_key
+        )
+        key = loader(data, password=passphrase if encrypted else None)
+    except (ValueError, TypeError) as exc:
+        if encrypted:
+            raise PkiError(f"wrong passphrase for {what} {path}") from None
+        raise PkiError(f"{what} {path} is not a readable private key ({exc})") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise PkiError(f"{what} {path} is a {describe_key(key)} key; only RSA and ECDSA can sign")
+    return key
+
+
+def public_bytes(key: PublicKey | PrivateKey) -> bytes:
+    public = key.public_key() if hasattr(key, "private_bytes") else key
+    return public.public_bytes(  # type: ignore[union-attr]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def same_key(a: PublicKey | PrivateKey, b: PublicKey | PrivateKey) -> bool:
+    return public_bytes(a) == public_bytes(b)

@@ -1,0 +1,217 @@
+"""The three certificate profiles of the CA: root, intermediate and leaf (RFC 5280).
+
+Each function returns a signed certificate and nothing else: no files, no storage.
+Every certificate gets a CSPRNG serial of at least 64 bits, a SHA-256 or SHA-384
+signature, a subject key identifier, and (below the root) an authority key
+identifier; CA certificates get critical basicConstraints and keyUsage.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from acme_ca.pki.keys import PrivateKey, PublicKey, signature_hash
+from acme_ca.pki.serials import random_serial
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ROOT_VALIDITY = timedelta(days=3650)
+INTERMEDIATE_VALIDITY = timedelta(days=1825)
+
+
+class LeafProfile(StrEnum):
+    SERVER = "server"
+    CLIENT = "client"
+    BOTH = "both"
+
+    @property
+    def usages(self) -> list[x509.ObjectIdentifier]:
+        return {
+            LeafProfile.SERVER: [ExtendedKeyUsageOID.SERVER_AUTH],
+            LeafProfile.CLIENT: [ExtendedKeyUsageOID.CLIENT_AUTH],
+            LeafProfile.BOTH: [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        }[self]
+
+
+def ca_name(common_name: str, organization: str | None, country: str | None) -> x509.Name:
+    attributes = []
+    if country:
+        attributes.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country))
+    if organization:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attributes)
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,  # lets the CA sign OCSP responses itself
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def build_root(
+    key: PrivateKey, subject: x509.Name, not_before: datetime, validity: timedelta = ROOT_VALIDITY
+) -> x509.Certificate:
+    """A self-signed root: CA:TRUE (critical), keyCertSign+cRLSign (critical), SKI."""
+    public = key.public_key()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public)
+        .serial_number(random_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + validity)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(key, signature_hash(key))
+    )
+
+
+def name_constraints(
+    domains: Sequence[str], ip_networks: Sequence[IpNetwork] = ()
+) -> x509.NameConstraints:
+    """Permit only `domains` (and their subdomains) and `ip_networks`.
+
+    With no IP network permitted, every IP address is excluded: a name constraint on
+    DNS names alone leaves IP addresses unconstrained (RFC 5280 4.2.1.10).
+    """
+    permitted: list[x509.GeneralName] = [x509.DNSName(d) for d in domains]
+    permitted += [x509.IPAddress(n) for n in ip_networks]
+    excluded: list[x509.GeneralName] | None = None
+    if not ip_networks:
+        excluded = [
+            x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
+            x509.IPAddress(ipaddress.ip_network("::/0")),
+        ]
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=excluded)
+
+
+def build_intermediate(
+    *,
+    root_cert: x509.Certificate,
+    root_key: PrivateKey,
+    public_key: PublicKey,
+    subject: x509.Name,
+    not_before: datetime,
+    validity: timedelta = INTERMEDIATE_VALIDITY,
+    constraints: x509.NameConstraints | None = None,
+) -> x509.Certificate:
+    """An issuing CA under the root: pathLen 0, AKI/SKI, optional (critical) name constraints.
+
+    Its validity never outlasts the root's.
+    """
+    not_after = min(not_before + validity, root_cert.not_valid_after_utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(root_cert.subject)
+        .public_key(public_key)
+        .serial_number(random_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_authority_key_id(root_cert), critical=False)
+    )
+    if constraints is not None:
+        builder = builder.add_extension(constraints, critical=True)
+    return builder.sign(root_key, signature_hash(root_key))
+
+
+@dataclass(frozen=True, slots=True)
+class LeafRequest:
+    """What goes into an end-entity certificate; validity already decided by policy."""
+
+    public_key: PublicKey
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[IpAddress, ...]
+    not_before: datetime
+    not_after: datetime
+    profile: LeafProfile = LeafProfile.SERVER
+    common_name: str | None = None
+    serial: int | None = None  # None: a fresh random serial
+
+
+def build_leaf(
+    issuer_cert: x509.Certificate, issuer_key: PrivateKey, request: LeafRequest
+) -> x509.Certificate:
+    """An end-entity certificate: SANs (critical when the subject is empty), EKU, AKI/SKI.
+
+    keyUsage is digitalSignature, plus keyEncipherment for RSA keys (TLS 1.2 RSA key
+    exchange). The validity is cut at the issuer's own notAfter.
+    """
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in request.dns_names]
+    names += [x509.IPAddress(a) for a in request.ip_addresses]
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, request.common_name)]
+        if request.common_name
+        else []
+    )
+    is_rsa = isinstance(request.public_key, rsa.RSAPublicKey)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject)
+        .public_key(request.public_key)
+        .serial_number(request.serial or random_serial())
+        .not_valid_before(request.not_before)
+        .not_valid_after(min(request.not_after, issuer_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=is_rsa,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(request.profile.usages), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=not request.common_name)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(request.public_key), critical=False
+        )
+        .add_extension(_authority_key_id(issuer_cert), critical=False)
+        .sign(issuer_key, signature_hash(issuer_key))
+    )
+
+
+def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The issuer's own SKI when it has one (an imported CA may not), else derived from its key."""
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
