@@ -107,6 +107,18 @@ class PolicyConfig:
     default_validity: timedelta = timedelta(days=7)
     max_validity: timedelta = timedelta(days=90)
     backdate: timedelta = timedelta(minutes=1)
+    order_lifetime: timedelta = timedelta(days=7)
+    authorization_lifetime: timedelta = timedelta(days=7)  # a pending authorization
+    valid_authorization_lifetime: timedelta = timedelta(days=1)  # reuse of a valid one
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeConfig:
+    """What the directory's meta object advertises (RFC 8555 7.1.1)."""
+
+    website: str | None = None
+    terms_of_service: str | None = None
+    caa_identities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +136,7 @@ class Config:
     ca: CaConfig
     policy: PolicyConfig
     validation: ValidationConfig
+    acme: AcmeConfig = field(default_factory=AcmeConfig)
     source: Path | None = None  # the file it was read from, if any
 
 
@@ -164,9 +177,15 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         base = path.resolve().parent
     for dotted, value in (overrides or {}).items():
-        if value is not None:
-            section, _, key = dotted.partition(".")
-            raw.setdefault(section, {})[key] = value
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section} must be a table ([{section}])")
+        if _SCHEMA.get(section, {}).get(key, ("", None))[1] is _path and isinstance(value, str):
+            value = str(Path(value).expanduser().absolute())  # a flag: relative to the cwd
+        table[key] = value
     return _build(_Reader(raw, base), path)
 
 
@@ -256,6 +275,17 @@ def _domains(reader: _Reader, value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _url(reader: _Reader, value: Any) -> str:
+    text = _string(reader, value)
+    if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", text):
+        raise ValueError(f"{value!r} is not an http(s):// URL")
+    return text
+
+
+def _domains_or_empty(reader: _Reader, value: Any) -> tuple[str, ...]:
+    return _domains(reader, value) if value != [] else ()
+
+
 def _resolvers(reader: _Reader, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"{value!r} is not a list")
@@ -312,6 +342,14 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
         "default_validity": ("a duration such as '24h' or '7d'", _duration),
         "max_validity": ("a duration such as '24h' or '90d'", _duration),
         "backdate": ("a duration such as '1m'", _duration),
+        "order_lifetime": ("a duration such as '7d'", _duration),
+        "authorization_lifetime": ("a duration such as '7d'", _duration),
+        "valid_authorization_lifetime": ("a duration such as '24h'", _duration),
+    },
+    "acme": {
+        "website": ("an http(s):// URL", _url),
+        "terms_of_service": ("an http(s):// URL", _url),
+        "caa_identities": ("a list of domain names", _domains_or_empty),
     },
     "validation": {
         "http01_port": ("a port from 1 to 65535", _port),
@@ -343,6 +381,11 @@ def _build(r: _Reader, source: Path | None) -> Config:
         default_validity=r.get("policy.default_validity", p.default_validity),
         max_validity=r.get("policy.max_validity", p.max_validity),
         backdate=r.get("policy.backdate", p.backdate),
+        order_lifetime=r.get("policy.order_lifetime", p.order_lifetime),
+        authorization_lifetime=r.get("policy.authorization_lifetime", p.authorization_lifetime),
+        valid_authorization_lifetime=r.get(
+            "policy.valid_authorization_lifetime", p.valid_authorization_lifetime
+        ),
     )
     if policy.default_validity > policy.max_validity:
         raise ConfigError(
@@ -356,4 +399,9 @@ def _build(r: _Reader, source: Path | None) -> Config:
         resolvers=r.get("validation.resolvers", v.resolvers),
         hosts=r.get("validation.hosts", {}),
     )
-    return Config(server, storage, ca, policy, validation, source)
+    acme = AcmeConfig(
+        website=r.get("acme.website", None),
+        terms_of_service=r.get("acme.terms_of_service", None),
+        caa_identities=r.get("acme.caa_identities", ()),
+    )
+    return Config(server, storage, ca, policy, validation, acme, source)

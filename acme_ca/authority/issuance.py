@@ -23,11 +23,15 @@ from acme_ca.store.base import Store
 def validity_window(
     now: datetime, validity: timedelta, max_validity: timedelta, backdate: timedelta, issuer: Issuer
 ) -> tuple[datetime, datetime]:
-    """(notBefore, notAfter): backdated against clock skew, within policy and the issuer."""
+    """(notBefore, notAfter): backdated against clock skew, within policy and the issuer.
+
+    As Boulder does, the backdate counts inside the validity: the certificate's whole
+    lifetime is `validity`, never more than `max_validity`.
+    """
     if validity > max_validity:
         raise PolicyError(f"a validity of {validity} exceeds policy.max_validity ({max_validity})")
-    not_after = min(now + validity, issuer.certificate.not_valid_after_utc)
-    return now - backdate, not_after
+    not_before = now - backdate
+    return not_before, min(not_before + validity, issuer.certificate.not_valid_after_utc)
 
 
 async def issue(
@@ -41,27 +45,52 @@ async def issue(
 ) -> x509.Certificate:
     """Sign `request` with the intermediate, recording it in `store` before and after."""
     serial = request.serial or random_serial()
-    names = request.dns_names + tuple(str(a) for a in request.ip_addresses)
-    not_after = min(request.not_after, issuer.certificate.not_valid_after_utc)
-    await store.reserve_serial(
-        CertificateRecord(
-            serial=serial_hex(serial),
-            issuer=issuer.fingerprint,
-            names=names,
-            profile=request.profile.value,
-            not_before=request.not_before,
-            not_after=not_after,
-            created_at=now,
-            account_id=account_id,
-            order_id=order_id,
-        )
-    )
+    await store.reserve_serial(_record(issuer, request, serial, now, account_id, order_id))
     certificate = issuer.issue(_with_serial(request, serial))
     await store.store_certificate(serial_hex(serial), certificate.public_bytes(Encoding.DER))
     return certificate
+
+
+def _record(
+    issuer: Issuer,
+    request: LeafRequest,
+    serial: int,
+    now: datetime,
+    account_id: str | None,
+    order_id: str | None,
+) -> CertificateRecord:
+    return CertificateRecord(
+        serial=serial_hex(serial),
+        issuer=issuer.fingerprint,
+        names=request.dns_names + tuple(str(a) for a in request.ip_addresses),
+        profile=request.profile.value,
+        not_before=request.not_before,
+        not_after=min(request.not_after, issuer.certificate.not_valid_after_utc),
+        created_at=now,
+        account_id=account_id,
+        order_id=order_id,
+    )
 
 
 def _with_serial(request: LeafRequest, serial: int) -> LeafRequest:
     from dataclasses import replace
 
     return replace(request, serial=serial)
+
+
+async def sign_for_order(
+    store: Store,
+    issuer: Issuer,
+    request: LeafRequest,
+    now: datetime,
+    *,
+    account_id: str,
+    order_id: str,
+) -> x509.Certificate:
+    """Issue for an order in PROCESSING: the certificate and the order's move to VALID
+    are written in one transaction (``finish_order``)."""
+    serial = random_serial()
+    await store.reserve_serial(_record(issuer, request, serial, now, account_id, order_id))
+    certificate = issuer.issue(_with_serial(request, serial))
+    await store.finish_order(order_id, serial_hex(serial), certificate.public_bytes(Encoding.DER))
+    return certificate

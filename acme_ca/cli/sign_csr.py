@@ -96,7 +96,7 @@ def run_sign_csr(config: Config, args: argparse.Namespace) -> int:
             f"Signed {', '.join(names)} ({args.profile}, serial "
             f"{format(certificate.serial_number, 'x')}, valid until "
             f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, "
-            f"{format_duration(certificate.not_valid_after_utc - now)}): {args.out}",
+            f"{format_duration(validity)}): {args.out}",
             file=sys.stderr,
         )
     return 0

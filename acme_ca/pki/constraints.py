@@ -29,12 +29,9 @@ def _matches(name: str | IpAddress, subtrees: Iterable[x509.GeneralName]) -> boo
                 return True
         elif not isinstance(name, str) and isinstance(tree, x509.IPAddress):
             network = tree.value
-            if (
-                isinstance(network, ipaddress.IPv4Network | ipaddress.IPv6Network)
-                and network.version == name.version
-            ):
-                relevant = True
-                if name in network:
+            if isinstance(network, ipaddress.IPv4Network | ipaddress.IPv6Network):
+                relevant = True  # iPAddress is one name form, IPv4 and IPv6 alike
+                if network.version == name.version and name in network:
                     return True
     return False if relevant else None
 

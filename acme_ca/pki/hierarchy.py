@@ -74,19 +74,10 @@ def create_hierarchy(
     """Make a new root and intermediate and write the five files; refuse to overwrite any."""
     if not root_passphrase:
         raise PkiError("the root key needs a passphrase")
-    existing = [
-        p
-        for p in (
-            paths.root_key,
-            paths.root_cert,
-            paths.intermediate_cert,
-            paths.intermediate_key,
-            paths.chain,
-        )
-        if p.exists()
-    ]
-    if existing:
-        raise PkiError(f"{existing[0]} already exists; refusing to overwrite a CA")
+    _refuse_existing(
+        paths.root_key, paths.root_cert, paths.intermediate_cert, paths.intermediate_key,
+        paths.chain,
+    )
     root_key = generate_key(spec.root_key_type)
     root = build_root(
         root_key,
@@ -114,6 +105,13 @@ def create_hierarchy(
         paths, root, intermediate, intermediate_key, intermediate_passphrase, exclusive=True
     )
     return root, intermediate
+
+
+def _refuse_existing(*paths: Path) -> None:
+    """Check every target before writing any, so a refusal never leaves half a CA."""
+    existing = [p for p in paths if p.exists()]
+    if existing:
+        raise PkiError(f"{existing[0]} already exists; refusing to overwrite a CA")
 
 
 def _write_online_files(
@@ -202,6 +200,7 @@ def import_hierarchy(
     The intermediate key is re-written 0600 (encrypted with `new_passphrase` if given);
     the root key is never asked for.
     """
+    _refuse_existing(paths.root_cert, paths.intermediate_cert, paths.intermediate_key, paths.chain)
     root = files.load_certificate(root_cert_path, "root certificate")
     intermediate = files.load_certificate(intermediate_cert_path, "intermediate certificate")
     key = load_key(intermediate_key_path, passphrase, "intermediate key")
@@ -269,4 +268,5 @@ def _same_type_key(old: PrivateKey) -> PrivateKey:
 
     if isinstance(old, ec.EllipticCurvePrivateKey):
         return generate_key(KeyType.EC_P384 if old.curve.key_size >= 384 else KeyType.EC_P256)
-    return generate_key(KeyType(f"rsa{max(2048, min(old.key_size, 4096))}"))
+    size = 2048 if old.key_size <= 2048 else 3072 if old.key_size <= 3072 else 4096  # never weaker
+    return generate_key(KeyType(f"rsa{size}"))

@@ -84,19 +84,21 @@ def load_key(path: Path, passphrase: bytes | None, what: str = "private key") ->
     that is not a key at all.
     """
     data = read_bytes(path, what)
-    encrypted = b"ENCRYPTED" in data
-    if encrypted and not passphrase:
-        raise PkiError(f"{what} {path} is encrypted: a passphrase is needed")
+    loader = (
+        serialization.load_pem_private_key
+        if b"-----BEGIN" in data
+        else serialization.load_der_private_key
+    )
     try:
-        loader = (
-            serialization.load_pem_private_key
-            if b"-----BEGIN" in data
-            else serialization.load_der_private_key
-        )
-        key = loader(data, password=passphrase if encrypted else None)
-    except (ValueError, TypeError) as exc:
-        if encrypted:
+        key = loader(data, password=None)
+    except TypeError:  # encrypted: cryptography says "Password was not given"
+        if not passphrase:
+            raise PkiError(f"{what} {path} is encrypted: a passphrase is needed") from None
+        try:
+            key = loader(data, password=passphrase)
+        except (ValueError, TypeError):
             raise PkiError(f"wrong passphrase for {what} {path}") from None
+    except ValueError as exc:
         raise PkiError(f"{what} {path} is not a readable private key ({exc})") from None
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise PkiError(f"{what} {path} is a {describe_key(key)} key; only RSA and ECDSA can sign")
@@ -112,3 +114,33 @@ def public_bytes(key: PublicKey | PrivateKey) -> bytes:
 
 def same_key(a: PublicKey | PrivateKey, b: PublicKey | PrivateKey) -> bool:
     return public_bytes(a) == public_bytes(b)
+
+
+def jwk_thumbprint(key: PublicKey) -> str | None:
+    """RFC 7638 SHA-256 thumbprint (base64url) of an RSA or EC public key; None for others.
+
+    Lets the authority compare a CSR's key with an account key held as a JWK.
+    """
+    import base64
+    import hashlib
+    import json
+
+    def b64(n: int, size: int | None = None) -> str:
+        raw = n.to_bytes(size or max(1, (n.bit_length() + 7) // 8), "big")
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    if isinstance(key, rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        members = {"e": b64(numbers.e), "kty": "RSA", "n": b64(numbers.n)}
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        curves = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+        if key.curve.name not in curves:
+            return None
+        size = (key.curve.key_size + 7) // 8
+        point = key.public_numbers()
+        members = {"crv": curves[key.curve.name], "kty": "EC",
+                   "x": b64(point.x, size), "y": b64(point.y, size)}
+    else:
+        return None
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()

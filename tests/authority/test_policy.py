@@ -1,0 +1,100 @@
+"""Identifier and validity policy: one row per rule."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+
+import pytest
+
+from acme_ca.authority.policy import check_dns_name, check_ip_address, check_validity
+from acme_ca.errors import PolicyError
+
+ALLOWED = ("bluerobin.local", "data-layer")
+
+
+def name_of_length(length: int, suffix: str = ".bluerobin.local") -> str:
+    """A valid name of exactly `length` characters: 63-character labels, then the suffix."""
+    room = length - len(suffix)
+    labels = []
+    while room > 0:
+        size = min(63, room) if room != 64 else 62  # never leave a lone dot
+        labels.append("a" * size)
+        room -= size + 1
+    name = ".".join(labels) + suffix
+    assert len(name) == length
+    return name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bluerobin.local",  # the suffix itself
+        "postgres.bluerobin.local",  # a subdomain
+        "a.b.c.bluerobin.local",  # any depth
+        "*.bluerobin.local",  # a wildcard as the whole left-most label
+        "*.nats.bluerobin.local",
+        "x-1.bluerobin.local",  # inner hyphen, digits
+        "0.bluerobin.local",
+        "postgres.data-layer",  # a second allowed suffix
+        "a" * 63 + ".bluerobin.local",  # the longest label
+        name_of_length(253),  # the longest name
+    ],
+)
+def test_allowed_names(name: str) -> None:
+    check_dns_name(name, ALLOWED)
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("www.example.com", "outside policy"),
+        ("evilbluerobin.local", "outside policy"),  # a suffix match must end at a dot
+        ("bluerobin.local.example.com", "outside policy"),
+        ("local", "is not a valid DNS name"),  # a bare TLD
+        ("*.local", "is not a valid DNS name"),
+        ("www.*.bluerobin.local", "wildcard is allowed only as the whole left-most label"),
+        ("*www.bluerobin.local", "wildcard is allowed only as the whole left-most label"),
+        ("w*.bluerobin.local", "wildcard is allowed only as the whole left-most label"),
+        ("*.*.bluerobin.local", "is not a valid DNS name"),
+        ("a" * 64 + ".bluerobin.local", "is not a valid DNS name"),  # label > 63
+        (name_of_length(254), "1 to 253 characters"),  # name > 253
+        ("", "1 to 253 characters"),
+        ("a..bluerobin.local", "is not a valid DNS name"),  # empty label
+        (".bluerobin.local", "is not a valid DNS name"),
+        ("www.bluerobin.local.", "is not a valid DNS name"),  # trailing dot: an empty label
+        ("-www.bluerobin.local", "is not a valid DNS name"),  # leading hyphen
+        ("www-.bluerobin.local", "is not a valid DNS name"),  # trailing hyphen
+        ("_acme.bluerobin.local", "is not a valid DNS name"),
+        ("www bluerobin.local", "is not a valid DNS name"),
+        ("WWW.bluerobin.local", "is not a valid DNS name"),  # callers lowercase first
+    ],
+)
+def test_refused_names(name: str, fragment: str) -> None:
+    with pytest.raises(PolicyError, match=fragment):
+        check_dns_name(name, ALLOWED)
+
+
+def test_the_refusal_names_the_allowed_domains() -> None:
+    with pytest.raises(PolicyError, match=r"allowed: bluerobin\.local, data-layer and subdomains"):
+        check_dns_name("www.example.com", ALLOWED)
+
+
+def test_ip_addresses_are_refused_without_networks() -> None:
+    with pytest.raises(PolicyError, match=r"IP address 10\.0\.0\.5 is outside policy"):
+        check_ip_address(ipaddress.ip_address("10.0.0.5"), ())
+
+
+def test_ip_addresses_inside_an_allowed_network() -> None:
+    networks = (ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("fd00::/64"))
+    check_ip_address(ipaddress.ip_address("10.0.0.5"), networks)
+    check_ip_address(ipaddress.ip_address("fd00::5"), networks)
+    for outside in ("10.0.1.5", "fd01::5"):
+        with pytest.raises(PolicyError):
+            check_ip_address(ipaddress.ip_address(outside), networks)
+
+
+def test_validity_up_to_the_maximum() -> None:
+    check_validity(timedelta(days=90), timedelta(days=90))
+    with pytest.raises(PolicyError, match=r"exceeds policy\.max_validity"):
+        check_validity(timedelta(days=90, seconds=1), timedelta(days=90))

@@ -1,0 +1,256 @@
+"""Configuration: defaults, path resolution, overrides, and one clear error per bad value."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from acme_ca.config import (
+    format_duration,
+    load_config,
+    parse_duration,
+    parse_host_port,
+)
+from acme_ca.errors import ConfigError
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None)
+    data = tmp_path / "acme-ca-data"
+    assert config.source is None
+    assert config.server.listen == "127.0.0.1:8555"
+    assert (config.server.listen_host, config.server.listen_port) == ("127.0.0.1", 8555)
+    assert config.server.base_url == "https://localhost:8555"
+    assert config.server.data_dir == data
+    assert config.storage.url == f"sqlite:///{data / 'acme-ca.db'}"
+    assert config.ca.root_cert == data / "ca" / "root-ca.crt"
+    assert config.ca.intermediate_key == data / "ca" / "intermediate-ca.key"
+    assert config.ca.chain == data / "ca" / "ca-chain.pem"
+    assert config.ca.intermediate_key_passphrase_file is None
+    assert config.policy.allowed_domains == ("bluerobin.local",)
+    assert config.policy.default_validity == timedelta(days=7)
+    assert config.policy.max_validity == timedelta(days=90)
+    assert config.policy.backdate == timedelta(minutes=1)
+    assert (config.validation.http01_port, config.validation.tlsalpn01_port) == (80, 443)
+    assert config.validation.resolvers == ()
+    assert dict(config.validation.hosts) == {}
+
+
+def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "etc" / "acme-ca.toml", "")
+    config = load_config(path)
+    assert config.source == path
+    assert config.server.data_dir == tmp_path / "etc" / "acme-ca-data"
+    assert config.policy.allowed_domains == ("bluerobin.local",)
+
+
+def test_every_key_is_read(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path / "acme-ca.toml",
+        """
+[server]
+listen = "[::1]:9443"
+hostname = "CA.BlueRobin.Local."
+external_url = "https://ca.bluerobin.local/acme/"
+[policy]
+allowed_domains = ["BlueRobin.local", ".data-layer"]
+default_validity = "1h30m"
+max_validity = "30d"
+backdate = "90s"
+[validation]
+http01_port = 8080
+tlsalpn01_port = 8443
+resolvers = ["10.0.0.53:53", "[fd00::53]:53"]
+hosts = { "Postgres.BlueRobin.Local" = "10.0.0.5" }
+""",
+    )
+    config = load_config(path)
+    assert (config.server.listen_host, config.server.listen_port) == ("::1", 9443)
+    assert config.server.hostname == "ca.bluerobin.local"
+    assert config.server.base_url == "https://ca.bluerobin.local/acme"
+    assert config.policy.allowed_domains == ("bluerobin.local", "data-layer")
+    assert config.policy.default_validity == timedelta(seconds=5400)
+    assert config.policy.max_validity == timedelta(days=30)
+    assert config.policy.backdate == timedelta(seconds=90)
+    assert (config.validation.http01_port, config.validation.tlsalpn01_port) == (8080, 8443)
+    assert config.validation.resolvers == ("10.0.0.53:53", "[fd00::53]:53")
+    assert dict(config.validation.hosts) == {"postgres.bluerobin.local": "10.0.0.5"}
+
+
+def test_relative_paths_are_taken_from_the_config_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(write_config(tmp_path / "cwd" / "x", "").parent)
+    etc = tmp_path / "etc"
+    path = write_config(
+        etc / "acme-ca.toml",
+        f"""
+[server]
+data_dir = "data"
+[storage]
+url = "sqlite:///db/ca.db"
+[ca]
+root_cert = "certs/root.crt"
+intermediate_key_passphrase_file = "secret/pass"
+chain = "{tmp_path / "abs" / "chain.pem"}"
+""",
+    )
+    config = load_config(path)
+    assert config.server.data_dir == etc / "data"
+    assert config.storage.url == f"sqlite:///{etc / 'db' / 'ca.db'}"
+    assert config.ca.root_cert == etc / "certs" / "root.crt"
+    assert config.ca.intermediate_key_passphrase_file == etc / "secret" / "pass"
+    assert config.ca.chain == tmp_path / "abs" / "chain.pem"  # absolute: kept
+    # Unset CA files follow the (resolved) data directory.
+    assert config.ca.intermediate_cert == etc / "data" / "ca" / "intermediate-ca.crt"
+
+
+def test_overrides_replace_file_values_and_none_means_unset(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "acme-ca.toml", '[server]\nlisten = "127.0.0.1:1"\n')
+    config = load_config(
+        path, {"server.listen": "0.0.0.0:9000", "server.hostname": None, "policy.backdate": "5m"}
+    )
+    assert config.server.listen == "0.0.0.0:9000"
+    assert config.server.hostname == "localhost"
+    assert config.policy.backdate == timedelta(minutes=5)
+
+
+def test_overrides_are_checked_like_file_values(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^server\.listen: "):
+        load_config(None, {"server.listen": "nowhere"})
+
+
+def test_a_relative_path_override_is_taken_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = write_config(tmp_path / "work" / "x", "").parent
+    monkeypatch.chdir(work)
+    path = write_config(tmp_path / "etc" / "acme-ca.toml", "")
+    config = load_config(path, {"server.data_dir": "data"})
+    assert config.server.data_dir == work / "data"
+
+
+def test_a_non_table_section_with_an_override_is_a_config_error(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "acme-ca.toml", 'server = "oops"\n')
+    with pytest.raises(ConfigError, match="server"):
+        load_config(path, {"server.data_dir": "data"})
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_malformed_toml_names_the_file_and_the_line(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "acme-ca.toml", "[server]\nlisten = \n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert str(path) in message and "not valid TOML" in message and "line 2" in message
+    assert "\n" not in message
+
+
+BAD_VALUES = [
+    # (TOML text, the start of the message: the dotted key first)
+    ("[serve]\n", "unknown section [serve]"),
+    ("server = 1\n", "server must be a table"),
+    ("[server]\nport = 1\n", "unknown key server.port"),
+    ('[policy]\ndefault_validity = "7x"\n', "policy.default_validity: "),
+    ('[policy]\ndefault_validity = "0d"\n', "policy.default_validity: "),
+    ('[policy]\nmax_validity = ""\n', "policy.max_validity: "),
+    ("[policy]\nmax_validity = 90\n", "policy.max_validity: "),
+    ('[policy]\nbackdate = "1h 30m"\n', "policy.backdate: "),
+    ('[policy]\ndefault_validity = "91d"\n', "policy.default_validity (91d) exceeds"),
+    ("[policy]\nallowed_domains = []\n", "policy.allowed_domains: "),
+    ('[policy]\nallowed_domains = ["*.bluerobin.local"]\n', "policy.allowed_domains: "),
+    ("[validation]\nhttp01_port = 0\n", "validation.http01_port: "),
+    ("[validation]\nhttp01_port = 70000\n", "validation.http01_port: "),
+    ('[validation]\nhttp01_port = "80"\n', "validation.http01_port: "),
+    ("[validation]\ntlsalpn01_port = true\n", "validation.tlsalpn01_port: "),
+    ('[server]\nlisten = "127.0.0.1"\n', "server.listen: "),
+    ('[server]\nlisten = "127.0.0.1:0"\n', "server.listen: "),
+    ('[server]\nlisten = "127.0.0.1:https"\n', "server.listen: "),
+    ('[server]\nlisten = ""\n', "server.listen: "),
+    ('[server]\nhostname = "bad host"\n', "server.hostname: "),
+    ('[validation]\nresolvers = ["10.0.0.53"]\n', "validation.resolvers: "),
+    ('[validation]\nresolvers = ["dns.google:53"]\n', "validation.resolvers: "),
+    ('[validation]\nresolvers = "10.0.0.53:53"\n', "validation.resolvers: "),
+    ('[validation]\nhosts = { "a.bluerobin.local" = "300.1.1.1" }\n', "validation.hosts: "),
+    ('[storage]\nurl = "mysql://ca@db/ca"\n', "storage.url: "),
+    ('[storage]\nurl = "ca.db"\n', "storage.url: "),
+    ('[server]\nexternal_url = "http://ca.bluerobin.local"\n', "server.external_url: "),
+    ('[server]\nexternal_url = "https://ca.bluerobin.local/?q"\n', "server.external_url: "),
+]
+
+
+@pytest.mark.parametrize(("text", "start"), BAD_VALUES)
+def test_a_bad_value_is_one_line_naming_its_key(tmp_path: Path, text: str, start: str) -> None:
+    path = write_config(tmp_path / "acme-ca.toml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(start), message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("24h", 86400),
+        ("7d", 604800),
+        ("1h30m", 5400),
+        ("1d12h", 129600),
+        (" 7D ", 604800),
+    ],
+)
+def test_parse_duration(text: str, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["7x", "0d", "0s", "", " ", "d", "1.5h", "-1d", "1h 30m", "h1"])
+def test_parse_duration_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(86400, "1d"), (5400, "90m"), (3600, "1h"), (90, "90s"), (172800, "2d")]
+)
+def test_format_duration_is_the_shortest_exact_text(seconds: int, text: str) -> None:
+    assert format_duration(timedelta(seconds=seconds)) == text
+
+
+@pytest.mark.parametrize("text", ["1h30m", "90s", "7d", "25h", "1d1s", "59m"])
+def test_durations_round_trip(text: str) -> None:
+    delta = parse_duration(text)
+    assert parse_duration(format_duration(delta)) == delta
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:53", ("127.0.0.1", 53)),
+        ("[::1]:8555", ("::1", 8555)),
+        ("ca.example:443", ("ca.example", 443)),
+    ],
+)
+def test_parse_host_port(text: str, expected: tuple[str, int]) -> None:
+    assert parse_host_port(text) == expected
+
+
+def test_parse_host_port_default_and_refusals() -> None:
+    assert parse_host_port("ca.example", default_port=53) == ("ca.example", 53)
+    for text in ("ca.example", ":53", "host:65536", "host:-1"):
+        with pytest.raises(ValueError, match="host:port"):
+            parse_host_port(text)
