@@ -1,46 +1,36 @@
-"""The aiohttp application: everything it needs is built outside and passed in."""
+"""The aiohttp application: routes and the services they call, all built outside."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from aiohttp import web
 
-from acme_ca.pki import files
-from acme_ca.pki.issuer import Issuer
+from acme_ca.api import handlers
+from acme_ca.api.context import SERVICES, Services
+from acme_ca.api.links import ROUTES
+from acme_ca.api.middleware import acme_middleware
 
-ISSUER = web.AppKey("issuer", Callable[[], Issuer])  # the current one: it changes on reload
-
-PEM_CHAIN = "application/pem-certificate-chain"
+MAX_BODY = 64 * 1024
 
 
-def create_app(current_issuer: Callable[[], Issuer]) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
-    app[ISSUER] = current_issuer
-    app.router.add_get("/health", health)
-    app.router.add_get("/roots/root.pem", root_certificate)
-    app.router.add_get("/roots/chain.pem", ca_chain)
+def create_app(services: Services) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[acme_middleware])
+    app[SERVICES] = services
+    r = app.router
+    r.add_get("/health", handlers.health)
+    r.add_get(ROUTES["root"], handlers.root_certificate)
+    r.add_get(ROUTES["chain"], handlers.ca_chain)
+    r.add_get(ROUTES["directory"], handlers.directory)
+    r.add_route("HEAD", ROUTES["new_nonce"], handlers.new_nonce)
+    r.add_get(ROUTES["new_nonce"], handlers.new_nonce, allow_head=False)
+    r.add_post(ROUTES["new_account"], handlers.new_account)
+    r.add_post(ROUTES["account"], handlers.account)
+    r.add_post(ROUTES["account_orders"], handlers.account_orders)
+    r.add_post(ROUTES["key_change"], handlers.key_change)
+    r.add_post(ROUTES["new_order"], handlers.new_order)
+    r.add_post(ROUTES["order"], handlers.order)
+    r.add_post(ROUTES["finalize"], handlers.finalize)
+    r.add_post(ROUTES["authorization"], handlers.authorization)
+    r.add_post(ROUTES["challenge"], handlers.challenge)
+    r.add_post(ROUTES["certificate"], handlers.certificate)
+    r.add_post(ROUTES["revoke_cert"], handlers.revoke_cert)
     return app
-
-
-async def health(request: web.Request) -> web.Response:
-    issuer = request.app[ISSUER]()
-    return web.json_response(
-        {
-            "status": "ok",
-            "intermediate_not_after": issuer.certificate.not_valid_after_utc.isoformat(),
-        },
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-async def root_certificate(request: web.Request) -> web.Response:
-    """The root, for clients to trust (the guide's root-ca.crt)."""
-    issuer = request.app[ISSUER]()
-    return web.Response(body=files.pem(issuer.root), content_type=PEM_CHAIN)
-
-
-async def ca_chain(request: web.Request) -> web.Response:
-    """Intermediate then root (the guide's ca-chain.pem)."""
-    issuer = request.app[ISSUER]()
-    return web.Response(body=files.pem(*issuer.chain), content_type=PEM_CHAIN)

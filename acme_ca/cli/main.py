@@ -45,7 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        overrides = {"server.data_dir": args.data_dir, **getattr(args, "overrides", lambda _: {})(args)}
+        overrides = {
+            "server.data_dir": args.data_dir,
+            **getattr(args, "overrides", lambda _: {})(args),
+        }
         config = load_config(config_path_from_env(args.config), overrides)
         return int(args.run(config, args) or 0)
     except AcmeCaError as exc:

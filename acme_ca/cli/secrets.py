@@ -55,5 +55,5 @@ def passphrase(
 
 
 def intermediate_passphrase(file: Path | None) -> bytes | None:
-    """For the online intermediate key: a file (flag or [ca] key), else the environment, else none."""
+    """The intermediate key's passphrase: a file (flag or [ca] key), else the environment."""
     return passphrase(file=file, env=INTERMEDIATE_PASSPHRASE_ENV, prompt=None, required=False)

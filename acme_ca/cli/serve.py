@@ -18,10 +18,10 @@ from typing import Any
 from aiohttp import web
 
 from acme_ca import __version__
-from acme_ca.api.app import create_app
 from acme_ca.authority.server_tls import ServerTls
 from acme_ca.cli.ca_commands import bootstrap, hierarchy_files
 from acme_ca.cli.secrets import intermediate_passphrase
+from acme_ca.cli.wiring import build_app
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config
 from acme_ca.errors import AcmeCaError, PkiError
@@ -136,7 +136,9 @@ async def serve(config: Config) -> None:
             backdate=config.policy.backdate,
         )
         context = await tls.start()
-        runner = web.AppRunner(create_app(issuer), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            build_app(config, store, issuer, clock), access_log=None, handle_signals=False
+        )
         await runner.setup()
         site = web.TCPSite(
             runner, config.server.listen_host, config.server.listen_port, ssl_context=context
@@ -155,6 +157,7 @@ async def serve(config: Config) -> None:
         tasks.append(asyncio.create_task(_reloads(reload_requested, issuer, tls)))
         base = config.server.base_url
         print(f"acme-ca {__version__} serving {base} (listening on {config.server.listen})")
+        print(f"  ACME directory:   {base}/directory")
         print(f"  root certificate: {config.ca.root_cert}  (trust it: acme-ca trust)")
         print(f"  CA chain:         {base}/roots/chain.pem")
         print(f"  health:           {base}/health")

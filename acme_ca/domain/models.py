@@ -40,3 +40,91 @@ class CertificateRecord:
     order_id: str | None = None
     revoked_at: datetime | None = None
     revocation_reason: int | None = None  # RFC 5280 CRLReason code
+
+
+# --- ACME resources (RFC 8555 section 7.1) -------------------------------------------
+
+
+class AccountStatus(StrEnum):
+    VALID = "valid"
+    DEACTIVATED = "deactivated"
+    REVOKED = "revoked"
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+    PROCESSING = "processing"
+    VALID = "valid"
+    INVALID = "invalid"
+
+
+class AuthorizationStatus(StrEnum):
+    PENDING = "pending"
+    VALID = "valid"
+    INVALID = "invalid"
+    DEACTIVATED = "deactivated"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class ChallengeStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    VALID = "valid"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    type: str  # "dns" or "ip"
+    value: str  # normalised: lowercase, no trailing dot; a wildcard keeps its "*."
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    status: AccountStatus
+    jwk: str  # the account public key as JSON (RFC 7517)
+    thumbprint: str  # RFC 7638 SHA-256 thumbprint, base64url: unique among accounts
+    contact: tuple[str, ...]
+    terms_agreed: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    id: str
+    authorization_id: str
+    type: str  # "http-01", "dns-01", "tls-alpn-01"
+    token: str
+    status: ChallengeStatus = ChallengeStatus.PENDING
+    validated_at: datetime | None = None
+    error: str | None = None  # an RFC 7807 problem document, JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    id: str
+    account_id: str
+    identifier: Identifier  # the base name: a wildcard order's authorization drops the "*."
+    status: AuthorizationStatus
+    expires: datetime
+    created_at: datetime
+    wildcard: bool = False
+    challenges: tuple[Challenge, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: str
+    account_id: str
+    status: OrderStatus
+    identifiers: tuple[Identifier, ...]
+    authorization_ids: tuple[str, ...]
+    expires: datetime
+    created_at: datetime
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    error: str | None = None  # an RFC 7807 problem document, JSON
+    certificate_serial: str | None = None

@@ -1,0 +1,34 @@
+"""What the front end's handlers reach: the services, under one aiohttp AppKey."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from acme_ca.api.links import Links
+from acme_ca.authority.accounts import AccountService
+from acme_ca.authority.authorizations import AuthorizationService
+from acme_ca.authority.nonces import NonceService
+from acme_ca.authority.orders import OrderService
+from acme_ca.authority.revocation import RevocationService
+from acme_ca.config import AcmeConfig
+from acme_ca.pki.issuer import Issuer
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything the front end calls: the authority's use cases, links, the issuer."""
+
+    accounts: AccountService
+    orders: OrderService
+    authorizations: AuthorizationService
+    revocation: RevocationService
+    nonces: NonceService
+    links: Links
+    issuer: Callable[[], Issuer]  # the current intermediate: it changes on reload
+    meta: AcmeConfig
+
+
+SERVICES = web.AppKey("services", Services)

@@ -1,0 +1,397 @@
+"""The one JWS verification pipeline for ACME POSTs (RFC 8555 6.2-6.5, RFC 7515).
+
+Every POST goes through :func:`verify_jws`, in Pebble's order: media type, size,
+flattened JSON (no unprotected ``header``, no ``signatures``), strict base64url,
+algorithm allowlist, ``jwk`` xor ``kid`` (as the route requires), nonce present,
+``url`` equal to the request URL, no ``b64``/``crit``, algorithm matching the key,
+signature verified with the key passed explicitly; only then is the nonce consumed.
+Every failure is an :class:`AcmeProblem`.
+
+josepy stays inside this module. Only its algorithm objects (``jwa.RS256.verify(key,
+msg, sig)``) and its RSA/EC JWK parsing and thumbprints are used, never
+``Signature.verify``, which falls back to the embedded key and trusts the header.
+Ed25519, which josepy lacks, is handled with ``cryptography`` directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal, NoReturn
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from josepy import errors as jose_errors
+from josepy import jwa
+from josepy import jwk as jose_jwk
+
+from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
+
+ALGORITHMS = ("RS256", "PS256", "ES256", "ES384", "ES512", "EdDSA")
+
+JOSE_CONTENT_TYPE = "application/jose+json"
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+RSA_MIN_BITS = 2048
+RSA_MAX_BITS = 8192
+
+_EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}  # RFC 7518 3.4
+_CRV_BY_CURVE_NAME = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+_JOSE_ALGORITHMS: Mapping[str, jwa.JWASignature] = {
+    "RS256": jwa.RS256,
+    "PS256": jwa.PS256,
+    "ES256": jwa.ES256,
+    "ES384": jwa.ES384,
+    "ES512": jwa.ES512,
+}
+_EC_SIGNATURE_BYTES = {"P-256": 64, "P-384": 96, "P-521": 132}  # raw r || s
+# RFC 7518 6.3.2, 6.2.2, 6.4 and RFC 8037 2: members that only a private key has.
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_FLATTENED = frozenset({"protected", "payload", "signature"})
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_NONCE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountKey:
+    """An acceptable public account key, with its canonical JWK and RFC 7638 thumbprint."""
+
+    public_key: PublicKey
+    jwk: str  # the required public members only, sorted, no whitespace (RFC 7638 3.2)
+    thumbprint: str  # base64url(SHA-256(jwk)), no padding
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedRequest:
+    """A POST whose signature, URL and nonce have been checked."""
+
+    url: str
+    payload: bytes  # b"" for POST-as-GET
+    key: AccountKey
+    kid: str | None
+    nonce: str
+    protected: Mapping[str, Any]
+
+    @property
+    def post_as_get(self) -> bool:
+        """RFC 8555 6.3: the payload is the empty string."""
+        return self.payload == b""
+
+    def json(self) -> dict[str, Any]:
+        """The payload as a JSON object; anything else is malformed."""
+        return _json_object(self.payload, "JWS payload")
+
+
+# --- keys ----------------------------------------------------------------------------
+
+
+def _bad_key(detail: str) -> AcmeProblem:
+    return AcmeProblem(ProblemType.BAD_PUBLIC_KEY, detail)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: object, what: str) -> bytes:
+    """Strict base64url (RFC 7515 2): url-safe alphabet, no padding, canonical."""
+    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise malformed(f"{what} is not base64url without padding")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))  # valid, per the checks
+    if _b64url(data) != text:  # non-zero unused bits: a second spelling of the same bytes
+        raise malformed(f"{what} is not canonical base64url")
+    return data
+
+
+def _canonical(members: Mapping[str, str]) -> str:
+    return json.dumps(dict(members), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def parse_jwk(obj: Mapping[str, Any]) -> AccountKey:
+    """An account key from a public JWK (RFC 7517): RSA 2048-8192 bits, EC P-256/384/521
+    or OKP Ed25519. Private members, other key types and broken keys: badPublicKey."""
+    if not isinstance(obj, Mapping):
+        raise _bad_key("the JWK must be a JSON object")
+    private = sorted(_PRIVATE_MEMBERS.intersection(obj))
+    if private:
+        raise _bad_key(f"the JWK contains private key members: {', '.join(private)}")
+    kty = obj.get("kty")
+    if kty == "OKP":
+        return _parse_okp(obj)
+    if kty not in ("RSA", "EC"):
+        raise _bad_key(f"unsupported JWK key type {kty!r}; use RSA, EC or OKP (Ed25519)")
+    names = ("n", "e") if kty == "RSA" else ("x", "y")
+    if kty == "EC" and obj.get("crv") not in _EC_SIGNATURE_BYTES:
+        raise _bad_key(f"unsupported EC curve {obj.get('crv')!r}; use P-256, P-384 or P-521")
+    for name in names:
+        try:
+            _b64decode(obj.get(name), f"JWK member {name!r}")
+        except AcmeProblem as problem:
+            raise _bad_key(problem.detail) from None
+    members = {k: obj[k] for k in ("kty", "crv", *names) if k in obj}
+    try:
+        parsed = jose_jwk.JWK.from_json(members)
+        if not isinstance(parsed, jose_jwk.JWKRSA | jose_jwk.JWKEC):  # pragma: no cover
+            raise TypeError(f"josepy parsed a {type(parsed).__name__}")
+        key = parsed.key.public_numbers().public_key()
+    except (jose_errors.Error, ValueError, TypeError, KeyError) as exc:
+        raise _bad_key(f"invalid {kty} public key: {exc or type(exc).__name__}") from None
+    if isinstance(key, rsa.RSAPublicKey) and not RSA_MIN_BITS <= key.key_size <= RSA_MAX_BITS:
+        raise _bad_key(
+            f"RSA key of {key.key_size} bits; {RSA_MIN_BITS} to {RSA_MAX_BITS} bits accepted"
+        )
+    return AccountKey(key, _canonical(parsed.to_json()), _b64url(parsed.thumbprint()))
+
+
+def _parse_okp(obj: Mapping[str, Any]) -> AccountKey:
+    """RFC 8037: Ed25519 only (Ed448 and the X curves do not sign JWS here)."""
+    if obj.get("crv") != "Ed25519":
+        raise _bad_key(f"unsupported OKP curve {obj.get('crv')!r}; use Ed25519")
+    try:
+        raw = _b64decode(obj.get("x"), "JWK member 'x'")
+        key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+    except AcmeProblem as problem:
+        raise _bad_key(problem.detail) from None
+    except ValueError:
+        raise _bad_key("invalid Ed25519 public key: 'x' must be 32 bytes") from None
+    jwk = _canonical({"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)})  # RFC 7638 3.2
+    return AccountKey(key, jwk, _b64url(hashlib.sha256(jwk.encode("ascii")).digest()))
+
+
+# --- the pipeline ----------------------------------------------------------------------
+
+
+async def verify_jws(
+    body: bytes,
+    *,
+    content_type: str | None,
+    url: str,
+    auth: Literal["jwk", "kid", "either"],
+    key_for_kid: Callable[[str], Awaitable[AccountKey]],
+    consume_nonce: Callable[[str], Awaitable[bool]],
+    max_body: int = 64 * 1024,
+) -> VerifiedRequest:
+    """Check an ACME POST (RFC 8555 6.2-6.5) and return what it says and who signed it.
+
+    ``url`` is the URL the request was sent to (``Links.request_url``); ``auth`` is
+    "jwk" for newAccount and revocation by certificate key, "kid" elsewhere.
+    ``key_for_kid`` raises its own problem for an unknown or unusable account.
+    """
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != JOSE_CONTENT_TYPE:
+        raise malformed(
+            f'Invalid Content-Type header on POST. Content-Type must be "{JOSE_CONTENT_TYPE}"',
+            status=415,
+        )
+    if len(body) > max_body:
+        raise malformed(f"request body larger than {max_body} bytes", status=413)
+    jws = _Flattened.parse(_json_object(body, "request body"), "JWS")
+    alg = _check_algorithm(jws.protected)
+    header = jws.protected
+    if ("jwk" in header) == ("kid" in header):
+        raise malformed('the JWS protected header must contain exactly one of "jwk" and "kid"')
+    if auth == "jwk" and "kid" in header:
+        raise malformed('this resource requires a JWS with an embedded "jwk", not a "kid"')
+    if auth == "kid" and "jwk" in header:
+        raise malformed('this resource requires a JWS with a "kid" (account URL), not a "jwk"')
+    nonce = header.get("nonce")
+    if not isinstance(nonce, str) or not nonce:
+        raise AcmeProblem(ProblemType.BAD_NONCE, "JWS has no anti-replay nonce")
+    _check_url(header, url, "JWS")
+    if "b64" in header or "crit" in header:
+        raise malformed('the JWS protected header must not contain "b64" or "crit"')
+    kid: str | None = None
+    if "jwk" in header:
+        key = parse_jwk(header["jwk"])
+    else:
+        kid = header["kid"]
+        if not isinstance(kid, str) or not kid:
+            raise malformed('the JWS "kid" must be an account URL')
+        key = await key_for_kid(kid)
+    jws.verify(alg, key)
+    if not _NONCE.fullmatch(nonce) or not await consume_nonce(nonce):
+        raise AcmeProblem(
+            ProblemType.BAD_NONCE,
+            f"JWS has an invalid anti-replay nonce: {json.dumps(nonce)}",  # Boulder's text
+        )
+    return VerifiedRequest(url, jws.payload, key, kid, nonce, MappingProxyType(header))
+
+
+def verify_key_change_inner(body: Mapping[str, Any], *, outer: VerifiedRequest) -> AccountKey:
+    """RFC 8555 7.3.5: check the inner JWS of a keyChange request; return the new key.
+
+    ``body`` is the outer payload (``outer.json()``). The inner JWS is flattened, has
+    a "jwk" (the new key), no "kid" and no "nonce", the outer "url", a valid signature
+    by the new key; its payload names the outer account and the current key.
+    """
+    inner = _Flattened.parse(body, "inner JWS")
+    alg = _check_algorithm(inner.protected)
+    header = inner.protected
+    if "jwk" not in header or "kid" in header:
+        raise malformed('the inner JWS must contain a "jwk" (the new key) and no "kid"')
+    if "nonce" in header:
+        raise malformed('the inner JWS must not contain a "nonce"')
+    if "b64" in header or "crit" in header:
+        raise malformed('the inner JWS protected header must not contain "b64" or "crit"')
+    _check_url(header, outer.url, "inner JWS", problem=malformed)
+    new_key = parse_jwk(header["jwk"])
+    inner.verify(alg, new_key, what="inner JWS")
+    payload = _json_object(inner.payload, "inner JWS payload")
+    if outer.kid is None or payload.get("account") != outer.kid:
+        raise malformed('the inner JWS payload "account" must equal the outer JWS "kid"')
+    try:
+        old_key = parse_jwk(payload.get("oldKey", {}))
+    except AcmeProblem:
+        raise malformed('the inner JWS payload "oldKey" is not a valid public JWK') from None
+    if old_key.thumbprint != outer.key.thumbprint:
+        raise malformed('the inner JWS payload "oldKey" is not the account\'s current key')
+    if new_key.thumbprint == outer.key.thumbprint:
+        raise malformed("the new account key is the same as the old key")
+    return new_key
+
+
+# --- pieces ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Flattened:
+    """A flattened JWS (RFC 7515 7.2.2), decoded but not yet verified."""
+
+    signing_input: bytes
+    protected: dict[str, Any]
+    payload: bytes
+    signature: bytes
+
+    @classmethod
+    def parse(cls, obj: Mapping[str, Any], what: str) -> _Flattened:
+        if "header" in obj:
+            raise malformed(f"{what} has an unprotected header; every header must be protected")
+        if "signatures" in obj:
+            raise malformed(f"{what} must use the flattened JSON serialization, one signature")
+        if set(obj) != _FLATTENED:
+            missing = sorted(_FLATTENED - set(obj))
+            extra = sorted(set(obj) - _FLATTENED)
+            raise malformed(
+                f"{what} must have exactly protected, payload and signature members"
+                f" (missing {missing}, unexpected {extra})"
+            )
+        for name in sorted(_FLATTENED):
+            if not isinstance(obj[name], str):
+                raise malformed(f"{what} member {name!r} must be a string")
+        protected_b64, payload_b64 = obj["protected"], obj["payload"]
+        header_json = _b64decode(protected_b64, f"{what} protected header")
+        protected = _json_object(header_json, f"{what} protected header")
+        return cls(
+            signing_input=f"{protected_b64}.{payload_b64}".encode("ascii"),
+            protected=protected,
+            payload=_b64decode(payload_b64, f"{what} payload"),
+            signature=_b64decode(obj["signature"], f"{what} signature"),
+        )
+
+    def verify(self, alg: str, key: AccountKey, what: str = "JWS") -> None:
+        """The algorithm must fit the key, and the signature verify with that key."""
+        public = key.public_key
+        if alg in ("RS256", "PS256"):
+            fits = isinstance(public, rsa.RSAPublicKey)
+        elif alg == "EdDSA":
+            fits = isinstance(public, ed25519.Ed25519PublicKey)
+        else:
+            fits = isinstance(public, ec.EllipticCurvePublicKey) and (
+                _CRV_BY_CURVE_NAME.get(public.curve.name) == _EC_CURVES[alg]
+            )
+        if not fits:
+            raise AcmeProblem(
+                ProblemType.BAD_SIGNATURE_ALGORITHM,
+                f"{what} algorithm {alg} does not fit the {_describe(public)} key",
+                extra={"algorithms": list(ALGORITHMS)},
+            )
+        if not _signature_valid(alg, public, self.signing_input, self.signature):
+            raise malformed(f"{what} signature is invalid")
+
+
+def _signature_valid(alg: str, key: PublicKey, msg: bytes, sig: bytes) -> bool:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        try:
+            key.verify(sig, msg)
+        except InvalidSignature:
+            return False
+        return True
+    # RFC 7518 3.4: raw r || s, each the curve's size (josepy turns it into DER).
+    if (
+        isinstance(key, ec.EllipticCurvePublicKey)
+        and len(sig) != _EC_SIGNATURE_BYTES[_EC_CURVES[alg]]
+    ):
+        return False
+    try:
+        return bool(_JOSE_ALGORITHMS[alg].verify(key, msg, sig))
+    except ValueError:
+        return False
+
+
+def _describe(key: PublicKey) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"EC {_CRV_BY_CURVE_NAME.get(key.curve.name, key.curve.name)}"
+    return "Ed25519"
+
+
+def _check_algorithm(header: Mapping[str, Any]) -> str:
+    """RFC 8555 6.2: an allowlisted asymmetric algorithm; never "none" or a MAC."""
+    alg = header.get("alg")
+    if isinstance(alg, str) and alg in ALGORITHMS:
+        return alg
+    raise AcmeProblem(
+        ProblemType.BAD_SIGNATURE_ALGORITHM,
+        f"JWS algorithm {alg!r} is not supported; use one of {', '.join(ALGORITHMS)}",
+        extra={"algorithms": list(ALGORITHMS)},
+    )
+
+
+def _check_url(
+    header: Mapping[str, Any],
+    url: str,
+    what: str,
+    problem: Callable[[str], AcmeProblem] | None = None,
+) -> None:
+    """RFC 8555 6.4: the signed "url" is the URL the request was sent to."""
+    signed = header.get("url")
+    if not isinstance(signed, str) or not signed:
+        raise malformed(f'{what} protected header has no "url"')
+    if signed != url:
+        make = problem or (lambda d: AcmeProblem(ProblemType.UNAUTHORIZED, d))
+        raise make(f'{what} "url" {signed!r} does not match the request URL {url!r}')
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in obj:
+            raise ValueError(f"duplicate member {name!r}")
+        obj[name] = value
+    return obj
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    """Strict JSON: UTF-8, no duplicate members (RFC 7515 5.2), no NaN, an object."""
+    try:
+        value = json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_unique_members,
+            parse_constant=_reject_constant,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise malformed(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise malformed(f"{what} must be a JSON object")
+    return value

@@ -1,0 +1,80 @@
+"""The one middleware: problem documents, and the headers every ACME response carries.
+
+- An AcmeProblem becomes application/problem+json with its status (RFC 7807).
+- aiohttp's 404/405/413 become malformed problems (405 keeps its Allow header).
+- Anything else is a bug: logged with a request id, answered serverInternal with that
+  id and never a stack trace.
+- Every ACME response, errors included, gets a fresh Replay-Nonce (RFC 8555 6.5),
+  Link rel="index" (7.1) and, unless cacheable, Cache-Control: no-store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from acme_ca.api.context import SERVICES
+from acme_ca.domain.problems import AcmeProblem, malformed, server_internal
+
+log = logging.getLogger("acme_ca.api")
+
+PROBLEM_JSON = "application/problem+json"
+# Public, cacheable, not ACME: no nonce, no index link.
+PLAIN_PATHS = frozenset({"/health", "/roots/root.pem", "/roots/chain.pem"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem_response(problem: AcmeProblem) -> web.Response:
+    response = web.Response(
+        status=problem.status,
+        text=json.dumps(problem.to_json()),
+        content_type=PROBLEM_JSON,
+    )
+    response.headers.update(problem.headers)
+    return response
+
+
+def _http_problem(exc: web.HTTPException) -> web.Response:
+    if exc.status == 405:
+        problem = malformed(f"{exc.reason}: use POST (or POST-as-GET) here", status=405)
+        allow = exc.headers.get("Allow")
+        if allow:
+            problem.headers["Allow"] = allow
+    elif exc.status == 404:
+        problem = malformed("no such resource", status=404)
+    elif exc.status == 413:
+        problem = malformed("the request body is too large", status=413)
+    else:
+        problem = malformed(exc.reason or "bad request", status=exc.status)
+    return problem_response(problem)
+
+
+@web.middleware
+async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except AcmeProblem as problem:
+        response = problem_response(problem)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _http_problem(exc)
+    except Exception:
+        request_id = secrets.token_hex(8)
+        log.exception("request %s %s %s failed", request_id, request.method, request.path)
+        response = problem_response(server_internal(request_id))
+    if request.path in PLAIN_PATHS:
+        return response
+    services = request.app[SERVICES]
+    try:
+        response.headers["Replay-Nonce"] = await services.nonces.new()
+    except Exception:
+        log.exception("could not mint a nonce")
+    response.headers.add("Link", f'<{services.links.directory()}>;rel="index"')
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response

@@ -1,0 +1,161 @@
+"""ACME accounts (RFC 8555 7.3): create or find by key, update, deactivate, change key."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from acme_ca.clock import Clock
+from acme_ca.domain.models import Account, AccountStatus
+from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
+from acme_ca.errors import Conflict, NotFound
+from acme_ca.store.base import Store
+
+MAX_CONTACTS = 10
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountKeyRef:
+    """The parts of a verified account key the authority needs (no cryptography here)."""
+
+    jwk: str
+    thumbprint: str
+
+
+def check_contacts(contact: Any) -> tuple[str, ...]:
+    """RFC 8555 7.3: a list of mailto: URLs; no hfields, one address each."""
+    if not isinstance(contact, list) or not all(isinstance(c, str) for c in contact):
+        raise malformed("contact must be a list of strings")
+    if len(contact) > MAX_CONTACTS:
+        raise AcmeProblem(ProblemType.INVALID_CONTACT, f"at most {MAX_CONTACTS} contacts")
+    for url in contact:
+        scheme, _, address = url.partition(":")
+        if scheme.lower() != "mailto":
+            raise AcmeProblem(
+                ProblemType.UNSUPPORTED_CONTACT, f"contact {url!r}: only mailto: URLs are supported"
+            )
+        if "?" in address or "," in address or not _EMAIL.fullmatch(address):
+            raise AcmeProblem(
+                ProblemType.INVALID_CONTACT,
+                f"contact {url!r} is not a single email address without hfields",
+            )
+    return tuple(contact)
+
+
+class KeyInUse(AcmeProblem):
+    """keyChange to a key another account holds: 409, Location of that account (7.3.5)."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(
+            ProblemType.MALFORMED, "the new key is already in use by an account", status=409
+        )
+        self.account_id = account_id
+
+
+class AccountService:
+    def __init__(self, store: Store, clock: Clock, *, terms_of_service: str | None) -> None:
+        self._store = store
+        self._clock = clock
+        self._terms = terms_of_service
+
+    async def find_by_key(self, key: AccountKeyRef) -> Account | None:
+        try:
+            return await self._store.find_account_by_thumbprint(key.thumbprint)
+        except NotFound:
+            return None
+
+    async def new_account(
+        self, key: AccountKeyRef, payload: dict[str, Any]
+    ) -> tuple[Account, bool]:
+        """newAccount (7.3): (account, created). An existing key returns its account."""
+        existing = await self.find_by_key(key)
+        if existing is not None:
+            self._check_usable(existing)
+            return existing, False
+        if payload.get("onlyReturnExisting") is True:
+            raise AcmeProblem(
+                ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account exists with the provided key"
+            )
+        contact = check_contacts(payload.get("contact", []))
+        agreed = payload.get("termsOfServiceAgreed", False)
+        if not isinstance(agreed, bool):
+            raise malformed("termsOfServiceAgreed must be a boolean")
+        if self._terms and not agreed:
+            raise AcmeProblem(
+                ProblemType.USER_ACTION_REQUIRED,
+                f"you must agree to the terms of service at {self._terms}",
+                status=403,
+                headers={"Link": f'<{self._terms}>;rel="terms-of-service"'},
+            )
+        account = Account(
+            id=secrets.token_urlsafe(12),
+            status=AccountStatus.VALID,
+            jwk=key.jwk,
+            thumbprint=key.thumbprint,
+            contact=contact,
+            terms_agreed=agreed,
+            created_at=self._clock.now(),
+        )
+        try:
+            return await self._store.create_account(account), True
+        except Conflict:  # the same key registered concurrently: one account wins
+            winner = await self._store.find_account_by_thumbprint(key.thumbprint)
+            return winner, False
+
+    async def account_for_kid(self, account_id: str) -> Account:
+        """The account a kid names, if it may still act (7.3.6: deactivated may not)."""
+        try:
+            account = await self._store.get_account(account_id)
+        except NotFound:
+            raise AcmeProblem(
+                ProblemType.ACCOUNT_DOES_NOT_EXIST, "the account named by kid does not exist"
+            ) from None
+        self._check_usable(account)
+        return account
+
+    @staticmethod
+    def _check_usable(account: Account) -> None:
+        if account.status is not AccountStatus.VALID:
+            raise unauthorized(f"account is {account.status.value}")
+
+    async def update(self, account: Account, payload: dict[str, Any]) -> Account:
+        """POST to the account URL (7.3.2, 7.3.6): contact change or deactivation."""
+        status = payload.get("status")
+        contact: Sequence[str] | None = None
+        if "contact" in payload:
+            contact = check_contacts(payload["contact"])
+        if status is not None and status != AccountStatus.DEACTIVATED.value:
+            raise malformed('the only status a client may set is "deactivated"')
+        if status is None and contact is None:
+            return account
+        try:
+            return await self._store.update_account(
+                account.id,
+                expected_status=AccountStatus.VALID,
+                status=AccountStatus.DEACTIVATED if status else None,
+                contact=contact,
+            )
+        except Conflict:
+            raise unauthorized("account is no longer valid") from None
+
+    async def change_key(self, account: Account, new_key: AccountKeyRef) -> Account:
+        """keyChange (7.3.5); 409 with the other account's id if the key is in use."""
+        other = await self.find_by_key(new_key)
+        if other is not None:
+            raise KeyInUse(other.id)
+        try:
+            return await self._store.change_account_key(
+                account.id,
+                old_thumbprint=account.thumbprint,
+                jwk=new_key.jwk,
+                thumbprint=new_key.thumbprint,
+            )
+        except Conflict:
+            other = await self.find_by_key(new_key)
+            if other is not None:
+                raise KeyInUse(other.id) from None
+            raise unauthorized("the account changed during the key change") from None

@@ -1,0 +1,87 @@
+"""Authorizations and challenges (RFC 8555 7.5): read, respond to a challenge, deactivate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from acme_ca.authority.supervisor import ValidationSupervisor
+from acme_ca.clock import Clock
+from acme_ca.domain.models import (
+    Account,
+    Authorization,
+    AuthorizationStatus,
+    Challenge,
+    ChallengeStatus,
+)
+from acme_ca.domain.problems import malformed, unauthorized
+from acme_ca.errors import Conflict, NotFound
+from acme_ca.store.base import Store
+
+
+class AuthorizationService:
+    def __init__(self, store: Store, clock: Clock, supervisor: ValidationSupervisor) -> None:
+        self._store = store
+        self._clock = clock
+        self._supervisor = supervisor
+
+    async def get(self, account: Account, authz_id: str) -> Authorization:
+        try:
+            authz = await self._store.get_authorization(authz_id)
+        except NotFound:
+            raise malformed("no such authorization", status=404) from None
+        if authz.account_id != account.id:
+            raise unauthorized("this authorization belongs to another account")
+        return self._with_expiry(authz)
+
+    def _with_expiry(self, authz: Authorization) -> Authorization:
+        """Expiry is a matter of time, not of a write: shown as expired once past."""
+        from dataclasses import replace
+
+        if (
+            authz.status in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID)
+            and authz.expires <= self._clock.now()
+        ):
+            return replace(authz, status=AuthorizationStatus.EXPIRED)
+        return authz
+
+    async def deactivate(
+        self, account: Account, authz_id: str, payload: dict[str, Any]
+    ) -> Authorization:
+        """7.5.2: {"status": "deactivated"} on a pending or valid authorization."""
+        if payload.get("status") != AuthorizationStatus.DEACTIVATED.value:
+            raise malformed('the only change a client may make is {"status": "deactivated"}')
+        authz = await self.get(account, authz_id)
+        if authz.status not in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID):
+            raise malformed(f"an authorization that is {authz.status.value} cannot be deactivated")
+        try:
+            return await self._store.update_authorization_status(
+                authz.id, expected=authz.status, status=AuthorizationStatus.DEACTIVATED
+            )
+        except Conflict:
+            return await self.deactivate(account, authz_id, payload)
+
+    async def get_challenge(self, account: Account, challenge_id: str) -> Challenge:
+        try:
+            challenge = await self._store.get_challenge(challenge_id)
+        except NotFound:
+            raise malformed("no such challenge", status=404) from None
+        await self.get(account, challenge.authorization_id)  # ownership
+        return challenge
+
+    async def respond(self, account: Account, challenge_id: str) -> Challenge:
+        """7.5.1: the client is ready; validate in the background, answer at once."""
+        challenge = await self.get_challenge(account, challenge_id)
+        authz = await self.get(account, challenge.authorization_id)
+        if (
+            challenge.status is not ChallengeStatus.PENDING
+            or authz.status is not AuthorizationStatus.PENDING
+        ):
+            return challenge
+        try:
+            challenge = await self._store.update_challenge(
+                challenge.id, expected=ChallengeStatus.PENDING, status=ChallengeStatus.PROCESSING
+            )
+        except Conflict:
+            return await self._store.get_challenge(challenge.id)
+        self._supervisor.submit(challenge.id)
+        return challenge

@@ -1,0 +1,77 @@
+"""Certificate revocation (RFC 8555 7.6, reason codes of RFC 5280 5.3.1)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from cryptography import x509
+
+from acme_ca.authority.orders import b64url_decode
+from acme_ca.clock import Clock
+from acme_ca.domain.models import Account, CertificateStatus, Identifier, serial_hex
+from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
+from acme_ca.errors import Conflict, NotFound
+from acme_ca.pki.keys import jwk_thumbprint
+from acme_ca.store.base import Store
+
+# The CRLReason codes of RFC 5280 5.3.1; 7 is not assigned.
+ALLOWED_REASONS = frozenset(range(11)) - {7}
+
+
+class RevocationService:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def revoke(
+        self, payload: dict[str, Any], *, account: Account | None, key_thumbprint: str
+    ) -> None:
+        """Revoke by the owning account, by an account authorized for every name, or by
+        a request signed with the certificate's own key (``account`` None)."""
+        der = b64url_decode(payload.get("certificate"), "certificate")
+        reason = payload.get("reason", 0)
+        if isinstance(reason, bool) or not isinstance(reason, int) or reason not in ALLOWED_REASONS:
+            raise AcmeProblem(
+                ProblemType.BAD_REVOCATION_REASON,
+                f"reason {reason!r} is not allowed; allowed: "
+                f"{', '.join(map(str, sorted(ALLOWED_REASONS)))}",
+            )
+        try:
+            certificate = x509.load_der_x509_certificate(der)
+        except ValueError:
+            raise malformed("certificate is not a DER X.509 certificate") from None
+        try:
+            record = await self._store.get_certificate(serial_hex(certificate.serial_number))
+        except NotFound:
+            raise malformed("this CA did not issue that certificate", status=404) from None
+        if record.der != der:
+            raise malformed("this CA did not issue that certificate", status=404)
+        if record.status is CertificateStatus.REVOKED:
+            raise AcmeProblem(ProblemType.ALREADY_REVOKED, "the certificate is already revoked")
+        if account is None:
+            if jwk_thumbprint(certificate.public_key()) != key_thumbprint:  # type: ignore[arg-type]
+                raise unauthorized("the request is not signed by the certificate's key")
+        elif record.account_id != account.id and not await self._holds_all(account, record.names):
+            raise unauthorized("this account may not revoke that certificate")
+        try:
+            await self._store.revoke_certificate(record.serial, reason, self._clock.now())
+        except Conflict:
+            raise AcmeProblem(
+                ProblemType.ALREADY_REVOKED, "the certificate is already revoked"
+            ) from None
+
+    async def _holds_all(self, account: Account, names: tuple[str, ...]) -> bool:
+        """Does the account hold a valid authorization for every name of the certificate?"""
+        identifiers = [_identifier(n) for n in names]
+        valid = await self._store.valid_authorizations(account.id, identifiers,
+                                                       self._clock.now())
+        held = {("*." if a.wildcard else "") + a.identifier.value for a in valid}
+        return set(names) <= held
+
+
+def _identifier(name: str) -> Identifier:
+    try:
+        return Identifier("ip", str(ipaddress.ip_address(name)))
+    except ValueError:
+        return Identifier("dns", name)

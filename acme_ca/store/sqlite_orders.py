@@ -1,0 +1,176 @@
+"""ACME orders in SQLite (RFC 8555 7.1.3, 7.4): ``OrderStore`` for ``SqliteStore``.
+
+An order is read with its authorization ids in one statement (``ORDER_COLUMNS``);
+``create_order`` and ``finish_order`` are one ``BEGIN IMMEDIATE`` transaction each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from acme_ca.domain.models import Authorization, CertificateStatus, Order, OrderStatus
+from acme_ca.errors import Conflict, NotFound
+from acme_ca.store.sqlite_base import SqliteBase
+from acme_ca.store.sqlite_rows import (
+    ORDER_COLUMNS,
+    authorization_row,
+    challenge_row,
+    order_row,
+    to_order,
+)
+
+_INSERT_ORDER = """
+INSERT INTO orders (
+    id, account_id, status, identifiers, expires, created_at, not_before, not_after,
+    error, certificate_serial
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING *"""
+_INSERT_AUTHORIZATION = """
+INSERT INTO authorizations (
+    id, account_id, identifier_type, identifier_value, wildcard, status, expires, created_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+_INSERT_CHALLENGE = """
+INSERT INTO challenges (id, authorization_id, type, token, status, validated_at, error)
+VALUES (?, ?, ?, ?, ?, ?, ?)"""
+_INSERT_LINK = """
+INSERT INTO order_authorizations (order_id, authorization_id, position) VALUES (?, ?, ?)"""
+
+_BY_ID = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"  # noqa: S608
+_FOR_AUTHORIZATION = f"""
+SELECT {ORDER_COLUMNS} FROM orders
+WHERE id IN (SELECT order_id FROM order_authorizations WHERE authorization_id = ?)
+ORDER BY created_at, id"""  # noqa: S608
+# Keyset pagination on (created_at, id), both in orders_by_account. An `after` that
+# is not one of this account's orders makes the subquery NULL: an empty page.
+_FIRST_PAGE = """
+SELECT id FROM orders WHERE account_id = ?1
+ORDER BY created_at, id LIMIT ?2"""
+_NEXT_PAGE = """
+SELECT id FROM orders
+WHERE account_id = ?1
+  AND (created_at, id) > (SELECT created_at, id FROM orders WHERE id = ?3 AND account_id = ?1)
+ORDER BY created_at, id LIMIT ?2"""
+_SET_STATUS = f"""
+UPDATE orders SET status = ?, error = COALESCE(?, error)
+WHERE id = ? AND status = ?
+RETURNING {ORDER_COLUMNS}"""  # noqa: S608
+_FINISH = f"""
+UPDATE orders SET status = 'valid', certificate_serial = ?
+WHERE id = ? AND status = 'processing'
+RETURNING {ORDER_COLUMNS}"""  # noqa: S608
+_ISSUE = """
+UPDATE certificates SET status = 'issued', der = ?
+WHERE serial = ? AND status = 'reserved' AND order_id = ?
+RETURNING serial"""
+_ORDER_STATUS = "SELECT status FROM orders WHERE id = ?"
+_CERTIFICATE_STATE = "SELECT status, order_id FROM certificates WHERE serial = ?"
+
+
+class OrderMethods(SqliteBase):
+    async def create_order(
+        self, order: Order, new_authorizations: Sequence[Authorization]
+    ) -> Order:
+        _check_new_order(order, new_authorizations)
+        values = order_row(order)
+        authorizations = [authorization_row(authz) for authz in new_authorizations]
+        challenges = [
+            challenge_row(challenge)
+            for authz in new_authorizations
+            for challenge in authz.challenges
+        ]
+        links = [
+            (order.id, authz_id, position)
+            for position, authz_id in enumerate(order.authorization_ids)
+        ]
+        try:
+            async with self._writing() as conn:
+                rows = list(await conn.execute_fetchall(_INSERT_ORDER, values))
+                if authorizations:
+                    await conn.executemany(_INSERT_AUTHORIZATION, authorizations)
+                if challenges:
+                    await conn.executemany(_INSERT_CHALLENGE, challenges)
+                if links:
+                    await conn.executemany(_INSERT_LINK, links)
+        except Conflict as exc:
+            raise Conflict(f"order {order.id}: an order, authorization or challenge with "
+                           f"one of its ids already exists ({exc})") from None
+        return to_order(rows[0], order.authorization_ids)
+
+    async def get_order(self, order_id: str) -> Order:
+        rows = await self._statement(_BY_ID, (order_id,))
+        if not rows:
+            raise NotFound(f"no order {order_id}")
+        return to_order(rows[0])
+
+    async def list_account_orders(
+        self, account_id: str, *, limit: int, after: str | None = None
+    ) -> list[str]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        if after is None:
+            rows = await self._statement(_FIRST_PAGE, (account_id, limit))
+        else:
+            rows = await self._statement(_NEXT_PAGE, (account_id, limit, after))
+        return [row["id"] for row in rows]
+
+    async def update_order_status(
+        self,
+        order_id: str,
+        *,
+        expected: OrderStatus,
+        status: OrderStatus,
+        error: str | None = None,
+    ) -> Order:
+        if status is OrderStatus.VALID:
+            raise ValueError("an order becomes valid only with its certificate: finish_order")
+        rows = await self._statement(_SET_STATUS, (status.value, error, order_id, expected.value))
+        if not rows:
+            found = await self._order_status(order_id)
+            raise Conflict(f"order {order_id} is {found}, not {expected}")
+        return to_order(rows[0])
+
+    async def finish_order(self, order_id: str, serial: str, der: bytes) -> Order:
+        async with self._writing() as conn:
+            issued = list(await conn.execute_fetchall(_ISSUE, (der, serial, order_id)))
+            if not issued:
+                rows = list(await conn.execute_fetchall(_CERTIFICATE_STATE, (serial,)))
+                if not rows:
+                    raise NotFound(f"no certificate with serial {serial}")
+                status, owner = CertificateStatus(rows[0]["status"]), rows[0]["order_id"]
+                if status is CertificateStatus.RESERVED:
+                    raise Conflict(f"certificate {serial} was reserved for order {owner}, "
+                                   f"not {order_id}")
+                raise Conflict(f"certificate {serial} is {status}, not reserved")
+            rows = list(await conn.execute_fetchall(_FINISH, (serial, order_id)))
+            if not rows:  # raising here rolls the certificate back to RESERVED
+                found = list(await conn.execute_fetchall(_ORDER_STATUS, (order_id,)))
+                if not found:
+                    raise NotFound(f"no order {order_id}")
+                raise Conflict(f"order {order_id} is {found[0]['status']}, not processing")
+            return to_order(rows[0])
+
+    async def orders_for_authorization(self, authorization_id: str) -> list[Order]:
+        rows = await self._statement(_FOR_AUTHORIZATION, (authorization_id,))
+        return [to_order(row) for row in rows]
+
+    async def _order_status(self, order_id: str) -> str:
+        rows = await self._statement(_ORDER_STATUS, (order_id,))
+        if not rows:
+            raise NotFound(f"no order {order_id}")
+        return str(rows[0]["status"])
+
+
+def _check_new_order(order: Order, new_authorizations: Sequence[Authorization]) -> None:
+    """Programming errors the schema would not catch, or would catch less clearly."""
+    listed = order.authorization_ids
+    if len(set(listed)) != len(listed):
+        raise ValueError(f"order {order.id} lists an authorization twice")
+    for authz in new_authorizations:
+        if authz.id not in listed:
+            raise ValueError(f"new authorization {authz.id} is not listed by order {order.id}")
+        if authz.account_id != order.account_id:
+            raise ValueError(f"new authorization {authz.id} belongs to another account")
+        for challenge in authz.challenges:
+            if challenge.authorization_id != authz.id:
+                raise ValueError(f"challenge {challenge.id} names authorization "
+                                 f"{challenge.authorization_id}, not {authz.id}")

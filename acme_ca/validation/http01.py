@@ -1,0 +1,363 @@
+"""http-01 (RFC 8555 8.3): fetch the key authorization from the identifier over HTTP.
+
+The validator resolves every host itself (``Resolver``: hosts table, then DNS) and
+connects to the resolved address, so the address actually connected to is known and
+recorded (a later SSRF allowlist can check it); the name travels in the Host header
+and, for https hops, in SNI. Redirects are followed by hand (Boulder ``va/http.go``):
+http and https only, the allowed ports only, each hop resolved again, at most
+``max_redirects``; https hops do not verify the certificate (as Boulder does for
+http-01 redirects). The body is read up to ``max_body`` bytes, never more.
+
+Nothing here raises for a failed validation: the problem is returned in the result.
+One deadline (``total_timeout``) covers resolution, every hop and the body, so a
+server that accepts and never answers, or trickles bytes, cannot hold a validation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import re
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from acme_ca.domain.models import Identifier
+from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.validation.base import ValidationResult
+from acme_ca.validation.resolver import Address, Resolver
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+CHALLENGE_PATH = "/.well-known/acme-challenge/"
+USER_AGENT = "acme-ca http-01 validation"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")  # base64url, RFC 8555 8.1
+_SHOWN = 64  # characters of a body or key authorization shown in a problem
+_STANDARD_PORTS = {"http": 80, "https": 443}
+_REASONS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.ECONNABORTED: "connection aborted",
+    errno.ETIMEDOUT: "timed out",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EPIPE: "connection closed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    status: int
+    location: str | None = None
+    body: bytes = b""
+
+
+class _ConnectFailed(Exception):
+    """No connection to one address; the next address (other family) may be tried."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Http01Validator:
+    """Validates dns and ip identifiers (RFC 8738) with http-01."""
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        *,
+        port: int = 80,
+        connect_timeout: float = 5,
+        read_timeout: float = 5,
+        total_timeout: float = 10,
+        max_body: int = 8192,
+        max_redirects: int = 10,
+        http_redirect_port: int = 80,
+        https_port: int = 443,
+    ) -> None:
+        """``port`` is the first request's port ([validation] http01_port).
+
+        Redirects may go to ``http_redirect_port``, ``https_port`` or ``port``; a
+        redirect URL without a port means ``http_redirect_port`` for http and
+        ``https_port`` for https (80 and 443 unless a test moves them).
+        """
+        self._resolver = resolver
+        self._port = port
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._total_timeout = total_timeout
+        self._max_body = max_body
+        self._max_redirects = max_redirects
+        self._default_ports = {"http": http_redirect_port, "https": https_port}
+        self._redirect_ports = sorted({http_redirect_port, https_port, port})
+
+    async def validate(
+        self, identifier: Identifier, token: str, key_authorization: str
+    ) -> ValidationResult:
+        """GET http://<identifier>:<port>/.well-known/acme-challenge/<token> and compare."""
+        try:
+            url = _challenge_url(identifier, token, self._port)
+        except AcmeProblem as problem:
+            return ValidationResult(problem)
+        records: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(self._total_timeout):
+                await self._run(url, key_authorization, records)
+        except AcmeProblem as problem:
+            return ValidationResult(problem, tuple(records))
+        except TimeoutError:
+            last = records[-1]["url"] if records else str(url)
+            detail = (
+                f"fetching {last} for {identifier.value} timed out "
+                f"after {self._total_timeout:g}s (total time limit)"
+            )
+            return ValidationResult(AcmeProblem(ProblemType.CONNECTION, detail), tuple(records))
+        return ValidationResult(None, tuple(records))
+
+    async def _run(self, url: URL, key_authorization: str, records: list[dict[str, Any]]) -> None:
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._connect_timeout, sock_read=self._read_timeout
+        )
+        connector = aiohttp.TCPConnector(force_close=True, use_dns_cache=False)
+        async with aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,  # never through a proxy: the address connected to is ours
+        ) as session:
+            port = self._port
+            for hop in range(self._max_redirects + 1):
+                response = await self._fetch(session, url, port, records)
+                if response.status in REDIRECT_STATUSES:
+                    if hop == self._max_redirects:
+                        raise AcmeProblem(
+                            ProblemType.CONNECTION,
+                            f"too many redirects: more than {self._max_redirects}, "
+                            f"the last from {url} to {_shorten(response.location or '')}",
+                        )
+                    url, port = self._redirect_target(url, response)
+                    continue
+                if response.status != 200:
+                    raise AcmeProblem(
+                        ProblemType.UNAUTHORIZED, f"fetching {url} returned {response.status}"
+                    )
+                _check_body(url, response.body, key_authorization)
+                return
+
+    def _redirect_target(self, current: URL, response: _Response) -> tuple[URL, int]:
+        """The next URL and port, after checking scheme and port."""
+        location = response.location
+        if not location:
+            raise AcmeProblem(
+                ProblemType.UNAUTHORIZED,
+                f"fetching {current} returned {response.status} without a Location header",
+            )
+        refused = f"redirect from {current} to {_shorten(location)} is not allowed"
+        try:
+            target = current.join(URL(location)).with_fragment(None).with_user(None)
+            explicit_port = target.explicit_port
+        except (ValueError, TypeError, UnicodeError):
+            raise AcmeProblem(ProblemType.CONNECTION, f"{refused}: not a valid URL") from None
+        if target.scheme not in self._default_ports:
+            raise AcmeProblem(
+                ProblemType.CONNECTION, f"{refused}: only http and https URLs are followed"
+            )
+        if not target.raw_host:
+            raise AcmeProblem(ProblemType.CONNECTION, f"{refused}: the URL has no host")
+        port = self._default_ports[target.scheme] if explicit_port is None else explicit_port
+        if port not in self._redirect_ports:
+            allowed = ", ".join(str(p) for p in self._redirect_ports)
+            raise AcmeProblem(
+                ProblemType.CONNECTION,
+                f"{refused}: port {port} is not one of the ports followed ({allowed})",
+            )
+        return target, port
+
+    async def _fetch(
+        self, session: aiohttp.ClientSession, url: URL, port: int, records: list[dict[str, Any]]
+    ) -> _Response:
+        """One hop: resolve, connect (first address, then one of the other family), GET."""
+        host = url.raw_host or ""
+        record: dict[str, Any] = {
+            "url": str(url),
+            "hostname": host,
+            "port": port,
+            "addresses_resolved": [],
+            "addresses_tried": [],
+            "address_used": None,
+            "status": None,
+        }
+        records.append(record)
+        addresses = await self._resolver.resolve(host)
+        record["addresses_resolved"] = [str(a) for a in addresses]
+        failures = []
+        for address in _candidates(addresses):
+            record["addresses_tried"].append(str(address))
+            record["address_used"] = str(address)
+            try:
+                return await self._request(session, url, host, port, address, record)
+            except _ConnectFailed as exc:
+                record["address_used"] = None
+                failures.append(exc.detail)
+        raise AcmeProblem(ProblemType.CONNECTION, "; ".join(failures))
+
+    async def _request(
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        host: str,
+        port: int,
+        address: Address,
+        record: dict[str, Any],
+    ) -> _Response:
+        target = url.with_host(str(address)).with_port(port)
+        literal = _is_ip(host)
+        host_header = f"[{host}]" if literal and ":" in host else host
+        if port != _STANDARD_PORTS[url.scheme]:
+            host_header += f":{port}"
+        headers = {
+            "Host": host_header,
+            "User-Agent": USER_AGENT,
+            "Accept": "*/*",
+            "Accept-Encoding": "identity",
+        }
+        https = url.scheme == "https"
+        where = f"{_host_port(address, port)} for {host}"
+        try:
+            async with session.get(
+                target,
+                headers=headers,
+                allow_redirects=False,
+                ssl=not https,  # https hops: no certificate verification (Boulder)
+                server_hostname=host if https and not literal else None,  # SNI
+            ) as resp:
+                record["status"] = resp.status
+                if resp.status in REDIRECT_STATUSES:
+                    location = resp.headers.get("Location")
+                    record["location"] = location
+                    return _Response(resp.status, location)
+                if resp.status != 200:
+                    return _Response(resp.status)
+                return _Response(200, body=await self._read_body(resp, url))
+        except aiohttp.ClientConnectorError as exc:
+            raise _ConnectFailed(f"connecting to {where} failed: {_reason(exc.os_error)}") from None
+        except aiohttp.ConnectionTimeoutError:
+            raise _ConnectFailed(
+                f"connecting to {where} failed: timed out after {self._connect_timeout:g}s"
+            ) from None
+        except aiohttp.SocketTimeoutError:
+            reason = f"no data for {self._read_timeout:g}s"
+        except aiohttp.ServerDisconnectedError:
+            reason = "the server closed the connection without a complete response"
+        except aiohttp.ClientPayloadError:
+            reason = "the response body was malformed or cut short"
+        except aiohttp.ClientResponseError as exc:
+            reason = f"invalid HTTP response: {exc.message}"
+        except aiohttp.ClientOSError as exc:
+            reason = _reason(exc)
+        except aiohttp.ClientError as exc:
+            reason = str(exc) or type(exc).__name__
+        raise AcmeProblem(ProblemType.CONNECTION, f"fetching {url} from {where} failed: {reason}")
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, url: URL) -> bytes:
+        """At most max_body bytes; one more byte than that is a failure, the rest unread."""
+        too_large = AcmeProblem(
+            ProblemType.INCORRECT_RESPONSE,
+            f"fetching {url}: response larger than {self._max_body} bytes",
+        )
+        if resp.content_length is not None and resp.content_length > self._max_body:
+            raise too_large
+        body = bytearray()
+        while len(body) <= self._max_body:
+            chunk = await resp.content.read(self._max_body + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
+        if len(body) > self._max_body:
+            raise too_large
+        return bytes(body)
+
+
+def _challenge_url(identifier: Identifier, token: str, port: int) -> URL:
+    """The first URL; raises AcmeProblem for what http-01 cannot validate."""
+    if identifier.type not in ("dns", "ip"):
+        raise AcmeProblem(
+            ProblemType.UNSUPPORTED_IDENTIFIER,
+            f"http-01 cannot validate a {identifier.type!r} identifier",
+        )
+    if identifier.value.startswith("*."):
+        raise AcmeProblem(
+            ProblemType.MALFORMED, f"http-01 cannot validate the wildcard {identifier.value}"
+        )
+    if identifier.type == "ip" and not _is_ip(identifier.value):
+        raise AcmeProblem(ProblemType.MALFORMED, f"{identifier.value!r} is not an IP address")
+    if not _TOKEN.fullmatch(token):
+        raise AcmeProblem(ProblemType.MALFORMED, "the challenge token is not base64url")
+    try:
+        return URL.build(
+            scheme="http",
+            host=identifier.value,
+            port=None if port == 80 else port,
+            path=CHALLENGE_PATH + token,
+        )
+    except ValueError:
+        raise AcmeProblem(
+            ProblemType.MALFORMED, f"{identifier.value!r} is not a valid host name"
+        ) from None
+
+
+def _check_body(url: URL, body: bytes, key_authorization: str) -> None:
+    """RFC 8555 8.3: the body must be the key authorization; trailing whitespace is ignored."""
+    received = body.rstrip()  # ASCII whitespace only: space, \t, \n, \r, \v, \f
+    if received == key_authorization.encode():
+        return
+    raise AcmeProblem(
+        ProblemType.INCORRECT_RESPONSE,
+        f"the key authorization at {url} was {_show(received)} but should be "
+        f"{_show(key_authorization.encode())}",
+    )
+
+
+def _candidates(addresses: list[Address]) -> list[Address]:
+    """The first address, then the first of the other family as a fallback."""
+    if not addresses:
+        return []
+    first = addresses[0]
+    other = next((a for a in addresses if a.version != first.version), None)
+    return [first] if other is None else [first, other]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_port(address: Address, port: int) -> str:
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.errno in _REASONS:
+        return _REASONS[exc.errno]
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+def _show(data: bytes) -> str:
+    text = data.decode("utf-8", errors="replace")
+    return repr(text[:_SHOWN]) + ("..." if len(text) > _SHOWN else "")
+
+
+def _shorten(text: str, limit: int = 256) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,94 @@
+"""An in-process ACME server (the same `build_app` that `serve` runs) and a test client.
+
+The validation authority is replaced by `ServedValidator`, which answers from a table
+of what the test "serves" (token -> body): the protocol is under test here, the real
+http-01 validator has its own tests in tests/validation and runs in integration/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from acme_ca.cli.wiring import SUPERVISOR, build_app
+from acme_ca.clock import FakeClock
+from acme_ca.config import load_config
+from acme_ca.domain.models import Identifier
+from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.pki.issuer import Issuer
+from acme_ca.store import open_store
+from acme_ca.store.base import Store
+from acme_ca.validation.base import ValidationResult
+from tests.acme_client import BASE, AcmeTestClient
+
+
+@dataclass
+class ServedValidator:
+    """http-01 as if the client's web server answered from `served`."""
+
+    served: dict[str, str] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    async def validate(self, identifier: Identifier, token: str,
+                       key_authorization: str) -> ValidationResult:
+        self.calls.append(identifier.value)
+        body = self.served.get(token)
+        if body == key_authorization:
+            return ValidationResult(problem=None, records=())
+        problem = AcmeProblem(ProblemType.INCORRECT_RESPONSE,
+                              f"expected {key_authorization!r}, got {body!r}",
+                              identifier=identifier)
+        return ValidationResult(problem=problem, records=())
+
+
+@dataclass
+class AcmeServer:
+    http: TestClient
+    store: Store
+    clock: FakeClock
+    validator: ServedValidator
+    issuer: Issuer
+    app: Any
+
+    def client(self, **kwargs: Any) -> AcmeTestClient:
+        return AcmeTestClient(self.http, **kwargs)
+
+    async def settle(self) -> None:
+        """Wait until background validations are done."""
+        await self.app[SUPERVISOR].wait_idle()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path, make_hierarchy: Callable[..., Any], aiohttp_client: Any
+                   ) -> Callable[..., Any]:
+    async def start(**overrides: Any) -> AcmeServer:
+        hierarchy = make_hierarchy("pki")
+        config = load_config(None, {"server.external_url": BASE,
+                                    "server.data_dir": str(tmp_path / "data"), **overrides})
+        config = replace(config, ca=replace(
+            config.ca, intermediate_cert=hierarchy.paths.intermediate_cert,
+            intermediate_key=hierarchy.paths.intermediate_key, chain=hierarchy.paths.chain,
+            root_cert=hierarchy.paths.root_cert))
+        clock = FakeClock(datetime.now(UTC))
+        issuer = Issuer.load(config.ca.intermediate_cert, config.ca.intermediate_key,
+                             config.ca.chain, None, clock.now())
+        store = await open_store(f"sqlite:///{tmp_path / 'acme.db'}", clock=clock)
+        validator = ServedValidator()
+        app = build_app(config, store, lambda: issuer, clock, {"http-01": validator})
+        http = await aiohttp_client(app)
+        return AcmeServer(http, store, clock, validator, issuer, app)
+
+    return start
+
+
+@pytest.fixture
+async def server(server_factory: Callable[..., Any]) -> AsyncIterator[AcmeServer]:
+    acme = await server_factory()
+    yield acme
+    await acme.store.close()
