@@ -99,6 +99,7 @@ class CaConfig:
     intermediate_key: Path
     chain: Path
     intermediate_key_passphrase_file: Path | None = None
+    alternate_chains: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +320,12 @@ def _path(reader: _Reader, value: Any) -> Path:
     return reader.path(value)
 
 
+def _paths(reader: _Reader, value: Any) -> tuple[Path, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{value!r} is not a list of file paths")
+    return tuple(reader.path(v) for v in value)
+
+
 _Conv = Callable[[_Reader, Any], Any]
 _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
     "server": {
@@ -336,6 +343,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
         "intermediate_key": ("a file path", _path),
         "intermediate_key_passphrase_file": ("a file path", _path),
         "chain": ("a file path", _path),
+        "alternate_chains": ("a list of file paths", _paths),
     },
     "policy": {
         "allowed_domains": ("a list of domain suffixes", _domains),
@@ -373,6 +381,7 @@ def _build(r: _Reader, source: Path | None) -> Config:
     ca = CaConfig(
         **{key: r.get(f"ca.{key}", default) for key, default in ca_paths.items()},
         intermediate_key_passphrase_file=r.get("ca.intermediate_key_passphrase_file", None),
+        alternate_chains=r.get("ca.alternate_chains", ()),
     )
     storage = StorageConfig(url=r.get("storage.url", f"sqlite:///{data_dir / 'acme-ca.db'}"))
     p = PolicyConfig()

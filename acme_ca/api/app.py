@@ -32,5 +32,6 @@ def create_app(services: Services) -> web.Application:
     r.add_post(ROUTES["authorization"], handlers.authorization)
     r.add_post(ROUTES["challenge"], handlers.challenge)
     r.add_post(ROUTES["certificate"], handlers.certificate)
+    r.add_post(ROUTES["certificate_alternate"], handlers.certificate)
     r.add_post(ROUTES["revoke_cert"], handlers.revoke_cert)
     return app

@@ -249,11 +249,23 @@ async def challenge(request: web.Request) -> web.Response:
 
 
 async def certificate(request: web.Request) -> web.Response:
+    """7.4.2: the chain as application/pem-certificate-chain; other chains the CA can
+    offer are linked with rel="alternate"."""
     services = _services(request)
     verified, acct = await _account(request)
     _require_post_as_get(verified)
-    pem = await services.orders.certificate_pem(acct, request.match_info["serial"])
-    return web.Response(body=pem, content_type=PEM_CHAIN)
+    serial = request.match_info["serial"]
+    try:
+        chosen = int(request.match_info.get("n", "0"))
+    except ValueError:
+        raise malformed("no such alternate chain", status=404) from None
+    pem = await services.orders.certificate_pem(acct, serial, chosen)
+    response = web.Response(body=pem, content_type=PEM_CHAIN)
+    for n in range(services.orders.alternate_count() + 1):
+        if n != chosen:
+            url = services.links.certificate(serial, n)
+            response.headers.add("Link", f'<{url}>;rel="alternate"')
+    return response
 
 
 async def revoke_cert(request: web.Request) -> web.Response:

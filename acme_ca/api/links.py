@@ -28,6 +28,7 @@ ROUTES: Mapping[str, str] = MappingProxyType(
         "authorization": "/acme/authz/{id}",
         "challenge": "/acme/chall/{id}",
         "certificate": "/acme/cert/{serial}",
+        "certificate_alternate": "/acme/cert/{serial}/{n}",
         "root": "/roots/root.pem",
         "chain": "/roots/chain.pem",
     }
@@ -87,8 +88,14 @@ class Links:
     def challenge(self, challenge_id: str) -> str:
         return self._url("challenge", id=challenge_id)
 
-    def certificate(self, serial: str) -> str:
+    def certificate(self, serial: str, alternate: int = 0) -> str:
+        """The default chain, or alternate chain `alternate` (RFC 8555 7.4.2)."""
+        if alternate:
+            return self.certificate_alternate(serial, str(alternate))
         return self._url("certificate", serial=serial)
+
+    def certificate_alternate(self, serial: str, n: str) -> str:
+        return self._url("certificate_alternate", serial=serial, n=n)
 
     def root(self) -> str:
         return self._url("root")

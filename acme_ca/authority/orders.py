@@ -75,6 +75,16 @@ def b64url_decode(text: Any, what: str) -> bytes:
         raise malformed(f"{what} is not valid base64url") from None
 
 
+def _unusable(authz: Authorization, now: datetime) -> str | None:
+    """Why an order can no longer rely on this authorization (7.1.6), or None."""
+    name = authz.identifier.value
+    if authz.status not in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID):
+        return f"the authorization for {name} is {authz.status.value}"
+    if authz.expires <= now:
+        return f"the authorization for {name} expired"
+    return None
+
+
 class OrderService:
     page_size = ORDERS_PAGE
 
@@ -181,18 +191,11 @@ class OrderService:
         reason = None
         if order.expires <= now:
             reason = "the order expired"
-        elif order.status is OrderStatus.PENDING:
+        else:
             for authz_id in order.authorization_ids:
-                authz = await self._store.get_authorization(authz_id)
-                if authz.status in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID):
-                    if authz.expires > now:
-                        continue
-                    reason = f"the authorization for {authz.identifier.value} expired"
-                else:
-                    reason = (
-                        f"the authorization for {authz.identifier.value} is {authz.status.value}"
-                    )
-                break
+                reason = _unusable(await self._store.get_authorization(authz_id), now)
+                if reason:
+                    break
         if reason is None:
             return order
         problem = AcmeProblem(
@@ -292,21 +295,16 @@ class OrderService:
         if jwk_thumbprint(contents.public_key) == account.thumbprint:
             raise AcmeProblem(ProblemType.BAD_CSR, "the CSR key must not be the account key")
         now = self._clock.now()
-        validity = (
-            order.not_after - (order.not_before or now)
-            if order.not_after
-            else self._policy.default_validity
-        )
-        try:
-            not_before, not_after = issuance.validity_window(
-                order.not_before or now,
-                validity,
-                self._policy.max_validity,
-                self._policy.backdate,
-                self._issuer(),
-            )
-        except PolicyError as exc:
-            raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
+        if order.not_after is not None:  # the client asked for a window (7.1.3): honour it
+            not_before = order.not_before or now - self._policy.backdate
+            not_after = min(order.not_after, self._issuer().certificate.not_valid_after_utc)
+        else:
+            try:
+                not_before, not_after = issuance.validity_window(
+                    order.not_before or now, self._policy.default_validity,
+                    self._policy.max_validity, self._policy.backdate, self._issuer())
+            except PolicyError as exc:
+                raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
         cn = contents.common_name
         dns_names = contents.dns_names
         if cn in dns_names:  # the common name, if any, is also the first SAN
@@ -322,7 +320,7 @@ class OrderService:
 
     # --- certificates -------------------------------------------------------------------
 
-    async def certificate_pem(self, account: Account, serial: str) -> bytes:
+    async def certificate_pem(self, account: Account, serial: str, alternate: int = 0) -> bytes:
         """The leaf then the intermediate (application/pem-certificate-chain, 7.4.2)."""
         try:
             record = await self._store.get_certificate(serial)
@@ -333,4 +331,9 @@ class OrderService:
         if record.account_id != account.id:
             raise unauthorized("this certificate belongs to another account")
         issuer = self._issuer()
-        return issuer.chain_pem(x509.load_der_x509_certificate(record.der))
+        if not 0 <= alternate <= len(issuer.alternates):
+            raise malformed("no such alternate chain", status=404)
+        return issuer.chain_pem(x509.load_der_x509_certificate(record.der), alternate)
+
+    def alternate_count(self) -> int:
+        return len(self._issuer().alternates)

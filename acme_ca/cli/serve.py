@@ -81,6 +81,7 @@ class IssuerHolder:
             ca.chain,
             intermediate_passphrase(ca.intermediate_key_passphrase_file),
             SystemClock().now(),
+            ca.alternate_chains,
         )
         if same_key(issuer.key, issuer.root.public_key()):  # type: ignore[arg-type]
             raise PkiError(

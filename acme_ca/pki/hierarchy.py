@@ -75,7 +75,10 @@ def create_hierarchy(
     if not root_passphrase:
         raise PkiError("the root key needs a passphrase")
     _refuse_existing(
-        paths.root_key, paths.root_cert, paths.intermediate_cert, paths.intermediate_key,
+        paths.root_key,
+        paths.root_cert,
+        paths.intermediate_cert,
+        paths.intermediate_key,
         paths.chain,
     )
     root_key = generate_key(spec.root_key_type)
@@ -156,6 +159,11 @@ def check_hierarchy(
         root.verify_directly_issued_by(root)
     except (ValueError, TypeError, InvalidSignature):
         raise PkiError(f"{root_name} is not self-signed: it is not a root") from None
+    if same_key(intermediate_key, root.public_key()) or intermediate == root:  # type: ignore[arg-type]
+        raise PkiError(
+            f"{inter_name} is the root itself: the online intermediate must have "
+            "its own key, so that the root key can stay offline"
+        )
     try:
         intermediate.verify_directly_issued_by(root)
     except (ValueError, TypeError, InvalidSignature):

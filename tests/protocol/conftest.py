@@ -67,8 +67,8 @@ class AcmeServer:
 @pytest.fixture
 def server_factory(tmp_path: Path, make_hierarchy: Callable[..., Any], aiohttp_client: Any
                    ) -> Callable[..., Any]:
-    async def start(**overrides: Any) -> AcmeServer:
-        hierarchy = make_hierarchy("pki")
+    async def start(hierarchy: Any = None, **overrides: Any) -> AcmeServer:
+        hierarchy = hierarchy or make_hierarchy("pki")
         config = load_config(None, {"server.external_url": BASE,
                                     "server.data_dir": str(tmp_path / "data"), **overrides})
         config = replace(config, ca=replace(
@@ -77,7 +77,7 @@ def server_factory(tmp_path: Path, make_hierarchy: Callable[..., Any], aiohttp_c
             root_cert=hierarchy.paths.root_cert))
         clock = FakeClock(datetime.now(UTC))
         issuer = Issuer.load(config.ca.intermediate_cert, config.ca.intermediate_key,
-                             config.ca.chain, None, clock.now())
+                             config.ca.chain, None, clock.now(), config.ca.alternate_chains)
         store = await open_store(f"sqlite:///{tmp_path / 'acme.db'}", clock=clock)
         validator = ServedValidator()
         app = build_app(config, store, lambda: issuer, clock, {"http-01": validator})

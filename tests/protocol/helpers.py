@@ -1,0 +1,70 @@
+"""Shared helpers for the protocol tests: problem assertions, accounts, ready orders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography import x509
+
+from tests.acme_client import BASE, AcmeTestClient, Response, b64, make_csr
+from tests.protocol.conftest import AcmeServer
+from tests.protocol.test_issuance_flow import authorize
+
+PROBLEM_JSON = "application/problem+json"
+ERROR_PREFIX = "urn:ietf:params:acme:error:"
+INDEX_LINK = f'<{BASE}/directory>;rel="index"'
+
+NEW_ACCOUNT = f"{BASE}/acme/new-account"
+NEW_ORDER = f"{BASE}/acme/new-order"
+REVOKE = f"{BASE}/acme/revoke-cert"
+KEY_CHANGE = f"{BASE}/acme/key-change"
+
+
+def media_type(response: Any) -> str:
+    return response.headers.get("Content-Type", "").split(";", 1)[0].strip()
+
+
+def assert_problem(response: Response, status: int, kind: str) -> dict[str, Any]:
+    """RFC 8555 6.7 / RFC 7807: status, problem+json, the ACME error type, a detail;
+    and, as on every ACME response, a nonce (6.5) and Link rel="index" (7.1)."""
+    assert response.status == status, (response.status, response.body)
+    assert media_type(response) == PROBLEM_JSON, response.headers.get("Content-Type")
+    doc = response.json()
+    assert doc["type"] == ERROR_PREFIX + kind, doc
+    assert isinstance(doc.get("detail"), str) and doc["detail"], doc
+    assert doc.get("status") == status, doc
+    assert response.headers.get("Replay-Nonce"), "an error response must carry a nonce"
+    assert INDEX_LINK in response.headers.getall("Link", []), response.headers
+    return doc
+
+
+async def registered(server: AcmeServer, **payload: Any) -> AcmeTestClient:
+    """A client with a fresh account."""
+    client = server.client()
+    created = await client.new_account(**payload)
+    assert created.status == 201, created.body
+    return client
+
+
+async def ready_order(server: AcmeServer, client: AcmeTestClient,
+                      *names: str) -> tuple[dict[str, Any], str]:
+    """An order whose authorizations are all valid: (order as created, order URL)."""
+    created = await client.new_order(*names)
+    assert created.status == 201, created.body
+    await authorize(server, client, created.json())
+    order_url = created.headers["Location"]
+    order = (await client.post(order_url)).json()
+    assert order["status"] == "ready", order
+    return order, order_url
+
+
+async def finalize(client: AcmeTestClient, order: dict[str, Any], *names: str,
+                   csr_key: Any = None) -> tuple[Response, Any]:
+    """Finalize with a fresh CSR for `names`: (response, the CSR key)."""
+    csr, key = make_csr(list(names), key=csr_key)
+    response = await client.post(order["finalize"], {"csr": b64(csr)})
+    return response, key
+
+
+def leaf_of(pem: bytes) -> x509.Certificate:
+    return x509.load_pem_x509_certificates(pem)[0]
