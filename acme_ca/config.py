@@ -26,6 +26,16 @@ from acme_ca.errors import ConfigError
 ENV_CONFIG = "ACME_CA_CONFIG"
 DEFAULT_DATA_DIR = "acme-ca-data"
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Where validation may connect: private ranges and loopback (an internal CA validates
+# internal names). Link-local (cloud metadata) is denied whatever this says.
+DEFAULT_ALLOWED_NETWORKS: tuple[IpNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+              "127.0.0.0/8", "::1/128", "fc00::/7")
+)
+
 _DURATION_PART = re.compile(r"(\d+)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -108,6 +118,8 @@ class PolicyConfig:
     default_validity: timedelta = timedelta(days=7)
     max_validity: timedelta = timedelta(days=90)
     backdate: timedelta = timedelta(minutes=1)
+    denied_domains: tuple[str, ...] = ()
+    allowed_ip_networks: tuple[IpNetwork, ...] = ()
     order_lifetime: timedelta = timedelta(days=7)
     authorization_lifetime: timedelta = timedelta(days=7)  # a pending authorization
     valid_authorization_lifetime: timedelta = timedelta(days=1)  # reuse of a valid one
@@ -119,7 +131,6 @@ class AcmeConfig:
 
     website: str | None = None
     terms_of_service: str | None = None
-    caa_identities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +139,12 @@ class ValidationConfig:
     tlsalpn01_port: int = 443
     resolvers: tuple[str, ...] = ()
     hosts: Mapping[str, str] = field(default_factory=dict)
+    zone_resolvers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    caa_identities: tuple[str, ...] = ()
+    allowed_networks: tuple[IpNetwork, ...] = DEFAULT_ALLOWED_NETWORKS
+    timeout: timedelta = timedelta(seconds=10)
+    max_in_flight: int = 64
+    max_in_flight_per_account: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +322,30 @@ def _hosts(reader: _Reader, value: Any) -> dict[str, str]:
     return table
 
 
+def _networks(reader: _Reader, value: Any) -> tuple[IpNetwork, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{value!r} is not a list of networks")
+    return tuple(ipaddress.ip_network(_string(reader, v), strict=False) for v in value)
+
+
+def _zone_resolvers(reader: _Reader, value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{value!r} is not a table of suffix = ['ip:port', ...]")
+    table = {}
+    for suffix, servers in value.items():
+        zone = _domains(reader, [suffix])[0]
+        table[zone] = _resolvers(reader, servers)
+        if not table[zone]:
+            raise ValueError(f"zone {suffix!r} has no resolver")
+    return table
+
+
+def _positive(_: _Reader, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{value!r} is not a positive integer")
+    return value
+
+
 def _storage_url(reader: _Reader, value: Any) -> str:
     text = _string(reader, value)
     scheme, sep, rest = text.partition("://")
@@ -350,6 +391,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
         "default_validity": ("a duration such as '24h' or '7d'", _duration),
         "max_validity": ("a duration such as '24h' or '90d'", _duration),
         "backdate": ("a duration such as '1m'", _duration),
+        "denied_domains": ("a list of domain suffixes", _domains_or_empty),
+        "allowed_ip_networks": ("a list of CIDR networks such as '10.0.0.0/8'", _networks),
         "order_lifetime": ("a duration such as '7d'", _duration),
         "authorization_lifetime": ("a duration such as '7d'", _duration),
         "valid_authorization_lifetime": ("a duration such as '24h'", _duration),
@@ -357,13 +400,18 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
     "acme": {
         "website": ("an http(s):// URL", _url),
         "terms_of_service": ("an http(s):// URL", _url),
-        "caa_identities": ("a list of domain names", _domains_or_empty),
     },
     "validation": {
         "http01_port": ("a port from 1 to 65535", _port),
         "tlsalpn01_port": ("a port from 1 to 65535", _port),
         "resolvers": ("a list of 'ip:port'", _resolvers),
         "hosts": ("a table of name = 'ip address'", _hosts),
+        "zone_resolvers": ("a table of suffix = ['ip:port', ...]", _zone_resolvers),
+        "caa_identities": ("a list of domain names", _domains_or_empty),
+        "allowed_networks": ("a list of CIDR networks", _networks),
+        "timeout": ("a duration such as '10s'", _duration),
+        "max_in_flight": ("a positive integer", _positive),
+        "max_in_flight_per_account": ("a positive integer", _positive),
     },
 }
 
@@ -390,6 +438,8 @@ def _build(r: _Reader, source: Path | None) -> Config:
         default_validity=r.get("policy.default_validity", p.default_validity),
         max_validity=r.get("policy.max_validity", p.max_validity),
         backdate=r.get("policy.backdate", p.backdate),
+        denied_domains=r.get("policy.denied_domains", p.denied_domains),
+        allowed_ip_networks=r.get("policy.allowed_ip_networks", p.allowed_ip_networks),
         order_lifetime=r.get("policy.order_lifetime", p.order_lifetime),
         authorization_lifetime=r.get("policy.authorization_lifetime", p.authorization_lifetime),
         valid_authorization_lifetime=r.get(
@@ -407,10 +457,17 @@ def _build(r: _Reader, source: Path | None) -> Config:
         tlsalpn01_port=r.get("validation.tlsalpn01_port", v.tlsalpn01_port),
         resolvers=r.get("validation.resolvers", v.resolvers),
         hosts=r.get("validation.hosts", {}),
+        zone_resolvers=r.get("validation.zone_resolvers", {}),
+        caa_identities=r.get("validation.caa_identities", v.caa_identities),
+        allowed_networks=r.get("validation.allowed_networks", v.allowed_networks),
+        timeout=r.get("validation.timeout", v.timeout),
+        max_in_flight=r.get("validation.max_in_flight", v.max_in_flight),
+        max_in_flight_per_account=r.get(
+            "validation.max_in_flight_per_account", v.max_in_flight_per_account
+        ),
     )
     acme = AcmeConfig(
         website=r.get("acme.website", None),
         terms_of_service=r.get("acme.terms_of_service", None),
-        caa_identities=r.get("acme.caa_identities", ()),
     )
     return Config(server, storage, ca, policy, validation, acme, source)

@@ -29,6 +29,7 @@ class Services:
     links: Links
     issuer: Callable[[], Issuer]  # the current intermediate: it changes on reload
     meta: AcmeConfig
+    caa_identities: tuple[str, ...] = ()
 
 
 SERVICES = web.AppKey("services", Services)

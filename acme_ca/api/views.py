@@ -22,14 +22,15 @@ def identifier_json(identifier: Identifier) -> dict[str, str]:
     return {"type": identifier.type, "value": identifier.value}
 
 
-def directory_json(links: Links, meta: AcmeConfig) -> dict[str, Any]:
+def directory_json(links: Links, meta: AcmeConfig, caa_identities: tuple[str, ...] = ()
+                   ) -> dict[str, Any]:
     meta_json: dict[str, Any] = {"externalAccountRequired": False}
     if meta.website:
         meta_json["website"] = meta.website
     if meta.terms_of_service:
         meta_json["termsOfService"] = meta.terms_of_service
-    if meta.caa_identities:
-        meta_json["caaIdentities"] = list(meta.caa_identities)
+    if caa_identities:
+        meta_json["caaIdentities"] = list(caa_identities)
     return {
         "newNonce": links.new_nonce(),
         "newAccount": links.new_account(),

@@ -19,14 +19,20 @@ import binascii
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from ipaddress import ip_address
 from typing import Any
 
 from cryptography import x509
 
 from acme_ca.authority import issuance
-from acme_ca.authority.identifiers import parse_identifiers
+from acme_ca.authority.identifiers import (
+    authorization_identifier,
+    challenge_types,
+    combined,
+    parse_identifiers,
+)
 from acme_ca.clock import Clock
 from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import (
@@ -34,11 +40,13 @@ from acme_ca.domain.models import (
     Authorization,
     AuthorizationStatus,
     Challenge,
+    Identifier,
     Order,
     OrderStatus,
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
 from acme_ca.errors import Conflict, NotFound, PkiError, PolicyError
+from acme_ca.pki.constraints import first_forbidden
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import jwk_thumbprint
@@ -47,7 +55,6 @@ from acme_ca.store.base import Store
 
 log = logging.getLogger(__name__)
 
-CHALLENGE_TYPES = ("http-01",)
 ORDERS_PAGE = 100
 
 
@@ -89,17 +96,26 @@ class OrderService:
     page_size = ORDERS_PAGE
 
     def __init__(
-        self, store: Store, clock: Clock, policy: PolicyConfig, issuer: Callable[[], Issuer]
+        self,
+        store: Store,
+        clock: Clock,
+        policy: PolicyConfig,
+        issuer: Callable[[], Issuer],
+        challenge_types: Sequence[str] = ("http-01",),
     ) -> None:
         self._store = store
         self._clock = clock
         self._policy = policy
         self._issuer = issuer
+        self._challenge_types = tuple(challenge_types)
 
     # --- newOrder ---------------------------------------------------------------------
 
     async def new_order(self, account: Account, payload: dict[str, Any]) -> Order:
-        identifiers = parse_identifiers(payload.get("identifiers"), self._policy)
+        identifiers = parse_identifiers(
+            payload.get("identifiers"), self._policy, self._challenge_types
+        )
+        self._check_name_constraints(identifiers)
         now = self._clock.now()
         not_before, not_after = self._requested_validity(payload, now)
         authorization_ids: list[str] = []
@@ -107,8 +123,9 @@ class OrderService:
         expires = now + self._policy.order_lifetime
         all_valid = True
         for identifier in identifiers:
+            base, wildcard = authorization_identifier(identifier)
             reused = await self._store.find_reusable_authorization(
-                account.id, identifier, False, now
+                account.id, base, wildcard, now
             )
             if reused is not None:
                 authorization_ids.append(reused.id)
@@ -132,7 +149,25 @@ class OrderService:
         )
         return await self._store.create_order(order, new)
 
-    def _new_authorization(self, account: Account, identifier: Any, now: datetime) -> Authorization:
+    def _check_name_constraints(self, identifiers: Sequence[Identifier]) -> None:
+        """Refuse, before anything is validated, names the intermediate could not certify:
+        a certificate for them would not verify (RFC 5280 4.2.1.10)."""
+        intermediate = self._issuer().certificate
+        problems = []
+        for identifier in identifiers:
+            name = identifier.value if identifier.type == "dns" else ip_address(identifier.value)
+            if first_forbidden(intermediate, [name]) is not None:
+                problems.append(AcmeProblem(
+                    ProblemType.REJECTED_IDENTIFIER,
+                    f"{identifier.value} is outside the intermediate CA's name constraints",
+                    identifier=identifier))
+        if problems:
+            raise combined(problems)
+
+    def _new_authorization(
+        self, account: Account, identifier: Identifier, now: datetime
+    ) -> Authorization:
+        base, wildcard = authorization_identifier(identifier)
         authz_id = secrets.token_urlsafe(12)
         challenges = tuple(
             Challenge(
@@ -141,12 +176,13 @@ class OrderService:
                 type=kind,
                 token=secrets.token_urlsafe(32),
             )
-            for kind in CHALLENGE_TYPES
+            for kind in challenge_types(identifier, self._challenge_types)
         )
         return Authorization(
             id=authz_id,
             account_id=account.id,
-            identifier=identifier,
+            identifier=base,
+            wildcard=wildcard,
             status=AuthorizationStatus.PENDING,
             expires=now + self._policy.authorization_lifetime,
             created_at=now,

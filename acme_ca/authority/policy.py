@@ -1,8 +1,11 @@
 """Identifier and validity policy: pure functions, table-tested.
 
-A name is allowed when it is a syntactically valid DNS name (RFC 1035 lengths,
-LDH labels, a wildcard only as the whole left-most label) equal to or under one of
-the configured suffixes. IP addresses are refused unless a network allows them.
+A DNS name is first normalised (lowercase; U-labels converted to A-labels with IDNA
+2008, A-labels checked to decode) and must then be syntactically valid (RFC 1035
+lengths, LDH labels, no empty label, no trailing dot, a wildcard only as the whole
+left-most label, at least two labels) and equal to or under one of the allowed
+suffixes and not under a denied one. IP addresses are refused unless an allowed
+network holds them.
 """
 
 from __future__ import annotations
@@ -12,36 +15,90 @@ import re
 from collections.abc import Sequence
 from datetime import timedelta
 
+import idna
+
 from acme_ca.errors import PolicyError
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 MAX_NAME_LENGTH = 253
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def check_dns_name(name: str, allowed_domains: Sequence[str]) -> None:
-    """Raise PolicyError unless `name` (already lowercased) is a valid name inside policy."""
+def normalize_dns_name(value: str) -> str:
+    """Lowercase, IDNA A-labels; PolicyError for what no normalisation can mend."""
+    if value.endswith("."):
+        raise PolicyError(f"{value!r} ends in a dot: give the name without it")
+    labels = value.lower().split(".")
+    out = []
+    for label in labels:
+        if label.isascii():
+            if label.startswith("xn--"):
+                _check_a_label(label, value)
+            out.append(label)
+            continue
+        try:
+            out.append(idna.encode(label, uts46=True).decode("ascii"))
+        except idna.IDNAError as exc:
+            raise PolicyError(f"{value!r} is not a valid internationalised name: {exc}") from None
+    return ".".join(out)
+
+
+def _check_a_label(label: str, name: str) -> None:
+    try:
+        idna.decode(label)
+    except idna.IDNAError:
+        raise PolicyError(f"{name!r}: {label!r} is not valid punycode (IDNA)") from None
+
+
+def check_dns_name(name: str, allowed_domains: Sequence[str],
+                   denied_domains: Sequence[str] = ()) -> None:
+    """Raise PolicyError unless `name` (normalised) is a valid name inside policy."""
     if not name or len(name) > MAX_NAME_LENGTH:
         raise PolicyError(f"{name!r} is not a valid DNS name (1 to 253 characters)")
     labels = name.split(".")
     body = labels[1:] if labels[0] == "*" else labels
-    if "*" in name and labels[0] != "*":
+    if "*" in ".".join(body):
         raise PolicyError(f"{name!r}: a wildcard is allowed only as the whole left-most label")
-    if len(body) < 2 or not all(_LABEL.fullmatch(label) for label in body):
-        raise PolicyError(f"{name!r} is not a valid DNS name")
+    if "" in body:
+        raise PolicyError(f"{name!r} has an empty label")
+    if len(body) < 2:
+        raise PolicyError(f"{name!r} is a bare top-level name")
+    if not all(_LABEL.fullmatch(label) for label in body):
+        raise PolicyError(f"{name!r} is not a valid DNS name (letters, digits and hyphens; "
+                          "labels of at most 63 characters)")
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        raise PolicyError(f"{name} is an IP address: use an identifier of type ip")
     base = ".".join(body)
-    if not any(base == d or base.endswith("." + d) for d in allowed_domains):
+    if any(_within(base, d) for d in denied_domains):
+        raise PolicyError(f"{name} is under a denied domain")
+    if not any(_within(base, d) for d in allowed_domains):
         raise PolicyError(
             f"{name} is outside policy (allowed: {', '.join(allowed_domains)} and subdomains)"
         )
 
 
-def check_ip_address(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address, allowed_networks: Sequence[IpNetwork]
-) -> None:
+def _within(name: str, suffix: str) -> bool:
+    return name == suffix or name.endswith("." + suffix)
+
+
+def parse_ip_address(value: str) -> IpAddress:
+    """An IP identifier's value (RFC 8738 3): an address in its textual form."""
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise PolicyError(f"{value!r} is not an IP address") from None
+
+
+def check_ip_address(address: IpAddress, allowed_networks: Sequence[IpNetwork]) -> None:
     if not any(address in network for network in allowed_networks):
-        raise PolicyError(f"IP address {address} is outside policy (no allowed network holds it)")
+        raise PolicyError(f"IP address {address} is outside policy "
+                          "(not in [policy] allowed_ip_networks)")
 
 
 def check_validity(validity: timedelta, max_validity: timedelta) -> None:

@@ -27,7 +27,7 @@ from acme_ca.pki.hierarchy import (
     renew_intermediate,
 )
 from acme_ca.pki.keys import KeyType
-from acme_ca.pki.profiles import INTERMEDIATE_VALIDITY
+from acme_ca.pki.profiles import INTERMEDIATE_VALIDITY, name_constraints
 
 ROOT_KEY_TYPES = [KeyType.RSA4096.value, KeyType.RSA3072.value, KeyType.EC_P384.value]
 INTERMEDIATE_KEY_TYPES = [k.value for k in KeyType]
@@ -128,6 +128,12 @@ def add_parsers(commands: Any) -> None:
         default=None,
         help="new key type (default: the same as the current one)",
     )
+    renew.add_argument(
+        "--constraints-from-config",
+        action="store_true",
+        help="name constraints from the current [policy] (allowed_domains, "
+        "allowed_ip_networks) and [server] instead of the old intermediate's",
+    )
     renew.set_defaults(run=run_renew)
 
 
@@ -163,8 +169,9 @@ def permitted_names(config: Config) -> tuple[str, ...]:
 
 
 def permitted_networks(config: Config) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """The server's own listen address and IP hostname, as single-address networks."""
-    nets = []
+    """[policy] allowed_ip_networks, and the server's own listen address and IP hostname
+    (its TLS certificate comes from the intermediate too)."""
+    nets = list(config.policy.allowed_ip_networks)
     for host in (config.server.listen_host, config.server.hostname):
         if _is_ip(host) and not ipaddress.ip_address(host).is_unspecified:
             nets.append(ipaddress.ip_network(host))
@@ -339,6 +346,11 @@ def run_renew(config: Config, args: argparse.Namespace) -> int:
         now=SystemClock().now(),
         validity=validity,
         key_type=KeyType(args.key_type) if args.key_type else None,
+        constraints=(
+            name_constraints(permitted_names(config), permitted_networks(config))
+            if args.constraints_from_config
+            else "keep"
+        ),
     )
     print(
         f"New intermediate {format(new.serial_number, 'x')}, valid until "

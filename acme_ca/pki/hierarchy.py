@@ -231,8 +231,12 @@ def renew_intermediate(
     now: datetime,
     validity: timedelta = INTERMEDIATE_VALIDITY,
     key_type: KeyType | None = None,
+    constraints: x509.NameConstraints | str | None = "keep",
 ) -> x509.Certificate:
-    """Sign a new intermediate (new key, same subject and name constraints) with the root.
+    """Sign a new intermediate (new key, same subject) with the root.
+
+    Its name constraints are the old intermediate's unless `constraints` gives new
+    ones (None: none at all).
 
     The old certificate and key are kept under ca/archive/ (for CRLs of what it
     issued); the new files replace the old atomically, key first, so a running
@@ -244,10 +248,12 @@ def renew_intermediate(
         raise PkiError(f"root key {paths.root_key} does not match {paths.root_cert}")
     old = files.load_certificate(paths.intermediate_cert, "intermediate certificate")
     old_key = load_key(paths.intermediate_key, intermediate_passphrase, "intermediate key")
-    try:
-        constraints = old.extensions.get_extension_for_class(x509.NameConstraints).value
-    except x509.ExtensionNotFound:
-        constraints = None
+    if constraints == "keep":
+        try:
+            constraints = old.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            constraints = None
+    assert not isinstance(constraints, str)
     new_key = generate_key(key_type) if key_type else _same_type_key(old_key)
     new = build_intermediate(
         root_cert=root,

@@ -7,7 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from acme_ca.authority.policy import check_dns_name, check_ip_address, check_validity
+from acme_ca.authority.policy import (
+    check_dns_name,
+    check_ip_address,
+    check_validity,
+    normalize_dns_name,
+)
 from acme_ca.errors import PolicyError
 
 ALLOWED = ("bluerobin.local", "data-layer")
@@ -51,18 +56,19 @@ def test_allowed_names(name: str) -> None:
         ("www.example.com", "outside policy"),
         ("evilbluerobin.local", "outside policy"),  # a suffix match must end at a dot
         ("bluerobin.local.example.com", "outside policy"),
-        ("local", "is not a valid DNS name"),  # a bare TLD
-        ("*.local", "is not a valid DNS name"),
+        ("local", "bare top-level name"),  # a bare TLD
+        ("*.local", "bare top-level name"),
         ("www.*.bluerobin.local", "wildcard is allowed only as the whole left-most label"),
         ("*www.bluerobin.local", "wildcard is allowed only as the whole left-most label"),
         ("w*.bluerobin.local", "wildcard is allowed only as the whole left-most label"),
-        ("*.*.bluerobin.local", "is not a valid DNS name"),
+        ("*.*.bluerobin.local", "wildcard is allowed only as the whole left-most label"),
         ("a" * 64 + ".bluerobin.local", "is not a valid DNS name"),  # label > 63
         (name_of_length(254), "1 to 253 characters"),  # name > 253
         ("", "1 to 253 characters"),
-        ("a..bluerobin.local", "is not a valid DNS name"),  # empty label
-        (".bluerobin.local", "is not a valid DNS name"),
-        ("www.bluerobin.local.", "is not a valid DNS name"),  # trailing dot: an empty label
+        ("a..bluerobin.local", "empty label"),
+        (".bluerobin.local", "empty label"),
+        ("www.bluerobin.local.", "empty label"),  # normalize_dns_name refuses it first
+        ("10.0.0.5", "is an IP address"),
         ("-www.bluerobin.local", "is not a valid DNS name"),  # leading hyphen
         ("www-.bluerobin.local", "is not a valid DNS name"),  # trailing hyphen
         ("_acme.bluerobin.local", "is not a valid DNS name"),
@@ -98,3 +104,40 @@ def test_validity_up_to_the_maximum() -> None:
     check_validity(timedelta(days=90), timedelta(days=90))
     with pytest.raises(PolicyError, match=r"exceeds policy\.max_validity"):
         check_validity(timedelta(days=90, seconds=1), timedelta(days=90))
+
+
+@pytest.mark.parametrize(
+    ("given", "normal"),
+    [
+        ("WWW.BlueRobin.Local", "www.bluerobin.local"),  # lowercase
+        ("bücher.bluerobin.local", "xn--bcher-kva.bluerobin.local"),  # U-label -> A-label
+        ("xn--bcher-kva.bluerobin.local", "xn--bcher-kva.bluerobin.local"),  # kept
+        ("*.Web.bluerobin.local", "*.web.bluerobin.local"),
+    ],
+)
+def test_names_are_normalised(given: str, normal: str) -> None:
+    """RFC 8555 7.1.4: dns identifiers are ASCII (A-labels), case-insensitive."""
+    assert normalize_dns_name(given) == normal
+    check_dns_name(normal, ALLOWED)
+
+
+@pytest.mark.parametrize(
+    ("given", "fragment"),
+    [
+        ("www.bluerobin.local.", "ends in a dot"),
+        ("xn--zz.bluerobin.local", "not valid punycode"),  # an A-label that does not decode
+        ("a\u200db.bluerobin.local", "not a valid internationalised name"),  # invalid U-label
+    ],
+)
+def test_names_that_cannot_be_normalised(given: str, fragment: str) -> None:
+    with pytest.raises(PolicyError, match=fragment):
+        normalize_dns_name(given)
+
+
+def test_denied_domains_win_over_allowed() -> None:
+    """[policy] denied_domains: never issued, even below an allowed suffix."""
+    check_dns_name("web.bluerobin.local", ALLOWED, ("secret.bluerobin.local",))
+    for name in ("secret.bluerobin.local", "db.secret.bluerobin.local",
+                 "*.secret.bluerobin.local"):
+        with pytest.raises(PolicyError, match="denied domain"):
+            check_dns_name(name, ALLOWED, ("secret.bluerobin.local",))

@@ -329,6 +329,28 @@ def test_intermediate_renew(run: Run, initialised: Path, tmp_path: Path) -> None
     assert (initialised / "ca" / "archive" / f"intermediate-ca.{old.serial_number:x}.crt").exists()
 
 
+def test_intermediate_renew_with_constraints_from_config(
+    run: Run, initialised: Path, tmp_path: Path
+) -> None:
+    """Renewal keeps the old name constraints unless asked to take them from the
+    configuration, e.g. after [policy] allowed_ip_networks was set (RFC 5280 4.2.1.10)."""
+    config = tmp_path / "acme-ca.toml"
+    config.write_text('[policy]\nallowed_ip_networks = ["10.0.0.0/8"]\n')
+    code, _, err = run("--config", config, "intermediate", "renew",
+                       "--passphrase-file", tmp_path / "root.pass")
+    assert code == 0, err
+    kept = files.load_certificate(initialised / "ca" / "intermediate-ca.crt")
+    ips = kept.extensions.get_extension_for_class(x509.NameConstraints).value.permitted_subtrees
+    assert "10.0.0.0/8" not in [str(n.value) for n in ips if isinstance(n, x509.IPAddress)]
+    code, _, err = run("--config", config, "intermediate", "renew", "--constraints-from-config",
+                       "--passphrase-file", tmp_path / "root.pass")
+    assert code == 0, err
+    new = files.load_certificate(initialised / "ca" / "intermediate-ca.crt")
+    permitted = new.extensions.get_extension_for_class(x509.NameConstraints).value
+    values = [str(n.value) for n in permitted.permitted_subtrees]
+    assert "10.0.0.0/8" in values and "bluerobin.local" in values
+
+
 def test_intermediate_renew_with_a_wrong_passphrase(
     run: Run, initialised: Path, tmp_path: Path
 ) -> None:

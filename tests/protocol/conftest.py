@@ -67,7 +67,8 @@ class AcmeServer:
 @pytest.fixture
 def server_factory(tmp_path: Path, make_hierarchy: Callable[..., Any], aiohttp_client: Any
                    ) -> Callable[..., Any]:
-    async def start(hierarchy: Any = None, **overrides: Any) -> AcmeServer:
+    async def start(hierarchy: Any = None, challenge_types: tuple[str, ...] = ("http-01",),
+                    **overrides: Any) -> AcmeServer:
         hierarchy = hierarchy or make_hierarchy("pki")
         config = load_config(None, {"server.external_url": BASE,
                                     "server.data_dir": str(tmp_path / "data"), **overrides})
@@ -80,7 +81,8 @@ def server_factory(tmp_path: Path, make_hierarchy: Callable[..., Any], aiohttp_c
                              config.ca.chain, None, clock.now(), config.ca.alternate_chains)
         store = await open_store(f"sqlite:///{tmp_path / 'acme.db'}", clock=clock)
         validator = ServedValidator()
-        app = build_app(config, store, lambda: issuer, clock, {"http-01": validator})
+        app = build_app(config, store, lambda: issuer, clock,
+                        dict.fromkeys(challenge_types, validator))
         http = await aiohttp_client(app)
         return AcmeServer(http, store, clock, validator, issuer, app)
 

@@ -106,9 +106,18 @@ async def test_unsupported_identifier_type(server: AcmeServer) -> None:
     """RFC 8555 7.4 and 6.7: an identifier type the server does not support is
     unsupportedIdentifier."""
     client = await registered(server)
+    response = await client.post(NEW_ORDER, {"identifiers": [{"type": "email",
+                                                              "value": "a@bluerobin.local"}]})
+    doc = assert_problem(response, 400, "unsupportedIdentifier")
+    assert doc["subproblems"][0]["identifier"] == {"type": "email", "value": "a@bluerobin.local"}
+
+
+async def test_ip_identifier_outside_allowed_networks_is_rejected(server: AcmeServer) -> None:
+    """RFC 8738 3 with [policy] allowed_ip_networks empty by default: rejectedIdentifier."""
+    client = await registered(server)
     response = await client.post(NEW_ORDER, {"identifiers": [{"type": "ip",
                                                               "value": "10.0.0.1"}]})
-    doc = assert_problem(response, 400, "unsupportedIdentifier")
+    doc = assert_problem(response, 400, "rejectedIdentifier")
     assert doc["subproblems"][0]["identifier"] == {"type": "ip", "value": "10.0.0.1"}
 
 

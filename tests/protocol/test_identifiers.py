@@ -1,0 +1,142 @@
+"""Wildcards (RFC 8555 7.1.3, 7.1.4), IP identifiers (RFC 8738) and identifier policy
+through the protocol: what authorizations and challenges an order gets, and what the
+certificate says."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.acme_client import BASE, b64
+
+ALL_TYPES = ("http-01", "dns-01", "tls-alpn-01")
+NEW_ORDER = f"{BASE}/acme/new-order"
+
+
+def csr_for(dns: list[str], ips: list[str]) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+           .add_extension(x509.SubjectAlternativeName(names), critical=False)
+           .sign(key, hashes.SHA256()))
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return csr.public_bytes(Encoding.DER)
+
+
+async def finalize_and_fetch(server: Any, client: Any, created: Any, dns: list[str],
+                             ips: list[str]) -> x509.Certificate:
+    await authorize_any(server, client, created.json())
+    order = await client.post(created.json()["finalize"], {"csr": b64(csr_for(dns, ips))})
+    assert order.status == 200, order.body
+    pem = (await client.post(order.json()["certificate"])).body
+    return x509.load_pem_x509_certificates(pem)[0]
+
+
+async def authorize_any(server: Any, client: Any, order: dict) -> None:
+    """Answer the first offered challenge of each pending authorization."""
+    for authz_url in order["authorizations"]:
+        authz = (await client.post(authz_url)).json()
+        challenge = authz["challenges"][0]
+        server.validator.served[challenge["token"]] = client.key_authorization(challenge["token"])
+        await client.post(challenge["url"], {})
+    await server.settle()
+
+
+async def test_wildcard_order_gets_a_dns01_only_authorization(
+        server_factory: Callable[..., Any]) -> None:
+    """RFC 8555 7.1.3: *.name is authorized by name with wildcard true; 8.4: dns-01 only."""
+    server = await server_factory(challenge_types=ALL_TYPES)
+    client = server.client()
+    await client.new_account()
+    created = await client.new_order("*.web.bluerobin.local", "web.bluerobin.local")
+    assert created.status == 201, created.body
+    authzs = [(await client.post(u)).json() for u in created.json()["authorizations"]]
+    wild = next(a for a in authzs if a.get("wildcard"))
+    plain = next(a for a in authzs if not a.get("wildcard"))
+    assert wild["identifier"] == {"type": "dns", "value": "web.bluerobin.local"}
+    assert [c["type"] for c in wild["challenges"]] == ["dns-01"]
+    assert sorted(c["type"] for c in plain["challenges"]) == sorted(ALL_TYPES)
+    cert = await finalize_and_fetch(server, client, created,
+                                    ["*.web.bluerobin.local", "web.bluerobin.local"], [])
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(san.get_values_for_type(x509.DNSName)) == [
+        "*.web.bluerobin.local", "web.bluerobin.local"]
+    await server.store.close()
+
+
+async def test_wildcard_refused_without_dns01(server_factory: Callable[..., Any]) -> None:
+    """A wildcard can only be proven with dns-01: without it, rejectedIdentifier."""
+    server = await server_factory()
+    client = server.client()
+    await client.new_account()
+    response = await client.new_order("*.web.bluerobin.local")
+    assert response.status == 400 and response.problem_type == "rejectedIdentifier"
+    await server.store.close()
+
+
+async def test_ip_identifier_inside_allowed_networks(
+        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any]) -> None:
+    """RFC 8738: an ip identifier gets http-01 and tls-alpn-01 (never dns-01) and the
+    certificate an iPAddress SAN."""
+    hierarchy = make_hierarchy("pki", permitted_domains=None)
+    server = await server_factory(hierarchy, challenge_types=ALL_TYPES,
+                                  **{"policy.allowed_ip_networks": ["10.0.0.0/8"]})
+    client = server.client()
+    await client.new_account()
+    created = await client.post(NEW_ORDER, {"identifiers": [{"type": "ip", "value": "10.1.2.3"}]})
+    assert created.status == 201, created.body
+    authz = (await client.post(created.json()["authorizations"][0])).json()
+    assert authz["identifier"] == {"type": "ip", "value": "10.1.2.3"}
+    assert sorted(c["type"] for c in authz["challenges"]) == ["http-01", "tls-alpn-01"]
+    cert = await finalize_and_fetch(server, client, created, [], ["10.1.2.3"])
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.1.2.3")]
+    await server.store.close()
+
+
+async def test_ip_outside_the_intermediate_constraints_is_rejected(
+        server_factory: Callable[..., Any]) -> None:
+    """Policy allows the network, but the intermediate's name constraints exclude every IP:
+    refused at newOrder, since the certificate would not verify (RFC 5280 4.2.1.10)."""
+    server = await server_factory(**{"policy.allowed_ip_networks": ["10.0.0.0/8"]})
+    client = server.client()
+    await client.new_account()
+    response = await client.post(NEW_ORDER, {"identifiers": [{"type": "ip",
+                                                              "value": "10.1.2.3"}]})
+    assert response.status == 400 and response.problem_type == "rejectedIdentifier"
+    assert "name constraints" in response.json()["detail"]
+    await server.store.close()
+
+
+async def test_identifiers_are_normalised(server_factory: Callable[..., Any]) -> None:
+    """RFC 8555 7.1.4: names in A-label form, lowercase."""
+    server = await server_factory()
+    client = server.client()
+    await client.new_account()
+    created = await client.new_order("Bücher.BlueRobin.local")
+    assert created.status == 201, created.body
+    assert created.json()["identifiers"] == [
+        {"type": "dns", "value": "xn--bcher-kva.bluerobin.local"}]
+    await server.store.close()
+
+
+async def test_every_bad_identifier_is_a_subproblem(server_factory: Callable[..., Any]) -> None:
+    """RFC 8555 6.7.1: one problem, a subproblem per refused identifier, good ones absent."""
+    server = await server_factory(**{"policy.denied_domains": ["secret.bluerobin.local"]})
+    client = server.client()
+    await client.new_account()
+    response = await client.new_order("ok.bluerobin.local", "db.secret.bluerobin.local",
+                                      "www.example.com", "bad..bluerobin.local")
+    assert response.status == 400 and response.problem_type == "rejectedIdentifier"
+    subs = response.json()["subproblems"]
+    assert [s["identifier"]["value"] for s in subs] == [
+        "db.secret.bluerobin.local", "www.example.com", "bad..bluerobin.local"]
+    assert all(s["type"].endswith(":rejectedIdentifier") for s in subs)
+    await server.store.close()
