@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import Any
 
 from cryptography import x509
@@ -14,6 +15,8 @@ from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unautho
 from acme_ca.errors import Conflict, NotFound
 from acme_ca.pki.keys import jwk_thumbprint
 from acme_ca.store.base import Store
+
+log = logging.getLogger(__name__)
 
 # The CRLReason codes of RFC 5280 5.3.1; 7 is not assigned.
 ALLOWED_REASONS = frozenset(range(11)) - {7}
@@ -60,6 +63,9 @@ class RevocationService:
             raise AcmeProblem(
                 ProblemType.ALREADY_REVOKED, "the certificate is already revoked"
             ) from None
+        log.info("certificate %s (%s) revoked, reason %d, by %s", record.serial,
+                 ", ".join(record.names), reason,
+                 f"account {account.id}" if account else "its own key")
 
     async def _holds_all(self, account: Account, names: tuple[str, ...]) -> bool:
         """Does the account hold a valid authorization for every name of the certificate?"""
