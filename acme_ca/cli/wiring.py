@@ -24,15 +24,44 @@ from acme_ca.config import Config
 from acme_ca.pki.issuer import Issuer
 from acme_ca.store.base import Store
 from acme_ca.validation.base import Validator
+from acme_ca.validation.caa import CaaChecker
+from acme_ca.validation.dns import DnsClient
+from acme_ca.validation.dns01 import Dns01Validator
 from acme_ca.validation.http01 import Http01Validator
+from acme_ca.validation.network import AddressPolicy
 from acme_ca.validation.resolver import Resolver
+from acme_ca.validation.tlsalpn01 import TlsAlpn01Validator
 
 SUPERVISOR = web.AppKey("supervisor", ValidationSupervisor)
 
 
 def default_validators(config: Config) -> dict[str, Validator]:
-    resolver = Resolver(config.validation.hosts, config.validation.resolvers)
-    return {"http-01": Http01Validator(resolver, port=config.validation.http01_port)}
+    """One validator per challenge type, all sharing the resolver, policy and deadline.
+
+    Every validator that connects somewhere takes ``policy`` (the [validation]
+    allowed_networks guard) and ``timeout``.
+    """
+    settings = config.validation
+    timeout = settings.timeout.total_seconds()
+    resolver = Resolver(settings.hosts, settings.resolvers, timeout,
+                        zone_resolvers=settings.zone_resolvers)
+    policy = AddressPolicy(settings.allowed_networks)
+    return {
+        "http-01": Http01Validator(
+            resolver, policy=policy, port=settings.http01_port, total_timeout=timeout
+        ),
+        "dns-01": Dns01Validator(DnsClient.from_config(settings)),
+        "tls-alpn-01": TlsAlpn01Validator(
+            resolver, policy=policy, port=settings.tlsalpn01_port, timeout=timeout
+        ),
+    }
+
+
+def caa_checker(config: Config) -> CaaChecker | None:
+    """CAA is checked only when [validation] caa_identities names this CA."""
+    if not config.validation.caa_identities:
+        return None
+    return CaaChecker(DnsClient.from_config(config.validation), config.validation.caa_identities)
 
 
 def build_app(
@@ -42,21 +71,28 @@ def build_app(
     clock: Clock,
     validators: Mapping[str, Validator] | None = None,
 ) -> web.Application:
+    links = Links(config.server.base_url)
     supervisor = ValidationSupervisor(
         store,
         clock,
         validators if validators is not None else default_validators(config),
         valid_authorization_lifetime=config.policy.valid_authorization_lifetime,
+        max_in_flight=config.validation.max_in_flight,
+        max_in_flight_per_account=config.validation.max_in_flight_per_account,
+        timeout=config.validation.timeout.total_seconds(),
+        caa=caa_checker(config),
+        account_uri=links.account,
     )
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service),
-        orders=OrderService(store, clock, config.policy, issuer),
+        orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types),
         authorizations=AuthorizationService(store, clock, supervisor),
         revocation=RevocationService(store, clock),
         nonces=NonceService(store, clock),
-        links=Links(config.server.base_url),
+        links=links,
         issuer=issuer,
         meta=config.acme,
+        caa_identities=config.validation.caa_identities,
     )
     app = create_app(services)
     app[SUPERVISOR] = supervisor

@@ -1,16 +1,24 @@
 """http-01 (RFC 8555 8.3): fetch the key authorization from the identifier over HTTP.
 
-The validator resolves every host itself (``Resolver``: hosts table, then DNS) and
-connects to the resolved address, so the address actually connected to is known and
-recorded (a later SSRF allowlist can check it); the name travels in the Host header
-and, for https hops, in SNI. Redirects are followed by hand (Boulder ``va/http.go``):
-http and https only, the allowed ports only, each hop resolved again, at most
-``max_redirects``; https hops do not verify the certificate (as Boulder does for
-http-01 redirects). The body is read up to ``max_body`` bytes, never more.
+The validator resolves every host itself (``Resolver``: hosts table, then DNS), checks
+the addresses with its ``AddressPolicy`` and connects to a checked address, given to
+aiohttp as an IP literal: aiohttp's own resolver is one that refuses every name, so
+nothing can be looked up a second time between the check and the connection (DNS
+rebinding is impossible by construction) and the address recorded as ``address_used``
+is the one connected to. The name travels in the Host header and, for https hops, in
+SNI. A name that resolves to refused and allowed addresses is fetched from an allowed
+one only (Boulder drops reserved addresses the same way); refused addresses are listed
+in the record's ``addresses_refused`` and never connected to.
+
+Redirects are followed by hand (Boulder ``va/http.go``): http and https only, the
+allowed ports only, at most ``max_redirects``; every hop is resolved and checked again,
+an IP-literal Location exactly like a name. https hops do not verify the certificate
+(as Boulder does for http-01 redirects). The body is read up to ``max_body`` bytes.
 
 Nothing here raises for a failed validation: the problem is returned in the result.
-One deadline (``total_timeout``) covers resolution, every hop and the body, so a
-server that accepts and never answers, or trickles bytes, cannot hold a validation.
+One deadline (``total_timeout``, [validation] timeout) covers resolution, every hop and
+the body, so a server that accepts and never answers, or trickles bytes, cannot hold a
+validation; ``connect_timeout`` and ``read_timeout`` bound each socket operation.
 """
 
 from __future__ import annotations
@@ -19,16 +27,19 @@ import asyncio
 import errno
 import ipaddress
 import re
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.validation.base import ValidationResult
+from acme_ca.validation.network import AddressPolicy
 from acme_ca.validation.resolver import Address, Resolver
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -63,6 +74,18 @@ class _ConnectFailed(Exception):
         self.detail = detail
 
 
+class _NoResolution(AbstractResolver):
+    """aiohttp's resolver: refuses every name, so only checked IP literals connect."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        raise OSError(f"http-01 validation never lets aiohttp resolve {host!r}")
+
+    async def close(self) -> None:
+        return None
+
+
 class Http01Validator:
     """Validates dns and ip identifiers (RFC 8738) with http-01."""
 
@@ -70,6 +93,7 @@ class Http01Validator:
         self,
         resolver: Resolver,
         *,
+        policy: AddressPolicy,
         port: int = 80,
         connect_timeout: float = 5,
         read_timeout: float = 5,
@@ -79,13 +103,16 @@ class Http01Validator:
         http_redirect_port: int = 80,
         https_port: int = 443,
     ) -> None:
-        """``port`` is the first request's port ([validation] http01_port).
+        """``policy`` says which addresses may be connected to ([validation]
+        allowed_networks); it is required so that no caller gets one by accident.
+        ``port`` is the first request's port ([validation] http01_port).
 
         Redirects may go to ``http_redirect_port``, ``https_port`` or ``port``; a
         redirect URL without a port means ``http_redirect_port`` for http and
         ``https_port`` for https (80 and 443 unless a test moves them).
         """
         self._resolver = resolver
+        self._policy = policy
         self._port = port
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -122,7 +149,9 @@ class Http01Validator:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self._connect_timeout, sock_read=self._read_timeout
         )
-        connector = aiohttp.TCPConnector(force_close=True, use_dns_cache=False)
+        connector = aiohttp.TCPConnector(
+            force_close=True, use_dns_cache=False, resolver=_NoResolution()
+        )
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=timeout,
@@ -181,13 +210,15 @@ class Http01Validator:
     async def _fetch(
         self, session: aiohttp.ClientSession, url: URL, port: int, records: list[dict[str, Any]]
     ) -> _Response:
-        """One hop: resolve, connect (first address, then one of the other family), GET."""
+        """One hop: resolve once, check, connect to a checked address (the first, then
+        one of the other family), GET."""
         host = url.raw_host or ""
         record: dict[str, Any] = {
             "url": str(url),
             "hostname": host,
             "port": port,
             "addresses_resolved": [],
+            "addresses_refused": [],
             "addresses_tried": [],
             "address_used": None,
             "status": None,
@@ -195,8 +226,12 @@ class Http01Validator:
         records.append(record)
         addresses = await self._resolver.resolve(host)
         record["addresses_resolved"] = [str(a) for a in addresses]
+        usable, refused = self._policy.allowed_addresses(addresses, host)
+        record["addresses_refused"] = [str(a) for a in addresses if a not in usable]
+        if not usable:
+            raise refused or AcmeProblem(ProblemType.DNS, f"no addresses found for {host}")
         failures = []
-        for address in _candidates(addresses):
+        for address in _candidates(usable):
             record["addresses_tried"].append(str(address))
             record["address_used"] = str(address)
             try:

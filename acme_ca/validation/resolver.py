@@ -18,45 +18,45 @@ import ipaddress
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 
-import dns.asyncresolver
-import dns.exception
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
-
-from acme_ca.config import parse_host_port
 from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.validation.dns import DnsClient
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Resolver:
-    """Resolves host names for validation; every failure is a ``dns`` problem."""
+    """Resolves host names for validation; every failure is a ``dns`` problem.
+
+    The hosts table first; then DNS through the ``DnsClient`` (the resolvers for the
+    name's zone, else the configured resolvers); with no resolver configured for the
+    name, the system resolver (getaddrinfo, which also reads /etc/hosts).
+    """
 
     def __init__(
-        self, hosts: Mapping[str, str], resolvers: Sequence[str], timeout: float = 5.0
+        self,
+        hosts: Mapping[str, str],
+        resolvers: Sequence[str],
+        timeout: float = 5.0,
+        *,
+        zone_resolvers: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self._hosts = {
             _normalise(name): ipaddress.ip_address(address) for name, address in hosts.items()
         }
         self._timeout = timeout
-        self._servers = tuple(parse_host_port(text, default_port=53) for text in resolvers)
-        self._dns: dns.asyncresolver.Resolver | None = None
-        if self._servers:
-            self._dns = dns.asyncresolver.Resolver(configure=False)
-            self._dns.nameservers = [
-                dns.nameserver.Do53Nameserver(host, port) for host, port in self._servers
-            ]
-            self._dns.timeout = timeout
-            self._dns.lifetime = timeout
-            self._dns.cache = None
+        self._has_default = bool(resolvers)
+        self._zones = tuple(_normalise(z) for z in (zone_resolvers or {}))
+        self._dns = DnsClient(resolvers, zone_resolvers, timeout)
 
-    @property
-    def description(self) -> str:
+    def _uses_dns(self, name: str) -> bool:
+        return self._has_default or any(name == z or name.endswith("." + z) for z in self._zones)
+
+    def description_for(self, name: str) -> str:
         """Who is asked after the hosts table, for problem details."""
-        if not self._servers:
+        if not self._uses_dns(name):
             return "the system resolver"
-        return "resolver " + ", ".join(_host_port(h, p) for h, p in self._servers)
+        servers = self._dns.servers_for(name)
+        return "resolver " + ", ".join(_host_port(h, p) for h, p in servers)
 
     async def resolve(self, name: str) -> list[Address]:
         """The addresses for ``name``, IPv4 first; raises AcmeProblem(dns) when none."""
@@ -68,55 +68,38 @@ class Resolver:
             return [self._hosts[key]]
         if not key:
             raise AcmeProblem(ProblemType.DNS, f"cannot resolve an empty name {name!r}")
-        if self._dns is not None:
+        if self._uses_dns(key):
             return await self._resolve_dns(key)
         return await self._resolve_system(key)
 
     async def _resolve_dns(self, name: str) -> list[Address]:
-        assert self._dns is not None
-        queries = [self._query(name, rdtype) for rdtype in ("A", "AAAA")]
-        outcomes = await asyncio.gather(*queries, return_exceptions=True)
+        answers = await asyncio.gather(
+            *(self._dns.query(name, rdtype) for rdtype in ("A", "AAAA")), return_exceptions=True
+        )
         addresses: list[Address] = []
         failures: list[AcmeProblem] = []
-        for outcome in outcomes:
-            if isinstance(outcome, AcmeProblem):
-                failures.append(outcome)
-            elif isinstance(outcome, BaseException):
-                raise outcome
+        for answer in answers:
+            if isinstance(answer, AcmeProblem):
+                failures.append(answer)
+            elif isinstance(answer, BaseException):
+                raise answer
+            elif answer.nxdomain:
+                failures.append(AcmeProblem(
+                    ProblemType.DNS,
+                    f"NXDOMAIN looking up {name} at {answer.server}: no such name"))
             else:
-                addresses.extend(outcome)
+                addresses.extend(ipaddress.ip_address(r.address) for r in answer.rdatas)
         if addresses:  # one family answering is enough (an AAAA SERVFAIL is common)
             return _unique(addresses)
         if failures:
             raise failures[0]
         raise AcmeProblem(
-            ProblemType.DNS, f"no A or AAAA records found for {name} at {self.description}"
+            ProblemType.DNS,
+            f"no A or AAAA records found for {name} at {self.description_for(name)}",
         )
 
-    async def _query(self, name: str, rdtype: str) -> list[Address]:
-        assert self._dns is not None
-        where = f"looking up {rdtype} for {name} at {self.description}"
-        try:
-            answer = await self._dns.resolve(
-                name + ".", rdtype, search=False, raise_on_no_answer=False
-            )
-        except dns.resolver.NXDOMAIN:
-            raise AcmeProblem(ProblemType.DNS, f"NXDOMAIN {where}: no such name") from None
-        except dns.resolver.NoNameservers as exc:
-            answers = _server_errors(exc.kwargs.get("errors") or ())
-            raise AcmeProblem(ProblemType.DNS, f"DNS error {where}: {answers}") from None
-        except dns.exception.Timeout:
-            raise AcmeProblem(
-                ProblemType.DNS, f"timed out after {self._timeout:g}s {where}"
-            ) from None
-        except dns.exception.DNSException as exc:
-            raise AcmeProblem(ProblemType.DNS, f"DNS error {where}: {exc}") from None
-        if answer.rrset is None:
-            return []
-        return [ipaddress.ip_address(rdata.address) for rdata in answer.rrset]
-
     async def _resolve_system(self, name: str) -> list[Address]:
-        where = f"looking up {name} with {self.description}"
+        where = f"looking up {name} with the system resolver"
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._timeout):
@@ -155,7 +138,3 @@ def _unique(addresses: Iterable[Address]) -> list[Address]:
     return list(dict.fromkeys(addresses))
 
 
-def _server_errors(errors: Iterable[tuple[object, ...]]) -> str:
-    """dnspython's (server, tcp, port, error, response) tuples -> '127.0.0.1:53 answered X'."""
-    texts = [f"{_host_port(str(e[0]), e[2])} answered {e[3]}" for e in errors]
-    return "; ".join(texts) or "all resolvers failed"

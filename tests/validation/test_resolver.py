@@ -1,93 +1,26 @@
 """The validation resolver: IP literals, the static hosts table, then DNS.
 
-DNS answers come from a tiny UDP server on 127.0.0.1 (``FakeDns``) that answers from a
+DNS answers come from the fake server in conftest.py (``FakeDns``) that answers from a
 table, with a chosen rcode (NXDOMAIN, SERVFAIL), or not at all.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
 
-import dns.message
 import dns.rcode
-import dns.rdatatype
-import dns.rrset
 import pytest
 
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.validation.resolver import Resolver
+from tests.validation import conftest
+
+# The fake server moved to conftest.py; test_http01 still imports these two from here.
+StartDns = conftest.StartDns
+fake_dns = conftest.fake_dns
 
 NAME = "web.bluerobin.local"
-
-
-class FakeDns(asyncio.DatagramProtocol):
-    """Answers A/AAAA from ``answers`` (name -> addresses), NXDOMAIN for unknown names.
-
-    ``rcodes`` forces an rcode for a name; ``silent`` answers nothing (a dead resolver).
-    Every question received is kept in ``queries`` as (name, type).
-    """
-
-    def __init__(
-        self,
-        answers: dict[str, list[str]] | None = None,
-        rcodes: dict[str, dns.rcode.Rcode] | None = None,
-        silent: bool = False,
-    ) -> None:
-        self.answers = answers or {}
-        self.rcodes = rcodes or {}
-        self.silent = silent
-        self.queries: list[tuple[str, str]] = []
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        query = dns.message.from_wire(data)
-        question = query.question[0]
-        name = question.name.to_text(omit_final_dot=True).lower()
-        rdtype = dns.rdatatype.to_text(question.rdtype)
-        self.queries.append((name, rdtype))
-        if self.silent or self.transport is None:
-            return
-        response = dns.message.make_response(query)
-        if name in self.rcodes:
-            response.set_rcode(self.rcodes[name])
-        elif name not in self.answers:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        else:
-            family = 6 if rdtype == "AAAA" else 4
-            found = [a for a in self.answers[name] if ipaddress.ip_address(a).version == family]
-            if found:
-                rrset = dns.rrset.from_text_list(question.name, 60, "IN", rdtype, found)
-                response.answer.append(rrset)
-        self.transport.sendto(response.to_wire(), addr)
-
-
-StartDns = Callable[..., Awaitable[tuple[FakeDns, str]]]
-
-
-@pytest.fixture
-async def fake_dns() -> AsyncIterator[StartDns]:
-    """start(**FakeDns kwargs) -> (server, "127.0.0.1:port"); closed after the test."""
-    transports: list[asyncio.BaseTransport] = []
-
-    async def start(**kwargs: Any) -> tuple[FakeDns, str]:
-        loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: FakeDns(**kwargs), local_addr=("127.0.0.1", 0)
-        )
-        transports.append(transport)
-        host, port = transport.get_extra_info("sockname")[:2]
-        return protocol, f"{host}:{port}"
-
-    yield start
-    for transport in transports:
-        transport.close()
 
 
 async def problem_of(resolver: Resolver, name: str) -> AcmeProblem:

@@ -1,0 +1,181 @@
+"""CAA (RFC 8659) with the ACME parameters accounturi and validationmethods (RFC 8657).
+
+The authority calls ``CaaChecker.check`` after a successful validation. It finds the
+relevant RRset (RFC 8659 3): the first non-empty CAA set at the name or, climbing
+towards the root (the root itself excluded), at a parent; each lookup follows CNAMEs
+as a resolver does, and NXDOMAIN at a level counts as an empty set. Then:
+
+- no relevant set, or one without ``issue`` properties: issuance is allowed (4.2);
+- a property with the critical flag (128) and a tag this CA does not understand
+  forbids issuance (4.1);
+- for a wildcard, ``issuewild`` properties take precedence over ``issue`` when there
+  is at least one (4.3);
+- one property must name this CA (an issuer-domain-name equal, ignoring case, to one
+  of ``identities``) with parameters that accept the request: ``accounturi`` equal to
+  the account URL (RFC 8657 3), ``validationmethods`` listing the method (RFC 8657 4);
+  an empty issuer (``issue ";"``) and a malformed value authorise no one.
+
+A lookup that fails (SERVFAIL, timeout) forbids issuance with a ``dns`` problem: the
+check fails closed. A refusal is a ``caa`` problem (403) naming the level and the CAs
+the records allow. Nothing here raises: the problem is returned.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dns.rdtypes.ANY.CAA import CAA
+
+from acme_ca.domain.models import Identifier
+from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.validation.dns import DnsAnswer, DnsLookup
+
+CRITICAL_FLAG = 0x80
+KNOWN_TAGS = frozenset({"issue", "issuewild", "iodef", "issuemail"})
+_LABEL = r"[A-Za-z0-9](?:-*[A-Za-z0-9])*"  # RFC 8659 4.2 label (and parameter tag)
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_TAG = re.compile(_LABEL)
+_VALUE = re.compile(r"[\x21-\x3a\x3c-\x7e]*")
+_WSP = " \t"
+
+
+@dataclass(frozen=True, slots=True)
+class IssueValue:
+    """An issue/issuewild property value: issuer-domain-name and parameters (4.2)."""
+
+    issuer: str  # lowercase; "" means no CA may issue
+    parameters: dict[str, str] = field(default_factory=dict)  # tags lowercased
+
+
+def parse_issue_value(raw: bytes) -> IssueValue:
+    """RFC 8659 4.2 issue-value; raises ValueError when malformed."""
+    text = raw.decode("ascii")  # UnicodeDecodeError is a ValueError
+    issuer_text, _, rest = text.partition(";")
+    issuer = issuer_text.strip(_WSP)
+    if issuer and not _DOMAIN.fullmatch(issuer):
+        raise ValueError(f"the issuer {issuer!r} is not a domain name")
+    parameters: dict[str, str] = {}
+    for part in (p.strip(_WSP) for p in rest.split(";")):
+        if not part:
+            continue  # "ca.example;" and a stray ";" are tolerated
+        tag, equals, value = (p.strip(_WSP) for p in part.partition("="))
+        if not equals or not _TAG.fullmatch(tag) or not _VALUE.fullmatch(value):
+            raise ValueError(f"the parameter {part!r} is not tag=value")
+        if tag.lower() in parameters:
+            raise ValueError(f"the parameter {tag!r} appears twice")
+        parameters[tag.lower()] = value
+    return IssueValue(issuer.lower(), parameters)
+
+
+class CaaChecker:
+    """Decides whether CAA lets this CA issue for a name (RFC 8659, RFC 8657)."""
+
+    def __init__(self, resolver: DnsLookup, identities: Sequence[str]) -> None:
+        """``identities`` are the issuer domain names that mean this CA
+        ([validation] caa_identities); with none, any CAA issue set forbids issuance.
+        """
+        self._dns = resolver
+        self._identities = frozenset(i.strip().lower().rstrip(".") for i in identities)
+
+    async def check(
+        self, identifier: Identifier, *, wildcard: bool, account_uri: str, method: str
+    ) -> AcmeProblem | None:
+        """None when issuance for ``identifier`` is allowed, else the problem."""
+        if identifier.type != "dns" or _is_ip(identifier.value):
+            return None  # CAA is defined for domain names only
+        name = identifier.value.strip().lower().rstrip(".")
+        if name.startswith("*."):
+            name, wildcard = name[2:], True
+        problem_identifier = Identifier("dns", identifier.value)
+        try:
+            found = await self._relevant_set(name)
+        except AcmeProblem as failure:
+            return AcmeProblem(
+                ProblemType.DNS,
+                f"cannot check CAA for {name}: {failure.detail}",
+                identifier=problem_identifier,
+            )
+        if found is None:
+            return None
+        detail = self._refusal(found, wildcard, account_uri, method)
+        if detail is None:
+            return None
+        if found.name != name:
+            detail += f" (relevant for {name})"
+        return AcmeProblem(ProblemType.CAA, detail, status=403, identifier=problem_identifier)
+
+    async def _relevant_set(self, name: str) -> DnsAnswer | None:
+        """RFC 8659 3: the first non-empty CAA RRset at the name or a parent."""
+        labels = name.split(".")
+        for index in range(len(labels)):
+            answer = await self._dns.query(".".join(labels[index:]), "CAA")
+            if answer.rdatas:
+                return answer
+        return None
+
+    def _refusal(
+        self, answer: DnsAnswer, wildcard: bool, account_uri: str, method: str
+    ) -> str | None:
+        """None when the RRset lets this CA issue, else why not."""
+        where = f"CAA at {answer.where}"
+        properties = [
+            (r.flags, r.tag.decode("ascii", "replace").lower(), r.value)
+            for r in answer.rdatas
+            if isinstance(r, CAA)
+        ]
+        for flags, tag, _ in properties:
+            if flags & CRITICAL_FLAG and tag not in KNOWN_TAGS:
+                return f"{where} has the critical property {tag!r}, unknown to this CA"
+        tag = "issue"
+        if wildcard and any(t == "issuewild" for _, t, _ in properties):
+            tag = "issuewild"
+            where = f"CAA issuewild at {answer.where}"
+        values = [value for _, t, value in properties if t == tag]
+        if not values:
+            return None  # no issue property: any CA may issue (RFC 8659 4.2)
+        others: list[str] = []
+        reasons: list[str] = []
+        malformed = 0
+        for raw in values:
+            try:
+                value = parse_issue_value(raw)
+            except ValueError:
+                malformed += 1
+                continue
+            if value.issuer not in self._identities:
+                if value.issuer and value.issuer not in others:
+                    others.append(value.issuer)
+                continue
+            reason = _parameter_refusal(value, account_uri, method)
+            if reason is None:
+                return None
+            reasons.append(reason)
+        if reasons:
+            return f"{where} {'; '.join(reasons)}"
+        suffix = f" (and {malformed} malformed value(s))" if malformed else ""
+        if not others:
+            what = "wildcard issuance" if tag == "issuewild" else "issuance"
+            return f"{where} forbids all {what}{suffix}"
+        return f"{where} allows only {', '.join(others)}{suffix}"
+
+
+def _parameter_refusal(value: IssueValue, account_uri: str, method: str) -> str | None:
+    """RFC 8657: None when accounturi and validationmethods accept the request."""
+    account = value.parameters.get("accounturi")
+    if account is not None and account != account_uri:
+        return f"allows {value.issuer} only for the account {account}, not {account_uri}"
+    methods = value.parameters.get("validationmethods")
+    if methods is not None and method not in methods.split(","):
+        return f"allows {value.issuer} only with validationmethods={methods}, not {method}"
+    return None
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip().removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,138 @@
+"""Where validation may connect: the guard that keeps it from becoming an open proxy.
+
+A validator resolves a name itself, checks every address here, and then connects to
+that very address (never resolving again), so neither a redirect nor a DNS answer
+that changes between lookups (rebinding) can lead it elsewhere.
+
+Two rules, in this order:
+
+1. ``DENIED`` wins whatever the configuration says: link-local (cloud metadata at
+   169.254.169.254, reached over IPv6 as fd00:ec2::254), the other metadata and
+   platform addresses clouds hand out, unspecified (0.0.0.0 reaches the local host),
+   multicast and broadcast. An IPv6 address that carries an IPv4 one (IPv4-mapped
+   ``::ffff:a.b.c.d``, NAT64 ``64:ff9b::/96``, 6to4, Teredo) is refused when the
+   IPv4 address it carries is.
+2. Otherwise the address must be inside ``allowed`` ([validation] allowed_networks;
+   by default private ranges and loopback, as an internal CA validates internal
+   names). An IPv4-mapped address is judged as the IPv4 address it reaches.
+
+A name that resolves to allowed and refused addresses is validated through the
+allowed ones only, as Boulder's ``bdns.LookupHost`` drops reserved addresses before
+the VA picks one: no connection to a refused address is ever attempted, so nothing
+is lost by going on. Only when no address is left does validation fail, with the
+problem of the first refused address (see ``AddressPolicy.allowed_addresses``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from acme_ca.config import DEFAULT_ALLOWED_NETWORKS
+from acme_ca.domain.problems import AcmeProblem, ProblemType
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_LINK_LOCAL = "link-local (where cloud metadata services live)"
+
+# Refused whatever [validation] allowed_networks says: (network, why), most specific first.
+DENIED: tuple[tuple[Network, str], ...] = tuple(
+    (ipaddress.ip_network(network), why)
+    for network, why in (
+        ("fd00:ec2::254/128", "a cloud metadata address (AWS instance metadata over IPv6)"),
+        ("100.100.100.200/32", "a cloud metadata address (Alibaba Cloud)"),
+        ("192.0.0.192/32", "a cloud metadata address (Oracle Cloud)"),
+        ("168.63.129.16/32", "a cloud platform address (Azure WireServer)"),
+        ("169.254.0.0/16", _LINK_LOCAL),
+        ("fe80::/10", "link-local"),
+        ("0.0.0.0/8", "unspecified ('this network': 0.0.0.0 reaches the local host)"),
+        ("::/128", "unspecified (:: reaches the local host)"),
+        ("224.0.0.0/4", "multicast"),
+        ("ff00::/8", "multicast"),
+        ("255.255.255.255/32", "broadcast"),
+    )
+)
+ALWAYS_DENIED: tuple[Network, ...] = tuple(network for network, _ in DENIED)
+
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+@dataclass(frozen=True, slots=True)
+class AddressPolicy:
+    """The allowed networks; ``AddressPolicy()`` is the configuration's default."""
+
+    allowed: Sequence[Network] = DEFAULT_ALLOWED_NETWORKS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed", tuple(self.allowed))  # a list stays unshared
+
+    def problem(self, address: Address, name: str) -> AcmeProblem | None:
+        """None if validation may connect to `address` (which `name` resolved to)."""
+        subject = _subject(address, name)
+        reason = denied_reason(address)
+        if reason is not None:
+            return AcmeProblem(
+                ProblemType.CONNECTION, f"{subject} {reason}: validation never connects there"
+            )
+        target = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        target = target or address
+        if not any(target.version == n.version and target in n for n in self.allowed):
+            return AcmeProblem(
+                ProblemType.CONNECTION,
+                f"{subject} is outside [validation] allowed_networks: validation never "
+                "connects there",
+            )
+        return None
+
+    def allowed_addresses(
+        self, addresses: Sequence[Address], name: str
+    ) -> tuple[list[Address], AcmeProblem | None]:
+        """The addresses validation may use (in order), and the first refused one's problem."""
+        allowed: list[Address] = []
+        first: AcmeProblem | None = None
+        for address in addresses:
+            problem = self.problem(address, name)
+            if problem is None:
+                allowed.append(address)
+            elif first is None:
+                first = problem
+        return allowed, first
+
+
+def denied_reason(address: Address) -> str | None:
+    """Why `address` is never a validation target ("is link-local ..."), or None."""
+    for network, why in DENIED:
+        if address.version == network.version and address in network:
+            return f"is {why}"
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        for network, why in DENIED:
+            if embedded.version == network.version and embedded in network:
+                return f"carries {embedded}, {why}"
+    return None
+
+
+def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one reaches (mapped, NAT64, 6to4, Teredo), if any."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if any(address in prefix for prefix in _NAT64):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]  # (server, client): the client is where packets go
+    return None
+
+
+def _subject(address: Address, name: str) -> str:
+    """'10.0.0.1 is' for a literal, 'web.example resolves to 10.0.0.1, which is' for a name."""
+    try:
+        literal = ipaddress.ip_address(name.strip("[]")) == address
+    except ValueError:
+        literal = False
+    return f"{address}" if literal else f"{name} resolves to {address}, which"

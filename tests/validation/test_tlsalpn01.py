@@ -1,0 +1,410 @@
+"""tls-alpn-01 validation (RFC 8737, RFC 8738 section 6) against real TLS servers.
+
+Each server is an asyncio server on 127.0.0.1 that counts the TCP connections it
+accepts, then (unless told to stay silent) starts TLS with a context offering the
+given ALPN protocols and presenting a challenge certificate built here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from acme_ca.domain.models import Identifier
+from acme_ca.domain.problems import ProblemType
+from acme_ca.validation.base import ValidationResult, key_authorization
+from acme_ca.validation.network import AddressPolicy
+from acme_ca.validation.resolver import Resolver
+from acme_ca.validation.tlsalpn01 import TlsAlpn01Validator, sni_for
+
+NAME = "tls.bluerobin.local"
+IDENT = Identifier("dns", NAME)
+IP_IDENT = Identifier("ip", "127.0.0.1")
+TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
+KEY_AUTH = key_authorization(TOKEN, "9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI")
+DIGEST = hashlib.sha256(KEY_AUTH.encode()).digest()
+ACME_IDENTIFIER = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")
+KEY = ec.generate_private_key(ec.SECP256R1())
+ACME = ["acme-tls/1"]
+
+
+@dataclass
+class Server:
+    port: int
+    connections: int = 0  # TCP connections accepted, TLS or not
+    snis: list[str | None] = field(default_factory=list)
+
+
+Start = Callable[..., Awaitable[Server]]
+
+
+def challenge_cert(
+    sans: list[x509.GeneralName] | None = None,
+    acme_value: bytes | None = b"\x04\x20" + DIGEST,
+    critical: bool = True,
+) -> x509.Certificate:
+    """RFC 8737 section 3: a self-signed certificate with the SAN and acmeIdentifier."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "acme challenge")])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(KEY.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+    )
+    if sans is None:
+        sans = [x509.DNSName(NAME)]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if acme_value is not None:
+        extension = x509.UnrecognizedExtension(ACME_IDENTIFIER, acme_value)
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(KEY, hashes.SHA256())
+
+
+@pytest.fixture
+async def tls_server(tmp_path: Path) -> AsyncIterator[Start]:
+    """start(cert, alpn=ACME, silent=False) -> a Server; connections end with the test."""
+    servers: list[asyncio.Server] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def start(
+        cert: x509.Certificate | None = None,
+        alpn: list[str] | None = ACME,
+        silent: bool = False,
+        greeting: bytes = b"",
+    ) -> Server:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert_path, key_path = tmp_path / f"{len(servers)}.crt", tmp_path / f"{len(servers)}.key"
+        cert_path.write_bytes((cert or challenge_cert()).public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            KEY.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        context.load_cert_chain(cert_path, key_path)
+        if alpn is not None:
+            context.set_alpn_protocols(alpn)
+        server = Server(port=0)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.add(task)
+            server.connections += 1
+            try:
+                if greeting:
+                    writer.write(greeting)
+                if not silent and not greeting:
+                    await writer.start_tls(context)
+                await reader.read()  # until the validator hangs up
+            except (OSError, ssl.SSLError):
+                pass  # the validator hung up or refused the handshake: expected
+            finally:
+                writer.transport.abort()
+
+        context.sni_callback = lambda _sock, name, _ctx: server.snis.append(name)
+        listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(listener)
+        server.port = int(listener.sockets[0].getsockname()[1])
+        return server
+
+    yield start
+    for listener in servers:
+        listener.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for listener in servers:
+        await listener.wait_closed()
+
+
+def validator(
+    port: int, policy: AddressPolicy | None = None, timeout: float = 5
+) -> TlsAlpn01Validator:
+    resolver = Resolver(hosts={NAME: "127.0.0.1"}, resolvers=[])
+    return TlsAlpn01Validator(resolver, port=port, policy=policy, timeout=timeout)
+
+
+async def check(v: TlsAlpn01Validator, ident: Identifier = IDENT) -> ValidationResult:
+    return await v.validate(ident, TOKEN, KEY_AUTH)
+
+
+def free_port() -> int:
+    """A port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def refusal(port: int, reason: str, ident: Identifier = IDENT) -> str:
+    return (
+        f"the certificate from 127.0.0.1:{port} for {ident.value} is not a valid "
+        f"tls-alpn-01 response: {reason}"
+    )
+
+
+async def test_correct_certificate_is_valid(tls_server: Start) -> None:
+    """RFC 8737 section 3: SNI = the name, ALPN acme-tls/1, one dNSName, critical digest."""
+    server = await tls_server()
+    policy = AddressPolicy([ipaddress.ip_network("127.0.0.0/8")])
+    result = await check(validator(server.port, policy))
+    assert result.valid, result.problem
+    assert server.snis == [NAME]
+    assert result.records == (
+        {
+            "hostname": NAME,
+            "port": server.port,
+            "sni": NAME,
+            "addresses_resolved": ["127.0.0.1"],
+            "addresses_refused": [],
+            "addresses_tried": ["127.0.0.1"],
+            "address_used": "127.0.0.1",
+            "alpn": "acme-tls/1",
+            "tls_version": "TLSv1.3",
+            "failure": None,
+        },
+    )
+
+
+async def test_ip_identifier_uses_reverse_name_as_sni(tls_server: Start) -> None:
+    """RFC 8738 section 6: SNI is the in-addr.arpa name; the SAN is one iPAddress."""
+    sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    server = await tls_server(challenge_cert(sans))
+    result = await check(validator(server.port), IP_IDENT)
+    assert result.valid, result.problem
+    assert server.snis == ["1.0.0.127.in-addr.arpa"]
+    assert result.records[0]["sni"] == "1.0.0.127.in-addr.arpa"
+
+
+async def test_ip_identifier_with_dns_name_san_is_unauthorized(tls_server: Start) -> None:
+    """RFC 8738 section 6: the SAN must be an iPAddress, not the address as a dNSName."""
+    server = await tls_server(challenge_cert([x509.DNSName("127.0.0.1")]))
+    result = await check(validator(server.port), IP_IDENT)
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.UNAUTHORIZED
+    reason = "its subjectAltName entry is dNSName 127.0.0.1, not iPAddress 127.0.0.1"
+    assert result.problem.detail == refusal(server.port, reason, IP_IDENT)
+
+
+@pytest.mark.parametrize(
+    ("ident", "sni"),
+    [
+        (IDENT, NAME),
+        (IP_IDENT, "1.0.0.127.in-addr.arpa"),
+        (Identifier("ip", "2001:db8::1"), "1.0.0.0." + "0." * 20 + "8.b.d.0.1.0.0.2.ip6.arpa"),
+    ],
+)
+def test_sni_for(ident: Identifier, sni: str) -> None:
+    """RFC 8738 section 6: reverse names in nibble form for IPv6."""
+    assert sni_for(ident) == sni
+
+
+@pytest.mark.parametrize(
+    ("ident", "problem"),
+    [
+        (Identifier("dns", "*.bluerobin.local"), ProblemType.MALFORMED),
+        (Identifier("ip", "not-an-ip"), ProblemType.MALFORMED),
+        (Identifier("email", "a@b.c"), ProblemType.UNSUPPORTED_IDENTIFIER),
+    ],
+)
+async def test_identifiers_tls_alpn_cannot_validate(
+    ident: Identifier, problem: ProblemType
+) -> None:
+    """RFC 8737 section 3 validates one name (no wildcard); RFC 8738 adds IP addresses only."""
+    result = await check(validator(free_port()), ident)
+    assert result.problem is not None
+    assert result.problem.type is problem
+    assert result.records == ()
+
+
+async def test_extension_not_critical_is_unauthorized(tls_server: Start) -> None:
+    """RFC 8737 section 3: the acmeIdentifier extension MUST be critical."""
+    server = await tls_server(challenge_cert(critical=False))
+    result = await check(validator(server.port))
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.UNAUTHORIZED
+    reason = "the acmeIdentifier extension is not marked critical"
+    assert result.problem.detail == refusal(server.port, reason)
+    assert result.records[0]["failure"] == result.problem.detail
+
+
+async def test_extension_missing_is_unauthorized(tls_server: Start) -> None:
+    """RFC 8737 section 3: the certificate MUST contain the acmeIdentifier extension."""
+    server = await tls_server(challenge_cert(acme_value=None))
+    result = await check(validator(server.port))
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.UNAUTHORIZED
+    reason = "it has no acmeIdentifier extension (1.3.6.1.5.5.7.1.31)"
+    assert result.problem.detail == refusal(server.port, reason)
+
+
+async def test_wrong_digest_is_unauthorized(tls_server: Start) -> None:
+    """RFC 8737 section 3: the extension holds SHA-256 of *this* key authorization."""
+    other = hashlib.sha256(b"another.key-authorization").digest()
+    server = await tls_server(challenge_cert(acme_value=b"\x04\x20" + other))
+    result = await check(validator(server.port))
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.UNAUTHORIZED
+    reason = (
+        f"the acmeIdentifier extension holds {other.hex()}, not the SHA-256 digest "
+        f"of the key authorization ({DIGEST.hex()})"
+    )
+    assert result.problem.detail == refusal(server.port, reason)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [DIGEST, b"\x04\x1f" + DIGEST[:31], b"\x0c\x20" + DIGEST, b"\x04\x21" + DIGEST + b"\x00"],
+    ids=["bare-digest", "31-bytes", "utf8string", "33-bytes"],
+)
+async def test_extension_not_an_octet_string_of_32_bytes(tls_server: Start, value: bytes) -> None:
+    """RFC 8737 section 3: extnValue is the DER encoding of Authorization ::= OCTET STRING (32)."""
+    server = await tls_server(challenge_cert(acme_value=value))
+    result = await check(validator(server.port))
+    assert result.problem is not None
+    reason = "the acmeIdentifier extension is not a DER OCTET STRING of 32 bytes"
+    assert result.problem.detail == refusal(server.port, reason)
+
+
+async def test_two_sans_are_unauthorized(tls_server: Start) -> None:
+    """RFC 8737 section 3: the dNSName being validated "and no other entries"."""
+    sans: list[x509.GeneralName] = [x509.DNSName(NAME), x509.DNSName("other.bluerobin.local")]
+    server = await tls_server(challenge_cert(sans))
+    result = await check(validator(server.port))
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.UNAUTHORIZED
+    reason = (
+        f"its subjectAltName has 2 entries (dNSName {NAME}, dNSName other.bluerobin.local), "
+        "not exactly one"
+    )
+    assert result.problem.detail == refusal(server.port, reason)
+
+
+async def test_san_for_another_name_is_unauthorized(tls_server: Start) -> None:
+    """RFC 8737 section 3: the one dNSName must be the name being validated."""
+    server = await tls_server(challenge_cert([x509.DNSName("other.bluerobin.local")]))
+    result = await check(validator(server.port))
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.UNAUTHORIZED
+    reason = f"its subjectAltName entry is dNSName other.bluerobin.local, not dNSName {NAME}"
+    assert result.problem.detail == refusal(server.port, reason)
+
+
+async def test_san_compares_without_case(tls_server: Start) -> None:
+    """DNS names are case-insensitive (RFC 4343)."""
+    server = await tls_server(challenge_cert([x509.DNSName(NAME.upper())]))
+    result = await check(validator(server.port))
+    assert result.valid, result.problem
+
+
+async def test_no_san_is_unauthorized(tls_server: Start) -> None:
+    """RFC 8737 section 3: the certificate MUST contain a subjectAltName extension."""
+    server = await tls_server(challenge_cert([]))
+    result = await check(validator(server.port))
+    assert result.problem is not None
+    assert result.problem.detail == refusal(server.port, "it has no subjectAltName extension")
+
+
+@pytest.mark.parametrize("alpn", [None, ["h2"]], ids=["plain-tls", "h2-only"])
+async def test_server_without_acme_alpn_is_tls_problem(
+    tls_server: Start, alpn: list[str] | None
+) -> None:
+    """RFC 8737 section 3: acme-tls/1 MUST be negotiated; a correct certificate is not enough.
+
+    "it chose no protocol" also shows that the validator offered acme-tls/1 alone: had it
+    offered h2 too, the h2-only server would have chosen h2.
+    """
+    server = await tls_server(alpn=alpn)
+    result = await check(validator(server.port))
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.TLS
+    assert result.problem.detail == (
+        f"127.0.0.1:{server.port} for {NAME} did not negotiate acme-tls/1 (it chose no protocol)"
+    )
+    assert result.records[0]["alpn"] is None
+
+
+async def test_not_tls_is_tls_problem(tls_server: Start) -> None:
+    """A handshake failure (here: an HTTP answer instead of a ServerHello) is a tls problem."""
+    server = await tls_server(greeting=b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    result = await check(validator(server.port))
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.TLS
+    assert result.problem.detail.startswith(
+        f"TLS handshake with 127.0.0.1:{server.port} for {NAME} failed: "
+    )
+
+
+async def test_connection_refused() -> None:
+    """RFC 8737 section 3 step 3: nobody listening on the port is a connection problem."""
+    port = free_port()
+    result = await check(validator(port))
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.CONNECTION
+    assert result.problem.detail == (
+        f"connecting to 127.0.0.1:{port} for {NAME} failed: connection refused"
+    )
+    assert result.records[0]["addresses_tried"] == ["127.0.0.1"]
+    assert result.records[0]["address_used"] is None
+
+
+async def test_silent_server_fails_within_the_timeout(tls_server: Start) -> None:
+    """A peer that accepts and never answers the ClientHello is bounded by one timeout."""
+    server = await tls_server(silent=True)
+    started = time.monotonic()
+    result = await check(validator(server.port, timeout=0.5))
+    assert time.monotonic() - started < 2
+    assert server.connections == 1
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.CONNECTION
+    assert result.problem.detail == (
+        f"the TLS handshake with 127.0.0.1:{server.port} for {NAME} timed out "
+        "after 0.5s (total time limit)"
+    )
+
+
+async def test_address_refused_by_policy_is_never_connected_to(tls_server: Start) -> None:
+    """Every address passes the AddressPolicy before any connection is made."""
+    server = await tls_server()
+    policy = AddressPolicy([ipaddress.ip_network("10.0.0.0/8")])
+    result = await check(validator(server.port, policy))
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.CONNECTION
+    expected = policy.problem(ipaddress.ip_address("127.0.0.1"), NAME)
+    assert expected is not None
+    assert result.problem.detail == expected.detail  # the policy's own wording
+    assert server.connections == 0
+    assert result.records[0]["addresses_refused"] == ["127.0.0.1"]
+    assert result.records[0]["addresses_tried"] == []
+
+
+async def test_metadata_ip_identifier_is_refused_without_connecting() -> None:
+    """An IP identifier is checked too: link-local (cloud metadata) is never a target."""
+    policy = AddressPolicy([ipaddress.ip_network("0.0.0.0/0")])
+    result = await check(validator(free_port(), policy), Identifier("ip", "169.254.169.254"))
+    expected = policy.problem(ipaddress.ip_address("169.254.169.254"), "169.254.169.254")
+    assert expected is not None
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.CONNECTION
+    assert result.problem.detail == expected.detail
+    assert result.records[0]["addresses_tried"] == []
