@@ -276,3 +276,34 @@ def acme_server(tmp_path: Path) -> Iterator[Any]:
 
     with serving_acme(tmp_path / "acme-ca") as acme:
         yield acme
+
+
+@contextlib.contextmanager
+def serving_acme_validation(workdir: Path, validation: str) -> Iterator[Any]:
+    """`acme-ca serve --config` (as integration.clients.serving_acme: policy bluerobin.local)
+    whose [validation] table is `validation` (TOML lines: resolvers, zone_resolvers, hosts,
+    tlsalpn01_port ...); yields an integration.clients.AcmeServer, stopped by pid."""
+    from integration.clients import AcmeServer  # clients imports this module
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    data_dir, port = workdir / "data", free_port()
+    config = workdir / "acme-ca.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\nhostname = "localhost"\n'
+        f'data_dir = "{data_dir}"\n\n[policy]\nallowed_domains = ["bluerobin.local"]\n'
+        f"\n[validation]\n{validation}\n",
+        encoding="utf-8",
+    )
+    argv = [sys.executable, "-m", "acme_ca", "--config", str(config), "serve"]
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        log_path(data_dir, port, "stdout").open("wb") as out,
+        log_path(data_dir, port, "stderr").open("wb") as err,
+    ):
+        process = subprocess.Popen(argv, cwd=workdir, env=clean_env(), stdout=out, stderr=err)
+        server = Server(f"https://localhost:{port}", data_dir, process)
+        try:
+            _wait_ready(server)
+            yield AcmeServer(server, 0)
+        finally:
+            stop_process(process)
