@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from acme_ca import config_values as values
+from acme_ca.config_values import format_duration, parse_duration, parse_host_port
 from acme_ca.errors import ConfigError
+
+__all__ = [  # the value helpers live in config_values; these are re-exported for callers
+    "Config",
+    "format_duration",
+    "load_config",
+    "parse_duration",
+    "parse_host_port",
+]
 
 ENV_CONFIG = "ACME_CA_CONFIG"
 DEFAULT_DATA_DIR = "acme-ca-data"
@@ -32,46 +41,16 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # internal names). Link-local (cloud metadata) is denied whatever this says.
 DEFAULT_ALLOWED_NETWORKS: tuple[IpNetwork, ...] = tuple(
     ipaddress.ip_network(n)
-    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
-              "127.0.0.0/8", "::1/128", "fc00::/7")
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "::1/128",
+        "fc00::/7",
+    )
 )
-
-_DURATION_PART = re.compile(r"(\d+)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> timedelta:
-    """'90s', '15m', '24h', '7d' or a sequence such as '1h30m' -> timedelta (> 0)."""
-    compact = text.strip().lower()
-    parts = _DURATION_PART.findall(compact)
-    if not compact or "".join(n + u for n, u in parts) != compact:
-        raise ValueError(f"{text!r} is not a duration (a number with s, m, h or d, e.g. '24h')")
-    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds <= 0:
-        raise ValueError(f"{text!r} is not a positive duration")
-    return timedelta(seconds=seconds)
-
-
-def format_duration(delta: timedelta) -> str:
-    """The shortest exact text parse_duration reads back: 86400s -> '1d'."""
-    seconds = int(delta.total_seconds())
-    for unit in ("d", "h", "m"):
-        if seconds % _UNIT_SECONDS[unit] == 0:
-            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
-    return f"{seconds}s"
-
-
-def parse_host_port(text: str, *, default_port: int | None = None) -> tuple[str, int]:
-    """'127.0.0.1:53', '[::1]:8555', 'ca.example:443' -> (host, port)."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        if default_port is None:
-            raise ValueError(f"{text!r} is not host:port")
-        host, port_text = text, str(default_port)
-    host = host.removeprefix("[").removesuffix("]")
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{text!r} is not host:port with a port from 1 to 65535")
-    return host, int(port_text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +180,9 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         table = raw.setdefault(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{section} must be a table ([{section}])")
-        if _SCHEMA.get(section, {}).get(key, ("", None))[1] is _path and isinstance(value, str):
+        if _SCHEMA.get(section, {}).get(key, ("", None))[1] is values.path and isinstance(
+            value, str
+        ):
             value = str(Path(value).expanduser().absolute())  # a flag: relative to the cwd
         table[key] = value
     return _build(_Reader(raw, base), path)
@@ -238,180 +219,56 @@ class _Reader:
             raise ConfigError(f"{dotted}: {exc} (expected {kind})") from None
 
     def path(self, value: Any) -> Path:
-        text = _string(self, value)
+        text = values.string(self, value)
         expanded = Path(text).expanduser()
         return expanded if expanded.is_absolute() else self.base / expanded
-
-
-def _string(_: _Reader, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{value!r} is not a non-empty string")
-    return value.strip()
-
-
-def _port(_: _Reader, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-        raise ValueError(f"{value!r} is not a port")
-    return value
-
-
-def _duration(_: _Reader, value: Any) -> timedelta:
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a string")
-    return parse_duration(value)
-
-
-def _listen(reader: _Reader, value: Any) -> str:
-    text = _string(reader, value)
-    parse_host_port(text)
-    return text
-
-
-def _hostname(reader: _Reader, value: Any) -> str:
-    text = _string(reader, value).lower().rstrip(".")
-    if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?|[0-9a-f:.]+", text):
-        raise ValueError(f"{value!r} is not a host name")
-    return text
-
-
-def _external_url(reader: _Reader, value: Any) -> str:
-    text = _string(reader, value)
-    if not re.fullmatch(r"https://[^/\s?#]+(/[^\s?#]*)?", text):
-        raise ValueError(f"{value!r} is not an https:// URL")
-    return text.rstrip("/")
-
-
-def _domains(reader: _Reader, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"{value!r} is not a non-empty list of domain suffixes")
-    out = []
-    for item in value:
-        text = _string(reader, item).lower().strip(".")
-        if text.startswith("*") or not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", text):
-            raise ValueError(f"{item!r} is not a domain suffix such as 'bluerobin.local'")
-        out.append(text)
-    return tuple(out)
-
-
-def _url(reader: _Reader, value: Any) -> str:
-    text = _string(reader, value)
-    if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", text):
-        raise ValueError(f"{value!r} is not an http(s):// URL")
-    return text
-
-
-def _domains_or_empty(reader: _Reader, value: Any) -> tuple[str, ...]:
-    return _domains(reader, value) if value != [] else ()
-
-
-def _resolvers(reader: _Reader, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ValueError(f"{value!r} is not a list")
-    for item in value:
-        host, _ = parse_host_port(_string(reader, item))
-        ipaddress.ip_address(host)
-    return tuple(value)
-
-
-def _hosts(reader: _Reader, value: Any) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise ValueError(f'{value!r} is not a table of name = "address"')
-    table = {}
-    for name, address in value.items():
-        table[name.lower().rstrip(".")] = str(ipaddress.ip_address(_string(reader, address)))
-    return table
-
-
-def _networks(reader: _Reader, value: Any) -> tuple[IpNetwork, ...]:
-    if not isinstance(value, list):
-        raise ValueError(f"{value!r} is not a list of networks")
-    return tuple(ipaddress.ip_network(_string(reader, v), strict=False) for v in value)
-
-
-def _zone_resolvers(reader: _Reader, value: Any) -> dict[str, tuple[str, ...]]:
-    if not isinstance(value, dict):
-        raise ValueError(f"{value!r} is not a table of suffix = ['ip:port', ...]")
-    table = {}
-    for suffix, servers in value.items():
-        zone = _domains(reader, [suffix])[0]
-        table[zone] = _resolvers(reader, servers)
-        if not table[zone]:
-            raise ValueError(f"zone {suffix!r} has no resolver")
-    return table
-
-
-def _positive(_: _Reader, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{value!r} is not a positive integer")
-    return value
-
-
-def _storage_url(reader: _Reader, value: Any) -> str:
-    text = _string(reader, value)
-    scheme, sep, rest = text.partition("://")
-    if not sep or scheme not in ("sqlite", "postgresql", "postgres"):
-        raise ValueError(f"{text!r} is not sqlite:///<path> or postgresql://...")
-    if scheme == "sqlite" and rest.startswith("/") and rest != "/:memory:":
-        path = rest[1:]
-        return f"sqlite:///{reader.path(path)}"
-    return text
-
-
-def _path(reader: _Reader, value: Any) -> Path:
-    return reader.path(value)
-
-
-def _paths(reader: _Reader, value: Any) -> tuple[Path, ...]:
-    if not isinstance(value, list):
-        raise ValueError(f"{value!r} is not a list of file paths")
-    return tuple(reader.path(v) for v in value)
 
 
 _Conv = Callable[[_Reader, Any], Any]
 _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
     "server": {
-        "listen": ("'host:port', e.g. '127.0.0.1:8555'", _listen),
-        "hostname": ("a DNS name or address", _hostname),
-        "data_dir": ("a directory path", _path),
-        "external_url": ("an https:// URL", _external_url),
+        "listen": ("'host:port', e.g. '127.0.0.1:8555'", values.listen),
+        "hostname": ("a DNS name or address", values.hostname),
+        "data_dir": ("a directory path", values.path),
+        "external_url": ("an https:// URL", values.external_url),
     },
     "storage": {
-        "url": ("'sqlite:///<path>' or 'postgresql://...'", _storage_url),
+        "url": ("'sqlite:///<path>' or 'postgresql://...'", values.storage_url),
     },
     "ca": {
-        "root_cert": ("a file path", _path),
-        "intermediate_cert": ("a file path", _path),
-        "intermediate_key": ("a file path", _path),
-        "intermediate_key_passphrase_file": ("a file path", _path),
-        "chain": ("a file path", _path),
-        "alternate_chains": ("a list of file paths", _paths),
+        "root_cert": ("a file path", values.path),
+        "intermediate_cert": ("a file path", values.path),
+        "intermediate_key": ("a file path", values.path),
+        "intermediate_key_passphrase_file": ("a file path", values.path),
+        "chain": ("a file path", values.path),
+        "alternate_chains": ("a list of file paths", values.paths),
     },
     "policy": {
-        "allowed_domains": ("a list of domain suffixes", _domains),
-        "default_validity": ("a duration such as '24h' or '7d'", _duration),
-        "max_validity": ("a duration such as '24h' or '90d'", _duration),
-        "backdate": ("a duration such as '1m'", _duration),
-        "denied_domains": ("a list of domain suffixes", _domains_or_empty),
-        "allowed_ip_networks": ("a list of CIDR networks such as '10.0.0.0/8'", _networks),
-        "order_lifetime": ("a duration such as '7d'", _duration),
-        "authorization_lifetime": ("a duration such as '7d'", _duration),
-        "valid_authorization_lifetime": ("a duration such as '24h'", _duration),
+        "allowed_domains": ("a list of domain suffixes", values.domains),
+        "default_validity": ("a duration such as '24h' or '7d'", values.duration),
+        "max_validity": ("a duration such as '24h' or '90d'", values.duration),
+        "backdate": ("a duration such as '1m'", values.duration),
+        "denied_domains": ("a list of domain suffixes", values.domains_or_empty),
+        "allowed_ip_networks": ("a list of CIDR networks such as '10.0.0.0/8'", values.networks),
+        "order_lifetime": ("a duration such as '7d'", values.duration),
+        "authorization_lifetime": ("a duration such as '7d'", values.duration),
+        "valid_authorization_lifetime": ("a duration such as '24h'", values.duration),
     },
     "acme": {
-        "website": ("an http(s):// URL", _url),
-        "terms_of_service": ("an http(s):// URL", _url),
+        "website": ("an http(s):// URL", values.url),
+        "terms_of_service": ("an http(s):// URL", values.url),
     },
     "validation": {
-        "http01_port": ("a port from 1 to 65535", _port),
-        "tlsalpn01_port": ("a port from 1 to 65535", _port),
-        "resolvers": ("a list of 'ip:port'", _resolvers),
-        "hosts": ("a table of name = 'ip address'", _hosts),
-        "zone_resolvers": ("a table of suffix = ['ip:port', ...]", _zone_resolvers),
-        "caa_identities": ("a list of domain names", _domains_or_empty),
-        "allowed_networks": ("a list of CIDR networks", _networks),
-        "timeout": ("a duration such as '10s'", _duration),
-        "max_in_flight": ("a positive integer", _positive),
-        "max_in_flight_per_account": ("a positive integer", _positive),
+        "http01_port": ("a port from 1 to 65535", values.port),
+        "tlsalpn01_port": ("a port from 1 to 65535", values.port),
+        "resolvers": ("a list of 'ip:port'", values.resolvers),
+        "hosts": ("a table of name = 'ip address'", values.hosts),
+        "zone_resolvers": ("a table of suffix = ['ip:port', ...]", values.zone_resolvers),
+        "caa_identities": ("a list of domain names", values.domains_or_empty),
+        "allowed_networks": ("a list of CIDR networks", values.networks),
+        "timeout": ("a duration such as '10s'", values.duration),
+        "max_in_flight": ("a positive integer", values.positive),
+        "max_in_flight_per_account": ("a positive integer", values.positive),
     },
 }
 

@@ -34,7 +34,6 @@ class NonceStore(Protocol):
 
     async def add_nonce(self, nonce: str, expires: datetime) -> None:
         """Remember a freshly issued nonce until ``expires``; ``Conflict`` if known."""
-        ...
 
     async def consume_nonce(self, nonce: str, now: datetime) -> bool:
         """Delete the nonce; True only if it existed and had not expired.
@@ -43,7 +42,6 @@ class NonceStore(Protocol):
         An expired nonce is deleted too (and answers False). Expired nonces may be
         purged as a side effect.
         """
-        ...
 
 
 class AccountStore(Protocol):
@@ -53,15 +51,12 @@ class AccountStore(Protocol):
         """Insert; ``Conflict`` if an account with this key thumbprint (or this id)
         exists (the caller then looks it up: two racing newAccount calls with one key
         get one account). Returns the account as stored."""
-        ...
 
     async def get_account(self, account_id: str) -> Account:
         """``NotFound`` if absent."""
-        ...
 
     async def find_account_by_thumbprint(self, thumbprint: str) -> Account:
         """The account whose current key has this RFC 7638 thumbprint; ``NotFound``."""
-        ...
 
     async def update_account(
         self,
@@ -75,7 +70,6 @@ class AccountStore(Protocol):
 
         ``NotFound`` if absent; ``Conflict`` if the status is not ``expected_status``.
         """
-        ...
 
     async def change_account_key(
         self, account_id: str, *, old_thumbprint: str, jwk: str, thumbprint: str
@@ -85,7 +79,6 @@ class AccountStore(Protocol):
         ``Conflict`` if another account already has ``thumbprint`` (RFC 8555 7.3.5)
         or if the account's key or status changed meanwhile; ``NotFound`` if absent.
         """
-        ...
 
 
 class OrderStore(Protocol):
@@ -102,11 +95,9 @@ class OrderStore(Protocol):
         if a new authorization is not listed by the order, belongs to another
         account, or holds a challenge naming another authorization.
         """
-        ...
 
     async def get_order(self, order_id: str) -> Order:
         """``NotFound`` if absent."""
-        ...
 
     async def list_account_orders(
         self, account_id: str, *, limit: int, after: str | None = None
@@ -118,7 +109,6 @@ class OrderStore(Protocol):
         page; orders created meanwhile never shift a page. An ``after`` that is not
         one of this account's orders gives an empty page.
         """
-        ...
 
     async def update_order_status(
         self,
@@ -134,7 +124,6 @@ class OrderStore(Protocol):
         Not for VALID (``ValueError``): an order becomes valid only together with
         its certificate, through ``finish_order``.
         """
-        ...
 
     async def finish_order(self, order_id: str, serial: str, der: bytes) -> Order:
         """In one transaction: store the certificate reserved under ``serial``
@@ -144,12 +133,10 @@ class OrderStore(Protocol):
         for this order (``CertificateRecord.order_id``); nothing is written then.
         ``NotFound`` if there is no such order or serial.
         """
-        ...
 
     async def orders_for_authorization(self, authorization_id: str) -> list[Order]:
         """Every order that lists this authorization (an authorization may be reused),
         oldest first; an empty list for an unknown authorization."""
-        ...
 
 
 class AuthorizationStore(Protocol):
@@ -157,7 +144,6 @@ class AuthorizationStore(Protocol):
 
     async def get_authorization(self, authorization_id: str) -> Authorization:
         """With its challenges, in the order they were created; ``NotFound`` if absent."""
-        ...
 
     async def find_reusable_authorization(
         self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
@@ -168,7 +154,6 @@ class AuthorizationStore(Protocol):
         ``identifier`` is as the authorization holds it: the base name, without "*."
         (the wildcard flag says whether it was for ``*.`` of that name).
         """
-        ...
 
     async def valid_authorizations(
         self, account_id: str, identifiers: Sequence[Identifier], now: datetime
@@ -179,7 +164,6 @@ class AuthorizationStore(Protocol):
         ``*.example.com`` is matched by a wildcard authorization for
         ``example.com``, a plain name by a non-wildcard one.
         """
-        ...
 
     async def update_authorization_status(
         self,
@@ -191,11 +175,9 @@ class AuthorizationStore(Protocol):
     ) -> Authorization:
         """Compare-and-set; optionally move ``expires`` (a valid authorization gets the
         reuse lifetime). ``NotFound`` if absent, ``Conflict`` if not ``expected``."""
-        ...
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
         """``NotFound`` if absent."""
-        ...
 
     async def update_challenge(
         self,
@@ -211,7 +193,6 @@ class AuthorizationStore(Protocol):
         ``error`` and ``validated_at`` are set when given (None: unchanged).
         ``NotFound`` if absent, ``Conflict`` if not ``expected``.
         """
-        ...
 
     async def record_validation(
         self,
@@ -236,8 +217,6 @@ class AuthorizationStore(Protocol):
         PENDING (another validation won); nothing is written then. ``NotFound``
         if there is no such challenge. Returns the new challenge and authorization.
         """
-        ...
 
     async def processing_challenges(self) -> list[Challenge]:
         """Challenges left PROCESSING (by a process that stopped): to validate again."""
-        ...

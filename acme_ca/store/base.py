@@ -47,7 +47,6 @@ class CertificateStore(Protocol):
         otherwise). Raises ``Conflict`` if a row with this serial already exists,
         whatever its state.
         """
-        ...
 
     async def store_certificate(self, serial: str, der: bytes) -> CertificateRecord:
         """Compare-and-set RESERVED -> ISSUED, attaching the signed DER.
@@ -55,11 +54,9 @@ class CertificateStore(Protocol):
         Returns the updated record. Raises ``NotFound`` if no row has this serial
         and ``Conflict`` if the row is not RESERVED (already stored, or revoked).
         """
-        ...
 
     async def get_certificate(self, serial: str) -> CertificateRecord:
         """The record with this serial; ``NotFound`` if there is none."""
-        ...
 
     async def revoke_certificate(
         self, serial: str, reason: int, revoked_at: datetime
@@ -70,7 +67,6 @@ class CertificateStore(Protocol):
         ``Conflict`` ("already revoked") if it is REVOKED, and ``Conflict`` if it
         is only RESERVED (nothing was issued, so there is nothing to revoke).
         """
-        ...
 
     async def list_certificates(
         self,
@@ -87,7 +83,6 @@ class CertificateStore(Protocol):
         a page. An ``after_serial`` that does not exist raises ``NotFound``;
         ``limit`` below 1 raises ``ValueError``.
         """
-        ...
 
 
 class Store(
@@ -100,8 +95,6 @@ class Store(
 
         Any later call raises ``StoreError``. Closing twice is harmless.
         """
-        ...
 
     async def schema_version(self) -> int:
         """The number of the newest migration applied to the database."""
-        ...

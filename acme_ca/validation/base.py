@@ -40,7 +40,6 @@ class Validator(Protocol):
         self, identifier: Identifier, token: str, key_authorization: str
     ) -> ValidationResult:
         """Check the challenge response; return the problem instead of raising it."""
-        ...
 
 
 def key_authorization(token: str, thumbprint: str) -> str:

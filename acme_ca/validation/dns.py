@@ -95,7 +95,6 @@ class DnsLookup(Protocol):
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
         """The records of ``rdtype`` at ``name``, CNAMEs followed; AcmeProblem(dns) on failure."""
-        ...
 
 
 class DnsClient:

@@ -1,0 +1,183 @@
+"""Checking and converting configuration values: one function per kind of value.
+
+Each converter takes the reader (for resolving relative paths) and the raw TOML value,
+and returns the typed value or raises ValueError saying what is wrong; `config` adds
+the key's name to the message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class PathResolver(Protocol):
+    def path(self, value: Any) -> Path:
+        """A path from the configuration, made absolute against the file's directory."""
+
+
+_DURATION_PART = re.compile(r"(\d+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '15m', '24h', '7d' or a sequence such as '1h30m' -> timedelta (> 0)."""
+    compact = text.strip().lower()
+    parts = _DURATION_PART.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"{text!r} is not a duration (a number with s, m, h or d, e.g. '24h')")
+    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a positive duration")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """The shortest exact text parse_duration reads back: 86400s -> '1d'."""
+    seconds = int(delta.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def parse_host_port(text: str, *, default_port: int | None = None) -> tuple[str, int]:
+    """'127.0.0.1:53', '[::1]:8555', 'ca.example:443' -> (host, port)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        if default_port is None:
+            raise ValueError(f"{text!r} is not host:port")
+        host, port_text = text, str(default_port)
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{text!r} is not host:port with a port from 1 to 65535")
+    return host, int(port_text)
+
+
+def string(_: PathResolver, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not a non-empty string")
+    return value.strip()
+
+
+def port(_: PathResolver, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValueError(f"{value!r} is not a port")
+    return value
+
+
+def duration(_: PathResolver, value: Any) -> timedelta:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return parse_duration(value)
+
+
+def listen(reader: PathResolver, value: Any) -> str:
+    text = string(reader, value)
+    parse_host_port(text)
+    return text
+
+
+def hostname(reader: PathResolver, value: Any) -> str:
+    text = string(reader, value).lower().rstrip(".")
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?|[0-9a-f:.]+", text):
+        raise ValueError(f"{value!r} is not a host name")
+    return text
+
+
+def external_url(reader: PathResolver, value: Any) -> str:
+    text = string(reader, value)
+    if not re.fullmatch(r"https://[^/\s?#]+(/[^\s?#]*)?", text):
+        raise ValueError(f"{value!r} is not an https:// URL")
+    return text.rstrip("/")
+
+
+def domains(reader: PathResolver, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{value!r} is not a non-empty list of domain suffixes")
+    out = []
+    for item in value:
+        text = string(reader, item).lower().strip(".")
+        if text.startswith("*") or not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", text):
+            raise ValueError(f"{item!r} is not a domain suffix such as 'bluerobin.local'")
+        out.append(text)
+    return tuple(out)
+
+
+def url(reader: PathResolver, value: Any) -> str:
+    text = string(reader, value)
+    if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", text):
+        raise ValueError(f"{value!r} is not an http(s):// URL")
+    return text
+
+
+def domains_or_empty(reader: PathResolver, value: Any) -> tuple[str, ...]:
+    return domains(reader, value) if value != [] else ()
+
+
+def resolvers(reader: PathResolver, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{value!r} is not a list")
+    for item in value:
+        host, _ = parse_host_port(string(reader, item))
+        ipaddress.ip_address(host)
+    return tuple(value)
+
+
+def hosts(reader: PathResolver, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f'{value!r} is not a table of name = "address"')
+    table = {}
+    for name, address in value.items():
+        table[name.lower().rstrip(".")] = str(ipaddress.ip_address(string(reader, address)))
+    return table
+
+
+def networks(reader: PathResolver, value: Any) -> tuple[IpNetwork, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{value!r} is not a list of networks")
+    return tuple(ipaddress.ip_network(string(reader, v), strict=False) for v in value)
+
+
+def zone_resolvers(reader: PathResolver, value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{value!r} is not a table of suffix = ['ip:port', ...]")
+    table = {}
+    for suffix, servers in value.items():
+        zone = domains(reader, [suffix])[0]
+        table[zone] = resolvers(reader, servers)
+        if not table[zone]:
+            raise ValueError(f"zone {suffix!r} has no resolver")
+    return table
+
+
+def positive(_: PathResolver, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{value!r} is not a positive integer")
+    return value
+
+
+def storage_url(reader: PathResolver, value: Any) -> str:
+    text = string(reader, value)
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError(f"{text!r} is not sqlite:///<path> or postgresql://...")
+    if scheme == "sqlite" and rest.startswith("/") and rest != "/:memory:":
+        path = rest[1:]
+        return f"sqlite:///{reader.path(path)}"
+    return text
+
+
+def path(reader: PathResolver, value: Any) -> Path:
+    return reader.path(value)
+
+
+def paths(reader: PathResolver, value: Any) -> tuple[Path, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{value!r} is not a list of file paths")
+    return tuple(reader.path(v) for v in value)
