@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -10,11 +9,11 @@ from aiohttp import web
 from acme_ca.api.links import Links
 from acme_ca.authority.accounts import AccountService
 from acme_ca.authority.authorizations import AuthorizationService
+from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.revocation import RevocationService
 from acme_ca.config import AcmeConfig
-from acme_ca.pki.issuer import Issuer
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +26,7 @@ class Services:
     revocation: RevocationService
     nonces: NonceService
     links: Links
-    issuer: Callable[[], Issuer]  # the current intermediate: it changes on reload
+    ca: CaCertificates  # the CA's public certificates (they change on reload)
     meta: AcmeConfig
     caa_identities: tuple[str, ...] = ()
 

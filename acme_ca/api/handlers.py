@@ -28,7 +28,6 @@ from acme_ca.domain.models import (
     OrderStatus,
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
-from acme_ca.pki import files
 
 PEM_CHAIN = "application/pem-certificate-chain"
 RETRY_AFTER = "1"  # seconds: validations on a local network finish well within it
@@ -84,24 +83,21 @@ def _services(request: web.Request) -> Services:
 
 
 async def health(request: web.Request) -> web.Response:
-    issuer = _services(request).issuer()
+    not_after = _services(request).ca.intermediate_not_after()
     return _json(
-        {
-            "status": "ok",
-            "intermediate_not_after": issuer.certificate.not_valid_after_utc.isoformat(),
-        },
+        {"status": "ok", "intermediate_not_after": not_after.isoformat()},
         headers={"Cache-Control": "no-store"},
     )
 
 
 async def root_certificate(request: web.Request) -> web.Response:
     """The root, for clients to trust (the guide's root-ca.crt)."""
-    return web.Response(body=files.pem(_services(request).issuer().root), content_type=PEM_CHAIN)
+    return web.Response(body=_services(request).ca.root_pem(), content_type=PEM_CHAIN)
 
 
 async def ca_chain(request: web.Request) -> web.Response:
     """Intermediate then root (the guide's ca-chain.pem)."""
-    return web.Response(body=files.pem(*_services(request).issuer().chain), content_type=PEM_CHAIN)
+    return web.Response(body=_services(request).ca.chain_pem(), content_type=PEM_CHAIN)
 
 
 async def directory(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from acme_ca.api.context import Services
 from acme_ca.api.links import Links
 from acme_ca.authority.accounts import AccountService
 from acme_ca.authority.authorizations import AuthorizationService
+from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.revocation import RevocationService
@@ -90,7 +91,7 @@ def build_app(
         revocation=RevocationService(store, clock),
         nonces=NonceService(store, clock),
         links=links,
-        issuer=issuer,
+        ca=CaCertificates(issuer),
         meta=config.acme,
         caa_identities=config.validation.caa_identities,
     )

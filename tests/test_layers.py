@@ -1,0 +1,71 @@
+"""The import rules of the design: imports point down the picture only.
+
+    cli > api > authority > (validation | pki | store) > domain > (errors | clock | config)
+
+api never touches the store or the PKI directly; validation and pki never touch the
+store; pki knows nothing of ACME (so the offline commands can use it alone); the
+authority never imports aiohttp's web layer.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "acme_ca"
+BASE = {"errors", "clock", "config", "config_values"}
+ALLOWED: dict[str, set[str]] = {
+    "api": {"api", "authority", "domain"} | BASE,
+    "authority": {"authority", "validation", "pki", "store", "domain"} | BASE,
+    "validation": {"validation", "domain"} | BASE,
+    "pki": {"pki"} | BASE,
+    "store": {"store", "domain"} | BASE,
+    "domain": {"domain", "errors"},
+    "errors": set(),
+    "clock": set(),
+    "config": {"config_values", "errors"},
+    "config_values": set(),
+}
+FORBIDDEN_THIRD_PARTY = {"authority": {"aiohttp.web", "aiohttp"}, "pki": {"aiohttp"},
+                         "store": {"aiohttp", "cryptography"}, "domain": {"aiohttp"}}
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def layer_of(path: Path) -> str:
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0].removesuffix(".py")
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if layer_of(p) in ALLOWED)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down(path: Path) -> None:
+    layer = layer_of(path)
+    for name in imports_of(path):
+        if name.startswith("acme_ca."):
+            target = name.split(".")[1]
+            if target in ("__version__",):
+                continue
+            assert target in ALLOWED[layer], f"{layer} may not import acme_ca.{target} ({name})"
+        for banned in FORBIDDEN_THIRD_PARTY.get(layer, ()):
+            assert name != banned and not name.startswith(banned + "."), f"{layer} imports {name}"
+
+
+def test_every_layer_is_known() -> None:
+    """A new top-level module or package must be placed in the picture."""
+    layers = {layer_of(p) for p in PACKAGE.rglob("*.py")} - {"__init__", "__main__", "cli"}
+    assert layers <= set(ALLOWED), layers - set(ALLOWED)
