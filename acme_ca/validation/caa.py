@@ -22,7 +22,6 @@ the records allow. Nothing here raises: the problem is returned.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from dns.rdtypes.ANY.CAA import CAA
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.validation.dns import DnsAnswer, DnsLookup
+from acme_ca.validation.network import is_ip
 
 CRITICAL_FLAG = 0x80
 KNOWN_TAGS = frozenset({"issue", "issuewild", "iodef", "issuemail"})
@@ -84,7 +84,7 @@ class CaaChecker:
         self, identifier: Identifier, *, wildcard: bool, account_uri: str, method: str
     ) -> AcmeProblem | None:
         """None when issuance for ``identifier`` is allowed, else the problem."""
-        if identifier.type != "dns" or _is_ip(identifier.value):
+        if identifier.type != "dns" or is_ip(identifier.value):
             return None  # CAA is defined for domain names only
         name = identifier.value.strip().lower().rstrip(".")
         if name.startswith("*."):
@@ -171,11 +171,3 @@ def _parameter_refusal(value: IssueValue, account_uri: str, method: str) -> str 
     if methods is not None and method not in methods.split(","):
         return f"allows {value.issuer} only with validationmethods={methods}, not {method}"
     return None
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value.strip().removeprefix("[").removesuffix("]"))
-    except ValueError:
-        return False
-    return True

@@ -38,6 +38,7 @@ import dns.resolver
 
 from acme_ca.config import ValidationConfig, parse_host_port
 from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.validation.network import host_port
 
 EDNS_PAYLOAD = 1232
 MAX_CNAME_HOPS = 8
@@ -160,9 +161,7 @@ class DnsClient:
                         start, rdtype, f"is longer than {MAX_CNAME_HOPS} CNAMEs", server
                     )
             if result.answer is not None:
-                return DnsAnswer(
-                    start, rdtype, tuple(chain), tuple(servers), tuple(result.answer)
-                )
+                return DnsAnswer(start, rdtype, tuple(chain), tuple(servers), tuple(result.answer))
             if response.rcode() == dns.rcode.NXDOMAIN:
                 return DnsAnswer(start, rdtype, tuple(chain), tuple(servers), nxdomain=True)
             if not result.cnames:  # the name exists, without records of this type
@@ -208,7 +207,7 @@ class DnsClient:
                     continue
                 rcode = response.rcode()
                 if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-                    return response, _host_port(server)
+                    return response, host_port(*server)
                 failures[server] = f"answered {dns.rcode.to_text(rcode)}"
                 servers.remove(server)
             if deadline - loop.time() <= 0:
@@ -218,11 +217,11 @@ class DnsClient:
     def _failure(self, name: str, rdtype: str, failures: Mapping[Server, str]) -> AcmeProblem:
         where = f"looking up {rdtype} for {name}"
         if failures and all(reason == _NO_ANSWER for reason in failures.values()):
-            asked = ", ".join(_host_port(s) for s in failures)
+            asked = ", ".join(host_port(*s) for s in failures)
             return AcmeProblem(
                 ProblemType.DNS, f"timed out after {self._timeout:g}s {where} at {asked}"
             )
-        answers = "; ".join(f"{_host_port(s)} {r}" for s, r in failures.items())
+        answers = "; ".join(f"{host_port(*s)} {r}" for s, r in failures.items())
         return AcmeProblem(ProblemType.DNS, f"DNS error {where}: {answers or 'no server'}")
 
     def _system_servers(self) -> tuple[Server, ...]:
@@ -258,11 +257,6 @@ def _chain_problem(name: str, rdtype: str, what: str, server: str) -> AcmeProble
 
 def _normalise(name: str) -> str:
     return name.strip().lower().rstrip(".")
-
-
-def _host_port(server: Server) -> str:
-    host, port = server
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def txt_value(rdata: dns.rdata.Rdata) -> str:

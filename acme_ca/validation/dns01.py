@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import re
 
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.validation.base import ValidationResult
 from acme_ca.validation.dns import DnsLookup, txt_value
+from acme_ca.validation.network import is_ip
 
 CHALLENGE_LABEL = "_acme-challenge"
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
@@ -39,7 +39,7 @@ def txt_digest(key_authorization: str) -> str:
 
 def challenge_name(identifier: Identifier) -> str:
     """_acme-challenge.<name>; raises AcmeProblem for what dns-01 cannot validate."""
-    if identifier.type == "ip" or _is_ip(identifier.value):
+    if identifier.type == "ip" or is_ip(identifier.value):
         raise AcmeProblem(
             ProblemType.MALFORMED,
             f"dns-01 cannot validate the IP address {identifier.value} (RFC 8738 7)",
@@ -90,14 +90,6 @@ class Dns01Validator:
             f"expected digest {expected}; found {_show(values)}"
         )
         return ValidationResult(AcmeProblem(ProblemType.UNAUTHORIZED, detail), records)
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value.strip().removeprefix("[").removesuffix("]"))
-    except ValueError:
-        return False
-    return True
 
 
 def _show(values: list[str]) -> str:

@@ -24,8 +24,6 @@ validation; ``connect_timeout`` and ``read_timeout`` bound each socket operation
 from __future__ import annotations
 
 import asyncio
-import errno
-import ipaddress
 import re
 import socket
 import ssl
@@ -39,7 +37,13 @@ from yarl import URL
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.validation.base import ValidationResult
-from acme_ca.validation.network import AddressPolicy
+from acme_ca.validation.network import (
+    AddressPolicy,
+    candidates,
+    connection_reason,
+    host_port,
+    is_ip,
+)
 from acme_ca.validation.resolver import Address, Resolver
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -48,15 +52,6 @@ USER_AGENT = "acme-ca http-01 validation"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")  # base64url, RFC 8555 8.1
 _SHOWN = 64  # characters of a body or key authorization shown in a problem
 _STANDARD_PORTS = {"http": 80, "https": 443}
-_REASONS = {
-    errno.ECONNREFUSED: "connection refused",
-    errno.ECONNRESET: "connection reset",
-    errno.ECONNABORTED: "connection aborted",
-    errno.ETIMEDOUT: "timed out",
-    errno.EHOSTUNREACH: "host unreachable",
-    errno.ENETUNREACH: "network unreachable",
-    errno.EPIPE: "connection closed",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +226,7 @@ class Http01Validator:
         if not usable:
             raise refused or AcmeProblem(ProblemType.DNS, f"no addresses found for {host}")
         failures = []
-        for address in _candidates(usable):
+        for address in candidates(usable):
             record["addresses_tried"].append(str(address))
             record["address_used"] = str(address)
             try:
@@ -251,7 +246,7 @@ class Http01Validator:
         record: dict[str, Any],
     ) -> _Response:
         target = url.with_host(str(address)).with_port(port)
-        literal = _is_ip(host)
+        literal = is_ip(host)
         host_header = f"[{host}]" if literal and ":" in host else host
         if port != _STANDARD_PORTS[url.scheme]:
             host_header += f":{port}"
@@ -262,7 +257,7 @@ class Http01Validator:
             "Accept-Encoding": "identity",
         }
         https = url.scheme == "https"
-        where = f"{_host_port(address, port)} for {host}"
+        where = f"{host_port(address, port)} for {host}"
         try:
             async with session.get(
                 target,
@@ -329,7 +324,7 @@ def _challenge_url(identifier: Identifier, token: str, port: int) -> URL:
         raise AcmeProblem(
             ProblemType.MALFORMED, f"http-01 cannot validate the wildcard {identifier.value}"
         )
-    if identifier.type == "ip" and not _is_ip(identifier.value):
+    if identifier.type == "ip" and not is_ip(identifier.value):
         raise AcmeProblem(ProblemType.MALFORMED, f"{identifier.value!r} is not an IP address")
     if not _TOKEN.fullmatch(token):
         raise AcmeProblem(ProblemType.MALFORMED, "the challenge token is not base64url")
@@ -358,34 +353,11 @@ def _check_body(url: URL, body: bytes, key_authorization: str) -> None:
     )
 
 
-def _candidates(addresses: list[Address]) -> list[Address]:
-    """The first address, then the first of the other family as a fallback."""
-    if not addresses:
-        return []
-    first = addresses[0]
-    other = next((a for a in addresses if a.version != first.version), None)
-    return [first] if other is None else [first, other]
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _host_port(address: Address, port: int) -> str:
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-
-
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {exc.reason or exc}"
-    if isinstance(exc, OSError) and exc.errno in _REASONS:
-        return _REASONS[exc.errno]
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
+    if isinstance(exc, OSError):
+        return connection_reason(exc)
     return str(exc) or type(exc).__name__
 
 

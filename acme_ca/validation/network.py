@@ -25,6 +25,7 @@ problem of the first refused address (see ``AddressPolicy.allowed_addresses``).
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,3 +137,49 @@ def _subject(address: Address, name: str) -> str:
     except ValueError:
         literal = False
     return f"{address}" if literal else f"{name} resolves to {address}, which"
+
+
+# --- what validators that connect share -------------------------------------------------
+
+_REASONS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.ECONNABORTED: "connection aborted",
+    errno.ETIMEDOUT: "timed out",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EPIPE: "connection closed",
+}
+
+
+def connection_reason(exc: OSError) -> str:
+    """A connection failure in a few words: "connection refused", "timed out", ..."""
+    if exc.errno in _REASONS:
+        return _REASONS[exc.errno]
+    if isinstance(exc, ConnectionError):
+        return "the connection was closed"
+    return exc.strerror.lower() if exc.strerror else str(exc) or type(exc).__name__
+
+
+def candidates(addresses: Sequence[Address]) -> list[Address]:
+    """The first address, then the first of the other family as a fallback."""
+    if not addresses:
+        return []
+    first = addresses[0]
+    other = next((a for a in addresses if a.version != first.version), None)
+    return [first] if other is None else [first, other]
+
+
+def host_port(host: object, port: int) -> str:
+    """'10.0.0.1:80', '[::1]:443', 'ns.example:53'."""
+    text = str(host)
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+
+def is_ip(value: str) -> bool:
+    """Is `value` an IP address (brackets around IPv6 allowed)?"""
+    try:
+        ipaddress.ip_address(value.strip().removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True

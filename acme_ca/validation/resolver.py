@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.validation.dns import DnsClient
+from acme_ca.validation.network import host_port
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -56,7 +57,7 @@ class Resolver:
         if not self._uses_dns(name):
             return "the system resolver"
         servers = self._dns.servers_for(name)
-        return "resolver " + ", ".join(_host_port(h, p) for h, p in servers)
+        return "resolver " + ", ".join(host_port(h, p) for h, p in servers)
 
     async def resolve(self, name: str) -> list[Address]:
         """The addresses for ``name``, IPv4 first; raises AcmeProblem(dns) when none."""
@@ -84,9 +85,12 @@ class Resolver:
             elif isinstance(answer, BaseException):
                 raise answer
             elif answer.nxdomain:
-                failures.append(AcmeProblem(
-                    ProblemType.DNS,
-                    f"NXDOMAIN looking up {name} at {answer.server}: no such name"))
+                failures.append(
+                    AcmeProblem(
+                        ProblemType.DNS,
+                        f"NXDOMAIN looking up {name} at {answer.server}: no such name",
+                    )
+                )
             else:
                 addresses.extend(ipaddress.ip_address(r.address) for r in answer.rdatas)
         if addresses:  # one family answering is enough (an AAAA SERVFAIL is common)
@@ -130,11 +134,5 @@ def _ip_literal(name: str) -> Address | None:
         return None
 
 
-def _host_port(host: str, port: object) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _unique(addresses: Iterable[Address]) -> list[Address]:
     return list(dict.fromkeys(addresses))
-
-

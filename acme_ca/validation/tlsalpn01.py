@@ -13,7 +13,6 @@ covers everything; the problem is returned, never raised.
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import hmac
 import ipaddress
@@ -25,21 +24,13 @@ from cryptography import x509
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.validation.base import ValidationResult
-from acme_ca.validation.network import AddressPolicy
+from acme_ca.validation.network import AddressPolicy, candidates, connection_reason, host_port
 from acme_ca.validation.resolver import Address, Resolver
 
 ACME_TLS_ALPN = "acme-tls/1"  # RFC 8737 section 6.2
 ID_PE_ACME_IDENTIFIER = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")  # RFC 8737 section 6.1
 _OCTET_STRING_32 = b"\x04\x20"  # DER tag and length of the extension's value
 _SHOWN = 4  # subjectAltName entries shown in a problem
-_REASONS = {
-    errno.ECONNREFUSED: "connection refused",
-    errno.ECONNRESET: "connection reset",
-    errno.ECONNABORTED: "connection aborted",
-    errno.ETIMEDOUT: "timed out",
-    errno.EHOSTUNREACH: "host unreachable",
-    errno.ENETUNREACH: "network unreachable",
-}
 
 
 class TlsAlpn01Validator:
@@ -109,13 +100,13 @@ class TlsAlpn01Validator:
             raise refused
         writer: asyncio.StreamWriter | None = None
         failures: list[str] = []
-        for address in _candidates(allowed):  # the first, then one of the other family
+        for address in candidates(allowed):  # the first, then one of the other family
             record["addresses_tried"].append(str(address))
             try:
                 _, writer = await asyncio.open_connection(str(address), self._port)
             except OSError as exc:
-                where = f"{_host_port(address, self._port)} for {name}"
-                failures.append(f"connecting to {where} failed: {_reason(exc)}")
+                where = f"{host_port(address, self._port)} for {name}"
+                failures.append(f"connecting to {where} failed: {connection_reason(exc)}")
                 continue
             record["address_used"] = str(address)
             break
@@ -134,7 +125,8 @@ class TlsAlpn01Validator:
             ) from None
         except OSError as exc:
             raise AcmeProblem(
-                ProblemType.CONNECTION, f"TLS handshake with {where} failed: {_reason(exc)}"
+                ProblemType.CONNECTION,
+                f"TLS handshake with {where} failed: {connection_reason(exc)}",
             ) from None
         except ValueError:  # the ssl module refuses the name as SNI
             raise AcmeProblem(ProblemType.MALFORMED, f"{sni!r} is not a valid SNI name") from None
@@ -151,7 +143,7 @@ class TlsAlpn01Validator:
 
     def _where(self, record: dict[str, Any]) -> str:
         address = ipaddress.ip_address(record["address_used"] or record["addresses_tried"][-1])
-        return f"{_host_port(address, self._port)} for {record['hostname']}"
+        return f"{host_port(address, self._port)} for {record['hostname']}"
 
     def _stage(self, record: dict[str, Any]) -> str:
         """What was under way when the deadline passed."""
@@ -245,24 +237,3 @@ def _show(name: x509.GeneralName) -> str:
     kind = {x509.DNSName: "dNSName", x509.IPAddress: "iPAddress"}.get(type(name))
     text = str(name.value)
     return f"{kind or type(name).__name__} {text[:64]}" + ("..." * (len(text) > 64))
-
-
-def _candidates(addresses: list[Address]) -> list[Address]:
-    """The first address, then the first of the other family as a fallback."""
-    if not addresses:
-        return []
-    first = addresses[0]
-    other = next((a for a in addresses if a.version != first.version), None)
-    return [first] if other is None else [first, other]
-
-
-def _host_port(address: Address, port: int) -> str:
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-
-
-def _reason(exc: OSError) -> str:
-    if exc.errno in _REASONS:
-        return _REASONS[exc.errno]
-    if isinstance(exc, ConnectionError):
-        return "the connection was closed"
-    return exc.strerror.lower() if exc.strerror else str(exc) or type(exc).__name__
