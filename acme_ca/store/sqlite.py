@@ -25,19 +25,28 @@ import asyncio
 import json
 import os
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 
 import aiosqlite
 
 from acme_ca.clock import Clock, SystemClock
-from acme_ca.domain.models import CertificateRecord, CertificateStatus
+from acme_ca.domain.models import (
+    Account,
+    Authorization,
+    CertificateRecord,
+    CertificateStatus,
+    Order,
+)
 from acme_ca.errors import Conflict, NotFound, StoreError
+from acme_ca.store import sqlite_accounts, sqlite_orders
 from acme_ca.store.migrations import migrate_sqlite, sqlite_schema_version
 from acme_ca.store.sqlite_accounts import AccountMethods
 from acme_ca.store.sqlite_authz import AuthorizationMethods
 from acme_ca.store.sqlite_base import SqliteBase, from_text, optional_text, to_text
 from acme_ca.store.sqlite_nonces import NonceMethods
 from acme_ca.store.sqlite_orders import OrderMethods
+from acme_ca.store.sqlite_rows import account_row, authorization_row, challenge_row, order_row
 
 __all__ = ["MEMORY", "SqliteStore", "from_text", "to_text"]
 
@@ -70,9 +79,7 @@ SELECT * FROM certificates WHERE status = ? AND (created_at, serial) > (?, ?)
 ORDER BY created_at, serial LIMIT ?"""
 
 
-class SqliteStore(
-    NonceMethods, AccountMethods, OrderMethods, AuthorizationMethods, SqliteBase
-):
+class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMethods, SqliteBase):
     """``Store`` on one SQLite file (or ``:memory:`` for tests)."""
 
     @classmethod
@@ -104,6 +111,39 @@ class SqliteStore(
                 raise StoreError(f"{target}: {exc}") from exc
             raise
         return cls(conn, target, nonce_conn)
+
+    async def bulk_insert(
+        self,
+        *,
+        accounts: Sequence[Account] = (),
+        certificates: Sequence[CertificateRecord] = (),
+        authorizations: Sequence[Authorization] = (),
+        orders: Sequence[Order] = (),
+    ) -> None:
+        """Many rows in one transaction: for seeding a database with a long history
+        (benchmarks) and for imports. Not part of ``Store``: it skips the per-call
+        checks of the Store methods, so the caller hands in consistent values (the
+        schema's constraints still hold). Authorizations bring their challenges; orders
+        their links to their authorizations."""
+
+        def plain(sql: str) -> str:  # executemany takes no RETURNING clause
+            return sql.split("RETURNING")[0]
+
+        async with self._writing() as conn:
+            await conn.executemany(plain(sqlite_accounts._INSERT), map(account_row, accounts))
+            await conn.executemany(_INSERT, map(_to_row, certificates))
+            await conn.executemany(
+                sqlite_orders._INSERT_AUTHORIZATION, map(authorization_row, authorizations)
+            )
+            await conn.executemany(
+                sqlite_orders._INSERT_CHALLENGE,
+                [challenge_row(c) for a in authorizations for c in a.challenges],
+            )
+            await conn.executemany(plain(sqlite_orders._INSERT_ORDER), map(order_row, orders))
+            await conn.executemany(
+                sqlite_orders._INSERT_LINK,
+                [(o.id, a, i) for o in orders for i, a in enumerate(o.authorization_ids)],
+            )
 
     async def schema_version(self) -> int:
         async with self._reading() as conn:
@@ -172,6 +212,7 @@ class SqliteStore(
             else:
                 rows = await conn.execute_fetchall(_LIST_BY_STATUS, (status.value, *key, limit))
             return [_to_record(row) for row in rows]
+
 
 def _to_row(record: CertificateRecord) -> tuple[object, ...]:
     return (
