@@ -1,0 +1,281 @@
+"""``python -m bench``: the ACME load generator.
+
+    python -m bench run --directory URL --ca-bundle FILE --http-port P -n 200 -c 8 \\
+        [--key ec256|rsa2048] [--accounts K] [--server-pid PID] [--json out.jsonl]
+    python -m bench compare -n 200 -c 1,8,64 [--runs 3] [--json out.jsonl]
+    python -m bench seed --db FILE --certificates 100000 --orders 300000   (bench/seed.py)
+
+``run`` drives one server that is already running (its http-01 validation must reach
+127.0.0.1:P for the benchmark names). ``compare`` starts acme-ca and Pebble itself,
+a fresh server per run, and prints medians, spread and the acme-ca/pebble ratios.
+Exit status: 0 when every issuance succeeded, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+from bench import loadgen, peers, report
+from bench.client import KEY_TYPES, AcmeError, PollPolicy
+from bench.http01 import Http01Responder
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", type=int, default=200, help="certificates per run (200)")
+    parser.add_argument(
+        "--key", choices=KEY_TYPES, default="ec256", help="account and certificate key type (ec256)"
+    )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=None,
+        help="accounts to register and share (default: one per worker)",
+    )
+    parser.add_argument(
+        "--names",
+        default=loadgen.DEFAULT_NAMES,
+        help="name template, {i} is the issuance index (%(default)s)",
+    )
+    parser.add_argument(
+        "--retry-after-cap",
+        type=float,
+        default=0.1,
+        metavar="S",
+        help="honour Retry-After up to S seconds; 0 ignores it (0.1)",
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="per request, s (30)")
+    parser.add_argument(
+        "--stall", type=float, default=20.0, help="abort a run when nothing ends for S s (20)"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="append JSON lines (one per run, plus summaries) to FILE",
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("seed", help="fill a database with history (see seed --help)")
+    run = commands.add_parser("run", help="drive one running ACME server")
+    run.add_argument("--directory", required=True, help="the server's directory URL")
+    run.add_argument("--ca-bundle", type=Path, help="CA certificates the server's TLS chains to")
+    run.add_argument(
+        "--http-port",
+        type=int,
+        required=True,
+        help="port of the generator's http-01 responder on 127.0.0.1",
+    )
+    run.add_argument("-c", type=int, default=8, help="concurrent issuances (8)")
+    run.add_argument("--server-pid", type=int, help="measure this process tree's CPU and RSS")
+    run.add_argument("--label", default="", help="a name for this run in the output")
+    _common(run)
+    compare = commands.add_parser("compare", help="acme-ca against Pebble, side by side")
+    compare.add_argument("-c", default="1,8,64", help="concurrencies, comma-separated (1,8,64)")
+    compare.add_argument("--runs", type=int, default=3, help="runs per server and C (3)")
+    compare.add_argument(
+        "--servers",
+        default="acme-ca,pebble",
+        help="which servers (acme-ca,pebble; pebble needs Debian's pebble)",
+    )
+    compare.add_argument(
+        "--http-port",
+        type=int,
+        default=0,
+        help="http-01 responder port (default: one the OS picks)",
+    )
+    compare.add_argument(
+        "--attempts",
+        type=int,
+        default=3,
+        help="tries per run: a run with errors (a hung server) is repeated (3)",
+    )
+    compare.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where data directories go (default: a new temp directory)",
+    )
+    compare.add_argument("--keep", action="store_true", help="keep data directories and logs")
+    compare.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    _common(compare)
+    return parser.parse_args(argv)
+
+
+def _policy(args: argparse.Namespace) -> PollPolicy:
+    return PollPolicy(retry_after_cap=args.retry_after_cap)
+
+
+def _emit(out: TextIO | None, rec: dict[str, Any]) -> None:
+    if out is not None:
+        report.write_json(out, rec)
+
+
+async def cmd_run(args: argparse.Namespace, out: TextIO | None) -> int:
+    config = loadgen.RunConfig(
+        directory=args.directory,
+        ca_bundle=args.ca_bundle,
+        http_port=args.http_port,
+        n=args.n,
+        c=args.c,
+        key=args.key,
+        accounts=args.accounts,
+        server_pid=args.server_pid,
+        names=args.names,
+        poll=_policy(args),
+        timeout=args.timeout,
+        stall_s=args.stall,
+        label=args.label,
+    )
+    stats = await loadgen.run(config)
+    rec = report.record(stats, server=args.label or None)
+    print(report.format_run(rec), flush=True)
+    _emit(out, rec)
+    return 0 if stats.ok == args.n else 1
+
+
+async def _one(
+    server: str,
+    workdir: Path,
+    args: argparse.Namespace,
+    c: int,
+    responder: Http01Responder,
+    dns_port: int | None,
+) -> dict[str, Any]:
+    names = [args.names.format(i=i) for i in range(args.n)]
+    if server == "acme-ca":
+        peer = await peers.start_acme_ca(workdir, responder.port, names)
+        version = ""
+    else:
+        assert dns_port is not None
+        peer = await peers.start_pebble(workdir, responder.port, dns_port)
+        version = peers.pebble_version()
+    extra: dict[str, Any] = {"server": server, "server_version": version}
+    try:
+        config = loadgen.RunConfig(
+            directory=peer.directory,
+            ca_bundle=peer.ca_bundle,
+            n=args.n,
+            c=c,
+            key=args.key,
+            accounts=args.accounts,
+            server_pid=peer.pid,
+            names=args.names,
+            poll=_policy(args),
+            timeout=args.timeout,
+            stall_s=args.stall,
+            label=server,
+        )
+        stats = await loadgen.run(config, responder)
+        if "stalled" in stats.errors and server == "pebble":  # a Go server says where
+            extra["server_hang"] = await asyncio.to_thread(peer.dump_go_stacks)
+    finally:
+        await asyncio.to_thread(peer.stop)
+    return report.record(stats, server_log_problems=peer.log_problems(), **extra)
+
+
+async def _attempts(
+    server: str,
+    root: Path,
+    args: argparse.Namespace,
+    c: int,
+    run_no: int,
+    responder: Http01Responder,
+    dns_port: int | None,
+) -> list[dict[str, Any]]:
+    """One run of one server, repeated (up to --attempts) while it has errors."""
+    done: list[dict[str, Any]] = []
+    for attempt in range(1, args.attempts + 1):
+        workdir = root / f"{server}-c{c}-run{run_no}-{attempt}"
+        rec = await _one(server, workdir, args, c, responder, dns_port)
+        rec.update(run=run_no, attempt=attempt, complete=rec["ok"] == rec["n"])
+        print(f"[{server} C={c} run {run_no}/{args.runs}, attempt {attempt}]")
+        print(report.format_run(rec), flush=True)
+        done.append(rec)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if rec["complete"]:
+            break
+    return done
+
+
+def _emit_all(out: TextIO | None, recs: list[dict[str, Any]]) -> None:
+    for rec in recs:
+        _emit(out, rec)
+
+
+async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = set(servers) - {"acme-ca", "pebble"}
+    if unknown:
+        sys.exit(f"unknown server(s): {', '.join(sorted(unknown))}")
+    if "pebble" in servers and not peers.pebble_installed():
+        print(
+            "pebble is not installed (apt-get install pebble): comparing nothing, "
+            "running acme-ca only",
+            file=sys.stderr,
+        )
+        servers.remove("pebble")
+    concurrencies = [int(c) for c in args.c.split(",")]
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="acme-ca-bench-", dir=args.workdir))
+    records: list[dict[str, Any]] = []
+    failed = 0
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            responder = await stack.enter_async_context(Http01Responder(args.http_port))
+            dns_port = None
+            if "pebble" in servers:
+                dns, dns_port = await peers.start_dns(root / "dns")
+                stack.callback(peers.stop_process, dns)
+            for c in concurrencies:
+                for run_no in range(1, args.runs + 1):
+                    order = servers if run_no % 2 else servers[::-1]  # alternate who goes first
+                    for server in order:
+                        done = await _attempts(server, root, args, c, run_no, responder, dns_port)
+                        records.extend(done)
+                        _emit_all(out, done)
+                        failed += not done[-1]["complete"]
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"data directories and logs kept in {root}", file=sys.stderr)
+    summaries = report.summarise(records)
+    for summary in summaries:
+        _emit(out, summary)
+    print()
+    print(f"n={args.n} key={args.key} runs={args.runs}: median (min-max)")
+    print(report.format_summary(summaries, markdown=args.markdown), flush=True)
+    return 0 if failed == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["seed"]:  # bench/seed.py: fill a database with history
+        from bench.seed import main as seed_main
+
+        return seed_main(argv[1:])
+    args = parse_args(argv)
+    command = cmd_run if args.command == "run" else cmd_compare
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(args.json.open("a", encoding="utf-8")) if args.json else None
+        try:
+            return asyncio.run(command(args, out))
+        except (AcmeError, RuntimeError, OSError) as exc:  # setup failed: no run at all
+            print(f"bench: error: {exc}", file=sys.stderr)
+            return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
