@@ -6,7 +6,6 @@ never touch the store or the PKI directly.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from aiohttp import web
@@ -16,7 +15,7 @@ from acme_ca.api.context import SERVICES, Services
 from acme_ca.api.jws import (
     AccountKey,
     VerifiedRequest,
-    parse_jwk,
+    stored_account_key,
     verify_jws,
     verify_key_change_inner,
 )
@@ -47,7 +46,7 @@ async def _verified(
             )
         account = await services.accounts.account_for_kid(account_id)
         found["account"] = account
-        return parse_jwk(json.loads(account.jwk))
+        return stored_account_key(account.jwk)
 
     verified = await verify_jws(
         await request.read(),

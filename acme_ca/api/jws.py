@@ -16,6 +16,7 @@ Ed25519, which josepy lacks, is handled with ``cryptography`` directly.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -111,6 +112,13 @@ def _b64decode(text: object, what: str) -> bytes:
 
 def _canonical(members: Mapping[str, str]) -> str:
     return json.dumps(dict(members), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def stored_account_key(jwk: str) -> AccountKey:
+    """The AccountKey of a stored account (its canonical JWK JSON), parsed once: a request
+    signed by a known account then costs no key parsing."""
+    return parse_jwk(json.loads(jwk))
 
 
 def parse_jwk(obj: Mapping[str, Any]) -> AccountKey:

@@ -109,12 +109,15 @@ class ValidationSupervisor:
             return entry.running if entry is not None else 0
         return sum(entry.running for entry in self._accounts.values())
 
-    def submit(self, challenge_id: str) -> None:
+    def submit(self, challenge_id: str) -> asyncio.Task[None] | None:
+        """Validate in the background; the task is returned so that a caller may wait a
+        little for it (it is owned here: cancelling the caller does not cancel it)."""
         if self._closed:
-            return
+            return None
         task = asyncio.get_running_loop().create_task(self._run(challenge_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def resume(self) -> int:
         challenges = await self._store.processing_challenges()

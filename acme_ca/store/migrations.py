@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import aiosqlite
-
 from acme_ca.errors import StoreError
+from acme_ca.store.sqlite_connection import Connection
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -90,7 +89,7 @@ def sqlite_statements(sql: str) -> list[str]:
 
 
 @asynccontextmanager
-async def sqlite_immediate(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+async def sqlite_immediate(conn: Connection) -> AsyncIterator[Connection]:
     """One write transaction: BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any error.
 
     IMMEDIATE takes the database's write lock at the start (waiting up to the
@@ -110,7 +109,7 @@ async def sqlite_immediate(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlit
         raise
 
 
-async def sqlite_schema_version(conn: aiosqlite.Connection) -> int:
+async def sqlite_schema_version(conn: Connection) -> int:
     """The newest applied version; 0 for a database never migrated."""
     rows = await conn.execute_fetchall(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
@@ -121,7 +120,7 @@ async def sqlite_schema_version(conn: aiosqlite.Connection) -> int:
     return int(next(iter(rows))[0])
 
 
-async def migrate_sqlite(conn: aiosqlite.Connection, applied_at: str) -> int:
+async def migrate_sqlite(conn: Connection, applied_at: str) -> int:
     """Bring the database to the newest version; returns that version.
 
     Idempotent: an up-to-date database is only read. ``applied_at`` is the

@@ -1,4 +1,4 @@
-"""The SQLite backend of ``Store``, on aiosqlite: the default for one machine.
+"""The SQLite backend of ``Store``: the default for one machine.
 
 One ``SqliteStore`` owns one connection (plus one for nonces). Calls on it are
 serialised by an ``asyncio.Lock``, so one coroutine's transaction never sees
@@ -28,8 +28,6 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
-import aiosqlite
-
 from acme_ca.clock import Clock, SystemClock
 from acme_ca.domain.models import (
     Account,
@@ -44,6 +42,7 @@ from acme_ca.store.migrations import migrate_sqlite, sqlite_schema_version
 from acme_ca.store.sqlite_accounts import AccountMethods
 from acme_ca.store.sqlite_authz import AuthorizationMethods
 from acme_ca.store.sqlite_base import SqliteBase, from_text, optional_text, to_text
+from acme_ca.store.sqlite_connection import Connection
 from acme_ca.store.sqlite_nonces import NonceMethods
 from acme_ca.store.sqlite_orders import OrderMethods
 from acme_ca.store.sqlite_rows import account_row, authorization_row, challenge_row, order_row
@@ -92,16 +91,14 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
         _check_sqlite_version()
         if target != MEMORY:
             _create_private_file(target)
-        conn = await aiosqlite.connect(target, isolation_level=None)
-        nonce_conn: aiosqlite.Connection | None = None
+        conn = await Connection.connect(target)
+        nonce_conn: Connection | None = None
         try:
-            conn.row_factory = aiosqlite.Row
             await _configure(conn, wal=target != MEMORY)
             await _check_json(conn)
             await migrate_sqlite(conn, to_text((clock or SystemClock()).now()))
             if target != MEMORY:  # a second :memory: connection would be another database
-                nonce_conn = await aiosqlite.connect(target, isolation_level=None)
-                nonce_conn.row_factory = aiosqlite.Row
+                nonce_conn = await Connection.connect(target)
                 await _configure_nonces(nonce_conn)
         except BaseException as exc:
             if nonce_conn is not None:
@@ -251,21 +248,21 @@ def _to_record(row: sqlite3.Row) -> CertificateRecord:
     )
 
 
-async def _fetch(conn: aiosqlite.Connection, serial: str) -> CertificateRecord:
+async def _fetch(conn: Connection, serial: str) -> CertificateRecord:
     rows = list(await conn.execute_fetchall(_SELECT_ONE, (serial,)))
     if not rows:
         raise NotFound(f"no certificate with serial {serial}")
     return _to_record(rows[0])
 
 
-async def _status(conn: aiosqlite.Connection, serial: str) -> CertificateStatus:
+async def _status(conn: Connection, serial: str) -> CertificateStatus:
     rows = list(await conn.execute_fetchall(_SELECT_STATUS, (serial,)))
     if not rows:
         raise NotFound(f"no certificate with serial {serial}")
     return CertificateStatus(rows[0]["status"])
 
 
-async def _configure(conn: aiosqlite.Connection, *, wal: bool) -> None:
+async def _configure(conn: Connection, *, wal: bool) -> None:
     """Per-connection settings; busy_timeout first, so the others wait for locks too."""
     await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
     if wal:
@@ -274,7 +271,7 @@ async def _configure(conn: aiosqlite.Connection, *, wal: bool) -> None:
     await conn.execute("PRAGMA foreign_keys = ON")
 
 
-async def _configure_nonces(conn: aiosqlite.Connection) -> None:
+async def _configure_nonces(conn: Connection) -> None:
     """The nonce connection: commits without fsync, and it never checkpoints.
 
     A checkpoint run without fsync could lose what the main connection committed
@@ -293,7 +290,7 @@ def _check_sqlite_version() -> None:
         )
 
 
-async def _check_json(conn: aiosqlite.Connection) -> None:
+async def _check_json(conn: Connection) -> None:
     try:
         await conn.execute_fetchall("SELECT json_array(1)")
     except sqlite3.OperationalError as exc:
@@ -302,7 +299,7 @@ async def _check_json(conn: aiosqlite.Connection) -> None:
         ) from exc
 
 
-async def _enable_wal(conn: aiosqlite.Connection) -> None:
+async def _enable_wal(conn: Connection) -> None:
     """Switch the file to WAL mode (persistent: a no-op once the file is in it).
 
     The switch needs an exclusive lock, and when two connections try it on a

@@ -24,10 +24,9 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-import aiosqlite
-
 from acme_ca.errors import Conflict, StoreError
 from acme_ca.store.migrations import sqlite_immediate
+from acme_ca.store.sqlite_connection import Connection
 
 Params = Iterable[object]
 
@@ -41,9 +40,9 @@ class SqliteBase:
 
     def __init__(
         self,
-        conn: aiosqlite.Connection,
+        conn: Connection,
         path: str,
-        nonce_conn: aiosqlite.Connection | None = None,
+        nonce_conn: Connection | None = None,
     ) -> None:
         """Use ``await SqliteStore.open(path)``; this only wraps open connections."""
         self._conn = conn
@@ -67,7 +66,7 @@ class SqliteBase:
             return list(await conn.execute_fetchall(sql, params))
 
     @asynccontextmanager
-    async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _reading(self) -> AsyncIterator[Connection]:
         """The connection, for single statements (each is atomic on its own)."""
         async with self._lock:
             self._check_open()
@@ -77,7 +76,7 @@ class SqliteBase:
                 raise self._error(exc) from exc
 
     @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _writing(self) -> AsyncIterator[Connection]:
         """The connection inside BEGIN IMMEDIATE ... COMMIT; any exception rolls back."""
         async with self._lock:
             self._check_open()
@@ -88,7 +87,7 @@ class SqliteBase:
                 raise self._error(exc) from exc
 
     @asynccontextmanager
-    async def _nonces(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _nonces(self) -> AsyncIterator[Connection]:
         """The nonce connection (no fsync on commit), for single statements."""
         async with self._nonce_lock:
             self._check_open()

@@ -7,6 +7,7 @@ http-01 validator has its own tests in tests/validation and runs in integration/
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -34,10 +35,13 @@ class ServedValidator:
 
     served: dict[str, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    delay: float = 0.0  # seconds each validation takes
 
     async def validate(self, identifier: Identifier, token: str,
                        key_authorization: str) -> ValidationResult:
         self.calls.append(identifier.value)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         body = self.served.get(token)
         if body == key_authorization:
             return ValidationResult(problem=None, records=())

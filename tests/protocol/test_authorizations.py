@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from cryptography import x509
 
+from acme_ca.authority import authorizations
 from tests.acme_client import AcmeTestClient
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import assert_problem, finalize, ready_order, registered
@@ -42,10 +43,13 @@ async def test_pending_authorization_has_retry_after(server: AcmeServer) -> None
     assert [c["type"] for c in authz["challenges"]] == ["http-01"]
 
 
-async def test_challenge_response_processing_then_valid(server: AcmeServer) -> None:
-    """RFC 8555 7.5.1: POST {} to the challenge starts validation: the answer is the
-    challenge, "processing", with the posted "url", Link rel="up" to its authorization
-    and Retry-After; once done, the same POST shows it valid."""
+async def test_challenge_response_processing_then_valid(
+        server: AcmeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 8555 7.5.1: POST {} to the challenge starts validation; while it runs the
+    answer is the challenge, "processing", with the posted "url", Link rel="up" to its
+    authorization and Retry-After; once done, the same POST shows it valid."""
+    monkeypatch.setattr(authorizations, "ANSWER_WITHIN", 0.01)
+    server.validator.delay = 0.2
     client = await registered(server)
     authz_url, authz, _ = await pending_authz(client)
     challenge = authz["challenges"][0]
@@ -63,6 +67,21 @@ async def test_challenge_response_processing_then_valid(server: AcmeServer) -> N
     assert up_links(again) == [f'<{authz_url}>;rel="up"']
     assert (await client.post(authz_url)).json()["status"] == "valid"
     assert server.validator.calls == [NAME]
+
+
+async def test_a_quick_validation_is_answered_in_the_challenge_response(
+        server: AcmeServer) -> None:
+    """RFC 8555 7.5.1 allows the server to validate before answering: a validation that
+    ends within ANSWER_WITHIN comes back final ("valid"), so the client need not poll."""
+    client = await registered(server)
+    authz_url, authz, _ = await pending_authz(client)
+    challenge = authz["challenges"][0]
+    server.validator.served[challenge["token"]] = client.key_authorization(challenge["token"])
+    response = await client.post(challenge["url"], {})
+    assert response.status == 200 and response.json()["status"] == "valid"
+    assert "Retry-After" not in response.headers
+    assert up_links(response) == [f'<{authz_url}>;rel="up"']
+    assert (await client.post(authz_url)).json()["status"] == "valid"
 
 
 async def test_challenge_post_as_get_does_not_start_validation(server: AcmeServer) -> None:
