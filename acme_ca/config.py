@@ -59,6 +59,7 @@ class ServerConfig:
     hostname: str = "localhost"
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     external_url: str | None = None
+    workers: int = 1
 
     @property
     def listen_host(self) -> str:
@@ -231,6 +232,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
         "hostname": ("a DNS name or address", values.hostname),
         "data_dir": ("a directory path", values.path),
         "external_url": ("an https:// URL", values.external_url),
+        "workers": ("a positive number of processes", values.positive),
     },
     "storage": {
         "url": ("'sqlite:///<path>' or 'postgresql://...'", values.storage_url),
@@ -281,6 +283,7 @@ def _build(r: _Reader, source: Path | None) -> Config:
         hostname=r.get("server.hostname", defaults.hostname),
         data_dir=data_dir,
         external_url=r.get("server.external_url", None),
+        workers=r.get("server.workers", defaults.workers),
     )
     ca_paths = default_ca_paths(data_dir)
     ca = CaConfig(

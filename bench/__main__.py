@@ -106,6 +106,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where data directories go (default: a new temp directory)",
     )
     compare.add_argument("--keep", action="store_true", help="keep data directories and logs")
+    compare.add_argument("--acme-ca-workers", type=int, default=1,
+                         help="acme-ca serve --workers (1; 2 uses both cores of this machine)")
     compare.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     _common(compare)
     return parser.parse_args(argv)
@@ -153,7 +155,7 @@ async def _one(
 ) -> dict[str, Any]:
     names = [args.names.format(i=i) for i in range(args.n)]
     if server == "acme-ca":
-        peer = await peers.start_acme_ca(workdir, responder.port, names)
+        peer = await peers.start_acme_ca(workdir, responder.port, names, args.acme_ca_workers)
         version = ""
     else:
         assert dns_port is not None

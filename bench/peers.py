@@ -163,24 +163,27 @@ async def _wait_ready(peer: Peer, timeout: float = READY_TIMEOUT) -> None:
     raise RuntimeError(f"{peer.name} did not answer {peer.directory} within {timeout:g} s: {last}")
 
 
-def acme_ca_config(data_dir: Path, port: int, http01_port: int, names: list[str]) -> str:
+def acme_ca_config(data_dir: Path, port: int, http01_port: int, names: list[str],
+                   workers: int = 1) -> str:
     hosts = "".join(f'"{name}" = "127.0.0.1"\n' for name in names)
     return (
         f'[server]\nlisten = "127.0.0.1:{port}"\nhostname = "localhost"\n'
-        f'data_dir = "{data_dir}"\n\n'
+        f'data_dir = "{data_dir}"\nworkers = {workers}\n\n'
         '[policy]\nallowed_domains = ["bluerobin.local"]\n\n'
         f"[validation]\nhttp01_port = {http01_port}\n\n"
         f"[validation.hosts]\n{hosts}"
     )
 
 
-async def start_acme_ca(workdir: Path, http01_port: int, names: list[str]) -> Peer:
+async def start_acme_ca(workdir: Path, http01_port: int, names: list[str],
+                        workers: int = 1) -> Peer:
     """acme-ca serve in ``workdir`` (fresh data directory), ready to take orders."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     data_dir = workdir / "data"
     config = workdir / "acme-ca.toml"
-    config.write_text(acme_ca_config(data_dir, port, http01_port, names), encoding="utf-8")
+    config.write_text(acme_ca_config(data_dir, port, http01_port, names, workers),
+                      encoding="utf-8")
     argv = [sys.executable, "-m", "acme_ca", "--config", str(config), "serve"]
     process = _spawn("acme-ca", argv, workdir, _env())
     peer = Peer(

@@ -131,6 +131,23 @@ class ServerTls:
         self.context.load_cert_chain(self._cert_path, self._key_path)
         self.certificate = cert
 
+    async def follow(self, every: float = 5.0) -> None:
+        """For a worker that does not renew: load the certificate another process renewed."""
+        seen = self._cert_path.stat().st_mtime_ns if self._cert_path.exists() else 0
+        while True:
+            await asyncio.sleep(every)
+            try:
+                mtime = self._cert_path.stat().st_mtime_ns
+            except OSError:
+                continue
+            if mtime == seen:
+                continue
+            current = self._load_current()
+            if current is not None:  # a consistent pair (key and certificate) on disk
+                self._use(current)
+                seen = mtime
+                log.info("loaded the renewed server TLS certificate %x", current.serial_number)
+
     async def run_renewals(self) -> None:
         """Renew whenever a third of the lifetime is left; errors are logged and retried."""
         while True:

@@ -22,6 +22,7 @@ from acme_ca.authority.server_tls import ServerTls
 from acme_ca.cli.ca_commands import bootstrap, hierarchy_files
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.cli.wiring import build_app
+from acme_ca.cli.workers import run_workers
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config
 from acme_ca.errors import AcmeCaError, PkiError
@@ -41,9 +42,12 @@ def add_parser(commands: Any) -> None:
     )
     serve.add_argument("--listen", metavar="HOST:PORT", help="override [server] listen")
     serve.add_argument("--hostname", metavar="NAME", help="override [server] hostname")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="override [server] workers: processes sharing the port")
     serve.set_defaults(
         run=run_serve,
-        overrides=lambda a: {"server.listen": a.listen, "server.hostname": a.hostname},
+        overrides=lambda a: {"server.listen": a.listen, "server.hostname": a.hostname,
+                             "server.workers": a.workers},
     )
 
 
@@ -62,8 +66,12 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
             f"the CA in {config.server.data_dir} is incomplete: {missing} is missing "
             "(restore it, or import a hierarchy with `acme-ca init --import`)"
         )
-    asyncio.run(serve(config))
-    return 0
+    workers = config.server.workers
+    if workers == 1:
+        asyncio.run(serve(config))
+        return 0
+    asyncio.run(prepare_tls(config))  # issued once, before the workers share it
+    return run_workers(workers, lambda index: asyncio.run(serve(config, index)))
 
 
 class IssuerHolder:
@@ -119,30 +127,49 @@ def server_names(config: Config) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     return tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips))
 
 
-async def serve(config: Config) -> None:
+def server_tls(config: Config, store: Any, issuer: IssuerHolder) -> ServerTls:
+    dns, ips = server_names(config)
+    return ServerTls(
+        store=store,
+        issuer=issuer,
+        dns_names=dns,
+        ip_addresses=ips,
+        directory=config.server.data_dir / "tls",
+        clock=SystemClock(),
+        backdate=config.policy.backdate,
+    )
+
+
+async def prepare_tls(config: Config) -> None:
+    """Before forking workers: make sure a valid server TLS certificate is on disk."""
+    store = await open_store(config.storage.url)
+    try:
+        await server_tls(config, store, IssuerHolder(config)).start()
+    finally:
+        await store.close()
+
+
+async def serve(config: Config, worker: int = 0) -> None:
+    """One server process; with several workers, worker 0 renews the TLS certificate
+    and the others follow its file."""
     clock = SystemClock()
     issuer = IssuerHolder(config)
     store = await open_store(config.storage.url)
     runner: web.AppRunner | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
-        dns, ips = server_names(config)
-        tls = ServerTls(
-            store=store,
-            issuer=issuer,
-            dns_names=dns,
-            ip_addresses=ips,
-            directory=config.server.data_dir / "tls",
-            clock=clock,
-            backdate=config.policy.backdate,
-        )
+        tls = server_tls(config, store, issuer)
         context = await tls.start()
         runner = web.AppRunner(
             build_app(config, store, issuer, clock), access_log=None, handle_signals=False
         )
         await runner.setup()
         site = web.TCPSite(
-            runner, config.server.listen_host, config.server.listen_port, ssl_context=context
+            runner,
+            config.server.listen_host,
+            config.server.listen_port,
+            ssl_context=context,
+            reuse_port=config.server.workers > 1 or None,
         )
         try:
             await site.start()
@@ -154,8 +181,11 @@ async def serve(config: Config) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
-        tasks.append(asyncio.create_task(tls.run_renewals()))
-        tasks.append(asyncio.create_task(_reloads(reload_requested, issuer, tls)))
+        tasks.append(asyncio.create_task(tls.run_renewals() if worker == 0 else tls.follow()))
+        tasks.append(asyncio.create_task(_reloads(reload_requested, issuer, tls, worker)))
+        if worker:
+            await stop.wait()
+            return
         base = config.server.base_url
         print(f"acme-ca {__version__} serving {base} (listening on {config.server.listen})")
         print(f"  ACME directory:   {base}/directory")
@@ -174,12 +204,15 @@ async def serve(config: Config) -> None:
         await store.close()
 
 
-async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTls) -> None:
+async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTls,
+                   worker: int) -> None:
     while True:
         await requested.wait()
         requested.clear()
         if issuer.reload():
             log.info("switched to intermediate %s", issuer.current.fingerprint[:16])
+            if worker:
+                continue  # worker 0 re-issues the TLS certificate; this one follows it
             try:
                 await tls.renew()
             except AcmeCaError as exc:
