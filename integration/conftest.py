@@ -228,12 +228,13 @@ def _wait_ready(server: Server) -> None:
 
 
 @contextlib.contextmanager
-def serving(data_dir: Path, port: int | None = None) -> Iterator[Server]:
-    """`acme-ca serve` on 127.0.0.1:port in `data_dir`, ready; always stopped afterwards."""
+def serving(data_dir: Path, port: int | None = None, *extra: str) -> Iterator[Server]:
+    """`acme-ca serve` on 127.0.0.1:port in `data_dir` (with `extra` arguments), ready;
+    always stopped afterwards."""
     port = port or free_port()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "acme_ca", "--data-dir", str(data_dir), "serve"]
-    argv += ["--listen", f"127.0.0.1:{port}", "--hostname", "localhost"]
+    argv += ["--listen", f"127.0.0.1:{port}", "--hostname", "localhost", *extra]
     with (
         log_path(data_dir, port, "stdout").open("wb") as out,
         log_path(data_dir, port, "stderr").open("wb") as err,
@@ -254,8 +255,8 @@ def serve_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start servers (serve_factory(data_dir=None, port=None)); all stopped at teardown."""
     with contextlib.ExitStack() as stack:
 
-        def start(data_dir: Path | None = None, port: int | None = None) -> Server:
-            return stack.enter_context(serving(data_dir or tmp_path / "data", port))
+        def start(data_dir: Path | None = None, port: int | None = None, *extra: str) -> Server:
+            return stack.enter_context(serving(data_dir or tmp_path / "data", port, *extra))
 
         yield start
 
