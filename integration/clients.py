@@ -14,7 +14,6 @@ import json
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -31,12 +30,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from integration.conftest import (
     Server,
-    _wait_ready,
     clean_env,
     free_port,
-    log_path,
     require_program,
-    stop_process,
+    serving_config,
 )
 
 NAMES = ("web.bluerobin.local", "api.bluerobin.local")
@@ -93,18 +90,8 @@ def serving_acme(workdir: Path) -> Iterator[AcmeServer]:
     config = write_config(
         workdir / "acme-ca.toml", data_dir=data_dir, port=port, http01_port=http01_port
     )
-    argv = [sys.executable, "-m", "acme_ca", "--config", str(config), "serve"]
-    with (
-        log_path(data_dir, port, "stdout").open("wb") as out,
-        log_path(data_dir, port, "stderr").open("wb") as err,
-    ):
-        process = subprocess.Popen(argv, cwd=workdir, env=clean_env(), stdout=out, stderr=err)
-        server = Server(f"https://localhost:{port}", data_dir, process)
-        try:
-            _wait_ready(server)
-            yield AcmeServer(server, http01_port)
-        finally:
-            stop_process(process)
+    with serving_config(config, data_dir, port) as server:
+        yield AcmeServer(server, http01_port)
 
 
 def run_client(

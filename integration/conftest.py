@@ -295,16 +295,26 @@ def serving_acme_validation(workdir: Path, validation: str) -> Iterator[Any]:
         f"\n[validation]\n{validation}\n",
         encoding="utf-8",
     )
+    with serving_config(config, data_dir, port) as server:
+        yield AcmeServer(server, 0)
+
+
+@contextlib.contextmanager
+def serving_config(config: Path, data_dir: Path, port: int) -> Iterator[Server]:
+    """`acme-ca --config CONFIG serve` (listening on `port`, data in `data_dir`), ready;
+    stopped by pid afterwards."""
     argv = [sys.executable, "-m", "acme_ca", "--config", str(config), "serve"]
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with (
         log_path(data_dir, port, "stdout").open("wb") as out,
         log_path(data_dir, port, "stderr").open("wb") as err,
     ):
-        process = subprocess.Popen(argv, cwd=workdir, env=clean_env(), stdout=out, stderr=err)
+        process = subprocess.Popen(
+            argv, cwd=config.parent, env=clean_env(), stdout=out, stderr=err
+        )
         server = Server(f"https://localhost:{port}", data_dir, process)
         try:
             _wait_ready(server)
-            yield AcmeServer(server, 0)
+            yield server
         finally:
             stop_process(process)

@@ -287,7 +287,8 @@ def print_created(
     paths: HierarchyFiles, spec: HierarchySpec, passphrase_file: Path | None = None
 ) -> None:
     _print_online_files(paths)
-    constraints = ", ".join(spec.permitted_domains or ()) or "none"
+    permitted = [*(spec.permitted_domains or ()), *map(str, spec.permitted_networks)]
+    constraints = ", ".join(permitted) if spec.permitted_domains else "none"
     print(f"  intermediate limited to: {constraints}")
     print(f"Root key: {paths.root_key}")
     if passphrase_file:
