@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from acme_ca.authority.supervisor import ValidationSupervisor
@@ -39,7 +40,6 @@ class AuthorizationService:
 
     def _with_expiry(self, authz: Authorization) -> Authorization:
         """Expiry is a matter of time, not of a write: shown as expired once past."""
-        from dataclasses import replace
 
         if (
             authz.status in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID)

@@ -7,6 +7,7 @@ signed: a crash leaves at worst a reserved serial with no certificate.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -73,7 +74,6 @@ def _record(
 
 
 def _with_serial(request: LeafRequest, serial: int) -> LeafRequest:
-    from dataclasses import replace
 
     return replace(request, serial=serial)
 

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.errors import PkiError
 
@@ -106,6 +107,5 @@ def load_certificate(path: Path, what: str = "certificate") -> x509.Certificate:
 
 
 def pem(*certs: x509.Certificate) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
 
     return b"".join(c.public_bytes(Encoding.PEM) for c in certs)

@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
@@ -278,7 +279,6 @@ def renew_intermediate(
 
 
 def _same_type_key(old: PrivateKey) -> PrivateKey:
-    from cryptography.hazmat.primitives.asymmetric import ec
 
     if isinstance(old, ec.EllipticCurvePrivateKey):
         return generate_key(KeyType.EC_P384 if old.curve.key_size >= 384 else KeyType.EC_P256)

@@ -74,6 +74,8 @@ def _alternate(intermediate: x509.Certificate, path: Path) -> tuple[x509.Certifi
     certs = tuple(files.load_certificates(path, "alternate chain"))
     first = certs[0]
     if first.subject != intermediate.subject or first.public_key() != intermediate.public_key():
-        raise PkiError(f"alternate chain {path} does not start with a certificate for the "
-                       "intermediate's name and key")
+        raise PkiError(
+            f"alternate chain {path} does not start with a certificate for the "
+            "intermediate's name and key"
+        )
     return certs

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from enum import StrEnum
 from pathlib import Path
 
@@ -121,9 +124,6 @@ def jwk_thumbprint(key: PublicKey) -> str | None:
 
     Lets the authority compare a CSR's key with an account key held as a JWK.
     """
-    import base64
-    import hashlib
-    import json
 
     def b64(n: int, size: int | None = None) -> str:
         raw = n.to_bytes(size or max(1, (n.bit_length() + 7) // 8), "big")
@@ -138,8 +138,12 @@ def jwk_thumbprint(key: PublicKey) -> str | None:
             return None
         size = (key.curve.key_size + 7) // 8
         point = key.public_numbers()
-        members = {"crv": curves[key.curve.name], "kty": "EC",
-                   "x": b64(point.x, size), "y": b64(point.y, size)}
+        members = {
+            "crv": curves[key.curve.name],
+            "kty": "EC",
+            "x": b64(point.x, size),
+            "y": b64(point.y, size),
+        }
     else:
         return None
     canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from acme_ca.pki.keys import PrivateKey, PublicKey, signature_hash
@@ -165,7 +166,6 @@ def build_leaf(
     keyUsage is digitalSignature, plus keyEncipherment for RSA keys (TLS 1.2 RSA key
     exchange). The validity is cut at the issuer's own notAfter.
     """
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
     names: list[x509.GeneralName] = [x509.DNSName(n) for n in request.dns_names]
     names += [x509.IPAddress(a) for a in request.ip_addresses]
