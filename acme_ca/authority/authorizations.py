@@ -95,9 +95,9 @@ class AuthorizationService:
             )
         except Conflict:
             return await self._store.get_challenge(challenge.id)
-        task = self._supervisor.submit(challenge.id)
+        task = self._supervisor.submit(challenge.id, (challenge, authz, account.thumbprint))
         if task is not None:
             await asyncio.wait({task}, timeout=ANSWER_WITHIN)
-            if task.done():
-                return await self._store.get_challenge(challenge.id)
+            if task.done() and not task.cancelled() and task.exception() is None:
+                return task.result() or await self._store.get_challenge(challenge.id)
         return challenge

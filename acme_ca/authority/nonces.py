@@ -2,10 +2,14 @@
 
 The nonces live behind the store interface, so a nonce issued by one process or
 replica is accepted by any other (the badNonce-behind-a-load-balancer problem).
+Every response carries a fresh nonce, so they are stored a batch at a time: one
+statement for `batch` responses. A batch older than a tenth of the lifetime is dropped
+unused (its nonces simply expire), so no response hands out a nearly expired nonce.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import timedelta
 
@@ -17,19 +21,35 @@ class NonceService:
     """Issues single-use nonces that expire after ``lifetime``."""
 
     def __init__(
-        self, store: NonceStore, clock: Clock, lifetime: timedelta = timedelta(minutes=30)
+        self,
+        store: NonceStore,
+        clock: Clock,
+        lifetime: timedelta = timedelta(minutes=30),
+        batch: int = 32,
     ) -> None:
         if lifetime <= timedelta(0):
             raise ValueError("nonce lifetime must be positive")
         self._store = store
         self._clock = clock
         self._lifetime = lifetime
+        self._batch = batch
+        self._ready: list[str] = []
+        self._ready_since = clock.now()
+        self._refill = asyncio.Lock()
 
     async def new(self) -> str:
-        """A fresh nonce: 128 random bits, base64url (RFC 8555 6.5.1)."""
-        nonce = secrets.token_urlsafe(16)
-        await self._store.add_nonce(nonce, self._clock.now() + self._lifetime)
-        return nonce
+        """A fresh nonce: 128 random bits, base64url (RFC 8555 6.5.1), never handed out
+        twice, already stored when returned."""
+        if self._clock.now() - self._ready_since > self._lifetime / 10:
+            self._ready.clear()
+        while not self._ready:
+            async with self._refill:
+                if not self._ready:
+                    now = self._clock.now()
+                    fresh = [secrets.token_urlsafe(16) for _ in range(self._batch)]
+                    await self._store.add_nonces(fresh, now + self._lifetime)
+                    self._ready, self._ready_since = fresh, now
+        return self._ready.pop()
 
     async def consume(self, nonce: str) -> bool:
         """True once for a nonce this CA issued and that has not expired; else False."""

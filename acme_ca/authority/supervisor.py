@@ -57,6 +57,10 @@ from acme_ca.validation.caa import CaaChecker
 
 log = logging.getLogger(__name__)
 
+# What validating a challenge needs: the challenge, its authorization, the account key's
+# RFC 7638 thumbprint (for the key authorization).
+Known = tuple[Challenge, Authorization, str]
+
 
 @dataclass(slots=True)
 class _AccountSlots:
@@ -109,12 +113,16 @@ class ValidationSupervisor:
             return entry.running if entry is not None else 0
         return sum(entry.running for entry in self._accounts.values())
 
-    def submit(self, challenge_id: str) -> asyncio.Task[None] | None:
+    def submit(
+        self, challenge_id: str, known: Known | None = None
+    ) -> asyncio.Task[Challenge | None] | None:
         """Validate in the background; the task is returned so that a caller may wait a
-        little for it (it is owned here: cancelling the caller does not cancel it)."""
+        little for it (it is owned here: cancelling the caller does not cancel it) and
+        gives the settled challenge. `known`: the PROCESSING challenge, its authorization
+        and the account key thumbprint, when the caller has just read them."""
         if self._closed:
             return None
-        task = asyncio.get_running_loop().create_task(self._run(challenge_id))
+        task = asyncio.get_running_loop().create_task(self._run(challenge_id, known))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -140,16 +148,19 @@ class ValidationSupervisor:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _run(self, challenge_id: str) -> None:
+    async def _run(self, challenge_id: str, known: Known | None) -> Challenge | None:
         try:
-            loaded = await self._load(challenge_id)
+            loaded = known or await self._load(challenge_id)
             if loaded is None:
-                return
+                return None
             account_id = loaded[1].account_id
+            queued = self._would_wait(account_id)
             async with self._admitted(account_id):
-                loaded = await self._load(challenge_id)  # may have been settled meanwhile
-                if loaded is not None:
-                    await self._validate(*loaded)
+                if queued:  # it may have been settled while it waited
+                    loaded = await self._load(challenge_id)
+                    if loaded is None:
+                        return None
+                return await self._validate(*loaded)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -157,7 +168,11 @@ class ValidationSupervisor:
             problem = AcmeProblem(
                 ProblemType.SERVER_INTERNAL, "the validation failed inside the server", status=500
             )
-            await self._record(challenge_id, problem)
+            return await self._record(challenge_id, problem)
+
+    def _would_wait(self, account_id: str) -> bool:
+        entry = self._accounts.get(account_id)
+        return self._slots.locked() or (entry is not None and entry.semaphore.locked())
 
     @asynccontextmanager
     async def _admitted(self, account_id: str) -> AsyncIterator[None]:
@@ -178,30 +193,33 @@ class ValidationSupervisor:
             if entry.users == 0:
                 del self._accounts[account_id]
 
-    async def _load(self, challenge_id: str) -> tuple[Challenge, Authorization] | None:
-        """The challenge and its authorization, or None if it is no longer PROCESSING."""
+    async def _load(self, challenge_id: str) -> Known | None:
+        """The challenge, its authorization and the account key's thumbprint, or None if
+        the challenge is no longer PROCESSING."""
         try:
             challenge = await self._store.get_challenge(challenge_id)
             if challenge.status is not ChallengeStatus.PROCESSING:
                 return None
-            return challenge, await self._store.get_authorization(challenge.authorization_id)
+            authz = await self._store.get_authorization(challenge.authorization_id)
+            account = await self._store.get_account(authz.account_id)
         except NotFound:
             log.info("challenge %s is gone", challenge_id)
             return None
+        return challenge, authz, account.thumbprint
 
-    async def _validate(self, challenge: Challenge, authz: Authorization) -> None:
+    async def _validate(
+        self, challenge: Challenge, authz: Authorization, thumbprint: str
+    ) -> Challenge | None:
         validator = self._validators.get(challenge.type)
         if validator is None:
             problem = AcmeProblem(
                 ProblemType.MALFORMED, f"challenge type {challenge.type} is not supported"
             )
-            await self._record(challenge.id, problem)
-            return
-        account = await self._store.get_account(authz.account_id)
+            return await self._record(challenge.id, problem)
         problem: AcmeProblem | None
         try:
             problem = await asyncio.wait_for(
-                self._check(validator, challenge, authz, account.id, account.thumbprint),
+                self._check(validator, challenge, authz, authz.account_id, thumbprint),
                 self._timeout + self._grace,
             )
         except TimeoutError:
@@ -212,7 +230,6 @@ class ValidationSupervisor:
             )
         if problem is not None and problem.identifier is None:
             problem.identifier = authz.identifier
-        await self._record(challenge.id, problem)
         log.info(
             "challenge %s (%s %s): %s",
             challenge.id,
@@ -220,6 +237,7 @@ class ValidationSupervisor:
             authz.identifier.value,
             "valid" if problem is None else problem.detail,
         )
+        return await self._record(challenge.id, problem)
 
     async def _check(self, validator: Validator, challenge: Challenge, authz: Authorization,
                      account_id: str, thumbprint: str) -> AcmeProblem | None:
@@ -236,10 +254,11 @@ class ValidationSupervisor:
             method=challenge.type,
         )
 
-    async def _record(self, challenge_id: str, problem: AcmeProblem | None) -> None:
+    async def _record(self, challenge_id: str, problem: AcmeProblem | None) -> Challenge | None:
+        """Store the result; the settled challenge, or None if another process won."""
         now = self._clock.now()
         try:
-            await self._store.record_validation(
+            settled, _ = await self._store.record_validation(
                 challenge_id,
                 valid=problem is None,
                 error=problem.dumps() if problem is not None else None,
@@ -248,3 +267,5 @@ class ValidationSupervisor:
             )
         except (Conflict, NotFound):
             log.info("challenge %s was settled elsewhere", challenge_id)
+            return None
+        return settled

@@ -35,6 +35,9 @@ class NonceStore(Protocol):
     async def add_nonce(self, nonce: str, expires: datetime) -> None:
         """Remember a freshly issued nonce until ``expires``; ``Conflict`` if known."""
 
+    async def add_nonces(self, nonces: Sequence[str], expires: datetime) -> None:
+        """``add_nonce`` for many at once, in one statement."""
+
     async def consume_nonce(self, nonce: str, now: datetime) -> bool:
         """Delete the nonce; True only if it existed and had not expired.
 

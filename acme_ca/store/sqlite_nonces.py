@@ -24,6 +24,7 @@ An expired nonce is deleted as well, and answers False.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from acme_ca.store.sqlite_base import SqliteBase, to_text
@@ -43,6 +44,11 @@ class NonceMethods(SqliteBase):
         values = (nonce, to_text(expires))
         async with self._nonces() as conn:
             await conn.execute_fetchall(_ADD, values)
+
+    async def add_nonces(self, nonces: Sequence[str], expires: datetime) -> None:
+        moment = to_text(expires)
+        async with self._nonces() as conn:
+            await conn.executemany(_ADD, [(nonce, moment) for nonce in nonces])
 
     async def consume_nonce(self, nonce: str, now: datetime) -> bool:
         moment = to_text(now)

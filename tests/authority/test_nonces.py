@@ -20,6 +20,10 @@ class MemoryNonces:
     async def add_nonce(self, nonce: str, expires: datetime) -> None:
         self.expiry[nonce] = expires
 
+    async def add_nonces(self, nonces: list[str], expires: datetime) -> None:
+        for nonce in nonces:
+            await self.add_nonce(nonce, expires)
+
     async def consume_nonce(self, nonce: str, now: datetime) -> bool:
         expires = self.expiry.pop(nonce, None)
         return expires is not None and now < expires
@@ -44,9 +48,22 @@ async def test_nonce_is_base64url_with_128_bits(store: MemoryNonces, clock: Fake
 
 
 async def test_nonce_is_stored_with_its_expiry(store: MemoryNonces, clock: FakeClock) -> None:
-    service = NonceService(store, clock, lifetime=timedelta(minutes=5))
+    """RFC 8555 6.5: a nonce is known to the store (any replica) before it is handed out."""
+    service = NonceService(store, clock, lifetime=timedelta(minutes=5), batch=4)
     nonce = await service.new()
-    assert store.expiry == {nonce: clock.now() + timedelta(minutes=5)}
+    assert store.expiry[nonce] == clock.now() + timedelta(minutes=5)
+    assert len(store.expiry) == 4  # stored a batch at a time
+
+
+async def test_a_stale_batch_is_not_handed_out(store: MemoryNonces, clock: FakeClock) -> None:
+    """Nonces kept ready too long are dropped: no response carries a nearly expired one."""
+    service = NonceService(store, clock, lifetime=timedelta(minutes=10), batch=4)
+    first = await service.new()
+    clock.advance(timedelta(minutes=2))  # more than a tenth of the lifetime
+    second = await service.new()
+    assert store.expiry[second] == clock.now() + timedelta(minutes=10)
+    assert store.expiry[first] < store.expiry[second]
+    assert len(store.expiry) == 8
 
 
 async def test_nonce_is_single_use(store: MemoryNonces, clock: FakeClock) -> None:
