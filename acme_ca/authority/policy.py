@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from datetime import timedelta
 
 import idna
 
@@ -99,8 +98,3 @@ def check_ip_address(address: IpAddress, allowed_networks: Sequence[IpNetwork]) 
     if not any(address in network for network in allowed_networks):
         raise PolicyError(f"IP address {address} is outside policy "
                           "(not in [policy] allowed_ip_networks)")
-
-
-def check_validity(validity: timedelta, max_validity: timedelta) -> None:
-    if validity > max_validity:
-        raise PolicyError(f"a validity of {validity} exceeds policy.max_validity ({max_validity})")

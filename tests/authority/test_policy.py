@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from datetime import timedelta
 
 import pytest
 
 from acme_ca.authority.policy import (
     check_dns_name,
     check_ip_address,
-    check_validity,
     normalize_dns_name,
 )
 from acme_ca.errors import PolicyError
@@ -98,12 +96,6 @@ def test_ip_addresses_inside_an_allowed_network() -> None:
     for outside in ("10.0.1.5", "fd01::5"):
         with pytest.raises(PolicyError):
             check_ip_address(ipaddress.ip_address(outside), networks)
-
-
-def test_validity_up_to_the_maximum() -> None:
-    check_validity(timedelta(days=90), timedelta(days=90))
-    with pytest.raises(PolicyError, match=r"exceeds policy\.max_validity"):
-        check_validity(timedelta(days=90, seconds=1), timedelta(days=90))
 
 
 @pytest.mark.parametrize(
