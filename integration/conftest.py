@@ -232,15 +232,24 @@ def serving(data_dir: Path, port: int | None = None, *extra: str) -> Iterator[Se
     """`acme-ca serve` on 127.0.0.1:port in `data_dir` (with `extra` arguments), ready;
     always stopped afterwards."""
     port = port or free_port()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "acme_ca", "--data-dir", str(data_dir), "serve"]
+    argv = ["--data-dir", str(data_dir), "serve"]
     argv += ["--listen", f"127.0.0.1:{port}", "--hostname", "localhost", *extra]
+    with _serving(argv, data_dir.parent, data_dir, port) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _serving(args: list[str], cwd: Path, data_dir: Path, port: int) -> Iterator[Server]:
+    """`python -m acme_ca ARGS` (a serve command), logging next to `data_dir`, ready;
+    stopped by pid afterwards."""
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
     with (
         log_path(data_dir, port, "stdout").open("wb") as out,
         log_path(data_dir, port, "stderr").open("wb") as err,
     ):
         process = subprocess.Popen(
-            argv, cwd=data_dir.parent, env=clean_env(), stdout=out, stderr=err
+            [sys.executable, "-m", "acme_ca", *args], cwd=cwd, env=clean_env(), stdout=out,
+            stderr=err,
         )
         server = Server(f"https://localhost:{port}", data_dir, process)
         try:
@@ -303,18 +312,5 @@ def serving_acme_validation(workdir: Path, validation: str) -> Iterator[Any]:
 def serving_config(config: Path, data_dir: Path, port: int) -> Iterator[Server]:
     """`acme-ca --config CONFIG serve` (listening on `port`, data in `data_dir`), ready;
     stopped by pid afterwards."""
-    argv = [sys.executable, "-m", "acme_ca", "--config", str(config), "serve"]
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        log_path(data_dir, port, "stdout").open("wb") as out,
-        log_path(data_dir, port, "stderr").open("wb") as err,
-    ):
-        process = subprocess.Popen(
-            argv, cwd=config.parent, env=clean_env(), stdout=out, stderr=err
-        )
-        server = Server(f"https://localhost:{port}", data_dir, process)
-        try:
-            _wait_ready(server)
-            yield server
-        finally:
-            stop_process(process)
+    with _serving(["--config", str(config), "serve"], config.parent, data_dir, port) as server:
+        yield server

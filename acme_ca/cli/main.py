@@ -51,17 +51,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         config = load_config(config_path_from_env(args.config), overrides)
         return int(args.run(config, args) or 0)
-    except AcmeCaError as exc:
-        print(f"acme-ca: error: {exc}", file=sys.stderr)
+    except AcmeCaError as error:
+        print(f"acme-ca: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("acme-ca: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
+    except Exception as bug:
         if os.environ.get("ACME_CA_DEBUG"):
             raise
         print(
-            f"acme-ca: internal error: {type(exc).__name__}: {exc} "
+            f"acme-ca: internal error: {type(bug).__name__}: {bug} "
             "(set ACME_CA_DEBUG=1 for details)",
             file=sys.stderr,
         )

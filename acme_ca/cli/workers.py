@@ -52,13 +52,13 @@ def run_workers(count: int, work: Callable[[int], None]) -> int:
 def _worker(work: Callable[[int], None], index: int) -> int:
     try:
         work(index)
-    except AcmeCaError as exc:
-        print(f"acme-ca: error: worker {index}: {exc}", file=sys.stderr)
+    except AcmeCaError as error:
+        print(f"acme-ca: error: worker {index}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
-    except BaseException as exc:
-        print(f"acme-ca: internal error in worker {index}: {type(exc).__name__}: {exc}",
+    except BaseException as bug:  # a worker reports everything; nothing passes the fork
+        print(f"acme-ca: internal error in worker {index}: {type(bug).__name__}: {bug}",
               file=sys.stderr)
         return 70
     finally:
