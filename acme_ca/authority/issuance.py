@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from acme_ca.domain.models import CertificateRecord, serial_hex
+from acme_ca.domain.models import CertificateRecord, Order, serial_hex
 from acme_ca.errors import PolicyError
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import LeafRequest
@@ -45,37 +45,10 @@ async def issue(
     order_id: str | None = None,
 ) -> x509.Certificate:
     """Sign `request` with the intermediate, recording it in `store` before and after."""
-    serial = request.serial or random_serial()
-    await store.reserve_serial(_record(issuer, request, serial, now, account_id, order_id))
-    certificate = issuer.issue(_with_serial(request, serial))
-    await store.store_certificate(serial_hex(serial), certificate.public_bytes(Encoding.DER))
+    serial, certificate = await _reserve_and_sign(store, issuer, request, now, account_id,
+                                                  order_id)
+    await store.store_certificate(serial, certificate.public_bytes(Encoding.DER))
     return certificate
-
-
-def _record(
-    issuer: Issuer,
-    request: LeafRequest,
-    serial: int,
-    now: datetime,
-    account_id: str | None,
-    order_id: str | None,
-) -> CertificateRecord:
-    return CertificateRecord(
-        serial=serial_hex(serial),
-        issuer=issuer.fingerprint,
-        names=request.dns_names + tuple(str(a) for a in request.ip_addresses),
-        profile=request.profile.value,
-        not_before=request.not_before,
-        not_after=min(request.not_after, issuer.certificate.not_valid_after_utc),
-        created_at=now,
-        account_id=account_id,
-        order_id=order_id,
-    )
-
-
-def _with_serial(request: LeafRequest, serial: int) -> LeafRequest:
-
-    return replace(request, serial=serial)
 
 
 async def sign_for_order(
@@ -86,11 +59,35 @@ async def sign_for_order(
     *,
     account_id: str,
     order_id: str,
-) -> x509.Certificate:
+) -> tuple[x509.Certificate, Order]:
     """Issue for an order in PROCESSING: the certificate and the order's move to VALID
-    are written in one transaction (``finish_order``)."""
-    serial = random_serial()
-    await store.reserve_serial(_record(issuer, request, serial, now, account_id, order_id))
-    certificate = issuer.issue(_with_serial(request, serial))
-    await store.finish_order(order_id, serial_hex(serial), certificate.public_bytes(Encoding.DER))
-    return certificate
+    are written in one transaction (``finish_order``); the valid order comes back."""
+    serial, certificate = await _reserve_and_sign(store, issuer, request, now, account_id,
+                                                  order_id)
+    order = await store.finish_order(order_id, serial, certificate.public_bytes(Encoding.DER))
+    return certificate, order
+
+
+async def _reserve_and_sign(
+    store: Store,
+    issuer: Issuer,
+    request: LeafRequest,
+    now: datetime,
+    account_id: str | None,
+    order_id: str | None,
+) -> tuple[str, x509.Certificate]:
+    """Store the serial (RESERVED), then sign: the serial is known before anything exists."""
+    serial = request.serial or random_serial()
+    record = CertificateRecord(
+        serial=serial_hex(serial),
+        issuer=issuer.fingerprint,
+        names=request.dns_names + tuple(str(a) for a in request.ip_addresses),
+        profile=request.profile.value,
+        not_before=request.not_before,
+        not_after=min(request.not_after, issuer.certificate.not_valid_after_utc),
+        created_at=now,
+        account_id=account_id,
+        order_id=order_id,
+    )
+    await store.reserve_serial(record)
+    return record.serial, issuer.issue(replace(request, serial=serial))

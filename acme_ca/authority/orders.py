@@ -264,7 +264,7 @@ class OrderService:
         issuer = self._issuer()
         now = self._clock.now()
         try:
-            certificate = await issuance.sign_for_order(
+            certificate, order = await issuance.sign_for_order(
                 self._store, issuer, request, now, account_id=account.id, order_id=order.id
             )
         except Exception as exc:
@@ -284,7 +284,7 @@ class OrderService:
             certificate.serial_number,
             ", ".join(i.value for i in order.identifiers),
         )
-        return await self._store.get_order(order.id)
+        return order
 
     async def _not_ready(self, order: Order, csr_der: bytes) -> Order:
         """A finalize on an order that is not ready. An identical re-finalize of a valid

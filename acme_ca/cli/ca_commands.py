@@ -28,6 +28,7 @@ from acme_ca.pki.hierarchy import (
 )
 from acme_ca.pki.keys import KeyType
 from acme_ca.pki.profiles import INTERMEDIATE_VALIDITY, name_constraints
+from acme_ca.validation.network import is_ip
 
 ROOT_KEY_TYPES = [KeyType.RSA4096.value, KeyType.RSA3072.value, KeyType.EC_P384.value]
 INTERMEDIATE_KEY_TYPES = [k.value for k in KeyType]
@@ -163,7 +164,7 @@ def permitted_names(config: Config) -> tuple[str, ...]:
     """
     names = list(config.policy.allowed_domains)
     host = config.server.hostname
-    if not _is_ip(host) and not any(host == d or host.endswith("." + d) for d in names):
+    if not is_ip(host) and not any(host == d or host.endswith("." + d) for d in names):
         names.append(host)
     return tuple(names)
 
@@ -173,17 +174,10 @@ def permitted_networks(config: Config) -> tuple[ipaddress.IPv4Network | ipaddres
     (its TLS certificate comes from the intermediate too)."""
     nets = list(config.policy.allowed_ip_networks)
     for host in (config.server.listen_host, config.server.hostname):
-        if _is_ip(host) and not ipaddress.ip_address(host).is_unspecified:
+        if is_ip(host) and not ipaddress.ip_address(host).is_unspecified:
             nets.append(ipaddress.ip_network(host))
     return tuple(dict.fromkeys(nets))
 
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _duration_flag(name: str, text: str) -> timedelta:

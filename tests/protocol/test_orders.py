@@ -10,7 +10,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from acme_ca.domain.models import OrderStatus
+from acme_ca.domain.models import CertificateStatus, OrderStatus
+from acme_ca.pki.issuer import Issuer
 from tests.acme_client import BASE, b64, make_csr
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
@@ -277,3 +278,25 @@ async def test_processing_order_carries_retry_after(server: AcmeServer) -> None:
     early, _ = await finalize(client, order, NAME)
     assert_problem(early, 403, "orderNotReady")
     assert early.headers["Retry-After"] == "1"
+
+
+async def test_a_signing_failure_invalidates_the_order(server: AcmeServer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 8555 7.1.6 (processing -> invalid) and 6.7 serverInternal: when signing fails
+    the client gets a 500 problem without internals, the order becomes invalid with that
+    error, and the serial reserved before signing stays on record (never reused)."""
+    client = await registered(server)
+    order, order_url = await ready_order(server, client, "web.bluerobin.local")
+
+    def broken(self: Issuer, request: Any) -> Any:
+        raise RuntimeError("HSM unplugged")
+
+    monkeypatch.setattr(Issuer, "issue", broken)
+    response, _ = await finalize(client, order, "web.bluerobin.local")
+    doc = assert_problem(response, 500, "serverInternal")
+    assert "HSM" not in doc["detail"]
+    after = (await client.post(order_url)).json()
+    assert after["status"] == "invalid" and after["error"]["type"].endswith(":serverInternal")
+    assert "certificate" not in after
+    (record,) = await server.store.list_certificates()
+    assert record.status is CertificateStatus.RESERVED and record.order_id
