@@ -1,12 +1,12 @@
 """The SQLite backend of ``Store``: the default for one machine.
 
-One ``SqliteStore`` owns one connection (plus one for nonces). Calls on it are
-serialised by an ``asyncio.Lock``, so one coroutine's transaction never sees
-another's half-done writes. Several stores (processes, or ``serve --workers N``) may share one file:
-WAL mode lets readers run beside the one writer, every write is a
-``BEGIN IMMEDIATE`` transaction that waits up to ``busy_timeout`` for the write
-lock, and state changes are compare-and-set updates whose row count is checked
-(or whose ``RETURNING`` rows are: a single-statement change needs no BEGIN).
+One ``SqliteStore`` reads through one connection and writes through another, whose
+writes are committed a batch at a time (``sqlite_commits``); nonces live in a
+database file of their own (``sqlite_open``). Several stores (processes, or ``serve
+--workers N``) may share one file: WAL mode lets readers run beside the one writer,
+each batch is a ``BEGIN IMMEDIATE`` transaction that waits up to ``busy_timeout``
+for the write lock, and state changes are compare-and-set updates whose row count
+(or whose ``RETURNING`` rows) are checked.
 
 Storage format: datetimes are ISO 8601 UTC text of one fixed width
 (``2026-01-01T00:00:00.000000Z``), so text order is time order; ``names`` is a
@@ -14,14 +14,12 @@ JSON array. All SQL is parameterised. sqlite3 errors surface as ``StoreError``
 (a UNIQUE or PRIMARY KEY violation as ``Conflict``).
 
 The certificate methods live here; the ACME resources in ``sqlite_accounts``,
-``sqlite_orders``, ``sqlite_authz`` and ``sqlite_nonces``, the connection plumbing
-they share in ``sqlite_base``. Nonces are written through a second connection to
-the same file that does not fsync its commits (see ``sqlite_nonces``).
+``sqlite_orders``, ``sqlite_authz`` and ``sqlite_nonces``, the plumbing they share
+in ``sqlite_base``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
@@ -36,23 +34,19 @@ from acme_ca.domain.models import (
     CertificateStatus,
     Order,
 )
-from acme_ca.errors import Conflict, NotFound, StoreError
+from acme_ca.errors import Conflict, NotFound
 from acme_ca.store import sqlite_accounts, sqlite_orders
-from acme_ca.store.migrations import migrate_sqlite, sqlite_schema_version
+from acme_ca.store.migrations import sqlite_schema_version
 from acme_ca.store.sqlite_accounts import AccountMethods
 from acme_ca.store.sqlite_authz import AuthorizationMethods
 from acme_ca.store.sqlite_base import SqliteBase, from_text, optional_text, to_text
 from acme_ca.store.sqlite_connection import Connection
 from acme_ca.store.sqlite_nonces import NonceMethods
+from acme_ca.store.sqlite_open import MEMORY, open_connections
 from acme_ca.store.sqlite_orders import OrderMethods
 from acme_ca.store.sqlite_rows import account_row, authorization_row, challenge_row, order_row
 
 __all__ = ["MEMORY", "SqliteStore", "from_text", "to_text"]
-
-MEMORY = ":memory:"
-BUSY_TIMEOUT_MS = 5000
-# RETURNING (3.35) and row values; the JSON functions are probed at open.
-MIN_SQLITE = (3, 35, 0)
 
 # Rows are read with SELECT * and mapped by column name, so a later migration that
 # adds a column breaks nothing here.
@@ -88,26 +82,8 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
         The parent directory must exist. ``clock`` stamps the migrations applied.
         """
         target = os.fspath(path)
-        _check_sqlite_version()
-        if target != MEMORY:
-            _create_private_file(target)
-        conn = await Connection.connect(target)
-        nonce_conn: Connection | None = None
-        try:
-            await _configure(conn, wal=target != MEMORY)
-            await _check_json(conn)
-            await migrate_sqlite(conn, to_text((clock or SystemClock()).now()))
-            if target != MEMORY:  # a second :memory: connection would be another database
-                nonce_conn = await Connection.connect(target)
-                await _configure_nonces(nonce_conn)
-        except BaseException as exc:
-            if nonce_conn is not None:
-                await nonce_conn.close()
-            await conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{target}: {exc}") from exc
-            raise
-        return cls(conn, target, nonce_conn)
+        applied_at = to_text((clock or SystemClock()).now())
+        return cls(await open_connections(target, applied_at), target)
 
     async def bulk_insert(
         self,
@@ -126,7 +102,7 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
         def plain(sql: str) -> str:  # executemany takes no RETURNING clause
             return sql.split("RETURNING")[0]
 
-        async with self._writing() as conn:
+        async def insert(conn: Connection) -> None:
             await conn.executemany(plain(sqlite_accounts._INSERT), map(account_row, accounts))
             await conn.executemany(_INSERT, map(_to_row, certificates))
             await conn.executemany(
@@ -142,21 +118,28 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
                 [(o.id, a, i) for o in orders for i, a in enumerate(o.authorization_ids)],
             )
 
+        await self._transaction(insert)
+
     async def schema_version(self) -> int:
-        async with self._reading() as conn:
-            return await sqlite_schema_version(conn)
+        self._check_open()
+        return await sqlite_schema_version(self._reader)
 
     async def reserve_serial(self, record: CertificateRecord) -> None:
         if record.status is not CertificateStatus.RESERVED or record.der is not None:
             raise ValueError("reserve_serial takes a RESERVED record without DER")
         values = _to_row(record)
-        async with self._writing() as conn, conn.execute(_INSERT, values) as cursor:
-            if cursor.rowcount != 1:
-                raise Conflict(f"certificate serial {record.serial} already exists")
+
+        async def insert(conn: Connection) -> None:
+            async with conn.execute(_INSERT, values) as cursor:
+                if cursor.rowcount != 1:
+                    raise Conflict(f"certificate serial {record.serial} already exists")
+
+        await self._transaction(insert)
 
     async def store_certificate(self, serial: str, der: bytes) -> CertificateRecord:
         issued, reserved = CertificateStatus.ISSUED.value, CertificateStatus.RESERVED.value
-        async with self._writing() as conn:
+
+        async def store(conn: Connection) -> CertificateRecord:
             async with conn.execute(_STORE, (issued, der, serial, reserved)) as cursor:
                 changed = cursor.rowcount == 1
             if not changed:
@@ -164,9 +147,11 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
                 raise Conflict(f"certificate {serial} is {status}, not reserved")
             return await _fetch(conn, serial)
 
+        return await self._transaction(store)
+
     async def get_certificate(self, serial: str) -> CertificateRecord:
-        async with self._reading() as conn:
-            return await _fetch(conn, serial)
+        self._check_open()
+        return await _fetch(self._reader, serial)
 
     async def revoke_certificate(
         self, serial: str, reason: int, revoked_at: datetime
@@ -178,7 +163,8 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
             serial,
             CertificateStatus.ISSUED.value,
         )
-        async with self._writing() as conn:
+
+        async def revoke(conn: Connection) -> CertificateRecord:
             async with conn.execute(_REVOKE, values) as cursor:
                 changed = cursor.rowcount == 1
             if not changed:
@@ -187,6 +173,8 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
                     raise Conflict(f"certificate {serial} is already revoked")
                 raise Conflict(f"certificate {serial} is {status}, not issued")
             return await _fetch(conn, serial)
+
+        return await self._transaction(revoke)
 
     async def list_certificates(
         self,
@@ -197,18 +185,17 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
     ) -> list[CertificateRecord]:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        async with self._reading() as conn:
-            key: tuple[str, str] = ("", "")  # before every row
-            if after_serial is not None:
-                found = list(await conn.execute_fetchall(_PAGE_KEY, (after_serial,)))
-                if not found:
-                    raise NotFound(f"no certificate with serial {after_serial}")
-                key = (found[0]["created_at"], found[0]["serial"])
-            if status is None:
-                rows = await conn.execute_fetchall(_LIST_ALL, (*key, limit))
-            else:
-                rows = await conn.execute_fetchall(_LIST_BY_STATUS, (status.value, *key, limit))
-            return [_to_record(row) for row in rows]
+        key: tuple[str, str] = ("", "")  # before every row
+        if after_serial is not None:
+            found = await self._read(_PAGE_KEY, (after_serial,))
+            if not found:
+                raise NotFound(f"no certificate with serial {after_serial}")
+            key = (found[0]["created_at"], found[0]["serial"])
+        if status is None:
+            rows = await self._read(_LIST_ALL, (*key, limit))
+        else:
+            rows = await self._read(_LIST_BY_STATUS, (status.value, *key, limit))
+        return [_to_record(row) for row in rows]
 
 
 def _to_row(record: CertificateRecord) -> tuple[object, ...]:
@@ -260,81 +247,3 @@ async def _status(conn: Connection, serial: str) -> CertificateStatus:
     if not rows:
         raise NotFound(f"no certificate with serial {serial}")
     return CertificateStatus(rows[0]["status"])
-
-
-async def _configure(conn: Connection, *, wal: bool) -> None:
-    """Per-connection settings; busy_timeout first, so the others wait for locks too."""
-    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-    if wal:
-        await _enable_wal(conn)
-    await conn.execute("PRAGMA synchronous = FULL")  # a COMMIT survives power loss
-    await conn.execute("PRAGMA foreign_keys = ON")
-
-
-async def _configure_nonces(conn: Connection) -> None:
-    """The nonce connection: commits without fsync, and it never checkpoints.
-
-    A checkpoint run without fsync could lose what the main connection committed
-    durably, so only the main connection (synchronous = FULL) checkpoints.
-    """
-    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-    await conn.execute("PRAGMA synchronous = OFF")
-    await conn.execute("PRAGMA wal_autocheckpoint = 0")
-
-
-def _check_sqlite_version() -> None:
-    if sqlite3.sqlite_version_info < MIN_SQLITE:
-        needed = ".".join(map(str, MIN_SQLITE))
-        raise StoreError(
-            f"acme-ca needs SQLite {needed} or newer; Python here uses {sqlite3.sqlite_version}"
-        )
-
-
-async def _check_json(conn: Connection) -> None:
-    try:
-        await conn.execute_fetchall("SELECT json_array(1)")
-    except sqlite3.OperationalError as exc:
-        raise StoreError(
-            f"this SQLite {sqlite3.sqlite_version} lacks the JSON functions acme-ca needs"
-        ) from exc
-
-
-async def _enable_wal(conn: Connection) -> None:
-    """Switch the file to WAL mode (persistent: a no-op once the file is in it).
-
-    The switch needs an exclusive lock, and when two connections try it on a
-    fresh file at once SQLite answers SQLITE_BUSY immediately rather than risk a
-    deadlock, ignoring busy_timeout; so retry for as long as busy_timeout.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
-            break
-        except sqlite3.OperationalError as exc:
-            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-            if not busy or loop.time() >= deadline:
-                raise
-            await asyncio.sleep(0.01)
-    mode = str(rows[0][0]).lower()
-    if mode != "wal":
-        raise StoreError(
-            f"SQLite refused WAL mode (journal_mode is {mode!r}); "
-            "put the database on a local filesystem"
-        )
-
-
-def _create_private_file(path: str) -> None:
-    """Create a missing database file readable by its owner only.
-
-    SQLite gives its -wal and -shm files the mode of the database file, so they
-    are private too. An existing file is left as it is.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot create the database: {exc.strerror}") from exc
-    os.close(fd)

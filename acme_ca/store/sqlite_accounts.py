@@ -36,20 +36,20 @@ _STATE = "SELECT status, thumbprint FROM accounts WHERE id = ?"
 
 class AccountMethods(SqliteBase):
     async def create_account(self, account: Account) -> Account:
-        rows = await self._statement(_INSERT, account_row(account))
+        rows = await self._write(_INSERT, account_row(account))
         if not rows:
             raise Conflict(f"an account with key thumbprint {account.thumbprint} or id "
                            f"{account.id} already exists")
         return to_account(rows[0])
 
     async def get_account(self, account_id: str) -> Account:
-        rows = await self._statement(_BY_ID, (account_id,))
+        rows = await self._read(_BY_ID, (account_id,))
         if not rows:
             raise NotFound(f"no account {account_id}")
         return to_account(rows[0])
 
     async def find_account_by_thumbprint(self, thumbprint: str) -> Account:
-        rows = await self._statement(_BY_THUMBPRINT, (thumbprint,))
+        rows = await self._read(_BY_THUMBPRINT, (thumbprint,))
         if not rows:
             raise NotFound(f"no account with key thumbprint {thumbprint}")
         return to_account(rows[0])
@@ -68,7 +68,7 @@ class AccountMethods(SqliteBase):
             account_id,
             expected_status.value,
         )
-        rows = await self._statement(_UPDATE, values)
+        rows = await self._write(_UPDATE, values)
         if not rows:
             found, _ = await self._account_state(account_id)
             raise Conflict(f"account {account_id} is {found}, not {expected_status}")
@@ -78,7 +78,7 @@ class AccountMethods(SqliteBase):
         self, account_id: str, *, old_thumbprint: str, jwk: str, thumbprint: str
     ) -> Account:
         try:
-            rows = await self._statement(
+            rows = await self._write(
                 _CHANGE_KEY, (jwk, thumbprint, account_id, old_thumbprint)
             )
         except Conflict:
@@ -92,7 +92,7 @@ class AccountMethods(SqliteBase):
 
     async def _account_state(self, account_id: str) -> tuple[str, str]:
         """(status, thumbprint) of the account, after a compare-and-set changed nothing."""
-        rows = await self._statement(_STATE, (account_id,))
+        rows = await self._read(_STATE, (account_id,))
         if not rows:
             raise NotFound(f"no account {account_id}")
         return rows[0]["status"], rows[0]["thumbprint"]

@@ -7,6 +7,7 @@ authorization and the orders waiting for it in one ``BEGIN IMMEDIATE`` transacti
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -19,6 +20,7 @@ from acme_ca.domain.models import (
 )
 from acme_ca.errors import Conflict, NotFound
 from acme_ca.store.sqlite_base import SqliteBase, optional_text, to_text
+from acme_ca.store.sqlite_connection import Connection
 from acme_ca.store.sqlite_rows import (
     AUTHORIZATION_COLUMNS,
     identifier_keys,
@@ -83,7 +85,7 @@ WHERE status = 'pending'
 
 class AuthorizationMethods(SqliteBase):
     async def get_authorization(self, authorization_id: str) -> Authorization:
-        rows = await self._statement(_BY_ID, (authorization_id,))
+        rows = await self._read(_BY_ID, (authorization_id,))
         if not rows:
             raise NotFound(f"no authorization {authorization_id}")
         return to_authorization(rows[0])
@@ -93,7 +95,7 @@ class AuthorizationMethods(SqliteBase):
     ) -> Authorization | None:
         values = (account_id, identifier.value, to_text(valid_after), identifier.type,
                   int(wildcard))
-        rows = await self._statement(_REUSABLE, values)
+        rows = await self._read(_REUSABLE, values)
         return to_authorization(rows[0]) if rows else None
 
     async def valid_authorizations(
@@ -102,7 +104,7 @@ class AuthorizationMethods(SqliteBase):
         if not identifiers:
             return []
         values = (account_id, to_text(now), identifier_keys(identifiers))
-        return [to_authorization(row) for row in await self._statement(_VALID, values)]
+        return [to_authorization(row) for row in await self._read(_VALID, values)]
 
     async def update_authorization_status(
         self,
@@ -113,14 +115,14 @@ class AuthorizationMethods(SqliteBase):
         expires: datetime | None = None,
     ) -> Authorization:
         values = (status.value, optional_text(expires), authorization_id, expected.value)
-        rows = await self._statement(_SET_AUTHORIZATION, values)
+        rows = await self._write(_SET_AUTHORIZATION, values)
         if not rows:
             found = await self._status(_AUTHORIZATION_STATUS, "authorization", authorization_id)
             raise Conflict(f"authorization {authorization_id} is {found}, not {expected}")
         return to_authorization(rows[0])
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
-        rows = await self._statement(_CHALLENGE, (challenge_id,))
+        rows = await self._read(_CHALLENGE, (challenge_id,))
         if not rows:
             raise NotFound(f"no challenge {challenge_id}")
         return to_challenge(rows[0])
@@ -135,7 +137,7 @@ class AuthorizationMethods(SqliteBase):
         validated_at: datetime | None = None,
     ) -> Challenge:
         values = (status.value, error, optional_text(validated_at), challenge_id, expected.value)
-        rows = await self._statement(_SET_CHALLENGE, values)
+        rows = await self._write(_SET_CHALLENGE, values)
         if not rows:
             found = await self._status(_CHALLENGE_STATUS, "challenge", challenge_id)
             raise Conflict(f"challenge {challenge_id} is {found}, not {expected}")
@@ -156,7 +158,8 @@ class AuthorizationMethods(SqliteBase):
             settled = (ChallengeStatus.INVALID.value, AuthorizationStatus.INVALID.value)
         challenge_values = (settled[0], error, to_text(validated_at), challenge_id)
         expires = optional_text(authorization_expires)
-        async with self._writing() as conn:
+
+        async def settle(conn: Connection) -> list[sqlite3.Row]:
             rows = list(await conn.execute_fetchall(_SETTLE_CHALLENGE, challenge_values))
             if not rows:
                 found = list(await conn.execute_fetchall(_CHALLENGE_STATUS, (challenge_id,)))
@@ -176,16 +179,19 @@ class AuthorizationMethods(SqliteBase):
                 await conn.execute_fetchall(_ORDERS_READY, (authorization_id,))
             else:
                 await conn.execute_fetchall(_ORDERS_INVALID, (error, authorization_id))
+            return rows
+
+        rows = await self._transaction(settle)
         authz = to_authorization(rows[0])
         challenge = next(c for c in authz.challenges if c.id == challenge_id)
         return challenge, authz
 
     async def processing_challenges(self) -> list[Challenge]:
-        return [to_challenge(row) for row in await self._statement(_PROCESSING)]
+        return [to_challenge(row) for row in await self._read(_PROCESSING)]
 
     async def _status(self, sql: str, what: str, row_id: str) -> str:
         """The status of a row a compare-and-set did not change; ``NotFound`` if none."""
-        rows = await self._statement(sql, (row_id,))
+        rows = await self._read(sql, (row_id,))
         if not rows:
             raise NotFound(f"no {what} {row_id}")
         return str(rows[0]["status"])

@@ -1,33 +1,40 @@
-"""What every part of the SQLite backend shares: the connections, their locks, time text.
+"""What every part of the SQLite backend shares: the connections, and time as text.
 
 ``SqliteStore`` is assembled from one class per group of entities (certificates in
 ``sqlite.py``, then ``sqlite_accounts``, ``sqlite_orders``, ``sqlite_authz`` and
 ``sqlite_nonces``); each of them inherits ``SqliteBase`` for the plumbing below.
+The connections themselves are opened in ``sqlite_open``.
 
-Three ways to reach the database, all serialised by the store's ``asyncio.Lock``:
+Four ways to reach the database:
 
-- ``_statement(sql, params)``: one statement in autocommit mode, its rows returned.
-  A single statement is atomic on its own, so a compare-and-set ``UPDATE ...
-  WHERE status = ? RETURNING ...`` needs nothing more: one round trip.
-- ``_writing()``: several statements in one ``BEGIN IMMEDIATE`` transaction.
-- ``_reading()``: the raw connection, for the certificate code.
+- ``_read(sql, params)``: one statement on the reader connection, its rows returned;
+  it sees what is committed, and never waits for a writer.
+- ``_write(sql, params)``: one statement as a transaction of its own, so a
+  compare-and-set ``UPDATE ... WHERE status = ? RETURNING ...`` needs nothing more.
+- ``_transaction(body)``: ``body(conn)`` runs several statements as one transaction.
+  Both writes return once their transaction is durable (``sqlite_commits``: commits
+  are shared by the writers of a batch).
+- ``_nonce_statement(sql, params)``, ``_nonce_many(sql, rows)``: the nonce database.
 
-A UNIQUE or PRIMARY KEY violation becomes ``Conflict`` ("it already exists");
-any other sqlite3 error becomes ``StoreError``.
+Statements run on the event loop's thread unless they wait on the disk (see
+``sqlite_connection``), so one statement's effects are never interleaved with
+another coroutine's. A UNIQUE or PRIMARY KEY violation becomes ``Conflict`` ("it
+already exists"); any other sqlite3 error becomes ``StoreError``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from acme_ca.errors import Conflict, StoreError
-from acme_ca.store.migrations import sqlite_immediate
+from acme_ca.store.sqlite_commits import GroupCommit
 from acme_ca.store.sqlite_connection import Connection
+from acme_ca.store.sqlite_open import BUSY_TIMEOUT_MS, Connections
 
+T = TypeVar("T")
 Params = Iterable[object]
 
 _ALREADY_EXISTS = frozenset(
@@ -36,65 +43,65 @@ _ALREADY_EXISTS = frozenset(
 
 
 class SqliteBase:
-    """The main connection, and the one nonces go through (the same one for :memory:)."""
+    """The writer (through group commit), the reader and the nonce connection."""
 
-    def __init__(
-        self,
-        conn: Connection,
-        path: str,
-        nonce_conn: Connection | None = None,
-    ) -> None:
+    def __init__(self, connections: Connections, path: str) -> None:
         """Use ``await SqliteStore.open(path)``; this only wraps open connections."""
-        self._conn = conn
+        self._connections = connections
+        self._reader = connections.reader
+        self._nonce_conn = connections.nonces
         self._path = path
-        self._lock = asyncio.Lock()
+        self._commits = GroupCommit(connections.writer, busy_timeout_ms=BUSY_TIMEOUT_MS,
+                                    name=path)
         self._closed = False
-        self._nonce_conn = nonce_conn or conn
-        self._nonce_lock = asyncio.Lock() if nonce_conn is not None else self._lock
 
     async def close(self) -> None:
-        async with self._lock:
-            if self._nonce_conn is not self._conn:
-                async with self._nonce_lock:
-                    await self._nonce_conn.close()
-            self._closed = True
-            await self._conn.close()
+        """Finish the queued writes, then close; closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._commits.close()
+        await self._connections.close()
 
-    async def _statement(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        """Run one statement on its own (autocommit: atomic) and return all its rows."""
-        async with self._reading() as conn:
+    async def _read(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return await self._one_statement(self._reader, sql, params)
+
+    async def _write(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async def statement(conn: Connection) -> list[sqlite3.Row]:
             return list(await conn.execute_fetchall(sql, params))
 
-    @asynccontextmanager
-    async def _reading(self) -> AsyncIterator[Connection]:
-        """The connection, for single statements (each is atomic on its own)."""
-        async with self._lock:
-            self._check_open()
+        return await self._transaction(statement)
+
+    async def _transaction(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        """``body(writer)`` atomically, returning once that is durable; any exception
+        from ``body`` undoes what it wrote."""
+        self._check_open()
+
+        async def mapped(conn: Connection) -> T:
             try:
-                yield self._conn
+                return await body(conn)
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
 
-    @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[Connection]:
-        """The connection inside BEGIN IMMEDIATE ... COMMIT; any exception rolls back."""
-        async with self._lock:
-            self._check_open()
-            try:
-                async with sqlite_immediate(self._conn) as conn:
-                    yield conn
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
+        return await self._commits.run(mapped)
 
-    @asynccontextmanager
-    async def _nonces(self) -> AsyncIterator[Connection]:
-        """The nonce connection (no fsync on commit), for single statements."""
-        async with self._nonce_lock:
-            self._check_open()
-            try:
-                yield self._nonce_conn
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
+    async def _nonce_statement(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return await self._one_statement(self._nonce_conn, sql, params)
+
+    async def _one_statement(self, conn: Connection, sql: str,
+                             params: Params) -> list[sqlite3.Row]:
+        self._check_open()
+        try:
+            return list(await conn.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    async def _nonce_many(self, sql: str, rows: Iterable[Params]) -> None:
+        self._check_open()
+        try:
+            await self._nonce_conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
 
     def _check_open(self) -> None:
         if self._closed:

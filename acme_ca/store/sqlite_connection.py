@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 Params = tuple[Any, ...] | dict[str, Any] | list[Any]
 _READ_ONLY = ("SELECT", "WITH", "EXPLAIN", "BEGIN", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
@@ -77,6 +78,11 @@ class Connection:
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> sqlite3.Cursor:
         return await self._run(sql, lambda: self._raw.executemany(sql, rows))
+
+    async def in_thread(self, call: Callable[[sqlite3.Connection], T]) -> T:
+        """``call(raw connection)`` on the connection's thread: for what may wait."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, call, self._raw)
 
     async def close(self) -> None:
         """Close the connection and its thread; closing twice is harmless."""

@@ -2,20 +2,10 @@
 
 Every POST consumes one nonce and every response issues one, so these are the
 most frequent writes of all, and the only ones that need not survive a crash (a
-client that loses its nonce gets badNonce and retries with a fresh one). On a
-database file they therefore go through a second connection opened with
-``PRAGMA synchronous = OFF``: a commit there is not fsynced. The nonces still
-live in the shared file, so every process and replica of the store sees them,
-and a nonce issued by one process can be consumed by another.
-
-Two rules keep the durable writes of the main connection durable:
-
-- the nonce connection never checkpoints (``wal_autocheckpoint = 0``): a
-  checkpoint without fsync could drop committed data of the main connection
-  from the database file once the WAL is reused;
-- instead, at each purge of expired nonces the main connection (synchronous =
-  FULL) runs a passive checkpoint, so that a stretch of nonce-only traffic cannot
-  grow the WAL without bound.
+client that loses its nonce gets badNonce and retries with a fresh one). They live
+in a database file of their own, written without fsync (``sqlite_open``), shared by
+every process of the store, so a nonce issued by one process can be consumed by
+another.
 
 ``consume_nonce`` is one ``DELETE ... RETURNING``: SQLite runs it under the write
 lock, so of two concurrent consumers of one nonce exactly one gets the row back.
@@ -31,8 +21,7 @@ from acme_ca.store.sqlite_base import SqliteBase, to_text
 
 _ADD = "INSERT INTO nonces (nonce, expires) VALUES (?, ?)"
 _CONSUME = "DELETE FROM nonces WHERE nonce = ? RETURNING expires"
-_PURGE = "DELETE FROM nonces WHERE expires <= ?"
-_CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
+_PURGE = "DELETE FROM nonces WHERE expires <= ? RETURNING 1"
 
 
 class NonceMethods(SqliteBase):
@@ -41,30 +30,20 @@ class NonceMethods(SqliteBase):
     _consumed = 0
 
     async def add_nonce(self, nonce: str, expires: datetime) -> None:
-        values = (nonce, to_text(expires))
-        async with self._nonces() as conn:
-            await conn.execute_fetchall(_ADD, values)
+        await self._nonce_statement(_ADD, (nonce, to_text(expires)))
 
     async def add_nonces(self, nonces: Sequence[str], expires: datetime) -> None:
         moment = to_text(expires)
-        async with self._nonces() as conn:
-            await conn.executemany(_ADD, [(nonce, moment) for nonce in nonces])
+        await self._nonce_many(_ADD, [(nonce, moment) for nonce in nonces])
 
     async def consume_nonce(self, nonce: str, now: datetime) -> bool:
         moment = to_text(now)
         self._consumed += 1
-        async with self._nonces() as conn:
-            rows = list(await conn.execute_fetchall(_CONSUME, (nonce,)))
+        rows = await self._nonce_statement(_CONSUME, (nonce,))
         if self._consumed % self.purge_every == 0:
             await self.purge_nonces(now)
         return bool(rows) and rows[0]["expires"] > moment
 
     async def purge_nonces(self, now: datetime) -> int:
         """Delete the nonces expired at ``now``; returns how many. Not in the Protocol."""
-        moment = to_text(now)
-        async with self._nonces() as conn, conn.execute(_PURGE, (moment,)) as cursor:
-            purged = cursor.rowcount
-        if self._nonce_conn is not self._conn:
-            async with self._reading() as conn:
-                await conn.execute_fetchall(_CHECKPOINT)
-        return purged
+        return len(await self._nonce_statement(_PURGE, (to_text(now),)))

@@ -6,11 +6,13 @@ An order is read with its authorization ids in one statement (``ORDER_COLUMNS``)
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 from acme_ca.domain.models import Authorization, CertificateStatus, Order, OrderStatus
 from acme_ca.errors import Conflict, NotFound
 from acme_ca.store.sqlite_base import SqliteBase
+from acme_ca.store.sqlite_connection import Connection
 from acme_ca.store.sqlite_rows import (
     ORDER_COLUMNS,
     authorization_row,
@@ -82,22 +84,26 @@ class OrderMethods(SqliteBase):
             (order.id, authz_id, position)
             for position, authz_id in enumerate(order.authorization_ids)
         ]
+
+        async def insert(conn: Connection) -> list[sqlite3.Row]:
+            rows = list(await conn.execute_fetchall(_INSERT_ORDER, values))
+            if authorizations:
+                await conn.executemany(_INSERT_AUTHORIZATION, authorizations)
+            if challenges:
+                await conn.executemany(_INSERT_CHALLENGE, challenges)
+            if links:
+                await conn.executemany(_INSERT_LINK, links)
+            return rows
+
         try:
-            async with self._writing() as conn:
-                rows = list(await conn.execute_fetchall(_INSERT_ORDER, values))
-                if authorizations:
-                    await conn.executemany(_INSERT_AUTHORIZATION, authorizations)
-                if challenges:
-                    await conn.executemany(_INSERT_CHALLENGE, challenges)
-                if links:
-                    await conn.executemany(_INSERT_LINK, links)
+            rows = await self._transaction(insert)
         except Conflict as exc:
             raise Conflict(f"order {order.id}: an order, authorization or challenge with "
                            f"one of its ids already exists ({exc})") from None
         return to_order(rows[0], order.authorization_ids)
 
     async def get_order(self, order_id: str) -> Order:
-        rows = await self._statement(_BY_ID, (order_id,))
+        rows = await self._read(_BY_ID, (order_id,))
         if not rows:
             raise NotFound(f"no order {order_id}")
         return to_order(rows[0])
@@ -108,9 +114,9 @@ class OrderMethods(SqliteBase):
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         if after is None:
-            rows = await self._statement(_FIRST_PAGE, (account_id, limit))
+            rows = await self._read(_FIRST_PAGE, (account_id, limit))
         else:
-            rows = await self._statement(_NEXT_PAGE, (account_id, limit, after))
+            rows = await self._read(_NEXT_PAGE, (account_id, limit, after))
         return [row["id"] for row in rows]
 
     async def update_order_status(
@@ -123,14 +129,14 @@ class OrderMethods(SqliteBase):
     ) -> Order:
         if status is OrderStatus.VALID:
             raise ValueError("an order becomes valid only with its certificate: finish_order")
-        rows = await self._statement(_SET_STATUS, (status.value, error, order_id, expected.value))
+        rows = await self._write(_SET_STATUS, (status.value, error, order_id, expected.value))
         if not rows:
             found = await self._order_status(order_id)
             raise Conflict(f"order {order_id} is {found}, not {expected}")
         return to_order(rows[0])
 
     async def finish_order(self, order_id: str, serial: str, der: bytes) -> Order:
-        async with self._writing() as conn:
+        async def finish(conn: Connection) -> Order:
             issued = list(await conn.execute_fetchall(_ISSUE, (der, serial, order_id)))
             if not issued:
                 rows = list(await conn.execute_fetchall(_CERTIFICATE_STATE, (serial,)))
@@ -149,12 +155,14 @@ class OrderMethods(SqliteBase):
                 raise Conflict(f"order {order_id} is {found[0]['status']}, not processing")
             return to_order(rows[0])
 
+        return await self._transaction(finish)
+
     async def orders_for_authorization(self, authorization_id: str) -> list[Order]:
-        rows = await self._statement(_FOR_AUTHORIZATION, (authorization_id,))
+        rows = await self._read(_FOR_AUTHORIZATION, (authorization_id,))
         return [to_order(row) for row in rows]
 
     async def _order_status(self, order_id: str) -> str:
-        rows = await self._statement(_ORDER_STATUS, (order_id,))
+        rows = await self._read(_ORDER_STATUS, (order_id,))
         if not rows:
             raise NotFound(f"no order {order_id}")
         return str(rows[0]["status"])

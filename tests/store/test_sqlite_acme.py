@@ -32,6 +32,7 @@ from acme_ca.errors import Conflict, NotFound, StoreError
 from acme_ca.store import SqliteStore, Store
 from acme_ca.store.acme_base import AccountStore, AuthorizationStore, NonceStore, OrderStore
 from acme_ca.store.migrations import load_migrations, sqlite_statements
+from acme_ca.store.sqlite_open import nonce_path
 from tests.store.conftest import (
     ACCOUNT,
     OTHER,
@@ -89,15 +90,19 @@ def test_store_includes_the_acme_protocols_and_sqlite_implements_them_exactly():
         assert inspect.signature(implementation) == inspect.signature(member), name
 
 
-async def test_fresh_database_is_at_version_2_with_the_acme_tables(
+async def test_fresh_database_is_at_version_3_with_the_acme_tables(
     acme_store: SqliteStore, db_file: Path
 ):
-    assert await acme_store.schema_version() == 2
+    assert await acme_store.schema_version() == 3
     assert [(m.version, m.name) for m in load_migrations("sqlite")][1] == (2, "acme")
     with raw(db_file) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-    assert {"accounts", "orders", "authorizations", "challenges", "order_authorizations",
-            "nonces"} <= tables
+    assert {"accounts", "orders", "authorizations", "challenges",
+            "order_authorizations"} <= tables
+    assert "nonces" not in tables  # 0003: in a file of their own
+    with raw(Path(nonce_path(str(db_file)))) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "nonces" in tables
 
 
 REFUSED_ROWS = [
@@ -135,16 +140,21 @@ LOOKUPS = [
     (authz_module._PROCESSING, (), "challenges_processing"),
     (authz_module._BY_ID, ("a",), "challenges_by_authorization"),
     (authz_module._ORDERS_READY, ("a",), "order_authorizations_by_authorization"),
+]
+NONCE_LOOKUPS = [
     (nonces_module._CONSUME, ("n",), "PRIMARY KEY"),
     (nonces_module._PURGE, ("t",), "nonces_by_expiry"),
 ]
 
 
-@pytest.mark.parametrize(("sql", "params", "index"), LOOKUPS)
+@pytest.mark.parametrize(("sql", "params", "index", "nonces"),
+                         [(*lookup, False) for lookup in LOOKUPS]
+                         + [(*lookup, True) for lookup in NONCE_LOOKUPS])
 async def test_every_lookup_uses_an_index(
-    acme_store: SqliteStore, db_file: Path, sql: str, params: tuple[object, ...], index: str
+    acme_store: SqliteStore, db_file: Path, sql: str, params: tuple[object, ...], index: str,
+    nonces: bool,
 ):
-    with raw(db_file) as conn:
+    with raw(Path(nonce_path(str(db_file))) if nonces else db_file) as conn:
         plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert index in plan, plan
     assert "SCAN authorizations" not in plan and "SCAN challenges" not in plan, plan
@@ -152,7 +162,7 @@ async def test_every_lookup_uses_an_index(
     assert "SCAN accounts" not in plan and "SCAN nonces" not in plan, plan
 
 
-async def test_a_version_1_database_upgrades_to_2_keeping_its_certificates(db_file: Path):
+async def test_a_version_1_database_upgrades_to_3_keeping_its_certificates(db_file: Path):
     """A database made by the release with only 0001 gains the ACME tables on open."""
     with raw(db_file) as conn, conn:
         conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
@@ -168,7 +178,7 @@ async def test_a_version_1_database_upgrades_to_2_keeping_its_certificates(db_fi
              "2025-01-01T00:00:00.000000Z", DER))
     store = await SqliteStore.open(db_file, clock=FakeClock(T0))
     try:
-        assert await store.schema_version() == 2
+        assert await store.schema_version() == 3
         kept = await store.get_certificate("0a")
         assert (kept.names, kept.der, kept.order_id) == (("old.example.test",), DER, "order-old")
         assert (await store.create_account(make_account())).id == ACCOUNT
@@ -176,7 +186,8 @@ async def test_a_version_1_database_upgrades_to_2_keeping_its_certificates(db_fi
         await store.close()
     with raw(db_file) as conn:
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
-    assert rows == [(1, "then"), (2, "2026-01-01T12:00:00.123456Z")]
+    assert rows == [(1, "then"), (2, "2026-01-01T12:00:00.123456Z"),
+                    (3, "2026-01-01T12:00:00.123456Z")]
 
 
 # --- accounts (RFC 8555 7.1.2, 7.3) ---------------------------------------------------
@@ -679,7 +690,7 @@ async def test_expired_nonces_are_purged_every_nth_consume(
     later = T0 + timedelta(minutes=5)
 
     def left() -> list[str]:
-        with raw(db_file) as conn:
+        with raw(Path(nonce_path(str(db_file)))) as conn:
             return [row[0] for row in conn.execute("SELECT nonce FROM nonces ORDER BY nonce")]
 
     assert await acme_store.consume_nonce("unknown-1", later) is False
@@ -690,16 +701,32 @@ async def test_expired_nonces_are_purged_every_nth_consume(
     assert await acme_store.purge_nonces(later) == 0
 
 
-async def test_nonce_writes_skip_fsync_and_never_checkpoint(acme_store: SqliteStore):
-    """Nonces need no durability (RFC 8555 6.5: a lost nonce costs one badNonce retry)."""
+async def test_nonces_skip_fsync_in_a_private_file_of_their_own(
+    acme_store: SqliteStore, db_file: Path
+):
+    """Nonces need no durability (RFC 8555 6.5: a lost nonce costs one badNonce retry);
+    the ACME state does (synchronous = FULL)."""
     async def pragma(conn: object, name: str) -> int:
         rows = await conn.execute_fetchall(f"PRAGMA {name}")  # type: ignore[attr-defined]
         return int(next(iter(rows))[0])
 
-    nonces, main = acme_store._nonce_conn, acme_store._conn
-    assert nonces is not main
-    assert (await pragma(nonces, "synchronous"), await pragma(main, "synchronous")) == (0, 2)
-    assert await pragma(nonces, "wal_autocheckpoint") == 0
+    connections = acme_store._connections
+    assert await pragma(connections.nonces, "synchronous") == 0
+    assert await pragma(connections.writer, "synchronous") == 2
+    assert await pragma(connections.reader, "query_only") == 1
+    assert Path(nonce_path(str(db_file))).stat().st_mode & 0o777 == 0o600
+
+
+async def test_an_unreadable_nonce_file_is_started_afresh(db_file: Path):
+    """After a power loss the unsynced nonce file may be damaged: nonces are disposable,
+    the store opens with an empty one."""
+    Path(nonce_path(str(db_file))).write_bytes(b"not a database at all" * 100)
+    store = await SqliteStore.open(db_file)
+    try:
+        await store.add_nonce("n", T0 + timedelta(minutes=1))
+        assert await store.consume_nonce("n", T0) is True
+    finally:
+        await store.close()
 
 
 async def test_a_closed_store_refuses_acme_calls(db_file: Path):

@@ -1,0 +1,192 @@
+"""Opening a SQLite store: its three connections, each set up for what it does.
+
+- the writer: ``synchronous = FULL`` (a COMMIT survives power loss), and every write
+  goes through it, a batch at a time (``sqlite_commits``); it also migrates the schema
+  and is the only connection that checkpoints the WAL;
+- the reader: ``query_only``; in WAL mode it reads the last committed state without
+  waiting for the writer, so reads never queue behind an fsync;
+- the nonces: a separate database file beside the main one (``<name>-nonces.db``),
+  ``synchronous = OFF``. Nonces need not survive a crash (a client whose nonce is lost
+  gets badNonce and retries, RFC 8555 6.5), and in a file of their own their writes
+  never wait for the main file's write lock, which a COMMIT holds through its fsync.
+  Every process sharing the main file shares this one too, so a nonce issued by one
+  worker can be redeemed at another. If the file is unreadable (a power loss while
+  unsynced), it is recreated empty.
+
+For ``:memory:`` (tests) writer and reader are one connection, and the nonces another
+private in-memory database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from acme_ca.errors import StoreError
+from acme_ca.store.migrations import migrate_sqlite
+from acme_ca.store.sqlite_connection import Connection
+
+log = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+BUSY_TIMEOUT_MS = 5000
+# RETURNING (3.35) and row values; the JSON functions are probed at open.
+MIN_SQLITE = (3, 35, 0)
+
+NONCE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS nonces ("
+    " nonce TEXT NOT NULL PRIMARY KEY, expires TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires)",
+)
+
+
+@dataclass(frozen=True)
+class Connections:
+    writer: Connection
+    reader: Connection
+    nonces: Connection
+
+    async def close(self) -> None:
+        """Close each distinct connection once, the writer last."""
+        for conn in dict.fromkeys((self.nonces, self.reader, self.writer)):
+            await conn.close()
+
+
+def nonce_path(target: str) -> str:
+    """``/var/lib/acme-ca/acme-ca.db`` -> ``/var/lib/acme-ca/acme-ca-nonces.db``."""
+    path = Path(target)
+    return str(path.with_name(f"{path.stem}-nonces{path.suffix}"))
+
+
+async def open_connections(target: str, applied_at: str) -> Connections:
+    """Open, configure and migrate the database at ``target`` (created 0600 if missing)."""
+    _check_sqlite_version()
+    memory = target == MEMORY
+    if not memory:
+        _create_private_file(target)
+    opened: list[Connection] = []
+    try:
+        writer = await Connection.connect(target, durable=not memory)
+        opened.append(writer)
+        await _configure(writer, wal=not memory)
+        await _check_json(writer)
+        await migrate_sqlite(writer, applied_at)
+        # The writer waits for no lock from here on: sqlite_commits waits in a thread.
+        await writer.execute("PRAGMA busy_timeout = 0")
+        if memory:
+            reader = writer
+        else:
+            reader = await Connection.connect(target, durable=False)
+            opened.append(reader)
+            await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            await reader.execute("PRAGMA query_only = 1")
+        nonces = await _open_nonces(MEMORY if memory else nonce_path(target))
+    except BaseException as exc:
+        for conn in reversed(opened):
+            await conn.close()
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"{target}: {exc}") from exc
+        raise
+    return Connections(writer, reader, nonces)
+
+
+async def _open_nonces(path: str) -> Connection:
+    try:
+        return await _try_open_nonces(path)
+    except sqlite3.DatabaseError as exc:
+        if path == MEMORY or isinstance(exc, sqlite3.OperationalError):
+            raise
+    log.warning("%s is unreadable (%s); starting it afresh: nonces issued before are void",
+                path, "not a database or damaged")
+    for suffix in ("", "-wal", "-shm"):
+        Path(path + suffix).unlink(missing_ok=True)
+    return await _try_open_nonces(path)
+
+
+async def _try_open_nonces(path: str) -> Connection:
+    if path != MEMORY:
+        _create_private_file(path)
+    conn = await Connection.connect(path, durable=False)
+    try:
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        if path != MEMORY:
+            await _enable_wal(conn)
+        await conn.execute("PRAGMA synchronous = OFF")
+        for statement in NONCE_SCHEMA:
+            await conn.execute(statement)
+        await conn.execute_fetchall("SELECT count(*) FROM nonces")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def _configure(conn: Connection, *, wal: bool) -> None:
+    """Per-connection settings; busy_timeout first, so the others wait for locks too."""
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+    if wal:
+        await _enable_wal(conn)
+    await conn.execute("PRAGMA synchronous = FULL")  # a COMMIT survives power loss
+    await conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_sqlite_version() -> None:
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        needed = ".".join(map(str, MIN_SQLITE))
+        raise StoreError(
+            f"acme-ca needs SQLite {needed} or newer; Python here uses {sqlite3.sqlite_version}"
+        )
+
+
+async def _check_json(conn: Connection) -> None:
+    try:
+        await conn.execute_fetchall("SELECT json_array(1)")
+    except sqlite3.OperationalError as exc:
+        raise StoreError(
+            f"this SQLite {sqlite3.sqlite_version} lacks the JSON functions acme-ca needs"
+        ) from exc
+
+
+async def _enable_wal(conn: Connection) -> None:
+    """Switch the file to WAL mode (persistent: a no-op once the file is in it).
+
+    The switch needs an exclusive lock, and when two connections try it on a
+    fresh file at once SQLite answers SQLITE_BUSY immediately rather than risk a
+    deadlock, ignoring busy_timeout; so retry for as long as busy_timeout.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
+            break
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or loop.time() >= deadline:
+                raise
+            await asyncio.sleep(0.01)
+    mode = str(rows[0][0]).lower()
+    if mode != "wal":
+        raise StoreError(
+            f"SQLite refused WAL mode (journal_mode is {mode!r}); "
+            "put the database on a local filesystem"
+        )
+
+
+def _create_private_file(path: str) -> None:
+    """Create a missing database file readable by its owner only.
+
+    SQLite gives its -wal and -shm files the mode of the database file, so they
+    are private too. An existing file is left as it is.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the database: {exc.strerror}") from exc
+    os.close(fd)

@@ -1,0 +1,152 @@
+"""Group commit (store/sqlite_commits.py): concurrent writers share one durable COMMIT,
+and each still gets all-or-nothing, durable, compare-and-set semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from acme_ca.domain.models import AccountStatus
+from acme_ca.errors import Conflict, StoreError
+from acme_ca.store import SqliteStore
+from tests.store.conftest import make_account
+
+
+def count_commits(store: SqliteStore) -> list[str]:
+    seen: list[str] = []
+    raw_writer = store._connections.writer._raw
+    raw_writer.set_trace_callback(
+        lambda sql: seen.append(sql) if sql.strip().upper() == "COMMIT" else None)
+    return seen
+
+
+def committed_ids(db_file: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(db_file)) as conn:
+        return {row[0] for row in conn.execute("SELECT id FROM accounts")}
+
+
+async def test_concurrent_writers_share_commits_and_each_is_durable_when_it_returns(
+    acme_store: SqliteStore, db_file: Path
+):
+    """Twenty concurrent account creations, fewer COMMITs than writers; every writer,
+    once it returns, is visible to another connection (it is committed)."""
+    commits = count_commits(acme_store)
+    visible_on_return: list[bool] = []
+
+    async def create(n: int) -> None:
+        await acme_store.create_account(make_account(f"g-{n}", thumbprint=f"t-g-{n}"))
+        visible_on_return.append(f"g-{n}" in committed_ids(db_file))
+
+    await asyncio.gather(*(create(n) for n in range(20)))
+    assert visible_on_return == [True] * 20
+    assert 1 <= len(commits) < 20, commits
+    assert {f"g-{n}" for n in range(20)} <= committed_ids(db_file)
+
+
+async def test_a_failing_writer_is_undone_alone(acme_store: SqliteStore, db_file: Path):
+    """A writer that raises in a shared batch (a duplicate key here) is rolled back to
+    its savepoint; the writers before and after it in the batch are committed."""
+    results = await asyncio.gather(
+        acme_store.create_account(make_account("before", thumbprint="t-before")),
+        acme_store.create_account(make_account("dupe", thumbprint="thumb-acct-1")),
+        acme_store.create_account(make_account("after", thumbprint="t-after")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Conflict)
+    assert {"before", "after"} <= committed_ids(db_file)
+    assert "dupe" not in committed_ids(db_file)
+
+
+async def test_compare_and_set_stays_exact_within_a_batch(acme_store: SqliteStore):
+    """RFC 8555 7.3.6: an account is deactivated once; of ten concurrent deactivations
+    in one batch, exactly one wins and the others see it already done."""
+    results = await asyncio.gather(
+        *(acme_store.update_account("acct-1", expected_status=AccountStatus.VALID,
+                                    status=AccountStatus.DEACTIVATED) for _ in range(10)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(isinstance(r, Conflict) for r in results if isinstance(r, Exception))
+
+
+async def test_a_failed_commit_fails_every_writer_of_the_batch_and_keeps_none(
+    acme_store: SqliteStore, db_file: Path, monkeypatch: pytest.MonkeyPatch
+):
+    writer = acme_store._connections.writer
+    real_execute = writer.execute
+
+    def failing_commit(sql: str, params: object = ()) -> object:
+        if sql == "COMMIT":
+            async def fail() -> None:
+                raise sqlite3.OperationalError("disk I/O error")
+            return fail()
+        return real_execute(sql, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer, "execute", failing_commit)
+    results = await asyncio.gather(
+        *(acme_store.create_account(make_account(f"lost-{n}", thumbprint=f"t-lost-{n}"))
+          for n in range(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, StoreError) for r in results), results
+    monkeypatch.undo()
+    assert not {f"lost-{n}" for n in range(3)} & committed_ids(db_file)
+    created = await acme_store.create_account(make_account("later", thumbprint="t-later"))
+    assert created.id == "later"  # the store goes on after the failed batch
+
+
+async def test_a_writer_waits_for_another_process_holding_the_write_lock(
+    acme_store: SqliteStore, db_file: Path
+):
+    """Another process in the middle of a write: the store waits for the lock (in the
+    connection's thread, the event loop stays free) instead of failing."""
+    other = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(
+            acme_store.create_account(make_account("waited", thumbprint="t-waited")))
+        await asyncio.sleep(0.2)
+        assert not write.done()
+        assert (await acme_store.get_account("acct-1")).id == "acct-1"  # reads go on
+        other.execute("COMMIT")
+        assert (await asyncio.wait_for(write, 5)).id == "waited"
+    finally:
+        other.close()
+
+
+async def test_a_writer_cancelled_before_its_turn_writes_nothing(
+    acme_store: SqliteStore, db_file: Path
+):
+    other = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        first = asyncio.create_task(
+            acme_store.create_account(make_account("first", thumbprint="t-first")))
+        await asyncio.sleep(0.05)  # the committer is waiting for the lock with `first`
+        second = asyncio.create_task(
+            acme_store.create_account(make_account("second", thumbprint="t-second")))
+        await asyncio.sleep(0.05)
+        second.cancel()
+        other.execute("COMMIT")
+        assert (await asyncio.wait_for(first, 5)).id == "first"
+        with pytest.raises(asyncio.CancelledError):
+            await second
+    finally:
+        other.close()
+    assert "second" not in committed_ids(db_file)
+
+
+async def test_close_finishes_queued_writes_then_refuses_new_ones(db_file: Path):
+    store = await SqliteStore.open(db_file)
+    pending = [asyncio.create_task(store.create_account(
+        make_account(f"q-{n}", thumbprint=f"t-q-{n}"))) for n in range(5)]
+    await asyncio.sleep(0)
+    await store.close()
+    assert all(task.done() and not task.exception() for task in pending)
+    assert {f"q-{n}" for n in range(5)} <= committed_ids(db_file)
+    with pytest.raises(StoreError, match="closed"):
+        await store.create_account(make_account("too-late", thumbprint="t-late"))
