@@ -7,10 +7,11 @@ algorithm allowlist, ``jwk`` xor ``kid`` (as the route requires), nonce present,
 signature verified with the key passed explicitly; only then is the nonce consumed.
 Every failure is an :class:`AcmeProblem`.
 
-josepy stays inside this module. Only its algorithm objects (``jwa.RS256.verify(key,
+josepy stays inside this module. Only its RSA algorithm objects (``jwa.RS256.verify(key,
 msg, sig)``) and its RSA/EC JWK parsing and thumbprints are used, never
 ``Signature.verify``, which falls back to the embedded key and trusts the header.
-Ed25519, which josepy lacks, is handled with ``cryptography`` directly.
+ECDSA (the signature of nearly every request, so the hot path) and Ed25519, which
+josepy lacks, are verified with ``cryptography`` directly.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from types import MappingProxyType
 from typing import Any, Literal, NoReturn
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from josepy import errors as jose_errors
 from josepy import jwa
 from josepy import jwk as jose_jwk
@@ -44,12 +47,11 @@ RSA_MAX_BITS = 8192
 
 _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}  # RFC 7518 3.4
 _CRV_BY_CURVE_NAME = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-_JOSE_ALGORITHMS: Mapping[str, jwa.JWASignature] = {
-    "RS256": jwa.RS256,
-    "PS256": jwa.PS256,
-    "ES256": jwa.ES256,
-    "ES384": jwa.ES384,
-    "ES512": jwa.ES512,
+_JOSE_ALGORITHMS: Mapping[str, jwa.JWASignature] = {"RS256": jwa.RS256, "PS256": jwa.PS256}
+_ECDSA = {
+    "ES256": ec.ECDSA(hashes.SHA256()),
+    "ES384": ec.ECDSA(hashes.SHA384()),
+    "ES512": ec.ECDSA(hashes.SHA512()),
 }
 _EC_SIGNATURE_BYTES = {"P-256": 64, "P-384": 96, "P-521": 132}  # raw r || s
 # RFC 7518 6.3.2, 6.2.2, 6.4 and RFC 8037 2: members that only a private key has.
@@ -330,12 +332,19 @@ def _signature_valid(alg: str, key: PublicKey, msg: bytes, sig: bytes) -> bool:
         except InvalidSignature:
             return False
         return True
-    # RFC 7518 3.4: raw r || s, each the curve's size (josepy turns it into DER).
-    if (
-        isinstance(key, ec.EllipticCurvePublicKey)
-        and len(sig) != _EC_SIGNATURE_BYTES[_EC_CURVES[alg]]
-    ):
-        return False
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        # RFC 7518 3.4: raw r || s, each exactly the curve's size; OpenSSL takes DER.
+        size = _EC_SIGNATURE_BYTES[_EC_CURVES[alg]]
+        if len(sig) != size:
+            return False
+        half = size // 2
+        der = encode_dss_signature(int.from_bytes(sig[:half], "big"),
+                                   int.from_bytes(sig[half:], "big"))
+        try:
+            key.verify(der, msg, _ECDSA[alg])
+        except InvalidSignature:
+            return False
+        return True
     try:
         return bool(_JOSE_ALGORITHMS[alg].verify(key, msg, sig))
     except ValueError:
