@@ -1,8 +1,9 @@
 """Issuing a certificate: decide its validity, store the serial, sign, store the certificate.
 
-The serial is written before signing (Boulder's ISSUANCE-CYCLE), each step in its
-own transaction, so the store always knows every serial the intermediate has
-signed: a crash leaves at worst a reserved serial with no certificate.
+The serial is written before signing (Boulder's ISSUANCE-CYCLE), so the store always
+knows every serial the intermediate has signed: a crash leaves at worst a reserved
+serial with no certificate. For an order the reservation shares its transaction with
+the order's move to PROCESSING, and the certificate with the move to VALID.
 """
 
 from __future__ import annotations
@@ -35,48 +36,15 @@ def validity_window(
     return not_before, min(not_before + validity, issuer.certificate.not_valid_after_utc)
 
 
-async def issue(
-    store: Store,
+def reservation(
     issuer: Issuer,
     request: LeafRequest,
     now: datetime,
     *,
     account_id: str | None = None,
     order_id: str | None = None,
-) -> x509.Certificate:
-    """Sign `request` with the intermediate, recording it in `store` before and after."""
-    serial, certificate = await _reserve_and_sign(store, issuer, request, now, account_id,
-                                                  order_id)
-    await store.store_certificate(serial, certificate.public_bytes(Encoding.DER))
-    return certificate
-
-
-async def sign_for_order(
-    store: Store,
-    issuer: Issuer,
-    request: LeafRequest,
-    now: datetime,
-    *,
-    account_id: str,
-    order_id: str,
-) -> tuple[x509.Certificate, Order]:
-    """Issue for an order in PROCESSING: the certificate and the order's move to VALID
-    are written in one transaction (``finish_order``); the valid order comes back."""
-    serial, certificate = await _reserve_and_sign(store, issuer, request, now, account_id,
-                                                  order_id)
-    order = await store.finish_order(order_id, serial, certificate.public_bytes(Encoding.DER))
-    return certificate, order
-
-
-async def _reserve_and_sign(
-    store: Store,
-    issuer: Issuer,
-    request: LeafRequest,
-    now: datetime,
-    account_id: str | None,
-    order_id: str | None,
-) -> tuple[str, x509.Certificate]:
-    """Store the serial (RESERVED), then sign: the serial is known before anything exists."""
+) -> tuple[CertificateRecord, LeafRequest]:
+    """The RESERVED record to store before signing, and the request with its serial."""
     serial = request.serial or random_serial()
     record = CertificateRecord(
         serial=serial_hex(serial),
@@ -89,5 +57,36 @@ async def _reserve_and_sign(
         account_id=account_id,
         order_id=order_id,
     )
+    return record, replace(request, serial=serial)
+
+
+async def issue(
+    store: Store,
+    issuer: Issuer,
+    request: LeafRequest,
+    now: datetime,
+    *,
+    account_id: str | None = None,
+    order_id: str | None = None,
+) -> x509.Certificate:
+    """Sign `request` with the intermediate, recording it in `store` before and after."""
+    record, request = reservation(issuer, request, now, account_id=account_id,
+                                  order_id=order_id)
     await store.reserve_serial(record)
-    return record.serial, issuer.issue(replace(request, serial=serial))
+    certificate = issuer.issue(request)
+    await store.store_certificate(record.serial, certificate.public_bytes(Encoding.DER))
+    return certificate
+
+
+async def sign_for_order(
+    store: Store, issuer: Issuer, request: LeafRequest, record: CertificateRecord
+) -> tuple[x509.Certificate, Order]:
+    """Sign for an order whose serial ``record`` is reserved (``Store.start_issuance``,
+    which also moved the order to PROCESSING): the certificate and the order's move to
+    VALID are written in one transaction (``finish_order``); the valid order comes back."""
+    if record.order_id is None:
+        raise ValueError("the reservation names no order")
+    certificate = issuer.issue(request)
+    order = await store.finish_order(record.order_id, record.serial,
+                                     certificate.public_bytes(Encoding.DER))
+    return certificate, order

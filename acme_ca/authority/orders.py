@@ -255,17 +255,17 @@ class OrderService:
         if order.status is not OrderStatus.READY:
             return await self._not_ready(order, csr_der)
         request = self._check_csr(account, order, csr_der)
+        issuer = self._issuer()
+        record, request = issuance.reservation(
+            issuer, request, self._clock.now(), account_id=account.id, order_id=order.id
+        )
         try:
-            order = await self._store.update_order_status(
-                order.id, expected=OrderStatus.READY, status=OrderStatus.PROCESSING
-            )
+            order = await self._store.start_issuance(order.id, record)
         except Conflict:
             return await self._not_ready(await self._store.get_order(order.id), csr_der)
-        issuer = self._issuer()
-        now = self._clock.now()
         try:
             certificate, order = await issuance.sign_for_order(
-                self._store, issuer, request, now, account_id=account.id, order_id=order.id
+                self._store, issuer, request, record
             )
         except Exception as exc:
             log.exception("issuance for order %s failed", order.id)

@@ -17,6 +17,7 @@ from acme_ca.domain.models import (
     AccountStatus,
     Authorization,
     AuthorizationStatus,
+    CertificateRecord,
     Challenge,
     ChallengeStatus,
     Identifier,
@@ -126,6 +127,15 @@ class OrderStore(Protocol):
 
         Not for VALID (``ValueError``): an order becomes valid only together with
         its certificate, through ``finish_order``.
+        """
+
+    async def start_issuance(self, order_id: str, record: CertificateRecord) -> Order:
+        """In one transaction: move the order READY -> PROCESSING and reserve the serial
+        of the certificate about to be signed for it (``record``: RESERVED, no DER,
+        ``order_id`` this order), so the store knows the serial before it is signed.
+
+        ``Conflict`` if the order is not READY, ``NotFound`` if it does not exist; nothing
+        is written then. A serial that already exists is a ``StoreError``.
         """
 
     async def finish_order(self, order_id: str, serial: str, der: bytes) -> Order:

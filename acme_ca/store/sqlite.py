@@ -33,8 +33,9 @@ from acme_ca.domain.models import (
     CertificateRecord,
     CertificateStatus,
     Order,
+    OrderStatus,
 )
-from acme_ca.errors import Conflict, NotFound
+from acme_ca.errors import Conflict, NotFound, StoreError
 from acme_ca.store import sqlite_accounts, sqlite_orders
 from acme_ca.store.migrations import sqlite_schema_version
 from acme_ca.store.sqlite_accounts import AccountMethods
@@ -44,7 +45,13 @@ from acme_ca.store.sqlite_connection import Connection
 from acme_ca.store.sqlite_nonces import NonceMethods
 from acme_ca.store.sqlite_open import MEMORY, open_connections
 from acme_ca.store.sqlite_orders import OrderMethods
-from acme_ca.store.sqlite_rows import account_row, authorization_row, challenge_row, order_row
+from acme_ca.store.sqlite_rows import (
+    account_row,
+    authorization_row,
+    challenge_row,
+    order_row,
+    to_order,
+)
 
 __all__ = ["MEMORY", "SqliteStore", "from_text", "to_text"]
 
@@ -125,8 +132,7 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
         return await sqlite_schema_version(self._reader)
 
     async def reserve_serial(self, record: CertificateRecord) -> None:
-        if record.status is not CertificateStatus.RESERVED or record.der is not None:
-            raise ValueError("reserve_serial takes a RESERVED record without DER")
+        _check_reservation(record)
         values = _to_row(record)
 
         async def insert(conn: Connection) -> None:
@@ -135,6 +141,29 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
                     raise Conflict(f"certificate serial {record.serial} already exists")
 
         await self._transaction(insert)
+
+    async def start_issuance(self, order_id: str, record: CertificateRecord) -> Order:
+        _check_reservation(record)
+        if record.order_id != order_id:
+            raise ValueError(f"the reserved serial is for order {record.order_id}, "
+                             f"not {order_id}")
+        values = _to_row(record)
+        change = (OrderStatus.PROCESSING.value, None, order_id, OrderStatus.READY.value)
+
+        async def start(conn: Connection) -> Order:
+            rows = list(await conn.execute_fetchall(sqlite_orders._SET_STATUS, change))
+            if not rows:
+                found = list(await conn.execute_fetchall(sqlite_orders._ORDER_STATUS,
+                                                         (order_id,)))
+                if not found:
+                    raise NotFound(f"no order {order_id}")
+                raise Conflict(f"order {order_id} is {found[0]['status']}, not ready")
+            async with conn.execute(_INSERT, values) as cursor:
+                if cursor.rowcount != 1:  # nothing of this transaction is kept
+                    raise StoreError(f"certificate serial {record.serial} already exists")
+            return to_order(rows[0])
+
+        return await self._transaction(start)
 
     async def store_certificate(self, serial: str, der: bytes) -> CertificateRecord:
         issued, reserved = CertificateStatus.ISSUED.value, CertificateStatus.RESERVED.value
@@ -196,6 +225,11 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
         else:
             rows = await self._read(_LIST_BY_STATUS, (status.value, *key, limit))
         return [_to_record(row) for row in rows]
+
+
+def _check_reservation(record: CertificateRecord) -> None:
+    if record.status is not CertificateStatus.RESERVED or record.der is not None:
+        raise ValueError("a reservation is a RESERVED record without DER")
 
 
 def _to_row(record: CertificateRecord) -> tuple[object, ...]:

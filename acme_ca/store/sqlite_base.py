@@ -126,7 +126,7 @@ def to_text(moment: datetime) -> str:
 
 def from_text(text: str) -> datetime:
     """The inverse of ``to_text``: a timezone-aware UTC datetime."""
-    return datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=UTC)
+    return datetime.fromisoformat(text)  # Python 3.11 reads the "Z" as UTC
 
 
 def optional_text(moment: datetime | None) -> str | None:

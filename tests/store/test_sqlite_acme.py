@@ -55,11 +55,15 @@ async def processing(store: SqliteStore, challenge_id: str) -> Challenge:
         challenge_id, expected=ChallengeStatus.PENDING, status=ChallengeStatus.PROCESSING)
 
 
-async def reserve(store: SqliteStore, serial: str, order_id: str) -> None:
-    await store.reserve_serial(CertificateRecord(
+def reservation(serial: str, order_id: str) -> CertificateRecord:
+    return CertificateRecord(
         serial=serial, issuer="ab" * 32, names=("www.example.test",), profile="server",
         not_before=T0, not_after=T0 + timedelta(days=90), created_at=T0,
-        account_id=ACCOUNT, order_id=order_id))
+        account_id=ACCOUNT, order_id=order_id)
+
+
+async def reserve(store: SqliteStore, serial: str, order_id: str) -> None:
+    await store.reserve_serial(reservation(serial, order_id))
 
 
 async def valid_authorization(store: SqliteStore, authz_id: str, value: str, *,
@@ -83,7 +87,7 @@ def test_store_includes_the_acme_protocols_and_sqlite_implements_them_exactly():
         for name, member in vars(protocol).items()
         if inspect.isfunction(member) and not name.startswith("_")
     }
-    assert len(members) == 22
+    assert len(members) == 23
     for name, member in members.items():
         implementation = getattr(SqliteStore, name)
         assert inspect.iscoroutinefunction(implementation), name
@@ -445,6 +449,54 @@ async def test_one_finalize_of_eight_over_two_stores_wins(
     winners = [r for r in results if isinstance(r, Order)]
     assert len(winners) == 1 and sum(isinstance(r, Conflict) for r in results) == 7, results
     assert await second_store.get_order("o") == winners[0]
+
+
+async def test_start_issuance_moves_the_order_and_reserves_the_serial_together(
+    acme_store: SqliteStore,
+):
+    """RFC 8555 7.4: ready -> processing on finalize; the serial is stored before it is
+    signed (Boulder's ISSUANCE-CYCLE), in the same transaction."""
+    await acme_store.create_order(make_order("o", [], status=OrderStatus.READY), [])
+    started = await acme_store.start_issuance("o", reservation("0a", "o"))
+    assert started.status is OrderStatus.PROCESSING
+    assert (await acme_store.get_certificate("0a")).status is CertificateStatus.RESERVED
+    finished = await acme_store.finish_order("o", "0a", DER)
+    assert finished.status is OrderStatus.VALID
+
+
+async def test_start_issuance_writes_nothing_unless_the_order_is_ready(
+    acme_store: SqliteStore,
+):
+    await acme_store.create_order(make_order("o", [], status=OrderStatus.PENDING), [])
+    with pytest.raises(Conflict, match="pending, not ready"):
+        await acme_store.start_issuance("o", reservation("0a", "o"))
+    with pytest.raises(NotFound):
+        await acme_store.get_certificate("0a")
+    with pytest.raises(NotFound):
+        await acme_store.start_issuance("nothing", reservation("0b", "nothing"))
+    with pytest.raises(ValueError, match="for order p"):
+        await acme_store.start_issuance("o", reservation("0c", "p"))
+    await acme_store.create_order(make_order("r", [], status=OrderStatus.READY), [])
+    await reserve(acme_store, "0d", "r")
+    with pytest.raises(StoreError, match="0d already exists"):  # the order stays ready
+        await acme_store.start_issuance("r", reservation("0d", "r"))
+    assert (await acme_store.get_order("r")).status is OrderStatus.READY
+
+
+async def test_one_start_issuance_of_eight_over_two_stores_wins(
+    acme_store: SqliteStore, second_store: SqliteStore
+):
+    """Concurrent finalize requests, in two processes: exactly one reserves a serial."""
+    await acme_store.create_order(make_order("o", [], status=OrderStatus.READY), [])
+    results = await asyncio.gather(
+        *(store.start_issuance("o", reservation(f"0{n}", "o"))
+          for n, store in enumerate((acme_store, second_store) * 4)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, Order) for r in results) == 1, results
+    assert sum(isinstance(r, Conflict) for r in results) == 7, results
+    reserved = await acme_store.list_certificates(status=CertificateStatus.RESERVED)
+    assert len(reserved) == 1
 
 
 # --- authorizations and challenges (RFC 8555 7.1.4, 7.5) ------------------------------
