@@ -104,26 +104,26 @@ class GroupCommit:
                 _fail(self._queue.popleft(), error)
             return
         batch: list[_Writer] = []
-        while self._queue:
-            writer = self._queue.popleft()
-            if writer.done.done():  # cancelled while it waited
-                continue
-            await self._run_writer(writer)
-            if writer.ran:
-                batch.append(writer)
-            if not self._conn.in_transaction:  # SQLite rolled back the whole transaction
-                error = StoreError(f"{self._name}: the transaction was rolled back")
-                for earlier in batch:
-                    _fail(earlier, error)
-                return
         try:
+            while self._queue:
+                writer = self._queue.popleft()
+                if writer.done.done():  # cancelled while it waited
+                    continue
+                await self._run_writer(writer)
+                if writer.ran:
+                    batch.append(writer)
+                if not self._conn.in_transaction:
+                    raise StoreError(f"{self._name}: SQLite rolled the transaction back")
             await self._conn.execute("COMMIT")
-        except Exception as exc:
-            error = _store_error(self._name, exc)
-            log.error("%s: COMMIT of %d writes failed: %s", self._name, len(batch), exc)
+        except BaseException as exc:  # none of the batch is kept: every writer hears so
+            log.error("%s: a batch of %d writes failed: %s", self._name, len(batch), exc)
             await self._rollback()
+            error = _store_error(self._name, exc) if isinstance(exc, Exception) else StoreError(
+                f"{self._name}: interrupted before the commit")
             for writer in batch:
                 _fail(writer, error)
+            if not isinstance(exc, Exception):
+                raise
             return
         for writer in batch:
             if not writer.done.done():
