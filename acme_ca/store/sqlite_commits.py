@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 _SAVEPOINT = "SAVEPOINT writer"
 _RELEASE = "RELEASE writer"
 _UNDO = "ROLLBACK TO writer"
+LOCK_POLL = 0.0005  # seconds between tries for a write lock another process holds
 
 
 @dataclass
@@ -150,22 +152,14 @@ class GroupCommit:
 
     async def _begin(self) -> None:
         """BEGIN IMMEDIATE at once if the write lock is free, else wait for it in the
-        connection's thread (another process is committing)."""
+        connection's thread (another process is writing)."""
         try:
             await self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+            if not _busy(exc):
                 raise
-            timeout = self._busy_timeout_ms
-
-            def begin_waiting(raw: sqlite3.Connection) -> None:
-                raw.execute(f"PRAGMA busy_timeout = {timeout:d}")
-                try:
-                    raw.execute("BEGIN IMMEDIATE")
-                finally:
-                    raw.execute("PRAGMA busy_timeout = 0")
-
-            await self._conn.in_thread(begin_waiting)
+            deadline = time.monotonic() + self._busy_timeout_ms / 1000
+            await self._conn.in_thread(lambda raw: _begin_by(raw, deadline))
 
     async def _rollback(self) -> None:
         if self._conn.in_transaction:
@@ -175,6 +169,26 @@ class GroupCommit:
                 log.error("%s: ROLLBACK failed: %s", self._name, exc)
 
 
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def _begin_by(raw: sqlite3.Connection, deadline: float) -> None:
+    """Try for the write lock every ``LOCK_POLL`` seconds until ``deadline``.
+
+    SQLite's own busy handler backs off to 100 ms sleeps, so under steady contention
+    between processes a writer could sleep long after the lock was free; another
+    process holds it only for one batch (milliseconds), so a short fixed poll keeps
+    the wait close to the time the lock is really held.
+    """
+    while True:
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(LOCK_POLL)
 def _fail(writer: _Writer, exc: BaseException) -> None:
     if not writer.done.done():
         writer.done.set_exception(exc)
