@@ -111,9 +111,8 @@ class GroupCommit:
                 writer = self._queue.popleft()
                 if writer.done.done():  # cancelled while it waited
                     continue
+                batch.append(writer)  # a writer whose own body failed is done already
                 await self._run_writer(writer)
-                if writer.ran:
-                    batch.append(writer)
                 if not self._conn.in_transaction:
                     raise StoreError(f"{self._name}: SQLite rolled the transaction back")
             await self._conn.execute("COMMIT")
@@ -128,7 +127,7 @@ class GroupCommit:
                 raise
             return
         for writer in batch:
-            if not writer.done.done():
+            if writer.ran and not writer.done.done():
                 writer.done.set_result(writer.result)
 
     async def _run_writer(self, writer: _Writer) -> None:

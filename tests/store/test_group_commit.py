@@ -150,3 +150,32 @@ async def test_close_finishes_queued_writes_then_refuses_new_ones(db_file: Path)
     assert {f"q-{n}" for n in range(5)} <= committed_ids(db_file)
     with pytest.raises(StoreError, match="closed"):
         await store.create_account(make_account("too-late", thumbprint="t-late"))
+
+
+async def test_a_transaction_sqlite_rolls_back_fails_the_whole_batch_and_no_more(
+    acme_store: SqliteStore, db_file: Path
+):
+    """Some errors (SQLITE_FULL, IOERR) make SQLite roll the whole transaction back:
+    then every writer of the batch so far hears so, and the writers after it go on in
+    the next batch. Simulated by a writer that ends the transaction itself."""
+    async def ends_the_transaction(conn: object) -> None:
+        await conn.execute("ROLLBACK")  # type: ignore[attr-defined]
+
+    other = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # so that the three below queue into one batch
+        first = asyncio.create_task(
+            acme_store.create_account(make_account("first", thumbprint="t-first")))
+        await asyncio.sleep(0.05)
+        breaker = asyncio.create_task(acme_store._transaction(ends_the_transaction))
+        await asyncio.sleep(0)
+        after = asyncio.create_task(
+            acme_store.create_account(make_account("after", thumbprint="t-after")))
+        await asyncio.sleep(0.05)
+        other.execute("COMMIT")
+        results = await asyncio.gather(first, breaker, after, return_exceptions=True)
+    finally:
+        other.close()
+    assert isinstance(results[0], StoreError), results
+    assert getattr(results[2], "id", None) == "after", results
+    assert committed_ids(db_file) & {"first", "after"} == {"after"}
