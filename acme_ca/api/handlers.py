@@ -108,8 +108,12 @@ async def directory(request: web.Request) -> web.Response:
 
 
 async def new_nonce(request: web.Request) -> web.Response:
-    """RFC 8555 7.2: HEAD 200, GET 204; the middleware adds the nonce and no-store."""
-    return web.Response(status=200 if request.method == "HEAD" else 204)
+    """RFC 8555 7.2: HEAD 200, GET 204; the middleware adds the nonce and no-store.
+    HEAD says Content-Length: 0 (RFC 9110 8.6), so that no client has to guess whether
+    a body follows and close the connection to be sure."""
+    if request.method == "HEAD":
+        return web.Response(status=200, headers={"Content-Length": "0"})
+    return web.Response(status=204)
 
 
 # --- accounts -------------------------------------------------------------------------

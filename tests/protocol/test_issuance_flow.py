@@ -60,6 +60,14 @@ async def test_new_nonce_head_and_get(server: AcmeServer) -> None:
     assert head.headers["Replay-Nonce"] != get.headers["Replay-Nonce"]
 
 
+async def test_new_nonce_head_says_it_has_no_body(server: AcmeServer) -> None:
+    """RFC 9110 8.6: a HEAD response may carry Content-Length; saying 0 lets clients that
+    otherwise close the connection after a length-less response keep it open (aiohttp's
+    client reconnected, with a new TLS handshake, after every HEAD newNonce)."""
+    head = await server.http.head("/acme/new-nonce")
+    assert head.headers.get("Content-Length") == "0"
+
+
 async def test_complete_issuance(server: AcmeServer) -> None:
     """RFC 8555 7.3-7.4.2: a certificate for two names, chained to the intermediate."""
     client = server.client()
