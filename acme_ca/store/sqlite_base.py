@@ -56,9 +56,8 @@ class SqliteBase:
         self._closed = False
 
     async def close(self) -> None:
-        """Finish the queued writes, then close; closing twice is harmless."""
-        if self._closed:
-            return
+        """Finish the queued writes, then close; closing twice is harmless, and a close
+        that was cancelled while writes finished is completed by the next one."""
         self._closed = True
         await self._commits.close()
         await self._connections.close()

@@ -12,16 +12,19 @@ What each writer still gets, as if it had a transaction of its own:
 
 - atomicity: a writer whose statements raise is rolled back to its savepoint, alone;
   the other writers of the batch go on;
-- durability: no writer hears "done" before the COMMIT that holds its writes returned;
-  if that COMMIT fails, every writer of the batch gets ``StoreError`` and none of the
-  batch is kept;
+- durability: no writer hears anything, success or its own failure, before the COMMIT
+  that holds the batch returned (a writer that lost a compare-and-set to an earlier
+  writer of the batch must not act on that change before it is committed); if the
+  batch fails anywhere, every writer of it gets ``StoreError`` and none of it is kept;
 - isolation: writers run one at a time, in arrival order, each seeing the writes before
   it, so a compare-and-set is exact. Readers use another connection, which sees only
   what is committed.
 
 A writer's body runs on the event loop's thread (statements inside a transaction do
 not wait on the disk); BEGIN falls back to the connection's thread only when another
-process holds the write lock, and COMMIT always runs there. A writer cancelled
+process holds the write lock, and COMMIT always runs there. While the thread has the
+connection the loop never touches it, cancellation included: a cancelled batch waits
+for its COMMIT to end and tells its writers what the disk holds. A writer cancelled
 before its turn is skipped; one cancelled later may still be committed, as a request
 whose client went away after sending it may.
 """
@@ -31,10 +34,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from acme_ca.errors import StoreError
@@ -56,7 +60,7 @@ class _Writer:
     body: Body
     done: asyncio.Future[Any]
     result: Any = None
-    ran: bool = field(default=False)
+    error: BaseException | None = None  # the writer's own failure, told after the COMMIT
 
 
 class GroupCommit:
@@ -82,10 +86,11 @@ class GroupCommit:
         return result
 
     async def close(self) -> None:
-        """Finish what is queued; later writers get ``StoreError``."""
+        """Finish what is queued; later writers get ``StoreError``. Cancelling this
+        call does not cancel the batch in progress (see ``_through_thread``)."""
         self._closed = True
         if self._committer is not None:
-            await self._committer
+            await asyncio.shield(self._committer)
 
     async def _commit_batches(self) -> None:
         try:
@@ -100,10 +105,11 @@ class GroupCommit:
     async def _one_batch(self) -> None:
         try:
             await self._begin()
-        except Exception as exc:
-            error = _store_error(self._name, exc)
+        except BaseException as exc:
+            error = _batch_error(self._name, exc)
             while self._queue:
                 _fail(self._queue.popleft(), error)
+            raise_if_interrupted(exc)
             return
         batch: list[_Writer] = []
         try:
@@ -111,43 +117,49 @@ class GroupCommit:
                 writer = self._queue.popleft()
                 if writer.done.done():  # cancelled while it waited
                     continue
-                batch.append(writer)  # a writer whose own body failed is done already
+                batch.append(writer)
                 await self._run_writer(writer)
                 if not self._conn.in_transaction:
                     raise StoreError(f"{self._name}: SQLite rolled the transaction back")
-            await self._conn.execute("COMMIT")
-        except BaseException as exc:  # none of the batch is kept: every writer hears so
-            log.error("%s: a batch of %d writes failed: %s", self._name, len(batch), exc)
+        except BaseException as exc:  # before the COMMIT: nothing is on the disk yet
+            self._abandon(batch, exc)
             await self._rollback()
-            error = _store_error(self._name, exc) if isinstance(exc, Exception) else StoreError(
-                f"{self._name}: interrupted before the commit")
-            for writer in batch:
-                _fail(writer, error)
-            if not isinstance(exc, Exception):
-                raise
+            raise_if_interrupted(exc)
             return
+        outcome, interrupted = await self._through_thread(self._conn.execute("COMMIT"))
+        if outcome is not None:
+            self._abandon(batch, outcome)
+            await self._rollback()
+        else:
+            # Only now, with the batch durable, does any writer hear anything: one that
+            # failed a compare-and-set against an earlier writer of the batch must not
+            # act on that writer's change before it is committed.
+            for writer in batch:
+                if writer.error is not None:
+                    _fail(writer, writer.error)
+                elif not writer.done.done():
+                    writer.done.set_result(writer.result)
+        if interrupted:
+            raise asyncio.CancelledError
+
+    def _abandon(self, batch: list[_Writer], exc: BaseException) -> None:
+        """The batch is not kept: every writer of it hears so."""
+        log.error("%s: a batch of %d writes failed: %s", self._name, len(batch), exc)
+        error = _batch_error(self._name, exc)
         for writer in batch:
-            if writer.ran and not writer.done.done():
-                writer.done.set_result(writer.result)
+            _fail(writer, error)
 
     async def _run_writer(self, writer: _Writer) -> None:
+        """The writer's body inside its savepoint; its own failure undoes its writes
+        alone and is kept for after the COMMIT."""
         conn = self._conn
         await conn.execute(_SAVEPOINT)
         try:
             writer.result = await writer.body(conn)
-        except BaseException as exc:  # the writer's own failure: undo it alone
-            if conn.in_transaction:
-                try:
-                    await conn.execute(_UNDO)
-                    await conn.execute(_RELEASE)
-                except sqlite3.Error:
-                    await self._rollback()
-            _fail(writer, exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+        except Exception as exc:
+            writer.error = exc
+            await conn.execute(_UNDO)
         await conn.execute(_RELEASE)
-        writer.ran = True
 
     async def _begin(self) -> None:
         """BEGIN IMMEDIATE at once if the write lock is free, else wait for it in the
@@ -158,7 +170,34 @@ class GroupCommit:
             if not _busy(exc):
                 raise
             deadline = time.monotonic() + self._busy_timeout_ms / 1000
-            await self._conn.in_thread(lambda raw: _begin_by(raw, deadline))
+            give_up = threading.Event()
+            waiting = self._conn.in_thread(lambda raw: _begin_by(raw, deadline, give_up))
+            outcome, interrupted = await self._through_thread(waiting, give_up)
+            if interrupted:
+                await self._rollback()  # it may have got the lock after all
+                raise asyncio.CancelledError from None
+            if outcome is not None:
+                raise outcome from None
+
+    async def _through_thread(
+        self, call: Awaitable[Any], give_up: threading.Event | None = None
+    ) -> tuple[BaseException | None, bool]:
+        """Await a call running in the connection's thread to its very end, even when
+        this task is cancelled meanwhile: the event loop must never use the connection
+        while the thread has it. Returns (the call's exception or None, whether a
+        cancellation arrived); ``give_up`` is set on cancellation, to cut a wait short."""
+        future = asyncio.ensure_future(call)
+        interrupted = False
+        while not future.done():
+            try:
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                interrupted = True
+                if give_up is not None:
+                    give_up.set()
+            except Exception:  # noqa: S110 - read from the future below
+                pass
+        return future.exception(), interrupted
 
     async def _rollback(self) -> None:
         if self._conn.in_transaction:
@@ -172,7 +211,7 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
 
 
-def _begin_by(raw: sqlite3.Connection, deadline: float) -> None:
+def _begin_by(raw: sqlite3.Connection, deadline: float, give_up: threading.Event) -> None:
     """Try for the write lock every ``LOCK_POLL`` seconds until ``deadline``.
 
     SQLite's own busy handler backs off to 100 ms sleeps, so under steady contention
@@ -185,15 +224,25 @@ def _begin_by(raw: sqlite3.Connection, deadline: float) -> None:
             raw.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as exc:
-            if not _busy(exc) or time.monotonic() >= deadline:
+            if not _busy(exc) or time.monotonic() >= deadline or give_up.is_set():
                 raise
         time.sleep(LOCK_POLL)
+
+
 def _fail(writer: _Writer, exc: BaseException) -> None:
     if not writer.done.done():
         writer.done.set_exception(exc)
 
 
-def _store_error(name: str, exc: Exception) -> Exception:
+def _batch_error(name: str, exc: BaseException) -> StoreError:
     if isinstance(exc, StoreError):
         return exc
-    return StoreError(f"{name}: {exc}")
+    if isinstance(exc, Exception):
+        return StoreError(f"{name}: {exc}")
+    return StoreError(f"{name}: interrupted before the commit")
+
+
+def raise_if_interrupted(exc: BaseException) -> None:
+    """Re-raise what is not an error of the batch (cancellation, KeyboardInterrupt)."""
+    if not isinstance(exc, Exception):
+        raise exc

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from acme_ca.domain.models import AccountStatus
+from acme_ca.domain.models import AccountStatus, OrderStatus
 from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import SqliteStore
-from tests.store.conftest import make_account
+from tests.store.conftest import make_account, make_order
+from tests.store.test_sqlite_acme import reservation
 
 
 def count_commits(store: SqliteStore) -> list[str]:
@@ -22,6 +25,21 @@ def count_commits(store: SqliteStore) -> list[str]:
     raw_writer.set_trace_callback(
         lambda sql: seen.append(sql) if sql.strip().upper() == "COMMIT" else None)
     return seen
+
+
+def fail_commits(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every COMMIT of the store's writer fails, as on a disk error."""
+    writer = store._connections.writer
+    real_execute = writer.execute
+
+    def failing_commit(sql: str, params: object = ()) -> object:
+        if sql == "COMMIT":
+            async def fail() -> None:
+                raise sqlite3.OperationalError("disk I/O error")
+            return fail()
+        return real_execute(sql, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer, "execute", failing_commit)
 
 
 def committed_ids(db_file: Path) -> set[str]:
@@ -76,17 +94,7 @@ async def test_compare_and_set_stays_exact_within_a_batch(acme_store: SqliteStor
 async def test_a_failed_commit_fails_every_writer_of_the_batch_and_keeps_none(
     acme_store: SqliteStore, db_file: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    writer = acme_store._connections.writer
-    real_execute = writer.execute
-
-    def failing_commit(sql: str, params: object = ()) -> object:
-        if sql == "COMMIT":
-            async def fail() -> None:
-                raise sqlite3.OperationalError("disk I/O error")
-            return fail()
-        return real_execute(sql, params)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(writer, "execute", failing_commit)
+    fail_commits(acme_store, monkeypatch)
     results = await asyncio.gather(
         *(acme_store.create_account(make_account(f"lost-{n}", thumbprint=f"t-lost-{n}"))
           for n in range(3)),
@@ -179,3 +187,100 @@ async def test_a_transaction_sqlite_rolls_back_fails_the_whole_batch_and_no_more
     assert isinstance(results[0], StoreError), results
     assert getattr(results[2], "id", None) == "after", results
     assert committed_ids(db_file) & {"first", "after"} == {"after"}
+
+
+async def test_a_writer_that_loses_to_another_of_its_batch_hears_so_after_the_commit(
+    acme_store: SqliteStore, db_file: Path
+):
+    """RFC 8555 7.4: of two finalizes in one batch, the loser's Conflict comes once the
+    winner's change is committed, so what the loser reads next shows it (processing),
+    not the state before (ready)."""
+    await acme_store.create_order(make_order("o", [], status=OrderStatus.READY), [])
+    seen: list[OrderStatus] = []
+    acme_store._connections.writer._raw.set_trace_callback(
+        lambda sql: time.sleep(0.2) if sql.strip().upper() == "COMMIT" else None)  # slow fsync
+
+    async def finalize(serial: str) -> None:
+        try:
+            await acme_store.start_issuance("o", reservation(serial, "o"))
+        except Conflict:
+            seen.append((await acme_store.get_order("o")).status)
+
+    other = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # both queue into one batch
+        tasks = [asyncio.create_task(finalize(serial)) for serial in ("0a", "0b")]
+        await asyncio.sleep(0.05)
+        other.execute("COMMIT")
+        await asyncio.gather(*tasks)
+    finally:
+        other.close()
+    assert seen == [OrderStatus.PROCESSING]
+
+
+async def test_a_conflict_is_not_told_for_a_write_that_is_never_committed(
+    acme_store: SqliteStore, db_file: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """If the batch's COMMIT fails, a writer that lost to an earlier writer of the batch
+    hears StoreError, not a Conflict with a change that does not exist."""
+    await acme_store.create_order(make_order("o", [], status=OrderStatus.READY), [])
+    fail_commits(acme_store, monkeypatch)
+    results = await asyncio.gather(
+        *(acme_store.start_issuance("o", reservation(s, "o")) for s in ("0a", "0b")),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [StoreError, StoreError], results
+    monkeypatch.undo()
+    assert (await acme_store.get_order("o")).status is OrderStatus.READY
+
+
+async def test_cancelling_close_during_a_commit_lets_the_commit_finish_and_tell_the_truth(
+    db_file: Path,
+):
+    """The loop never touches the connection while its thread runs COMMIT (no ROLLBACK
+    from another thread); the writer hears the outcome the disk has; a second close
+    finishes closing."""
+    store = await SqliteStore.open(db_file)
+    threads: dict[str, set[str]] = {"COMMIT": set(), "ROLLBACK": set()}
+
+    def trace(sql: str) -> None:
+        statement = sql.strip().upper()
+        if statement in threads:
+            threads[statement].add(threading.current_thread().name)
+            if statement == "COMMIT":
+                time.sleep(0.3)  # a slow fsync
+
+    store._connections.writer._raw.set_trace_callback(trace)
+    write = asyncio.create_task(store.create_account(make_account("x", thumbprint="t-x")))
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(store.close())
+    await asyncio.sleep(0.1)  # COMMIT is running in the connection's thread
+    closing.cancel()
+    created, cancelled = await asyncio.gather(write, closing, return_exceptions=True)
+    assert getattr(created, "id", None) == "x", created
+    assert isinstance(cancelled, asyncio.CancelledError)
+    assert threads["ROLLBACK"] == set()
+    assert "x" in committed_ids(db_file)
+    await store.close()
+    assert store._connections.writer._closed
+
+
+async def test_cancelled_while_waiting_for_the_lock_leaves_no_lock_behind(db_file: Path):
+    store = await SqliteStore.open(db_file)
+    other = sqlite3.connect(db_file, isolation_level=None, timeout=0.5)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process is writing
+        write = asyncio.create_task(
+            store.create_account(make_account("x", thumbprint="t-x")))
+        await asyncio.sleep(0.05)  # the committer polls for the lock in the thread
+        store._commits._committer.cancel()  # type: ignore[union-attr]
+        with pytest.raises(StoreError):
+            await write
+        other.execute("COMMIT")
+        await asyncio.sleep(0.05)
+        assert not store._connections.writer.in_transaction
+        other.execute("BEGIN IMMEDIATE")  # the lock is free for others
+        other.execute("COMMIT")
+    finally:
+        other.close()
+        await store.close()
