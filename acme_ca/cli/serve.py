@@ -155,6 +155,7 @@ async def prepare_tls(config: Config) -> None:
     """Before forking workers: make sure a valid server TLS certificate is on disk."""
     store = await open_store(config.storage.url)
     try:
+        await store.forget_nonces()  # no nonce outlives the server (Store.forget_nonces)
         await server_tls(config, store, IssuerHolder(config)).start()
     finally:
         await store.close()
@@ -169,6 +170,8 @@ async def serve(config: Config, worker: int = 0) -> None:
     runner: web.AppRunner | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
+        if config.server.workers == 1:  # with more, the parent did it before forking
+            await store.forget_nonces()
         tls = server_tls(config, store, issuer)
         context = await tls.start()
         runner = web.AppRunner(

@@ -39,6 +39,11 @@ class NonceStore(Protocol):
     async def add_nonces(self, nonces: Sequence[str], expires: datetime) -> None:
         """``add_nonce`` for many at once, in one statement."""
 
+    async def forget_nonces(self) -> None:
+        """Forget every nonce: at server start, so that no nonce outlives the server
+        that issued it (after a power loss, a nonce store without durable commits may
+        have lost the consumption of a nonce but kept the nonce)."""
+
     async def consume_nonce(self, nonce: str, now: datetime) -> bool:
         """Delete the nonce; True only if it existed and had not expired.
 

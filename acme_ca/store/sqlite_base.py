@@ -14,7 +14,7 @@ Four ways to reach the database:
 - ``_transaction(body)``: ``body(conn)`` runs several statements as one transaction.
   Both writes return once their transaction is durable (``sqlite_commits``: commits
   are shared by the writers of a batch).
-- ``_nonce_statement(sql, params)``, ``_nonce_many(sql, rows)``: the nonce database.
+- ``_nonce_conn``: the nonce database (``sqlite_nonces``).
 
 Statements run on the event loop's thread unless they wait on the disk (see
 ``sqlite_connection``), so one statement's effects are never interleaved with
@@ -63,7 +63,11 @@ class SqliteBase:
         await self._connections.close()
 
     async def _read(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        return await self._one_statement(self._reader, sql, params)
+        self._check_open()
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
 
     async def _write(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         async def statement(conn: Connection) -> list[sqlite3.Row]:
@@ -83,24 +87,6 @@ class SqliteBase:
                 raise self._error(exc) from exc
 
         return await self._commits.run(mapped)
-
-    async def _nonce_statement(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        return await self._one_statement(self._nonce_conn, sql, params)
-
-    async def _one_statement(self, conn: Connection, sql: str,
-                             params: Params) -> list[sqlite3.Row]:
-        self._check_open()
-        try:
-            return list(await conn.execute_fetchall(sql, params))
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-
-    async def _nonce_many(self, sql: str, rows: Iterable[Params]) -> None:
-        self._check_open()
-        try:
-            await self._nonce_conn.executemany(sql, rows)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
 
     def _check_open(self) -> None:
         if self._closed:

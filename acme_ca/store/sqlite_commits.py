@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from acme_ca.errors import StoreError
-from acme_ca.store.sqlite_connection import Connection
+from acme_ca.store.sqlite_connection import Connection, is_busy, retry_while_busy
 
 T = TypeVar("T")
 Body = Callable[[Connection], Awaitable[Any]]
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 _SAVEPOINT = "SAVEPOINT writer"
 _RELEASE = "RELEASE writer"
 _UNDO = "ROLLBACK TO writer"
-LOCK_POLL = 0.0005  # seconds between tries for a write lock another process holds
 
 
 @dataclass
@@ -167,11 +166,13 @@ class GroupCommit:
         try:
             await self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if not _busy(exc):
+            if not is_busy(exc):
                 raise
             deadline = time.monotonic() + self._busy_timeout_ms / 1000
             give_up = threading.Event()
-            waiting = self._conn.in_thread(lambda raw: _begin_by(raw, deadline, give_up))
+            waiting = self._conn.in_thread(
+                lambda raw: retry_while_busy(lambda: raw.execute("BEGIN IMMEDIATE"), deadline,
+                                             give_up))
             outcome, interrupted = await self._through_thread(waiting, give_up)
             if interrupted:
                 await self._rollback()  # it may have got the lock after all
@@ -205,28 +206,6 @@ class GroupCommit:
                 await self._conn.execute("ROLLBACK")
             except sqlite3.Error as exc:
                 log.error("%s: ROLLBACK failed: %s", self._name, exc)
-
-
-def _busy(exc: sqlite3.OperationalError) -> bool:
-    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
-
-
-def _begin_by(raw: sqlite3.Connection, deadline: float, give_up: threading.Event) -> None:
-    """Try for the write lock every ``LOCK_POLL`` seconds until ``deadline``.
-
-    SQLite's own busy handler backs off to 100 ms sleeps, so under steady contention
-    between processes a writer could sleep long after the lock was free; another
-    process holds it only for one batch (milliseconds), so a short fixed poll keeps
-    the wait close to the time the lock is really held.
-    """
-    while True:
-        try:
-            raw.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if not _busy(exc) or time.monotonic() >= deadline or give_up.is_set():
-                raise
-        time.sleep(LOCK_POLL)
 
 
 def _fail(writer: _Writer, exc: BaseException) -> None:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+LOCK_POLL = 0.0005  # seconds between tries for a lock another process holds
 Params = tuple[Any, ...] | dict[str, Any] | list[Any]
 _READ_ONLY = ("SELECT", "WITH", "EXPLAIN", "BEGIN", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
@@ -79,6 +82,11 @@ class Connection:
     async def executemany(self, sql: str, rows: Iterable[Params]) -> sqlite3.Cursor:
         return await self._run(sql, lambda: self._raw.executemany(sql, rows))
 
+    def here(self, call: Callable[[sqlite3.Connection], T]) -> T:
+        """``call(raw connection)`` right now, on the event loop's thread: for what
+        cannot wait (a connection with busy_timeout 0)."""
+        return call(self._raw)
+
     async def in_thread(self, call: Callable[[sqlite3.Connection], T]) -> T:
         """``call(raw connection)`` on the connection's thread: for what may wait."""
         loop = asyncio.get_running_loop()
@@ -94,6 +102,31 @@ class Connection:
             await loop.run_in_executor(self._thread, self._raw.close)
         finally:
             self._thread.shutdown(wait=False)
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY (any extended code): another connection holds the lock wanted."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def retry_while_busy(call: Callable[[], T], deadline: float,
+                     give_up: threading.Event | None = None) -> T:
+    """``call()`` again every ``LOCK_POLL`` seconds while it meets SQLITE_BUSY, until the
+    ``time.monotonic()`` ``deadline`` (or ``give_up``); for a connection's thread.
+
+    SQLite's own busy handler backs off to 100 ms sleeps, so under steady contention
+    between processes a caller could sleep long after the lock was free; another
+    process holds a lock only for one batch or one statement (milliseconds at most),
+    so a short fixed poll keeps the wait close to the time the lock is really held.
+    """
+    while True:
+        try:
+            return call()
+        except sqlite3.OperationalError as exc:
+            stop = give_up is not None and give_up.is_set()
+            if not is_busy(exc) or time.monotonic() >= deadline or stop:
+                raise
+        time.sleep(LOCK_POLL)
 
 
 class _Executing:

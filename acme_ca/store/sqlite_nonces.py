@@ -14,36 +14,86 @@ An expired nonce is deleted as well, and answers False.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from acme_ca.store.sqlite_base import SqliteBase, to_text
+from acme_ca.store.sqlite_connection import is_busy, retry_while_busy
+from acme_ca.store.sqlite_open import BUSY_TIMEOUT_MS
+
+T = TypeVar("T")
 
 _ADD = "INSERT INTO nonces (nonce, expires) VALUES (?, ?)"
 _CONSUME = "DELETE FROM nonces WHERE nonce = ? RETURNING expires"
 _PURGE = "DELETE FROM nonces WHERE expires <= ? RETURNING 1"
+_FORGET = "DELETE FROM nonces"
 
 
 class NonceMethods(SqliteBase):
     #: every how many ``consume_nonce`` calls (per store) expired nonces are purged
     purge_every = 1000
     _consumed = 0
+    _nonce_wait: asyncio.Lock | None = None
 
     async def add_nonce(self, nonce: str, expires: datetime) -> None:
-        await self._nonce_statement(_ADD, (nonce, to_text(expires)))
+        values = (nonce, to_text(expires))
+        await self._on_nonces(lambda raw: raw.execute(_ADD, values))
 
     async def add_nonces(self, nonces: Sequence[str], expires: datetime) -> None:
         moment = to_text(expires)
-        await self._nonce_many(_ADD, [(nonce, moment) for nonce in nonces])
+        rows = [(nonce, moment) for nonce in nonces]
+        await self._on_nonces(lambda raw: _in_one_transaction(raw, _ADD, rows))
 
     async def consume_nonce(self, nonce: str, now: datetime) -> bool:
         moment = to_text(now)
         self._consumed += 1
-        rows = await self._nonce_statement(_CONSUME, (nonce,))
+        rows = await self._on_nonces(lambda raw: raw.execute(_CONSUME, (nonce,)).fetchall())
         if self._consumed % self.purge_every == 0:
             await self.purge_nonces(now)
         return bool(rows) and rows[0]["expires"] > moment
 
     async def purge_nonces(self, now: datetime) -> int:
         """Delete the nonces expired at ``now``; returns how many. Not in the Protocol."""
-        return len(await self._nonce_statement(_PURGE, (to_text(now),)))
+        moment = to_text(now)
+        return len(await self._on_nonces(lambda raw: raw.execute(_PURGE, (moment,)).fetchall()))
+
+    async def forget_nonces(self) -> None:
+        await self._on_nonces(lambda raw: raw.execute(_FORGET))
+
+    async def _on_nonces(self, call: Callable[[sqlite3.Connection], T]) -> T:
+        """``call(nonce connection)`` on the event loop, which never sleeps on a lock:
+        the connection's busy_timeout is 0, and when another process holds the nonce
+        file's lock the call is retried in the connection's thread (every 0.5 ms, up to
+        the busy timeout), later calls queueing behind it."""
+        self._check_open()
+        if self._nonce_wait is None:
+            self._nonce_wait = asyncio.Lock()
+        try:
+            if not self._nonce_wait.locked():
+                try:
+                    return self._nonce_conn.here(call)
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise
+            async with self._nonce_wait:
+                deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+                return await self._nonce_conn.in_thread(
+                    lambda raw: retry_while_busy(lambda: call(raw), deadline))
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+
+def _in_one_transaction(raw: sqlite3.Connection, sql: str,
+                        rows: Sequence[tuple[str, str]]) -> None:
+    """All the rows or none, so that a retry after SQLITE_BUSY inserts nothing twice."""
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        raw.executemany(sql, rows)
+        raw.execute("COMMIT")
+    except BaseException:
+        raw.execute("ROLLBACK")
+        raise

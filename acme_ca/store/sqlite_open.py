@@ -10,8 +10,8 @@
   gets badNonce and retries, RFC 8555 6.5), and in a file of their own their writes
   never wait for the main file's write lock, which a COMMIT holds through its fsync.
   Every process sharing the main file shares this one too, so a nonce issued by one
-  worker can be redeemed at another. If the file is unreadable (a power loss while
-  unsynced), it is recreated empty.
+  worker can be redeemed at another. If the file is damaged (a power loss while
+  unsynced; checked with ``PRAGMA quick_check``), it is started afresh, once.
 
 For ``:memory:`` (tests) writer and reader are one connection, and the nonces another
 private in-memory database.
@@ -20,6 +20,7 @@ private in-memory database.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import sqlite3
@@ -95,16 +96,38 @@ async def open_connections(target: str, applied_at: str) -> Connections:
 
 
 async def _open_nonces(path: str) -> Connection:
+    if path == MEMORY:
+        return await _try_open_nonces(path)
     try:
         return await _try_open_nonces(path)
     except sqlite3.DatabaseError as exc:
-        if path == MEMORY or isinstance(exc, sqlite3.OperationalError):
+        if isinstance(exc, sqlite3.OperationalError):  # busy, no space, ...: not damage
             raise
-    log.warning("%s is unreadable (%s); starting it afresh: nonces issued before are void",
-                path, "not a database or damaged")
-    for suffix in ("", "-wal", "-shm"):
-        Path(path + suffix).unlink(missing_ok=True)
-    return await _try_open_nonces(path)
+    return await _start_nonces_afresh(path)
+
+
+async def _start_nonces_afresh(path: str) -> Connection:
+    """Replace a damaged nonce file with an empty one, once: processes that open it at
+    the same moment (``serve --workers N``) take turns on an exclusive lock of
+    ``<file>.lock`` (a file of its own: a lock on the database file itself would mix
+    with SQLite's), and each looks again before deleting anything."""
+    loop = asyncio.get_running_loop()
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await loop.run_in_executor(None, fcntl.flock, lock, fcntl.LOCK_EX)
+        try:
+            return await _try_open_nonces(path)  # another process did it meanwhile
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            reason = str(exc)
+        log.warning("%s is damaged (%s); starting it afresh: nonces issued before are void",
+                    path, reason)
+        for suffix in ("-wal", "-shm", ""):
+            Path(path + suffix).unlink(missing_ok=True)
+        return await _try_open_nonces(path)
+    finally:
+        os.close(lock)  # releases the lock
 
 
 async def _try_open_nonces(path: str) -> Connection:
@@ -118,7 +141,11 @@ async def _try_open_nonces(path: str) -> Connection:
         await conn.execute("PRAGMA synchronous = OFF")
         for statement in NONCE_SCHEMA:
             await conn.execute(statement)
-        await conn.execute_fetchall("SELECT count(*) FROM nonces")
+        found = [row[0] for row in await conn.execute_fetchall("PRAGMA quick_check")]
+        if found != ["ok"]:
+            raise sqlite3.DatabaseError("; ".join(map(str, found[:3])))
+        # From here on the event loop never sleeps on this file's lock (sqlite_nonces).
+        await conn.execute("PRAGMA busy_timeout = 0")
     except BaseException:
         await conn.close()
         raise

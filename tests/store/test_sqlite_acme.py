@@ -87,7 +87,7 @@ def test_store_includes_the_acme_protocols_and_sqlite_implements_them_exactly():
         for name, member in vars(protocol).items()
         if inspect.isfunction(member) and not name.startswith("_")
     }
-    assert len(members) == 23
+    assert len(members) == 24
     for name, member in members.items():
         implementation = getattr(SqliteStore, name)
         assert inspect.iscoroutinefunction(implementation), name

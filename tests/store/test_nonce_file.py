@@ -1,0 +1,123 @@
+"""The nonce file (store/sqlite_open.py, sqlite_nonces.py): shared by every process,
+written without fsync, never a reason for the event loop to sleep, started afresh
+when damaged, and forgotten when the server starts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import sqlite3
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from acme_ca.errors import Conflict
+from acme_ca.store import SqliteStore
+from acme_ca.store.sqlite_open import nonce_path
+from tests.store.conftest import T0
+
+LATER = T0 + timedelta(minutes=5)
+
+
+async def test_a_nonce_lock_held_by_another_process_never_stalls_the_event_loop(
+    acme_store: SqliteStore, db_file: Path
+):
+    """Another worker in the middle of a nonce write: the store waits for it in the
+    nonce connection's thread; the loop goes on serving."""
+    other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None,
+                            check_same_thread=False)
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    beat = asyncio.create_task(ticker())
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        await asyncio.sleep(0.05)
+        threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+        started = time.monotonic()
+        await acme_store.add_nonce("a", LATER)
+        waited = time.monotonic() - started
+        await acme_store.add_nonces(["b", "c"], LATER)
+        await asyncio.sleep(0.05)
+    finally:
+        beat.cancel()
+        other.close()
+    assert waited >= 0.4  # it did wait for the lock ...
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.1  # ... off the loop
+    assert [await acme_store.consume_nonce(n, T0) for n in "abc"] == [True] * 3
+
+
+def damage_index(path: str) -> None:
+    """Scribble over the leaf pages of the expiry index (the table itself stays whole)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = [row[0] for row in conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'nonces_by_expiry' AND pagetype = 'leaf'")]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    assert pages
+    with open(path, "r+b") as file:
+        for page in pages:
+            file.seek((page - 1) * size)
+            file.write(b"\xff" * size)
+
+
+async def test_damage_anywhere_in_the_nonce_file_is_found_and_the_file_started_afresh(
+    db_file: Path,
+):
+    store = await SqliteStore.open(db_file)
+    await store.add_nonces([f"nonce-{n:06d}-" + "x" * 40 for n in range(3000)], LATER)
+    await store.close()
+    damage_index(nonce_path(str(db_file)))
+    store = await SqliteStore.open(db_file)
+    try:
+        await store.add_nonce("fresh", LATER)
+        assert await store.consume_nonce("fresh", T0) is True
+        assert await store.consume_nonce("nonce-000100-" + "x" * 40, T0) is False  # void
+    finally:
+        await store.close()
+
+
+async def test_processes_opening_a_damaged_nonce_file_together_share_one_fresh_file(
+    db_file: Path,
+):
+    """serve --workers N: the workers open the store at the same moment; one of them
+    starts the file afresh and all of them use that one."""
+    await (await SqliteStore.open(db_file)).close()
+    path = Path(nonce_path(str(db_file)))
+    for _ in range(10):
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        path.write_bytes(b"not a database at all" * 100)
+        first, second = await asyncio.gather(SqliteStore.open(db_file),
+                                             SqliteStore.open(db_file))
+        try:
+            await first.add_nonce("from-first", LATER)
+            await second.add_nonce("from-second", LATER)
+            assert await second.consume_nonce("from-first", T0) is True
+            assert await first.consume_nonce("from-second", T0) is True
+        finally:
+            await first.close()
+            await second.close()
+
+
+async def test_forgetting_nonces_voids_every_one(acme_store: SqliteStore,
+                                                 second_store: SqliteStore):
+    """At server start (Store.forget_nonces): none outlives the server that issued it."""
+    await acme_store.add_nonces(["a", "b"], LATER)
+    await second_store.forget_nonces()
+    assert [await acme_store.consume_nonce(n, T0) for n in "ab"] == [False, False]
+
+
+async def test_a_batch_of_nonces_is_stored_whole_or_not_at_all(acme_store: SqliteStore):
+    """So that a batch retried after SQLITE_BUSY inserts nothing twice."""
+    with pytest.raises(Conflict):
+        await acme_store.add_nonces(["a", "b", "a"], LATER)
+    assert await acme_store.consume_nonce("b", T0) is False
