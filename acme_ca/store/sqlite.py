@@ -179,8 +179,10 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
         return await self._transaction(store)
 
     async def get_certificate(self, serial: str) -> CertificateRecord:
-        self._check_open()
-        return await _fetch(self._reader, serial)
+        rows = await self._read(_SELECT_ONE, (serial,))
+        if not rows:
+            raise NotFound(f"no certificate with serial {serial}")
+        return _to_record(rows[0])
 
     async def revoke_certificate(
         self, serial: str, reason: int, revoked_at: datetime

@@ -65,7 +65,8 @@ class SqliteBase:
     async def _read(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         self._check_open()
         try:
-            return list(await self._reader.execute_fetchall(sql, params))
+            return await self._reader.without_sleeping(
+                lambda raw: raw.execute(sql, params).fetchall(), BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 

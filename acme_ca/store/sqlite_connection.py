@@ -37,6 +37,7 @@ class Connection:
         self._thread = thread
         self._durable = durable
         self._closed = False
+        self._waiting: asyncio.Lock | None = None
 
     @classmethod
     async def connect(cls, path: str, *, durable: bool = True) -> Connection:
@@ -82,10 +83,25 @@ class Connection:
     async def executemany(self, sql: str, rows: Iterable[Params]) -> sqlite3.Cursor:
         return await self._run(sql, lambda: self._raw.executemany(sql, rows))
 
-    def here(self, call: Callable[[sqlite3.Connection], T]) -> T:
-        """``call(raw connection)`` right now, on the event loop's thread: for what
-        cannot wait (a connection with busy_timeout 0)."""
-        return call(self._raw)
+    async def without_sleeping(self, call: Callable[[sqlite3.Connection], T],
+                               timeout: float) -> T:
+        """``call(raw connection)`` on the event loop, which must never sleep on a lock:
+        the connection's busy_timeout is 0, and when another process holds a lock the
+        call is retried in the connection's thread (``retry_while_busy``, up to
+        ``timeout`` seconds), later calls queueing behind it so that the two threads
+        never use the connection at once."""
+        if self._waiting is None:
+            self._waiting = asyncio.Lock()
+        if not self._waiting.locked():
+            try:
+                return call(self._raw)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+        async with self._waiting:
+            deadline = time.monotonic() + timeout
+            return await self.in_thread(
+                lambda raw: retry_while_busy(lambda: call(raw), deadline))
 
     async def in_thread(self, call: Callable[[sqlite3.Connection], T]) -> T:
         """``call(raw connection)`` on the connection's thread: for what may wait."""

@@ -14,15 +14,12 @@ An expired nonce is deleted as well, and answers False.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
 from acme_ca.store.sqlite_base import SqliteBase, to_text
-from acme_ca.store.sqlite_connection import is_busy, retry_while_busy
 from acme_ca.store.sqlite_open import BUSY_TIMEOUT_MS
 
 T = TypeVar("T")
@@ -37,7 +34,6 @@ class NonceMethods(SqliteBase):
     #: every how many ``consume_nonce`` calls (per store) expired nonces are purged
     purge_every = 1000
     _consumed = 0
-    _nonce_wait: asyncio.Lock | None = None
 
     async def add_nonce(self, nonce: str, expires: datetime) -> None:
         values = (nonce, to_text(expires))
@@ -65,24 +61,9 @@ class NonceMethods(SqliteBase):
         await self._on_nonces(lambda raw: raw.execute(_FORGET))
 
     async def _on_nonces(self, call: Callable[[sqlite3.Connection], T]) -> T:
-        """``call(nonce connection)`` on the event loop, which never sleeps on a lock:
-        the connection's busy_timeout is 0, and when another process holds the nonce
-        file's lock the call is retried in the connection's thread (every 0.5 ms, up to
-        the busy timeout), later calls queueing behind it."""
         self._check_open()
-        if self._nonce_wait is None:
-            self._nonce_wait = asyncio.Lock()
         try:
-            if not self._nonce_wait.locked():
-                try:
-                    return self._nonce_conn.here(call)
-                except sqlite3.OperationalError as exc:
-                    if not is_busy(exc):
-                        raise
-            async with self._nonce_wait:
-                deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-                return await self._nonce_conn.in_thread(
-                    lambda raw: retry_while_busy(lambda: call(raw), deadline))
+            return await self._nonce_conn.without_sleeping(call, BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 

@@ -13,6 +13,10 @@
   worker can be redeemed at another. If the file is damaged (a power loss while
   unsynced; checked with ``PRAGMA quick_check``), it is started afresh, once.
 
+The reader and the nonce connection run their statements on the event loop with
+busy_timeout 0: whatever lock another process holds is waited for in the connection's
+thread (``Connection.without_sleeping``), never by putting the loop to sleep.
+
 For ``:memory:`` (tests) writer and reader are one connection, and the nonces another
 private in-memory database.
 """
@@ -83,8 +87,7 @@ async def open_connections(target: str, applied_at: str) -> Connections:
         else:
             reader = await Connection.connect(target, durable=False)
             opened.append(reader)
-            await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-            await reader.execute("PRAGMA query_only = 1")
+            await reader.execute("PRAGMA query_only = 1")  # busy_timeout 0: see _read
         nonces = await _open_nonces(MEMORY if memory else nonce_path(target))
     except BaseException as exc:
         for conn in reversed(opened):

@@ -121,3 +121,4 @@ async def test_a_batch_of_nonces_is_stored_whole_or_not_at_all(acme_store: Sqlit
     with pytest.raises(Conflict):
         await acme_store.add_nonces(["a", "b", "a"], LATER)
     assert await acme_store.consume_nonce("b", T0) is False
+
