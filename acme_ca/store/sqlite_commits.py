@@ -42,7 +42,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from acme_ca.errors import StoreError
-from acme_ca.store.sqlite_connection import Connection, is_busy, retry_while_busy
+from acme_ca.store.sqlite_connection import (
+    Connection,
+    is_busy,
+    retry_while_busy,
+    to_the_end,
+)
 
 T = TypeVar("T")
 Body = Callable[[Connection], Awaitable[Any]]
@@ -86,7 +91,7 @@ class GroupCommit:
 
     async def close(self) -> None:
         """Finish what is queued; later writers get ``StoreError``. Cancelling this
-        call does not cancel the batch in progress (see ``_through_thread``)."""
+        call does not cancel the batch in progress (see ``to_the_end``)."""
         self._closed = True
         if self._committer is not None:
             await asyncio.shield(self._committer)
@@ -125,8 +130,8 @@ class GroupCommit:
             await self._rollback()
             raise_if_interrupted(exc)
             return
-        outcome, interrupted = await self._through_thread(self._conn.execute("COMMIT"))
-        if outcome is not None:
+        outcome, interrupted = await to_the_end(self._conn.execute("COMMIT"))
+        if isinstance(outcome, BaseException):
             self._abandon(batch, outcome)
             await self._rollback()
         else:
@@ -173,32 +178,12 @@ class GroupCommit:
             waiting = self._conn.in_thread(
                 lambda raw: retry_while_busy(lambda: raw.execute("BEGIN IMMEDIATE"), deadline,
                                              give_up))
-            outcome, interrupted = await self._through_thread(waiting, give_up)
+            outcome, interrupted = await to_the_end(waiting, give_up)
             if interrupted:
                 await self._rollback()  # it may have got the lock after all
                 raise asyncio.CancelledError from None
-            if outcome is not None:
+            if isinstance(outcome, BaseException):
                 raise outcome from None
-
-    async def _through_thread(
-        self, call: Awaitable[Any], give_up: threading.Event | None = None
-    ) -> tuple[BaseException | None, bool]:
-        """Await a call running in the connection's thread to its very end, even when
-        this task is cancelled meanwhile: the event loop must never use the connection
-        while the thread has it. Returns (the call's exception or None, whether a
-        cancellation arrived); ``give_up`` is set on cancellation, to cut a wait short."""
-        future = asyncio.ensure_future(call)
-        interrupted = False
-        while not future.done():
-            try:
-                await asyncio.shield(future)
-            except asyncio.CancelledError:
-                interrupted = True
-                if give_up is not None:
-                    give_up.set()
-            except Exception:  # noqa: S110 - read from the future below
-                pass
-        return future.exception(), interrupted
 
     async def _rollback(self) -> None:
         if self._conn.in_transaction:

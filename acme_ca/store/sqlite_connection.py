@@ -19,10 +19,10 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 LOCK_POLL = 0.0005  # seconds between tries for a lock another process holds
@@ -100,8 +100,17 @@ class Connection:
                     raise
         async with self._waiting:
             deadline = time.monotonic() + timeout
-            return await self.in_thread(
-                lambda raw: retry_while_busy(lambda: call(raw), deadline))
+            give_up = threading.Event()
+            outcome, interrupted = await to_the_end(
+                self.in_thread(
+                    lambda raw: retry_while_busy(lambda: call(raw), deadline, give_up)),
+                give_up,
+            )
+            if interrupted:
+                raise asyncio.CancelledError
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return cast(T, outcome)
 
     async def in_thread(self, call: Callable[[sqlite3.Connection], T]) -> T:
         """``call(raw connection)`` on the connection's thread: for what may wait."""
@@ -118,6 +127,28 @@ class Connection:
             await loop.run_in_executor(self._thread, self._raw.close)
         finally:
             self._thread.shutdown(wait=False)
+
+
+async def to_the_end(call: Awaitable[T], give_up: threading.Event | None = None
+                     ) -> tuple[T | BaseException, bool]:
+    """Await a call that runs in a connection's thread to its very end, even when the
+    awaiting task is cancelled meanwhile: the event loop must never use a connection
+    while its thread has it. Returns (the result, or the exception the call raised;
+    whether a cancellation arrived, which the caller then raises). ``give_up`` is set
+    on cancellation, to cut a wait for a lock short."""
+    future = asyncio.ensure_future(call)
+    interrupted = False
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            interrupted = True
+            if give_up is not None:
+                give_up.set()
+        except Exception:  # noqa: S110 - read from the future below
+            pass
+    error = future.exception()
+    return (error if error is not None else future.result()), interrupted
 
 
 def is_busy(exc: sqlite3.Error) -> bool:

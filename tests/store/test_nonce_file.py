@@ -122,3 +122,25 @@ async def test_a_batch_of_nonces_is_stored_whole_or_not_at_all(acme_store: Sqlit
         await acme_store.add_nonces(["a", "b", "a"], LATER)
     assert await acme_store.consume_nonce("b", T0) is False
 
+
+
+async def test_a_nonce_call_cancelled_while_it_waits_for_the_lock_stops_waiting_first(
+    acme_store: SqliteStore, db_file: Path
+):
+    """The thread's wait is cut short and awaited before the cancellation goes on, so the
+    loop and the thread never use the nonce connection at once; nothing half-done stays."""
+    other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        waiting = asyncio.create_task(acme_store.add_nonce("a", LATER))
+        await asyncio.sleep(0.05)  # in the connection's thread, polling for the lock
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        other.execute("COMMIT")
+        await asyncio.sleep(0.05)  # time enough for a wait left running to insert "a"
+    finally:
+        other.close()
+    await acme_store.add_nonce("b", LATER)
+    assert await acme_store.consume_nonce("a", T0) is False
+    assert await acme_store.consume_nonce("b", T0) is True
