@@ -170,8 +170,6 @@ async def serve(config: Config, worker: int = 0) -> None:
     runner: web.AppRunner | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
-        if config.server.workers == 1:  # with more, the parent did it before forking
-            await store.forget_nonces()
         tls = server_tls(config, store, issuer)
         context = await tls.start()
         runner = web.AppRunner(
@@ -189,6 +187,8 @@ async def serve(config: Config, worker: int = 0) -> None:
             await site.start()
         except OSError as exc:
             raise AcmeCaError(f"cannot listen on {config.server.listen}: {exc.strerror}") from None
+        if config.server.workers == 1:  # with more, the parent did it before forking
+            await store.forget_nonces()  # once listening: a failed start forgets nothing
         stop = asyncio.Event()
         reload_requested = asyncio.Event()
         loop = asyncio.get_running_loop()

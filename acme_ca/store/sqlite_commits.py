@@ -130,7 +130,14 @@ class GroupCommit:
             await self._rollback()
             raise_if_interrupted(exc)
             return
-        outcome, interrupted = await to_the_end(self._conn.execute("COMMIT"))
+        if self._conn.durable:  # in the thread: wait for it to the end, come what may
+            outcome, interrupted = await to_the_end(self._conn.execute("COMMIT"))
+        else:  # done right here, so no other task can read the batch before it ends
+            outcome, interrupted = None, False
+            try:
+                await self._conn.execute("COMMIT")
+            except Exception as exc:
+                outcome = exc
         if isinstance(outcome, BaseException):
             self._abandon(batch, outcome)
             await self._rollback()

@@ -57,6 +57,11 @@ class Connection:
         return cls(raw, thread, durable)
 
     @property
+    def durable(self) -> bool:
+        """Its COMMIT waits on the disk, in the connection's thread."""
+        return self._durable
+
+    @property
     def in_transaction(self) -> bool:
         return self._raw.in_transaction
 
@@ -118,7 +123,13 @@ class Connection:
         return await loop.run_in_executor(self._thread, call, self._raw)
 
     async def close(self) -> None:
-        """Close the connection and its thread; closing twice is harmless."""
+        """Close the connection and its thread, after any call waiting in that thread
+        (``without_sleeping``) has ended; closing twice is harmless."""
+        if self._closed:
+            return
+        if self._waiting is not None:
+            async with self._waiting:
+                pass
         if self._closed:
             return
         self._closed = True

@@ -76,5 +76,6 @@ def _in_one_transaction(raw: sqlite3.Connection, sql: str,
         raw.executemany(sql, rows)
         raw.execute("COMMIT")
     except BaseException:
-        raw.execute("ROLLBACK")
+        if raw.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+            raw.execute("ROLLBACK")
         raise

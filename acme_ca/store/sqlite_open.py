@@ -87,7 +87,8 @@ async def open_connections(target: str, applied_at: str) -> Connections:
         else:
             reader = await Connection.connect(target, durable=False)
             opened.append(reader)
-            await reader.execute("PRAGMA query_only = 1")  # busy_timeout 0: see _read
+            await reader.execute("PRAGMA query_only = 1")
+            await reader.execute("PRAGMA busy_timeout = 0")  # waits off the loop: see _read
         nonces = await _open_nonces(MEMORY if memory else nonce_path(target))
     except BaseException as exc:
         for conn in reversed(opened):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from acme_ca.domain.models import AccountStatus, OrderStatus
-from acme_ca.errors import Conflict, StoreError
+from acme_ca.errors import Conflict, NotFound, StoreError
 from acme_ca.store import SqliteStore
 from tests.store.conftest import make_account, make_order
 from tests.store.test_sqlite_acme import reservation
@@ -284,3 +284,30 @@ async def test_cancelled_while_waiting_for_the_lock_leaves_no_lock_behind(db_fil
     finally:
         other.close()
         await store.close()
+
+
+@pytest.mark.parametrize("yields", range(4))
+async def test_in_memory_a_read_never_sees_a_batch_before_its_commit(
+    monkeypatch: pytest.MonkeyPatch, yields: int
+):
+    """For :memory: reader and writer are one connection; still no read may see a row
+    whose COMMIT then fails."""
+    store = await SqliteStore.open(":memory:")
+    fail_commits(store, monkeypatch)
+    seen: list[str | None] = []
+
+    async def reader() -> None:
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        try:
+            seen.append((await store.get_account("acct-x")).id)
+        except NotFound:
+            seen.append(None)
+
+    write = asyncio.create_task(store.create_account(make_account("acct-x",
+                                                                  thumbprint="t-x")))
+    await asyncio.gather(reader(), return_exceptions=True)
+    with pytest.raises(StoreError):
+        await write
+    await store.close()
+    assert seen == [None]

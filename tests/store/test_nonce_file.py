@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from acme_ca.errors import Conflict
+from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import SqliteStore
 from acme_ca.store.sqlite_open import nonce_path
 from tests.store.conftest import T0
@@ -144,3 +144,48 @@ async def test_a_nonce_call_cancelled_while_it_waits_for_the_lock_stops_waiting_
     await acme_store.add_nonce("b", LATER)
     assert await acme_store.consume_nonce("a", T0) is False
     assert await acme_store.consume_nonce("b", T0) is True
+
+
+async def test_every_connection_that_runs_on_the_loop_has_busy_timeout_zero(
+    acme_store: SqliteStore,
+):
+    """A busy handler would sleep on the event loop's thread; locks are waited for in
+    the connections' threads instead (Connection.without_sleeping)."""
+    connections = acme_store._connections
+    for conn in (connections.reader, connections.nonces, connections.writer):
+        rows = await conn.execute_fetchall("PRAGMA busy_timeout")
+        assert next(iter(rows))[0] == 0
+
+
+async def test_a_full_disk_is_reported_as_such_for_a_batch_of_nonces(db_file: Path):
+    """When SQLite has rolled the transaction back itself (SQLITE_FULL), the error
+    says so, and nothing of the batch stays."""
+    store = await SqliteStore.open(db_file)
+    raw = store._connections.nonces._raw
+    raw.execute(f"PRAGMA max_page_count = {raw.execute('PRAGMA page_count').fetchone()[0] + 2}")
+    try:
+        with pytest.raises(StoreError, match="full"):
+            await store.add_nonces([f"n{i:06d}" + "x" * 60 for i in range(2000)], LATER)
+        assert not raw.in_transaction
+        assert await store.consume_nonce("n000001" + "x" * 60, T0) is False
+    finally:
+        await store.close()
+
+
+async def test_closing_lets_a_nonce_call_waiting_for_a_lock_end_first(db_file: Path):
+    store = await SqliteStore.open(db_file)
+    other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None,
+                            check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        first = asyncio.create_task(store.add_nonce("x", LATER))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(store.add_nonce("y", LATER))
+        await asyncio.sleep(0.05)
+        threading.Timer(0.2, lambda: other.execute("COMMIT")).start()
+        await store.close()
+        results = await asyncio.gather(first, second, return_exceptions=True)
+    finally:
+        other.close()
+    assert results[0] is None  # it got the lock and ended before the close
+    assert results[1] is None or isinstance(results[1], StoreError), results
