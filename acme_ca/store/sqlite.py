@@ -153,11 +153,7 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
         async def start(conn: Connection) -> Order:
             rows = list(await conn.execute_fetchall(sqlite_orders._SET_STATUS, change))
             if not rows:
-                found = list(await conn.execute_fetchall(sqlite_orders._ORDER_STATUS,
-                                                         (order_id,)))
-                if not found:
-                    raise NotFound(f"no order {order_id}")
-                raise Conflict(f"order {order_id} is {found[0]['status']}, not ready")
+                await sqlite_orders.refuse_order_change(conn, order_id, "ready")
             async with conn.execute(_INSERT, values) as cursor:
                 if cursor.rowcount != 1:  # nothing of this transaction is kept
                     raise StoreError(f"certificate serial {record.serial} already exists")

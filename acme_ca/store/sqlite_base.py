@@ -63,10 +63,15 @@ class SqliteBase:
         await self._connections.close()
 
     async def _read(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return await self._unslept(self._reader,
+                                   lambda raw: raw.execute(sql, params).fetchall())
+
+    async def _unslept(self, conn: Connection, call: Callable[[sqlite3.Connection], T]) -> T:
+        """``call(raw conn)`` on the loop, a lock held elsewhere waited for in the
+        connection's thread (``Connection.without_sleeping``); errors mapped."""
         self._check_open()
         try:
-            return await self._reader.without_sleeping(
-                lambda raw: raw.execute(sql, params).fetchall(), BUSY_TIMEOUT_MS / 1000)
+            return await conn.without_sleeping(call, BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 

@@ -34,20 +34,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from acme_ca.errors import StoreError
-from acme_ca.store.sqlite_connection import (
-    Connection,
-    is_busy,
-    retry_while_busy,
-    to_the_end,
-)
+from acme_ca.store.sqlite_connection import Connection, to_the_end
 
 T = TypeVar("T")
 Body = Callable[[Connection], Awaitable[Any]]
@@ -110,10 +103,11 @@ class GroupCommit:
         try:
             await self._begin()
         except BaseException as exc:
+            await self._rollback()  # a cancelled wait may have got the lock after all
             error = _batch_error(self._name, exc)
             while self._queue:
                 _fail(self._queue.popleft(), error)
-            raise_if_interrupted(exc)
+            _raise_if_interrupted(exc)
             return
         batch: list[_Writer] = []
         try:
@@ -128,7 +122,7 @@ class GroupCommit:
         except BaseException as exc:  # before the COMMIT: nothing is on the disk yet
             self._abandon(batch, exc)
             await self._rollback()
-            raise_if_interrupted(exc)
+            _raise_if_interrupted(exc)
             return
         if self._conn.durable:  # in the thread: wait for it to the end, come what may
             outcome, interrupted = await to_the_end(self._conn.execute("COMMIT"))
@@ -174,23 +168,9 @@ class GroupCommit:
 
     async def _begin(self) -> None:
         """BEGIN IMMEDIATE at once if the write lock is free, else wait for it in the
-        connection's thread (another process is writing)."""
-        try:
-            await self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if not is_busy(exc):
-                raise
-            deadline = time.monotonic() + self._busy_timeout_ms / 1000
-            give_up = threading.Event()
-            waiting = self._conn.in_thread(
-                lambda raw: retry_while_busy(lambda: raw.execute("BEGIN IMMEDIATE"), deadline,
-                                             give_up))
-            outcome, interrupted = await to_the_end(waiting, give_up)
-            if interrupted:
-                await self._rollback()  # it may have got the lock after all
-                raise asyncio.CancelledError from None
-            if isinstance(outcome, BaseException):
-                raise outcome from None
+        connection's thread (another process is writing): ``without_sleeping``."""
+        await self._conn.without_sleeping(lambda raw: raw.execute("BEGIN IMMEDIATE"),
+                                          self._busy_timeout_ms / 1000)
 
     async def _rollback(self) -> None:
         if self._conn.in_transaction:
@@ -213,7 +193,7 @@ def _batch_error(name: str, exc: BaseException) -> StoreError:
     return StoreError(f"{name}: interrupted before the commit")
 
 
-def raise_if_interrupted(exc: BaseException) -> None:
+def _raise_if_interrupted(exc: BaseException) -> None:
     """Re-raise what is not an error of the batch (cancellation, KeyboardInterrupt)."""
     if not isinstance(exc, Exception):
         raise exc

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import TypeVar
 
 from acme_ca.store.sqlite_base import SqliteBase, to_text
-from acme_ca.store.sqlite_open import BUSY_TIMEOUT_MS
 
 T = TypeVar("T")
 
@@ -61,11 +60,7 @@ class NonceMethods(SqliteBase):
         await self._on_nonces(lambda raw: raw.execute(_FORGET))
 
     async def _on_nonces(self, call: Callable[[sqlite3.Connection], T]) -> T:
-        self._check_open()
-        try:
-            return await self._nonce_conn.without_sleeping(call, BUSY_TIMEOUT_MS / 1000)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+        return await self._unslept(self._nonce_conn, call)
 
 
 def _in_one_transaction(raw: sqlite3.Connection, sql: str,

@@ -100,14 +100,18 @@ async def open_connections(target: str, applied_at: str) -> Connections:
 
 
 async def _open_nonces(path: str) -> Connection:
-    if path == MEMORY:
-        return await _try_open_nonces(path)
     try:
         return await _try_open_nonces(path)
     except sqlite3.DatabaseError as exc:
-        if isinstance(exc, sqlite3.OperationalError):  # busy, no space, ...: not damage
+        if path == MEMORY or not _is_damage(exc):
             raise
     return await _start_nonces_afresh(path)
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """Not a database, or a damaged one; an OperationalError (busy, no space, ...) is
+    something else, for which the file must be left alone."""
+    return not isinstance(exc, sqlite3.OperationalError)
 
 
 async def _start_nonces_afresh(path: str) -> Connection:
@@ -122,7 +126,7 @@ async def _start_nonces_afresh(path: str) -> Connection:
         try:
             return await _try_open_nonces(path)  # another process did it meanwhile
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError):
+            if not _is_damage(exc):
                 raise
             reason = str(exc)
         log.warning("%s is damaged (%s); starting it afresh: nonces issued before are void",

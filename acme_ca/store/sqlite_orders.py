@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import NoReturn
 
 from acme_ca.domain.models import Authorization, CertificateStatus, Order, OrderStatus
 from acme_ca.errors import Conflict, NotFound
@@ -149,10 +150,7 @@ class OrderMethods(SqliteBase):
                 raise Conflict(f"certificate {serial} is {status}, not reserved")
             rows = list(await conn.execute_fetchall(_FINISH, (serial, order_id)))
             if not rows:  # raising here rolls the certificate back to RESERVED
-                found = list(await conn.execute_fetchall(_ORDER_STATUS, (order_id,)))
-                if not found:
-                    raise NotFound(f"no order {order_id}")
-                raise Conflict(f"order {order_id} is {found[0]['status']}, not processing")
+                await refuse_order_change(conn, order_id, "processing")
             return to_order(rows[0])
 
         return await self._transaction(finish)
@@ -166,6 +164,15 @@ class OrderMethods(SqliteBase):
         if not rows:
             raise NotFound(f"no order {order_id}")
         return str(rows[0]["status"])
+
+
+async def refuse_order_change(conn: Connection, order_id: str, expected: str) -> NoReturn:
+    """After a compare-and-set on the order changed nothing, inside its transaction:
+    ``NotFound`` if there is no such order, else ``Conflict`` naming its status."""
+    found = list(await conn.execute_fetchall(_ORDER_STATUS, (order_id,)))
+    if not found:
+        raise NotFound(f"no order {order_id}")
+    raise Conflict(f"order {order_id} is {found[0]['status']}, not {expected}")
 
 
 def _check_new_order(order: Order, new_authorizations: Sequence[Authorization]) -> None:
