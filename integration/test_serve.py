@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import stat
 import threading
 import time
@@ -107,6 +109,29 @@ def test_second_start_reuses_ca_and_tls_certificate(
     assert sha256(first_cert(second.get("/roots/root.pem").body)) == sha256(first_cert(root_before))
     assert second.get("/health").peer_cert == tls_before
     assert {n: (data_dir / "ca" / n).read_bytes() for n in ONLINE_FILES} == files_before
+
+
+def test_no_nonce_outlives_a_restart(
+    serve_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    """RFC 8555 6.5: a nonce is used once. The nonce file is written without fsync, so
+    after a power loss it could hold a nonce whose use was lost: `serve` forgets every
+    nonce when it starts."""
+    data_dir = tmp_path / "data"
+    first = serve_factory(data_dir)
+    nonce = first.get("/acme/new-nonce").headers["Replay-Nonce"]
+    nonces = data_dir / "acme-ca-nonces.db"
+
+    def stored() -> set[str]:
+        with contextlib.closing(sqlite3.connect(nonces)) as conn:
+            return {row[0] for row in conn.execute("SELECT nonce FROM nonces")}
+
+    assert nonce in stored()
+    first.process.send_signal(signal.SIGKILL)  # no clean shutdown
+    first.process.wait(timeout=15)
+    second = serve_factory(data_dir)
+    assert nonce not in stored()
+    assert second.get("/acme/new-nonce").headers["Replay-Nonce"] in stored()
 
 
 class HealthPoller(threading.Thread):

@@ -40,7 +40,13 @@ from acme_ca.store import sqlite_accounts, sqlite_orders
 from acme_ca.store.migrations import sqlite_schema_version
 from acme_ca.store.sqlite_accounts import AccountMethods
 from acme_ca.store.sqlite_authz import AuthorizationMethods
-from acme_ca.store.sqlite_base import SqliteBase, from_text, optional_text, to_text
+from acme_ca.store.sqlite_base import (
+    SqliteBase,
+    from_text,
+    optional_text,
+    optional_time,
+    to_text,
+)
 from acme_ca.store.sqlite_connection import Connection
 from acme_ca.store.sqlite_nonces import NonceMethods
 from acme_ca.store.sqlite_open import MEMORY, open_connections
@@ -175,10 +181,7 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
         return await self._transaction(store)
 
     async def get_certificate(self, serial: str) -> CertificateRecord:
-        rows = await self._read(_SELECT_ONE, (serial,))
-        if not rows:
-            raise NotFound(f"no certificate with serial {serial}")
-        return _to_record(rows[0])
+        return _the_record(await self._read(_SELECT_ONE, (serial,)), serial)
 
     async def revoke_certificate(
         self, serial: str, reason: int, revoked_at: datetime
@@ -249,7 +252,6 @@ def _to_row(record: CertificateRecord) -> tuple[object, ...]:
 
 
 def _to_record(row: sqlite3.Row) -> CertificateRecord:
-    revoked_at = row["revoked_at"]
     return CertificateRecord(
         serial=row["serial"],
         issuer=row["issuer"],
@@ -262,13 +264,16 @@ def _to_record(row: sqlite3.Row) -> CertificateRecord:
         der=row["der"],
         account_id=row["account_id"],
         order_id=row["order_id"],
-        revoked_at=None if revoked_at is None else from_text(revoked_at),
+        revoked_at=optional_time(row["revoked_at"]),
         revocation_reason=row["revocation_reason"],
     )
 
 
 async def _fetch(conn: Connection, serial: str) -> CertificateRecord:
-    rows = list(await conn.execute_fetchall(_SELECT_ONE, (serial,)))
+    return _the_record(list(await conn.execute_fetchall(_SELECT_ONE, (serial,))), serial)
+
+
+def _the_record(rows: list[sqlite3.Row], serial: str) -> CertificateRecord:
     if not rows:
         raise NotFound(f"no certificate with serial {serial}")
     return _to_record(rows[0])
