@@ -309,7 +309,8 @@ class OrderService:
 
     def _check_csr(self, account: Account, order: Order, csr_der: bytes) -> LeafRequest:
         try:
-            contents = read_csr(load_csr(csr_der), cn_as_san=False)
+            contents = read_csr(load_csr(csr_der), cn_as_san=False,
+                                blocked_keys=self._policy.blocked_keys)
         except PkiError as exc:
             raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
         wanted = {i.value for i in order.identifiers}
