@@ -103,6 +103,10 @@ class PolicyConfig:
     order_lifetime: timedelta = timedelta(days=7)
     authorization_lifetime: timedelta = timedelta(days=7)  # a pending authorization
     valid_authorization_lifetime: timedelta = timedelta(days=1)  # reuse of a valid one
+    blocked_keys_file: Path | None = None
+    # SHA-256 digests of the DER SubjectPublicKeyInfo of every key in blocked_keys_file,
+    # read once at load (config_values.key_blocklist); pki/goodkey.py refuses them.
+    blocked_keys: frozenset[bytes] = field(default=frozenset(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +259,10 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
         "order_lifetime": ("a duration such as '7d'", values.duration),
         "authorization_lifetime": ("a duration such as '7d'", values.duration),
         "valid_authorization_lifetime": ("a duration such as '24h'", values.duration),
+        "blocked_keys_file": (
+            "a file of SHA-256 hashes of DER SubjectPublicKeyInfo, 64 hex digits a line",
+            values.key_blocklist,
+        ),
     },
     "acme": {
         "website": ("an http(s):// URL", values.url),
@@ -293,6 +301,7 @@ def _build(r: _Reader, source: Path | None) -> Config:
     )
     storage = StorageConfig(url=r.get("storage.url", f"sqlite:///{data_dir / 'acme-ca.db'}"))
     p = PolicyConfig()
+    blocked_keys_file, blocked_keys = r.get("policy.blocked_keys_file", (None, frozenset()))
     policy = PolicyConfig(
         allowed_domains=r.get("policy.allowed_domains", p.allowed_domains),
         default_validity=r.get("policy.default_validity", p.default_validity),
@@ -305,6 +314,8 @@ def _build(r: _Reader, source: Path | None) -> Config:
         valid_authorization_lifetime=r.get(
             "policy.valid_authorization_lifetime", p.valid_authorization_lifetime
         ),
+        blocked_keys_file=blocked_keys_file,
+        blocked_keys=blocked_keys,
     )
     if policy.default_validity > policy.max_validity:
         raise ConfigError(

@@ -181,3 +181,34 @@ def paths(reader: PathResolver, value: Any) -> tuple[Path, ...]:
     if not isinstance(value, list):
         raise ValueError(f"{value!r} is not a list of file paths")
     return tuple(reader.path(v) for v in value)
+
+
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def key_blocklist(reader: PathResolver, value: Any) -> tuple[Path, frozenset[bytes]]:
+    """[policy] blocked_keys_file: (the path, the set of SHA-256 digests it lists).
+
+    The file is UTF-8 text, one key a line: the SHA-256 of the key's DER
+    SubjectPublicKeyInfo in hex (64 digits, either case), as Boulder's blocked-keys
+    list has it and `openssl pkey -pubin -outform DER | sha256sum` prints. Blank lines
+    and text after a `#` are ignored. It is read once, here, at configuration load.
+    """
+    file = reader.path(value)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{file} is not UTF-8 text") from None
+    digests = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        if not _SHA256_HEX.fullmatch(entry):
+            raise ValueError(
+                f"{file} line {number}: {entry[:80]!r} is not a SHA-256 hash in hex"
+            )
+        digests.add(bytes.fromhex(entry))
+    return file, frozenset(digests)

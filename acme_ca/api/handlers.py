@@ -122,7 +122,7 @@ async def new_nonce(request: web.Request) -> web.Response:
 async def new_account(request: web.Request) -> web.Response:
     services = _services(request)
     verified, _ = await _verified(request, "jwk")
-    key = AccountKeyRef(verified.key.jwk, verified.key.thumbprint)
+    key = AccountKeyRef(verified.key.jwk, verified.key.thumbprint, verified.key.public_key)
     account, created = await services.accounts.new_account(key, verified.json())
     return _json(
         views.account_json(account, services.links),
@@ -166,7 +166,7 @@ async def key_change(request: web.Request) -> web.Response:
     new_key = verify_key_change_inner(verified.json(), outer=verified)
     try:
         acct = await services.accounts.change_key(
-            acct, AccountKeyRef(new_key.jwk, new_key.thumbprint)
+            acct, AccountKeyRef(new_key.jwk, new_key.thumbprint, new_key.public_key)
         )
     except KeyInUse as exc:
         exc.headers["Location"] = services.links.account(exc.account_id)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from acme_ca.clock import Clock
 from acme_ca.domain.models import Account, AccountStatus
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
-from acme_ca.errors import Conflict, NotFound
+from acme_ca.errors import Conflict, NotFound, PkiError
+from acme_ca.pki.goodkey import check_key_not_weak
+from acme_ca.pki.keys import PublicKey
 from acme_ca.store.base import Store
 
 MAX_CONTACTS = 10
@@ -20,10 +22,11 @@ _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9
 
 @dataclass(frozen=True, slots=True)
 class AccountKeyRef:
-    """The parts of a verified account key the authority needs (no cryptography here)."""
+    """The parts of a verified account key the authority needs (the JWK is parsed in api)."""
 
     jwk: str
     thumbprint: str
+    public_key: PublicKey
 
 
 def check_contacts(contact: Any) -> tuple[str, ...]:
@@ -57,10 +60,20 @@ class KeyInUse(AcmeProblem):
 
 
 class AccountService:
-    def __init__(self, store: Store, clock: Clock, *, terms_of_service: str | None) -> None:
+    def __init__(self, store: Store, clock: Clock, *, terms_of_service: str | None,
+                 blocked_keys: Collection[bytes] = frozenset()) -> None:
         self._store = store
         self._clock = clock
         self._terms = terms_of_service
+        self._blocked_keys = blocked_keys
+
+    def _check_key(self, key: AccountKeyRef) -> None:
+        """RFC 8555 6.7 badPublicKey for a weak or blocklisted key (pki/goodkey.py), checked
+        when a key is presented to become an account's key: newAccount and keyChange."""
+        try:
+            check_key_not_weak(key.public_key, self._blocked_keys)
+        except PkiError as exc:
+            raise AcmeProblem(ProblemType.BAD_PUBLIC_KEY, str(exc)) from None
 
     async def find_by_key(self, key: AccountKeyRef) -> Account | None:
         try:
@@ -72,6 +85,7 @@ class AccountService:
         self, key: AccountKeyRef, payload: dict[str, Any]
     ) -> tuple[Account, bool]:
         """newAccount (7.3): (account, created). An existing key returns its account."""
+        self._check_key(key)
         existing = await self.find_by_key(key)
         if existing is not None:
             self._check_usable(existing)
@@ -144,6 +158,7 @@ class AccountService:
 
     async def change_key(self, account: Account, new_key: AccountKeyRef) -> Account:
         """keyChange (7.3.5); 409 with the other account's id if the key is in use."""
+        self._check_key(new_key)
         other = await self.find_by_key(new_key)
         if other is not None:
             raise KeyInUse(other.id)

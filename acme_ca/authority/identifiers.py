@@ -1,14 +1,24 @@
-"""The identifiers of a newOrder (RFC 8555 7.4, RFC 8738): parsed, normalised, checked.
+"""The identifiers a certificate may name: one policy for ACME newOrder (RFC 8555 7.4,
+RFC 8738) and for `acme-ca sign-csr`.
 
-Every refusal is collected: one rejectedIdentifier (or unsupportedIdentifier) problem
-with a subproblem per bad identifier (RFC 8555 6.7.1), before any authorization
-exists. Which challenges an identifier gets is decided here too.
+:func:`check_identifiers` normalises (type, value) pairs and applies, in order, the name
+policy of policy.py (allowed and denied domains, allowed IP networks), the intermediate's
+name constraints (RFC 5280 4.2.1.10: a certificate outside them would not verify) and,
+for ACME, whether an enabled challenge can prove the identifier. Every refusal is
+collected, with its reason, into one IdentifiersRefused. ACME turns it into one
+rejectedIdentifier (or unsupportedIdentifier) problem with a subproblem per refused
+identifier (RFC 8555 6.7.1), before any authorization exists; sign-csr prints it as
+one line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import ip_address
 from typing import Any
+
+from cryptography import x509
 
 from acme_ca.authority.policy import (
     check_dns_name,
@@ -20,6 +30,7 @@ from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
 from acme_ca.errors import PolicyError
+from acme_ca.pki.constraints import first_forbidden
 
 MAX_IDENTIFIERS = 100
 
@@ -46,34 +57,80 @@ def challenge_types(identifier: Identifier, available: Sequence[str]) -> tuple[s
     return tuple(t for t in _CHALLENGES_FOR[kind] if t in available)
 
 
-def parse_identifiers(raw: Any, policy: PolicyConfig,
-                      available: Sequence[str] = ("http-01",)) -> tuple[Identifier, ...]:
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One refused identifier (as it was asked for) and why."""
+
+    identifier: Identifier
+    reason: str
+    unsupported: bool = False  # a type the CA never issues for (unsupportedIdentifier)
+
+
+class IdentifiersRefused(PolicyError):
+    """Every refused identifier of one request; the message is one line naming them all."""
+
+    def __init__(self, refusals: Sequence[Refusal]) -> None:
+        self.refusals = tuple(refusals)
+        reasons = "; ".join(r.reason for r in self.refusals)
+        count = len(self.refusals)
+        super().__init__(reasons if count == 1 else f"{count} names refused: {reasons}")
+
+
+def check_identifiers(
+    requested: Iterable[Identifier],
+    policy: PolicyConfig,
+    *,
+    intermediate: x509.Certificate | None = None,
+    challenges: Sequence[str] | None = None,
+) -> tuple[Identifier, ...]:
+    """The normalised identifiers, de-duplicated in order, if every one is acceptable;
+    else IdentifiersRefused listing each refused one with its reason.
+
+    `intermediate`: refuse what its name constraints forbid. `challenges` (ACME): refuse
+    what none of these challenge types can prove.
+    """
+    accepted: list[Identifier] = []
+    refusals: list[Refusal] = []
+    for asked in requested:
+        try:
+            identifier = _normalised(asked, policy)
+            if intermediate is not None and _forbidden(intermediate, identifier):
+                raise PolicyError(f"{identifier.value} is outside the intermediate CA's "
+                                  "name constraints")
+            if challenges is not None and not challenge_types(identifier, challenges):
+                raise PolicyError(f"no enabled challenge type can prove {identifier.value}")
+        except PolicyError as exc:
+            refusals.append(Refusal(asked, str(exc)))
+        except _Unsupported as exc:
+            refusals.append(Refusal(asked, str(exc), unsupported=True))
+        else:
+            accepted.append(identifier)
+    if refusals:
+        raise IdentifiersRefused(refusals)
+    return tuple(dict.fromkeys(accepted))
+
+
+def parse_identifiers(raw: Any, policy: PolicyConfig, available: Sequence[str] = ("http-01",),
+                      intermediate: x509.Certificate | None = None) -> tuple[Identifier, ...]:
+    """newOrder's "identifiers" (RFC 8555 7.4): shape checked (malformed), then
+    :func:`check_identifiers`; refusals become one problem with subproblems."""
     if not isinstance(raw, list) or not raw:
         raise malformed("identifiers must be a non-empty list")
     if len(raw) > MAX_IDENTIFIERS:
         raise AcmeProblem(ProblemType.REJECTED_IDENTIFIER,
                           f"an order may name at most {MAX_IDENTIFIERS} identifiers")
-    identifiers: list[Identifier] = []
-    problems: list[AcmeProblem] = []
-    for item in raw:
-        if (not isinstance(item, dict) or not isinstance(item.get("type"), str)
-                or not isinstance(item.get("value"), str)):
-            raise malformed("each identifier must be an object with string type and value")
-        try:
-            identifier = _check(item["type"], item["value"], policy)
-            if not challenge_types(identifier, available):
-                raise PolicyError(f"no enabled challenge type can prove {identifier.value}")
-        except PolicyError as exc:
-            problems.append(AcmeProblem(ProblemType.REJECTED_IDENTIFIER, str(exc),
-                                        identifier=Identifier(item["type"], item["value"])))
-        except _Unsupported as exc:
-            problems.append(AcmeProblem(ProblemType.UNSUPPORTED_IDENTIFIER, str(exc),
-                                        identifier=Identifier(item["type"], item["value"])))
-        else:
-            identifiers.append(identifier)
-    if problems:
-        raise combined(problems)
-    return tuple(dict.fromkeys(identifiers))
+    if not all(isinstance(item, dict) and isinstance(item.get("type"), str)
+               and isinstance(item.get("value"), str) for item in raw):
+        raise malformed("each identifier must be an object with string type and value")
+    try:
+        return check_identifiers((Identifier(i["type"], i["value"]) for i in raw), policy,
+                                 intermediate=intermediate, challenges=available)
+    except IdentifiersRefused as refused:
+        raise combined([
+            AcmeProblem(ProblemType.UNSUPPORTED_IDENTIFIER if r.unsupported
+                        else ProblemType.REJECTED_IDENTIFIER, r.reason, identifier=r.identifier)
+            for r in refused.refusals
+        ]) from None
 
 
 def combined(problems: Sequence[AcmeProblem]) -> AcmeProblem:
@@ -91,13 +148,18 @@ class _Unsupported(Exception):
     pass
 
 
-def _check(kind: str, value: str, policy: PolicyConfig) -> Identifier:
-    if kind == "dns":
-        name = normalize_dns_name(value.strip())
+def _normalised(asked: Identifier, policy: PolicyConfig) -> Identifier:
+    if asked.type == "dns":
+        name = normalize_dns_name(asked.value.strip())
         check_dns_name(name, policy.allowed_domains, policy.denied_domains)
         return Identifier("dns", name)
-    if kind == "ip":
-        address = parse_ip_address(value.strip())
+    if asked.type == "ip":
+        address = parse_ip_address(asked.value.strip())
         check_ip_address(address, policy.allowed_ip_networks)
         return Identifier("ip", str(address))
-    raise _Unsupported(f"identifier type {kind!r} is not supported (dns and ip are)")
+    raise _Unsupported(f"identifier type {asked.type!r} is not supported (dns and ip are)")
+
+
+def _forbidden(intermediate: x509.Certificate, identifier: Identifier) -> bool:
+    name = identifier.value if identifier.type == "dns" else ip_address(identifier.value)
+    return first_forbidden(intermediate, [name]) is not None

@@ -21,7 +21,6 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from ipaddress import ip_address
 from typing import Any
 
 from cryptography import x509
@@ -30,7 +29,6 @@ from acme_ca.authority import issuance
 from acme_ca.authority.identifiers import (
     authorization_identifier,
     challenge_types,
-    combined,
     parse_identifiers,
 )
 from acme_ca.clock import Clock
@@ -46,7 +44,6 @@ from acme_ca.domain.models import (
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
 from acme_ca.errors import Conflict, NotFound, PkiError, PolicyError
-from acme_ca.pki.constraints import first_forbidden
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import jwk_thumbprint
@@ -113,9 +110,9 @@ class OrderService:
 
     async def new_order(self, account: Account, payload: dict[str, Any]) -> Order:
         identifiers = parse_identifiers(
-            payload.get("identifiers"), self._policy, self._challenge_types
+            payload.get("identifiers"), self._policy, self._challenge_types,
+            self._issuer().certificate,
         )
-        self._check_name_constraints(identifiers)
         now = self._clock.now()
         not_before, not_after = self._requested_validity(payload, now)
         authorization_ids: list[str] = []
@@ -148,21 +145,6 @@ class OrderService:
             not_after=not_after,
         )
         return await self._store.create_order(order, new)
-
-    def _check_name_constraints(self, identifiers: Sequence[Identifier]) -> None:
-        """Refuse, before anything is validated, names the intermediate could not certify:
-        a certificate for them would not verify (RFC 5280 4.2.1.10)."""
-        intermediate = self._issuer().certificate
-        problems = []
-        for identifier in identifiers:
-            name = identifier.value if identifier.type == "dns" else ip_address(identifier.value)
-            if first_forbidden(intermediate, [name]) is not None:
-                problems.append(AcmeProblem(
-                    ProblemType.REJECTED_IDENTIFIER,
-                    f"{identifier.value} is outside the intermediate CA's name constraints",
-                    identifier=identifier))
-        if problems:
-            raise combined(problems)
 
     def _new_authorization(
         self, account: Account, identifier: Identifier, now: datetime
@@ -309,7 +291,8 @@ class OrderService:
 
     def _check_csr(self, account: Account, order: Order, csr_der: bytes) -> LeafRequest:
         try:
-            contents = read_csr(load_csr(csr_der), cn_as_san=False)
+            contents = read_csr(load_csr(csr_der), cn_as_san=False,
+                                blocked_keys=self._policy.blocked_keys)
         except PkiError as exc:
             raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
         wanted = {i.value for i in order.identifiers}

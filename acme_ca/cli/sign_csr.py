@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 from acme_ca.authority import issuance
-from acme_ca.authority.policy import check_dns_name, check_ip_address
+from acme_ca.authority.identifiers import check_identifiers
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config, format_duration, parse_duration
+from acme_ca.domain.models import Identifier
 from acme_ca.errors import ConfigError
 from acme_ca.pki import files
 from acme_ca.pki.csr import load_csr, read_csr
@@ -26,8 +28,9 @@ def add_parser(commands: Any) -> None:
         "sign-csr",
         help="sign a CSR by hand (for hosts without an ACME client)",
         description="Sign a PEM or DER CSR with the intermediate. SANs come from the CSR; a "
-        "CSR with only a common name gets it as its SAN. Names outside "
-        "[policy] allowed_domains are refused.",
+        "CSR with only a common name gets it as its SAN. The names pass the policy ACME "
+        "applies ([policy] allowed_domains, denied_domains, allowed_ip_networks and the "
+        "intermediate's name constraints), the key the same weak-key checks.",
     )
     sign.add_argument("csr", type=Path, help="the CSR file ('-' for standard input)")
     sign.add_argument(
@@ -54,11 +57,7 @@ def add_parser(commands: Any) -> None:
 def run_sign_csr(config: Config, args: argparse.Namespace) -> int:
     clock = SystemClock()
     data = sys.stdin.buffer.read() if str(args.csr) == "-" else files.read_bytes(args.csr, "CSR")
-    contents = read_csr(load_csr(data))
-    for name in contents.dns_names:
-        check_dns_name(name, config.policy.allowed_domains)
-    for address in contents.ip_addresses:
-        check_ip_address(address, ())
+    contents = read_csr(load_csr(data), blocked_keys=config.policy.blocked_keys)
     try:
         validity = (
             parse_duration(args.validity) if args.validity else config.policy.default_validity
@@ -73,14 +72,19 @@ def run_sign_csr(config: Config, args: argparse.Namespace) -> int:
         intermediate_passphrase(config.ca.intermediate_key_passphrase_file),
         now,
     )
+    asked = [Identifier("dns", n) for n in contents.dns_names]
+    asked += [Identifier("ip", str(a)) for a in contents.ip_addresses]
+    checked = check_identifiers(asked, config.policy, intermediate=issuer.certificate)
+    dns_names = tuple(i.value for i in checked if i.type == "dns")
+    ip_addresses = tuple(ip_address(i.value) for i in checked if i.type == "ip")
     not_before, not_after = issuance.validity_window(
         now, validity, config.policy.max_validity, config.policy.backdate, issuer
     )
-    names = contents.dns_names + tuple(str(a) for a in contents.ip_addresses)
+    names = tuple(i.value for i in checked)
     request = LeafRequest(
         public_key=contents.public_key,
-        dns_names=contents.dns_names,
-        ip_addresses=contents.ip_addresses,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
         not_before=not_before,
         not_after=not_after,
         profile=LeafProfile(args.profile),

@@ -85,7 +85,8 @@ def build_app(
         account_uri=links.account,
     )
     services = Services(
-        accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service),
+        accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
+                                blocked_keys=config.policy.blocked_keys),
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types),
         authorizations=AuthorizationService(store, clock, supervisor),
         revocation=RevocationService(store, clock),

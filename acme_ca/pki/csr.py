@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -10,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from acme_ca.errors import PkiError
+from acme_ca.pki.goodkey import check_key_not_weak
 from acme_ca.pki.keys import PublicKey, describe_key
 from acme_ca.pki.profiles import IpAddress
 
@@ -54,8 +56,12 @@ def check_public_key(key: PublicKey) -> None:
     raise PkiError(f"{describe_key(key)} keys are not allowed: use RSA or ECDSA")
 
 
-def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True) -> CsrContents:
+def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True,
+             blocked_keys: Collection[bytes] = frozenset()) -> CsrContents:
     """Check the self-signature and key, and collect the requested names.
+
+    The key must be allowed (check_public_key) and not weak (goodkey: not in
+    `blocked_keys`, the [policy] blocklist, and no easily factored RSA modulus).
 
     Names are lowercased and de-duplicated in order. A CSR with a common name but no
     SAN (the guide's postgres.csr) gets the CN as its one SAN when `cn_as_san`.
@@ -68,6 +74,7 @@ def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True) -> 
         raise PkiError("the CSR signature does not verify")
     key = csr.public_key()
     check_public_key(key)  # type: ignore[arg-type]
+    check_key_not_weak(key, blocked_keys)  # type: ignore[arg-type]
     dns: list[str] = []
     ips: list[IpAddress] = []
     try:

@@ -27,25 +27,6 @@ CsrFile = Callable[..., Path]
 ROOT_PASS = "cli root passphrase"
 FAST = ["--key-type", "ec-p384", "--intermediate-key-type", "ec-p256"]
 ORG = ["--org", "BlueRobin", "--country", "US"]
-ENV_VARS = ("ACME_CA_CONFIG", "ACME_CA_ROOT_PASSPHRASE", "ACME_CA_INTERMEDIATE_PASSPHRASE")
-
-
-@pytest.fixture(autouse=True)
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    def invoke(*argv: object) -> tuple[int, str, str]:
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
 
 
 def secret(tmp_path: Path, text: str, name: str = "root.pass") -> Path:

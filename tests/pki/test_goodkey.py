@@ -1,0 +1,112 @@
+"""Weak keys (Boulder's goodkey): Fermat-factorable moduli, small prime factors, and the
+blocklist of known-compromised keys, for account keys and CSR keys alike."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from acme_ca.errors import PkiError
+from acme_ca.pki.csr import load_csr, read_csr
+from acme_ca.pki.goodkey import FERMAT_ROUNDS, check_key_not_weak, spki_sha256
+from tests.weak_keys import E, close_primes_key, next_prime, small_factor_key, spki_sha256_hex
+
+
+def fermat_rounds_needed(p: int, q: int) -> int:
+    """The round of Fermat's method (a from ceil(sqrt(n)) upwards) that finds p and q."""
+    n = p * q
+    start = math.isqrt(n) + (math.isqrt(n) ** 2 != n)
+    return (p + q) // 2 - start + 1
+
+
+def public(n: int) -> rsa.RSAPublicKey:
+    return rsa.RSAPublicNumbers(E, n).public_key()
+
+
+def test_primes_next_to_each_other_are_refused() -> None:
+    """CA/B Baseline Requirements 6.1.1.3: a key with a known method to compute its private
+    key is refused; Fermat's method finds p and q when they are close."""
+    with pytest.raises(PkiError, match="Fermat's method in 1 round:"):
+        check_key_not_weak(close_primes_key().public_key())
+
+
+def test_fermat_is_bounded_to_its_rounds() -> None:
+    """Primes whose factorisation needs a few rounds are refused; one more round than the
+    bound and the key passes (the check costs at most FERMAT_ROUNDS rounds)."""
+    p = close_primes_key().private_numbers().p
+    by_rounds = {}
+    for target in (FERMAT_ROUNDS // 2, FERMAT_ROUNDS + 20):
+        q = next_prime(p + math.isqrt(8 * p * target))
+        by_rounds[fermat_rounds_needed(p, q)] = p * q
+    low, high = sorted(by_rounds)
+    assert low <= FERMAT_ROUNDS < high
+    with pytest.raises(PkiError, match=f"in {low} rounds"):
+        check_key_not_weak(public(by_rounds[low]))
+    check_key_not_weak(public(by_rounds[high]))
+
+
+@pytest.mark.parametrize(("factor", "refused"), [(3, True), (751, True), (757, False)])
+def test_a_small_prime_factor_is_refused(factor: int, refused: bool) -> None:
+    """CA/B Baseline Requirements 6.1.6: the modulus has no factor smaller than 752."""
+    q = small_factor_key().private_numbers().q
+    n = factor * q
+    if refused:
+        with pytest.raises(PkiError, match=f"divisible by the small prime {factor}"):
+            check_key_not_weak(public(n))
+    else:
+        check_key_not_weak(public(n))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ec.generate_private_key(ec.SECP256R1()),
+    lambda: rsa.generate_private_key(E, 2048),
+], ids=["ec", "rsa"])
+def test_a_blocklisted_key_is_refused(make: object, tmp_path: Path) -> None:
+    """A key whose SubjectPublicKeyInfo SHA-256 is on the blocklist is refused; the hash is
+    the one `openssl pkey -pubin -outform DER | sha256sum` prints (the documented way
+    to add a key to the file)."""
+    key = make()  # type: ignore[operator]
+    pem = tmp_path / "key.pub"
+    pem.write_bytes(key.public_key().public_bytes(
+        Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", pem, "-outform", "DER"],
+                         capture_output=True, check=True).stdout
+    assert hashlib.sha256(der).hexdigest() == spki_sha256_hex(key)
+    assert spki_sha256(key.public_key()).hex() == spki_sha256_hex(key)
+    blocked = frozenset({spki_sha256(key.public_key())})
+    with pytest.raises(PkiError, match="blocklist of known-compromised keys"):
+        check_key_not_weak(key.public_key(), blocked)
+    check_key_not_weak(ec.generate_private_key(ec.SECP256R1()).public_key(), blocked)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ec.generate_private_key(ec.SECP384R1()),
+    lambda: rsa.generate_private_key(E, 2048),
+    ed25519.Ed25519PrivateKey.generate,
+], ids=["ec", "rsa", "ed25519"])
+def test_ordinary_keys_pass(make: object) -> None:
+    check_key_not_weak(make().public_key())  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("key", "fragment"), [
+    (close_primes_key, "Fermat"),
+    (small_factor_key, "small prime 3"),
+], ids=["close primes", "small factor"])
+def test_a_csr_with_a_weak_key_is_refused(make_csr: object, key: object, fragment: str) -> None:
+    csr = make_csr("www.bluerobin.local", key=key())  # type: ignore[operator]
+    with pytest.raises(PkiError, match=fragment):
+        read_csr(load_csr(csr.public_bytes(Encoding.DER)))
+
+
+def test_a_csr_with_a_blocklisted_key_is_refused(make_csr: object) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = make_csr("www.bluerobin.local", key=key)  # type: ignore[operator]
+    with pytest.raises(PkiError, match="blocklist"):
+        read_csr(csr, blocked_keys=frozenset({spki_sha256(key.public_key())}))
