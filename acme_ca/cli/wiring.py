@@ -109,10 +109,12 @@ def build_app(
     app[SWEEPER] = sweeper = IssuanceSweeper(store, clock)
 
     async def run_issuance(_: web.Application) -> AsyncIterator[None]:
-        """Orders left processing are ended at start, then every period (the sweeper)."""
+        """Orders left processing are ended at start, then every period (the sweeper);
+        at shutdown, the issuances in flight finish before the store closes."""
         await sweeper.start()
         yield
         await sweeper.close()
+        await services.orders.drain()
 
     app.cleanup_ctx.append(run_issuance)
     return app
