@@ -66,7 +66,7 @@ _ISSUE = """
 UPDATE certificates SET status = 'issued', der = ?
 WHERE serial = ? AND status = 'reserved' AND order_id = ?
 RETURNING serial"""
-# An order stored valid with the certificate already stored for it (the sweeper's move).
+# PROCESSING -> VALID onto the certificate already stored for the order (a sweeper's move).
 _COMPLETE = f"""
 UPDATE orders SET status = 'valid', certificate_serial = ?1
 WHERE id = ?2 AND status = 'processing' AND EXISTS (
