@@ -3,23 +3,34 @@
 The serial is written before signing (Boulder's ISSUANCE-CYCLE), so the store always
 knows every serial the intermediate has signed: a crash leaves at worst a reserved
 serial with no certificate. For an order the reservation shares its transaction with
-the order's move to PROCESSING, and the certificate with the move to VALID.
+the order's move to PROCESSING, and the certificate with the move to VALID; an
+issuance for an order always ends (``InFlight``, ``sign_for_order``, and for what they
+cannot cover, a dead process, ``authority/sweeper.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Coroutine
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from acme_ca.domain.models import CertificateRecord, Order, serial_hex
-from acme_ca.errors import PolicyError
+from acme_ca.domain.models import CertificateRecord, Order, OrderStatus, serial_hex
+from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.errors import Conflict, PolicyError, StoreError
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import LeafRequest
 from acme_ca.pki.serials import random_serial
 from acme_ca.store.base import Store
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def validity_window(
@@ -83,10 +94,58 @@ async def sign_for_order(
 ) -> tuple[x509.Certificate, Order]:
     """Sign for an order whose serial ``record`` is reserved (``Store.start_issuance``,
     which also moved the order to PROCESSING): the certificate and the order's move to
-    VALID are written in one transaction (``finish_order``); the valid order comes back."""
-    if record.order_id is None:
+    VALID are written in one transaction (``finish_order``); the valid order comes back.
+
+    On any failure the order becomes INVALID with serverInternal (the serial stays
+    RESERVED) and that problem is raised. If the store refuses that write too, the
+    order stays PROCESSING until the sweeper ends it."""
+    order_id = record.order_id
+    if order_id is None:
         raise ValueError("the reservation names no order")
-    certificate = issuer.issue(request)
-    order = await store.finish_order(record.order_id, record.serial,
-                                     certificate.public_bytes(Encoding.DER))
+    try:
+        certificate = issuer.issue(request)
+        order = await store.finish_order(order_id, record.serial,
+                                         certificate.public_bytes(Encoding.DER))
+    except Exception as exc:
+        log.exception("issuance for order %s failed", order_id)
+        problem = AcmeProblem(ProblemType.SERVER_INTERNAL, "issuance failed", status=500)
+        try:
+            await store.update_order_status(order_id, expected=OrderStatus.PROCESSING,
+                                            status=OrderStatus.INVALID, error=problem.dumps())
+        except Conflict:
+            pass  # ended meanwhile, by the sweeper
+        except StoreError as unwritten:
+            log.error("order %s stays processing until the sweeper ends it: %s",
+                      order_id, unwritten)
+        raise problem from exc
     return certificate, order
+
+
+class InFlight:
+    """Issuances that run to their end whatever happens to the request that started them.
+
+    ``run`` starts the work in a task owned here and waits for it through
+    ``asyncio.shield``: cancelling the caller (a client gone, a server stopping) leaves
+    the work running; ``drain`` waits for all of it (at shutdown, before the store
+    closes). Why shield rather than fail the order on cancellation: the work takes
+    milliseconds and is already paid for (a serial reserved, perhaps a signature made);
+    finished, it leaves the client a valid order to fetch when it polls again. Failing
+    the order on ``CancelledError`` would need a write inside a task being cancelled,
+    which a second cancellation interrupts, and could not know whether an interrupted
+    ``start_issuance`` was committed after all (a cancelled writer may be:
+    ``store/sqlite_commits``). What a shield cannot cover, a process that dies or a
+    loop torn down without draining, the sweeper ends.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def run(self, work: Coroutine[Any, Any, T]) -> T:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

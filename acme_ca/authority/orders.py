@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -105,6 +104,7 @@ class OrderService:
         self._policy = policy
         self._issuer = issuer
         self._challenge_types = tuple(challenge_types)
+        self._in_flight = issuance.InFlight()
 
     # --- newOrder ---------------------------------------------------------------------
 
@@ -232,11 +232,23 @@ class OrderService:
     # --- finalize ---------------------------------------------------------------------
 
     async def finalize(self, account: Account, order_id: str, payload: dict[str, Any]) -> Order:
+        """Check the CSR, then issue: reserve the serial (the order PROCESSING), sign,
+        store (VALID) or fail (INVALID). The issuance runs to its end even when this call
+        is cancelled (``issuance.InFlight`` says why); ``drain`` waits for it."""
         order = await self.get_order(account, order_id)
         csr_der = b64url_decode(payload.get("csr"), "csr")
         if order.status is not OrderStatus.READY:
             return await self._not_ready(order, csr_der)
         request = self._check_csr(account, order, csr_der)
+        return await self._in_flight.run(self._issue(account, order, request, csr_der))
+
+    async def drain(self) -> None:
+        """Wait for every issuance in flight (at shutdown, before the store closes)."""
+        await self._in_flight.drain()
+
+    async def _issue(
+        self, account: Account, order: Order, request: LeafRequest, csr_der: bytes
+    ) -> Order:
         issuer = self._issuer()
         record, request = issuance.reservation(
             issuer, request, self._clock.now(), account_id=account.id, order_id=order.id
@@ -245,21 +257,7 @@ class OrderService:
             order = await self._store.start_issuance(order.id, record)
         except Conflict:
             return await self._not_ready(await self._store.get_order(order.id), csr_der)
-        try:
-            certificate, order = await issuance.sign_for_order(
-                self._store, issuer, request, record
-            )
-        except Exception as exc:
-            log.exception("issuance for order %s failed", order.id)
-            problem = AcmeProblem(ProblemType.SERVER_INTERNAL, "issuance failed", status=500)
-            with contextlib.suppress(Conflict):
-                await self._store.update_order_status(
-                    order.id,
-                    expected=OrderStatus.PROCESSING,
-                    status=OrderStatus.INVALID,
-                    error=problem.dumps(),
-                )
-            raise problem from exc
+        certificate, order = await issuance.sign_for_order(self._store, issuer, request, record)
         log.info(
             "order %s: certificate %x for %s",
             order.id,

@@ -20,6 +20,7 @@ from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.revocation import RevocationService
 from acme_ca.authority.supervisor import ValidationSupervisor
+from acme_ca.authority.sweeper import IssuanceSweeper
 from acme_ca.clock import Clock
 from acme_ca.config import Config
 from acme_ca.pki.issuer import Issuer
@@ -34,6 +35,7 @@ from acme_ca.validation.resolver import Resolver
 from acme_ca.validation.tlsalpn01 import TlsAlpn01Validator
 
 SUPERVISOR = web.AppKey("supervisor", ValidationSupervisor)
+SWEEPER = web.AppKey("sweeper", IssuanceSweeper)
 
 
 def default_validators(config: Config) -> dict[str, Validator]:
@@ -105,4 +107,15 @@ def build_app(
         await supervisor.close()
 
     app.cleanup_ctx.append(run_supervisor)
+    app[SWEEPER] = sweeper = IssuanceSweeper(store, clock)
+
+    async def run_issuance(_: web.Application) -> AsyncIterator[None]:
+        """Orders left processing are ended at start, then every period (the sweeper);
+        at shutdown, the issuances in flight finish before the store closes."""
+        await sweeper.start()
+        yield
+        await sweeper.close()
+        await services.orders.drain()
+
+    app.cleanup_ctx.append(run_issuance)
     return app

@@ -152,6 +152,27 @@ class OrderStore(Protocol):
         ``NotFound`` if there is no such order or serial.
         """
 
+    async def processing_orders(
+        self, started_before: datetime, *, limit: int
+    ) -> list[tuple[Order, CertificateRecord | None]]:
+        """Orders PROCESSING since ``started_before`` or earlier, oldest first, at most
+        ``limit`` (``ValueError`` below 1): for the sweeper of issuances that never ended.
+
+        An order is processing since the ``created_at`` of the serial reserved for it
+        (``start_issuance``), which comes with it: RESERVED if nothing was stored, ISSUED
+        (or REVOKED) if the certificate was. An order that no serial names (moved by
+        ``update_order_status``) is processing since its own ``created_at`` and comes
+        with None. A backend finds these without reading every order.
+        """
+
+    async def complete_order(self, order_id: str, serial: str) -> Order:
+        """Compare-and-set the order PROCESSING -> VALID, pointing at the certificate
+        already stored (ISSUED or REVOKED) under ``serial`` for this order.
+
+        ``Conflict`` if the order is not PROCESSING, or the certificate belongs to another
+        order or is only RESERVED; ``NotFound`` if there is no such order or serial.
+        """
+
     async def orders_for_authorization(self, authorization_id: str) -> list[Order]:
         """Every order that lists this authorization (an authorization may be reused),
         oldest first; an empty list for an unknown authorization."""

@@ -167,6 +167,19 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
 
         return await self._transaction(start)
 
+    async def processing_orders(
+        self, started_before: datetime, *, limit: int
+    ) -> list[tuple[Order, CertificateRecord | None]]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        rows = await self._read(sqlite_orders.PROCESSING_SINCE, (to_text(started_before), limit))
+        found: list[tuple[Order, CertificateRecord | None]] = []
+        for row in rows:
+            serial = row["issuance_serial"]
+            record = None if serial is None else await self.get_certificate(serial)
+            found.append((to_order(row), record))
+        return found
+
     async def store_certificate(self, serial: str, der: bytes) -> CertificateRecord:
         issued, reserved = CertificateStatus.ISSUED.value, CertificateStatus.RESERVED.value
 

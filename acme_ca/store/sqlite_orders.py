@@ -1,7 +1,8 @@
 """ACME orders in SQLite (RFC 8555 7.1.3, 7.4): ``OrderStore`` for ``SqliteStore``.
 
 An order is read with its authorization ids in one statement (``ORDER_COLUMNS``);
-``create_order`` and ``finish_order`` are one ``BEGIN IMMEDIATE`` transaction each.
+``create_order``, ``finish_order`` and ``complete_order`` are one ``BEGIN IMMEDIATE``
+transaction each.
 """
 
 from __future__ import annotations
@@ -65,6 +66,26 @@ _ISSUE = """
 UPDATE certificates SET status = 'issued', der = ?
 WHERE serial = ? AND status = 'reserved' AND order_id = ?
 RETURNING serial"""
+# PROCESSING -> VALID onto the certificate already stored for the order (a sweeper's move).
+_COMPLETE = f"""
+UPDATE orders SET status = 'valid', certificate_serial = ?1
+WHERE id = ?2 AND status = 'processing' AND EXISTS (
+    SELECT 1 FROM certificates
+    WHERE serial = ?1 AND order_id = ?2 AND status IN ('issued', 'revoked'))
+RETURNING {ORDER_COLUMNS}"""  # noqa: S608
+# Orders PROCESSING since ?1 or earlier: since the reservation of their serial
+# (start_issuance), or since their creation when no serial names them. Found through
+# orders_processing, their serials through certificates_by_order; oldest order first.
+PROCESSING_SINCE = f"""
+SELECT {ORDER_COLUMNS}, (
+    SELECT serial FROM certificates WHERE order_id = orders.id
+    ORDER BY created_at DESC, serial DESC LIMIT 1
+) AS issuance_serial
+FROM orders
+WHERE status = 'processing' AND COALESCE((
+    SELECT MAX(created_at) FROM certificates WHERE order_id = orders.id
+), created_at) <= ?1
+ORDER BY created_at, id LIMIT ?2"""  # noqa: S608
 _ORDER_STATUS = "SELECT status FROM orders WHERE id = ?"
 _CERTIFICATE_STATE = "SELECT status, order_id FROM certificates WHERE serial = ?"
 
@@ -140,10 +161,7 @@ class OrderMethods(SqliteBase):
         async def finish(conn: Connection) -> Order:
             issued = list(await conn.execute_fetchall(_ISSUE, (der, serial, order_id)))
             if not issued:
-                rows = list(await conn.execute_fetchall(_CERTIFICATE_STATE, (serial,)))
-                if not rows:
-                    raise NotFound(f"no certificate with serial {serial}")
-                status, owner = CertificateStatus(rows[0]["status"]), rows[0]["order_id"]
+                status, owner = await _certificate_state(conn, serial)
                 if status is CertificateStatus.RESERVED:
                     raise Conflict(f"certificate {serial} was reserved for order {owner}, "
                                    f"not {order_id}")
@@ -154,6 +172,21 @@ class OrderMethods(SqliteBase):
             return to_order(rows[0])
 
         return await self._transaction(finish)
+
+    async def complete_order(self, order_id: str, serial: str) -> Order:
+        async def complete(conn: Connection) -> Order:
+            rows = list(await conn.execute_fetchall(_COMPLETE, (serial, order_id)))
+            if not rows:
+                status, owner = await _certificate_state(conn, serial)
+                if owner != order_id:
+                    raise Conflict(f"certificate {serial} belongs to order {owner}, "
+                                   f"not {order_id}")
+                if status is CertificateStatus.RESERVED:
+                    raise Conflict(f"certificate {serial} is reserved, not stored")
+                await refuse_order_change(conn, order_id, "processing")
+            return to_order(rows[0])
+
+        return await self._transaction(complete)
 
     async def orders_for_authorization(self, authorization_id: str) -> list[Order]:
         rows = await self._read(_FOR_AUTHORIZATION, (authorization_id,))
@@ -173,6 +206,14 @@ async def refuse_order_change(conn: Connection, order_id: str, expected: str) ->
     if not found:
         raise NotFound(f"no order {order_id}")
     raise Conflict(f"order {order_id} is {found[0]['status']}, not {expected}")
+
+
+async def _certificate_state(conn: Connection, serial: str) -> tuple[CertificateStatus, str | None]:
+    """The status of the certificate ``serial`` and the order it is for; ``NotFound``."""
+    rows = list(await conn.execute_fetchall(_CERTIFICATE_STATE, (serial,)))
+    if not rows:
+        raise NotFound(f"no certificate with serial {serial}")
+    return CertificateStatus(rows[0]["status"]), rows[0]["order_id"]
 
 
 def _check_new_order(order: Order, new_authorizations: Sequence[Authorization]) -> None:

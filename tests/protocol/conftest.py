@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from acme_ca.cli.wiring import SUPERVISOR, build_app
 from acme_ca.clock import FakeClock
-from acme_ca.config import load_config
+from acme_ca.config import Config, load_config
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.pki.issuer import Issuer
@@ -59,6 +59,7 @@ class AcmeServer:
     validator: ServedValidator
     issuer: Issuer
     app: Any
+    config: Config
 
     def client(self, **kwargs: Any) -> AcmeTestClient:
         return AcmeTestClient(self.http, **kwargs)
@@ -88,7 +89,7 @@ def server_factory(tmp_path: Path, make_hierarchy: Callable[..., Any], aiohttp_c
         app = build_app(config, store, lambda: issuer, clock,
                         dict.fromkeys(challenge_types, validator))
         http = await aiohttp_client(app)
-        return AcmeServer(http, store, clock, validator, issuer, app)
+        return AcmeServer(http, store, clock, validator, issuer, app, config)
 
     return start
 

@@ -66,7 +66,7 @@ async def issued(store: SqliteStore, serial: str = "1a2b3c") -> CertificateRecor
 
 
 async def test_fresh_database_is_migrated_to_version_1(store: SqliteStore, db_path: Path):
-    assert await store.schema_version() == 3
+    assert await store.schema_version() == 4
     with raw(db_path) as conn:
         rows = conn.execute("SELECT version, name, applied_at FROM schema_migrations").fetchall()
         indexed = {
@@ -77,7 +77,8 @@ async def test_fresh_database_is_migrated_to_version_1(store: SqliteStore, db_pa
             for row in conn.execute("SELECT name FROM pragma_index_info(?)", (index,))
         }
     stamp = "2026-01-01T12:00:00.123456Z"
-    assert rows == [(1, "certificates", stamp), (2, "acme", stamp), (3, "nonces_apart", stamp)]
+    assert rows == [(1, "certificates", stamp), (2, "acme", stamp), (3, "nonces_apart", stamp),
+                    (4, "orders_processing", stamp)]
     assert {"status", "not_after", "account_id", "order_id", "created_at"} <= indexed
 
 
@@ -85,13 +86,13 @@ async def test_reopening_does_not_apply_again(store: SqliteStore, db_path: Path)
     await store.reserve_serial(make_record())
     again = await SqliteStore.open(db_path, clock=FakeClock(T0 + timedelta(days=1)))
     try:
-        assert await again.schema_version() == 3
+        assert await again.schema_version() == 4
         assert (await again.get_certificate("1a2b3c")).status is CertificateStatus.RESERVED
     finally:
         await again.close()
     with raw(db_path) as conn:
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
-    assert rows == [(n, "2026-01-01T12:00:00.123456Z") for n in (1, 2, 3)]
+    assert rows == [(n, "2026-01-01T12:00:00.123456Z") for n in (1, 2, 3, 4)]
 
 
 async def test_two_stores_opening_a_fresh_file_at_once_migrate_it_once(db_path: Path):
@@ -101,12 +102,12 @@ async def test_two_stores_opening_a_fresh_file_at_once_migrate_it_once(db_path: 
     stores = [result for result in results if isinstance(result, SqliteStore)]
     try:
         assert len(stores) == 4, results
-        assert [await each.schema_version() for each in stores] == [3, 3, 3, 3]
+        assert [await each.schema_version() for each in stores] == [4, 4, 4, 4]
     finally:
         for each in stores:
             await each.close()
     with raw(db_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (3,)
+        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (4,)
 
 
 OPEN_AND_CLOSE = """
@@ -138,17 +139,17 @@ async def test_processes_opening_a_fresh_file_at_once_migrate_it_once(db_path: P
     ]
     outputs = [await process.communicate() for process in processes]
     assert [(p.returncode, out) for p, (out, _) in zip(processes, outputs, strict=True)] == [
-        (0, b"3\n")
+        (0, b"4\n")
     ] * 3, outputs
     with raw(db_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (3,)
+        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (4,)
 
 
 async def test_a_database_from_the_future_is_refused(db_path: Path):
     await (await SqliteStore.open(db_path)).close()
     with raw(db_path) as conn, conn:
         conn.execute("INSERT INTO schema_migrations VALUES (7, 'future', '2030-01-01')")
-    with pytest.raises(StoreError, match=r"version 7.* up to 3\b"):
+    with pytest.raises(StoreError, match=r"version 7.* up to 4\b"):
         await SqliteStore.open(db_path)
 
 
@@ -161,7 +162,8 @@ async def test_a_file_that_is_not_a_database_is_a_store_error(db_path: Path):
 def test_migrations_are_numbered_from_1_and_split_into_statements():
     migrations = load_migrations("sqlite")
     assert [(m.version, m.name) for m in migrations] == [(1, "certificates"), (2, "acme"),
-                                                            (3, "nonces_apart")]
+                                                            (3, "nonces_apart"),
+                                                            (4, "orders_processing")]
     statements = sqlite_statements(migrations[0].sql)
     assert statements[0].endswith(";") and "CREATE TABLE certificates" in statements[0]
     assert sum("CREATE INDEX" in each for each in statements) == 5
@@ -433,7 +435,7 @@ async def test_open_store_creates_missing_parents_0700_and_a_0600_file(tmp_path:
     opened = await open_store(f"sqlite:///{path}")
     try:
         assert isinstance(opened, SqliteStore)
-        assert await opened.schema_version() == 3
+        assert await opened.schema_version() == 4
     finally:
         await opened.close()
     for folder in (tmp_path / "var", tmp_path / "var" / "lib", path.parent):
@@ -450,7 +452,7 @@ async def test_open_store_takes_a_relative_path_and_memory(
     memory = await open_store("sqlite:///:memory:")
     try:
         await relative.reserve_serial(make_record())
-        assert await memory.schema_version() == 3
+        assert await memory.schema_version() == 4
         with pytest.raises(NotFound):
             await memory.get_certificate("1a2b3c")
     finally:

@@ -87,17 +87,17 @@ def test_store_includes_the_acme_protocols_and_sqlite_implements_them_exactly():
         for name, member in vars(protocol).items()
         if inspect.isfunction(member) and not name.startswith("_")
     }
-    assert len(members) == 24
+    assert len(members) == 26
     for name, member in members.items():
         implementation = getattr(SqliteStore, name)
         assert inspect.iscoroutinefunction(implementation), name
         assert inspect.signature(implementation) == inspect.signature(member), name
 
 
-async def test_fresh_database_is_at_version_3_with_the_acme_tables(
+async def test_fresh_database_is_at_version_4_with_the_acme_tables(
     acme_store: SqliteStore, db_file: Path
 ):
-    assert await acme_store.schema_version() == 3
+    assert await acme_store.schema_version() == 4
     assert [(m.version, m.name) for m in load_migrations("sqlite")][1] == (2, "acme")
     with raw(db_file) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -139,6 +139,7 @@ LOOKUPS = [
     (orders_module._FIRST_PAGE, (ACCOUNT, 100), "orders_by_account"),
     (orders_module._BY_ID, ("o",), "sqlite_autoindex_orders_1"),
     (orders_module._FOR_AUTHORIZATION, ("a",), "order_authorizations_by_authorization"),
+    (orders_module.PROCESSING_SINCE, ("t", 100), "orders_processing"),
     (authz_module._REUSABLE, (ACCOUNT, "x", "t", "dns", 0), "authorizations_for_reuse"),
     (authz_module._VALID, (ACCOUNT, "t", "[]"), "authorizations_for_reuse"),
     (authz_module._PROCESSING, (), "challenges_processing"),
@@ -166,7 +167,7 @@ async def test_every_lookup_uses_an_index(
     assert "SCAN accounts" not in plan and "SCAN nonces" not in plan, plan
 
 
-async def test_a_version_1_database_upgrades_to_3_keeping_its_certificates(db_file: Path):
+async def test_a_version_1_database_upgrades_to_4_keeping_its_certificates(db_file: Path):
     """A database made by the release with only 0001 gains the ACME tables on open."""
     with raw(db_file) as conn, conn:
         conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
@@ -182,7 +183,7 @@ async def test_a_version_1_database_upgrades_to_3_keeping_its_certificates(db_fi
              "2025-01-01T00:00:00.000000Z", DER))
     store = await SqliteStore.open(db_file, clock=FakeClock(T0))
     try:
-        assert await store.schema_version() == 3
+        assert await store.schema_version() == 4
         kept = await store.get_certificate("0a")
         assert (kept.names, kept.der, kept.order_id) == (("old.example.test",), DER, "order-old")
         assert (await store.create_account(make_account())).id == ACCOUNT
@@ -190,8 +191,7 @@ async def test_a_version_1_database_upgrades_to_3_keeping_its_certificates(db_fi
         await store.close()
     with raw(db_file) as conn:
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
-    assert rows == [(1, "then"), (2, "2026-01-01T12:00:00.123456Z"),
-                    (3, "2026-01-01T12:00:00.123456Z")]
+    assert rows == [(1, "then")] + [(n, "2026-01-01T12:00:00.123456Z") for n in (2, 3, 4)]
 
 
 # --- accounts (RFC 8555 7.1.2, 7.3) ---------------------------------------------------

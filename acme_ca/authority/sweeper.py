@@ -1,0 +1,133 @@
+"""Issuance that always ends: the sweeper of orders left processing (RFC 8555 7.1.6).
+
+Finalize reserves the serial and moves the order to PROCESSING in one transaction
+(``Store.start_issuance``), signs, then stores the certificate and moves the order to
+VALID in another (``finish_order``). Three things can stop it in between and leave a
+client polling a processing order forever: the process dies (kill -9, power loss); the
+issuance is cancelled (``OrderService.finalize`` shields it from its request, but a
+loop torn down without draining cancels it anyway); the database fails the certificate's
+write and then the order's move to invalid too.
+
+The sweeper ends such orders, at start and every ``PERIOD`` seconds: each order
+processing for ``DEADLINE`` or longer (counted from the reservation of its serial)
+
+- becomes VALID if its certificate was stored (only the order's move was lost);
+- else becomes INVALID with a serverInternal problem; its serial stays RESERVED, as
+  evidence that it may have been signed, and is never reused (rows are never deleted).
+
+Why these constants (no configuration): an issuance is a signature and two commits,
+milliseconds, at worst twice ``busy_timeout`` (5 s) waiting for the write lock; 30 s
+is far beyond that, so a sweep does not race a live issuance (and if it ever did,
+finish_order would lose its compare-and-set: the client gets serverInternal, nothing
+is half-written). Every 10 s, so no order stays processing past 40 s: none is left a
+minute after a restart, at the cost of one indexed read of (usually) nothing.
+
+Several processes sweep at once (``serve --workers N``, replicas on one database):
+every move is a compare-and-set from PROCESSING, so each order moves exactly once and
+a sweeper that loses the race hears ``Conflict`` and passes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from acme_ca.clock import Clock
+from acme_ca.domain.models import CertificateRecord, Order, OrderStatus
+from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.errors import Conflict, NotFound
+from acme_ca.store.base import Store
+
+log = logging.getLogger(__name__)
+
+DEADLINE = timedelta(seconds=30)  # processing for this long: the issuance is not running
+PERIOD = 10.0  # seconds between two sweeps
+BATCH = 100  # orders read at a time
+
+UNFINISHED = AcmeProblem(
+    ProblemType.SERVER_INTERNAL,
+    "the server stopped or failed before the certificate was stored; create a new order",
+    status=500,
+)
+
+
+class IssuanceSweeper:
+    """Ends orders left processing (see the module docstring); owns its periodic task."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        deadline: timedelta = DEADLINE,
+        period: float = PERIOD,
+        batch: int = BATCH,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if batch < 1 or period <= 0:
+            raise ValueError("the sweeper needs a batch of at least 1 and a positive period")
+        self._store = store
+        self._clock = clock
+        self._deadline = deadline
+        self._period = period
+        self._batch = batch
+        self._sleep = sleep
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Sweep now (what a stopped server left behind), then every period in a task
+        owned here until ``close``. A failed sweep is logged; it never stops a start."""
+        await self._sweep_logged()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._every_period())
+
+    async def close(self) -> None:
+        """Cancel the periodic task and wait for it; closing twice is harmless."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def sweep(self) -> int:
+        """End every order processing for ``deadline`` or longer; how many this call moved
+        (those another process moved first are not counted)."""
+        moved = 0
+        while True:
+            started_before = self._clock.now() - self._deadline
+            stale = await self._store.processing_orders(started_before, limit=self._batch)
+            ended = [await self._end(order, record) for order, record in stale]
+            moved += sum(ended)
+            if len(stale) < self._batch or not any(ended):
+                return moved
+
+    async def _every_period(self) -> None:
+        while True:
+            await self._sleep(self._period)
+            await self._sweep_logged()
+
+    async def _sweep_logged(self) -> None:
+        try:
+            await self.sweep()
+        except Exception:  # the store failed (disk, lock): the next period tries again
+            log.exception("sweeping the orders left processing failed; next try in %gs",
+                          self._period)
+
+    async def _end(self, order: Order, record: CertificateRecord | None) -> bool:
+        """Complete or fail one order with a compare-and-set; False if another won."""
+        serial = record.serial if record is not None else None
+        try:
+            if record is not None and record.der is not None:
+                await self._store.complete_order(order.id, record.serial)
+                log.warning("order %s was left processing with certificate %s stored: "
+                            "now valid", order.id, serial)
+            else:
+                await self._store.update_order_status(
+                    order.id, expected=OrderStatus.PROCESSING, status=OrderStatus.INVALID,
+                    error=UNFINISHED.dumps())
+                log.warning("order %s was left processing (serial %s reserved, no certificate "
+                            "stored): now invalid", order.id, serial)
+        except (Conflict, NotFound):
+            return False  # moved meanwhile: by its finalize, or by another sweeper
+        return True

@@ -1,0 +1,93 @@
+"""A server killed (SIGKILL) in the middle of an issuance, then started again: the order it
+left processing is ended by the new server, seen through the ACME API (RFC 8555 7.1.6)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import josepy as jose
+import pytest
+from acme import crypto_util, messages
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from acme_ca.domain.models import CertificateRecord, CertificateStatus, OrderStatus
+from acme_ca.store import SqliteStore
+from integration.clients import NAMES, serving_acme
+from integration.conftest import POLL, serving_config
+from integration.test_acme_library import connect
+
+pytestmark = pytest.mark.integration
+
+SWEPT_WITHIN = 15.0  # seconds; the sweep at start runs before the server answers at all
+
+
+async def leave_processing(db: Path, order_id: str, started: datetime) -> str:
+    """What a finalize leaves when its process dies between reserving the serial and
+    storing the certificate: the order PROCESSING, its serial RESERVED (at `started`)."""
+    store = await SqliteStore.open(db)
+    try:
+        order = await store.update_order_status(order_id, expected=OrderStatus.PENDING,
+                                                status=OrderStatus.READY)
+        record = CertificateRecord(
+            serial=secrets.token_hex(16).lstrip("0") or "1", issuer="ab" * 32,
+            names=tuple(i.value for i in order.identifiers), profile="server",
+            not_before=started, not_after=started + timedelta(days=7), created_at=started,
+            account_id=order.account_id, order_id=order_id)
+        await store.start_issuance(order_id, record)
+        return record.serial
+    finally:
+        await store.close()
+
+
+async def certificate_status(db: Path, serial: str) -> CertificateStatus:
+    store = await SqliteStore.open(db)
+    try:
+        return (await store.get_certificate(serial)).status
+    finally:
+        await store.close()
+
+
+def test_an_order_a_killed_server_left_processing_is_ended_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    workdir = tmp_path / "acme-ca"
+    data_dir = workdir / "data"
+    key = jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+    csr_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    with serving_acme(workdir) as first:
+        acme = connect(first, key, jose.ES256)
+        regr = acme.new_account(
+            messages.NewRegistration.from_data(terms_of_service_agreed=True))
+        orderr = acme.new_order(crypto_util.make_csr(csr_key, list(NAMES)))
+        os.kill(first.server.process.pid, signal.SIGKILL)
+        assert first.server.process.wait(timeout=10) == -signal.SIGKILL
+    order_id = orderr.uri.rsplit("/", 1)[-1]
+    db = data_dir / "acme-ca.db"
+    crashed_at = datetime.now(UTC) - timedelta(minutes=1)  # a restart a minute later
+    serial = asyncio.run(leave_processing(db, order_id, crashed_at))
+
+    with serving_config(workdir / "acme-ca.toml", data_dir, first.server.port) as second:
+        acme = connect(first._replace(server=second), key, jose.ES256)
+        acme.net.account = regr
+        deadline = time.monotonic() + SWEPT_WITHIN
+        order: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            order = acme._post_as_get(orderr.uri).json()
+            if order["status"] != "processing":
+                break
+            time.sleep(POLL)
+        assert order["status"] == "invalid", (order, second.log("stderr"))
+        assert order["error"]["type"] == "urn:ietf:params:acme:error:serverInternal", order
+        assert "certificate" not in order
+        assert f"order {order_id} was left processing" in second.log("stderr")
+    assert asyncio.run(certificate_status(db, serial)) is CertificateStatus.RESERVED
