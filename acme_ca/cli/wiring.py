@@ -29,7 +29,7 @@ from acme_ca.validation.caa import CaaChecker
 from acme_ca.validation.dns import DnsClient
 from acme_ca.validation.dns01 import Dns01Validator
 from acme_ca.validation.http01 import Http01Validator
-from acme_ca.validation.network import AddressPolicy
+from acme_ca.validation.network import AddressPolicy, OwnEndpoints
 from acme_ca.validation.resolver import Resolver
 from acme_ca.validation.tlsalpn01 import TlsAlpn01Validator
 
@@ -40,13 +40,15 @@ def default_validators(config: Config) -> dict[str, Validator]:
     """One validator per challenge type, all sharing the resolver, policy and deadline.
 
     Every validator that connects somewhere takes ``policy`` (the [validation]
-    allowed_networks guard) and ``timeout``.
+    allowed_networks guard, and the ports ``serve`` listens on, which validation never
+    connects to on this host) and ``timeout``.
     """
     settings = config.validation
     timeout = settings.timeout.total_seconds()
     resolver = Resolver(settings.hosts, settings.resolvers, timeout,
                         zone_resolvers=settings.zone_resolvers)
-    policy = AddressPolicy(settings.allowed_networks)
+    own = OwnEndpoints(frozenset({config.server.listen_port}))
+    policy = AddressPolicy(settings.allowed_networks, own=own)
     return {
         "http-01": Http01Validator(
             resolver, policy=policy, port=settings.http01_port, total_timeout=timeout
