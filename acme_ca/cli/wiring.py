@@ -16,6 +16,7 @@ from acme_ca.api.links import Links
 from acme_ca.authority.accounts import AccountService
 from acme_ca.authority.authorizations import AuthorizationService
 from acme_ca.authority.ca_certificates import CaCertificates
+from acme_ca.authority.caa_recheck import CaaRecheck
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.revocation import RevocationService
@@ -75,6 +76,7 @@ def build_app(
     validators: Mapping[str, Validator] | None = None,
 ) -> web.Application:
     links = Links(config.server.base_url)
+    caa = caa_checker(config)
     supervisor = ValidationSupervisor(
         store,
         clock,
@@ -83,12 +85,13 @@ def build_app(
         max_in_flight=config.validation.max_in_flight,
         max_in_flight_per_account=config.validation.max_in_flight_per_account,
         timeout=config.validation.timeout.total_seconds(),
-        caa=caa_checker(config),
+        caa=caa,
         account_uri=links.account,
     )
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service),
-        orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types),
+        orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
+                            caa_recheck=None if caa is None else CaaRecheck(caa, links.account)),
         authorizations=AuthorizationService(store, clock, supervisor),
         revocation=RevocationService(store, clock),
         nonces=NonceService(store, clock),
