@@ -37,20 +37,32 @@ DEFAULT_DATA_DIR = "acme-ca-data"
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Where validation may connect: private ranges and loopback (an internal CA validates
-# internal names). Link-local (cloud metadata) is denied whatever this says.
-DEFAULT_ALLOWED_NETWORKS: tuple[IpNetwork, ...] = tuple(
+# Where validation may connect: the private ranges (an internal CA validates internal
+# names), and loopback only when the server itself listens on loopback (the Quick
+# start): a CA that serves the network must not let validation reach the services of
+# its own host. Link-local (cloud metadata) is denied whatever [validation] says.
+PRIVATE_NETWORKS: tuple[IpNetwork, ...] = tuple(
     ipaddress.ip_network(n)
-    for n in (
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "::1/128",
-        "fc00::/7",
-    )
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
 )
+LOOPBACK_NETWORKS: tuple[IpNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+# The default for the default [server] listen (127.0.0.1:8555).
+DEFAULT_ALLOWED_NETWORKS: tuple[IpNetwork, ...] = PRIVATE_NETWORKS + LOOPBACK_NETWORKS
+
+
+def default_allowed_networks(listen_host: str) -> tuple[IpNetwork, ...]:
+    """[validation] allowed_networks when the file does not set it: loopback is in only
+    when ``listen_host`` ([server] listen) is a loopback address or "localhost"."""
+    if listen_host.lower().rstrip(".") == "localhost":
+        return DEFAULT_ALLOWED_NETWORKS
+    try:
+        loopback = ipaddress.ip_address(listen_host).is_loopback
+    except ValueError:
+        loopback = False  # a host name: not known to be loopback, so refuse loopback
+    return DEFAULT_ALLOWED_NETWORKS if loopback else PRIVATE_NETWORKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +342,9 @@ def _build(r: _Reader, source: Path | None) -> Config:
         hosts=r.get("validation.hosts", {}),
         zone_resolvers=r.get("validation.zone_resolvers", {}),
         caa_identities=r.get("validation.caa_identities", v.caa_identities),
-        allowed_networks=r.get("validation.allowed_networks", v.allowed_networks),
+        allowed_networks=r.get(
+            "validation.allowed_networks", default_allowed_networks(server.listen_host)
+        ),
         timeout=r.get("validation.timeout", v.timeout),
         max_in_flight=r.get("validation.max_in_flight", v.max_in_flight),
         max_in_flight_per_account=r.get(

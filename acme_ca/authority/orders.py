@@ -25,6 +25,7 @@ from typing import Any
 from cryptography import x509
 
 from acme_ca.authority import issuance
+from acme_ca.authority.caa_recheck import CaaRecheck
 from acme_ca.authority.identifiers import (
     authorization_identifier,
     challenge_types,
@@ -98,6 +99,7 @@ class OrderService:
         policy: PolicyConfig,
         issuer: Callable[[], Issuer],
         challenge_types: Sequence[str] = ("http-01",),
+        caa_recheck: CaaRecheck | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -105,6 +107,7 @@ class OrderService:
         self._issuer = issuer
         self._challenge_types = tuple(challenge_types)
         self._in_flight = issuance.InFlight()
+        self._caa_recheck = caa_recheck  # None when CAA is off
 
     # --- newOrder ---------------------------------------------------------------------
 
@@ -119,12 +122,14 @@ class OrderService:
         new: list[Authorization] = []
         expires = now + self._policy.order_lifetime
         all_valid = True
+        reusing: list[Authorization] = []
         for identifier in identifiers:
             base, wildcard = authorization_identifier(identifier)
             reused = await self._store.find_reusable_authorization(
                 account.id, base, wildcard, now
             )
             if reused is not None:
+                reusing.append(reused)
                 authorization_ids.append(reused.id)
                 expires = min(expires, reused.expires)
                 continue
@@ -133,6 +138,8 @@ class OrderService:
             new.append(authz)
             authorization_ids.append(authz.id)
             expires = min(expires, authz.expires)
+        if self._caa_recheck is not None:  # CAA again for reuse past 8 hours (caa_recheck)
+            await self._caa_recheck.check(reusing, now)
         order = Order(
             id=secrets.token_urlsafe(12),
             account_id=account.id,

@@ -16,6 +16,7 @@ from acme_ca.api.links import Links
 from acme_ca.authority.accounts import AccountService
 from acme_ca.authority.authorizations import AuthorizationService
 from acme_ca.authority.ca_certificates import CaCertificates
+from acme_ca.authority.caa_recheck import CaaRecheck
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.revocation import RevocationService
@@ -30,7 +31,7 @@ from acme_ca.validation.caa import CaaChecker
 from acme_ca.validation.dns import DnsClient
 from acme_ca.validation.dns01 import Dns01Validator
 from acme_ca.validation.http01 import Http01Validator
-from acme_ca.validation.network import AddressPolicy
+from acme_ca.validation.network import AddressPolicy, OwnEndpoints
 from acme_ca.validation.resolver import Resolver
 from acme_ca.validation.tlsalpn01 import TlsAlpn01Validator
 
@@ -42,13 +43,15 @@ def default_validators(config: Config) -> dict[str, Validator]:
     """One validator per challenge type, all sharing the resolver, policy and deadline.
 
     Every validator that connects somewhere takes ``policy`` (the [validation]
-    allowed_networks guard) and ``timeout``.
+    allowed_networks guard, and the ports ``serve`` listens on, which validation never
+    connects to on this host) and ``timeout``.
     """
     settings = config.validation
     timeout = settings.timeout.total_seconds()
     resolver = Resolver(settings.hosts, settings.resolvers, timeout,
                         zone_resolvers=settings.zone_resolvers)
-    policy = AddressPolicy(settings.allowed_networks)
+    own = OwnEndpoints(frozenset({config.server.listen_port}))
+    policy = AddressPolicy(settings.allowed_networks, own=own)
     return {
         "http-01": Http01Validator(
             resolver, policy=policy, port=settings.http01_port, total_timeout=timeout
@@ -75,6 +78,7 @@ def build_app(
     validators: Mapping[str, Validator] | None = None,
 ) -> web.Application:
     links = Links(config.server.base_url)
+    caa = caa_checker(config)
     supervisor = ValidationSupervisor(
         store,
         clock,
@@ -83,13 +87,14 @@ def build_app(
         max_in_flight=config.validation.max_in_flight,
         max_in_flight_per_account=config.validation.max_in_flight_per_account,
         timeout=config.validation.timeout.total_seconds(),
-        caa=caa_checker(config),
+        caa=caa,
         account_uri=links.account,
     )
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
                                 blocked_keys=config.policy.blocked_keys),
-        orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types),
+        orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
+                            caa_recheck=None if caa is None else CaaRecheck(caa, links.account)),
         authorizations=AuthorizationService(store, clock, supervisor),
         revocation=RevocationService(store, clock),
         nonces=NonceService(store, clock),

@@ -15,6 +15,14 @@ allowed ports only, at most ``max_redirects``; every hop is resolved and checked
 an IP-literal Location exactly like a name. https hops do not verify the certificate
 (as Boulder does for http-01 redirects). The body is read up to ``max_body`` bytes.
 
+What a problem says (RFC 8555 10.2: validation must not become a probe of the network
+it runs in): what failed (a status code, refused, timed out, wrong length, does not
+match, too large, a redirect to a refused address, a TLS error), never what the target
+sent: no body, no Location, no header, no bytes of a response that is not HTTP (see
+``http01_urls`` for how a redirect's target is named). The records
+(``ValidationResult.records``) keep everything, for the operator's logs; they never
+reach the client.
+
 Nothing here raises for a failed validation: the problem is returned in the result.
 One deadline (``total_timeout``, [validation] timeout) covers resolution, every hop and
 the body, so a server that accepts and never answers, or trickles bytes, cannot hold a
@@ -24,7 +32,6 @@ validation; ``connect_timeout`` and ``read_timeout`` bound each socket operation
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -37,21 +44,18 @@ from yarl import URL
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.validation.base import ValidationResult
-from acme_ca.validation.network import (
-    AddressPolicy,
-    candidates,
-    connection_reason,
-    host_port,
-    is_ip,
+from acme_ca.validation.http01_urls import (
+    REDIRECT_STATUSES,
+    STANDARD_PORTS,
+    Hop,
+    challenge_url,
+    check_body,
+    redirect_target,
 )
+from acme_ca.validation.network import AddressPolicy, candidates, connection_reason, is_ip
 from acme_ca.validation.resolver import Address, Resolver
 
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-CHALLENGE_PATH = "/.well-known/acme-challenge/"
 USER_AGENT = "acme-ca http-01 validation"
-_TOKEN = re.compile(r"[A-Za-z0-9_-]+")  # base64url, RFC 8555 8.1
-_SHOWN = 64  # characters of a body or key authorization shown in a problem
-_STANDARD_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +103,8 @@ class Http01Validator:
         https_port: int = 443,
     ) -> None:
         """``policy`` says which addresses may be connected to ([validation]
-        allowed_networks); it is required so that no caller gets one by accident.
+        allowed_networks, and never the CA's own listening ports); it is required so
+        that no caller gets one by accident.
         ``port`` is the first request's port ([validation] http01_port).
 
         Redirects may go to ``http_redirect_port``, ``https_port`` or ``port``; a
@@ -122,7 +127,7 @@ class Http01Validator:
     ) -> ValidationResult:
         """GET http://<identifier>:<port>/.well-known/acme-challenge/<token> and compare."""
         try:
-            url = _challenge_url(identifier, token, self._port)
+            url = challenge_url(identifier, token, self._port)
         except AcmeProblem as problem:
             return ValidationResult(problem)
         records: list[dict[str, Any]] = []
@@ -132,9 +137,8 @@ class Http01Validator:
         except AcmeProblem as problem:
             return ValidationResult(problem, tuple(records))
         except TimeoutError:
-            last = records[-1]["url"] if records else str(url)
             detail = (
-                f"fetching {last} for {identifier.value} timed out "
+                f"fetching {url} for {identifier.value} timed out "
                 f"after {self._total_timeout:g}s (total time limit)"
             )
             return ValidationResult(AcmeProblem(ProblemType.CONNECTION, detail), tuple(records))
@@ -154,64 +158,38 @@ class Http01Validator:
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,  # never through a proxy: the address connected to is ours
         ) as session:
-            port = self._port
-            for hop in range(self._max_redirects + 1):
-                response = await self._fetch(session, url, port, records)
+            first, port = url, self._port
+            for number in range(self._max_redirects + 1):
+                hop = Hop(number, url, port, first)
+                response = await self._fetch(session, hop, records)
                 if response.status in REDIRECT_STATUSES:
-                    if hop == self._max_redirects:
+                    if number == self._max_redirects:
                         raise AcmeProblem(
                             ProblemType.CONNECTION,
-                            f"too many redirects: more than {self._max_redirects}, "
-                            f"the last from {url} to {_shorten(response.location or '')}",
+                            f"too many redirects: more than {self._max_redirects}, from {first}",
                         )
-                    url, port = self._redirect_target(url, response)
+                    url, port = redirect_target(
+                        hop, response.status, response.location,
+                        self._default_ports, self._redirect_ports,
+                    )
                     continue
                 if response.status != 200:
                     raise AcmeProblem(
-                        ProblemType.UNAUTHORIZED, f"fetching {url} returned {response.status}"
+                        ProblemType.UNAUTHORIZED, f"fetching {hop.name} returned {response.status}"
                     )
-                _check_body(url, response.body, key_authorization)
+                check_body(hop.name, response.body, key_authorization)
                 return
 
-    def _redirect_target(self, current: URL, response: _Response) -> tuple[URL, int]:
-        """The next URL and port, after checking scheme and port."""
-        location = response.location
-        if not location:
-            raise AcmeProblem(
-                ProblemType.UNAUTHORIZED,
-                f"fetching {current} returned {response.status} without a Location header",
-            )
-        refused = f"redirect from {current} to {_shorten(location)} is not allowed"
-        try:
-            target = current.join(URL(location)).with_fragment(None).with_user(None)
-            explicit_port = target.explicit_port
-        except (ValueError, TypeError, UnicodeError):
-            raise AcmeProblem(ProblemType.CONNECTION, f"{refused}: not a valid URL") from None
-        if target.scheme not in self._default_ports:
-            raise AcmeProblem(
-                ProblemType.CONNECTION, f"{refused}: only http and https URLs are followed"
-            )
-        if not target.raw_host:
-            raise AcmeProblem(ProblemType.CONNECTION, f"{refused}: the URL has no host")
-        port = self._default_ports[target.scheme] if explicit_port is None else explicit_port
-        if port not in self._redirect_ports:
-            allowed = ", ".join(str(p) for p in self._redirect_ports)
-            raise AcmeProblem(
-                ProblemType.CONNECTION,
-                f"{refused}: port {port} is not one of the ports followed ({allowed})",
-            )
-        return target, port
-
     async def _fetch(
-        self, session: aiohttp.ClientSession, url: URL, port: int, records: list[dict[str, Any]]
+        self, session: aiohttp.ClientSession, hop: Hop, records: list[dict[str, Any]]
     ) -> _Response:
         """One hop: resolve once, check, connect to a checked address (the first, then
         one of the other family), GET."""
-        host = url.raw_host or ""
+        host = hop.url.raw_host or ""
         record: dict[str, Any] = {
-            "url": str(url),
+            "url": str(hop.url),
             "hostname": host,
-            "port": port,
+            "port": hop.port,
             "addresses_resolved": [],
             "addresses_refused": [],
             "addresses_tried": [],
@@ -219,36 +197,51 @@ class Http01Validator:
             "status": None,
         }
         records.append(record)
-        addresses = await self._resolver.resolve(host)
+        unresolved = AcmeProblem(ProblemType.DNS, f"the host of {hop.name} could not be resolved")
+        try:
+            addresses = await self._resolver.resolve(host)
+        except AcmeProblem:
+            if hop.number == 0:
+                raise
+            raise unresolved from None
         record["addresses_resolved"] = [str(a) for a in addresses]
-        usable, refused = self._policy.allowed_addresses(addresses, host)
+        usable, refused = self._policy.allowed_addresses(addresses, host, hop.port)
         record["addresses_refused"] = [str(a) for a in addresses if a not in usable]
         if not usable:
-            raise refused or AcmeProblem(ProblemType.DNS, f"no addresses found for {host}")
+            if hop.number == 0:
+                raise refused or AcmeProblem(ProblemType.DNS, f"no addresses found for {host}")
+            reason = self._policy.refused(addresses[0], hop.port) if addresses else None
+            if reason is None:
+                raise unresolved
+            raise AcmeProblem(
+                ProblemType.CONNECTION,
+                f"redirect {hop.number} from {hop.first} goes to an address that {reason}: "
+                "validation never connects there",
+            )
         failures = []
         for address in candidates(usable):
             record["addresses_tried"].append(str(address))
             record["address_used"] = str(address)
             try:
-                return await self._request(session, url, host, port, address, record)
+                return await self._request(session, hop, address, record)
             except _ConnectFailed as exc:
                 record["address_used"] = None
                 failures.append(exc.detail)
-        raise AcmeProblem(ProblemType.CONNECTION, "; ".join(failures))
+        raise AcmeProblem(ProblemType.CONNECTION, "; ".join(dict.fromkeys(failures)))
 
     async def _request(
         self,
         session: aiohttp.ClientSession,
-        url: URL,
-        host: str,
-        port: int,
+        hop: Hop,
         address: Address,
         record: dict[str, Any],
     ) -> _Response:
+        url, port = hop.url, hop.port
+        host = url.raw_host or ""
         target = url.with_host(str(address)).with_port(port)
         literal = is_ip(host)
         host_header = f"[{host}]" if literal and ":" in host else host
-        if port != _STANDARD_PORTS[url.scheme]:
+        if port != STANDARD_PORTS[url.scheme]:
             host_header += f":{port}"
         headers = {
             "Host": host_header,
@@ -257,7 +250,6 @@ class Http01Validator:
             "Accept-Encoding": "identity",
         }
         https = url.scheme == "https"
-        where = f"{host_port(address, port)} for {host}"
         try:
             async with session.get(
                 target,
@@ -273,12 +265,15 @@ class Http01Validator:
                     return _Response(resp.status, location)
                 if resp.status != 200:
                     return _Response(resp.status)
-                return _Response(200, body=await self._read_body(resp, url))
+                return _Response(200, body=await self._read_body(resp, hop))
         except aiohttp.ClientConnectorError as exc:
-            raise _ConnectFailed(f"connecting to {where} failed: {_reason(exc.os_error)}") from None
+            raise _ConnectFailed(
+                f"connecting to {hop.where(address)} failed: {_reason(exc.os_error)}"
+            ) from None
         except aiohttp.ConnectionTimeoutError:
             raise _ConnectFailed(
-                f"connecting to {where} failed: timed out after {self._connect_timeout:g}s"
+                f"connecting to {hop.where(address)} failed: "
+                f"timed out after {self._connect_timeout:g}s"
             ) from None
         except aiohttp.SocketTimeoutError:
             reason = f"no data for {self._read_timeout:g}s"
@@ -286,19 +281,19 @@ class Http01Validator:
             reason = "the server closed the connection without a complete response"
         except aiohttp.ClientPayloadError:
             reason = "the response body was malformed or cut short"
-        except aiohttp.ClientResponseError as exc:
-            reason = f"invalid HTTP response: {exc.message}"
+        except aiohttp.ClientResponseError:
+            reason = "the response is not valid HTTP"  # aiohttp's message quotes the bytes
         except aiohttp.ClientOSError as exc:
             reason = _reason(exc)
         except aiohttp.ClientError as exc:
-            reason = str(exc) or type(exc).__name__
-        raise AcmeProblem(ProblemType.CONNECTION, f"fetching {url} from {where} failed: {reason}")
+            reason = f"the request failed ({type(exc).__name__})"
+        raise AcmeProblem(ProblemType.CONNECTION, f"{hop.fetching(address)} failed: {reason}")
 
-    async def _read_body(self, resp: aiohttp.ClientResponse, url: URL) -> bytes:
+    async def _read_body(self, resp: aiohttp.ClientResponse, hop: Hop) -> bytes:
         """At most max_body bytes; one more byte than that is a failure, the rest unread."""
         too_large = AcmeProblem(
             ProblemType.INCORRECT_RESPONSE,
-            f"fetching {url}: response larger than {self._max_body} bytes",
+            f"fetching {hop.name}: response larger than {self._max_body} bytes",
         )
         if resp.content_length is not None and resp.content_length > self._max_body:
             raise too_large
@@ -313,58 +308,9 @@ class Http01Validator:
         return bytes(body)
 
 
-def _challenge_url(identifier: Identifier, token: str, port: int) -> URL:
-    """The first URL; raises AcmeProblem for what http-01 cannot validate."""
-    if identifier.type not in ("dns", "ip"):
-        raise AcmeProblem(
-            ProblemType.UNSUPPORTED_IDENTIFIER,
-            f"http-01 cannot validate a {identifier.type!r} identifier",
-        )
-    if identifier.value.startswith("*."):
-        raise AcmeProblem(
-            ProblemType.MALFORMED, f"http-01 cannot validate the wildcard {identifier.value}"
-        )
-    if identifier.type == "ip" and not is_ip(identifier.value):
-        raise AcmeProblem(ProblemType.MALFORMED, f"{identifier.value!r} is not an IP address")
-    if not _TOKEN.fullmatch(token):
-        raise AcmeProblem(ProblemType.MALFORMED, "the challenge token is not base64url")
-    try:
-        return URL.build(
-            scheme="http",
-            host=identifier.value,
-            port=None if port == 80 else port,
-            path=CHALLENGE_PATH + token,
-        )
-    except ValueError:
-        raise AcmeProblem(
-            ProblemType.MALFORMED, f"{identifier.value!r} is not a valid host name"
-        ) from None
-
-
-def _check_body(url: URL, body: bytes, key_authorization: str) -> None:
-    """RFC 8555 8.3: the body must be the key authorization; trailing whitespace is ignored."""
-    received = body.rstrip()  # ASCII whitespace only: space, \t, \n, \r, \v, \f
-    if received == key_authorization.encode():
-        return
-    raise AcmeProblem(
-        ProblemType.INCORRECT_RESPONSE,
-        f"the key authorization at {url} was {_show(received)} but should be "
-        f"{_show(key_authorization.encode())}",
-    )
-
-
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {exc.reason or exc}"
     if isinstance(exc, OSError):
         return connection_reason(exc)
     return str(exc) or type(exc).__name__
-
-
-def _show(data: bytes) -> str:
-    text = data.decode("utf-8", errors="replace")
-    return repr(text[:_SHOWN]) + ("..." if len(text) > _SHOWN else "")
-
-
-def _shorten(text: str, limit: int = 256) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -4,7 +4,7 @@ A validator resolves a name itself, checks every address here, and then connects
 that very address (never resolving again), so neither a redirect nor a DNS answer
 that changes between lookups (rebinding) can lead it elsewhere.
 
-Two rules, in this order:
+Three rules, in this order:
 
 1. ``DENIED`` wins whatever the configuration says: link-local (cloud metadata at
    169.254.169.254, reached over IPv6 as fd00:ec2::254), the other metadata and
@@ -12,23 +12,35 @@ Two rules, in this order:
    multicast and broadcast. An IPv6 address that carries an IPv4 one (IPv4-mapped
    ``::ffff:a.b.c.d``, NAT64 ``64:ff9b::/96``, 6to4, Teredo) is refused when the
    IPv4 address it carries is.
-2. Otherwise the address must be inside ``allowed`` ([validation] allowed_networks;
-   by default private ranges and loopback, as an internal CA validates internal
-   names). An IPv4-mapped address is judged as the IPv4 address it reaches.
+2. A port the CA itself listens on (``OwnEndpoints``, from [server] listen, passed in
+   by the cli wiring) is never connected to on any address of this host: loopback,
+   and every address the host can bind. Not for a redirect, and not for the first
+   request either: no challenge is answered by the CA's own listener, and a GET to it
+   could only probe the CA. A port is judged per connection, so the same address on
+   another port (a client's web server beside the CA) is still validated.
+3. Otherwise the address must be inside ``allowed`` ([validation] allowed_networks;
+   by default the private ranges, and loopback when the server listens on loopback,
+   as in the Quick start; see ``config.default_allowed_networks``). An IPv4-mapped
+   address is judged as the IPv4 address it reaches.
 
 A name that resolves to allowed and refused addresses is validated through the
 allowed ones only, as Boulder's ``bdns.LookupHost`` drops reserved addresses before
 the VA picks one: no connection to a refused address is ever attempted, so nothing
 is lost by going on. Only when no address is left does validation fail, with the
 problem of the first refused address (see ``AddressPolicy.allowed_addresses``).
+
+``AddressPolicy.refused`` says why in words that name no address, for a problem about
+an address the client did not choose (a redirect's target): validation never repeats
+what a target sent (see http01).
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from acme_ca.config import DEFAULT_ALLOWED_NETWORKS
 from acme_ca.domain.problems import AcmeProblem, ProblemType
@@ -61,40 +73,81 @@ _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnEndpoints:
+    """The ports this CA listens on ([server] listen); ``covers`` says whether a
+    connection to (address, port) would reach the CA itself.
+
+    Every address of this host counts, not only the one in [server] listen: a server
+    bound to 0.0.0.0 answers on all of them, and refusing the CA's port on an address
+    it happens not to be bound to costs nothing (no challenge is answered there).
+    """
+
+    ports: frozenset[int] = frozenset()
+
+    def covers(self, address: Address, port: int) -> bool:
+        if port not in self.ports:
+            return False
+        target = _embedded_ipv4(address) or address
+        return target.is_loopback or target.is_unspecified or is_local_address(target)
+
+
+def is_local_address(address: Address) -> bool:
+    """Is ``address`` one of this host's own? Tried by binding a socket to it (port 0,
+    closed at once): the kernel accepts only its own addresses, without a packet sent."""
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((str(address), 0))
+    except OSError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
 class AddressPolicy:
-    """The allowed networks; ``AddressPolicy()`` is the configuration's default."""
+    """The allowed networks and the CA's own endpoints; ``AddressPolicy()`` is the
+    configuration's default for the default listen address (no own port known)."""
 
     allowed: Sequence[Network] = DEFAULT_ALLOWED_NETWORKS
+    own: OwnEndpoints = field(default_factory=OwnEndpoints)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed", tuple(self.allowed))  # a list stays unshared
 
-    def problem(self, address: Address, name: str) -> AcmeProblem | None:
-        """None if validation may connect to `address` (which `name` resolved to)."""
-        subject = _subject(address, name)
-        reason = denied_reason(address)
-        if reason is not None:
-            return AcmeProblem(
-                ProblemType.CONNECTION, f"{subject} {reason}: validation never connects there"
+    def refused(self, address: Address, port: int | None = None) -> str | None:
+        """Why validation may not connect to ``address`` (on ``port``), naming no
+        address ("is outside [validation] allowed_networks"), or None."""
+        if denied_reason(address) is not None:
+            return (
+                "is always refused (link-local, cloud metadata, unspecified, multicast "
+                "or broadcast)"
             )
+        if port is not None and self.own.covers(address, port):
+            return "is this CA's own listening address and port"
         target = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
         target = target or address
         if not any(target.version == n.version and target in n for n in self.allowed):
-            return AcmeProblem(
-                ProblemType.CONNECTION,
-                f"{subject} is outside [validation] allowed_networks: validation never "
-                "connects there",
-            )
+            return "is outside [validation] allowed_networks"
         return None
 
+    def problem(self, address: Address, name: str, port: int | None = None) -> AcmeProblem | None:
+        """None if validation may connect to `address` (which `name` resolved to)."""
+        reason = denied_reason(address) or self.refused(address, port)
+        if reason is None:
+            return None
+        return AcmeProblem(
+            ProblemType.CONNECTION,
+            f"{_subject(address, name)} {reason}: validation never connects there",
+        )
+
     def allowed_addresses(
-        self, addresses: Sequence[Address], name: str
+        self, addresses: Sequence[Address], name: str, port: int | None = None
     ) -> tuple[list[Address], AcmeProblem | None]:
         """The addresses validation may use (in order), and the first refused one's problem."""
         allowed: list[Address] = []
         first: AcmeProblem | None = None
         for address in addresses:
-            problem = self.problem(address, name)
+            problem = self.problem(address, name, port)
             if problem is None:
                 allowed.append(address)
             elif first is None:

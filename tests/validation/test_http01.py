@@ -164,16 +164,16 @@ async def test_leading_whitespace_is_not_ignored(serve: Serve):
 
 
 async def test_wrong_body_is_incorrect_response(serve: Serve):
-    """RFC 8555 8.3: a different body fails; the detail shows received and expected text."""
+    """RFC 8555 8.3: a different body fails; the detail shows the expected text only,
+    never what was received (RFC 8555 10.2; test_no_probe.py)."""
     port = await serve({PATH: reply("not-the-key-authorization" * 10)})
     result = await check(validator(port))
     assert not result.valid
     assert result.problem is not None
     assert result.problem.type is ProblemType.INCORRECT_RESPONSE
     detail = result.problem.detail
-    assert repr(("not-the-key-authorization" * 10)[:64]) + "..." in detail
     assert repr(KEY_AUTH[:64]) + "..." in detail
-    assert ("not-the-key-authorization" * 10)[:65] not in detail
+    assert "not-the-key" not in detail
 
 
 async def test_http_404_is_unauthorized(serve: Serve):
@@ -267,15 +267,18 @@ async def test_redirect_to_another_name_is_resolved_again(
     result = await check(validator(missing, hosts, dns=[address], http_redirect_port=other))
     assert result.problem is not None
     assert result.problem.type is ProblemType.DNS
-    assert "missing.bluerobin.local" in result.problem.detail
+    assert result.problem.detail == (  # the redirect's host is the target's: not repeated
+        f"the host of the target of redirect 1 from http://{NAME}:{missing}{PATH} "
+        "could not be resolved"
+    )
 
 
 @pytest.mark.parametrize(
     ("location", "words"),
     [
         ("ftp://web.bluerobin.local/file", "only http and https"),
-        ("http://web.bluerobin.local:{free}/x", "port {free} is not one of the ports followed"),
-        ("https://web.bluerobin.local:{free}/x", "port {free} is not one of the ports"),
+        ("http://web.bluerobin.local:{free}/x", "its port is not one of the ports followed"),
+        ("https://web.bluerobin.local:{free}/x", "its port is not one of the ports"),
         ("http://[bad/x", "not a valid URL"),
     ],
 )
@@ -296,7 +299,7 @@ async def test_redirect_default_ports_are_80_and_443(serve: Serve):
     port = await serve({PATH: redirect(f"http://{NAME}:8080/x")})
     result = await check(validator(port))
     assert result.problem is not None
-    assert f"port 8080 is not one of the ports followed (80, 443, {port})" in (
+    assert f"its port is not one of the ports followed (80, 443, {port})" in (
         result.problem.detail
     )
 

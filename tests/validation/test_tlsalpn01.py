@@ -202,7 +202,7 @@ async def test_ip_identifier_with_dns_name_san_is_unauthorized(tls_server: Start
     result = await check(validator(server.port), IP_IDENT)
     assert result.problem is not None
     assert result.problem.type is ProblemType.UNAUTHORIZED
-    reason = "its subjectAltName entry is dNSName 127.0.0.1, not iPAddress 127.0.0.1"
+    reason = "its subjectAltName entry is not iPAddress 127.0.0.1"
     assert result.problem.detail == refusal(server.port, reason, IP_IDENT)
 
 
@@ -266,8 +266,8 @@ async def test_wrong_digest_is_unauthorized(tls_server: Start) -> None:
     assert result.problem is not None
     assert result.problem.type is ProblemType.UNAUTHORIZED
     reason = (
-        f"the acmeIdentifier extension holds {other.hex()}, not the SHA-256 digest "
-        f"of the key authorization ({DIGEST.hex()})"
+        "the acmeIdentifier extension does not hold the SHA-256 digest of the key "
+        f"authorization ({DIGEST.hex()})"
     )
     assert result.problem.detail == refusal(server.port, reason)
 
@@ -293,10 +293,7 @@ async def test_two_sans_are_unauthorized(tls_server: Start) -> None:
     result = await check(validator(server.port))
     assert result.problem is not None
     assert result.problem.type is ProblemType.UNAUTHORIZED
-    reason = (
-        f"its subjectAltName has 2 entries (dNSName {NAME}, dNSName other.bluerobin.local), "
-        "not exactly one"
-    )
+    reason = "its subjectAltName has 2 entries, not exactly one"
     assert result.problem.detail == refusal(server.port, reason)
 
 
@@ -306,7 +303,7 @@ async def test_san_for_another_name_is_unauthorized(tls_server: Start) -> None:
     result = await check(validator(server.port))
     assert result.problem is not None
     assert result.problem.type is ProblemType.UNAUTHORIZED
-    reason = f"its subjectAltName entry is dNSName other.bluerobin.local, not dNSName {NAME}"
+    reason = f"its subjectAltName entry is not dNSName {NAME}"
     assert result.problem.detail == refusal(server.port, reason)
 
 

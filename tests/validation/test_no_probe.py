@@ -1,0 +1,401 @@
+"""Validation is not a probe of the internal network (RFC 8555 10.2 "Request forgery").
+
+Anyone who can register an account chooses what validation connects to. So a failed
+validation says *what* failed (a status code, refused, timed out, wrong length, does
+not match, too large, a redirect to a refused address, a TLS error) and never repeats
+what the target sent: no body, no Location, no header, no certificate contents, no TXT
+value, no bytes of a response that is not HTTP. Every test here serves ``SECRET`` and
+asserts that it appears nowhere in the problem document (subproblems included).
+
+And where it may connect: loopback is allowed by default only when the server itself
+listens on loopback, and no validation connection (first request or redirect) ever
+reaches a port the CA itself listens on.
+"""
+# ruff: noqa: F811  (the fixtures imported from test_http01 are parameters here)
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+
+import pytest
+from aiohttp import web
+from cryptography import x509
+
+from acme_ca.cli.wiring import default_validators
+from acme_ca.config import load_config
+from acme_ca.domain.models import Identifier
+from acme_ca.domain.problems import ProblemType
+from acme_ca.validation.base import ValidationResult
+from acme_ca.validation.dns import DnsClient
+from acme_ca.validation.dns01 import Dns01Validator
+from acme_ca.validation.network import AddressPolicy, OwnEndpoints
+from tests.validation.conftest import StartDns
+from tests.validation.test_http01 import (  # noqa: F401 (fixtures)
+    IDENT,
+    KEY_AUTH,
+    NAME,
+    PATH,
+    TOKEN,
+    RawServe,
+    Serve,
+    check,
+    free_port,
+    raw_serve,
+    redirect,
+    reply,
+    serve,
+    validator,
+)
+from tests.validation.test_tlsalpn01 import (  # noqa: F401 (fixture)
+    Start,
+    challenge_cert,
+    tls_server,
+)
+from tests.validation.test_tlsalpn01 import validator as tls_validator
+
+SECRET = "s3cret-7f2b9c"  # stands for whatever an internal service would answer
+URL = f"http://{NAME}:{{port}}{PATH}"
+
+
+def assert_not_echoed(result: ValidationResult, *secrets: str) -> str:
+    """The problem (with its subproblems, as it goes on the wire) repeats none of
+    ``secrets``; returns the detail."""
+    assert result.problem is not None
+    document = result.problem.dumps()
+    for secret in (SECRET, *secrets):
+        assert secret not in document, document
+    return result.problem.detail
+
+
+# --- http-01: bodies, Locations, headers, non-HTTP answers --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (SECRET * 20, "the body has the wrong length"),
+        (SECRET, "the body has the wrong length"),
+        ((SECRET * 20)[: len(KEY_AUTH)], "the body does not match"),
+        (b"", "the body is empty"),
+    ],
+    ids=["longer", "shorter", "same-length", "empty"],
+)
+async def test_a_wrong_body_is_never_echoed(serve: Serve, body: str | bytes, reason: str):
+    """RFC 8555 8.3: the body must be the key authorization; the problem says how it
+    differs (length or content) and shows only what was expected."""
+    port = await serve({PATH: reply(body)})
+    result = await check(validator(port))
+    detail = assert_not_echoed(result, SECRET[:6])
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.INCORRECT_RESPONSE
+    assert detail.startswith(
+        f"the response from {URL.format(port=port)} is not the key authorization: {reason}"
+    )
+
+
+async def test_a_wrong_body_after_a_redirect_names_neither_body_nor_location(serve: Serve):
+    """The URL a redirect led to is the target's Location: the problem names the
+    challenge URL and the redirect's number instead."""
+    port = await serve({PATH: redirect(f"/{SECRET}"), f"/{SECRET}": reply(SECRET)})
+    result = await check(validator(port))
+    detail = assert_not_echoed(result)
+    assert detail.startswith(
+        f"the response from the target of redirect 1 from {URL.format(port=port)} "
+        "is not the key authorization: the body has the wrong length"
+    )
+
+
+@pytest.mark.parametrize(
+    ("location", "words"),
+    [
+        (f"ftp://{SECRET}.bluerobin.local/{SECRET}", "only http and https URLs are followed"),
+        (f"http://{NAME}:{{free}}/{SECRET}", "its port is not one of the ports followed"),
+        (f"http://[{SECRET}/x", "not a valid URL"),
+        (f"/{SECRET}", "returned 404"),
+        (f"http://169.254.169.254/{SECRET}", "redirect 1 from"),
+        (f"http://[::ffff:169.254.169.254]/{SECRET}", "validation never connects there"),
+        (f"http://2852039166/{SECRET}", "is always refused"),
+        (f"http://{SECRET}.bluerobin.local:{{port}}/x", "could not be resolved"),
+        (f"http://127.0.0.1:{{free}}/{SECRET}", "connection refused"),
+    ],
+    ids=[
+        "scheme", "port", "invalid", "404", "metadata", "v4-mapped", "decimal", "nxdomain",
+        "refused",
+    ],
+)
+async def test_a_redirect_location_is_never_echoed(
+    serve: Serve, fake_dns: StartDns, location: str, words: str
+):
+    """A Location chosen by an internal service (a login URL with a token, a host name)
+    is never repeated, nor the address its host resolves to, nor the port it names."""
+    free = free_port()
+    holder: dict[str, int] = {}
+
+    async def moved(_: web.Request) -> web.Response:
+        target = location.format(free=free, port=holder["port"])
+        return web.Response(status=302, headers={"Location": target})
+
+    port = holder["port"] = await serve({PATH: moved})
+    _, dns_address = await fake_dns()  # NXDOMAIN for every name
+    # the decimal form needs the system resolver (which maps it to an address)
+    dns = [] if location.startswith("http://2852039166") else [dns_address]
+    redirect_port = free if "{free}" in location and "127.0.0.1" in location else port
+    result = await check(
+        validator(port, {NAME: "127.0.0.1"}, dns=dns, http_redirect_port=redirect_port)
+    )
+    detail = assert_not_echoed(result, "169.254.169.254", "2852039166", str(free))
+    assert words in detail
+
+
+async def test_a_redirect_loop_names_no_location(serve: Serve):
+    """Too many redirects: the problem says so, with the challenge URL only."""
+    port = await serve({PATH: redirect(f"/{SECRET}"), f"/{SECRET}": redirect(PATH)})
+    result = await check(validator(port, max_redirects=3))
+    assert_not_echoed(result)
+    assert result.problem is not None
+    assert result.problem.detail == (
+        f"too many redirects: more than 3, from {URL.format(port=port)}"
+    )
+
+
+async def test_a_timeout_after_a_redirect_names_no_location(raw_serve: RawServe):
+    """The total deadline names the challenge URL, not the redirect's."""
+
+    async def moved_then_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        request = await reader.readuntil(b"\r\n\r\n")
+        if request.startswith(f"GET {PATH} ".encode()):
+            writer.write(f"HTTP/1.1 302 Found\r\nLocation: /{SECRET}\r\n"
+                         "Content-Length: 0\r\n\r\n".encode())
+            await writer.drain()
+        await reader.read()  # the redirected request, on a new connection: never answered
+
+    port = await raw_serve(moved_then_silent)
+    result = await check(validator(port, total_timeout=0.5))
+    detail = assert_not_echoed(result)
+    assert detail == (
+        f"fetching {URL.format(port=port)} for {NAME} timed out after 0.5s (total time limit)"
+    )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        f"SSH-2.0-OpenSSH_{SECRET}\r\n".encode(),
+        f"HTTP/1.1 2x0 {SECRET}\r\n\r\n".encode(),
+        f"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Bad {SECRET}\r\n\r\nabcde".encode(),
+    ],
+    ids=["ssh-banner", "status-line", "header"],
+)
+async def test_an_answer_that_is_not_http_is_never_echoed(raw_serve: RawServe, answer: bytes):
+    """A service that is not HTTP (or breaks HTTP) on a port validation reaches: the
+    problem says the response was not valid HTTP, never what it was."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+
+    port = await raw_serve(handler)
+    result = await check(validator(port))
+    detail = assert_not_echoed(result)
+    assert detail == (
+        f"fetching {URL.format(port=port)} from 127.0.0.1:{port} for {NAME} failed: "
+        "the response is not valid HTTP"
+    )
+
+
+async def test_error_statuses_and_their_headers_are_not_echoed(serve: Serve):
+    """A 403 with a body and headers: the status code alone is reported."""
+
+    async def forbidden(_: web.Request) -> web.Response:
+        return web.Response(status=403, text=SECRET, headers={"X-Secret": SECRET})
+
+    port = await serve({PATH: forbidden})
+    result = await check(validator(port))
+    assert assert_not_echoed(result) == f"fetching {URL.format(port=port)} returned 403"
+
+
+# --- tls-alpn-01 and dns-01 -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sans", "words"),
+    [
+        ([x509.DNSName(f"{SECRET}.corp.example")], "its subjectAltName entry is not"),
+        (
+            [x509.DNSName(NAME), x509.DNSName(f"{SECRET}.corp.example")],
+            "its subjectAltName has 2 entries, not exactly one",
+        ),
+    ],
+    ids=["other-name", "two-names"],
+)
+async def test_a_tls_certificate_is_never_echoed(
+    tls_server: Start, sans: list[x509.GeneralName], words: str
+):
+    """RFC 8737 3: a certificate from an internal TLS service names internal hosts; the
+    problem says the certificate is wrong, not what it holds."""
+    server = await tls_server(challenge_cert(sans))
+    result = await tls_validator(server.port).validate(
+        Identifier("dns", "tls.bluerobin.local"), TOKEN, KEY_AUTH
+    )
+    assert words in assert_not_echoed(result)
+
+
+async def test_a_wrong_acme_identifier_digest_is_never_echoed(tls_server: Start):
+    other = hashlib.sha256(SECRET.encode()).digest()
+    server = await tls_server(challenge_cert(acme_value=b"\x04\x20" + other))
+    result = await tls_validator(server.port).validate(
+        Identifier("dns", "tls.bluerobin.local"), TOKEN, KEY_AUTH
+    )
+    detail = assert_not_echoed(result, other.hex())
+    assert "does not hold the SHA-256 digest of the key authorization" in detail
+
+
+async def test_dns01_txt_values_are_never_echoed(fake_dns: StartDns):
+    """RFC 8555 8.4: a CNAME may point the challenge name anywhere the resolvers see;
+    the TXT values found there are counted, never shown."""
+    challenge = f"_acme-challenge.{NAME}"
+    records = {
+        challenge: ["CNAME vault.corp.example."],
+        "vault.corp.example": [f'TXT "{SECRET}"', 'TXT "x"'],
+    }
+    _, address = await fake_dns(records=records, chase=True)
+    result = await Dns01Validator(DnsClient([address], None, 2)).validate(IDENT, TOKEN, KEY_AUTH)
+    detail = assert_not_echoed(result)
+    assert "found 2 TXT records" in detail
+
+
+# --- where validation may connect ---------------------------------------------------------
+
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+
+
+@pytest.mark.parametrize(
+    ("listen", "loopback_allowed"),
+    [
+        (None, True),  # the default, 127.0.0.1:8555 (the Quick start)
+        ("127.0.0.1:8555", True),
+        ("127.0.0.2:9000", True),
+        ("[::1]:8555", True),
+        ("localhost:8555", True),
+        ("10.0.0.1:8555", False),
+        ("0.0.0.0:8555", False),
+        ("[::]:8555", False),
+        ("ca.bluerobin.local:8555", False),
+    ],
+)
+def test_loopback_is_allowed_by_default_only_when_the_server_listens_there(
+    listen: str | None, loopback_allowed: bool
+):
+    """Without [validation] allowed_networks, the private ranges are allowed, and
+    loopback only when [server] listen is a loopback address: a CA that serves the
+    network must not let validation reach the services of its own host."""
+    config = load_config(None, {"server.listen": listen})
+    allowed = config.validation.allowed_networks
+    assert ipaddress.ip_network("10.0.0.0/8") in allowed
+    assert ipaddress.ip_network("fc00::/7") in allowed
+    assert all((network in allowed) is loopback_allowed for network in LOOPBACK)
+
+
+def test_an_explicit_allowed_networks_wins_over_the_listen_address():
+    config = load_config(
+        None, {"server.listen": "10.0.0.1:8555", "validation.allowed_networks": ["127.0.0.0/8"]}
+    )
+    assert config.validation.allowed_networks == (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+@pytest.mark.parametrize(("listen", "connected"), [(None, 1), ("10.0.0.1:8555", 0)])
+async def test_a_server_on_the_network_refuses_loopback_targets(
+    serve: Serve, listen: str | None, connected: int
+):
+    """The default configuration reaches http-01: a name resolving to 127.0.0.1 is
+    validated under the default listen, refused unconnected when listening on 10.0.0.1."""
+    requests: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        requests.append(request.path)
+        return web.Response(text=KEY_AUTH)
+
+    port = await serve({PATH: answer})
+    config = load_config(None, {
+        "server.listen": listen, "validation.hosts": {NAME: "127.0.0.1"},
+        "validation.http01_port": port,
+    })
+    result = await check(default_validators(config)["http-01"])
+    assert len(requests) == connected
+    if connected:
+        assert result.valid, result.problem
+    else:
+        assert result.problem is not None
+        assert result.problem.detail == (
+            f"{NAME} resolves to 127.0.0.1, which is outside [validation] allowed_networks: "
+            "validation never connects there"
+        )
+
+
+@pytest.fixture
+async def own_port(serve: Serve) -> tuple[int, list[str]]:
+    """A stand-in for the CA's own listener (it even answers the key authorization)."""
+    hits: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(text=KEY_AUTH)
+
+    return await serve({"/{tail:.*}": answer}), hits
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost.bluerobin.local"])
+async def test_a_redirect_to_the_cas_own_port_is_refused_even_with_loopback_allowed(
+    serve: Serve, own_port: tuple[int, list[str]], host: str
+):
+    """No redirect reaches a port the CA listens on, on any address of its host: loopback
+    is allowed here (the Quick start), the port is one redirects may use, and still the
+    CA's own listener sees no request."""
+    ca_port, hits = own_port
+    port = await serve({PATH: redirect(f"http://{host}:{ca_port}/acme/directory")})
+    policy = AddressPolicy(own=OwnEndpoints(frozenset({ca_port})))
+    hosts = {NAME: "127.0.0.1", "localhost.bluerobin.local": "127.0.0.1"}
+    result = await check(validator(port, hosts, policy=policy, http_redirect_port=ca_port))
+    assert hits == []
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.CONNECTION
+    assert result.problem.detail == (
+        f"redirect 1 from {URL.format(port=port)} goes to an address that is this CA's own "
+        "listening address and port: validation never connects there"
+    )
+
+
+@pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
+async def test_validation_never_connects_to_the_port_serve_listens_on(
+    own_port: tuple[int, list[str]], challenge: str
+):
+    """The validators learn the CA's own endpoint from [server] listen (cli wiring): a
+    name resolving to the CA's host, on the CA's port, is refused before connecting,
+    for the first request too (no challenge is ever answered by the CA itself)."""
+    ca_port, hits = own_port
+    config = load_config(None, {
+        "server.listen": f"127.0.0.1:{ca_port}", "validation.hosts": {NAME: "127.0.0.1"},
+        "validation.http01_port": ca_port, "validation.tlsalpn01_port": ca_port,
+    })
+    result = await default_validators(config)[challenge].validate(IDENT, TOKEN, KEY_AUTH)
+    assert hits == []
+    assert result.problem is not None
+    assert result.problem.detail == (
+        f"{NAME} resolves to 127.0.0.1, which is this CA's own listening address and port: "
+        "validation never connects there"
+    )
+
+
+def test_own_endpoints_cover_every_address_of_this_host():
+    """The CA's addresses: loopback, the unspecified address, and any address this host
+    can bind (its interfaces), on the CA's ports only."""
+    own = OwnEndpoints(frozenset({8555}))
+    local = ipaddress.ip_address
+    assert own.covers(local("127.0.0.1"), 8555)
+    assert own.covers(local("127.9.9.9"), 8555)
+    assert own.covers(local("::ffff:127.0.0.1"), 8555)
+    assert not own.covers(local("127.0.0.1"), 80)
+    assert not own.covers(local("192.0.2.1"), 8555)  # TEST-NET-1: never this host's
