@@ -14,8 +14,6 @@ concurrent finalize requests exactly one signs a certificate.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import logging
 import secrets
@@ -44,12 +42,12 @@ from acme_ca.domain.models import (
     Order,
     OrderStatus,
 )
-from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
+from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
+from acme_ca.encoding import jwk_thumbprint
 from acme_ca.errors import Conflict, NotFound, PkiError, PolicyError
 from acme_ca.pki.constraints import first_forbidden
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.keys import jwk_thumbprint
 from acme_ca.pki.profiles import LeafRequest
 from acme_ca.store.base import Store
 
@@ -71,15 +69,6 @@ def parse_time(payload: dict[str, Any], name: str) -> datetime | None:
     if parsed.tzinfo is None:
         raise malformed(f"{name} {value!r} has no time zone")
     return parsed
-
-
-def b64url_decode(text: Any, what: str) -> bytes:
-    if not isinstance(text, str) or "=" in text or "+" in text or "/" in text:
-        raise malformed(f"{what} must be base64url without padding")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise malformed(f"{what} is not valid base64url") from None
 
 
 def _unusable(authz: Authorization, now: datetime) -> str | None:
@@ -251,7 +240,7 @@ class OrderService:
 
     async def finalize(self, account: Account, order_id: str, payload: dict[str, Any]) -> Order:
         order = await self.get_order(account, order_id)
-        csr_der = b64url_decode(payload.get("csr"), "csr")
+        csr_der = b64url_field(payload.get("csr"), "csr")
         if order.status is not OrderStatus.READY:
             return await self._not_ready(order, csr_der)
         request = self._check_csr(account, order, csr_der)

@@ -15,12 +15,12 @@ record of each lookup (resolver that answered, CNAME chain, values found).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.encoding import b64url_encode
 from acme_ca.validation.base import ValidationResult
 from acme_ca.validation.dns import DnsLookup, txt_value
 from acme_ca.validation.network import is_ip
@@ -34,7 +34,7 @@ _SHOWN_CHARS = 64
 def txt_digest(key_authorization: str) -> str:
     """RFC 8555 8.4: base64url(SHA-256(key authorization)), no padding."""
     digest = hashlib.sha256(key_authorization.encode("utf-8")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return b64url_encode(digest)
 
 
 def challenge_name(identifier: Identifier) -> str:
