@@ -71,13 +71,30 @@ def parse_time(payload: dict[str, Any], name: str) -> datetime | None:
     return parsed
 
 
-def _unusable(authz: Authorization, now: datetime) -> str | None:
-    """Why an order can no longer rely on this authorization (7.1.6), or None."""
+def _expired(order: Order, now: datetime) -> AcmeProblem | None:
+    """Why time has made `order` invalid (7.1.6), or None.
+
+    malformed, as Boulder answers a finalize of an expired order (wfe2 FinalizeOrder,
+    probs.NotFound: "Order ... is expired"); RFC 8555 names no type for it.
+    """
+    if order.expires <= now:
+        return malformed("the order expired")
+    return None
+
+
+def _unusable(authz: Authorization, now: datetime) -> AcmeProblem | None:
+    """Why an order can no longer rely on this authorization (7.1.6), or None.
+
+    unauthorized, whatever the reason (invalid, deactivated, revoked, expired): the
+    account is no longer authorized for the identifier, as Boulder's
+    ra.checkOrderAuthorizations says for each ("authorizations for these identifiers
+    not valid" / "expired").
+    """
     name = authz.identifier.value
     if authz.status not in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID):
-        return f"the authorization for {name} is {authz.status.value}"
+        return unauthorized(f"the authorization for {name} is {authz.status.value}")
     if authz.expires <= now:
-        return f"the authorization for {name} expired"
+        return unauthorized(f"the authorization for {name} expired")
     return None
 
 
@@ -213,19 +230,14 @@ class OrderService:
         if order.status not in (OrderStatus.PENDING, OrderStatus.READY):
             return order
         now = self._clock.now()
-        reason = None
-        if order.expires <= now:
-            reason = "the order expired"
-        else:
+        problem = _expired(order, now)
+        if problem is None:
             for authz_id in order.authorization_ids:
-                reason = _unusable(await self._store.get_authorization(authz_id), now)
-                if reason:
+                problem = _unusable(await self._store.get_authorization(authz_id), now)
+                if problem is not None:
                     break
-        if reason is None:
+        if problem is None:
             return order
-        problem = AcmeProblem(
-            ProblemType.MALFORMED if "expired" in reason else ProblemType.UNAUTHORIZED, reason
-        )
         try:
             return await self._store.update_order_status(
                 order.id, expected=order.status, status=OrderStatus.INVALID, error=problem.dumps()
