@@ -24,7 +24,7 @@ from typing import Any
 
 from cryptography import x509
 
-from acme_ca.authority import issuance
+from acme_ca.authority import finalize_checks, issuance
 from acme_ca.authority.identifiers import (
     authorization_identifier,
     challenge_types,
@@ -44,7 +44,7 @@ from acme_ca.domain.models import (
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
 from acme_ca.encoding import jwk_thumbprint
-from acme_ca.errors import Conflict, NotFound, PkiError, PolicyError
+from acme_ca.errors import Conflict, NotFound, PkiError
 from acme_ca.pki.constraints import first_forbidden
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
@@ -309,51 +309,14 @@ class OrderService:
         )
 
     def _check_csr(self, account: Account, order: Order, csr_der: bytes) -> LeafRequest:
+        """The certificate to sign, or the problem that keeps the order ready
+        (:mod:`acme_ca.authority.finalize_checks`)."""
         try:
             contents = read_csr(load_csr(csr_der), cn_as_san=False)
         except PkiError as exc:
             raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
-        wanted = {i.value for i in order.identifiers}
-        asked = set(contents.dns_names) | {str(a) for a in contents.ip_addresses}
-        if contents.common_name and contents.common_name not in asked:
-            raise AcmeProblem(
-                ProblemType.BAD_CSR,
-                f"the CSR common name {contents.common_name} is not among its SANs",
-            )
-        if asked != wanted:
-            extra = sorted(asked - wanted)
-            missing = sorted(wanted - asked)
-            raise AcmeProblem(
-                ProblemType.BAD_CSR,
-                "the CSR names must equal the order's identifiers"
-                + (f"; not in the order: {', '.join(extra)}" if extra else "")
-                + (f"; missing: {', '.join(missing)}" if missing else ""),
-            )
-        if jwk_thumbprint(contents.public_key) == account.thumbprint:
-            raise AcmeProblem(ProblemType.BAD_CSR, "the CSR key must not be the account key")
-        now = self._clock.now()
-        if order.not_after is not None:  # the client asked for a window (7.1.3): honour it
-            not_before = order.not_before or now - self._policy.backdate
-            not_after = min(order.not_after, self._issuer().certificate.not_valid_after_utc)
-        else:
-            try:
-                not_before, not_after = issuance.validity_window(
-                    order.not_before or now, self._policy.default_validity,
-                    self._policy.max_validity, self._policy.backdate, self._issuer())
-            except PolicyError as exc:
-                raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
-        cn = contents.common_name
-        dns_names = contents.dns_names
-        if cn in dns_names:  # the common name, if any, is also the first SAN
-            dns_names = (cn, *(n for n in dns_names if n != cn))
-        return LeafRequest(
-            public_key=contents.public_key,
-            dns_names=dns_names,
-            ip_addresses=contents.ip_addresses,
-            not_before=not_before,
-            not_after=not_after,
-            common_name=cn,
-        )
+        return finalize_checks.leaf_request(contents, order, account.thumbprint,
+                                            self._policy, self._issuer(), self._clock.now())
 
     # --- certificates -------------------------------------------------------------------
 
