@@ -72,13 +72,16 @@ def parse_time(payload: dict[str, Any], name: str) -> datetime | None:
 
 
 def _expired(order: Order, now: datetime) -> AcmeProblem | None:
-    """Why time has made `order` invalid (7.1.6), or None.
+    """Why time has made `order` invalid (7.1.6), or None: it expired, or the notAfter
+    its client asked for (7.1.3) has passed, so no certificate can honour it.
 
     malformed, as Boulder answers a finalize of an expired order (wfe2 FinalizeOrder,
     probs.NotFound: "Order ... is expired"); RFC 8555 names no type for it.
     """
     if order.expires <= now:
         return malformed("the order expired")
+    if order.not_after is not None and order.not_after <= now:
+        return malformed("the order's requested notAfter has passed")
     return None
 
 
@@ -148,7 +151,7 @@ class OrderService:
             status=OrderStatus.READY if all_valid else OrderStatus.PENDING,
             identifiers=identifiers,
             authorization_ids=tuple(authorization_ids),
-            expires=expires,
+            expires=expires if not_after is None else min(expires, not_after),  # 7.1.3
             created_at=now,
             not_before=not_before,
             not_after=not_after,
@@ -203,6 +206,8 @@ class OrderService:
         start = not_before or now
         if not_before is not None and not_before < now - self._policy.backdate:
             raise malformed("notBefore is in the past")
+        if start >= self._issuer().certificate.not_valid_after_utc:
+            raise malformed("notBefore is after the issuing CA certificate expires")
         if not_after is not None:
             if not_after <= start:
                 raise malformed("notAfter must be later than notBefore and now")

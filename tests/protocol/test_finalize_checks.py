@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,12 +20,18 @@ from tests.acme_client import b64
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
     assert_problem,
+    finalize,
     leaf_of,
     ready_order,
     registered,
 )
+from tests.protocol.test_issuance_flow import authorize
 
 NAME = "web.bluerobin.local"
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def csr(dns: Sequence[str] = (), ips: Sequence[str] = (),
@@ -94,3 +101,83 @@ async def test_common_name_is_compared_by_type_and_address(ip_server: AcmeServer
     assert response.status == 200, response.body
     leaf = leaf_of((await client.post(response.json()["certificate"])).body)
     assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "fd00::5"
+
+
+# --- item 4: nothing unsignable reaches the signer --------------------------------------
+
+
+async def test_common_name_longer_than_64_is_left_out(server: AcmeServer) -> None:
+    """RFC 5280 A.1 (ub-common-name 64): a longer common name cannot be encoded, so,
+    as Boulder does, the certificate has no common name and the name is only its
+    (then critical, RFC 5280 4.2.1.6) subjectAltName."""
+    client = await registered(server)
+    long_name = "a" * 60 + ".bluerobin.local"
+    order, _ = await ready_order(server, client, long_name)
+    response = await client.post(order["finalize"],
+                                 {"csr": b64(csr(dns=[long_name], common_name=long_name))})
+    assert response.status == 200, response.body
+    leaf = leaf_of((await client.post(response.json()["certificate"])).body)
+    assert leaf.subject == x509.Name([])
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.critical and san.value.get_values_for_type(x509.DNSName) == [long_name]
+
+
+async def test_long_common_name_must_still_be_a_san(server: AcmeServer) -> None:
+    """RFC 8555 7.4: a too-long common name is left out only if it is one of the
+    order's names; any other common name is badCSR."""
+    client = await registered(server)
+    order, _ = await ready_order(server, client, NAME)
+    other = "b" * 60 + ".bluerobin.local"
+    response = await client.post(order["finalize"],
+                                 {"csr": b64(csr(dns=[NAME], common_name=other))})
+    assert_problem(response, 400, "badCSR")
+
+
+async def test_requested_not_after_passed_before_finalize(server: AcmeServer) -> None:
+    """RFC 8555 7.1.3 (notAfter) and 7.1.6: an order whose requested notAfter has
+    passed can never be fulfilled: it is invalid (error: malformed), finalize gets
+    orderNotReady, and nothing is signed or reserved."""
+    client = await registered(server)
+    now = server.clock.now()
+    created = await client.new_order(NAME, notAfter=rfc3339(now + timedelta(hours=1)))
+    assert created.status == 201, created.body
+    await authorize(server, client, created.json())
+    server.clock.advance(timedelta(hours=2))
+    client.nonce = None  # the cached nonce expired with the clock (RFC 8555 6.5)
+    response, _ = await finalize(client, created.json(), NAME)
+    assert_problem(response, 403, "orderNotReady")
+    doc = (await client.post(created.headers["Location"])).json()
+    assert doc["status"] == "invalid" and doc["error"]["type"].endswith(":malformed")
+    assert await server.store.list_certificates() == []
+    # 7.1.3 "expires": the server says in advance when it will consider the order invalid
+    assert datetime.fromisoformat(doc["expires"]) <= now + timedelta(hours=1)
+
+
+async def test_backdate_never_lengthens_a_requested_window(server: AcmeServer) -> None:
+    """RFC 8555 7.1.3: a notAfter exactly max_validity away (allowed) with no notBefore:
+    the backdate is taken from inside the window, so the certificate lives at most
+    [policy] max_validity (90 days here)."""
+    client = await registered(server)
+    now = server.clock.now().replace(microsecond=0)
+    not_after = now + timedelta(days=90)
+    order, _ = await ready_order(server, client, NAME)
+    created = await client.new_order(NAME, notAfter=rfc3339(not_after))
+    assert created.status == 201, created.body
+    order = (await client.post(created.headers["Location"])).json()
+    response, _ = await finalize(client, order, NAME)
+    assert response.status == 200, response.body
+    leaf = leaf_of((await client.post(response.json()["certificate"])).body)
+    assert leaf.not_valid_after_utc == not_after
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc <= timedelta(days=90)
+    assert leaf.not_valid_before_utc <= now
+
+
+async def test_window_after_the_intermediate_expires_is_refused(server: AcmeServer) -> None:
+    """RFC 8555 7.1.3 and RFC 5280 4.1.2.5: a requested window that starts after the
+    intermediate's notAfter cannot be signed (the leaf would end before it begins):
+    newOrder refuses it as malformed."""
+    client = await registered(server)
+    start = server.issuer.certificate.not_valid_after_utc + timedelta(days=1)
+    response = await client.new_order(NAME, notBefore=rfc3339(start),
+                                      notAfter=rfc3339(start + timedelta(days=1)))
+    assert_problem(response, 400, "malformed")
