@@ -1,6 +1,7 @@
 """The import rules of the design: imports point down the picture only.
 
-    cli > api > authority > (validation | pki | store) > domain > (errors | clock | config)
+    cli > api > authority > (validation | pki | store) > domain
+        > (errors | clock | config | encoding)
 
 api never touches the store or the PKI directly; validation and pki never touch the
 store; pki knows nothing of ACME (so the offline commands can use it alone); the
@@ -15,18 +16,19 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "acme_ca"
-BASE = {"errors", "clock", "config", "config_values"}
+BASE = {"errors", "clock", "config", "config_values", "encoding"}
 ALLOWED: dict[str, set[str]] = {
     "api": {"api", "authority", "domain"} | BASE,
     "authority": {"authority", "validation", "pki", "store", "domain"} | BASE,
     "validation": {"validation", "domain"} | BASE,
     "pki": {"pki"} | BASE,
     "store": {"store", "domain"} | BASE,
-    "domain": {"domain", "errors"},
+    "domain": {"domain", "errors", "encoding"},
     "errors": set(),
     "clock": set(),
     "config": {"config_values", "errors"},
     "config_values": set(),
+    "encoding": set(),
 }
 FORBIDDEN_THIRD_PARTY = {"authority": {"aiohttp.web", "aiohttp"}, "pki": {"aiohttp"},
                          "store": {"aiohttp", "cryptography"}, "domain": {"aiohttp"}}

@@ -8,7 +8,8 @@ signature verified with the key passed explicitly; only then is the nonce consum
 Every failure is an :class:`AcmeProblem`.
 
 josepy stays inside this module. Only its RSA algorithm objects (``jwa.RS256.verify(key,
-msg, sig)``) and its RSA/EC JWK parsing and thumbprints are used, never
+msg, sig)``) and its RSA/EC JWK parsing are used (thumbprints, like base64url, come
+from :mod:`acme_ca.encoding`, the code base's one of each), never
 ``Signature.verify``, which falls back to the embedded key and trusts the header.
 ECDSA (the signature of nearly every request, so the hot path) and Ed25519, which
 josepy lacks, are verified with ``cryptography`` directly.
@@ -16,9 +17,7 @@ josepy lacks, are verified with ``cryptography`` directly.
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,7 +33,8 @@ from josepy import errors as jose_errors
 from josepy import jwa
 from josepy import jwk as jose_jwk
 
-from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
+from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed
+from acme_ca.encoding import canonical_jwk, jwk_thumbprint, public_jwk
 
 ALGORITHMS = ("RS256", "PS256", "ES256", "ES384", "ES512", "EdDSA")
 
@@ -57,7 +57,6 @@ _EC_SIGNATURE_BYTES = {"P-256": 64, "P-384": 96, "P-521": 132}  # raw r || s
 # RFC 7518 6.3.2, 6.2.2, 6.4 and RFC 8037 2: members that only a private key has.
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _FLATTENED = frozenset({"protected", "payload", "signature"})
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
@@ -98,22 +97,9 @@ def _bad_key(detail: str) -> AcmeProblem:
     return AcmeProblem(ProblemType.BAD_PUBLIC_KEY, detail)
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _b64decode(text: object, what: str) -> bytes:
-    """Strict base64url (RFC 7515 2): url-safe alphabet, no padding, canonical."""
-    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
-        raise malformed(f"{what} is not base64url without padding")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))  # valid, per the checks
-    if _b64url(data) != text:  # non-zero unused bits: a second spelling of the same bytes
-        raise malformed(f"{what} is not canonical base64url")
-    return data
-
-
-def _canonical(members: Mapping[str, str]) -> str:
-    return json.dumps(dict(members), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """Strict base64url (RFC 7515 2), the code base's one decoder; malformed otherwise."""
+    return b64url_field(text, what)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -156,7 +142,7 @@ def parse_jwk(obj: Mapping[str, Any]) -> AccountKey:
         raise _bad_key(
             f"RSA key of {key.key_size} bits; {RSA_MIN_BITS} to {RSA_MAX_BITS} bits accepted"
         )
-    return AccountKey(key, _canonical(parsed.to_json()), _b64url(parsed.thumbprint()))
+    return _account_key(key)
 
 
 def _parse_okp(obj: Mapping[str, Any]) -> AccountKey:
@@ -170,8 +156,16 @@ def _parse_okp(obj: Mapping[str, Any]) -> AccountKey:
         raise _bad_key(problem.detail) from None
     except ValueError:
         raise _bad_key("invalid Ed25519 public key: 'x' must be 32 bytes") from None
-    jwk = _canonical({"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)})  # RFC 7638 3.2
-    return AccountKey(key, jwk, _b64url(hashlib.sha256(jwk.encode("ascii")).digest()))
+    return _account_key(key)
+
+
+def _account_key(key: PublicKey) -> AccountKey:
+    """The key with its canonical JWK (RFC 7638 3.2, as stored) and thumbprint."""
+    members = public_jwk(key)
+    thumbprint = jwk_thumbprint(key)
+    if members is None or thumbprint is None:  # pragma: no cover - parse_jwk allows none
+        raise _bad_key(f"{_describe(key)} keys cannot be account keys")
+    return AccountKey(key, canonical_jwk(members), thumbprint)
 
 
 # --- the pipeline ----------------------------------------------------------------------

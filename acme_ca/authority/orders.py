@@ -14,8 +14,6 @@ concurrent finalize requests exactly one signs a certificate.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -24,7 +22,7 @@ from typing import Any
 
 from cryptography import x509
 
-from acme_ca.authority import issuance
+from acme_ca.authority import finalize_checks, issuance
 from acme_ca.authority.caa_recheck import CaaRecheck
 from acme_ca.authority.identifiers import (
     authorization_identifier,
@@ -42,11 +40,11 @@ from acme_ca.domain.models import (
     Order,
     OrderStatus,
 )
-from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
-from acme_ca.errors import Conflict, NotFound, PkiError, PolicyError
+from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
+from acme_ca.encoding import jwk_thumbprint
+from acme_ca.errors import Conflict, NotFound, PkiError
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.keys import jwk_thumbprint
 from acme_ca.pki.profiles import LeafRequest
 from acme_ca.store.base import Store
 
@@ -70,22 +68,33 @@ def parse_time(payload: dict[str, Any], name: str) -> datetime | None:
     return parsed
 
 
-def b64url_decode(text: Any, what: str) -> bytes:
-    if not isinstance(text, str) or "=" in text or "+" in text or "/" in text:
-        raise malformed(f"{what} must be base64url without padding")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise malformed(f"{what} is not valid base64url") from None
+def _expired(order: Order, now: datetime) -> AcmeProblem | None:
+    """Why time has made `order` invalid (7.1.6), or None: it expired, or the notAfter
+    its client asked for (7.1.3) has passed, so no certificate can honour it.
+
+    malformed, as Boulder answers a finalize of an expired order (wfe2 FinalizeOrder,
+    probs.NotFound: "Order ... is expired"); RFC 8555 names no type for it.
+    """
+    if order.expires <= now:
+        return malformed("the order expired")
+    if order.not_after is not None and order.not_after <= now:
+        return malformed("the order's requested notAfter has passed")
+    return None
 
 
-def _unusable(authz: Authorization, now: datetime) -> str | None:
-    """Why an order can no longer rely on this authorization (7.1.6), or None."""
+def _unusable(authz: Authorization, now: datetime) -> AcmeProblem | None:
+    """Why an order can no longer rely on this authorization (7.1.6), or None.
+
+    unauthorized, whatever the reason (invalid, deactivated, revoked, expired): the
+    account is no longer authorized for the identifier, as Boulder's
+    ra.checkOrderAuthorizations says for each ("authorizations for these identifiers
+    not valid" / "expired").
+    """
     name = authz.identifier.value
     if authz.status not in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID):
-        return f"the authorization for {name} is {authz.status.value}"
+        return unauthorized(f"the authorization for {name} is {authz.status.value}")
     if authz.expires <= now:
-        return f"the authorization for {name} expired"
+        return unauthorized(f"the authorization for {name} expired")
     return None
 
 
@@ -146,7 +155,7 @@ class OrderService:
             status=OrderStatus.READY if all_valid else OrderStatus.PENDING,
             identifiers=identifiers,
             authorization_ids=tuple(authorization_ids),
-            expires=expires,
+            expires=expires if not_after is None else min(expires, not_after),  # 7.1.3
             created_at=now,
             not_before=not_before,
             not_after=not_after,
@@ -186,6 +195,8 @@ class OrderService:
         start = not_before or now
         if not_before is not None and not_before < now - self._policy.backdate:
             raise malformed("notBefore is in the past")
+        if start >= self._issuer().certificate.not_valid_after_utc:
+            raise malformed("notBefore is after the issuing CA certificate expires")
         if not_after is not None:
             if not_after <= start:
                 raise malformed("notAfter must be later than notBefore and now")
@@ -213,19 +224,14 @@ class OrderService:
         if order.status not in (OrderStatus.PENDING, OrderStatus.READY):
             return order
         now = self._clock.now()
-        reason = None
-        if order.expires <= now:
-            reason = "the order expired"
-        else:
+        problem = _expired(order, now)
+        if problem is None:
             for authz_id in order.authorization_ids:
-                reason = _unusable(await self._store.get_authorization(authz_id), now)
-                if reason:
+                problem = _unusable(await self._store.get_authorization(authz_id), now)
+                if problem is not None:
                     break
-        if reason is None:
+        if problem is None:
             return order
-        problem = AcmeProblem(
-            ProblemType.MALFORMED if "expired" in reason else ProblemType.UNAUTHORIZED, reason
-        )
         try:
             return await self._store.update_order_status(
                 order.id, expected=order.status, status=OrderStatus.INVALID, error=problem.dumps()
@@ -243,7 +249,7 @@ class OrderService:
         store (VALID) or fail (INVALID). The issuance runs to its end even when this call
         is cancelled (``issuance.InFlight`` says why); ``drain`` waits for it."""
         order = await self.get_order(account, order_id)
-        csr_der = b64url_decode(payload.get("csr"), "csr")
+        csr_der = b64url_field(payload.get("csr"), "csr")
         if order.status is not OrderStatus.READY:
             return await self._not_ready(order, csr_der)
         request = self._check_csr(account, order, csr_der)
@@ -295,52 +301,15 @@ class OrderService:
         )
 
     def _check_csr(self, account: Account, order: Order, csr_der: bytes) -> LeafRequest:
+        """The certificate to sign, or the problem that keeps the order ready
+        (:mod:`acme_ca.authority.finalize_checks`)."""
         try:
             contents = read_csr(load_csr(csr_der), cn_as_san=False,
                                 blocked_keys=self._policy.blocked_keys)
         except PkiError as exc:
             raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
-        wanted = {i.value for i in order.identifiers}
-        asked = set(contents.dns_names) | {str(a) for a in contents.ip_addresses}
-        if contents.common_name and contents.common_name not in asked:
-            raise AcmeProblem(
-                ProblemType.BAD_CSR,
-                f"the CSR common name {contents.common_name} is not among its SANs",
-            )
-        if asked != wanted:
-            extra = sorted(asked - wanted)
-            missing = sorted(wanted - asked)
-            raise AcmeProblem(
-                ProblemType.BAD_CSR,
-                "the CSR names must equal the order's identifiers"
-                + (f"; not in the order: {', '.join(extra)}" if extra else "")
-                + (f"; missing: {', '.join(missing)}" if missing else ""),
-            )
-        if jwk_thumbprint(contents.public_key) == account.thumbprint:
-            raise AcmeProblem(ProblemType.BAD_CSR, "the CSR key must not be the account key")
-        now = self._clock.now()
-        if order.not_after is not None:  # the client asked for a window (7.1.3): honour it
-            not_before = order.not_before or now - self._policy.backdate
-            not_after = min(order.not_after, self._issuer().certificate.not_valid_after_utc)
-        else:
-            try:
-                not_before, not_after = issuance.validity_window(
-                    order.not_before or now, self._policy.default_validity,
-                    self._policy.max_validity, self._policy.backdate, self._issuer())
-            except PolicyError as exc:
-                raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
-        cn = contents.common_name
-        dns_names = contents.dns_names
-        if cn in dns_names:  # the common name, if any, is also the first SAN
-            dns_names = (cn, *(n for n in dns_names if n != cn))
-        return LeafRequest(
-            public_key=contents.public_key,
-            dns_names=dns_names,
-            ip_addresses=contents.ip_addresses,
-            not_before=not_before,
-            not_after=not_after,
-            common_name=cn,
-        )
+        return finalize_checks.leaf_request(contents, order, account.thumbprint,
+                                            self._policy, self._issuer(), self._clock.now())
 
     # --- certificates -------------------------------------------------------------------
 

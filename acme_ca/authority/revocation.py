@@ -8,12 +8,11 @@ from typing import Any
 
 from cryptography import x509
 
-from acme_ca.authority.orders import b64url_decode
 from acme_ca.clock import Clock
 from acme_ca.domain.models import Account, CertificateStatus, Identifier, serial_hex
-from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
+from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
+from acme_ca.encoding import jwk_thumbprint
 from acme_ca.errors import Conflict, NotFound
-from acme_ca.pki.keys import jwk_thumbprint
 from acme_ca.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ class RevocationService:
     ) -> None:
         """Revoke by the owning account, by an account authorized for every name, or by
         a request signed with the certificate's own key (``account`` None)."""
-        der = b64url_decode(payload.get("certificate"), "certificate")
+        der = b64url_field(payload.get("certificate"), "certificate")
         reason = payload.get("reason", 0)
         if isinstance(reason, bool) or not isinstance(reason, int) or reason not in ALLOWED_REASONS:
             raise AcmeProblem(

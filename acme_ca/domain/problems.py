@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from acme_ca.domain.models import Identifier
+from acme_ca.encoding import b64url_decode
 
 ACME_ERROR_PREFIX = "urn:ietf:params:acme:error:"
 
@@ -104,6 +105,15 @@ class AcmeProblem(Exception):
 
 def malformed(detail: str, status: int = 400) -> AcmeProblem:
     return AcmeProblem(ProblemType.MALFORMED, detail, status=status)
+
+
+def b64url_field(text: object, what: str) -> bytes:
+    """The bytes of a base64url protocol field (RFC 8555 6.1, RFC 7515 2); anything but
+    the one canonical spelling is malformed."""
+    try:
+        return b64url_decode(text)
+    except ValueError as exc:
+        raise malformed(f"{what} {exc}") from None
 
 
 def unauthorized(detail: str) -> AcmeProblem:

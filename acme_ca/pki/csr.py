@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -96,7 +97,9 @@ def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True,
                     f"the CSR asks for a {type(name).__name__} name; "
                     "only DNS names and IP addresses are allowed"
                 )
-    cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    with warnings.catch_warnings():  # cryptography warns of a CN over 64 characters:
+        warnings.simplefilter("ignore", UserWarning)  # it is read; the caller decides
+        cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     common_name = str(cns[0].value).lower().rstrip(".") if cns else None
     if common_name and cn_as_san and common_name not in dns and not san:
         try:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from enum import StrEnum
 from pathlib import Path
 
@@ -117,34 +114,3 @@ def public_bytes(key: PublicKey | PrivateKey) -> bytes:
 
 def same_key(a: PublicKey | PrivateKey, b: PublicKey | PrivateKey) -> bool:
     return public_bytes(a) == public_bytes(b)
-
-
-def jwk_thumbprint(key: PublicKey) -> str | None:
-    """RFC 7638 SHA-256 thumbprint (base64url) of an RSA or EC public key; None for others.
-
-    Lets the authority compare a CSR's key with an account key held as a JWK.
-    """
-
-    def b64(n: int, size: int | None = None) -> str:
-        raw = n.to_bytes(size or max(1, (n.bit_length() + 7) // 8), "big")
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    if isinstance(key, rsa.RSAPublicKey):
-        numbers = key.public_numbers()
-        members = {"e": b64(numbers.e), "kty": "RSA", "n": b64(numbers.n)}
-    elif isinstance(key, ec.EllipticCurvePublicKey):
-        curves = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-        if key.curve.name not in curves:
-            return None
-        size = (key.curve.key_size + 7) // 8
-        point = key.public_numbers()
-        members = {
-            "crv": curves[key.curve.name],
-            "kty": "EC",
-            "x": b64(point.x, size),
-            "y": b64(point.y, size),
-        }
-    else:
-        return None
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()

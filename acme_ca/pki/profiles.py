@@ -24,6 +24,10 @@ from acme_ca.pki.serials import random_serial
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# RFC 5280 A.1 ub-common-name: a longer commonName cannot be encoded (cryptography's
+# NameAttribute refuses it), so callers leave such a name out of the subject.
+UB_COMMON_NAME = 64
+
 ROOT_VALIDITY = timedelta(days=3650)
 INTERMEDIATE_VALIDITY = timedelta(days=1825)
 

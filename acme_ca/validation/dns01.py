@@ -20,12 +20,12 @@ operator's logs.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.encoding import b64url_encode
 from acme_ca.validation.base import ValidationResult
 from acme_ca.validation.dns import DnsLookup, txt_value
 from acme_ca.validation.network import is_ip
@@ -37,7 +37,7 @@ _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 def txt_digest(key_authorization: str) -> str:
     """RFC 8555 8.4: base64url(SHA-256(key authorization)), no padding."""
     digest = hashlib.sha256(key_authorization.encode("utf-8")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return b64url_encode(digest)
 
 
 def challenge_name(identifier: Identifier) -> str:

@@ -46,10 +46,13 @@ async def registered(server: AcmeServer, **payload: Any) -> AcmeTestClient:
     return client
 
 
-async def ready_order(server: AcmeServer, client: AcmeTestClient,
-                      *names: str) -> tuple[dict[str, Any], str]:
-    """An order whose authorizations are all valid: (order as created, order URL)."""
-    created = await client.new_order(*names)
+async def ready_order(server: AcmeServer, client: AcmeTestClient, *names: str,
+                      identifiers: list[dict[str, str]] | None = None
+                      ) -> tuple[dict[str, Any], str]:
+    """An order whose authorizations are all valid: (order as created, order URL).
+    DNS `names`, or `identifiers` as newOrder takes them (e.g. type "ip")."""
+    created = await (client.post(NEW_ORDER, {"identifiers": identifiers}) if identifiers
+                     else client.new_order(*names))
     assert created.status == 201, created.body
     await authorize(server, client, created.json())
     order_url = created.headers["Location"]

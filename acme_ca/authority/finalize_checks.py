@@ -1,0 +1,139 @@
+"""What a finalize request must satisfy before anything reaches the signer (RFC 8555 7.4).
+
+Everything here is pure: a CSR's contents, the order, the policy and the clock's `now`
+in; a :class:`LeafRequest` the signer can always encode out, or an :class:`AcmeProblem`.
+A request that cannot be signed must be refused here, while the order is still
+ready: past ``start_issuance`` a refusal costs the order (it becomes invalid).
+
+Decisions (docs/security.md, "CSR identifiers compared as (type, value)" and
+"Finalize inputs refused before the signer"):
+
+- Identifiers are compared as (type, value) pairs, IP addresses as parsed addresses
+  (RFC 8738 3): a dNSName "10.0.0.5" never stands for the ip identifier 10.0.0.5, and
+  "FD00:0::5" is fd00::5. The common name, when present, must be one of the CSR's SANs
+  of its own type (one that parses as an IP address is an IP address).
+- A common name longer than RFC 5280's ub-common-name (64) cannot be encoded: as
+  Boulder does, the certificate leaves it out and names the subject by its
+  subjectAltName alone (critical then, RFC 5280 4.2.1.6). Refusing would make names of
+  65 to 253 characters unissuable for clients that copy the first name into the CN.
+- A client's notAfter (7.1.3) fixes the end; without a notBefore the backdate is taken
+  from inside the window, never added to it, so the lifetime stays within
+  ``[policy] max_validity`` (as for default windows: the backdate counts inside).
+- A window that still cannot be signed (ends before it begins or before now, e.g. the
+  intermediate expires first, or longer than a since-lowered max_validity) is
+  malformed, as Boulder answers notBefore/notAfter it will not honour; the order stays
+  ready. An order whose requested notAfter has passed is invalid before it gets here
+  (``OrderService.refresh``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from ipaddress import ip_address
+
+from acme_ca.authority import issuance
+from acme_ca.config import PolicyConfig
+from acme_ca.domain.models import Order
+from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
+from acme_ca.encoding import jwk_thumbprint
+from acme_ca.errors import PolicyError
+from acme_ca.pki.csr import CsrContents
+from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.profiles import UB_COMMON_NAME, IpAddress, LeafRequest
+
+# An identifier as compared: ("dns", name) or ("ip", parsed address).
+Key = tuple[str, str | IpAddress]
+
+
+def _key(kind: str, value: str) -> Key:
+    return (kind, ip_address(value)) if kind == "ip" else (kind, value)
+
+
+def _common_name_key(common_name: str) -> Key:
+    try:
+        return ("ip", ip_address(common_name))
+    except ValueError:
+        return ("dns", common_name)
+
+
+def _shown(keys: set[Key]) -> str:
+    return ", ".join(sorted(f"{kind}:{value}" for kind, value in keys))
+
+
+def leaf_request(
+    contents: CsrContents,
+    order: Order,
+    account_thumbprint: str,
+    policy: PolicyConfig,
+    issuer: Issuer,
+    now: datetime,
+) -> LeafRequest:
+    """The certificate to sign for `order` from its CSR, or badCSR / malformed."""
+    asked = {("dns", n) for n in contents.dns_names}
+    asked |= {("ip", a) for a in contents.ip_addresses}
+    common_name = contents.common_name
+    if common_name:
+        cn_key = _common_name_key(common_name)
+        if cn_key not in asked:
+            raise AcmeProblem(
+                ProblemType.BAD_CSR, f"the CSR common name {common_name} is not among its SANs"
+            )
+        common_name = str(cn_key[1])  # an address in its canonical text (RFC 5952 4)
+    wanted = {_key(i.type, i.value) for i in order.identifiers}
+    if asked != wanted:
+        extra, missing = asked - wanted, wanted - asked
+        raise AcmeProblem(
+            ProblemType.BAD_CSR,
+            "the CSR names must equal the order's identifiers"
+            + (f"; not in the order: {_shown(extra)}" if extra else "")
+            + (f"; missing: {_shown(missing)}" if missing else ""),
+        )
+    if jwk_thumbprint(contents.public_key) == account_thumbprint:
+        raise AcmeProblem(ProblemType.BAD_CSR, "the CSR key must not be the account key")
+    if common_name and len(common_name.encode()) > UB_COMMON_NAME:
+        common_name = None  # RFC 5280 ub-common-name: the SAN alone names the subject
+    not_before, not_after = certificate_window(order, policy, issuer, now)
+    dns_names = contents.dns_names
+    if common_name in dns_names:  # the common name, if any, is also the first SAN
+        dns_names = (common_name, *(n for n in dns_names if n != common_name))
+    return LeafRequest(
+        public_key=contents.public_key,
+        dns_names=dns_names,
+        ip_addresses=contents.ip_addresses,
+        not_before=not_before,
+        not_after=not_after,
+        common_name=common_name,
+    )
+
+
+def certificate_window(
+    order: Order, policy: PolicyConfig, issuer: Issuer, now: datetime
+) -> tuple[datetime, datetime]:
+    """(notBefore, notAfter) for `order`'s certificate, signable and within policy.
+
+    The client's window when it asked for one (7.1.3), else the default validity from
+    the order's notBefore or now; backdated inside the window, cut at the issuer's end.
+    """
+    if order.not_after is not None:
+        not_after = order.not_after
+        not_before = order.not_before or max(now - policy.backdate,
+                                             not_after - policy.max_validity)
+    else:
+        try:
+            not_before, not_after = issuance.validity_window(
+                order.not_before or now, policy.default_validity, policy.max_validity,
+                policy.backdate, issuer)
+        except PolicyError as exc:
+            raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
+    not_after = min(not_after, issuer.certificate.not_valid_after_utc)
+    if not_after <= max(not_before, now):
+        raise malformed(
+            f"no certificate can be issued for the window {not_before:%Y-%m-%dT%H:%M:%SZ} to "
+            f"{not_after:%Y-%m-%dT%H:%M:%SZ} (the issuing CA's certificate ends "
+            f"{issuer.certificate.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ})"
+        )
+    if not_after - not_before > policy.max_validity:
+        raise malformed(
+            f"the requested validity exceeds the maximum of {policy.max_validity}"
+        )
+    return not_before, not_after

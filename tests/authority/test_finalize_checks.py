@@ -1,0 +1,59 @@
+"""The certificate window finalize computes (RFC 8555 7.1.3): always signable, never
+longer than [policy] max_validity. The protocol-level cases are in
+tests/protocol/test_finalize_checks.py; these are the ones a client cannot reach."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from acme_ca.authority.finalize_checks import certificate_window
+from acme_ca.config import PolicyConfig
+from acme_ca.domain.models import Identifier, Order, OrderStatus
+from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.pki.issuer import Issuer
+
+POLICY = PolicyConfig()  # 7-day default, 90-day maximum, 1-minute backdate
+
+
+def order(now: datetime, not_before: datetime | None = None,
+          not_after: datetime | None = None) -> Order:
+    return Order(id="o", account_id="a", status=OrderStatus.READY,
+                 identifiers=(Identifier("dns", "web.bluerobin.local"),),
+                 authorization_ids=("z",), expires=now + timedelta(days=7), created_at=now,
+                 not_before=not_before, not_after=not_after)
+
+
+def test_default_window_is_backdated_inside_the_validity(issuer: Issuer, now: datetime) -> None:
+    """As Boulder: the backdate counts inside the default validity."""
+    assert certificate_window(order(now), POLICY, issuer, now) == (
+        now - POLICY.backdate, now - POLICY.backdate + POLICY.default_validity)
+
+
+def test_requested_end_close_by_keeps_the_full_backdate(issuer: Issuer, now: datetime) -> None:
+    """RFC 8555 7.1.3: the client's notAfter is kept; the backdate is whole when the
+    window has room for it."""
+    end = now + timedelta(days=30)
+    assert certificate_window(order(now, not_after=end), POLICY, issuer, now) == (
+        now - POLICY.backdate, end)
+
+
+def test_lowered_max_validity_refuses_an_older_order(issuer: Issuer, now: datetime) -> None:
+    """An order accepted under a 90-day maximum, finalized after the operator lowered it
+    to 30 days: malformed, never a certificate longer than policy."""
+    lowered = PolicyConfig(default_validity=timedelta(days=7), max_validity=timedelta(days=30))
+    requested = order(now, not_before=now, not_after=now + timedelta(days=60))
+    with pytest.raises(AcmeProblem) as refused:
+        certificate_window(requested, lowered, issuer, now)
+    assert refused.value.type is ProblemType.MALFORMED
+
+
+def test_window_past_the_issuer_is_refused(issuer: Issuer, now: datetime) -> None:
+    """RFC 5280 4.1.2.5: a leaf cannot end before it begins; cut at the intermediate's
+    end, a window that starts after it is malformed instead of a signing error."""
+    start = issuer.certificate.not_valid_after_utc + timedelta(hours=1)
+    requested = order(now, not_before=start, not_after=start + timedelta(days=1))
+    with pytest.raises(AcmeProblem) as refused:
+        certificate_window(requested, POLICY, issuer, now)
+    assert refused.value.type is ProblemType.MALFORMED

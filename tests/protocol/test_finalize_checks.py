@@ -1,0 +1,183 @@
+"""Finalize (RFC 8555 7.4): what a CSR and an order's requested validity must satisfy
+before anything reaches the signer, and the problem each refusal carries."""
+
+from __future__ import annotations
+
+import ipaddress
+import warnings
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from tests.acme_client import b64
+from tests.protocol.conftest import AcmeServer
+from tests.protocol.helpers import (
+    assert_problem,
+    finalize,
+    leaf_of,
+    ready_order,
+    registered,
+)
+from tests.protocol.test_issuance_flow import authorize
+
+NAME = "web.bluerobin.local"
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def csr(dns: Sequence[str] = (), ips: Sequence[str] = (),
+        common_name: str | None = None) -> bytes:
+    """A DER CSR with these SANs; the common name is written even when longer than
+    RFC 5280's ub-common-name (cryptography only warns when told not to validate)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
+    attributes = []
+    if common_name is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name,
+                                                 _validate=False))
+    request = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attributes))
+               .add_extension(x509.SubjectAlternativeName(names), critical=False)
+               .sign(key, hashes.SHA256()))
+    return request.public_bytes(Encoding.DER)
+
+
+@pytest.fixture
+async def ip_server(server_factory: Callable[..., Any],
+                    make_hierarchy: Callable[..., Any]) -> AsyncIterator[AcmeServer]:
+    """A CA whose intermediate has no name constraints and whose policy allows
+    10.0.0.0/8 and fd00::/8 (RFC 8738 IP identifiers)."""
+    server = await server_factory(
+        make_hierarchy("ip-pki", permitted_domains=None),
+        **{"policy.allowed_ip_networks": ["10.0.0.0/8", "fd00::/8"]})
+    yield server
+    await server.store.close()
+
+
+# --- item 3: identifiers are (type, value) ----------------------------------------------
+
+
+async def test_dns_san_spelling_an_ip_does_not_satisfy_an_ip_order(
+        ip_server: AcmeServer) -> None:
+    """RFC 8738 3 and RFC 8555 7.4: an "ip" identifier is matched by an iPAddress SAN;
+    a dNSName that reads "10.0.0.5" is another identifier, so the CSR is badCSR and
+    the order stays ready."""
+    client = await registered(ip_server)
+    order, url = await ready_order(ip_server, client,
+                                   identifiers=[{"type": "ip", "value": "10.0.0.5"}])
+    response = await client.post(order["finalize"], {"csr": b64(csr(dns=["10.0.0.5"]))})
+    assert_problem(response, 400, "badCSR")
+    assert (await client.post(url)).json()["status"] == "ready"
+    response = await client.post(order["finalize"], {"csr": b64(csr(ips=["10.0.0.5"]))})
+    assert response.status == 200, response.body
+
+
+async def test_common_name_is_compared_by_type_and_address(ip_server: AcmeServer) -> None:
+    """RFC 8555 7.4 (the CSR names exactly the order's identifiers), RFC 8738 3
+    (addresses, not spellings) and RFC 5952 4 (the canonical text): a common name that
+    reads as an IP address must be one of the iPAddress SANs; "FD00:0:0::5" is the SAN
+    fd00::5, and the certificate carries the canonical form."""
+    client = await registered(ip_server)
+    order, _ = await ready_order(ip_server, client, identifiers=[
+        {"type": "dns", "value": NAME}, {"type": "ip", "value": "10.0.0.5"},
+        {"type": "ip", "value": "fd00::5"}])
+    ips = ["10.0.0.5", "fd00:0000::5"]
+    response = await client.post(order["finalize"], {
+        "csr": b64(csr(dns=[NAME], ips=ips, common_name="10.0.0.6"))})
+    assert_problem(response, 400, "badCSR")
+    response = await client.post(order["finalize"], {
+        "csr": b64(csr(dns=[NAME], ips=ips, common_name="FD00:0:0::5"))})
+    assert response.status == 200, response.body
+    leaf = leaf_of((await client.post(response.json()["certificate"])).body)
+    assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "fd00::5"
+
+
+# --- item 4: nothing unsignable reaches the signer --------------------------------------
+
+
+async def test_common_name_longer_than_64_is_left_out(server: AcmeServer) -> None:
+    """RFC 5280 A.1 (ub-common-name 64): a longer common name cannot be encoded, so,
+    as Boulder does, the certificate has no common name and the name is only its
+    (then critical, RFC 5280 4.2.1.6) subjectAltName."""
+    client = await registered(server)
+    long_name = "a" * 60 + ".bluerobin.local"
+    order, _ = await ready_order(server, client, long_name)
+    response = await client.post(order["finalize"],
+                                 {"csr": b64(csr(dns=[long_name], common_name=long_name))})
+    assert response.status == 200, response.body
+    leaf = leaf_of((await client.post(response.json()["certificate"])).body)
+    assert leaf.subject == x509.Name([])
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.critical and san.value.get_values_for_type(x509.DNSName) == [long_name]
+
+
+async def test_long_common_name_must_still_be_a_san(server: AcmeServer) -> None:
+    """RFC 8555 7.4: a too-long common name is left out only if it is one of the
+    order's names; any other common name is badCSR."""
+    client = await registered(server)
+    order, _ = await ready_order(server, client, NAME)
+    other = "b" * 60 + ".bluerobin.local"
+    response = await client.post(order["finalize"],
+                                 {"csr": b64(csr(dns=[NAME], common_name=other))})
+    assert_problem(response, 400, "badCSR")
+
+
+async def test_requested_not_after_passed_before_finalize(server: AcmeServer) -> None:
+    """RFC 8555 7.1.3 (notAfter) and 7.1.6: an order whose requested notAfter has
+    passed can never be fulfilled: it is invalid (error: malformed), finalize gets
+    orderNotReady, and nothing is signed or reserved."""
+    client = await registered(server)
+    now = server.clock.now()
+    created = await client.new_order(NAME, notAfter=rfc3339(now + timedelta(hours=1)))
+    assert created.status == 201, created.body
+    await authorize(server, client, created.json())
+    server.clock.advance(timedelta(hours=2))
+    client.nonce = None  # the cached nonce expired with the clock (RFC 8555 6.5)
+    response, _ = await finalize(client, created.json(), NAME)
+    assert_problem(response, 403, "orderNotReady")
+    doc = (await client.post(created.headers["Location"])).json()
+    assert doc["status"] == "invalid" and doc["error"]["type"].endswith(":malformed")
+    assert await server.store.list_certificates() == []
+    # 7.1.3 "expires": the server says in advance when it will consider the order invalid
+    assert datetime.fromisoformat(doc["expires"]) <= now + timedelta(hours=1)
+
+
+async def test_backdate_never_lengthens_a_requested_window(server: AcmeServer) -> None:
+    """RFC 8555 7.1.3: a notAfter exactly max_validity away (allowed) with no notBefore:
+    the backdate is taken from inside the window, so the certificate lives at most
+    [policy] max_validity (90 days here)."""
+    client = await registered(server)
+    now = server.clock.now().replace(microsecond=0)
+    not_after = now + timedelta(days=90)
+    order, _ = await ready_order(server, client, NAME)
+    created = await client.new_order(NAME, notAfter=rfc3339(not_after))
+    assert created.status == 201, created.body
+    order = (await client.post(created.headers["Location"])).json()
+    response, _ = await finalize(client, order, NAME)
+    assert response.status == 200, response.body
+    leaf = leaf_of((await client.post(response.json()["certificate"])).body)
+    assert leaf.not_valid_after_utc == not_after
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc <= timedelta(days=90)
+    assert leaf.not_valid_before_utc <= now
+
+
+async def test_window_after_the_intermediate_expires_is_refused(server: AcmeServer) -> None:
+    """RFC 8555 7.1.3 and RFC 5280 4.1.2.5: a requested window that starts after the
+    intermediate's notAfter cannot be signed (the leaf would end before it begins):
+    newOrder refuses it as malformed."""
+    client = await registered(server)
+    start = server.issuer.certificate.not_valid_after_utc + timedelta(days=1)
+    response = await client.new_order(NAME, notBefore=rfc3339(start),
+                                      notAfter=rfc3339(start + timedelta(days=1)))
+    assert_problem(response, 400, "malformed")

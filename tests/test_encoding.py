@@ -1,0 +1,97 @@
+"""The one base64url decoder and the one JWK thumbprint (acme_ca/encoding.py)."""
+
+from __future__ import annotations
+
+import base64
+import string
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from josepy import jwk as jose_jwk
+
+from acme_ca.encoding import b64url_decode, b64url_encode, jwk_thumbprint, public_jwk
+
+ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+
+# RFC 7638 3.1: the example RSA key and its SHA-256 thumbprint.
+RFC7638_N = (
+    "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1"
+    "L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5"
+    "v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08q"
+    "NLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awa"
+    "pJzKnqDKgw"
+)
+RFC7638_THUMBPRINT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00", b"\xff\xfe", b"abc", bytes(range(256))])
+def test_round_trip(data: bytes) -> None:
+    """RFC 7515 2: base64url, no padding; the decoder inverts the encoder."""
+    text = b64url_encode(data)
+    assert "=" not in text and b64url_decode(text) == data
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("AA==", "padding (RFC 7515 2: no '=')"),
+    ("+/8", "the standard alphabet's + and /"),
+    ("AA A", "whitespace"),
+    ("A", "length 1 mod 4"),
+    ("AAAAA", "length 1 mod 4"),
+    ("AB", "unused bits set: the canonical spelling of b'\\x00' is 'AA'"),
+    ("AAB", "unused bits set: the canonical spelling of b'\\x00\\x00' is 'AAA'"),
+    ("\uff21A", "a non-ASCII letter (fullwidth A)"),
+    ("\u0663AA", "a non-ASCII digit (Arabic-Indic 3)"),
+    (None, "not a string"),
+    (b"AA", "bytes, not text"),
+])
+def test_everything_but_the_canonical_spelling_is_refused(text: object, why: str) -> None:
+    """RFC 7515 2 and Appendix C (RFC 4648 5, 3.5: an encoder sets unused bits to zero):
+    one spelling per byte string; the standard library's decoder accepts several."""
+    with pytest.raises(ValueError, match=r"base64url|length"):
+        b64url_decode(text)
+
+
+def test_non_canonical_is_what_a_lenient_decoder_accepts() -> None:
+    """The case the old lenient decoder of csr and certificate let through: the same
+    bytes as the canonical text, differing only in unused bits."""
+    canonical = b64url_encode(b"\x30\x82")
+    spoiled = canonical[:-1] + ALPHABET[ALPHABET.index(canonical[-1]) | 1]
+    assert base64.urlsafe_b64decode(spoiled + "=") == b"\x30\x82"
+    with pytest.raises(ValueError, match="canonical"):
+        b64url_decode(spoiled)
+
+
+def test_rfc7638_example_thumbprint() -> None:
+    """RFC 7638 3.1: the example RSA key's SHA-256 thumbprint."""
+    n = int.from_bytes(b64url_decode(RFC7638_N), "big")
+    key = rsa.RSAPublicNumbers(65537, n).public_key()
+    assert jwk_thumbprint(key) == RFC7638_THUMBPRINT
+    assert public_jwk(key) == {"e": "AQAB", "kty": "RSA", "n": RFC7638_N}
+
+
+@pytest.mark.parametrize("make", [
+    lambda: rsa.generate_private_key(65537, 2048).public_key(),
+    lambda: ec.generate_private_key(ec.SECP256R1()).public_key(),
+    lambda: ec.generate_private_key(ec.SECP384R1()).public_key(),
+    lambda: ec.generate_private_key(ec.SECP521R1()).public_key(),
+], ids=["rsa2048", "p256", "p384", "p521"])
+def test_thumbprint_and_jwk_match_josepy(make: object) -> None:
+    """RFC 7638 3.2: the thumbprint accounts were stored under (computed by josepy
+    before) is the one computed now, and so is the stored JWK text."""
+    key = make()  # type: ignore[operator]
+    jose = (jose_jwk.JWKRSA if isinstance(key, rsa.RSAPublicKey) else jose_jwk.JWKEC)(key=key)
+    assert jwk_thumbprint(key) == b64url_encode(jose.thumbprint())
+    assert public_jwk(key) == jose.to_json()
+
+
+def test_ed25519_thumbprint_members() -> None:
+    """RFC 8037 2 and RFC 7638 3.2: an OKP key's members are crv, kty, x."""
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    assert set(public_jwk(key) or {}) == {"crv", "kty", "x"}
+    assert jwk_thumbprint(key) is not None
+
+
+def test_key_without_a_jwk_form_has_no_thumbprint() -> None:
+    """RFC 7518 6.2.1.1 names P-256, P-384 and P-521 only."""
+    key = ec.generate_private_key(ec.SECP256K1()).public_key()
+    assert public_jwk(key) is None and jwk_thumbprint(key) is None
