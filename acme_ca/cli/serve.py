@@ -19,14 +19,16 @@ from typing import Any
 from aiohttp import web
 
 from acme_ca import __version__
+from acme_ca.authority.archived_keys import ArchivedKeys
 from acme_ca.authority.server_tls import ServerTls
-from acme_ca.cli.ca_commands import bootstrap, hierarchy_files
+from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.cli.wiring import build_app
 from acme_ca.cli.workers import run_workers
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config
 from acme_ca.errors import AcmeCaError, PkiError
+from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import same_key
 from acme_ca.store import open_store
@@ -197,6 +199,10 @@ async def serve(config: Config, worker: int = 0) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
         tasks.append(asyncio.create_task(tls.run_renewals() if worker == 0 else tls.follow()))
         tasks.append(asyncio.create_task(_reloads(reload_requested, issuer, tls, worker)))
+        if worker == 0:  # one process destroys archived intermediate keys that may go
+            keys = ArchivedKeys(archive_dir(config.ca.intermediate_cert), store, clock, issuer,
+                                archived_key_retention(config))
+            tasks.append(asyncio.create_task(keys.run()))
         if worker:
             await stop.wait()
             return

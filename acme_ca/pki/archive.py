@@ -60,7 +60,10 @@ class ArchivedIntermediate:
         try:
             text = self.deadline_path.read_text(encoding="ascii").strip()
         except FileNotFoundError:
-            written = datetime.fromtimestamp(self.key_path.stat().st_mtime, UTC)
+            try:
+                written = datetime.fromtimestamp(self.key_path.stat().st_mtime, UTC)
+            except OSError as exc:
+                raise PkiError(f"cannot read {self.key_path}: {exc.strerror}") from None
             return written + default_retention
         except (OSError, UnicodeDecodeError) as exc:
             raise PkiError(f"cannot read {self.deadline_path}: {exc}") from None

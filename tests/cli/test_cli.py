@@ -321,12 +321,21 @@ def test_trust_bundle_writes_the_root(run: Run, initialised: Path, tmp_path: Pat
 
 def test_intermediate_renew(run: Run, initialised: Path, tmp_path: Path) -> None:
     old = files.load_certificate(initialised / "ca" / "intermediate-ca.crt")
+    start = datetime.now(UTC)
     code, out, _ = run("intermediate", "renew", "--passphrase-file", tmp_path / "root.pass")
     assert code == 0 and out.startswith("New intermediate ")
     new, root = files.load_certificates(initialised / "ca" / "ca-chain.pem")
     assert new != old and new.subject == old.subject
     new.verify_directly_issued_by(root)
-    assert (initialised / "ca" / "archive" / f"intermediate-ca.{old.serial_number:x}.crt").exists()
+    archived = initialised / "ca" / "archive" / f"intermediate-ca.{old.serial_number:x}.crt"
+    assert archived.exists() and archived.with_suffix(".key").exists()
+    # The old key is kept only as long as a certificate it signed can be valid: the
+    # longest leaf lifetime ([policy] max_validity 90d, backdate 1m), and renew says so.
+    until = datetime.fromisoformat(archived.with_suffix(".key-destroy-after").read_text().strip())
+    retention = timedelta(days=90, minutes=1)
+    assert start + retention - timedelta(seconds=1) <= until <= datetime.now(UTC) + retention
+    line = next(line for line in out.splitlines() if "key will be destroyed" in line)
+    assert f"after {until:%Y-%m-%d %H:%M} UTC" in line, out
 
 
 def test_intermediate_renew_with_constraints_from_config(
