@@ -1,8 +1,10 @@
 """`acme-ca serve`: the HTTPS server in front of the intermediate CA.
 
 On first start with no CA in the data directory it bootstraps one (see
-`ca_commands.bootstrap`). SIGHUP reloads the intermediate (after `acme-ca
-intermediate renew`) without dropping connections; SIGTERM or SIGINT stop it.
+`ca_commands.bootstrap`); every start warns in one line while the root key is still
+in the data directory (the server never reads it, but a thief of the host would).
+SIGHUP reloads the intermediate (after `acme-ca intermediate renew`) without dropping
+connections; SIGTERM or SIGINT stop it.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
             f"the CA in {config.server.data_dir} is incomplete: {missing} is missing "
             "(restore it, or import a hierarchy with `acme-ca init --import`)"
         )
+    warning = root_key_warning(config)
+    if warning:
+        log.warning("%s", warning)
     workers = config.server.workers
     _freeze_startup_objects()
     if workers == 1:
@@ -76,6 +81,17 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
         return 0
     asyncio.run(prepare_tls(config))  # issued once, before the workers share it
     return run_workers(workers, lambda index: asyncio.run(serve(config, index)))
+
+
+def root_key_warning(config: Config) -> str | None:
+    """The line `serve` says at start while the root key sits in its data directory."""
+    root_key = hierarchy_files(config).root_key
+    if not root_key.exists():
+        return None
+    return (
+        f"the root key {root_key} sits in the data directory of this running server: "
+        "move it offline (only `acme-ca intermediate renew` needs it)"
+    )
 
 
 def _freeze_startup_objects() -> None:

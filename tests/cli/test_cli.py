@@ -14,7 +14,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from acme_ca.cli.main import main
+from acme_ca.cli.serve import root_key_warning
 from acme_ca.clock import FakeClock
+from acme_ca.config import load_config
 from acme_ca.domain.models import CertificateStatus, serial_hex
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
@@ -368,6 +370,17 @@ def test_intermediate_renew_with_a_wrong_passphrase(
     code, _, err = run("intermediate", "renew", "--passphrase-file", wrong)
     assert_one_line_error(code, err, "wrong passphrase for root key")
     assert (initialised / "ca" / "intermediate-ca.crt").read_bytes() == before
+
+
+def test_serve_warns_of_a_root_key_in_its_data_directory(initialised: Path) -> None:
+    """One line naming the root key while it sits beside the server; none once it is gone."""
+    config = load_config(None, {"server.data_dir": str(initialised)})
+    root_key = initialised / "offline" / "root-ca.key"
+    line = root_key_warning(config)
+    assert line is not None and "\n" not in line
+    assert str(root_key) in line and "move it offline" in line
+    root_key.unlink()
+    assert root_key_warning(config) is None
 
 
 @pytest.mark.parametrize(
