@@ -82,7 +82,7 @@ class ArchivedKeys:
                 if kept is None:
                     destroy_key(item)
                     destroyed.append(item.key_path)
-                    log.warning(
+                    log.info(
                         "destroyed %s, the key of intermediate %x: no certificate it signed "
                         "can still be valid (its certificate stays)",
                         item.key_path, item.certificate.serial_number,

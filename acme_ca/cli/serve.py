@@ -1,8 +1,9 @@
 """`acme-ca serve`: the HTTPS server in front of the intermediate CA.
 
 On first start with no CA in the data directory it bootstraps one (see
-`ca_commands.bootstrap`); every start warns in one line while the root key is still
-in the data directory (the server never reads it, but a thief of the host would).
+`ca_commands.bootstrap`); every start, once listening, warns in one line while the
+root key is still in the data directory (the server never reads it, but a thief of
+the host would take it too).
 SIGHUP reloads the intermediate (after `acme-ca intermediate renew`) without dropping
 connections; SIGTERM or SIGINT stop it.
 """
@@ -71,9 +72,6 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
             f"the CA in {config.server.data_dir} is incomplete: {missing} is missing "
             "(restore it, or import a hierarchy with `acme-ca init --import`)"
         )
-    warning = root_key_warning(config)
-    if warning:
-        log.warning("%s", warning)
     workers = config.server.workers
     _freeze_startup_objects()
     if workers == 1:
@@ -205,6 +203,9 @@ async def serve(config: Config, worker: int = 0) -> None:
             await site.start()
         except OSError as exc:
             raise AcmeCaError(f"cannot listen on {config.server.listen}: {exc.strerror}") from None
+        warning = root_key_warning(config)
+        if warning and worker == 0:  # said before any request can be answered
+            log.warning("%s", warning)
         if config.server.workers == 1:  # with more, the parent did it before forking
             await store.forget_nonces()  # once listening: a failed start forgets nothing
         stop = asyncio.Event()
