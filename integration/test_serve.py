@@ -134,6 +134,32 @@ def test_no_nonce_outlives_a_restart(
     assert second.get("/acme/new-nonce").headers["Replay-Nonce"] in stored()
 
 
+def test_every_start_warns_while_the_root_key_is_in_the_data_directory(
+    serve_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    """The root key belongs offline (DESIGN: only init and renew open it): `serve` says so
+    in one line at every start while offline/root-ca.key is beside it, and not once it
+    has been moved away."""
+    data_dir = tmp_path / "data"
+    root_key = data_dir / "offline" / "root-ca.key"
+    first = serve_factory(data_dir)  # bootstraps, so the root key is there
+    warnings = [line for line in first.log("stderr").splitlines() if str(root_key) in line]
+    assert len(warnings) == 1, first.log("stderr")
+    assert "WARNING" in warnings[0] and "move it offline" in warnings[0]
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(timeout=15) == 0
+
+    second = serve_factory(data_dir)  # still there: said again
+    assert [line for line in second.log("stderr").splitlines() if str(root_key) in line]
+    second.process.send_signal(signal.SIGTERM)
+    assert second.process.wait(timeout=15) == 0
+
+    shutil.move(data_dir / "offline", tmp_path / "usb-stick")
+    third = serve_factory(data_dir)
+    assert "root key" not in third.log("stderr") + third.log("stdout")
+    assert third.get("/health").status == 200
+
+
 class HealthPoller(threading.Thread):
     """GET /health on a new verified connection, again and again, until stopped."""
 

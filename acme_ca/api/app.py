@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 from acme_ca.api import handlers
 from acme_ca.api.context import SERVICES, Services
@@ -10,9 +10,15 @@ from acme_ca.api.links import ROUTES
 from acme_ca.api.middleware import acme_middleware
 
 MAX_BODY = 64 * 1024
+SERVER = "acme-ca"  # the Server header: the product, never the versions behind it
 
 
 def create_app(services: Services) -> web.Application:
+    # aiohttp gives every response it prepares without a Server header "Python/3.x
+    # aiohttp/3.y", the 400 its parser sends for a request that is not HTTP included
+    # (which no middleware or signal sees). It has no setting for it (aio-libs/aiohttp
+    # #3607): the default is this module global. tests/protocol/test_server_header.py
+    web_response.SERVER_SOFTWARE = SERVER
     app = web.Application(client_max_size=MAX_BODY, middlewares=[acme_middleware])
     app[SERVICES] = services
     r = app.router

@@ -258,9 +258,11 @@ async def certificate(request: web.Request) -> web.Response:
         chosen = int(request.match_info.get("n", "0"))
     except ValueError:
         raise malformed("no such alternate chain", status=404) from None
-    pem = await services.orders.certificate_pem(acct, serial, chosen)
-    response = web.Response(body=pem, content_type=PEM_CHAIN)
-    for n in range(services.orders.alternate_count() + 1):
+    chains = await services.orders.certificate_chains(acct, serial)
+    if not 0 <= chosen < len(chains):
+        raise malformed("no such alternate chain", status=404)
+    response = web.Response(body=chains[chosen], content_type=PEM_CHAIN)
+    for n in range(len(chains)):
         if n != chosen:
             url = services.links.certificate(serial, n)
             response.headers.add("Link", f'<{url}>;rel="alternate"')

@@ -313,8 +313,10 @@ class OrderService:
 
     # --- certificates -------------------------------------------------------------------
 
-    async def certificate_pem(self, account: Account, serial: str, alternate: int = 0) -> bytes:
-        """The leaf then the intermediate (application/pem-certificate-chain, 7.4.2)."""
+    async def certificate_chains(self, account: Account, serial: str) -> tuple[bytes, ...]:
+        """The leaf then the intermediate that signed it (application/pem-certificate-chain,
+        7.4.2), even after the intermediate was renewed: the default chain first, then any
+        alternates."""
         try:
             record = await self._store.get_certificate(serial)
         except NotFound:
@@ -323,10 +325,11 @@ class OrderService:
             raise malformed("no such certificate", status=404)
         if record.account_id != account.id:
             raise unauthorized("this certificate belongs to another account")
-        issuer = self._issuer()
-        if not 0 <= alternate <= len(issuer.alternates):
-            raise malformed("no such alternate chain", status=404)
-        return issuer.chain_pem(x509.load_der_x509_certificate(record.der), alternate)
-
-    def alternate_count(self) -> int:
-        return len(self._issuer().alternates)
+        leaf = x509.load_der_x509_certificate(record.der)
+        try:
+            return self._issuer().chain_pems(leaf, record.issuer)
+        except PkiError as exc:
+            log.error("certificate %s: %s", serial, exc)
+            raise AcmeProblem(
+                ProblemType.SERVER_INTERNAL, "the chain of this certificate is missing", status=500
+            ) from None

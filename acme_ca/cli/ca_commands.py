@@ -180,6 +180,14 @@ def permitted_networks(config: Config) -> tuple[ipaddress.IPv4Network | ipaddres
 
 
 
+def archived_key_retention(config: Config) -> timedelta:
+    """How long `intermediate renew` keeps the replaced intermediate's key: the longest
+    life a leaf it signed before the renewal can have under policy ([policy] max_validity,
+    and the backdate as a margin). `serve` destroys the key after that, unless its store
+    holds a certificate from it that ends later (authority/archived_keys.py)."""
+    return config.policy.max_validity + config.policy.backdate
+
+
 def _duration_flag(name: str, text: str) -> timedelta:
     try:
         return parse_duration(text)
@@ -334,11 +342,14 @@ def run_renew(config: Config, args: argparse.Namespace) -> int:
     validity = (
         _duration_flag("--validity", args.validity) if args.validity else INTERMEDIATE_VALIDITY
     )
+    now = SystemClock().now()
+    keep_key_until = now + archived_key_retention(config)
     new = renew_intermediate(
         paths,
         root_passphrase=root_passphrase,
         intermediate_passphrase=intermediate_passphrase(config.ca.intermediate_key_passphrase_file),
-        now=SystemClock().now(),
+        now=now,
+        keep_old_key_until=keep_key_until,
         validity=validity,
         key_type=KeyType(args.key_type) if args.key_type else None,
         constraints=(
@@ -352,5 +363,9 @@ def run_renew(config: Config, args: argparse.Namespace) -> int:
         f"{new.not_valid_after_utc:%Y-%m-%d}: {paths.intermediate_cert}"
     )
     print(f"  previous one kept in {paths.archive_dir()}")
+    print(
+        f"  its key will be destroyed by `acme-ca serve` after {keep_key_until:%Y-%m-%d %H:%M} "
+        "UTC, when no certificate it signed can be valid (later if its database holds one)"
+    )
     print("  send SIGHUP to running servers to switch to it without downtime")
     return 0

@@ -1,8 +1,11 @@
 """`acme-ca serve`: the HTTPS server in front of the intermediate CA.
 
 On first start with no CA in the data directory it bootstraps one (see
-`ca_commands.bootstrap`). SIGHUP reloads the intermediate (after `acme-ca
-intermediate renew`) without dropping connections; SIGTERM or SIGINT stop it.
+`ca_commands.bootstrap`); every start, once listening, warns in one line while the
+root key is still in the data directory (the server never reads it, but a thief of
+the host would take it too).
+SIGHUP reloads the intermediate (after `acme-ca intermediate renew`) without dropping
+connections; SIGTERM or SIGINT stop it.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ from typing import Any
 from aiohttp import web
 
 from acme_ca import __version__
+from acme_ca.authority.archived_keys import ArchivedKeys
 from acme_ca.authority.server_tls import ServerTls
-from acme_ca.cli.ca_commands import bootstrap, hierarchy_files
+from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.cli.wiring import build_app
 from acme_ca.cli.workers import run_workers
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config
 from acme_ca.errors import AcmeCaError, PkiError
+from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import same_key
 from acme_ca.store import open_store
@@ -74,6 +79,17 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
         return 0
     asyncio.run(prepare_tls(config))  # issued once, before the workers share it
     return run_workers(workers, lambda index: asyncio.run(serve(config, index)))
+
+
+def root_key_warning(config: Config) -> str | None:
+    """The line `serve` says at start while the root key sits in its data directory."""
+    root_key = hierarchy_files(config).root_key
+    if not root_key.exists():
+        return None
+    return (
+        f"the root key {root_key} sits in the data directory of this running server: "
+        "move it offline (only `acme-ca intermediate renew` needs it)"
+    )
 
 
 def _freeze_startup_objects() -> None:
@@ -187,6 +203,9 @@ async def serve(config: Config, worker: int = 0) -> None:
             await site.start()
         except OSError as exc:
             raise AcmeCaError(f"cannot listen on {config.server.listen}: {exc.strerror}") from None
+        warning = root_key_warning(config)
+        if warning and worker == 0:  # said before any request can be answered
+            log.warning("%s", warning)
         if config.server.workers == 1:  # with more, the parent did it before forking
             await store.forget_nonces()  # once listening: a failed start forgets nothing
         stop = asyncio.Event()
@@ -197,6 +216,10 @@ async def serve(config: Config, worker: int = 0) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
         tasks.append(asyncio.create_task(tls.run_renewals() if worker == 0 else tls.follow()))
         tasks.append(asyncio.create_task(_reloads(reload_requested, issuer, tls, worker)))
+        if worker == 0:  # one process destroys archived intermediate keys that may go
+            keys = ArchivedKeys(archive_dir(config.ca.intermediate_cert), store, clock, issuer,
+                                archived_key_retention(config))
+            tasks.append(asyncio.create_task(keys.run()))
         if worker:
             await stop.wait()
             return

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
+from acme_ca.pki.archive import archive_dir, archive_intermediate
 from acme_ca.pki.keys import KeyType, PrivateKey, generate_key, load_key, same_key, write_key
 from acme_ca.pki.profiles import (
     INTERMEDIATE_VALIDITY,
@@ -43,7 +44,7 @@ class HierarchyFiles:
     chain: Path
 
     def archive_dir(self) -> Path:
-        return self.intermediate_cert.parent / "archive"
+        return archive_dir(self.intermediate_cert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +231,7 @@ def renew_intermediate(
     root_passphrase: bytes,
     intermediate_passphrase: bytes | None,
     now: datetime,
+    keep_old_key_until: datetime,
     validity: timedelta = INTERMEDIATE_VALIDITY,
     key_type: KeyType | None = None,
     constraints: x509.NameConstraints | str | None = "keep",
@@ -239,9 +241,10 @@ def renew_intermediate(
     Its name constraints are the old intermediate's unless `constraints` gives new
     ones (None: none at all).
 
-    The old certificate and key are kept under ca/archive/ (for CRLs of what it
-    issued); the new files replace the old atomically, key first, so a running
-    server picks the new intermediate up on reload.
+    The old certificate is kept under ca/archive/ (the chain of what it signed), and
+    its key until `keep_old_key_until` (for CRLs of what it signed; pki/archive.py);
+    the new files replace the old atomically, key first, so a running server picks
+    the new intermediate up on reload.
     """
     root = files.load_certificate(paths.root_cert, "root certificate")
     root_key = load_key(paths.root_key, root_passphrase, "root key")
@@ -266,13 +269,8 @@ def renew_intermediate(
         constraints=constraints,
     )
     check_hierarchy(root, new, new_key, now)
-    archive = paths.archive_dir()
-    stamp = format(old.serial_number, "x")
-    files.write_file(
-        archive / f"intermediate-ca.{stamp}.crt", files.pem(old), mode=files.PUBLIC_FILE
-    )
-    write_key(
-        archive / f"intermediate-ca.{stamp}.key", old_key, intermediate_passphrase, exclusive=False
+    archive_intermediate(
+        paths.archive_dir(), old, old_key, intermediate_passphrase, keep_old_key_until
     )
     _write_online_files(paths, root, new, new_key, intermediate_passphrase, exclusive=False)
     return new

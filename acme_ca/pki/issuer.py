@@ -1,19 +1,26 @@
-"""The online half of the CA: the intermediate certificate and key that sign leaves.
+"""The online half of the CA: the intermediate certificate and key that sign leaves,
+and the chains of every certificate the server hands out.
 
-This is all the server loads from the hierarchy; it never sees the root key.
+This is all the server loads from the hierarchy; it never sees the root key. It also
+knows the intermediates the current one replaced (their certificates in ca/archive/,
+never their keys), so that a certificate is always served with the intermediate that
+signed it, before and after `acme-ca intermediate renew`: `chains_for` is the one
+place that picks a chain by the issuer fingerprint a certificate record carries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
+from acme_ca.pki.archive import ArchivedIntermediate, archive_dir, load_archive
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.keys import PrivateKey, load_key, same_key
 from acme_ca.pki.profiles import LeafRequest, build_leaf
@@ -28,6 +35,9 @@ class Issuer:
     # Other chains to offer after a leaf (e.g. the intermediate cross-signed by another
     # root): each starts with a certificate for the intermediate's own name and key.
     alternates: tuple[tuple[x509.Certificate, ...], ...] = ()
+    # The intermediates this one replaced, by fingerprint: the chain served after a leaf
+    # one of them signed (the archived intermediate, then what this chain has above it).
+    earlier: Mapping[str, tuple[x509.Certificate, ...]] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -39,7 +49,8 @@ class Issuer:
         now: datetime,
         alternate_paths: Sequence[Path] = (),
     ) -> Issuer:
-        """Load and check the intermediate: key matches, CA, valid now, chain starts with it."""
+        """Load and check the intermediate: key matches, CA, valid now, chain starts with it;
+        and the certificates of the intermediates it replaced (archive_dir)."""
         cert = files.load_certificate(cert_path, "intermediate certificate")
         key = load_key(key_path, passphrase, "intermediate key")
         if not same_key(key, cert.public_key()):  # type: ignore[arg-type]
@@ -54,7 +65,8 @@ class Issuer:
         if chain[0] != cert:
             raise PkiError(f"CA chain {chain_path} does not start with {cert_path}")
         alternates = tuple(_alternate(cert, path) for path in alternate_paths)
-        return cls(cert, key, chain, fingerprint(cert), alternates)
+        earlier = _earlier(chain, load_archive(archive_dir(cert_path)))
+        return cls(cert, key, chain, fingerprint(cert), alternates, earlier)
 
     @property
     def root(self) -> x509.Certificate:
@@ -63,10 +75,27 @@ class Issuer:
     def issue(self, request: LeafRequest) -> x509.Certificate:
         return build_leaf(self.certificate, self.key, request)
 
+    def chains_for(self, signed_by: str) -> tuple[tuple[x509.Certificate, ...], ...]:
+        """The chains (without the root) to serve after a leaf that the intermediate with
+        fingerprint `signed_by` signed: the default first, then the alternates (the
+        current intermediate's only). PkiError if no such intermediate is known."""
+        if signed_by == self.fingerprint:
+            return (self.chain[:-1], *self.alternates)
+        if signed_by in self.earlier:
+            return (self.earlier[signed_by],)
+        raise PkiError(
+            f"the intermediate {signed_by[:16]} that signed this certificate is neither the "
+            "current one nor archived: restore its certificate to the archive"
+        )
+
+    def chain_pems(self, leaf: x509.Certificate, signed_by: str) -> tuple[bytes, ...]:
+        """PEM of the leaf and each of its chains (`chains_for`)."""
+        return tuple(files.pem(leaf, *chain) for chain in self.chains_for(signed_by))
+
     def chain_pem(self, leaf: x509.Certificate | None = None, alternate: int = 0) -> bytes:
         """PEM of the leaf (if given) and the intermediate(s) a TLS server presents:
         the default chain, or alternate chain number `alternate` (1-based)."""
-        extra = self.chain[:-1] if alternate == 0 else self.alternates[alternate - 1]
+        extra = self.chains_for(self.fingerprint)[alternate]
         return files.pem(*([leaf] if leaf is not None else []), *extra)
 
 
@@ -79,3 +108,27 @@ def _alternate(intermediate: x509.Certificate, path: Path) -> tuple[x509.Certifi
             "intermediate's name and key"
         )
     return certs
+
+
+def _earlier(
+    chain: tuple[x509.Certificate, ...], archived: Sequence[ArchivedIntermediate]
+) -> dict[str, tuple[x509.Certificate, ...]]:
+    """The chain of each archived intermediate: it, then what the current chain has above
+    the current intermediate but the root. Each must have been signed by the same CA as
+    the current one; anything else in the archive is refused by name."""
+    if not archived:
+        return {}
+    if len(chain) < 2:
+        raise PkiError("the CA chain holds only the intermediate: it must end with the root")
+    above = chain[1]
+    earlier = {}
+    for item in archived:
+        try:
+            item.certificate.verify_directly_issued_by(above)
+        except (ValueError, TypeError, InvalidSignature):
+            raise PkiError(
+                f"archived intermediate {item.cert_path} was not signed by "
+                f"{above.subject.rfc4514_string()}: move it out of the archive"
+            ) from None
+        earlier[fingerprint(item.certificate)] = (item.certificate, *chain[1:-1])
+    return earlier

@@ -68,6 +68,12 @@ class CertificateStore(Protocol):
         is only RESERVED (nothing was issued, so there is nothing to revoke).
         """
 
+    async def latest_expiry(self, issuer: str, *, after: datetime) -> datetime | None:
+        """The latest notAfter later than ``after`` among the certificates the CA
+        certificate with fingerprint ``issuer`` signed, in any state (RESERVED ones
+        too: signing may be under way); None if there is none.
+        """
+
     async def list_certificates(
         self,
         *,

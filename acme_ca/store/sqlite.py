@@ -75,6 +75,9 @@ _STORE = "UPDATE certificates SET status = ?, der = ? WHERE serial = ? AND statu
 _REVOKE = """
 UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?
 WHERE serial = ? AND status = ?"""
+# Only certificates still valid after a moment: a range of certificates_by_not_after.
+_LATEST_EXPIRY = """
+SELECT MAX(not_after) AS latest FROM certificates WHERE not_after > ? AND issuer = ?"""
 # Keyset pagination on (created_at, serial); both use an index that ends in those columns.
 _PAGE_KEY = "SELECT created_at, serial FROM certificates WHERE serial = ?"
 _LIST_ALL = """
@@ -218,6 +221,10 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
             return await _fetch(conn, serial)
 
         return await self._transaction(revoke)
+
+    async def latest_expiry(self, issuer: str, *, after: datetime) -> datetime | None:
+        rows = await self._read(_LATEST_EXPIRY, (to_text(after), issuer))
+        return optional_time(rows[0]["latest"])
 
     async def list_certificates(
         self,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -16,18 +15,11 @@ from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_h
 from acme_ca.errors import Conflict, PolicyError
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import LeafProfile, LeafRequest
-from acme_ca.store import Store, open_store
+from acme_ca.store import Store
 from tests.conftest import Hierarchy
 
 MAX = timedelta(days=90)
 BACKDATE = timedelta(minutes=1)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store("sqlite:///" + str(tmp_path / "db.sqlite"))
-    yield opened
-    await opened.close()
 
 
 def request_for(now: datetime, **changes: object) -> LeafRequest:

@@ -14,7 +14,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from acme_ca.cli.main import main
+from acme_ca.cli.serve import root_key_warning
 from acme_ca.clock import FakeClock
+from acme_ca.config import load_config
 from acme_ca.domain.models import CertificateStatus, serial_hex
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
@@ -302,12 +304,21 @@ def test_trust_bundle_writes_the_root(run: Run, initialised: Path, tmp_path: Pat
 
 def test_intermediate_renew(run: Run, initialised: Path, tmp_path: Path) -> None:
     old = files.load_certificate(initialised / "ca" / "intermediate-ca.crt")
+    start = datetime.now(UTC)
     code, out, _ = run("intermediate", "renew", "--passphrase-file", tmp_path / "root.pass")
     assert code == 0 and out.startswith("New intermediate ")
     new, root = files.load_certificates(initialised / "ca" / "ca-chain.pem")
     assert new != old and new.subject == old.subject
     new.verify_directly_issued_by(root)
-    assert (initialised / "ca" / "archive" / f"intermediate-ca.{old.serial_number:x}.crt").exists()
+    archived = initialised / "ca" / "archive" / f"intermediate-ca.{old.serial_number:x}.crt"
+    assert archived.exists() and archived.with_suffix(".key").exists()
+    # The old key is kept only as long as a certificate it signed can be valid: the
+    # longest leaf lifetime ([policy] max_validity 90d, backdate 1m), and renew says so.
+    until = datetime.fromisoformat(archived.with_suffix(".key-destroy-after").read_text().strip())
+    retention = timedelta(days=90, minutes=1)
+    assert start + retention - timedelta(seconds=1) <= until <= datetime.now(UTC) + retention
+    line = next(line for line in out.splitlines() if "key will be destroyed" in line)
+    assert f"after {until:%Y-%m-%d %H:%M} UTC" in line, out
 
 
 def test_intermediate_renew_with_constraints_from_config(
@@ -340,6 +351,17 @@ def test_intermediate_renew_with_a_wrong_passphrase(
     code, _, err = run("intermediate", "renew", "--passphrase-file", wrong)
     assert_one_line_error(code, err, "wrong passphrase for root key")
     assert (initialised / "ca" / "intermediate-ca.crt").read_bytes() == before
+
+
+def test_serve_warns_of_a_root_key_in_its_data_directory(initialised: Path) -> None:
+    """One line naming the root key while it sits beside the server; none once it is gone."""
+    config = load_config(None, {"server.data_dir": str(initialised)})
+    root_key = initialised / "offline" / "root-ca.key"
+    line = root_key_warning(config)
+    assert line is not None and "\n" not in line
+    assert str(root_key) in line and "move it offline" in line
+    root_key.unlink()
+    assert root_key_warning(config) is None
 
 
 @pytest.mark.parametrize(

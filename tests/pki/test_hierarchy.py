@@ -44,7 +44,8 @@ def create(paths: HierarchyFiles, now: datetime, passphrase: bytes = ROOT_PASSPH
 
 
 def renew(paths: HierarchyFiles, now: datetime, **changes: object) -> x509.Certificate:
-    kwargs: dict = {"root_passphrase": ROOT_PASSPHRASE, "intermediate_passphrase": None}
+    kwargs: dict = {"root_passphrase": ROOT_PASSPHRASE, "intermediate_passphrase": None,
+                    "keep_old_key_until": now + timedelta(days=90)}
     return renew_intermediate(paths, now=now, **{**kwargs, **changes})
 
 

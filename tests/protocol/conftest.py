@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from acme_ca.cli.serve import IssuerHolder
 from acme_ca.cli.wiring import SUPERVISOR, build_app
 from acme_ca.clock import FakeClock
 from acme_ca.config import Config, load_config
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
-from acme_ca.pki.issuer import Issuer
 from acme_ca.store import open_store
 from acme_ca.store.base import Store
 from acme_ca.validation.base import ValidationResult
@@ -57,9 +57,13 @@ class AcmeServer:
     store: Store
     clock: FakeClock
     validator: ServedValidator
-    issuer: Issuer
+    issuers: IssuerHolder  # what serve holds: reload() after `acme-ca intermediate renew`
     app: Any
     config: Config
+
+    @property
+    def issuer(self) -> Any:
+        return self.issuers.current
 
     def client(self, **kwargs: Any) -> AcmeTestClient:
         return AcmeTestClient(self.http, **kwargs)
@@ -82,14 +86,13 @@ def server_factory(tmp_path: Path, make_hierarchy: Callable[..., Any], aiohttp_c
             intermediate_key=hierarchy.paths.intermediate_key, chain=hierarchy.paths.chain,
             root_cert=hierarchy.paths.root_cert))
         clock = FakeClock(datetime.now(UTC))
-        issuer = Issuer.load(config.ca.intermediate_cert, config.ca.intermediate_key,
-                             config.ca.chain, None, clock.now(), config.ca.alternate_chains)
+        issuers = IssuerHolder(config)
         store = await open_store(f"sqlite:///{tmp_path / 'acme.db'}", clock=clock)
         validator = ServedValidator()
-        app = build_app(config, store, lambda: issuer, clock,
+        app = build_app(config, store, issuers, clock,
                         dict.fromkeys(challenge_types, validator))
         http = await aiohttp_client(app)
-        return AcmeServer(http, store, clock, validator, issuer, app, config)
+        return AcmeServer(http, store, clock, validator, issuers, app, config)
 
     return start
 

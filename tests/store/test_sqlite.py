@@ -316,6 +316,24 @@ async def test_list_filters_by_status_and_pages_in_creation_order(store: SqliteS
         await store.list_certificates(limit=0)
 
 
+async def test_latest_expiry_of_an_issuer_counts_every_state_and_only_later_ends(
+        store: SqliteStore):
+    """What decides when an archived intermediate key may go: the latest notAfter among
+    the certificates that intermediate signed, reserved and revoked ones included
+    (a CRL lists a revoked certificate until it expires, RFC 5280 3.3)."""
+    old, new = "0a" * 32, "0b" * 32
+    day = timedelta(days=1)
+    await store.reserve_serial(make_record("01", issuer=old, not_after=T0 + 10 * day))
+    await store.reserve_serial(make_record("02", issuer=old, not_after=T0 + 30 * day))
+    await store.reserve_serial(make_record("03", issuer=new, not_after=T0 + 90 * day))
+    await store.store_certificate("01", DER)
+    await store.revoke_certificate("01", 1, T0)
+    assert await store.latest_expiry(old, after=T0) == T0 + 30 * day  # "02" only reserved
+    assert await store.latest_expiry(old, after=T0 + 30 * day) is None  # ended by then
+    assert await store.latest_expiry(new, after=T0) == T0 + 90 * day
+    assert await store.latest_expiry("0c" * 32, after=T0) is None
+
+
 # --- races and failures ---------------------------------------------------------------
 
 

@@ -1,0 +1,112 @@
+"""Destroying the keys of replaced intermediates once nothing they signed can be valid.
+
+`acme-ca intermediate renew` archives the old intermediate's key, which is needed
+only to sign CRLs for the certificates it issued, with the time after which policy
+says none of them can be unexpired: the renewal plus [policy] max_validity and the
+backdate (pki/archive.py). `serve` checks at start and every few hours, and destroys
+a key (overwritten, unlinked: ``archive.destroy_key``) when
+
+- that time has passed;
+- the store holds no certificate from that intermediate, in any state, that ends
+  later: a client-chosen validity window (RFC 8555 7.1.3 notBefore in the future), or
+  a server that went on signing with the old intermediate until it was reloaded, can
+  outlast the policy bound, and the records say so exactly;
+- it is not the intermediate this server signs with (renewed, not yet reloaded).
+
+The certificate stays in the archive: it is public, the chain of what it signed, and
+the issuer of their CRLs. Every key destroyed is logged, and every key kept is logged
+once with the time until which it is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from acme_ca.clock import Clock
+from acme_ca.errors import AcmeCaError
+from acme_ca.pki.archive import ArchivedIntermediate, destroy_key, load_archive
+from acme_ca.pki.hierarchy import fingerprint
+from acme_ca.pki.issuer import Issuer
+from acme_ca.store.base import CertificateStore
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY = timedelta(hours=6)
+
+
+class ArchivedKeys:
+    def __init__(
+        self,
+        archive: Path,
+        store: CertificateStore,
+        clock: Clock,
+        issuer: Callable[[], Issuer],
+        retention: timedelta,
+    ) -> None:
+        """`retention`: for keys archived before `renew` recorded a time, how long after
+        the key file was written it is kept."""
+        self._archive = archive
+        self._store = store
+        self._clock = clock
+        self._issuer = issuer
+        self._retention = retention
+        self._announced: dict[Path, str] = {}
+
+    async def run(self, every: timedelta = SWEEP_EVERY) -> None:
+        """Sweep now, then every `every`, until cancelled."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:  # a bug: say so, and try again at the next sweep
+                log.exception("the sweep of archived intermediate keys failed")
+            await asyncio.sleep(every.total_seconds())
+
+    async def sweep(self) -> list[Path]:
+        """Destroy every archived key that may go; the paths destroyed."""
+        try:
+            archived = load_archive(self._archive)
+        except AcmeCaError as exc:
+            log.error("cannot read the intermediate archive: %s", exc)
+            return []
+        destroyed = []
+        now = self._clock.now()
+        for item in archived:
+            if not item.has_key():
+                continue
+            try:
+                kept = await self._kept(item, now)
+                if kept is None:
+                    destroy_key(item)
+                    destroyed.append(item.key_path)
+                    log.info(
+                        "destroyed %s, the key of intermediate %x: no certificate it signed "
+                        "can still be valid (its certificate stays)",
+                        item.key_path, item.certificate.serial_number,
+                    )
+                elif self._announced.get(item.key_path) != kept:
+                    self._announced[item.key_path] = kept
+                    log.info("archived intermediate key %s is kept until %s", item.key_path, kept)
+            except AcmeCaError as exc:
+                log.error("archived intermediate key %s is kept: %s", item.key_path, exc)
+        return destroyed
+
+    async def _kept(self, item: ArchivedIntermediate, now: datetime) -> str | None:
+        """Why and until when the key stays; None if it may be destroyed now."""
+        signed_by = fingerprint(item.certificate)
+        if signed_by == self._issuer().fingerprint:
+            return "this server is reloaded (SIGHUP): it still signs with that intermediate"
+        deadline = item.destroy_after(self._retention)
+        if now < deadline:
+            return f"{_utc(deadline)}, when no certificate it signed can be valid"
+        latest = await self._store.latest_expiry(signed_by, after=now)
+        if latest is not None:
+            return f"{_utc(latest)}, when the last certificate it signed expires"
+        return None
+
+
+def _utc(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"

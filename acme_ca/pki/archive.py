@@ -1,0 +1,127 @@
+"""The archive of replaced intermediates: what `acme-ca intermediate renew` keeps.
+
+    ca/archive/intermediate-ca.<serial>.crt                 public; kept for good
+    ca/archive/intermediate-ca.<serial>.key                 0600; kept for a while, then destroyed
+    ca/archive/intermediate-ca.<serial>.key-destroy-after   when: one RFC 3339 line
+
+The certificate is the chain of every certificate the old intermediate signed (the
+server serves each with the intermediate that signed it) and, later, the issuer of
+their CRLs. The key is needed only to sign those CRLs, so only while a certificate it
+signed can be unexpired: `renew` records the time after which no such certificate
+can be left if policy held (the renewal time plus the longest leaf lifetime, computed
+by the caller); `serve` destroys the key once that time has passed and its store
+knows of no certificate from it that ends later (authority/archived_keys.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+
+from acme_ca.errors import PkiError
+from acme_ca.pki import files
+from acme_ca.pki.keys import PrivateKey, write_key
+
+ARCHIVE = "archive"
+PREFIX = "intermediate-ca."
+DEADLINE_SUFFIX = ".key-destroy-after"
+
+
+def archive_dir(intermediate_cert: Path) -> Path:
+    """Where the intermediates replaced by `intermediate_cert` are kept."""
+    return intermediate_cert.parent / ARCHIVE
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedIntermediate:
+    certificate: x509.Certificate
+    cert_path: Path  # .../intermediate-ca.<serial>.crt
+
+    @property
+    def key_path(self) -> Path:
+        return self.cert_path.with_suffix(".key")
+
+    @property
+    def deadline_path(self) -> Path:
+        return self.cert_path.with_suffix(DEADLINE_SUFFIX)
+
+    def has_key(self) -> bool:
+        return self.key_path.exists()
+
+    def destroy_after(self, default_retention: timedelta) -> datetime:
+        """When the key may go: the time `renew` recorded; for a key archived before
+        times were recorded, the key file's modification time (when `renew` wrote it)
+        plus `default_retention`."""
+        try:
+            text = self.deadline_path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            try:
+                written = datetime.fromtimestamp(self.key_path.stat().st_mtime, UTC)
+            except OSError as exc:
+                raise PkiError(f"cannot read {self.key_path}: {exc.strerror}") from None
+            return written + default_retention
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PkiError(f"cannot read {self.deadline_path}: {exc}") from None
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise PkiError(f"{self.deadline_path} does not hold an RFC 3339 time: {text!r}")
+        return moment
+
+
+def archive_intermediate(
+    directory: Path,
+    certificate: x509.Certificate,
+    key: PrivateKey,
+    passphrase: bytes | None,
+    destroy_after: datetime,
+) -> ArchivedIntermediate:
+    """Keep a replaced intermediate: its certificate, its key (0600, encrypted with
+    `passphrase` if given) and the time after which the key may be destroyed."""
+    cert_path = directory / f"{PREFIX}{certificate.serial_number:x}.crt"
+    archived = ArchivedIntermediate(certificate, cert_path)
+    files.write_file(cert_path, files.pem(certificate), mode=files.PUBLIC_FILE)
+    files.write_file(
+        archived.deadline_path,
+        destroy_after.astimezone(UTC).isoformat(timespec="seconds").encode() + b"\n",
+        mode=files.PUBLIC_FILE,
+    )
+    write_key(archived.key_path, key, passphrase, exclusive=False)
+    return archived
+
+
+def load_archive(directory: Path) -> list[ArchivedIntermediate]:
+    """Every archived intermediate certificate, oldest first; none if no archive."""
+    if not directory.is_dir():
+        return []
+    found = [
+        ArchivedIntermediate(files.load_certificate(path, "archived intermediate"), path)
+        for path in sorted(directory.glob(f"{PREFIX}*.crt"))
+    ]
+    return sorted(found, key=lambda a: a.certificate.not_valid_before_utc)
+
+
+def destroy_key(archived: ArchivedIntermediate) -> None:
+    """Overwrite the archived key file with random bytes, flush, and unlink it (and its
+    deadline). The certificate stays. On copy-on-write or flash storage the overwrite
+    may land elsewhere; the unlink is what is certain."""
+    path = archived.key_path
+    try:
+        with path.open("r+b") as key_file:
+            key_file.write(os.urandom(os.fstat(key_file.fileno()).st_size))
+            key_file.flush()
+            os.fsync(key_file.fileno())
+        path.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise PkiError(f"cannot destroy {path}: {exc.strerror}") from None
+    with contextlib.suppress(FileNotFoundError):
+        archived.deadline_path.unlink()
