@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.errors import PkiError
 from acme_ca.pki.csr import load_csr, read_csr
-from acme_ca.pki.goodkey import FERMAT_ROUNDS, check_key_not_weak, spki_sha256
+from acme_ca.pki.goodkey import check_key_not_weak, spki_sha256
 from tests.weak_keys import E, close_primes_key, next_prime, small_factor_key, spki_sha256_hex
 
 
@@ -37,19 +37,31 @@ def test_primes_next_to_each_other_are_refused() -> None:
         check_key_not_weak(close_primes_key().public_key())
 
 
-def test_fermat_is_bounded_to_its_rounds() -> None:
-    """Primes whose factorisation needs a few rounds are refused; one more round than the
-    bound and the key passes (the check costs at most FERMAT_ROUNDS rounds)."""
+def modulus_needing(rounds: int) -> int:
+    """A real RSA modulus p*q (p the 1024-bit prime of close_primes_key) that Fermat's
+    method factors in exactly `rounds` rounds.
+
+    With m = (p+q)/2 and d = q - p, round r finds the factors when
+    m - sqrt(m^2 - d^2/4), about d^2/8m, lies in [r-1, r): aim for r - 1/2, then the
+    next prime moves d by far less than the width of that interval (about 2^509).
+    """
     p = close_primes_key().private_numbers().p
-    by_rounds = {}
-    for target in (FERMAT_ROUNDS // 2, FERMAT_ROUNDS + 20):
-        q = next_prime(p + math.isqrt(8 * p * target))
-        by_rounds[fermat_rounds_needed(p, q)] = p * q
-    low, high = sorted(by_rounds)
-    assert low <= FERMAT_ROUNDS < high
-    with pytest.raises(PkiError, match=f"in {low} rounds"):
-        check_key_not_weak(public(by_rounds[low]))
-    check_key_not_weak(public(by_rounds[high]))
+    q = next_prime(p + math.isqrt(8 * p * (2 * rounds - 1) // 2))
+    assert fermat_rounds_needed(p, q) == rounds
+    return p * q
+
+
+@pytest.mark.parametrize(("rounds", "refused"), [(55, True), (110, True), (111, False)])
+def test_fermat_is_bounded_to_exactly_its_rounds(rounds: int, refused: bool) -> None:
+    """CA/B Baseline Requirements 6.1.1.3 (and Boulder's goodkey): Fermat's method runs
+    110 rounds (FERMAT_ROUNDS, Boulder's figure). A modulus that needs exactly 110 is
+    refused, one that needs 111 passes: moving the bound by one, either way, fails."""
+    n = modulus_needing(rounds)
+    if refused:
+        with pytest.raises(PkiError, match=f"in {rounds} rounds:"):
+            check_key_not_weak(public(n))
+    else:
+        check_key_not_weak(public(n))
 
 
 @pytest.mark.parametrize(("factor", "refused"), [(3, True), (751, True), (757, False)])
