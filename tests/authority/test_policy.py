@@ -10,6 +10,7 @@ from acme_ca.authority.policy import (
     check_dns_name,
     check_ip_address,
     normalize_dns_name,
+    parse_ip_address,
 )
 from acme_ca.errors import PolicyError
 
@@ -133,3 +134,14 @@ def test_denied_domains_win_over_allowed() -> None:
                  "*.secret.bluerobin.local"):
         with pytest.raises(PolicyError, match="denied domain"):
             check_dns_name(name, ALLOWED, ("secret.bluerobin.local",))
+
+
+@pytest.mark.parametrize("value", ["::ffff:10.0.0.1", "::FFFF:a00:1", "::ffff:0:0"])
+def test_ipv4_mapped_ipv6_addresses_are_refused(value: str) -> None:
+    """RFC 4291 2.5.5.2: ::ffff:0:0/96 embeds an IPv4 address, and verifiers (Go's
+    net.IP.Equal) take such an iPAddress SAN as that IPv4 address, outside any IPv4
+    network policy or name constraint. Refused as Boulder refuses it; the IPv4 form
+    is the identifier to ask for."""
+    with pytest.raises(PolicyError, match=r"IPv4-mapped IPv6 address.*ask for the IPv4"):
+        parse_ip_address(value)
+    assert str(parse_ip_address("::fffe:a00:1")) == "::fffe:a00:1"  # outside the /96

@@ -125,3 +125,17 @@ def test_a_blocklisted_key_is_refused(run: Run, config: Path, tmp_path: Path,
     code, out, err = run("--config", config, "sign-csr", csr)
     assert_one_line_error(code, err, "blocklist")
     assert out == ""
+
+
+def test_an_ipv4_mapped_address_is_refused(run: Run, tmp_path: Path, make_csr: MakeCsr) -> None:
+    """RFC 8738 3 / RFC 4291 2.5.5.2: with every IPv6 address allowed, ::ffff:10.0.0.1
+    (which Go verifies as 10.0.0.1, outside the allowed IPv4 network) is refused."""
+    path = tmp_path / "acme-ca.toml"
+    path.write_text(POLICY.replace('["10.0.0.0/8"]', '["192.168.0.0/16", "::/0"]'))
+    code, _, err = run("--config", path, "init", "--passphrase-file",
+                       secret(tmp_path, ROOT_PASS), *FAST)
+    assert code == 0, err
+    csr = write_csr(tmp_path, make_csr, ips=("::ffff:10.0.0.1",))
+    code, out, err = run("--config", path, "sign-csr", csr)
+    assert_one_line_error(code, err, "IPv4-mapped IPv6 address")
+    assert out == ""

@@ -140,3 +140,20 @@ async def test_every_bad_identifier_is_a_subproblem(server_factory: Callable[...
         "db.secret.bluerobin.local", "www.example.com", "bad..bluerobin.local"]
     assert all(s["type"].endswith(":rejectedIdentifier") for s in subs)
     await server.store.close()
+
+
+async def test_an_ipv4_mapped_ipv6_identifier_is_rejected(
+        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any]) -> None:
+    """RFC 8738 3: an ip identifier in ::ffff:0:0/96 names an IPv4 address in IPv6
+    clothing (Go takes such a SAN as the IPv4 address): rejectedIdentifier, even when
+    [policy] allows every IPv6 address, as Boulder does."""
+    server = await server_factory(make_hierarchy("pki", permitted_domains=None),
+                                  **{"policy.allowed_ip_networks": ["192.168.0.0/16", "::/0"]})
+    client = server.client()
+    await client.new_account()
+    response = await client.post(NEW_ORDER, {"identifiers": [
+        {"type": "ip", "value": "::ffff:10.0.0.1"}]})
+    assert response.status == 400 and response.problem_type == "rejectedIdentifier", (
+        response.status, response.body)
+    assert "IPv4-mapped" in response.json()["detail"]
+    await server.store.close()
