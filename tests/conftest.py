@@ -85,26 +85,28 @@ def make_hierarchy(tmp_path: Path, now: datetime) -> Callable[..., Hierarchy]:
     return make
 
 
-def reissue_intermediate(hierarchy: Hierarchy,
-                         constraints: x509.NameConstraints) -> x509.Certificate:
-    """The intermediate signed again by the root, same key and subject, with these name
-    constraints instead; the certificate and chain files are overwritten, as an operator
-    would before a SIGHUP (an intermediate made elsewhere, narrower than `init` makes)."""
-    paths = hierarchy.paths
-    root_key = load_key(paths.root_key, ROOT_PASSPHRASE)
-    key = load_key(paths.intermediate_key, hierarchy.intermediate_passphrase)
+def reissue_intermediate(paths: HierarchyFiles, constraints: x509.NameConstraints, *,
+                         root_passphrase: bytes = ROOT_PASSPHRASE,
+                         intermediate_passphrase: bytes | None = None) -> x509.Certificate:
+    """The intermediate at `paths` signed again by its root, same key, subject and
+    extensions but these name constraints; the certificate and chain files are
+    overwritten, as an operator would before a SIGHUP (an intermediate made elsewhere,
+    narrower than `init` makes)."""
+    (root,) = files.load_certificates(paths.root_cert)
+    (old,) = files.load_certificates(paths.intermediate_cert)
+    root_key = load_key(paths.root_key, root_passphrase)
+    key = load_key(paths.intermediate_key, intermediate_passphrase)
     builder = x509.CertificateBuilder(
-        issuer_name=hierarchy.root.subject, subject_name=hierarchy.intermediate.subject,
-        public_key=key.public_key(), serial_number=x509.random_serial_number(),
-        not_valid_before=hierarchy.intermediate.not_valid_before_utc,
-        not_valid_after=hierarchy.intermediate.not_valid_after_utc)
-    for extension in hierarchy.intermediate.extensions:
+        issuer_name=root.subject, subject_name=old.subject, public_key=key.public_key(),
+        serial_number=x509.random_serial_number(), not_valid_before=old.not_valid_before_utc,
+        not_valid_after=old.not_valid_after_utc)
+    for extension in old.extensions:
         if not isinstance(extension.value, x509.NameConstraints):
             builder = builder.add_extension(extension.value, extension.critical)
     certificate = builder.add_extension(constraints, critical=True).sign(
         root_key, hashes.SHA384())
     paths.intermediate_cert.write_bytes(files.pem(certificate))
-    paths.chain.write_bytes(files.pem(certificate, hierarchy.root))
+    paths.chain.write_bytes(files.pem(certificate, root))
     return certificate
 
 

@@ -4,8 +4,11 @@ A DNS name is first normalised (lowercase; U-labels converted to A-labels with I
 2008, A-labels checked to decode) and must then be syntactically valid (RFC 1035
 lengths, LDH labels, no empty label, no trailing dot, a wildcard only as the whole
 left-most label, at least two labels) and equal to or under one of the allowed
-suffixes and not under a denied one. IP addresses are refused unless an allowed
-network holds them, and IPv4-mapped IPv6 addresses always.
+suffixes and not under a denied one. A wildcard is refused when a denied domain lies
+at or below its base: *.example.com is valid for secret.example.com (RFC 6125 6.4.3).
+The rule is deliberately wider than "one label below the base" (a denied
+a.secret.example.com refuses it too): simple, and never too narrow. IP addresses are
+refused unless an allowed network holds them, and IPv4-mapped IPv6 addresses always.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ def check_dns_name(name: str, allowed_domains: Sequence[str],
     base = ".".join(body)
     if any(_within(base, d) for d in denied_domains):
         raise PolicyError(f"{name} is under a denied domain")
+    if labels[0] == "*" and any(_within(d, base) for d in denied_domains):
+        raise PolicyError(f"{name} would also cover a denied domain")
     if not any(_within(base, d) for d in allowed_domains):
         raise PolicyError(
             f"{name} is outside policy (allowed: {', '.join(allowed_domains)} and subdomains)"

@@ -82,7 +82,7 @@ def test_an_ipv4_mapped_address_cannot_escape_an_ipv4_exclusion(hierarchy: Hiera
     accepts for 10.0.0.1. It is refused, whatever the policy and the constraints."""
     policy = PolicyConfig(allowed_domains=("bluerobin.local",),
                           allowed_ip_networks=(ipaddress.ip_network("::/0"),))
-    intermediate = reissue_intermediate(hierarchy, x509.NameConstraints(
+    intermediate = reissue_intermediate(hierarchy.paths, x509.NameConstraints(
         permitted_subtrees=None,
         excluded_subtrees=[x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))]))
     with pytest.raises(IdentifiersRefused, match="IPv4-mapped"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 
@@ -145,3 +146,22 @@ def test_ipv4_mapped_ipv6_addresses_are_refused(value: str) -> None:
     with pytest.raises(PolicyError, match=r"IPv4-mapped IPv6 address.*ask for the IPv4"):
         parse_ip_address(value)
     assert str(parse_ip_address("::fffe:a00:1")) == "::fffe:a00:1"  # outside the /96
+
+
+@pytest.mark.parametrize(("name", "denied", "refused"), [
+    ("*.bluerobin.local", "secret.bluerobin.local", True),  # covers secret.bluerobin.local
+    ("*.bluerobin.local", "db.secret.bluerobin.local", True),  # at or below the base
+    ("*.bluerobin.local", "bluerobin.local", True),  # the base itself is denied
+    ("*.web.bluerobin.local", "secret.bluerobin.local", False),  # another branch
+    ("web.bluerobin.local", "x.web.bluerobin.local", False),  # no wildcard: the name only
+])
+def test_a_wildcard_is_refused_when_a_denied_domain_lies_under_its_base(
+        name: str, denied: str, refused: bool) -> None:
+    """RFC 6125 6.4.3: *.bluerobin.local is valid for secret.bluerobin.local, so it is
+    refused when any denied domain is at or below its base (the rule is kept simple and
+    conservative: a denied domain two labels down refuses it too)."""
+    if refused:
+        with pytest.raises(PolicyError, match=rf"^{re.escape(name)} .*a denied domain"):
+            check_dns_name(name, ALLOWED, (denied,))
+    else:
+        check_dns_name(name, ALLOWED, (denied,))
