@@ -1,8 +1,13 @@
 """Weak public keys, refused for account keys and CSR keys alike (after Boulder's goodkey).
 
-Sizes, curves and the exponent are checked where each kind of key is read (pki/csr.py
-for CSR keys, api/jws.py for account keys); this module refuses keys that pass those
-checks and are still known to be breakable:
+Sizes and curves are checked where each kind of key is read (pki/csr.py for CSR keys,
+api/jws.py for account keys); this module refuses keys that pass those checks and are
+still known to be breakable or too costly:
+
+- RSA, a public exponent other than 65537 (:func:`check_rsa_exponent`, the one home of
+  that rule): the Baseline Requirements 6.1.6 allow any odd e from 2^16+1, Boulder
+  allows 65537 only, and a huge e (2^2047+1) makes every signature check about 70
+  times slower, so account keys are checked before any signature by them is verified;
 
 - on the blocklist: the SHA-256 of the key's DER SubjectPublicKeyInfo is in the set read
   from ``[policy] blocked_keys_file`` (config_values.key_blocklist reads the file);
@@ -30,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from acme_ca.errors import PkiError
 from acme_ca.pki.keys import PublicKey
 
+RSA_EXPONENT = 65537
 FERMAT_ROUNDS = 110
 SMALL_PRIME_BOUND = 752
 SMALL_PRIMES = tuple(
@@ -48,8 +54,16 @@ def spki_sha256(key: PublicKey) -> bytes:
     return hashlib.sha256(der).digest()
 
 
+def check_rsa_exponent(key: PublicKey) -> None:
+    """PkiError unless an RSA key's public exponent is 65537; costs no arithmetic."""
+    if isinstance(key, rsa.RSAPublicKey) and key.public_numbers().e != RSA_EXPONENT:
+        raise PkiError(f"RSA public exponent must be {RSA_EXPONENT}")
+
+
 def check_key_not_weak(key: PublicKey, blocked: Collection[bytes] = frozenset()) -> None:
-    """Raise PkiError, saying why, if `key` is blocklisted or its RSA modulus is weak."""
+    """Raise PkiError, saying why, if `key` is blocklisted, its RSA exponent is not
+    65537 or its RSA modulus is weak."""
+    check_rsa_exponent(key)
     if blocked and spki_sha256(key) in blocked:
         raise PkiError(
             "the public key is on the blocklist of known-compromised keys "

@@ -98,6 +98,16 @@ def test_a_blocklisted_key_is_refused(make: object, tmp_path: Path) -> None:
     check_key_not_weak(ec.generate_private_key(ec.SECP256R1()).public_key(), blocked)
 
 
+@pytest.mark.parametrize("e", [3, 65539, (1 << 2047) + 1], ids=["3", "65539", "2^2047+1"])
+def test_an_rsa_exponent_other_than_65537_is_refused(e: int) -> None:
+    """CA/B Baseline Requirements 6.1.6 (an odd e, 2^16+1 to 2^256-1: we take 65537 only,
+    as Boulder's goodkey does), for account and CSR keys alike; a huge e is also a
+    denial of service on every signature check."""
+    n = rsa.generate_private_key(E, 2048).public_key().public_numbers().n
+    with pytest.raises(PkiError, match="RSA public exponent must be 65537"):
+        check_key_not_weak(rsa.RSAPublicNumbers(e, n).public_key())
+
+
 @pytest.mark.parametrize("make", [
     lambda: ec.generate_private_key(ec.SECP384R1()),
     lambda: rsa.generate_private_key(E, 2048),
