@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.errors import PkiError
 from acme_ca.pki.csr import load_csr, read_csr
-from acme_ca.pki.goodkey import check_key_not_weak, spki_sha256
+from acme_ca.pki.goodkey import check_key_not_weak, key_hash
 from tests.weak_keys import E, close_primes_key, next_prime, small_factor_key, spki_sha256_hex
 
 
@@ -81,9 +81,9 @@ def test_a_small_prime_factor_is_refused(factor: int, refused: bool) -> None:
     lambda: rsa.generate_private_key(E, 2048),
 ], ids=["ec", "rsa"])
 def test_a_blocklisted_key_is_refused(make: object, tmp_path: Path) -> None:
-    """A key whose SubjectPublicKeyInfo SHA-256 is on the blocklist is refused; the hash is
-    the one `openssl pkey -pubin -outform DER | sha256sum` prints (the documented way
-    to add a key to the file)."""
+    """A key whose SubjectPublicKeyInfo SHA-256 is on the blocklist is refused; for a key
+    in the usual encoding, the hash `openssl pkey -pubin -outform DER | sha256sum`
+    prints is key_hash, the line `acme-ca keys hash` prints."""
     key = make()  # type: ignore[operator]
     pem = tmp_path / "key.pub"
     pem.write_bytes(key.public_key().public_bytes(
@@ -91,11 +91,54 @@ def test_a_blocklisted_key_is_refused(make: object, tmp_path: Path) -> None:
     der = subprocess.run(["openssl", "pkey", "-pubin", "-in", pem, "-outform", "DER"],
                          capture_output=True, check=True).stdout
     assert hashlib.sha256(der).hexdigest() == spki_sha256_hex(key)
-    assert spki_sha256(key.public_key()).hex() == spki_sha256_hex(key)
-    blocked = frozenset({spki_sha256(key.public_key())})
+    assert key_hash(key.public_key()).hex() == spki_sha256_hex(key)
+    blocked = frozenset({key_hash(key.public_key())})
     with pytest.raises(PkiError, match="blocklist of known-compromised keys"):
         check_key_not_weak(key.public_key(), blocked)
     check_key_not_weak(ec.generate_private_key(ec.SECP256R1()).public_key(), blocked)
+
+
+def openssl(*args: object) -> bytes:
+    return subprocess.run(["openssl", *map(str, args)], capture_output=True,
+                          check=True).stdout
+
+
+# Keys as openssl writes them, in SubjectPublicKeyInfo encodings that cryptography does
+# not write back: an EC point in compressed form, an RSA key under the RSASSA-PSS OID.
+OPENSSL_KEYS = {
+    "ec compressed point": [("ecparam", "-genkey", "-name", "prime256v1", "-noout",
+                             "-out", "plain.pem"),
+                            ("ec", "-in", "plain.pem", "-conv_form", "compressed",
+                             "-out", "key.pem")],
+    "rsa-pss": [("genpkey", "-algorithm", "RSA-PSS", "-pkeyopt", "rsa_keygen_bits:2048",
+                 "-out", "key.pem")],
+}
+
+
+def openssl_key(kind: str, directory: Path) -> Path:
+    for command in OPENSSL_KEYS[kind]:
+        openssl(*(directory / a if a.endswith(".pem") else a for a in command))
+    return directory / "key.pem"
+
+
+@pytest.mark.parametrize("kind", OPENSSL_KEYS)
+def test_a_sha256sum_line_of_a_key_file_in_another_encoding_matches(kind: str,
+                                                                    tmp_path: Path) -> None:
+    """The blocklist must not fail open when its line was made, with `openssl pkey
+    -pubout -outform DER | sha256sum`, from a key file whose SubjectPublicKeyInfo
+    (RFC 5280 4.1.2.7) is not the one cryptography re-encodes: the compressed EC point
+    (RFC 5480 2.2) and the RSASSA-PSS OID without parameters (RFC 4055 1.2) are
+    hashed too. The same key, in whatever form it arrives (a CSR, a JWK), is refused."""
+    path = openssl_key(kind, tmp_path)
+    der = openssl("pkey", "-in", path, "-pubout", "-outform", "DER")
+    blocked = frozenset({hashlib.sha256(der).digest()})
+    key = serialization.load_pem_private_key(path.read_bytes(), None).public_key()
+    assert key.public_bytes(Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) != der
+    with pytest.raises(PkiError, match="blocklist of known-compromised keys"):
+        check_key_not_weak(key, blocked)  # type: ignore[arg-type]
+    numbers = key.public_numbers()  # type: ignore[union-attr]
+    with pytest.raises(PkiError, match="blocklist of known-compromised keys"):
+        check_key_not_weak(numbers.public_key(), blocked)  # as from a JWK: (n, e) or (x, y)
 
 
 @pytest.mark.parametrize("e", [3, 65539, (1 << 2047) + 1], ids=["3", "65539", "2^2047+1"])
@@ -131,4 +174,4 @@ def test_a_csr_with_a_blocklisted_key_is_refused(make_csr: object) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     csr = make_csr("www.bluerobin.local", key=key)  # type: ignore[operator]
     with pytest.raises(PkiError, match="blocklist"):
-        read_csr(csr, blocked_keys=frozenset({spki_sha256(key.public_key())}))
+        read_csr(csr, blocked_keys=frozenset({key_hash(key.public_key())}))
