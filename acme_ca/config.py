@@ -117,7 +117,8 @@ class PolicyConfig:
     valid_authorization_lifetime: timedelta = timedelta(days=1)  # reuse of a valid one
     blocked_keys_file: Path | None = None
     # SHA-256 digests of the DER SubjectPublicKeyInfo of every key in blocked_keys_file,
-    # read once at load (config_values.key_blocklist); pki/goodkey.py refuses them.
+    # read once at load (config_values.key_blocklist); pki/goodkey.py refuses them,
+    # whatever the encoding hashed (goodkey.key_hashes).
     blocked_keys: frozenset[bytes] = field(default=frozenset(), repr=False)
 
 
@@ -272,7 +273,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
         "authorization_lifetime": ("a duration such as '7d'", values.duration),
         "valid_authorization_lifetime": ("a duration such as '24h'", values.duration),
         "blocked_keys_file": (
-            "a file of SHA-256 hashes of DER SubjectPublicKeyInfo, 64 hex digits a line",
+            "a file of key hashes, one a line, as `acme-ca keys hash` prints them",
             values.key_blocklist,
         ),
     },

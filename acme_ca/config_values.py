@@ -183,7 +183,9 @@ def paths(reader: PathResolver, value: Any) -> tuple[Path, ...]:
     return tuple(reader.path(v) for v in value)
 
 
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+# A blocklist line: a SHA-256 in hex, then nothing, a `#` comment, or the rest of a
+# `sha256sum` line (two spaces, or " *" in binary mode, then the file name).
+_BLOCKLIST_LINE = re.compile(r"([0-9a-fA-F]{64})(?:\s*(?:#.*)?|  .*| \*.*)")
 
 
 def key_blocklist(reader: PathResolver, value: Any) -> tuple[Path, frozenset[bytes]]:
@@ -191,8 +193,10 @@ def key_blocklist(reader: PathResolver, value: Any) -> tuple[Path, frozenset[byt
 
     The file is UTF-8 text, one key a line: the SHA-256 of the key's DER
     SubjectPublicKeyInfo in hex (64 digits, either case), as Boulder's blocked-keys
-    list has it and `openssl pkey -pubin -outform DER | sha256sum` prints. Blank lines
-    and text after a `#` are ignored. It is read once, here, at configuration load.
+    list has it and `acme-ca keys hash` prints (pki/goodkey.py also matches the other
+    encodings a `sha256sum` of a key file may have hashed). A `sha256sum` output line
+    ("<hex>  <file>", "<hex> *<file>") is read as its hash. Blank lines and lines or
+    text after a `#` are ignored. It is read once, here, at configuration load.
     """
     file = reader.path(value)
     try:
@@ -203,12 +207,13 @@ def key_blocklist(reader: PathResolver, value: Any) -> tuple[Path, frozenset[byt
         raise ValueError(f"{file} is not UTF-8 text") from None
     digests = set()
     for number, line in enumerate(text.splitlines(), start=1):
-        entry = line.split("#", 1)[0].strip()
-        if not entry:
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
             continue
-        if not _SHA256_HEX.fullmatch(entry):
+        match = _BLOCKLIST_LINE.fullmatch(entry)
+        if match is None:
             raise ValueError(
                 f"{file} line {number}: {entry[:80]!r} is not a SHA-256 hash in hex"
             )
-        digests.add(bytes.fromhex(entry))
+        digests.add(bytes.fromhex(match[1]))
     return file, frozenset(digests)

@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from acme_ca.pki import files
 from acme_ca.pki.hierarchy import HierarchyFiles, HierarchySpec, create_hierarchy
 from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.keys import KeyType, PrivateKey
+from acme_ca.pki.keys import KeyType, PrivateKey, load_key
 
 ROOT_PASSPHRASE = b"correct horse battery"
 DOMAIN = "bluerobin.local"
@@ -82,6 +83,31 @@ def make_hierarchy(tmp_path: Path, now: datetime) -> Callable[..., Hierarchy]:
         return Hierarchy(paths, root, intermediate, now, intermediate_passphrase)
 
     return make
+
+
+def reissue_intermediate(paths: HierarchyFiles, constraints: x509.NameConstraints, *,
+                         root_passphrase: bytes = ROOT_PASSPHRASE,
+                         intermediate_passphrase: bytes | None = None) -> x509.Certificate:
+    """The intermediate at `paths` signed again by its root, same key, subject and
+    extensions but these name constraints; the certificate and chain files are
+    overwritten, as an operator would before a SIGHUP (an intermediate made elsewhere,
+    narrower than `init` makes)."""
+    (root,) = files.load_certificates(paths.root_cert)
+    (old,) = files.load_certificates(paths.intermediate_cert)
+    root_key = load_key(paths.root_key, root_passphrase)
+    key = load_key(paths.intermediate_key, intermediate_passphrase)
+    builder = x509.CertificateBuilder(
+        issuer_name=root.subject, subject_name=old.subject, public_key=key.public_key(),
+        serial_number=x509.random_serial_number(), not_valid_before=old.not_valid_before_utc,
+        not_valid_after=old.not_valid_after_utc)
+    for extension in old.extensions:
+        if not isinstance(extension.value, x509.NameConstraints):
+            builder = builder.add_extension(extension.value, extension.critical)
+    certificate = builder.add_extension(constraints, critical=True).sign(
+        root_key, hashes.SHA384())
+    paths.intermediate_cert.write_bytes(files.pem(certificate))
+    paths.chain.write_bytes(files.pem(certificate, root))
+    return certificate
 
 
 @pytest.fixture

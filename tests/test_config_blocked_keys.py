@@ -30,6 +30,13 @@ def test_the_blocklist_is_read_with_comments_blank_lines_and_either_case(tmp_pat
     assert config.policy.blocked_keys == {bytes.fromhex(A), bytes.fromhex(B)}
 
 
+def test_sha256sum_output_lines_are_read(tmp_path: Path) -> None:
+    """`sha256sum` prints "<hex>  <file>" (or " *<file>" in binary mode, "-" for
+    standard input): such lines are taken as they are; the name is ignored."""
+    config = load_config(config_with(tmp_path, f"{A}  -\n{B} *weak key #3.der\n"))
+    assert config.policy.blocked_keys == {bytes.fromhex(A), bytes.fromhex(B)}
+
+
 def test_no_blocklist_by_default(tmp_path: Path) -> None:
     config = load_config(None)
     assert config.policy.blocked_keys_file is None and config.policy.blocked_keys == frozenset()
@@ -38,9 +45,10 @@ def test_no_blocklist_by_default(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("content", "fragment"), [
     (None, "cannot read"),
     (f"{A}\nnot-a-hash\n", "line 2: 'not-a-hash' is not"),
+    (f"{A} x\n", "line 1: "),  # one space and a name: not sha256sum's output
     (f"{A[:-1]}\n", "line 1: "),  # 63 hex digits
     ("\xff\n", "line 1: "),
-], ids=["missing", "garbage line", "short hash", "not hex"])
+], ids=["missing", "garbage line", "one space", "short hash", "not hex"])
 def test_a_bad_blocklist_is_one_line_naming_the_key(tmp_path: Path, content: str | None,
                                                     fragment: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -33,6 +33,7 @@ from josepy import errors as jose_errors
 from josepy import jwa
 from josepy import jwk as jose_jwk
 
+from acme_ca.authority.accounts import check_signing_key
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed
 from acme_ca.encoding import canonical_jwk, jwk_thumbprint, public_jwk
 
@@ -110,8 +111,10 @@ def stored_account_key(jwk: str) -> AccountKey:
 
 
 def parse_jwk(obj: Mapping[str, Any]) -> AccountKey:
-    """An account key from a public JWK (RFC 7517): RSA 2048-8192 bits, EC P-256/384/521
-    or OKP Ed25519. Private members, other key types and broken keys: badPublicKey."""
+    """An account key from a public JWK (RFC 7517): RSA 2048-8192 bits with e = 65537,
+    EC P-256/384/521 or OKP Ed25519. Private members, other key types and broken keys:
+    badPublicKey. Stored accounts' keys pass here too, so an old account with another
+    RSA exponent is refused on every request."""
     if not isinstance(obj, Mapping):
         raise _bad_key("the JWK must be a JSON object")
     private = sorted(_PRIVATE_MEMBERS.intersection(obj))
@@ -142,6 +145,7 @@ def parse_jwk(obj: Mapping[str, Any]) -> AccountKey:
         raise _bad_key(
             f"RSA key of {key.key_size} bits; {RSA_MIN_BITS} to {RSA_MAX_BITS} bits accepted"
         )
+    check_signing_key(key)  # e = 65537, before any signature by it is verified
     return _account_key(key)
 
 

@@ -12,7 +12,7 @@ from acme_ca.clock import Clock
 from acme_ca.domain.models import Account, AccountStatus
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
 from acme_ca.errors import Conflict, NotFound, PkiError
-from acme_ca.pki.goodkey import check_key_not_weak
+from acme_ca.pki.goodkey import check_key_not_weak, check_rsa_exponent
 from acme_ca.pki.keys import PublicKey
 from acme_ca.store.base import Store
 
@@ -27,6 +27,17 @@ class AccountKeyRef:
     jwk: str
     thumbprint: str
     public_key: PublicKey
+
+
+def check_signing_key(key: PublicKey) -> None:
+    """badPublicKey (RFC 8555 6.2) for a key whose signatures are too costly to check:
+    an RSA exponent other than 65537 (pki/goodkey.py). api/jws.py calls it for every
+    account key it parses, before verifying any signature by it; the rest of goodkey
+    (Fermat, small factors, the blocklist) waits for newAccount and keyChange."""
+    try:
+        check_rsa_exponent(key)
+    except PkiError as exc:
+        raise AcmeProblem(ProblemType.BAD_PUBLIC_KEY, str(exc)) from None
 
 
 def check_contacts(contact: Any) -> tuple[str, ...]:

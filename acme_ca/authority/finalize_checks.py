@@ -24,6 +24,12 @@ Decisions (docs/security.md, "CSR identifiers compared as (type, value)" and
   malformed, as Boulder answers notBefore/notAfter it will not honour; the order stays
   ready. An order whose requested notAfter has passed is invalid before it gets here
   (``OrderService.refresh``).
+- The identifier policy is applied again (:func:`policy_refusal`, the same
+  ``check_identifiers`` as newOrder, with today's ``[policy]`` and intermediate): a
+  name denied, or put outside the name constraints by a reloaded intermediate, since
+  newOrder is rejectedIdentifier, and the order becomes invalid, since no CSR can
+  satisfy it (RFC 8555 7.1.6). Boulder re-checks policy at finalize too
+  (``csr.VerifyCSR`` -> ``WillingToIssue``) but leaves the order ready.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from datetime import datetime
 from ipaddress import ip_address
 
 from acme_ca.authority import issuance
+from acme_ca.authority.identifiers import IdentifiersRefused, check_identifiers
 from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import Order
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
@@ -58,6 +65,16 @@ def _common_name_key(common_name: str) -> Key:
 
 def _shown(keys: set[Key]) -> str:
     return ", ".join(sorted(f"{kind}:{value}" for kind, value in keys))
+
+
+def policy_refusal(order: Order, policy: PolicyConfig, issuer: Issuer) -> AcmeProblem | None:
+    """rejectedIdentifier if today's policy or intermediate refuses one of the order's
+    identifiers, else None."""
+    try:
+        check_identifiers(order.identifiers, policy, intermediate=issuer.certificate)
+    except IdentifiersRefused as refused:
+        return refused.problem()
+    return None
 
 
 def leaf_request(

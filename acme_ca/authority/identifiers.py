@@ -7,8 +7,9 @@ name constraints (RFC 5280 4.2.1.10: a certificate outside them would not verify
 for ACME, whether an enabled challenge can prove the identifier. Every refusal is
 collected, with its reason, into one IdentifiersRefused. ACME turns it into one
 rejectedIdentifier (or unsupportedIdentifier) problem with a subproblem per refused
-identifier (RFC 8555 6.7.1), before any authorization exists; sign-csr prints it as
-one line.
+identifier (RFC 8555 6.7.1), before any authorization exists, and again at finalize
+(finalize_checks.policy_refusal: the policy or the intermediate may have changed
+since newOrder); sign-csr prints it as one line.
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ class IdentifiersRefused(PolicyError):
         count = len(self.refusals)
         super().__init__(reasons if count == 1 else f"{count} names refused: {reasons}")
 
+    def problem(self) -> AcmeProblem:
+        """The ACME problem: one rejectedIdentifier (or unsupportedIdentifier) with a
+        subproblem per refused identifier (RFC 8555 6.7.1)."""
+        return combined([
+            AcmeProblem(ProblemType.UNSUPPORTED_IDENTIFIER if r.unsupported
+                        else ProblemType.REJECTED_IDENTIFIER, r.reason, identifier=r.identifier)
+            for r in self.refusals
+        ])
+
 
 def check_identifiers(
     requested: Iterable[Identifier],
@@ -126,11 +136,7 @@ def parse_identifiers(raw: Any, policy: PolicyConfig, available: Sequence[str] =
         return check_identifiers((Identifier(i["type"], i["value"]) for i in raw), policy,
                                  intermediate=intermediate, challenges=available)
     except IdentifiersRefused as refused:
-        raise combined([
-            AcmeProblem(ProblemType.UNSUPPORTED_IDENTIFIER if r.unsupported
-                        else ProblemType.REJECTED_IDENTIFIER, r.reason, identifier=r.identifier)
-            for r in refused.refusals
-        ]) from None
+        raise refused.problem() from None
 
 
 def combined(problems: Sequence[AcmeProblem]) -> AcmeProblem:

@@ -14,6 +14,7 @@ concurrent finalize requests exactly one signs a certificate.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -252,6 +253,7 @@ class OrderService:
         csr_der = b64url_field(payload.get("csr"), "csr")
         if order.status is not OrderStatus.READY:
             return await self._not_ready(order, csr_der)
+        await self._check_policy(order)
         request = self._check_csr(account, order, csr_der)
         return await self._in_flight.run(self._issue(account, order, request, csr_der))
 
@@ -299,6 +301,20 @@ class OrderService:
             f"the order is {order.status.value}, not ready",
             headers={"Retry-After": "1"} if order.status is OrderStatus.PROCESSING else None,
         )
+
+    async def _check_policy(self, order: Order) -> None:
+        """The identifier policy again (finalize_checks.policy_refusal): a refusal makes
+        the ready order invalid, with the problem as its error, then is raised."""
+        problem = finalize_checks.policy_refusal(order, self._policy, self._issuer())
+        if problem is None:
+            return
+        with contextlib.suppress(Conflict):  # changed meanwhile: this request is refused still
+            await self._store.update_order_status(
+                order.id, expected=OrderStatus.READY, status=OrderStatus.INVALID,
+                error=problem.dumps())
+        log.info("order %s: invalid at finalize, policy now refuses it: %s",
+                 order.id, problem.detail)
+        raise problem
 
     def _check_csr(self, account: Account, order: Order, csr_der: bytes) -> LeafRequest:
         """The certificate to sign, or the problem that keeps the order ready

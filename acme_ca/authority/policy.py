@@ -4,8 +4,11 @@ A DNS name is first normalised (lowercase; U-labels converted to A-labels with I
 2008, A-labels checked to decode) and must then be syntactically valid (RFC 1035
 lengths, LDH labels, no empty label, no trailing dot, a wildcard only as the whole
 left-most label, at least two labels) and equal to or under one of the allowed
-suffixes and not under a denied one. IP addresses are refused unless an allowed
-network holds them.
+suffixes and not under a denied one. A wildcard is refused when a denied domain lies
+at or below its base: *.example.com is valid for secret.example.com (RFC 6125 6.4.3).
+The rule is deliberately wider than "one label below the base" (a denied
+a.secret.example.com refuses it too): simple, and never too narrow. IP addresses are
+refused unless an allowed network holds them, and IPv4-mapped IPv6 addresses always.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ def check_dns_name(name: str, allowed_domains: Sequence[str],
     base = ".".join(body)
     if any(_within(base, d) for d in denied_domains):
         raise PolicyError(f"{name} is under a denied domain")
+    if labels[0] == "*" and any(_within(d, base) for d in denied_domains):
+        raise PolicyError(f"{name} would also cover a denied domain")
     if not any(_within(base, d) for d in allowed_domains):
         raise PolicyError(
             f"{name} is outside policy (allowed: {', '.join(allowed_domains)} and subdomains)"
@@ -87,11 +92,21 @@ def _within(name: str, suffix: str) -> bool:
 
 
 def parse_ip_address(value: str) -> IpAddress:
-    """An IP identifier's value (RFC 8738 3): an address in its textual form."""
+    """An IP identifier's value (RFC 8738 3): an address in its textual form.
+
+    An IPv4-mapped IPv6 address (::ffff:0:0/96, RFC 4291 2.5.5.2) is refused, as Boulder
+    refuses it: verifiers such as Go's take an iPAddress SAN ::ffff:10.0.0.1 to be
+    10.0.0.1, so it would escape every IPv4 rule (allowed networks, the intermediate's
+    IPv4 name constraints), which compare it as IPv6.
+    """
     try:
-        return ipaddress.ip_address(value)
+        address = ipaddress.ip_address(value)
     except ValueError:
         raise PolicyError(f"{value!r} is not an IP address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        raise PolicyError(f"{value} is an IPv4-mapped IPv6 address (::ffff:0:0/96): ask for "
+                          f"the IPv4 address {address.ipv4_mapped} itself")
+    return address
 
 
 def check_ip_address(address: IpAddress, allowed_networks: Sequence[IpNetwork]) -> None:

@@ -3,7 +3,7 @@
 On first start with no CA in the data directory it bootstraps one (see
 `ca_commands.bootstrap`); every start, once listening, warns in one line while the
 root key is still in the data directory (the server never reads it, but a thief of
-the host would take it too).
+the host would take it too), and says how many keys the key blocklist holds.
 SIGHUP reloads the intermediate (after `acme-ca intermediate renew`) without dropping
 connections; SIGTERM or SIGINT stop it.
 """
@@ -90,6 +90,20 @@ def root_key_warning(config: Config) -> str | None:
         f"the root key {root_key} sits in the data directory of this running server: "
         "move it offline (only `acme-ca intermediate renew` needs it)"
     )
+
+
+def blocklist_status(config: Config) -> tuple[int, str] | None:
+    """(log level, line) that `serve` says at start about [policy] blocked_keys_file: how
+    many keys it holds, a WARNING when none (an empty or truncated file refuses
+    nothing); None without a blocklist."""
+    path, count = config.policy.blocked_keys_file, len(config.policy.blocked_keys)
+    if path is None:
+        return None
+    if not count:
+        return logging.WARNING, (f"the key blocklist {path} lists no key: no key is refused "
+                                 "as known-compromised")
+    return logging.INFO, (f"key blocklist {path}: {count} key{'s' if count > 1 else ''} "
+                          "refused as known-compromised")
 
 
 def _freeze_startup_objects() -> None:
@@ -206,6 +220,9 @@ async def serve(config: Config, worker: int = 0) -> None:
         warning = root_key_warning(config)
         if warning and worker == 0:  # said before any request can be answered
             log.warning("%s", warning)
+        blocklist = blocklist_status(config)
+        if blocklist and worker == 0:
+            log.log(blocklist[0], "%s", blocklist[1])
         if config.server.workers == 1:  # with more, the parent did it before forking
             await store.forget_nonces()  # once listening: a failed start forgets nothing
         stop = asyncio.Event()

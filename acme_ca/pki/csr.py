@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from acme_ca.errors import PkiError
-from acme_ca.pki.goodkey import check_key_not_weak
+from acme_ca.pki.goodkey import check_key_not_weak, check_rsa_exponent
 from acme_ca.pki.keys import PublicKey, describe_key
 from acme_ca.pki.profiles import IpAddress
 
@@ -43,12 +43,11 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
 
 
 def check_public_key(key: PublicKey) -> None:
-    """Allowed leaf keys: RSA 2048 to 4096 bits, ECDSA P-256 or P-384."""
+    """Allowed leaf keys: RSA 2048 to 4096 bits (e = 65537), ECDSA P-256 or P-384."""
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size not in RSA_SIZES or key.key_size % 8:
             raise PkiError(f"RSA key of {key.key_size} bits: allowed are 2048 to 4096 bits")
-        if key.public_numbers().e != 65537:
-            raise PkiError("RSA public exponent must be 65537")
+        check_rsa_exponent(key)
         return
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name not in EC_CURVES:

@@ -1,11 +1,23 @@
 """Weak public keys, refused for account keys and CSR keys alike (after Boulder's goodkey).
 
-Sizes, curves and the exponent are checked where each kind of key is read (pki/csr.py
-for CSR keys, api/jws.py for account keys); this module refuses keys that pass those
-checks and are still known to be breakable:
+Sizes and curves are checked where each kind of key is read (pki/csr.py for CSR keys,
+api/jws.py for account keys); this module refuses keys that pass those checks and are
+still known to be breakable or too costly:
 
-- on the blocklist: the SHA-256 of the key's DER SubjectPublicKeyInfo is in the set read
-  from ``[policy] blocked_keys_file`` (config_values.key_blocklist reads the file);
+- RSA, a public exponent other than 65537 (:func:`check_rsa_exponent`, the one home of
+  that rule): the Baseline Requirements 6.1.6 allow any odd e from 2^16+1, Boulder
+  allows 65537 only, and a huge e (2^2047+1) makes every signature check about 70
+  times slower, so account keys are checked before any signature by them is verified;
+
+- on the blocklist: a SHA-256 of the key's DER SubjectPublicKeyInfo is in the set read
+  from ``[policy] blocked_keys_file`` (config_values.key_blocklist reads the file). One
+  key has several SPKI encodings, and a line made with ``sha256sum`` from a key file
+  holds the hash of whichever the file had, so every key is looked up under each of
+  :func:`key_hashes`: the canonical form (:func:`key_hash`, what ``acme-ca keys hash``
+  prints: rsaEncryption of (n, e); an EC point uncompressed, named curve), and also, for
+  EC, the compressed point (RFC 5480 2.2), for RSA, the RSASSA-PSS OID without
+  parameters (RFC 4055, what ``openssl genpkey -algorithm RSA-PSS`` writes). A PSS key
+  with parameters has no predictable form: its line must come from ``keys hash``;
 - RSA, a small prime factor: the modulus is divisible by a prime below 752 (CA/B Baseline
   Requirements 6.1.6: "no factors smaller than 752"), found with one gcd;
 - RSA, primes too close together: Fermat's method, which writes n = a^2 - b^2 starting at
@@ -14,7 +26,7 @@ checks and are still known to be breakable:
   2^1000 for independently chosen 1024-bit primes, at most 110 when they differ by less
   than about 2^517.
 
-The cost is bounded: one SHA-256 and a set lookup for every key, one gcd and at most
+The cost is bounded: two SHA-256 and set lookups for every key, one gcd and at most
 FERMAT_ROUNDS cheap rounds for RSA (docs/security.md, "Weak keys", has the figure).
 """
 
@@ -25,11 +37,12 @@ import math
 from collections.abc import Collection
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from acme_ca.errors import PkiError
 from acme_ca.pki.keys import PublicKey
 
+RSA_EXPONENT = 65537
 FERMAT_ROUNDS = 110
 SMALL_PRIME_BOUND = 752
 SMALL_PRIMES = tuple(
@@ -40,17 +53,65 @@ _SMALL_PRIMES_PRODUCT = math.prod(SMALL_PRIMES)
 _SQUARES_MOD_64 = frozenset(i * i % 64 for i in range(64))
 
 
-def spki_sha256(key: PublicKey) -> bytes:
-    """SHA-256 of the DER SubjectPublicKeyInfo: what the blocklist file lists (in hex)."""
-    der = key.public_bytes(
+# RFC 4055 2.1 / 3.1: id-RSASSA-PSS, 1.2.840.113549.1.1.10, as a DER OBJECT IDENTIFIER.
+_RSASSA_PSS_OID = bytes.fromhex("06092a864886f70d01010a")
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    """One DER TLV (X.690 8.1): definite length, short form below 128."""
+    size = len(content)
+    if size < 0x80:
+        return bytes((tag, size)) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(length))) + length + content
+
+
+def _spki(algorithm: bytes, public_key: bytes) -> bytes:
+    """SubjectPublicKeyInfo (RFC 5280 4.1): SEQUENCE { algorithm, BIT STRING key }."""
+    return _der(0x30, algorithm + _der(0x03, b"\x00" + public_key))
+
+
+def _spki_der(key: PublicKey) -> bytes:
+    return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return hashlib.sha256(der).digest()
+
+
+def key_hash(key: PublicKey) -> bytes:
+    """SHA-256 of the canonical DER SubjectPublicKeyInfo: rsaEncryption for any RSA key
+    (cryptography writes RSA-PSS keys so too), an EC point uncompressed on its named
+    curve. A blocklist line is this in hex (``acme-ca keys hash``)."""
+    return hashlib.sha256(_spki_der(key)).digest()
+
+
+def key_hashes(key: PublicKey) -> tuple[bytes, ...]:
+    """Every SHA-256 under which `key` is looked up in the blocklist: :func:`key_hash`
+    first, then the other encodings a key file may hold (the module docstring)."""
+    canonical = _spki_der(key)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        algorithm = canonical[2:4 + canonical[3]]  # AlgorithmIdentifier: short (< 128)
+        point = key.public_bytes(serialization.Encoding.X962,
+                                 serialization.PublicFormat.CompressedPoint)
+        other = _spki(algorithm, point)
+    elif isinstance(key, rsa.RSAPublicKey):
+        pkcs1 = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+        other = _spki(_der(0x30, _RSASSA_PSS_OID), pkcs1)
+    else:
+        return (hashlib.sha256(canonical).digest(),)
+    return hashlib.sha256(canonical).digest(), hashlib.sha256(other).digest()
+
+
+def check_rsa_exponent(key: PublicKey) -> None:
+    """PkiError unless an RSA key's public exponent is 65537; costs no arithmetic."""
+    if isinstance(key, rsa.RSAPublicKey) and key.public_numbers().e != RSA_EXPONENT:
+        raise PkiError(f"RSA public exponent must be {RSA_EXPONENT}")
 
 
 def check_key_not_weak(key: PublicKey, blocked: Collection[bytes] = frozenset()) -> None:
-    """Raise PkiError, saying why, if `key` is blocklisted or its RSA modulus is weak."""
-    if blocked and spki_sha256(key) in blocked:
+    """Raise PkiError, saying why, if `key` is blocklisted, its RSA exponent is not
+    65537 or its RSA modulus is weak."""
+    check_rsa_exponent(key)
+    if blocked and any(digest in blocked for digest in key_hashes(key)):
         raise PkiError(
             "the public key is on the blocklist of known-compromised keys "
             "([policy] blocked_keys_file)"

@@ -1,10 +1,15 @@
-"""Private keys: the types the CA makes, reading them with a passphrase, writing them 0600."""
+"""Keys: the types the CA makes, reading them with a passphrase, writing them 0600, and
+the public key in any file that holds one (`acme-ca keys hash`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -114,3 +119,33 @@ def public_bytes(key: PublicKey | PrivateKey) -> bytes:
 
 def same_key(a: PublicKey | PrivateKey, b: PublicKey | PrivateKey) -> bool:
     return public_bytes(a) == public_bytes(b)
+
+
+def public_key_in(data: bytes, name: str) -> PublicKey:
+    """The public key in a PEM or DER public key, unencrypted private key, certificate
+    or CSR (the first such block of a PEM file); PkiError naming `name` otherwise."""
+    pem = b"-----BEGIN" in data
+    readers: tuple[Callable[[bytes], Any], ...] = (
+        (serialization.load_pem_public_key, _pem_private_key,
+         x509.load_pem_x509_certificate, x509.load_pem_x509_csr) if pem else
+        (serialization.load_der_public_key, _der_private_key,
+         x509.load_der_x509_certificate, x509.load_der_x509_csr))
+    for read in readers:
+        try:
+            found = read(data)
+        except TypeError:  # cryptography: "Password was not given but ... is encrypted"
+            raise PkiError(f"{name} is an encrypted private key: give its public key "
+                           "(openssl pkey -pubout), certificate or CSR instead") from None
+        except (ValueError, UnsupportedAlgorithm):
+            continue
+        return found if read is readers[0] else found.public_key()  # type: ignore[no-any-return]
+    raise PkiError(f"{name} holds no public key, private key, certificate or CSR "
+                   "(PEM or DER) that can be read")
+
+
+def _pem_private_key(data: bytes) -> Any:
+    return serialization.load_pem_private_key(data, password=None)
+
+
+def _der_private_key(data: bytes) -> Any:
+    return serialization.load_der_private_key(data, password=None)

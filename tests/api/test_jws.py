@@ -592,6 +592,23 @@ async def test_rsa_1024_is_bad_public_key(server: FakeServer) -> None:
     assert "1024" in problem.detail
 
 
+@pytest.mark.parametrize("e", [3, 5, (1 << 2047) + 1], ids=["3", "5", "2^2047+1"])
+async def test_rsa_exponent_other_than_65537_is_bad_public_key(server: FakeServer,
+                                                               e: int) -> None:
+    """RFC 8555 6.2 (badPublicKey), CA/B Baseline Requirements 6.1.6: an RSA account key
+    must have e = 65537, as CSR keys must. A huge e makes each signature check ~70
+    times slower (a denial of service), so the key is refused before any verification:
+    here the JWS's signature is not even valid."""
+    n = _RSA.public_key().public_numbers().n
+    jwk = {"kty": "RSA", "n": b64(n.to_bytes(256, "big")),
+           "e": b64(e.to_bytes((e.bit_length() + 7) // 8, "big"))}
+    problem = bad_key(jwk)
+    assert "public exponent must be 65537" in problem.detail, problem.detail
+    jws = make_jws(None, "RS256", jwk=jwk, signature=b"\x01" * 256)
+    problem = await server.problem(jws)
+    assert is_problem(problem, ProblemType.BAD_PUBLIC_KEY), problem
+
+
 def bad_key(jwk: Any) -> AcmeProblem:
     with pytest.raises(AcmeProblem) as info:
         parse_jwk(jwk)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from cryptography import x509
 
 from acme_ca.authority.identifiers import IdentifiersRefused, check_identifiers, parse_identifiers
 from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
-from tests.conftest import Hierarchy
+from tests.conftest import Hierarchy, reissue_intermediate
 
 POLICY = PolicyConfig(
     allowed_domains=("bluerobin.local", "example.org"),
@@ -72,3 +73,20 @@ def test_acme_gets_one_problem_with_a_subproblem_per_refusal(hierarchy: Hierarch
 
 def test_without_an_intermediate_name_constraints_are_not_checked() -> None:
     assert check_identifiers([dns("www.example.org")], POLICY) == (dns("www.example.org"),)
+
+
+
+def test_an_ipv4_mapped_address_cannot_escape_an_ipv4_exclusion(hierarchy: Hierarchy) -> None:
+    """RFC 8738 3 and RFC 5280 4.2.1.10: with every IPv6 address allowed and 10.0.0.0/8
+    excluded by the intermediate, ::ffff:10.0.0.1 would make a certificate that Go
+    accepts for 10.0.0.1. It is refused, whatever the policy and the constraints."""
+    policy = PolicyConfig(allowed_domains=("bluerobin.local",),
+                          allowed_ip_networks=(ipaddress.ip_network("::/0"),))
+    intermediate = reissue_intermediate(hierarchy.paths, x509.NameConstraints(
+        permitted_subtrees=None,
+        excluded_subtrees=[x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))]))
+    with pytest.raises(IdentifiersRefused, match="IPv4-mapped"):
+        check_identifiers([Identifier("ip", "::ffff:10.0.0.1")], policy,
+                          intermediate=intermediate)
+    assert check_identifiers([Identifier("ip", "fd00::1")], policy,
+                             intermediate=intermediate) == (Identifier("ip", "fd00::1"),)

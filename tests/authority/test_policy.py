@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 
@@ -10,6 +11,7 @@ from acme_ca.authority.policy import (
     check_dns_name,
     check_ip_address,
     normalize_dns_name,
+    parse_ip_address,
 )
 from acme_ca.errors import PolicyError
 
@@ -133,3 +135,33 @@ def test_denied_domains_win_over_allowed() -> None:
                  "*.secret.bluerobin.local"):
         with pytest.raises(PolicyError, match="denied domain"):
             check_dns_name(name, ALLOWED, ("secret.bluerobin.local",))
+
+
+@pytest.mark.parametrize("value", ["::ffff:10.0.0.1", "::FFFF:a00:1", "::ffff:0:0"])
+def test_ipv4_mapped_ipv6_addresses_are_refused(value: str) -> None:
+    """RFC 4291 2.5.5.2: ::ffff:0:0/96 embeds an IPv4 address, and verifiers (Go's
+    net.IP.Equal) take such an iPAddress SAN as that IPv4 address, outside any IPv4
+    network policy or name constraint. Refused as Boulder refuses it; the IPv4 form
+    is the identifier to ask for."""
+    with pytest.raises(PolicyError, match=r"IPv4-mapped IPv6 address.*ask for the IPv4"):
+        parse_ip_address(value)
+    assert str(parse_ip_address("::fffe:a00:1")) == "::fffe:a00:1"  # outside the /96
+
+
+@pytest.mark.parametrize(("name", "denied", "refused"), [
+    ("*.bluerobin.local", "secret.bluerobin.local", True),  # covers secret.bluerobin.local
+    ("*.bluerobin.local", "db.secret.bluerobin.local", True),  # at or below the base
+    ("*.bluerobin.local", "bluerobin.local", True),  # the base itself is denied
+    ("*.web.bluerobin.local", "secret.bluerobin.local", False),  # another branch
+    ("web.bluerobin.local", "x.web.bluerobin.local", False),  # no wildcard: the name only
+])
+def test_a_wildcard_is_refused_when_a_denied_domain_lies_under_its_base(
+        name: str, denied: str, refused: bool) -> None:
+    """RFC 6125 6.4.3: *.bluerobin.local is valid for secret.bluerobin.local, so it is
+    refused when any denied domain is at or below its base (the rule is kept simple and
+    conservative: a denied domain two labels down refuses it too)."""
+    if refused:
+        with pytest.raises(PolicyError, match=rf"^{re.escape(name)} .*a denied domain"):
+            check_dns_name(name, ALLOWED, (denied,))
+    else:
+        check_dns_name(name, ALLOWED, (denied,))

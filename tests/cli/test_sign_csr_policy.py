@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from acme_ca.pki import files
 from tests.cli.conftest import Run
 from tests.cli.test_cli import FAST, ROOT_PASS, assert_one_line_error, secret
+from tests.conftest import hierarchy_paths, reissue_intermediate
 from tests.weak_keys import close_primes_key, small_factor_key, spki_sha256_hex
 
 MakeCsr = Callable[..., x509.CertificateSigningRequest]
@@ -125,3 +126,46 @@ def test_a_blocklisted_key_is_refused(run: Run, config: Path, tmp_path: Path,
     code, out, err = run("--config", config, "sign-csr", csr)
     assert_one_line_error(code, err, "blocklist")
     assert out == ""
+
+
+def test_an_ipv4_mapped_address_is_refused(run: Run, tmp_path: Path, make_csr: MakeCsr) -> None:
+    """RFC 8738 3 / RFC 4291 2.5.5.2: with every IPv6 address allowed, ::ffff:10.0.0.1
+    (which Go verifies as 10.0.0.1, outside the allowed IPv4 network) is refused."""
+    path = tmp_path / "acme-ca.toml"
+    path.write_text(POLICY.replace('["10.0.0.0/8"]', '["192.168.0.0/16", "::/0"]'))
+    code, _, err = run("--config", path, "init", "--passphrase-file",
+                       secret(tmp_path, ROOT_PASS), *FAST)
+    assert code == 0, err
+    csr = write_csr(tmp_path, make_csr, ips=("::ffff:10.0.0.1",))
+    code, out, err = run("--config", path, "sign-csr", csr)
+    assert_one_line_error(code, err, "IPv4-mapped IPv6 address")
+    assert out == ""
+
+
+def test_a_wildcard_over_a_denied_domain_is_refused(
+        run: Run, config: Path, tmp_path: Path, make_csr: MakeCsr) -> None:
+    """*.bluerobin.local would be valid for the denied secret.bluerobin.local (RFC 6125
+    6.4.3): sign-csr refuses it, as newOrder does."""
+    csr = write_csr(tmp_path, make_csr, "*.bluerobin.local")
+    code, out, err = run("--config", config, "sign-csr", csr)
+    assert_one_line_error(code, err, "*.bluerobin.local would also cover a denied domain")
+    assert out == ""
+
+
+def test_a_wildcard_over_an_excluded_subtree_is_refused(
+        run: Run, config: Path, tmp_path: Path, make_csr: MakeCsr) -> None:
+    """An intermediate made elsewhere that excludes a subtree (RFC 5280 4.2.1.10): a
+    wildcard whose base holds the subtree is refused before signing."""
+    config.write_text(POLICY.replace('denied_domains = ["secret.bluerobin.local"]\n', ""))
+    reissue_intermediate(hierarchy_paths(tmp_path / "acme-ca-data"), x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName("bluerobin.local")],
+        excluded_subtrees=[x509.DNSName("secret.bluerobin.local")]),
+        root_passphrase=ROOT_PASS.encode())
+    csr = write_csr(tmp_path, make_csr, "*.bluerobin.local")
+    code, out, err = run("--config", config, "sign-csr", csr)
+    assert_one_line_error(
+        code, err, "*.bluerobin.local is outside the intermediate CA's name constraints")
+    assert out == ""
+    code, _, err = run("--config", config, "sign-csr",
+                       write_csr(tmp_path, make_csr, "*.web.bluerobin.local"))
+    assert code == 0, err

@@ -26,7 +26,7 @@ from acme_ca.pki.profiles import (
     name_constraints,
 )
 from acme_ca.pki.serials import random_serial
-from tests.conftest import Hierarchy
+from tests.conftest import Hierarchy, reissue_intermediate
 
 P384 = ec.SECP384R1()
 P256 = ec.SECP256R1()
@@ -350,3 +350,19 @@ def test_first_forbidden_agrees_with_the_verifier_on_ipv6(
     with pytest.raises(VerificationError, match="no permitted name constraints matched"):
         verifier.verify(leaf, [cert])
     assert first_forbidden(cert, [address]) == "::1"
+
+
+def test_a_wildcard_over_an_excluded_subtree_is_forbidden(hierarchy: Hierarchy) -> None:
+    """RFC 5280 4.2.1.10 compares a SAN with the constraints as a name, so verifiers
+    such as OpenSSL 3.0 let *.bluerobin.local through an exclusion of
+    secret.bluerobin.local and then (RFC 6125 6.4.3) accept it for
+    secret.bluerobin.local. first_forbidden forbids a wildcard whenever an excluded
+    DNS subtree lies at or below its base."""
+    intermediate = reissue_intermediate(hierarchy.paths, x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName("bluerobin.local")],
+        excluded_subtrees=[x509.DNSName("secret.bluerobin.local")]))
+    assert first_forbidden(intermediate, ["*.bluerobin.local"]) == "*.bluerobin.local"
+    assert first_forbidden(intermediate, ["secret.bluerobin.local"]) == "secret.bluerobin.local"
+    assert first_forbidden(intermediate, ["*.secret.bluerobin.local"]) == (
+        "*.secret.bluerobin.local")
+    assert first_forbidden(intermediate, ["*.web.bluerobin.local", "web.bluerobin.local"]) is None

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.acme_client import BASE, b64
+from tests.conftest import reissue_intermediate
 
 ALL_TYPES = ("http-01", "dns-01", "tls-alpn-01")
 NEW_ORDER = f"{BASE}/acme/new-order"
@@ -140,3 +141,56 @@ async def test_every_bad_identifier_is_a_subproblem(server_factory: Callable[...
         "db.secret.bluerobin.local", "www.example.com", "bad..bluerobin.local"]
     assert all(s["type"].endswith(":rejectedIdentifier") for s in subs)
     await server.store.close()
+
+
+async def test_an_ipv4_mapped_ipv6_identifier_is_rejected(
+        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any]) -> None:
+    """RFC 8738 3: an ip identifier in ::ffff:0:0/96 names an IPv4 address in IPv6
+    clothing (Go takes such a SAN as the IPv4 address): rejectedIdentifier, even when
+    [policy] allows every IPv6 address, as Boulder does."""
+    server = await server_factory(make_hierarchy("pki", permitted_domains=None),
+                                  **{"policy.allowed_ip_networks": ["192.168.0.0/16", "::/0"]})
+    client = server.client()
+    await client.new_account()
+    response = await client.post(NEW_ORDER, {"identifiers": [
+        {"type": "ip", "value": "::ffff:10.0.0.1"}]})
+    assert response.status == 400 and response.problem_type == "rejectedIdentifier", (
+        response.status, response.body)
+    assert "IPv4-mapped" in response.json()["detail"]
+    await server.store.close()
+
+
+async def assert_only_the_covering_wildcard_refused(server: Any, fragment: str) -> None:
+    """*.bluerobin.local (valid for secret.bluerobin.local) is rejectedIdentifier, the
+    detail saying `fragment`; *.web.bluerobin.local is ordered."""
+    client = server.client()
+    await client.new_account()
+    response = await client.new_order("*.bluerobin.local")
+    assert response.status == 400 and response.problem_type == "rejectedIdentifier", (
+        response.status, response.body)
+    assert fragment in response.json()["detail"]
+    assert (await client.new_order("*.web.bluerobin.local")).status == 201
+    await server.store.close()
+
+
+async def test_a_wildcard_over_a_denied_domain_is_rejected(
+        server_factory: Callable[..., Any]) -> None:
+    """RFC 8555 7.1.3 / RFC 6125 6.4.3: *.bluerobin.local would be valid for the denied
+    secret.bluerobin.local: rejectedIdentifier; a wildcard beside it is fine."""
+    server = await server_factory(challenge_types=ALL_TYPES,
+                                  **{"policy.denied_domains": ["secret.bluerobin.local"]})
+    await assert_only_the_covering_wildcard_refused(server, "denied domain")
+
+
+async def test_a_wildcard_over_an_excluded_subtree_is_rejected(
+        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any]) -> None:
+    """RFC 5280 4.2.1.10: after a SIGHUP loads an intermediate that excludes
+    secret.bluerobin.local, *.bluerobin.local (which verifiers let through the
+    exclusion and then accept for secret.bluerobin.local) is rejectedIdentifier."""
+    hierarchy = make_hierarchy("pki")
+    server = await server_factory(hierarchy, challenge_types=ALL_TYPES)
+    reissue_intermediate(hierarchy.paths, x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName("bluerobin.local")],
+        excluded_subtrees=[x509.DNSName("secret.bluerobin.local")]))
+    assert server.issuers.reload()
+    await assert_only_the_covering_wildcard_refused(server, "name constraints")

@@ -23,6 +23,7 @@ from tests.protocol.helpers import (
 from tests.protocol.test_accounts import key_change_jws
 from tests.weak_keys import E, close_primes_key, small_factor_key, spki_sha256_hex
 
+EXPONENT_3 = rsa.generate_private_key(3, 2048)  # BRs 6.1.6: e = 65537 (CSRs already)
 BLOCKED = {"blocked ec": ec.generate_private_key(ec.SECP256R1()),
            "blocked rsa": rsa.generate_private_key(E, 2048)}
 WEAK: dict[str, tuple[Callable[[], Any], str]] = {
@@ -30,6 +31,7 @@ WEAK: dict[str, tuple[Callable[[], Any], str]] = {
     "small factor": (small_factor_key, "divisible by the small prime 3"),
     "blocked ec": (lambda: BLOCKED["blocked ec"], "blocklist of known-compromised keys"),
     "blocked rsa": (lambda: BLOCKED["blocked rsa"], "blocklist of known-compromised keys"),
+    "exponent 3": (lambda: EXPONENT_3, "public exponent must be 65537"),
 }
 
 
@@ -57,7 +59,7 @@ async def test_new_account_with_a_weak_key_is_bad_public_key(server: AcmeServer,
     assert_problem(lookup, 400, "badPublicKey")
 
 
-@pytest.mark.parametrize("weak", ["close primes", "blocked ec"])
+@pytest.mark.parametrize("weak", ["close primes", "blocked ec", "exponent 3"])
 async def test_key_change_to_a_weak_key_is_bad_public_key(server: AcmeServer,
                                                           weak: str) -> None:
     """RFC 8555 7.3.5 and 6.7: the new key of a keyChange passes the same key checks as a
