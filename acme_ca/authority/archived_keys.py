@@ -11,11 +11,16 @@ a key (overwritten, unlinked: ``archive.destroy_key``) when
   later: a client-chosen validity window (RFC 8555 7.1.3 notBefore in the future), or
   a server that went on signing with the old intermediate until it was reloaded, can
   outlast the policy bound, and the records say so exactly;
-- it is not the intermediate this server signs with (renewed, not yet reloaded).
+- it is not the intermediate this server signs with (renewed, not yet reloaded);
+- the file is that intermediate's key and nothing else (``destroy_key`` checks the
+  open file): no symbolic link followed, no second name (hard link), the private key
+  of the archived certificate and not of the current one. An archived key encrypted
+  with a passphrase this server does not have cannot be checked, so it is kept.
 
 The certificate stays in the archive: it is public, the chain of what it signed, and
-the issuer of their CRLs. Every key destroyed is logged, and every key kept is logged
-once with the time until which it is kept.
+the issuer of their CRLs. Every key destroyed is logged; every key kept is logged
+once (per reason) with the time until which it is kept, or as a warning why the file
+was left alone.
 """
 
 from __future__ import annotations
@@ -46,14 +51,19 @@ class ArchivedKeys:
         clock: Clock,
         issuer: Callable[[], Issuer],
         retention: timedelta,
+        *,
+        passphrase: Callable[[], bytes | None] = lambda: None,
     ) -> None:
         """`retention`: for keys archived before `renew` recorded a time, how long after
-        the key file was written it is kept."""
+        the key file was written it is kept. `passphrase`: the intermediate key's, which
+        `renew` encrypted the archived key with (read at each destruction, as a reload
+        reads it)."""
         self._archive = archive
         self._store = store
         self._clock = clock
         self._issuer = issuer
         self._retention = retention
+        self._passphrase = passphrase
         self._announced: dict[Path, str] = {}
 
     async def run(self, every: timedelta = SWEEP_EVERY) -> None:
@@ -80,19 +90,25 @@ class ArchivedKeys:
             try:
                 kept = await self._kept(item, now)
                 if kept is None:
-                    destroy_key(item)
+                    current = self._issuer().certificate.public_key()
+                    destroy_key(item, self._passphrase(), current)
                     destroyed.append(item.key_path)
                     log.info(
                         "destroyed %s, the key of intermediate %x: no certificate it signed "
                         "can still be valid (its certificate stays)",
                         item.key_path, item.certificate.serial_number,
                     )
-                elif self._announced.get(item.key_path) != kept:
-                    self._announced[item.key_path] = kept
-                    log.info("archived intermediate key %s is kept until %s", item.key_path, kept)
+                else:
+                    self._announce(item, f"until {kept}", logging.INFO)
             except AcmeCaError as exc:
-                log.error("archived intermediate key %s is kept: %s", item.key_path, exc)
+                self._announce(item, f"and left as it is: {exc}", logging.WARNING)
         return destroyed
+
+    def _announce(self, item: ArchivedIntermediate, why: str, level: int) -> None:
+        """Say why a key is kept, once (not at every sweep) until the reason changes."""
+        if self._announced.get(item.key_path) != why:
+            self._announced[item.key_path] = why
+            log.log(level, "archived intermediate key %s is kept %s", item.key_path, why)
 
     async def _kept(self, item: ArchivedIntermediate, now: datetime) -> str | None:
         """Why and until when the key stays; None if it may be destroyed now."""
