@@ -143,7 +143,7 @@ def destroy_key(
                 raise PkiError(
                     f"{path} has {opened.st_nlink} names (a hard link): another may be a key in use"
                 )
-            key = parse_key(key_file.read(), passphrase, f"archived intermediate key {path}")
+            key = parse_key(key_file.read(), passphrase, str(path))
             if not same_key(key, archived.certificate.public_key()):  # type: ignore[arg-type]
                 raise PkiError(f"{path} does not match {archived.cert_path}")
             if same_key(key, current):

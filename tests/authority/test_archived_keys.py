@@ -25,7 +25,7 @@ from acme_ca.pki.hierarchy import fingerprint, renew_intermediate
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import load_key, same_key, write_key
 from acme_ca.pki.profiles import LeafRequest, build_intermediate
-from acme_ca.store import Store
+from acme_ca.store import Store, open_store
 from tests.conftest import ROOT_PASSPHRASE, Hierarchy
 
 DAY = timedelta(days=1)
@@ -52,7 +52,7 @@ def renew(hierarchy: Hierarchy, keep_old_key_until: datetime) -> Path:
 async def sign_one(hierarchy: Hierarchy, store: Store, ends: datetime) -> None:
     """The current intermediate signs a leaf that ends at `ends`: the store knows it."""
     request = LeafRequest(ec.generate_private_key(ec.SECP256R1()).public_key(),
-                          ("web.bluerobin.local",), (), hierarchy.now, ends)
+                          ("web.bluerobin.local",), (), ends - DAY, ends)
     await issuance.issue(store, load_issuer(hierarchy), request, hierarchy.now)
 
 
@@ -85,7 +85,9 @@ def signs_with(hierarchy: Hierarchy, issuer: Issuer) -> bool:
 async def test_a_key_past_its_deadline_is_destroyed_one_before_it_is_kept(
         hierarchy: Hierarchy, store: Store, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
+    await sign_one(hierarchy, store, hierarchy.now + DAY)
     first = renew(hierarchy, hierarchy.now + DAY)
+    await sign_one(hierarchy, store, hierarchy.now + DAY)
     second = renew(hierarchy, hierarchy.now + 10 * DAY)
     witness = first.open("rb")  # the first key's bytes on disk, after the unlink too
     original = witness.read()
@@ -98,7 +100,7 @@ async def test_a_key_past_its_deadline_is_destroyed_one_before_it_is_kept(
     assert f"{first} is kept until" in caplog.text
 
     clock.advance(timedelta(seconds=2))
-    assert await keys.sweep() == [first]
+    assert await sweeps(keys, clock) == [first]
     assert not first.exists() and second.exists()
     witness.seek(0)
     overwritten = witness.read()
@@ -136,7 +138,7 @@ async def test_a_certificate_that_ends_later_keeps_the_key(
     assert key.exists()
     assert f"{key} is kept until {leaf_ends:%Y-%m-%d %H:%M}" in caplog.text
     clock.advance(leaf_ends - clock.now())
-    assert await keys.sweep() == [key]
+    assert await sweeps(keys, clock) == [key]
 
 
 async def test_the_key_the_server_still_signs_with_is_kept(
@@ -154,6 +156,7 @@ async def test_a_key_archived_without_a_deadline_goes_after_the_retention(
         hierarchy: Hierarchy, store: Store) -> None:
     """Archives written before deadlines were recorded: the key file's time (when renew
     wrote it) plus the retention."""
+    await sign_one(hierarchy, store, hierarchy.now - DAY)
     key = renew(hierarchy, hierarchy.now + DAY)
     key.with_suffix(".key-destroy-after").unlink()
     written = hierarchy.now - RETENTION
@@ -162,7 +165,7 @@ async def test_a_key_archived_without_a_deadline_goes_after_the_retention(
     keys = keeper(hierarchy, store, clock)
     assert await keys.sweep() == []
     clock.advance(timedelta(seconds=1))
-    assert await keys.sweep() == [key]
+    assert await sweeps(keys, clock) == [key]
 
 
 # --- which file is overwritten: only the archived intermediate's own key ---------------
@@ -255,3 +258,67 @@ async def test_an_encrypted_archived_key_is_checked_with_the_intermediate_passph
 
     assert await sweeps(keeper(hierarchy, store, clock, passphrase=PASS), clock) == [archived]
     assert not archived.exists()
+
+
+# --- when: not on one reading of the wall clock, not on a store that knows nothing ------
+
+
+async def test_a_wall_clock_a_year_ahead_for_one_sweep_destroys_nothing(
+        hierarchy: Hierarchy, store: Store) -> None:
+    """A wrong wall clock (bad RTC, NTP step) seen at one sweep makes every deadline look
+    passed: a key is destroyed only when two sweeps a sweep interval apart agree, with
+    the wall clock having moved as far as the monotonic clock between them. Leaves this
+    intermediate signed are still valid; their CRLs need its key (RFC 5280 3.3)."""
+    await sign_one(hierarchy, store, hierarchy.now + 60 * DAY)
+    key = renew(hierarchy, hierarchy.now + DAY)
+    clock = FakeClock(hierarchy.now + 365 * DAY)
+    keys = keeper(hierarchy, store, clock)
+
+    assert await keys.sweep() == []
+    clock.advance(SWEEP_EVERY)
+    clock.set_wall(hierarchy.now + 2 * DAY)  # NTP puts it right
+    assert await keys.sweep() == []
+    assert key.exists()
+
+
+async def test_a_key_goes_on_the_second_agreeing_sweep_and_a_clock_step_restarts_the_wait(
+        hierarchy: Hierarchy, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    await sign_one(hierarchy, store, hierarchy.now + DAY)
+    key = renew(hierarchy, hierarchy.now + DAY)
+    clock = FakeClock(hierarchy.now + 2 * DAY)
+    keys = keeper(hierarchy, store, clock)
+    caplog.set_level(logging.INFO, "acme_ca")
+
+    assert await keys.sweep() == []  # may go: seen once
+    clock.advance(timedelta(hours=1))
+    assert await keys.sweep() == []  # too soon after
+    clock.advance(SWEEP_EVERY)
+    clock.set_wall(clock.now() + DAY)  # the wall clock stepped meanwhile
+    assert await keys.sweep() == []
+    assert [w for w in warnings(caplog) if "wall clock" in w], warnings(caplog)
+    clock.advance(SWEEP_EVERY)
+    assert await keys.sweep() == [key]
+
+
+async def test_a_store_that_knows_nothing_the_intermediate_signed_keeps_its_key(
+        hierarchy: Hierarchy, store: Store, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An empty or wrong database ([storage] url changed, restored elsewhere) says no
+    certificate ends later only because it knows none: the key is then kept until the
+    intermediate itself expires, after which nothing it signed can be valid (RFC 5280
+    6.1.3 (a)(2)), with one warning."""
+    await sign_one(hierarchy, store, hierarchy.now + 60 * DAY)
+    key = renew(hierarchy, hierarchy.now + DAY)
+    empty = await open_store("sqlite:///" + str(tmp_path / "other.sqlite"))
+    try:
+        clock = FakeClock(hierarchy.now + 2 * DAY)
+        keys = keeper(hierarchy, empty, clock)
+        caplog.set_level(logging.INFO, "acme_ca")
+
+        assert await sweeps(keys, clock) == []
+        assert key.exists()
+        assert [w for w in warnings(caplog) if "no certificate it signed" in w], warnings(caplog)
+        clock.advance(hierarchy.intermediate.not_valid_after_utc - clock.now())
+        assert await sweeps(keys, clock) == [key]
+    finally:
+        await empty.close()
