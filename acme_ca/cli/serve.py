@@ -234,8 +234,13 @@ async def serve(config: Config, worker: int = 0) -> None:
         tasks.append(asyncio.create_task(tls.run_renewals() if worker == 0 else tls.follow()))
         tasks.append(asyncio.create_task(_reloads(reload_requested, issuer, tls, worker)))
         if worker == 0:  # one process destroys archived intermediate keys that may go
-            keys = ArchivedKeys(archive_dir(config.ca.intermediate_cert), store, clock, issuer,
-                                archived_key_retention(config))
+            keys = ArchivedKeys(
+                archive_dir(config.ca.intermediate_cert), store, clock, issuer,
+                archived_key_retention(config),
+                passphrase=lambda: intermediate_passphrase(
+                    config.ca.intermediate_key_passphrase_file
+                ),
+            )
             tasks.append(asyncio.create_task(keys.run()))
         if worker:
             await stop.wait()

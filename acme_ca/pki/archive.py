@@ -16,7 +16,9 @@ knows of no certificate from it that ends later (authority/archived_keys.py).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +27,7 @@ from cryptography import x509
 
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
-from acme_ca.pki.keys import PrivateKey, write_key
+from acme_ca.pki.keys import PrivateKey, PublicKey, parse_key, same_key, write_key
 
 ARCHIVE = "archive"
 PREFIX = "intermediate-ca."
@@ -108,17 +110,49 @@ def load_archive(directory: Path) -> list[ArchivedIntermediate]:
     return sorted(found, key=lambda a: a.certificate.not_valid_before_utc)
 
 
-def destroy_key(archived: ArchivedIntermediate) -> None:
+def destroy_key(
+    archived: ArchivedIntermediate, passphrase: bytes | None, current: PublicKey
+) -> None:
     """Overwrite the archived key file with random bytes, flush, and unlink it (and its
     deadline). The certificate stays. On copy-on-write or flash storage the overwrite
-    may land elsewhere; the unlink is what is certain."""
+    may land elsewhere; the unlink is what is certain.
+
+    Only the archived intermediate's own key is overwritten, as checked on the open
+    file: not a symbolic link (never followed), a regular file with no other name (a
+    hard link may be the live key), holding the private key of the archived certificate
+    and not that of `current` (the intermediate the server signs with). Otherwise
+    PkiError says why and the file is left alone. `renew` encrypts the key with the
+    intermediate passphrase: without the right `passphrase` nothing proves which key
+    the file holds, so it stays too.
+    """
     path = archived.key_path
     try:
-        with path.open("r+b") as key_file:
-            key_file.write(os.urandom(os.fstat(key_file.fileno()).st_size))
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PkiError(f"{path} is a symbolic link, not the archived key itself") from None
+        raise PkiError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "r+b") as key_file:
+            opened = os.fstat(key_file.fileno())
+            if not stat.S_ISREG(opened.st_mode):
+                raise PkiError(f"{path} is not a regular file")
+            if opened.st_nlink != 1:
+                raise PkiError(
+                    f"{path} has {opened.st_nlink} names (a hard link): another may be a key in use"
+                )
+            key = parse_key(key_file.read(), passphrase, str(path))
+            if not same_key(key, archived.certificate.public_key()):  # type: ignore[arg-type]
+                raise PkiError(f"{path} does not match {archived.cert_path}")
+            if same_key(key, current):
+                raise PkiError(f"{path} is the key of the intermediate this server signs with")
+            key_file.seek(0)
+            key_file.write(os.urandom(opened.st_size))
             key_file.flush()
             os.fsync(key_file.fileno())
-        path.unlink()
+        path.unlink()  # a name only: whatever it names now, no other file's bytes change
     except FileNotFoundError:
         return
     except OSError as exc:

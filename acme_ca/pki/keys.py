@@ -88,7 +88,11 @@ def load_key(path: Path, passphrase: bytes | None, what: str = "private key") ->
     The messages distinguish a wrong passphrase from a missing one and from a file
     that is not a key at all.
     """
-    data = read_bytes(path, what)
+    return parse_key(read_bytes(path, what), passphrase, f"{what} {path}")
+
+
+def parse_key(data: bytes, passphrase: bytes | None, name: str) -> PrivateKey:
+    """`load_key` for bytes already read; `name` ("intermediate key /path") for messages."""
     loader = (
         serialization.load_pem_private_key
         if b"-----BEGIN" in data
@@ -98,15 +102,15 @@ def load_key(path: Path, passphrase: bytes | None, what: str = "private key") ->
         key = loader(data, password=None)
     except TypeError:  # encrypted: cryptography says "Password was not given"
         if not passphrase:
-            raise PkiError(f"{what} {path} is encrypted: a passphrase is needed") from None
+            raise PkiError(f"{name} is encrypted: a passphrase is needed") from None
         try:
             key = loader(data, password=passphrase)
         except (ValueError, TypeError):
-            raise PkiError(f"wrong passphrase for {what} {path}") from None
+            raise PkiError(f"wrong passphrase for {name}") from None
     except ValueError as exc:
-        raise PkiError(f"{what} {path} is not a readable private key ({exc})") from None
+        raise PkiError(f"{name} is not a readable private key ({exc})") from None
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise PkiError(f"{what} {path} is a {describe_key(key)} key; only RSA and ECDSA can sign")
+        raise PkiError(f"{name} is a {describe_key(key)} key; only RSA and ECDSA can sign")
     return key
 
 

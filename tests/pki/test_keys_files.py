@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
+from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import (
     KeyType,
@@ -246,3 +249,32 @@ def test_issuer_load_refusals(hierarchy: Hierarchy, key: ec.EllipticCurvePrivate
         load_issuer(hierarchy)
     with pytest.raises(PkiError, match=r"intermediate key .* does not match"):
         load_issuer(hierarchy, passphrase=PASS)
+
+
+def test_issuer_load_refuses_an_archived_intermediate_the_root_did_not_sign(
+    hierarchy: Hierarchy, key: ec.EllipticCurvePrivateKey
+) -> None:
+    """A certificate in ca/archive/ is served as the chain of what it signed: one that
+    names our root as issuer but was signed by another key (RFC 5280 6.1.3 (a)(1): the
+    signature must verify with the issuer's public key) is refused by name, and
+    nothing is loaded until it is moved out."""
+    inter = hierarchy.intermediate
+    foreign = (
+        x509.CertificateBuilder()
+        .subject_name(inter.subject)
+        .issuer_name(inter.issuer)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(hierarchy.now)
+        .not_valid_after(hierarchy.now + timedelta(days=9))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    archived = archive_dir(hierarchy.paths.intermediate_cert) / "intermediate-ca.7.crt"
+    files.write_file(archived, files.pem(foreign), mode=files.PUBLIC_FILE)
+    root = hierarchy.root.subject.rfc4514_string()
+    refusal = f"archived intermediate {archived} was not signed by {root}"
+    with pytest.raises(PkiError, match=re.escape(refusal)):
+        load_issuer(hierarchy)
+    archived.unlink()
+    assert load_issuer(hierarchy).earlier == {}
