@@ -192,22 +192,15 @@ def _check_certificate(
         extensions = x509.load_der_x509_certificate(der).extensions
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
         raise refuse("it could not be parsed") from None
-    expected: x509.DNSName | x509.IPAddress
-    if identifier.type == "ip":
-        expected = x509.IPAddress(ipaddress.ip_address(identifier.value))
-    else:
-        expected = x509.DNSName(identifier.value.lower())
     try:
         names = list(extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
         raise refuse("it has no subjectAltName extension") from None
     if len(names) != 1:
         raise refuse(f"its subjectAltName has {len(names)} entries, not exactly one")
-    found = names[0]
-    if isinstance(found, x509.DNSName):
-        found = x509.DNSName(found.value.lower())  # DNS names ignore case
-    if found != expected:
-        raise refuse(f"its subjectAltName entry is not {_show(expected)}")
+    if not _is_identifier(names[0], identifier):
+        kind = "iPAddress" if identifier.type == "ip" else "dNSName"
+        raise refuse(f"its subjectAltName entry is not {kind} {identifier.value}")
     try:
         extension = extensions.get_extension_for_oid(ID_PE_ACME_IDENTIFIER)
     except x509.ExtensionNotFound:
@@ -235,7 +228,16 @@ def _client_context() -> ssl.SSLContext:
     return context
 
 
-def _show(name: x509.DNSName | x509.IPAddress) -> str:
-    """The expected entry, as a problem names it ("dNSName web.example")."""
-    kind = "dNSName" if isinstance(name, x509.DNSName) else "iPAddress"
-    return f"{kind} {name.value}"
+def _is_identifier(name: x509.GeneralName, identifier: Identifier) -> bool:
+    """Is the certificate's one SAN entry the identifier? Compared as text, never by
+    building an ``x509.DNSName`` from the peer's bytes: a dNSName is an IA5String (RFC
+    5280 4.2.1.6), but a peer may put UTF-8 there, which cryptography hands over decoded
+    and refuses to rebuild (ValueError). Such a name is not ASCII, so it is not the
+    identifier, even when it lowercases to one (the KELVIN SIGN becomes "k")."""
+    if identifier.type == "ip":
+        return isinstance(name, x509.IPAddress) and name.value == ipaddress.ip_address(
+            identifier.value
+        )
+    if not isinstance(name, x509.DNSName) or not name.value.isascii():
+        return False
+    return name.value.lower() == identifier.value.lower()  # DNS names ignore case

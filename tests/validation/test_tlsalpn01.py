@@ -307,6 +307,56 @@ async def test_san_for_another_name_is_unauthorized(tls_server: Start) -> None:
     assert result.problem.detail == refusal(server.port, reason)
 
 
+def raw_dns_san(raw: bytes) -> x509.Certificate:
+    """A challenge certificate whose one dNSName holds ``raw`` (cryptography's builder
+    refuses non-ASCII, so the extension is encoded by hand)."""
+    certificate = challenge_cert([])
+    general_name = b"\x82" + bytes([len(raw)]) + raw  # [2] IA5String dNSName
+    san = x509.UnrecognizedExtension(
+        x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        b"\x30" + bytes([len(general_name)]) + general_name,
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(certificate.subject)
+        .issuer_name(certificate.issuer)
+        .public_key(KEY.public_key())
+        .serial_number(certificate.serial_number)
+        .not_valid_before(certificate.not_valid_before_utc)
+        .not_valid_after(certificate.not_valid_after_utc)
+        .add_extension(san, critical=False)
+        .add_extension(x509.UnrecognizedExtension(ACME_IDENTIFIER, b"\x04\x20" + DIGEST), True)
+    )
+    return builder.sign(KEY, hashes.SHA256())
+
+
+@pytest.mark.parametrize(
+    ("raw", "ident"),
+    [
+        ("é.bluerobin.local".encode(), IDENT),
+        # KELVIN SIGN: lowercases to "k", so only an ASCII check keeps it from matching
+        ("\u212a.bluerobin.local".encode(), Identifier("dns", "k.bluerobin.local")),
+    ],
+    ids=["utf8", "kelvin-sign"],
+)
+async def test_a_non_ascii_dns_name_is_refused_plainly(
+    tls_server: Start, raw: bytes, ident: Identifier
+) -> None:
+    """RFC 5280 4.2.1.6: a dNSName is an IA5String (ASCII). A peer certificate holding
+    UTF-8 bytes there is not the identifier: unauthorized with a plain reason, never an
+    exception out of validate() (which would become serverInternal)."""
+    server = await tls_server(raw_dns_san(raw))
+    result = await check(
+        TlsAlpn01Validator(Resolver(hosts={ident.value: "127.0.0.1"}, resolvers=[]),
+                           port=server.port),
+        ident,
+    )
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.UNAUTHORIZED
+    reason = f"its subjectAltName entry is not dNSName {ident.value}"
+    assert result.problem.detail == refusal(server.port, reason, ident)
+
+
 async def test_san_compares_without_case(tls_server: Start) -> None:
     """DNS names are case-insensitive (RFC 4343)."""
     server = await tls_server(challenge_cert([x509.DNSName(NAME.upper())]))
