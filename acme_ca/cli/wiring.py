@@ -90,11 +90,14 @@ def build_app(
         caa=caa,
         account_uri=links.account,
     )
+    recheck = None if caa is None else CaaRecheck(
+        caa, links.account, timeout=config.validation.timeout.total_seconds()
+    )
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
                                 blocked_keys=config.policy.blocked_keys),
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
-                            caa_recheck=None if caa is None else CaaRecheck(caa, links.account)),
+                            caa_recheck=recheck),
         authorizations=AuthorizationService(store, clock, supervisor),
         revocation=RevocationService(store, clock),
         nonces=NonceService(store, clock),
