@@ -30,8 +30,10 @@ is lost by going on. Only when no address is left does validation fail, with the
 problem of the first refused address (see ``AddressPolicy.allowed_addresses``).
 
 ``AddressPolicy.refused`` says why in words that name no address, for a problem about
-an address the client did not choose (a redirect's target): validation never repeats
-what a target sent (see http01).
+an address the client did not choose: a redirect's target, or what a name resolved to
+(through a CNAME, any internal name's address). Validation never repeats what a target
+or DNS sent (see http01, dns); the validators' records keep the addresses for the
+operator.
 """
 
 from __future__ import annotations
@@ -131,14 +133,16 @@ class AddressPolicy:
         return None
 
     def problem(self, address: Address, name: str, port: int | None = None) -> AcmeProblem | None:
-        """None if validation may connect to `address` (which `name` resolved to)."""
-        reason = denied_reason(address) or self.refused(address, port)
+        """None if validation may connect to `address` (which `name` resolved to). The
+        problem names the address only when `name` is that address (an IP identifier)."""
+        reason = self.refused(address, port)
         if reason is None:
             return None
-        return AcmeProblem(
-            ProblemType.CONNECTION,
-            f"{_subject(address, name)} {reason}: validation never connects there",
-        )
+        if is_literal(address, name):
+            subject = f"{address} {denied_reason(address) or reason}"
+        else:
+            subject = f"{name} resolves to an address that {reason}"
+        return AcmeProblem(ProblemType.CONNECTION, f"{subject}: validation never connects there")
 
     def allowed_addresses(
         self, addresses: Sequence[Address], name: str, port: int | None = None
@@ -183,13 +187,12 @@ def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def _subject(address: Address, name: str) -> str:
-    """'10.0.0.1 is' for a literal, 'web.example resolves to 10.0.0.1, which is' for a name."""
+def is_literal(address: Address, name: str) -> bool:
+    """Is ``name`` the address itself (an IP identifier or literal), not a host name?"""
     try:
-        literal = ipaddress.ip_address(name.strip("[]")) == address
+        return ipaddress.ip_address(name.strip("[]")) == address
     except ValueError:
-        literal = False
-    return f"{address}" if literal else f"{name} resolves to {address}, which"
+        return False
 
 
 # --- what validators that connect share -------------------------------------------------

@@ -11,7 +11,9 @@ covers everything; the problem is returned, never raised.
 
 A problem says what is wrong with the certificate, never what it holds (no names
 found, no digest found): a TLS service inside the network answers too, and its
-certificate names internal hosts (RFC 8555 10.2; see http01).
+certificate names internal hosts (RFC 8555 10.2; see http01). It names the identifier
+and port ("web.example:443"), never the address the name resolved to (DNS data); the
+record keeps the addresses for the operator.
 """
 
 from __future__ import annotations
@@ -108,13 +110,13 @@ class TlsAlpn01Validator:
             try:
                 _, writer = await asyncio.open_connection(str(address), self._port)
             except OSError as exc:
-                where = f"{host_port(address, self._port)} for {name}"
+                where = host_port(name, self._port)
                 failures.append(f"connecting to {where} failed: {connection_reason(exc)}")
                 continue
             record["address_used"] = str(address)
             break
         if writer is None:
-            raise AcmeProblem(ProblemType.CONNECTION, "; ".join(failures))
+            raise AcmeProblem(ProblemType.CONNECTION, "; ".join(dict.fromkeys(failures)))
         where = self._where(record)
         try:
             await writer.start_tls(self._context, server_hostname=sni)
@@ -145,8 +147,9 @@ class TlsAlpn01Validator:
         return der
 
     def _where(self, record: dict[str, Any]) -> str:
-        address = ipaddress.ip_address(record["address_used"] or record["addresses_tried"][-1])
-        return f"{host_port(address, self._port)} for {record['hostname']}"
+        """'web.example:443' (an IP identifier is its own address): never the address a
+        name resolved to."""
+        return host_port(record["hostname"], self._port)
 
     def _stage(self, record: dict[str, Any]) -> str:
         """What was under way when the deadline passed."""

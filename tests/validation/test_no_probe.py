@@ -4,7 +4,8 @@ Anyone who can register an account chooses what validation connects to. So a fai
 validation says *what* failed (a status code, refused, timed out, wrong length, does
 not match, too large, a redirect to a refused address, a TLS error) and never repeats
 what the target sent: no body, no Location, no header, no certificate contents, no TXT
-value, no bytes of a response that is not HTTP. Every test here serves ``SECRET`` and
+value, no bytes of a response that is not HTTP. Nor what DNS said: no CNAME target, no
+CAA value, no address a name resolved to. Every test here serves ``SECRET`` and
 asserts that it appears nowhere in the problem document (subproblems included).
 
 Where validation may connect is tested in test_targets.py.
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 
+import dns.rcode
 import pytest
 from aiohttp import web
 from cryptography import x509
@@ -23,8 +26,12 @@ from cryptography import x509
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import ProblemType
 from acme_ca.validation.base import ValidationResult
+from acme_ca.validation.caa import CaaChecker
 from acme_ca.validation.dns import DnsClient
 from acme_ca.validation.dns01 import Dns01Validator
+from acme_ca.validation.network import AddressPolicy
+from acme_ca.validation.resolver import Resolver
+from acme_ca.validation.tlsalpn01 import TlsAlpn01Validator
 from tests.validation.conftest import StartDns
 from tests.validation.test_http01 import (  # noqa: F401 (fixtures)
     IDENT,
@@ -195,7 +202,7 @@ async def test_an_answer_that_is_not_http_is_never_echoed(raw_serve: RawServe, a
     result = await check(validator(port))
     detail = assert_not_echoed(result)
     assert detail == (
-        f"fetching {URL.format(port=port)} from 127.0.0.1:{port} for {NAME} failed: "
+        f"fetching {URL.format(port=port)} failed: "
         "the response is not valid HTTP"
     )
 
@@ -249,13 +256,133 @@ async def test_a_wrong_acme_identifier_digest_is_never_echoed(tls_server: Start)
 
 async def test_dns01_txt_values_are_never_echoed(fake_dns: StartDns):
     """RFC 8555 8.4: a CNAME may point the challenge name anywhere the resolvers see;
-    the TXT values found there are counted, never shown."""
+    the TXT values found there are counted, never shown, nor the name they are at."""
     challenge = f"_acme-challenge.{NAME}"
     records = {
-        challenge: ["CNAME vault.corp.example."],
-        "vault.corp.example": [f'TXT "{SECRET}"', 'TXT "x"'],
+        challenge: [f"CNAME vault.{INTERNAL}."],
+        f"vault.{INTERNAL}": [f'TXT "{SECRET}"', 'TXT "x"'],
     }
     _, address = await fake_dns(records=records, chase=True)
     result = await Dns01Validator(DnsClient([address], None, 2)).validate(IDENT, TOKEN, KEY_AUTH)
-    detail = assert_not_echoed(result)
-    assert "found 2 TXT records" in detail
+    detail = assert_not_echoed(result, INTERNAL)
+    assert detail.startswith(f"found 2 TXT records at {challenge} (after 1 CNAME) ")
+
+
+# --- DNS data: CNAME targets, CAA values, the addresses a name resolves to -----------------
+
+INTERNAL = f"{SECRET}.corp.example"  # an internal name, reached through a CNAME
+CHALLENGE = f"_acme-challenge.{NAME}"
+_CHAIN = {CHALLENGE: [f"CNAME alias.{INTERNAL}."], f"alias.{INTERNAL}": [f"CNAME db01.{INTERNAL}."]}
+
+
+@pytest.mark.parametrize(
+    ("records", "options", "words"),
+    [
+        ({**_CHAIN, f"db01.{INTERNAL}": ['TXT "x"']}, {"chase": True},
+         f"found 1 TXT record at {CHALLENGE} (after 2 CNAMEs)"),
+        (_CHAIN, {"chase": True}, f"{CHALLENGE} (after 2 CNAMEs) does not exist (NXDOMAIN)"),
+        ({**_CHAIN, f"db01.{INTERNAL}": ["A 10.0.0.1"]}, {"chase": True},
+         f"no TXT record found at {CHALLENGE} (after 2 CNAMEs)"),
+        ({**_CHAIN, f"db01.{INTERNAL}": [f"CNAME alias.{INTERNAL}."]}, {},
+         f"the CNAME chain from {CHALLENGE} (TXT, at "),
+        ({**_CHAIN, f"db01.{INTERNAL}": ['TXT "x"']},
+         {"rcodes": {f"db01.{INTERNAL}": dns.rcode.SERVFAIL}},
+         f"DNS error looking up TXT for {CHALLENGE} (after 2 CNAMEs): "),
+        ({CHALLENGE: [f"CNAME a0.{INTERNAL}."]}
+         | {f"a{i}.{INTERNAL}": [f"CNAME a{i + 1}.{INTERNAL}."] for i in range(10)}, {},
+         "is longer than 8 CNAMEs"),
+    ],
+    ids=["mismatch", "nxdomain", "no-txt", "loop", "servfail", "too-long"],
+)
+async def test_cname_targets_are_never_echoed(
+    fake_dns: StartDns, records: dict[str, list[str]], options: dict[str, object], words: str
+):
+    """RFC 8555 8.4 lets dns-01 follow CNAMEs; the targets are DNS data the client may
+    not see (internal names): every problem names only the name asked for, and how
+    many CNAMEs were followed."""
+    _, address = await fake_dns(records=records, **options)
+    result = await Dns01Validator(DnsClient([address], None, 2)).validate(IDENT, TOKEN, KEY_AUTH)
+    assert words in assert_not_echoed(result, INTERNAL, "corp.example")
+
+
+CA = "ca.bluerobin.local"
+
+
+@pytest.mark.parametrize(
+    ("entries", "wildcard", "refusal"),
+    [
+        ([f'0 issue "{CA}; accounturi=https://{INTERNAL}/acct/1"'], False,
+         "does not authorise this account"),
+        ([f'0 issue "{INTERNAL}"', f'0 issue "ca2.{INTERNAL}"'], False,
+         "does not authorise this CA"),
+        ([f'0 issue "{CA}; validationmethods=dns-01,{SECRET}"'], False,
+         "does not authorise this validation method (http-01)"),
+        ([f'0 issue "{SECRET} {INTERNAL}"'], False, "does not authorise this CA"),
+        ([f'0 issuewild "{INTERNAL}"', f'0 issue "{CA}"'], True, "does not authorise this CA"),
+        ([f'128 {SECRET.replace("-", "")} "{INTERNAL}"', f'0 issue "{CA}"'], False,
+         "has a critical property this CA does not understand"),
+    ],
+    ids=["accounturi", "other-ca", "validationmethods", "malformed", "issuewild", "critical"],
+)
+async def test_caa_values_and_cname_targets_are_never_echoed(
+    fake_dns: StartDns, entries: list[str], wildcard: bool, refusal: str
+):
+    """RFC 8659 3 follows CNAMEs and RFC 8657 adds parameters: a CAA refusal says what
+    it refuses (this CA, this account, this validation method), never the record
+    values (other CAs, account URLs, methods) or the CNAME target they were found at."""
+    records = {NAME: [f"CNAME vault.{INTERNAL}."]}
+    records[f"vault.{INTERNAL}"] = [f"CAA {e}" for e in entries]
+    _, address = await fake_dns(records=records, chase=True)
+    problem = await CaaChecker(DnsClient([address], None, 2), [CA]).check(
+        IDENT, wildcard=wildcard, account_uri="https://ca.bluerobin.local/acme/acct/1",
+        method="http-01",
+    )
+    detail = assert_not_echoed(ValidationResult(problem), INTERNAL, SECRET.replace("-", ""))
+    kind = "issuewild" if wildcard else "CAA"
+    assert detail == f"{'CAA ' if wildcard else ''}{kind} at {NAME} (after 1 CNAME) {refusal}"
+
+
+async def test_a_failed_caa_lookup_names_no_cname_target(fake_dns: StartDns):
+    records = {NAME: [f"CNAME vault.{INTERNAL}."], f"vault.{INTERNAL}": ['CAA 0 issue "x"']}
+    _, address = await fake_dns(records=records, rcodes={f"vault.{INTERNAL}": dns.rcode.SERVFAIL})
+    problem = await CaaChecker(DnsClient([address], None, 2), [CA]).check(
+        IDENT, wildcard=False, account_uri="https://ca.bluerobin.local/acme/acct/1",
+        method="http-01",
+    )
+    detail = assert_not_echoed(ValidationResult(problem), INTERNAL)
+    assert detail.startswith(f"cannot check CAA for {NAME}: DNS error looking up CAA for {NAME} "
+                             "(after 1 CNAME): ")
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["connection-refused", "refused-network"])
+async def test_http01_names_no_address_a_name_resolved_to(fake_dns: StartDns, allowed: bool):
+    """The address a name resolves to (through a CNAME: any internal name's address) is
+    DNS data: the problem names the identifier, never the address; the record keeps it
+    for the operator's log."""
+    _, address = await fake_dns(
+        records={NAME: [f"CNAME db01.{INTERNAL}."], f"db01.{INTERNAL}": ["A 127.0.0.9"]},
+        chase=True,
+    )
+    network = "127.0.0.0/8" if allowed else "10.0.0.0/8"
+    policy = AddressPolicy([ipaddress.ip_network(network)])
+    port = free_port()
+    result = await check(validator(port, {}, dns=[address], policy=policy))
+    detail = assert_not_echoed(result, "127.0.0.9", INTERNAL)
+    assert result.records[0]["addresses_resolved"] == ["127.0.0.9"]
+    if allowed:
+        assert detail == f"connecting to {NAME}:{port} failed: connection refused"
+    else:
+        assert detail == (f"{NAME} resolves to an address that is outside [validation] "
+                          "allowed_networks: validation never connects there")
+
+
+async def test_tls_alpn01_names_no_address_a_name_resolved_to(fake_dns: StartDns):
+    _, address = await fake_dns(
+        records={NAME: [f"CNAME db01.{INTERNAL}."], f"db01.{INTERNAL}": ["A 127.0.0.9"]},
+        chase=True,
+    )
+    port = free_port()
+    resolver = Resolver({}, [address])
+    result = await TlsAlpn01Validator(resolver, port=port).validate(IDENT, TOKEN, KEY_AUTH)
+    detail = assert_not_echoed(result, "127.0.0.9", INTERNAL)
+    assert detail == f"connecting to {NAME}:{port} failed: connection refused"

@@ -158,7 +158,7 @@ def free_port() -> int:
 
 def refusal(port: int, reason: str, ident: Identifier = IDENT) -> str:
     return (
-        f"the certificate from 127.0.0.1:{port} for {ident.value} is not a valid "
+        f"the certificate from {ident.value}:{port} is not a valid "
         f"tls-alpn-01 response: {reason}"
     )
 
@@ -386,7 +386,7 @@ async def test_server_without_acme_alpn_is_tls_problem(
     assert result.problem is not None
     assert result.problem.type is ProblemType.TLS
     assert result.problem.detail == (
-        f"127.0.0.1:{server.port} for {NAME} did not negotiate acme-tls/1 (it chose no protocol)"
+        f"{NAME}:{server.port} did not negotiate acme-tls/1 (it chose no protocol)"
     )
     assert result.records[0]["alpn"] is None
 
@@ -398,7 +398,7 @@ async def test_not_tls_is_tls_problem(tls_server: Start) -> None:
     assert result.problem is not None
     assert result.problem.type is ProblemType.TLS
     assert result.problem.detail.startswith(
-        f"TLS handshake with 127.0.0.1:{server.port} for {NAME} failed: "
+        f"TLS handshake with {NAME}:{server.port} failed: "
     )
 
 
@@ -409,7 +409,7 @@ async def test_connection_refused() -> None:
     assert result.problem is not None
     assert result.problem.type is ProblemType.CONNECTION
     assert result.problem.detail == (
-        f"connecting to 127.0.0.1:{port} for {NAME} failed: connection refused"
+        f"connecting to {NAME}:{port} failed: connection refused"
     )
     assert result.records[0]["addresses_tried"] == ["127.0.0.1"]
     assert result.records[0]["address_used"] is None
@@ -425,7 +425,7 @@ async def test_silent_server_fails_within_the_timeout(tls_server: Start) -> None
     assert result.problem is not None
     assert result.problem.type is ProblemType.CONNECTION
     assert result.problem.detail == (
-        f"the TLS handshake with 127.0.0.1:{server.port} for {NAME} timed out "
+        f"the TLS handshake with {NAME}:{server.port} timed out "
         "after 0.5s (total time limit)"
     )
 
