@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from acme_ca import config_values as values
 from acme_ca.config_values import format_duration, parse_duration, parse_host_port
@@ -38,9 +39,10 @@ DEFAULT_DATA_DIR = "acme-ca-data"
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Where validation may connect: the private ranges (an internal CA validates internal
-# names), and loopback only when the server itself listens on loopback (the Quick
-# start): a CA that serves the network must not let validation reach the services of
-# its own host. Link-local (cloud metadata) is denied whatever [validation] says.
+# names), and loopback only when the server itself listens on loopback and no reverse
+# proxy serves it (the Quick start): a CA that serves the network must not let
+# validation reach the services of its own host. Link-local (cloud metadata) is denied
+# whatever [validation] says.
 PRIVATE_NETWORKS: tuple[IpNetwork, ...] = tuple(
     ipaddress.ip_network(n)
     for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
@@ -53,9 +55,17 @@ LOOPBACK_NETWORKS: tuple[IpNetwork, ...] = (
 DEFAULT_ALLOWED_NETWORKS: tuple[IpNetwork, ...] = PRIVATE_NETWORKS + LOOPBACK_NETWORKS
 
 
-def default_allowed_networks(listen_host: str) -> tuple[IpNetwork, ...]:
+def default_allowed_networks(
+    listen_host: str, external_url: str | None = None
+) -> tuple[IpNetwork, ...]:
     """[validation] allowed_networks when the file does not set it: loopback is in only
-    when ``listen_host`` ([server] listen) is a loopback address or "localhost"."""
+    when ``listen_host`` ([server] listen) is a loopback address or "localhost" and no
+    ``external_url`` is set. With one, the server listens on loopback because a reverse
+    proxy on this host serves it to the network: loopback then leads to that proxy (and
+    through it to the CA) and to every other service of the host, like any address of
+    a server on the network."""
+    if external_url:
+        return PRIVATE_NETWORKS
     if listen_host.lower().rstrip(".") == "localhost":
         return DEFAULT_ALLOWED_NETWORKS
     try:
@@ -80,6 +90,16 @@ class ServerConfig:
     @property
     def listen_port(self) -> int:
         return parse_host_port(self.listen)[1]
+
+    @property
+    def external_host(self) -> str | None:
+        """The host of external_url (no brackets around IPv6), or None without one."""
+        return urlsplit(self.external_url).hostname if self.external_url else None
+
+    @property
+    def external_port(self) -> int | None:
+        """The port of external_url (443 when it names none), or None without one."""
+        return (urlsplit(self.external_url).port or 443) if self.external_url else None
 
     @property
     def base_url(self) -> str:
@@ -344,7 +364,8 @@ def _build(r: _Reader, source: Path | None) -> Config:
         zone_resolvers=r.get("validation.zone_resolvers", {}),
         caa_identities=r.get("validation.caa_identities", v.caa_identities),
         allowed_networks=r.get(
-            "validation.allowed_networks", default_allowed_networks(server.listen_host)
+            "validation.allowed_networks",
+            default_allowed_networks(server.listen_host, server.external_url),
         ),
         timeout=r.get("validation.timeout", v.timeout),
         max_in_flight=r.get("validation.max_in_flight", v.max_in_flight),

@@ -12,6 +12,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -94,6 +95,10 @@ def external_url(reader: PathResolver, value: Any) -> str:
     text = string(reader, value)
     if not re.fullmatch(r"https://[^/\s?#]+(/[^\s?#]*)?", text):
         raise ValueError(f"{value!r} is not an https:// URL")
+    parts = urlsplit(text)
+    parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    if not parts.hostname:
+        raise ValueError(f"{value!r} names no host")
     return text.rstrip("/")
 
 

@@ -189,6 +189,9 @@ BAD_VALUES = [
     ('[storage]\nurl = "ca.db"\n', "storage.url: "),
     ('[server]\nexternal_url = "http://ca.bluerobin.local"\n', "server.external_url: "),
     ('[server]\nexternal_url = "https://ca.bluerobin.local/?q"\n', "server.external_url: "),
+    ('[server]\nexternal_url = "https://ca.bluerobin.local:https"\n', "server.external_url: "),
+    ('[server]\nexternal_url = "https://ca.bluerobin.local:99999"\n', "server.external_url: "),
+    ('[server]\nexternal_url = "https://:443"\n', "server.external_url: "),
 ]
 
 

@@ -1,4 +1,5 @@
-"""CAA checked again when a valid authorization is reused (RFC 8659 3; Boulder's rule).
+"""CAA checked again when a valid authorization is reused, and at finalize (RFC 8659 3;
+Boulder's rule).
 
 CAA is checked when a challenge is validated (``supervisor``). A valid authorization is
 then reused by later orders of the same account for ``[policy]
@@ -6,7 +7,10 @@ valid_authorization_lifetime`` (1 day by default), but the CA/Browser Forum Base
 Requirements (3.2.2.8) want CAA checked within 8 hours before issuance. So when
 ``new_order`` reuses an authorization validated more than ``RECHECK_AFTER`` ago, CAA is
 looked up again, as Boulder's ``ra.checkAuthorizationsCAA`` does past its
-``caaRecheckDuration``. Nothing happens when CAA is off ([validation] caa_identities
+``caaRecheckDuration``. ``finalize`` asks again for the order's authorizations
+(``check_order``), as Boulder's ``ra.FinalizeOrder`` does: an authorization reused at
+7 hours without a recheck is 23 hours old when that order is finalized, and CAA may
+have changed in between. Nothing happens when CAA is off ([validation] caa_identities
 empty: the wiring passes no recheck at all).
 
 Decisions:
@@ -23,12 +27,16 @@ Decisions:
   ``recheckCAA`` turns every problem into a CAA error that fails the request. Quietly
   creating a new pending authorization instead would only make the client validate
   again to meet the same CAA set.
+- A recheck refused at finalize leaves the order ready, nothing reserved or signed
+  (Boulder checks before the order becomes processing): a finalize after CAA allows
+  this CA again succeeds, else the order expires.
 - A recheck that passes is not recorded: the next order that reuses the authorization
-  more than 8 hours after its validation looks again (one lookup per order, as Boulder).
-
-Boulder runs this at finalize, which also covers an order whose authorizations age
-past 8 hours between newOrder and finalize; ``CaaRecheck.check`` takes any
-authorizations and a time, so finalize can call it the same way.
+  more than 8 hours after its validation looks again (one lookup per order, as Boulder),
+  and so does the finalize of an order whose authorization is older than 8 hours.
+- The whole recheck, every identifier and every label CAA climbs (one lookup each, each
+  bounded by [validation] timeout on its own), is bounded by [validation] timeout:
+  past it the request would hang for minutes on a slow DNS. Running out of time fails
+  the check (fail closed) with a ``caa`` problem saying the lookup timed out.
 """
 
 from __future__ import annotations
@@ -37,8 +45,9 @@ import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from acme_ca.domain.models import Authorization, ChallengeStatus, Identifier
+from acme_ca.domain.models import Authorization, ChallengeStatus, Identifier, Order
 from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.store.base import AuthorizationStore
 from acme_ca.validation.caa import CaaChecker
 
 RECHECK_AFTER = timedelta(hours=8)  # CA/B Baseline Requirements 3.2.2.8
@@ -66,10 +75,13 @@ class CaaRecheck:
         checker: CaaChecker,
         account_uri: Callable[[str], str],
         after: timedelta = RECHECK_AFTER,
+        timeout: float = 10.0,
     ) -> None:
+        """``timeout`` ([validation] timeout, seconds) bounds one whole ``check``."""
         self._checker = checker
         self._account_uri = account_uri
         self._after = after
+        self._timeout = timeout
 
     def stale(self, authorizations: Sequence[Authorization], now: datetime) -> list[Authorization]:
         """The authorizations whose CAA check is older than ``after``."""
@@ -78,7 +90,8 @@ class CaaRecheck:
     async def check(self, authorizations: Sequence[Authorization], now: datetime) -> None:
         """Raise ``AcmeProblem(caa)`` unless CAA still allows every stale authorization."""
         stale = self.stale(authorizations, now)
-        found = await asyncio.gather(*(self._recheck(authz) for authz in stale))
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        found = await asyncio.gather(*(self._recheck(authz, deadline) for authz in stale))
         problems = [problem for problem in found if problem is not None]
         if not problems:
             return
@@ -93,13 +106,24 @@ class CaaRecheck:
             subproblems=problems,
         )
 
-    async def _recheck(self, authz: Authorization) -> AcmeProblem | None:
-        problem = await self._checker.check(
-            authz.identifier,
-            wildcard=authz.wildcard,
-            account_uri=self._account_uri(authz.account_id),
-            method=_method(authz),
-        )
+    async def check_order(self, order: Order, store: AuthorizationStore, now: datetime) -> None:
+        """``check`` for the order's authorizations, at finalize, before issuance."""
+        authorizations = [await store.get_authorization(i) for i in order.authorization_ids]
+        await self.check(authorizations, now)
+
+    async def _recheck(self, authz: Authorization, deadline: float) -> AcmeProblem | None:
+        try:
+            async with asyncio.timeout_at(deadline):
+                problem = await self._checker.check(
+                    authz.identifier,
+                    wildcard=authz.wildcard,
+                    account_uri=self._account_uri(authz.account_id),
+                    method=_method(authz),
+                )
+        except TimeoutError:
+            problem = AcmeProblem(
+                ProblemType.CAA, f"the CAA lookup timed out after {self._timeout:g}s"
+            )
         if problem is None:
             return None
         ordered = authz.identifier  # as the order names it: a wildcard keeps its "*."

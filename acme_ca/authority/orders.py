@@ -255,6 +255,8 @@ class OrderService:
             return await self._not_ready(order, csr_der)
         await self._check_policy(order)
         request = self._check_csr(account, order, csr_der)
+        if self._caa_recheck is not None:  # CAA again, validated over 8 hours ago (caa_recheck)
+            await self._caa_recheck.check_order(order, self._store, self._clock.now())
         return await self._in_flight.run(self._issue(account, order, request, csr_der))
 
     async def drain(self) -> None:

@@ -245,6 +245,8 @@ class ValidationSupervisor:
         result = await validator.validate(
             authz.identifier, challenge.token, key_authorization(challenge.token, thumbprint)
         )
+        if result.problem is not None:  # the addresses, CNAMEs...: the operator's, not the client's
+            log.info("challenge %s: what validation saw: %s", challenge.id, result.records)
         if result.problem is not None or self._caa is None:
             return result.problem
         return await self._caa.check(

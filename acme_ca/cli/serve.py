@@ -26,7 +26,7 @@ from acme_ca.authority.archived_keys import ArchivedKeys
 from acme_ca.authority.server_tls import ServerTls
 from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
 from acme_ca.cli.secrets import intermediate_passphrase
-from acme_ca.cli.wiring import build_app
+from acme_ca.cli.wiring import build_app, own_endpoints
 from acme_ca.cli.workers import run_workers
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config
@@ -203,7 +203,8 @@ async def serve(config: Config, worker: int = 0) -> None:
         tls = server_tls(config, store, issuer)
         context = await tls.start()
         runner = web.AppRunner(
-            build_app(config, store, issuer, clock), access_log=None, handle_signals=False
+            build_app(config, store, issuer, clock, own=await own_endpoints(config)),
+            access_log=None, handle_signals=False,
         )
         await runner.setup()
         site = web.TCPSite(

@@ -6,6 +6,7 @@ what the server runs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
@@ -23,7 +24,8 @@ from acme_ca.authority.revocation import RevocationService
 from acme_ca.authority.supervisor import ValidationSupervisor
 from acme_ca.authority.sweeper import IssuanceSweeper
 from acme_ca.clock import Clock
-from acme_ca.config import Config
+from acme_ca.config import Config, ValidationConfig
+from acme_ca.domain.problems import AcmeProblem
 from acme_ca.pki.issuer import Issuer
 from acme_ca.store.base import Store
 from acme_ca.validation.base import Validator
@@ -35,22 +37,54 @@ from acme_ca.validation.network import AddressPolicy, OwnEndpoints
 from acme_ca.validation.resolver import Resolver
 from acme_ca.validation.tlsalpn01 import TlsAlpn01Validator
 
+log = logging.getLogger(__name__)
+
 SUPERVISOR = web.AppKey("supervisor", ValidationSupervisor)
 SWEEPER = web.AppKey("sweeper", IssuanceSweeper)
 
 
-def default_validators(config: Config) -> dict[str, Validator]:
+def validation_resolver(settings: ValidationConfig) -> Resolver:
+    """How validation turns names into addresses ([validation] hosts, resolvers)."""
+    return Resolver(settings.hosts, settings.resolvers, settings.timeout.total_seconds(),
+                    zone_resolvers=settings.zone_resolvers)
+
+
+def own_ports(config: Config) -> frozenset[int]:
+    """The ports the CA answers on: [server] listen's, and external_url's (a reverse
+    proxy in front of the CA: 443 when the URL names no port)."""
+    external = config.server.external_port
+    return frozenset({config.server.listen_port} | ({external} if external else set()))
+
+
+async def own_endpoints(config: Config) -> OwnEndpoints:
+    """``own_ports``, and the addresses external_url's host resolves to now (at start),
+    through validation's own resolver: a proxy on another host is the CA too. A name
+    that does not resolve adds no address; a warning says so."""
+    own = OwnEndpoints(own_ports(config))
+    host = config.server.external_host
+    if host is None:
+        return own
+    try:
+        addresses = await validation_resolver(config.validation).resolve(host)
+    except AcmeProblem as problem:
+        log.warning("[server] external_url: %s; validation refuses its port on this host "
+                    "only", problem.detail)
+        return own
+    return OwnEndpoints(own.ports, frozenset(addresses))
+
+
+def default_validators(config: Config, own: OwnEndpoints | None = None) -> dict[str, Validator]:
     """One validator per challenge type, all sharing the resolver, policy and deadline.
 
     Every validator that connects somewhere takes ``policy`` (the [validation]
-    allowed_networks guard, and the ports ``serve`` listens on, which validation never
-    connects to on this host) and ``timeout``.
+    allowed_networks guard, and ``own``: where the CA answers, which validation never
+    connects to; without it, ``own_ports`` on this host) and ``timeout``. ``serve``
+    passes ``own_endpoints``, resolved at start.
     """
     settings = config.validation
     timeout = settings.timeout.total_seconds()
-    resolver = Resolver(settings.hosts, settings.resolvers, timeout,
-                        zone_resolvers=settings.zone_resolvers)
-    own = OwnEndpoints(frozenset({config.server.listen_port}))
+    resolver = validation_resolver(settings)
+    own = own or OwnEndpoints(own_ports(config))
     policy = AddressPolicy(settings.allowed_networks, own=own)
     return {
         "http-01": Http01Validator(
@@ -76,13 +110,15 @@ def build_app(
     issuer: Callable[[], Issuer],
     clock: Clock,
     validators: Mapping[str, Validator] | None = None,
+    own: OwnEndpoints | None = None,
 ) -> web.Application:
+    """The application; ``own`` (from ``own_endpoints``) goes to ``default_validators``."""
     links = Links(config.server.base_url)
     caa = caa_checker(config)
     supervisor = ValidationSupervisor(
         store,
         clock,
-        validators if validators is not None else default_validators(config),
+        validators if validators is not None else default_validators(config, own),
         valid_authorization_lifetime=config.policy.valid_authorization_lifetime,
         max_in_flight=config.validation.max_in_flight,
         max_in_flight_per_account=config.validation.max_in_flight_per_account,
@@ -90,11 +126,14 @@ def build_app(
         caa=caa,
         account_uri=links.account,
     )
+    recheck = None if caa is None else CaaRecheck(
+        caa, links.account, timeout=config.validation.timeout.total_seconds()
+    )
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
                                 blocked_keys=config.policy.blocked_keys),
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
-                            caa_recheck=None if caa is None else CaaRecheck(caa, links.account)),
+                            caa_recheck=recheck),
         authorizations=AuthorizationService(store, clock, supervisor),
         revocation=RevocationService(store, clock),
         nonces=NonceService(store, clock),

@@ -16,12 +16,18 @@ as a resolver does, and NXDOMAIN at a level counts as an empty set. Then:
   an empty issuer (``issue ";"``) and a malformed value authorise no one.
 
 A lookup that fails (SERVFAIL, timeout) forbids issuance with a ``dns`` problem: the
-check fails closed. A refusal is a ``caa`` problem (403) naming the level and the CAs
-the records allow. Nothing here raises: the problem is returned.
+check fails closed. A refusal is a ``caa`` problem (403) naming the level (a name the
+client asked for; a CNAME is counted, never named: see ``dns``) and what it does not
+authorise: this CA, this account, this validation method, or a critical property
+this CA does not understand. It never repeats a record value (other CAs, account
+URLs, methods, tags): CNAMEs lead anywhere the resolvers see, internal zones included
+(RFC 8555 10.2). The values are logged for the operator. Nothing here raises: the
+problem is returned.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +38,8 @@ from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.validation.dns import DnsAnswer, DnsLookup
 from acme_ca.validation.network import is_ip
+
+log = logging.getLogger(__name__)
 
 CRITICAL_FLAG = 0x80
 KNOWN_TAGS = frozenset({"issue", "issuewild", "iodef", "issuemail"})
@@ -105,6 +113,8 @@ class CaaChecker:
             return None
         if found.name != name:
             detail += f" (relevant for {name})"
+        log.info("%s; the records at %s: %s", detail, found.canonical_name,
+                 "; ".join(r.to_text() for r in found.rdatas))
         return AcmeProblem(ProblemType.CAA, detail, status=403, identifier=problem_identifier)
 
     async def _relevant_set(self, name: str) -> DnsAnswer | None:
@@ -119,16 +129,16 @@ class CaaChecker:
     def _refusal(
         self, answer: DnsAnswer, wildcard: bool, account_uri: str, method: str
     ) -> str | None:
-        """None when the RRset lets this CA issue, else why not."""
+        """None when the RRset lets this CA issue, else why not, in words that repeat no
+        record value (see the module)."""
         where = f"CAA at {answer.where}"
         properties = [
             (r.flags, r.tag.decode("ascii", "replace").lower(), r.value)
             for r in answer.rdatas
             if isinstance(r, CAA)
         ]
-        for flags, tag, _ in properties:
-            if flags & CRITICAL_FLAG and tag not in KNOWN_TAGS:
-                return f"{where} has the critical property {tag!r}, unknown to this CA"
+        if any(flags & CRITICAL_FLAG and tag not in KNOWN_TAGS for flags, tag, _ in properties):
+            return f"{where} has a critical property this CA does not understand"
         tag = "issue"
         if wildcard and any(t == "issuewild" for _, t, _ in properties):
             tag = "issuewild"
@@ -136,38 +146,29 @@ class CaaChecker:
         values = [value for _, t, value in properties if t == tag]
         if not values:
             return None  # no issue property: any CA may issue (RFC 8659 4.2)
-        others: list[str] = []
         reasons: list[str] = []
-        malformed = 0
         for raw in values:
             try:
                 value = parse_issue_value(raw)
             except ValueError:
-                malformed += 1
-                continue
+                continue  # a malformed value authorises no one
             if value.issuer not in self._identities:
-                if value.issuer and value.issuer not in others:
-                    others.append(value.issuer)
                 continue
             reason = _parameter_refusal(value, account_uri, method)
             if reason is None:
                 return None
             reasons.append(reason)
         if reasons:
-            return f"{where} {'; '.join(reasons)}"
-        suffix = f" (and {malformed} malformed value(s))" if malformed else ""
-        if not others:
-            what = "wildcard issuance" if tag == "issuewild" else "issuance"
-            return f"{where} forbids all {what}{suffix}"
-        return f"{where} allows only {', '.join(others)}{suffix}"
+            return f"{where} {'; '.join(dict.fromkeys(reasons))}"
+        return f"{where} does not authorise this CA"
 
 
 def _parameter_refusal(value: IssueValue, account_uri: str, method: str) -> str | None:
     """RFC 8657: None when accounturi and validationmethods accept the request."""
     account = value.parameters.get("accounturi")
     if account is not None and account != account_uri:
-        return f"allows {value.issuer} only for the account {account}, not {account_uri}"
+        return "does not authorise this account"
     methods = value.parameters.get("validationmethods")
     if methods is not None and method not in methods.split(","):
-        return f"allows {value.issuer} only with validationmethods={methods}, not {method}"
+        return f"does not authorise this validation method ({method})"
     return None

@@ -17,6 +17,12 @@ resolver) or only the first CNAME (an authoritative server): at most 8 hops, a n
 seen twice is a loop. NXDOMAIN is an answer (``DnsAnswer.nxdomain``), not an error:
 CAA treats it as an empty set. Everything else that keeps a name from being looked up
 raises ``AcmeProblem`` of type ``dns`` whose detail names the name and the servers.
+
+A problem names only the name it was asked about, and how many CNAMEs were followed
+("_acme-challenge.web.example (after 2 CNAMEs)"), never a CNAME target: the client
+chooses the first CNAME, but the names after it are DNS data the client may not
+read, internal zones included (RFC 8555 10.2). ``DnsAnswer.record`` keeps the chain
+for the operator's logs.
 """
 
 from __future__ import annotations
@@ -73,10 +79,9 @@ class DnsAnswer:
 
     @property
     def where(self) -> str:
-        """The name the answer is about, for problem details."""
-        if len(self.chain) == 1:
-            return self.name
-        return f"{self.canonical_name} (CNAME target of {self.name})"
+        """The name the answer is about, for problem details: the name asked, never a
+        CNAME target (see the module)."""
+        return after_cnames(self.name, len(self.chain) - 1)
 
     def record(self) -> dict[str, Any]:
         """What a ValidationResult keeps of this lookup."""
@@ -139,22 +144,22 @@ class DnsClient:
         chain = [start]
         servers: list[str] = []
         while True:
-            response, server = await self._exchange(chain[-1], rdtype)
+            subject = after_cnames(start, len(chain) - 1)
+            response, server = await self._exchange(chain[-1], rdtype, subject)
             servers.append(server)
-            malformed = f"malformed answer from {server} looking up {rdtype} for {chain[-1]}"
+            malformed = f"malformed answer from {server} looking up {rdtype} for {subject}"
             if not isinstance(response, dns.message.QueryMessage):
                 raise AcmeProblem(ProblemType.DNS, malformed)
             try:
                 result = response.resolve_chaining()
             except dns.message.ChainTooLong:
                 raise _chain_problem(start, rdtype, "is too long or loops", server) from None
-            except dns.exception.DNSException as exc:
-                raise AcmeProblem(ProblemType.DNS, f"{malformed}: {exc}") from None
+            except dns.exception.DNSException:
+                raise AcmeProblem(ProblemType.DNS, malformed) from None  # its text names names
             for cname in result.cnames:
                 target = _normalise(cname[0].target.to_text())
                 if target in chain:
-                    via = " -> ".join([*chain, target])
-                    raise _chain_problem(start, rdtype, f"loops ({via})", server)
+                    raise _chain_problem(start, rdtype, "loops", server)
                 chain.append(target)
                 if len(chain) > MAX_CNAME_HOPS + 1:
                     raise _chain_problem(
@@ -168,13 +173,18 @@ class DnsClient:
                 return DnsAnswer(start, rdtype, tuple(chain), tuple(servers))
             # Only the CNAME came back (an authoritative server): ask for its target.
 
-    async def _exchange(self, name: str, rdtype: str) -> tuple[dns.message.Message, str]:
-        """One question to the servers for ``name``: the first NOERROR/NXDOMAIN answer."""
+    async def _exchange(
+        self, name: str, rdtype: str, subject: str
+    ) -> tuple[dns.message.Message, str]:
+        """One question to the servers for ``name``: the first NOERROR/NXDOMAIN answer.
+        A problem names ``subject`` (the name first asked, see the module), not ``name``."""
         try:
             qname = dns.name.from_text(name + ".")
             query = dns.message.make_query(qname, rdtype, use_edns=0, payload=EDNS_PAYLOAD)
         except (dns.exception.DNSException, ValueError) as exc:
-            raise AcmeProblem(ProblemType.MALFORMED, f"{name!r} is not a DNS name: {exc}") from None
+            raise AcmeProblem(
+                ProblemType.MALFORMED, f"{subject!r} is not a DNS name: {exc}"
+            ) from None
         servers = list(self.servers_for(name))
         failures: dict[Server, str] = {}
         loop = asyncio.get_running_loop()
@@ -212,7 +222,7 @@ class DnsClient:
                 servers.remove(server)
             if deadline - loop.time() <= 0:
                 break
-        raise self._failure(name, rdtype, failures)
+        raise self._failure(subject, rdtype, failures)
 
     def _failure(self, name: str, rdtype: str, failures: Mapping[Server, str]) -> AcmeProblem:
         where = f"looking up {rdtype} for {name}"
@@ -253,6 +263,13 @@ def _chain_problem(name: str, rdtype: str, what: str, server: str) -> AcmeProble
     return AcmeProblem(
         ProblemType.DNS, f"the CNAME chain from {name} ({rdtype}, at {server}) {what}"
     )
+
+
+def after_cnames(name: str, hops: int) -> str:
+    """'web.example', or 'web.example (after 2 CNAMEs)': a name for problem details."""
+    if hops == 0:
+        return name
+    return f"{name} (after {hops} CNAME{'' if hops == 1 else 's'})"
 
 
 def _normalise(name: str) -> str:

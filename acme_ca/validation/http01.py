@@ -19,7 +19,8 @@ What a problem says (RFC 8555 10.2: validation must not become a probe of the ne
 it runs in): what failed (a status code, refused, timed out, wrong length, does not
 match, too large, a redirect to a refused address, a TLS error), never what the target
 sent: no body, no Location, no header, no bytes of a response that is not HTTP (see
-``http01_urls`` for how a redirect's target is named). The records
+``http01_urls`` for how a redirect's target is named), and never the address a name
+resolved to (DNS data: through a CNAME, any internal name's address). The records
 (``ValidationResult.records``) keep everything, for the operator's logs; they never
 reach the client.
 
@@ -268,11 +269,11 @@ class Http01Validator:
                 return _Response(200, body=await self._read_body(resp, hop))
         except aiohttp.ClientConnectorError as exc:
             raise _ConnectFailed(
-                f"connecting to {hop.where(address)} failed: {_reason(exc.os_error)}"
+                f"connecting to {hop.where} failed: {_reason(exc.os_error)}"
             ) from None
         except aiohttp.ConnectionTimeoutError:
             raise _ConnectFailed(
-                f"connecting to {hop.where(address)} failed: "
+                f"connecting to {hop.where} failed: "
                 f"timed out after {self._connect_timeout:g}s"
             ) from None
         except aiohttp.SocketTimeoutError:
@@ -287,7 +288,7 @@ class Http01Validator:
             reason = _reason(exc)
         except aiohttp.ClientError as exc:
             reason = f"the request failed ({type(exc).__name__})"
-        raise AcmeProblem(ProblemType.CONNECTION, f"{hop.fetching(address)} failed: {reason}")
+        raise AcmeProblem(ProblemType.CONNECTION, f"{hop.fetching} failed: {reason}")
 
     async def _read_body(self, resp: aiohttp.ClientResponse, hop: Hop) -> bytes:
         """At most max_body bytes; one more byte than that is a failure, the rest unread."""

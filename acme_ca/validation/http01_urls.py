@@ -4,7 +4,8 @@ The first URL is built here from the identifier and the token. Every later one i
 redirect's target, and so the target's choice (its Location header): a problem about
 it names the challenge URL and the redirect's number ("the target of redirect 2 from
 http://web.example/.well-known/acme-challenge/..."), never the URL, its host, its port
-or the addresses its host resolves to. Otherwise validation would read, to whoever
+or the addresses its host resolves to; the challenge URL is named by its host, never by
+the address it resolved to either. Otherwise validation would read, to whoever
 registered an account, where an internal service sends its visitors (a login page
 with its parameters, an internal host name). For the same reason a wrong body is
 described (empty, wrong length, does not match), never shown.
@@ -24,7 +25,6 @@ from yarl import URL
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.validation.network import host_port, is_ip
-from acme_ca.validation.resolver import Address
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CHALLENGE_PATH = "/.well-known/acme-challenge/"
@@ -49,16 +49,17 @@ class Hop:
             return str(self.url)
         return f"the target of redirect {self.number} from {self.first}"
 
-    def where(self, address: Address) -> str:
-        """'127.0.0.1:80 for web.example' for the challenge URL, else ``name``."""
+    @property
+    def where(self) -> str:
+        """'web.example:80' for the challenge URL, else ``name``: never the address the
+        host resolved to (DNS data, see network.py)."""
         if self.number == 0:
-            return f"{host_port(address, self.port)} for {self.url.raw_host}"
+            return host_port(self.url.raw_host, self.port)
         return self.name
 
-    def fetching(self, address: Address) -> str:
-        if self.number == 0:
-            return f"fetching {self.url} from {self.where(address)}"
-        return f"fetching {self.name}"
+    @property
+    def fetching(self) -> str:
+        return f"fetching {self.url if self.number == 0 else self.name}"
 
 
 def challenge_url(identifier: Identifier, token: str, port: int) -> URL:

@@ -12,16 +12,19 @@ Three rules, in this order:
    multicast and broadcast. An IPv6 address that carries an IPv4 one (IPv4-mapped
    ``::ffff:a.b.c.d``, NAT64 ``64:ff9b::/96``, 6to4, Teredo) is refused when the
    IPv4 address it carries is.
-2. A port the CA itself listens on (``OwnEndpoints``, from [server] listen, passed in
-   by the cli wiring) is never connected to on any address of this host: loopback,
-   and every address the host can bind. Not for a redirect, and not for the first
+2. A port the CA itself listens on (``OwnEndpoints``: [server] listen's port, and
+   external_url's port, where a reverse proxy serves the CA; passed in by the cli
+   wiring) is never connected to on any address of this host (loopback, and every
+   address the host can bind) nor on the addresses external_url's host resolved to
+   at start (the proxy may run elsewhere). Not for a redirect, and not for the first
    request either: no challenge is answered by the CA's own listener, and a GET to it
    could only probe the CA. A port is judged per connection, so the same address on
    another port (a client's web server beside the CA) is still validated.
 3. Otherwise the address must be inside ``allowed`` ([validation] allowed_networks;
-   by default the private ranges, and loopback when the server listens on loopback,
-   as in the Quick start; see ``config.default_allowed_networks``). An IPv4-mapped
-   address is judged as the IPv4 address it reaches.
+   by default the private ranges, and loopback when the server listens on loopback
+   without a reverse proxy, as in the Quick start; see
+   ``config.default_allowed_networks``). An IPv4-mapped address is judged as the IPv4
+   address it reaches.
 
 A name that resolves to allowed and refused addresses is validated through the
 allowed ones only, as Boulder's ``bdns.LookupHost`` drops reserved addresses before
@@ -30,8 +33,10 @@ is lost by going on. Only when no address is left does validation fail, with the
 problem of the first refused address (see ``AddressPolicy.allowed_addresses``).
 
 ``AddressPolicy.refused`` says why in words that name no address, for a problem about
-an address the client did not choose (a redirect's target): validation never repeats
-what a target sent (see http01).
+an address the client did not choose: a redirect's target, or what a name resolved to
+(through a CNAME, any internal name's address). Validation never repeats what a target
+or DNS sent (see http01, dns); the validators' records keep the addresses for the
+operator.
 """
 
 from __future__ import annotations
@@ -74,20 +79,26 @@ _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:
 
 @dataclass(frozen=True, slots=True)
 class OwnEndpoints:
-    """The ports this CA listens on ([server] listen); ``covers`` says whether a
+    """Where this CA answers: ``ports`` ([server] listen's, and external_url's: the
+    reverse proxy in front of it) on every address of this host and on ``addresses``
+    (what external_url's host resolved to at start); ``covers`` says whether a
     connection to (address, port) would reach the CA itself.
 
     Every address of this host counts, not only the one in [server] listen: a server
     bound to 0.0.0.0 answers on all of them, and refusing the CA's port on an address
-    it happens not to be bound to costs nothing (no challenge is answered there).
+    it happens not to be bound to costs nothing (no challenge is answered there); the
+    same holds for the proxy's host.
     """
 
     ports: frozenset[int] = frozenset()
+    addresses: frozenset[Address] = frozenset()
 
     def covers(self, address: Address, port: int) -> bool:
         if port not in self.ports:
             return False
         target = _embedded_ipv4(address) or address
+        if address in self.addresses or target in self.addresses:
+            return True
         return target.is_loopback or target.is_unspecified or is_local_address(target)
 
 
@@ -131,14 +142,16 @@ class AddressPolicy:
         return None
 
     def problem(self, address: Address, name: str, port: int | None = None) -> AcmeProblem | None:
-        """None if validation may connect to `address` (which `name` resolved to)."""
-        reason = denied_reason(address) or self.refused(address, port)
+        """None if validation may connect to `address` (which `name` resolved to). The
+        problem names the address only when `name` is that address (an IP identifier)."""
+        reason = self.refused(address, port)
         if reason is None:
             return None
-        return AcmeProblem(
-            ProblemType.CONNECTION,
-            f"{_subject(address, name)} {reason}: validation never connects there",
-        )
+        if is_literal(address, name):
+            subject = f"{address} {denied_reason(address) or reason}"
+        else:
+            subject = f"{name} resolves to an address that {reason}"
+        return AcmeProblem(ProblemType.CONNECTION, f"{subject}: validation never connects there")
 
     def allowed_addresses(
         self, addresses: Sequence[Address], name: str, port: int | None = None
@@ -183,13 +196,12 @@ def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def _subject(address: Address, name: str) -> str:
-    """'10.0.0.1 is' for a literal, 'web.example resolves to 10.0.0.1, which is' for a name."""
+def is_literal(address: Address, name: str) -> bool:
+    """Is ``name`` the address itself (an IP identifier or literal), not a host name?"""
     try:
-        literal = ipaddress.ip_address(name.strip("[]")) == address
+        return ipaddress.ip_address(name.strip("[]")) == address
     except ValueError:
-        literal = False
-    return f"{address}" if literal else f"{name} resolves to {address}, which"
+        return False
 
 
 # --- what validators that connect share -------------------------------------------------

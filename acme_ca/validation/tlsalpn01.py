@@ -11,7 +11,9 @@ covers everything; the problem is returned, never raised.
 
 A problem says what is wrong with the certificate, never what it holds (no names
 found, no digest found): a TLS service inside the network answers too, and its
-certificate names internal hosts (RFC 8555 10.2; see http01).
+certificate names internal hosts (RFC 8555 10.2; see http01). It names the identifier
+and port ("web.example:443"), never the address the name resolved to (DNS data); the
+record keeps the addresses for the operator.
 """
 
 from __future__ import annotations
@@ -108,13 +110,13 @@ class TlsAlpn01Validator:
             try:
                 _, writer = await asyncio.open_connection(str(address), self._port)
             except OSError as exc:
-                where = f"{host_port(address, self._port)} for {name}"
+                where = host_port(name, self._port)
                 failures.append(f"connecting to {where} failed: {connection_reason(exc)}")
                 continue
             record["address_used"] = str(address)
             break
         if writer is None:
-            raise AcmeProblem(ProblemType.CONNECTION, "; ".join(failures))
+            raise AcmeProblem(ProblemType.CONNECTION, "; ".join(dict.fromkeys(failures)))
         where = self._where(record)
         try:
             await writer.start_tls(self._context, server_hostname=sni)
@@ -145,8 +147,9 @@ class TlsAlpn01Validator:
         return der
 
     def _where(self, record: dict[str, Any]) -> str:
-        address = ipaddress.ip_address(record["address_used"] or record["addresses_tried"][-1])
-        return f"{host_port(address, self._port)} for {record['hostname']}"
+        """'web.example:443' (an IP identifier is its own address): never the address a
+        name resolved to."""
+        return host_port(record["hostname"], self._port)
 
     def _stage(self, record: dict[str, Any]) -> str:
         """What was under way when the deadline passed."""
@@ -192,22 +195,15 @@ def _check_certificate(
         extensions = x509.load_der_x509_certificate(der).extensions
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
         raise refuse("it could not be parsed") from None
-    expected: x509.DNSName | x509.IPAddress
-    if identifier.type == "ip":
-        expected = x509.IPAddress(ipaddress.ip_address(identifier.value))
-    else:
-        expected = x509.DNSName(identifier.value.lower())
     try:
         names = list(extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
         raise refuse("it has no subjectAltName extension") from None
     if len(names) != 1:
         raise refuse(f"its subjectAltName has {len(names)} entries, not exactly one")
-    found = names[0]
-    if isinstance(found, x509.DNSName):
-        found = x509.DNSName(found.value.lower())  # DNS names ignore case
-    if found != expected:
-        raise refuse(f"its subjectAltName entry is not {_show(expected)}")
+    if not _is_identifier(names[0], identifier):
+        kind = "iPAddress" if identifier.type == "ip" else "dNSName"
+        raise refuse(f"its subjectAltName entry is not {kind} {identifier.value}")
     try:
         extension = extensions.get_extension_for_oid(ID_PE_ACME_IDENTIFIER)
     except x509.ExtensionNotFound:
@@ -235,7 +231,16 @@ def _client_context() -> ssl.SSLContext:
     return context
 
 
-def _show(name: x509.DNSName | x509.IPAddress) -> str:
-    """The expected entry, as a problem names it ("dNSName web.example")."""
-    kind = "dNSName" if isinstance(name, x509.DNSName) else "iPAddress"
-    return f"{kind} {name.value}"
+def _is_identifier(name: x509.GeneralName, identifier: Identifier) -> bool:
+    """Is the certificate's one SAN entry the identifier? Compared as text, never by
+    building an ``x509.DNSName`` from the peer's bytes: a dNSName is an IA5String (RFC
+    5280 4.2.1.6), but a peer may put UTF-8 there, which cryptography hands over decoded
+    and refuses to rebuild (ValueError). Such a name is not ASCII, so it is not the
+    identifier, even when it lowercases to one (the KELVIN SIGN becomes "k")."""
+    if identifier.type == "ip":
+        return isinstance(name, x509.IPAddress) and name.value == ipaddress.ip_address(
+            identifier.value
+        )
+    if not isinstance(name, x509.DNSName) or not name.value.isascii():
+        return False
+    return name.value.lower() == identifier.value.lower()  # DNS names ignore case

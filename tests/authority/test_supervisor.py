@@ -24,7 +24,7 @@ import pytest
 from acme_ca.authority.supervisor import ValidationSupervisor
 from acme_ca.clock import FakeClock
 from acme_ca.domain.models import ChallengeStatus, Identifier
-from acme_ca.domain.problems import ProblemType
+from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.store import SqliteStore
 from acme_ca.validation.base import ValidationResult
 from tests.store.conftest import T0, make_account, make_authorization, make_order
@@ -309,3 +309,31 @@ async def test_caa_is_checked_after_a_successful_validation(
         ("forbidden.a", False, "https://ca.test/acme/acct/a", "http-01"),
         ("www.a", False, "https://ca.test/acme/acct/a", "http-01"),
     ]
+
+
+class Refusing:
+    """A validator that fails, recording the address it connected to (as http-01 does)."""
+
+    async def validate(
+        self, identifier: Identifier, token: str, key_authorization: str
+    ) -> ValidationResult:
+        problem = AcmeProblem(ProblemType.CONNECTION, f"connecting to {identifier.value}:80 "
+                              "failed: connection refused")
+        return ValidationResult(problem, ({"address_used": "10.7.7.7"},))
+
+
+async def test_a_failed_validation_logs_its_records_for_the_operator(
+    store: SqliteStore, processing: Callable[..., Awaitable[list[str]]],
+    caplog: pytest.LogCaptureFixture,
+):
+    """The address a name resolved to never reaches the client (RFC 8555 10.2,
+    tests/validation/test_no_probe.py); the operator's log keeps it."""
+    sup = ValidationSupervisor(store, FakeClock(T0), {"http-01": Refusing()},
+                               valid_authorization_lifetime=LIFETIME)  # type: ignore[dict-item]
+    (refused,) = await processing("a", ["www.a"])
+    with caplog.at_level("INFO", logger="acme_ca.authority.supervisor"):
+        sup.submit(refused)
+        await settle(sup)
+    challenge = await store.get_challenge(refused)
+    assert "10.7.7.7" not in (challenge.error or "")
+    assert "10.7.7.7" in caplog.text

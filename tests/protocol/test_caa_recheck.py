@@ -1,9 +1,10 @@
 """CAA is checked again when a valid authorization validated more than 8 hours ago is
-reused for a new order.
+reused for a new order, and again at finalize.
 
 CA/Browser Forum Baseline Requirements 3.2.2.8: CAA is checked within 8 hours before
 issuance; CAA is checked at validation time (RFC 8659 3), so an authorization reused
-later must be checked again: Boulder ``ra.checkAuthorizationsCAA``. A refusal is the
+later must be checked again: Boulder ``ra.checkAuthorizationsCAA``, at newOrder and
+at finalize (an authorization may age past 8 hours in between). A refusal is the
 RFC 8555 6.7 ``caa`` error naming the identifier. The CAA records come from the fake
 DNS server of tests/validation/conftest.py, over real UDP; the clock is injected.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.acme_client import AcmeTestClient
+from tests.acme_client import AcmeTestClient, b64, make_csr
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import assert_problem, registered
 from tests.protocol.test_issuance_flow import issue
@@ -110,3 +111,62 @@ async def test_every_refused_identifier_is_a_subproblem(
     doc = assert_problem(await client.new_order(*names), 403, "caa")
     assert sorted(p["identifier"]["value"] for p in doc["subproblems"]) == sorted(names)
     assert {p["type"] for p in doc["subproblems"]} == {doc["type"]}
+
+
+@pytest.mark.parametrize("allowing", [True, False], ids=["caa-allows", "caa-forbids"])
+async def test_finalize_rechecks_caa_of_an_authorization_validated_over_8_hours_ago(
+    caa_server: tuple[AcmeServer, FakeDns], allowing: bool
+) -> None:
+    """Reused 7 hours after its validation (no recheck at newOrder), the authorization is
+    23 hours old when the order is finalized: CAA is asked again before anything is
+    signed (Boulder ``ra.FinalizeOrder``). When CAA now forbids this CA, finalize is
+    refused with caa (403, RFC 8555 6.7) naming the identifier, and the order stays
+    ready, without a certificate."""
+    server, dns = caa_server
+    client = await registered(server)
+    await issue(server, client, NAME)
+    advance(server, client, 7)
+    order = await client.new_order(NAME)
+    assert order.json()["status"] == "ready"
+    if not allowing:
+        dns.records[ZONE] = ['CAA 0 issue "ca.other.example"']
+    dns.queries.clear()
+    advance(server, client, 16)
+    csr, _ = make_csr([NAME])
+    finalized = await client.post(order.json()["finalize"], {"csr": b64(csr)})
+    assert (NAME, "CAA") in dns.queries
+    after = (await client.post(order.headers["Location"])).json()
+    if allowing:
+        assert finalized.status == 200, finalized.body
+        assert after["status"] == "valid"
+        return
+    doc = assert_problem(finalized, 403, "caa")
+    assert doc["identifier"] == {"type": "dns", "value": NAME}
+    assert doc["detail"].startswith(f"CAA rechecked for {NAME}: CAA at {ZONE} ")
+    assert after["status"] == "ready"
+    assert "certificate" not in after
+
+
+async def test_the_recheck_is_bounded_by_the_validation_timeout(
+    server_factory: Callable[..., Any], fake_dns: StartDns
+) -> None:
+    """CAA climbs the name one label at a time (RFC 8659 3), each lookup bounded on its
+    own: 15 lookups answered 0.25 s late each would hold newOrder for almost 4 s. The
+    whole recheck is bounded by [validation] timeout (1 s here); running out of time
+    fails the check (fail closed) with caa, saying the lookup timed out."""
+    dns, address = await fake_dns(records={ZONE: [f'CAA 0 issue "{CA}"']})
+    server = await server_factory(**{
+        "validation.caa_identities": [CA], "validation.resolvers": [address],
+        "validation.timeout": "1s",
+    })
+    deep = ".".join(["a"] * 14) + f".{ZONE}"  # the CAA set is 15 lookups up
+    client = await registered(server)
+    await issue(server, client, deep)
+    dns.delay = 0.25  # each lookup in time (its own limit is 1 s), all of them not
+    dns.queries.clear()
+    advance(server, client, 9)
+    refused = await client.new_order(deep)
+    doc = assert_problem(refused, 403, "caa")
+    assert doc["detail"] == f"CAA rechecked for {deep}: the CAA lookup timed out after 1s"
+    assert len(dns.queries) < 15
+    await server.store.close()

@@ -14,10 +14,11 @@ type; with ``chase=True`` the server follows it through its own table as a recur
 resolver would, else it returns the CNAME alone as an authoritative server does.
 
 ``rcodes`` forces an rcode for a name (SERVFAIL, REFUSED, ...); ``silent`` answers
-nothing, over UDP or TCP. A UDP answer larger than the client's EDNS payload (512
-without EDNS), or than ``udp_limit``, is replaced by an empty one with TC set, so the
-client must retry over TCP. Every question is logged in ``log`` (name, type,
-transport, EDNS payload) and, as (name, type), in ``queries``.
+nothing, over UDP or TCP; ``delay`` answers every question that many seconds late (a
+slow server: the attribute may be changed while it runs). A UDP answer larger than
+the client's EDNS payload (512 without EDNS), or than ``udp_limit``, is replaced by an
+empty one with TC set, so the client must retry over TCP. Every question is logged
+in ``log`` (name, type, transport, EDNS payload) and, as (name, type), in ``queries``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class FakeDns(asyncio.DatagramProtocol):
         records: Mapping[str, Sequence[str]] | None = None,
         chase: bool = False,
         udp_limit: int | None = None,
+        delay: float = 0.0,
     ) -> None:
         self.records: dict[str, list[str]] = {
             _key(name): list(entries) for name, entries in (records or {}).items()
@@ -72,6 +74,7 @@ class FakeDns(asyncio.DatagramProtocol):
         self.silent = silent
         self.chase = chase
         self.udp_limit = udp_limit
+        self.delay = delay
         self.log: list[Question] = []
         self.queries: list[tuple[str, str]] = []
         self.transport: asyncio.DatagramTransport | None = None
@@ -95,7 +98,10 @@ class FakeDns(asyncio.DatagramProtocol):
             truncated = dns.message.make_response(query)
             truncated.flags |= dns.flags.TC
             wire = truncated.to_wire()
-        self.transport.sendto(wire, addr)
+        if self.delay:
+            asyncio.get_running_loop().call_later(self.delay, self.transport.sendto, wire, addr)
+        else:
+            self.transport.sendto(wire, addr)
 
     # --- TCP (RFC 1035 4.2.2: two-byte length prefix) ------------------------------
 
@@ -105,6 +111,8 @@ class FakeDns(asyncio.DatagramProtocol):
                 length = struct.unpack("!H", await reader.readexactly(2))[0]
                 query = dns.message.from_wire(await reader.readexactly(length))
                 response = self.respond(query, "tcp")
+                if self.delay:
+                    await asyncio.sleep(self.delay)  # a slow server, not test ordering
                 if response is not None:
                     wire = response.to_wire(max_size=65535)
                     writer.write(struct.pack("!H", len(wire)) + wire)

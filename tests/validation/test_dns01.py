@@ -195,8 +195,7 @@ async def test_nxdomain_at_the_cname_target(fake_dns: StartDns):
     result = await validator(address).validate(IDENT, TOKEN, KEY_AUTH)
     assert result.problem is not None
     assert result.problem.detail == (
-        f"gone.bluerobin.local (CNAME target of {CHALLENGE}) does not exist (NXDOMAIN) "
-        f"at {address}"
+        f"{CHALLENGE} (after 1 CNAME) does not exist (NXDOMAIN) at {address}"
     )
 
 

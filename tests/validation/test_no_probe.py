@@ -4,12 +4,11 @@ Anyone who can register an account chooses what validation connects to. So a fai
 validation says *what* failed (a status code, refused, timed out, wrong length, does
 not match, too large, a redirect to a refused address, a TLS error) and never repeats
 what the target sent: no body, no Location, no header, no certificate contents, no TXT
-value, no bytes of a response that is not HTTP. Every test here serves ``SECRET`` and
+value, no bytes of a response that is not HTTP. Nor what DNS said: no CNAME target, no
+CAA value, no address a name resolved to. Every test here serves ``SECRET`` and
 asserts that it appears nowhere in the problem document (subproblems included).
 
-And where it may connect: loopback is allowed by default only when the server itself
-listens on loopback, and no validation connection (first request or redirect) ever
-reaches a port the CA itself listens on.
+Where validation may connect is tested in test_targets.py.
 """
 # ruff: noqa: F811  (the fixtures imported from test_http01 are parameters here)
 
@@ -19,18 +18,20 @@ import asyncio
 import hashlib
 import ipaddress
 
+import dns.rcode
 import pytest
 from aiohttp import web
 from cryptography import x509
 
-from acme_ca.cli.wiring import default_validators
-from acme_ca.config import load_config
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import ProblemType
 from acme_ca.validation.base import ValidationResult
+from acme_ca.validation.caa import CaaChecker
 from acme_ca.validation.dns import DnsClient
 from acme_ca.validation.dns01 import Dns01Validator
-from acme_ca.validation.network import AddressPolicy, OwnEndpoints
+from acme_ca.validation.network import AddressPolicy
+from acme_ca.validation.resolver import Resolver
+from acme_ca.validation.tlsalpn01 import TlsAlpn01Validator
 from tests.validation.conftest import StartDns
 from tests.validation.test_http01 import (  # noqa: F401 (fixtures)
     IDENT,
@@ -201,7 +202,7 @@ async def test_an_answer_that_is_not_http_is_never_echoed(raw_serve: RawServe, a
     result = await check(validator(port))
     detail = assert_not_echoed(result)
     assert detail == (
-        f"fetching {URL.format(port=port)} from 127.0.0.1:{port} for {NAME} failed: "
+        f"fetching {URL.format(port=port)} failed: "
         "the response is not valid HTTP"
     )
 
@@ -255,147 +256,133 @@ async def test_a_wrong_acme_identifier_digest_is_never_echoed(tls_server: Start)
 
 async def test_dns01_txt_values_are_never_echoed(fake_dns: StartDns):
     """RFC 8555 8.4: a CNAME may point the challenge name anywhere the resolvers see;
-    the TXT values found there are counted, never shown."""
+    the TXT values found there are counted, never shown, nor the name they are at."""
     challenge = f"_acme-challenge.{NAME}"
     records = {
-        challenge: ["CNAME vault.corp.example."],
-        "vault.corp.example": [f'TXT "{SECRET}"', 'TXT "x"'],
+        challenge: [f"CNAME vault.{INTERNAL}."],
+        f"vault.{INTERNAL}": [f'TXT "{SECRET}"', 'TXT "x"'],
     }
     _, address = await fake_dns(records=records, chase=True)
     result = await Dns01Validator(DnsClient([address], None, 2)).validate(IDENT, TOKEN, KEY_AUTH)
-    detail = assert_not_echoed(result)
-    assert "found 2 TXT records" in detail
+    detail = assert_not_echoed(result, INTERNAL)
+    assert detail.startswith(f"found 2 TXT records at {challenge} (after 1 CNAME) ")
 
 
-# --- where validation may connect ---------------------------------------------------------
+# --- DNS data: CNAME targets, CAA values, the addresses a name resolves to -----------------
 
-LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+INTERNAL = f"{SECRET}.corp.example"  # an internal name, reached through a CNAME
+CHALLENGE = f"_acme-challenge.{NAME}"
+_CHAIN = {CHALLENGE: [f"CNAME alias.{INTERNAL}."], f"alias.{INTERNAL}": [f"CNAME db01.{INTERNAL}."]}
 
 
 @pytest.mark.parametrize(
-    ("listen", "loopback_allowed"),
+    ("records", "options", "words"),
     [
-        (None, True),  # the default, 127.0.0.1:8555 (the Quick start)
-        ("127.0.0.1:8555", True),
-        ("127.0.0.2:9000", True),
-        ("[::1]:8555", True),
-        ("localhost:8555", True),
-        ("10.0.0.1:8555", False),
-        ("0.0.0.0:8555", False),
-        ("[::]:8555", False),
-        ("ca.bluerobin.local:8555", False),
+        ({**_CHAIN, f"db01.{INTERNAL}": ['TXT "x"']}, {"chase": True},
+         f"found 1 TXT record at {CHALLENGE} (after 2 CNAMEs)"),
+        (_CHAIN, {"chase": True}, f"{CHALLENGE} (after 2 CNAMEs) does not exist (NXDOMAIN)"),
+        ({**_CHAIN, f"db01.{INTERNAL}": ["A 10.0.0.1"]}, {"chase": True},
+         f"no TXT record found at {CHALLENGE} (after 2 CNAMEs)"),
+        ({**_CHAIN, f"db01.{INTERNAL}": [f"CNAME alias.{INTERNAL}."]}, {},
+         f"the CNAME chain from {CHALLENGE} (TXT, at "),
+        ({**_CHAIN, f"db01.{INTERNAL}": ['TXT "x"']},
+         {"rcodes": {f"db01.{INTERNAL}": dns.rcode.SERVFAIL}},
+         f"DNS error looking up TXT for {CHALLENGE} (after 2 CNAMEs): "),
+        ({CHALLENGE: [f"CNAME a0.{INTERNAL}."]}
+         | {f"a{i}.{INTERNAL}": [f"CNAME a{i + 1}.{INTERNAL}."] for i in range(10)}, {},
+         "is longer than 8 CNAMEs"),
     ],
+    ids=["mismatch", "nxdomain", "no-txt", "loop", "servfail", "too-long"],
 )
-def test_loopback_is_allowed_by_default_only_when_the_server_listens_there(
-    listen: str | None, loopback_allowed: bool
+async def test_cname_targets_are_never_echoed(
+    fake_dns: StartDns, records: dict[str, list[str]], options: dict[str, object], words: str
 ):
-    """Without [validation] allowed_networks, the private ranges are allowed, and
-    loopback only when [server] listen is a loopback address: a CA that serves the
-    network must not let validation reach the services of its own host."""
-    config = load_config(None, {"server.listen": listen})
-    allowed = config.validation.allowed_networks
-    assert ipaddress.ip_network("10.0.0.0/8") in allowed
-    assert ipaddress.ip_network("fc00::/7") in allowed
-    assert all((network in allowed) is loopback_allowed for network in LOOPBACK)
+    """RFC 8555 8.4 lets dns-01 follow CNAMEs; the targets are DNS data the client may
+    not see (internal names): every problem names only the name asked for, and how
+    many CNAMEs were followed."""
+    _, address = await fake_dns(records=records, **options)
+    result = await Dns01Validator(DnsClient([address], None, 2)).validate(IDENT, TOKEN, KEY_AUTH)
+    assert words in assert_not_echoed(result, INTERNAL, "corp.example")
 
 
-def test_an_explicit_allowed_networks_wins_over_the_listen_address():
-    config = load_config(
-        None, {"server.listen": "10.0.0.1:8555", "validation.allowed_networks": ["127.0.0.0/8"]}
+CA = "ca.bluerobin.local"
+
+
+@pytest.mark.parametrize(
+    ("entries", "wildcard", "refusal"),
+    [
+        ([f'0 issue "{CA}; accounturi=https://{INTERNAL}/acct/1"'], False,
+         "does not authorise this account"),
+        ([f'0 issue "{INTERNAL}"', f'0 issue "ca2.{INTERNAL}"'], False,
+         "does not authorise this CA"),
+        ([f'0 issue "{CA}; validationmethods=dns-01,{SECRET}"'], False,
+         "does not authorise this validation method (http-01)"),
+        ([f'0 issue "{SECRET} {INTERNAL}"'], False, "does not authorise this CA"),
+        ([f'0 issuewild "{INTERNAL}"', f'0 issue "{CA}"'], True, "does not authorise this CA"),
+        ([f'128 {SECRET.replace("-", "")} "{INTERNAL}"', f'0 issue "{CA}"'], False,
+         "has a critical property this CA does not understand"),
+    ],
+    ids=["accounturi", "other-ca", "validationmethods", "malformed", "issuewild", "critical"],
+)
+async def test_caa_values_and_cname_targets_are_never_echoed(
+    fake_dns: StartDns, entries: list[str], wildcard: bool, refusal: str
+):
+    """RFC 8659 3 follows CNAMEs and RFC 8657 adds parameters: a CAA refusal says what
+    it refuses (this CA, this account, this validation method), never the record
+    values (other CAs, account URLs, methods) or the CNAME target they were found at."""
+    records = {NAME: [f"CNAME vault.{INTERNAL}."]}
+    records[f"vault.{INTERNAL}"] = [f"CAA {e}" for e in entries]
+    _, address = await fake_dns(records=records, chase=True)
+    problem = await CaaChecker(DnsClient([address], None, 2), [CA]).check(
+        IDENT, wildcard=wildcard, account_uri="https://ca.bluerobin.local/acme/acct/1",
+        method="http-01",
     )
-    assert config.validation.allowed_networks == (ipaddress.ip_network("127.0.0.0/8"),)
+    detail = assert_not_echoed(ValidationResult(problem), INTERNAL, SECRET.replace("-", ""))
+    kind = "issuewild" if wildcard else "CAA"
+    assert detail == f"{'CAA ' if wildcard else ''}{kind} at {NAME} (after 1 CNAME) {refusal}"
 
 
-@pytest.mark.parametrize(("listen", "connected"), [(None, 1), ("10.0.0.1:8555", 0)])
-async def test_a_server_on_the_network_refuses_loopback_targets(
-    serve: Serve, listen: str | None, connected: int
-):
-    """The default configuration reaches http-01: a name resolving to 127.0.0.1 is
-    validated under the default listen, refused unconnected when listening on 10.0.0.1."""
-    requests: list[str] = []
+async def test_a_failed_caa_lookup_names_no_cname_target(fake_dns: StartDns):
+    records = {NAME: [f"CNAME vault.{INTERNAL}."], f"vault.{INTERNAL}": ['CAA 0 issue "x"']}
+    _, address = await fake_dns(records=records, rcodes={f"vault.{INTERNAL}": dns.rcode.SERVFAIL})
+    problem = await CaaChecker(DnsClient([address], None, 2), [CA]).check(
+        IDENT, wildcard=False, account_uri="https://ca.bluerobin.local/acme/acct/1",
+        method="http-01",
+    )
+    detail = assert_not_echoed(ValidationResult(problem), INTERNAL)
+    assert detail.startswith(f"cannot check CAA for {NAME}: DNS error looking up CAA for {NAME} "
+                             "(after 1 CNAME): ")
 
-    async def answer(request: web.Request) -> web.Response:
-        requests.append(request.path)
-        return web.Response(text=KEY_AUTH)
 
-    port = await serve({PATH: answer})
-    config = load_config(None, {
-        "server.listen": listen, "validation.hosts": {NAME: "127.0.0.1"},
-        "validation.http01_port": port,
-    })
-    result = await check(default_validators(config)["http-01"])
-    assert len(requests) == connected
-    if connected:
-        assert result.valid, result.problem
+@pytest.mark.parametrize("allowed", [True, False], ids=["connection-refused", "refused-network"])
+async def test_http01_names_no_address_a_name_resolved_to(fake_dns: StartDns, allowed: bool):
+    """The address a name resolves to (through a CNAME: any internal name's address) is
+    DNS data: the problem names the identifier, never the address; the record keeps it
+    for the operator's log."""
+    _, address = await fake_dns(
+        records={NAME: [f"CNAME db01.{INTERNAL}."], f"db01.{INTERNAL}": ["A 127.0.0.9"]},
+        chase=True,
+    )
+    network = "127.0.0.0/8" if allowed else "10.0.0.0/8"
+    policy = AddressPolicy([ipaddress.ip_network(network)])
+    port = free_port()
+    result = await check(validator(port, {}, dns=[address], policy=policy))
+    detail = assert_not_echoed(result, "127.0.0.9", INTERNAL)
+    assert result.records[0]["addresses_resolved"] == ["127.0.0.9"]
+    if allowed:
+        assert detail == f"connecting to {NAME}:{port} failed: connection refused"
     else:
-        assert result.problem is not None
-        assert result.problem.detail == (
-            f"{NAME} resolves to 127.0.0.1, which is outside [validation] allowed_networks: "
-            "validation never connects there"
-        )
+        assert detail == (f"{NAME} resolves to an address that is outside [validation] "
+                          "allowed_networks: validation never connects there")
 
 
-@pytest.fixture
-async def own_port(serve: Serve) -> tuple[int, list[str]]:
-    """A stand-in for the CA's own listener (it even answers the key authorization)."""
-    hits: list[str] = []
-
-    async def answer(request: web.Request) -> web.Response:
-        hits.append(request.path)
-        return web.Response(text=KEY_AUTH)
-
-    return await serve({"/{tail:.*}": answer}), hits
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost.bluerobin.local"])
-async def test_a_redirect_to_the_cas_own_port_is_refused_even_with_loopback_allowed(
-    serve: Serve, own_port: tuple[int, list[str]], host: str
-):
-    """No redirect reaches a port the CA listens on, on any address of its host: loopback
-    is allowed here (the Quick start), the port is one redirects may use, and still the
-    CA's own listener sees no request."""
-    ca_port, hits = own_port
-    port = await serve({PATH: redirect(f"http://{host}:{ca_port}/acme/directory")})
-    policy = AddressPolicy(own=OwnEndpoints(frozenset({ca_port})))
-    hosts = {NAME: "127.0.0.1", "localhost.bluerobin.local": "127.0.0.1"}
-    result = await check(validator(port, hosts, policy=policy, http_redirect_port=ca_port))
-    assert hits == []
-    assert result.problem is not None
-    assert result.problem.type is ProblemType.CONNECTION
-    assert result.problem.detail == (
-        f"redirect 1 from {URL.format(port=port)} goes to an address that is this CA's own "
-        "listening address and port: validation never connects there"
+async def test_tls_alpn01_names_no_address_a_name_resolved_to(fake_dns: StartDns):
+    _, address = await fake_dns(
+        records={NAME: [f"CNAME db01.{INTERNAL}."], f"db01.{INTERNAL}": ["A 127.0.0.9"]},
+        chase=True,
     )
-
-
-@pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
-async def test_validation_never_connects_to_the_port_serve_listens_on(
-    own_port: tuple[int, list[str]], challenge: str
-):
-    """The validators learn the CA's own endpoint from [server] listen (cli wiring): a
-    name resolving to the CA's host, on the CA's port, is refused before connecting,
-    for the first request too (no challenge is ever answered by the CA itself)."""
-    ca_port, hits = own_port
-    config = load_config(None, {
-        "server.listen": f"127.0.0.1:{ca_port}", "validation.hosts": {NAME: "127.0.0.1"},
-        "validation.http01_port": ca_port, "validation.tlsalpn01_port": ca_port,
-    })
-    result = await default_validators(config)[challenge].validate(IDENT, TOKEN, KEY_AUTH)
-    assert hits == []
-    assert result.problem is not None
-    assert result.problem.detail == (
-        f"{NAME} resolves to 127.0.0.1, which is this CA's own listening address and port: "
-        "validation never connects there"
-    )
-
-
-def test_own_endpoints_cover_every_address_of_this_host():
-    """The CA's addresses: loopback, the unspecified address, and any address this host
-    can bind (its interfaces), on the CA's ports only."""
-    own = OwnEndpoints(frozenset({8555}))
-    local = ipaddress.ip_address
-    assert own.covers(local("127.0.0.1"), 8555)
-    assert own.covers(local("127.9.9.9"), 8555)
-    assert own.covers(local("::ffff:127.0.0.1"), 8555)
-    assert not own.covers(local("127.0.0.1"), 80)
-    assert not own.covers(local("192.0.2.1"), 8555)  # TEST-NET-1: never this host's
+    port = free_port()
+    resolver = Resolver({}, [address])
+    result = await TlsAlpn01Validator(resolver, port=port).validate(IDENT, TOKEN, KEY_AUTH)
+    detail = assert_not_echoed(result, "127.0.0.9", INTERNAL)
+    assert detail == f"connecting to {NAME}:{port} failed: connection refused"

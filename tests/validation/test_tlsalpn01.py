@@ -158,7 +158,7 @@ def free_port() -> int:
 
 def refusal(port: int, reason: str, ident: Identifier = IDENT) -> str:
     return (
-        f"the certificate from 127.0.0.1:{port} for {ident.value} is not a valid "
+        f"the certificate from {ident.value}:{port} is not a valid "
         f"tls-alpn-01 response: {reason}"
     )
 
@@ -307,6 +307,56 @@ async def test_san_for_another_name_is_unauthorized(tls_server: Start) -> None:
     assert result.problem.detail == refusal(server.port, reason)
 
 
+def raw_dns_san(raw: bytes) -> x509.Certificate:
+    """A challenge certificate whose one dNSName holds ``raw`` (cryptography's builder
+    refuses non-ASCII, so the extension is encoded by hand)."""
+    certificate = challenge_cert([])
+    general_name = b"\x82" + bytes([len(raw)]) + raw  # [2] IA5String dNSName
+    san = x509.UnrecognizedExtension(
+        x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        b"\x30" + bytes([len(general_name)]) + general_name,
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(certificate.subject)
+        .issuer_name(certificate.issuer)
+        .public_key(KEY.public_key())
+        .serial_number(certificate.serial_number)
+        .not_valid_before(certificate.not_valid_before_utc)
+        .not_valid_after(certificate.not_valid_after_utc)
+        .add_extension(san, critical=False)
+        .add_extension(x509.UnrecognizedExtension(ACME_IDENTIFIER, b"\x04\x20" + DIGEST), True)
+    )
+    return builder.sign(KEY, hashes.SHA256())
+
+
+@pytest.mark.parametrize(
+    ("raw", "ident"),
+    [
+        ("é.bluerobin.local".encode(), IDENT),
+        # KELVIN SIGN: lowercases to "k", so only an ASCII check keeps it from matching
+        ("\u212a.bluerobin.local".encode(), Identifier("dns", "k.bluerobin.local")),
+    ],
+    ids=["utf8", "kelvin-sign"],
+)
+async def test_a_non_ascii_dns_name_is_refused_plainly(
+    tls_server: Start, raw: bytes, ident: Identifier
+) -> None:
+    """RFC 5280 4.2.1.6: a dNSName is an IA5String (ASCII). A peer certificate holding
+    UTF-8 bytes there is not the identifier: unauthorized with a plain reason, never an
+    exception out of validate() (which would become serverInternal)."""
+    server = await tls_server(raw_dns_san(raw))
+    result = await check(
+        TlsAlpn01Validator(Resolver(hosts={ident.value: "127.0.0.1"}, resolvers=[]),
+                           port=server.port),
+        ident,
+    )
+    assert result.problem is not None
+    assert result.problem.type is ProblemType.UNAUTHORIZED
+    reason = f"its subjectAltName entry is not dNSName {ident.value}"
+    assert result.problem.detail == refusal(server.port, reason, ident)
+
+
 async def test_san_compares_without_case(tls_server: Start) -> None:
     """DNS names are case-insensitive (RFC 4343)."""
     server = await tls_server(challenge_cert([x509.DNSName(NAME.upper())]))
@@ -336,7 +386,7 @@ async def test_server_without_acme_alpn_is_tls_problem(
     assert result.problem is not None
     assert result.problem.type is ProblemType.TLS
     assert result.problem.detail == (
-        f"127.0.0.1:{server.port} for {NAME} did not negotiate acme-tls/1 (it chose no protocol)"
+        f"{NAME}:{server.port} did not negotiate acme-tls/1 (it chose no protocol)"
     )
     assert result.records[0]["alpn"] is None
 
@@ -348,7 +398,7 @@ async def test_not_tls_is_tls_problem(tls_server: Start) -> None:
     assert result.problem is not None
     assert result.problem.type is ProblemType.TLS
     assert result.problem.detail.startswith(
-        f"TLS handshake with 127.0.0.1:{server.port} for {NAME} failed: "
+        f"TLS handshake with {NAME}:{server.port} failed: "
     )
 
 
@@ -359,7 +409,7 @@ async def test_connection_refused() -> None:
     assert result.problem is not None
     assert result.problem.type is ProblemType.CONNECTION
     assert result.problem.detail == (
-        f"connecting to 127.0.0.1:{port} for {NAME} failed: connection refused"
+        f"connecting to {NAME}:{port} failed: connection refused"
     )
     assert result.records[0]["addresses_tried"] == ["127.0.0.1"]
     assert result.records[0]["address_used"] is None
@@ -375,7 +425,7 @@ async def test_silent_server_fails_within_the_timeout(tls_server: Start) -> None
     assert result.problem is not None
     assert result.problem.type is ProblemType.CONNECTION
     assert result.problem.detail == (
-        f"the TLS handshake with 127.0.0.1:{server.port} for {NAME} timed out "
+        f"the TLS handshake with {NAME}:{server.port} timed out "
         "after 0.5s (total time limit)"
     )
 
