@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -91,10 +91,23 @@ async def issue(
 
 async def sign_for_order(
     store: Store, issuer: Issuer, request: LeafRequest, record: CertificateRecord
-) -> tuple[x509.Certificate, Order]:
+) -> Order:
     """Sign for an order whose serial ``record`` is reserved (``Store.start_issuance``,
-    which also moved the order to PROCESSING): the certificate and the order's move to
-    VALID are written in one transaction (``finish_order``); the valid order comes back.
+    which also moved the order to PROCESSING) and store the certificate with the order's
+    move to VALID in one transaction (``finish_order``); the order comes back as it ends.
+
+    A sweeper in another process (``serve --workers``, replicas) knows nothing of this
+    issuance and may end the order meanwhile, its deadline being a guess (sweeper.py):
+    - before the signature: the order is read just before signing; no longer PROCESSING,
+      nothing is signed, the serial stays RESERVED, the order comes back as it was left;
+    - after that read: ``finish_order`` stores the certificate all the same (ISSUED, for
+      its order) and leaves the order INVALID, so the store knows every certificate the
+      intermediate signed (Boulder's rule). That is why a read suffices: what slips
+      between it and the signature is recorded, never lost.
+    Such a certificate is recorded, not revoked: it names only identifiers the account
+    validated, its key is the account's CSR key, and it was never delivered (the order
+    has no certificate URL; its serial is logged here, for the operator, and told to no
+    client). Revoking it would list on every CRL until it expires a certificate nobody holds.
 
     On any failure the order becomes INVALID with serverInternal (the serial stays
     RESERVED) and that problem is raised. If the store refuses that write too, the
@@ -103,6 +116,12 @@ async def sign_for_order(
     if order_id is None:
         raise ValueError("the reservation names no order")
     try:
+        current = await store.get_order(order_id)
+        if current.status is not OrderStatus.PROCESSING:
+            log.warning("order %s became %s before its certificate was signed (a sweeper "
+                        "ended it): nothing signed, serial %s stays reserved",
+                        order_id, current.status.value, record.serial)
+            return current
         certificate = issuer.issue(request)
         order = await store.finish_order(order_id, record.serial,
                                          certificate.public_bytes(Encoding.DER))
@@ -118,11 +137,19 @@ async def sign_for_order(
             log.error("order %s stays processing until the sweeper ends it: %s",
                       order_id, unwritten)
         raise problem from exc
-    return certificate, order
+    if order.status is OrderStatus.VALID:
+        log.info("order %s: certificate %s for %s", order_id, record.serial,
+                 ", ".join(record.names))
+    else:
+        log.warning("order %s became %s while its certificate %s was signed (a sweeper "
+                    "ended it): the certificate is stored as issued, never delivered",
+                    order_id, order.status.value, record.serial)
+    return order
 
 
 class InFlight:
-    """Issuances that run to their end whatever happens to the request that started them.
+    """Issuances that run to their end whatever happens to the request that started them,
+    by order id (``order_id in in_flight``: the sweeper leaves those orders alone).
 
     ``run`` starts the work in a task owned here and waits for it through
     ``asyncio.shield``: cancelling the caller (a client gone, a server stopping) leaves
@@ -138,12 +165,22 @@ class InFlight:
     """
 
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: dict[asyncio.Task[Any], str] = {}  # task -> order id
 
-    async def run(self, work: Coroutine[Any, Any, T]) -> T:
+    def __contains__(self, order_id: object) -> bool:
+        return order_id in self._tasks.values()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._tasks.values()))
+
+    async def run(self, order_id: str, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work``, the issuance for ``order_id``, to its end; its result."""
         task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = order_id
+        task.add_done_callback(self._tasks.pop)
         return await asyncio.shield(task)
 
     async def drain(self) -> None:

@@ -17,6 +17,7 @@ from acme_ca.authority.accounts import AccountService
 from acme_ca.authority.authorizations import AuthorizationService
 from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.caa_recheck import CaaRecheck
+from acme_ca.authority.issuance import InFlight
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.revocation import RevocationService
@@ -90,11 +91,13 @@ def build_app(
         caa=caa,
         account_uri=links.account,
     )
+    in_flight = InFlight()  # the orders' issuances, which the sweeper leaves alone
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
                                 blocked_keys=config.policy.blocked_keys),
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
-                            caa_recheck=None if caa is None else CaaRecheck(caa, links.account)),
+                            caa_recheck=None if caa is None else CaaRecheck(caa, links.account),
+                            in_flight=in_flight),
         authorizations=AuthorizationService(store, clock, supervisor),
         revocation=RevocationService(store, clock),
         nonces=NonceService(store, clock),
@@ -112,7 +115,7 @@ def build_app(
         await supervisor.close()
 
     app.cleanup_ctx.append(run_supervisor)
-    app[SWEEPER] = sweeper = IssuanceSweeper(store, clock)
+    app[SWEEPER] = sweeper = IssuanceSweeper(store, clock, in_flight=in_flight)
 
     async def run_issuance(_: web.Application) -> AsyncIterator[None]:
         """Orders left processing are ended at start, then every period (the sweeper);
