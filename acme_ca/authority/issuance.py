@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
+DRAIN_LIMIT = 30.0  # seconds shutdown waits for issuances in flight before the store closes
+
 
 def validity_window(
     now: datetime, validity: timedelta, max_validity: timedelta, backdate: timedelta, issuer: Issuer
@@ -152,20 +154,28 @@ class InFlight:
     by order id (``order_id in in_flight``: the sweeper leaves those orders alone).
 
     ``run`` starts the work in a task owned here and waits for it through
-    ``asyncio.shield``: cancelling the caller (a client gone, a server stopping) leaves
-    the work running; ``drain`` waits for all of it (at shutdown, before the store
-    closes). Why shield rather than fail the order on cancellation: the work takes
-    milliseconds and is already paid for (a serial reserved, perhaps a signature made);
-    finished, it leaves the client a valid order to fetch when it polls again. Failing
-    the order on ``CancelledError`` would need a write inside a task being cancelled,
-    which a second cancellation interrupts, and could not know whether an interrupted
-    ``start_issuance`` was committed after all (a cancelled writer may be:
-    ``store/sqlite_commits``). What a shield cannot cover, a process that dies or a
-    loop torn down without draining, the sweeper ends.
+    ``asyncio.shield``, so cancelling the caller leaves the work running. What cancels a
+    finalize: not a client going away (aiohttp 3.14 runs a handler to its end unless
+    ``handler_cancellation`` is set, and serve does not set it), but the server stopping
+    (``AppRunner.cleanup`` waits ``shutdown_timeout``, 60 s, for running handlers, then
+    cancels them) and in-process callers. Why shield rather than fail the order on
+    cancellation: the work takes milliseconds and is already paid for (a serial reserved,
+    perhaps a signature made); finished, it leaves the client a valid order to fetch when
+    it polls again. Failing the order on ``CancelledError`` would need a write inside a
+    task being cancelled, which a second cancellation interrupts, and could not know
+    whether an interrupted ``start_issuance`` was committed after all (a cancelled writer
+    may be: ``store/sqlite_commits``).
+
+    A failure nobody is left to hear (its caller was cancelled) is logged once, with the
+    order id; a caller that waits hears it as an exception (an ``AcmeProblem``, or a
+    serverInternal problem from the front end, which logs it). ``drain`` waits for all
+    of it at shutdown, before the store closes, at most ``DRAIN_LIMIT``; what it leaves,
+    and what a dead process leaves, the sweeper ends after the restart.
     """
 
     def __init__(self) -> None:
         self._tasks: dict[asyncio.Task[Any], str] = {}  # task -> order id
+        self._unheard: set[asyncio.Task[Any]] = set()  # tasks whose caller was cancelled
 
     def __contains__(self, order_id: object) -> bool:
         return order_id in self._tasks.values()
@@ -180,9 +190,45 @@ class InFlight:
         """Run ``work``, the issuance for ``order_id``, to its end; its result."""
         task = asyncio.get_running_loop().create_task(work)
         self._tasks[task] = order_id
-        task.add_done_callback(self._tasks.pop)
-        return await asyncio.shield(task)
+        task.add_done_callback(self._done)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():  # it ended as its caller was cancelled: told to nobody
+                _report(order_id, task)
+            else:
+                self._unheard.add(task)
+            raise
 
-    async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        order_id = self._tasks.pop(task)
+        if task in self._unheard:
+            self._unheard.discard(task)
+            _report(order_id, task)
+
+    async def drain(self, limit: float | None = None) -> None:
+        """Wait for every issuance in flight, at most ``limit`` seconds (None:
+        ``DRAIN_LIMIT``); then cancel those left, saying how many."""
+        limit = DRAIN_LIMIT if limit is None else limit
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(self._tasks), timeout=left)
+        if self._tasks:
+            log.warning("%d issuance(s) still running after %gs at shutdown: cancelled; "
+                        "the sweeper ends their orders after the restart",
+                        len(self._tasks), limit)
+            for task in list(self._tasks):
+                task.cancel()
+
+
+def _report(order_id: str, task: asyncio.Task[Any]) -> None:
+    """Log, once, how an issuance whose caller is gone failed (reading its exception, so
+    asyncio never reports it as never retrieved). An ``AcmeProblem`` is an answer, not a
+    failure to log: orderNotReady, or serverInternal that ``sign_for_order`` logged."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, AcmeProblem):
+        log.error("issuance for order %s failed after its request was cancelled: %s",
+                  order_id, exc, exc_info=exc)

@@ -260,7 +260,8 @@ class OrderService:
                                          self._issue(account, order, request, csr_der))
 
     async def drain(self) -> None:
-        """Wait for every issuance in flight (at shutdown, before the store closes)."""
+        """Wait for the issuances in flight (at shutdown, before the store closes), at
+        most ``issuance.DRAIN_LIMIT`` seconds."""
         await self._in_flight.drain()
 
     async def _issue(

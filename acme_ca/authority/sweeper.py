@@ -4,8 +4,8 @@ Finalize reserves the serial and moves the order to PROCESSING in one transactio
 (``Store.start_issuance``), signs, then stores the certificate and moves the order to
 VALID in another (``finish_order``). Three things can stop it in between and leave a
 client polling a processing order forever: the process dies (kill -9, power loss); the
-issuance is cancelled (``issuance.InFlight`` shields it from its request, but a loop
-torn down without draining cancels it anyway); the database
+issuance is cancelled (``issuance.InFlight`` shields it from its request and drains it
+at shutdown, but gives up on one still running after ``DRAIN_LIMIT``); the database
 fails the certificate's write and then the order's move to invalid too.
 
 The sweeper ends such orders, at start and every ``PERIOD`` seconds: each order

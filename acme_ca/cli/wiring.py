@@ -119,7 +119,8 @@ def build_app(
 
     async def run_issuance(_: web.Application) -> AsyncIterator[None]:
         """Orders left processing are ended at start, then every period (the sweeper);
-        at shutdown, the issuances in flight finish before the store closes."""
+        at shutdown, the issuances in flight finish (at most ``DRAIN_LIMIT``) before the
+        store closes."""
         await sweeper.start()
         yield
         await sweeper.close()
