@@ -3,9 +3,10 @@
 The serial is written before signing (Boulder's ISSUANCE-CYCLE), so the store always
 knows every serial the intermediate has signed: a crash leaves at worst a reserved
 serial with no certificate. For an order the reservation shares its transaction with
-the order's move to PROCESSING, and the certificate with the move to VALID; an
+the order's move to PROCESSING, and the certificate with the move to VALID (stored
+even if the order was ended meanwhile: every certificate signed is on record); an
 issuance for an order always ends (``InFlight``, ``sign_for_order``, and for what they
-cannot cover, a dead process, ``authority/sweeper.py``).
+cannot cover, a dead process or a stuck one, ``authority/sweeper.py``).
 """
 
 from __future__ import annotations
