@@ -1,5 +1,18 @@
 """A server killed (SIGKILL) in the middle of an issuance, then started again: the order it
-left processing is ended by the new server, seen through the ACME API (RFC 8555 7.1.6)."""
+left processing is ended by the new server, seen through the ACME API (RFC 8555 7.1.6).
+
+The server is killed with an order pending, and the test then writes what a kill between
+``start_issuance`` and ``finish_order`` leaves, through the same ``start_issuance`` that
+finalize runs (one transaction: the order PROCESSING, its serial RESERVED). It does not
+kill a real finalize in that window because nothing makes the window wait for the test:
+between the commit of ``start_issuance`` and ``finish_order`` serve only reads the order
+and signs (milliseconds, no lock to wait on), so a test that polls for "processing" and
+then takes SQLite's write lock (``BEGIN IMMEDIATE``) races serve's ``finish_order`` and
+usually loses; taking the lock before the finalize blocks ``start_issuance`` instead.
+Holding the window open needs a hook inside serve, which this test, run against the
+unmodified server, will not add. The in-process tests hold it with events
+(tests/protocol/test_issuance_faults.py, test_issuance_races.py).
+"""
 
 from __future__ import annotations
 

@@ -3,16 +3,17 @@
 The serial is written before signing (Boulder's ISSUANCE-CYCLE), so the store always
 knows every serial the intermediate has signed: a crash leaves at worst a reserved
 serial with no certificate. For an order the reservation shares its transaction with
-the order's move to PROCESSING, and the certificate with the move to VALID; an
+the order's move to PROCESSING, and the certificate with the move to VALID (stored
+even if the order was ended meanwhile: every certificate signed is on record); an
 issuance for an order always ends (``InFlight``, ``sign_for_order``, and for what they
-cannot cover, a dead process, ``authority/sweeper.py``).
+cannot cover, a dead process or a stuck one, ``authority/sweeper.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -31,6 +32,8 @@ from acme_ca.store.base import Store
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+DRAIN_LIMIT = 30.0  # seconds shutdown waits for issuances in flight before the store closes
 
 
 def validity_window(
@@ -91,10 +94,23 @@ async def issue(
 
 async def sign_for_order(
     store: Store, issuer: Issuer, request: LeafRequest, record: CertificateRecord
-) -> tuple[x509.Certificate, Order]:
+) -> Order:
     """Sign for an order whose serial ``record`` is reserved (``Store.start_issuance``,
-    which also moved the order to PROCESSING): the certificate and the order's move to
-    VALID are written in one transaction (``finish_order``); the valid order comes back.
+    which also moved the order to PROCESSING) and store the certificate with the order's
+    move to VALID in one transaction (``finish_order``); the order comes back as it ends.
+
+    A sweeper in another process (``serve --workers``, replicas) knows nothing of this
+    issuance and may end the order meanwhile, its deadline being a guess (sweeper.py):
+    - before the signature: the order is read just before signing; no longer PROCESSING,
+      nothing is signed, the serial stays RESERVED, the order comes back as it was left;
+    - after that read: ``finish_order`` stores the certificate all the same (ISSUED, for
+      its order) and leaves the order INVALID, so the store knows every certificate the
+      intermediate signed (Boulder's rule). That is why a read suffices: what slips
+      between it and the signature is recorded, never lost.
+    Such a certificate is recorded, not revoked: it names only identifiers the account
+    validated, its key is the account's CSR key, and it was never delivered (the order
+    has no certificate URL; its serial is logged here, for the operator, and told to no
+    client). Revoking it would list on every CRL until it expires a certificate nobody holds.
 
     On any failure the order becomes INVALID with serverInternal (the serial stays
     RESERVED) and that problem is raised. If the store refuses that write too, the
@@ -103,6 +119,12 @@ async def sign_for_order(
     if order_id is None:
         raise ValueError("the reservation names no order")
     try:
+        current = await store.get_order(order_id)
+        if current.status is not OrderStatus.PROCESSING:
+            log.warning("order %s became %s before its certificate was signed (a sweeper "
+                        "ended it): nothing signed, serial %s stays reserved",
+                        order_id, current.status.value, record.serial)
+            return current
         certificate = issuer.issue(request)
         order = await store.finish_order(order_id, record.serial,
                                          certificate.public_bytes(Encoding.DER))
@@ -118,34 +140,96 @@ async def sign_for_order(
             log.error("order %s stays processing until the sweeper ends it: %s",
                       order_id, unwritten)
         raise problem from exc
-    return certificate, order
+    if order.status is OrderStatus.VALID:
+        log.info("order %s: certificate %s for %s", order_id, record.serial,
+                 ", ".join(record.names))
+    else:
+        log.warning("order %s became %s while its certificate %s was signed (a sweeper "
+                    "ended it): the certificate is stored as issued, never delivered",
+                    order_id, order.status.value, record.serial)
+    return order
 
 
 class InFlight:
-    """Issuances that run to their end whatever happens to the request that started them.
+    """Issuances that run to their end whatever happens to the request that started them,
+    by order id (``order_id in in_flight``: the sweeper leaves those orders alone).
 
     ``run`` starts the work in a task owned here and waits for it through
-    ``asyncio.shield``: cancelling the caller (a client gone, a server stopping) leaves
-    the work running; ``drain`` waits for all of it (at shutdown, before the store
-    closes). Why shield rather than fail the order on cancellation: the work takes
-    milliseconds and is already paid for (a serial reserved, perhaps a signature made);
-    finished, it leaves the client a valid order to fetch when it polls again. Failing
-    the order on ``CancelledError`` would need a write inside a task being cancelled,
-    which a second cancellation interrupts, and could not know whether an interrupted
-    ``start_issuance`` was committed after all (a cancelled writer may be:
-    ``store/sqlite_commits``). What a shield cannot cover, a process that dies or a
-    loop torn down without draining, the sweeper ends.
+    ``asyncio.shield``, so cancelling the caller leaves the work running. What cancels a
+    finalize: not a client going away (aiohttp 3.14 runs a handler to its end unless
+    ``handler_cancellation`` is set, and serve does not set it), but the server stopping
+    (``AppRunner.cleanup`` waits ``shutdown_timeout``, 60 s, for running handlers, then
+    cancels them) and in-process callers. Why shield rather than fail the order on
+    cancellation: the work takes milliseconds and is already paid for (a serial reserved,
+    perhaps a signature made); finished, it leaves the client a valid order to fetch when
+    it polls again. Failing the order on ``CancelledError`` would need a write inside a
+    task being cancelled, which a second cancellation interrupts, and could not know
+    whether an interrupted ``start_issuance`` was committed after all (a cancelled writer
+    may be: ``store/sqlite_commits``).
+
+    A failure nobody is left to hear (its caller was cancelled) is logged once, with the
+    order id; a caller that waits hears it as an exception (an ``AcmeProblem``, or a
+    serverInternal problem from the front end, which logs it). ``drain`` waits for all
+    of it at shutdown, before the store closes, at most ``DRAIN_LIMIT``; what it leaves,
+    and what a dead process leaves, the sweeper ends after the restart.
     """
 
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: dict[asyncio.Task[Any], str] = {}  # task -> order id
+        self._unheard: set[asyncio.Task[Any]] = set()  # tasks whose caller was cancelled
 
-    async def run(self, work: Coroutine[Any, Any, T]) -> T:
+    def __contains__(self, order_id: object) -> bool:
+        return order_id in self._tasks.values()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._tasks.values()))
+
+    async def run(self, order_id: str, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work``, the issuance for ``order_id``, to its end; its result."""
         task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return await asyncio.shield(task)
+        self._tasks[task] = order_id
+        task.add_done_callback(self._done)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():  # it ended as its caller was cancelled: told to nobody
+                _report(order_id, task)
+            else:
+                self._unheard.add(task)
+            raise
 
-    async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        order_id = self._tasks.pop(task)
+        if task in self._unheard:
+            self._unheard.discard(task)
+            _report(order_id, task)
+
+    async def drain(self, limit: float | None = None) -> None:
+        """Wait for every issuance in flight, at most ``limit`` seconds (None:
+        ``DRAIN_LIMIT``); then cancel those left, saying how many."""
+        limit = DRAIN_LIMIT if limit is None else limit
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(self._tasks), timeout=left)
+        if self._tasks:
+            log.warning("%d issuance(s) still running after %gs at shutdown: cancelled; "
+                        "the sweeper ends their orders after the restart",
+                        len(self._tasks), limit)
+            for task in list(self._tasks):
+                task.cancel()
+
+
+def _report(order_id: str, task: asyncio.Task[Any]) -> None:
+    """Log, once, how an issuance whose caller is gone failed (reading its exception, so
+    asyncio never reports it as never retrieved). An ``AcmeProblem`` is an answer, not a
+    failure to log: orderNotReady, or serverInternal that ``sign_for_order`` logged."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, AcmeProblem):
+        log.error("issuance for order %s failed after its request was cancelled: %s",
+                  order_id, exc, exc_info=exc)

@@ -110,13 +110,14 @@ class OrderService:
         issuer: Callable[[], Issuer],
         challenge_types: Sequence[str] = ("http-01",),
         caa_recheck: CaaRecheck | None = None,
+        in_flight: issuance.InFlight | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._policy = policy
         self._issuer = issuer
         self._challenge_types = tuple(challenge_types)
-        self._in_flight = issuance.InFlight()
+        self._in_flight = issuance.InFlight() if in_flight is None else in_flight
         self._caa_recheck = caa_recheck  # None when CAA is off
 
     # --- newOrder ---------------------------------------------------------------------
@@ -248,7 +249,9 @@ class OrderService:
     async def finalize(self, account: Account, order_id: str, payload: dict[str, Any]) -> Order:
         """Check the CSR, then issue: reserve the serial (the order PROCESSING), sign,
         store (VALID) or fail (INVALID). The issuance runs to its end even when this call
-        is cancelled (``issuance.InFlight`` says why); ``drain`` waits for it."""
+        is cancelled (``issuance.InFlight`` says why); ``drain`` waits for it. The order
+        comes back as it ended: valid, or invalid if a sweeper ended it meanwhile
+        (``issuance.sign_for_order``)."""
         order = await self.get_order(account, order_id)
         csr_der = b64url_field(payload.get("csr"), "csr")
         if order.status is not OrderStatus.READY:
@@ -257,10 +260,12 @@ class OrderService:
         request = self._check_csr(account, order, csr_der)
         if self._caa_recheck is not None:  # CAA again, validated over 8 hours ago (caa_recheck)
             await self._caa_recheck.check_order(order, self._store, self._clock.now())
-        return await self._in_flight.run(self._issue(account, order, request, csr_der))
+        return await self._in_flight.run(order.id,
+                                         self._issue(account, order, request, csr_der))
 
     async def drain(self) -> None:
-        """Wait for every issuance in flight (at shutdown, before the store closes)."""
+        """Wait for the issuances in flight (at shutdown, before the store closes), at
+        most ``issuance.DRAIN_LIMIT`` seconds."""
         await self._in_flight.drain()
 
     async def _issue(
@@ -271,17 +276,10 @@ class OrderService:
             issuer, request, self._clock.now(), account_id=account.id, order_id=order.id
         )
         try:
-            order = await self._store.start_issuance(order.id, record)
+            await self._store.start_issuance(order.id, record)
         except Conflict:
             return await self._not_ready(await self._store.get_order(order.id), csr_der)
-        certificate, order = await issuance.sign_for_order(self._store, issuer, request, record)
-        log.info(
-            "order %s: certificate %x for %s",
-            order.id,
-            certificate.serial_number,
-            ", ".join(i.value for i in order.identifiers),
-        )
-        return order
+        return await issuance.sign_for_order(self._store, issuer, request, record)
 
     async def _not_ready(self, order: Order, csr_der: bytes) -> Order:
         """A finalize on an order that is not ready. An identical re-finalize of a valid

@@ -4,34 +4,44 @@ Finalize reserves the serial and moves the order to PROCESSING in one transactio
 (``Store.start_issuance``), signs, then stores the certificate and moves the order to
 VALID in another (``finish_order``). Three things can stop it in between and leave a
 client polling a processing order forever: the process dies (kill -9, power loss); the
-issuance is cancelled (``OrderService.finalize`` shields it from its request, but a
-loop torn down without draining cancels it anyway); the database fails the certificate's
-write and then the order's move to invalid too.
+issuance is cancelled (``issuance.InFlight`` shields it from its request and drains it
+at shutdown, but gives up on one still running after ``DRAIN_LIMIT``); the database
+fails the certificate's write and then the order's move to invalid too.
 
 The sweeper ends such orders, at start and every ``PERIOD`` seconds: each order
-processing for ``DEADLINE`` or longer (counted from the reservation of its serial)
+processing for ``DEADLINE`` or longer (counted from the reservation of its serial),
+except those whose issuance is in flight in this process (``InFlight``),
 
 - becomes VALID if its certificate was stored (only the order's move was lost);
 - else becomes INVALID with a serverInternal problem; its serial stays RESERVED, as
   evidence that it may have been signed, and is never reused (rows are never deleted).
 
-Why these constants (no configuration): an issuance is a signature and two commits,
-milliseconds, at worst twice ``busy_timeout`` (5 s) waiting for the write lock; 30 s
-is far beyond that, so a sweep does not race a live issuance (and if it ever did,
-finish_order would lose its compare-and-set: the client gets serverInternal, nothing
-is half-written). Every 10 s, so no order stays processing past 40 s: none is left a
-minute after a restart, at the cost of one indexed read of (usually) nothing.
+The deadline is a guess, not a proof that the issuance stopped: an issuance is a
+signature and two commits, milliseconds, but a COMMIT waits in a thread without limit,
+signing runs on the loop, a process can be paused. Hence three layers, so that a late
+sweep never loses a signature. In this process the sweeper skips issuances in flight
+(so an issuance stuck here keeps its order processing until this process ends; the
+next one sweeps it). A sweeper in another process (``serve --workers N``, replicas)
+cannot see them, so the issuance reads its order just before signing and signs nothing
+if it is no longer PROCESSING; and a certificate signed for an order ended after that
+read is stored all the same (ISSUED; the order stays INVALID; the client gets that
+invalid order, not a 500): ``issuance.sign_for_order``.
 
-Several processes sweep at once (``serve --workers N``, replicas on one database):
-every move is a compare-and-set from PROCESSING, so each order moves exactly once and
-a sweeper that loses the race hears ``Conflict`` and passes on.
+Why these constants (no configuration): 30 s is far beyond an issuance's usual worst
+case (two 5 s ``busy_timeout`` waits for the write lock). Every 10 s, so no order whose
+issuance is gone stays processing past 40 s: none is left a minute after a restart, at
+the cost of one indexed read of (usually) nothing.
+
+Several processes sweep at once: every move is a compare-and-set from PROCESSING, so
+each order moves exactly once and a sweeper that loses the race hears ``Conflict`` and
+passes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 
 from acme_ca.clock import Clock
@@ -65,7 +75,11 @@ class IssuanceSweeper:
         period: float = PERIOD,
         batch: int = BATCH,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        in_flight: Collection[str] = frozenset(),
     ) -> None:
+        """``in_flight``: the ids of orders whose issuance runs in this process
+        (``issuance.InFlight``), left alone whatever their age; its length bounds how
+        many of them a read may return, so they never fill a batch."""
         if batch < 1 or period <= 0:
             raise ValueError("the sweeper needs a batch of at least 1 and a positive period")
         self._store = store
@@ -74,6 +88,7 @@ class IssuanceSweeper:
         self._period = period
         self._batch = batch
         self._sleep = sleep
+        self._in_flight = in_flight
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -91,15 +106,18 @@ class IssuanceSweeper:
             await asyncio.gather(task, return_exceptions=True)
 
     async def sweep(self) -> int:
-        """End every order processing for ``deadline`` or longer; how many this call moved
-        (those another process moved first are not counted)."""
+        """End every order processing for ``deadline`` or longer whose issuance is not in
+        flight here; how many this call moved (those another process moved first are not
+        counted)."""
         moved = 0
         while True:
             started_before = self._clock.now() - self._deadline
-            stale = await self._store.processing_orders(started_before, limit=self._batch)
-            ended = [await self._end(order, record) for order, record in stale]
+            limit = self._batch + len(self._in_flight)  # those skipped, and a batch
+            stale = await self._store.processing_orders(started_before, limit=limit)
+            ended = [await self._end(order, record) for order, record in stale
+                     if order.id not in self._in_flight]
             moved += sum(ended)
-            if len(stale) < self._batch or not any(ended):
+            if len(stale) < limit or not any(ended):
                 return moved
 
     async def _every_period(self) -> None:

@@ -18,6 +18,7 @@ from acme_ca.authority.accounts import AccountService
 from acme_ca.authority.authorizations import AuthorizationService
 from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.caa_recheck import CaaRecheck
+from acme_ca.authority.issuance import InFlight
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.revocation import RevocationService
@@ -129,11 +130,12 @@ def build_app(
     recheck = None if caa is None else CaaRecheck(
         caa, links.account, timeout=config.validation.timeout.total_seconds()
     )
+    in_flight = InFlight()  # the orders' issuances, which the sweeper leaves alone
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
                                 blocked_keys=config.policy.blocked_keys),
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
-                            caa_recheck=recheck),
+                            caa_recheck=recheck, in_flight=in_flight),
         authorizations=AuthorizationService(store, clock, supervisor),
         revocation=RevocationService(store, clock),
         nonces=NonceService(store, clock),
@@ -151,11 +153,12 @@ def build_app(
         await supervisor.close()
 
     app.cleanup_ctx.append(run_supervisor)
-    app[SWEEPER] = sweeper = IssuanceSweeper(store, clock)
+    app[SWEEPER] = sweeper = IssuanceSweeper(store, clock, in_flight=in_flight)
 
     async def run_issuance(_: web.Application) -> AsyncIterator[None]:
         """Orders left processing are ended at start, then every period (the sweeper);
-        at shutdown, the issuances in flight finish before the store closes."""
+        at shutdown, the issuances in flight finish (at most ``DRAIN_LIMIT``) before the
+        store closes."""
         await sweeper.start()
         yield
         await sweeper.close()

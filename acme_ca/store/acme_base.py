@@ -145,11 +145,16 @@ class OrderStore(Protocol):
 
     async def finish_order(self, order_id: str, serial: str, der: bytes) -> Order:
         """In one transaction: store the certificate reserved under ``serial``
-        (RESERVED -> ISSUED) and move the order PROCESSING -> VALID pointing at it.
+        (RESERVED -> ISSUED) and, if the order is still PROCESSING, move it to VALID
+        pointing at it; the order comes back as it then is.
 
-        ``Conflict`` if the order is not PROCESSING, or the serial is not RESERVED
-        for this order (``CertificateRecord.order_id``); nothing is written then.
-        ``NotFound`` if there is no such order or serial.
+        A certificate is signed before this call, so it is stored even when the order
+        is no longer PROCESSING (a sweeper ended it meanwhile): the store knows every
+        certificate signed (Boulder's rule), and that order is left as it is (an
+        invalid order never becomes valid) and comes back unchanged.
+        ``Conflict`` if the serial is not RESERVED for this order
+        (``CertificateRecord.order_id``); ``NotFound`` if there is no such order or
+        serial; nothing is written then.
         """
 
     async def processing_orders(

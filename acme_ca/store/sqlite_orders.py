@@ -167,8 +167,10 @@ class OrderMethods(SqliteBase):
                                    f"not {order_id}")
                 raise Conflict(f"certificate {serial} is {status}, not reserved")
             rows = list(await conn.execute_fetchall(_FINISH, (serial, order_id)))
-            if not rows:  # raising here rolls the certificate back to RESERVED
-                await refuse_order_change(conn, order_id, "processing")
+            if not rows:  # ended meanwhile (a sweeper): the certificate stays stored
+                rows = list(await conn.execute_fetchall(_BY_ID, (order_id,)))
+                if not rows:  # raising rolls the certificate back to RESERVED
+                    raise NotFound(f"no order {order_id}")
             return to_order(rows[0])
 
         return await self._transaction(finish)

@@ -181,3 +181,18 @@ async def test_a_failed_sweep_is_logged_and_the_next_period_sweeps_again(
     await naps.asked.get()
     await assert_invalid_keeping_serial(store, "o", "0a")
     await sweeper.close()
+
+
+async def test_orders_whose_issuance_is_in_flight_here_are_left_alone(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    """An issuance still running in this process (held past the deadline: a lock wait, a
+    paused process) ends its order itself (RFC 8555 7.4); the sweeper skips it, and the
+    orders behind it are swept all the same, even with a batch of one."""
+    await processing(store, clock, "a-running", "0a")
+    await processing(store, clock, "b-dead", "0b")
+    clock.advance(DEADLINE)
+    sweeper = IssuanceSweeper(store, clock, batch=1, in_flight={"a-running"})
+    assert await sweeper.sweep() == 1
+    assert (await store.get_order("a-running")).status is OrderStatus.PROCESSING
+    await assert_invalid_keeping_serial(store, "b-dead", "0b")

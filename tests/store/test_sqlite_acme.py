@@ -403,16 +403,19 @@ async def test_finish_order_issues_and_validates_together(acme_store: SqliteStor
 
 
 @pytest.mark.parametrize("order_status", [OrderStatus.READY, OrderStatus.INVALID])
-async def test_finish_order_on_an_order_not_processing_leaves_the_certificate_reserved(
+async def test_finish_order_on_an_order_no_longer_processing_stores_the_certificate_alone(
     acme_store: SqliteStore, order_status: OrderStatus
 ):
+    """Boulder's rule (the store knows every certificate signed): a certificate signed for
+    an order that a sweeper ended meanwhile is stored all the same; the order is left as
+    it is (an invalid order never becomes valid, RFC 8555 7.1.6) and comes back so."""
     await acme_store.create_order(make_order("o", [], status=order_status), [])
     await reserve(acme_store, "0a", "o")
-    with pytest.raises(Conflict, match=f"{order_status}, not processing"):
-        await acme_store.finish_order("o", "0a", DER)
+    unchanged = await acme_store.get_order("o")
+    assert await acme_store.finish_order("o", "0a", DER) == unchanged
     record = await acme_store.get_certificate("0a")
-    assert (record.status, record.der) == (CertificateStatus.RESERVED, None)
-    assert (await acme_store.get_order("o")).status is order_status
+    assert (record.status, record.der) == (CertificateStatus.ISSUED, DER)
+    assert await acme_store.get_order("o") == unchanged
 
 
 async def test_finish_order_needs_a_certificate_reserved_for_that_order(acme_store: SqliteStore):
