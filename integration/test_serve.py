@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -66,7 +67,7 @@ def test_first_start_bootstraps_a_ca(server: Server) -> None:
     for name in ONLINE_FILES:
         assert (data / "ca" / name).is_file(), name
 
-    health = server.get("/health")  # verified against root-ca.crt, as host name localhost
+    health = server.get("/health")  # verified against root-ca.crt, as IP 127.0.0.1
     assert health.status == 200
     assert json.loads(health.body)["status"] == "ok"
     chain = server.get("/roots/chain.pem")
@@ -82,12 +83,13 @@ def test_server_certificate_chains_to_the_root(server: Server) -> None:
     intermediate = first_cert((server.data_dir / "ca" / "intermediate-ca.crt").read_bytes())
     peer.verify_directly_issued_by(intermediate)
     san = peer.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert "localhost" in san.get_values_for_type(x509.DNSName)
+    # hostname "localhost" is a single label: the certificate names the listen address
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    assert san.get_values_for_type(x509.DNSName) == []
     # And as openssl sees it: only the root trusted, the server sends the intermediate.
     result = run(
-        [openssl, "s_client", "-connect", f"127.0.0.1:{server.port}", "-servername",
-         "localhost", "-verify_hostname", "localhost", "-CAfile", server.root_cert,
-         "-verify_return_error"],
+        [openssl, "s_client", "-connect", f"127.0.0.1:{server.port}", "-verify_ip",
+         "127.0.0.1", "-CAfile", server.root_cert, "-verify_return_error"],
         cwd=server.data_dir.parent, input="", timeout=30,
     )  # fmt: skip
     assert "Verify return code: 0 (ok)" in result.stdout
