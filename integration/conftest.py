@@ -239,18 +239,18 @@ def serving(data_dir: Path, port: int | None = None, *extra: str) -> Iterator[Se
 
 
 @contextlib.contextmanager
-def _serving(args: list[str], cwd: Path, data_dir: Path, port: int) -> Iterator[Server]:
-    """`python -m acme_ca ARGS` (a serve command), logging next to `data_dir`, ready;
-    stopped by pid afterwards."""
+def _serving(args: list[str], cwd: Path, data_dir: Path, port: int,
+             program: Sequence[str] = (sys.executable, "-m", "acme_ca"),
+             **popen: Any) -> Iterator[Server]:
+    """`python -m acme_ca ARGS` (or `program ARGS`: a serve command), logging next to
+    `data_dir`, ready; stopped by pid afterwards. `popen`: more Popen arguments."""
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with (
         log_path(data_dir, port, "stdout").open("wb") as out,
         log_path(data_dir, port, "stderr").open("wb") as err,
     ):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "acme_ca", *args], cwd=cwd, env=clean_env(), stdout=out,
-            stderr=err,
-        )
+        popen = {"env": clean_env(), **popen}
+        process = subprocess.Popen([*program, *args], cwd=cwd, stdout=out, stderr=err, **popen)
         server = Server(f"https://127.0.0.1:{port}", data_dir, process)
         try:
             _wait_ready(server)
