@@ -20,7 +20,7 @@ VOLUME ["/var/lib/acme-ca"]
 EXPOSE 8555
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import ssl, urllib.request; urllib.request.urlopen('https://localhost:8555/health', timeout=4, context=ssl.create_default_context(cafile='/var/lib/acme-ca/ca/root-ca.crt'))"]
+  CMD ["python", "-c", "import ssl, urllib.request; urllib.request.urlopen('https://127.0.0.1:8555/health', timeout=4, context=ssl.create_default_context(cafile='/var/lib/acme-ca/ca/root-ca.crt'))"]
 
 ENTRYPOINT ["acme-ca", "--data-dir", "/var/lib/acme-ca"]
 CMD ["serve", "--listen", "0.0.0.0:8555"]

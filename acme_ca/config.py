@@ -37,6 +37,14 @@ ENV_CONFIG = "ACME_CA_CONFIG"
 DEFAULT_DATA_DIR = "acme-ca-data"
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _ip(host: str) -> IpAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
 
 # Where validation may connect: the private ranges (an internal CA validates internal
 # names), and loopback only when the server itself listens on loopback and no reverse
@@ -102,11 +110,46 @@ class ServerConfig:
         return (urlsplit(self.external_url).port or 443) if self.external_url else None
 
     @property
+    def own_names(self) -> tuple[tuple[str, ...], tuple[IpAddress, ...]]:
+        """The DNS names and IP addresses of the server's own TLS certificate, which the
+        intermediate's name constraints permit; the first is the host of `base_url`.
+
+        - `hostname`, when a certificate can carry it lint-clean: an IP address, or a
+          DNS name of two labels or more. A single label such as the default
+          "localhost" is left out: pkilint refuses it in a dNSName, in a SAN as in a
+          name constraint ("pkix.invalid_domain_name_syntax"), and the CA/Browser
+          Forum rules and many clients want fully qualified names.
+        - the listen address, unless it is 0.0.0.0 or ::;
+        - when neither names the server (a single-label hostname on 0.0.0.0 or ::),
+          the loopback address of that family: what "localhost" stands for.
+
+        So the Quick start (hostname "localhost", listening on 127.0.0.1:8555) serves
+        https://127.0.0.1:8555/directory with a certificate for IP 127.0.0.1; certbot,
+        lego and Caddy check an IP address in the server URL against the iPAddress SAN.
+        """
+        dns: list[str] = []
+        ips: list[IpAddress] = []
+        hostname = _ip(self.hostname)
+        if hostname is not None:
+            ips.append(hostname)
+        elif "." in self.hostname:
+            dns.append(self.hostname)
+        listening = _ip(self.listen_host)
+        if listening is not None and not listening.is_unspecified:
+            ips.append(listening)
+        if not dns and not ips:
+            v6 = listening is not None and listening.version == 6
+            ips.append(ipaddress.ip_address("::1" if v6 else "127.0.0.1"))
+        return tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips))
+
+    @property
     def base_url(self) -> str:
         """The base of every URL the server emits, without a trailing slash."""
         if self.external_url:
             return self.external_url.rstrip("/")
-        return f"https://{self.hostname}:{self.listen_port}"
+        dns, ips = self.own_names
+        host = dns[0] if dns else f"[{ips[0]}]" if ips[0].version == 6 else str(ips[0])
+        return f"https://{host}:{self.listen_port}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,7 +188,7 @@ async def start_acme_ca(workdir: Path, http01_port: int, names: list[str],
     process = _spawn("acme-ca", argv, workdir, _env())
     peer = Peer(
         "acme-ca",
-        f"https://localhost:{port}/directory",
+        f"https://127.0.0.1:{port}/directory",  # the server names itself by address
         data_dir / "ca" / "root-ca.crt",
         process,
         workdir,

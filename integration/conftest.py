@@ -138,7 +138,7 @@ def client_context(cafile: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cafile))
 
 
-def open_https(port: int, cafile: Path, hostname: str = "localhost") -> http.client.HTTPConnection:
+def open_https(port: int, cafile: Path, hostname: str = "127.0.0.1") -> http.client.HTTPConnection:
     """A keep-alive HTTPS connection to 127.0.0.1:port, verified as `hostname`."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
     try:
@@ -159,7 +159,7 @@ def request(conn: http.client.HTTPConnection, path: str) -> Response:
     return Response(resp.status, dict(resp.getheaders()), body, peer)
 
 
-def https_get(port: int, path: str, cafile: Path, hostname: str = "localhost") -> Response:
+def https_get(port: int, path: str, cafile: Path, hostname: str = "127.0.0.1") -> Response:
     """One GET on a fresh, fully verified TLS connection."""
     conn = open_https(port, cafile, hostname)
     try:
@@ -239,19 +239,19 @@ def serving(data_dir: Path, port: int | None = None, *extra: str) -> Iterator[Se
 
 
 @contextlib.contextmanager
-def _serving(args: list[str], cwd: Path, data_dir: Path, port: int) -> Iterator[Server]:
-    """`python -m acme_ca ARGS` (a serve command), logging next to `data_dir`, ready;
-    stopped by pid afterwards."""
+def _serving(args: list[str], cwd: Path, data_dir: Path, port: int,
+             program: Sequence[str] = (sys.executable, "-m", "acme_ca"),
+             **popen: Any) -> Iterator[Server]:
+    """`python -m acme_ca ARGS` (or `program ARGS`: a serve command), logging next to
+    `data_dir`, ready; stopped by pid afterwards. `popen`: more Popen arguments."""
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with (
         log_path(data_dir, port, "stdout").open("wb") as out,
         log_path(data_dir, port, "stderr").open("wb") as err,
     ):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "acme_ca", *args], cwd=cwd, env=clean_env(), stdout=out,
-            stderr=err,
-        )
-        server = Server(f"https://localhost:{port}", data_dir, process)
+        popen = {"env": clean_env(), **popen}
+        process = subprocess.Popen([*program, *args], cwd=cwd, stdout=out, stderr=err, **popen)
+        server = Server(f"https://127.0.0.1:{port}", data_dir, process)
         try:
             _wait_ready(server)
             yield server

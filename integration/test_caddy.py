@@ -135,7 +135,7 @@ def test_caddy_obtains_and_serves(
     intermediate = load_certs(acme.server.data_dir / "ca" / "intermediate-ca.crt")[0]
     assert leaf.issuer == intermediate.subject, leaf.issuer.rfc4514_string()
     # Caddy's stored bundle (leaf + acme-ca's chain) verifies to the root with openssl
-    issuer_dir = f"localhost-{acme.server.port}-directory"
+    issuer_dir = f"127.0.0.1-{acme.server.port}-directory"
     stored = work / "caddy-data" / "certificates" / issuer_dir / DOMAIN / f"{DOMAIN}.crt"
     assert load_certs(stored)[0].serial_number == leaf.serial_number
     cert, chain = split_chain(stored.read_bytes(), tmp_path)

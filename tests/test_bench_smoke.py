@@ -44,7 +44,7 @@ async def test_generator_issues_against_acme_ca(tmp_path: Path) -> None:
     parsed = json.loads(out.getvalue())
     assert parsed["ok"] == N and parsed["errors"] == {}
     assert parsed["issuances_per_s"] > 0
-    assert parsed["server_cpu_s"] >= 0 and parsed["server_peak_rss_mb"] > 0
+    assert parsed["server_cpu_s"] > 0 and parsed["server_peak_rss_mb"] > 0
     for step in loadgen.STEPS:
         assert parsed["latency_ms"][step]["p50"] > 0, step
     assert stats.validations_served >= N  # the server really fetched every token

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert config.source is None
     assert config.server.listen == "127.0.0.1:8555"
     assert (config.server.listen_host, config.server.listen_port) == ("127.0.0.1", 8555)
-    assert config.server.base_url == "https://localhost:8555"
+    assert config.server.base_url == "https://127.0.0.1:8555"  # own_names: not "localhost"
     assert config.server.data_dir == data
     assert config.storage.url == f"sqlite:///{data / 'acme-ca.db'}"
     assert config.ca.root_cert == data / "ca" / "root-ca.crt"
@@ -84,6 +85,32 @@ hosts = { "Postgres.BlueRobin.Local" = "10.0.0.5" }
     assert (config.validation.http01_port, config.validation.tlsalpn01_port) == (8080, 8443)
     assert config.validation.resolvers == ("10.0.0.53:53", "[fd00::53]:53")
     assert dict(config.validation.hosts) == {"postgres.bluerobin.local": "10.0.0.5"}
+
+
+@pytest.mark.parametrize(
+    ("hostname", "listen", "dns", "ips", "base"),
+    [
+        ("localhost", "127.0.0.1:8555", (), ("127.0.0.1",), "https://127.0.0.1:8555"),
+        ("localhost", "0.0.0.0:8555", (), ("127.0.0.1",), "https://127.0.0.1:8555"),
+        ("localhost", "[::]:8555", (), ("::1",), "https://[::1]:8555"),
+        ("ca", "10.0.0.5:443", (), ("10.0.0.5",), "https://10.0.0.5:443"),
+        ("ca.bluerobin.local", "0.0.0.0:443", ("ca.bluerobin.local",), (),
+         "https://ca.bluerobin.local:443"),
+        ("ca.bluerobin.local", "127.0.0.1:8555", ("ca.bluerobin.local",), ("127.0.0.1",),
+         "https://ca.bluerobin.local:8555"),
+        ("10.0.0.5", "0.0.0.0:443", (), ("10.0.0.5",), "https://10.0.0.5:443"),
+        ("fd00::5", "[::]:443", (), ("fd00::5",), "https://[fd00::5]:443"),
+    ],
+)
+def test_the_servers_own_names_leave_out_a_single_label(
+    hostname: str, listen: str, dns: tuple[str, ...], ips: tuple[str, ...], base: str
+) -> None:
+    """RFC 5280 4.2.1.6: the server's certificate (and the intermediate's constraints)
+    carry only names pkilint accepts: a single-label hostname gives way to the listen
+    address, or to loopback when the server listens on every address."""
+    server = load_config(None, {"server.hostname": hostname, "server.listen": listen}).server
+    assert server.own_names == (dns, tuple(ipaddress.ip_address(a) for a in ips))
+    assert server.base_url == base
 
 
 def test_relative_paths_are_taken_from_the_config_files_directory(

@@ -113,6 +113,15 @@ class ValidationSupervisor:
             return entry.running if entry is not None else 0
         return sum(entry.running for entry in self._accounts.values())
 
+    def queued(self, account_id: str | None = None) -> int:
+        """Validations waiting for a slot (their challenge still processing), for one
+        account or all."""
+        if account_id is None:
+            entries = list(self._accounts.values())
+        else:
+            entries = [self._accounts[account_id]] if account_id in self._accounts else []
+        return sum(entry.users - entry.running for entry in entries)
+
     def submit(
         self, challenge_id: str, known: Known | None = None
     ) -> asyncio.Task[Challenge | None] | None:

@@ -28,7 +28,6 @@ from acme_ca.pki.hierarchy import (
 )
 from acme_ca.pki.keys import KeyType
 from acme_ca.pki.profiles import INTERMEDIATE_VALIDITY, name_constraints
-from acme_ca.validation.network import is_ip
 
 ROOT_KEY_TYPES = [KeyType.RSA4096.value, KeyType.RSA3072.value, KeyType.EC_P384.value]
 INTERMEDIATE_KEY_TYPES = [k.value for k in KeyType]
@@ -157,25 +156,25 @@ def default_spec(config: Config) -> HierarchySpec:
 
 
 def permitted_names(config: Config) -> tuple[str, ...]:
-    """The DNS name constraints: the allowed domains, plus the server's own name if outside them.
+    """The DNS name constraints: the allowed domains, plus the server's own DNS name if
+    outside them.
 
-    The server's TLS certificate comes from the intermediate, so its name must pass the
-    intermediate's constraints.
+    The server's TLS certificate comes from the intermediate, so its names must pass the
+    intermediate's constraints; a single-label hostname such as "localhost" is none of
+    them (ServerConfig.own_names says why), so it never reaches the constraints.
     """
     names = list(config.policy.allowed_domains)
-    host = config.server.hostname
-    if not is_ip(host) and not any(host == d or host.endswith("." + d) for d in names):
-        names.append(host)
+    for host in config.server.own_names[0]:
+        if not any(host == d or host.endswith("." + d) for d in names):
+            names.append(host)
     return tuple(names)
 
 
 def permitted_networks(config: Config) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """[policy] allowed_ip_networks, and the server's own listen address and IP hostname
-    (its TLS certificate comes from the intermediate too)."""
+    """[policy] allowed_ip_networks, and the server's own addresses (its TLS certificate
+    comes from the intermediate too)."""
     nets = list(config.policy.allowed_ip_networks)
-    for host in (config.server.listen_host, config.server.hostname):
-        if is_ip(host) and not ipaddress.ip_address(host).is_unspecified:
-            nets.append(ipaddress.ip_network(host))
+    nets += [ipaddress.ip_network(address) for address in config.server.own_names[1]]
     return tuple(dict.fromkeys(nets))
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import ipaddress
 import logging
 import signal
 import sys
@@ -153,23 +152,8 @@ class IssuerHolder:
         return changed
 
 
-def server_names(config: Config) -> tuple[tuple[str, ...], tuple[Any, ...]]:
-    """DNS names and IP addresses for the server's TLS certificate."""
-    dns: list[str] = []
-    ips: list[Any] = []
-    for host in (config.server.hostname, config.server.listen_host):
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            dns.append(host)
-            continue
-        if not address.is_unspecified:
-            ips.append(address)
-    return tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips))
-
-
 def server_tls(config: Config, store: Any, issuer: IssuerHolder) -> ServerTls:
-    dns, ips = server_names(config)
+    dns, ips = config.server.own_names
     return ServerTls(
         store=store,
         issuer=issuer,

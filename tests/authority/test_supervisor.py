@@ -6,14 +6,15 @@ validates in the background. The supervisor bounds how many validations run at o
 server-wide (max_in_flight) and per account (max_in_flight_per_account); the rest wait
 with their challenge still processing (queued, never failed for load). A flood from one
 account must neither exhaust the server nor starve other accounts. The validators are
-fakes that block until released; the store is a real in-memory SQLite store.
+fakes that block until released; the store is a real in-memory SQLite store. Tests wait
+for what the supervisor reports (running, queued) or for a validation's own event, never
+for a length of time (tests/waiting.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -28,6 +29,7 @@ from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.store import SqliteStore
 from acme_ca.validation.base import ValidationResult
 from tests.store.conftest import T0, make_account, make_authorization, make_order
+from tests.waiting import until, within
 
 LIFETIME = timedelta(days=30)
 Submit = Callable[[str, int], Awaitable[list[str]]]
@@ -40,9 +42,8 @@ class Gate:
     name's last label), and the peaks of both.
     """
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self) -> None:
         self.release = asyncio.Event()
-        self.delay = delay
         self.calls: list[str] = []
         self.running: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
@@ -62,8 +63,6 @@ class Gate:
         try:
             if identifier.value.startswith("slow"):
                 await self.release.wait()
-            if self.delay:
-                await asyncio.sleep(self.delay)
             return ValidationResult(None)
         finally:
             for key in (account, "*"):
@@ -122,7 +121,14 @@ async def statuses(store: SqliteStore, ids: list[str]) -> Counter[ChallengeStatu
 
 
 async def settle(sup: ValidationSupervisor) -> None:
-    await asyncio.wait_for(sup.wait_idle(), 2)
+    await within(sup.wait_idle(), "every validation to end")
+
+
+async def all_placed(sup: ValidationSupervisor, account: str | None, count: int) -> None:
+    """Until `count` validations of `account` (or all) run or wait for a slot: with the
+    slow ones blocked, nothing moves after that until the test releases them."""
+    await until(lambda: sup.running(account) + sup.queued(account) == count,
+                f"{count} validations hold or await a slot")
 
 
 async def test_a_flood_from_one_account_does_not_starve_another(
@@ -137,12 +143,11 @@ async def test_a_flood_from_one_account_does_not_starve_another(
     for challenge_id in flood:
         sup.submit(challenge_id)
     sup.submit(single)
-    started = time.monotonic()
-    await asyncio.wait_for(gate.finished("www.b").wait(), 1)
-    assert time.monotonic() - started < 1
-    await asyncio.sleep(0.05)  # let every queued task reach its slot if it could
+    # a's validations never end before the release: b's can end only if not starved
+    await within(gate.finished("www.b").wait(), "b's validation, beside a's flood")
+    await all_placed(sup, "a", 50)
     assert gate.peak["a"] == 4
-    assert sup.running("a") == 4
+    assert (sup.running("a"), sup.queued("a")) == (4, 46)
     assert sup.running() <= 8
     assert await statuses(store, flood) == Counter({ChallengeStatus.PROCESSING: 50})
     gate.release.set()
@@ -165,9 +170,9 @@ async def test_global_limit_holds_across_accounts(
     ]
     for challenge_id in ids:
         sup.submit(challenge_id)
-    await asyncio.sleep(0.05)
+    await all_placed(sup, None, 6)
     assert gate.peak["*"] == 3
-    assert sup.running() == 3
+    assert (sup.running(), sup.queued()) == (3, 3)
     gate.release.set()
     await settle(sup)
     assert gate.peak["*"] == 3
@@ -178,11 +183,14 @@ async def test_per_account_limit_applies_when_the_server_is_idle(
     store: SqliteStore, processing: Callable[..., Awaitable[list[str]]]
 ):
     """With free global slots, one account still runs at most its own limit at once."""
-    gate = Gate(delay=0.01)
+    gate = Gate()
     sup = supervisor(store, gate, max_in_flight=64, max_in_flight_per_account=2)
-    ids = await processing("a", [f"www{n}.a" for n in range(10)])
+    ids = await processing("a", [f"slow{n}.a" for n in range(10)])
     for challenge_id in ids:
         sup.submit(challenge_id)
+    await all_placed(sup, "a", 10)
+    assert (gate.peak["a"], sup.running("a"), sup.queued("a")) == (2, 2, 8)
+    gate.release.set()
     await settle(sup)
     assert gate.peak["a"] == 2
     assert len(gate.calls) == 10
@@ -192,30 +200,30 @@ async def test_per_account_limit_applies_when_the_server_is_idle(
 async def test_time_spent_queued_does_not_count_against_the_timeout(
     store: SqliteStore, processing: Callable[..., Awaitable[list[str]]]
 ):
-    """Three 0.1 s validations in one account's single slot: the last ends 0.3 s after
-    its submission, past timeout + grace, and is still valid."""
-    gate = Gate(delay=0.1)
-    sup = supervisor(store, gate, max_in_flight_per_account=1, timeout=0.1, grace=0.05)
-    ids = await processing("a", [f"www{n}.a" for n in range(3)])
-    started = time.monotonic()
+    """One account's single slot: two validations that ignore their deadline hold it in
+    turn until each is cancelled (timeout + grace), so the third waits twice that long
+    and still gets its whole time limit: it is valid, the two others invalid."""
+    gate = Gate()  # 'slow' names never finish on their own
+    sup = supervisor(store, gate, max_in_flight_per_account=1, timeout=0.05, grace=0.05)
+    ids = await processing("a", ["slow1.a", "slow2.a", "www.a"])
     for challenge_id in ids:
         sup.submit(challenge_id)
     await settle(sup)
-    assert time.monotonic() - started >= 0.3
-    assert await statuses(store, ids) == Counter({ChallengeStatus.VALID: 3})
+    assert [(await store.get_challenge(i)).status for i in ids] == [
+        ChallengeStatus.INVALID, ChallengeStatus.INVALID, ChallengeStatus.VALID]
+    assert gate.calls == ["slow1.a", "slow2.a", "www.a"]
 
 
 async def test_a_validator_that_ignores_its_deadline_is_cancelled(
     store: SqliteStore, processing: Callable[..., Awaitable[list[str]]]
 ):
-    """timeout + grace later the validation fails with a precise connection problem."""
+    """timeout + grace later the validation fails with a precise connection problem
+    (it never ends by itself: settle's deadline fails the test if it is not cancelled)."""
     gate = Gate()  # 'slow' names never finish on their own
     sup = supervisor(store, gate, timeout=0.05, grace=0.05)
     (challenge_id,) = await processing("a", ["slow.a"])
-    started = time.monotonic()
     sup.submit(challenge_id)
     await settle(sup)
-    assert time.monotonic() - started < 1
     challenge = await store.get_challenge(challenge_id)
     assert challenge.status is ChallengeStatus.INVALID
     assert challenge.error is not None
@@ -236,7 +244,8 @@ async def test_a_challenge_settled_while_queued_is_not_validated(
     first, queued = await processing("a", ["slow.a", "www.a"])
     sup.submit(first)
     sup.submit(queued)
-    await asyncio.sleep(0.05)
+    await all_placed(sup, "a", 2)
+    assert (sup.running("a"), sup.queued("a")) == (1, 1)
     await store.update_challenge(
         queued, expected=ChallengeStatus.PROCESSING, status=ChallengeStatus.INVALID
     )
@@ -254,7 +263,8 @@ async def test_close_leaves_queued_challenges_processing_for_resume(
     ids = await processing("a", [f"slow{n}.a" for n in range(5)])
     for challenge_id in ids:
         sup.submit(challenge_id)
-    await asyncio.sleep(0.05)
+    await all_placed(sup, "a", 5)
+    assert (sup.running("a"), sup.queued("a")) == (2, 3)
     await sup.close(grace=0.05)
     assert await statuses(store, ids) == Counter({ChallengeStatus.PROCESSING: 5})
     assert sup.running() == 0

@@ -69,10 +69,11 @@ def test_init_creates_the_hierarchy_and_says_where_the_root_key_is(
         load_key(root_key, None)
     assert load_key(root_key, ROOT_PASS.encode()).public_key() == root.public_key()
     assert root.subject.rfc4514_string() == "CN=BlueRobin Root CA,O=BlueRobin,C=US"
-    # The intermediate is limited to the policy's domains plus the server's own names.
+    # The intermediate is limited to the policy's domains plus the server's own names:
+    # its loopback address, never the single label "localhost" (ServerConfig.own_names).
     permitted = inter.extensions.get_extension_for_class(x509.NameConstraints).value
     names = [str(n.value) for n in permitted.permitted_subtrees]
-    assert names == ["bluerobin.local", "localhost", "127.0.0.1/32"]
+    assert names == ["bluerobin.local", "127.0.0.1/32"]
 
 
 def test_init_with_the_passphrase_in_the_environment(

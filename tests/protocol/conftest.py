@@ -35,13 +35,13 @@ class ServedValidator:
 
     served: dict[str, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
-    delay: float = 0.0  # seconds each validation takes
+    hold: asyncio.Event | None = None  # when set here, validations wait for it
 
     async def validate(self, identifier: Identifier, token: str,
                        key_authorization: str) -> ValidationResult:
         self.calls.append(identifier.value)
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        if self.hold is not None:
+            await self.hold.wait()
         body = self.served.get(token)
         if body == key_authorization:
             return ValidationResult(problem=None, records=())

@@ -14,6 +14,7 @@ from tests.acme_client import AcmeTestClient
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import assert_problem, finalize, ready_order, registered
 from tests.protocol.test_issuance_flow import issue
+from tests.waiting import within
 
 NAME = "web.bluerobin.local"
 
@@ -48,18 +49,19 @@ async def test_challenge_response_processing_then_valid(
     """RFC 8555 7.5.1: POST {} to the challenge starts validation; while it runs the
     answer is the challenge, "processing", with the posted "url", Link rel="up" to its
     authorization and Retry-After; once done, the same POST shows it valid."""
-    monkeypatch.setattr(authorizations, "ANSWER_WITHIN", 0.01)
-    server.validator.delay = 0.2
+    monkeypatch.setattr(authorizations, "ANSWER_WITHIN", 0.01)  # not to wait long for it
+    server.validator.hold = asyncio.Event()  # the validation runs until released
     client = await registered(server)
     authz_url, authz, _ = await pending_authz(client)
     challenge = authz["challenges"][0]
     server.validator.served[challenge["token"]] = client.key_authorization(challenge["token"])
-    started = await client.post(challenge["url"], {})
+    started = await within(client.post(challenge["url"], {}), "the answer, before the end")
     assert started.status == 200, started.body
     doc = started.json()
     assert doc["status"] == "processing" and doc["url"] == challenge["url"]
     assert up_links(started) == [f'<{authz_url}>;rel="up"']
     assert started.headers["Retry-After"] == "1"
+    server.validator.hold.set()
     await server.settle()
     again = await client.post(challenge["url"], {})
     assert again.status == 200 and again.json()["status"] == "valid"

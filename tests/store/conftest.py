@@ -6,7 +6,10 @@ Fixture names differ from the ones tests/store/test_sqlite.py declares for itsel
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +28,7 @@ from acme_ca.domain.models import (
     OrderStatus,
 )
 from acme_ca.store import SqliteStore
+from acme_ca.store.sqlite_connection import Connection
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 ACCOUNT = "acct-1"
@@ -128,3 +132,35 @@ async def memory_store() -> AsyncIterator[SqliteStore]:
         yield await with_accounts(opened)
     finally:
         await opened.close()
+
+
+def waits_in_thread(conn: Connection, also: Callable[[str], None] | None = None
+                    ) -> asyncio.Event:
+    """An event set once `conn` runs a statement other than COMMIT off the event loop's
+    thread: a call that met another process's lock and now waits for it in the
+    connection's thread (Connection.without_sleeping). `also`: a trace callback to keep
+    (SQLite keeps one per connection).
+
+    Call it before the connection's thread has anything to do; the callback stays until
+    the connection closes. Setting a trace callback while the thread runs a statement
+    deadlocks: the setter waits for the connection's mutex holding the GIL, which the
+    thread's callback needs."""
+    loop = asyncio.get_running_loop()
+    event = asyncio.Event()
+    loop_thread = threading.get_ident()
+
+    def trace(sql: str) -> None:
+        if also is not None:
+            also(sql)
+        if threading.get_ident() != loop_thread and sql.strip().upper() != "COMMIT":
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(event.set)
+
+    conn._raw.set_trace_callback(trace)
+    return event
+
+
+async def thread_idle(conn: Connection) -> None:
+    """Return once every call handed to `conn`'s thread has ended: its one thread runs
+    them in order, so a no-op handed to it now runs after all of them."""
+    await conn.in_thread(lambda raw: None)

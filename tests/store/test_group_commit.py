@@ -1,5 +1,9 @@
 """Group commit (store/sqlite_commits.py): concurrent writers share one durable COMMIT,
-and each still gets all-or-nothing, durable, compare-and-set semantics."""
+and each still gets all-or-nothing, durable, compare-and-set semantics.
+
+Another process's write lock (a second sqlite3 connection in BEGIN IMMEDIATE) makes
+writers queue; tests wait for the committer to wait in its thread (waits_in_thread)
+and for the queue to hold the writers, never for a length of time."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,8 +19,9 @@ import pytest
 from acme_ca.domain.models import AccountStatus, OrderStatus
 from acme_ca.errors import Conflict, NotFound, StoreError
 from acme_ca.store import SqliteStore
-from tests.store.conftest import make_account, make_order
+from tests.store.conftest import make_account, make_order, thread_idle, waits_in_thread
 from tests.store.test_sqlite_acme import reservation
+from tests.waiting import until, within
 
 
 def count_commits(store: SqliteStore) -> list[str]:
@@ -40,6 +45,11 @@ def fail_commits(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
         return real_execute(sql, params)  # type: ignore[arg-type]
 
     monkeypatch.setattr(writer, "execute", failing_commit)
+
+
+def queued(store: SqliteStore, count: int) -> Callable[[], bool]:
+    """Whether `count` writers wait in the group commit's queue."""
+    return lambda: len(store._commits._queue) == count
 
 
 def committed_ids(db_file: Path) -> set[str]:
@@ -115,13 +125,14 @@ async def test_a_writer_waits_for_another_process_holding_the_write_lock(
     other = sqlite3.connect(db_file, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
+        waiting = waits_in_thread(acme_store._connections.writer)
         write = asyncio.create_task(
             acme_store.create_account(make_account("waited", thumbprint="t-waited")))
-        await asyncio.sleep(0.2)
+        await within(waiting.wait(), "the committer to wait for the lock in its thread")
         assert not write.done()
         assert (await acme_store.get_account("acct-1")).id == "acct-1"  # reads go on
         other.execute("COMMIT")
-        assert (await asyncio.wait_for(write, 5)).id == "waited"
+        assert (await within(write, "the write, once the lock is free")).id == "waited"
     finally:
         other.close()
 
@@ -132,15 +143,16 @@ async def test_a_writer_cancelled_before_its_turn_writes_nothing(
     other = sqlite3.connect(db_file, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
+        waiting = waits_in_thread(acme_store._connections.writer)
         first = asyncio.create_task(
             acme_store.create_account(make_account("first", thumbprint="t-first")))
-        await asyncio.sleep(0.05)  # the committer is waiting for the lock with `first`
+        await within(waiting.wait(), "the committer to wait for the lock with `first`")
         second = asyncio.create_task(
             acme_store.create_account(make_account("second", thumbprint="t-second")))
-        await asyncio.sleep(0.05)
+        await until(queued(acme_store, 2), "`second` to queue behind `first`")
         second.cancel()
         other.execute("COMMIT")
-        assert (await asyncio.wait_for(first, 5)).id == "first"
+        assert (await within(first, "`first`, once the lock is free")).id == "first"
         with pytest.raises(asyncio.CancelledError):
             await second
     finally:
@@ -174,12 +186,12 @@ async def test_a_transaction_sqlite_rolls_back_fails_the_whole_batch_and_no_more
         other.execute("BEGIN IMMEDIATE")  # so that the three below queue into one batch
         first = asyncio.create_task(
             acme_store.create_account(make_account("first", thumbprint="t-first")))
-        await asyncio.sleep(0.05)
+        await until(queued(acme_store, 1), "`first` to queue")
         breaker = asyncio.create_task(acme_store._transaction(ends_the_transaction))
-        await asyncio.sleep(0)
+        await until(queued(acme_store, 2), "the breaker to queue")
         after = asyncio.create_task(
             acme_store.create_account(make_account("after", thumbprint="t-after")))
-        await asyncio.sleep(0.05)
+        await until(queued(acme_store, 3), "`after` to queue")
         other.execute("COMMIT")
         results = await asyncio.gather(first, breaker, after, return_exceptions=True)
     finally:
@@ -194,11 +206,22 @@ async def test_a_writer_that_loses_to_another_of_its_batch_hears_so_after_the_co
 ):
     """RFC 8555 7.4: of two finalizes in one batch, the loser's Conflict comes once the
     winner's change is committed, so what the loser reads next shows it (processing),
-    not the state before (ready)."""
+    not the state before (ready). While the batch's COMMIT is under way (in the
+    connection's thread) the loop runs every task that is ready: a loser told too
+    early would have read the order by then."""
     await acme_store.create_order(make_order("o", [], status=OrderStatus.READY), [])
     seen: list[OrderStatus] = []
-    acme_store._connections.writer._raw.set_trace_callback(
-        lambda sql: time.sleep(0.2) if sql.strip().upper() == "COMMIT" else None)  # slow fsync
+    seen_during_commit: list[list[OrderStatus]] = []
+    loop = asyncio.get_running_loop()
+
+    async def look() -> list[OrderStatus]:
+        for _ in range(20):  # steps of the loop, no wall clock: each ready task runs
+            await asyncio.sleep(0)
+        return list(seen)
+
+    def during_commit(sql: str) -> None:
+        if sql.strip().upper() == "COMMIT":  # in the thread, before the COMMIT runs
+            seen_during_commit.append(asyncio.run_coroutine_threadsafe(look(), loop).result(5))
 
     async def finalize(serial: str) -> None:
         try:
@@ -206,15 +229,18 @@ async def test_a_writer_that_loses_to_another_of_its_batch_hears_so_after_the_co
         except Conflict:
             seen.append((await acme_store.get_order("o")).status)
 
+    # set while the connection's thread is idle (see waits_in_thread)
+    acme_store._connections.writer._raw.set_trace_callback(during_commit)
     other = sqlite3.connect(db_file, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # both queue into one batch
         tasks = [asyncio.create_task(finalize(serial)) for serial in ("0a", "0b")]
-        await asyncio.sleep(0.05)
+        await until(queued(acme_store, 2), "both finalizes to queue")
         other.execute("COMMIT")
-        await asyncio.gather(*tasks)
+        await within(asyncio.gather(*tasks), "both finalizes")
     finally:
         other.close()
+    assert seen_during_commit == [[]]  # nobody heard anything before the COMMIT ended
     assert seen == [OrderStatus.PROCESSING]
 
 
@@ -242,21 +268,28 @@ async def test_cancelling_close_during_a_commit_lets_the_commit_finish_and_tell_
     finishes closing."""
     store = await SqliteStore.open(db_file)
     threads: dict[str, set[str]] = {"COMMIT": set(), "ROLLBACK": set()}
+    loop = asyncio.get_running_loop()
+    committing, disk = asyncio.Event(), threading.Event()
 
     def trace(sql: str) -> None:
         statement = sql.strip().upper()
         if statement in threads:
             threads[statement].add(threading.current_thread().name)
-            if statement == "COMMIT":
-                time.sleep(0.3)  # a slow fsync
+            if statement == "COMMIT":  # a slow fsync, that ends when the test says
+                loop.call_soon_threadsafe(committing.set)
+                disk.wait(10)
 
     store._connections.writer._raw.set_trace_callback(trace)
     write = asyncio.create_task(store.create_account(make_account("x", thumbprint="t-x")))
-    await asyncio.sleep(0)
     closing = asyncio.create_task(store.close())
-    await asyncio.sleep(0.1)  # COMMIT is running in the connection's thread
-    closing.cancel()
-    created, cancelled = await asyncio.gather(write, closing, return_exceptions=True)
+    try:
+        await within(committing.wait(), "the COMMIT to start in the connection's thread")
+        closing.cancel()
+        await within(asyncio.wait({closing}), "the close to end, cancelled")
+    finally:
+        disk.set()
+    created, cancelled = await within(asyncio.gather(write, closing, return_exceptions=True),
+                                      "the write and the close")
     assert getattr(created, "id", None) == "x", created
     assert isinstance(cancelled, asyncio.CancelledError)
     assert threads["ROLLBACK"] == set()
@@ -267,18 +300,20 @@ async def test_cancelling_close_during_a_commit_lets_the_commit_finish_and_tell_
 
 async def test_cancelled_while_waiting_for_the_lock_leaves_no_lock_behind(db_file: Path):
     store = await SqliteStore.open(db_file)
+    writer = store._connections.writer
     other = sqlite3.connect(db_file, isolation_level=None, timeout=0.5)
     try:
         other.execute("BEGIN IMMEDIATE")  # another process is writing
+        waiting = waits_in_thread(writer)
         write = asyncio.create_task(
             store.create_account(make_account("x", thumbprint="t-x")))
-        await asyncio.sleep(0.05)  # the committer polls for the lock in the thread
+        await within(waiting.wait(), "the committer to poll for the lock in its thread")
         store._commits._committer.cancel()  # type: ignore[union-attr]
         with pytest.raises(StoreError):
             await write
         other.execute("COMMIT")
-        await asyncio.sleep(0.05)
-        assert not store._connections.writer.in_transaction
+        await thread_idle(writer)  # a wait left running would hold the lock by now
+        assert not writer.in_transaction
         other.execute("BEGIN IMMEDIATE")  # the lock is free for others
         other.execute("COMMIT")
     finally:

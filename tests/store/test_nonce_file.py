@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import sqlite3
-import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +15,8 @@ import pytest
 from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import SqliteStore
 from acme_ca.store.sqlite_open import nonce_path
-from tests.store.conftest import T0
+from tests.store.conftest import T0, thread_idle, waits_in_thread
+from tests.waiting import until, within
 
 LATER = T0 + timedelta(minutes=5)
 
@@ -27,31 +25,21 @@ async def test_a_nonce_lock_held_by_another_process_never_stalls_the_event_loop(
     acme_store: SqliteStore, db_file: Path
 ):
     """Another worker in the middle of a nonce write: the store waits for it in the
-    nonce connection's thread; the loop goes on serving."""
-    other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None,
-                            check_same_thread=False)
-    ticks: list[float] = []
-
-    async def ticker() -> None:
-        while True:
-            ticks.append(time.monotonic())
-            await asyncio.sleep(0.01)
-
-    beat = asyncio.create_task(ticker())
+    nonce connection's thread; the loop goes on serving (this test runs on it, and so
+    does a read), and the write ends once the lock is free."""
+    other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-        await asyncio.sleep(0.05)
-        threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
-        started = time.monotonic()
-        await acme_store.add_nonce("a", LATER)
-        waited = time.monotonic() - started
+        waiting = waits_in_thread(acme_store._connections.nonces)
+        write = asyncio.create_task(acme_store.add_nonce("a", LATER))
+        await within(waiting.wait(), "the nonce write to wait in its thread")
+        assert (await acme_store.get_account("acct-1")).id == "acct-1"  # loop serves
+        assert not write.done()  # it did wait for the lock
+        other.execute("COMMIT")
+        await within(write, "the nonce write, once the lock is free")
         await acme_store.add_nonces(["b", "c"], LATER)
-        await asyncio.sleep(0.05)
     finally:
-        beat.cancel()
         other.close()
-    assert waited >= 0.4  # it did wait for the lock ...
-    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.1  # ... off the loop
     assert [await acme_store.consume_nonce(n, T0) for n in "abc"] == [True] * 3
 
 
@@ -130,15 +118,17 @@ async def test_a_nonce_call_cancelled_while_it_waits_for_the_lock_stops_waiting_
     """The thread's wait is cut short and awaited before the cancellation goes on, so the
     loop and the thread never use the nonce connection at once; nothing half-done stays."""
     other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None)
+    nonces = acme_store._connections.nonces
     try:
         other.execute("BEGIN IMMEDIATE")
+        in_thread = waits_in_thread(nonces)
         waiting = asyncio.create_task(acme_store.add_nonce("a", LATER))
-        await asyncio.sleep(0.05)  # in the connection's thread, polling for the lock
+        await within(in_thread.wait(), "the nonce write to wait in its thread")
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
         other.execute("COMMIT")
-        await asyncio.sleep(0.05)  # time enough for a wait left running to insert "a"
+        await thread_idle(nonces)  # a wait left running would have inserted "a" by now
     finally:
         other.close()
     await acme_store.add_nonce("b", LATER)
@@ -172,20 +162,39 @@ async def test_a_full_disk_is_reported_as_such_for_a_batch_of_nonces(db_file: Pa
         await store.close()
 
 
+class CountedLock(asyncio.Lock):
+    """A connection's lock for calls that wait in its thread, counting who asks for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    async def acquire(self) -> bool:
+        self.asked += 1
+        return await super().acquire()
+
+
 async def test_closing_lets_a_nonce_call_waiting_for_a_lock_end_first(db_file: Path):
+    """A close that arrives while one nonce call waits in the thread for another
+    process's lock, and a second call waits for the first: both calls end (in order),
+    then the connection closes."""
     store = await SqliteStore.open(db_file)
-    other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None,
-                            check_same_thread=False)
+    nonces = store._connections.nonces
+    lock = nonces._waiting = CountedLock()
+    other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
+        in_thread = waits_in_thread(nonces)
         first = asyncio.create_task(store.add_nonce("x", LATER))
-        await asyncio.sleep(0.05)
+        await within(in_thread.wait(), "the first call to wait in the thread")
         second = asyncio.create_task(store.add_nonce("y", LATER))
-        await asyncio.sleep(0.05)
-        threading.Timer(0.2, lambda: other.execute("COMMIT")).start()
-        await store.close()
-        results = await asyncio.gather(first, second, return_exceptions=True)
+        await until(lambda: lock.asked == 2, "the second call to wait for the first")
+        closing = asyncio.create_task(store.close())
+        await until(lambda: lock.asked == 3, "the close to queue behind both calls")
+        other.execute("COMMIT")
+        results = await within(asyncio.gather(first, second, closing,
+                                              return_exceptions=True), "all three")
     finally:
         other.close()
-    assert results[0] is None  # it got the lock and ended before the close
-    assert results[1] is None or isinstance(results[1], StoreError), results
+    assert results == [None, None, None]  # both calls ended before the close
+    assert nonces._closed
