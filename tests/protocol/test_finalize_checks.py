@@ -181,3 +181,27 @@ async def test_window_after_the_intermediate_expires_is_refused(server: AcmeServ
     response = await client.new_order(NAME, notBefore=rfc3339(start),
                                       notAfter=rfc3339(start + timedelta(days=1)))
     assert_problem(response, 400, "malformed")
+
+
+async def test_certificate_never_starts_days_before_it_is_signed(server: AcmeServer) -> None:
+    """RFC 8555 7.1.3 (notBefore) and 7.4: an order created with notBefore = now,
+    validated nearly 7 days later and finalized 3 hours after that. Its certificate
+    starts at most [policy] backdate (1 minute) before it was signed, not 7 days back,
+    before the identifier was even validated; it lasts the default 7 days from there."""
+    client = await registered(server)
+    created_at = server.clock.now().replace(microsecond=0)
+    created = await client.new_order(NAME, notBefore=rfc3339(created_at))
+    assert created.status == 201, created.body
+    server.clock.advance(timedelta(days=6, hours=20))
+    client.nonce = None  # the cached nonce expired with the clock (RFC 8555 6.5)
+    validated_at = server.clock.now()
+    await authorize(server, client, created.json())
+    server.clock.advance(timedelta(hours=3))
+    client.nonce = None
+    signed_at = server.clock.now().replace(microsecond=0)
+    response, _ = await finalize(client, created.json(), NAME)
+    assert response.status == 200, response.body
+    leaf = leaf_of((await client.post(response.json()["certificate"])).body)
+    assert leaf.not_valid_before_utc > validated_at
+    assert leaf.not_valid_before_utc >= signed_at - timedelta(minutes=1)
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=7)
