@@ -56,6 +56,23 @@ def check_public_key(key: PublicKey) -> None:
     raise PkiError(f"{describe_key(key)} keys are not allowed: use RSA or ECDSA")
 
 
+def _common_name(csr: x509.CertificateSigningRequest) -> str | None:
+    """The subject's first common name, or None; PkiError for a subject that cannot be
+    read (a CN of invalid UTF-8 in a UTF8String, a TeletexString that is not ASCII, a
+    BIT STRING: cryptography raises ValueError or TypeError) or a CN that is no string."""
+    try:
+        with warnings.catch_warnings():  # cryptography warns of a CN over 64 characters:
+            warnings.simplefilter("ignore", UserWarning)  # it is read; the caller decides
+            cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except (ValueError, TypeError) as exc:
+        raise PkiError(f"the CSR subject is malformed: {exc}") from None
+    if not cns:
+        return None
+    if not isinstance(cns[0].value, str):
+        raise PkiError("the CSR subject's common name is not a string")
+    return cns[0].value.lower().rstrip(".")
+
+
 def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True,
              blocked_keys: Collection[bytes] = frozenset()) -> CsrContents:
     """Check the self-signature and key, and collect the requested names.
@@ -96,10 +113,7 @@ def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True,
                     f"the CSR asks for a {type(name).__name__} name; "
                     "only DNS names and IP addresses are allowed"
                 )
-    with warnings.catch_warnings():  # cryptography warns of a CN over 64 characters:
-        warnings.simplefilter("ignore", UserWarning)  # it is read; the caller decides
-        cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    common_name = str(cns[0].value).lower().rstrip(".") if cns else None
+    common_name = _common_name(csr)
     if common_name and cn_as_san and common_name not in dns and not san:
         try:
             ips.append(ipaddress.ip_address(common_name))

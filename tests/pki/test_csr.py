@@ -13,6 +13,7 @@ from cryptography.x509.oid import NameOID
 
 from acme_ca.errors import PkiError
 from acme_ca.pki.csr import MAX_CSR_BYTES, MAX_NAMES, load_csr, read_csr
+from tests import der
 
 MakeCsr = Callable[..., x509.CertificateSigningRequest]
 
@@ -166,3 +167,22 @@ def test_at_most_max_names(make_csr: MakeCsr) -> None:
     assert len(read_csr(make_csr(*names[:MAX_NAMES])).dns_names) == MAX_NAMES
     with pytest.raises(PkiError, match=f"asks for {MAX_NAMES + 1} names; at most {MAX_NAMES}"):
         read_csr(make_csr(*names))
+
+
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [
+        (b"\xff\xfeweb.bluerobin.local", der.UTF8_STRING),
+        ("wéb.bluerobin.local".encode("latin-1"), der.TELETEX_STRING),
+        (b"\x00web.bluerobin.local", der.BIT_STRING),
+    ],
+    ids=["utf8-invalid", "teletex-latin1", "bit-string"],
+)
+def test_an_unreadable_subject_is_a_pki_error(value: bytes, tag: int) -> None:
+    """RFC 5280 4.1.2.6 (the subject's DirectoryString) and RFC 8555 7.4 (badCSR): a
+    common name that is not valid text of its string type, or not a string at all, is
+    refused like any other malformed CSR, never an unhandled exception."""
+    csr = load_csr(der.csr(der.subject(value, tag), der.dns_sans("web.bluerobin.local")))
+    with pytest.raises(PkiError, match="subject"):
+        read_csr(csr)
+

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from tests import der
 from tests.acme_client import b64
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
@@ -205,3 +206,15 @@ async def test_certificate_never_starts_days_before_it_is_signed(server: AcmeSer
     assert leaf.not_valid_before_utc > validated_at
     assert leaf.not_valid_before_utc >= signed_at - timedelta(minutes=1)
     assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=7)
+
+
+async def test_a_common_name_that_is_not_text_is_bad_csr(server: AcmeServer) -> None:
+    """RFC 8555 7.4 (badCSR) and RFC 5280 4.1.2.6: a CSR whose common name is a
+    UTF8String of invalid UTF-8 is refused as badCSR, not a 500, and the order stays
+    ready."""
+    client = await registered(server)
+    order, url = await ready_order(server, client, NAME)
+    bad = der.csr(der.subject(b"\xff\xfeweb", der.UTF8_STRING), der.dns_sans(NAME))
+    response = await client.post(order["finalize"], {"csr": b64(bad)})
+    assert_problem(response, 400, "badCSR")
+    assert (await client.post(url)).json()["status"] == "ready"
