@@ -70,7 +70,24 @@ def _common_name(csr: x509.CertificateSigningRequest) -> str | None:
         return None
     if not isinstance(cns[0].value, str):
         raise PkiError("the CSR subject's common name is not a string")
-    return cns[0].value.lower().rstrip(".")
+    return _name(cns[0].value, "common name")
+
+
+def _name(value: str, what: str) -> str:
+    """A dNSName or common name as compared: ASCII, lowercased, no trailing dot.
+
+    RFC 5280 4.2.1.6: a dNSName is an IA5String in the preferred name syntax, with
+    internationalised names as A-labels. Unicode case folding would turn other names
+    into ours (KELVIN SIGN "\u212a" lowercases to "k"), so a name that is not ASCII is
+    refused, not folded; a trailing dot is refused as newOrder refuses it
+    (``authority.policy.normalize_dns_name``), not stripped.
+    """
+    if not value.isascii():
+        raise PkiError(f"the CSR {what} {value!r} is not ASCII: write an internationalised "
+                       "name as its A-label (xn--...)")
+    if value.endswith("."):
+        raise PkiError(f"the CSR {what} {value!r} ends in a dot: give the name without it")
+    return value.lower()
 
 
 def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True,
@@ -80,7 +97,8 @@ def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True,
     The key must be allowed (check_public_key) and not weak (goodkey: not in
     `blocked_keys`, the [policy] blocklist, and no easily factored RSA modulus).
 
-    Names are lowercased and de-duplicated in order. A CSR with a common name but no
+    Names must be ASCII without a trailing dot (``_name``), and are lowercased and
+    de-duplicated in order. A CSR with a common name but no
     SAN (the guide's postgres.csr) gets the CN as its one SAN when `cn_as_san`.
     """
     try:
@@ -103,7 +121,7 @@ def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True,
     if san is not None:
         for name in san:
             if isinstance(name, x509.DNSName):
-                dns.append(name.value.lower().rstrip("."))
+                dns.append(_name(name.value, "dNSName"))
             elif isinstance(name, x509.IPAddress) and not isinstance(
                 name.value, ipaddress.IPv4Network | ipaddress.IPv6Network
             ):

@@ -93,7 +93,6 @@ def test_dns_names_are_lowercased_and_deduplicated_in_order(make_csr: MakeCsr) -
     csr = make_csr(
         "WWW.BlueRobin.local",
         "api.bluerobin.local",
-        "www.bluerobin.local.",
         "www.bluerobin.local",
         extra=(
             x509.IPAddress(ipaddress.ip_address("10.0.0.5")),
@@ -186,3 +185,30 @@ def test_an_unreadable_subject_is_a_pki_error(value: bytes, tag: int) -> None:
     with pytest.raises(PkiError, match="subject"):
         read_csr(csr)
 
+
+@pytest.mark.parametrize(
+    ("sans", "cn"),
+    [
+        (("\u212a.bluerobin.local",), None),  # KELVIN SIGN: lower() makes it "k"
+        (("k.bluerobin.local",), "\u212a.bluerobin.local"),
+        (("bücher.bluerobin.local",), None),
+    ],
+    ids=["kelvin-san", "kelvin-cn", "u-label-san"],
+)
+def test_names_that_are_not_ascii_are_refused(sans: tuple[str, ...], cn: str | None) -> None:
+    """RFC 5280 4.2.1.6 (a dNSName is an IA5String in the preferred name syntax;
+    internationalised names as A-labels, RFC 5890) and RFC 8555 7.4: a name that is not
+    ASCII is badCSR, never folded by Unicode case rules into another name."""
+    csr = load_csr(der.csr(der.subject(cn), der.dns_sans(*sans)))
+    with pytest.raises(PkiError, match="not ASCII"):
+        read_csr(csr)
+
+
+@pytest.mark.parametrize("name", ["web.bluerobin.local.", "web.bluerobin.local.."])
+def test_names_ending_in_a_dot_are_refused(name: str) -> None:
+    """RFC 5280 4.2.1.6 (the preferred name syntax has no trailing dot) and RFC 8555
+    7.1.4, as newOrder refuses an identifier ending in a dot: badCSR, not stripped."""
+    with pytest.raises(PkiError, match="ends in a dot"):
+        read_csr(load_csr(der.csr(der.subject(None), der.dns_sans(name))))
+    with pytest.raises(PkiError, match="ends in a dot"):
+        read_csr(load_csr(der.csr(der.subject(name))))

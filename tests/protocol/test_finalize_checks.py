@@ -218,3 +218,15 @@ async def test_a_common_name_that_is_not_text_is_bad_csr(server: AcmeServer) -> 
     response = await client.post(order["finalize"], {"csr": b64(bad)})
     assert_problem(response, 400, "badCSR")
     assert (await client.post(url)).json()["status"] == "ready"
+
+
+async def test_a_name_folded_from_unicode_is_bad_csr(server: AcmeServer) -> None:
+    """RFC 5280 4.2.1.6 (a dNSName is IA5String, ASCII) and RFC 8555 7.4: a dNSName
+    "\u212a.bluerobin.local" (KELVIN SIGN) is not the order's k.bluerobin.local, though
+    Unicode lower() makes it so: badCSR, the order stays ready."""
+    client = await registered(server)
+    order, url = await ready_order(server, client, "k.bluerobin.local")
+    kelvin = der.csr(der.subject(None), der.dns_sans("\u212a.bluerobin.local"))
+    response = await client.post(order["finalize"], {"csr": b64(kelvin)})
+    assert_problem(response, 400, "badCSR")
+    assert (await client.post(url)).json()["status"] == "ready"
