@@ -230,3 +230,17 @@ async def test_a_name_folded_from_unicode_is_bad_csr(server: AcmeServer) -> None
     response = await client.post(order["finalize"], {"csr": b64(kelvin)})
     assert_problem(response, 400, "badCSR")
     assert (await client.post(url)).json()["status"] == "ready"
+
+
+async def test_refinalize_with_a_key_nobody_knows_is_order_not_ready(
+        server: AcmeServer) -> None:
+    """RFC 8555 7.4 (orderNotReady for an order that is not ready): a finalize of a
+    valid order whose CSR key is of an algorithm cryptography cannot load (GOST R
+    34.10-2001) is not the same key as the certificate's, so orderNotReady, not a 500."""
+    client = await registered(server)
+    order, _ = await ready_order(server, client, NAME)
+    response, _ = await finalize(client, order, NAME)
+    assert response.status == 200, response.body
+    unknown = der.csr(der.subject(None), spki=der.unknown_key_spki())
+    response = await client.post(order["finalize"], {"csr": b64(unknown)})
+    assert_problem(response, 403, "orderNotReady")
