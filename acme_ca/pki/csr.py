@@ -30,16 +30,19 @@ class CsrContents:
     common_name: str | None
 
 
-def load_csr(data: bytes) -> x509.CertificateSigningRequest:
-    """A PEM or DER CSR; PkiError for anything else."""
+def load_csr(data: bytes, *, allow_pem: bool = False) -> x509.CertificateSigningRequest:
+    """A DER CSR, or with `allow_pem` (a file for sign-csr) a PEM one too; PkiError for
+    anything else. ACME takes DER alone: the finalize "csr" field is the base64url of
+    the DER CSR (RFC 8555 7.4)."""
     if len(data) > MAX_CSR_BYTES:
         raise PkiError(f"the CSR is larger than {MAX_CSR_BYTES} bytes")
     try:
-        if b"-----BEGIN" in data:
+        if allow_pem and b"-----BEGIN" in data:
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
     except ValueError:
-        raise PkiError("not a readable certificate signing request (PEM or DER)") from None
+        encodings = "PEM or DER" if allow_pem else "DER"
+        raise PkiError(f"not a readable certificate signing request ({encodings})") from None
 
 
 def check_public_key(key: PublicKey) -> None:

@@ -19,9 +19,20 @@ MakeCsr = Callable[..., x509.CertificateSigningRequest]
 
 
 def test_pem_and_der_load_the_same_csr(make_csr: MakeCsr) -> None:
+    """sign-csr reads a file in either encoding (allow_pem)."""
     csr = make_csr("www.bluerobin.local")
-    assert load_csr(csr.public_bytes(Encoding.PEM)) == csr
+    assert load_csr(csr.public_bytes(Encoding.PEM), allow_pem=True) == csr
+    assert load_csr(csr.public_bytes(Encoding.DER), allow_pem=True) == csr
+
+
+def test_pem_only_when_allowed(make_csr: MakeCsr) -> None:
+    """RFC 8555 7.4: the finalize "csr" field is the base64url of the DER CSR, so the
+    ACME path takes DER alone; PEM, with or without text before it, is refused."""
+    csr = make_csr("www.bluerobin.local")
     assert load_csr(csr.public_bytes(Encoding.DER)) == csr
+    for data in (csr.public_bytes(Encoding.PEM), b"junk\n" + csr.public_bytes(Encoding.PEM)):
+        with pytest.raises(PkiError, match="not a readable certificate signing request"):
+            load_csr(data)
 
 
 @pytest.mark.parametrize(

@@ -244,3 +244,15 @@ async def test_refinalize_with_a_key_nobody_knows_is_order_not_ready(
     unknown = der.csr(der.subject(None), spki=der.unknown_key_spki())
     response = await client.post(order["finalize"], {"csr": b64(unknown)})
     assert_problem(response, 403, "orderNotReady")
+
+
+async def test_a_pem_csr_is_bad_csr(server: AcmeServer) -> None:
+    """RFC 8555 7.4: "csr" is the base64url encoding of the DER CSR. The base64url of a
+    PEM CSR, with text before it or not, is badCSR, and the order stays ready."""
+    client = await registered(server)
+    order, url = await ready_order(server, client, NAME)
+    pem = x509.load_der_x509_csr(csr(dns=[NAME])).public_bytes(Encoding.PEM)
+    for body in (pem, b"garbage before\n" + pem):
+        response = await client.post(order["finalize"], {"csr": b64(body)})
+        assert_problem(response, 400, "badCSR")
+    assert (await client.post(url)).json()["status"] == "ready"
