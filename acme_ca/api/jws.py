@@ -133,6 +133,12 @@ def parse_jwk(obj: Mapping[str, Any]) -> AccountKey:
             _b64decode(obj.get(name), f"JWK member {name!r}")
         except AcmeProblem as problem:
             raise _bad_key(problem.detail) from None
+    if kty == "RSA":  # RFC 7518 6.3.1 and 2: Base64urlUInt, the minimum number of octets
+        for name in names:
+            raw = _b64decode(obj[name], f"JWK member {name!r}")
+            if len(raw) > 1 and raw[0] == 0:
+                raise _bad_key(f"JWK member {name!r} has a leading zero octet: RFC 7518 "
+                               "6.3.1 wants the minimum number of octets")
     members = {k: obj[k] for k in ("kty", "crv", *names) if k in obj}
     try:
         parsed = jose_jwk.JWK.from_json(members)

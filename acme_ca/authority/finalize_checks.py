@@ -16,14 +16,19 @@ Decisions (docs/security.md, "CSR identifiers compared as (type, value)" and
   Boulder does, the certificate leaves it out and names the subject by its
   subjectAltName alone (critical then, RFC 5280 4.2.1.6). Refusing would make names of
   65 to 253 characters unissuable for clients that copy the first name into the CN.
-- A client's notAfter (7.1.3) fixes the end; without a notBefore the backdate is taken
-  from inside the window, never added to it, so the lifetime stays within
-  ``[policy] max_validity`` (as for default windows: the backdate counts inside).
-- A window that still cannot be signed (ends before it begins or before now, e.g. the
-  intermediate expires first, or longer than a since-lowered max_validity) is
-  malformed, as Boulder answers notBefore/notAfter it will not honour; the order stays
-  ready. An order whose requested notAfter has passed is invalid before it gets here
-  (``OrderService.refresh``).
+- A client's notBefore (7.1.3) is kept as given, with no backdate added to it, but a
+  certificate never starts before now - backdate: an order created with notBefore =
+  now and finalized a week later starts at signing (less the backdate), not a week
+  before, before its identifiers were validated. newOrder refuses an older notBefore;
+  at finalize it is moved up, not refused, since it was acceptable when asked for.
+- A client's notAfter fixes the end; without a notBefore the backdate is taken from
+  inside the window, never added to it, so the lifetime stays within ``[policy]
+  max_validity`` (as for default windows: the backdate counts inside).
+- A window that still cannot be signed (it ends before it can begin: the intermediate
+  expires first, or the requested notAfter has passed; or it is longer than a
+  since-lowered max_validity) is malformed, naming which, as Boulder answers
+  notBefore/notAfter it will not honour; the order stays ready. An order whose
+  requested notAfter has passed is invalid before it gets here (``OrderService.refresh``).
 - The identifier policy is applied again (:func:`policy_refusal`, the same
   ``check_identifiers`` as newOrder, with today's ``[policy]`` and intermediate): a
   name denied, or put outside the name constraints by a reloaded intermediate, since
@@ -37,13 +42,11 @@ from __future__ import annotations
 from datetime import datetime
 from ipaddress import ip_address
 
-from acme_ca.authority import issuance
 from acme_ca.authority.identifiers import IdentifiersRefused, check_identifiers
 from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import Order
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
 from acme_ca.encoding import jwk_thumbprint
-from acme_ca.errors import PolicyError
 from acme_ca.pki.csr import CsrContents
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import UB_COMMON_NAME, IpAddress, LeafRequest
@@ -128,29 +131,29 @@ def certificate_window(
 ) -> tuple[datetime, datetime]:
     """(notBefore, notAfter) for `order`'s certificate, signable and within policy.
 
-    The client's window when it asked for one (7.1.3), else the default validity from
-    the order's notBefore or now; backdated inside the window, cut at the issuer's end.
+    The start: the client's notBefore (7.1.3) as given, or now - backdate; never
+    earlier than now - backdate, however long ago newOrder was. The end: the client's
+    notAfter, else the default validity from the start (the backdate inside it); cut at
+    the issuer's end.
     """
-    if order.not_after is not None:
-        not_after = order.not_after
-        not_before = order.not_before or max(now - policy.backdate,
-                                             not_after - policy.max_validity)
+    earliest = now - policy.backdate
+    if order.not_before is not None:
+        start = max(order.not_before, earliest)
+    elif order.not_after is not None:
+        start = max(earliest, order.not_after - policy.max_validity)
     else:
-        try:
-            not_before, not_after = issuance.validity_window(
-                order.not_before or now, policy.default_validity, policy.max_validity,
-                policy.backdate, issuer)
-        except PolicyError as exc:
-            raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
-    not_after = min(not_after, issuer.certificate.not_valid_after_utc)
-    if not_after <= max(not_before, now):
-        raise malformed(
-            f"no certificate can be issued for the window {not_before:%Y-%m-%dT%H:%M:%SZ} to "
-            f"{not_after:%Y-%m-%dT%H:%M:%SZ} (the issuing CA's certificate ends "
-            f"{issuer.certificate.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ})"
-        )
-    if not_after - not_before > policy.max_validity:
+        start = earliest
+    issuer_end = issuer.certificate.not_valid_after_utc
+    end = min(order.not_after or start + policy.default_validity, issuer_end)
+    begin = max(start, now)
+    if end <= begin:
+        ends = (f"the issuing CA's certificate ends {issuer_end:%Y-%m-%dT%H:%M:%SZ}"
+                if issuer_end <= begin else
+                f"the requested notAfter is {end:%Y-%m-%dT%H:%M:%SZ}")
+        raise malformed(f"no certificate can be issued for this order: {ends}, not after "
+                        f"{begin:%Y-%m-%dT%H:%M:%SZ}, when it would begin")
+    if end - start > policy.max_validity:
         raise malformed(
             f"the requested validity exceeds the maximum of {policy.max_validity}"
         )
-    return not_before, not_after
+    return start, end

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from acme_ca.authority import finalize_checks, issuance
 from acme_ca.authority.caa_recheck import CaaRecheck
@@ -292,8 +293,8 @@ class OrderService:
                 same_key = jwk_thumbprint(csr.public_key()) == jwk_thumbprint(  # type: ignore[arg-type]
                     issued.public_key()
                 )  # type: ignore[arg-type]
-            except (PkiError, ValueError):
-                same_key = False
+            except (PkiError, ValueError, UnsupportedAlgorithm):  # a key nobody knows:
+                same_key = False  # not the certificate's
             if same_key:
                 return order
         raise AcmeProblem(

@@ -57,7 +57,7 @@ def add_parser(commands: Any) -> None:
 def run_sign_csr(config: Config, args: argparse.Namespace) -> int:
     clock = SystemClock()
     data = sys.stdin.buffer.read() if str(args.csr) == "-" else files.read_bytes(args.csr, "CSR")
-    contents = read_csr(load_csr(data), blocked_keys=config.policy.blocked_keys)
+    contents = read_csr(load_csr(data, allow_pem=True), blocked_keys=config.policy.blocked_keys)
     try:
         validity = (
             parse_duration(args.validity) if args.validity else config.policy.default_validity

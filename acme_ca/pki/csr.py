@@ -30,16 +30,19 @@ class CsrContents:
     common_name: str | None
 
 
-def load_csr(data: bytes) -> x509.CertificateSigningRequest:
-    """A PEM or DER CSR; PkiError for anything else."""
+def load_csr(data: bytes, *, allow_pem: bool = False) -> x509.CertificateSigningRequest:
+    """A DER CSR, or with `allow_pem` (a file for sign-csr) a PEM one too; PkiError for
+    anything else. ACME takes DER alone: the finalize "csr" field is the base64url of
+    the DER CSR (RFC 8555 7.4)."""
     if len(data) > MAX_CSR_BYTES:
         raise PkiError(f"the CSR is larger than {MAX_CSR_BYTES} bytes")
     try:
-        if b"-----BEGIN" in data:
+        if allow_pem and b"-----BEGIN" in data:
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
     except ValueError:
-        raise PkiError("not a readable certificate signing request (PEM or DER)") from None
+        encodings = "PEM or DER" if allow_pem else "DER"
+        raise PkiError(f"not a readable certificate signing request ({encodings})") from None
 
 
 def check_public_key(key: PublicKey) -> None:
@@ -56,6 +59,40 @@ def check_public_key(key: PublicKey) -> None:
     raise PkiError(f"{describe_key(key)} keys are not allowed: use RSA or ECDSA")
 
 
+def _common_name(csr: x509.CertificateSigningRequest) -> str | None:
+    """The subject's first common name, or None; PkiError for a subject that cannot be
+    read (a CN of invalid UTF-8 in a UTF8String, a TeletexString that is not ASCII, a
+    BIT STRING: cryptography raises ValueError or TypeError) or a CN that is no string."""
+    try:
+        with warnings.catch_warnings():  # cryptography warns of a CN over 64 characters:
+            warnings.simplefilter("ignore", UserWarning)  # it is read; the caller decides
+            cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except (ValueError, TypeError) as exc:
+        raise PkiError(f"the CSR subject is malformed: {exc}") from None
+    if not cns:
+        return None
+    if not isinstance(cns[0].value, str):
+        raise PkiError("the CSR subject's common name is not a string")
+    return _name(cns[0].value, "common name")
+
+
+def _name(value: str, what: str) -> str:
+    """A dNSName or common name as compared: ASCII, lowercased, no trailing dot.
+
+    RFC 5280 4.2.1.6: a dNSName is an IA5String in the preferred name syntax, with
+    internationalised names as A-labels. Unicode case folding would turn other names
+    into ours (KELVIN SIGN "\u212a" lowercases to "k"), so a name that is not ASCII is
+    refused, not folded; a trailing dot is refused as newOrder refuses it
+    (``authority.policy.normalize_dns_name``), not stripped.
+    """
+    if not value.isascii():
+        raise PkiError(f"the CSR {what} {value!r} is not ASCII: write an internationalised "
+                       "name as its A-label (xn--...)")
+    if value.endswith("."):
+        raise PkiError(f"the CSR {what} {value!r} ends in a dot: give the name without it")
+    return value.lower()
+
+
 def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True,
              blocked_keys: Collection[bytes] = frozenset()) -> CsrContents:
     """Check the self-signature and key, and collect the requested names.
@@ -63,7 +100,8 @@ def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True,
     The key must be allowed (check_public_key) and not weak (goodkey: not in
     `blocked_keys`, the [policy] blocklist, and no easily factored RSA modulus).
 
-    Names are lowercased and de-duplicated in order. A CSR with a common name but no
+    Names must be ASCII without a trailing dot (``_name``), and are lowercased and
+    de-duplicated in order. A CSR with a common name but no
     SAN (the guide's postgres.csr) gets the CN as its one SAN when `cn_as_san`.
     """
     try:
@@ -86,7 +124,7 @@ def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True,
     if san is not None:
         for name in san:
             if isinstance(name, x509.DNSName):
-                dns.append(name.value.lower().rstrip("."))
+                dns.append(_name(name.value, "dNSName"))
             elif isinstance(name, x509.IPAddress) and not isinstance(
                 name.value, ipaddress.IPv4Network | ipaddress.IPv6Network
             ):
@@ -96,10 +134,7 @@ def read_csr(csr: x509.CertificateSigningRequest, *, cn_as_san: bool = True,
                     f"the CSR asks for a {type(name).__name__} name; "
                     "only DNS names and IP addresses are allowed"
                 )
-    with warnings.catch_warnings():  # cryptography warns of a CN over 64 characters:
-        warnings.simplefilter("ignore", UserWarning)  # it is read; the caller decides
-        cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    common_name = str(cns[0].value).lower().rstrip(".") if cns else None
+    common_name = _common_name(csr)
     if common_name and cn_as_san and common_name not in dns and not san:
         try:
             ips.append(ipaddress.ip_address(common_name))

@@ -609,6 +609,21 @@ async def test_rsa_exponent_other_than_65537_is_bad_public_key(server: FakeServe
     assert is_problem(problem, ProblemType.BAD_PUBLIC_KEY), problem
 
 
+@pytest.mark.parametrize("member", ["n", "e"])
+async def test_rsa_member_with_a_leading_zero_octet_is_bad_public_key(
+        server: FakeServer, member: str) -> None:
+    """RFC 7518 6.3.1.1/6.3.1.2 and 2: "n" and "e" are Base64urlUInt, "the minimum
+    number of octets"; a leading zero octet is another spelling of the same key, so it
+    is badPublicKey rather than silently normalised, even under a valid signature."""
+    numbers = _RSA.public_key().public_numbers()
+    jwk = public_jwk(_RSA)
+    value = numbers.n if member == "n" else numbers.e
+    jwk[member] = b64(b"\x00" + value.to_bytes((value.bit_length() + 7) // 8, "big"))
+    assert "leading zero" in bad_key(jwk).detail
+    problem = await server.problem(make_jws(_RSA, "RS256", jwk=jwk))
+    assert is_problem(problem, ProblemType.BAD_PUBLIC_KEY), problem
+
+
 def bad_key(jwk: Any) -> AcmeProblem:
     with pytest.raises(AcmeProblem) as info:
         parse_jwk(jwk)

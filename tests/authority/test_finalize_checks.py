@@ -57,3 +57,39 @@ def test_window_past_the_issuer_is_refused(issuer: Issuer, now: datetime) -> Non
     with pytest.raises(AcmeProblem) as refused:
         certificate_window(requested, POLICY, issuer, now)
     assert refused.value.type is ProblemType.MALFORMED
+    assert "issuing CA's certificate ends" in refused.value.detail, refused.value.detail
+
+
+def test_client_not_before_gets_no_backdate_on_top(issuer: Issuer, now: datetime) -> None:
+    """RFC 8555 7.1.3: a notBefore the client asked for (here 59 s ago, inside the
+    backdate newOrder allows) is the certificate's notBefore, not moved back again."""
+    start = now - timedelta(seconds=59)
+    assert certificate_window(order(now, not_before=start), POLICY, issuer, now) == (
+        start, start + POLICY.default_validity)
+
+
+@pytest.mark.parametrize("not_after", [None, timedelta(days=90)], ids=["default", "notAfter"])
+def test_a_past_not_before_starts_no_earlier_than_the_backdate(
+        issuer: Issuer, now: datetime, not_after: timedelta | None) -> None:
+    """RFC 8555 7.1.3: an order asked for notBefore = its creation and was finalized
+    7 days later. The certificate starts at now - backdate, never days before it was
+    signed (and before the identifier was validated); a default window then lasts the
+    default validity from there, a requested notAfter stays."""
+    created = now - timedelta(days=7)
+    end = None if not_after is None else created + not_after
+    window = certificate_window(order(now, not_before=created, not_after=end),
+                                POLICY, issuer, now)
+    assert window == (now - POLICY.backdate,
+                      end or now - POLICY.backdate + POLICY.default_validity)
+
+
+def test_a_window_whose_not_after_passed_says_so(issuer: Issuer, now: datetime) -> None:
+    """RFC 8555 7.1.3: a requested notAfter already past cannot be honoured; the problem
+    names the notAfter, not the issuing CA, which has years left."""
+    requested = order(now, not_before=now - timedelta(days=2),
+                      not_after=now - timedelta(days=1))
+    with pytest.raises(AcmeProblem) as refused:
+        certificate_window(requested, POLICY, issuer, now)
+    assert refused.value.type is ProblemType.MALFORMED
+    assert "notAfter" in refused.value.detail, refused.value.detail
+    assert "issuing CA" not in refused.value.detail, refused.value.detail

@@ -13,14 +13,26 @@ from cryptography.x509.oid import NameOID
 
 from acme_ca.errors import PkiError
 from acme_ca.pki.csr import MAX_CSR_BYTES, MAX_NAMES, load_csr, read_csr
+from tests import der
 
 MakeCsr = Callable[..., x509.CertificateSigningRequest]
 
 
 def test_pem_and_der_load_the_same_csr(make_csr: MakeCsr) -> None:
+    """sign-csr reads a file in either encoding (allow_pem)."""
     csr = make_csr("www.bluerobin.local")
-    assert load_csr(csr.public_bytes(Encoding.PEM)) == csr
+    assert load_csr(csr.public_bytes(Encoding.PEM), allow_pem=True) == csr
+    assert load_csr(csr.public_bytes(Encoding.DER), allow_pem=True) == csr
+
+
+def test_pem_only_when_allowed(make_csr: MakeCsr) -> None:
+    """RFC 8555 7.4: the finalize "csr" field is the base64url of the DER CSR, so the
+    ACME path takes DER alone; PEM, with or without text before it, is refused."""
+    csr = make_csr("www.bluerobin.local")
     assert load_csr(csr.public_bytes(Encoding.DER)) == csr
+    for data in (csr.public_bytes(Encoding.PEM), b"junk\n" + csr.public_bytes(Encoding.PEM)):
+        with pytest.raises(PkiError, match="not a readable certificate signing request"):
+            load_csr(data)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +104,6 @@ def test_dns_names_are_lowercased_and_deduplicated_in_order(make_csr: MakeCsr) -
     csr = make_csr(
         "WWW.BlueRobin.local",
         "api.bluerobin.local",
-        "www.bluerobin.local.",
         "www.bluerobin.local",
         extra=(
             x509.IPAddress(ipaddress.ip_address("10.0.0.5")),
@@ -166,3 +177,49 @@ def test_at_most_max_names(make_csr: MakeCsr) -> None:
     assert len(read_csr(make_csr(*names[:MAX_NAMES])).dns_names) == MAX_NAMES
     with pytest.raises(PkiError, match=f"asks for {MAX_NAMES + 1} names; at most {MAX_NAMES}"):
         read_csr(make_csr(*names))
+
+
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [
+        (b"\xff\xfeweb.bluerobin.local", der.UTF8_STRING),
+        ("wéb.bluerobin.local".encode("latin-1"), der.TELETEX_STRING),
+        (b"\x00web.bluerobin.local", der.BIT_STRING),
+    ],
+    ids=["utf8-invalid", "teletex-latin1", "bit-string"],
+)
+def test_an_unreadable_subject_is_a_pki_error(value: bytes, tag: int) -> None:
+    """RFC 5280 4.1.2.6 (the subject's DirectoryString) and RFC 8555 7.4 (badCSR): a
+    common name that is not valid text of its string type, or not a string at all, is
+    refused like any other malformed CSR, never an unhandled exception."""
+    csr = load_csr(der.csr(der.subject(value, tag), der.dns_sans("web.bluerobin.local")))
+    with pytest.raises(PkiError, match="subject"):
+        read_csr(csr)
+
+
+@pytest.mark.parametrize(
+    ("sans", "cn"),
+    [
+        (("\u212a.bluerobin.local",), None),  # KELVIN SIGN: lower() makes it "k"
+        (("k.bluerobin.local",), "\u212a.bluerobin.local"),
+        (("bücher.bluerobin.local",), None),
+    ],
+    ids=["kelvin-san", "kelvin-cn", "u-label-san"],
+)
+def test_names_that_are_not_ascii_are_refused(sans: tuple[str, ...], cn: str | None) -> None:
+    """RFC 5280 4.2.1.6 (a dNSName is an IA5String in the preferred name syntax;
+    internationalised names as A-labels, RFC 5890) and RFC 8555 7.4: a name that is not
+    ASCII is badCSR, never folded by Unicode case rules into another name."""
+    csr = load_csr(der.csr(der.subject(cn), der.dns_sans(*sans)))
+    with pytest.raises(PkiError, match="not ASCII"):
+        read_csr(csr)
+
+
+@pytest.mark.parametrize("name", ["web.bluerobin.local.", "web.bluerobin.local.."])
+def test_names_ending_in_a_dot_are_refused(name: str) -> None:
+    """RFC 5280 4.2.1.6 (the preferred name syntax has no trailing dot) and RFC 8555
+    7.1.4, as newOrder refuses an identifier ending in a dot: badCSR, not stripped."""
+    with pytest.raises(PkiError, match="ends in a dot"):
+        read_csr(load_csr(der.csr(der.subject(None), der.dns_sans(name))))
+    with pytest.raises(PkiError, match="ends in a dot"):
+        read_csr(load_csr(der.csr(der.subject(name))))

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from tests import der
 from tests.acme_client import b64
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
@@ -181,3 +182,77 @@ async def test_window_after_the_intermediate_expires_is_refused(server: AcmeServ
     response = await client.new_order(NAME, notBefore=rfc3339(start),
                                       notAfter=rfc3339(start + timedelta(days=1)))
     assert_problem(response, 400, "malformed")
+
+
+async def test_certificate_never_starts_days_before_it_is_signed(server: AcmeServer) -> None:
+    """RFC 8555 7.1.3 (notBefore) and 7.4: an order created with notBefore = now,
+    validated nearly 7 days later and finalized 3 hours after that. Its certificate
+    starts at most [policy] backdate (1 minute) before it was signed, not 7 days back,
+    before the identifier was even validated; it lasts the default 7 days from there."""
+    client = await registered(server)
+    created_at = server.clock.now().replace(microsecond=0)
+    created = await client.new_order(NAME, notBefore=rfc3339(created_at))
+    assert created.status == 201, created.body
+    server.clock.advance(timedelta(days=6, hours=20))
+    client.nonce = None  # the cached nonce expired with the clock (RFC 8555 6.5)
+    validated_at = server.clock.now()
+    await authorize(server, client, created.json())
+    server.clock.advance(timedelta(hours=3))
+    client.nonce = None
+    signed_at = server.clock.now().replace(microsecond=0)
+    response, _ = await finalize(client, created.json(), NAME)
+    assert response.status == 200, response.body
+    leaf = leaf_of((await client.post(response.json()["certificate"])).body)
+    assert leaf.not_valid_before_utc > validated_at
+    assert leaf.not_valid_before_utc >= signed_at - timedelta(minutes=1)
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=7)
+
+
+async def test_a_common_name_that_is_not_text_is_bad_csr(server: AcmeServer) -> None:
+    """RFC 8555 7.4 (badCSR) and RFC 5280 4.1.2.6: a CSR whose common name is a
+    UTF8String of invalid UTF-8 is refused as badCSR, not a 500, and the order stays
+    ready."""
+    client = await registered(server)
+    order, url = await ready_order(server, client, NAME)
+    bad = der.csr(der.subject(b"\xff\xfeweb", der.UTF8_STRING), der.dns_sans(NAME))
+    response = await client.post(order["finalize"], {"csr": b64(bad)})
+    assert_problem(response, 400, "badCSR")
+    assert (await client.post(url)).json()["status"] == "ready"
+
+
+async def test_a_name_folded_from_unicode_is_bad_csr(server: AcmeServer) -> None:
+    """RFC 5280 4.2.1.6 (a dNSName is IA5String, ASCII) and RFC 8555 7.4: a dNSName
+    "\u212a.bluerobin.local" (KELVIN SIGN) is not the order's k.bluerobin.local, though
+    Unicode lower() makes it so: badCSR, the order stays ready."""
+    client = await registered(server)
+    order, url = await ready_order(server, client, "k.bluerobin.local")
+    kelvin = der.csr(der.subject(None), der.dns_sans("\u212a.bluerobin.local"))
+    response = await client.post(order["finalize"], {"csr": b64(kelvin)})
+    assert_problem(response, 400, "badCSR")
+    assert (await client.post(url)).json()["status"] == "ready"
+
+
+async def test_refinalize_with_a_key_nobody_knows_is_order_not_ready(
+        server: AcmeServer) -> None:
+    """RFC 8555 7.4 (orderNotReady for an order that is not ready): a finalize of a
+    valid order whose CSR key is of an algorithm cryptography cannot load (GOST R
+    34.10-2001) is not the same key as the certificate's, so orderNotReady, not a 500."""
+    client = await registered(server)
+    order, _ = await ready_order(server, client, NAME)
+    response, _ = await finalize(client, order, NAME)
+    assert response.status == 200, response.body
+    unknown = der.csr(der.subject(None), spki=der.unknown_key_spki())
+    response = await client.post(order["finalize"], {"csr": b64(unknown)})
+    assert_problem(response, 403, "orderNotReady")
+
+
+async def test_a_pem_csr_is_bad_csr(server: AcmeServer) -> None:
+    """RFC 8555 7.4: "csr" is the base64url encoding of the DER CSR. The base64url of a
+    PEM CSR, with text before it or not, is badCSR, and the order stays ready."""
+    client = await registered(server)
+    order, url = await ready_order(server, client, NAME)
+    pem = x509.load_der_x509_csr(csr(dns=[NAME])).public_bytes(Encoding.PEM)
+    for body in (pem, b"garbage before\n" + pem):
+        response = await client.post(order["finalize"], {"csr": b64(body)})
+        assert_problem(response, 400, "badCSR")
+    assert (await client.post(url)).json()["status"] == "ready"
