@@ -297,11 +297,15 @@ class _Flattened:
         protected_b64, payload_b64 = obj["protected"], obj["payload"]
         header_json = _b64decode(protected_b64, f"{what} protected header")
         protected = _json_object(header_json, f"{what} protected header")
+        payload = _b64decode(payload_b64, f"{what} payload")
+        signature = _b64decode(obj["signature"], f"{what} signature")
+        # Only now, with both members proven base64url (an ASCII alphabet), is the
+        # signing input (RFC 7515 5.2) built: any other text was malformed above.
         return cls(
             signing_input=f"{protected_b64}.{payload_b64}".encode("ascii"),
             protected=protected,
-            payload=_b64decode(payload_b64, f"{what} payload"),
-            signature=_b64decode(obj["signature"], f"{what} signature"),
+            payload=payload,
+            signature=signature,
         )
 
     def verify(self, alg: str, key: AccountKey, what: str = "JWS") -> None:
