@@ -1,0 +1,53 @@
+"""Status codes and problem documents that a section-by-section read of RFC 8555 found
+wrong (issue 9, item 7). What the same read found right is tested beside the feature
+(test_http_errors.py, test_accounts.py, test_orders.py, ...) and listed in
+docs/security.md, "Protocol status codes and revocation reasons"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.protocol.conftest import AcmeServer
+from tests.protocol.helpers import assert_problem, registered
+
+TOS = "https://bluerobin.local/tos"
+
+
+async def test_a_refused_identifier_is_named_in_subproblems_only(server: AcmeServer) -> None:
+    """RFC 8555 6.7.1: "The "identifier" field MUST NOT be present at the top level in
+    ACME problem documents. It can only be present in subproblems." Also when only one
+    identifier is refused."""
+    client = await registered(server)
+    doc = assert_problem(await client.new_order("example.com"), 400, "rejectedIdentifier")
+    assert "identifier" not in doc, doc
+    assert doc["subproblems"][0]["identifier"] == {"type": "dns", "value": "example.com"}
+
+
+async def test_a_failed_challenge_error_has_no_top_level_identifier(server: AcmeServer) -> None:
+    """RFC 8555 6.7.1 and 7.1.5: a challenge's "error" is a problem document too; the
+    validator's identifier (a CAA refusal carries one) is not shown at its top level."""
+    client = await registered(server)
+    created = await client.new_order("web.bluerobin.local")
+    authz = (await client.post(created.json()["authorizations"][0])).json()
+    challenge = authz["challenges"][0]
+    server.validator.served[challenge["token"]] = "not the key authorization"
+    await client.post(challenge["url"], {})
+    await server.settle()
+    failed = (await client.post(challenge["url"])).json()
+    assert failed["status"] == "invalid"
+    assert failed["error"]["type"] == "urn:ietf:params:acme:error:incorrectResponse"
+    assert "identifier" not in failed["error"], failed["error"]
+
+
+async def test_refusing_unagreed_terms_names_the_instance(server_factory: Any) -> None:
+    """RFC 8555 6.7 and 7.3.3: userActionRequired means "visit the "instance" URL", and
+    its problem document MUST include an "instance" field (here the terms) beside the
+    Link rel="terms-of-service"."""
+    server = await server_factory(**{"acme.terms_of_service": TOS})
+    try:
+        refused = await server.client().new_account(termsOfServiceAgreed=False)
+        doc = assert_problem(refused, 403, "userActionRequired")
+        assert doc.get("instance") == TOS, doc
+        assert f'<{TOS}>;rel="terms-of-service"' in refused.headers.getall("Link")
+    finally:
+        await server.store.close()
