@@ -23,22 +23,6 @@ async def test_a_refused_identifier_is_named_in_subproblems_only(server: AcmeSer
     assert doc["subproblems"][0]["identifier"] == {"type": "dns", "value": "example.com"}
 
 
-async def test_a_failed_challenge_error_has_no_top_level_identifier(server: AcmeServer) -> None:
-    """RFC 8555 6.7.1 and 7.1.5: a challenge's "error" is a problem document too; the
-    validator's identifier (a CAA refusal carries one) is not shown at its top level."""
-    client = await registered(server)
-    created = await client.new_order("web.bluerobin.local")
-    authz = (await client.post(created.json()["authorizations"][0])).json()
-    challenge = authz["challenges"][0]
-    server.validator.served[challenge["token"]] = "not the key authorization"
-    await client.post(challenge["url"], {})
-    await server.settle()
-    failed = (await client.post(challenge["url"])).json()
-    assert failed["status"] == "invalid"
-    assert failed["error"]["type"] == "urn:ietf:params:acme:error:incorrectResponse"
-    assert "identifier" not in failed["error"], failed["error"]
-
-
 async def test_refusing_unagreed_terms_names_the_instance(server_factory: Any) -> None:
     """RFC 8555 6.7 and 7.3.3: userActionRequired means "visit the "instance" URL", and
     its problem document MUST include an "instance" field (here the terms) beside the
