@@ -137,8 +137,9 @@ def parse_jwk(obj: Mapping[str, Any]) -> AccountKey:
     if kty not in ("RSA", "EC"):
         raise _bad_key(f"unsupported JWK key type {kty!r}; use RSA, EC or OKP (Ed25519)")
     names = ("n", "e") if kty == "RSA" else ("x", "y")
-    if kty == "EC" and obj.get("crv") not in _EC_SIGNATURE_BYTES:
-        raise _bad_key(f"unsupported EC curve {obj.get('crv')!r}; use P-256, P-384 or P-521")
+    crv = obj.get("crv")
+    if kty == "EC" and not (isinstance(crv, str) and crv in _EC_SIGNATURE_BYTES):
+        raise _bad_key(f"unsupported EC curve {crv!r}; use P-256, P-384 or P-521")
     for name in names:
         try:
             _b64decode(obj.get(name), f"JWK member {name!r}")
