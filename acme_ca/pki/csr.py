@@ -35,7 +35,7 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
         raise PkiError("not a readable certificate signing request (PEM or DER)") from None
 
 
