@@ -87,11 +87,15 @@ def _within(name: str, suffix: str) -> bool:
 
 
 def parse_ip_address(value: str) -> IpAddress:
-    """An IP identifier's value (RFC 8738 3): an address in its textual form."""
+    """An IP identifier's value (RFC 8738 3): an address in its textual form. An IPv6
+    zone ("fe80::1%eth0") names a link of this host, and no certificate can hold one."""
     try:
-        return ipaddress.ip_address(value)
+        address = ipaddress.ip_address(value)
     except ValueError:
         raise PolicyError(f"{value!r} is not an IP address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise PolicyError(f"{value!r} has an IPv6 zone; give the address without it")
+    return address
 
 
 def check_ip_address(address: IpAddress, allowed_networks: Sequence[IpNetwork]) -> None:
