@@ -47,8 +47,8 @@ SEEDS = (
 
 
 def pem(der: bytes) -> bytes:
-    body = base64.encodebytes(der).decode()
-    return f"-----BEGIN CERTIFICATE REQUEST-----\n{body}-----END CERTIFICATE REQUEST-----\n".encode()
+    body = base64.encodebytes(der)
+    return b"-----BEGIN CERTIFICATE REQUEST-----\n" + body + b"-----END CERTIFICATE REQUEST-----\n"
 
 
 def handle(data: bytes) -> None:

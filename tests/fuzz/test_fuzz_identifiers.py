@@ -30,7 +30,8 @@ CHALLENGES = ("http-01", "dns-01", "tls-alpn-01")
 
 # Labels that are nearly DNS: letters of several scripts, digits, hyphens, the
 # wildcard, dots, case, punycode prefixes, characters IDNA maps or refuses.
-LABEL = st.text(st.sampled_from("abzAZ09-*_ éßİıΣς\u200d\u0301ＡＢ。．") | ANY_CHAR, max_size=12) \
+IDNA_TRICKY = "éßİıΣς\u200d\u0301\uff21\uff22\u3002\uff0e"  # fullwidth A, B, ideographic dots
+LABEL = st.text(st.sampled_from("abzAZ09-*_ " + IDNA_TRICKY) | ANY_CHAR, max_size=12) \
     | st.sampled_from(["xn--", "xn--bcher-kva", "xn--zz", "*", "", "-a", "a-"])
 NAME = st.builds(lambda labels, suffix: ".".join([*labels, suffix]),
                  st.lists(LABEL, max_size=4),

@@ -8,7 +8,8 @@ again, so that it reaches the checks after the signature.
 
 from __future__ import annotations
 
-import base64
+import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from acme_ca.api.jws import AccountKey, parse_jwk, verify_jws, verify_key_change_inner
 from acme_ca.domain.problems import AcmeProblem, ProblemType
-from tests.acme_client import alg_of, jwk_of, sign
+from tests.acme_client import alg_of, b64, jwk_of, sign
 from tests.fuzz.strategies import JSON, dumps, fuzz, mutated_bytes, mutated_object
 
 URL = "https://ca.test:8555/acme/key-change"
@@ -49,11 +50,9 @@ async def any_nonce(nonce: str) -> bool:
 
 
 async def verify(body: bytes, auth: Any = "either") -> None:
-    try:
+    with contextlib.suppress(AcmeProblem):
         await verify_jws(body, content_type="application/jose+json", url=URL, auth=auth,
                          key_for_kid=key_for_kid, consume_nonce=any_nonce)
-    except AcmeProblem:
-        pass
 
 
 @fuzz()
@@ -84,13 +83,10 @@ async def test_mutated_protected_header_signed_again(kid: bool, data: st.DataObj
     the key: it passes the signature check and meets every later check."""
     protected = data.draw(mutated_object(header(kid=kid)))
     payload = data.draw(st.none() | st.builds(dumps, JSON))
-    p64 = base64.urlsafe_b64encode(dumps(protected)).rstrip(b"=").decode()
-    jws = sign(KEY, {}, payload)  # the signature is replaced below
-    jws["protected"] = p64
-    signed = sign(KEY, protected if isinstance(protected, dict) else {}, payload)
-    jws["signature"] = signed["signature"] if isinstance(protected, dict) else jws["signature"]
     if isinstance(protected, dict):
-        jws["protected"] = signed["protected"]
+        jws = sign(KEY, protected, payload)
+    else:  # a header that is not an object: nothing to sign it as
+        jws = {**sign(KEY, {}, payload), "protected": b64(dumps(protected))}
     await verify(dumps(jws), data.draw(st.sampled_from(["jwk", "kid", "either"])))
 
 
@@ -131,11 +127,9 @@ async def test_key_change_inner_jws(data: st.DataObject) -> None:
             payload = data.draw(mutated_object(payload))
         if isinstance(protected, dict):
             inner = sign(NEW_KEY, protected, dumps(payload))
-    try:
+    with contextlib.suppress(AcmeProblem):
         verify_key_change_inner(inner if isinstance(inner, dict) else {"x": inner},
                                 outer=outer)
-    except AcmeProblem:
-        pass
 
 
 @fuzz()
@@ -153,8 +147,6 @@ def test_parse_jwk(jwk: Any) -> None:
 def test_the_examples_are_valid_requests() -> None:
     """The seeds the mutations start from are accepted unchanged, so the mutations
     start from the inside of the pipeline."""
-    import asyncio
-
     for kid in (False, True):
         verified = asyncio.run(verify_jws(
             dumps(valid_jws(kid=kid)), content_type="application/jose+json", url=URL,
