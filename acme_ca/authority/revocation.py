@@ -49,7 +49,7 @@ class RevocationService:
             )
         try:
             certificate = x509.load_der_x509_certificate(der)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
             raise malformed("certificate is not a DER X.509 certificate") from None
         try:
             record = await self._store.get_certificate(serial_hex(certificate.serial_number))
