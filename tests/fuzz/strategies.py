@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-DEFAULT_EXAMPLES = 40
+DEFAULT_EXAMPLES = 60
 EXAMPLES = int(os.environ.get("ACME_CA_FUZZ_EXAMPLES") or DEFAULT_EXAMPLES)
 
 settings.register_profile(
