@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import assert_problem, registered
+from tests.protocol.test_issuance_flow import issue
 
 TOS = "https://bluerobin.local/tos"
 
@@ -35,3 +36,16 @@ async def test_refusing_unagreed_terms_names_the_instance(server_factory: Any) -
         assert f'<{TOS}>;rel="terms-of-service"' in refused.headers.getall("Link")
     finally:
         await server.store.close()
+
+
+async def test_post_as_get_resources_refuse_a_payload(server: AcmeServer) -> None:
+    """RFC 8555 6.3: an order, a certificate and the orders list are read with
+    POST-as-GET, whose payload is empty; any other payload is malformed (400), as in
+    Pebble's validPOSTAsGET. Checked and found right; kept so that it stays so."""
+    client = await registered(server)
+    order, _ = await issue(server, client, "web.bluerobin.local")
+    for url in (client.kid + "/orders", order["certificate"]):
+        assert (await client.post(str(url))).status == 200
+        assert_problem(await client.post(str(url), {}), 400, "malformed")
+    created = await client.new_order("api.bluerobin.local")
+    assert_problem(await client.post(created.headers["Location"], {}), 400, "malformed")
