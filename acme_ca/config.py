@@ -264,7 +264,10 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         if _SCHEMA.get(section, {}).get(key, ("", None))[1] is values.path and isinstance(
             value, str
         ):
-            value = str(Path(value).expanduser().absolute())  # a flag: relative to the cwd
+            try:  # a flag: relative to the cwd
+                value = str(values.expand_user(value).absolute())
+            except ValueError as exc:
+                raise ConfigError(f"{dotted}: {exc}") from None
         table[key] = value
     return _build(_Reader(raw, base), path)
 
@@ -301,7 +304,7 @@ class _Reader:
 
     def path(self, value: Any) -> Path:
         text = values.string(self, value)
-        expanded = Path(text).expanduser()
+        expanded = values.expand_user(text)
         return expanded if expanded.is_absolute() else self.base / expanded
 
 

@@ -35,7 +35,18 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
     if seconds <= 0:
         raise ValueError(f"{text!r} is not a positive duration")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # no ValueError: past timedelta.max (about 2.7 million years)
+        raise ValueError(f"{text!r} is too long a duration") from None
+
+
+def expand_user(text: str) -> Path:
+    """``text`` as a path, a leading ``~`` or ``~user`` expanded to that home directory."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # no such user, or no home directory: pathlib says RuntimeError
+        raise ValueError(f"{text!r}: cannot expand {text.split('/', 1)[0]!r}") from None
 
 
 def format_duration(delta: timedelta) -> str:

@@ -126,8 +126,9 @@ def parse_jwk(obj: Mapping[str, Any]) -> AccountKey:
     if kty not in ("RSA", "EC"):
         raise _bad_key(f"unsupported JWK key type {kty!r}; use RSA, EC or OKP (Ed25519)")
     names = ("n", "e") if kty == "RSA" else ("x", "y")
-    if kty == "EC" and obj.get("crv") not in _EC_SIGNATURE_BYTES:
-        raise _bad_key(f"unsupported EC curve {obj.get('crv')!r}; use P-256, P-384 or P-521")
+    crv = obj.get("crv")
+    if kty == "EC" and not (isinstance(crv, str) and crv in _EC_SIGNATURE_BYTES):
+        raise _bad_key(f"unsupported EC curve {crv!r}; use P-256, P-384 or P-521")
     for name in names:
         try:
             _b64decode(obj.get(name), f"JWK member {name!r}")
@@ -301,11 +302,15 @@ class _Flattened:
         protected_b64, payload_b64 = obj["protected"], obj["payload"]
         header_json = _b64decode(protected_b64, f"{what} protected header")
         protected = _json_object(header_json, f"{what} protected header")
+        payload = _b64decode(payload_b64, f"{what} payload")
+        signature = _b64decode(obj["signature"], f"{what} signature")
+        # Only now, with both members proven base64url (an ASCII alphabet), is the
+        # signing input (RFC 7515 5.2) built: any other text was malformed above.
         return cls(
             signing_input=f"{protected_b64}.{payload_b64}".encode("ascii"),
             protected=protected,
-            payload=_b64decode(payload_b64, f"{what} payload"),
-            signature=_b64decode(obj["signature"], f"{what} signature"),
+            payload=payload,
+            signature=signature,
         )
 
     def verify(self, alg: str, key: AccountKey, what: str = "JWS") -> None:

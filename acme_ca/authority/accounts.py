@@ -60,6 +60,12 @@ def check_contacts(contact: Any) -> tuple[str, ...]:
     return tuple(contact)
 
 
+def not_usable(status: AccountStatus) -> AcmeProblem:
+    """7.3.6: a POST or POST-as-GET from a deactivated (or revoked) account is 401
+    unauthorized, not the 403 of every other unauthorized request."""
+    return AcmeProblem(ProblemType.UNAUTHORIZED, f"account is {status.value}", status=401)
+
+
 class KeyInUse(AcmeProblem):
     """keyChange to a key another account holds: 409, Location of that account (7.3.5)."""
 
@@ -115,6 +121,7 @@ class AccountService:
                 f"you must agree to the terms of service at {self._terms}",
                 status=403,
                 headers={"Link": f'<{self._terms}>;rel="terms-of-service"'},
+                extra={"instance": self._terms},  # 6.7, 7.3.3: where the user acts
             )
         account = Account(
             id=secrets.token_urlsafe(12),
@@ -145,7 +152,7 @@ class AccountService:
     @staticmethod
     def _check_usable(account: Account) -> None:
         if account.status is not AccountStatus.VALID:
-            raise unauthorized(f"account is {account.status.value}")
+            raise not_usable(account.status)
 
     async def update(self, account: Account, payload: dict[str, Any]) -> Account:
         """POST to the account URL (7.3.2, 7.3.6): contact change or deactivation."""
@@ -164,8 +171,8 @@ class AccountService:
                 status=AccountStatus.DEACTIVATED if status else None,
                 contact=contact,
             )
-        except Conflict:
-            raise unauthorized("account is no longer valid") from None
+        except Conflict:  # deactivated since it was read
+            raise not_usable(AccountStatus.DEACTIVATED) from None
 
     async def change_key(self, account: Account, new_key: AccountKeyRef) -> Account:
         """keyChange (7.3.5); 409 with the other account's id if the key is in use."""

@@ -288,9 +288,9 @@ class OrderService:
         if order.status is OrderStatus.VALID and order.certificate_serial:
             record = await self._store.get_certificate(order.certificate_serial)
             try:
-                csr = load_csr(csr_der)
+                csr_key = read_csr(load_csr(csr_der), cn_as_san=False).public_key  # PkiError
                 issued = x509.load_der_x509_certificate(record.der or b"")
-                same_key = jwk_thumbprint(csr.public_key()) == jwk_thumbprint(  # type: ignore[arg-type]
+                same_key = jwk_thumbprint(csr_key) == jwk_thumbprint(  # type: ignore[arg-type]
                     issued.public_key()
                 )  # type: ignore[arg-type]
             except (PkiError, ValueError, UnsupportedAlgorithm):  # a key nobody knows:

@@ -97,7 +97,8 @@ def parse_ip_address(value: str) -> IpAddress:
     An IPv4-mapped IPv6 address (::ffff:0:0/96, RFC 4291 2.5.5.2) is refused, as Boulder
     refuses it: verifiers such as Go's take an iPAddress SAN ::ffff:10.0.0.1 to be
     10.0.0.1, so it would escape every IPv4 rule (allowed networks, the intermediate's
-    IPv4 name constraints), which compare it as IPv6.
+    IPv4 name constraints), which compare it as IPv6. An IPv6 zone ("fe80::1%eth0")
+    names a link of this host, and no certificate can hold one.
     """
     try:
         address = ipaddress.ip_address(value)
@@ -106,6 +107,8 @@ def parse_ip_address(value: str) -> IpAddress:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         raise PolicyError(f"{value} is an IPv4-mapped IPv6 address (::ffff:0:0/96): ask for "
                           f"the IPv4 address {address.ipv4_mapped} itself")
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise PolicyError(f"{value!r} has an IPv6 zone; give the address without it")
     return address
 
 

@@ -17,8 +17,15 @@ from acme_ca.store.base import Store
 
 log = logging.getLogger(__name__)
 
-# The CRLReason codes of RFC 5280 5.3.1; 7 is not assigned.
-ALLOWED_REASONS = frozenset(range(11)) - {7}
+# The CRLReason codes of RFC 5280 5.3.1 a subscriber may claim (RFC 8555 7.6 lets the
+# server "disallow a subset"). Refused: cACompromise (2), aACompromise (10) and
+# privilegeWithdrawn (9) are the CA's own findings, not a subscriber's; certificateHold
+# (6) and removeFromCRL (8) belong to suspension, which this CA never does; 7 is
+# unassigned. The same five as Let's Encrypt allows.
+UNSPECIFIED, KEY_COMPROMISE, AFFILIATION_CHANGED, SUPERSEDED, CESSATION_OF_OPERATION = (
+    0, 1, 3, 4, 5)
+ALLOWED_REASONS = frozenset({UNSPECIFIED, KEY_COMPROMISE, AFFILIATION_CHANGED, SUPERSEDED,
+                             CESSATION_OF_OPERATION})
 
 
 class RevocationService:
@@ -32,7 +39,7 @@ class RevocationService:
         """Revoke by the owning account, by an account authorized for every name, or by
         a request signed with the certificate's own key (``account`` None)."""
         der = b64url_field(payload.get("certificate"), "certificate")
-        reason = payload.get("reason", 0)
+        reason = payload.get("reason", UNSPECIFIED)
         if isinstance(reason, bool) or not isinstance(reason, int) or reason not in ALLOWED_REASONS:
             raise AcmeProblem(
                 ProblemType.BAD_REVOCATION_REASON,
@@ -41,7 +48,7 @@ class RevocationService:
             )
         try:
             certificate = x509.load_der_x509_certificate(der)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
             raise malformed("certificate is not a DER X.509 certificate") from None
         try:
             record = await self._store.get_certificate(serial_hex(certificate.serial_number))

@@ -86,11 +86,17 @@ class AcmeProblem(Exception):
         self.extra = dict(extra or {})  # e.g. "algorithms" for badSignatureAlgorithm
 
     def to_json(self) -> dict[str, Any]:
+        """The problem document. RFC 8555 6.7.1: "identifier" appears only in
+        subproblems, never at the top level (the identifier a problem was raised with
+        stays on the object, for the code that makes it a subproblem)."""
+        return self._document(subproblem=False)
+
+    def _document(self, *, subproblem: bool) -> dict[str, Any]:
         doc: dict[str, Any] = {"type": self.type.urn, "detail": self.detail}
-        if self.identifier is not None:
+        if subproblem and self.identifier is not None:
             doc["identifier"] = {"type": self.identifier.type, "value": self.identifier.value}
         if self.subproblems:
-            doc["subproblems"] = [p.to_json() for p in self.subproblems]
+            doc["subproblems"] = [p._document(subproblem=True) for p in self.subproblems]
         doc.update(self.extra)
         doc["status"] = self.status
         return doc

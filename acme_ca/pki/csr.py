@@ -40,7 +40,7 @@ def load_csr(data: bytes, *, allow_pem: bool = False) -> x509.CertificateSigning
         if allow_pem and b"-----BEGIN" in data:
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
         encodings = "PEM or DER" if allow_pem else "DER"
         raise PkiError(f"not a readable certificate signing request ({encodings})") from None
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.acme_client import BASE, AcmeTestClient, alg_of, jwk_of, sign
 from tests.protocol.conftest import AcmeServer
-from tests.protocol.helpers import KEY_CHANGE, NEW_ACCOUNT, assert_problem, registered
+from tests.protocol.helpers import KEY_CHANGE, NEW_ACCOUNT, REVOKE, assert_problem, registered
 
 TOS = "https://bluerobin.local/tos"
 
@@ -102,16 +102,22 @@ async def test_account_post_as_get_and_contact_update(server: AcmeServer) -> Non
 
 
 async def test_deactivated_account_is_refused_everywhere(server: AcmeServer) -> None:
-    """RFC 8555 7.3.6: after deactivation, any request with that kid is 403 unauthorized,
-    and newAccount with its key does not revive it."""
+    """RFC 8555 7.3.6: "If a server receives a POST or POST-as-GET from a deactivated
+    account, it MUST return an error response with status code 401 (Unauthorized) and
+    type unauthorized": with its kid anywhere, and newAccount (7.3.1, also with
+    onlyReturnExisting) with its key does not revive it."""
     client = await registered(server)
     deactivated = await client.post(client.kid, {"status": "deactivated"})
     assert deactivated.status == 200 and deactivated.json()["status"] == "deactivated"
-    assert_problem(await client.post(client.kid), 403, "unauthorized")
-    assert_problem(await client.new_order("web.bluerobin.local"), 403, "unauthorized")
-    assert_problem(await client.post(f"{client.kid}/orders"), 403, "unauthorized")
+    assert_problem(await client.post(client.kid), 401, "unauthorized")
+    assert_problem(await client.post(client.kid, {"status": "deactivated"}), 401, "unauthorized")
+    assert_problem(await client.new_order("web.bluerobin.local"), 401, "unauthorized")
+    assert_problem(await client.post(f"{client.kid}/orders"), 401, "unauthorized")
+    assert_problem(await client.post(REVOKE, {"certificate": "AA"}), 401, "unauthorized")
     again = await client.post(NEW_ACCOUNT, {"termsOfServiceAgreed": True}, use_jwk=True)
-    assert_problem(again, 403, "unauthorized")
+    assert_problem(again, 401, "unauthorized")
+    lookup = await client.post(NEW_ACCOUNT, {"onlyReturnExisting": True}, use_jwk=True)
+    assert_problem(lookup, 401, "unauthorized")
 
 
 async def test_account_status_other_than_deactivated_is_malformed(server: AcmeServer) -> None:

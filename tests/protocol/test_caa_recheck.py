@@ -77,7 +77,7 @@ async def test_reuse_after_8_hours_rechecks_caa_and_refuses(
     advance(server, client, 8)
     refused = await client.new_order(NAME)
     doc = assert_problem(refused, 403, "caa")
-    assert doc["identifier"] == {"type": "dns", "value": NAME}
+    assert "identifier" not in doc  # RFC 8555 6.7.1: only subproblems name one
     assert doc["detail"].startswith(f"CAA rechecked for {NAME}: CAA at {ZONE} ")
     assert (NAME, "CAA") in dns.queries
 
@@ -141,7 +141,7 @@ async def test_finalize_rechecks_caa_of_an_authorization_validated_over_8_hours_
         assert after["status"] == "valid"
         return
     doc = assert_problem(finalized, 403, "caa")
-    assert doc["identifier"] == {"type": "dns", "value": NAME}
+    assert "identifier" not in doc  # RFC 8555 6.7.1: only subproblems name one
     assert doc["detail"].startswith(f"CAA rechecked for {NAME}: CAA at {ZONE} ")
     assert after["status"] == "ready"
     assert "certificate" not in after

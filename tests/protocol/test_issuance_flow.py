@@ -105,7 +105,8 @@ async def test_order_becomes_ready_with_its_last_authorization(server: AcmeServe
 
 
 async def test_failed_challenge_invalidates_authorization_and_order(server: AcmeServer) -> None:
-    """RFC 8555 7.1.6: a failed validation makes the authorization and the order invalid."""
+    """RFC 8555 7.1.6: a failed validation makes the authorization and the order invalid.
+    The challenge's error is a problem document without a top-level "identifier" (6.7.1)."""
     client = server.client()
     await client.new_account()
     created = await client.new_order("web.bluerobin.local")
@@ -117,6 +118,7 @@ async def test_failed_challenge_invalidates_authorization_and_order(server: Acme
     after = (await client.post(challenge["url"])).json()
     assert after["status"] == "invalid"
     assert after["error"]["type"] == "urn:ietf:params:acme:error:incorrectResponse"
+    assert "identifier" not in after["error"], after["error"]
     assert (await client.post(authz_url)).json()["status"] == "invalid"
     order = (await client.post(created.headers["Location"])).json()
     assert order["status"] == "invalid" and order["error"]

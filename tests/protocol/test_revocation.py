@@ -54,10 +54,11 @@ async def assert_not_revoked(server: AcmeServer, cert: x509.Certificate) -> None
     assert record.status is CertificateStatus.ISSUED and record.revocation_reason is None
 
 
-@pytest.mark.parametrize("reason", [0, 1, 4, 5])
+@pytest.mark.parametrize("reason", [0, 1, 3, 4, 5])
 async def test_revoke_with_reason_is_recorded(server: AcmeServer, reason: int) -> None:
     """RFC 8555 7.6: the holding account revokes; the CRLReason (RFC 5280 5.3.1) is
-    kept with the revocation."""
+    kept with the revocation. A subscriber may claim unspecified (0), keyCompromise (1),
+    affiliationChanged (3), superseded (4) and cessationOfOperation (5)."""
     client = await registered(server)
     cert, _ = await issued(server, client)
     response = await client.post(REVOKE, {"certificate": b64(der(cert)), "reason": reason})
@@ -74,14 +75,20 @@ async def test_revoke_without_reason_is_unspecified(server: AcmeServer) -> None:
     await assert_revoked(server, cert, 0)
 
 
-@pytest.mark.parametrize("reason", [7, 11, -1, "1", True])
+@pytest.mark.parametrize("reason", [2, 6, 7, 8, 9, 10, 11, -1, 2**64, "1", True, 1.0, None])
 async def test_bad_revocation_reason(server: AcmeServer, reason: Any) -> None:
-    """RFC 8555 7.6: a reason that is not an allowed CRLReason code (7 is unassigned,
-    11 and beyond do not exist) is badRevocationReason; nothing is revoked."""
+    """RFC 8555 7.6: "The server MAY disallow a subset of reasonCodes ... If a request
+    contains a disallowed reasonCode the server MUST reject it with the error type
+    badRevocationReason", and the detail SHOULD say which are allowed. Refused: the
+    CA's own judgements cACompromise (2), aACompromise (10) and privilegeWithdrawn (9),
+    certificateHold (6) and removeFromCRL (8), which a CA that never suspends does not
+    use, 7 (unassigned in RFC 5280 5.3.1), codes beyond 10 and what is not an integer.
+    Nothing is revoked."""
     client = await registered(server)
     cert, _ = await issued(server, client)
     response = await client.post(REVOKE, {"certificate": b64(der(cert)), "reason": reason})
-    assert_problem(response, 400, "badRevocationReason")
+    doc = assert_problem(response, 400, "badRevocationReason")
+    assert "0, 1, 3, 4, 5" in doc["detail"]
     await assert_not_revoked(server, cert)
 
 
