@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.acme_client import BASE, AcmeTestClient, Response, b64, make_csr
 from tests.protocol.conftest import AcmeServer
@@ -62,10 +63,15 @@ async def ready_order(server: AcmeServer, client: AcmeTestClient, *names: str,
 
 
 async def finalize(client: AcmeTestClient, order: dict[str, Any], *names: str,
-                   csr_key: Any = None) -> tuple[Response, Any]:
-    """Finalize with a fresh CSR for `names`: (response, the CSR key)."""
-    csr, key = make_csr(list(names), key=csr_key)
-    response = await client.post(order["finalize"], {"csr": b64(csr)})
+                   csr_key: Any = None, csr: x509.CertificateSigningRequest | None = None
+                   ) -> tuple[Response, Any]:
+    """Finalize with a fresh CSR for `names`, or with `csr` when given:
+    (response, the CSR key; None with `csr`)."""
+    if csr is None:
+        der, key = make_csr(list(names), key=csr_key)
+    else:
+        der, key = csr.public_bytes(Encoding.DER), None
+    response = await client.post(order["finalize"], {"csr": b64(der)})
     return response, key
 
 

@@ -4,6 +4,8 @@ download; and the status machine of section 7.1.6 along the way."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -12,14 +14,22 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from tests.acme_client import BASE, AcmeTestClient, b64, make_csr
 from tests.protocol.conftest import AcmeServer
 
+Challenges = list[dict[str, Any]]
 
-async def authorize(server: AcmeServer, client: AcmeTestClient, order: dict) -> None:
-    """Serve and answer every pending http-01 challenge of an order, then wait."""
+
+def http01(challenges: Challenges) -> dict[str, Any]:
+    return next(c for c in challenges if c["type"] == "http-01")
+
+
+async def authorize(server: AcmeServer, client: AcmeTestClient, order: dict,
+                    pick: Callable[[Challenges], dict[str, Any]] | None = None) -> None:
+    """Serve and answer one challenge of each pending authorization of an order (the one
+    `pick` chooses among those offered; by default http-01), then wait."""
     for authz_url in order["authorizations"]:
         authz = (await client.post(authz_url)).json()
         if authz["status"] != "pending":
             continue
-        challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
+        challenge = (pick or http01)(authz["challenges"])
         server.validator.served[challenge["token"]] = client.key_authorization(challenge["token"])
         response = await client.post(challenge["url"], {})
         assert response.status == 200, response.body
