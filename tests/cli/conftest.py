@@ -1,4 +1,5 @@
-"""Fixtures of the command-line tests: a clean working directory and `run`."""
+"""Fixtures of the command-line tests: a clean working directory, `run`, and a CA made
+by `init` under a given configuration."""
 
 from __future__ import annotations
 
@@ -11,6 +12,24 @@ from acme_ca.cli.main import main
 
 Run = Callable[..., tuple[int, str, str]]
 ENV_VARS = ("ACME_CA_CONFIG", "ACME_CA_ROOT_PASSPHRASE", "ACME_CA_INTERMEDIATE_PASSPHRASE")
+ROOT_PASS = "cli root passphrase"
+FAST = ["--key-type", "ec-p384", "--intermediate-key-type", "ec-p256"]
+
+
+def secret(tmp_path: Path, text: str, name: str = "root.pass") -> Path:
+    path = tmp_path / name
+    path.write_text(text + "\n")
+    return path
+
+
+def init_ca(run: Run, tmp_path: Path, policy: str) -> Path:
+    """Write `policy` to tmp_path/acme-ca.toml and run `init` with it: that file."""
+    path = tmp_path / "acme-ca.toml"
+    path.write_text(policy)
+    code, _, err = run("--config", path, "init", "--passphrase-file",
+                       secret(tmp_path, ROOT_PASS), *FAST)
+    assert code == 0, err
+    return path
 
 
 @pytest.fixture(autouse=True)
