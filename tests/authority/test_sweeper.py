@@ -17,8 +17,7 @@ from acme_ca.clock import FakeClock
 from acme_ca.domain.models import CertificateStatus, OrderStatus
 from acme_ca.errors import StoreError
 from acme_ca.store import SqliteStore
-from tests.store.conftest import T0, make_order, with_accounts
-from tests.store.test_sqlite_acme import DER, reservation
+from tests.store.conftest import DER, T0, make_order, reservation, with_accounts
 
 SERVER_INTERNAL = "urn:ietf:params:acme:error:serverInternal"
 

@@ -22,17 +22,11 @@ from acme_ca.errors import PkiError
 from acme_ca.pki import files
 from acme_ca.pki.keys import load_key
 from acme_ca.store import open_store
-from tests.cli.conftest import FAST, ROOT_PASS, Run, secret
+from tests.cli.conftest import FAST, ROOT_PASS, Run, assert_one_line_error, secret
 from tests.conftest import ROOT_PASSPHRASE, Hierarchy
 
 CsrFile = Callable[..., Path]
 ORG = ["--org", "BlueRobin", "--country", "US"]
-
-
-def assert_one_line_error(code: int, err: str, fragment: str) -> None:
-    assert code == 1
-    assert err.startswith("acme-ca: error: ") and fragment in err, err
-    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 @pytest.fixture

@@ -15,9 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acme_ca.config import load_config
-from tests.cli.conftest import Run, init_ca
-from tests.cli.test_cli import assert_one_line_error
-from tests.cli.test_sign_csr_policy import POLICY
+from tests.cli.conftest import POLICY, Run, assert_one_line_error, init_ca
 
 LINE = re.compile(r"([0-9a-f]{64})  # (.+)\n")
 

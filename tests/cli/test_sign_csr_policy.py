@@ -15,19 +15,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.pki import files
-from tests.cli.conftest import ROOT_PASS, Run, init_ca
-from tests.cli.test_cli import assert_one_line_error
+from tests.cli.conftest import POLICY, ROOT_PASS, Run, assert_one_line_error, init_ca
 from tests.conftest import hierarchy_paths, reissue_intermediate
 from tests.weak_keys import close_primes_key, small_factor_key, spki_sha256_hex
 
 MakeCsr = Callable[..., x509.CertificateSigningRequest]
 
-POLICY = """\
-[policy]
-allowed_domains = ["bluerobin.local"]
-denied_domains = ["secret.bluerobin.local"]
-allowed_ip_networks = ["10.0.0.0/8"]
-"""
 
 
 @pytest.fixture

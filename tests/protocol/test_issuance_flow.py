@@ -4,8 +4,6 @@ download; and the status machine of section 7.1.6 along the way."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -13,41 +11,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.acme_client import BASE, AcmeTestClient, b64, make_csr
 from tests.protocol.conftest import AcmeServer
-
-Challenges = list[dict[str, Any]]
-
-
-def http01(challenges: Challenges) -> dict[str, Any]:
-    return next(c for c in challenges if c["type"] == "http-01")
-
-
-async def authorize(server: AcmeServer, client: AcmeTestClient, order: dict,
-                    pick: Callable[[Challenges], dict[str, Any]] | None = None) -> None:
-    """Serve and answer one challenge of each pending authorization of an order (the one
-    `pick` chooses among those offered; by default http-01), then wait."""
-    for authz_url in order["authorizations"]:
-        authz = (await client.post(authz_url)).json()
-        if authz["status"] != "pending":
-            continue
-        challenge = (pick or http01)(authz["challenges"])
-        server.validator.served[challenge["token"]] = client.key_authorization(challenge["token"])
-        response = await client.post(challenge["url"], {})
-        assert response.status == 200, response.body
-    await server.settle()
-
-
-async def issue(server: AcmeServer, client: AcmeTestClient, *names: str) -> tuple[dict, bytes]:
-    created = await client.new_order(*names)
-    assert created.status == 201, created.body
-    order_url = created.headers["Location"]
-    await authorize(server, client, created.json())
-    csr, _ = make_csr(list(names))
-    finalized = await client.post(created.json()["finalize"], {"csr": b64(csr)})
-    assert finalized.status == 200, finalized.body
-    order = (await client.post(order_url)).json()
-    cert = await client.post(order["certificate"])
-    assert cert.status == 200
-    return order, cert.body
+from tests.protocol.helpers import authorize, issue
 
 
 async def test_directory_lists_every_resource(server: AcmeServer) -> None:
