@@ -24,7 +24,19 @@ import pytest
 
 CLI_TIMEOUT = 90  # seconds; an RSA 4096 key on a busy 2-core machine takes a few
 READY_DEADLINE = 15.0  # seconds for `serve` to answer /health
+DEADLINE = 10.0  # seconds: far beyond any wait that succeeds, even on a busy machine
 POLL = 0.05
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
+    """Return as soon as `condition()` holds; fail the test if it does not within
+    `timeout` seconds. `what` says what was awaited. tests.waiting.until, for the
+    synchronous integration tests: they wait on a condition, never for a time."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail(f"waited {timeout:g} s in vain until {what}")
+        time.sleep(POLL)
 
 
 def require_program(name: str) -> str:

@@ -20,7 +20,6 @@ import asyncio
 import os
 import secrets
 import signal
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from acme_ca.domain.models import CertificateRecord, CertificateStatus, OrderStatus
 from acme_ca.store import SqliteStore
 from integration.clients import NAMES, serving_acme
-from integration.conftest import POLL, serving_config
+from integration.conftest import serving_config, until
 from integration.test_acme_library import connect
 
 pytestmark = pytest.mark.integration
@@ -92,13 +91,14 @@ def test_an_order_a_killed_server_left_processing_is_ended_after_the_restart(
     with serving_config(workdir / "acme-ca.toml", data_dir, first.server.port) as second:
         acme = connect(first._replace(server=second), key, jose.ES256)
         acme.net.account = regr
-        deadline = time.monotonic() + SWEPT_WITHIN
-        order: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            order = acme._post_as_get(orderr.uri).json()
-            if order["status"] != "processing":
-                break
-            time.sleep(POLL)
+        seen: list[dict[str, Any]] = []
+
+        def swept() -> bool:
+            seen.append(acme._post_as_get(orderr.uri).json())
+            return seen[-1]["status"] != "processing"
+
+        until(swept, "the restarted server ended the order left processing", SWEPT_WITHIN)
+        order = seen[-1]
         assert order["status"] == "invalid", (order, second.log("stderr"))
         assert order["error"]["type"] == "urn:ietf:params:acme:error:serverInternal", order
         assert "certificate" not in order

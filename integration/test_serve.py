@@ -28,6 +28,7 @@ from integration.conftest import (
     require_program,
     run,
     run_cli,
+    until,
 )
 
 pytestmark = pytest.mark.integration
@@ -203,21 +204,20 @@ def test_renew_then_sighup_switches_without_downtime(server: Server) -> None:
         assert server.get("/roots/chain.pem").body == old_chain  # nothing changes before HUP
         os.kill(server.process.pid, signal.SIGHUP)
         new_intermediate = first_cert(new_chain)
-        deadline = time.monotonic() + 10
-        served = old_chain
-        tls = old_tls
-        while time.monotonic() < deadline:
-            served = server.get("/roots/chain.pem").body
-            tls = server.get("/health").peer_cert
-            if served == new_chain and tls != old_tls:
-                break
-            time.sleep(0.05)
+        seen = {"chain": old_chain, "tls": old_tls}
+
+        def switched_over() -> bool:
+            seen["chain"] = server.get("/roots/chain.pem").body
+            seen["tls"] = server.get("/health").peer_cert
+            return seen["chain"] == new_chain and seen["tls"] != old_tls
+
+        until(switched_over, "the new intermediate and TLS certificate are served", 10)
         switched = poller.answers  # keep polling /health for five answers after the switch
-        while poller.answers < switched + 5 and time.monotonic() < deadline + 10:
-            time.sleep(0.05)
+        until(lambda: poller.answers >= switched + 5, "/health answered 5 times after the switch")
     finally:
         poller.done.set()
         poller.join(timeout=15)
+    served, tls = seen["chain"], seen["tls"]
     assert served == new_chain, "the new intermediate was not served within 10 s"
     assert tls != old_tls, "the server TLS certificate was not re-issued"
     x509.load_der_x509_certificate(tls).verify_directly_issued_by(new_intermediate)
@@ -237,9 +237,7 @@ def test_failed_reload_keeps_the_current_intermediate(server: Server) -> None:
     # A key that does not match the intermediate, as a botched manual copy would leave.
     shutil.copy(data / "tls" / "server.key", data / "ca" / "intermediate-ca.key")
     os.kill(server.process.pid, signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while "reload failed" not in server.log("stderr") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until(lambda: "reload failed" in server.log("stderr"), "the server logged the failed reload")
     assert "reload failed" in server.log("stderr")
     assert server.process.poll() is None
     assert server.get("/health").status == 200

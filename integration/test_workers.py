@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from integration.conftest import Server, stop_process
+from integration.conftest import Server, stop_process, until
 
 pytestmark = pytest.mark.integration
 
@@ -37,13 +36,8 @@ def alive(pid: int) -> bool:
         Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0])
 
 
-def gone_within(pids: list[int], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not any(alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
+def gone(pids: list[int]) -> bool:
+    return not any(alive(p) for p in pids)
 
 
 def test_two_workers_serve_and_stop_together(serve_factory: Callable[..., Server]) -> None:
@@ -54,7 +48,7 @@ def test_two_workers_serve_and_stop_together(serve_factory: Callable[..., Server
         assert server.get("/health").status == 200
         assert server.get("/directory").status == 200
     assert stop_process(server.process) == 0
-    assert gone_within(workers, 10)
+    until(lambda: gone(workers), "both workers exited", 10)
 
 
 def test_a_failed_worker_stops_the_others(serve_factory: Callable[..., Server]) -> None:
@@ -63,4 +57,4 @@ def test_a_failed_worker_stops_the_others(serve_factory: Callable[..., Server]) 
     first, second = children_of(server.process.pid)
     os.kill(first, signal.SIGKILL)
     assert server.process.wait(timeout=15) != 0
-    assert gone_within([second], 10)
+    until(lambda: gone([second]), "the other worker exited", 10)

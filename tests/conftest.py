@@ -115,10 +115,18 @@ def hierarchy(make_hierarchy: Callable[..., Hierarchy]) -> Hierarchy:
     return make_hierarchy()
 
 
+def load_issuer(h: Hierarchy, now: datetime | None = None,
+                passphrase: bytes | None = None) -> Issuer:
+    """The intermediate of `h` as serve loads it, at `now` (default: h's), with
+    `passphrase` (default: the one `h` was made with)."""
+    p = h.paths
+    return Issuer.load(p.intermediate_cert, p.intermediate_key, p.chain,
+                       passphrase or h.intermediate_passphrase, now or h.now)
+
+
 @pytest.fixture
 def issuer(hierarchy: Hierarchy) -> Issuer:
-    p = hierarchy.paths
-    return Issuer.load(p.intermediate_cert, p.intermediate_key, p.chain, None, hierarchy.now)
+    return load_issuer(hierarchy)
 
 
 @pytest.fixture

@@ -15,92 +15,32 @@ from typing import Any
 
 import josepy as jose
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from acme_ca.api.jws import (
-    ALGORITHMS,
-    AccountKey,
-    VerifiedRequest,
-    parse_jwk,
-    verify_jws,
-    verify_key_change_inner,
-)
+from acme_ca.api.jws import ALGORITHMS, VerifiedRequest, parse_jwk, verify_key_change_inner
 from acme_ca.domain.problems import AcmeProblem, ProblemType
+from tests.api.jws_helpers import (
+    CT,
+    PRIVATE_KEYS,
+    RSA_KEY,
+    URL,
+    FakeServer,
+    b64,
+    encode,
+    is_problem,
+    make_jws,
+    public_jwk,
+    rsa_key,
+    sign,
+)
 
-URL = "https://ca.example:8555/acme/new-order"
 KID = "https://ca.example:8555/acme/acct/acct1"
 KEY_CHANGE_URL = "https://ca.example:8555/acme/key-change"
-CT = "application/jose+json"
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 BOULDER_BAD_NONCE = 'JWS has an invalid anti-replay nonce: "{}"'
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _rsa(bits: int = 2048) -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
-
-
-_RSA = _rsa()
-PRIVATE_KEYS: dict[str, Any] = {
-    "RS256": _RSA,
-    "PS256": _RSA,
-    "ES256": ec.generate_private_key(ec.SECP256R1()),
-    "ES384": ec.generate_private_key(ec.SECP384R1()),
-    "ES512": ec.generate_private_key(ec.SECP521R1()),
-    "EdDSA": ed25519.Ed25519PrivateKey.generate(),
-}
 OTHER_EC = ec.generate_private_key(ec.SECP256R1())
 OTHER_ED = ed25519.Ed25519PrivateKey.generate()
-
-
-def public_jwk(private: Any) -> dict[str, str]:
-    if isinstance(private, ed25519.Ed25519PrivateKey):
-        raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return {"kty": "OKP", "crv": "Ed25519", "x": b64(raw)}
-    if isinstance(private, rsa.RSAPrivateKey):
-        return jose.JWKRSA(key=private.public_key()).to_json()
-    return jose.JWKEC(key=private.public_key()).to_json()
-
-
-def sign(alg: str, private: Any, msg: bytes) -> bytes:
-    if alg == "EdDSA":
-        return private.sign(msg)
-    return getattr(jose, alg).sign(private, msg)
-
-
-def make_jws(
-    private: Any,
-    alg: str,
-    *,
-    payload: bytes | dict[str, Any] = b"{}",
-    url: str = URL,
-    nonce: str | None = "nonce-1",
-    kid: str | None = None,
-    jwk: Mapping[str, Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
-    signature: bytes | None = None,
-) -> dict[str, str]:
-    """A flattened JWS; with ``kid`` it names an account, else it embeds the key."""
-    header: dict[str, Any] = {"alg": alg, "url": url}
-    if nonce is not None:
-        header["nonce"] = nonce
-    if kid is not None:
-        header["kid"] = kid
-    else:
-        header["jwk"] = dict(jwk) if jwk is not None else public_jwk(private)
-    header.update(extra or {})
-    data = json.dumps(payload).encode() if isinstance(payload, dict) else payload
-    protected, payload_b64 = b64(json.dumps(header).encode()), b64(data)
-    sig = signature or sign(alg, private, f"{protected}.{payload_b64}".encode())
-    return {"protected": protected, "payload": payload_b64, "signature": b64(sig)}
-
-
-def encode(jws: Mapping[str, Any]) -> bytes:
-    return json.dumps(jws).encode()
 
 
 class CertbotHeader(jose.Header):
@@ -121,60 +61,6 @@ class CertbotSignature(jose.Signature):
 class CertbotJWS(jose.JWS):
     signature_cls = CertbotSignature
     __slots__ = jose.JWS._orig_slots
-
-
-class FakeServer:
-    """The two callbacks verify_jws needs: stored account keys and live nonces."""
-
-    def __init__(self) -> None:
-        self.nonces = {"nonce-1", "nonce-2"}
-        self.accounts: dict[str, AccountKey] = {}
-        self.kid_lookups: list[str] = []
-
-    async def key_for_kid(self, kid: str) -> AccountKey:
-        self.kid_lookups.append(kid)
-        if kid not in self.accounts:
-            raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no such account")
-        return self.accounts[kid]
-
-    async def consume_nonce(self, nonce: str) -> bool:
-        if nonce in self.nonces:
-            self.nonces.remove(nonce)
-            return True
-        return False
-
-    async def verify(
-        self,
-        body: bytes | Mapping[str, Any],
-        *,
-        auth: str = "either",
-        content_type: str | None = CT,
-        url: str = URL,
-        max_body: int = 64 * 1024,
-    ) -> VerifiedRequest:
-        return await verify_jws(
-            body if isinstance(body, bytes) else encode(body),
-            content_type=content_type,
-            url=url,
-            auth=auth,  # type: ignore[arg-type]
-            key_for_kid=self.key_for_kid,
-            consume_nonce=self.consume_nonce,
-            max_body=max_body,
-        )
-
-    async def problem(self, body: bytes | Mapping[str, Any], **kwargs: Any) -> AcmeProblem:
-        with pytest.raises(AcmeProblem) as info:
-            await self.verify(body, **kwargs)
-        return info.value
-
-
-@pytest.fixture
-def server() -> FakeServer:
-    return FakeServer()
-
-
-def is_problem(problem: AcmeProblem, type_: ProblemType, status: int = 400) -> bool:
-    return problem.type is type_ and problem.status == status
 
 
 # --- accepted requests -----------------------------------------------------------------
@@ -586,7 +472,7 @@ async def test_private_key_material_is_bad_public_key(server: FakeServer, alg: s
 
 async def test_rsa_1024_is_bad_public_key(server: FakeServer) -> None:
     """RFC 8555 6.2 (badPublicKey): RSA keys below 2048 bits are refused."""
-    private = _rsa(1024)
+    private = rsa_key(1024)
     problem = await server.problem(make_jws(private, "RS256"))
     assert is_problem(problem, ProblemType.BAD_PUBLIC_KEY)
     assert "1024" in problem.detail
@@ -599,7 +485,7 @@ async def test_rsa_exponent_other_than_65537_is_bad_public_key(server: FakeServe
     must have e = 65537, as CSR keys must. A huge e makes each signature check ~70
     times slower (a denial of service), so the key is refused before any verification:
     here the JWS's signature is not even valid."""
-    n = _RSA.public_key().public_numbers().n
+    n = RSA_KEY.public_key().public_numbers().n
     jwk = {"kty": "RSA", "n": b64(n.to_bytes(256, "big")),
            "e": b64(e.to_bytes((e.bit_length() + 7) // 8, "big"))}
     problem = bad_key(jwk)
@@ -615,12 +501,12 @@ async def test_rsa_member_with_a_leading_zero_octet_is_bad_public_key(
     """RFC 7518 6.3.1.1/6.3.1.2 and 2: "n" and "e" are Base64urlUInt, "the minimum
     number of octets"; a leading zero octet is another spelling of the same key, so it
     is badPublicKey rather than silently normalised, even under a valid signature."""
-    numbers = _RSA.public_key().public_numbers()
-    jwk = public_jwk(_RSA)
+    numbers = RSA_KEY.public_key().public_numbers()
+    jwk = public_jwk(RSA_KEY)
     value = numbers.n if member == "n" else numbers.e
     jwk[member] = b64(b"\x00" + value.to_bytes((value.bit_length() + 7) // 8, "big"))
     assert "leading zero" in bad_key(jwk).detail
-    problem = await server.problem(make_jws(_RSA, "RS256", jwk=jwk))
+    problem = await server.problem(make_jws(RSA_KEY, "RS256", jwk=jwk))
     assert is_problem(problem, ProblemType.BAD_PUBLIC_KEY), problem
 
 
@@ -731,6 +617,6 @@ async def test_key_change_inner_algorithm_rules(server: FakeServer) -> None:
 
 async def test_key_change_new_key_must_be_acceptable(server: FakeServer) -> None:
     """RFC 8555 7.3.5: the new key must itself be an acceptable account key."""
-    weak = _rsa(1024)
+    weak = rsa_key(1024)
     problem = await inner_problem(server, inner_jws(private=weak, alg="RS256"))
     assert is_problem(problem, ProblemType.BAD_PUBLIC_KEY)

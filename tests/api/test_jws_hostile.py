@@ -10,12 +10,7 @@ from __future__ import annotations
 import pytest
 
 from acme_ca.domain.problems import ProblemType
-from tests.api.test_jws import PRIVATE_KEYS, FakeServer, is_problem, make_jws
-
-
-@pytest.fixture
-def server() -> FakeServer:
-    return FakeServer()
+from tests.api.jws_helpers import PRIVATE_KEYS, FakeServer, is_problem, make_jws
 
 
 @pytest.mark.parametrize("member", ["protected", "payload", "signature"])

@@ -11,7 +11,12 @@ from acme_ca.store import Store, open_store
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store("sqlite:///" + str(tmp_path / "db.sqlite"))
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "db.sqlite"
+
+
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[Store]:
+    opened = await open_store(f"sqlite:///{db_path}")
     yield opened
     await opened.close()

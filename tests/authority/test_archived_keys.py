@@ -26,17 +26,11 @@ from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import load_key, same_key, write_key
 from acme_ca.pki.profiles import LeafRequest, build_intermediate
 from acme_ca.store import Store, open_store
-from tests.conftest import ROOT_PASSPHRASE, Hierarchy
+from tests.conftest import ROOT_PASSPHRASE, Hierarchy, load_issuer
 
 DAY = timedelta(days=1)
 RETENTION = timedelta(days=90)
 PASS = b"intermediate passphrase"
-
-
-def load_issuer(hierarchy: Hierarchy) -> Issuer:
-    p = hierarchy.paths
-    return Issuer.load(p.intermediate_cert, p.intermediate_key, p.chain,
-                       hierarchy.intermediate_passphrase, hierarchy.now)
 
 
 def renew(hierarchy: Hierarchy, keep_old_key_until: datetime) -> Path:

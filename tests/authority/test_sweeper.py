@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -18,8 +17,7 @@ from acme_ca.clock import FakeClock
 from acme_ca.domain.models import CertificateStatus, OrderStatus
 from acme_ca.errors import StoreError
 from acme_ca.store import SqliteStore
-from tests.store.conftest import T0, make_order, with_accounts
-from tests.store.test_sqlite_acme import DER, reservation
+from tests.store.conftest import DER, T0, make_order, reservation, with_accounts
 
 SERVER_INTERNAL = "urn:ietf:params:acme:error:serverInternal"
 
@@ -30,12 +28,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = await SqliteStore.open(tmp_path / "acme.db")
-    try:
-        yield await with_accounts(opened)
-    finally:
-        await opened.close()
+async def store(store: SqliteStore) -> SqliteStore:
+    """The authority tests' store, with the accounts its orders reference."""
+    return await with_accounts(store)
 
 
 async def processing(store: SqliteStore, clock: FakeClock, order_id: str, serial: str) -> None:
@@ -109,14 +104,14 @@ async def test_a_sweep_takes_every_stale_order_batch_after_batch(
 
 
 async def test_two_workers_sweeping_at_once_move_each_order_once(
-    store: SqliteStore, clock: FakeClock, tmp_path: Path
+    store: SqliteStore, clock: FakeClock, db_path: Path
 ) -> None:
     """`serve --workers 2`: two processes on one database sweep at the same moment."""
     for n in range(4):
         await processing(store, clock, f"o{n}", f"a{n}")
     await store.store_certificate("a0", DER)
     clock.advance(DEADLINE)
-    other = await SqliteStore.open(tmp_path / "acme.db")
+    other = await SqliteStore.open(db_path)
     try:
         moved = await asyncio.gather(IssuanceSweeper(store, clock).sweep(),
                                      IssuanceSweeper(other, clock).sweep())

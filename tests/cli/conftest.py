@@ -1,4 +1,5 @@
-"""Fixtures of the command-line tests: a clean working directory and `run`."""
+"""Fixtures and helpers of the command-line tests: a clean working directory, `run`, a
+CA made by `init` under a given configuration, and the one-line error check."""
 
 from __future__ import annotations
 
@@ -11,6 +12,36 @@ from acme_ca.cli.main import main
 
 Run = Callable[..., tuple[int, str, str]]
 ENV_VARS = ("ACME_CA_CONFIG", "ACME_CA_ROOT_PASSPHRASE", "ACME_CA_INTERMEDIATE_PASSPHRASE")
+ROOT_PASS = "cli root passphrase"
+FAST = ["--key-type", "ec-p384", "--intermediate-key-type", "ec-p256"]
+POLICY = """\
+[policy]
+allowed_domains = ["bluerobin.local"]
+denied_domains = ["secret.bluerobin.local"]
+allowed_ip_networks = ["10.0.0.0/8"]
+"""
+
+
+def secret(tmp_path: Path, text: str, name: str = "root.pass") -> Path:
+    path = tmp_path / name
+    path.write_text(text + "\n")
+    return path
+
+
+def assert_one_line_error(code: int, err: str, fragment: str) -> None:
+    assert code == 1
+    assert err.startswith("acme-ca: error: ") and fragment in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def init_ca(run: Run, tmp_path: Path, policy: str) -> Path:
+    """Write `policy` to tmp_path/acme-ca.toml and run `init` with it: that file."""
+    path = tmp_path / "acme-ca.toml"
+    path.write_text(policy)
+    code, _, err = run("--config", path, "init", "--passphrase-file",
+                       secret(tmp_path, ROOT_PASS), *FAST)
+    assert code == 0, err
+    return path
 
 
 @pytest.fixture(autouse=True)

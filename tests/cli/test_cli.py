@@ -22,25 +22,11 @@ from acme_ca.errors import PkiError
 from acme_ca.pki import files
 from acme_ca.pki.keys import load_key
 from acme_ca.store import open_store
+from tests.cli.conftest import FAST, ROOT_PASS, Run, assert_one_line_error, secret
 from tests.conftest import ROOT_PASSPHRASE, Hierarchy
 
-Run = Callable[..., tuple[int, str, str]]
 CsrFile = Callable[..., Path]
-ROOT_PASS = "cli root passphrase"
-FAST = ["--key-type", "ec-p384", "--intermediate-key-type", "ec-p256"]
 ORG = ["--org", "BlueRobin", "--country", "US"]
-
-
-def secret(tmp_path: Path, text: str, name: str = "root.pass") -> Path:
-    path = tmp_path / name
-    path.write_text(text + "\n")
-    return path
-
-
-def assert_one_line_error(code: int, err: str, fragment: str) -> None:
-    assert code == 1
-    assert err.startswith("acme-ca: error: ") and fragment in err, err
-    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 @pytest.fixture

@@ -15,9 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acme_ca.config import load_config
-from tests.cli.conftest import Run
-from tests.cli.test_cli import FAST, ROOT_PASS, assert_one_line_error, secret
-from tests.cli.test_sign_csr_policy import POLICY
+from tests.cli.conftest import POLICY, Run, assert_one_line_error, init_ca
 
 LINE = re.compile(r"([0-9a-f]{64})  # (.+)\n")
 
@@ -57,11 +55,7 @@ def test_every_file_of_an_rsa_pss_key_gives_one_line_that_refuses_it(
     assert len({digest for digest, _ in lines.values()}) == 1, lines
     assert lines["pss.csr"][1] == f"RSA 2048, {tmp_path / 'pss.csr'}"
 
-    config = tmp_path / "acme-ca.toml"
-    config.write_text(POLICY)
-    code, _, err = run("--config", config, "init", "--passphrase-file",
-                       secret(tmp_path, ROOT_PASS), *FAST)
-    assert code == 0, err
+    config = init_ca(run, tmp_path, POLICY)
     code, out, _ = run("keys", "hash", tmp_path / "pss.pub")
     (tmp_path / "blocked.txt").write_text(out)
     config.write_text(POLICY + 'blocked_keys_file = "blocked.txt"\n')

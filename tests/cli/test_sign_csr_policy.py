@@ -15,31 +15,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.pki import files
-from tests.cli.conftest import Run
-from tests.cli.test_cli import FAST, ROOT_PASS, assert_one_line_error, secret
+from tests.cli.conftest import POLICY, ROOT_PASS, Run, assert_one_line_error, init_ca
 from tests.conftest import hierarchy_paths, reissue_intermediate
 from tests.weak_keys import close_primes_key, small_factor_key, spki_sha256_hex
 
 MakeCsr = Callable[..., x509.CertificateSigningRequest]
 
-POLICY = """\
-[policy]
-allowed_domains = ["bluerobin.local"]
-denied_domains = ["secret.bluerobin.local"]
-allowed_ip_networks = ["10.0.0.0/8"]
-"""
 
 
 @pytest.fixture
 def config(tmp_path: Path, run: Run) -> Path:
     """A CA made by `init` under POLICY: its intermediate permits bluerobin.local and
     10.0.0.0/8 (name constraints from the configuration)."""
-    path = tmp_path / "acme-ca.toml"
-    path.write_text(POLICY)
-    code, _, err = run("--config", path, "init", "--passphrase-file",
-                       secret(tmp_path, ROOT_PASS), *FAST)
-    assert code == 0, err
-    return path
+    return init_ca(run, tmp_path, POLICY)
 
 
 def write_csr(tmp_path: Path, make_csr: MakeCsr, *dns: str, ips: tuple[str, ...] = (),
@@ -131,11 +119,7 @@ def test_a_blocklisted_key_is_refused(run: Run, config: Path, tmp_path: Path,
 def test_an_ipv4_mapped_address_is_refused(run: Run, tmp_path: Path, make_csr: MakeCsr) -> None:
     """RFC 8738 3 / RFC 4291 2.5.5.2: with every IPv6 address allowed, ::ffff:10.0.0.1
     (which Go verifies as 10.0.0.1, outside the allowed IPv4 network) is refused."""
-    path = tmp_path / "acme-ca.toml"
-    path.write_text(POLICY.replace('["10.0.0.0/8"]', '["192.168.0.0/16", "::/0"]'))
-    code, _, err = run("--config", path, "init", "--passphrase-file",
-                       secret(tmp_path, ROOT_PASS), *FAST)
-    assert code == 0, err
+    path = init_ca(run, tmp_path, POLICY.replace('["10.0.0.0/8"]', '["192.168.0.0/16", "::/0"]'))
     csr = write_csr(tmp_path, make_csr, ips=("::ffff:10.0.0.1",))
     code, out, err = run("--config", path, "sign-csr", csr)
     assert_one_line_error(code, err, "IPv4-mapped IPv6 address")

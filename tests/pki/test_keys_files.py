@@ -6,7 +6,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
 from acme_ca.pki.archive import archive_dir
-from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import (
     KeyType,
     describe_key,
@@ -27,7 +26,7 @@ from acme_ca.pki.keys import (
     same_key,
     write_key,
 )
-from tests.conftest import Hierarchy
+from tests.conftest import Hierarchy, load_issuer
 
 PASS = b"key passphrase"
 
@@ -216,13 +215,6 @@ def test_load_certificates_pem_der_and_garbage(hierarchy: Hierarchy, tmp_path: P
 
 
 # issuer.py: loading the online half (intermediate certificate, key and chain).
-
-
-def load_issuer(
-    h: Hierarchy, now: datetime | None = None, passphrase: bytes | None = None
-) -> Issuer:
-    p = h.paths
-    return Issuer.load(p.intermediate_cert, p.intermediate_key, p.chain, passphrase, now or h.now)
 
 
 def test_issuer_load(hierarchy: Hierarchy) -> None:

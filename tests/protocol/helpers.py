@@ -1,14 +1,17 @@
-"""Shared helpers for the protocol tests: problem assertions, accounts, ready orders."""
+"""Shared helpers for the protocol tests: problem assertions, accounts, authorizations,
+ready orders, finalize and issuance, key change."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.acme_client import BASE, AcmeTestClient, Response, b64, make_csr
+from tests.acme_client import BASE, AcmeTestClient, Response, alg_of, b64, jwk_of, make_csr, sign
 from tests.protocol.conftest import AcmeServer
-from tests.protocol.test_issuance_flow import authorize
 
 PROBLEM_JSON = "application/problem+json"
 ERROR_PREFIX = "urn:ietf:params:acme:error:"
@@ -46,6 +49,28 @@ async def registered(server: AcmeServer, **payload: Any) -> AcmeTestClient:
     return client
 
 
+Challenges = list[dict[str, Any]]
+
+
+def http01(challenges: Challenges) -> dict[str, Any]:
+    return next(c for c in challenges if c["type"] == "http-01")
+
+
+async def authorize(server: AcmeServer, client: AcmeTestClient, order: dict,
+                    pick: Callable[[Challenges], dict[str, Any]] | None = None) -> None:
+    """Serve and answer one challenge of each pending authorization of an order (the one
+    `pick` chooses among those offered; by default http-01), then wait."""
+    for authz_url in order["authorizations"]:
+        authz = (await client.post(authz_url)).json()
+        if authz["status"] != "pending":
+            continue
+        challenge = (pick or http01)(authz["challenges"])
+        server.validator.served[challenge["token"]] = client.key_authorization(challenge["token"])
+        response = await client.post(challenge["url"], {})
+        assert response.status == 200, response.body
+    await server.settle()
+
+
 async def ready_order(server: AcmeServer, client: AcmeTestClient, *names: str,
                       identifiers: list[dict[str, str]] | None = None
                       ) -> tuple[dict[str, Any], str]:
@@ -62,12 +87,36 @@ async def ready_order(server: AcmeServer, client: AcmeTestClient, *names: str,
 
 
 async def finalize(client: AcmeTestClient, order: dict[str, Any], *names: str,
-                   csr_key: Any = None) -> tuple[Response, Any]:
-    """Finalize with a fresh CSR for `names`: (response, the CSR key)."""
-    csr, key = make_csr(list(names), key=csr_key)
-    response = await client.post(order["finalize"], {"csr": b64(csr)})
+                   csr_key: Any = None, csr: x509.CertificateSigningRequest | None = None
+                   ) -> tuple[Response, Any]:
+    """Finalize with a fresh CSR for `names`, or with `csr` when given:
+    (response, the CSR key; None with `csr`)."""
+    if csr is None:
+        der, key = make_csr(list(names), key=csr_key)
+    else:
+        der, key = csr.public_bytes(Encoding.DER), None
+    response = await client.post(order["finalize"], {"csr": b64(der)})
     return response, key
 
 
 def leaf_of(pem: bytes) -> x509.Certificate:
     return x509.load_pem_x509_certificates(pem)[0]
+
+
+async def issue(server: AcmeServer, client: AcmeTestClient, *names: str) -> tuple[dict, bytes]:
+    """A certificate for `names` through the whole flow: (the valid order, its PEM chain)."""
+    order, order_url = await ready_order(server, client, *names)
+    finalized, _ = await finalize(client, order, *names)
+    assert finalized.status == 200, finalized.body
+    order = (await client.post(order_url)).json()
+    cert = await client.post(order["certificate"])
+    assert cert.status == 200
+    return order, cert.body
+
+
+def key_change_jws(client: AcmeTestClient, new_key: Any, *, url: str = KEY_CHANGE,
+                   account: str | None = None, old_key: Any = None) -> dict[str, str]:
+    """The inner JWS of RFC 8555 7.3.5, signed by the new key."""
+    protected = {"alg": alg_of(new_key), "jwk": jwk_of(new_key), "url": url}
+    payload = {"account": account or client.kid, "oldKey": jwk_of(old_key or client.key)}
+    return sign(new_key, protected, json.dumps(payload).encode())

@@ -4,25 +4,23 @@ deactivation, key rollover, and the orders list (7.1.2.1)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.acme_client import BASE, AcmeTestClient, alg_of, jwk_of, sign
+from tests.acme_client import BASE, AcmeTestClient
 from tests.protocol.conftest import AcmeServer
-from tests.protocol.helpers import KEY_CHANGE, NEW_ACCOUNT, REVOKE, assert_problem, registered
+from tests.protocol.helpers import (
+    KEY_CHANGE,
+    NEW_ACCOUNT,
+    REVOKE,
+    assert_problem,
+    key_change_jws,
+    registered,
+)
 
 TOS = "https://bluerobin.local/tos"
-
-
-def key_change_jws(client: AcmeTestClient, new_key: Any, *, url: str = KEY_CHANGE,
-                   account: str | None = None, old_key: Any = None) -> dict[str, str]:
-    """The inner JWS of RFC 8555 7.3.5, signed by the new key."""
-    protected = {"alg": alg_of(new_key), "jwk": jwk_of(new_key), "url": url}
-    payload = {"account": account or client.kid, "oldKey": jwk_of(old_key or client.key)}
-    return sign(new_key, protected, json.dumps(payload).encode())
 
 
 async def test_new_account_201_then_same_key_200_same_location(server: AcmeServer) -> None:

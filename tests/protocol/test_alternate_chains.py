@@ -14,7 +14,7 @@ from acme_ca.pki import files
 from acme_ca.pki.keys import KeyType, generate_key, load_key
 from acme_ca.pki.profiles import build_intermediate, build_root, ca_name
 from tests.acme_client import b64, make_csr
-from tests.protocol.test_issuance_flow import authorize
+from tests.protocol.helpers import authorize
 
 
 def cross_signed_chain(hierarchy: Any, tmp_path: Path) -> tuple[Path, x509.Certificate]:

@@ -12,8 +12,7 @@ from cryptography import x509
 from acme_ca.authority import authorizations
 from tests.acme_client import AcmeTestClient
 from tests.protocol.conftest import AcmeServer
-from tests.protocol.helpers import assert_problem, finalize, ready_order, registered
-from tests.protocol.test_issuance_flow import issue
+from tests.protocol.helpers import assert_problem, finalize, issue, ready_order, registered
 from tests.waiting import within
 
 NAME = "web.bluerobin.local"

@@ -20,8 +20,7 @@ import pytest
 
 from tests.acme_client import AcmeTestClient, b64, make_csr
 from tests.protocol.conftest import AcmeServer
-from tests.protocol.helpers import assert_problem, registered
-from tests.protocol.test_issuance_flow import issue
+from tests.protocol.helpers import assert_problem, issue, registered
 from tests.validation.conftest import FakeDns, StartDns, fake_dns  # noqa: F401 (fixture)
 
 ZONE = "bluerobin.local"

@@ -16,8 +16,7 @@ from acme_ca.cli.main import main
 from acme_ca.pki import files
 from tests.conftest import ROOT_PASSPHRASE
 from tests.protocol.conftest import AcmeServer
-from tests.protocol.helpers import registered
-from tests.protocol.test_issuance_flow import issue
+from tests.protocol.helpers import issue, registered
 
 NAME = "web.bluerobin.local"
 

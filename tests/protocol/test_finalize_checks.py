@@ -21,12 +21,12 @@ from tests.acme_client import b64
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
     assert_problem,
+    authorize,
     finalize,
     leaf_of,
     ready_order,
     registered,
 )
-from tests.protocol.test_issuance_flow import authorize
 
 NAME = "web.bluerobin.local"
 

@@ -17,10 +17,10 @@ from tests.protocol.helpers import (
     NEW_ACCOUNT,
     NEW_ORDER,
     assert_problem,
+    issue,
     media_type,
     registered,
 )
-from tests.protocol.test_issuance_flow import issue
 
 POST_ONLY = ("/acme/new-account", "/acme/new-order", "/acme/revoke-cert", "/acme/key-change",
              "/acme/acct/x", "/acme/acct/x/orders", "/acme/order/x", "/acme/order/x/finalize",

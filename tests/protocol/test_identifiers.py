@@ -9,49 +9,29 @@ from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.acme_client import BASE, b64
 from tests.conftest import reissue_intermediate
+from tests.protocol.helpers import NEW_ORDER, authorize, finalize, leaf_of
 
 ALL_TYPES = ("http-01", "dns-01", "tls-alpn-01")
-NEW_ORDER = f"{BASE}/acme/new-order"
 
 
-def csr_for(dns: list[str], ips: list[str]) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
-    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
-    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
-           .add_extension(x509.SubjectAlternativeName(names), critical=False)
-           .sign(key, hashes.SHA256()))
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return csr.public_bytes(Encoding.DER)
+def first(challenges: list[dict[str, Any]]) -> dict[str, Any]:
+    return challenges[0]
 
 
-async def finalize_and_fetch(server: Any, client: Any, created: Any, dns: list[str],
-                             ips: list[str]) -> x509.Certificate:
-    await authorize_any(server, client, created.json())
-    order = await client.post(created.json()["finalize"], {"csr": b64(csr_for(dns, ips))})
+async def issued(server: Any, client: Any, created: Any,
+                 csr: x509.CertificateSigningRequest) -> x509.Certificate:
+    """Answer the first offered challenge of each authorization, finalize with `csr`:
+    the leaf certificate."""
+    await authorize(server, client, created.json(), pick=first)
+    order, _ = await finalize(client, created.json(), csr=csr)
     assert order.status == 200, order.body
-    pem = (await client.post(order.json()["certificate"])).body
-    return x509.load_pem_x509_certificates(pem)[0]
-
-
-async def authorize_any(server: Any, client: Any, order: dict) -> None:
-    """Answer the first offered challenge of each pending authorization."""
-    for authz_url in order["authorizations"]:
-        authz = (await client.post(authz_url)).json()
-        challenge = authz["challenges"][0]
-        server.validator.served[challenge["token"]] = client.key_authorization(challenge["token"])
-        await client.post(challenge["url"], {})
-    await server.settle()
+    return leaf_of((await client.post(order.json()["certificate"])).body)
 
 
 async def test_wildcard_order_gets_a_dns01_only_authorization(
-        server_factory: Callable[..., Any]) -> None:
+        server_factory: Callable[..., Any], make_csr: Callable[..., Any]) -> None:
     """RFC 8555 7.1.3: *.name is authorized by name with wildcard true; 8.4: dns-01 only."""
     server = await server_factory(challenge_types=ALL_TYPES)
     client = server.client()
@@ -64,8 +44,8 @@ async def test_wildcard_order_gets_a_dns01_only_authorization(
     assert wild["identifier"] == {"type": "dns", "value": "web.bluerobin.local"}
     assert [c["type"] for c in wild["challenges"]] == ["dns-01"]
     assert sorted(c["type"] for c in plain["challenges"]) == sorted(ALL_TYPES)
-    cert = await finalize_and_fetch(server, client, created,
-                                    ["*.web.bluerobin.local", "web.bluerobin.local"], [])
+    cert = await issued(server, client, created,
+                        make_csr("*.web.bluerobin.local", "web.bluerobin.local"))
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sorted(san.get_values_for_type(x509.DNSName)) == [
         "*.web.bluerobin.local", "web.bluerobin.local"]
@@ -83,7 +63,8 @@ async def test_wildcard_refused_without_dns01(server_factory: Callable[..., Any]
 
 
 async def test_ip_identifier_inside_allowed_networks(
-        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any]) -> None:
+        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any],
+        make_csr: Callable[..., Any]) -> None:
     """RFC 8738: an ip identifier gets http-01 and tls-alpn-01 (never dns-01) and the
     certificate an iPAddress SAN."""
     hierarchy = make_hierarchy("pki", permitted_domains=None)
@@ -96,9 +77,10 @@ async def test_ip_identifier_inside_allowed_networks(
     authz = (await client.post(created.json()["authorizations"][0])).json()
     assert authz["identifier"] == {"type": "ip", "value": "10.1.2.3"}
     assert sorted(c["type"] for c in authz["challenges"]) == ["http-01", "tls-alpn-01"]
-    cert = await finalize_and_fetch(server, client, created, [], ["10.1.2.3"])
+    ip = ipaddress.ip_address("10.1.2.3")
+    cert = await issued(server, client, created, make_csr(extra=(x509.IPAddress(ip),)))
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.1.2.3")]
+    assert san.get_values_for_type(x509.IPAddress) == [ip]
     await server.store.close()
 
 

@@ -25,9 +25,9 @@ from tests.protocol.helpers import (
     ready_order,
     registered,
 )
+from tests.waiting import within
 
 NAME = "web.bluerobin.local"
-WAIT = 5.0  # seconds: a bound on waiting for an event, never a pause
 
 
 def order_id(order_url: str) -> str:
@@ -49,7 +49,7 @@ async def start_finalize(server: AcmeServer, client: AcmeTestClient,
 async def cancel_held(request: asyncio.Task[Any], entered: asyncio.Event,
                       release: asyncio.Event) -> None:
     """Once the issuance is held (``entered``), cancel its request, then release it."""
-    await asyncio.wait_for(entered.wait(), WAIT)
+    await within(entered.wait(), "the issuance to be held")
     request.cancel()
     release.set()
     with pytest.raises(asyncio.CancelledError):
@@ -77,10 +77,7 @@ async def test_a_cancelled_finalize_still_ends_the_order(
     monkeypatch.setattr(server.store, "finish_order", gated_finish)
     request, url = await start_finalize(server, client)
     await cancel_held(request, entered, release)
-    try:
-        await asyncio.wait_for(stored.wait(), WAIT)
-    except TimeoutError:
-        pytest.fail("the cancelled finalize never stored its certificate")
+    await within(stored.wait(), "the cancelled finalize to store its certificate")
     after = (await client.post(url)).json()
     assert after["status"] == "valid" and "certificate" in after, after
 
@@ -135,7 +132,7 @@ async def test_the_failure_of_a_cancelled_finalize_is_logged_with_its_order(
     monkeypatch.setattr(server.store, "start_issuance", locked)
     request, url = await start_finalize(server, client)
     await cancel_held(request, entered, release)
-    await asyncio.wait_for(server.app[SERVICES].orders.drain(), WAIT)
+    await within(server.app[SERVICES].orders.drain(), "the drain")
     gc.collect()
     errors = [r for r in caplog.records
               if r.levelno == logging.ERROR and r.name == "acme_ca.authority.issuance"]
@@ -175,10 +172,10 @@ async def test_drain_waits_for_a_held_issuance_before_the_store_closes(
     monkeypatch.setattr(server.store, "finish_order", held_finish)
     monkeypatch.setattr(orders, "drain", observed_drain)
     request, _ = await start_finalize(server, client, orders)
-    await asyncio.wait_for(entered.wait(), WAIT)
-    await asyncio.wait_for(http.close(), WAIT)  # the app's cleanup
+    await within(entered.wait(), "finish_order to be held")
+    await within(http.close(), "the app's cleanup")
     assert stored_when_drained == [CertificateStatus.ISSUED]
-    assert (await asyncio.wait_for(request, WAIT)).status is OrderStatus.VALID
+    assert (await within(request, "the finalize")).status is OrderStatus.VALID
 
 
 async def test_drain_gives_up_on_a_stuck_issuance_after_its_limit(
@@ -197,13 +194,11 @@ async def test_drain_gives_up_on_a_stuck_issuance_after_its_limit(
     monkeypatch.setattr(server.store, "start_issuance", stuck)
     monkeypatch.setattr(issuance, "DRAIN_LIMIT", 0.05, raising=False)
     request, _ = await start_finalize(server, client)
-    await asyncio.wait_for(entered.wait(), WAIT)
+    await within(entered.wait(), "the issuance to be stuck")
     try:
-        await asyncio.wait_for(server.app[SERVICES].orders.drain(), WAIT)
-    except TimeoutError:
-        pytest.fail(f"drain still waiting after {WAIT}s on a stuck issuance")
+        await within(server.app[SERVICES].orders.drain(), "the drain to give up")
     finally:
         never.set()
     assert "1 issuance(s) still running" in caplog.text, caplog.text
     with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(request, WAIT)
+        await within(request, "the cancelled finalize")

@@ -11,33 +11,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.acme_client import BASE, AcmeTestClient, b64, make_csr
 from tests.protocol.conftest import AcmeServer
-
-
-async def authorize(server: AcmeServer, client: AcmeTestClient, order: dict) -> None:
-    """Serve and answer every pending http-01 challenge of an order, then wait."""
-    for authz_url in order["authorizations"]:
-        authz = (await client.post(authz_url)).json()
-        if authz["status"] != "pending":
-            continue
-        challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
-        server.validator.served[challenge["token"]] = client.key_authorization(challenge["token"])
-        response = await client.post(challenge["url"], {})
-        assert response.status == 200, response.body
-    await server.settle()
-
-
-async def issue(server: AcmeServer, client: AcmeTestClient, *names: str) -> tuple[dict, bytes]:
-    created = await client.new_order(*names)
-    assert created.status == 201, created.body
-    order_url = created.headers["Location"]
-    await authorize(server, client, created.json())
-    csr, _ = make_csr(list(names))
-    finalized = await client.post(created.json()["finalize"], {"csr": b64(csr)})
-    assert finalized.status == 200, finalized.body
-    order = (await client.post(order_url)).json()
-    cert = await client.post(order["certificate"])
-    assert cert.status == 200
-    return order, cert.body
+from tests.protocol.helpers import authorize, issue
 
 
 async def test_directory_lists_every_resource(server: AcmeServer) -> None:

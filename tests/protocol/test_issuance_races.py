@@ -30,9 +30,9 @@ from acme_ca.domain.models import CertificateStatus, OrderStatus
 from acme_ca.pki.issuer import Issuer
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import ERROR_PREFIX, finalize, ready_order, registered
+from tests.waiting import within
 
 NAME = "web.bluerobin.local"
-WAIT = 5.0  # seconds: a bound on waiting for an event, never a pause
 LATE = DEADLINE + timedelta(seconds=1)
 
 
@@ -72,7 +72,7 @@ async def finalize_held(server: AcmeServer, monkeypatch: pytest.MonkeyPatch, nam
     monkeypatch.setattr(server.store, name, held)
     request = asyncio.create_task(finalize(client, order, NAME))
     try:
-        await asyncio.wait_for(entered.wait(), WAIT)
+        await within(entered.wait(), f"the finalize to be held in {name}")
     except BaseException:
         release.set()
         raise
@@ -102,7 +102,7 @@ async def test_the_sweeper_leaves_an_issuance_in_flight_in_its_process_alone(
         assert await server.app[SWEEPER].sweep() == 0
     finally:
         release.set()
-    response, _ = await asyncio.wait_for(request, WAIT)
+    response, _ = await within(request, "the finalize")
     assert response.status == 200, response.body
     assert response.json()["status"] == "valid", response.json()
     (record,) = await server.store.list_certificates()
@@ -120,7 +120,7 @@ async def test_an_order_ended_by_another_process_before_signing_is_not_signed(
     signed = signatures(monkeypatch)
     request, release = await finalize_held(server, monkeypatch, "start_issuance")
     await sweep_in_another_process(server, release)
-    response, _ = await asyncio.wait_for(request, WAIT)
+    response, _ = await within(request, "the finalize")
     assert signed == []
     assert response.status == 200, response.body
     body = response.json()
@@ -140,7 +140,7 @@ async def test_a_certificate_signed_for_an_order_ended_meanwhile_is_stored(
     signed = signatures(monkeypatch)
     request, release = await finalize_held(server, monkeypatch, "finish_order", before=True)
     await sweep_in_another_process(server, release)
-    response, _ = await asyncio.wait_for(request, WAIT)
+    response, _ = await within(request, "the finalize")
     assert response.status == 200, response.body
     assert response.json()["status"] == "invalid", response.json()
     (certificate,) = signed

@@ -17,12 +17,12 @@ from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
     NEW_ORDER,
     assert_problem,
+    authorize,
     finalize,
     leaf_of,
     ready_order,
     registered,
 )
-from tests.protocol.test_issuance_flow import authorize
 
 NAME = "web.bluerobin.local"
 

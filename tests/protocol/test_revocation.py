@@ -19,12 +19,12 @@ from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
     REVOKE,
     assert_problem,
+    authorize,
     finalize,
     leaf_of,
     ready_order,
     registered,
 )
-from tests.protocol.test_issuance_flow import authorize
 
 NAMES = ("web.bluerobin.local", "api.bluerobin.local")
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.protocol.conftest import AcmeServer
-from tests.protocol.helpers import assert_problem, registered
-from tests.protocol.test_issuance_flow import issue
+from tests.protocol.helpers import assert_problem, issue, registered
 
 TOS = "https://bluerobin.local/tos"
 

@@ -17,10 +17,10 @@ from tests.protocol.helpers import (
     NEW_ACCOUNT,
     assert_problem,
     finalize,
+    key_change_jws,
     ready_order,
     registered,
 )
-from tests.protocol.test_accounts import key_change_jws
 from tests.weak_keys import E, close_primes_key, small_factor_key, spki_sha256_hex
 
 EXPONENT_3 = rsa.generate_private_key(3, 2048)  # BRs 6.1.6: e = 65537 (CSRs already)

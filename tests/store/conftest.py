@@ -22,6 +22,7 @@ from acme_ca.domain.models import (
     AccountStatus,
     Authorization,
     AuthorizationStatus,
+    CertificateRecord,
     Challenge,
     Identifier,
     Order,
@@ -33,6 +34,8 @@ from acme_ca.store.sqlite_connection import Connection
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 ACCOUNT = "acct-1"
 OTHER = "acct-2"
+DER = b"\x30\x82\x01\x0a" + bytes(range(64))
+PROBLEM = '{"type":"urn:ietf:params:acme:error:unauthorized","detail":"wrong token"}'
 
 
 def make_account(account_id: str = ACCOUNT, **changes: object) -> Account:
@@ -90,6 +93,14 @@ def make_order(
         created_at=T0,
     )
     return replace(order, **changes)  # type: ignore[arg-type]
+
+
+def reservation(serial: str, order_id: str) -> CertificateRecord:
+    """The certificate record finalize reserves for `order_id` before signing."""
+    return CertificateRecord(
+        serial=serial, issuer="ab" * 32, names=("www.example.test",), profile="server",
+        not_before=T0, not_after=T0 + timedelta(days=90), created_at=T0,
+        account_id=ACCOUNT, order_id=order_id)
 
 
 async def with_accounts(store: SqliteStore) -> SqliteStore:

@@ -19,8 +19,13 @@ import pytest
 from acme_ca.domain.models import AccountStatus, OrderStatus
 from acme_ca.errors import Conflict, NotFound, StoreError
 from acme_ca.store import SqliteStore
-from tests.store.conftest import make_account, make_order, thread_idle, waits_in_thread
-from tests.store.test_sqlite_acme import reservation
+from tests.store.conftest import (
+    make_account,
+    make_order,
+    reservation,
+    thread_idle,
+    waits_in_thread,
+)
 from tests.waiting import until, within
 
 

@@ -12,8 +12,7 @@ import pytest
 from acme_ca.domain.models import CertificateStatus, Order, OrderStatus
 from acme_ca.errors import Conflict, NotFound
 from acme_ca.store import SqliteStore
-from tests.store.conftest import T0, make_order
-from tests.store.test_sqlite_acme import DER, PROBLEM, reservation
+from tests.store.conftest import DER, PROBLEM, T0, make_order, reservation
 
 MINUTE = timedelta(minutes=1)
 

@@ -20,7 +20,6 @@ from acme_ca.clock import FakeClock
 from acme_ca.domain.models import (
     AccountStatus,
     AuthorizationStatus,
-    CertificateRecord,
     CertificateStatus,
     Challenge,
     ChallengeStatus,
@@ -35,15 +34,15 @@ from acme_ca.store.migrations import load_migrations, sqlite_statements
 from acme_ca.store.sqlite_open import nonce_path
 from tests.store.conftest import (
     ACCOUNT,
+    DER,
     OTHER,
+    PROBLEM,
     T0,
     make_account,
     make_authorization,
     make_order,
+    reservation,
 )
-
-DER = b"\x30\x82\x01\x0a" + bytes(range(64))
-PROBLEM = '{"type":"urn:ietf:params:acme:error:unauthorized","detail":"wrong token"}'
 
 
 def raw(path: Path) -> contextlib.closing[sqlite3.Connection]:
@@ -53,13 +52,6 @@ def raw(path: Path) -> contextlib.closing[sqlite3.Connection]:
 async def processing(store: SqliteStore, challenge_id: str) -> Challenge:
     return await store.update_challenge(
         challenge_id, expected=ChallengeStatus.PENDING, status=ChallengeStatus.PROCESSING)
-
-
-def reservation(serial: str, order_id: str) -> CertificateRecord:
-    return CertificateRecord(
-        serial=serial, issuer="ab" * 32, names=("www.example.test",), profile="server",
-        not_before=T0, not_after=T0 + timedelta(days=90), created_at=T0,
-        account_id=ACCOUNT, order_id=order_id)
 
 
 async def reserve(store: SqliteStore, serial: str, order_id: str) -> None:

@@ -1,4 +1,8 @@
-"""A fake DNS server on 127.0.0.1 for the validation tests: UDP and TCP on one port.
+"""Fixtures of the validation tests: the responders validation talks to, on 127.0.0.1.
+
+``serve`` (an aiohttp server) and ``raw_serve`` (a raw asyncio one) answer http-01
+(handlers in http01_helpers.py); ``tls_server`` answers tls-alpn-01 (certificates in
+tlsalpn01_helpers.py); ``fake_dns`` is a DNS server, UDP and TCP on one port:
 
     server, address = await fake_dns(records={
         "_acme-challenge.web.bluerobin.local": ['TXT "digest"'],
@@ -26,9 +30,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import dns.exception
@@ -39,6 +45,12 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from tests.validation.http01_helpers import Handler, RawHandler, RawServe, Serve
+from tests.validation.tlsalpn01_helpers import ACME, KEY, Server, Start, challenge_cert
 
 
 @dataclass(frozen=True)
@@ -208,3 +220,108 @@ async def fake_dns() -> AsyncIterator[StartDns]:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1):
                 await server.wait_closed()
+
+
+async def close_all(servers: list[asyncio.Server], tasks: set[asyncio.Task[None]]) -> None:
+    """Stop listening, end the connections still open (their handlers' tasks), and wait
+    until the servers are closed."""
+    for server in servers:
+        server.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for server in servers:
+        await server.wait_closed()
+
+
+@pytest.fixture
+async def serve(aiohttp_server: Any) -> Serve:
+    """serve({path: handler}) -> port of an aiohttp server on 127.0.0.1."""
+
+    async def start(routes: dict[str, Handler]) -> int:
+        app = web.Application()
+        for path, handler in routes.items():
+            app.router.add_get(path, handler)
+        server = await aiohttp_server(app)
+        return int(server.port)
+
+    return start
+
+
+@pytest.fixture
+async def raw_serve() -> AsyncIterator[RawServe]:
+    """raw_serve(handler) -> port of an asyncio server; its connections end with the test."""
+    servers: list[asyncio.Server] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def start(handler: RawHandler) -> int:
+        async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.add(task)
+            try:
+                await handler(reader, writer)
+            except OSError:
+                pass  # the validator hung up: expected
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(guarded, "127.0.0.1", 0)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    yield start
+    await close_all(servers, tasks)
+
+
+@pytest.fixture
+async def tls_server(tmp_path: Path) -> AsyncIterator[Start]:
+    """start(cert, alpn=ACME, silent=False) -> a Server; connections end with the test."""
+    servers: list[asyncio.Server] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def start(
+        cert: x509.Certificate | None = None,
+        alpn: list[str] | None = ACME,
+        silent: bool = False,
+        greeting: bytes = b"",
+    ) -> Server:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert_path, key_path = tmp_path / f"{len(servers)}.crt", tmp_path / f"{len(servers)}.key"
+        cert_path.write_bytes((cert or challenge_cert()).public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            KEY.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        context.load_cert_chain(cert_path, key_path)
+        if alpn is not None:
+            context.set_alpn_protocols(alpn)
+        server = Server(port=0)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.add(task)
+            server.connections += 1
+            try:
+                if greeting:
+                    writer.write(greeting)
+                if not silent and not greeting:
+                    await writer.start_tls(context)
+                await reader.read()  # until the validator hangs up
+            except (OSError, ssl.SSLError):
+                pass  # the validator hung up or refused the handshake: expected
+            finally:
+                writer.transport.abort()
+
+        context.sni_callback = lambda _sock, name, _ctx: server.snis.append(name)
+        listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(listener)
+        server.port = int(listener.sockets[0].getsockname()[1])
+        return server
+
+    yield start
+    await close_all(servers, tasks)

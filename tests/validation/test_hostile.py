@@ -7,7 +7,6 @@ no case may slow down a well-behaved validation running beside it. The responder
 on 127.0.0.1; the policy allows loopback (the configuration's default) unless a test
 removes it. Helpers and fixtures are shared with test_http01.py.
 """
-# ruff: noqa: F811  (the fixtures imported from test_http01 are parameters here)
 
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ from acme_ca.domain.problems import ProblemType
 from acme_ca.validation import Resolver
 from acme_ca.validation.network import AddressPolicy
 from acme_ca.validation.resolver import Address
-from tests.validation.test_http01 import (  # noqa: F401 (fixtures)
+from tests.validation.http01_helpers import (
     FIFTY_MB,
     KEY_AUTH,
     NAME,
@@ -34,10 +33,8 @@ from tests.validation.test_http01 import (  # noqa: F401 (fixtures)
     RawServe,
     Serve,
     check,
-    raw_serve,
     redirect,
     reply,
-    serve,
     validator,
 )
 

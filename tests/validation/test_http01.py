@@ -3,8 +3,8 @@
 Responders are aiohttp test servers, or raw asyncio servers for the misbehaving ones.
 The validator's first-request port is the responder's port; redirect ports are moved
 to free test ports through the constructor. Hostile responders (silent, trickling,
-huge, redirect loops, metadata addresses, rebinding DNS) are in test_hostile.py, which
-shares the helpers and fixtures defined here.
+huge, redirect loops, metadata addresses, rebinding DNS) are in test_hostile.py; both
+use the helpers of http01_helpers.py and the responder fixtures of conftest.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,58 +27,22 @@ from cryptography.x509.oid import NameOID
 
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import ProblemType
-from acme_ca.validation import Http01Validator, Resolver, ValidationResult, key_authorization
-from acme_ca.validation.network import AddressPolicy
+from acme_ca.validation import Resolver, key_authorization
 from tests.validation.conftest import StartDns  # the fake_dns fixture lives there
-
-NAME = "web.bluerobin.local"
-IDENT = Identifier("dns", NAME)
-TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
-THUMBPRINT = "9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"
-KEY_AUTH = key_authorization(TOKEN, THUMBPRINT)
-PATH = f"/.well-known/acme-challenge/{TOKEN}"
-FIFTY_MB = 50 * 1024 * 1024
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Serve = Callable[[dict[str, Handler]], Awaitable[int]]
-RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-RawServe = Callable[[RawHandler], Awaitable[int]]
-
-
-def validator(port: int, hosts: dict[str, str] | None = None, **kwargs: Any) -> Http01Validator:
-    """A validator whose first request goes to `port`, NAME resolving to 127.0.0.1.
-
-    The policy is the configuration's default (private ranges and loopback) unless a
-    test passes ``policy=``; a ``resolver=`` replaces the hosts table and DNS.
-    """
-    resolver = kwargs.pop("resolver", None) or Resolver(
-        {NAME: "127.0.0.1"} if hosts is None else hosts, kwargs.pop("dns", [])
-    )
-    kwargs.setdefault("total_timeout", 5)
-    kwargs.setdefault("policy", AddressPolicy())
-    return Http01Validator(resolver, port=port, **kwargs)
-
-
-def reply(body: str | bytes = KEY_AUTH, status: int = 200) -> Handler:
-    async def handler(_: web.Request) -> web.Response:
-        data = body.encode() if isinstance(body, str) else body
-        return web.Response(body=data, status=status)
-
-    return handler
-
-
-def redirect(location: str, status: int = 302) -> Handler:
-    async def handler(_: web.Request) -> web.Response:
-        return web.Response(status=status, headers={"Location": location})
-
-    return handler
-
-
-def free_port() -> int:
-    """A port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.validation.http01_helpers import (
+    IDENT,
+    KEY_AUTH,
+    NAME,
+    PATH,
+    TOKEN,
+    RawServe,
+    Serve,
+    check,
+    free_port,
+    redirect,
+    reply,
+    validator,
+)
 
 
 def ipv6_loopback() -> bool:
@@ -88,56 +52,6 @@ def ipv6_loopback() -> bool:
     except OSError:
         return False
     return True
-
-
-@pytest.fixture
-async def serve(aiohttp_server: Any) -> Serve:
-    """serve({path: handler}) -> port of an aiohttp server on 127.0.0.1."""
-
-    async def start(routes: dict[str, Handler]) -> int:
-        app = web.Application()
-        for path, handler in routes.items():
-            app.router.add_get(path, handler)
-        server = await aiohttp_server(app)
-        return int(server.port)
-
-    return start
-
-
-@pytest.fixture
-async def raw_serve() -> AsyncIterator[RawServe]:
-    """raw_serve(handler) -> port of an asyncio server; its connections end with the test."""
-    servers: list[asyncio.Server] = []
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def start(handler: RawHandler) -> int:
-        async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            tasks.add(task)
-            try:
-                await handler(reader, writer)
-            except OSError:
-                pass  # the validator hung up: expected
-            finally:
-                writer.close()
-
-        server = await asyncio.start_server(guarded, "127.0.0.1", 0)
-        servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
-
-    yield start
-    for server in servers:
-        server.close()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    for server in servers:
-        await server.wait_closed()
-
-
-async def check(v: Http01Validator, ident: Identifier = IDENT) -> ValidationResult:
-    return await v.validate(ident, TOKEN, KEY_AUTH)
 
 
 def test_key_authorization_is_token_dot_thumbprint():

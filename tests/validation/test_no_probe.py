@@ -10,7 +10,6 @@ asserts that it appears nowhere in the problem document (subproblems included).
 
 Where validation may connect is tested in test_targets.py.
 """
-# ruff: noqa: F811  (the fixtures imported from test_http01 are parameters here)
 
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ from acme_ca.validation.network import AddressPolicy
 from acme_ca.validation.resolver import Resolver
 from acme_ca.validation.tlsalpn01 import TlsAlpn01Validator
 from tests.validation.conftest import StartDns
-from tests.validation.test_http01 import (  # noqa: F401 (fixtures)
+from tests.validation.http01_helpers import (
     IDENT,
     KEY_AUTH,
     NAME,
@@ -43,18 +42,15 @@ from tests.validation.test_http01 import (  # noqa: F401 (fixtures)
     Serve,
     check,
     free_port,
-    raw_serve,
     redirect,
     reply,
-    serve,
     validator,
 )
-from tests.validation.test_tlsalpn01 import (  # noqa: F401 (fixture)
+from tests.validation.tlsalpn01_helpers import (
     Start,
     challenge_cert,
-    tls_server,
 )
-from tests.validation.test_tlsalpn01 import validator as tls_validator
+from tests.validation.tlsalpn01_helpers import validator as tls_validator
 
 SECRET = "s3cret-7f2b9c"  # stands for whatever an internal service would answer
 URL = f"http://{NAME}:{{port}}{PATH}"

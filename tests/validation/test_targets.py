@@ -5,7 +5,6 @@ is not behind a reverse proxy ([server] external_url unset), and no validation
 connection (first request or redirect) ever reaches a port the CA itself listens on,
 nor the port of its external_url (on this host, or where that URL's host resolves).
 """
-# ruff: noqa: F811  (the fixtures imported from test_http01 are parameters here)
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from acme_ca.config import Config, load_config
 from acme_ca.domain.problems import ProblemType
 from acme_ca.validation.network import AddressPolicy, OwnEndpoints
 from tests.validation.conftest import StartDns
-from tests.validation.test_http01 import (  # noqa: F401 (fixtures)
+from tests.validation.http01_helpers import (
     IDENT,
     KEY_AUTH,
     NAME,
@@ -28,7 +27,6 @@ from tests.validation.test_http01 import (  # noqa: F401 (fixtures)
     Serve,
     check,
     redirect,
-    serve,
     validator,
 )
 

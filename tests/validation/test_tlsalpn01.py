@@ -2,158 +2,38 @@
 
 Each server is an asyncio server on 127.0.0.1 that counts the TCP connections it
 accepts, then (unless told to stay silent) starts TLS with a context offering the
-given ALPN protocols and presenting a challenge certificate built here.
+given ALPN protocols and presenting a challenge certificate (the fixture tls_server
+in conftest.py; certificates from tlsalpn01_helpers.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import datetime
 import hashlib
 import ipaddress
-import socket
-import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
 
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import ProblemType
-from acme_ca.validation.base import ValidationResult, key_authorization
 from acme_ca.validation.network import AddressPolicy
 from acme_ca.validation.resolver import Resolver
 from acme_ca.validation.tlsalpn01 import TlsAlpn01Validator, sni_for
-
-NAME = "tls.bluerobin.local"
-IDENT = Identifier("dns", NAME)
-IP_IDENT = Identifier("ip", "127.0.0.1")
-TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
-KEY_AUTH = key_authorization(TOKEN, "9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI")
-DIGEST = hashlib.sha256(KEY_AUTH.encode()).digest()
-ACME_IDENTIFIER = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")
-KEY = ec.generate_private_key(ec.SECP256R1())
-ACME = ["acme-tls/1"]
-
-
-@dataclass
-class Server:
-    port: int
-    connections: int = 0  # TCP connections accepted, TLS or not
-    snis: list[str | None] = field(default_factory=list)
-
-
-Start = Callable[..., Awaitable[Server]]
-
-
-def challenge_cert(
-    sans: list[x509.GeneralName] | None = None,
-    acme_value: bytes | None = b"\x04\x20" + DIGEST,
-    critical: bool = True,
-) -> x509.Certificate:
-    """RFC 8737 section 3: a self-signed certificate with the SAN and acmeIdentifier."""
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "acme challenge")])
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(KEY.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-    )
-    if sans is None:
-        sans = [x509.DNSName(NAME)]
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    if acme_value is not None:
-        extension = x509.UnrecognizedExtension(ACME_IDENTIFIER, acme_value)
-        builder = builder.add_extension(extension, critical=critical)
-    return builder.sign(KEY, hashes.SHA256())
-
-
-@pytest.fixture
-async def tls_server(tmp_path: Path) -> AsyncIterator[Start]:
-    """start(cert, alpn=ACME, silent=False) -> a Server; connections end with the test."""
-    servers: list[asyncio.Server] = []
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def start(
-        cert: x509.Certificate | None = None,
-        alpn: list[str] | None = ACME,
-        silent: bool = False,
-        greeting: bytes = b"",
-    ) -> Server:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        cert_path, key_path = tmp_path / f"{len(servers)}.crt", tmp_path / f"{len(servers)}.key"
-        cert_path.write_bytes((cert or challenge_cert()).public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            KEY.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        context.load_cert_chain(cert_path, key_path)
-        if alpn is not None:
-            context.set_alpn_protocols(alpn)
-        server = Server(port=0)
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            tasks.add(task)
-            server.connections += 1
-            try:
-                if greeting:
-                    writer.write(greeting)
-                if not silent and not greeting:
-                    await writer.start_tls(context)
-                await reader.read()  # until the validator hangs up
-            except (OSError, ssl.SSLError):
-                pass  # the validator hung up or refused the handshake: expected
-            finally:
-                writer.transport.abort()
-
-        context.sni_callback = lambda _sock, name, _ctx: server.snis.append(name)
-        listener = await asyncio.start_server(handle, "127.0.0.1", 0)
-        servers.append(listener)
-        server.port = int(listener.sockets[0].getsockname()[1])
-        return server
-
-    yield start
-    for listener in servers:
-        listener.close()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    for listener in servers:
-        await listener.wait_closed()
-
-
-def validator(
-    port: int, policy: AddressPolicy | None = None, timeout: float = 5
-) -> TlsAlpn01Validator:
-    resolver = Resolver(hosts={NAME: "127.0.0.1"}, resolvers=[])
-    return TlsAlpn01Validator(resolver, port=port, policy=policy, timeout=timeout)
-
-
-async def check(v: TlsAlpn01Validator, ident: Identifier = IDENT) -> ValidationResult:
-    return await v.validate(ident, TOKEN, KEY_AUTH)
-
-
-def free_port() -> int:
-    """A port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.validation.http01_helpers import free_port
+from tests.validation.tlsalpn01_helpers import (
+    ACME_IDENTIFIER,
+    DIGEST,
+    IDENT,
+    IP_IDENT,
+    KEY,
+    NAME,
+    Start,
+    challenge_cert,
+    check,
+    validator,
+)
 
 
 def refusal(port: int, reason: str, ident: Identifier = IDENT) -> str:
