@@ -28,7 +28,7 @@ Decisions (docs/security.md, "CSR identifiers compared as (type, value)" and
   expires first, or the requested notAfter has passed; or it is longer than a
   since-lowered max_validity) is malformed, naming which, as Boulder answers
   notBefore/notAfter it will not honour; the order stays ready. An order whose
-  requested notAfter has passed is invalid before it gets here (``OrderService.refresh``).
+  requested notAfter has passed is invalid before it gets here (``OrderService.get_order``).
 - The identifier policy is applied again (:func:`policy_refusal`, the same
   ``check_identifiers`` as newOrder, with today's ``[policy]`` and intermediate): a
   name denied, or put outside the name constraints by a reloaded intermediate, since

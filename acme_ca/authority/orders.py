@@ -214,33 +214,44 @@ class OrderService:
     # --- reading ----------------------------------------------------------------------
 
     async def get_order(self, account: Account, order_id: str) -> Order:
+        order, _ = await self._current(account, order_id)
+        return order
+
+    async def _current(
+        self, account: Account, order_id: str
+    ) -> tuple[Order, list[Authorization]]:
+        """The account's order with an up-to-date status, and, when it is still pending
+        or ready, its authorizations as read to decide that (finalize needs them again)."""
         try:
             order = await self._store.get_order(order_id)
         except NotFound:
             raise malformed("no such order", status=404) from None
         if order.account_id != account.id:
             raise unauthorized("this order belongs to another account")
-        return await self.refresh(order)
+        return await self._refreshed(order)
 
-    async def refresh(self, order: Order) -> Order:
-        """Apply what time and authorization changes imply: expiry and failure -> invalid."""
+    async def _refreshed(self, order: Order) -> tuple[Order, list[Authorization]]:
+        """Apply what time and authorization changes imply: expiry and failure -> invalid.
+        The authorizations read come back with the order if it stays pending or ready."""
         if order.status not in (OrderStatus.PENDING, OrderStatus.READY):
-            return order
+            return order, []
         now = self._clock.now()
         problem = _expired(order, now)
+        authorizations: list[Authorization] = []
         if problem is None:
             for authz_id in order.authorization_ids:
-                problem = _unusable(await self._store.get_authorization(authz_id), now)
+                authorizations.append(await self._store.get_authorization(authz_id))
+                problem = _unusable(authorizations[-1], now)
                 if problem is not None:
                     break
         if problem is None:
-            return order
+            return order, authorizations
         try:
             return await self._store.update_order_status(
                 order.id, expected=order.status, status=OrderStatus.INVALID, error=problem.dumps()
-            )
+            ), []
         except Conflict:
-            return await self._store.get_order(order.id)
+            return await self._store.get_order(order.id), []
 
     async def list_orders(self, account: Account, after: str | None) -> list[str]:
         return await self._store.list_account_orders(account.id, limit=ORDERS_PAGE, after=after)
@@ -253,14 +264,14 @@ class OrderService:
         is cancelled (``issuance.InFlight`` says why); ``drain`` waits for it. The order
         comes back as it ended: valid, or invalid if a sweeper ended it meanwhile
         (``issuance.sign_for_order``)."""
-        order = await self.get_order(account, order_id)
+        order, authorizations = await self._current(account, order_id)
         csr_der = b64url_field(payload.get("csr"), "csr")
         if order.status is not OrderStatus.READY:
             return await self._not_ready(order, csr_der)
         await self._check_policy(order)
         request = self._check_csr(account, order, csr_der)
         if self._caa_recheck is not None:  # CAA again, validated over 8 hours ago (caa_recheck)
-            await self._caa_recheck.check_order(order, self._store, self._clock.now())
+            await self._caa_recheck.check(authorizations, self._clock.now())
         return await self._in_flight.run(order.id,
                                          self._issue(account, order, request, csr_der))
 
