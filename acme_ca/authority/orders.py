@@ -124,12 +124,13 @@ class OrderService:
     # --- newOrder ---------------------------------------------------------------------
 
     async def new_order(self, account: Account, payload: dict[str, Any]) -> Order:
+        issuer = self._issuer()  # once: a reload meanwhile must not mix intermediates
         identifiers = parse_identifiers(
             payload.get("identifiers"), self._policy, self._challenge_types,
-            self._issuer().certificate,
+            issuer.certificate,
         )
         now = self._clock.now()
-        not_before, not_after = self._requested_validity(payload, now)
+        not_before, not_after = self._requested_validity(payload, now, issuer)
         authorization_ids: list[str] = []
         new: list[Authorization] = []
         expires = now + self._policy.order_lifetime
@@ -191,14 +192,14 @@ class OrderService:
         )
 
     def _requested_validity(
-        self, payload: dict[str, Any], now: datetime
+        self, payload: dict[str, Any], now: datetime, issuer: Issuer
     ) -> tuple[datetime | None, datetime | None]:
         not_before = parse_time(payload, "notBefore")
         not_after = parse_time(payload, "notAfter")
         start = not_before or now
         if not_before is not None and not_before < now - self._policy.backdate:
             raise malformed("notBefore is in the past")
-        if start >= self._issuer().certificate.not_valid_after_utc:
+        if start >= issuer.certificate.not_valid_after_utc:
             raise malformed("notBefore is after the issuing CA certificate expires")
         if not_after is not None:
             if not_after <= start:
@@ -263,17 +264,20 @@ class OrderService:
         store (VALID) or fail (INVALID). The issuance runs to its end even when this call
         is cancelled (``issuance.InFlight`` says why); ``drain`` waits for it. The order
         comes back as it ended: valid, or invalid if a sweeper ended it meanwhile
-        (``issuance.sign_for_order``)."""
+        (``issuance.sign_for_order``). The intermediate is read once: what signs is
+        what the policy, the CSR and the window were checked against, whatever a reload
+        does meanwhile."""
         order, authorizations = await self._current(account, order_id)
         csr_der = b64url_field(payload.get("csr"), "csr")
         if order.status is not OrderStatus.READY:
             return await self._not_ready(order, csr_der)
-        await self._check_policy(order)
-        request = self._check_csr(account, order, csr_der)
+        issuer = self._issuer()
+        await self._check_policy(order, issuer)
+        request = self._check_csr(account, order, csr_der, issuer)
         if self._caa_recheck is not None:  # CAA again, validated over 8 hours ago (caa_recheck)
             await self._caa_recheck.check(authorizations, self._clock.now())
-        return await self._in_flight.run(order.id,
-                                         self._issue(account, order, request, csr_der))
+        return await self._in_flight.run(
+            order.id, self._issue(account, order, request, csr_der, issuer))
 
     async def drain(self) -> None:
         """Wait for the issuances in flight (at shutdown, before the store closes), at
@@ -281,9 +285,9 @@ class OrderService:
         await self._in_flight.drain()
 
     async def _issue(
-        self, account: Account, order: Order, request: LeafRequest, csr_der: bytes
+        self, account: Account, order: Order, request: LeafRequest, csr_der: bytes,
+        issuer: Issuer,
     ) -> Order:
-        issuer = self._issuer()
         record, request = issuance.reservation(
             issuer, request, self._clock.now(), account_id=account.id, order_id=order.id
         )
@@ -314,10 +318,10 @@ class OrderService:
             headers={"Retry-After": "1"} if order.status is OrderStatus.PROCESSING else None,
         )
 
-    async def _check_policy(self, order: Order) -> None:
+    async def _check_policy(self, order: Order, issuer: Issuer) -> None:
         """The identifier policy again (finalize_checks.policy_refusal): a refusal makes
         the ready order invalid, with the problem as its error, then is raised."""
-        problem = finalize_checks.policy_refusal(order, self._policy, self._issuer())
+        problem = finalize_checks.policy_refusal(order, self._policy, issuer)
         if problem is None:
             return
         with contextlib.suppress(Conflict):  # changed meanwhile: this request is refused still
@@ -328,7 +332,8 @@ class OrderService:
                  order.id, problem.detail)
         raise problem
 
-    def _check_csr(self, account: Account, order: Order, csr_der: bytes) -> LeafRequest:
+    def _check_csr(self, account: Account, order: Order, csr_der: bytes,
+                   issuer: Issuer) -> LeafRequest:
         """The certificate to sign, or the problem that keeps the order ready
         (:mod:`acme_ca.authority.finalize_checks`)."""
         try:
@@ -337,7 +342,7 @@ class OrderService:
         except PkiError as exc:
             raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
         return finalize_checks.leaf_request(contents, order, account.thumbprint,
-                                            self._policy, self._issuer(), self._clock.now())
+                                            self._policy, issuer, self._clock.now())
 
     # --- certificates -------------------------------------------------------------------
 
