@@ -43,10 +43,12 @@ from datetime import datetime
 from ipaddress import ip_address
 
 from acme_ca.authority.identifiers import IdentifiersRefused, check_identifiers
+from acme_ca.authority.issuance import certificate_window
 from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import Order
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
 from acme_ca.encoding import jwk_thumbprint
+from acme_ca.errors import PolicyError
 from acme_ca.pki.csr import CsrContents
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import UB_COMMON_NAME, IpAddress, LeafRequest
@@ -112,7 +114,7 @@ def leaf_request(
         raise AcmeProblem(ProblemType.BAD_CSR, "the CSR key must not be the account key")
     if common_name and len(common_name.encode()) > UB_COMMON_NAME:
         common_name = None  # RFC 5280 ub-common-name: the SAN alone names the subject
-    not_before, not_after = certificate_window(order, policy, issuer, now)
+    not_before, not_after = order_window(order, policy, issuer, now)
     dns_names = contents.dns_names
     if common_name in dns_names:  # the common name, if any, is also the first SAN
         dns_names = (common_name, *(n for n in dns_names if n != common_name))
@@ -126,34 +128,13 @@ def leaf_request(
     )
 
 
-def certificate_window(
+def order_window(
     order: Order, policy: PolicyConfig, issuer: Issuer, now: datetime
 ) -> tuple[datetime, datetime]:
-    """(notBefore, notAfter) for `order`'s certificate, signable and within policy.
-
-    The start: the client's notBefore (7.1.3) as given, or now - backdate; never
-    earlier than now - backdate, however long ago newOrder was. The end: the client's
-    notAfter, else the default validity from the start (the backdate inside it); cut at
-    the issuer's end.
-    """
-    earliest = now - policy.backdate
-    if order.not_before is not None:
-        start = max(order.not_before, earliest)
-    elif order.not_after is not None:
-        start = max(earliest, order.not_after - policy.max_validity)
-    else:
-        start = earliest
-    issuer_end = issuer.certificate.not_valid_after_utc
-    end = min(order.not_after or start + policy.default_validity, issuer_end)
-    begin = max(start, now)
-    if end <= begin:
-        ends = (f"the issuing CA's certificate ends {issuer_end:%Y-%m-%dT%H:%M:%SZ}"
-                if issuer_end <= begin else
-                f"the requested notAfter is {end:%Y-%m-%dT%H:%M:%SZ}")
-        raise malformed(f"no certificate can be issued for this order: {ends}, not after "
-                        f"{begin:%Y-%m-%dT%H:%M:%SZ}, when it would begin")
-    if end - start > policy.max_validity:
-        raise malformed(
-            f"the requested validity exceeds the maximum of {policy.max_validity}"
-        )
-    return start, end
+    """(notBefore, notAfter) for `order`'s certificate (``issuance.certificate_window``
+    with the order's request and today's policy and intermediate), or malformed."""
+    try:
+        return certificate_window(order.not_before, order.not_after, now, policy,
+                                  issuer.certificate.not_valid_after_utc)
+    except PolicyError as exc:
+        raise malformed(str(exc)) from None

@@ -44,7 +44,7 @@ from acme_ca.domain.models import (
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
 from acme_ca.encoding import jwk_thumbprint
-from acme_ca.errors import Conflict, NotFound, PkiError
+from acme_ca.errors import Conflict, NotFound, PkiError, PolicyError
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import LeafRequest
@@ -194,22 +194,24 @@ class OrderService:
     def _requested_validity(
         self, payload: dict[str, Any], now: datetime, issuer: Issuer
     ) -> tuple[datetime | None, datetime | None]:
+        """The notBefore/notAfter asked for (7.1.3), if this request may ask for them:
+        not in the past, not longer than policy, and a certificate signable now for
+        them (``issuance.certificate_window``); malformed otherwise."""
+        policy = self._policy
         not_before = parse_time(payload, "notBefore")
         not_after = parse_time(payload, "notAfter")
-        start = not_before or now
-        if not_before is not None and not_before < now - self._policy.backdate:
+        if not_before is not None and not_before < now - policy.backdate:
             raise malformed("notBefore is in the past")
-        if start >= issuer.certificate.not_valid_after_utc:
-            raise malformed("notBefore is after the issuing CA certificate expires")
-        if not_after is not None:
-            if not_after <= start:
-                raise malformed("notAfter must be later than notBefore and now")
-            if not_after - start > self._policy.max_validity:
-                raise malformed(
-                    f"the requested validity exceeds the maximum of {self._policy.max_validity}"
-                )
-        elif not_before is not None and not_before > now + self._policy.order_lifetime:
+        if not_after is not None and not_after - (not_before or now) > policy.max_validity:
+            raise malformed(f"the requested validity exceeds the maximum of {policy.max_validity}")
+        if not_after is None and not_before is not None and (
+                not_before > now + policy.order_lifetime):
             raise malformed("notBefore is too far in the future")
+        try:
+            issuance.certificate_window(not_before, not_after, now, policy,
+                                        issuer.certificate.not_valid_after_utc)
+        except PolicyError as exc:
+            raise malformed(str(exc)) from None
         return not_before, not_after
 
     # --- reading ----------------------------------------------------------------------
