@@ -33,7 +33,7 @@ from josepy import errors as jose_errors
 from josepy import jwa
 from josepy import jwk as jose_jwk
 
-from acme_ca.authority.accounts import check_signing_key
+from acme_ca.authority.accounts import AccountKey, check_signing_key
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed
 from acme_ca.encoding import canonical_jwk, jwk_thumbprint, public_jwk
 
@@ -59,15 +59,6 @@ _EC_SIGNATURE_BYTES = {"P-256": 64, "P-384": 96, "P-521": 132}  # raw r || s
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _FLATTENED = frozenset({"protected", "payload", "signature"})
 _NONCE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-
-
-@dataclass(frozen=True, slots=True)
-class AccountKey:
-    """An acceptable public account key, with its canonical JWK and RFC 7638 thumbprint."""
-
-    public_key: PublicKey
-    jwk: str  # the required public members only, sorted, no whitespace (RFC 7638 3.2)
-    thumbprint: str  # base64url(SHA-256(jwk)), no padding
 
 
 @dataclass(frozen=True, slots=True)
