@@ -43,10 +43,10 @@ from acme_ca.domain.models import (
     OrderStatus,
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
-from acme_ca.encoding import jwk_thumbprint
 from acme_ca.errors import Conflict, NotFound, PkiError, PolicyError
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.keys import same_key
 from acme_ca.pki.profiles import LeafRequest
 from acme_ca.store.base import Store
 
@@ -307,12 +307,10 @@ class OrderService:
             try:
                 csr_key = read_csr(load_csr(csr_der), cn_as_san=False).public_key  # PkiError
                 issued = x509.load_der_x509_certificate(record.der or b"")
-                same_key = jwk_thumbprint(csr_key) == jwk_thumbprint(  # type: ignore[arg-type]
-                    issued.public_key()
-                )  # type: ignore[arg-type]
+                same = same_key(csr_key, issued.public_key())
             except (PkiError, ValueError, UnsupportedAlgorithm):  # a key nobody knows:
-                same_key = False  # not the certificate's
-            if same_key:
+                same = False  # not the certificate's
+            if same:
                 return order
         raise AcmeProblem(
             ProblemType.ORDER_NOT_READY,
