@@ -42,7 +42,11 @@ from __future__ import annotations
 from datetime import datetime
 from ipaddress import ip_address
 
-from acme_ca.authority.identifiers import IdentifiersRefused, check_identifiers
+from acme_ca.authority.identifiers import (
+    IdentifiersRefused,
+    check_identifiers,
+    identifier_for_name,
+)
 from acme_ca.authority.issuance import certificate_window
 from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import Order
@@ -59,13 +63,6 @@ Key = tuple[str, str | IpAddress]
 
 def _key(kind: str, value: str) -> Key:
     return (kind, ip_address(value)) if kind == "ip" else (kind, value)
-
-
-def _common_name_key(common_name: str) -> Key:
-    try:
-        return ("ip", ip_address(common_name))
-    except ValueError:
-        return ("dns", common_name)
 
 
 def _shown(keys: set[Key]) -> str:
@@ -95,12 +92,12 @@ def leaf_request(
     asked |= {("ip", a) for a in contents.ip_addresses}
     common_name = contents.common_name
     if common_name:
-        cn_key = _common_name_key(common_name)
-        if cn_key not in asked:
+        named = identifier_for_name(common_name)
+        if _key(named.type, named.value) not in asked:
             raise AcmeProblem(
                 ProblemType.BAD_CSR, f"the CSR common name {common_name} is not among its SANs"
             )
-        common_name = str(cn_key[1])  # an address in its canonical text (RFC 5952 4)
+        common_name = named.value  # an address in its canonical text (RFC 5952 4)
     wanted = {_key(i.type, i.value) for i in order.identifiers}
     if asked != wanted:
         extra, missing = asked - wanted, wanted - asked
