@@ -82,13 +82,13 @@ class CaaRecheck:
         self._after = after
         self._timeout = timeout
 
-    def stale(self, authorizations: Sequence[Authorization], now: datetime) -> list[Authorization]:
+    def _stale(self, authorizations: Sequence[Authorization], now: datetime) -> list[Authorization]:
         """The authorizations whose CAA check is older than ``after``."""
         return [a for a in authorizations if validated_at(a) < now - self._after]
 
     async def check(self, authorizations: Sequence[Authorization], now: datetime) -> None:
         """Raise ``AcmeProblem(caa)`` unless CAA still allows every stale authorization."""
-        stale = self.stale(authorizations, now)
+        stale = self._stale(authorizations, now)
         deadline = asyncio.get_running_loop().time() + self._timeout
         found = await asyncio.gather(*(self._recheck(authz, deadline) for authz in stale))
         problems = [problem for problem in found if problem is not None]

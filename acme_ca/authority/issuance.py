@@ -115,13 +115,10 @@ async def issue(
     issuer: Issuer,
     request: LeafRequest,
     now: datetime,
-    *,
-    account_id: str | None = None,
-    order_id: str | None = None,
 ) -> x509.Certificate:
-    """Sign `request` with the intermediate, recording it in `store` before and after."""
-    record, request = reservation(issuer, request, now, account_id=account_id,
-                                  order_id=order_id)
+    """Sign `request` with the intermediate, recording it in `store` before and after
+    (a certificate of no account or order: sign-csr, the server's own)."""
+    record, request = reservation(issuer, request, now)
     await store.reserve_serial(record)
     certificate = issuer.issue(request)
     await store.store_certificate(record.serial, certificate.public_bytes(Encoding.DER))

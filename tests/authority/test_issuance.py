@@ -37,9 +37,7 @@ def request_for(now: datetime, **changes: object) -> LeafRequest:
 
 
 async def test_issue_stores_the_certificate(store: Store, issuer: Issuer, now: datetime) -> None:
-    cert = await issuance.issue(
-        store, issuer, request_for(now), now, account_id="acct-1", order_id="order-1"
-    )
+    cert = await issuance.issue(store, issuer, request_for(now), now)
     record = await store.get_certificate(serial_hex(cert.serial_number))
     assert record.status is CertificateStatus.ISSUED
     assert record.der == cert.public_bytes(Encoding.DER)
@@ -51,7 +49,7 @@ async def test_issue_stores_the_certificate(store: Store, issuer: Issuer, now: d
         cert.not_valid_after_utc,
     )
     assert record.created_at == now
-    assert (record.account_id, record.order_id) == ("acct-1", "order-1")
+    assert (record.account_id, record.order_id) == (None, None)  # sign-csr, server TLS
     cert.verify_directly_issued_by(issuer.certificate)
 
 
