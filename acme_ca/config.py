@@ -76,10 +76,8 @@ def default_allowed_networks(
         return PRIVATE_NETWORKS
     if listen_host.lower().rstrip(".") == "localhost":
         return DEFAULT_ALLOWED_NETWORKS
-    try:
-        loopback = ipaddress.ip_address(listen_host).is_loopback
-    except ValueError:
-        loopback = False  # a host name: not known to be loopback, so refuse loopback
+    address = _ip(listen_host)  # a host name is not known to be loopback: refused
+    loopback = address is not None and address.is_loopback
     return DEFAULT_ALLOWED_NETWORKS if loopback else PRIVATE_NETWORKS
 
 

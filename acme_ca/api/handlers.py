@@ -13,13 +13,12 @@ from aiohttp import web
 from acme_ca.api import views
 from acme_ca.api.context import SERVICES, Services
 from acme_ca.api.jws import (
-    AccountKey,
     VerifiedRequest,
     stored_account_key,
     verify_jws,
     verify_key_change_inner,
 )
-from acme_ca.authority.accounts import AccountKeyRef, KeyInUse
+from acme_ca.authority.accounts import AccountKey, KeyInUse
 from acme_ca.domain.models import (
     Account,
     AuthorizationStatus,
@@ -122,8 +121,7 @@ async def new_nonce(request: web.Request) -> web.Response:
 async def new_account(request: web.Request) -> web.Response:
     services = _services(request)
     verified, _ = await _verified(request, "jwk")
-    key = AccountKeyRef(verified.key.jwk, verified.key.thumbprint, verified.key.public_key)
-    account, created = await services.accounts.new_account(key, verified.json())
+    account, created = await services.accounts.new_account(verified.key, verified.json())
     return _json(
         views.account_json(account, services.links),
         status=201 if created else 200,
@@ -165,9 +163,7 @@ async def key_change(request: web.Request) -> web.Response:
     verified, acct = await _account(request)
     new_key = verify_key_change_inner(verified.json(), outer=verified)
     try:
-        acct = await services.accounts.change_key(
-            acct, AccountKeyRef(new_key.jwk, new_key.thumbprint, new_key.public_key)
-        )
+        acct = await services.accounts.change_key(acct, new_key)
     except KeyInUse as exc:
         exc.headers["Location"] = services.links.account(exc.account_id)
         raise

@@ -33,7 +33,7 @@ from josepy import errors as jose_errors
 from josepy import jwa
 from josepy import jwk as jose_jwk
 
-from acme_ca.authority.accounts import check_signing_key
+from acme_ca.authority.accounts import AccountKey, check_signing_key
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed
 from acme_ca.encoding import canonical_jwk, jwk_thumbprint, public_jwk
 
@@ -59,15 +59,6 @@ _EC_SIGNATURE_BYTES = {"P-256": 64, "P-384": 96, "P-521": 132}  # raw r || s
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _FLATTENED = frozenset({"protected", "payload", "signature"})
 _NONCE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-
-
-@dataclass(frozen=True, slots=True)
-class AccountKey:
-    """An acceptable public account key, with its canonical JWK and RFC 7638 thumbprint."""
-
-    public_key: PublicKey
-    jwk: str  # the required public members only, sorted, no whitespace (RFC 7638 3.2)
-    thumbprint: str  # base64url(SHA-256(jwk)), no padding
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +89,6 @@ def _bad_key(detail: str) -> AcmeProblem:
     return AcmeProblem(ProblemType.BAD_PUBLIC_KEY, detail)
 
 
-def _b64decode(text: object, what: str) -> bytes:
-    """Strict base64url (RFC 7515 2), the code base's one decoder; malformed otherwise."""
-    return b64url_field(text, what)
-
-
 @functools.lru_cache(maxsize=4096)
 def stored_account_key(jwk: str) -> AccountKey:
     """The AccountKey of a stored account (its canonical JWK JSON), parsed once: a request
@@ -131,15 +117,13 @@ def parse_jwk(obj: Mapping[str, Any]) -> AccountKey:
         raise _bad_key(f"unsupported EC curve {crv!r}; use P-256, P-384 or P-521")
     for name in names:
         try:
-            _b64decode(obj.get(name), f"JWK member {name!r}")
+            raw = b64url_field(obj.get(name), f"JWK member {name!r}")
         except AcmeProblem as problem:
             raise _bad_key(problem.detail) from None
-    if kty == "RSA":  # RFC 7518 6.3.1 and 2: Base64urlUInt, the minimum number of octets
-        for name in names:
-            raw = _b64decode(obj[name], f"JWK member {name!r}")
-            if len(raw) > 1 and raw[0] == 0:
-                raise _bad_key(f"JWK member {name!r} has a leading zero octet: RFC 7518 "
-                               "6.3.1 wants the minimum number of octets")
+        # RFC 7518 6.3.1 and 2: RSA's n and e are Base64urlUInt, the fewest octets
+        if kty == "RSA" and len(raw) > 1 and raw[0] == 0:
+            raise _bad_key(f"JWK member {name!r} has a leading zero octet: RFC 7518 "
+                           "6.3.1 wants the minimum number of octets")
     members = {k: obj[k] for k in ("kty", "crv", *names) if k in obj}
     try:
         parsed = jose_jwk.JWK.from_json(members)
@@ -161,7 +145,7 @@ def _parse_okp(obj: Mapping[str, Any]) -> AccountKey:
     if obj.get("crv") != "Ed25519":
         raise _bad_key(f"unsupported OKP curve {obj.get('crv')!r}; use Ed25519")
     try:
-        raw = _b64decode(obj.get("x"), "JWK member 'x'")
+        raw = b64url_field(obj.get("x"), "JWK member 'x'")
         key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
     except AcmeProblem as problem:
         raise _bad_key(problem.detail) from None
@@ -300,10 +284,10 @@ class _Flattened:
             if not isinstance(obj[name], str):
                 raise malformed(f"{what} member {name!r} must be a string")
         protected_b64, payload_b64 = obj["protected"], obj["payload"]
-        header_json = _b64decode(protected_b64, f"{what} protected header")
+        header_json = b64url_field(protected_b64, f"{what} protected header")
         protected = _json_object(header_json, f"{what} protected header")
-        payload = _b64decode(payload_b64, f"{what} payload")
-        signature = _b64decode(obj["signature"], f"{what} signature")
+        payload = b64url_field(payload_b64, f"{what} payload")
+        signature = b64url_field(obj["signature"], f"{what} signature")
         # Only now, with both members proven base64url (an ASCII alphabet), is the
         # signing input (RFC 7515 5.2) built: any other text was malformed above.
         return cls(

@@ -21,12 +21,13 @@ _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9
 
 
 @dataclass(frozen=True, slots=True)
-class AccountKeyRef:
-    """The parts of a verified account key the authority needs (the JWK is parsed in api)."""
+class AccountKey:
+    """An acceptable public account key, with its canonical JWK and RFC 7638 thumbprint
+    (api/jws.py parses it from a JWS; the authority stores and compares it)."""
 
-    jwk: str
-    thumbprint: str
     public_key: PublicKey
+    jwk: str  # the required public members only, sorted, no whitespace (RFC 7638 3.2)
+    thumbprint: str  # base64url(SHA-256(jwk)), no padding
 
 
 def check_signing_key(key: PublicKey) -> None:
@@ -84,7 +85,7 @@ class AccountService:
         self._terms = terms_of_service
         self._blocked_keys = blocked_keys
 
-    def _check_key(self, key: AccountKeyRef) -> None:
+    def _check_key(self, key: AccountKey) -> None:
         """RFC 8555 6.7 badPublicKey for a weak or blocklisted key (pki/goodkey.py), checked
         when a key is presented to become an account's key: newAccount and keyChange."""
         try:
@@ -92,14 +93,14 @@ class AccountService:
         except PkiError as exc:
             raise AcmeProblem(ProblemType.BAD_PUBLIC_KEY, str(exc)) from None
 
-    async def find_by_key(self, key: AccountKeyRef) -> Account | None:
+    async def find_by_key(self, key: AccountKey) -> Account | None:
         try:
             return await self._store.find_account_by_thumbprint(key.thumbprint)
         except NotFound:
             return None
 
     async def new_account(
-        self, key: AccountKeyRef, payload: dict[str, Any]
+        self, key: AccountKey, payload: dict[str, Any]
     ) -> tuple[Account, bool]:
         """newAccount (7.3): (account, created). An existing key returns its account."""
         self._check_key(key)
@@ -174,7 +175,7 @@ class AccountService:
         except Conflict:  # deactivated since it was read
             raise not_usable(AccountStatus.DEACTIVATED) from None
 
-    async def change_key(self, account: Account, new_key: AccountKeyRef) -> Account:
+    async def change_key(self, account: Account, new_key: AccountKey) -> Account:
         """keyChange (7.3.5); 409 with the other account's id if the key is in use."""
         self._check_key(new_key)
         other = await self.find_by_key(new_key)

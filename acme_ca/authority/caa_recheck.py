@@ -7,8 +7,8 @@ valid_authorization_lifetime`` (1 day by default), but the CA/Browser Forum Base
 Requirements (3.2.2.8) want CAA checked within 8 hours before issuance. So when
 ``new_order`` reuses an authorization validated more than ``RECHECK_AFTER`` ago, CAA is
 looked up again, as Boulder's ``ra.checkAuthorizationsCAA`` does past its
-``caaRecheckDuration``. ``finalize`` asks again for the order's authorizations
-(``check_order``), as Boulder's ``ra.FinalizeOrder`` does: an authorization reused at
+``caaRecheckDuration``. ``finalize`` asks again (``check``) for the order's
+authorizations, as Boulder's ``ra.FinalizeOrder`` does: an authorization reused at
 7 hours without a recheck is 23 hours old when that order is finalized, and CAA may
 have changed in between. Nothing happens when CAA is off ([validation] caa_identities
 empty: the wiring passes no recheck at all).
@@ -45,9 +45,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from acme_ca.domain.models import Authorization, ChallengeStatus, Identifier, Order
+from acme_ca.domain.models import Authorization, ChallengeStatus, Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
-from acme_ca.store.base import AuthorizationStore
 from acme_ca.validation.caa import CaaChecker
 
 RECHECK_AFTER = timedelta(hours=8)  # CA/B Baseline Requirements 3.2.2.8
@@ -83,13 +82,13 @@ class CaaRecheck:
         self._after = after
         self._timeout = timeout
 
-    def stale(self, authorizations: Sequence[Authorization], now: datetime) -> list[Authorization]:
+    def _stale(self, authorizations: Sequence[Authorization], now: datetime) -> list[Authorization]:
         """The authorizations whose CAA check is older than ``after``."""
         return [a for a in authorizations if validated_at(a) < now - self._after]
 
     async def check(self, authorizations: Sequence[Authorization], now: datetime) -> None:
         """Raise ``AcmeProblem(caa)`` unless CAA still allows every stale authorization."""
-        stale = self.stale(authorizations, now)
+        stale = self._stale(authorizations, now)
         deadline = asyncio.get_running_loop().time() + self._timeout
         found = await asyncio.gather(*(self._recheck(authz, deadline) for authz in stale))
         problems = [problem for problem in found if problem is not None]
@@ -105,11 +104,6 @@ class CaaRecheck:
             status=403,
             subproblems=problems,
         )
-
-    async def check_order(self, order: Order, store: AuthorizationStore, now: datetime) -> None:
-        """``check`` for the order's authorizations, at finalize, before issuance."""
-        authorizations = [await store.get_authorization(i) for i in order.authorization_ids]
-        await self.check(authorizations, now)
 
     async def _recheck(self, authz: Authorization, deadline: float) -> AcmeProblem | None:
         try:

@@ -28,7 +28,7 @@ Decisions (docs/security.md, "CSR identifiers compared as (type, value)" and
   expires first, or the requested notAfter has passed; or it is longer than a
   since-lowered max_validity) is malformed, naming which, as Boulder answers
   notBefore/notAfter it will not honour; the order stays ready. An order whose
-  requested notAfter has passed is invalid before it gets here (``OrderService.refresh``).
+  requested notAfter has passed is invalid before it gets here (``OrderService.get_order``).
 - The identifier policy is applied again (:func:`policy_refusal`, the same
   ``check_identifiers`` as newOrder, with today's ``[policy]`` and intermediate): a
   name denied, or put outside the name constraints by a reloaded intermediate, since
@@ -42,11 +42,17 @@ from __future__ import annotations
 from datetime import datetime
 from ipaddress import ip_address
 
-from acme_ca.authority.identifiers import IdentifiersRefused, check_identifiers
+from acme_ca.authority.identifiers import (
+    IdentifiersRefused,
+    check_identifiers,
+    identifier_for_name,
+)
+from acme_ca.authority.issuance import certificate_window
 from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import Order
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
 from acme_ca.encoding import jwk_thumbprint
+from acme_ca.errors import PolicyError
 from acme_ca.pki.csr import CsrContents
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import UB_COMMON_NAME, IpAddress, LeafRequest
@@ -57,13 +63,6 @@ Key = tuple[str, str | IpAddress]
 
 def _key(kind: str, value: str) -> Key:
     return (kind, ip_address(value)) if kind == "ip" else (kind, value)
-
-
-def _common_name_key(common_name: str) -> Key:
-    try:
-        return ("ip", ip_address(common_name))
-    except ValueError:
-        return ("dns", common_name)
 
 
 def _shown(keys: set[Key]) -> str:
@@ -93,12 +92,12 @@ def leaf_request(
     asked |= {("ip", a) for a in contents.ip_addresses}
     common_name = contents.common_name
     if common_name:
-        cn_key = _common_name_key(common_name)
-        if cn_key not in asked:
+        named = identifier_for_name(common_name)
+        if _key(named.type, named.value) not in asked:
             raise AcmeProblem(
                 ProblemType.BAD_CSR, f"the CSR common name {common_name} is not among its SANs"
             )
-        common_name = str(cn_key[1])  # an address in its canonical text (RFC 5952 4)
+        common_name = named.value  # an address in its canonical text (RFC 5952 4)
     wanted = {_key(i.type, i.value) for i in order.identifiers}
     if asked != wanted:
         extra, missing = asked - wanted, wanted - asked
@@ -112,7 +111,7 @@ def leaf_request(
         raise AcmeProblem(ProblemType.BAD_CSR, "the CSR key must not be the account key")
     if common_name and len(common_name.encode()) > UB_COMMON_NAME:
         common_name = None  # RFC 5280 ub-common-name: the SAN alone names the subject
-    not_before, not_after = certificate_window(order, policy, issuer, now)
+    not_before, not_after = order_window(order, policy, issuer, now)
     dns_names = contents.dns_names
     if common_name in dns_names:  # the common name, if any, is also the first SAN
         dns_names = (common_name, *(n for n in dns_names if n != common_name))
@@ -126,34 +125,13 @@ def leaf_request(
     )
 
 
-def certificate_window(
+def order_window(
     order: Order, policy: PolicyConfig, issuer: Issuer, now: datetime
 ) -> tuple[datetime, datetime]:
-    """(notBefore, notAfter) for `order`'s certificate, signable and within policy.
-
-    The start: the client's notBefore (7.1.3) as given, or now - backdate; never
-    earlier than now - backdate, however long ago newOrder was. The end: the client's
-    notAfter, else the default validity from the start (the backdate inside it); cut at
-    the issuer's end.
-    """
-    earliest = now - policy.backdate
-    if order.not_before is not None:
-        start = max(order.not_before, earliest)
-    elif order.not_after is not None:
-        start = max(earliest, order.not_after - policy.max_validity)
-    else:
-        start = earliest
-    issuer_end = issuer.certificate.not_valid_after_utc
-    end = min(order.not_after or start + policy.default_validity, issuer_end)
-    begin = max(start, now)
-    if end <= begin:
-        ends = (f"the issuing CA's certificate ends {issuer_end:%Y-%m-%dT%H:%M:%SZ}"
-                if issuer_end <= begin else
-                f"the requested notAfter is {end:%Y-%m-%dT%H:%M:%SZ}")
-        raise malformed(f"no certificate can be issued for this order: {ends}, not after "
-                        f"{begin:%Y-%m-%dT%H:%M:%SZ}, when it would begin")
-    if end - start > policy.max_validity:
-        raise malformed(
-            f"the requested validity exceeds the maximum of {policy.max_validity}"
-        )
-    return start, end
+    """(notBefore, notAfter) for `order`'s certificate (``issuance.certificate_window``
+    with the order's request and today's policy and intermediate), or malformed."""
+    try:
+        return certificate_window(order.not_before, order.not_after, now, policy,
+                                  issuer.certificate.not_valid_after_utc)
+    except PolicyError as exc:
+        raise malformed(str(exc)) from None

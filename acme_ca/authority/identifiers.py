@@ -52,6 +52,15 @@ def authorization_identifier(identifier: Identifier) -> tuple[Identifier, bool]:
     return identifier, False
 
 
+def identifier_for_name(name: str) -> Identifier:
+    """The identifier a certificate name stands for (RFC 8738 3): ip, in its canonical
+    text, if the name parses as an IP address, else dns."""
+    try:
+        return Identifier("ip", str(ip_address(name)))
+    except ValueError:
+        return Identifier("dns", name)
+
+
 def challenge_types(identifier: Identifier, available: Sequence[str]) -> tuple[str, ...]:
     _, wildcard = authorization_identifier(identifier)
     kind = "wildcard" if wildcard else identifier.type

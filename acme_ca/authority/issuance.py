@@ -21,11 +21,12 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import CertificateRecord, Order, OrderStatus, serial_hex
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.errors import Conflict, PolicyError, StoreError
 from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.profiles import LeafRequest
+from acme_ca.pki.profiles import LeafRequest, leaf_not_after
 from acme_ca.pki.serials import random_serial
 from acme_ca.store.base import Store
 
@@ -36,18 +37,53 @@ log = logging.getLogger(__name__)
 DRAIN_LIMIT = 30.0  # seconds shutdown waits for issuances in flight before the store closes
 
 
-def validity_window(
-    now: datetime, validity: timedelta, max_validity: timedelta, backdate: timedelta, issuer: Issuer
+def certificate_window(
+    not_before: datetime | None,
+    not_after: datetime | None,
+    now: datetime,
+    policy: PolicyConfig,
+    issuer_end: datetime,
+    *,
+    validity: timedelta | None = None,
 ) -> tuple[datetime, datetime]:
-    """(notBefore, notAfter): backdated against clock skew, within policy and the issuer.
+    """(notBefore, notAfter) of a certificate signed at `now`, the one place that
+    decides it (newOrder, finalize, `acme-ca sign-csr`); PolicyError if none is signable
+    within policy. `not_before`/`not_after` are what a client asked for (RFC 8555
+    7.1.3), or None; `issuer_end` is the intermediate's notAfter; `validity` the
+    lifetime without a `not_after` (sign-csr's --validity; [policy] default_validity
+    when None).
 
-    As Boulder does, the backdate counts inside the validity: the certificate's whole
-    lifetime is `validity`, never more than `max_validity`.
+    The start: the requested notBefore as given, or now - backdate (clock skew, RFC 5280
+    4.1.2.5); never earlier than now - backdate, however long ago the order was made.
+    Without a notBefore but with a notAfter, the backdate comes from inside the window,
+    never added to it. The end: the requested notAfter, else `validity` from the start
+    (as Boulder, the backdate counts inside it); cut at `issuer_end`. Refused: a
+    `validity` over `max_validity`; a window that ends before it can begin (the issuer
+    ends first, or the requested notAfter has passed); one longer than `max_validity`.
     """
+    max_validity = policy.max_validity
+    validity = policy.default_validity if validity is None else validity
     if validity > max_validity:
         raise PolicyError(f"a validity of {validity} exceeds policy.max_validity ({max_validity})")
-    not_before = now - backdate
-    return not_before, min(not_before + validity, issuer.certificate.not_valid_after_utc)
+    earliest = now - policy.backdate
+    if not_before is not None:
+        start = max(not_before, earliest)
+    elif not_after is not None:
+        start = max(earliest, not_after - max_validity)
+    else:
+        start = earliest
+    end = min(not_after or start + validity, issuer_end)
+    begin = max(start, now)
+    if end <= begin:
+        ends = (f"the issuing CA's certificate ends {issuer_end:%Y-%m-%dT%H:%M:%SZ}"
+                if issuer_end <= begin else
+                f"the requested notAfter is {end:%Y-%m-%dT%H:%M:%SZ}")
+        raise PolicyError(f"no certificate can be issued: {ends}, not after "
+                          f"{begin:%Y-%m-%dT%H:%M:%SZ}, when it would begin")
+    if end - start > max_validity:
+        raise PolicyError(
+            f"a validity of {end - start} exceeds policy.max_validity ({max_validity})")
+    return start, end
 
 
 def reservation(
@@ -66,7 +102,7 @@ def reservation(
         names=request.dns_names + tuple(str(a) for a in request.ip_addresses),
         profile=request.profile.value,
         not_before=request.not_before,
-        not_after=min(request.not_after, issuer.certificate.not_valid_after_utc),
+        not_after=leaf_not_after(issuer.certificate, request.not_after),  # as signed
         created_at=now,
         account_id=account_id,
         order_id=order_id,
@@ -79,13 +115,10 @@ async def issue(
     issuer: Issuer,
     request: LeafRequest,
     now: datetime,
-    *,
-    account_id: str | None = None,
-    order_id: str | None = None,
 ) -> x509.Certificate:
-    """Sign `request` with the intermediate, recording it in `store` before and after."""
-    record, request = reservation(issuer, request, now, account_id=account_id,
-                                  order_id=order_id)
+    """Sign `request` with the intermediate, recording it in `store` before and after
+    (a certificate of no account or order: sign-csr, the server's own)."""
+    record, request = reservation(issuer, request, now)
     await store.reserve_serial(record)
     certificate = issuer.issue(request)
     await store.store_certificate(record.serial, certificate.public_bytes(Encoding.DER))

@@ -43,10 +43,10 @@ from acme_ca.domain.models import (
     OrderStatus,
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
-from acme_ca.encoding import jwk_thumbprint
-from acme_ca.errors import Conflict, NotFound, PkiError
+from acme_ca.errors import Conflict, NotFound, PkiError, PolicyError
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.keys import same_key
 from acme_ca.pki.profiles import LeafRequest
 from acme_ca.store.base import Store
 
@@ -124,12 +124,13 @@ class OrderService:
     # --- newOrder ---------------------------------------------------------------------
 
     async def new_order(self, account: Account, payload: dict[str, Any]) -> Order:
+        issuer = self._issuer()  # once: a reload meanwhile must not mix intermediates
         identifiers = parse_identifiers(
             payload.get("identifiers"), self._policy, self._challenge_types,
-            self._issuer().certificate,
+            issuer.certificate,
         )
         now = self._clock.now()
-        not_before, not_after = self._requested_validity(payload, now)
+        not_before, not_after = self._requested_validity(payload, now, issuer)
         authorization_ids: list[str] = []
         new: list[Authorization] = []
         expires = now + self._policy.order_lifetime
@@ -191,56 +192,69 @@ class OrderService:
         )
 
     def _requested_validity(
-        self, payload: dict[str, Any], now: datetime
+        self, payload: dict[str, Any], now: datetime, issuer: Issuer
     ) -> tuple[datetime | None, datetime | None]:
+        """The notBefore/notAfter asked for (7.1.3), if this request may ask for them:
+        not in the past, not longer than policy, and a certificate signable now for
+        them (``issuance.certificate_window``); malformed otherwise."""
+        policy = self._policy
         not_before = parse_time(payload, "notBefore")
         not_after = parse_time(payload, "notAfter")
-        start = not_before or now
-        if not_before is not None and not_before < now - self._policy.backdate:
+        if not_before is not None and not_before < now - policy.backdate:
             raise malformed("notBefore is in the past")
-        if start >= self._issuer().certificate.not_valid_after_utc:
-            raise malformed("notBefore is after the issuing CA certificate expires")
-        if not_after is not None:
-            if not_after <= start:
-                raise malformed("notAfter must be later than notBefore and now")
-            if not_after - start > self._policy.max_validity:
-                raise malformed(
-                    f"the requested validity exceeds the maximum of {self._policy.max_validity}"
-                )
-        elif not_before is not None and not_before > now + self._policy.order_lifetime:
+        if not_after is not None and not_after - (not_before or now) > policy.max_validity:
+            raise malformed(f"the requested validity exceeds the maximum of {policy.max_validity}")
+        if not_after is None and not_before is not None and (
+                not_before > now + policy.order_lifetime):
             raise malformed("notBefore is too far in the future")
+        try:
+            issuance.certificate_window(not_before, not_after, now, policy,
+                                        issuer.certificate.not_valid_after_utc)
+        except PolicyError as exc:
+            raise malformed(str(exc)) from None
         return not_before, not_after
 
     # --- reading ----------------------------------------------------------------------
 
     async def get_order(self, account: Account, order_id: str) -> Order:
+        order, _ = await self._current(account, order_id)
+        return order
+
+    async def _current(
+        self, account: Account, order_id: str
+    ) -> tuple[Order, list[Authorization]]:
+        """The account's order with an up-to-date status, and, when it is still pending
+        or ready, its authorizations as read to decide that (finalize needs them again)."""
         try:
             order = await self._store.get_order(order_id)
         except NotFound:
             raise malformed("no such order", status=404) from None
         if order.account_id != account.id:
             raise unauthorized("this order belongs to another account")
-        return await self.refresh(order)
+        return await self._refreshed(order)
 
-    async def refresh(self, order: Order) -> Order:
-        """Apply what time and authorization changes imply: expiry and failure -> invalid."""
+    async def _refreshed(self, order: Order) -> tuple[Order, list[Authorization]]:
+        """Apply what time and authorization changes imply: expiry and failure -> invalid.
+        The authorizations read come back with the order if it stays pending or ready."""
         if order.status not in (OrderStatus.PENDING, OrderStatus.READY):
-            return order
+            return order, []
         now = self._clock.now()
         problem = _expired(order, now)
+        authorizations: list[Authorization] = []
         if problem is None:
             for authz_id in order.authorization_ids:
-                problem = _unusable(await self._store.get_authorization(authz_id), now)
+                authorizations.append(await self._store.get_authorization(authz_id))
+                problem = _unusable(authorizations[-1], now)
                 if problem is not None:
                     break
         if problem is None:
-            return order
+            return order, authorizations
         try:
             return await self._store.update_order_status(
                 order.id, expected=order.status, status=OrderStatus.INVALID, error=problem.dumps()
-            )
+            ), []
         except Conflict:
-            return await self._store.get_order(order.id)
+            return await self._store.get_order(order.id), []
 
     async def list_orders(self, account: Account, after: str | None) -> list[str]:
         return await self._store.list_account_orders(account.id, limit=ORDERS_PAGE, after=after)
@@ -252,17 +266,20 @@ class OrderService:
         store (VALID) or fail (INVALID). The issuance runs to its end even when this call
         is cancelled (``issuance.InFlight`` says why); ``drain`` waits for it. The order
         comes back as it ended: valid, or invalid if a sweeper ended it meanwhile
-        (``issuance.sign_for_order``)."""
-        order = await self.get_order(account, order_id)
+        (``issuance.sign_for_order``). The intermediate is read once: what signs is
+        what the policy, the CSR and the window were checked against, whatever a reload
+        does meanwhile."""
+        order, authorizations = await self._current(account, order_id)
         csr_der = b64url_field(payload.get("csr"), "csr")
         if order.status is not OrderStatus.READY:
             return await self._not_ready(order, csr_der)
-        await self._check_policy(order)
-        request = self._check_csr(account, order, csr_der)
+        issuer = self._issuer()
+        await self._check_policy(order, issuer)
+        request = self._check_csr(account, order, csr_der, issuer)
         if self._caa_recheck is not None:  # CAA again, validated over 8 hours ago (caa_recheck)
-            await self._caa_recheck.check_order(order, self._store, self._clock.now())
-        return await self._in_flight.run(order.id,
-                                         self._issue(account, order, request, csr_der))
+            await self._caa_recheck.check(authorizations, self._clock.now())
+        return await self._in_flight.run(
+            order.id, self._issue(account, order, request, csr_der, issuer))
 
     async def drain(self) -> None:
         """Wait for the issuances in flight (at shutdown, before the store closes), at
@@ -270,9 +287,9 @@ class OrderService:
         await self._in_flight.drain()
 
     async def _issue(
-        self, account: Account, order: Order, request: LeafRequest, csr_der: bytes
+        self, account: Account, order: Order, request: LeafRequest, csr_der: bytes,
+        issuer: Issuer,
     ) -> Order:
-        issuer = self._issuer()
         record, request = issuance.reservation(
             issuer, request, self._clock.now(), account_id=account.id, order_id=order.id
         )
@@ -290,12 +307,10 @@ class OrderService:
             try:
                 csr_key = read_csr(load_csr(csr_der), cn_as_san=False).public_key  # PkiError
                 issued = x509.load_der_x509_certificate(record.der or b"")
-                same_key = jwk_thumbprint(csr_key) == jwk_thumbprint(  # type: ignore[arg-type]
-                    issued.public_key()
-                )  # type: ignore[arg-type]
+                same = same_key(csr_key, issued.public_key())
             except (PkiError, ValueError, UnsupportedAlgorithm):  # a key nobody knows:
-                same_key = False  # not the certificate's
-            if same_key:
+                same = False  # not the certificate's
+            if same:
                 return order
         raise AcmeProblem(
             ProblemType.ORDER_NOT_READY,
@@ -303,10 +318,10 @@ class OrderService:
             headers={"Retry-After": "1"} if order.status is OrderStatus.PROCESSING else None,
         )
 
-    async def _check_policy(self, order: Order) -> None:
+    async def _check_policy(self, order: Order, issuer: Issuer) -> None:
         """The identifier policy again (finalize_checks.policy_refusal): a refusal makes
         the ready order invalid, with the problem as its error, then is raised."""
-        problem = finalize_checks.policy_refusal(order, self._policy, self._issuer())
+        problem = finalize_checks.policy_refusal(order, self._policy, issuer)
         if problem is None:
             return
         with contextlib.suppress(Conflict):  # changed meanwhile: this request is refused still
@@ -317,7 +332,8 @@ class OrderService:
                  order.id, problem.detail)
         raise problem
 
-    def _check_csr(self, account: Account, order: Order, csr_der: bytes) -> LeafRequest:
+    def _check_csr(self, account: Account, order: Order, csr_der: bytes,
+                   issuer: Issuer) -> LeafRequest:
         """The certificate to sign, or the problem that keeps the order ready
         (:mod:`acme_ca.authority.finalize_checks`)."""
         try:
@@ -326,7 +342,7 @@ class OrderService:
         except PkiError as exc:
             raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
         return finalize_checks.leaf_request(contents, order, account.thumbprint,
-                                            self._policy, self._issuer(), self._clock.now())
+                                            self._policy, issuer, self._clock.now())
 
     # --- certificates -------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import idna
 
 from acme_ca.errors import PolicyError
+from acme_ca.pki.constraints import at_or_under
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 MAX_NAME_LENGTH = 253
@@ -77,18 +78,14 @@ def check_dns_name(name: str, allowed_domains: Sequence[str],
     else:
         raise PolicyError(f"{name} is an IP address: use an identifier of type ip")
     base = ".".join(body)
-    if any(_within(base, d) for d in denied_domains):
+    if any(at_or_under(base, d) for d in denied_domains):
         raise PolicyError(f"{name} is under a denied domain")
-    if labels[0] == "*" and any(_within(d, base) for d in denied_domains):
+    if labels[0] == "*" and any(at_or_under(d, base) for d in denied_domains):
         raise PolicyError(f"{name} would also cover a denied domain")
-    if not any(_within(base, d) for d in allowed_domains):
+    if not any(at_or_under(base, d) for d in allowed_domains):
         raise PolicyError(
             f"{name} is outside policy (allowed: {', '.join(allowed_domains)} and subdomains)"
         )
-
-
-def _within(name: str, suffix: str) -> bool:
-    return name == suffix or name.endswith("." + suffix)
 
 
 def parse_ip_address(value: str) -> IpAddress:

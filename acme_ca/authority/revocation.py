@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any
 
 from cryptography import x509
 
+from acme_ca.authority.identifiers import identifier_for_name
 from acme_ca.clock import Clock
-from acme_ca.domain.models import Account, CertificateStatus, Identifier, serial_hex
+from acme_ca.domain.models import Account, CertificateStatus, serial_hex
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
 from acme_ca.encoding import jwk_thumbprint
 from acme_ca.errors import Conflict, NotFound
@@ -75,15 +75,8 @@ class RevocationService:
 
     async def _holds_all(self, account: Account, names: tuple[str, ...]) -> bool:
         """Does the account hold a valid authorization for every name of the certificate?"""
-        identifiers = [_identifier(n) for n in names]
+        identifiers = [identifier_for_name(n) for n in names]
         valid = await self._store.valid_authorizations(account.id, identifiers,
                                                        self._clock.now())
         held = {("*." if a.wildcard else "") + a.identifier.value for a in valid}
         return set(names) <= held
-
-
-def _identifier(name: str) -> Identifier:
-    try:
-        return Identifier("ip", str(ipaddress.ip_address(name)))
-    except ValueError:
-        return Identifier("dns", name)

@@ -71,8 +71,6 @@ class IssuanceSweeper:
         store: Store,
         clock: Clock,
         *,
-        deadline: timedelta = DEADLINE,
-        period: float = PERIOD,
         batch: int = BATCH,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         in_flight: Collection[str] = frozenset(),
@@ -80,12 +78,10 @@ class IssuanceSweeper:
         """``in_flight``: the ids of orders whose issuance runs in this process
         (``issuance.InFlight``), left alone whatever their age; its length bounds how
         many of them a read may return, so they never fill a batch."""
-        if batch < 1 or period <= 0:
-            raise ValueError("the sweeper needs a batch of at least 1 and a positive period")
+        if batch < 1:
+            raise ValueError("the sweeper needs a batch of at least 1")
         self._store = store
         self._clock = clock
-        self._deadline = deadline
-        self._period = period
         self._batch = batch
         self._sleep = sleep
         self._in_flight = in_flight
@@ -106,12 +102,12 @@ class IssuanceSweeper:
             await asyncio.gather(task, return_exceptions=True)
 
     async def sweep(self) -> int:
-        """End every order processing for ``deadline`` or longer whose issuance is not in
+        """End every order processing for ``DEADLINE`` or longer whose issuance is not in
         flight here; how many this call moved (those another process moved first are not
         counted)."""
         moved = 0
         while True:
-            started_before = self._clock.now() - self._deadline
+            started_before = self._clock.now() - DEADLINE
             limit = self._batch + len(self._in_flight)  # those skipped, and a batch
             stale = await self._store.processing_orders(started_before, limit=limit)
             ended = [await self._end(order, record) for order, record in stale
@@ -122,7 +118,7 @@ class IssuanceSweeper:
 
     async def _every_period(self) -> None:
         while True:
-            await self._sleep(self._period)
+            await self._sleep(PERIOD)
             await self._sweep_logged()
 
     async def _sweep_logged(self) -> None:
@@ -130,7 +126,7 @@ class IssuanceSweeper:
             await self.sweep()
         except Exception:  # the store failed (disk, lock): the next period tries again
             log.exception("sweeping the orders left processing failed; next try in %gs",
-                          self._period)
+                          PERIOD)
 
     async def _end(self, order: Order, record: CertificateRecord | None) -> bool:
         """Complete or fail one order with a compare-and-set; False if another won."""

@@ -77,9 +77,8 @@ def run_sign_csr(config: Config, args: argparse.Namespace) -> int:
     checked = check_identifiers(asked, config.policy, intermediate=issuer.certificate)
     dns_names = tuple(i.value for i in checked if i.type == "dns")
     ip_addresses = tuple(ip_address(i.value) for i in checked if i.type == "ip")
-    not_before, not_after = issuance.validity_window(
-        now, validity, config.policy.max_validity, config.policy.backdate, issuer
-    )
+    not_before, not_after = issuance.certificate_window(
+        None, None, now, config.policy, issuer.certificate.not_valid_after_utc, validity=validity)
     names = tuple(i.value for i in checked)
     request = LeafRequest(
         public_key=contents.public_key,

@@ -15,8 +15,10 @@ from cryptography import x509
 from acme_ca.pki.profiles import IpAddress
 
 
-def _within(name: str, suffix: str) -> bool:
-    return not suffix or name == suffix or name.endswith("." + suffix)
+def at_or_under(name: str, domain: str) -> bool:
+    """Is `name` the domain `domain` or a name under it (both lowercase, no trailing
+    dot)? The one test of it: name constraints, [policy] domains, the CLI's."""
+    return name == domain or name.endswith("." + domain)
 
 
 def _dns_matches(name: str, constraint: str, *, excluded: bool) -> bool:
@@ -27,9 +29,9 @@ def _dns_matches(name: str, constraint: str, *, excluded: bool) -> bool:
     constraint = constraint.lower().lstrip(".")
     lowered = name.lower()
     base = lowered.removeprefix("*.")
-    if excluded and base != lowered and _within(constraint, base):
+    if excluded and base != lowered and at_or_under(constraint, base):
         return True
-    return _within(base, constraint)
+    return not constraint or at_or_under(base, constraint)  # "" holds every name
 
 
 def _matches(name: str | IpAddress, subtrees: Iterable[x509.GeneralName], *,

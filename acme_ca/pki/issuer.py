@@ -92,11 +92,10 @@ class Issuer:
         """PEM of the leaf and each of its chains (`chains_for`)."""
         return tuple(files.pem(leaf, *chain) for chain in self.chains_for(signed_by))
 
-    def chain_pem(self, leaf: x509.Certificate | None = None, alternate: int = 0) -> bytes:
+    def chain_pem(self, leaf: x509.Certificate | None = None) -> bytes:
         """PEM of the leaf (if given) and the intermediate(s) a TLS server presents:
-        the default chain, or alternate chain number `alternate` (1-based)."""
-        extra = self.chains_for(self.fingerprint)[alternate]
-        return files.pem(*([leaf] if leaf is not None else []), *extra)
+        the default chain, without the root."""
+        return files.pem(*([leaf] if leaf is not None else []), *self.chain[:-1])
 
 
 def _alternate(intermediate: x509.Certificate, path: Path) -> tuple[x509.Certificate, ...]:

@@ -162,6 +162,12 @@ class LeafRequest:
     serial: int | None = None  # None: a fresh random serial
 
 
+def leaf_not_after(issuer_cert: x509.Certificate, not_after: datetime) -> datetime:
+    """The notAfter a leaf asking for `not_after` gets: never after its issuer's own
+    (RFC 5280 6.1: a chain is valid only while every certificate in it is)."""
+    return min(not_after, issuer_cert.not_valid_after_utc)
+
+
 def build_leaf(
     issuer_cert: x509.Certificate, issuer_key: PrivateKey, request: LeafRequest
 ) -> x509.Certificate:
@@ -186,7 +192,7 @@ def build_leaf(
         .public_key(request.public_key)
         .serial_number(request.serial or random_serial())
         .not_valid_before(request.not_before)
-        .not_valid_after(min(request.not_after, issuer_cert.not_valid_after_utc))
+        .not_valid_after(leaf_not_after(issuer_cert, request.not_after))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(

@@ -37,7 +37,7 @@ from dns.rdtypes.ANY.CAA import CAA
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.validation.dns import DnsAnswer, DnsLookup
-from acme_ca.validation.network import is_ip
+from acme_ca.validation.network import ip_literal
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class CaaChecker:
         self, identifier: Identifier, *, wildcard: bool, account_uri: str, method: str
     ) -> AcmeProblem | None:
         """None when issuance for ``identifier`` is allowed, else the problem."""
-        if identifier.type != "dns" or is_ip(identifier.value):
+        if identifier.type != "dns" or ip_literal(identifier.value) is not None:
             return None  # CAA is defined for domain names only
         name = identifier.value.strip().lower().rstrip(".")
         if name.startswith("*."):

@@ -28,7 +28,7 @@ from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.encoding import b64url_encode
 from acme_ca.validation.base import ValidationResult
 from acme_ca.validation.dns import DnsLookup, txt_value
-from acme_ca.validation.network import is_ip
+from acme_ca.validation.network import ip_literal
 
 CHALLENGE_LABEL = "_acme-challenge"
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
@@ -42,7 +42,7 @@ def txt_digest(key_authorization: str) -> str:
 
 def challenge_name(identifier: Identifier) -> str:
     """_acme-challenge.<name>; raises AcmeProblem for what dns-01 cannot validate."""
-    if identifier.type == "ip" or is_ip(identifier.value):
+    if identifier.type == "ip" or ip_literal(identifier.value) is not None:
         raise AcmeProblem(
             ProblemType.MALFORMED,
             f"dns-01 cannot validate the IP address {identifier.value} (RFC 8738 7)",

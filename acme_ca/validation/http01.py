@@ -53,7 +53,12 @@ from acme_ca.validation.http01_urls import (
     check_body,
     redirect_target,
 )
-from acme_ca.validation.network import AddressPolicy, candidates, connection_reason, is_ip
+from acme_ca.validation.network import (
+    AddressPolicy,
+    candidates,
+    connection_reason,
+    ip_literal,
+)
 from acme_ca.validation.resolver import Address, Resolver
 
 USER_AGENT = "acme-ca http-01 validation"
@@ -240,7 +245,7 @@ class Http01Validator:
         url, port = hop.url, hop.port
         host = url.raw_host or ""
         target = url.with_host(str(address)).with_port(port)
-        literal = is_ip(host)
+        literal = ip_literal(host) is not None
         host_header = f"[{host}]" if literal and ":" in host else host
         if port != STANDARD_PORTS[url.scheme]:
             host_header += f":{port}"

@@ -24,7 +24,7 @@ from yarl import URL
 
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
-from acme_ca.validation.network import host_port, is_ip
+from acme_ca.validation.network import host_port, ip_literal
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CHALLENGE_PATH = "/.well-known/acme-challenge/"
@@ -73,7 +73,7 @@ def challenge_url(identifier: Identifier, token: str, port: int) -> URL:
         raise AcmeProblem(
             ProblemType.MALFORMED, f"http-01 cannot validate the wildcard {identifier.value}"
         )
-    if identifier.type == "ip" and not is_ip(identifier.value):
+    if identifier.type == "ip" and ip_literal(identifier.value) is None:
         raise AcmeProblem(ProblemType.MALFORMED, f"{identifier.value!r} is not an IP address")
     if not _TOKEN.fullmatch(token):
         raise AcmeProblem(ProblemType.MALFORMED, "the challenge token is not base64url")

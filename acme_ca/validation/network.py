@@ -147,7 +147,7 @@ class AddressPolicy:
         reason = self.refused(address, port)
         if reason is None:
             return None
-        if is_literal(address, name):
+        if ip_literal(name) == address:
             subject = f"{address} {denied_reason(address) or reason}"
         else:
             subject = f"{name} resolves to an address that {reason}"
@@ -196,14 +196,6 @@ def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def is_literal(address: Address, name: str) -> bool:
-    """Is ``name`` the address itself (an IP identifier or literal), not a host name?"""
-    try:
-        return ipaddress.ip_address(name.strip("[]")) == address
-    except ValueError:
-        return False
-
-
 # --- what validators that connect share -------------------------------------------------
 
 _REASONS = {
@@ -241,10 +233,10 @@ def host_port(host: object, port: int) -> str:
     return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
 
 
-def is_ip(value: str) -> bool:
-    """Is `value` an IP address (brackets around IPv6 allowed)?"""
+def ip_literal(text: str) -> Address | None:
+    """The address `text` is written as (an IP identifier, a URL host: brackets around
+    IPv6 allowed), or None for a host name: the one test of "is this an IP literal"."""
     try:
-        ipaddress.ip_address(value.strip().removeprefix("[").removesuffix("]"))
+        return ipaddress.ip_address(text.strip().removeprefix("[").removesuffix("]"))
     except ValueError:
-        return False
-    return True
+        return None

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.validation.dns import DnsClient
-from acme_ca.validation.network import host_port
+from acme_ca.validation.network import host_port, ip_literal
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -61,7 +61,7 @@ class Resolver:
 
     async def resolve(self, name: str) -> list[Address]:
         """The addresses for ``name``, IPv4 first; raises AcmeProblem(dns) when none."""
-        literal = _ip_literal(name)
+        literal = ip_literal(name)
         if literal is not None:
             return [literal]
         key = _normalise(name)
@@ -125,13 +125,6 @@ class Resolver:
 
 def _normalise(name: str) -> str:
     return name.strip().lower().rstrip(".")
-
-
-def _ip_literal(name: str) -> Address | None:
-    try:
-        return ipaddress.ip_address(name.strip().removeprefix("[").removesuffix("]"))
-    except ValueError:
-        return None
 
 
 def _unique(addresses: Iterable[Address]) -> list[Address]:

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.authority import issuance
+from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_hex
 from acme_ca.errors import Conflict, PolicyError
 from acme_ca.pki.issuer import Issuer
@@ -20,6 +21,7 @@ from tests.conftest import Hierarchy
 
 MAX = timedelta(days=90)
 BACKDATE = timedelta(minutes=1)
+POLICY = PolicyConfig(max_validity=MAX, backdate=BACKDATE)
 
 
 def request_for(now: datetime, **changes: object) -> LeafRequest:
@@ -35,9 +37,7 @@ def request_for(now: datetime, **changes: object) -> LeafRequest:
 
 
 async def test_issue_stores_the_certificate(store: Store, issuer: Issuer, now: datetime) -> None:
-    cert = await issuance.issue(
-        store, issuer, request_for(now), now, account_id="acct-1", order_id="order-1"
-    )
+    cert = await issuance.issue(store, issuer, request_for(now), now)
     record = await store.get_certificate(serial_hex(cert.serial_number))
     assert record.status is CertificateStatus.ISSUED
     assert record.der == cert.public_bytes(Encoding.DER)
@@ -49,7 +49,7 @@ async def test_issue_stores_the_certificate(store: Store, issuer: Issuer, now: d
         cert.not_valid_after_utc,
     )
     assert record.created_at == now
-    assert (record.account_id, record.order_id) == ("acct-1", "order-1")
+    assert (record.account_id, record.order_id) == (None, None)  # sign-csr, server TLS
     cert.verify_directly_issued_by(issuer.certificate)
 
 
@@ -126,14 +126,21 @@ async def test_the_record_is_capped_at_the_issuers_not_after(
     assert cert.not_valid_after_utc == record.not_after == end
 
 
+def sign_csr_window(now: datetime, validity: timedelta,
+                    issuer: Issuer) -> tuple[datetime, datetime]:
+    """The window sign-csr asks for: no notBefore or notAfter, a validity."""
+    return issuance.certificate_window(None, None, now, POLICY,
+                                       issuer.certificate.not_valid_after_utc, validity=validity)
+
+
 def test_validity_window_backdates(issuer: Issuer, now: datetime) -> None:
     """The notBefore is moved back for clock skew (RFC 5280 4.1.2.5 validity)."""
-    window = issuance.validity_window(now, timedelta(days=7), MAX, BACKDATE, issuer)
+    window = sign_csr_window(now, timedelta(days=7), issuer)
     assert window == (now - BACKDATE, now - BACKDATE + timedelta(days=7))
 
 
 def test_validity_window_allows_the_maximum(issuer: Issuer, now: datetime) -> None:
-    _, not_after = issuance.validity_window(now, MAX, MAX, BACKDATE, issuer)
+    _, not_after = sign_csr_window(now, MAX, issuer)
     assert not_after == now - BACKDATE + MAX
 
 
@@ -143,7 +150,7 @@ def test_validity_window_stops_at_the_issuers_not_after(
     h = make_hierarchy("short", intermediate_validity=timedelta(days=10))
     p = h.paths
     short = Issuer.load(p.intermediate_cert, p.intermediate_key, p.chain, None, now)
-    not_before, not_after = issuance.validity_window(now, timedelta(days=30), MAX, BACKDATE, short)
+    not_before, not_after = sign_csr_window(now, timedelta(days=30), short)
     assert not_before == now - BACKDATE
     assert not_after == short.certificate.not_valid_after_utc == now + timedelta(days=10)
 
@@ -153,4 +160,4 @@ def test_validity_window_refuses_more_than_the_maximum(
     issuer: Issuer, now: datetime, validity: timedelta
 ) -> None:
     with pytest.raises(PolicyError, match=r"exceeds policy\.max_validity"):
-        issuance.validity_window(now, validity, MAX, BACKDATE, issuer)
+        sign_csr_window(now, validity, issuer)
