@@ -59,6 +59,8 @@ _EC_SIGNATURE_BYTES = {"P-256": 64, "P-384": 96, "P-521": 132}  # raw r || s
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _FLATTENED = frozenset({"protected", "payload", "signature"})
 _NONCE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPE = b"\\u"
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,8 +394,28 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def _lone_surrogate(value: Any) -> bool:
+    """Does a string anywhere in ``value`` (member names too) hold a lone surrogate?
+    json.loads joins an escaped pair into one character, so any left is lone. A loop,
+    not recursion: the value may be nested as deep as json.loads allows."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    """Strict JSON: UTF-8, no duplicate members (RFC 7515 5.2), no NaN, an object."""
+    """Strict JSON: UTF-8, no duplicate members (RFC 7515 5.2), no NaN, an object, and
+    Unicode text only: a lone surrogate, which JSON can carry only as a "\\ud800" escape,
+    is no character (RFC 8259 8.2) and breaks whatever encodes the string later."""
     try:
         value = json.loads(
             data.decode("utf-8"),
@@ -404,4 +426,7 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
         raise malformed(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise malformed(f"{what} must be a JSON object")
+    # Only an escape can make a surrogate (strict UTF-8 decoding refuses encoded ones).
+    if _ESCAPE in data and _lone_surrogate(value):
+        raise malformed(f"{what} holds a lone surrogate (\\uD800-\\uDFFF): not Unicode text")
     return value

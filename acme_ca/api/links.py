@@ -112,9 +112,12 @@ class Links:
         return self.base + path_qs
 
     def account_id_from_kid(self, kid: str) -> str | None:
-        """The account id if ``kid`` is exactly one of this CA's account URLs, else None."""
+        """The account id if ``kid`` is exactly one of this CA's account URLs, else None.
+
+        What follows the prefix is ASCII in every URL :meth:`account` builds (it quotes
+        the id), so anything else, lone surrogates included, is None, never an error."""
         prefix = self.base + ROUTES["account"].split("{", 1)[0]
-        if not kid.startswith(prefix):
+        if not kid.startswith(prefix) or not kid[len(prefix) :].isascii():
             return None
         account_id = unquote(kid[len(prefix) :])
         if not account_id or self.account(account_id) != kid:

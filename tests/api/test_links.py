@@ -105,3 +105,14 @@ def test_account_id_from_kid_is_exact() -> None:
 def test_bad_base_urls_are_refused(base: str) -> None:
     with pytest.raises(ValueError):
         Links(base)
+
+
+@pytest.mark.parametrize("suffix", ["\ud800", "a1\udfff", "é", "a1/é", "%ED%A0%80", "\U0001f512",
+                                    "a1%", "%zz"])
+def test_a_kid_that_is_no_account_url_names_no_account(suffix: str) -> None:
+    """RFC 8555 6.2: a kid is an account URL of this server, which Links builds in ASCII.
+    Anything else after the account prefix, non-ASCII text and lone surrogates included,
+    names no account (None), and never raises: it was a UnicodeEncodeError in quote(),
+    a 500 before the signature was checked."""
+    links = Links(BASE)
+    assert links.account_id_from_kid(f"{BASE}/acme/acct/{suffix}") is None

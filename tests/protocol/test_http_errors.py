@@ -10,7 +10,7 @@ import re
 import pytest
 
 from acme_ca.api.context import SERVICES
-from tests.acme_client import BASE, jwk_of
+from tests.acme_client import BASE, Response, b64, jwk_of
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
     INDEX_LINK,
@@ -138,6 +138,26 @@ async def test_unknown_kid_is_account_does_not_exist(server: AcmeServer, kid: st
     client = server.client(kid=kid)
     response = await client.new_order("web.bluerobin.local")
     assert_problem(response, 400, "accountDoesNotExist")
+
+
+async def test_unsigned_kid_with_a_lone_surrogate_is_malformed(server: AcmeServer) -> None:
+    """RFC 8259 8.1 and RFC 7515 5.2: JSON text is UTF-8, and a lone surrogate ("\\ud800"
+    escaped in the header) is no Unicode text; such a kid, in a request nobody signed, was
+    a UnicodeEncodeError in Links.account_id_from_kid, a 500 anyone could cause. It is
+    malformed, refused before any account lookup; the nonce stays unspent (6.5)."""
+    client = await registered(server)
+    nonce = await client.fresh_nonce()
+    protected = {"alg": "ES256", "kid": f"{BASE}/acme/acct/\ud800", "nonce": nonce,
+                 "url": NEW_ORDER}
+    jws = {"protected": b64(json.dumps(protected).encode()), "payload": "",
+           "signature": b64(b"x" * 64)}
+    response = await server.http.post("/acme/new-order", data=json.dumps(jws),
+                                      headers={"Content-Type": "application/jose+json"})
+    raw = Response(response.status, response.headers, await response.read())
+    doc = assert_problem(raw, 400, "malformed")
+    assert "surrogate" in doc["detail"], doc
+    client.nonce = nonce
+    assert (await client.post(client.kid)).status == 200  # the nonce was not spent
 
 
 @pytest.mark.parametrize("alg", ["none", "HS256"])
