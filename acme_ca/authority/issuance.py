@@ -198,7 +198,7 @@ class InFlight:
     it polls again. Failing the order on ``CancelledError`` would need a write inside a
     task being cancelled, which a second cancellation interrupts, and could not know
     whether an interrupted ``start_issuance`` was committed after all (a cancelled writer
-    may be: ``store/sqlite_commits``).
+    may be: ``store/sqlite/commits``).
 
     A failure nobody is left to hear (its caller was cancelled) is logged once, with the
     order id; a caller that waits hears it as an exception (an ``AcmeProblem``, or a

@@ -14,7 +14,7 @@ import secrets
 from datetime import timedelta
 
 from acme_ca.clock import Clock
-from acme_ca.store.acme_base import NonceStore
+from acme_ca.store.cluster import NonceStore
 
 
 class NonceService:

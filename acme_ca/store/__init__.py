@@ -11,10 +11,12 @@ from pathlib import Path
 
 from acme_ca.clock import Clock
 from acme_ca.errors import ConfigError
-from acme_ca.store.base import CertificateStore, Store
+from acme_ca.store.base import Store
+from acme_ca.store.reads import ReadStore
 from acme_ca.store.sqlite import MEMORY, SqliteStore
+from acme_ca.store.writes import WriteStore
 
-__all__ = ["CertificateStore", "SqliteStore", "Store", "open_store"]
+__all__ = ["ReadStore", "SqliteStore", "Store", "WriteStore", "open_store"]
 
 _SQLITE_PREFIX = "sqlite:///"
 _ALLOWED = (

@@ -29,7 +29,7 @@ from acme_ca.domain.models import (
     OrderStatus,
 )
 from acme_ca.store import SqliteStore
-from acme_ca.store.sqlite_connection import Connection
+from acme_ca.store.sqlite.connection import Connection
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 ACCOUNT = "acct-1"

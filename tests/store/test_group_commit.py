@@ -1,4 +1,4 @@
-"""Group commit (store/sqlite_commits.py): concurrent writers share one durable COMMIT,
+"""Group commit (store/sqlite/commits.py): concurrent writers share one durable COMMIT,
 and each still gets all-or-nothing, durable, compare-and-set semantics.
 
 Another process's write lock (a second sqlite3 connection in BEGIN IMMEDIATE) makes

@@ -1,4 +1,4 @@
-"""The nonce file (store/sqlite_open.py, sqlite_nonces.py): shared by every process,
+"""The nonce file (store/sqlite/opening.py, sqlite/nonces.py): shared by every process,
 written without fsync, never a reason for the event loop to sleep, started afresh
 when damaged, and forgotten when the server starts."""
 
@@ -14,7 +14,7 @@ import pytest
 
 from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import SqliteStore
-from acme_ca.store.sqlite_open import nonce_path
+from acme_ca.store.sqlite.opening import nonce_path
 from tests.store.conftest import T0, thread_idle, waits_in_thread
 from tests.waiting import until, within
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import acme_ca.store.sqlite_accounts as accounts_module
-import acme_ca.store.sqlite_authz as authz_module
-import acme_ca.store.sqlite_nonces as nonces_module
-import acme_ca.store.sqlite_orders as orders_module
+import acme_ca.store.sqlite.accounts as accounts_module
+import acme_ca.store.sqlite.authorizations as authz_module
+import acme_ca.store.sqlite.nonces as nonces_module
+import acme_ca.store.sqlite.orders as orders_module
 from acme_ca.clock import FakeClock
 from acme_ca.domain.models import (
     AccountStatus,
@@ -29,9 +29,12 @@ from acme_ca.domain.models import (
 )
 from acme_ca.errors import Conflict, NotFound, StoreError
 from acme_ca.store import SqliteStore, Store
-from acme_ca.store.acme_base import AccountStore, AuthorizationStore, NonceStore, OrderStore
-from acme_ca.store.migrations import load_migrations, sqlite_statements
-from acme_ca.store.sqlite_open import nonce_path
+from acme_ca.store.cluster import NonceStore
+from acme_ca.store.migrations import load_migrations
+from acme_ca.store.reads import ReadStore
+from acme_ca.store.sqlite.migrate import sqlite_statements
+from acme_ca.store.sqlite.opening import nonce_path
+from acme_ca.store.writes import WriteStore
 from tests.store.conftest import (
     ACCOUNT,
     DER,
@@ -71,7 +74,7 @@ async def valid_authorization(store: SqliteStore, authz_id: str, value: str, *,
 
 
 def test_store_includes_the_acme_protocols_and_sqlite_implements_them_exactly():
-    protocols = (NonceStore, AccountStore, OrderStore, AuthorizationStore)
+    protocols = (NonceStore, ReadStore, WriteStore)
     assert all(protocol in Store.__mro__ for protocol in protocols)
     members = {
         name: member

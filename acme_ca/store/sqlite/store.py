@@ -1,8 +1,8 @@
 """The SQLite backend of ``Store``: the default for one machine.
 
 One ``SqliteStore`` reads through one connection and writes through another, whose
-writes are committed a batch at a time (``sqlite_commits``); nonces live in a
-database file of their own (``sqlite_open``). Several stores (processes, or ``serve
+writes are committed a batch at a time (``commits``); nonces live in a
+database file of their own (``opening``). Several stores (processes, or ``serve
 --workers N``) may share one file: WAL mode lets readers run beside the one writer,
 each batch is a ``BEGIN IMMEDIATE`` transaction that waits up to ``busy_timeout``
 for the write lock, and state changes are compare-and-set updates whose row count
@@ -13,9 +13,9 @@ Storage format: datetimes are ISO 8601 UTC text of one fixed width
 JSON array. All SQL is parameterised. sqlite3 errors surface as ``StoreError``
 (a UNIQUE or PRIMARY KEY violation as ``Conflict``).
 
-The certificate methods live here; the ACME resources in ``sqlite_accounts``,
-``sqlite_orders``, ``sqlite_authz`` and ``sqlite_nonces``, the plumbing they share
-in ``sqlite_base``.
+The certificate methods live here; the ACME resources in ``accounts``,
+``orders``, ``authorizations`` and ``nonces``, the plumbing they share
+in ``base``.
 """
 
 from __future__ import annotations
@@ -36,22 +36,23 @@ from acme_ca.domain.models import (
     OrderStatus,
 )
 from acme_ca.errors import Conflict, NotFound, StoreError
-from acme_ca.store import sqlite_accounts, sqlite_orders
-from acme_ca.store.migrations import sqlite_schema_version
-from acme_ca.store.sqlite_accounts import AccountMethods
-from acme_ca.store.sqlite_authz import AuthorizationMethods
-from acme_ca.store.sqlite_base import (
+from acme_ca.store.sqlite import accounts as sqlite_accounts
+from acme_ca.store.sqlite import orders as sqlite_orders
+from acme_ca.store.sqlite.accounts import AccountMethods
+from acme_ca.store.sqlite.authorizations import AuthorizationMethods
+from acme_ca.store.sqlite.base import (
     SqliteBase,
     from_text,
     optional_text,
     optional_time,
     to_text,
 )
-from acme_ca.store.sqlite_connection import Connection
-from acme_ca.store.sqlite_nonces import NonceMethods
-from acme_ca.store.sqlite_open import MEMORY, open_connections
-from acme_ca.store.sqlite_orders import OrderMethods
-from acme_ca.store.sqlite_rows import (
+from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.migrate import sqlite_schema_version
+from acme_ca.store.sqlite.nonces import NonceMethods
+from acme_ca.store.sqlite.opening import MEMORY, open_connections
+from acme_ca.store.sqlite.orders import OrderMethods
+from acme_ca.store.sqlite.rows import (
     account_row,
     authorization_row,
     challenge_row,

@@ -3,7 +3,7 @@
 Every POST consumes one nonce and every response issues one, so these are the
 most frequent writes of all, and the only ones that need not survive a crash (a
 client that loses its nonce gets badNonce and retries with a fresh one). They live
-in a database file of their own, written without fsync (``sqlite_open``), shared by
+in a database file of their own, written without fsync (``opening``), shared by
 every process of the store, so a nonce issued by one process can be consumed by
 another.
 
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from acme_ca.store.sqlite_base import SqliteBase, to_text
+from acme_ca.store.sqlite.base import SqliteBase, to_text
 
 T = TypeVar("T")
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from acme_ca.domain.models import Account, AccountStatus
 from acme_ca.errors import Conflict, NotFound
-from acme_ca.store.sqlite_base import SqliteBase
-from acme_ca.store.sqlite_rows import account_row, contact_json, to_account
+from acme_ca.store.sqlite.base import SqliteBase
+from acme_ca.store.sqlite.rows import account_row, contact_json, to_account
 
 # ON CONFLICT DO NOTHING covers both the id and the thumbprint: no row comes back.
 _INSERT = """

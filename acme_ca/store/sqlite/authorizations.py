@@ -19,9 +19,9 @@ from acme_ca.domain.models import (
     Identifier,
 )
 from acme_ca.errors import Conflict, NotFound
-from acme_ca.store.sqlite_base import SqliteBase, optional_text, to_text
-from acme_ca.store.sqlite_connection import Connection
-from acme_ca.store.sqlite_rows import (
+from acme_ca.store.sqlite.base import SqliteBase, optional_text, to_text
+from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.rows import (
     AUTHORIZATION_COLUMNS,
     identifier_keys,
     to_authorization,

@@ -1,9 +1,9 @@
 """What every part of the SQLite backend shares: the connections, and time as text.
 
 ``SqliteStore`` is assembled from one class per group of entities (certificates in
-``sqlite.py``, then ``sqlite_accounts``, ``sqlite_orders``, ``sqlite_authz`` and
-``sqlite_nonces``); each of them inherits ``SqliteBase`` for the plumbing below.
-The connections themselves are opened in ``sqlite_open``.
+``store.py``, then ``accounts``, ``orders``, ``authorizations`` and
+``nonces``); each of them inherits ``SqliteBase`` for the plumbing below.
+The connections themselves are opened in ``opening``.
 
 Four ways to reach the database:
 
@@ -12,12 +12,12 @@ Four ways to reach the database:
 - ``_write(sql, params)``: one statement as a transaction of its own, so a
   compare-and-set ``UPDATE ... WHERE status = ? RETURNING ...`` needs nothing more.
 - ``_transaction(body)``: ``body(conn)`` runs several statements as one transaction.
-  Both writes return once their transaction is durable (``sqlite_commits``: commits
+  Both writes return once their transaction is durable (``commits``: commits
   are shared by the writers of a batch).
-- ``_nonce_conn``: the nonce database (``sqlite_nonces``).
+- ``_nonce_conn``: the nonce database (``nonces``).
 
 Statements run on the event loop's thread unless they wait on the disk (see
-``sqlite_connection``), so one statement's effects are never interleaved with
+``connection``), so one statement's effects are never interleaved with
 another coroutine's. A UNIQUE or PRIMARY KEY violation becomes ``Conflict`` ("it
 already exists"); any other sqlite3 error becomes ``StoreError``.
 """
@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from acme_ca.errors import Conflict, StoreError
-from acme_ca.store.sqlite_commits import GroupCommit
-from acme_ca.store.sqlite_connection import Connection
-from acme_ca.store.sqlite_open import BUSY_TIMEOUT_MS, Connections
+from acme_ca.store.sqlite.commits import GroupCommit
+from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.opening import BUSY_TIMEOUT_MS, Connections
 
 T = TypeVar("T")
 Params = Iterable[object]

@@ -1,9 +1,9 @@
-"""The storage contract for ACME resources: nonces, accounts, orders, authorizations, challenges.
+"""What the store changes: every write of the ``Store`` contract (see ``base.py``).
 
-Same rules as ``base.py``: values in, values out; timezone-aware UTC datetimes;
-every state change a compare-and-set naming the state it expects (``Conflict`` when
-the row is in another state, ``NotFound`` when there is no row); a write happens
-completely or not at all.
+Every state change is a compare-and-set naming the state it expects; ``Conflict`` when
+the row is in another state, ``NotFound`` when there is no row; a write happens
+completely or not at all. Which state follows which is decided in ``acme_ca.domain``
+(``domain/states.py``), never in SQL: the SQL keeps only the guards.
 """
 
 from __future__ import annotations
@@ -20,52 +20,47 @@ from acme_ca.domain.models import (
     CertificateRecord,
     Challenge,
     ChallengeStatus,
-    Identifier,
     Order,
     OrderStatus,
 )
 
 
-class NonceStore(Protocol):
-    """Anti-replay nonces (RFC 8555 6.5), shared by every process and replica.
+class WriteStore(Protocol):
+    """Every change to certificates, accounts, orders, authorizations and challenges."""
 
-    Nonces need not survive a crash (a client that loses one gets badNonce and
-    retries), so a backend may store them without durable commits.
-    """
+    # --- certificates: reserved, issued, revoked; never deleted -----------------------
 
-    async def add_nonce(self, nonce: str, expires: datetime) -> None:
-        """Remember a freshly issued nonce until ``expires``; ``Conflict`` if known."""
+    async def reserve_serial(self, record: CertificateRecord) -> None:
+        """Insert ``record`` as RESERVED, before the certificate is signed.
 
-    async def add_nonces(self, nonces: Sequence[str], expires: datetime) -> None:
-        """``add_nonce`` for many at once, in one statement."""
-
-    async def forget_nonces(self) -> None:
-        """Forget every nonce: at server start, so that no nonce outlives the server
-        that issued it (after a power loss, a nonce store without durable commits may
-        have lost the consumption of a nonce but kept the nonce)."""
-
-    async def consume_nonce(self, nonce: str, now: datetime) -> bool:
-        """Delete the nonce; True only if it existed and had not expired.
-
-        Of two concurrent calls with the same nonce exactly one returns True.
-        An expired nonce is deleted too (and answers False). Expired nonces may be
-        purged as a side effect.
+        ``record.status`` must be RESERVED and ``record.der`` None (``ValueError``
+        otherwise). Raises ``Conflict`` if a row with this serial already exists,
+        whatever its state.
         """
 
+    async def store_certificate(self, serial: str, der: bytes) -> CertificateRecord:
+        """Compare-and-set RESERVED -> ISSUED, attaching the signed DER.
 
-class AccountStore(Protocol):
-    """ACME accounts (RFC 8555 7.1.2, 7.3), one per key."""
+        Returns the updated record. Raises ``NotFound`` if no row has this serial
+        and ``Conflict`` if the row is not RESERVED (already stored, or revoked).
+        """
+
+    async def revoke_certificate(
+        self, serial: str, reason: int, revoked_at: datetime
+    ) -> CertificateRecord:
+        """Compare-and-set ISSUED -> REVOKED with an RFC 5280 CRLReason code.
+
+        Returns the updated record. Raises ``NotFound`` if no row has this serial,
+        ``Conflict`` ("already revoked") if it is REVOKED, and ``Conflict`` if it
+        is only RESERVED (nothing was issued, so there is nothing to revoke).
+        """
+
+    # --- accounts ---------------------------------------------------------------------
 
     async def create_account(self, account: Account) -> Account:
         """Insert; ``Conflict`` if an account with this key thumbprint (or this id)
         exists (the caller then looks it up: two racing newAccount calls with one key
         get one account). Returns the account as stored."""
-
-    async def get_account(self, account_id: str) -> Account:
-        """``NotFound`` if absent."""
-
-    async def find_account_by_thumbprint(self, thumbprint: str) -> Account:
-        """The account whose current key has this RFC 7638 thumbprint; ``NotFound``."""
 
     async def update_account(
         self,
@@ -89,9 +84,7 @@ class AccountStore(Protocol):
         or if the account's key or status changed meanwhile; ``NotFound`` if absent.
         """
 
-
-class OrderStore(Protocol):
-    """ACME orders (RFC 8555 7.1.3, 7.4) and the authorizations they list."""
+    # --- orders -----------------------------------------------------------------------
 
     async def create_order(
         self, order: Order, new_authorizations: Sequence[Authorization]
@@ -103,20 +96,6 @@ class OrderStore(Protocol):
         challenge id already exists, and then nothing is written. ``ValueError``
         if a new authorization is not listed by the order, belongs to another
         account, or holds a challenge naming another authorization.
-        """
-
-    async def get_order(self, order_id: str) -> Order:
-        """``NotFound`` if absent."""
-
-    async def list_account_orders(
-        self, account_id: str, *, limit: int, after: str | None = None
-    ) -> list[str]:
-        """Ids of the account's orders (RFC 8555 7.1.2.1), oldest first (creation
-        time, then id), at most ``limit`` (``ValueError`` below 1).
-
-        Keyset-paginated: ``after`` is the id of the last order of the previous
-        page; orders created meanwhile never shift a page. An ``after`` that is not
-        one of this account's orders gives an empty page.
         """
 
     async def update_order_status(
@@ -157,19 +136,6 @@ class OrderStore(Protocol):
         serial; nothing is written then.
         """
 
-    async def processing_orders(
-        self, started_before: datetime, *, limit: int
-    ) -> list[tuple[Order, CertificateRecord | None]]:
-        """Orders PROCESSING since ``started_before`` or earlier, oldest first, at most
-        ``limit`` (``ValueError`` below 1): for the sweeper of issuances that never ended.
-
-        An order is processing since the ``created_at`` of the serial reserved for it
-        (``start_issuance``), which comes with it: RESERVED if nothing was stored, ISSUED
-        (or REVOKED) if the certificate was. An order that no serial names (moved by
-        ``update_order_status``) is processing since its own ``created_at`` and comes
-        with None. A backend finds these without reading every order.
-        """
-
     async def complete_order(self, order_id: str, serial: str) -> Order:
         """Compare-and-set the order PROCESSING -> VALID, pointing at the certificate
         already stored (ISSUED or REVOKED) under ``serial`` for this order.
@@ -178,36 +144,7 @@ class OrderStore(Protocol):
         order or is only RESERVED; ``NotFound`` if there is no such order or serial.
         """
 
-    async def orders_for_authorization(self, authorization_id: str) -> list[Order]:
-        """Every order that lists this authorization (an authorization may be reused),
-        oldest first; an empty list for an unknown authorization."""
-
-
-class AuthorizationStore(Protocol):
-    """ACME authorizations and their challenges (RFC 8555 7.1.4, 7.5)."""
-
-    async def get_authorization(self, authorization_id: str) -> Authorization:
-        """With its challenges, in the order they were created; ``NotFound`` if absent."""
-
-    async def find_reusable_authorization(
-        self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
-    ) -> Authorization | None:
-        """A VALID authorization of this account for this identifier (and wildcard
-        flag) that expires after ``valid_after``, the latest-expiring one; else None.
-
-        ``identifier`` is as the authorization holds it: the base name, without "*."
-        (the wildcard flag says whether it was for ``*.`` of that name).
-        """
-
-    async def valid_authorizations(
-        self, account_id: str, identifiers: Sequence[Identifier], now: datetime
-    ) -> list[Authorization]:
-        """The account's unexpired VALID authorizations for any of ``identifiers``.
-
-        The identifiers are names as a certificate or an order has them: a name
-        ``*.example.com`` is matched by a wildcard authorization for
-        ``example.com``, a plain name by a non-wildcard one.
-        """
+    # --- authorizations and challenges ------------------------------------------------
 
     async def update_authorization_status(
         self,
@@ -220,9 +157,6 @@ class AuthorizationStore(Protocol):
         """Compare-and-set; optionally move ``expires`` (a valid authorization gets the
         reuse lifetime). ``NotFound`` if absent, ``Conflict`` if not ``expected``."""
 
-    async def get_challenge(self, challenge_id: str) -> Challenge:
-        """``NotFound`` if absent."""
-
     async def update_challenge(
         self,
         challenge_id: str,
@@ -231,10 +165,12 @@ class AuthorizationStore(Protocol):
         status: ChallengeStatus,
         error: str | None = None,
         validated_at: datetime | None = None,
+        processing_since: datetime | None = None,
     ) -> Challenge:
         """Compare-and-set the challenge's status; only one of two racers wins.
 
-        ``error`` and ``validated_at`` are set when given (None: unchanged).
+        ``error``, ``validated_at`` and ``processing_since`` (when the validation
+        started, for ``processing_challenges``) are set when given (None: unchanged).
         ``NotFound`` if absent, ``Conflict`` if not ``expected``.
         """
 
@@ -261,6 +197,3 @@ class AuthorizationStore(Protocol):
         PENDING (another validation won); nothing is written then. ``NotFound``
         if there is no such challenge. Returns the new challenge and authorization.
         """
-
-    async def processing_challenges(self) -> list[Challenge]:
-        """Challenges left PROCESSING (by a process that stopped): to validate again."""

@@ -1,7 +1,7 @@
 """Opening a SQLite store: its three connections, each set up for what it does.
 
 - the writer: ``synchronous = FULL`` (a COMMIT survives power loss), and every write
-  goes through it, a batch at a time (``sqlite_commits``); it also migrates the schema
+  goes through it, a batch at a time (``commits``); it also migrates the schema
   and is the only connection that checkpoints the WAL;
 - the reader: ``query_only``; in WAL mode it reads the last committed state without
   waiting for the writer, so reads never queue behind an fsync;
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from acme_ca.errors import StoreError
-from acme_ca.store.migrations import migrate_sqlite
-from acme_ca.store.sqlite_connection import Connection
+from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.migrate import migrate_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ async def open_connections(target: str, applied_at: str) -> Connections:
         await _configure(writer, wal=not memory)
         await _check_json(writer)
         await migrate_sqlite(writer, applied_at)
-        # The writer waits for no lock from here on: sqlite_commits waits in a thread.
+        # The writer waits for no lock from here on: commits.py waits in a thread.
         await writer.execute("PRAGMA busy_timeout = 0")
         if memory:
             reader = writer
@@ -152,7 +152,7 @@ async def _try_open_nonces(path: str) -> Connection:
         found = [row[0] for row in await conn.execute_fetchall("PRAGMA quick_check")]
         if found != ["ok"]:
             raise sqlite3.DatabaseError("; ".join(map(str, found[:3])))
-        # From here on the event loop never sleeps on this file's lock (sqlite_nonces).
+        # From here on the event loop never sleeps on this file's lock (nonces.py).
         await conn.execute("PRAGMA busy_timeout = 0")
     except BaseException:
         await conn.close()

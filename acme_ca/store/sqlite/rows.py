@@ -26,7 +26,7 @@ from acme_ca.domain.models import (
     Order,
     OrderStatus,
 )
-from acme_ca.store.sqlite_base import from_text, optional_text, optional_time, to_text
+from acme_ca.store.sqlite.base import from_text, optional_text, optional_time, to_text
 
 # Statements that include these two fragments are f-strings built once, at import,
 # from constants only (hence the noqa: S608 on them); every value is a parameter.

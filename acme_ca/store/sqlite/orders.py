@@ -13,9 +13,9 @@ from typing import NoReturn
 
 from acme_ca.domain.models import Authorization, CertificateStatus, Order, OrderStatus
 from acme_ca.errors import Conflict, NotFound
-from acme_ca.store.sqlite_base import SqliteBase
-from acme_ca.store.sqlite_connection import Connection
-from acme_ca.store.sqlite_rows import (
+from acme_ca.store.sqlite.base import SqliteBase
+from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.rows import (
     ORDER_COLUMNS,
     authorization_row,
     challenge_row,

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from acme_ca.errors import StoreError
-from acme_ca.store.sqlite_connection import Connection, to_the_end
+from acme_ca.store.sqlite.connection import Connection, to_the_end
 
 T = TypeVar("T")
 Body = Callable[[Connection], Awaitable[Any]]
