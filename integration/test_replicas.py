@@ -1,0 +1,213 @@
+"""Three `acme-ca serve` replicas on one PostgreSQL database behind haproxy (round robin,
+TLS passed through, health checks), under concurrent clients: certbot's `acme` library in
+threads and lego in subprocesses (issue 10, item 4).
+
+Replicas share nothing but the database and the CA files: a nonce from one is accepted
+by the others exactly once (RFC 8555 6.5: the clients without keep-alive send each
+request to the next replica), an order's state moves by compare-and-set whichever
+replica a request reaches (RFC 8555 7.1.6), background work runs once across the
+cluster under the "background" lease, and a replica that dies, or a database that
+drops every connection, costs the clients a retry, never a certificate.
+
+Every test ends with the database's account (`check_database`): one certificate per
+valid order, every certificate a client holds is there, none twice, and no order or
+challenge left "processing".
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from integration.cluster import Cluster, Database, make_ca, postgres_database, running_cluster
+from integration.conftest import require_program, until
+from integration.load import Load, Tally
+
+pytestmark = pytest.mark.integration
+
+ISSUANCES = 200
+KILLED_RUN = 60  # issuances in the runs that kill a replica, or the database connections
+LIBRARY_THREADS = 6
+LEGO_THREADS = 2
+RUN_DEADLINE = 150.0  # seconds for a whole run: far beyond one that succeeds
+LEASE_MOVES_WITHIN = 10.0  # seconds after its holder died
+SETTLED_WITHIN = 15.0  # seconds for a survivor to finish what a dead replica left
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """`acme-ca init`, once for the module: every cluster of it shares these files."""
+    return make_ca(tmp_path_factory.mktemp("replicas-ca"))
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    require_program("haproxy")
+    require_program("lego")
+    if os.environ.get("DEV_SQLITE"):  # DEV ONLY
+        yield Database(f"sqlite:///{tmp_path}/shared.db")
+        return
+    with postgres_database() as db:
+        yield db
+
+
+def jobs(count: int) -> list[tuple[str, ...]]:
+    """The names of each certificate: two per order, so that an order becomes ready only
+    when both of its authorizations are valid, which two replicas may validate."""
+    return [(f"n{k}a.bluerobin.local", f"n{k}b.bluerobin.local") for k in range(count)]
+
+
+def all_names(work: list[tuple[str, ...]]) -> list[str]:
+    return [name for names in work for name in names]
+
+
+def fail_on_errors(tally: Tally, cluster: Cluster) -> None:
+    if tally.errors:
+        pytest.fail("clients failed:\n" + "\n".join(tally.errors) + "\n" + cluster.logs())
+
+
+def nothing_processing(db: Database) -> bool:
+    rows = db.query(
+        "SELECT (SELECT count(*) FROM orders WHERE status = 'processing'),"
+        " (SELECT count(*) FROM challenges WHERE status = 'processing')")
+    return rows[0] == (0, 0)
+
+
+def check_database(cluster: Cluster, tally: Tally, expected: int) -> None:
+    """Exactly one certificate per valid order; each certificate a client obtained is the
+    certificate of a valid order, none twice; no order invalid, none left processing.
+
+    A valid order that no client holds the certificate of is allowed only for a `lego
+    run` that failed after its finalize went through (lego then starts a new order)."""
+    db = cluster.database
+    until(lambda: nothing_processing(db), "no order and no challenge was left processing",
+          SETTLED_WITHIN)
+    orders = {order_id: (status, serial) for order_id, status, serial in db.query(
+        "SELECT id, status, certificate_serial FROM orders")}
+    certificates = db.query(
+        "SELECT serial, order_id FROM certificates"
+        " WHERE order_id IS NOT NULL AND status <> 'reserved'")
+    per_order = collections.Counter(order_id for _, order_id in certificates)
+    of_certificate = dict(certificates)
+    valid = {order_id: serial for order_id, (status, serial) in orders.items()
+             if status == "valid"}
+    statuses = collections.Counter(status for status, _ in orders.values())
+    assert statuses["invalid"] == 0, (statuses, cluster.logs())
+    assert all(per_order[order_id] == 1 for order_id in valid), per_order
+    assert set(per_order) <= set(valid), "a certificate for an order that is not valid"
+    assert all(of_certificate[serial] == order_id for order_id, serial in valid.items())
+
+    held = [issued.serial for issued in tally.issued]
+    assert len(held) == expected, (len(held), expected)
+    assert len(set(held)) == len(held), "a certificate was handed out twice"
+    stored = {int(serial, 16) for serial in valid.values()}
+    assert set(held) <= stored, "a client holds a certificate the database does not know"
+    assert len(stored) - len(held) <= len(tally.failed_lego_runs), (len(stored), len(held))
+
+
+def report(what: str, tally: Tally, elapsed: float, cluster: Cluster) -> None:
+    by_client = collections.Counter(issued.client for issued in tally.issued)
+    served = {name: state.total for name, state in cluster.proxy.servers().items()}
+    print(f"\n{what}: {len(tally.issued)} issuances in {elapsed:.1f} s "
+          f"({len(tally.issued) / elapsed:.1f}/s; {dict(by_client)}), connections per "
+          f"replica {served}, retries {dict(tally.retries)}, "
+          f"failed lego runs {len(tally.failed_lego_runs)}")
+
+
+def test_concurrent_clients_through_three_replicas(
+    tmp_path: Path, ca: dict[str, Path], database: Database
+) -> None:
+    work = jobs(ISSUANCES)
+    with running_cluster(tmp_path, ca, database, all_names(work)) as cluster:
+        started = time.monotonic()
+        load = Load(cluster, tmp_path, work, library=LIBRARY_THREADS, lego=LEGO_THREADS)
+        tally = load.start().join(RUN_DEADLINE)
+        report("three replicas", tally, time.monotonic() - started, cluster)
+        fail_on_errors(tally, cluster)
+        assert not tally.retries, tally.retries  # nothing failed: nothing to retry
+        assert not tally.failed_lego_runs, tally.failed_lego_runs[0]
+        assert {issued.client for issued in tally.issued} == {"acme", "lego"}
+        served = cluster.proxy.servers()
+        assert all(state.total > 0 for state in served.values()), served
+        check_database(cluster, tally, ISSUANCES)
+
+
+def wait_for_progress(load: Load, count: int) -> None:
+    until(lambda: load.done >= count, f"{count} issuances were done", RUN_DEADLINE)
+
+
+def lease_holder(cluster: Cluster) -> str | None:
+    """The replica ("r0", ...) whose process holds the unexpired "background" lease; the
+    holder names its process as host/pid/random (authority/background.py)."""
+    rows = cluster.database.query(
+        "SELECT holder FROM leases WHERE name = 'background' AND expires > now()")
+    if not rows:
+        return None
+    pid = int(rows[0][0].split("/")[1])
+    return next((r.name for r in cluster.replicas if r.process.pid == pid), f"pid {pid}")
+
+
+def test_a_replica_killed_mid_run(
+    tmp_path: Path, ca: dict[str, Path], database: Database
+) -> None:
+    """kill -9 of the replica that holds the background lease while clients issue: their
+    requests that die with it are retried on the survivors, the lease moves to a survivor,
+    and a survivor finishes what the dead one left processing."""
+    work = jobs(KILLED_RUN)
+    with running_cluster(tmp_path, ca, database, all_names(work)) as cluster:
+        until(lambda: lease_holder(cluster) is not None, "a replica holds the lease")
+        victim = cluster.replica(str(lease_holder(cluster)))
+        started = time.monotonic()
+        load = Load(cluster, tmp_path, work, library=LIBRARY_THREADS, lego=LEGO_THREADS)
+        load.start()
+        wait_for_progress(load, len(work) // 3)
+        os.kill(victim.process.pid, signal.SIGKILL)
+        assert victim.process.wait(timeout=10) == -signal.SIGKILL
+        killed = time.monotonic()
+        until(lambda: lease_holder(cluster) not in (None, victim.name),
+              f"the lease moved from {victim.name} to a survivor", LEASE_MOVES_WITHIN)
+        moved = time.monotonic() - killed
+        successor = lease_holder(cluster)
+        assert successor in {r.name for r in cluster.replicas if r is not victim}, successor
+        until(lambda: cluster.proxy.servers()[victim.name].status.startswith("DOWN"),
+              f"haproxy took {victim.name} out")
+        tally = load.join(RUN_DEADLINE)
+        report(f"{victim.name} killed (lease to {successor} in {moved:.1f} s)", tally,
+               time.monotonic() - started, cluster)
+        fail_on_errors(tally, cluster)
+        check_database(cluster, tally, len(work))
+        survivors = [r for r in cluster.replicas if r is not victim]
+        assert all(r.process.poll() is None for r in survivors)
+
+
+def test_every_database_connection_killed_mid_run(
+    tmp_path: Path, ca: dict[str, Path], database: Database
+) -> None:
+    """pg_terminate_backend on every connection of the replicas, twice during a run: they
+    reconnect by themselves (clients meanwhile get 503 with Retry-After, or a retried
+    connection), and the run completes with no replica restarted."""
+    work = jobs(KILLED_RUN)
+    with running_cluster(tmp_path, ca, database, all_names(work)) as cluster:
+        pids = [r.process.pid for r in cluster.replicas]
+        started = time.monotonic()
+        load = Load(cluster, tmp_path, work, library=LIBRARY_THREADS, lego=LEGO_THREADS)
+        load.start()
+        killed = []
+        for part in (1, 2):
+            wait_for_progress(load, part * len(work) // 3)
+            killed.append(database.terminate_connections())
+        tally = load.join(RUN_DEADLINE)
+        report(f"database connections killed ({killed})", tally,
+               time.monotonic() - started, cluster)
+        fail_on_errors(tally, cluster)
+        assert all(count >= len(cluster.replicas) for count in killed), killed
+        assert [r.process.pid for r in cluster.replicas] == pids
+        assert all(r.process.poll() is None for r in cluster.replicas), cluster.logs()
+        until(cluster.proxy.all_up, "every replica is UP again in haproxy")
+        check_database(cluster, tally, len(work))
