@@ -7,7 +7,6 @@ timeouts, TLS and what failures become in ``pool.py``, the migrations runner in
 ``migrate.py``.
 """
 
-from acme_ca.store.postgres.pool import DEFAULT_POOL_SIZE
 from acme_ca.store.postgres.store import PostgresStore
 
-__all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
+__all__ = ["PostgresStore"]

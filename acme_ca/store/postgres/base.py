@@ -57,20 +57,21 @@ _LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError,
 class PostgresBase:
     """The pool, and the three ways to use it."""
 
-    def __init__(self, pool: asyncpg.Pool, target: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, target: str, timeout: float = TIMEOUT) -> None:
         """Use ``await PostgresStore.open(url)``; this only wraps an open pool."""
         self._pool = pool
         self._target = target  # "PostgreSQL at host:port/db", for messages
+        self._timeout = timeout  # seconds, for a free connection (and for closing)
         self._closed = False
 
     async def close(self) -> None:
-        """Wait (``TIMEOUT`` at most) for the operations in progress, then close every
+        """Wait (``timeout`` at most) for the operations in progress, then close every
         connection; closing twice is harmless."""
         self._closed = True
         if self._pool.is_closing():
             return
         try:
-            await asyncio.wait_for(self._pool.close(), TIMEOUT)
+            await asyncio.wait_for(self._pool.close(), self._timeout)
         except TimeoutError:
             self._pool.terminate()
 
@@ -96,10 +97,10 @@ class PostgresBase:
         """``work`` on a connection of the pool; database failures mapped (``pool``)."""
         self._check_open()
         try:
-            async with self._pool.acquire(timeout=TIMEOUT) as conn:
+            async with self._pool.acquire(timeout=self._timeout) as conn:
                 return await work(conn)
         except Exception as exc:
-            mapped = store_error(exc, self._target)
+            mapped = store_error(exc, self._target, self._timeout)
             if mapped is exc:
                 raise
             raise mapped from exc

@@ -7,8 +7,9 @@ one at the next acquire, so a replica reconnects by itself after a restart or a
 failover of the database, or a ``pg_terminate_backend``.
 
 Nothing waits forever: opening a connection, waiting for a free one and every
-statement each give up after ``TIMEOUT`` seconds (asyncpg's ``timeout`` and
-``command_timeout``; a statement cut short is cancelled on the server too).
+statement each give up after ``timeout`` seconds (``TIMEOUT`` unless a test says
+otherwise; asyncpg's ``timeout`` and ``command_timeout``: a statement cut short is
+cancelled on the server too).
 
 TLS to the database is asyncpg's, set in the URL as libpq has it: ``sslmode``
 (``verify-full`` checks the server's certificate and name), ``sslrootcert`` (the
@@ -37,7 +38,6 @@ import asyncpg
 from acme_ca.errors import Conflict, StoreError, StoreUnavailable
 
 TIMEOUT = 10.0  # seconds: to connect, to wait for a free connection, for one statement
-DEFAULT_POOL_SIZE = 10
 
 # Each connection speaks UTC, so that timestamps never depend on the server's zone.
 _SETTINGS = {"application_name": "acme-ca", "timezone": "UTC"}
@@ -69,7 +69,7 @@ def describe(dsn: str) -> str:
     return f"PostgreSQL at {where}/{database}" if database else f"PostgreSQL at {where}"
 
 
-async def open_pool(dsn: str, *, size: int) -> asyncpg.Pool:
+async def open_pool(dsn: str, *, size: int, timeout: float) -> asyncpg.Pool:
     """A pool of at most ``size`` connections to ``dsn``, one of them open already.
 
     ``StoreUnavailable`` if the server cannot be reached, ``StoreError`` if it refuses
@@ -83,18 +83,18 @@ async def open_pool(dsn: str, *, size: int) -> asyncpg.Pool:
             dsn,
             min_size=1,
             max_size=size,
-            timeout=TIMEOUT,
-            command_timeout=TIMEOUT,
+            timeout=timeout,
+            command_timeout=timeout,
             server_settings=_SETTINGS,
         )
     except Exception as exc:
-        raise store_error(exc, target) from None  # the cause may quote the URL
+        raise store_error(exc, target, timeout) from None  # the cause may quote the URL
     if pool is None:  # create_pool's typing allows it; an awaited pool is never None
         raise StoreError(f"{target}: the connection pool did not open")
     return pool
 
 
-def store_error(exc: Exception, target: str) -> Exception:
+def store_error(exc: Exception, target: str, timeout: float = TIMEOUT) -> Exception:
     """What ``exc``, raised by asyncpg or the network while talking to ``target``,
     becomes for the store's callers (the module docstring); an exception that is not
     the database's (a ``ValueError`` from our own checks, a ``StoreError`` raised on
@@ -109,15 +109,15 @@ def store_error(exc: Exception, target: str) -> Exception:
     if isinstance(exc, asyncpg.ClientConfigurationError):
         return StoreError(f"{target}: {exc}")
     if isinstance(exc, _UNAVAILABLE):
-        return StoreUnavailable(f"{target} is unavailable: {_reason(exc)}")
+        return StoreUnavailable(f"{target} is unavailable: {_reason(exc, timeout)}")
     if isinstance(exc, asyncpg.PostgresError):
         return StoreError(f"{target}: {exc}")
     return exc
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, TimeoutError):
-        return f"no answer within {TIMEOUT:g} s"
+        return f"no answer within {timeout:g} s"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     return str(exc) or type(exc).__name__

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from acme_ca.clock import Clock, SystemClock
+from acme_ca.config import DEFAULT_POOL_SIZE
 from acme_ca.domain.models import Account, Authorization, CertificateRecord, Order
 from acme_ca.store.postgres.accounts import AccountMethods
 from acme_ca.store.postgres.authorizations import AuthorizationMethods
@@ -16,7 +17,7 @@ from acme_ca.store.postgres.certificates import CertificateMethods
 from acme_ca.store.postgres.cluster import ClusterMethods
 from acme_ca.store.postgres.migrate import migrate_postgres, postgres_schema_version
 from acme_ca.store.postgres.orders import OrderMethods
-from acme_ca.store.postgres.pool import DEFAULT_POOL_SIZE, describe, open_pool
+from acme_ca.store.postgres.pool import TIMEOUT, describe, open_pool
 from acme_ca.store.postgres.rows import (
     ACCOUNT_INSERT,
     AUTHORIZATION_INSERT,
@@ -39,19 +40,24 @@ class PostgresStore(ClusterMethods, AccountMethods, OrderMethods, AuthorizationM
 
     @classmethod
     async def open(
-        cls, dsn: str, *, clock: Clock | None = None, pool_size: int = DEFAULT_POOL_SIZE
+        cls,
+        dsn: str,
+        *,
+        clock: Clock | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        timeout: float = TIMEOUT,
     ) -> PostgresStore:
         """Connect to ``dsn`` (a ``postgresql://`` URL, TLS options included) with a
         pool of at most ``pool_size`` connections, and migrate the database.
 
         ``StoreUnavailable`` if the server cannot be reached; ``StoreError`` if it
         refuses us or its schema is newer than this code. ``clock`` stamps the
-        migrations applied.
+        migrations applied; ``timeout`` bounds every wait (``pool.py``).
         """
         applied_at = (clock or SystemClock()).now().isoformat()
         target = describe(dsn)
-        pool = await open_pool(dsn, size=pool_size)
-        store = cls(pool, target)
+        pool = await open_pool(dsn, size=pool_size, timeout=timeout)
+        store = cls(pool, target, timeout)
         try:
             await store._run(lambda conn: migrate_postgres(conn, applied_at))
         except BaseException:
