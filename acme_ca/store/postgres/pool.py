@@ -44,13 +44,15 @@ _SETTINGS = {"application_name": "acme-ca", "timezone": "UTC"}
 
 # The server is away or cannot serve now: SQLSTATE classes 08 (connection), 53
 # (insufficient resources: no connection slot left), 57 (operator intervention:
-# shutting down, starting up, a statement cancelled), a connection asyncpg closed,
-# and the network's own errors (refused, reset, a timeout: TimeoutError is an OSError).
+# shutting down, starting up, a statement cancelled), a connection asyncpg closed
+# or lost track of, and the network's own errors (refused, reset, a timeout:
+# TimeoutError is an OSError).
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InsufficientResourcesError,
     asyncpg.OperatorInterventionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection out of step after its server left
     OSError,
 )
 
