@@ -12,19 +12,6 @@ from acme_ca.store import open_store
 @pytest.mark.parametrize(
     "url",
     [
-        "postgresql://acme:secret@db.example.test/acme",
-        "postgres://acme:secret@db.example.test/acme",
-        "POSTGRESQL://acme:secret@db.example.test/acme",
-    ],
-)
-async def test_open_store_says_postgres_is_not_available_yet(url: str):
-    with pytest.raises(ConfigError, match=r"storage\.url: PostgreSQL .* not available yet"):
-        await open_store(url)
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
         "",
         "ca.db",
         "sqlite:///",
