@@ -6,30 +6,26 @@ second store on the same database: another process, or another replica), or for
 is opened with ``open_store`` and the URL a deployment would configure.
 
 SQLite gets a file in the test's tmp_path. PostgreSQL (127.0.0.1:5432, user postgres,
-trust authentication) gets a fresh database with a random name, dropped after the test
-(its connections terminated first). Without PostgreSQL or asyncpg the postgresql tests
-skip, saying why; under CI (``CI=true``) they fail instead, since the suite must run on
-both backends there.
+trust authentication, or ``ACME_CA_PG_DSN``) gets a fresh database with a random name,
+dropped after the test (its connections terminated first): ``tests/store/pg.py``.
+Without PostgreSQL or asyncpg the postgresql tests skip, saying why; under CI
+(``CI=true``) they fail instead, since the suite must run on both backends there.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
-import secrets
+import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
 
 import pytest
 
 from acme_ca.store import Store, open_store
 from acme_ca.store.migrations import load_migrations
 from tests.store.conftest import with_accounts
+from tests.store.pg import fresh_database
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 # The folder of each backend's migrations (acme_ca/store/schema/<dialect>/).
 DIALECTS = {"sqlite": "sqlite", "postgresql": "postgres"}
 
@@ -59,15 +55,10 @@ class Backend:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    if request.param == "sqlite":
-        chosen = Backend("sqlite", f"sqlite:///{tmp_path / 'acme.db'}")
-        try:
-            yield chosen
-        finally:
-            await chosen.close_all()
-        return
-    async with fresh_database() as name:
-        chosen = Backend("postgresql", f"{SERVER}/{name}")
+    database = (fresh_database() if request.param == "postgresql"
+                else contextlib.nullcontext(f"sqlite:///{tmp_path / 'acme.db'}"))
+    async with database as url:
+        chosen = Backend(request.param, url)
         try:
             yield chosen
         finally:
@@ -84,44 +75,3 @@ async def store(backend: Backend) -> Store:
 async def other(backend: Backend, store: Store) -> Store:
     """A second store on ``store``'s database: another process or replica."""
     return await backend.open()
-
-
-@asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """A new PostgreSQL database with a random name, dropped on exit."""
-    name = f"acme_contract_{secrets.token_hex(6)}"
-    admin = await _connect_admin()
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield name
-    finally:
-        admin = await _connect_admin()
-        try:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()", name)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        finally:
-            await admin.close()
-
-
-async def _connect_admin() -> Any:
-    """A connection to the server's ``postgres`` database, for CREATE/DROP DATABASE."""
-    try:
-        asyncpg = importlib.import_module("asyncpg")
-    except ImportError:
-        _unavailable("asyncpg is not installed (pip install -e '.[postgres]')")
-    try:
-        return await asyncpg.connect(f"{SERVER}/postgres", timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        _unavailable(f"no PostgreSQL at 127.0.0.1:5432 as user postgres: {exc}")
-
-
-def _unavailable(reason: str) -> NoReturn:
-    """Skip the PostgreSQL tests, or fail them under CI, where they must run."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}; CI=true: the contract suite must run on PostgreSQL")
-    pytest.skip(reason)

@@ -62,6 +62,16 @@ async def test_a_nonce_another_store_issued_cannot_be_issued_again(store: Store,
     assert await other.consume_nonce("a", T0) is True
 
 
+async def test_an_expired_nonce_is_refused_by_another_store_and_forgotten(
+    store: Store, other: Store
+):
+    await store.add_nonce("old", T0)
+    assert await other.consume_nonce("old", T0) is False
+    await store.add_nonce("old", T0 + timedelta(seconds=1))  # it was deleted
+    with pytest.raises(Conflict):
+        await other.add_nonce("old", T0)
+
+
 async def test_a_nonce_survives_stores_opened_later_and_a_restart(
     backend: Backend, store: Store
 ):
