@@ -8,22 +8,27 @@ first). Where no server answers, the tests are skipped with the reason, except i
 CI (``CI=true``), where they fail: a missing PostgreSQL must not pass for green.
 
 Import the fixtures into a conftest or a test module to use them:
-``from tests.store.pg import pg_url, pg_store  # noqa: F401``.
+``from tests.store.pg import pg_url, pg_store  # noqa: F401``. Nothing here imports
+asyncpg before it is needed, so the SQLite half of the contract suite runs without it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import ModuleType
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra (asyncpg) is not installed")
+if TYPE_CHECKING:
+    import asyncpg
 
-from acme_ca.store.postgres import PostgresStore  # noqa: E402
+    from acme_ca.store.postgres import PostgresStore
 
 ADMIN_DSN = os.environ.get("ACME_CA_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -34,16 +39,30 @@ def database_url(name: str, admin_dsn: str = ADMIN_DSN) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Skip what needs PostgreSQL, saying why; under CI (``CI=true``) fail instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true: the PostgreSQL tests must run")
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require_asyncpg() -> ModuleType:
+    """asyncpg, imported now; skips (fails in CI) when the postgres extra is missing."""
+    try:
+        return importlib.import_module("asyncpg")
+    except ImportError:
+        unavailable("the postgres extra (asyncpg) is not installed: "
+                    "pip install -e '.[postgres]'")
+
+
 async def admin_connection(admin_dsn: str = ADMIN_DSN) -> asyncpg.Connection:
     """A connection to the maintenance database; skips the test (fails in CI) when
     no server answers."""
+    driver = require_asyncpg()
     try:
-        return await asyncpg.connect(admin_dsn, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        reason = f"no PostgreSQL server at {urlsplit(admin_dsn).netloc}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        return await driver.connect(admin_dsn, timeout=5)
+    except (OSError, TimeoutError, driver.PostgresError, driver.InterfaceError) as exc:
+        unavailable(f"no PostgreSQL server at {urlsplit(admin_dsn).netloc}: {exc}")
 
 
 async def drop_database(admin: asyncpg.Connection, name: str) -> None:
@@ -91,6 +110,8 @@ async def pg_url() -> AsyncIterator[str]:
 @pytest.fixture
 async def pg_store(pg_url: str) -> AsyncIterator[PostgresStore]:
     """A migrated store on ``pg_url``, with a small pool."""
+    from acme_ca.store.postgres import PostgresStore
+
     store = await PostgresStore.open(pg_url, pool_size=4)
     try:
         yield store
