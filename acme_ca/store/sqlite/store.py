@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from acme_ca.clock import Clock, SystemClock
@@ -53,7 +53,7 @@ from acme_ca.store.sqlite.connection import Connection
 from acme_ca.store.sqlite.leases import LeaseMethods
 from acme_ca.store.sqlite.migrate import sqlite_schema_version
 from acme_ca.store.sqlite.nonces import NonceMethods
-from acme_ca.store.sqlite.opening import MEMORY, open_connections
+from acme_ca.store.sqlite.opening import MEMORY, open_connections, read_boot_id
 from acme_ca.store.sqlite.orders import SET_ORDER_STATUS, OrderMethods
 from acme_ca.store.sqlite.rows import (
     account_row,
@@ -99,14 +99,21 @@ class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, Auth
     """``Store`` on one SQLite file (or ``:memory:`` for tests)."""
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str], *, clock: Clock | None = None) -> SqliteStore:
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock | None = None,
+        boot_id: Callable[[], str | None] = read_boot_id,
+    ) -> SqliteStore:
         """Open (creating it 0600 if missing) and migrate the database at ``path``.
 
-        The parent directory must exist. ``clock`` stamps the migrations applied.
+        The parent directory must exist. ``clock`` stamps the migrations applied;
+        ``boot_id`` tells this boot from another, for the nonce file (``opening``).
         """
         target = os.fspath(path)
         applied_at = to_text((clock or SystemClock()).now())
-        return cls(await open_connections(target, applied_at), target)
+        return cls(await open_connections(target, applied_at, boot_id()), target)
 
     async def bulk_insert(
         self,
