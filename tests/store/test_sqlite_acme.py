@@ -141,7 +141,7 @@ LOOKUPS = [
     (authz_module._PROCESSING, ("t", 100), "challenges_processing"),
     (authz_module._BY_ID, ("a",), "challenges_by_authorization"),
     (authz_module._PENDING_ORDERS, ("a",), "order_authorizations_by_authorization"),
-    (authz_module._LISTED, ("o",), "order_authorizations"),
+    (authz_module._LISTED, ("o",), "order_authorizations USING PRIMARY KEY (order_id=?)"),
 ]
 NONCE_LOOKUPS = [
     (nonces_module._CONSUME, ("n",), "PRIMARY KEY"),
