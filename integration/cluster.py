@@ -1,8 +1,8 @@
 """Three `acme-ca serve` replicas on one PostgreSQL database, behind haproxy: the harness
 of test_replicas.py.
 
-- `postgres_database`: a fresh database on the PostgreSQL of 127.0.0.1:5432 (user
-  postgres, trust authentication), dropped afterwards, its connections terminated first;
+- `Database`: the PostgreSQL database of the test (tests/store/pg.py's ``fresh_database``: a
+  fresh one, dropped afterwards), for the checks and for killing its connections;
 - `make_ca`: `acme-ca init`, once; the replicas share its files through their [ca] table;
 - `Responder`: the http-01 answers of every client, files under one webroot
   (``.well-known/acme-challenge/<token>``, where lego's ``--http.webroot`` writes them),
@@ -48,70 +48,38 @@ from integration.conftest import (
     require_program,
     run_cli,
     stop_process,
-    unavailable,
     until,
 )
+from tests.store.pg import require_asyncpg, terminate_connections
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 CHECK_INTERVAL_MS = 250  # haproxy's health checks: a dead replica is DOWN within ~0.5 s
+HOLD = 1.0  # seconds an http-01 answer waits for the other tokens of its order
 LOG_TAIL = 4000  # characters of each log shown when a test fails
 
 
 class Database:
-    """The test's own database: the SQL it checks the replicas' work with, and the
-    connections it kills."""
+    """The test's own PostgreSQL database (tests/store/pg.py makes and drops it): the SQL
+    the test checks the replicas' work with, and the connections it kills."""
 
     def __init__(self, url: str) -> None:
         self.url = url
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """The rows of one statement, on a connection of its own."""
-        if self.url.startswith("sqlite:///"):  # DEV ONLY
-            import sqlite3
-            with contextlib.closing(sqlite3.connect(self.url.removeprefix("sqlite:///"))) as c:
-                return [tuple(r) for r in c.execute(sql, args).fetchall()]
         return asyncio.run(_fetch(self.url, sql, *args))
 
     def terminate_connections(self) -> int:
         """pg_terminate_backend on every connection to this database but the caller's:
         how many were killed."""
-        rows = self.query(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return int(rows[0][0])
+        return asyncio.run(terminate_connections(self.url))
 
 
 async def _fetch(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    import asyncpg  # the postgres extra; postgres_database checked that it is there
-
-    connection = await asyncpg.connect(url)
+    connection = await require_asyncpg().connect(url)
     try:
         return [tuple(row) for row in await connection.fetch(sql, *args)]
     finally:
         await connection.close()
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[Database]:
-    """A new, empty database with a random name; dropped afterwards."""
-    try:
-        import asyncpg
-    except ImportError:
-        unavailable("asyncpg is not installed (pip install -e '.[test,postgres]')")
-    name = f"acme_ca_replicas_{secrets.token_hex(6)}"
-    admin = f"{POSTGRES}/postgres"
-    try:
-        asyncio.run(_fetch(admin, f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        unavailable(f"PostgreSQL is not reachable at {admin}: {exc}")
-    try:
-        yield Database(f"{POSTGRES}/{name}")
-    finally:
-        asyncio.run(_fetch(
-            admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-            name))
-        asyncio.run(_fetch(admin, f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 def make_ca(workdir: Path) -> dict[str, Path]:
@@ -134,23 +102,42 @@ def free_ports(count: int) -> list[int]:
 
 class Responder:
     """http-01 for every client of the test: GET /.well-known/acme-challenge/<token>
-    answers the file of that name under `webroot`, on 127.0.0.1:`port`."""
+    answers the file of that name under `webroot`, on 127.0.0.1:`port`.
+
+    The tokens of one order, published together, are answered together: each request
+    waits (``HOLD`` seconds at most) until every token of its order was asked for, so
+    that the replicas validating an order's authorizations record their results at the
+    same moment: the race of RFC 8555 7.1.6 that must still leave the order ready."""
 
     def __init__(self, webroot: Path, port: int) -> None:
         self.webroot = webroot
         self.port = port
         self._challenges = webroot / ".well-known" / "acme-challenge"
         self._challenges.mkdir(parents=True, exist_ok=True)
-        handler = functools.partial(_QuietHandler, directory=str(webroot))
+        self._asked = threading.Condition()
+        self._orders: dict[str, frozenset[str]] = {}  # token -> the tokens of its order
+        self._seen: set[str] = set()
+        handler = functools.partial(_Handler, self, directory=str(webroot))
         self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def publish(self, token: str, key_authorization: str) -> None:
-        """Answer `key_authorization` for `token` (RFC 8555 8.3)."""
-        partial = self._challenges / f".{token}.tmp"
-        partial.write_text(key_authorization)
-        partial.replace(self._challenges / token)
+    def publish(self, answers: dict[str, str]) -> None:
+        """Answer each key authorization for its token (RFC 8555 8.3), all together."""
+        for token, key_authorization in answers.items():
+            partial = self._challenges / f".{token}.tmp"
+            partial.write_text(key_authorization)
+            partial.replace(self._challenges / token)
+        with self._asked:
+            self._orders.update(dict.fromkeys(answers, frozenset(answers)))
+
+    def wait_for_order(self, token: str) -> None:
+        """Until every token of `token`'s order was asked for (HOLD seconds at most)."""
+        with self._asked:
+            self._seen.add(token)
+            self._asked.notify_all()
+            order = self._orders.get(token, frozenset())
+            self._asked.wait_for(lambda: order <= self._seen, timeout=HOLD)
 
     def __enter__(self) -> Responder:
         self._thread.start()
@@ -162,7 +149,15 @@ class Responder:
         self._thread.join(timeout=10)
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
+class _Handler(SimpleHTTPRequestHandler):
+    def __init__(self, responder: Responder, *args: Any, **kwargs: Any) -> None:
+        self.responder = responder
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self) -> None:
+        self.responder.wait_for_order(self.path.rsplit("/", 1)[-1])
+        super().do_GET()
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -39,19 +39,14 @@ def until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -
         time.sleep(POLL)
 
 
-def unavailable(message: str) -> NoReturn:
-    """Something an integration test needs is missing: skip the test (fail it on CI,
-    where everything must be there)."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def require_program(name: str) -> str:
     """The path of an external program; skip the test without it (fail it on CI)."""
     path = shutil.which(name)
     if path is None:
-        unavailable(f"{name} is not installed (needed by this integration test)")
+        message = f"{name} is not installed (needed by this integration test)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
     return path
 
 

@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,12 @@ from integration.clients import CLIENT_TIMEOUT, load_certs, san_names
 from integration.cluster import Cluster
 from integration.conftest import clean_env, require_program
 
-ATTEMPTS = 40  # per request; with the backoff below, about 20 s of outage at most
+ATTEMPTS = 40  # per request; with the backoff below, about 30 s of outage at most
 BACKOFF = 0.05  # seconds, times the attempt number, at most MAX_PAUSE
 MAX_PAUSE = 1.0
 LEGO_ATTEMPTS = 5
+ORDER_ATTEMPTS = 3
+NEW_ORDER = "new order after serverInternal"  # the retry counted for an order ended invalid
 ISSUANCE_DEADLINE = datetime.timedelta(seconds=60)
 
 
@@ -66,7 +69,8 @@ class RetryingNetwork(client.ClientNetwork):
     """certbot's ClientNetwork, retrying a request that failed on a dead connection or
     was answered 503 (with Retry-After: RFC 8555 6.6). With `keep_alive` False every
     request goes on a new connection, so haproxy sends each to the next replica: a
-    nonce from one replica is then used on another."""
+    nonce from one replica is then used on another. A badNonce answer, which the
+    library retries by itself, is counted too."""
 
     def __init__(self, key: jose.JWK, root_cert: Path, *, keep_alive: bool) -> None:
         super().__init__(key, alg=jose.ES256, verify_ssl=str(root_cert),
@@ -81,6 +85,8 @@ class RetryingNetwork(client.ClientNetwork):
         if method == "POST":  # post() retries it, with a fresh nonce
             self._last = None
             self._last = super()._send_request(method, url, *args, **kwargs)
+            if self._last.status_code == 400 and b":badNonce" in self._last.content:
+                self.retries["badNonce"] += 1  # the library retries it once by itself
             return self._last
         for attempt in range(ATTEMPTS):
             try:
@@ -114,42 +120,69 @@ class RetryingNetwork(client.ClientNetwork):
 
 
 class LibraryClient:
-    """One account of certbot's `acme` library (ClientV2), issuing one order at a time."""
+    """One account of certbot's `acme` library (ClientV2), issuing one order at a time.
+
+    It talks to the CA over two networks (each with its nonces and its connections), so
+    that the two challenges of an order are answered at the same moment: two replicas
+    may then validate one order's authorizations at once, and the order must become
+    ready all the same (RFC 8555 7.1.6)."""
 
     def __init__(self, cluster: Cluster, *, keep_alive: bool) -> None:
         self.key = jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
-        self.net = RetryingNetwork(self.key, cluster.root_cert, keep_alive=keep_alive)
         self.responder = cluster.responder
-        self.acme = client.ClientV2(client.ClientV2.get_directory(cluster.directory, self.net),
-                                    self.net)
+        self.nets = [RetryingNetwork(self.key, cluster.root_cert, keep_alive=keep_alive)
+                     for _ in range(2)]
+        directory = client.ClientV2.get_directory(cluster.directory, self.nets[0])
+        self.acme, self.other = (client.ClientV2(directory, net) for net in self.nets)
+        self._other_thread = ThreadPoolExecutor(max_workers=1)
         try:
             self.acme.new_account(messages.NewRegistration.from_data(
                 terms_of_service_agreed=True))
         except errors.ConflictError as conflict:  # a retried newAccount that went through
             self.acme.query_registration(messages.RegistrationResource(
                 uri=conflict.location, body=messages.Registration()))
+        self.nets[1].account = self.nets[0].account
 
     def issue(self, names: tuple[str, ...]) -> Issued:
+        """A certificate for `names`; a new order when the server ended the last one with
+        serverInternal (an issuance whose replica died: RFC 8555 7.1.6, "invalid")."""
+        for _ in range(ORDER_ATTEMPTS - 1):
+            try:
+                return self._order(names)
+            except errors.IssuanceError as ended:
+                if ended.error.code != "serverInternal":
+                    raise
+                self.nets[0].retries[NEW_ORDER] += 1
+        return self._order(names)
+
+    def _order(self, names: tuple[str, ...]) -> Issued:
         """new-order, http-01 for every name, finalize, download (RFC 8555 7.4)."""
         key_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption())
         orderr = self.acme.new_order(crypto_util.make_csr(key_pem, list(names)))
-        answers = []
+        answers, published = [], {}
         for authzr in orderr.authorizations:
             challb = next(c for c in authzr.body.challenges
                           if isinstance(c.chall, challenges.HTTP01))
             response, validation = challb.response_and_validation(self.key)
-            self.responder.publish(challb.chall.encode("token"), validation)
+            published[challb.chall.encode("token")] = validation
             answers.append((challb, response))
-        for challb, response in answers:  # a repeated answer is harmless (RFC 8555 7.5.1)
-            self.acme.answer_challenge(challb, response)
+        self.responder.publish(published)
+        # every challenge at once, the first here and the others on the other network;
+        # an answer repeated by a retry is harmless (RFC 8555 7.5.1)
+        others = [self._other_thread.submit(self.other.answer_challenge, *answer)
+                  for answer in answers[1:]]
+        self.acme.answer_challenge(*answers[0])
+        for answered in others:
+            answered.result()
         deadline = datetime.datetime.now() + ISSUANCE_DEADLINE
         orderr = self.acme.poll_authorizations(orderr, deadline)
+        retries = self.nets[0].retries.total()
         try:
             orderr = self.acme.begin_finalization(orderr)
         except messages.Error as error:  # a retried finalize whose first try went through
-            if error.code != "orderNotReady":
+            if error.code != "orderNotReady" or self.nets[0].retries.total() == retries:
                 raise
         body = orderr.body
         if body.status == messages.STATUS_VALID and body.certificate:
@@ -162,8 +195,10 @@ class LibraryClient:
 
     def settle(self, tally: Tally) -> None:
         """Done: close the connections, count the retries."""
-        self.net.session.close()
-        tally.retries.update(self.net.retries)
+        self._other_thread.shutdown()
+        for net in self.nets:
+            net.session.close()
+            tally.retries.update(net.retries)
 
 
 class LegoClient:

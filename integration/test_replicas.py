@@ -4,10 +4,13 @@ threads and lego in subprocesses (issue 10, item 4).
 
 Replicas share nothing but the database and the CA files: a nonce from one is accepted
 by the others exactly once (RFC 8555 6.5: the clients without keep-alive send each
-request to the next replica), an order's state moves by compare-and-set whichever
-replica a request reaches (RFC 8555 7.1.6), background work runs once across the
-cluster under the "background" lease, and a replica that dies, or a database that
-drops every connection, costs the clients a retry, never a certificate.
+request to the next replica, and a fault-free run sees no badNonce); an order's state
+moves by compare-and-set whichever replica a request reaches, even when two replicas
+validate its two authorizations at the same moment (RFC 8555 7.1.6: the client answers
+both challenges at once, and the http-01 responder answers them together); background
+work runs once across the cluster under the "background" lease; a replica that dies,
+or a database that drops every connection, costs the clients a retry (at worst a new
+order), never a certificate lost or issued twice.
 
 Every test ends with the database's account (`check_database`): one certificate per
 valid order, every certificate a client holds is there, none twice, and no order or
@@ -20,14 +23,16 @@ import collections
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from integration.cluster import Cluster, Database, make_ca, postgres_database, running_cluster
+from acme_ca.authority import background, sweeper
+from integration.cluster import Cluster, Database, make_ca, running_cluster
 from integration.conftest import require_program, until
-from integration.load import Load, Tally
+from integration.load import NEW_ORDER, Load, Tally
+from tests.store.pg import fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +41,10 @@ KILLED_RUN = 60  # issuances in the runs that kill a replica, or the database co
 LIBRARY_THREADS = 6
 LEGO_THREADS = 2
 RUN_DEADLINE = 150.0  # seconds for a whole run: far beyond one that succeeds
-LEASE_MOVES_WITHIN = 10.0  # seconds after its holder died
-SETTLED_WITHIN = 15.0  # seconds for a survivor to finish what a dead replica left
+# A dead holder's lease expires within TTL and is taken at a survivor's next try.
+LEASE_MOVES_WITHIN = background.TTL + background.PERIOD + 3.0
+# An order whose issuance died with its replica is ended by the lease holder's sweeper.
+SETTLED_WITHIN = sweeper.DEADLINE.total_seconds() + LEASE_MOVES_WITHIN
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +54,13 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
+async def database() -> AsyncIterator[Database]:
+    """A fresh PostgreSQL database, dropped afterwards (its connections terminated first),
+    once haproxy and lego are known to be there."""
     require_program("haproxy")
     require_program("lego")
-    if os.environ.get("DEV_SQLITE"):  # DEV ONLY
-        yield Database(f"sqlite:///{tmp_path}/shared.db")
-        return
-    with postgres_database() as db:
-        yield db
+    async with fresh_database() as url:
+        yield Database(url)
 
 
 def jobs(count: int) -> list[tuple[str, ...]]:
@@ -81,15 +87,22 @@ def nothing_processing(db: Database) -> bool:
 
 def check_database(cluster: Cluster, tally: Tally, expected: int) -> None:
     """Exactly one certificate per valid order; each certificate a client obtained is the
-    certificate of a valid order, none twice; no order invalid, none left processing.
+    certificate of a valid order, none twice; no order left processing.
 
-    A valid order that no client holds the certificate of is allowed only for a `lego
-    run` that failed after its finalize went through (lego then starts a new order)."""
+    Where a client started again, the database may hold what it left: a valid order
+    whose certificate no client holds (a `lego run` that failed after its finalize went
+    through), an invalid order, with serverInternal and no certificate (an issuance
+    whose replica died, ended by a survivor's sweeper). Never more than the restarts."""
     db = cluster.database
     until(lambda: nothing_processing(db), "no order and no challenge was left processing",
           SETTLED_WITHIN)
+    restarts = tally.retries[NEW_ORDER] + len(tally.failed_lego_runs)
     orders = {order_id: (status, serial) for order_id, status, serial in db.query(
         "SELECT id, status, certificate_serial FROM orders")}
+    errors = [str(error) for (error,) in db.query(
+        "SELECT error FROM orders WHERE status = 'invalid'")]
+    assert len(errors) <= restarts, (errors, cluster.logs())
+    assert all("serverInternal" in error for error in errors), errors
     certificates = db.query(
         "SELECT serial, order_id FROM certificates"
         " WHERE order_id IS NOT NULL AND status <> 'reserved'")
@@ -97,8 +110,6 @@ def check_database(cluster: Cluster, tally: Tally, expected: int) -> None:
     of_certificate = dict(certificates)
     valid = {order_id: serial for order_id, (status, serial) in orders.items()
              if status == "valid"}
-    statuses = collections.Counter(status for status, _ in orders.values())
-    assert statuses["invalid"] == 0, (statuses, cluster.logs())
     assert all(per_order[order_id] == 1 for order_id in valid), per_order
     assert set(per_order) <= set(valid), "a certificate for an order that is not valid"
     assert all(of_certificate[serial] == order_id for order_id, serial in valid.items())
@@ -108,7 +119,7 @@ def check_database(cluster: Cluster, tally: Tally, expected: int) -> None:
     assert len(set(held)) == len(held), "a certificate was handed out twice"
     stored = {int(serial, 16) for serial in valid.values()}
     assert set(held) <= stored, "a client holds a certificate the database does not know"
-    assert len(stored) - len(held) <= len(tally.failed_lego_runs), (len(stored), len(held))
+    assert len(stored) - len(held) <= restarts, (len(stored), len(held), restarts)
 
 
 def report(what: str, tally: Tally, elapsed: float, cluster: Cluster) -> None:
@@ -131,6 +142,9 @@ def test_concurrent_clients_through_three_replicas(
         report("three replicas", tally, time.monotonic() - started, cluster)
         fail_on_errors(tally, cluster)
         assert not tally.retries, tally.retries  # nothing failed: nothing to retry
+        for replica in cluster.replicas:  # nor behind the clients' backs
+            assert " ERROR " not in replica.log() and "Traceback" not in replica.log(), (
+                cluster.logs())
         assert not tally.failed_lego_runs, tally.failed_lego_runs[0]
         assert {issued.client for issued in tally.issued} == {"acme", "lego"}
         served = cluster.proxy.servers()
