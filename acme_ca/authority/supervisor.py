@@ -137,7 +137,7 @@ class ValidationSupervisor:
         return task
 
     async def resume(self) -> int:
-        challenges = await self._store.processing_challenges()
+        challenges = await self._store.processing_challenges(self._clock.now(), limit=1000)
         for challenge in challenges:
             self.submit(challenge.id)
         return len(challenges)

@@ -169,7 +169,6 @@ async def prepare_tls(config: Config) -> None:
     """Before forking workers: make sure a valid server TLS certificate is on disk."""
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     try:
-        await store.forget_nonces()  # no nonce outlives the server (Store.forget_nonces)
         await server_tls(config, store, IssuerHolder(config)).start()
     finally:
         await store.close()
@@ -208,8 +207,6 @@ async def serve(config: Config, worker: int = 0) -> None:
         blocklist = blocklist_status(config)
         if blocklist and worker == 0:
             log.log(blocklist[0], "%s", blocklist[1])
-        if config.server.workers == 1:  # with more, the parent did it before forking
-            await store.forget_nonces()  # once listening: a failed start forgets nothing
         stop = asyncio.Event()
         reload_requested = asyncio.Event()
         loop = asyncio.get_running_loop()
