@@ -4,14 +4,16 @@
 (``certificates``, ``accounts``, ``orders``, ``authorizations``, ``cluster``); each
 inherits ``PostgresBase`` for the three ways to reach the database:
 
-- ``_read(sql, *args)``: one statement, its rows returned. A read that meets a
-  connection the server closed meanwhile (the pool had not noticed yet) is tried
-  once more on a fresh one: it changed nothing, so trying again is safe.
+- ``_read(sql, *args)``: one statement, its rows returned.
 - ``_write(sql, *args)``: one statement in a transaction of its own (autocommit).
-  Never tried again: after a lost connection its outcome is unknown
-  (``StoreUnavailable``).
 - ``_transaction(body)``: ``body(conn)`` runs several statements as one transaction,
   committed when it returns and rolled back when it raises.
+
+A connection the server closed while it sat in the pool (a restart, a failover, a
+``pg_terminate_backend``) is found out at its next use. The operation is then tried
+once more on a new connection if that is safe: always for a read, and for a write
+when asyncpg refused to send it. A write whose connection broke while it was sent
+may or may not have happened, and raises ``StoreUnavailable``.
 
 Concurrency, on PostgreSQL's default isolation (READ COMMITTED; every statement sees
 what was committed when it started):
@@ -24,8 +26,9 @@ what was committed when it started):
   (``record_validation`` locks the orders it may change, ordered by id so that two
   transactions never wait for each other), and reads what the decision depends on in
   a later statement, which sees everything committed before the lock was granted.
-- Row locks are always taken in one order, authorization before order, so no two
-  transactions of this backend deadlock.
+- ``record_validation`` locks a challenge, its authorization, then orders; no other
+  transaction locks an order before an authorization or a challenge, so no two
+  transactions of this backend wait for each other in a cycle (deadlock).
 
 Timestamps are ``timestamptz`` and come back as timezone-aware UTC datetimes; a naive
 datetime is refused with ``ValueError`` before it reaches asyncpg, which would
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -48,10 +52,17 @@ T = TypeVar("T")
 Connection = asyncpg.Connection
 Record = asyncpg.Record
 
-# A connection the server closed before the statement reached it: a read may be
-# tried once more, on a connection the pool opens afresh.
-_LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError,
-         asyncpg.AdminShutdownError)
+# The connection is gone or out of step with its server: the server closed it (a
+# restart, a failover, pg_terminate_backend) or the network dropped it. asyncpg may
+# notice only when the next statement is due, and then answers with one of these.
+_BROKEN = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+           asyncpg.InternalClientError, asyncpg.AdminShutdownError,
+           asyncpg.CrashShutdownError, ConnectionError)
+# Refused by asyncpg before anything was sent: "connection is closed", or a protocol
+# state left behind by a server that went away while the connection was idle
+# (InternalClientError "cannot switch to state ...": MagicStack/asyncpg#1069). Nothing
+# reached the server, or at least no COMMIT did: trying again is safe, even for a write.
+_UNSENT = (asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 class PostgresBase:
@@ -76,12 +87,7 @@ class PostgresBase:
             self._pool.terminate()
 
     async def _read(self, sql: str, *args: object) -> list[Record]:
-        try:
-            return await self._run(lambda conn: conn.fetch(sql, *args))
-        except StoreError as exc:
-            if not isinstance(exc.__cause__, _LOST):
-                raise
-        return await self._run(lambda conn: conn.fetch(sql, *args))
+        return await self._run(lambda conn: conn.fetch(sql, *args), retry=_BROKEN)
 
     async def _write(self, sql: str, *args: object) -> list[Record]:
         return await self._run(lambda conn: conn.fetch(sql, *args))
@@ -93,17 +99,34 @@ class PostgresBase:
 
         return await self._run(transaction)
 
-    async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
-        """``work`` on a connection of the pool; database failures mapped (``pool``)."""
+    async def _run(self, work: Callable[[Connection], Awaitable[T]],
+                   retry: tuple[type[Exception], ...] = _UNSENT) -> T:
+        """``work`` on a connection of the pool, tried once more after an error in
+        ``retry``; database failures mapped (``pool.store_error``)."""
         self._check_open()
         try:
-            async with self._pool.acquire(timeout=self._timeout) as conn:
-                return await work(conn)
+            try:
+                return await self._attempt(work)
+            except retry:
+                return await self._attempt(work)
         except Exception as exc:
             mapped = store_error(exc, self._target, self._timeout)
             if mapped is exc:
                 raise
             raise mapped from exc
+
+    async def _attempt(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """``work`` on one connection. A broken one is dropped rather than given back,
+        and the pool's others are replaced at their next use: what broke one (a
+        restart of the server, a failover) has most likely broken them all."""
+        async with self._pool.acquire(timeout=self._timeout) as conn:
+            try:
+                return await work(conn)
+            except _BROKEN:
+                with suppress(asyncpg.InterfaceError):  # released already, as asyncpg
+                    conn.terminate()                    # does with a connection it closed
+                await self._pool.expire_connections()
+                raise
 
     def _check_open(self) -> None:
         if self._closed:
