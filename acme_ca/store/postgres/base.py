@@ -26,8 +26,9 @@ what was committed when it started):
   (``record_validation`` locks the orders it may change, ordered by id so that two
   transactions never wait for each other), and reads what the decision depends on in
   a later statement, which sees everything committed before the lock was granted.
-- Row locks are always taken in one order, authorization before order, so no two
-  transactions of this backend deadlock.
+- ``record_validation`` locks a challenge, its authorization, then orders; no other
+  transaction locks an order before an authorization or a challenge, so no two
+  transactions of this backend wait for each other in a cycle (deadlock).
 
 Timestamps are ``timestamptz`` and come back as timezone-aware UTC datetimes; a naive
 datetime is refused with ``ValueError`` before it reaches asyncpg, which would

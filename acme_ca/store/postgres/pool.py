@@ -109,11 +109,14 @@ def store_error(exc: Exception, target: str, timeout: float = TIMEOUT) -> Except
         return StoreError(f"{target}: the server's TLS certificate is not trusted "
                           f"({exc.verify_message}); check sslrootcert and the host name")
     if isinstance(exc, asyncpg.ClientConfigurationError):
-        return StoreError(f"{target}: {exc}")
+        return StoreError(f"{target}: {_one_line(exc)}")
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        named = exc.filename or "a TLS file the URL names (sslrootcert, sslcert, sslkey)"
+        return StoreError(f"{target}: cannot read {named}: {exc.strerror}")
     if isinstance(exc, _UNAVAILABLE):
         return StoreUnavailable(f"{target} is unavailable: {_reason(exc, timeout)}")
     if isinstance(exc, asyncpg.PostgresError):
-        return StoreError(f"{target}: {exc}")
+        return StoreError(f"{target}: {_one_line(exc)}")
     return exc
 
 
@@ -122,4 +125,9 @@ def _reason(exc: BaseException, timeout: float) -> str:
         return f"no answer within {timeout:g} s"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
-    return str(exc) or type(exc).__name__
+    return _one_line(exc) or type(exc).__name__
+
+
+def _one_line(exc: BaseException) -> str:
+    """asyncpg's message, its HINT or DETAIL lines joined to it."""
+    return " ".join(str(exc).split())

@@ -67,6 +67,26 @@ async def test_a_failed_validation_invalidates_the_pending_orders_with_its_error
     assert (await store.get_order("order-2")).status is OrderStatus.PENDING  # not listed
 
 
+async def test_a_pending_order_is_made_invalid_by_another_authorization_that_expired(
+    store: Store,
+):
+    """record_validation applies the whole rule of 7.1.6 (``domain.states.order_change``)
+    to the pending orders listing the authorization, at ``validated_at`` (the docstring
+    names no moment; both backends take that one): an order whose other authorization
+    has expired by then becomes invalid, and its error says so."""
+    fresh = make_authorization("az-fresh", "fresh.example.test")
+    stale = make_authorization("az-stale", "stale.example.test",
+                               expires=T0 + timedelta(seconds=1))
+    await store.create_order(make_order("o", [fresh, stale]), [fresh, stale])
+    await validating(store, fresh.challenges[0].id)
+    await store.record_validation(fresh.challenges[0].id, valid=True, error=None,
+                                  validated_at=T0 + timedelta(minutes=1),
+                                  authorization_expires=None)
+    order = await store.get_order("o")
+    assert order.status is OrderStatus.INVALID
+    assert order.error is not None and "stale.example.test expired" in order.error
+
+
 async def test_recording_twice_is_a_conflict_and_changes_nothing(store: Store):
     """RFC 8555 7.1.6: a settled challenge or authorization is final."""
     await two_name_order(store)

@@ -60,6 +60,14 @@ async def test_a_database_that_does_not_exist_is_a_store_error(pg_url: str):
     assert "no_such_database_here" in str(caught.value)
 
 
+async def test_a_missing_root_certificate_is_a_store_error(pg_url: str, tmp_path):
+    """A file the URL names cannot be read: a configuration to fix, not an outage."""
+    url = f"{pg_url}?sslmode=verify-full&sslrootcert={tmp_path / 'missing.pem'}"
+    with pytest.raises(StoreError, match=r"cannot read .*: No such file") as caught:
+        await open_store(url)
+    assert not isinstance(caught.value, StoreUnavailable)
+
+
 @pytest.fixture
 async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
     opened = await PostgresStore.open(pg_url, pool_size=4, timeout=0.5)

@@ -32,7 +32,8 @@ REFUSED_ROWS = [
     "VALUES ('o', 'acct-1', 'valid', '[]', 'x', 'x')",
     "INSERT INTO authorizations VALUES ('z', 'acct-1', 'dns', 'x', 0, 'bogus', 'x', 'x')",
     "INSERT INTO authorizations VALUES ('z', 'acct-1', 'dns', 'x', 2, 'valid', 'x', 'x')",
-    "INSERT INTO challenges VALUES ('c', 'z', 'http-01', 't', 'bogus', NULL, NULL)",
+    "INSERT INTO challenges (id, authorization_id, type, token, status) "
+    "VALUES ('c', 'z', 'http-01', 't', 'bogus')",
 ]
 
 
@@ -55,9 +56,10 @@ LOOKUPS = [
     (orders_module.PROCESSING_SINCE, ("t", 100), "orders_processing"),
     (authz_module._REUSABLE, (ACCOUNT, "x", "t", "dns", 0), "authorizations_for_reuse"),
     (authz_module._VALID, (ACCOUNT, "t", "[]"), "authorizations_for_reuse"),
-    (authz_module._PROCESSING, (), "challenges_processing"),
+    (authz_module._PROCESSING, ("t", 100), "challenges_processing"),
     (authz_module._BY_ID, ("a",), "challenges_by_authorization"),
-    (authz_module._ORDERS_READY, ("a",), "order_authorizations_by_authorization"),
+    (authz_module._PENDING_ORDERS, ("a",), "order_authorizations_by_authorization"),
+    (authz_module._LISTED, ("o",), "order_authorizations USING PRIMARY KEY (order_id=?)"),
 ]
 NONCE_LOOKUPS = [
     (nonces_module._CONSUME, ("n",), "PRIMARY KEY"),
