@@ -54,7 +54,7 @@ from tests.store.pg import require_asyncpg, terminate_connections
 
 CHECK_INTERVAL_MS = 250  # haproxy's health checks: a dead replica is DOWN within ~0.5 s
 HOLD = 1.0  # seconds an http-01 answer waits for the other tokens of its order
-LOG_TAIL = 4000  # characters of each log shown when a test fails
+LOG_TAIL = 6000  # characters of each log shown when a test fails
 
 
 class Database:
@@ -308,9 +308,13 @@ class Cluster(NamedTuple):
         return next(r for r in self.replicas if r.name == name)
 
     def logs(self) -> str:
-        """The end of every replica's stderr and of haproxy's log, for a failure."""
-        parts = [f"--- {r.name} (pid {r.process.pid}) stderr\n{r.log()[-LOG_TAIL:]}"
-                 for r in self.replicas]
+        """For a failure: what each replica said above INFO (warnings, errors and their
+        tracebacks), the last of it, and the end of haproxy's log."""
+        parts = []
+        for replica in self.replicas:
+            notable = [line for line in replica.log().splitlines() if " INFO " not in line]
+            parts.append(f"--- {replica.name} (pid {replica.process.pid}), above INFO\n"
+                         + "\n".join(notable)[-LOG_TAIL:])
         parts.append(f"--- haproxy\n{self.proxy.log.read_text(errors='replace')[-LOG_TAIL:]}")
         return "\n".join(parts)
 

@@ -78,11 +78,22 @@ def fail_on_errors(tally: Tally, cluster: Cluster) -> None:
         pytest.fail("clients failed:\n" + "\n".join(tally.errors) + "\n" + cluster.logs())
 
 
-def nothing_processing(db: Database) -> bool:
-    rows = db.query(
-        "SELECT (SELECT count(*) FROM orders WHERE status = 'processing'),"
-        " (SELECT count(*) FROM challenges WHERE status = 'processing')")
-    return rows[0] == (0, 0)
+def left_processing(db: Database) -> list[tuple[str, ...]]:
+    """The orders and the challenges (with their authorization's status) processing."""
+    return [tuple(row) for row in db.query(
+        "SELECT 'order', id, status FROM orders WHERE status = 'processing'"
+        " UNION ALL SELECT 'challenge', c.id, 'authorization ' || a.status FROM challenges c"
+        " JOIN authorizations a ON a.id = c.authorization_id WHERE c.status = 'processing'")]
+
+
+def wait_until_settled(cluster: Cluster) -> None:
+    """No order and no challenge left processing, once the survivors had the time to
+    finish what a dead replica left (SETTLED_WITHIN)."""
+    end = time.monotonic() + SETTLED_WITHIN
+    while left := left_processing(cluster.database):
+        if time.monotonic() > end:
+            pytest.fail(f"left processing after {SETTLED_WITHIN:g} s: {left}\n{cluster.logs()}")
+        time.sleep(0.2)
 
 
 def check_database(cluster: Cluster, tally: Tally, expected: int) -> None:
@@ -94,8 +105,7 @@ def check_database(cluster: Cluster, tally: Tally, expected: int) -> None:
     through), an invalid order, with serverInternal and no certificate (an issuance
     whose replica died, ended by a survivor's sweeper). Never more than the restarts."""
     db = cluster.database
-    until(lambda: nothing_processing(db), "no order and no challenge was left processing",
-          SETTLED_WITHIN)
+    wait_until_settled(cluster)
     restarts = tally.retries[NEW_ORDER] + len(tally.failed_lego_runs)
     orders = {order_id: (status, serial) for order_id, status, serial in db.query(
         "SELECT id, status, certificate_serial FROM orders")}
@@ -129,6 +139,8 @@ def report(what: str, tally: Tally, elapsed: float, cluster: Cluster) -> None:
           f"({len(tally.issued) / elapsed:.1f}/s; {dict(by_client)}), connections per "
           f"replica {served}, retries {dict(tally.retries)}, "
           f"failed lego runs {len(tally.failed_lego_runs)}")
+    for stderr in tally.failed_lego_runs:
+        print("  a failed lego run:", stderr.strip().splitlines()[-1])
 
 
 def test_concurrent_clients_through_three_replicas(
