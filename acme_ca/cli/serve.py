@@ -176,7 +176,8 @@ async def prepare_tls(config: Config) -> None:
 
 async def serve(config: Config, worker: int = 0) -> None:
     """One server process; with several workers, worker 0 renews the TLS certificate
-    and the others follow its file."""
+    and the others follow its file. The cluster's background work runs in whichever
+    process of any replica holds its lease (``build_app``, ``authority/background.py``)."""
     clock = SystemClock()
     issuer = IssuerHolder(config)
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
@@ -215,7 +216,7 @@ async def serve(config: Config, worker: int = 0) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
         tasks.append(asyncio.create_task(tls.run_renewals() if worker == 0 else tls.follow()))
         tasks.append(asyncio.create_task(_reloads(reload_requested, issuer, tls, worker)))
-        if worker == 0:  # one process destroys archived intermediate keys that may go
+        if worker == 0:  # one process per host: the archive is this host's files
             keys = ArchivedKeys(
                 archive_dir(config.ca.intermediate_cert), store, clock, issuer,
                 archived_key_retention(config),
