@@ -10,7 +10,9 @@ after the other; today (``cli/wiring.py``):
   stopped;
 - resuming validations whose process stopped (``ValidationSupervisor.resume_stopped``):
   challenges processing for longer than a validation lasts, handed to this process's
-  supervisor unless it already runs them.
+  supervisor unless it already runs them;
+- purging expired nonces (``NonceService.purge_expired``), a bounded batch per
+  statement, the loop free between two.
 
 Expiring orders and authorizations is no job yet: one past its time is judged expired
 when it is read (``orders.py``, ``authorizations.py``).
