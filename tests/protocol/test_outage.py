@@ -22,10 +22,19 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from acme_ca.authority import sweeper
+from acme_ca.cli.wiring import BACKGROUND
 from acme_ca.store.sqlite import base as sqlite_base
 from tests.acme_client import BASE, Response
 from tests.protocol.conftest import AcmeServer
-from tests.protocol.helpers import INDEX_LINK, NEW_ORDER, media_type, registered
+from tests.protocol.helpers import (
+    INDEX_LINK,
+    NEW_ORDER,
+    finalize,
+    media_type,
+    ready_order,
+    registered,
+)
 from tests.relay import Relay
 from tests.store.pg import pg_url  # noqa: F401
 from tests.waiting import within
@@ -111,6 +120,47 @@ async def test_many_requests_during_an_outage_are_each_answered_promptly(
     client.nonce = "A" * 22
     assert_unavailable(await within(client.post(f"{BASE}/acme/order/x"), "an order",
                                     PROMPTLY))
+
+
+class SeveredWhileSigning:
+    """The server's real intermediate; while it signs, the database goes away (the
+    relay is cut): the signature is made, the certificate cannot be stored."""
+
+    def __init__(self, issuer: Any, relay: Relay) -> None:
+        self._issuer = issuer
+        self._relay = relay
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._issuer, name)
+
+    def issue(self, request: Any) -> Any:
+        certificate = self._issuer.issue(request)
+        self._relay.sever()
+        return certificate
+
+
+async def test_an_outage_during_issuance_is_503_and_the_sweeper_ends_the_order(
+    server: AcmeServer, relay: Relay
+) -> None:
+    """RFC 8555 7.4: the database goes away between the order's move to processing and
+    the certificate's storage. The finalize is answered 503 with Retry-After (not 500
+    "issuance failed"), and the order is left processing, as the database leaves it:
+    the holder of the background lease ends it once the database is back (invalid
+    here, since the certificate was never stored), as for an issuance that stopped."""
+    client = await registered(server)
+    order, order_url = await ready_order(server, client, "cut.bluerobin.local")
+    server.issuers.current = SeveredWhileSigning(server.issuer, relay)
+    finalized, _ = await within(finalize(client, order, "cut.bluerobin.local"),
+                                "finalize", PROMPTLY)
+    assert_unavailable(finalized)
+    await relay.mend()
+    client.nonce = None
+    assert (await client.post(order_url)).json()["status"] == "processing"
+    server.clock.advance(sweeper.DEADLINE)
+    assert await server.app[BACKGROUND].step()
+    ended = (await client.post(order_url)).json()
+    assert ended["status"] == "invalid" and "certificate" not in ended, ended
+    assert ended["error"]["type"] == "urn:ietf:params:acme:error:serverInternal", ended
 
 
 async def test_sqlite_locked_past_its_busy_timeout_is_503_with_retry_after(
