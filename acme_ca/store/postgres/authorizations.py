@@ -5,7 +5,9 @@ An authorization is read with its challenges in one statement
 authorization and the orders waiting for it in one transaction, READ COMMITTED:
 
 1. the challenge PROCESSING -> VALID|INVALID and its authorization PENDING ->
-   VALID|INVALID, two compare-and-sets (the second locks the authorization row);
+   VALID|INVALID, two compare-and-sets (the second locks the authorization row); an
+   authorization no longer pending (its other challenge won, or the client
+   deactivated it) is left as it is, with its orders, and the transaction ends here;
 2. the pending orders listing that authorization are locked (``FOR NO KEY UPDATE``, the
    lock an UPDATE takes, ordered by id so that two validations never deadlock);
 3. only then are their authorizations read, in a new statement: it sees every
@@ -180,10 +182,8 @@ class AuthorizationMethods(PostgresBase):
             row = await conn.fetchrow(_SET_AUTHORIZATION, authorization_id,
                                       AuthorizationStatus.PENDING.value,
                                       outcome.authorization.value, expires)
-            if row is None:  # raising rolls the challenge back to PROCESSING
-                found = await conn.fetchval(_AUTHORIZATION_STATUS, authorization_id)
-                raise guards.refused("authorization", authorization_id, found,
-                                     AuthorizationStatus.PENDING.value)
+            if row is None:  # settled or deactivated meanwhile: it and its orders stay so
+                return to_authorization(await conn.fetchrow(_BY_ID, authorization_id))
             await _settle_orders(conn, authorization_id, now)
             return to_authorization(row)
 
