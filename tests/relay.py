@@ -30,10 +30,17 @@ class Relay:
 
     async def cut(self) -> None:
         """Refuse new connections and reset the open ones."""
+        server = self._server
+        self.sever()
+        if server is not None:
+            await server.wait_closed()
+
+    def sever(self) -> None:
+        """``cut`` at once, from code that cannot await (inside a signature, say): no
+        new connection is accepted and the open ones are reset before this returns."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
-            await server.wait_closed()
         for writer in list(self._writers):
             sock = writer.get_extra_info("socket")
             if sock is not None:  # RST, not FIN: the connection is lost, not closed

@@ -28,12 +28,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from acme_ca.store import guards
 from acme_ca.store.postgres.base import PostgresBase, aware, first
 
 _ADD = "INSERT INTO nonces (nonce, expires) VALUES ($1, $2)"
 _ADD_MANY = "INSERT INTO nonces (nonce, expires) SELECT unnest($1::text[]), $2"
 _CONSUME = "DELETE FROM nonces WHERE nonce = $1 RETURNING expires"
-_PURGE = "DELETE FROM nonces WHERE expires <= $1"
+# A bounded batch through the expiry index; rows another purger is deleting are skipped
+# rather than waited for.
+_PURGE = """
+DELETE FROM nonces WHERE nonce IN (
+    SELECT nonce FROM nonces WHERE expires <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"""
 
 _HOLD = """
 INSERT INTO leases AS lease (name, holder, expires)
@@ -45,10 +50,6 @@ _RELEASE = "DELETE FROM leases WHERE name = $1 AND holder = $2"
 
 
 class ClusterMethods(PostgresBase):
-    #: every how many ``consume_nonce`` calls (per store) expired nonces are purged
-    purge_every = 1000
-    _consumed = 0
-
     async def add_nonce(self, nonce: str, expires: datetime) -> None:
         await self._write(_ADD, nonce, aware(expires))
 
@@ -57,16 +58,13 @@ class ClusterMethods(PostgresBase):
 
     async def consume_nonce(self, nonce: str, now: datetime) -> bool:
         aware(now)
-        self._consumed += 1
-        if self._consumed % self.purge_every == 0:
-            await self.purge_nonces(now)
         expires: datetime | None = first(await self._write(_CONSUME, nonce))
         return expires is not None and expires > now
 
-    async def purge_nonces(self, now: datetime) -> int:
-        """Delete the nonces expired at ``now``; returns how many. Not in the Protocol."""
+    async def purge_expired_nonces(self, now: datetime, *, limit: int) -> int:
+        guards.check_limit(limit)
         moment = aware(now)
-        status: str = await self._run(lambda conn: conn.execute(_PURGE, moment))
+        status: str = await self._run(lambda conn: conn.execute(_PURGE, moment, limit))
         return int(status.rsplit(" ", 1)[-1])  # "DELETE 12"
 
     async def hold_lease(self, name: str, holder: str, ttl: timedelta) -> datetime | None:
