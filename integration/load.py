@@ -40,7 +40,6 @@ MAX_PAUSE = 1.0
 LEGO_ATTEMPTS = 5
 ORDER_ATTEMPTS = 3
 NEW_ORDER = "new order after serverInternal"  # the retry counted for an order ended invalid
-FINALIZE_FAILED = "finalize answered serverInternal"
 ISSUANCE_DEADLINE = datetime.timedelta(seconds=60)
 
 
@@ -182,12 +181,8 @@ class LibraryClient:
         retries = self.nets[0].retries.total()
         try:
             orderr = self.acme.begin_finalization(orderr)
-        except messages.Error as error:
-            # orderNotReady: a retried finalize whose first try went through; serverInternal:
-            # an issuance the database failed. Either way the order says what became of it.
-            if error.code == "serverInternal":
-                self.nets[0].retries[FINALIZE_FAILED] += 1
-            elif error.code != "orderNotReady" or self.nets[0].retries.total() == retries:
+        except messages.Error as error:  # a retried finalize whose first try went through
+            if error.code != "orderNotReady" or self.nets[0].retries.total() == retries:
                 raise
         body = orderr.body
         if body.status == messages.STATUS_VALID and body.certificate:

@@ -132,6 +132,15 @@ def check_database(cluster: Cluster, tally: Tally, expected: int) -> None:
     assert len(stored) - len(held) <= restarts, (len(stored), len(held), restarts)
 
 
+def assert_no_failure(cluster: Cluster, *signs: str) -> None:
+    """No replica met a failure it did not expect (a traceback: a request answered 500,
+    a background job that broke), nor logged any of `signs`."""
+    for replica in cluster.replicas:
+        log = replica.log()
+        found = [sign for sign in ("Traceback", *signs) if sign in log]
+        assert not found, f"{replica.name} logged {found}:\n{cluster.logs()}"
+
+
 def report(what: str, tally: Tally, elapsed: float, cluster: Cluster) -> None:
     by_client = collections.Counter(issued.client for issued in tally.issued)
     served = {name: state.total for name, state in cluster.proxy.servers().items()}
@@ -154,9 +163,7 @@ def test_concurrent_clients_through_three_replicas(
         report("three replicas", tally, time.monotonic() - started, cluster)
         fail_on_errors(tally, cluster)
         assert not tally.retries, tally.retries  # nothing failed: nothing to retry
-        for replica in cluster.replicas:  # nor behind the clients' backs
-            assert " ERROR " not in replica.log() and "Traceback" not in replica.log(), (
-                cluster.logs())
+        assert_no_failure(cluster, " ERROR ")  # nor behind the clients' backs
         assert not tally.failed_lego_runs, tally.failed_lego_runs[0]
         assert {issued.client for issued in tally.issued} == {"acme", "lego"}
         served = cluster.proxy.servers()
@@ -208,6 +215,7 @@ def test_a_replica_killed_mid_run(
                time.monotonic() - started, cluster)
         fail_on_errors(tally, cluster)
         check_database(cluster, tally, len(work))
+        assert_no_failure(cluster)
         survivors = [r for r in cluster.replicas if r is not victim]
         assert all(r.process.poll() is None for r in survivors)
 
@@ -237,3 +245,4 @@ def test_every_database_connection_killed_mid_run(
         assert all(r.process.poll() is None for r in cluster.replicas), cluster.logs()
         until(cluster.proxy.all_up, "every replica is UP again in haproxy")
         check_database(cluster, tally, len(work))
+        assert_no_failure(cluster)  # the outage was answered 503, never 500
