@@ -79,7 +79,8 @@ ORDER BY processing_since NULLS FIRST, id LIMIT $2"""
 
 # record_validation, in one transaction:
 _SETTLE_CHALLENGE = """
-UPDATE challenges SET status = $2, error = $3, validated_at = $4
+UPDATE challenges
+SET status = $2, error = COALESCE($3, error), validated_at = COALESCE($4, validated_at)
 WHERE id = $1 AND status = 'processing'
 RETURNING authorization_id"""
 _LOCK_PENDING_ORDERS = f"""
