@@ -93,7 +93,7 @@ FOR NO KEY UPDATE OF orders"""  # noqa: S608
 
 class AuthorizationMethods(PostgresBase):
     async def get_authorization(self, authorization_id: str) -> Authorization:
-        rows = await self._read(_BY_ID, authorization_id)
+        rows = await self._lookup(_BY_ID, authorization_id)
         if not rows:
             raise guards.not_found("authorization", authorization_id)
         return to_authorization(rows[0])
@@ -129,7 +129,7 @@ class AuthorizationMethods(PostgresBase):
         return to_authorization(rows[0])
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
-        rows = await self._read(_CHALLENGE, challenge_id)
+        rows = await self._lookup(_CHALLENGE, challenge_id)
         if not rows:
             raise guards.not_found("challenge", challenge_id)
         return to_challenge(rows[0])

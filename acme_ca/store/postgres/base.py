@@ -2,9 +2,12 @@
 
 ``PostgresStore`` is assembled from one class per group of entities
 (``certificates``, ``accounts``, ``orders``, ``authorizations``, ``cluster``); each
-inherits ``PostgresBase`` for the three ways to reach the database:
+inherits ``PostgresBase`` for the ways to reach the database:
 
 - ``_read(sql, *args)``: one statement, its rows returned.
+- ``_lookup(sql, *keys)``: a read by ids or keys; no rows, without asking the
+  server, when a key holds a character PostgreSQL text cannot (NUL): no row can
+  have it, and the caller answers as for any id it does not know (``NotFound``).
 - ``_write(sql, *args)``: one statement in a transaction of its own (autocommit).
 - ``_transaction(body)``: ``body(conn)`` runs several statements as one transaction,
   committed when it returns and rolled back when it raises.
@@ -66,7 +69,7 @@ _UNSENT = (asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 class PostgresBase:
-    """The pool, and the three ways to use it."""
+    """The pool, and the ways to use it."""
 
     def __init__(self, pool: asyncpg.Pool, target: str, timeout: float = TIMEOUT) -> None:
         """Use ``await PostgresStore.open(url)``; this only wraps an open pool."""
@@ -88,6 +91,11 @@ class PostgresBase:
 
     async def _read(self, sql: str, *args: object) -> list[Record]:
         return await self._run(lambda conn: conn.fetch(sql, *args), retry=_BROKEN)
+
+    async def _lookup(self, sql: str, *keys: object) -> list[Record]:
+        if any(isinstance(key, str) and "\x00" in key for key in keys):
+            return []
+        return await self._read(sql, *keys)
 
     async def _write(self, sql: str, *args: object) -> list[Record]:
         return await self._run(lambda conn: conn.fetch(sql, *args))
