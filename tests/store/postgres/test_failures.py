@@ -68,6 +68,22 @@ async def test_a_missing_root_certificate_is_a_store_error(pg_url: str, tmp_path
     assert not isinstance(caught.value, StoreUnavailable)
 
 
+async def test_a_root_certificate_that_is_not_one_is_a_store_error(pg_url: str, tmp_path):
+    """A configuration to fix (sslrootcert names the wrong file), not an outage."""
+    bogus = tmp_path / "root.pem"
+    bogus.write_text("not a certificate\n")
+    with pytest.raises(StoreError, match=r"TLS: .*no certificate") as caught:
+        await open_store(f"{pg_url}?sslmode=verify-full&sslrootcert={bogus}")
+    assert not isinstance(caught.value, StoreUnavailable)
+
+
+async def test_a_unix_socket_whose_server_is_stopped_is_unavailable(tmp_path):
+    """The server removes its socket file when it stops: an outage (retry later), as
+    the same server stopped behind TCP is, not a file of the configuration to fix."""
+    with pytest.raises(StoreUnavailable, match="Unix socket"):
+        await open_store(f"postgresql:///acme?host={tmp_path}")
+
+
 @pytest.fixture
 async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
     opened = await PostgresStore.open(pg_url, pool_size=4, timeout=0.5)
