@@ -9,7 +9,15 @@ failover of the database, or a ``pg_terminate_backend``.
 Nothing waits forever: opening a connection, waiting for a free one and every
 statement each give up after ``timeout`` seconds (``TIMEOUT`` unless a test says
 otherwise; asyncpg's ``timeout`` and ``command_timeout``: a statement cut short is
-cancelled on the server too).
+cancelled on the server too). Each connection also sets, on the server:
+
+- ``lock_timeout``, half of ``timeout``: a statement waiting for a row another
+  session holds fails on the server (``StoreUnavailable``) before the client gives
+  up on it, and leaves its connection usable;
+- ``idle_in_transaction_session_timeout``, three times ``timeout``: a replica frozen
+  inside a transaction (SIGSTOP, a paused VM) loses its session, and the server
+  releases its row locks, instead of holding them for as long as the freeze lasts.
+  No transaction of this backend waits that long between two statements.
 
 TLS to the database is asyncpg's, set in the URL as libpq has it: ``sslmode``
 (``verify-full`` checks the server's certificate and name), ``sslrootcert`` (the
@@ -42,18 +50,17 @@ from acme_ca.store.postgres.url import check_files, check_url, describe, unreada
 
 TIMEOUT = 10.0  # seconds: to connect, to wait for a free connection, for one statement
 
-# Each connection speaks UTC, so that timestamps never depend on the server's zone.
-_SETTINGS = {"application_name": "acme-ca", "timezone": "UTC"}
-
 # The server is away or cannot serve now: SQLSTATE classes 08 (connection), 53
 # (insufficient resources: no connection slot left), 57 (operator intervention:
-# shutting down, starting up, a statement cancelled), the network's own errors
-# (refused, reset, a Unix socket gone, a timeout: TimeoutError is an OSError), and a
-# connection that is ``broken``.
+# shutting down, starting up, a statement cancelled), a lock or an idle transaction
+# timed out, the network's own errors (refused, reset, a Unix socket gone, a timeout:
+# TimeoutError is an OSError), and a connection that is ``broken``.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InsufficientResourcesError,
     asyncpg.OperatorInterventionError,
+    asyncpg.LockNotAvailableError,  # lock_timeout
+    asyncpg.IdleInTransactionSessionTimeoutError,  # this session was frozen too long
     asyncpg.exceptions.TargetServerAttributeNotMatched,  # a failover in progress
     OSError,
 )
@@ -61,14 +68,28 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 # the configuration's.
 _TLS_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 # The connection is gone: the server closed it (a restart, a failover,
-# pg_terminate_backend) or the network dropped it.
+# pg_terminate_backend, idle_in_transaction_session_timeout) or the network dropped it.
 _GONE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    asyncpg.IdleInTransactionSessionTimeoutError,
     asyncpg.exceptions.ProtocolError,  # a reply asyncpg cannot read: it drops the link
     ConnectionError,
 )
+
+
+def _settings(timeout: float) -> dict[str, str]:
+    """The server settings of each connection (the module docstring). Each speaks
+    UTC, so that timestamps never depend on the server's zone."""
+    return {"application_name": "acme-ca", "timezone": "UTC",
+            "lock_timeout": milliseconds(timeout / 2),
+            "idle_in_transaction_session_timeout": milliseconds(timeout * 3)}
+
+
+def milliseconds(seconds: float) -> str:
+    """A duration setting's value; at least 1 ms, since 0 would mean "no limit"."""
+    return f"{max(1, round(seconds * 1000))}ms"
 
 
 async def open_pool(dsn: str, *, size: int, timeout: float) -> asyncpg.Pool:
@@ -90,7 +111,7 @@ async def open_pool(dsn: str, *, size: int, timeout: float) -> asyncpg.Pool:
             max_size=size,
             timeout=timeout,
             command_timeout=timeout,
-            server_settings=_SETTINGS,
+            server_settings=_settings(timeout),
         )
     except Exception as exc:
         mapped = store_error(exc, target, timeout)
@@ -158,6 +179,8 @@ def _reason(exc: BaseException, timeout: float) -> str:
         return "connection refused"
     if isinstance(exc, FileNotFoundError):
         return "no server listens on its Unix socket"
+    if isinstance(exc, asyncpg.LockNotAvailableError):
+        return "a row it needs was locked by another session for too long"
     return _one_line(exc) or type(exc).__name__
 
 

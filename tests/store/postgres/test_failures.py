@@ -136,12 +136,24 @@ async def locked_account(pg_url: str) -> AsyncIterator[None]:
         await conn.close()
 
 
-async def test_a_statement_that_waits_too_long_is_unavailable(store, locked_account):
-    """command_timeout: the statement is cancelled on the server; the connection and
-    the store stay usable."""
-    with pytest.raises(StoreUnavailable, match=r"no answer within 0\.5 s"):
+async def test_a_statement_that_waits_too_long_for_a_lock_is_unavailable(
+    store, locked_account
+):
+    """lock_timeout (half the timeout): the server ends the wait, before the client's
+    own timeout; the connection and the store stay usable."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(StoreUnavailable, match="locked by another session"):
         await store.update_account(ACCOUNT, expected_status=AccountStatus.VALID, contact=[])
+    assert loop.time() - started < 0.5
     assert (await store.get_account(ACCOUNT)).contact == make_account().contact
+
+
+async def test_a_statement_that_runs_too_long_is_unavailable(store):
+    """command_timeout: the statement is cancelled on the server; the store stays usable."""
+    with pytest.raises(StoreUnavailable, match=r"no answer within 0\.5 s"):
+        await store._read("SELECT pg_sleep(5)")
+    assert (await store.get_account(ACCOUNT)).id == ACCOUNT
 
 
 async def test_waiting_too_long_for_a_free_connection_is_unavailable(store):
