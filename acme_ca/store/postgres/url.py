@@ -27,9 +27,11 @@ _TLS_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl")
 
 def check_url(dsn: str) -> None:
     """``ConfigError`` if ``dsn`` is not a URL asyncpg reads as its author meant: a
-    ``[`` or ``]`` out of place, a ``#`` part, an ``@`` after the host (a raw ``/`` or ``@`` in the
-    password), an empty host in a list, a port that is not a number from 1 to 65535.
-    The message never repeats any part of the URL."""
+    ``#`` part, a ``[`` or ``]`` out of place, an ``@`` after the host (a raw ``/``
+    or ``@`` in the password), an empty host in a list, a port that is not a number
+    from 1 to 65535. The message never repeats any part of the URL."""
+    if "#" in dsn:
+        raise _malformed("a '#' part")
     try:
         parts = urlsplit(dsn)
     except ValueError:
@@ -38,8 +40,6 @@ def check_url(dsn: str) -> None:
     userinfo, at, hosts = parts.netloc.partition("@")  # as asyncpg splits it
     if not at:
         hosts = userinfo
-    if "#" in dsn:
-        raise _malformed("a '#' part")
     if "@" in hosts or (not at and "@" in parts.path):
         raise _malformed("an '@' after the host")
     for host in hosts.split(",") if hosts else ():
