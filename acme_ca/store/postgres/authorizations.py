@@ -81,7 +81,8 @@ ORDER BY processing_since NULLS FIRST, id LIMIT $2"""
 
 # record_validation, in one transaction:
 _SETTLE_CHALLENGE = """
-UPDATE challenges SET status = $2, error = $3, validated_at = $4
+UPDATE challenges
+SET status = $2, error = COALESCE($3, error), validated_at = COALESCE($4, validated_at)
 WHERE id = $1 AND status = 'processing'
 RETURNING authorization_id"""
 _LOCK_PENDING_ORDERS = f"""
@@ -94,7 +95,7 @@ FOR NO KEY UPDATE OF orders"""  # noqa: S608
 
 class AuthorizationMethods(PostgresBase):
     async def get_authorization(self, authorization_id: str) -> Authorization:
-        rows = await self._read(_BY_ID, authorization_id)
+        rows = await self._lookup(_BY_ID, authorization_id)
         if not rows:
             raise guards.not_found("authorization", authorization_id)
         return to_authorization(rows[0])
@@ -130,7 +131,7 @@ class AuthorizationMethods(PostgresBase):
         return to_authorization(rows[0])
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
-        rows = await self._read(_CHALLENGE, challenge_id)
+        rows = await self._lookup(_CHALLENGE, challenge_id)
         if not rows:
             raise guards.not_found("challenge", challenge_id)
         return to_challenge(rows[0])

@@ -13,6 +13,8 @@ clock, so replicas whose clocks drift still agree. ``hold_lease`` is one
 ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` statement: it takes a free or expired
 lease, renews the holder's own, and changes nothing (no row back) when another holder
 has it; of two racers the second waits for the first's row and then sees its holder.
+The expiry is ``ttl`` from the moment the lock on the row is granted, however long
+the wait for it: a lease is never handed out already expired.
 
 Why not a PostgreSQL advisory lock, as issue 10 first suggested: a session advisory
 lock is held as long as the session's TCP connection stays open, so a replica that
@@ -40,10 +42,14 @@ _PURGE = """
 DELETE FROM nonces WHERE nonce IN (
     SELECT nonce FROM nonces WHERE expires <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"""
 
+# The expiry is read from the clock in DO UPDATE SET, evaluated once the row's lock is
+# granted: VALUES is evaluated before ON CONFLICT waits for that lock, and a lease
+# computed there could be granted already expired after a long wait.
 _HOLD = """
 INSERT INTO leases AS lease (name, holder, expires)
 VALUES ($1, $2, clock_timestamp() + $3::interval)
-ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder, expires = clock_timestamp() + $3::interval
 WHERE lease.holder = excluded.holder OR lease.expires <= clock_timestamp()
 RETURNING expires"""
 _RELEASE = "DELETE FROM leases WHERE name = $1 AND holder = $2"

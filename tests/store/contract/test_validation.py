@@ -242,3 +242,22 @@ async def test_a_failure_beside_a_success_at_once_leaves_the_order_invalid(
     for n in range(ORDERS):
         order = await other.get_order(f"order-{n}")
         assert (order.status, order.error) == (OrderStatus.INVALID, PROBLEM)
+
+
+async def test_a_result_without_an_error_keeps_the_error_the_challenge_has(store: Store):
+    """An error recorded on a processing challenge (a failed validation attempt before
+    the one that settles it, RFC 8555 8.2) stays when the result brings none, as with
+    ``update_challenge`` (None: unchanged); a result's own error replaces it. Every
+    backend agrees."""
+    await two_name_order(store)
+    earlier = '{"type":"urn:ietf:params:acme:error:connection","detail":"retrying"}'
+    for challenge_id in ("az-a-http-01", "az-b-http-01"):
+        await store.update_challenge(challenge_id, expected=ChallengeStatus.PROCESSING,
+                                     status=ChallengeStatus.PROCESSING, error=earlier)
+    valid, _ = await store.record_validation(
+        "az-a-http-01", valid=True, error=None, validated_at=T0, authorization_expires=None)
+    invalid, _ = await store.record_validation(
+        "az-b-http-01", valid=False, error=PROBLEM, validated_at=T0, authorization_expires=None)
+    assert (valid.status, valid.error, valid.validated_at) == (ChallengeStatus.VALID, earlier, T0)
+    assert (invalid.status, invalid.error) == (ChallengeStatus.INVALID, PROBLEM)
+    assert await store.get_challenge("az-a-http-01") == valid
