@@ -91,7 +91,8 @@ class AuthorizationService:
             return challenge
         try:
             challenge = await self._store.update_challenge(
-                challenge.id, expected=ChallengeStatus.PENDING, status=ChallengeStatus.PROCESSING
+                challenge.id, expected=ChallengeStatus.PENDING, status=ChallengeStatus.PROCESSING,
+                processing_since=self._clock.now(),  # if this process stops: resume_stopped
             )
         except Conflict:
             return await self._store.get_challenge(challenge.id)

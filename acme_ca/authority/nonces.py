@@ -5,6 +5,10 @@ replica is accepted by any other (the badNonce-behind-a-load-balancer problem).
 Every response carries a fresh nonce, so they are stored a batch at a time: one
 statement for `batch` responses. A batch older than a tenth of the lifetime is dropped
 unused (its nonces simply expire), so no response hands out a nearly expired nonce.
+
+Responses that find no nonce ready wait for one refill together, and a refill that
+fails (the database out of reach) fails every one of them at once: they never retry
+it one after the other, each waiting for the database's timeout behind the last.
 """
 
 from __future__ import annotations
@@ -35,21 +39,27 @@ class NonceService:
         self._batch = batch
         self._ready: list[str] = []
         self._ready_since = clock.now()
-        self._refill = asyncio.Lock()
+        self._refilling: asyncio.Task[None] | None = None
 
     async def new(self) -> str:
         """A fresh nonce: 128 random bits, base64url (RFC 8555 6.5.1), never handed out
-        twice, already stored when returned."""
+        twice, already stored when returned. The store's error if a refill fails."""
         if self._clock.now() - self._ready_since > self._lifetime / 10:
             self._ready.clear()
         while not self._ready:
-            async with self._refill:
-                if not self._ready:
-                    now = self._clock.now()
-                    fresh = [secrets.token_urlsafe(16) for _ in range(self._batch)]
-                    await self._store.add_nonces(fresh, now + self._lifetime)
-                    self._ready, self._ready_since = fresh, now
+            if self._refilling is None:
+                self._refilling = asyncio.get_running_loop().create_task(self._refill())
+            await asyncio.shield(self._refilling)  # a waiter cancelled leaves it to others
         return self._ready.pop()
+
+    async def _refill(self) -> None:
+        try:
+            now = self._clock.now()
+            fresh = [secrets.token_urlsafe(16) for _ in range(self._batch)]
+            await self._store.add_nonces(fresh, now + self._lifetime)
+            self._ready, self._ready_since = fresh, now
+        finally:
+            self._refilling = None
 
     async def consume(self, nonce: str) -> bool:
         """True once for a nonce this CA issued and that has not expired; else False."""

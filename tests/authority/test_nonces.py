@@ -1,14 +1,17 @@
-"""Anti-replay nonces (acme_ca/authority/nonces.py) over an in-memory store."""
+"""Anti-replay nonces (acme_ca/authority/nonces.py) over an in-memory nonce store."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from datetime import datetime, timedelta
 
 import pytest
 
 from acme_ca.authority.nonces import NonceService
 from acme_ca.clock import FakeClock
+from acme_ca.errors import StoreUnavailable
 
 
 class MemoryNonces:
@@ -92,3 +95,54 @@ async def test_nonce_expires(store: MemoryNonces, clock: FakeClock) -> None:
 def test_lifetime_must_be_positive(store: MemoryNonces, clock: FakeClock) -> None:
     with pytest.raises(ValueError):
         NonceService(store, clock, lifetime=timedelta(0))
+
+
+class Unreachable(MemoryNonces):
+    """A nonce store whose database is out of reach: each write fails after a wait (a
+    connection attempt timing out), until ``back``."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__()
+        self.wait = wait
+        self.tries = 0
+        self.back = False
+
+    async def add_nonces(self, nonces: list[str], expires: datetime) -> None:
+        self.tries += 1
+        if not self.back:
+            await asyncio.sleep(self.wait)
+            raise StoreUnavailable("connection timed out")
+        await super().add_nonces(nonces, expires)
+
+
+async def test_responses_waiting_for_a_nonce_share_one_failed_refill(clock: FakeClock) -> None:
+    """Issue 10 (a request never hangs): 20 responses find no nonce ready while the
+    database is out of reach. They wait for one refill together and all hear its failure
+    after one timeout, not one after the other (the last after 20 timeouts); once the
+    database is back, nonces are issued again."""
+    store = Unreachable(wait=0.2)
+    service = NonceService(store, clock, batch=4)
+    started = time.monotonic()
+    outcomes = await asyncio.gather(*(service.new() for _ in range(20)),
+                                    return_exceptions=True)
+    assert time.monotonic() - started < 2 * store.wait + 1
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+    assert store.tries == 1
+    store.back = True
+    assert await service.new() in store.expiry
+
+
+async def test_a_waiter_that_gives_up_leaves_the_refill_to_the_others(
+    store: MemoryNonces, clock: FakeClock
+) -> None:
+    """A response cancelled while its nonce is being stored (the server stopping) does
+    not cancel the refill the others wait for."""
+    slow = Unreachable(wait=0)
+    slow.back = True
+    service = NonceService(slow, clock, batch=2)
+    first = asyncio.ensure_future(service.new())
+    second = asyncio.ensure_future(service.new())
+    await asyncio.sleep(0)
+    first.cancel()
+    assert await second in slow.expiry
+    assert slow.tries == 1
