@@ -117,10 +117,10 @@ def test_second_start_reuses_ca_and_tls_certificate(
 def test_a_restart_voids_no_nonce(
     serve_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
-    """RFC 8555 6.5 and issue 10: a nonce lives until it is used or expires, whatever
-    happens to the process that issued it, so restarting one replica (here after kill -9)
-    voids nobody's nonces. (After a crash of the machine the nonce file forgets them all,
-    store/sqlite: its own tests.)"""
+    """RFC 8555 6.5 and issue 10: restarting a server (or one replica) voids nobody's
+    nonces; they expire instead. What a killed process committed to the nonce file is in
+    the kernel's cache; only another boot makes the file forget them (a power loss may
+    have lost a consumption: tests/store/test_nonce_file.py)."""
     data_dir = tmp_path / "data"
     first = serve_factory(data_dir)
     nonce = first.get("/acme/new-nonce").headers["Replay-Nonce"]

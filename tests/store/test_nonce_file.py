@@ -1,12 +1,13 @@
 """The nonce file (store/sqlite/opening.py, sqlite/nonces.py): shared by every process,
 written without fsync, never a reason for the event loop to sleep, started afresh
-when damaged, and forgotten when the server starts."""
+when damaged, kept across restarts and forgotten after a reboot."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sqlite3
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import SqliteStore
-from acme_ca.store.sqlite.opening import nonce_path
+from acme_ca.store.sqlite.opening import nonce_path, read_boot_id
 from tests.store.conftest import T0, thread_idle, waits_in_thread
 from tests.waiting import until, within
 
@@ -96,12 +97,59 @@ async def test_processes_opening_a_damaged_nonce_file_together_share_one_fresh_f
             await second.close()
 
 
-async def test_forgetting_nonces_voids_every_one(acme_store: SqliteStore,
-                                                 second_store: SqliteStore):
-    """At server start (Store.forget_nonces): none outlives the server that issued it."""
-    await acme_store.add_nonces(["a", "b"], LATER)
-    await second_store.forget_nonces()
-    assert [await acme_store.consume_nonce(n, T0) for n in "ab"] == [False, False]
+def booted(boot: str | None) -> Callable[[], str | None]:
+    """The boot id a store is opened in (``SqliteStore.open(boot_id=)``)."""
+    return lambda: boot
+
+
+async def test_a_restart_voids_no_nonce(db_file: Path):
+    """RFC 8555 6.5: a nonce is good once. A store opened later on the same file, in the
+    same boot (a restarted server, another replica's worker), accepts a nonce issued
+    before, once: what a killed process committed is in the kernel's cache."""
+    first = await SqliteStore.open(db_file, boot_id=booted("boot-1"))
+    await first.add_nonces(["a", "b"], LATER)
+    await first.close()
+    later = await SqliteStore.open(db_file, boot_id=booted("boot-1"))
+    try:
+        assert [await later.consume_nonce(n, T0) for n in "aab"] == [True, False, True]
+    finally:
+        await later.close()
+
+
+async def test_a_reboot_forgets_every_nonce(db_file: Path):
+    """The file is written without fsync: a power loss may have lost a consumption, so a
+    store opened in another boot than the file's forgets every nonce, and keeps those it
+    issues from then on."""
+    first = await SqliteStore.open(db_file, boot_id=booted("boot-1"))
+    await first.add_nonce("before", LATER)
+    await first.close()
+    rebooted = await SqliteStore.open(db_file, boot_id=booted("boot-2"))
+    await rebooted.add_nonce("after", LATER)
+    await rebooted.close()
+    again = await SqliteStore.open(db_file, boot_id=booted("boot-2"))
+    try:
+        assert await again.consume_nonce("before", T0) is False
+        assert await again.consume_nonce("after", T0) is True
+    finally:
+        await again.close()
+
+
+async def test_where_the_boot_is_unknown_every_opening_forgets_the_nonces(db_file: Path):
+    first = await SqliteStore.open(db_file, boot_id=booted("boot-1"))
+    await first.add_nonce("a", LATER)
+    await first.close()
+    unknown = await SqliteStore.open(db_file, boot_id=booted(None))
+    try:
+        assert await unknown.consume_nonce("a", T0) is False
+    finally:
+        await unknown.close()
+
+
+def test_the_boot_id_is_read_from_the_kernel_file_and_none_without_it(tmp_path: Path):
+    kernel = tmp_path / "boot_id"
+    kernel.write_text("0f6c3d2e-8b3a-4c41-9d1e-5a1b2c3d4e5f\n")
+    assert read_boot_id(kernel) == "0f6c3d2e-8b3a-4c41-9d1e-5a1b2c3d4e5f"
+    assert read_boot_id(tmp_path / "missing") is None
 
 
 async def test_a_batch_of_nonces_is_stored_whole_or_not_at_all(acme_store: SqliteStore):

@@ -17,11 +17,12 @@ import pytest
 
 import acme_ca.store.sqlite.store as sqlite_module
 from acme_ca.clock import FakeClock
-from acme_ca.domain.models import CertificateRecord, CertificateStatus
+from acme_ca.domain.models import CertificateRecord, CertificateStatus, Order, OrderStatus
 from acme_ca.errors import ConfigError, Conflict, NotFound, StoreError
 from acme_ca.store import ReadStore, SqliteStore, Store, open_store
 from acme_ca.store.migrations import load_migrations
 from acme_ca.store.sqlite.migrate import sqlite_statements
+from tests.store.conftest import make_order, reservation, with_accounts
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 DER = b"\x30\x82\x01\x0a" + bytes(range(256))
@@ -67,7 +68,7 @@ async def issued(store: SqliteStore, serial: str = "1a2b3c") -> CertificateRecor
 
 
 async def test_fresh_database_is_migrated_to_version_1(store: SqliteStore, db_path: Path):
-    assert await store.schema_version() == 4
+    assert await store.schema_version() == 5
     with raw(db_path) as conn:
         rows = conn.execute("SELECT version, name, applied_at FROM schema_migrations").fetchall()
         indexed = {
@@ -79,7 +80,7 @@ async def test_fresh_database_is_migrated_to_version_1(store: SqliteStore, db_pa
         }
     stamp = "2026-01-01T12:00:00.123456Z"
     assert rows == [(1, "certificates", stamp), (2, "acme", stamp), (3, "nonces_apart", stamp),
-                    (4, "orders_processing", stamp)]
+                    (4, "orders_processing", stamp), (5, "cluster", stamp)]
     assert {"status", "not_after", "account_id", "order_id", "created_at"} <= indexed
 
 
@@ -87,13 +88,13 @@ async def test_reopening_does_not_apply_again(store: SqliteStore, db_path: Path)
     await store.reserve_serial(make_record())
     again = await SqliteStore.open(db_path, clock=FakeClock(T0 + timedelta(days=1)))
     try:
-        assert await again.schema_version() == 4
+        assert await again.schema_version() == 5
         assert (await again.get_certificate("1a2b3c")).status is CertificateStatus.RESERVED
     finally:
         await again.close()
     with raw(db_path) as conn:
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
-    assert rows == [(n, "2026-01-01T12:00:00.123456Z") for n in (1, 2, 3, 4)]
+    assert rows == [(n, "2026-01-01T12:00:00.123456Z") for n in (1, 2, 3, 4, 5)]
 
 
 async def test_two_stores_opening_a_fresh_file_at_once_migrate_it_once(db_path: Path):
@@ -103,12 +104,12 @@ async def test_two_stores_opening_a_fresh_file_at_once_migrate_it_once(db_path: 
     stores = [result for result in results if isinstance(result, SqliteStore)]
     try:
         assert len(stores) == 4, results
-        assert [await each.schema_version() for each in stores] == [4, 4, 4, 4]
+        assert [await each.schema_version() for each in stores] == [5, 5, 5, 5]
     finally:
         for each in stores:
             await each.close()
     with raw(db_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (4,)
+        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (5,)
 
 
 OPEN_AND_CLOSE = """
@@ -140,17 +141,17 @@ async def test_processes_opening_a_fresh_file_at_once_migrate_it_once(db_path: P
     ]
     outputs = [await process.communicate() for process in processes]
     assert [(p.returncode, out) for p, (out, _) in zip(processes, outputs, strict=True)] == [
-        (0, b"4\n")
+        (0, b"5\n")
     ] * 3, outputs
     with raw(db_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (4,)
+        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (5,)
 
 
 async def test_a_database_from_the_future_is_refused(db_path: Path):
     await (await SqliteStore.open(db_path)).close()
     with raw(db_path) as conn, conn:
         conn.execute("INSERT INTO schema_migrations VALUES (7, 'future', '2030-01-01')")
-    with pytest.raises(StoreError, match=r"version 7.* up to 4\b"):
+    with pytest.raises(StoreError, match=r"version 7.* up to 5\b"):
         await SqliteStore.open(db_path)
 
 
@@ -164,7 +165,8 @@ def test_migrations_are_numbered_from_1_and_split_into_statements():
     migrations = load_migrations("sqlite")
     assert [(m.version, m.name) for m in migrations] == [(1, "certificates"), (2, "acme"),
                                                             (3, "nonces_apart"),
-                                                            (4, "orders_processing")]
+                                                            (4, "orders_processing"),
+                                                            (5, "cluster")]
     statements = sqlite_statements(migrations[0].sql)
     assert statements[0].endswith(";") and "CREATE TABLE certificates" in statements[0]
     assert sum("CREATE INDEX" in each for each in statements) == 5
@@ -186,13 +188,15 @@ async def test_the_file_is_in_wal_mode(store: SqliteStore, db_path: Path):
 
 
 def test_sqlite_store_has_every_protocol_method_with_the_same_signature():
+    protocols = [base for base in Store.__mro__ if getattr(base, "_is_protocol", False)]
     members = {
         name: member
-        for protocol in (ReadStore, Store)
+        for protocol in protocols
         for name, member in vars(protocol).items()
         if inspect.isfunction(member) and not name.startswith("_")
     }
-    assert "list_certificates" in members and "close" in members
+    assert ReadStore in protocols
+    assert {"list_certificates", "record_validation", "hold_lease", "close"} <= set(members)
     for name, member in members.items():
         implementation = getattr(SqliteStore, name)
         assert inspect.iscoroutinefunction(implementation), name
@@ -278,7 +282,7 @@ async def test_revoking_twice_is_a_conflict_and_keeps_the_first(store: SqliteSto
         await store.revoke_certificate("1a2b3c", 4, T0 + timedelta(hours=1))
     kept = await store.get_certificate("1a2b3c")
     assert (kept.revocation_reason, kept.revoked_at) == (1, T0)
-    with pytest.raises(Conflict, match="revoked, not reserved"):
+    with pytest.raises(Conflict, match="already revoked"):  # guards.refused's wording
         await store.store_certificate("1a2b3c", DER)
 
 
@@ -372,19 +376,24 @@ async def test_racing_calls_on_one_store_are_serialised(store: SqliteStore):
 async def test_a_failure_inside_a_write_rolls_all_of_it_back(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ):
-    await store.reserve_serial(make_record())
+    """start_issuance moves the order and reserves the serial, then maps the order row,
+    all before its COMMIT: a failure there undoes both statements."""
+    await with_accounts(store)
+    await store.create_order(make_order("o", [], status=OrderStatus.READY), [])
 
-    def broken(row: sqlite3.Row) -> CertificateRecord:
+    def broken(row: sqlite3.Row) -> Order:
         raise RuntimeError("failed after the UPDATE, before the COMMIT")
 
-    monkeypatch.setattr(sqlite_module, "_to_record", broken)
+    monkeypatch.setattr(sqlite_module, "to_order", broken)
     with pytest.raises(RuntimeError, match="before the COMMIT"):
-        await store.store_certificate("1a2b3c", DER)
+        await store.start_issuance("o", reservation("1a2b3c", "o"))
     monkeypatch.undo()
 
-    record = await store.get_certificate("1a2b3c")
-    assert (record.status, record.der) == (CertificateStatus.RESERVED, None)
-    assert (await store.store_certificate("1a2b3c", DER)).der == DER  # no transaction left open
+    assert (await store.get_order("o")).status is OrderStatus.READY
+    with pytest.raises(NotFound):
+        await store.get_certificate("1a2b3c")
+    started = await store.start_issuance("o", reservation("1a2b3c", "o"))
+    assert started.status is OrderStatus.PROCESSING  # no transaction left open
 
 
 @pytest.mark.parametrize("steps", range(8))
@@ -454,7 +463,7 @@ async def test_open_store_creates_missing_parents_0700_and_a_0600_file(tmp_path:
     opened = await open_store(f"sqlite:///{path}")
     try:
         assert isinstance(opened, SqliteStore)
-        assert await opened.schema_version() == 4
+        assert await opened.schema_version() == 5
     finally:
         await opened.close()
     for folder in (tmp_path / "var", tmp_path / "var" / "lib", path.parent):
@@ -471,7 +480,7 @@ async def test_open_store_takes_a_relative_path_and_memory(
     memory = await open_store("sqlite:///:memory:")
     try:
         await relative.reserve_serial(make_record())
-        assert await memory.schema_version() == 4
+        assert await memory.schema_version() == 5
         with pytest.raises(NotFound):
             await memory.get_certificate("1a2b3c")
     finally:

@@ -29,7 +29,7 @@ from acme_ca.domain.models import (
 )
 from acme_ca.errors import Conflict, NotFound, StoreError
 from acme_ca.store import SqliteStore, Store
-from acme_ca.store.cluster import NonceStore
+from acme_ca.store.cluster import LeaseStore, NonceStore
 from acme_ca.store.migrations import load_migrations
 from acme_ca.store.reads import ReadStore
 from acme_ca.store.sqlite.migrate import sqlite_statements
@@ -74,7 +74,7 @@ async def valid_authorization(store: SqliteStore, authz_id: str, value: str, *,
 
 
 def test_store_includes_the_acme_protocols_and_sqlite_implements_them_exactly():
-    protocols = (NonceStore, ReadStore, WriteStore)
+    protocols = (NonceStore, LeaseStore, ReadStore, WriteStore)
     assert all(protocol in Store.__mro__ for protocol in protocols)
     members = {
         name: member
@@ -82,22 +82,22 @@ def test_store_includes_the_acme_protocols_and_sqlite_implements_them_exactly():
         for name, member in vars(protocol).items()
         if inspect.isfunction(member) and not name.startswith("_")
     }
-    assert len(members) == 26
+    assert len(members) == 33
     for name, member in members.items():
         implementation = getattr(SqliteStore, name)
         assert inspect.iscoroutinefunction(implementation), name
         assert inspect.signature(implementation) == inspect.signature(member), name
 
 
-async def test_fresh_database_is_at_version_4_with_the_acme_tables(
+async def test_fresh_database_is_at_version_5_with_the_acme_tables(
     acme_store: SqliteStore, db_file: Path
 ):
-    assert await acme_store.schema_version() == 4
+    assert await acme_store.schema_version() == 5
     assert [(m.version, m.name) for m in load_migrations("sqlite")][1] == (2, "acme")
     with raw(db_file) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"accounts", "orders", "authorizations", "challenges",
-            "order_authorizations"} <= tables
+            "order_authorizations", "leases"} <= tables
     assert "nonces" not in tables  # 0003: in a file of their own
     with raw(Path(nonce_path(str(db_file)))) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -114,7 +114,8 @@ REFUSED_ROWS = [
     "VALUES ('o', 'acct-1', 'valid', '[]', 'x', 'x')",
     "INSERT INTO authorizations VALUES ('z', 'acct-1', 'dns', 'x', 0, 'bogus', 'x', 'x')",
     "INSERT INTO authorizations VALUES ('z', 'acct-1', 'dns', 'x', 2, 'valid', 'x', 'x')",
-    "INSERT INTO challenges VALUES ('c', 'z', 'http-01', 't', 'bogus', NULL, NULL)",
+    "INSERT INTO challenges (id, authorization_id, type, token, status) "
+    "VALUES ('c', 'z', 'http-01', 't', 'bogus')",
 ]
 
 
@@ -137,9 +138,10 @@ LOOKUPS = [
     (orders_module.PROCESSING_SINCE, ("t", 100), "orders_processing"),
     (authz_module._REUSABLE, (ACCOUNT, "x", "t", "dns", 0), "authorizations_for_reuse"),
     (authz_module._VALID, (ACCOUNT, "t", "[]"), "authorizations_for_reuse"),
-    (authz_module._PROCESSING, (), "challenges_processing"),
+    (authz_module._PROCESSING, ("t", 100), "challenges_processing"),
     (authz_module._BY_ID, ("a",), "challenges_by_authorization"),
-    (authz_module._ORDERS_READY, ("a",), "order_authorizations_by_authorization"),
+    (authz_module._PENDING_ORDERS, ("a",), "order_authorizations_by_authorization"),
+    (authz_module._LISTED, ("o",), "order_authorizations USING PRIMARY KEY (order_id=?)"),
 ]
 NONCE_LOOKUPS = [
     (nonces_module._CONSUME, ("n",), "PRIMARY KEY"),
@@ -162,7 +164,7 @@ async def test_every_lookup_uses_an_index(
     assert "SCAN accounts" not in plan and "SCAN nonces" not in plan, plan
 
 
-async def test_a_version_1_database_upgrades_to_4_keeping_its_certificates(db_file: Path):
+async def test_a_version_1_database_upgrades_to_5_keeping_its_certificates(db_file: Path):
     """A database made by the release with only 0001 gains the ACME tables on open."""
     with raw(db_file) as conn, conn:
         conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
@@ -178,7 +180,7 @@ async def test_a_version_1_database_upgrades_to_4_keeping_its_certificates(db_fi
              "2025-01-01T00:00:00.000000Z", DER))
     store = await SqliteStore.open(db_file, clock=FakeClock(T0))
     try:
-        assert await store.schema_version() == 4
+        assert await store.schema_version() == 5
         kept = await store.get_certificate("0a")
         assert (kept.names, kept.der, kept.order_id) == (("old.example.test",), DER, "order-old")
         assert (await store.create_account(make_account())).id == ACCOUNT
@@ -186,7 +188,7 @@ async def test_a_version_1_database_upgrades_to_4_keeping_its_certificates(db_fi
         await store.close()
     with raw(db_file) as conn:
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
-    assert rows == [(1, "then")] + [(n, "2026-01-01T12:00:00.123456Z") for n in (2, 3, 4)]
+    assert rows == [(1, "then")] + [(n, "2026-01-01T12:00:00.123456Z") for n in (2, 3, 4, 5)]
 
 
 # --- accounts (RFC 8555 7.1.2, 7.3) ---------------------------------------------------
@@ -556,7 +558,7 @@ async def test_authorization_and_challenge_compare_and_set(acme_store: SqliteSto
         await processing(acme_store, "az-1-http-01")
     with pytest.raises(NotFound):
         await processing(acme_store, "nothing")
-    assert await acme_store.processing_challenges() == [started]
+    assert await acme_store.processing_challenges(T0, limit=10) == [started]
 
     later = T0 + timedelta(days=30)
     moved = await acme_store.update_authorization_status(
@@ -609,7 +611,7 @@ async def test_an_order_is_ready_when_its_last_authorization_becomes_valid(
         "az-b-http-01", valid=True, error=None, validated_at=T0, authorization_expires=None)
     assert (await acme_store.get_order("order-1")).status is OrderStatus.READY
     assert (await acme_store.get_authorization("az-b")).expires == T0 + timedelta(days=7)
-    assert await acme_store.processing_challenges() == []
+    assert await acme_store.processing_challenges(T0, limit=10) == []
 
 
 async def test_a_failed_validation_invalidates_the_pending_orders_with_its_error(
@@ -660,14 +662,13 @@ async def test_an_authorization_no_longer_pending_rolls_the_challenge_back(
     assert (challenge.status, challenge.validated_at) == (ChallengeStatus.PROCESSING, None)
 
 
-async def test_record_validation_is_one_transaction(
-    acme_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
-):
+async def test_record_validation_is_one_transaction(acme_store: SqliteStore, db_file: Path):
     """If the order update fails, the challenge and authorization are not written either."""
     await two_name_order(acme_store)
-    failing = "UPDATE orders SET status = 'bogus' WHERE id <> ?"
-    monkeypatch.setattr(authz_module, "_ORDERS_READY", failing)
-    with pytest.raises(StoreError, match="CHECK"):
+    with raw(db_file) as conn:
+        conn.execute("CREATE TRIGGER no_order_changes BEFORE UPDATE ON orders "
+                     "BEGIN SELECT RAISE(ABORT, 'orders are read-only today'); END")
+    with pytest.raises(StoreError, match="read-only today"):
         await acme_store.record_validation(
             "az-a-http-01", valid=True, error=None, validated_at=T0, authorization_expires=None)
     assert (await acme_store.get_challenge("az-a-http-01")).status is ChallengeStatus.PROCESSING

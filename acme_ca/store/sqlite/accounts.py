@@ -1,8 +1,8 @@
 """ACME accounts in SQLite (RFC 8555 7.3): ``AccountStore`` for ``SqliteStore``.
 
-Every call is one statement in autocommit mode; a compare-and-set returns the new
-row with ``RETURNING``. Only when it changed nothing does a second query find out
-why (no such account: ``NotFound``; another state: ``Conflict``).
+Every call is one statement; a compare-and-set returns the new row with ``RETURNING``.
+Only when it changed nothing does a second query find out why (no such account:
+``NotFound``; another state: ``Conflict``; worded by ``guards``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from acme_ca.domain.models import Account, AccountStatus
 from acme_ca.errors import Conflict, NotFound
+from acme_ca.store import guards
 from acme_ca.store.sqlite.base import SqliteBase
 from acme_ca.store.sqlite.rows import account_row, contact_json, to_account
 
@@ -45,7 +46,7 @@ class AccountMethods(SqliteBase):
     async def get_account(self, account_id: str) -> Account:
         rows = await self._read(_BY_ID, (account_id,))
         if not rows:
-            raise NotFound(f"no account {account_id}")
+            raise guards.not_found("account", account_id)
         return to_account(rows[0])
 
     async def find_account_by_thumbprint(self, thumbprint: str) -> Account:
@@ -68,31 +69,21 @@ class AccountMethods(SqliteBase):
             account_id,
             expected_status.value,
         )
-        rows = await self._write(_UPDATE, values)
-        if not rows:
-            found, _ = await self._account_state(account_id)
-            raise Conflict(f"account {account_id} is {found}, not {expected_status}")
-        return to_account(rows[0])
+        row = await self._compare_and_set(_UPDATE, values, "account", account_id,
+                                          expected_status.value)
+        return to_account(row)
 
     async def change_account_key(
         self, account_id: str, *, old_thumbprint: str, jwk: str, thumbprint: str
     ) -> Account:
         try:
-            rows = await self._write(
-                _CHANGE_KEY, (jwk, thumbprint, account_id, old_thumbprint)
-            )
-        except Conflict:
+            rows = await self._write(_CHANGE_KEY, (jwk, thumbprint, account_id, old_thumbprint))
+        except Conflict:  # accounts_by_thumbprint
             raise Conflict(f"another account already has key thumbprint {thumbprint}") from None
-        if not rows:
-            found, current = await self._account_state(account_id)
-            if current != old_thumbprint:
-                raise Conflict(f"the key of account {account_id} changed meanwhile")
-            raise Conflict(f"account {account_id} is {found}, not valid")
-        return to_account(rows[0])
-
-    async def _account_state(self, account_id: str) -> tuple[str, str]:
-        """(status, thumbprint) of the account, after a compare-and-set changed nothing."""
-        rows = await self._read(_STATE, (account_id,))
-        if not rows:
-            raise NotFound(f"no account {account_id}")
-        return rows[0]["status"], rows[0]["thumbprint"]
+        if rows:
+            return to_account(rows[0])
+        found = await self._read(_STATE, (account_id,))
+        if found and found[0]["thumbprint"] != old_thumbprint:
+            raise Conflict(f"the key of account {account_id} changed meanwhile")
+        raise guards.refused("account", account_id, found[0]["status"] if found else None,
+                             "valid")

@@ -2,30 +2,36 @@
 
 An authorization is read with its challenges in one statement
 (``AUTHORIZATION_COLUMNS``). ``record_validation`` settles a challenge, its
-authorization and the orders waiting for it in one ``BEGIN IMMEDIATE`` transaction.
+authorization and the orders waiting for it in one ``BEGIN IMMEDIATE`` transaction:
+the statuses come from ``domain/states.py``, the SQL only guards each change.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+from acme_ca.domain import states
 from acme_ca.domain.models import (
     Authorization,
     AuthorizationStatus,
     Challenge,
     ChallengeStatus,
     Identifier,
+    Order,
+    OrderStatus,
 )
-from acme_ca.errors import Conflict, NotFound
-from acme_ca.store.sqlite.base import SqliteBase, optional_text, to_text
+from acme_ca.store import guards
+from acme_ca.store.sqlite.base import SqliteBase, optional_text, refusal, to_text
 from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.orders import SET_ORDER_STATUS
 from acme_ca.store.sqlite.rows import (
     AUTHORIZATION_COLUMNS,
+    ORDER_COLUMNS,
     identifier_keys,
     to_authorization,
     to_challenge,
+    to_order,
 )
 
 _BY_ID = f"SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id = ?"  # noqa: S608
@@ -48,46 +54,37 @@ _SET_AUTHORIZATION = f"""
 UPDATE authorizations SET status = ?, expires = COALESCE(?, expires)
 WHERE id = ? AND status = ?
 RETURNING {AUTHORIZATION_COLUMNS}"""  # noqa: S608
-_AUTHORIZATION_STATUS = "SELECT status FROM authorizations WHERE id = ?"
-
 _CHALLENGE = "SELECT * FROM challenges WHERE id = ?"
 _SET_CHALLENGE = """
 UPDATE challenges
-SET status = ?, error = COALESCE(?, error), validated_at = COALESCE(?, validated_at)
+SET status = ?, error = COALESCE(?, error), validated_at = COALESCE(?, validated_at),
+    processing_since = COALESCE(?, processing_since)
 WHERE id = ? AND status = ?
 RETURNING *"""
-_CHALLENGE_STATUS = "SELECT status FROM challenges WHERE id = ?"
-# The literal 'processing' lets SQLite use the partial index challenges_processing.
-_PROCESSING = "SELECT * FROM challenges WHERE status = 'processing' ORDER BY rowid"
+# A range of the partial index challenges_processing (0005): only processing challenges,
+# by processing_since, a NULL one (set processing without it) as '', the oldest.
+_PROCESSING = """
+SELECT * FROM challenges
+WHERE status = 'processing' AND COALESCE(processing_since, '') <= ?1
+ORDER BY COALESCE(processing_since, ''), rowid LIMIT ?2"""
 
-# record_validation, in one transaction:
-_SETTLE_CHALLENGE = """
-UPDATE challenges SET status = ?, error = ?, validated_at = ?
-WHERE id = ? AND status = 'processing'
-RETURNING authorization_id"""
-_SETTLE_AUTHORIZATION = f"""
-UPDATE authorizations SET status = ?, expires = COALESCE(?, expires)
-WHERE id = ? AND status = 'pending'
-RETURNING {AUTHORIZATION_COLUMNS}"""  # noqa: S608
-_ORDERS_READY = """
-UPDATE orders SET status = 'ready'
+# record_validation, in one transaction: the challenge and its authorization
+# (_SET_CHALLENGE, _SET_AUTHORIZATION), then the pending orders listing that
+# authorization, each with all its authorizations (for states.order_change).
+_PENDING_ORDERS = f"""
+SELECT {ORDER_COLUMNS} FROM orders
 WHERE status = 'pending'
-  AND id IN (SELECT order_id FROM order_authorizations WHERE authorization_id = ?)
-  AND NOT EXISTS (
-      SELECT 1 FROM order_authorizations AS listed
-      JOIN authorizations AS authz ON authz.id = listed.authorization_id
-      WHERE listed.order_id = orders.id AND authz.status <> 'valid')"""
-_ORDERS_INVALID = """
-UPDATE orders SET status = 'invalid', error = ?
-WHERE status = 'pending'
-  AND id IN (SELECT order_id FROM order_authorizations WHERE authorization_id = ?)"""
+  AND id IN (SELECT order_id FROM order_authorizations WHERE authorization_id = ?)"""  # noqa: S608
+_LISTED = f"""
+SELECT {AUTHORIZATION_COLUMNS} FROM authorizations
+WHERE id IN (SELECT authorization_id FROM order_authorizations WHERE order_id = ?)"""  # noqa: S608
 
 
 class AuthorizationMethods(SqliteBase):
     async def get_authorization(self, authorization_id: str) -> Authorization:
         rows = await self._read(_BY_ID, (authorization_id,))
         if not rows:
-            raise NotFound(f"no authorization {authorization_id}")
+            raise guards.not_found("authorization", authorization_id)
         return to_authorization(rows[0])
 
     async def find_reusable_authorization(
@@ -115,16 +112,14 @@ class AuthorizationMethods(SqliteBase):
         expires: datetime | None = None,
     ) -> Authorization:
         values = (status.value, optional_text(expires), authorization_id, expected.value)
-        rows = await self._write(_SET_AUTHORIZATION, values)
-        if not rows:
-            found = await self._status(_AUTHORIZATION_STATUS, "authorization", authorization_id)
-            raise Conflict(f"authorization {authorization_id} is {found}, not {expected}")
-        return to_authorization(rows[0])
+        row = await self._compare_and_set(_SET_AUTHORIZATION, values, "authorization",
+                                          authorization_id, expected.value)
+        return to_authorization(row)
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
         rows = await self._read(_CHALLENGE, (challenge_id,))
         if not rows:
-            raise NotFound(f"no challenge {challenge_id}")
+            raise guards.not_found("challenge", challenge_id)
         return to_challenge(rows[0])
 
     async def update_challenge(
@@ -135,13 +130,13 @@ class AuthorizationMethods(SqliteBase):
         status: ChallengeStatus,
         error: str | None = None,
         validated_at: datetime | None = None,
+        processing_since: datetime | None = None,
     ) -> Challenge:
-        values = (status.value, error, optional_text(validated_at), challenge_id, expected.value)
-        rows = await self._write(_SET_CHALLENGE, values)
-        if not rows:
-            found = await self._status(_CHALLENGE_STATUS, "challenge", challenge_id)
-            raise Conflict(f"challenge {challenge_id} is {found}, not {expected}")
-        return to_challenge(rows[0])
+        values = (status.value, error, optional_text(validated_at),
+                  optional_text(processing_since), challenge_id, expected.value)
+        row = await self._compare_and_set(_SET_CHALLENGE, values, "challenge", challenge_id,
+                                          expected.value)
+        return to_challenge(row)
 
     async def record_validation(
         self,
@@ -152,46 +147,45 @@ class AuthorizationMethods(SqliteBase):
         validated_at: datetime,
         authorization_expires: datetime | None,
     ) -> tuple[Challenge, Authorization]:
-        if valid:
-            settled = (ChallengeStatus.VALID.value, AuthorizationStatus.VALID.value)
-        else:
-            settled = (ChallengeStatus.INVALID.value, AuthorizationStatus.INVALID.value)
-        challenge_values = (settled[0], error, to_text(validated_at), challenge_id)
+        outcome = states.settled(valid)
+        challenge_values = (outcome.challenge.value, error, to_text(validated_at), None,
+                            challenge_id, ChallengeStatus.PROCESSING.value)
         expires = optional_text(authorization_expires)
+        pending = AuthorizationStatus.PENDING.value
 
-        async def settle(conn: Connection) -> list[sqlite3.Row]:
-            rows = list(await conn.execute_fetchall(_SETTLE_CHALLENGE, challenge_values))
+        async def settle(conn: Connection) -> Authorization:
+            rows = list(await conn.execute_fetchall(_SET_CHALLENGE, challenge_values))
             if not rows:
-                found = list(await conn.execute_fetchall(_CHALLENGE_STATUS, (challenge_id,)))
-                if not found:
-                    raise NotFound(f"no challenge {challenge_id}")
-                raise Conflict(f"challenge {challenge_id} is {found[0]['status']}, "
-                               "not processing")
+                raise await refusal(conn, "challenge", challenge_id, "processing")
             authorization_id = rows[0]["authorization_id"]
-            rows = list(await conn.execute_fetchall(
-                _SETTLE_AUTHORIZATION, (settled[1], expires, authorization_id)))
+            rows = list(await conn.execute_fetchall(_SET_AUTHORIZATION, (
+                outcome.authorization.value, expires, authorization_id, pending)))
             if not rows:  # raising rolls the challenge back to PROCESSING
-                found = list(await conn.execute_fetchall(
-                    _AUTHORIZATION_STATUS, (authorization_id,)))
-                raise Conflict(f"authorization {authorization_id} is {found[0]['status']}, "
-                               "not pending")
-            if valid:
-                await conn.execute_fetchall(_ORDERS_READY, (authorization_id,))
-            else:
-                await conn.execute_fetchall(_ORDERS_INVALID, (error, authorization_id))
-            return rows
+                raise await refusal(conn, "authorization", authorization_id, pending)
+            for order_row in await conn.execute_fetchall(_PENDING_ORDERS, (authorization_id,)):
+                await _settle_order(conn, to_order(order_row), validated_at)
+            return to_authorization(rows[0])
 
-        rows = await self._transaction(settle)
-        authz = to_authorization(rows[0])
+        authz = await self._transaction(settle)
         challenge = next(c for c in authz.challenges if c.id == challenge_id)
         return challenge, authz
 
-    async def processing_challenges(self) -> list[Challenge]:
-        return [to_challenge(row) for row in await self._read(_PROCESSING)]
+    async def processing_challenges(
+        self, started_before: datetime, *, limit: int
+    ) -> list[Challenge]:
+        guards.check_limit(limit)
+        rows = await self._read(_PROCESSING, (to_text(started_before), limit))
+        return [to_challenge(row) for row in rows]
 
-    async def _status(self, sql: str, what: str, row_id: str) -> str:
-        """The status of a row a compare-and-set did not change; ``NotFound`` if none."""
-        rows = await self._read(sql, (row_id,))
-        if not rows:
-            raise NotFound(f"no {what} {row_id}")
-        return str(rows[0]["status"])
+
+async def _settle_order(conn: Connection, order: Order, now: datetime) -> None:
+    """Inside ``record_validation``: what ``states.order_change`` makes of a pending
+    ``order`` given all its authorizations as they now are, set by compare-and-set."""
+    listed = [to_authorization(row)
+              for row in await conn.execute_fetchall(_LISTED, (order.id,))]
+    change = states.order_change(order, listed, now)
+    if change is None:
+        return
+    values = (change.status.value, change.error, order.id, OrderStatus.PENDING.value)
+    if not list(await conn.execute_fetchall(SET_ORDER_STATUS, values)):
+        raise await refusal(conn, "order", order.id, OrderStatus.PENDING.value)

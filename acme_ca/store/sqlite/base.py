@@ -1,25 +1,52 @@
-"""What every part of the SQLite backend shares: the connections, and time as text.
+"""What every part of the SQLite backend shares: its concurrency contract, the
+connections, the explanation of a refused compare-and-set, and time as text.
+
+The concurrency contract of the engine (``connection``, ``commits``, ``opening``):
+
+- Who shares what. Several stores may open one file: the processes of ``serve
+  --workers N``, a command run beside the server, tests' second store. Each store
+  has three connections: a writer, a reader, and one to the nonce file.
+- What a reader sees. ``_read`` runs one statement on the reader connection (WAL,
+  ``query_only``, autocommit): it sees the last state committed when the statement
+  began, whoever wrote it, and never a write still in progress, not even its own
+  store's. Two reads may see two different committed states. A write returns only
+  once committed, so a read issued after a write returned sees it, in any process.
+  (``:memory:``: reader and writer are one connection; a batch runs and commits
+  without yielding to another task, so no read sees it half-done.)
+- How writers are serialised. In a process, every write goes through the store's
+  ``GroupCommit`` queue: one batch at a time, its writers in arrival order, each in a
+  SAVEPOINT of one ``BEGIN IMMEDIATE`` transaction. Across processes, ``BEGIN
+  IMMEDIATE`` takes the file's single write lock, waited for off the event loop up
+  to ``BUSY_TIMEOUT_MS`` (then ``StoreError``). So one writer body runs at a time on
+  the whole file, and what it reads inside its transaction is what it changes:
+  writers are serialisable.
+- What group commit promises. A writer's statements are kept all or none (its
+  savepoint); a writer hears its outcome, success or its own failure, only after the
+  COMMIT holding its batch returned (``synchronous = FULL``: it survives power loss);
+  if the batch fails, every writer of it gets ``StoreError`` and nothing is kept.
+- Why compare-and-sets are enough. Each change names the state it expects (``UPDATE
+  ... WHERE status = ? RETURNING``) and runs alone (above): of two racers the second
+  finds the state the first left and changes nothing, and ``_compare_and_set`` reads
+  why in the same transaction (``guards.refused``). A change that depends on other
+  rows (``record_validation``: the orders listing an authorization and all their
+  authorizations) reads them in the transaction that changes them, so nothing changes
+  them in between; a backend whose writers run concurrently must lock those rows first
+  (``Store`` contract, base.py). SQL decides no state: ``domain/states.py`` does.
+- Nonces. A file of their own, autocommit, no fsync (``opening``, ``nonces``): one
+  ``DELETE ... RETURNING`` under that file's write lock consumes a nonce, so exactly one
+  of two consumers, in any process, gets it. Nonces outlive a restart, not a reboot.
+
+Statements run on the event loop's thread unless they wait on the disk (COMMIT) or
+for another process's lock (``connection``): no connection used on the loop has a
+busy handler. A UNIQUE or PRIMARY KEY violation becomes ``Conflict`` ("it already
+exists"); any other sqlite3 error becomes ``StoreError``.
 
 ``SqliteStore`` is assembled from one class per group of entities (certificates in
-``store.py``, then ``accounts``, ``orders``, ``authorizations`` and
-``nonces``); each of them inherits ``SqliteBase`` for the plumbing below.
-The connections themselves are opened in ``opening``.
-
-Four ways to reach the database:
-
-- ``_read(sql, params)``: one statement on the reader connection, its rows returned;
-  it sees what is committed, and never waits for a writer.
-- ``_write(sql, params)``: one statement as a transaction of its own, so a
-  compare-and-set ``UPDATE ... WHERE status = ? RETURNING ...`` needs nothing more.
-- ``_transaction(body)``: ``body(conn)`` runs several statements as one transaction.
-  Both writes return once their transaction is durable (``commits``: commits
-  are shared by the writers of a batch).
-- ``_nonce_conn``: the nonce database (``nonces``).
-
-Statements run on the event loop's thread unless they wait on the disk (see
-``connection``), so one statement's effects are never interleaved with
-another coroutine's. A UNIQUE or PRIMARY KEY violation becomes ``Conflict`` ("it
-already exists"); any other sqlite3 error becomes ``StoreError``.
+``store.py``, then ``accounts``, ``orders``, ``authorizations``, ``nonces`` and
+``leases``); each inherits ``SqliteBase``, whose ways to reach the database are:
+``_read`` (above), ``_write`` (one statement as a transaction of its own),
+``_compare_and_set`` (one guarded statement, its refusal explained) and
+``_transaction`` (``body(conn)``: several statements as one transaction).
 """
 
 from __future__ import annotations
@@ -30,6 +57,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from acme_ca.errors import Conflict, StoreError
+from acme_ca.store import guards
 from acme_ca.store.sqlite.commits import GroupCommit
 from acme_ca.store.sqlite.connection import Connection
 from acme_ca.store.sqlite.opening import BUSY_TIMEOUT_MS, Connections
@@ -40,6 +68,14 @@ Params = Iterable[object]
 _ALREADY_EXISTS = frozenset(
     {sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY}
 )
+# The state of a row, by the kind ``guards`` names it with.
+_STATE_OF = {
+    "account": "SELECT status FROM accounts WHERE id = ?",
+    "order": "SELECT status FROM orders WHERE id = ?",
+    "authorization": "SELECT status FROM authorizations WHERE id = ?",
+    "challenge": "SELECT status FROM challenges WHERE id = ?",
+    "certificate": "SELECT status FROM certificates WHERE serial = ?",
+}
 
 
 class SqliteBase:
@@ -81,6 +117,20 @@ class SqliteBase:
 
         return await self._transaction(statement)
 
+    async def _compare_and_set(
+        self, sql: str, params: Params, kind: str, row_id: str, expected: str
+    ) -> sqlite3.Row:
+        """The row a guarded statement returned; when it changed nothing, the refusal
+        (``guards.refused``), read in the same transaction."""
+
+        async def guarded(conn: Connection) -> sqlite3.Row:
+            rows = list(await conn.execute_fetchall(sql, params))
+            if not rows:
+                raise await refusal(conn, kind, row_id, expected)
+            return rows[0]
+
+        return await self._transaction(guarded)
+
     async def _transaction(self, body: Callable[[Connection], Awaitable[T]]) -> T:
         """``body(writer)`` atomically, returning once that is durable; any exception
         from ``body`` undoes what it wrote."""
@@ -105,6 +155,13 @@ class SqliteBase:
         ):
             return Conflict(f"the row already exists ({exc})")
         return StoreError(f"{self._path}: {exc}")
+
+
+async def refusal(conn: Connection, kind: str, row_id: str, expected: str) -> StoreError:
+    """Inside a transaction whose compare-and-set on the ``kind`` row ``row_id`` changed
+    nothing: why (``NotFound`` or ``Conflict``, worded by ``guards.refused``)."""
+    rows = list(await conn.execute_fetchall(_STATE_OF[kind], (row_id,)))
+    return guards.refused(kind, row_id, str(rows[0]["status"]) if rows else None, expected)
 
 
 def to_text(moment: datetime) -> str:

@@ -5,7 +5,8 @@ most frequent writes of all, and the only ones that need not survive a crash (a
 client that loses its nonce gets badNonce and retries with a fresh one). They live
 in a database file of their own, written without fsync (``opening``), shared by
 every process of the store, so a nonce issued by one process can be consumed by
-another.
+another, and kept across restarts; the file forgets them all when it is opened in
+another boot than the one it was written in (``opening``).
 
 ``consume_nonce`` is one ``DELETE ... RETURNING``: SQLite runs it under the write
 lock, so of two concurrent consumers of one nonce exactly one gets the row back.
@@ -26,7 +27,6 @@ T = TypeVar("T")
 _ADD = "INSERT INTO nonces (nonce, expires) VALUES (?, ?)"
 _CONSUME = "DELETE FROM nonces WHERE nonce = ? RETURNING expires"
 _PURGE = "DELETE FROM nonces WHERE expires <= ? RETURNING 1"
-_FORGET = "DELETE FROM nonces"
 
 
 class NonceMethods(SqliteBase):
@@ -55,9 +55,6 @@ class NonceMethods(SqliteBase):
         """Delete the nonces expired at ``now``; returns how many. Not in the Protocol."""
         moment = to_text(now)
         return len(await self._on_nonces(lambda raw: raw.execute(_PURGE, (moment,)).fetchall()))
-
-    async def forget_nonces(self) -> None:
-        await self._on_nonces(lambda raw: raw.execute(_FORGET))
 
     async def _on_nonces(self, call: Callable[[sqlite3.Connection], T]) -> T:
         return await self._unslept(self._nonce_conn, call)

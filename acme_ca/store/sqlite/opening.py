@@ -13,6 +13,13 @@
   worker can be redeemed at another. If the file is damaged (a power loss while
   unsynced; checked with ``PRAGMA quick_check``), it is started afresh, once.
 
+  Restarting a process forgets no nonce: what a process committed is in the kernel's
+  page cache even if it is killed. A crash of the machine may lose a consumption that
+  was never written to the disk, and so let a used nonce be accepted again; so the file
+  remembers the boot it was written in (``/proc/sys/kernel/random/boot_id``) and
+  forgets every nonce when opened in another one. Where the boot cannot be told (no
+  such file), every opening forgets them: at worst a client gets badNonce and retries.
+
 The reader and the nonce connection run their statements on the event loop with
 busy_timeout 0: whatever lock another process holds is waited for in the connection's
 thread (``Connection.without_sleeping``), never by putting the loop to sleep.
@@ -33,7 +40,7 @@ from pathlib import Path
 
 from acme_ca.errors import StoreError
 from acme_ca.store.sqlite.connection import Connection
-from acme_ca.store.sqlite.migrate import migrate_sqlite
+from acme_ca.store.sqlite.migrate import migrate_sqlite, sqlite_immediate
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,10 @@ NONCE_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS nonces ("
     " nonce TEXT NOT NULL PRIMARY KEY, expires TEXT NOT NULL) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires)",
+    # One row: the boot the nonces were written in (see the module docstring).
+    "CREATE TABLE IF NOT EXISTS boot (id TEXT NOT NULL)",
 )
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 @dataclass(frozen=True)
@@ -67,8 +77,17 @@ def nonce_path(target: str) -> str:
     return str(path.with_name(f"{path.stem}-nonces{path.suffix}"))
 
 
-async def open_connections(target: str, applied_at: str) -> Connections:
-    """Open, configure and migrate the database at ``target`` (created 0600 if missing)."""
+def read_boot_id(path: Path = BOOT_ID) -> str | None:
+    """This boot's id (Linux: a random UUID drawn at each boot); None if unknown."""
+    try:
+        return path.read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+async def open_connections(target: str, applied_at: str, boot: str | None) -> Connections:
+    """Open, configure and migrate the database at ``target`` (created 0600 if missing);
+    ``boot``: this boot's id (``read_boot_id``), for the nonce file."""
     _check_sqlite_version()
     memory = target == MEMORY
     if not memory:
@@ -89,7 +108,7 @@ async def open_connections(target: str, applied_at: str) -> Connections:
             opened.append(reader)
             await reader.execute("PRAGMA query_only = 1")
             await reader.execute("PRAGMA busy_timeout = 0")  # waits off the loop: see _read
-        nonces = await _open_nonces(MEMORY if memory else nonce_path(target))
+        nonces = await _open_nonces(MEMORY if memory else nonce_path(target), boot)
     except BaseException as exc:
         for conn in reversed(opened):
             await conn.close()
@@ -99,13 +118,13 @@ async def open_connections(target: str, applied_at: str) -> Connections:
     return Connections(writer, reader, nonces)
 
 
-async def _open_nonces(path: str) -> Connection:
+async def _open_nonces(path: str, boot: str | None) -> Connection:
     try:
-        return await _try_open_nonces(path)
+        return await _try_open_nonces(path, boot)
     except sqlite3.DatabaseError as exc:
         if path == MEMORY or not _is_damage(exc):
             raise
-    return await _start_nonces_afresh(path)
+    return await _start_nonces_afresh(path, boot)
 
 
 def _is_damage(exc: sqlite3.DatabaseError) -> bool:
@@ -114,7 +133,7 @@ def _is_damage(exc: sqlite3.DatabaseError) -> bool:
     return not isinstance(exc, sqlite3.OperationalError)
 
 
-async def _start_nonces_afresh(path: str) -> Connection:
+async def _start_nonces_afresh(path: str, boot: str | None) -> Connection:
     """Replace a damaged nonce file with an empty one, once: processes that open it at
     the same moment (``serve --workers N``) take turns on an exclusive lock of
     ``<file>.lock`` (a file of its own: a lock on the database file itself would mix
@@ -124,7 +143,7 @@ async def _start_nonces_afresh(path: str) -> Connection:
     try:
         await loop.run_in_executor(None, fcntl.flock, lock, fcntl.LOCK_EX)
         try:
-            return await _try_open_nonces(path)  # another process did it meanwhile
+            return await _try_open_nonces(path, boot)  # another process did it meanwhile
         except sqlite3.DatabaseError as exc:
             if not _is_damage(exc):
                 raise
@@ -133,12 +152,12 @@ async def _start_nonces_afresh(path: str) -> Connection:
                     path, reason)
         for suffix in ("-wal", "-shm", ""):
             Path(path + suffix).unlink(missing_ok=True)
-        return await _try_open_nonces(path)
+        return await _try_open_nonces(path, boot)
     finally:
         os.close(lock)  # releases the lock
 
 
-async def _try_open_nonces(path: str) -> Connection:
+async def _try_open_nonces(path: str, boot: str | None) -> Connection:
     if path != MEMORY:
         _create_private_file(path)
     conn = await Connection.connect(path, durable=False)
@@ -152,12 +171,26 @@ async def _try_open_nonces(path: str) -> Connection:
         found = [row[0] for row in await conn.execute_fetchall("PRAGMA quick_check")]
         if found != ["ok"]:
             raise sqlite3.DatabaseError("; ".join(map(str, found[:3])))
+        await _forget_another_boot(conn, boot)
         # From here on the event loop never sleeps on this file's lock (nonces.py).
         await conn.execute("PRAGMA busy_timeout = 0")
     except BaseException:
         await conn.close()
         raise
     return conn
+
+
+async def _forget_another_boot(conn: Connection, boot: str | None) -> None:
+    """Forget every nonce unless the file was written in this boot, and say it is now:
+    in one transaction, so that processes opening it together forget once, before any
+    of them issues a nonce."""
+    async with sqlite_immediate(conn):
+        rows = await conn.execute_fetchall("SELECT id FROM boot")
+        if boot is None or [row[0] for row in rows] != [boot]:
+            await conn.execute("DELETE FROM nonces")
+            await conn.execute("DELETE FROM boot")
+            if boot is not None:
+                await conn.execute("INSERT INTO boot (id) VALUES (?)", (boot,))
 
 
 async def _configure(conn: Connection, *, wal: bool) -> None:

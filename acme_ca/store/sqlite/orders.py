@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import NoReturn
 
 from acme_ca.domain.models import Authorization, CertificateStatus, Order, OrderStatus
-from acme_ca.errors import Conflict, NotFound
-from acme_ca.store.sqlite.base import SqliteBase
+from acme_ca.errors import Conflict
+from acme_ca.store import guards
+from acme_ca.store.sqlite.base import SqliteBase, refusal
 from acme_ca.store.sqlite.connection import Connection
 from acme_ca.store.sqlite.rows import (
     ORDER_COLUMNS,
@@ -54,7 +54,9 @@ SELECT id FROM orders
 WHERE account_id = ?1
   AND (created_at, id) > (SELECT created_at, id FROM orders WHERE id = ?3 AND account_id = ?1)
 ORDER BY created_at, id LIMIT ?2"""
-_SET_STATUS = f"""
+# (status, error, id, expected): a compare-and-set, also in start_issuance and
+# record_validation.
+SET_ORDER_STATUS = f"""
 UPDATE orders SET status = ?, error = COALESCE(?, error)
 WHERE id = ? AND status = ?
 RETURNING {ORDER_COLUMNS}"""  # noqa: S608
@@ -86,7 +88,6 @@ WHERE status = 'processing' AND COALESCE((
     SELECT MAX(created_at) FROM certificates WHERE order_id = orders.id
 ), created_at) <= ?1
 ORDER BY created_at, id LIMIT ?2"""  # noqa: S608
-_ORDER_STATUS = "SELECT status FROM orders WHERE id = ?"
 _CERTIFICATE_STATE = "SELECT status, order_id FROM certificates WHERE serial = ?"
 
 
@@ -94,7 +95,7 @@ class OrderMethods(SqliteBase):
     async def create_order(
         self, order: Order, new_authorizations: Sequence[Authorization]
     ) -> Order:
-        _check_new_order(order, new_authorizations)
+        guards.check_new_order(order, new_authorizations)
         values = order_row(order)
         authorizations = [authorization_row(authz) for authz in new_authorizations]
         challenges = [
@@ -127,14 +128,13 @@ class OrderMethods(SqliteBase):
     async def get_order(self, order_id: str) -> Order:
         rows = await self._read(_BY_ID, (order_id,))
         if not rows:
-            raise NotFound(f"no order {order_id}")
+            raise guards.not_found("order", order_id)
         return to_order(rows[0])
 
     async def list_account_orders(
         self, account_id: str, *, limit: int, after: str | None = None
     ) -> list[str]:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
+        guards.check_limit(limit)
         if after is None:
             rows = await self._read(_FIRST_PAGE, (account_id, limit))
         else:
@@ -151,11 +151,9 @@ class OrderMethods(SqliteBase):
     ) -> Order:
         if status is OrderStatus.VALID:
             raise ValueError("an order becomes valid only with its certificate: finish_order")
-        rows = await self._write(_SET_STATUS, (status.value, error, order_id, expected.value))
-        if not rows:
-            found = await self._order_status(order_id)
-            raise Conflict(f"order {order_id} is {found}, not {expected}")
-        return to_order(rows[0])
+        values = (status.value, error, order_id, expected.value)
+        return to_order(await self._compare_and_set(SET_ORDER_STATUS, values, "order", order_id,
+                                                    expected.value))
 
     async def finish_order(self, order_id: str, serial: str, der: bytes) -> Order:
         async def finish(conn: Connection) -> Order:
@@ -165,12 +163,12 @@ class OrderMethods(SqliteBase):
                 if status is CertificateStatus.RESERVED:
                     raise Conflict(f"certificate {serial} was reserved for order {owner}, "
                                    f"not {order_id}")
-                raise Conflict(f"certificate {serial} is {status}, not reserved")
+                raise guards.refused("certificate", serial, status.value, "reserved")
             rows = list(await conn.execute_fetchall(_FINISH, (serial, order_id)))
             if not rows:  # ended meanwhile (a sweeper): the certificate stays stored
                 rows = list(await conn.execute_fetchall(_BY_ID, (order_id,)))
                 if not rows:  # raising rolls the certificate back to RESERVED
-                    raise NotFound(f"no order {order_id}")
+                    raise guards.not_found("order", order_id)
             return to_order(rows[0])
 
         return await self._transaction(finish)
@@ -185,7 +183,7 @@ class OrderMethods(SqliteBase):
                                    f"not {order_id}")
                 if status is CertificateStatus.RESERVED:
                     raise Conflict(f"certificate {serial} is reserved, not stored")
-                await refuse_order_change(conn, order_id, "processing")
+                raise await refusal(conn, "order", order_id, "processing")
             return to_order(rows[0])
 
         return await self._transaction(complete)
@@ -194,41 +192,10 @@ class OrderMethods(SqliteBase):
         rows = await self._read(_FOR_AUTHORIZATION, (authorization_id,))
         return [to_order(row) for row in rows]
 
-    async def _order_status(self, order_id: str) -> str:
-        rows = await self._read(_ORDER_STATUS, (order_id,))
-        if not rows:
-            raise NotFound(f"no order {order_id}")
-        return str(rows[0]["status"])
-
-
-async def refuse_order_change(conn: Connection, order_id: str, expected: str) -> NoReturn:
-    """After a compare-and-set on the order changed nothing, inside its transaction:
-    ``NotFound`` if there is no such order, else ``Conflict`` naming its status."""
-    found = list(await conn.execute_fetchall(_ORDER_STATUS, (order_id,)))
-    if not found:
-        raise NotFound(f"no order {order_id}")
-    raise Conflict(f"order {order_id} is {found[0]['status']}, not {expected}")
-
 
 async def _certificate_state(conn: Connection, serial: str) -> tuple[CertificateStatus, str | None]:
     """The status of the certificate ``serial`` and the order it is for; ``NotFound``."""
     rows = list(await conn.execute_fetchall(_CERTIFICATE_STATE, (serial,)))
     if not rows:
-        raise NotFound(f"no certificate with serial {serial}")
+        raise guards.not_found("certificate", serial)
     return CertificateStatus(rows[0]["status"]), rows[0]["order_id"]
-
-
-def _check_new_order(order: Order, new_authorizations: Sequence[Authorization]) -> None:
-    """Programming errors the schema would not catch, or would catch less clearly."""
-    listed = order.authorization_ids
-    if len(set(listed)) != len(listed):
-        raise ValueError(f"order {order.id} lists an authorization twice")
-    for authz in new_authorizations:
-        if authz.id not in listed:
-            raise ValueError(f"new authorization {authz.id} is not listed by order {order.id}")
-        if authz.account_id != order.account_id:
-            raise ValueError(f"new authorization {authz.id} belongs to another account")
-        for challenge in authz.challenges:
-            if challenge.authorization_id != authz.id:
-                raise ValueError(f"challenge {challenge.id} names authorization "
-                                 f"{challenge.authorization_id}, not {authz.id}")

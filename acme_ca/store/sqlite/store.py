@@ -14,8 +14,8 @@ JSON array. All SQL is parameterised. sqlite3 errors surface as ``StoreError``
 (a UNIQUE or PRIMARY KEY violation as ``Conflict``).
 
 The certificate methods live here; the ACME resources in ``accounts``,
-``orders``, ``authorizations`` and ``nonces``, the plumbing they share
-in ``base``.
+``orders``, ``authorizations`` and ``nonces``, leases in ``leases``, the plumbing
+they share and the concurrency contract in ``base``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from acme_ca.clock import Clock, SystemClock
@@ -35,7 +35,8 @@ from acme_ca.domain.models import (
     Order,
     OrderStatus,
 )
-from acme_ca.errors import Conflict, NotFound, StoreError
+from acme_ca.errors import Conflict, StoreError
+from acme_ca.store import guards
 from acme_ca.store.sqlite import accounts as sqlite_accounts
 from acme_ca.store.sqlite import orders as sqlite_orders
 from acme_ca.store.sqlite.accounts import AccountMethods
@@ -45,13 +46,15 @@ from acme_ca.store.sqlite.base import (
     from_text,
     optional_text,
     optional_time,
+    refusal,
     to_text,
 )
 from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.leases import LeaseMethods
 from acme_ca.store.sqlite.migrate import sqlite_schema_version
 from acme_ca.store.sqlite.nonces import NonceMethods
-from acme_ca.store.sqlite.opening import MEMORY, open_connections
-from acme_ca.store.sqlite.orders import OrderMethods
+from acme_ca.store.sqlite.opening import MEMORY, open_connections, read_boot_id
+from acme_ca.store.sqlite.orders import SET_ORDER_STATUS, OrderMethods
 from acme_ca.store.sqlite.rows import (
     account_row,
     authorization_row,
@@ -65,17 +68,19 @@ __all__ = ["MEMORY", "SqliteStore", "from_text", "to_text"]
 # Rows are read with SELECT * and mapped by column name, so a later migration that
 # adds a column breaks nothing here.
 _SELECT_ONE = "SELECT * FROM certificates WHERE serial = ?"
-_SELECT_STATUS = "SELECT status FROM certificates WHERE serial = ?"
 _INSERT = """
 INSERT INTO certificates (
     serial, issuer, names, profile, not_before, not_after, created_at, status, der,
     account_id, order_id, revoked_at, revocation_reason
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (serial) DO NOTHING"""
-_STORE = "UPDATE certificates SET status = ?, der = ? WHERE serial = ? AND status = ?"
+_STORE = """
+UPDATE certificates SET status = 'issued', der = ? WHERE serial = ? AND status = 'reserved'
+RETURNING *"""
 _REVOKE = """
-UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?
-WHERE serial = ? AND status = ?"""
+UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
+WHERE serial = ? AND status = 'issued'
+RETURNING *"""
 # Only certificates still valid after a moment: a range of certificates_by_not_after.
 _LATEST_EXPIRY = """
 SELECT MAX(not_after) AS latest FROM certificates WHERE not_after > ? AND issuer = ?"""
@@ -89,18 +94,26 @@ SELECT * FROM certificates WHERE status = ? AND (created_at, serial) > (?, ?)
 ORDER BY created_at, serial LIMIT ?"""
 
 
-class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMethods, SqliteBase):
+class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, AuthorizationMethods,
+                  SqliteBase):
     """``Store`` on one SQLite file (or ``:memory:`` for tests)."""
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str], *, clock: Clock | None = None) -> SqliteStore:
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock | None = None,
+        boot_id: Callable[[], str | None] = read_boot_id,
+    ) -> SqliteStore:
         """Open (creating it 0600 if missing) and migrate the database at ``path``.
 
-        The parent directory must exist. ``clock`` stamps the migrations applied.
+        The parent directory must exist. ``clock`` stamps the migrations applied;
+        ``boot_id`` tells this boot from another, for the nonce file (``opening``).
         """
         target = os.fspath(path)
         applied_at = to_text((clock or SystemClock()).now())
-        return cls(await open_connections(target, applied_at), target)
+        return cls(await open_connections(target, applied_at, boot_id()), target)
 
     async def bulk_insert(
         self,
@@ -142,7 +155,7 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
         return await sqlite_schema_version(self._reader)
 
     async def reserve_serial(self, record: CertificateRecord) -> None:
-        _check_reservation(record)
+        guards.check_reservation(record)
         values = _to_row(record)
 
         async def insert(conn: Connection) -> None:
@@ -153,17 +166,14 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
         await self._transaction(insert)
 
     async def start_issuance(self, order_id: str, record: CertificateRecord) -> Order:
-        _check_reservation(record)
-        if record.order_id != order_id:
-            raise ValueError(f"the reserved serial is for order {record.order_id}, "
-                             f"not {order_id}")
+        guards.check_reservation(record, order_id)
         values = _to_row(record)
         change = (OrderStatus.PROCESSING.value, None, order_id, OrderStatus.READY.value)
 
         async def start(conn: Connection) -> Order:
-            rows = list(await conn.execute_fetchall(sqlite_orders._SET_STATUS, change))
+            rows = list(await conn.execute_fetchall(SET_ORDER_STATUS, change))
             if not rows:
-                await sqlite_orders.refuse_order_change(conn, order_id, "ready")
+                raise await refusal(conn, "order", order_id, "ready")
             async with conn.execute(_INSERT, values) as cursor:
                 if cursor.rowcount != 1:  # nothing of this transaction is kept
                     raise StoreError(f"certificate serial {record.serial} already exists")
@@ -174,8 +184,7 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
     async def processing_orders(
         self, started_before: datetime, *, limit: int
     ) -> list[tuple[Order, CertificateRecord | None]]:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
+        guards.check_limit(limit)
         rows = await self._read(sqlite_orders.PROCESSING_SINCE, (to_text(started_before), limit))
         found: list[tuple[Order, CertificateRecord | None]] = []
         for row in rows:
@@ -185,43 +194,23 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
         return found
 
     async def store_certificate(self, serial: str, der: bytes) -> CertificateRecord:
-        issued, reserved = CertificateStatus.ISSUED.value, CertificateStatus.RESERVED.value
-
-        async def store(conn: Connection) -> CertificateRecord:
-            async with conn.execute(_STORE, (issued, der, serial, reserved)) as cursor:
-                changed = cursor.rowcount == 1
-            if not changed:
-                status = await _status(conn, serial)
-                raise Conflict(f"certificate {serial} is {status}, not reserved")
-            return await _fetch(conn, serial)
-
-        return await self._transaction(store)
+        row = await self._compare_and_set(_STORE, (der, serial), "certificate", serial,
+                                          CertificateStatus.RESERVED.value)
+        return _to_record(row)
 
     async def get_certificate(self, serial: str) -> CertificateRecord:
-        return _the_record(await self._read(_SELECT_ONE, (serial,)), serial)
+        rows = await self._read(_SELECT_ONE, (serial,))
+        if not rows:
+            raise guards.not_found("certificate", serial)
+        return _to_record(rows[0])
 
     async def revoke_certificate(
         self, serial: str, reason: int, revoked_at: datetime
     ) -> CertificateRecord:
-        values = (
-            CertificateStatus.REVOKED.value,
-            to_text(revoked_at),
-            reason,
-            serial,
-            CertificateStatus.ISSUED.value,
-        )
-
-        async def revoke(conn: Connection) -> CertificateRecord:
-            async with conn.execute(_REVOKE, values) as cursor:
-                changed = cursor.rowcount == 1
-            if not changed:
-                status = await _status(conn, serial)
-                if status is CertificateStatus.REVOKED:
-                    raise Conflict(f"certificate {serial} is already revoked")
-                raise Conflict(f"certificate {serial} is {status}, not issued")
-            return await _fetch(conn, serial)
-
-        return await self._transaction(revoke)
+        values = (to_text(revoked_at), reason, serial)
+        row = await self._compare_and_set(_REVOKE, values, "certificate", serial,
+                                          CertificateStatus.ISSUED.value)
+        return _to_record(row)
 
     async def latest_expiry(self, issuer: str, *, after: datetime) -> datetime | None:
         rows = await self._read(_LATEST_EXPIRY, (to_text(after), issuer))
@@ -234,24 +223,18 @@ class SqliteStore(NonceMethods, AccountMethods, OrderMethods, AuthorizationMetho
         limit: int = 100,
         after_serial: str | None = None,
     ) -> list[CertificateRecord]:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
+        guards.check_limit(limit)
         key: tuple[str, str] = ("", "")  # before every row
         if after_serial is not None:
             found = await self._read(_PAGE_KEY, (after_serial,))
             if not found:
-                raise NotFound(f"no certificate with serial {after_serial}")
+                raise guards.not_found("certificate", after_serial)
             key = (found[0]["created_at"], found[0]["serial"])
         if status is None:
             rows = await self._read(_LIST_ALL, (*key, limit))
         else:
             rows = await self._read(_LIST_BY_STATUS, (status.value, *key, limit))
         return [_to_record(row) for row in rows]
-
-
-def _check_reservation(record: CertificateRecord) -> None:
-    if record.status is not CertificateStatus.RESERVED or record.der is not None:
-        raise ValueError("a reservation is a RESERVED record without DER")
 
 
 def _to_row(record: CertificateRecord) -> tuple[object, ...]:
@@ -288,20 +271,3 @@ def _to_record(row: sqlite3.Row) -> CertificateRecord:
         revoked_at=optional_time(row["revoked_at"]),
         revocation_reason=row["revocation_reason"],
     )
-
-
-async def _fetch(conn: Connection, serial: str) -> CertificateRecord:
-    return _the_record(list(await conn.execute_fetchall(_SELECT_ONE, (serial,))), serial)
-
-
-def _the_record(rows: list[sqlite3.Row], serial: str) -> CertificateRecord:
-    if not rows:
-        raise NotFound(f"no certificate with serial {serial}")
-    return _to_record(rows[0])
-
-
-async def _status(conn: Connection, serial: str) -> CertificateStatus:
-    rows = list(await conn.execute_fetchall(_SELECT_STATUS, (serial,)))
-    if not rows:
-        raise NotFound(f"no certificate with serial {serial}")
-    return CertificateStatus(rows[0]["status"])
