@@ -167,7 +167,7 @@ def server_tls(config: Config, store: Any, issuer: IssuerHolder) -> ServerTls:
 
 async def prepare_tls(config: Config) -> None:
     """Before forking workers: make sure a valid server TLS certificate is on disk."""
-    store = await open_store(config.storage.url)
+    store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     try:
         await server_tls(config, store, IssuerHolder(config)).start()
     finally:
@@ -180,7 +180,7 @@ async def serve(config: Config, worker: int = 0) -> None:
     process of any replica holds its lease (``build_app``, ``authority/background.py``)."""
     clock = SystemClock()
     issuer = IssuerHolder(config)
-    store = await open_store(config.storage.url)
+    store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     runner: web.AppRunner | None = None
     tasks: list[asyncio.Task[None]] = []
     try:

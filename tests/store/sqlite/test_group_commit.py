@@ -19,13 +19,8 @@ import pytest
 from acme_ca.domain.models import AccountStatus, OrderStatus
 from acme_ca.errors import Conflict, NotFound, StoreError
 from acme_ca.store import SqliteStore
-from tests.store.conftest import (
-    make_account,
-    make_order,
-    reservation,
-    thread_idle,
-    waits_in_thread,
-)
+from tests.store.conftest import make_account, make_order, reservation
+from tests.store.sqlite.conftest import thread_idle, waits_in_thread
 from tests.waiting import until, within
 
 

@@ -16,10 +16,15 @@ import pytest
 from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import SqliteStore
 from acme_ca.store.sqlite.opening import nonce_path, read_boot_id
-from tests.store.conftest import T0, thread_idle, waits_in_thread
+from tests.store.conftest import T0
+from tests.store.sqlite.conftest import thread_idle, waits_in_thread
 from tests.waiting import until, within
 
 LATER = T0 + timedelta(minutes=5)
+
+
+def raw(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    return contextlib.closing(sqlite3.connect(path))
 
 
 async def test_a_nonce_lock_held_by_another_process_never_stalls_the_event_loop(
@@ -246,3 +251,58 @@ async def test_closing_lets_a_nonce_call_waiting_for_a_lock_end_first(db_file: P
         other.close()
     assert results == [None, None, None]  # both calls ended before the close
     assert nonces._closed
+
+
+async def test_nonces_work_in_memory(memory_store: SqliteStore):
+    await memory_store.add_nonce("n", T0 + timedelta(minutes=1))
+    results = await asyncio.gather(*(memory_store.consume_nonce("n", T0) for _ in range(4)))
+    assert sorted(results) == [False, False, False, True]
+
+
+async def test_expired_nonces_are_purged_every_nth_consume(
+    acme_store: SqliteStore, db_file: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(acme_store, "purge_every", 3)
+    for n in range(5):
+        await acme_store.add_nonce(f"old-{n}", T0 + timedelta(seconds=n))
+    await acme_store.add_nonce("fresh", T0 + timedelta(hours=1))
+    later = T0 + timedelta(minutes=5)
+
+    def left() -> list[str]:
+        with raw(Path(nonce_path(str(db_file)))) as conn:
+            return [row[0] for row in conn.execute("SELECT nonce FROM nonces ORDER BY nonce")]
+
+    assert await acme_store.consume_nonce("unknown-1", later) is False
+    assert await acme_store.consume_nonce("unknown-2", later) is False
+    assert len(left()) == 6
+    assert await acme_store.consume_nonce("unknown-3", later) is False  # the third: purge
+    assert left() == ["fresh"]
+    assert await acme_store.purge_nonces(later) == 0
+
+
+async def test_nonces_skip_fsync_in_a_private_file_of_their_own(
+    acme_store: SqliteStore, db_file: Path
+):
+    """Nonces need no durability (RFC 8555 6.5: a lost nonce costs one badNonce retry);
+    the ACME state does (synchronous = FULL)."""
+    async def pragma(conn: object, name: str) -> int:
+        rows = await conn.execute_fetchall(f"PRAGMA {name}")  # type: ignore[attr-defined]
+        return int(next(iter(rows))[0])
+
+    connections = acme_store._connections
+    assert await pragma(connections.nonces, "synchronous") == 0
+    assert await pragma(connections.writer, "synchronous") == 2
+    assert await pragma(connections.reader, "query_only") == 1
+    assert Path(nonce_path(str(db_file))).stat().st_mode & 0o777 == 0o600
+
+
+async def test_an_unreadable_nonce_file_is_started_afresh(db_file: Path):
+    """After a power loss the unsynced nonce file may be damaged: nonces are disposable,
+    the store opens with an empty one."""
+    Path(nonce_path(str(db_file))).write_bytes(b"not a database at all" * 100)
+    store = await SqliteStore.open(db_file)
+    try:
+        await store.add_nonce("n", T0 + timedelta(minutes=1))
+        assert await store.consume_nonce("n", T0) is True
+    finally:
+        await store.close()
