@@ -228,11 +228,26 @@ def summarise(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if server != "acme-ca" or other is None:
             continue
         ratio: dict[str, Any] = {"kind": "ratio", "c": c, "of": "acme-ca/pebble"}
+        pairs = _pairs(groups[("acme-ca", c)], groups[("pebble", c)])
         for key in RATIOS:
             mine, theirs = summary[key]["median"], other[key]["median"]
             ratio[key] = round(mine / theirs, 3) if mine is not None and theirs else None
+            ratio[f"{key}_by_run"] = _spread(
+                [round(a[key] / b[key], 3) for a, b in pairs
+                 if a.get(key) is not None and b.get(key)]
+            )
         out.append(ratio)
     return out
+
+
+def _pairs(
+    ours: list[dict[str, Any]], theirs: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """acme-ca's and Pebble's complete runs of the same run number: run one after the
+    other, they met the same load from whatever else the machine was doing."""
+    done = {r.get("run"): r for r in theirs if r.get("complete", r["ok"] == r["n"])}
+    return [(r, done[r.get("run")]) for r in ours
+            if r.get("complete", r["ok"] == r["n"]) and r.get("run") in done]
 
 
 def _cell(figure: dict[str, Any], spec: str) -> str:
@@ -240,6 +255,14 @@ def _cell(figure: dict[str, Any], spec: str) -> str:
         return "-"
     med, low, high = (spec.format(figure[k]) for k in ("median", "min", "max"))
     return f"{med} ({low}-{high})"
+
+
+def _ratio(ratio: dict[str, Any], key: str) -> str:
+    by_run = ratio.get(f"{key}_by_run") or {"median": None}
+    text = _fmt(ratio[key], "{:.2f}")
+    if by_run["median"] is None:
+        return text
+    return f"{text} ({by_run['min']:.2f}-{by_run['max']:.2f})"
 
 
 def _failed(summary: dict[str, Any]) -> str:
@@ -269,9 +292,10 @@ def format_summary(summaries: list[dict[str, Any]], markdown: bool = False) -> s
     ratios = sorted((s for s in summaries if s["kind"] == "ratio"), key=lambda s: s["c"])
     cpu = "total CPU" if beside else "CPU"
     ratio_lines = [
-        f"C={r['c']}: issuances/s x{_fmt(r['issuances_per_s'], '{:.2f}')}, "
-        f"{cpu} per issuance x{_fmt(r['total_cpu_ms_per_issuance'], '{:.2f}')}, "
-        f"p99 x{_fmt(r['p99_total_ms'], '{:.2f}')} (acme-ca / pebble, medians)"
+        f"C={r['c']}: issuances/s x{_ratio(r, 'issuances_per_s')}, "
+        f"{cpu} per issuance x{_ratio(r, 'total_cpu_ms_per_issuance')}, "
+        f"p99 x{_ratio(r, 'p99_total_ms')} (acme-ca / pebble: ratio of the medians, "
+        "and the range of the ratios run by run)"
         for r in ratios
     ]
     if markdown:
