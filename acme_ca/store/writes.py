@@ -188,9 +188,13 @@ class WriteStore(Protocol):
         - the challenge PROCESSING -> VALID or INVALID (with ``error``);
         - its authorization PENDING -> VALID (``expires`` moved to
           ``authorization_expires`` when given) or INVALID;
-        - every PENDING order listing that authorization -> READY when all of its
-          authorizations are now VALID, or -> INVALID when this one failed (the
-          order's error is then ``error``, the challenge's problem document).
+        - every PENDING order listing that authorization -> what
+          ``domain.states.order_change`` makes of it at ``validated_at``: READY when
+          all of its authorizations are now VALID, INVALID when this one failed (the
+          order's error is then ``error``, the challenge's problem document) or
+          another is unusable. The backend locks those orders before it reads their
+          authorizations, so two validations of one order's authorizations at the
+          same moment leave it ready.
 
         So an order is ready no later than its last authorization turns valid.
         ``Conflict`` if the challenge was not PROCESSING or the authorization not

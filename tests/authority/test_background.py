@@ -1,10 +1,11 @@
 """The cluster's background work under a lease (issue 10, item 3): one process runs the
 jobs; a survivor takes over when the holder dies or stops.
 
-Two stores on one SQLite file stand for two replicas (a third process, killed with
-SIGKILL, for a holder that dies). The lease's time is the store's (on SQLite, this
-machine's clock), so the leases here last a fraction of a second of real time; the
-tests wait for what happens (``tests/waiting.py``), and time only what they promise.
+Two stores on one database stand for two replicas, on SQLite (one file) and on
+PostgreSQL (one database); a third process, killed with SIGKILL, for a holder that
+dies. The lease's time is the store's (this machine's clock on SQLite, the server's on
+PostgreSQL), so the leases here last a fraction of a second of real time; the tests
+wait for what happens (``tests/waiting.py``), and time only what they promise.
 """
 
 from __future__ import annotations
@@ -17,30 +18,16 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from acme_ca.authority.background import BackgroundWork, Job, holder_id
 from acme_ca.errors import StoreUnavailable
-from acme_ca.store import SqliteStore
+from acme_ca.store import Store, open_store
 from tests.waiting import until, within
 
 TTL, PERIOD = 0.6, 0.1  # a lease of 0.6 s, tried every 0.1 s
 SLACK = 1.0  # seconds a busy machine may add to a promised delay
-
-
-@pytest.fixture
-async def replicas(db_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
-    """Two stores on one database file: two replicas, as far as the lease can tell."""
-    first = await SqliteStore.open(db_path)
-    second = await SqliteStore.open(db_path)
-    try:
-        yield first, second
-    finally:
-        await first.close()
-        await second.close()
 
 
 def counting(runs: Counter[str], name: str) -> Job:
@@ -50,11 +37,11 @@ def counting(runs: Counter[str], name: str) -> Job:
     return Job(name, run)
 
 
-def work(store: SqliteStore, *jobs: Job, ttl: float = TTL) -> BackgroundWork:
+def work(store: Store, *jobs: Job, ttl: float = TTL) -> BackgroundWork:
     return BackgroundWork(store, jobs, period=PERIOD, ttl=ttl)
 
 
-async def test_only_the_holder_runs_the_jobs(replicas: tuple[SqliteStore, SqliteStore]):
+async def test_only_the_holder_runs_the_jobs(replicas: tuple[Store, Store]):
     """Of two processes trying at once, one holds the lease and runs every job, period
     after period; the other runs none."""
     runs: Counter[str] = Counter()
@@ -72,7 +59,7 @@ async def test_only_the_holder_runs_the_jobs(replicas: tuple[SqliteStore, Sqlite
 
 
 async def test_a_survivor_takes_over_once_the_holder_stops_renewing(
-    replicas: tuple[SqliteStore, SqliteStore], caplog: pytest.LogCaptureFixture
+    replicas: tuple[Store, Store], caplog: pytest.LogCaptureFixture
 ):
     """A holder that stops renewing (hung, cut off) keeps the lease until it expires,
     not a moment less; then the next try elsewhere takes it, and the old holder hears
@@ -97,7 +84,7 @@ async def test_a_survivor_takes_over_once_the_holder_stops_renewing(
 
 
 async def test_release_at_shutdown_hands_the_lease_over_at_once(
-    replicas: tuple[SqliteStore, SqliteStore], caplog: pytest.LogCaptureFixture
+    replicas: tuple[Store, Store], caplog: pytest.LogCaptureFixture
 ):
     """A holder that stops cleanly gives the lease up: the next try elsewhere takes it,
     long before the lease would have expired."""
@@ -115,10 +102,10 @@ async def test_release_at_shutdown_hands_the_lease_over_at_once(
 CHILD = """
 import asyncio, sys
 from acme_ca.authority.background import BackgroundWork
-from acme_ca.store import SqliteStore
+from acme_ca.store import open_store
 
 async def main():
-    store = await SqliteStore.open(sys.argv[1])
+    store = await open_store(sys.argv[1])
     work = BackgroundWork(store, [], holder="child", period=float(sys.argv[2]),
                           ttl=float(sys.argv[3]))
     await work.start()
@@ -130,12 +117,12 @@ asyncio.run(main())
 
 
 async def test_the_work_moves_within_ttl_and_period_when_the_holder_is_killed(
-    replicas: tuple[SqliteStore, SqliteStore], db_path: Path
+    replicas: tuple[Store, Store], database: str
 ):
     """kill -9 of the holding process: nothing is released, and a survivor trying every
     period holds the lease within TTL + PERIOD of the holder's death."""
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, str(db_path), str(PERIOD), str(TTL),
+        sys.executable, "-c", CHILD, database, str(PERIOD), str(TTL),
         stdout=asyncio.subprocess.PIPE)
     try:
         assert child.stdout is not None
@@ -157,7 +144,7 @@ async def test_the_work_moves_within_ttl_and_period_when_the_holder_is_killed(
 
 
 async def test_a_failing_job_is_logged_and_tried_again_next_period(
-    replicas: tuple[SqliteStore, SqliteStore], caplog: pytest.LogCaptureFixture
+    replicas: tuple[Store, Store], caplog: pytest.LogCaptureFixture
 ):
     """A job that fails (the database out of reach, a bug) does not stop the jobs after
     it, nor the loop: each is tried again next period."""
@@ -185,11 +172,11 @@ async def test_a_failing_job_is_logged_and_tried_again_next_period(
 
 
 async def test_a_store_that_fails_never_stops_the_loop_and_is_logged_once(
-    db_path: Path, caplog: pytest.LogCaptureFixture
+    database: str, caplog: pytest.LogCaptureFixture
 ):
     """A store that cannot hold the lease (here: closed under the work) costs the lease
     and is said once, not every period; no job runs without the lease."""
-    store = await SqliteStore.open(db_path)
+    store = await open_store(database)
     runs: Counter[str] = Counter()
     background = work(store, counting(runs, "job"))
     await background.start()
@@ -204,7 +191,7 @@ async def test_a_store_that_fails_never_stops_the_loop_and_is_logged_once(
 
 
 async def test_a_round_of_jobs_ends_before_the_lease_could_expire(
-    replicas: tuple[SqliteStore, SqliteStore], caplog: pytest.LogCaptureFixture
+    replicas: tuple[Store, Store], caplog: pytest.LogCaptureFixture
 ):
     """A job still running when the lease's time is nearly up is cut short, so that two
     processes do not run it for long at once; what it left is done next period."""
@@ -221,7 +208,7 @@ async def test_a_round_of_jobs_ends_before_the_lease_could_expire(
     assert "background job endless was cut short" in caplog.text
 
 
-def test_the_lease_lasts_longer_than_two_periods(db_path: Path):
+def test_the_lease_lasts_longer_than_two_periods():
     with pytest.raises(ValueError, match="two periods"):
         BackgroundWork(object(), [], period=1, ttl=2)  # type: ignore[arg-type]
 

@@ -3,17 +3,15 @@
 
 A challenge POST stamps ``processing_since``; the holder of the background lease resumes
 challenges processing for longer than a validation lasts in a live process
-(``ValidationSupervisor.stale_after``), except those its own supervisor runs. Real SQLite
-stores on one file (two of them: two replicas); the time compared is the process's,
-a FakeClock; the validator is a fake that holds until released.
+(``ValidationSupervisor.stale_after``), except those its own supervisor runs. Real stores: two
+on one database (two replicas), SQLite and PostgreSQL; the time compared is the
+process's, a FakeClock; the validator is a fake that holds until released.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +20,7 @@ from acme_ca.authority.background import BackgroundWork, Job
 from acme_ca.authority.supervisor import ValidationSupervisor
 from acme_ca.clock import FakeClock
 from acme_ca.domain.models import ChallengeStatus, Identifier
-from acme_ca.store import SqliteStore
+from acme_ca.store import Store
 from acme_ca.validation.base import ValidationResult
 from tests.store.conftest import T0, make_account, make_authorization, make_order
 from tests.waiting import until, within
@@ -51,30 +49,24 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def stores(db_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
-    """Two stores on one file (two replicas), with the account the orders name."""
-    first = await SqliteStore.open(db_path)
-    second = await SqliteStore.open(db_path)
-    await first.create_account(make_account(ACCOUNT))
-    try:
-        yield first, second
-    finally:
-        await first.close()
-        await second.close()
+async def stores(replicas: tuple[Store, Store]) -> tuple[Store, Store]:
+    """Two replicas on one database, with the account the orders name."""
+    await replicas[0].create_account(make_account(ACCOUNT))
+    return replicas
 
 
 @pytest.fixture
-def store(stores: tuple[SqliteStore, SqliteStore]) -> SqliteStore:
+def store(stores: tuple[Store, Store]) -> Store:
     return stores[0]
 
 
-def supervisor(store: SqliteStore, clock: FakeClock, validator: Held) -> ValidationSupervisor:
+def supervisor(store: Store, clock: FakeClock, validator: Held) -> ValidationSupervisor:
     return ValidationSupervisor(store, clock, {"http-01": validator},
                                 valid_authorization_lifetime=timedelta(days=30),
                                 timeout=10, grace=1)
 
 
-async def challenges(store: SqliteStore, *names: str, since: datetime | None = T0,
+async def challenges(store: Store, *names: str, since: datetime | None = T0,
                      status: ChallengeStatus = ChallengeStatus.PROCESSING) -> list[str]:
     """One pending order with an authorization per name; the ids of their challenges,
     moved to ``status`` (processing since ``since``, as a challenge POST leaves them)."""
@@ -94,7 +86,7 @@ async def settle(sup: ValidationSupervisor, validator: Held) -> None:
 
 
 async def test_a_challenge_left_processing_is_resumed_once_stale_and_once_only(
-    store: SqliteStore, clock: FakeClock
+    store: Store, clock: FakeClock
 ):
     """Not before a validation could still be running elsewhere (``stale_after``); then
     once: while it runs here, later periods leave it alone; once settled, it is gone."""
@@ -115,7 +107,7 @@ async def test_a_challenge_left_processing_is_resumed_once_stale_and_once_only(
 
 
 async def test_a_challenge_without_processing_since_counts_as_stale(
-    store: SqliteStore, clock: FakeClock
+    store: Store, clock: FakeClock
 ):
     """Rows from before processing_since existed: processing forever, so resumed."""
     await challenges(store, "old.example", since=None)
@@ -127,7 +119,7 @@ async def test_a_challenge_without_processing_since_counts_as_stale(
 
 
 async def test_a_validation_in_flight_in_this_process_is_not_resubmitted(
-    store: SqliteStore, clock: FakeClock
+    store: Store, clock: FakeClock
 ):
     """Handed over by a challenge POST and still running (a slow server, a validator
     waiting for its slot) past ``stale_after``: this process runs it, it is not stale."""
@@ -142,7 +134,7 @@ async def test_a_validation_in_flight_in_this_process_is_not_resubmitted(
     assert validator.calls == ["slow.example"]
 
 
-async def test_validations_in_flight_never_fill_a_batch(store: SqliteStore, clock: FakeClock):
+async def test_validations_in_flight_never_fill_a_batch(store: Store, clock: FakeClock):
     """Stale challenges that this process runs are skipped without hiding those behind
     them, however small the batch."""
     running = await challenges(store, "a-running.example", "b-running.example")
@@ -159,7 +151,7 @@ async def test_validations_in_flight_never_fill_a_batch(store: SqliteStore, cloc
 
 
 async def test_a_challenge_post_stamps_when_processing_began(
-    stores: tuple[SqliteStore, SqliteStore], clock: FakeClock
+    stores: tuple[Store, Store], clock: FakeClock
 ):
     """RFC 8555 7.5.1: the POST moves the challenge to processing. Another process's
     supervisor (which does not run it) takes it only once it is stale, counted from the
@@ -185,7 +177,7 @@ async def test_a_challenge_post_stamps_when_processing_began(
 
 
 async def test_only_the_lease_holder_resumes_and_a_survivor_finishes_after_it_stops(
-    stores: tuple[SqliteStore, SqliteStore], clock: FakeClock
+    stores: tuple[Store, Store], clock: FakeClock
 ):
     """Two replicas: the holder of the lease resumes the stale challenge, the other does
     not. The holder stops (its validation cancelled at shutdown, the lease released):

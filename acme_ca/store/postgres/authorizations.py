@@ -6,7 +6,7 @@ authorization and the orders waiting for it in one transaction, READ COMMITTED:
 
 1. the challenge PROCESSING -> VALID|INVALID and its authorization PENDING ->
    VALID|INVALID, two compare-and-sets (the second locks the authorization row);
-2. the open orders listing that authorization are locked (``FOR NO KEY UPDATE``, the
+2. the pending orders listing that authorization are locked (``FOR NO KEY UPDATE``, the
    lock an UPDATE takes, ordered by id so that two validations never deadlock);
 3. only then are their authorizations read, in a new statement: it sees every
    validation committed before the locks were granted. Of two authorizations of one
@@ -82,9 +82,9 @@ _SETTLE_CHALLENGE = """
 UPDATE challenges SET status = $2, error = $3, validated_at = $4
 WHERE id = $1 AND status = 'processing'
 RETURNING authorization_id"""
-_LOCK_OPEN_ORDERS = f"""
+_LOCK_PENDING_ORDERS = f"""
 SELECT {ORDER_COLUMNS} FROM orders
-WHERE status IN ('pending', 'ready')
+WHERE status = 'pending'
   AND id IN (SELECT order_id FROM order_authorizations WHERE authorization_id = $1)
 ORDER BY id
 FOR NO KEY UPDATE OF orders"""  # noqa: S608
@@ -194,7 +194,7 @@ class AuthorizationMethods(PostgresBase):
 
 async def _settle_orders(conn: Connection, authorization_id: str, now: datetime) -> None:
     """Steps 2 to 4 of the module docstring, for the orders listing the authorization."""
-    orders = [to_order(row) for row in await conn.fetch(_LOCK_OPEN_ORDERS, authorization_id)]
+    orders = [to_order(row) for row in await conn.fetch(_LOCK_PENDING_ORDERS, authorization_id)]
     if not orders:
         return
     wanted = sorted({authz_id for order in orders for authz_id in order.authorization_ids})
