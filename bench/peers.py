@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bench import postgres
-from bench.http01 import free_port
+from bench.http01 import free_ports
 from bench.loadgen import Processes
 
 READY_TIMEOUT = 90.0  # seconds: acme-ca's first start makes an RSA 4096 root
@@ -262,7 +262,7 @@ async def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float
 
 async def start_dns(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     """pebble-challtestsrv as a DNS server only: every A is 127.0.0.1, no AAAA."""
-    dns_port, management = free_port(), free_port()
+    dns_port, management = free_ports(2)
     argv = [
         "pebble-challtestsrv",
         "-dns01",
@@ -292,7 +292,7 @@ async def start_dns(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
 async def start_pebble(workdir: Path, http01_port: int, dns_port: int) -> Peer:
     """Pebble with real http-01 validation against the generator's port."""
     ca, cert, key = make_tls_files(workdir)
-    port, management, tls_port = free_port(), free_port(), free_port()
+    port, management, tls_port = free_ports(3)
     config = {
         "pebble": {
             "listenAddress": f"127.0.0.1:{port}",

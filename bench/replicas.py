@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from bench import haproxy, postgres
-from bench.http01 import free_port
+from bench.http01 import free_port, free_ports
 from bench.peers import Peer, environment, spawn, start
 
 
@@ -118,9 +118,9 @@ async def start_replicas(
     if not haproxy.installed():
         raise RuntimeError("haproxy is not installed (apt-get install haproxy)")
     workdir.mkdir(parents=True, exist_ok=True)
-    ca_dir, proxy_port = workdir / "ca", free_port()
+    ca_dir = workdir / "ca"
     storage = postgres.url(database) if database else f"sqlite:///{workdir / 'acme-ca.db'}"
-    ports = [free_port() for _ in range(replicas)]
+    proxy_port, *ports = free_ports(1 + replicas)
     peer = Peer(
         "acme-ca",
         f"https://127.0.0.1:{proxy_port}/directory",
