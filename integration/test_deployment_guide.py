@@ -1,16 +1,22 @@
 """docs/deployment.md, run as written where one machine can run it.
 
-- `<!-- deployment: db-certificate -->`: the database server's certificate from this CA
-  (`openssl req`, `acme-ca sign-csr --full-chain`), run with bash in a directory holding
-  a CA (`acme-ca init`); PostgreSQL (a private server, tests/store/postgres/server.py)
-  then serves with those files, and a store connects with the root as `sslrootcert`.
-  `verify-ca`, not the guide's `verify-full`: the certificate names
-  db1.bluerobin.local, which no resolver here knows; the name check of `verify-full`
-  is tested in tests/store/postgres/test_private_server.py.
-- `<!-- deployment: replica-config -->`: the replicas' configuration file loads, and
-  its two-host URL's idea works: a host that refuses is skipped for the next.
+The offline machine's commands, with `/srv/acme-ca-offline` replaced by a fresh
+directory (and the root passphrase given in ACME_CA_ROOT_PASSPHRASE instead of typed):
 
-The haproxy block is checked in tests/test_bench_deploy.py (the bench runs it).
+- `<!-- deployment: ca-init -->`: `acme-ca init` with the replicas' configuration file
+  (`<!-- deployment: replica-config -->`, whose PostgreSQL `init` does not open);
+- `<!-- deployment: db-certificate -->`: the database server's certificate from this CA
+  (`openssl req`, `acme-ca sign-csr --full-chain`), run with bash. PostgreSQL (a private
+  server, tests/store/postgres/server.py) then serves with those files, and a store
+  connects with the root as `sslrootcert`: `verify-ca`, not the guide's `verify-full`,
+  since the certificate names db1.bluerobin.local, which no resolver here knows (the
+  name check of `verify-full` is tested in tests/store/postgres/test_private_server.py);
+- `<!-- deployment: ca-renew -->`: its `acme-ca intermediate renew` line (the rsync and
+  ssh lines need the replicas' hosts).
+
+And the replicas' configuration file loads, and its two-host URL's idea works: a host
+that refuses is skipped for the next. The haproxy block is checked in
+tests/test_bench_deploy.py (the bench runs it).
 """
 
 from __future__ import annotations
@@ -27,12 +33,13 @@ import pytest
 from acme_ca.config import load_config
 from acme_ca.store import open_store
 from bench import postgres
-from integration.conftest import clean_env, free_port, require_program, run, run_cli
+from integration.conftest import clean_env, free_port, require_program, run
 from tests.store.postgres.server import PrivateServer
 
 pytestmark = pytest.mark.integration
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "deployment.md"
+OFFLINE = "/srv/acme-ca-offline"
 
 
 def block(name: str) -> str:
@@ -42,14 +49,27 @@ def block(name: str) -> str:
     return match.group(1)
 
 
-async def test_the_database_certificate_comes_from_this_ca(tmp_path: Path) -> None:
+def _shell(script: str, cwd: Path) -> None:
+    """``script`` with bash, the guide's offline directory being ``cwd/offline``, the
+    acme-ca of this virtual environment first in PATH."""
+    env = clean_env({
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "ACME_CA_ROOT_PASSPHRASE": "correct horse battery staple",
+    })
+    script = script.replace(OFFLINE, str(cwd / "offline"))
+    run(["bash", "-eu", "-o", "pipefail", "-c", script], cwd=cwd, env=env)
+
+
+async def test_the_offline_machine_makes_the_ca_and_the_database_certificate(
+    tmp_path: Path,
+) -> None:
     require_program("openssl")
-    run_cli("init", "--passphrase-file", _secret(tmp_path / "root.pass"), cwd=tmp_path)
-    env = clean_env({"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
-    run(["bash", "-eu", "-o", "pipefail", "-c", block("db-certificate")], cwd=tmp_path, env=env)
+    (tmp_path / "config.toml").write_text(block("replica-config"), encoding="utf-8")
+    _shell(block("ca-init"), tmp_path)
+    _shell(block("db-certificate"), tmp_path)
     chain = (tmp_path / "db1.crt").read_text()
     assert chain.count("BEGIN CERTIFICATE") == 2  # leaf, then the intermediate
-    root = tmp_path / "acme-ca-data" / "ca" / "root-ca.crt"
+    root = tmp_path / "offline" / "ca" / "root-ca.crt"
     run(["openssl", "verify", "-CAfile", root, "-untrusted", tmp_path / "db1.crt",
          tmp_path / "db1.crt"], cwd=tmp_path)
 
@@ -68,11 +88,12 @@ async def test_the_database_certificate_comes_from_this_ca(tmp_path: Path) -> No
     finally:
         server.remove()
 
-
-def _secret(path: Path) -> Path:
-    path.write_text("correct horse battery staple\n")
-    path.chmod(0o600)
-    return path
+    renew = [line for line in block("ca-renew").splitlines() if line.startswith("acme-ca ")]
+    assert len(renew) == 1, renew
+    old = (tmp_path / "offline" / "ca" / "intermediate-ca.crt").read_bytes()
+    _shell(renew[0], tmp_path)
+    assert (tmp_path / "offline" / "ca" / "intermediate-ca.crt").read_bytes() != old
+    assert list((tmp_path / "offline" / "ca" / "archive").glob("intermediate-ca.*.crt"))
 
 
 async def test_the_replica_configuration_loads_and_its_url_skips_a_dead_host(
