@@ -44,5 +44,6 @@ class Conflict(StoreError):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached now (down, restarting, connection lost): the
-    operation did not happen, or its outcome is unknown; retry later."""
+    """The database cannot be reached now (down, restarting, connection lost; SQLite's
+    lock held by another process past the busy timeout): the operation did not happen,
+    or its outcome is unknown; retry later."""

@@ -5,7 +5,8 @@
 a replica sees when its database restarts, fails over or drops off the network: its
 connections break and new ones are refused); ``mend()`` listens again on the same
 port. Nothing of the client or of the server is replaced: they talk through a real
-socket that goes away.
+socket that goes away. ``tamper``, when a test sets it, rewrites what the server sends
+(a faulty middlebox on a link without TLS).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Callable
 
 
 class Relay:
@@ -22,6 +24,7 @@ class Relay:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
+        self.tamper: Callable[[bytes], bytes] = lambda data: data  # the server's bytes
 
     async def start(self) -> Relay:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
@@ -30,10 +33,17 @@ class Relay:
 
     async def cut(self) -> None:
         """Refuse new connections and reset the open ones."""
+        server = self._server
+        self.sever()
+        if server is not None:
+            await server.wait_closed()
+
+    def sever(self) -> None:
+        """``cut`` at once, from code that cannot await (inside a signature, say): no
+        new connection is accepted and the open ones are reset before this returns."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
-            await server.wait_closed()
         for writer in list(self._writers):
             sock = writer.get_extra_info("socket")
             if sock is not None:  # RST, not FIN: the connection is lost, not closed
@@ -56,14 +66,16 @@ class Relay:
             writer.transport.abort()
             return
         self._writers.update((writer, far_writer))
-        await asyncio.gather(_copy(reader, far_writer), _copy(far_reader, writer))
+        await asyncio.gather(_copy(reader, far_writer),
+                             _copy(far_reader, writer, lambda data: self.tamper(data)))
         self._writers.difference_update((writer, far_writer))
 
 
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                rewrite: Callable[[bytes], bytes] = lambda data: data) -> None:
     try:
         while data := await reader.read(65536):
-            writer.write(data)
+            writer.write(rewrite(data))
             await writer.drain()
     except (OSError, asyncio.IncompleteReadError):
         pass

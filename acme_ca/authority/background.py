@@ -10,7 +10,9 @@ after the other; today (``cli/wiring.py``):
   stopped;
 - resuming validations whose process stopped (``ValidationSupervisor.resume_stopped``):
   challenges processing for longer than a validation lasts, handed to this process's
-  supervisor unless it already runs them.
+  supervisor unless it already runs them;
+- purging expired nonces (``NonceService.purge_expired``), a bounded batch per
+  statement, the loop free between two.
 
 Expiring orders and authorizations is no job yet: one past its time is judged expired
 when it is read (``orders.py``, ``authorizations.py``).
@@ -118,23 +120,28 @@ class BackgroundWork:
         return self._held
 
     async def close(self) -> None:
-        """Stop the loop; give the lease up if held, so that another process takes over
-        at its next try rather than after ``TTL``. Closing twice is harmless."""
+        """Stop the loop; give the lease up, so that another process takes over at its
+        next try rather than after ``TTL``. Closing twice is harmless.
+
+        The lease is given up even when this process does not know it holds it: a close
+        that cancels a try whose take was committed but not yet answered would otherwise
+        leave it with a process that is gone. The release names the holder, so it
+        changes nothing when another process has the lease."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        if not self._held:
-            return
-        self._held = False
+        held, self._held = self._held, False
         try:
             await self._store.release_lease(LEASE, self.holder)
         except Exception as exc:  # it expires by itself
-            log.warning("could not release the background lease (%s): another process "
-                        "takes the background work over within %gs", exc, self._ttl)
+            if held:
+                log.warning("could not release the background lease (%s): another process "
+                            "takes the background work over within %gs", exc, self._ttl)
         else:
-            log.info("released the background lease: another process takes the background "
-                     "work over")
+            if held:
+                log.info("released the background lease: another process takes the "
+                         "background work over")
 
     async def _every_period(self) -> None:
         while True:

@@ -152,6 +152,7 @@ def build_app(
     app[BACKGROUND] = background = BackgroundWork(store, [
         Job("ending issuances left processing", sweeper.sweep),
         Job("resuming validations left processing", supervisor.resume_stopped),
+        Job("purging expired nonces", services.nonces.purge_expired),
     ])
 
     async def run_background(_: web.Application) -> AsyncIterator[None]:

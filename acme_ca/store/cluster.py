@@ -35,7 +35,15 @@ class NonceStore(Protocol):
 
         Of two concurrent calls with the same nonce, through one store or two stores on
         one database, exactly one returns True. An expired nonce is deleted too (and
-        answers False). Expired nonces may be purged as a side effect.
+        answers False). Other nonces are left alone: expired ones are deleted by
+        ``purge_expired_nonces``.
+        """
+
+    async def purge_expired_nonces(self, now: datetime, *, limit: int) -> int:
+        """Delete at most ``limit`` nonces expired at ``now`` (``expires <= now``, as
+        ``consume_nonce`` refuses them); how many were deleted. One bounded statement
+        (every response mints a nonce, so millions may be waiting): a caller that got
+        ``limit`` calls again. ``ValueError`` if ``limit`` is below 1.
         """
 
 

@@ -197,7 +197,13 @@ class WriteStore(Protocol):
           same moment leave it ready.
 
         So an order is ready no later than its last authorization turns valid.
-        ``Conflict`` if the challenge was not PROCESSING or the authorization not
-        PENDING (another validation won); nothing is written then. ``NotFound``
-        if there is no such challenge. Returns the new challenge and authorization.
+
+        An authorization no longer PENDING (another of its challenges was validated
+        first, or the client deactivated it, 7.5.2) is left as it is, and so are its
+        orders; the challenge still ends with its own result (valid, or invalid with
+        ``error``): a challenge ends valid or invalid, never processing for good.
+
+        ``Conflict`` only if the challenge was not PROCESSING (another validation of it
+        won); nothing is written then. ``NotFound`` if there is no such challenge.
+        Returns the new challenge and its authorization as it now is.
         """

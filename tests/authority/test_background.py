@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -97,6 +98,45 @@ async def test_release_at_shutdown_hands_the_lease_over_at_once(
     await a.close()  # twice is harmless
     assert await b.step()
     assert "released the background lease" in caplog.text
+
+
+class AnswersLate:
+    """A real store whose ``hold_lease`` is committed but answered late (an fsync, a
+    PostgreSQL round trip): ``taken`` is set once the take is committed, and the
+    answer never comes before the test closes the work."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.taken = asyncio.Event()
+
+    async def hold_lease(self, name: str, holder: str, ttl: timedelta) -> datetime | None:
+        expires = await self.store.hold_lease(name, holder, ttl)
+        if expires is not None:
+            self.taken.set()
+            await asyncio.Event().wait()
+        return expires
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self.store.release_lease(name, holder)
+
+
+async def test_a_shutdown_while_the_lease_is_being_taken_still_releases_it(
+    replicas: tuple[Store, Store]
+):
+    """Issue 10 review: close() lands after a take of the lease committed but before
+    its answer came back, so this process does not know it holds the lease. It gives it
+    up all the same (the release names the holder, so it changes nothing when another
+    has it): a survivor takes over at once, not after the whole TTL."""
+    store = AnswersLate(replicas[0])
+    old = work(replicas[1], ttl=60)
+    assert await old.step()
+    closing = BackgroundWork(store, [], period=PERIOD, ttl=60)  # type: ignore[arg-type]
+    await closing.start()
+    assert not closing.held
+    await old.close()
+    await within(store.taken.wait(), "the closing process's next try to take the lease")
+    await closing.close()
+    assert await work(replicas[1], ttl=60).step()
 
 
 CHILD = """

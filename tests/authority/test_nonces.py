@@ -1,4 +1,5 @@
-"""Anti-replay nonces (acme_ca/authority/nonces.py) over an in-memory nonce store."""
+"""Anti-replay nonces (acme_ca/authority/nonces.py) over an in-memory nonce store; their
+purge over a real SQLite store."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import asyncio
 import re
 import time
 from datetime import datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
 from acme_ca.authority.nonces import NonceService
 from acme_ca.clock import FakeClock
 from acme_ca.errors import StoreUnavailable
+from acme_ca.store import Store, open_store
 
 
 class MemoryNonces:
@@ -30,6 +34,12 @@ class MemoryNonces:
     async def consume_nonce(self, nonce: str, now: datetime) -> bool:
         expires = self.expiry.pop(nonce, None)
         return expires is not None and now < expires
+
+    async def purge_expired_nonces(self, now: datetime, *, limit: int) -> int:
+        expired = [nonce for nonce, expires in self.expiry.items() if expires <= now][:limit]
+        for nonce in expired:
+            del self.expiry[nonce]
+        return len(expired)
 
 
 @pytest.fixture
@@ -146,3 +156,53 @@ async def test_a_waiter_that_gives_up_leaves_the_refill_to_the_others(
     first.cancel()
     assert await second in slow.expiry
     assert slow.tries == 1
+
+
+class Purges:
+    """A real store's purge, each statement recorded with how often the event loop ran
+    other tasks before it (``ticks``)."""
+
+    def __init__(self, store: Store, ticks: list[int]) -> None:
+        self.store = store
+        self.ticks = ticks
+        self.statements: list[tuple[int, int, int]] = []  # (limit, deleted, ticks)
+
+    async def purge_expired_nonces(self, now: datetime, *, limit: int) -> int:
+        ticks = self.ticks[0]
+        deleted = await self.store.purge_expired_nonces(now, limit=limit)
+        self.statements.append((limit, deleted, ticks))
+        return deleted
+
+
+async def test_expired_nonces_are_purged_a_bounded_batch_at_a_time(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Issue 10 review: every response mints a nonce, so millions may have expired; one
+    DELETE of them all held the event loop for seconds. The purge deletes ``batch`` per
+    statement and lets other tasks run between two statements; unexpired nonces stay."""
+    store = await open_store(f"sqlite:///{tmp_path / 'acme.db'}")
+    try:
+        now = clock.now()
+        await store.add_nonces([f"old-{n}" for n in range(2500)], now)
+        await store.add_nonces(["fresh"], now + timedelta(minutes=1))
+        ticks = [0]
+
+        async def tick() -> None:
+            while True:
+                ticks[0] += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(tick())
+        purges = Purges(store, ticks)
+        try:
+            deleted = await NonceService(purges, clock).purge_expired(batch=1000)  # type: ignore[arg-type]
+        finally:
+            ticker.cancel()
+        assert deleted == 2500
+        assert [(limit, n) for limit, n, _ in purges.statements] == [
+            (1000, 1000), (1000, 1000), (1000, 500)]
+        between = [later[2] - earlier[2] for earlier, later in pairwise(purges.statements)]
+        assert all(n > 0 for n in between), between
+        assert await store.consume_nonce("fresh", now) is True
+    finally:
+        await store.close()

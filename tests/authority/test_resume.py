@@ -199,3 +199,38 @@ async def test_only_the_lease_holder_resumes_and_a_survivor_finishes_after_it_st
     await settle(sups[1], validators[1])
     assert validators[1].calls == ["survivor.example"]
     assert (await stores[1].get_challenge(challenge_id)).status is ChallengeStatus.VALID
+
+
+async def test_a_challenge_whose_authorization_was_settled_meanwhile_ends_and_is_not_resumed(
+    store: Store, clock: FakeClock
+):
+    """RFC 8555 7.1.6: the client answered both challenges of one authorization and the
+    other validated first; or it deactivated the authorization (7.5.2) while this one
+    was processing. The challenge still ends with its result, so the holder of the lease
+    finds nothing to resume, period after period (neither endless re-validations nor a
+    batch filled with them)."""
+    authz = make_authorization("authz-two", "two.example", account_id=ACCOUNT,
+                               types=("http-01", "dns-01"))
+    gone = make_authorization("authz-gone", "gone.example", account_id=ACCOUNT)
+    await store.create_order(make_order("order-two", [authz], account_id=ACCOUNT), [authz])
+    await store.create_order(make_order("order-gone", [gone], account_id=ACCOUNT), [gone])
+    http, dns = Held(), Held()
+    sup = ValidationSupervisor(store, clock, {"http-01": http, "dns-01": dns},
+                               valid_authorization_lifetime=timedelta(days=30),
+                               timeout=10, grace=1)
+    service = AuthorizationService(store, clock, sup)
+    account = make_account(ACCOUNT)
+    for challenge_id in ("authz-two-dns-01", "authz-two-http-01", "authz-gone-http-01"):
+        await service.respond(account, challenge_id)
+    await service.deactivate(account, "authz-gone", {"status": "deactivated"})
+    http.release.set()  # the http-01 challenges first
+    await until(lambda: sup.running() == 1, "the http-01 validations to end")
+    await settle(sup, dns)
+    statuses = {c: (await store.get_challenge(c)).status
+                for c in ("authz-two-dns-01", "authz-two-http-01", "authz-gone-http-01")}
+    assert set(statuses.values()) == {ChallengeStatus.VALID}, statuses
+    assert (await store.get_authorization("authz-gone")).status.value == "deactivated"
+    clock.advance(timedelta(hours=1))
+    for _ in range(3):
+        assert await sup.resume_stopped(batch=1) == 0
+    assert (http.calls, dns.calls) == (["two.example", "gone.example"], ["two.example"])

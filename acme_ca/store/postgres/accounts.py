@@ -39,13 +39,13 @@ class AccountMethods(PostgresBase):
         return to_account(rows[0])
 
     async def get_account(self, account_id: str) -> Account:
-        rows = await self._read(_BY_ID, account_id)
+        rows = await self._lookup(_BY_ID, account_id)
         if not rows:
             raise guards.not_found("account", account_id)
         return to_account(rows[0])
 
     async def find_account_by_thumbprint(self, thumbprint: str) -> Account:
-        rows = await self._read(_BY_THUMBPRINT, thumbprint)
+        rows = await self._lookup(_BY_THUMBPRINT, thumbprint)
         if not rows:
             raise NotFound(f"no account with key thumbprint {thumbprint}")
         return to_account(rows[0])

@@ -5,7 +5,9 @@ An authorization is read with its challenges in one statement
 authorization and the orders waiting for it in one transaction, READ COMMITTED:
 
 1. the challenge PROCESSING -> VALID|INVALID and its authorization PENDING ->
-   VALID|INVALID, two compare-and-sets (the second locks the authorization row);
+   VALID|INVALID, two compare-and-sets (the second locks the authorization row); an
+   authorization no longer pending (its other challenge won, or the client
+   deactivated it) is left as it is, with its orders, and the transaction ends here;
 2. the pending orders listing that authorization are locked (``FOR NO KEY UPDATE``, the
    lock an UPDATE takes, ordered by id so that two validations never deadlock);
 3. only then are their authorizations read, in a new statement: it sees every
@@ -79,7 +81,8 @@ ORDER BY processing_since NULLS FIRST, id LIMIT $2"""
 
 # record_validation, in one transaction:
 _SETTLE_CHALLENGE = """
-UPDATE challenges SET status = $2, error = $3, validated_at = $4
+UPDATE challenges
+SET status = $2, error = COALESCE($3, error), validated_at = COALESCE($4, validated_at)
 WHERE id = $1 AND status = 'processing'
 RETURNING authorization_id"""
 _LOCK_PENDING_ORDERS = f"""
@@ -92,7 +95,7 @@ FOR NO KEY UPDATE OF orders"""  # noqa: S608
 
 class AuthorizationMethods(PostgresBase):
     async def get_authorization(self, authorization_id: str) -> Authorization:
-        rows = await self._read(_BY_ID, authorization_id)
+        rows = await self._lookup(_BY_ID, authorization_id)
         if not rows:
             raise guards.not_found("authorization", authorization_id)
         return to_authorization(rows[0])
@@ -128,7 +131,7 @@ class AuthorizationMethods(PostgresBase):
         return to_authorization(rows[0])
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
-        rows = await self._read(_CHALLENGE, challenge_id)
+        rows = await self._lookup(_CHALLENGE, challenge_id)
         if not rows:
             raise guards.not_found("challenge", challenge_id)
         return to_challenge(rows[0])
@@ -180,10 +183,8 @@ class AuthorizationMethods(PostgresBase):
             row = await conn.fetchrow(_SET_AUTHORIZATION, authorization_id,
                                       AuthorizationStatus.PENDING.value,
                                       outcome.authorization.value, expires)
-            if row is None:  # raising rolls the challenge back to PROCESSING
-                found = await conn.fetchval(_AUTHORIZATION_STATUS, authorization_id)
-                raise guards.refused("authorization", authorization_id, found,
-                                     AuthorizationStatus.PENDING.value)
+            if row is None:  # settled or deactivated meanwhile: it and its orders stay so
+                return to_authorization(await conn.fetchrow(_BY_ID, authorization_id))
             await _settle_orders(conn, authorization_id, now)
             return to_authorization(row)
 

@@ -2,9 +2,12 @@
 
 ``PostgresStore`` is assembled from one class per group of entities
 (``certificates``, ``accounts``, ``orders``, ``authorizations``, ``cluster``); each
-inherits ``PostgresBase`` for the three ways to reach the database:
+inherits ``PostgresBase`` for the ways to reach the database:
 
 - ``_read(sql, *args)``: one statement, its rows returned.
+- ``_lookup(sql, *keys)``: a read by ids or keys; no rows, without asking the
+  server, when a key holds a character PostgreSQL text cannot (NUL): no row can
+  have it, and the caller answers as for any id it does not know (``NotFound``).
 - ``_write(sql, *args)``: one statement in a transaction of its own (autocommit).
 - ``_transaction(body)``: ``body(conn)`` runs several statements as one transaction,
   committed when it returns and rolled back when it raises.
@@ -12,8 +15,11 @@ inherits ``PostgresBase`` for the three ways to reach the database:
 A connection the server closed while it sat in the pool (a restart, a failover, a
 ``pg_terminate_backend``) is found out at its next use. The operation is then tried
 once more on a new connection if that is safe: always for a read, and for a write
-when asyncpg refused to send it. A write whose connection broke while it was sent
-may or may not have happened, and raises ``StoreUnavailable``.
+only when asyncpg provably refused to send it (``pool.unsent``). A write whose
+connection broke while it was sent, or whose reply could not be read, may or may not
+have happened, and raises ``StoreUnavailable``. A programming error asyncpg reports
+(a wrong number of arguments) is neither tried again nor taken for a broken
+connection: it is a ``StoreError`` naming it.
 
 Concurrency, on PostgreSQL's default isolation (READ COMMITTED; every statement sees
 what was committed when it started):
@@ -46,27 +52,15 @@ from typing import Any, TypeVar
 import asyncpg
 
 from acme_ca.errors import StoreError
-from acme_ca.store.postgres.pool import TIMEOUT, store_error
+from acme_ca.store.postgres.pool import TIMEOUT, broken, store_error, unsent
 
 T = TypeVar("T")
 Connection = asyncpg.Connection
 Record = asyncpg.Record
 
-# The connection is gone or out of step with its server: the server closed it (a
-# restart, a failover, pg_terminate_backend) or the network dropped it. asyncpg may
-# notice only when the next statement is due, and then answers with one of these.
-_BROKEN = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-           asyncpg.InternalClientError, asyncpg.AdminShutdownError,
-           asyncpg.CrashShutdownError, ConnectionError)
-# Refused by asyncpg before anything was sent: "connection is closed", or a protocol
-# state left behind by a server that went away while the connection was idle
-# (InternalClientError "cannot switch to state ...": MagicStack/asyncpg#1069). Nothing
-# reached the server, or at least no COMMIT did: trying again is safe, even for a write.
-_UNSENT = (asyncpg.InterfaceError, asyncpg.InternalClientError)
-
 
 class PostgresBase:
-    """The pool, and the three ways to use it."""
+    """The pool, and the ways to use it."""
 
     def __init__(self, pool: asyncpg.Pool, target: str, timeout: float = TIMEOUT) -> None:
         """Use ``await PostgresStore.open(url)``; this only wraps an open pool."""
@@ -87,7 +81,12 @@ class PostgresBase:
             self._pool.terminate()
 
     async def _read(self, sql: str, *args: object) -> list[Record]:
-        return await self._run(lambda conn: conn.fetch(sql, *args), retry=_BROKEN)
+        return await self._run(lambda conn: conn.fetch(sql, *args), retry=broken)
+
+    async def _lookup(self, sql: str, *keys: object) -> list[Record]:
+        if any(isinstance(key, str) and "\x00" in key for key in keys):
+            return []
+        return await self._read(sql, *keys)
 
     async def _write(self, sql: str, *args: object) -> list[Record]:
         return await self._run(lambda conn: conn.fetch(sql, *args))
@@ -100,15 +99,17 @@ class PostgresBase:
         return await self._run(transaction)
 
     async def _run(self, work: Callable[[Connection], Awaitable[T]],
-                   retry: tuple[type[Exception], ...] = _UNSENT) -> T:
-        """``work`` on a connection of the pool, tried once more after an error in
-        ``retry``; database failures mapped (``pool.store_error``)."""
+                   retry: Callable[[BaseException], bool] = unsent) -> T:
+        """``work`` on a connection of the pool, tried once more after an error for
+        which ``retry`` says so; database failures mapped (``pool.store_error``)."""
         self._check_open()
         try:
             try:
                 return await self._attempt(work)
-            except retry:
-                return await self._attempt(work)
+            except Exception as exc:
+                if not retry(exc):
+                    raise
+            return await self._attempt(work)
         except Exception as exc:
             mapped = store_error(exc, self._target, self._timeout)
             if mapped is exc:
@@ -122,10 +123,11 @@ class PostgresBase:
         async with self._pool.acquire(timeout=self._timeout) as conn:
             try:
                 return await work(conn)
-            except _BROKEN:
-                with suppress(asyncpg.InterfaceError):  # released already, as asyncpg
-                    conn.terminate()                    # does with a connection it closed
-                await self._pool.expire_connections()
+            except Exception as exc:
+                if broken(exc):
+                    with suppress(asyncpg.InterfaceError):  # released already, as asyncpg
+                        conn.terminate()                    # does with one it closed
+                    await self._pool.expire_connections()
                 raise
 
     def _check_open(self) -> None:

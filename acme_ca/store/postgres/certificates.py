@@ -64,7 +64,7 @@ class CertificateMethods(PostgresBase):
         return to_certificate(rows[0])
 
     async def get_certificate(self, serial: str) -> CertificateRecord:
-        rows = await self._read(_BY_SERIAL, serial)
+        rows = await self._lookup(_BY_SERIAL, serial)
         if not rows:
             raise guards.not_found("certificate", serial)
         return to_certificate(rows[0])
@@ -87,7 +87,7 @@ class CertificateMethods(PostgresBase):
             else:
                 rows = await self._read(_FIRST_PAGE_IN, limit, status.value)
         else:
-            found = await self._read(_PAGE_KEY, after_serial)
+            found = await self._lookup(_PAGE_KEY, after_serial)
             if not found:
                 raise guards.not_found("certificate", after_serial)
             key = (found[0]["created_at"], found[0]["serial"])

@@ -13,6 +13,8 @@ clock, so replicas whose clocks drift still agree. ``hold_lease`` is one
 ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` statement: it takes a free or expired
 lease, renews the holder's own, and changes nothing (no row back) when another holder
 has it; of two racers the second waits for the first's row and then sees its holder.
+The expiry is ``ttl`` from the moment the lock on the row is granted, however long
+the wait for it: a lease is never handed out already expired.
 
 Why not a PostgreSQL advisory lock, as issue 10 first suggested: a session advisory
 lock is held as long as the session's TCP connection stays open, so a replica that
@@ -28,27 +30,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from acme_ca.store import guards
 from acme_ca.store.postgres.base import PostgresBase, aware, first
 
 _ADD = "INSERT INTO nonces (nonce, expires) VALUES ($1, $2)"
 _ADD_MANY = "INSERT INTO nonces (nonce, expires) SELECT unnest($1::text[]), $2"
 _CONSUME = "DELETE FROM nonces WHERE nonce = $1 RETURNING expires"
-_PURGE = "DELETE FROM nonces WHERE expires <= $1"
+# A bounded batch through the expiry index; rows another purger is deleting are skipped
+# rather than waited for.
+_PURGE = """
+DELETE FROM nonces WHERE nonce IN (
+    SELECT nonce FROM nonces WHERE expires <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"""
 
+# The expiry is read from the clock in DO UPDATE SET, evaluated once the row's lock is
+# granted: VALUES is evaluated before ON CONFLICT waits for that lock, and a lease
+# computed there could be granted already expired after a long wait.
 _HOLD = """
 INSERT INTO leases AS lease (name, holder, expires)
 VALUES ($1, $2, clock_timestamp() + $3::interval)
-ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder, expires = clock_timestamp() + $3::interval
 WHERE lease.holder = excluded.holder OR lease.expires <= clock_timestamp()
 RETURNING expires"""
 _RELEASE = "DELETE FROM leases WHERE name = $1 AND holder = $2"
 
 
 class ClusterMethods(PostgresBase):
-    #: every how many ``consume_nonce`` calls (per store) expired nonces are purged
-    purge_every = 1000
-    _consumed = 0
-
     async def add_nonce(self, nonce: str, expires: datetime) -> None:
         await self._write(_ADD, nonce, aware(expires))
 
@@ -57,16 +64,13 @@ class ClusterMethods(PostgresBase):
 
     async def consume_nonce(self, nonce: str, now: datetime) -> bool:
         aware(now)
-        self._consumed += 1
-        if self._consumed % self.purge_every == 0:
-            await self.purge_nonces(now)
         expires: datetime | None = first(await self._write(_CONSUME, nonce))
         return expires is not None and expires > now
 
-    async def purge_nonces(self, now: datetime) -> int:
-        """Delete the nonces expired at ``now``; returns how many. Not in the Protocol."""
+    async def purge_expired_nonces(self, now: datetime, *, limit: int) -> int:
+        guards.check_limit(limit)
         moment = aware(now)
-        status: str = await self._run(lambda conn: conn.execute(_PURGE, moment))
+        status: str = await self._run(lambda conn: conn.execute(_PURGE, moment, limit))
         return int(status.rsplit(" ", 1)[-1])  # "DELETE 12"
 
     async def hold_lease(self, name: str, holder: str, ttl: timedelta) -> datetime | None:

@@ -111,7 +111,7 @@ class OrderMethods(PostgresBase):
                            f"one of its ids already exists ({exc})") from None
 
     async def get_order(self, order_id: str) -> Order:
-        rows = await self._read(BY_ID, order_id)
+        rows = await self._lookup(BY_ID, order_id)
         if not rows:
             raise guards.not_found("order", order_id)
         return to_order(rows[0])
@@ -121,13 +121,13 @@ class OrderMethods(PostgresBase):
     ) -> list[str]:
         guards.check_limit(limit)
         if after is None:
-            rows = await self._read(_FIRST_PAGE, account_id, limit)
+            rows = await self._lookup(_FIRST_PAGE, account_id, limit)
         else:
-            rows = await self._read(_NEXT_PAGE, account_id, limit, after)
+            rows = await self._lookup(_NEXT_PAGE, account_id, limit, after)
         return [row["id"] for row in rows]
 
     async def orders_for_authorization(self, authorization_id: str) -> list[Order]:
-        rows = await self._read(_FOR_AUTHORIZATION, authorization_id)
+        rows = await self._lookup(_FOR_AUTHORIZATION, authorization_id)
         return [to_order(row) for row in rows]
 
     async def update_order_status(

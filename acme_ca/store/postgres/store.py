@@ -17,7 +17,7 @@ from acme_ca.store.postgres.certificates import CertificateMethods
 from acme_ca.store.postgres.cluster import ClusterMethods
 from acme_ca.store.postgres.migrate import migrate_postgres, postgres_schema_version
 from acme_ca.store.postgres.orders import OrderMethods
-from acme_ca.store.postgres.pool import TIMEOUT, describe, open_pool
+from acme_ca.store.postgres.pool import TIMEOUT, open_pool
 from acme_ca.store.postgres.rows import (
     ACCOUNT_INSERT,
     AUTHORIZATION_INSERT,
@@ -32,6 +32,7 @@ from acme_ca.store.postgres.rows import (
     link_rows,
     order_row,
 )
+from acme_ca.store.postgres.url import describe
 
 
 class PostgresStore(ClusterMethods, AccountMethods, OrderMethods, AuthorizationMethods,
@@ -51,13 +52,13 @@ class PostgresStore(ClusterMethods, AccountMethods, OrderMethods, AuthorizationM
         pool of at most ``pool_size`` connections, and migrate the database.
 
         ``StoreUnavailable`` if the server cannot be reached; ``StoreError`` if it
-        refuses us or its schema is newer than this code. ``clock`` stamps the
+        refuses us or its schema is newer than this code; ``ConfigError`` if the URL
+        is malformed (``url.py``). ``clock`` stamps the
         migrations applied; ``timeout`` bounds every wait (``pool.py``).
         """
         applied_at = (clock or SystemClock()).now().isoformat()
-        target = describe(dsn)
-        pool = await open_pool(dsn, size=pool_size, timeout=timeout)
-        store = cls(pool, target, timeout)
+        pool = await open_pool(dsn, size=pool_size, timeout=timeout)  # checks the URL
+        store = cls(pool, describe(dsn), timeout)
         try:
             await store._run(lambda conn: migrate_postgres(conn, applied_at))
         except BaseException:

@@ -3,7 +3,9 @@
 An authorization is read with its challenges in one statement
 (``AUTHORIZATION_COLUMNS``). ``record_validation`` settles a challenge, its
 authorization and the orders waiting for it in one ``BEGIN IMMEDIATE`` transaction:
-the statuses come from ``domain/states.py``, the SQL only guards each change.
+the statuses come from ``domain/states.py``, the SQL only guards each change. An
+authorization no longer pending (settled by its other challenge, or deactivated) is
+left as it is, with its orders: the challenge alone ends.
 """
 
 from __future__ import annotations
@@ -160,8 +162,9 @@ class AuthorizationMethods(SqliteBase):
             authorization_id = rows[0]["authorization_id"]
             rows = list(await conn.execute_fetchall(_SET_AUTHORIZATION, (
                 outcome.authorization.value, expires, authorization_id, pending)))
-            if not rows:  # raising rolls the challenge back to PROCESSING
-                raise await refusal(conn, "authorization", authorization_id, pending)
+            if not rows:  # settled or deactivated meanwhile: it and its orders stay so
+                return to_authorization(
+                    (await conn.execute_fetchall(_BY_ID, (authorization_id,)))[0])
             for order_row in await conn.execute_fetchall(_PENDING_ORDERS, (authorization_id,)):
                 await _settle_order(conn, to_order(order_row), validated_at)
             return to_authorization(rows[0])

@@ -17,9 +17,9 @@ The concurrency contract of the engine (``connection``, ``commits``, ``opening``
   ``GroupCommit`` queue: one batch at a time, its writers in arrival order, each in a
   SAVEPOINT of one ``BEGIN IMMEDIATE`` transaction. Across processes, ``BEGIN
   IMMEDIATE`` takes the file's single write lock, waited for off the event loop up
-  to ``BUSY_TIMEOUT_MS`` (then ``StoreError``). So one writer body runs at a time on
-  the whole file, and what it reads inside its transaction is what it changes:
-  writers are serialisable.
+  to ``BUSY_TIMEOUT_MS`` (then ``StoreUnavailable``: see below). So one writer body
+  runs at a time on the whole file, and what it reads inside its transaction is what
+  it changes: writers are serialisable.
 - What group commit promises. A writer's statements are kept all or none (its
   savepoint); a writer hears its outcome, success or its own failure, only after the
   COMMIT holding its batch returned (``synchronous = FULL``: it survives power loss);
@@ -39,7 +39,10 @@ The concurrency contract of the engine (``connection``, ``commits``, ``opening``
 Statements run on the event loop's thread unless they wait on the disk (COMMIT) or
 for another process's lock (``connection``): no connection used on the loop has a
 busy handler. A UNIQUE or PRIMARY KEY violation becomes ``Conflict`` ("it already
-exists"); any other sqlite3 error becomes ``StoreError``.
+exists"); a lock still held elsewhere after ``BUSY_TIMEOUT_MS`` ("database is locked":
+SQLITE_BUSY, or SQLITE_LOCKED) becomes ``StoreUnavailable``, since it passes as a
+database restart does (the API answers 503 with Retry-After, and nothing was written);
+any other sqlite3 error becomes ``StoreError``.
 
 ``SqliteStore`` is assembled from one class per group of entities (certificates in
 ``store.py``, then ``accounts``, ``orders``, ``authorizations``, ``nonces`` and
@@ -56,7 +59,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from acme_ca.errors import Conflict, StoreError
+from acme_ca.errors import Conflict, StoreError, StoreUnavailable
 from acme_ca.store import guards
 from acme_ca.store.sqlite.commits import GroupCommit
 from acme_ca.store.sqlite.connection import Connection
@@ -68,6 +71,8 @@ Params = Iterable[object]
 _ALREADY_EXISTS = frozenset(
     {sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY}
 )
+# Primary result codes of a lock held by another connection past the busy timeout.
+_LOCKED = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 # The state of a row, by the kind ``guards`` names it with.
 _STATE_OF = {
     "account": "SELECT status FROM accounts WHERE id = ?",
@@ -88,7 +93,7 @@ class SqliteBase:
         self._nonce_conn = connections.nonces
         self._path = path
         self._commits = GroupCommit(connections.writer, busy_timeout_ms=BUSY_TIMEOUT_MS,
-                                    name=path)
+                                    name=path, errors=self._error)
         self._closed = False
 
     async def close(self) -> None:
@@ -149,11 +154,13 @@ class SqliteBase:
             raise StoreError(f"{self._path}: the store is closed")
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
-        if (
-            isinstance(exc, sqlite3.IntegrityError)
-            and getattr(exc, "sqlite_errorcode", None) in _ALREADY_EXISTS
-        ):
+        """The store's error for a sqlite3 error (see the module docstring)."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(exc, sqlite3.IntegrityError) and code in _ALREADY_EXISTS:
             return Conflict(f"the row already exists ({exc})")
+        if code is not None and code & 0xFF in _LOCKED:
+            return StoreUnavailable(f"{self._path}: {exc} (another process held the lock "
+                                    f"for over {BUSY_TIMEOUT_MS} ms)")
         return StoreError(f"{self._path}: {exc}")
 
 

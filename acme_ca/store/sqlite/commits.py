@@ -63,10 +63,14 @@ class _Writer:
 class GroupCommit:
     """The one way to write through ``conn``; see the module docstring."""
 
-    def __init__(self, conn: Connection, *, busy_timeout_ms: int, name: str) -> None:
+    def __init__(self, conn: Connection, *, busy_timeout_ms: int, name: str,
+                 errors: Callable[[sqlite3.Error], StoreError]) -> None:
+        """``errors``: the store's error for a sqlite3 error that fails a batch (BEGIN
+        after ``busy_timeout_ms``, COMMIT)."""
         self._conn = conn
         self._busy_timeout_ms = busy_timeout_ms
         self._name = name
+        self._errors = errors
         self._queue: deque[_Writer] = deque()
         self._committer: asyncio.Task[None] | None = None
         self._closed = False
@@ -104,7 +108,7 @@ class GroupCommit:
             await self._begin()
         except BaseException as exc:
             await self._rollback()  # a cancelled wait may have got the lock after all
-            error = _batch_error(self._name, exc)
+            error = self._batch_error(exc)
             while self._queue:
                 _fail(self._queue.popleft(), error)
             _raise_if_interrupted(exc)
@@ -147,10 +151,20 @@ class GroupCommit:
         if interrupted:
             raise asyncio.CancelledError
 
+    def _batch_error(self, exc: BaseException) -> StoreError:
+        """What every writer of a failed batch hears."""
+        if isinstance(exc, StoreError):
+            return exc
+        if isinstance(exc, sqlite3.Error):
+            return self._errors(exc)
+        if isinstance(exc, Exception):
+            return StoreError(f"{self._name}: {exc}")
+        return StoreError(f"{self._name}: interrupted before the commit")
+
     def _abandon(self, batch: list[_Writer], exc: BaseException) -> None:
         """The batch is not kept: every writer of it hears so."""
         log.error("%s: a batch of %d writes failed: %s", self._name, len(batch), exc)
-        error = _batch_error(self._name, exc)
+        error = self._batch_error(exc)
         for writer in batch:
             _fail(writer, error)
 
@@ -185,12 +199,6 @@ def _fail(writer: _Writer, exc: BaseException) -> None:
         writer.done.set_exception(exc)
 
 
-def _batch_error(name: str, exc: BaseException) -> StoreError:
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, Exception):
-        return StoreError(f"{name}: {exc}")
-    return StoreError(f"{name}: interrupted before the commit")
 
 
 def _raise_if_interrupted(exc: BaseException) -> None:

@@ -5,15 +5,18 @@ that runs the background work, until its lease expires.
 expired or renews it for its holder; when another holder has it unexpired the
 ``ON CONFLICT ... DO UPDATE ... WHERE`` changes nothing and no row comes back. Writes
 are serialised (``base``), so of two racers exactly one gets it. Time is this
-machine's system clock, in UTC, which every process on one SQLite file shares.
+machine's system clock, in UTC, which every process on one SQLite file shares, read
+once the write lock is held: a lease is never handed out already expired.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta
 
 from acme_ca.clock import SystemClock
 from acme_ca.store.sqlite.base import SqliteBase, from_text, to_text
+from acme_ca.store.sqlite.connection import Connection
 
 _HOLD = """
 INSERT INTO leases (name, holder, expires) VALUES (?1, ?2, ?3)
@@ -25,8 +28,12 @@ _RELEASE = "DELETE FROM leases WHERE name = ? AND holder = ?"
 
 class LeaseMethods(SqliteBase):
     async def hold_lease(self, name: str, holder: str, ttl: timedelta) -> datetime | None:
-        now = SystemClock().now()
-        rows = await self._write(_HOLD, (name, holder, to_text(now + ttl), to_text(now)))
+        async def hold(conn: Connection) -> list[sqlite3.Row]:
+            now = SystemClock().now()  # once the write lock is ours, however long it took
+            return list(await conn.execute_fetchall(
+                _HOLD, (name, holder, to_text(now + ttl), to_text(now))))
+
+        rows = await self._transaction(hold)
         return from_text(rows[0]["expires"]) if rows else None
 
     async def release_lease(self, name: str, holder: str) -> None:

@@ -11,6 +11,12 @@ another boot than the one it was written in (``opening``).
 ``consume_nonce`` is one ``DELETE ... RETURNING``: SQLite runs it under the write
 lock, so of two concurrent consumers of one nonce exactly one gets the row back.
 An expired nonce is deleted as well, and answers False.
+
+``purge_expired_nonces`` deletes a bounded batch: its statements run on the event
+loop's thread (``SqliteBase._unslept``), so one unbounded DELETE of a million expired
+rows would stall every request of the process for seconds and hold the file's write
+lock meanwhile. The table is WITHOUT ROWID, keyed by nonce: the batch is the first
+``limit`` keys of the expiry index, deleted by key.
 """
 
 from __future__ import annotations
@@ -20,20 +26,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
+from acme_ca.store import guards
 from acme_ca.store.sqlite.base import SqliteBase, to_text
 
 T = TypeVar("T")
 
 _ADD = "INSERT INTO nonces (nonce, expires) VALUES (?, ?)"
 _CONSUME = "DELETE FROM nonces WHERE nonce = ? RETURNING expires"
-_PURGE = "DELETE FROM nonces WHERE expires <= ? RETURNING 1"
+_PURGE = """
+DELETE FROM nonces WHERE nonce IN (
+    SELECT nonce FROM nonces INDEXED BY nonces_by_expiry WHERE expires <= ? LIMIT ?)"""
 
 
 class NonceMethods(SqliteBase):
-    #: every how many ``consume_nonce`` calls (per store) expired nonces are purged
-    purge_every = 1000
-    _consumed = 0
-
     async def add_nonce(self, nonce: str, expires: datetime) -> None:
         values = (nonce, to_text(expires))
         await self._on_nonces(lambda raw: raw.execute(_ADD, values))
@@ -45,16 +50,13 @@ class NonceMethods(SqliteBase):
 
     async def consume_nonce(self, nonce: str, now: datetime) -> bool:
         moment = to_text(now)
-        self._consumed += 1
         rows = await self._on_nonces(lambda raw: raw.execute(_CONSUME, (nonce,)).fetchall())
-        if self._consumed % self.purge_every == 0:
-            await self.purge_nonces(now)
         return bool(rows) and rows[0]["expires"] > moment
 
-    async def purge_nonces(self, now: datetime) -> int:
-        """Delete the nonces expired at ``now``; returns how many. Not in the Protocol."""
-        moment = to_text(now)
-        return len(await self._on_nonces(lambda raw: raw.execute(_PURGE, (moment,)).fetchall()))
+    async def purge_expired_nonces(self, now: datetime, *, limit: int) -> int:
+        guards.check_limit(limit)
+        values = (to_text(now), limit)
+        return await self._on_nonces(lambda raw: raw.execute(_PURGE, values).rowcount)
 
     async def _on_nonces(self, call: Callable[[sqlite3.Connection], T]) -> T:
         return await self._unslept(self._nonce_conn, call)

@@ -8,11 +8,15 @@ one, so these tests use real time: short ttls, and waits bounded by a deadline.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from acme_ca.clock import SystemClock
 from acme_ca.store import Store
+from tests.store.contract.conftest import Backend
 
 HOUR = timedelta(hours=1)
 SHORT = timedelta(milliseconds=300)
@@ -99,3 +103,45 @@ async def test_a_released_lease_is_free_at_once_and_only_its_holder_releases_it(
     await store.release_lease("background", "replica-a")  # twice: nothing
     assert await other.hold_lease("background", "replica-b", HOUR) is not None
     assert await store.hold_lease("background", "replica-a", HOUR) is None
+
+
+@asynccontextmanager
+async def write_locked(backend: Backend, name: str) -> AsyncIterator[None]:
+    """Another session holds what ``hold_lease(name)`` must lock: on PostgreSQL the lease's
+    row (a renewal in flight, a replica paused inside its statement, autovacuum), on
+    SQLite the file's write lock (another process writing)."""
+    if backend.name == "postgresql":
+        import asyncpg
+
+        conn = await asyncpg.connect(backend.url)
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT * FROM leases WHERE name = $1 FOR UPDATE", name)
+                yield
+        finally:
+            await conn.close()
+    else:
+        conn = sqlite3.connect(backend.url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+
+async def test_a_lease_taken_after_a_long_wait_for_its_lock_runs_ttl_from_then(
+    backend: Backend, store: Store, other: Store
+):
+    """``hold_lease`` grants the lease until ``ttl`` from when it is granted: after a wait
+    for the lock longer than ``ttl``, a lease timed from the call would be handed out
+    already expired (its holder would believe it holds it, and the next caller would
+    take it at once)."""
+    assert await store.hold_lease("background", "replica-a", SHORT) is not None
+    async with write_locked(backend, "background"):
+        taking = asyncio.create_task(other.hold_lease("background", "replica-b", SHORT))
+        await asyncio.sleep(3 * SHORT.total_seconds())  # replica-a's lease expires meanwhile
+        assert not taking.done()
+    granted = await taking
+    assert granted is not None and granted > SystemClock().now()
+    assert await store.hold_lease("background", "replica-a", SHORT) is None

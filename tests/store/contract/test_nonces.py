@@ -85,3 +85,45 @@ async def test_a_nonce_survives_stores_opened_later_and_a_restart(
     restarted = await backend.open()
     assert await restarted.consume_nonce("second", T0) is True
     assert await restarted.consume_nonce("first", T0) is False
+
+
+async def test_expired_nonces_are_purged_at_most_limit_at_a_time(store: Store):
+    """Nonces expired at ``now`` (the instant included, as consume_nonce refuses them) go,
+    at most ``limit`` per call; unexpired ones stay, good once as before."""
+    now = T0 + timedelta(minutes=5)
+    expired = [f"old-{n}" for n in range(7)]
+    await store.add_nonces(expired[:6], T0)
+    await store.add_nonce(expired[6], now)
+    await store.add_nonces(["fresh-1", "fresh-2"], LATER)
+    assert await store.purge_expired_nonces(now, limit=3) == 3
+    assert await store.purge_expired_nonces(now, limit=3) == 3
+    assert await store.purge_expired_nonces(now, limit=3) == 1
+    assert await store.purge_expired_nonces(now, limit=3) == 0
+    for nonce in expired:  # gone: each may be added again
+        await store.add_nonce(nonce, LATER)
+    assert await store.consume_nonce("fresh-1", now) is True
+    assert await store.purge_expired_nonces(LATER, limit=100) == len(expired) + 1
+    assert await store.consume_nonce("fresh-2", now) is False
+    with pytest.raises(ValueError, match="at least 1"):
+        await store.purge_expired_nonces(now, limit=0)
+
+
+async def test_two_stores_purging_at_once_delete_each_expired_nonce_once(
+    store: Store, other: Store
+):
+    """Two processes purging together (a paused former holder of the background lease
+    and the new one): every expired nonce is counted by exactly one of them, and the
+    unexpired ones are left."""
+    await store.add_nonces([f"old-{n:03d}" for n in range(300)], T0)
+    await store.add_nonce("fresh", LATER)
+    now = T0 + timedelta(minutes=1)
+
+    async def purge(each: Store) -> int:
+        total = 0
+        while (deleted := await each.purge_expired_nonces(now, limit=7)) > 0:
+            total += deleted
+        return total
+
+    counts = await asyncio.gather(*(purge(each) for each in (store, other) * 2))
+    assert sum(counts) == 300
+    assert await other.consume_nonce("fresh", now) is True

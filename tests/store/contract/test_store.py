@@ -11,12 +11,12 @@ import inspect
 import pytest
 
 from acme_ca.domain.models import CertificateStatus
-from acme_ca.errors import StoreError
+from acme_ca.errors import NotFound, StoreError
 from acme_ca.store import Store
 from acme_ca.store.cluster import LeaseStore, NonceStore
 from acme_ca.store.reads import ReadStore
 from acme_ca.store.writes import WriteStore
-from tests.store.conftest import DER, T0, make_record
+from tests.store.conftest import ACCOUNT, DER, T0, make_record, two_name_order
 from tests.store.contract.conftest import Backend
 
 
@@ -83,3 +83,22 @@ async def test_a_cancelled_write_is_all_or_nothing_and_leaves_no_transaction_ope
     }
     await store.reserve_serial(make_record("0d"))  # a transaction left open would block it
     assert (await store.get_certificate("0d")).status is CertificateStatus.RESERVED
+
+
+async def test_an_id_no_row_can_have_is_unknown_like_any_other(store: Store):
+    """An id or key with a NUL character (from a URL: /acme/acct/%00 as a JWS kid,
+    /acme/order/%00), which PostgreSQL text cannot even hold, is one the store does not
+    know: ``NotFound``, or nothing listed, as for any unknown id (RFC 8555 7.3.1, 7.4:
+    accountDoesNotExist, 404), never another ``StoreError`` (a 500)."""
+    await two_name_order(store)
+    lookups = (store.get_account, store.find_account_by_thumbprint, store.get_order,
+               store.get_authorization, store.get_challenge, store.get_certificate)
+    for lookup in lookups:
+        for key in ("\x00", "order-1\x00", "az-a\x00"):
+            with pytest.raises(NotFound):
+                await lookup(key)
+    assert await store.list_account_orders(f"{ACCOUNT}\x00", limit=10) == []
+    assert await store.list_account_orders(ACCOUNT, limit=10, after="order-1\x00") == []
+    assert await store.orders_for_authorization("az-a\x00") == []
+    with pytest.raises(NotFound):
+        await store.list_certificates(after_serial="\x00")

@@ -103,15 +103,73 @@ async def test_recording_twice_is_a_conflict_and_changes_nothing(store: Store):
             "nothing", valid=True, error=None, validated_at=T0, authorization_expires=None)
 
 
-async def test_an_authorization_no_longer_pending_rolls_the_challenge_back(store: Store):
+async def test_a_challenge_of_a_deactivated_authorization_still_ends_with_its_result(
+    store: Store,
+):
+    """RFC 8555 7.5.2 and 7.1.6: the client deactivated the authorization while one of
+    its challenges was processing. The challenge still ends (valid, or invalid with its
+    problem: a challenge ends valid or invalid, never processing for good), and the
+    authorization stays deactivated, its expiry and its orders untouched."""
     await two_name_order(store)
-    await store.update_authorization_status(
+    deactivated = await store.update_authorization_status(
         "az-b", expected=AuthorizationStatus.PENDING, status=AuthorizationStatus.DEACTIVATED)
-    with pytest.raises(Conflict, match="deactivated, not pending"):
+    orders = [await store.get_order(o) for o in ("order-1", "order-2")]
+    challenge, authz = await store.record_validation(
+        "az-b-http-01", valid=True, error=None, validated_at=T0,
+        authorization_expires=T0 + timedelta(days=30))
+    assert (challenge.status, challenge.validated_at, challenge.error) == (
+        ChallengeStatus.VALID, T0, None)
+    assert (authz.status, authz.expires, authz.challenges) == (
+        AuthorizationStatus.DEACTIVATED, deactivated.expires, (challenge,))
+    assert await store.get_authorization("az-b") == authz
+    assert [await store.get_order(o) for o in ("order-1", "order-2")] == orders
+    assert await store.processing_challenges(T0 + timedelta(days=1), limit=10) == [
+        await store.get_challenge("az-a-http-01")]
+
+    await store.update_authorization_status(
+        "az-a", expected=AuthorizationStatus.PENDING, status=AuthorizationStatus.DEACTIVATED)
+    failed, authz = await store.record_validation(
+        "az-a-http-01", valid=False, error=PROBLEM, validated_at=T0,
+        authorization_expires=None)
+    assert (failed.status, failed.error) == (ChallengeStatus.INVALID, PROBLEM)
+    assert authz.status is AuthorizationStatus.DEACTIVATED
+    assert [await store.get_order(o) for o in ("order-1", "order-2")] == orders
+    assert await store.processing_challenges(T0 + timedelta(days=1), limit=10) == []
+
+
+async def test_the_second_challenge_of_a_settled_authorization_ends_and_changes_nothing_else(
+    store: Store,
+):
+    """RFC 8555 7.1.6: the client answered two challenges of one authorization and one
+    validated first (the authorization valid, its order ready). The other still ends
+    with its own result, invalid with its problem here, and leaves the authorization
+    valid and the order ready; recording it again is a Conflict (it is no longer
+    processing)."""
+    authz = make_authorization("az", "two.example.test", types=("http-01", "dns-01"))
+    await store.create_order(make_order("order", [authz]), [authz])
+    for challenge in authz.challenges:
+        await validating(store, challenge.id)
+    lifetime = T0 + timedelta(days=30)
+    _, first = await store.record_validation(
+        "az-dns-01", valid=True, error=None, validated_at=T0, authorization_expires=lifetime)
+    ready = await store.get_order("order")
+    assert (first.status, ready.status) == (AuthorizationStatus.VALID, OrderStatus.READY)
+
+    later = T0 + timedelta(seconds=3)
+    challenge, settled = await store.record_validation(
+        "az-http-01", valid=False, error=PROBLEM, validated_at=later,
+        authorization_expires=None)
+    assert (challenge.status, challenge.error, challenge.validated_at) == (
+        ChallengeStatus.INVALID, PROBLEM, later)
+    assert (settled.status, settled.expires) == (AuthorizationStatus.VALID, lifetime)
+    assert {c.id: c.status for c in settled.challenges} == {
+        "az-http-01": ChallengeStatus.INVALID, "az-dns-01": ChallengeStatus.VALID}
+    assert await store.get_authorization("az") == settled
+    assert await store.get_order("order") == ready
+    with pytest.raises(Conflict, match="invalid, not processing"):
         await store.record_validation(
-            "az-b-http-01", valid=True, error=None, validated_at=T0, authorization_expires=None)
-    challenge = await store.get_challenge("az-b-http-01")
-    assert (challenge.status, challenge.validated_at) == (ChallengeStatus.PROCESSING, None)
+            "az-http-01", valid=True, error=None, validated_at=later,
+            authorization_expires=None)
 
 
 async def test_two_stores_recording_one_challenge_exactly_one_wins(store: Store, other: Store):
@@ -184,3 +242,22 @@ async def test_a_failure_beside_a_success_at_once_leaves_the_order_invalid(
     for n in range(ORDERS):
         order = await other.get_order(f"order-{n}")
         assert (order.status, order.error) == (OrderStatus.INVALID, PROBLEM)
+
+
+async def test_a_result_without_an_error_keeps_the_error_the_challenge_has(store: Store):
+    """An error recorded on a processing challenge (a failed validation attempt before
+    the one that settles it, RFC 8555 8.2) stays when the result brings none, as with
+    ``update_challenge`` (None: unchanged); a result's own error replaces it. Every
+    backend agrees."""
+    await two_name_order(store)
+    earlier = '{"type":"urn:ietf:params:acme:error:connection","detail":"retrying"}'
+    for challenge_id in ("az-a-http-01", "az-b-http-01"):
+        await store.update_challenge(challenge_id, expected=ChallengeStatus.PROCESSING,
+                                     status=ChallengeStatus.PROCESSING, error=earlier)
+    valid, _ = await store.record_validation(
+        "az-a-http-01", valid=True, error=None, validated_at=T0, authorization_expires=None)
+    invalid, _ = await store.record_validation(
+        "az-b-http-01", valid=False, error=PROBLEM, validated_at=T0, authorization_expires=None)
+    assert (valid.status, valid.error, valid.validated_at) == (ChallengeStatus.VALID, earlier, T0)
+    assert (invalid.status, invalid.error) == (ChallengeStatus.INVALID, PROBLEM)
+    assert await store.get_challenge("az-a-http-01") == valid

@@ -68,6 +68,22 @@ async def test_a_missing_root_certificate_is_a_store_error(pg_url: str, tmp_path
     assert not isinstance(caught.value, StoreUnavailable)
 
 
+async def test_a_root_certificate_that_is_not_one_is_a_store_error(pg_url: str, tmp_path):
+    """A configuration to fix (sslrootcert names the wrong file), not an outage."""
+    bogus = tmp_path / "root.pem"
+    bogus.write_text("not a certificate\n")
+    with pytest.raises(StoreError, match=r"TLS: .*no certificate") as caught:
+        await open_store(f"{pg_url}?sslmode=verify-full&sslrootcert={bogus}")
+    assert not isinstance(caught.value, StoreUnavailable)
+
+
+async def test_a_unix_socket_whose_server_is_stopped_is_unavailable(tmp_path):
+    """The server removes its socket file when it stops: an outage (retry later), as
+    the same server stopped behind TCP is, not a file of the configuration to fix."""
+    with pytest.raises(StoreUnavailable, match="Unix socket"):
+        await open_store(f"postgresql:///acme?host={tmp_path}")
+
+
 @pytest.fixture
 async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
     opened = await PostgresStore.open(pg_url, pool_size=4, timeout=0.5)
@@ -120,12 +136,24 @@ async def locked_account(pg_url: str) -> AsyncIterator[None]:
         await conn.close()
 
 
-async def test_a_statement_that_waits_too_long_is_unavailable(store, locked_account):
-    """command_timeout: the statement is cancelled on the server; the connection and
-    the store stay usable."""
-    with pytest.raises(StoreUnavailable, match=r"no answer within 0\.5 s"):
+async def test_a_statement_that_waits_too_long_for_a_lock_is_unavailable(
+    store, locked_account
+):
+    """lock_timeout (half the timeout): the server ends the wait, before the client's
+    own timeout; the connection and the store stay usable."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(StoreUnavailable, match="locked by another session"):
         await store.update_account(ACCOUNT, expected_status=AccountStatus.VALID, contact=[])
+    assert loop.time() - started < 0.5
     assert (await store.get_account(ACCOUNT)).contact == make_account().contact
+
+
+async def test_a_statement_that_runs_too_long_is_unavailable(store):
+    """command_timeout: the statement is cancelled on the server; the store stays usable."""
+    with pytest.raises(StoreUnavailable, match=r"no answer within 0\.5 s"):
+        await store._read("SELECT pg_sleep(5)")
+    assert (await store.get_account(ACCOUNT)).id == ACCOUNT
 
 
 async def test_waiting_too_long_for_a_free_connection_is_unavailable(store):

@@ -9,9 +9,10 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from acme_ca.errors import StoreError
-from acme_ca.store.migrations import load_migrations
+from acme_ca.errors import StoreError, StoreUnavailable
+from acme_ca.store.migrations import CREATE_MIGRATIONS_TABLE, load_migrations
 from acme_ca.store.postgres import PostgresStore
+from acme_ca.store.postgres.migrate import DDL_LOCK_TIMEOUT, MIGRATION_LOCK, migrate_postgres
 from tests.store.conftest import T0
 
 NAMES = ["certificates", "acme", "nonces_apart", "orders_processing", "cluster"]
@@ -98,3 +99,70 @@ async def test_nonces_are_unlogged_and_the_data_is_not(pg_store: PostgresStore, 
     assert set(persistence) >= {"certificates", "accounts", "orders", "authorizations",
                                 "challenges", "order_authorizations", "leases"}
     assert set(persistence.values()) == {"p"}
+
+
+async def test_a_replica_waits_for_another_replicas_migration_beyond_the_timeout(pg_url: str):
+    """Replicas started together: the one that did not get the migration lock waits for
+    the other to finish (up to WAIT_FOR_ANOTHER), longer than a statement may take."""
+    migrating = await asyncpg.connect(pg_url)
+    try:
+        async with migrating.transaction():
+            await migrating.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            opening = asyncio.create_task(PostgresStore.open(pg_url, timeout=0.5))
+            await asyncio.sleep(2.0)  # four statement timeouts
+            assert not opening.done()
+        store = await opening
+    finally:
+        await migrating.close()
+    try:
+        assert await store.schema_version() == len(NAMES)
+    finally:
+        await store.close()
+
+
+async def test_waiting_for_another_replicas_migration_ends_after_a_while(pg_url: str):
+    migrating, waiting = await asyncpg.connect(pg_url), await asyncpg.connect(pg_url)
+    try:
+        async with migrating.transaction():
+            await migrating.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            with pytest.raises(StoreUnavailable, match="another replica has been migrating"):
+                await migrate_postgres(waiting, "now", wait_for_another=0.3)
+    finally:
+        await migrating.close()
+        await waiting.close()
+
+
+async def test_a_migration_behind_a_long_lock_fails_soon_and_stalls_nobody_long(pg_url: str):
+    """A database at version 4 in use; a long transaction has read challenges (a
+    pg_dump, a report), and a new replica's migration 5 must ALTER that table. Its
+    ALTER waits DDL_LOCK_TIMEOUT, not the statement timeout: the serving replicas'
+    statements on challenges, queued behind it, wait no longer than that; the start
+    fails in one line with nothing changed, and succeeds once the lock is gone."""
+    setup = await asyncpg.connect(pg_url)
+    await setup.execute(CREATE_MIGRATIONS_TABLE)
+    for migration in load_migrations("postgres")[:4]:
+        await setup.execute(migration.sql)
+        await setup.execute("INSERT INTO schema_migrations VALUES ($1, $2, 'then')",
+                            migration.version, migration.name)
+    await setup.close()
+    holder, serving = await asyncpg.connect(pg_url), await asyncpg.connect(pg_url)
+    loop = asyncio.get_running_loop()
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT count(*) FROM challenges")
+            started = loop.time()
+            opening = asyncio.create_task(PostgresStore.open(pg_url))
+            await asyncio.sleep(0.5)
+            await serving.fetch("SELECT * FROM challenges WHERE id = 'x'")
+            assert loop.time() - started < DDL_LOCK_TIMEOUT + 1.0
+            with pytest.raises(StoreUnavailable, match=r"migration 5 \(cluster\).*lock") as caught:
+                await opening
+            assert "\n" not in str(caught.value)
+            assert loop.time() - started < DDL_LOCK_TIMEOUT + 1.0
+        assert await applied(pg_url) == list(enumerate(NAMES[:4], start=1))
+    finally:
+        await holder.close()
+        await serving.close()
+    store = await PostgresStore.open(pg_url)
+    await store.close()
+    assert await applied(pg_url) == list(enumerate(NAMES, start=1))

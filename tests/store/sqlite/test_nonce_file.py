@@ -259,27 +259,6 @@ async def test_nonces_work_in_memory(memory_store: SqliteStore):
     assert sorted(results) == [False, False, False, True]
 
 
-async def test_expired_nonces_are_purged_every_nth_consume(
-    acme_store: SqliteStore, db_file: Path, monkeypatch: pytest.MonkeyPatch
-):
-    monkeypatch.setattr(acme_store, "purge_every", 3)
-    for n in range(5):
-        await acme_store.add_nonce(f"old-{n}", T0 + timedelta(seconds=n))
-    await acme_store.add_nonce("fresh", T0 + timedelta(hours=1))
-    later = T0 + timedelta(minutes=5)
-
-    def left() -> list[str]:
-        with raw(Path(nonce_path(str(db_file)))) as conn:
-            return [row[0] for row in conn.execute("SELECT nonce FROM nonces ORDER BY nonce")]
-
-    assert await acme_store.consume_nonce("unknown-1", later) is False
-    assert await acme_store.consume_nonce("unknown-2", later) is False
-    assert len(left()) == 6
-    assert await acme_store.consume_nonce("unknown-3", later) is False  # the third: purge
-    assert left() == ["fresh"]
-    assert await acme_store.purge_nonces(later) == 0
-
-
 async def test_nonces_skip_fsync_in_a_private_file_of_their_own(
     acme_store: SqliteStore, db_file: Path
 ):

@@ -63,7 +63,7 @@ LOOKUPS = [
 ]
 NONCE_LOOKUPS = [
     (nonces_module._CONSUME, ("n",), "PRIMARY KEY"),
-    (nonces_module._PURGE, ("t",), "nonces_by_expiry"),
+    (nonces_module._PURGE, ("t", 10), "nonces_by_expiry"),
 ]
 
 
