@@ -120,15 +120,29 @@ class PostgresBase:
         """``work`` on one connection. A broken one is dropped rather than given back,
         and the pool's others are replaced at their next use: what broke one (a
         restart of the server, a failover) has most likely broken them all."""
-        async with self._pool.acquire(timeout=self._timeout) as conn:
-            try:
-                return await work(conn)
-            except Exception as exc:
-                if broken(exc):
-                    with suppress(asyncpg.InterfaceError):  # released already, as asyncpg
-                        conn.terminate()                    # does with one it closed
-                    await self._pool.expire_connections()
-                raise
+        conn = await self._pool.acquire(timeout=self._timeout)
+        try:
+            return await work(conn)
+        except Exception as exc:
+            if broken(exc):
+                with suppress(asyncpg.InterfaceError):  # released already, as asyncpg
+                    conn.terminate()                    # does with one it closed
+                await self._pool.expire_connections()
+            raise
+        finally:
+            await self._give_back(conn)
+
+    async def _give_back(self, conn: Connection) -> None:
+        """Return ``conn`` to the pool, which resets it first (a statement of its own).
+        That runs after the work ended, so a failure there is the connection's, not the
+        work's: the connection is dropped and the work's outcome stands (raising here
+        would have a committed write tried again, and lose to itself)."""
+        try:
+            await self._pool.release(conn, timeout=self._timeout)
+        except Exception:
+            with suppress(Exception):
+                conn.terminate()
+            await self._pool.expire_connections()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -114,3 +114,26 @@ async def backends(store: PostgresStore) -> set[int]:
     rows = await asyncio.gather(*(store._read("SELECT pg_backend_pid(), pg_sleep(0.05)")
                                   for _ in range(2)))
     return {row[0][0] for row in rows}
+
+
+async def test_a_write_whose_connection_breaks_as_it_is_given_back_has_happened(
+    store: PostgresStore, relay: Relay
+):
+    """The pool resets a connection as it takes it back (asyncpg's ``reset``), after the
+    work committed. A failure there is the connection's, not the work's: the order was
+    created, so the caller is told so, rather than running the transaction again and
+    hearing Conflict for its own order (a 500 a replica answered under
+    pg_terminate_backend, seen in integration/test_replicas.py)."""
+
+    def break_on_reset(data: bytes) -> bytes:
+        if b"RESET" in data:  # the reply to the pool's reset: the link goes instead
+            relay.sever()
+            return b""
+        return data
+
+    authz = make_authorization("az")
+    relay.tamper = break_on_reset
+    order = await store.create_order(make_order("o", [authz]), [authz])
+    relay.tamper = lambda data: data
+    await relay.mend()
+    assert (await store.get_order("o")) == order
