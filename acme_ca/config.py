@@ -150,9 +150,13 @@ class ServerConfig:
         return f"https://{host}:{self.listen_port}"
 
 
+DEFAULT_POOL_SIZE = 10
+
+
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     url: str
+    pool_size: int = DEFAULT_POOL_SIZE  # PostgreSQL: the most connections one process opens
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +321,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
     },
     "storage": {
         "url": ("'sqlite:///<path>' or 'postgresql://...'", values.storage_url),
+        "pool_size": ("an integer from 1 to 1000", values.pool_size),
     },
     "ca": {
         "root_cert": ("a file path", values.path),
@@ -376,7 +381,10 @@ def _build(r: _Reader, source: Path | None) -> Config:
         intermediate_key_passphrase_file=r.get("ca.intermediate_key_passphrase_file", None),
         alternate_chains=r.get("ca.alternate_chains", ()),
     )
-    storage = StorageConfig(url=r.get("storage.url", f"sqlite:///{data_dir / 'acme-ca.db'}"))
+    storage = StorageConfig(
+        url=r.get("storage.url", f"sqlite:///{data_dir / 'acme-ca.db'}"),
+        pool_size=r.get("storage.pool_size", DEFAULT_POOL_SIZE),
+    )
     p = PolicyConfig()
     blocked_keys_file, blocked_keys = r.get("policy.blocked_keys_file", (None, frozenset()))
     policy = PolicyConfig(

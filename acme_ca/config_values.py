@@ -178,11 +178,20 @@ def positive(_: PathResolver, value: Any) -> int:
     return value
 
 
+def pool_size(_: PathResolver, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        raise ValueError(f"{value!r} is not an integer from 1 to 1000")
+    return value
+
+
 def storage_url(reader: PathResolver, value: Any) -> str:
+    """The URL is never repeated in a message: it may hold a password."""
     text = string(reader, value)
     scheme, sep, rest = text.partition("://")
-    if not sep or scheme not in ("sqlite", "postgresql", "postgres"):
-        raise ValueError(f"{text!r} is not sqlite:///<path> or postgresql://...")
+    if not sep:
+        raise ValueError("the value is not a URL")
+    if scheme not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError(f"{scheme!r} URLs are not supported")
     if scheme == "sqlite" and rest.startswith("/") and rest != "/:memory:":
         path = rest[1:]
         return f"sqlite:///{reader.path(path)}"

@@ -6,7 +6,8 @@
     ├── PolicyError        a name or a validity the CA is not willing to issue
     └── StoreError         the persistent store refused an operation
         ├── NotFound       the row asked for does not exist
-        └── Conflict       a compare-and-set lost, or the row already exists
+        ├── Conflict       a compare-and-set lost, or the row already exists
+        └── StoreUnavailable  the database cannot be reached now; retry later
 
 The command line prints ``str(error)`` and exits non-zero; the ACME front end
 maps these onto RFC 7807 problem documents in one place. None of them carries
@@ -40,3 +41,9 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     """The row already exists, or it changed since it was read."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now (down, restarting, connection lost; SQLite's
+    lock held by another process past the busy timeout): the operation did not happen,
+    or its outcome is unknown; retry later."""

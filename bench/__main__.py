@@ -3,11 +3,15 @@
     python -m bench run --directory URL --ca-bundle FILE --http-port P -n 200 -c 8 \\
         [--key ec256|rsa2048] [--accounts K] [--server-pid PID] [--json out.jsonl]
     python -m bench compare -n 200 -c 1,8,64 [--runs 3] [--json out.jsonl]
+        [--acme-ca-storage sqlite|postgresql] [--acme-ca-replicas N] [--acme-ca-workers W]
     python -m bench seed --db FILE --certificates 100000 --orders 300000   (bench/seed.py)
 
 ``run`` drives one server that is already running (its http-01 validation must reach
 127.0.0.1:P for the benchmark names). ``compare`` starts acme-ca and Pebble itself,
 a fresh server per run, and prints medians, spread and the acme-ca/pebble ratios.
+acme-ca runs on SQLite, or on a fresh PostgreSQL database per run (127.0.0.1:5432,
+user postgres; dropped after the run), alone or as N replicas behind haproxy
+(bench/replicas.py).
 Exit status: 0 when every issuance succeeded, 1 otherwise.
 """
 
@@ -22,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench import loadgen, peers, report
+from bench import loadgen, peers, postgres, replicas, report
 from bench.client import KEY_TYPES, AcmeError, PollPolicy
 from bench.http01 import Http01Responder
 
@@ -76,7 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="port of the generator's http-01 responder on 127.0.0.1",
     )
     run.add_argument("-c", type=int, default=8, help="concurrent issuances (8)")
-    run.add_argument("--server-pid", type=int, help="measure this process tree's CPU and RSS")
+    run.add_argument("--server-pid", type=int, action="append",
+                     help="measure this process tree's CPU and RSS (repeat for replicas)")
     run.add_argument("--label", default="", help="a name for this run in the output")
     _common(run)
     compare = commands.add_parser("compare", help="acme-ca against Pebble, side by side")
@@ -108,6 +113,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     compare.add_argument("--keep", action="store_true", help="keep data directories and logs")
     compare.add_argument("--acme-ca-workers", type=int, default=1,
                          help="acme-ca serve --workers (1; 2 uses both cores of this machine)")
+    compare.add_argument(
+        "--acme-ca-storage",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="acme-ca's database: SQLite in its data directory, or a fresh PostgreSQL "
+        f"database on {postgres.SERVER} per run, dropped after it (sqlite)",
+    )
+    compare.add_argument(
+        "--acme-ca-replicas",
+        type=int,
+        metavar="N",
+        help="run N acme-ca serve processes sharing the database and CA files behind "
+        "haproxy (TCP, round robin, TLS passed through); their CPU is the server's, "
+        "haproxy's is counted beside it (default: one acme-ca, no haproxy)",
+    )
     compare.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     _common(compare)
     return parser.parse_args(argv)
@@ -123,6 +143,7 @@ def _emit(out: TextIO | None, rec: dict[str, Any]) -> None:
 
 
 async def cmd_run(args: argparse.Namespace, out: TextIO | None) -> int:
+    pids = args.server_pid or []
     config = loadgen.RunConfig(
         directory=args.directory,
         ca_bundle=args.ca_bundle,
@@ -131,7 +152,7 @@ async def cmd_run(args: argparse.Namespace, out: TextIO | None) -> int:
         c=args.c,
         key=args.key,
         accounts=args.accounts,
-        server_pid=args.server_pid,
+        measure={"server": lambda: pids} if pids else {},
         names=args.names,
         poll=_policy(args),
         timeout=args.timeout,
@@ -145,6 +166,34 @@ async def cmd_run(args: argparse.Namespace, out: TextIO | None) -> int:
     return 0 if stats.ok == args.n else 1
 
 
+async def _start_acme_ca(
+    workdir: Path, args: argparse.Namespace, responder: Http01Responder,
+    stack: contextlib.AsyncExitStack,
+) -> peers.Peer:
+    """acme-ca as --acme-ca-storage and --acme-ca-replicas say; its database (if any)
+    is dropped when ``stack`` closes, after the servers have stopped."""
+    names = [args.names.format(i=i) for i in range(args.n)]
+    database = None
+    if args.acme_ca_storage == "postgresql":
+        database = await stack.enter_async_context(postgres.fresh_database())
+    if args.acme_ca_replicas is None:
+        return await replicas.start_acme_ca(
+            workdir, responder.port, names, args.acme_ca_workers, database
+        )
+    return await replicas.start_replicas(
+        workdir, responder.port, names, args.acme_ca_replicas, args.acme_ca_workers, database
+    )
+
+
+def acme_ca_setup(args: argparse.Namespace) -> str:
+    """How acme-ca ran, in words, for the records and the table's title."""
+    storage = "PostgreSQL" if args.acme_ca_storage == "postgresql" else "SQLite"
+    workers = f", --workers {args.acme_ca_workers}" if args.acme_ca_workers > 1 else ""
+    if args.acme_ca_replicas is None:
+        return f"{storage}{workers}"
+    return f"{storage}, {args.acme_ca_replicas} replica(s) behind haproxy{workers}"
+
+
 async def _one(
     server: str,
     workdir: Path,
@@ -153,16 +202,16 @@ async def _one(
     responder: Http01Responder,
     dns_port: int | None,
 ) -> dict[str, Any]:
-    names = [args.names.format(i=i) for i in range(args.n)]
-    if server == "acme-ca":
-        peer = await peers.start_acme_ca(workdir, responder.port, names, args.acme_ca_workers)
-        version = ""
-    else:
-        assert dns_port is not None
-        peer = await peers.start_pebble(workdir, responder.port, dns_port)
-        version = peers.pebble_version()
-    extra: dict[str, Any] = {"server": server, "server_version": version}
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        if server == "acme-ca":
+            peer = await _start_acme_ca(workdir, args, responder, stack)
+            extra: dict[str, Any] = {"server": server, "server_version": "",
+                                     "setup": acme_ca_setup(args), "database": peer.database}
+        else:
+            assert dns_port is not None
+            peer = await peers.start_pebble(workdir, responder.port, dns_port)
+            extra = {"server": server, "server_version": peers.pebble_version()}
+        stack.push_async_callback(asyncio.to_thread, peer.stop)
         config = loadgen.RunConfig(
             directory=peer.directory,
             ca_bundle=peer.ca_bundle,
@@ -170,7 +219,7 @@ async def _one(
             c=c,
             key=args.key,
             accounts=args.accounts,
-            server_pid=peer.pid,
+            measure=peer.measure(),
             names=args.names,
             poll=_policy(args),
             timeout=args.timeout,
@@ -180,8 +229,6 @@ async def _one(
         stats = await loadgen.run(config, responder)
         if "stalled" in stats.errors and server == "pebble":  # a Go server says where
             extra["server_hang"] = await asyncio.to_thread(peer.dump_go_stacks)
-    finally:
-        await asyncio.to_thread(peer.stop)
     return report.record(stats, server_log_problems=peer.log_problems(), **extra)
 
 
@@ -227,6 +274,8 @@ async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
             file=sys.stderr,
         )
         servers.remove("pebble")
+    if args.acme_ca_replicas is not None and args.acme_ca_replicas < 1:
+        sys.exit("--acme-ca-replicas must be 1 or more")
     concurrencies = [int(c) for c in args.c.split(",")]
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -257,7 +306,8 @@ async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
     for summary in summaries:
         _emit(out, summary)
     print()
-    print(f"n={args.n} key={args.key} runs={args.runs}: median (min-max)")
+    print(f"n={args.n} key={args.key} runs={args.runs}, acme-ca on {acme_ca_setup(args)}: "
+          "median (min-max)")
     print(report.format_summary(summaries, markdown=args.markdown), flush=True)
     return 0 if failed == 0 else 1
 

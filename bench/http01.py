@@ -8,6 +8,7 @@ servers under test are configured to connect to this port for every name.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 from aiohttp import web
@@ -17,9 +18,19 @@ PATH = "/.well-known/acme-challenge/{token}"
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on ``host`` that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` different TCP ports on ``host`` that were free a moment ago (all held at
+    once while choosing: one at a time, the OS may hand out the same port twice)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 class Http01Responder:

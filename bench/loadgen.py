@@ -10,8 +10,10 @@ Each issuance goes through the whole protocol and is timed per step:
 - ``download``: POST-as-GET of the certificate chain (checked: PEM, the right name);
 - ``total``: newOrder to the chain in hand (CSR building is done before, not timed).
 
-Account registration happens before the clock starts. Server CPU (utime + stime of
-the process tree, including reaped children) and peak RSS (VmHWM) come from /proc.
+Account registration happens before the clock starts. CPU (utime + stime of each
+process tree, including reaped children) and peak RSS (VmHWM) come from /proc, for each
+group of processes the run is told to measure: ``server`` (acme-ca's replicas, or
+Pebble), and beside it ``database`` (PostgreSQL's backends) and ``proxy`` (haproxy).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +46,10 @@ from bench.http01 import Http01Responder
 STEPS = ("order", "challenge", "validation", "finalize", "download", "total")
 DEFAULT_NAMES = "{i}.bench.bluerobin.local"
 
+Processes = Callable[[], Iterable[int]]
+"""One measured group: its root pids (each counted with its descendants), looked up
+again at each sample, since a database's backends come and go."""
+
 
 @dataclass
 class RunConfig:
@@ -53,7 +60,7 @@ class RunConfig:
     c: int = 8
     key: str = "ec256"
     accounts: int | None = None  # default: one per worker
-    server_pid: int | None = None
+    measure: dict[str, Processes] = field(default_factory=dict)  # group -> its pids
     names: str = DEFAULT_NAMES
     poll: PollPolicy = field(default_factory=PollPolicy)
     timeout: float = 30.0
@@ -83,8 +90,8 @@ class RunStats:
     bad_nonce_retries: int = 0
     nonce_fetches: int = 0
     client_cpu_s: float = 0.0
-    server_before: ProcSample | None = None
-    server_after: ProcSample | None = None
+    before: dict[str, ProcSample] = field(default_factory=dict)  # by measured group
+    after: dict[str, ProcSample] = field(default_factory=dict)
     validations_served: int = 0
     setup_s: float = 0.0
 
@@ -122,11 +129,14 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def sample_process(pid: int) -> ProcSample:
-    """CPU seconds (utime+stime+cutime+cstime over the live tree) and memory (kB, summed)."""
+def sample_processes(pids: Iterable[int]) -> ProcSample:
+    """CPU seconds (utime+stime+cutime+cstime over the live trees) and memory (kB), summed
+    over the trees of ``pids``; a root that has gone raises, a descendant is skipped."""
     tick = os.sysconf("SC_CLK_TCK")
+    roots = list(pids)
+    members = dict.fromkeys(m for pid in roots for m in process_tree(pid))
     cpu, hwm, rss, count = 0, 0, 0, 0
-    for member in process_tree(pid):
+    for member in members:
         try:
             fields = _stat_fields(member)
             cpu += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
@@ -134,9 +144,13 @@ def sample_process(pid: int) -> ProcSample:
             rss += _status_kb(member, "VmRSS")
             count += 1
         except (OSError, ValueError, IndexError):
-            if member == pid:
+            if member in roots:
                 raise
     return ProcSample(cpu / tick, hwm, rss, count)
+
+
+def _sample(measure: dict[str, Processes]) -> dict[str, ProcSample]:
+    return {group: sample_processes(pids()) for group, pids in measure.items()}
 
 
 class _Run:
@@ -307,8 +321,7 @@ async def run(config: RunConfig, responder: Http01Responder | None = None) -> Ru
         stats.setup_s = time.perf_counter() - setup
         served_before = responder.served
         base_requests = client.requests
-        if config.server_pid:
-            stats.server_before = sample_process(config.server_pid)
+        stats.before = _sample(config.measure)
         cpu0, start = time.process_time(), time.perf_counter()
         state.last_progress = time.monotonic()
         tasks = [
@@ -320,8 +333,7 @@ async def run(config: RunConfig, responder: Http01Responder | None = None) -> Ru
         watchdog.cancel()
         stats.elapsed_s = time.perf_counter() - start
         stats.client_cpu_s = time.process_time() - cpu0
-        if config.server_pid:
-            stats.server_after = sample_process(config.server_pid)
+        stats.after = _sample(config.measure)
         stats.requests = client.requests - base_requests
         stats.bad_nonce_retries = client.bad_nonce_retries
         stats.nonce_fetches = client.nonce_fetches

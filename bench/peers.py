@@ -1,9 +1,6 @@
-"""The servers a comparison drives: acme-ca and Pebble, each a child process.
+"""The servers a comparison drives, as child processes: ``Peer``, and Pebble.
 
-``start_acme_ca`` runs ``python -m acme_ca --config <file> serve`` with a fresh data
-directory (the CA is bootstrapped on first start), SQLite storage, and ``[validation]``
-sending http-01 for every benchmark name to 127.0.0.1:<the generator's port>.
-
+acme-ca's side (one server, or replicas behind haproxy) is in bench/replicas.py.
 ``start_pebble`` runs Debian's ``pebble`` with PEBBLE_VA_NOSLEEP=1 and
 PEBBLE_WFE_NONCEREJECT=0 (it really validates: PEBBLE_VA_ALWAYS_VALID is removed from
 its environment), httpPort = the generator's port, a TLS certificate made here, and
@@ -27,7 +24,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -41,7 +37,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench.http01 import free_port
+from bench import postgres
+from bench.http01 import free_ports
+from bench.loadgen import Processes
 
 READY_TIMEOUT = 90.0  # seconds: acme-ca's first start makes an RSA 4096 root
 STOP_TIMEOUT = 10.0
@@ -49,21 +47,36 @@ STOP_TIMEOUT = 10.0
 
 @dataclass
 class Peer:
-    """A server process under test."""
+    """A server under test: its own processes (acme-ca's replicas, or one), and beside
+    them what a run measures and stops with it (haproxy; PostgreSQL's backends)."""
 
     name: str
     directory: str
     ca_bundle: Path
-    process: subprocess.Popen[bytes]
+    processes: dict[str, subprocess.Popen[bytes]]  # log name -> process; their CPU is "server"
     workdir: Path
+    proxy: subprocess.Popen[bytes] | None = None
+    database: str | None = None  # a PostgreSQL database whose backends are measured
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+    def measure(self) -> dict[str, Processes]:
+        """What loadgen.RunConfig.measure samples: the server, and haproxy and
+        PostgreSQL's backends when there are (their CPU is reported beside the server's)."""
+        groups: dict[str, Processes] = {
+            "server": lambda: [p.pid for p in self.processes.values()]
+        }
+        if self.proxy is not None:
+            proxy = self.proxy
+            groups["proxy"] = lambda: [proxy.pid]
+        if self.database is not None:
+            database = self.database
+            groups["database"] = lambda: postgres.backends(database)
+        return groups
 
     def log(self, stream: str = "stderr") -> str:
-        path = self.workdir / f"{self.name}.{stream}"
-        return path.read_text(errors="replace") if path.exists() else ""
+        """The servers' logs (each replica's in turn), then haproxy's."""
+        names = [*self.processes, *(["haproxy"] if self.proxy is not None else [])]
+        paths = [self.workdir / f"{name}.{stream}" for name in names]
+        return "".join(p.read_text(errors="replace") for p in paths if p.exists())
 
     def log_problems(self) -> dict[str, int]:
         """Lines in the server's logs that report errors: count by first word."""
@@ -75,16 +88,25 @@ class Peer:
         return counts
 
     def stop(self) -> int:
-        return stop_process(self.process)
+        """haproxy first, then every server; the first non-zero exit status, else 0."""
+        if self.proxy is not None:
+            stop_process(self.proxy)
+        for process in self.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+        codes = [stop_process(p) for p in self.processes.values()]
+        return next((code for code in codes if code), 0)
 
     def dump_go_stacks(self) -> dict[str, Any]:
         """For a hung Go server (Pebble): SIGQUIT makes it print every goroutine and exit;
         returns goroutine states and where the blocked ones wait, from its stderr."""
-        if self.process.poll() is None:
+        process = next(iter(self.processes.values()))
+        if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, signal.SIGQUIT)
+                os.kill(process.pid, signal.SIGQUIT)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=STOP_TIMEOUT)
+                process.wait(timeout=STOP_TIMEOUT)
         return go_stack_summary(self.log("stderr"))
 
 
@@ -118,7 +140,7 @@ def stop_process(process: subprocess.Popen[bytes]) -> int:
     return process.wait(timeout=STOP_TIMEOUT)
 
 
-def _spawn(
+def spawn(
     name: str, argv: list[str], workdir: Path, env: dict[str, str]
 ) -> subprocess.Popen[bytes]:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +151,7 @@ def _spawn(
         return subprocess.Popen(argv, cwd=workdir, env=env, stdout=out, stderr=err)
 
 
-def _env(**extra: str) -> dict[str, str]:
+def environment(**extra: str) -> dict[str, str]:
     drop = ("ACME_CA_", "PEBBLE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env["PYTHONUNBUFFERED"] = "1"
@@ -141,9 +163,13 @@ async def _wait_ready(peer: Peer, timeout: float = READY_TIMEOUT) -> None:
     """Until GET directory answers 200 over TLS verified with the peer's CA bundle."""
     deadline, last = time.monotonic() + timeout, "no attempt"
     while time.monotonic() < deadline:
-        if peer.process.poll() is not None:
+        gone = [(n, p) for n, p in peer.processes.items() if p.poll() is not None]
+        if peer.proxy is not None and peer.proxy.poll() is not None:
+            gone.append(("haproxy", peer.proxy))
+        if gone:
+            name, process = gone[0]
             raise RuntimeError(
-                f"{peer.name} exited {peer.process.returncode} before answering:\n"
+                f"{name} exited {process.returncode} before answering:\n"
                 f"{peer.log('stdout')[-2000:]}\n{peer.log('stderr')[-2000:]}"
             )
         if peer.ca_bundle.exists():
@@ -163,42 +189,13 @@ async def _wait_ready(peer: Peer, timeout: float = READY_TIMEOUT) -> None:
     raise RuntimeError(f"{peer.name} did not answer {peer.directory} within {timeout:g} s: {last}")
 
 
-def acme_ca_config(data_dir: Path, port: int, http01_port: int, names: list[str],
-                   workers: int = 1) -> str:
-    hosts = "".join(f'"{name}" = "127.0.0.1"\n' for name in names)
-    return (
-        f'[server]\nlisten = "127.0.0.1:{port}"\nhostname = "localhost"\n'
-        f'data_dir = "{data_dir}"\nworkers = {workers}\n\n'
-        '[policy]\nallowed_domains = ["bluerobin.local"]\n\n'
-        f"[validation]\nhttp01_port = {http01_port}\n\n"
-        f"[validation.hosts]\n{hosts}"
-    )
-
-
-async def start_acme_ca(workdir: Path, http01_port: int, names: list[str],
-                        workers: int = 1) -> Peer:
-    """acme-ca serve in ``workdir`` (fresh data directory), ready to take orders."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    data_dir = workdir / "data"
-    config = workdir / "acme-ca.toml"
-    config.write_text(acme_ca_config(data_dir, port, http01_port, names, workers),
-                      encoding="utf-8")
-    argv = [sys.executable, "-m", "acme_ca", "--config", str(config), "serve"]
-    process = _spawn("acme-ca", argv, workdir, _env())
-    peer = Peer(
-        "acme-ca",
-        f"https://127.0.0.1:{port}/directory",  # the server names itself by address
-        data_dir / "ca" / "root-ca.crt",
-        process,
-        workdir,
-    )
+async def start(peer: Peer) -> None:
+    """Wait until ``peer`` answers; stop it if it does not."""
     try:
         await _wait_ready(peer)
     except BaseException:
         peer.stop()
         raise
-    return peer
 
 
 def pebble_installed() -> bool:
@@ -265,7 +262,7 @@ async def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float
 
 async def start_dns(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     """pebble-challtestsrv as a DNS server only: every A is 127.0.0.1, no AAAA."""
-    dns_port, management = free_port(), free_port()
+    dns_port, management = free_ports(2)
     argv = [
         "pebble-challtestsrv",
         "-dns01",
@@ -283,7 +280,7 @@ async def start_dns(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
         "-defaultIPv6",
         "",
     ]
-    process = _spawn("challtestsrv", argv, workdir, _env())
+    process = spawn("challtestsrv", argv, workdir, environment())
     try:
         await _wait_port(dns_port, process)  # it serves DNS over TCP and UDP on that port
     except BaseException:
@@ -295,7 +292,7 @@ async def start_dns(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
 async def start_pebble(workdir: Path, http01_port: int, dns_port: int) -> Peer:
     """Pebble with real http-01 validation against the generator's port."""
     ca, cert, key = make_tls_files(workdir)
-    port, management, tls_port = free_port(), free_port(), free_port()
+    port, management, tls_port = free_ports(3)
     config = {
         "pebble": {
             "listenAddress": f"127.0.0.1:{port}",
@@ -311,14 +308,10 @@ async def start_pebble(workdir: Path, http01_port: int, dns_port: int) -> Peer:
     path = workdir / "pebble-config.json"
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     argv = ["pebble", "-config", str(path), "-dnsserver", f"127.0.0.1:{dns_port}"]
-    env = _env(PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="0")
-    process = _spawn("pebble", argv, workdir, env)
-    peer = Peer("pebble", f"https://localhost:{port}/dir", ca, process, workdir)
-    try:
-        await _wait_ready(peer)
-    except BaseException:
-        peer.stop()
-        raise
+    env = environment(PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="0")
+    process = spawn("pebble", argv, workdir, env)
+    peer = Peer("pebble", f"https://localhost:{port}/dir", ca, {"pebble": process}, workdir)
+    await start(peer)
     return peer
 
 

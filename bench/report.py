@@ -2,9 +2,11 @@
 
 A run record (``kind: "run"``) holds everything needed to compare runs later:
 configuration, issuances/s, latency percentiles per step (ms), errors by type, server
-CPU ms and peak RSS, generator CPU. ``compare`` adds ``kind: "summary"`` records
-(median, min and max over runs, per server and concurrency) and ``kind: "ratio"``
-records (acme-ca / pebble).
+CPU ms and peak RSS, generator CPU. When the run also measured PostgreSQL's backends
+(``database``) or haproxy (``proxy``), their CPU is recorded beside the server's, not in
+it, and ``total_cpu_ms_per_issuance`` adds them all up (for Pebble it is the server's).
+``compare`` adds ``kind: "summary"`` records (median, min and max over runs, per server
+and concurrency) and ``kind: "ratio"`` records (acme-ca / pebble).
 """
 
 from __future__ import annotations
@@ -26,11 +28,20 @@ from bench.loadgen import STEPS, RunStats
 FIGURES = (
     ("issuances_per_s", "issuances/s", "{:.1f}"),
     ("server_cpu_ms_per_issuance", "server CPU ms/issuance", "{:.1f}"),
+    ("database_cpu_ms_per_issuance", "PostgreSQL CPU ms/issuance", "{:.1f}"),
+    ("proxy_cpu_ms_per_issuance", "haproxy CPU ms/issuance", "{:.1f}"),
+    ("total_cpu_ms_per_issuance", "total CPU ms/issuance", "{:.1f}"),
     ("p99_total_ms", "p99 issuance ms", "{:.0f}"),
     ("p50_total_ms", "p50 issuance ms", "{:.0f}"),
     ("server_peak_rss_mb", "server peak RSS MB", "{:.0f}"),
     ("client_cpu_ms_per_issuance", "generator CPU ms/issuance", "{:.1f}"),
 )
+# shown only when a run measured more than the server itself
+BESIDE_SERVER = frozenset(
+    {"database_cpu_ms_per_issuance", "proxy_cpu_ms_per_issuance", "total_cpu_ms_per_issuance"}
+)
+RATIOS = ("issuances_per_s", "server_cpu_ms_per_issuance", "total_cpu_ms_per_issuance",
+          "p99_total_ms")
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -106,20 +117,26 @@ def record(stats: RunStats, **extra: Any) -> dict[str, Any]:
         "validations_served": stats.validations_served,
         "client_cpu_s": round(stats.client_cpu_s, 3),
         "client_cpu_ms_per_issuance": round(1000 * stats.client_cpu_s / ok, 2) if ok else None,
-        "server_pid": cfg.server_pid,
         "machine": machine(),
     }
-    before, after = stats.server_before, stats.server_after
-    if before is not None and after is not None:
+    total = 0.0
+    for group, after in stats.after.items():
+        before = stats.before[group]
         cpu = after.cpu_s - before.cpu_s
-        rec.update(
-            server_cpu_s=round(cpu, 3),
-            server_cpu_ms_per_issuance=round(1000 * cpu / ok, 2) if ok else None,
-            server_peak_rss_mb=round(after.hwm_kb / 1024, 1),
-            server_rss_mb_before=round(before.rss_kb / 1024, 1),
-            server_rss_mb_after=round(after.rss_kb / 1024, 1),
-            server_processes=after.processes,
-        )
+        total += cpu
+        rec.update({
+            f"{group}_cpu_s": round(cpu, 3),
+            f"{group}_cpu_ms_per_issuance": round(1000 * cpu / ok, 2) if ok else None,
+            f"{group}_processes": after.processes,
+        })
+        if group == "server":
+            rec.update(
+                server_peak_rss_mb=round(after.hwm_kb / 1024, 1),
+                server_rss_mb_before=round(before.rss_kb / 1024, 1),
+                server_rss_mb_after=round(after.rss_kb / 1024, 1),
+            )
+    if stats.after:
+        rec["total_cpu_ms_per_issuance"] = round(1000 * total / ok, 2) if ok else None
     rec.update(extra)
     return rec
 
@@ -150,6 +167,13 @@ def format_run(rec: dict[str, Any]) -> str:
             f"(RSS {rec['server_rss_mb_before']:.1f} -> {rec['server_rss_mb_after']:.1f} MB, "
             f"{rec['server_processes']} process(es))"
         )
+    for group, name in (("database", "PostgreSQL"), ("proxy", "haproxy")):
+        if f"{group}_cpu_s" in rec:
+            lines.append(
+                f"  {name}: {rec[f'{group}_cpu_s']:.2f} CPU s, "
+                f"{_fmt(rec[f'{group}_cpu_ms_per_issuance'])} CPU ms/issuance "
+                f"({rec[f'{group}_processes']} process(es))"
+            )
     lines.append(
         f"  generator: {_fmt(rec['client_cpu_ms_per_issuance'])} CPU ms/issuance; "
         f"badNonce retries {rec['bad_nonce_retries']}, newNonce {rec['nonce_fetches']}"
@@ -204,11 +228,26 @@ def summarise(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if server != "acme-ca" or other is None:
             continue
         ratio: dict[str, Any] = {"kind": "ratio", "c": c, "of": "acme-ca/pebble"}
-        for key in ("issuances_per_s", "server_cpu_ms_per_issuance", "p99_total_ms"):
+        pairs = _pairs(groups[("acme-ca", c)], groups[("pebble", c)])
+        for key in RATIOS:
             mine, theirs = summary[key]["median"], other[key]["median"]
             ratio[key] = round(mine / theirs, 3) if mine is not None and theirs else None
+            ratio[f"{key}_by_run"] = _spread(
+                [round(a[key] / b[key], 3) for a, b in pairs
+                 if a.get(key) is not None and b.get(key)]
+            )
         out.append(ratio)
     return out
+
+
+def _pairs(
+    ours: list[dict[str, Any]], theirs: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """acme-ca's and Pebble's complete runs of the same run number: run one after the
+    other, they met the same load from whatever else the machine was doing."""
+    done = {r.get("run"): r for r in theirs if r.get("complete", r["ok"] == r["n"])}
+    return [(r, done[r.get("run")]) for r in ours
+            if r.get("complete", r["ok"] == r["n"]) and r.get("run") in done]
 
 
 def _cell(figure: dict[str, Any], spec: str) -> str:
@@ -216,6 +255,14 @@ def _cell(figure: dict[str, Any], spec: str) -> str:
         return "-"
     med, low, high = (spec.format(figure[k]) for k in ("median", "min", "max"))
     return f"{med} ({low}-{high})"
+
+
+def _ratio(ratio: dict[str, Any], key: str) -> str:
+    by_run = ratio.get(f"{key}_by_run") or {"median": None}
+    text = _fmt(ratio[key], "{:.2f}")
+    if by_run["median"] is None:
+        return text
+    return f"{text} ({by_run['min']:.2f}-{by_run['max']:.2f})"
 
 
 def _failed(summary: dict[str, Any]) -> str:
@@ -229,18 +276,26 @@ def format_summary(summaries: list[dict[str, Any]], markdown: bool = False) -> s
     """The comparison table (median, and min-max over runs), then the ratios."""
     rows = [s for s in summaries if s["kind"] == "summary"]
     rows.sort(key=lambda s: (s["c"], s["server"] != "acme-ca"))
-    header = ["server", "C", "runs", *(label for _, label, _ in FIGURES), "failed runs"]
+    beside = any(
+        s[key]["median"] is not None
+        for s in rows
+        for key in ("database_cpu_ms_per_issuance", "proxy_cpu_ms_per_issuance")
+    )
+    figures = [f for f in FIGURES if beside or f[0] not in BESIDE_SERVER]
+    header = ["server", "C", "runs", *(label for _, label, _ in figures), "failed runs"]
     table = [
         [s["server"], str(s["c"]), str(s["runs"])]
-        + [_cell(s[key], spec) for key, _, spec in FIGURES]
+        + [_cell(s[key], spec) for key, _, spec in figures]
         + [_failed(s)]
         for s in rows
     ]
     ratios = sorted((s for s in summaries if s["kind"] == "ratio"), key=lambda s: s["c"])
+    cpu = "total CPU" if beside else "CPU"
     ratio_lines = [
-        f"C={r['c']}: issuances/s x{_fmt(r['issuances_per_s'], '{:.2f}')}, "
-        f"CPU per issuance x{_fmt(r['server_cpu_ms_per_issuance'], '{:.2f}')}, "
-        f"p99 x{_fmt(r['p99_total_ms'], '{:.2f}')} (acme-ca / pebble, medians)"
+        f"C={r['c']}: issuances/s x{_ratio(r, 'issuances_per_s')}, "
+        f"{cpu} per issuance x{_ratio(r, 'total_cpu_ms_per_issuance')}, "
+        f"p99 x{_ratio(r, 'p99_total_ms')} (acme-ca / pebble: ratio of the medians, "
+        "and the range of the ratios run by run)"
         for r in ratios
     ]
     if markdown:

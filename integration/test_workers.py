@@ -41,14 +41,18 @@ def gone(pids: list[int]) -> bool:
 
 
 def test_two_workers_serve_and_stop_together(serve_factory: Callable[..., Server]) -> None:
+    """Both answer; one of them, through the store, holds the background lease (each
+    tried before it listened) and gives it up when stopped."""
     server = serve_factory(None, None, "--workers", "2")
     workers = children_of(server.process.pid)
     assert len(workers) == 2, workers
     for _ in range(20):  # new connections each time: the kernel spreads them over both
         assert server.get("/health").status == 200
         assert server.get("/directory").status == 200
+    assert server.log("stderr").count("took the background lease") == 1, server.log("stderr")
     assert stop_process(server.process) == 0
     until(lambda: gone(workers), "both workers exited", 10)
+    assert "released the background lease" in server.log("stderr")
 
 
 def test_a_failed_worker_stops_the_others(serve_factory: Callable[..., Server]) -> None:

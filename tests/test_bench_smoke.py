@@ -11,7 +11,7 @@ import io
 import json
 from pathlib import Path
 
-from bench import loadgen, peers, report
+from bench import loadgen, replicas, report
 from bench.http01 import Http01Responder
 
 N, C = 20, 4
@@ -20,14 +20,14 @@ N, C = 20, 4
 async def test_generator_issues_against_acme_ca(tmp_path: Path) -> None:
     names = [loadgen.DEFAULT_NAMES.format(i=i) for i in range(N)]
     async with Http01Responder() as responder:
-        peer = await peers.start_acme_ca(tmp_path / "acme-ca", responder.port, names)
+        peer = await replicas.start_acme_ca(tmp_path / "acme-ca", responder.port, names)
         try:
             config = loadgen.RunConfig(
                 directory=peer.directory,
                 ca_bundle=peer.ca_bundle,
                 n=N,
                 c=C,
-                server_pid=peer.pid,
+                measure=peer.measure(),
                 label="smoke",
             )
             stats = await loadgen.run(config, responder)

@@ -33,6 +33,7 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert config.server.base_url == "https://127.0.0.1:8555"  # own_names: not "localhost"
     assert config.server.data_dir == data
     assert config.storage.url == f"sqlite:///{data / 'acme-ca.db'}"
+    assert config.storage.pool_size == 10
     assert config.ca.root_cert == data / "ca" / "root-ca.crt"
     assert config.ca.intermediate_key == data / "ca" / "intermediate-ca.key"
     assert config.ca.chain == data / "ca" / "ca-chain.pem"
@@ -214,6 +215,11 @@ BAD_VALUES = [
     ('[validation]\nhosts = { "a.bluerobin.local" = "300.1.1.1" }\n', "validation.hosts: "),
     ('[storage]\nurl = "mysql://ca@db/ca"\n', "storage.url: "),
     ('[storage]\nurl = "ca.db"\n', "storage.url: "),
+    ("[storage]\npool_size = 0\n", "storage.pool_size: "),
+    ("[storage]\npool_size = 1001\n", "storage.pool_size: "),
+    ('[storage]\npool_size = "10"\n', "storage.pool_size: "),
+    ("[storage]\npool_size = true\n", "storage.pool_size: "),
+    ("[storage]\npool_size = 2.5\n", "storage.pool_size: "),
     ('[server]\nexternal_url = "http://ca.bluerobin.local"\n', "server.external_url: "),
     ('[server]\nexternal_url = "https://ca.bluerobin.local/?q"\n', "server.external_url: "),
     ('[server]\nexternal_url = "https://ca.bluerobin.local:https"\n', "server.external_url: "),
@@ -284,3 +290,20 @@ def test_parse_host_port_default_and_refusals() -> None:
     for text in ("ca.example", ":53", "host:65536", "host:-1"):
         with pytest.raises(ValueError, match="host:port"):
             parse_host_port(text)
+
+
+def test_a_postgresql_url_and_its_pool_size(tmp_path: Path) -> None:
+    url = "postgresql://acme@db.bluerobin.local/acme?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+    path = write_config(tmp_path / "acme-ca.toml",
+                        f'[storage]\nurl = "{url}"\npool_size = 1000\n')
+    config = load_config(path)
+    assert (config.storage.url, config.storage.pool_size) == (url, 1000)
+
+
+@pytest.mark.parametrize("url", ["mysql://acme:hunter2@db/acme", "hunter2@db/acme"])
+def test_a_refused_storage_url_is_not_repeated(tmp_path: Path, url: str) -> None:
+    """A database URL may hold a password: the message names what is wrong, not the URL."""
+    path = write_config(tmp_path / "acme-ca.toml", f'[storage]\nurl = "{url}"\n')
+    with pytest.raises(ConfigError, match=r"^storage\.url: ") as caught:
+        load_config(path)
+    assert "hunter2" not in str(caught.value)

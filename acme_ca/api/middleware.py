@@ -2,10 +2,17 @@
 
 - An AcmeProblem becomes application/problem+json with its status (RFC 7807).
 - aiohttp's 404/405/413 become malformed problems (405 keeps its Allow header).
+- The database out of reach (``StoreUnavailable``: down, restarting, connections
+  lost) is no bug: 503 with Retry-After (RFC 7231 6.6.4, 7.1.3) and type serverInternal
+  (RFC 8555 6.7), one warning line, no stack trace. The client retries later; a replica
+  whose database is back answers again by itself.
 - Anything else is a bug: logged with a request id, answered serverInternal with that
   id and never a stack trace.
 - Every ACME response, errors included, gets a fresh Replay-Nonce (RFC 8555 6.5),
-  Link rel="index" (7.1) and, unless cacheable, Cache-Control: no-store.
+  Link rel="index" (7.1) and, unless cacheable, Cache-Control: no-store. The nonce is
+  minted before the handler runs (as Boulder's and Pebble's front ends do): a store that
+  cannot mint one is answered 503 before anything is done, never with a success that
+  lacks the nonce RFC 8555 6.5 requires.
 """
 
 from __future__ import annotations
@@ -18,13 +25,15 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from acme_ca.api.context import SERVICES
-from acme_ca.domain.problems import AcmeProblem, malformed, server_internal
+from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, server_internal
+from acme_ca.errors import StoreUnavailable
 
 log = logging.getLogger("acme_ca.api")
 
 PROBLEM_JSON = "application/problem+json"
 # Public, cacheable, not ACME: no nonce, no index link.
 PLAIN_PATHS = frozenset({"/health", "/roots/root.pem", "/roots/chain.pem"})
+RETRY_UNAVAILABLE = "5"  # seconds: a database restart, or a failover to its standby
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -54,12 +63,29 @@ def _http_problem(exc: web.HTTPException) -> web.Response:
     return problem_response(problem)
 
 
+def _unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:
+    log.warning("%s %s: 503, the database cannot be reached: %s", request.method,
+                request.path, exc)
+    response = problem_response(AcmeProblem(
+        ProblemType.SERVER_INTERNAL, "the CA cannot reach its database now; retry later",
+        status=503))
+    response.headers["Retry-After"] = RETRY_UNAVAILABLE
+    return response
+
+
 @web.middleware
 async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    acme = request.path not in PLAIN_PATHS
+    services = request.app[SERVICES]
+    nonce: str | None = None
     try:
+        if acme:
+            nonce = await services.nonces.new()
         response = await handler(request)
     except AcmeProblem as problem:
         response = problem_response(problem)
+    except StoreUnavailable as exc:
+        response = _unavailable(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -68,13 +94,10 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request_id = secrets.token_hex(8)
         log.exception("request %s %s %s failed", request_id, request.method, request.path)
         response = problem_response(server_internal(request_id))
-    if request.path in PLAIN_PATHS:
+    if not acme:
         return response
-    services = request.app[SERVICES]
-    try:
-        response.headers["Replay-Nonce"] = await services.nonces.new()
-    except Exception:
-        log.exception("could not mint a nonce")
+    if nonce is not None:
+        response.headers["Replay-Nonce"] = nonce
     response.headers.add("Link", f'<{services.links.directory()}>;rel="index"')
     response.headers.setdefault("Cache-Control", "no-store")
     return response

@@ -48,7 +48,7 @@ from acme_ca.errors import AcmeCaError
 from acme_ca.pki.archive import ArchivedIntermediate, destroy_key, load_archive
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.issuer import Issuer
-from acme_ca.store.base import CertificateStore
+from acme_ca.store.reads import ReadStore
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class ArchivedKeys:
     def __init__(
         self,
         archive: Path,
-        store: CertificateStore,
+        store: ReadStore,
         clock: Clock,
         issuer: Callable[[], Issuer],
         retention: timedelta,

@@ -16,6 +16,7 @@ from acme_ca.domain.models import (
     ChallengeStatus,
 )
 from acme_ca.domain.problems import malformed, unauthorized
+from acme_ca.domain.states import USABLE_AUTHORIZATION, authorization_status
 from acme_ca.errors import Conflict, NotFound
 from acme_ca.store.base import Store
 
@@ -36,17 +37,8 @@ class AuthorizationService:
             raise malformed("no such authorization", status=404) from None
         if authz.account_id != account.id:
             raise unauthorized("this authorization belongs to another account")
-        return self._with_expiry(authz)
-
-    def _with_expiry(self, authz: Authorization) -> Authorization:
-        """Expiry is a matter of time, not of a write: shown as expired once past."""
-
-        if (
-            authz.status in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID)
-            and authz.expires <= self._clock.now()
-        ):
-            return replace(authz, status=AuthorizationStatus.EXPIRED)
-        return authz
+        status = authorization_status(authz, self._clock.now())  # expiry: time, not a write
+        return authz if status is authz.status else replace(authz, status=status)
 
     async def deactivate(
         self, account: Account, authz_id: str, payload: dict[str, Any]
@@ -55,7 +47,7 @@ class AuthorizationService:
         if payload.get("status") != AuthorizationStatus.DEACTIVATED.value:
             raise malformed('the only change a client may make is {"status": "deactivated"}')
         authz = await self.get(account, authz_id)
-        if authz.status not in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID):
+        if authz.status not in USABLE_AUTHORIZATION:
             raise malformed(f"an authorization that is {authz.status.value} cannot be deactivated")
         try:
             return await self._store.update_authorization_status(
@@ -91,7 +83,8 @@ class AuthorizationService:
             return challenge
         try:
             challenge = await self._store.update_challenge(
-                challenge.id, expected=ChallengeStatus.PENDING, status=ChallengeStatus.PROCESSING
+                challenge.id, expected=ChallengeStatus.PENDING, status=ChallengeStatus.PROCESSING,
+                processing_since=self._clock.now(),
             )
         except Conflict:
             return await self._store.get_challenge(challenge.id)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import CertificateRecord, Order, OrderStatus, serial_hex
 from acme_ca.domain.problems import AcmeProblem, ProblemType
-from acme_ca.errors import Conflict, PolicyError, StoreError
+from acme_ca.errors import Conflict, PolicyError, StoreError, StoreUnavailable
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import LeafRequest, leaf_not_after
 from acme_ca.pki.serials import random_serial
@@ -145,9 +145,13 @@ async def sign_for_order(
     has no certificate URL; its serial is logged here, for the operator, and told to no
     client). Revoking it would list on every CRL until it expires a certificate nobody holds.
 
-    On any failure the order becomes INVALID with serverInternal (the serial stays
-    RESERVED) and that problem is raised. If the store refuses that write too, the
-    order stays PROCESSING until the sweeper ends it."""
+    The database out of reach (``StoreUnavailable``) is raised as it is, for the client
+    to hear 503 with Retry-After: the order stays PROCESSING, since nothing can be
+    written (and a ``finish_order`` cut short may even have been committed), and the
+    sweeper of the lease holder ends it once the database is back: VALID if the
+    certificate was stored, else INVALID. On any other failure the order becomes INVALID
+    with serverInternal (the serial stays RESERVED) and that problem is raised; if the
+    store refuses that write too, the order stays PROCESSING until the sweeper ends it."""
     order_id = record.order_id
     if order_id is None:
         raise ValueError("the reservation names no order")
@@ -161,6 +165,10 @@ async def sign_for_order(
         certificate = issuer.issue(request)
         order = await store.finish_order(order_id, record.serial,
                                          certificate.public_bytes(Encoding.DER))
+    except StoreUnavailable as exc:
+        log.warning("order %s stays processing until the sweeper ends it, the database "
+                    "cannot be reached (%s); serial %s", order_id, exc, record.serial)
+        raise
     except Exception as exc:
         log.exception("issuance for order %s failed", order_id)
         problem = AcmeProblem(ProblemType.SERVER_INTERNAL, "issuance failed", status=500)
@@ -198,7 +206,7 @@ class InFlight:
     it polls again. Failing the order on ``CancelledError`` would need a write inside a
     task being cancelled, which a second cancellation interrupts, and could not know
     whether an interrupted ``start_issuance`` was committed after all (a cancelled writer
-    may be: ``store/sqlite_commits``).
+    may be: ``store/sqlite/commits``).
 
     A failure nobody is left to hear (its caller was cancelled) is logged once, with the
     order id; a caller that waits hears it as an exception (an ``AcmeProblem``, or a

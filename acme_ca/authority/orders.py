@@ -7,9 +7,11 @@ The status machine of 7.1.6:
        +-- an authorization fails, is deactivated or expires; the order expires;
            issuance fails ---------------------------------------------> invalid
 
-pending -> ready happens in the store in the same transaction that makes the last
-authorization valid; ready -> processing is a compare-and-set, so of several
-concurrent finalize requests exactly one signs a certificate.
+What follows from what is decided by ``domain/states.py``: pending -> ready happens in
+the store in the same transaction that makes the last authorization valid, and again
+here when an order is read (``_refreshed``: time passes without any write, and a
+reader repairs what a write left); ready -> processing is a compare-and-set, so of
+several concurrent finalize requests exactly one signs a certificate.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +46,7 @@ from acme_ca.domain.models import (
     OrderStatus,
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
+from acme_ca.domain.states import OPEN_ORDER, order_change
 from acme_ca.errors import Conflict, NotFound, PkiError, PolicyError
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
@@ -68,36 +72,6 @@ def parse_time(payload: dict[str, Any], name: str) -> datetime | None:
     if parsed.tzinfo is None:
         raise malformed(f"{name} {value!r} has no time zone")
     return parsed
-
-
-def _expired(order: Order, now: datetime) -> AcmeProblem | None:
-    """Why time has made `order` invalid (7.1.6), or None: it expired, or the notAfter
-    its client asked for (7.1.3) has passed, so no certificate can honour it.
-
-    malformed, as Boulder answers a finalize of an expired order (wfe2 FinalizeOrder,
-    probs.NotFound: "Order ... is expired"); RFC 8555 names no type for it.
-    """
-    if order.expires <= now:
-        return malformed("the order expired")
-    if order.not_after is not None and order.not_after <= now:
-        return malformed("the order's requested notAfter has passed")
-    return None
-
-
-def _unusable(authz: Authorization, now: datetime) -> AcmeProblem | None:
-    """Why an order can no longer rely on this authorization (7.1.6), or None.
-
-    unauthorized, whatever the reason (invalid, deactivated, revoked, expired): the
-    account is no longer authorized for the identifier, as Boulder's
-    ra.checkOrderAuthorizations says for each ("authorizations for these identifiers
-    not valid" / "expired").
-    """
-    name = authz.identifier.value
-    if authz.status not in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID):
-        return unauthorized(f"the authorization for {name} is {authz.status.value}")
-    if authz.expires <= now:
-        return unauthorized(f"the authorization for {name} expired")
-    return None
 
 
 class OrderService:
@@ -134,7 +108,6 @@ class OrderService:
         authorization_ids: list[str] = []
         new: list[Authorization] = []
         expires = now + self._policy.order_lifetime
-        all_valid = True
         reusing: list[Authorization] = []
         for identifier in identifiers:
             base, wildcard = authorization_identifier(identifier)
@@ -146,7 +119,6 @@ class OrderService:
                 authorization_ids.append(reused.id)
                 expires = min(expires, reused.expires)
                 continue
-            all_valid = False
             authz = self._new_authorization(account, identifier, now)
             new.append(authz)
             authorization_ids.append(authz.id)
@@ -156,7 +128,7 @@ class OrderService:
         order = Order(
             id=secrets.token_urlsafe(12),
             account_id=account.id,
-            status=OrderStatus.READY if all_valid else OrderStatus.PENDING,
+            status=OrderStatus.PENDING,
             identifiers=identifiers,
             authorization_ids=tuple(authorization_ids),
             expires=expires if not_after is None else min(expires, not_after),  # 7.1.3
@@ -164,6 +136,9 @@ class OrderService:
             not_before=not_before,
             not_after=not_after,
         )
+        change = order_change(order, [*reusing, *new], now)  # all reused: ready at once
+        if change is not None:
+            order = replace(order, status=change.status, error=change.error)
         return await self._store.create_order(order, new)
 
     def _new_authorization(
@@ -234,27 +209,23 @@ class OrderService:
         return await self._refreshed(order)
 
     async def _refreshed(self, order: Order) -> tuple[Order, list[Authorization]]:
-        """Apply what time and authorization changes imply: expiry and failure -> invalid.
-        The authorizations read come back with the order if it stays pending or ready."""
-        if order.status not in (OrderStatus.PENDING, OrderStatus.READY):
+        """Apply what time and the authorizations imply (``states.order_change``): a
+        pending order whose authorizations are all valid becomes ready, an expired one or
+        one with an unusable authorization invalid, each through a compare-and-set. The
+        authorizations read come back with the order if it stays pending or ready."""
+        if order.status not in OPEN_ORDER:
             return order, []
-        now = self._clock.now()
-        problem = _expired(order, now)
-        authorizations: list[Authorization] = []
-        if problem is None:
-            for authz_id in order.authorization_ids:
-                authorizations.append(await self._store.get_authorization(authz_id))
-                problem = _unusable(authorizations[-1], now)
-                if problem is not None:
-                    break
-        if problem is None:
+        authorizations = [await self._store.get_authorization(authz_id)
+                          for authz_id in order.authorization_ids]
+        change = order_change(order, authorizations, self._clock.now())
+        if change is None:
             return order, authorizations
         try:
-            return await self._store.update_order_status(
-                order.id, expected=order.status, status=OrderStatus.INVALID, error=problem.dumps()
-            ), []
-        except Conflict:
-            return await self._store.get_order(order.id), []
+            order = await self._store.update_order_status(
+                order.id, expected=order.status, status=change.status, error=change.error)
+        except Conflict:  # changed meanwhile (a validation, another request): again
+            return await self._refreshed(await self._store.get_order(order.id))
+        return order, authorizations if order.status in OPEN_ORDER else []
 
     async def list_orders(self, account: Account, after: str | None) -> list[str]:
         return await self._store.list_account_orders(account.id, limit=ORDERS_PAGE, after=after)

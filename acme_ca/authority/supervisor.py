@@ -1,9 +1,20 @@
-"""Background validation, supervised: bounded, fair, drained at shutdown, resumed at start.
+"""Background validation, supervised: bounded, fair, drained at shutdown, resumed by a survivor.
 
-A challenge POST moves the challenge to PROCESSING and hands its id here; the
-validation runs in a task owned by this object (never a bare create_task), and its
-result is recorded with one conditional write (``record_validation``). Challenges a
-stopped process left PROCESSING are picked up again by ``resume``.
+A challenge POST moves the challenge to PROCESSING (stamping ``processing_since``) and
+hands its id here; the validation runs in a task owned by this object (never a bare
+create_task), and its result is recorded with one conditional write
+(``record_validation``). One challenge is validated at most once at a time here:
+``submit`` of a challenge in flight gives the task already running.
+
+A process that stops (a crash, kill -9, a shutdown that cancelled what was queued)
+leaves its challenges PROCESSING. The process holding the cluster's background lease
+(``background.py``) calls ``resume_stopped`` every period: the challenges processing
+for longer than a validation can last in a live process (``stale_after``: the
+validators' timeout, the grace below, and ``RESUME_MARGIN`` for clocks that differ
+between replicas) that this process does not run are submitted here. A challenge
+queued here for longer than that in a process that lives (a flood) may be validated
+twice, here and by the holder: the first result recorded wins, the other hears
+``Conflict`` (``_record``), as with any race.
 
 Limits (issue "a validation authority that is safe to run inside a network"):
 
@@ -50,7 +61,7 @@ from datetime import timedelta
 from acme_ca.clock import Clock
 from acme_ca.domain.models import Authorization, Challenge, ChallengeStatus
 from acme_ca.domain.problems import AcmeProblem, ProblemType
-from acme_ca.errors import Conflict, NotFound
+from acme_ca.errors import Conflict, NotFound, StoreUnavailable
 from acme_ca.store.base import Store
 from acme_ca.validation.base import Validator, key_authorization
 from acme_ca.validation.caa import CaaChecker
@@ -60,6 +71,9 @@ log = logging.getLogger(__name__)
 # What validating a challenge needs: the challenge, its authorization, the account key's
 # RFC 7638 thumbprint (for the key authorization).
 Known = tuple[Challenge, Authorization, str]
+
+RESUME_MARGIN = timedelta(seconds=5)  # beyond timeout + grace: clocks of replicas differ
+RESUME_BATCH = 100  # stale challenges read at a time
 
 
 @dataclass(slots=True)
@@ -99,7 +113,7 @@ class ValidationSupervisor:
         self._grace = grace
         self._caa = caa
         self._account_uri = account_uri
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[Challenge | None]] = {}  # by challenge id
         self._closed = False
 
     @property
@@ -122,37 +136,56 @@ class ValidationSupervisor:
             entries = [self._accounts[account_id]] if account_id in self._accounts else []
         return sum(entry.users - entry.running for entry in entries)
 
+    @property
+    def stale_after(self) -> timedelta:
+        """How long a challenge stays PROCESSING at most while a live process validates
+        it (waiting for a slot aside): past that, ``resume_stopped`` takes it."""
+        return timedelta(seconds=self._timeout + self._grace) + RESUME_MARGIN
+
     def submit(
         self, challenge_id: str, known: Known | None = None
     ) -> asyncio.Task[Challenge | None] | None:
         """Validate in the background; the task is returned so that a caller may wait a
         little for it (it is owned here: cancelling the caller does not cancel it) and
         gives the settled challenge. `known`: the PROCESSING challenge, its authorization
-        and the account key thumbprint, when the caller has just read them."""
+        and the account key thumbprint, when the caller has just read them. A challenge
+        already in flight here is not validated twice: its task is returned. None once
+        closed."""
         if self._closed:
             return None
+        running = self._tasks.get(challenge_id)
+        if running is not None:
+            return running
         task = asyncio.get_running_loop().create_task(self._run(challenge_id, known))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[challenge_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(challenge_id, None))
         return task
 
-    async def resume(self) -> int:
-        challenges = await self._store.processing_challenges()
-        for challenge in challenges:
-            self.submit(challenge.id)
-        return len(challenges)
+    async def resume_stopped(self, batch: int = RESUME_BATCH) -> int:
+        """Submit the challenges PROCESSING for longer than ``stale_after`` (their process
+        stopped) that are not in flight here, at most ``batch`` at a time; how many were
+        submitted. For the holder of the background lease, every period."""
+        started_before = self._clock.now() - self.stale_after
+        limit = batch + len(self._tasks)  # those in flight here, and a batch
+        stale = await self._store.processing_challenges(started_before, limit=limit)
+        resumed = [c.id for c in stale if c.id not in self._tasks and self.submit(c.id)]
+        if resumed:
+            log.warning("resuming %d validation(s) left processing by a stopped process: %s",
+                        len(resumed), ", ".join(resumed))
+        return len(resumed)
 
     async def wait_idle(self) -> None:
         """Wait for every validation in flight or queued (tests; graceful shutdown)."""
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop taking work, let validations in flight finish for `grace` seconds,
-        then cancel the rest (they stay PROCESSING and are resumed at next start)."""
+        then cancel the rest (they stay PROCESSING; the holder of the background lease
+        resumes them: ``resume_stopped``)."""
         self._closed = True
         if self._tasks:
-            _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
+            _, pending = await asyncio.wait(list(self._tasks.values()), timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -172,6 +205,10 @@ class ValidationSupervisor:
                 return await self._validate(*loaded)
         except asyncio.CancelledError:
             raise
+        except StoreUnavailable as exc:
+            log.warning("challenge %s stays processing, the database cannot be reached (%s): "
+                        "the background work resumes it", challenge_id, exc)
+            return None
         except Exception:
             log.exception("validation of challenge %s failed unexpectedly", challenge_id)
             problem = AcmeProblem(

@@ -8,9 +8,9 @@ issuance is cancelled (``issuance.InFlight`` shields it from its request and dra
 at shutdown, but gives up on one still running after ``DRAIN_LIMIT``); the database
 fails the certificate's write and then the order's move to invalid too.
 
-The sweeper ends such orders, at start and every ``PERIOD`` seconds: each order
-processing for ``DEADLINE`` or longer (counted from the reservation of its serial),
-except those whose issuance is in flight in this process (``InFlight``),
+The sweeper ends such orders: each order processing for ``DEADLINE`` or longer (counted
+from the reservation of its serial), except those whose issuance is in flight in this
+process (``InFlight``),
 
 - becomes VALID if its certificate was stored (only the order's move was lost);
 - else becomes INVALID with a serverInternal problem; its serial stays RESERVED, as
@@ -27,21 +27,21 @@ if it is no longer PROCESSING; and a certificate signed for an order ended after
 read is stored all the same (ISSUED; the order stays INVALID; the client gets that
 invalid order, not a 500): ``issuance.sign_for_order``.
 
-Why these constants (no configuration): 30 s is far beyond an issuance's usual worst
-case (two 5 s ``busy_timeout`` waits for the write lock). Every 10 s, so no order whose
-issuance is gone stays processing past 40 s: none is left a minute after a restart, at
-the cost of one indexed read of (usually) nothing.
+It is one job of the cluster's background work (``background.py``): the one process
+that holds the background lease sweeps, every period of that work (2 s), so no order
+whose issuance is gone stays processing much past ``DEADLINE``, at the cost of one
+indexed read of (usually) nothing. Why 30 s (no configuration): far beyond an
+issuance's usual worst case (two 5 s ``busy_timeout`` waits for the write lock).
 
-Several processes sweep at once: every move is a compare-and-set from PROCESSING, so
-each order moves exactly once and a sweeper that loses the race hears ``Conflict`` and
-passes on.
+Two processes may still sweep at once (a lease proves nothing about a paused process,
+and tests run two): every move is a compare-and-set from PROCESSING, so each order
+moves exactly once and a sweeper that loses the race hears ``Conflict`` and passes on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from datetime import timedelta
 
 from acme_ca.clock import Clock
@@ -53,7 +53,6 @@ from acme_ca.store.base import Store
 log = logging.getLogger(__name__)
 
 DEADLINE = timedelta(seconds=30)  # processing for this long: the issuance is not running
-PERIOD = 10.0  # seconds between two sweeps
 BATCH = 100  # orders read at a time
 
 UNFINISHED = AcmeProblem(
@@ -64,7 +63,7 @@ UNFINISHED = AcmeProblem(
 
 
 class IssuanceSweeper:
-    """Ends orders left processing (see the module docstring); owns its periodic task."""
+    """Ends orders left processing (see the module docstring)."""
 
     def __init__(
         self,
@@ -72,7 +71,6 @@ class IssuanceSweeper:
         clock: Clock,
         *,
         batch: int = BATCH,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         in_flight: Collection[str] = frozenset(),
     ) -> None:
         """``in_flight``: the ids of orders whose issuance runs in this process
@@ -83,23 +81,7 @@ class IssuanceSweeper:
         self._store = store
         self._clock = clock
         self._batch = batch
-        self._sleep = sleep
         self._in_flight = in_flight
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Sweep now (what a stopped server left behind), then every period in a task
-        owned here until ``close``. A failed sweep is logged; it never stops a start."""
-        await self._sweep_logged()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._every_period())
-
-    async def close(self) -> None:
-        """Cancel the periodic task and wait for it; closing twice is harmless."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     async def sweep(self) -> int:
         """End every order processing for ``DEADLINE`` or longer whose issuance is not in
@@ -115,18 +97,6 @@ class IssuanceSweeper:
             moved += sum(ended)
             if len(stale) < limit or not any(ended):
                 return moved
-
-    async def _every_period(self) -> None:
-        while True:
-            await self._sleep(PERIOD)
-            await self._sweep_logged()
-
-    async def _sweep_logged(self) -> None:
-        try:
-            await self.sweep()
-        except Exception:  # the store failed (disk, lock): the next period tries again
-            log.exception("sweeping the orders left processing failed; next try in %gs",
-                          PERIOD)
 
     async def _end(self, order: Order, record: CertificateRecord | None) -> bool:
         """Complete or fail one order with a compare-and-set; False if another won."""

@@ -167,9 +167,8 @@ def server_tls(config: Config, store: Any, issuer: IssuerHolder) -> ServerTls:
 
 async def prepare_tls(config: Config) -> None:
     """Before forking workers: make sure a valid server TLS certificate is on disk."""
-    store = await open_store(config.storage.url)
+    store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     try:
-        await store.forget_nonces()  # no nonce outlives the server (Store.forget_nonces)
         await server_tls(config, store, IssuerHolder(config)).start()
     finally:
         await store.close()
@@ -177,10 +176,11 @@ async def prepare_tls(config: Config) -> None:
 
 async def serve(config: Config, worker: int = 0) -> None:
     """One server process; with several workers, worker 0 renews the TLS certificate
-    and the others follow its file."""
+    and the others follow its file. The cluster's background work runs in whichever
+    process of any replica holds its lease (``build_app``, ``authority/background.py``)."""
     clock = SystemClock()
     issuer = IssuerHolder(config)
-    store = await open_store(config.storage.url)
+    store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     runner: web.AppRunner | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -208,8 +208,6 @@ async def serve(config: Config, worker: int = 0) -> None:
         blocklist = blocklist_status(config)
         if blocklist and worker == 0:
             log.log(blocklist[0], "%s", blocklist[1])
-        if config.server.workers == 1:  # with more, the parent did it before forking
-            await store.forget_nonces()  # once listening: a failed start forgets nothing
         stop = asyncio.Event()
         reload_requested = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -218,7 +216,7 @@ async def serve(config: Config, worker: int = 0) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
         tasks.append(asyncio.create_task(tls.run_renewals() if worker == 0 else tls.follow()))
         tasks.append(asyncio.create_task(_reloads(reload_requested, issuer, tls, worker)))
-        if worker == 0:  # one process destroys archived intermediate keys that may go
+        if worker == 0:  # one process per host: the archive is this host's files
             keys = ArchivedKeys(
                 archive_dir(config.ca.intermediate_cert), store, clock, issuer,
                 archived_key_retention(config),

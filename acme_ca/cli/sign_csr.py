@@ -106,7 +106,7 @@ def run_sign_csr(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _issue(config: Config, issuer: Issuer, request: LeafRequest, now: Any) -> Any:
-    store = await open_store(config.storage.url)
+    store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     try:
         return await issuance.issue(store, issuer, request, now)
     finally:

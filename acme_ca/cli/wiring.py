@@ -16,6 +16,7 @@ from acme_ca.api.context import Services
 from acme_ca.api.links import Links
 from acme_ca.authority.accounts import AccountService
 from acme_ca.authority.authorizations import AuthorizationService
+from acme_ca.authority.background import BackgroundWork, Job
 from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.caa_recheck import CaaRecheck
 from acme_ca.authority.issuance import InFlight
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 SUPERVISOR = web.AppKey("supervisor", ValidationSupervisor)
 SWEEPER = web.AppKey("sweeper", IssuanceSweeper)
+BACKGROUND = web.AppKey("background", BackgroundWork)
 
 
 def validation_resolver(settings: ValidationConfig) -> Resolver:
@@ -146,23 +148,25 @@ def build_app(
     )
     app = create_app(services)
     app[SUPERVISOR] = supervisor
-
-    async def run_supervisor(_: web.Application) -> AsyncIterator[None]:
-        await supervisor.resume()
-        yield
-        await supervisor.close()
-
-    app.cleanup_ctx.append(run_supervisor)
     app[SWEEPER] = sweeper = IssuanceSweeper(store, clock, in_flight=in_flight)
+    app[BACKGROUND] = background = BackgroundWork(store, [
+        Job("ending issuances left processing", sweeper.sweep),
+        Job("resuming validations left processing", supervisor.resume_stopped),
+        Job("purging expired nonces", services.nonces.purge_expired),
+    ])
 
-    async def run_issuance(_: web.Application) -> AsyncIterator[None]:
-        """Orders left processing are ended at start, then every period (the sweeper);
-        at shutdown, the issuances in flight finish (at most ``DRAIN_LIMIT``) before the
-        store closes."""
-        await sweeper.start()
+    async def run_background(_: web.Application) -> AsyncIterator[None]:
+        """The cluster's background work, in the process holding its lease (a first try
+        before the first request); at shutdown, the validations and issuances in flight
+        finish (at most their grace and ``DRAIN_LIMIT``) before the lease is given up
+        and the store closes."""
+        await background.start()
         yield
-        await sweeper.close()
-        await services.orders.drain()
+        try:
+            await supervisor.close()
+            await services.orders.drain()
+        finally:
+            await background.close()
 
-    app.cleanup_ctx.append(run_issuance)
+    app.cleanup_ctx.append(run_background)
     return app

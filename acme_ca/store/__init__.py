@@ -10,33 +10,39 @@ import os
 from pathlib import Path
 
 from acme_ca.clock import Clock
+from acme_ca.config import DEFAULT_POOL_SIZE
 from acme_ca.errors import ConfigError
-from acme_ca.store.base import CertificateStore, Store
+from acme_ca.store.base import Store
+from acme_ca.store.reads import ReadStore
 from acme_ca.store.sqlite import MEMORY, SqliteStore
+from acme_ca.store.writes import WriteStore
 
-__all__ = ["CertificateStore", "SqliteStore", "Store", "open_store"]
+__all__ = ["ReadStore", "SqliteStore", "Store", "WriteStore", "open_store"]
 
 _SQLITE_PREFIX = "sqlite:///"
 _ALLOWED = (
-    "storage.url must be sqlite:///<relative path>, sqlite:////<absolute path> "
-    "or sqlite:///:memory:"
+    "storage.url must be sqlite:///<relative path>, sqlite:////<absolute path>, "
+    "sqlite:///:memory: or postgresql://[user@]host[:port]/database"
 )
 
 
-async def open_store(url: str, *, clock: Clock | None = None) -> Store:
+async def open_store(
+    url: str, *, clock: Clock | None = None, pool_size: int = DEFAULT_POOL_SIZE
+) -> Store:
     """Open the store that ``storage.url`` names, migrated to the current schema.
 
     ``sqlite:///<path>`` opens a SQLite file (a relative path is relative to the
     working directory; ``sqlite:////var/lib/acme-ca/ca.db`` is absolute), creating
     missing parent directories with mode 0700. ``sqlite:///:memory:`` is a private
-    in-memory database, for tests. Anything else raises ``ConfigError``; the URL
-    itself is not repeated in the message, since a database URL may hold a password.
+    in-memory database, for tests. ``postgresql://`` (or ``postgres://``) opens a
+    PostgreSQL database with a pool of at most ``pool_size`` connections
+    (``[storage] pool_size``; SQLite has no pool), TLS as the URL's ``sslmode`` and
+    ``sslrootcert`` say. Anything else raises ``ConfigError``; the URL itself is not
+    repeated in any message, since a database URL may hold a password.
     """
     scheme = url.partition(":")[0].lower() if ":" in url else ""
     if scheme in ("postgresql", "postgres"):
-        raise ConfigError(
-            "storage.url: PostgreSQL storage is not available yet; use sqlite:///<path>"
-        )
+        return await _open_postgres(url, clock, pool_size)
     path = url.removeprefix(_SQLITE_PREFIX)
     if not url.startswith(_SQLITE_PREFIX) or not path:
         if scheme == "sqlite":
@@ -49,6 +55,18 @@ async def open_store(url: str, *, clock: Clock | None = None) -> Store:
     if path != MEMORY:
         _make_private_dirs(Path(path).parent)
     return await SqliteStore.open(path, clock=clock)
+
+
+async def _open_postgres(url: str, clock: Clock | None, pool_size: int) -> Store:
+    """The PostgreSQL backend, imported only now: asyncpg is an optional extra."""
+    try:
+        from acme_ca.store.postgres import PostgresStore
+    except ImportError as exc:
+        raise ConfigError(
+            f"storage.url: PostgreSQL needs asyncpg ({exc.name} is missing); "
+            "install acme-ca[postgres]"
+        ) from None
+    return await PostgresStore.open(url, clock=clock, pool_size=pool_size)
 
 
 def _make_private_dirs(directory: Path) -> None:

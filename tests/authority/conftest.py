@@ -1,4 +1,5 @@
-"""Shared by the authority tests: a real SQLite store in the test's directory."""
+"""Shared by the authority tests: a real SQLite store in the test's directory; and, for
+what several replicas share, two stores on one database, SQLite or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from acme_ca.store import Store, open_store
+from tests.store.pg import fresh_database
 
 
 @pytest.fixture
@@ -20,3 +22,25 @@ async def store(db_path: Path) -> AsyncIterator[Store]:
     opened = await open_store(f"sqlite:///{db_path}")
     yield opened
     await opened.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, db_path: Path) -> AsyncIterator[str]:
+    """The URL of an empty database: a SQLite file, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{db_path}"
+        return
+    async with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def replicas(database: str) -> AsyncIterator[tuple[Store, Store]]:
+    """Two stores on one database: two replicas, as far as the database can tell."""
+    first = await open_store(database)
+    second = await open_store(database)
+    try:
+        yield first, second
+    finally:
+        await first.close()
+        await second.close()

@@ -1,14 +1,21 @@
-"""Anti-replay nonces (acme_ca/authority/nonces.py) over an in-memory store."""
+"""Anti-replay nonces (acme_ca/authority/nonces.py) over an in-memory nonce store; their
+purge over a real SQLite store."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from datetime import datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
 from acme_ca.authority.nonces import NonceService
 from acme_ca.clock import FakeClock
+from acme_ca.errors import StoreUnavailable
+from acme_ca.store import Store, open_store
 
 
 class MemoryNonces:
@@ -27,6 +34,12 @@ class MemoryNonces:
     async def consume_nonce(self, nonce: str, now: datetime) -> bool:
         expires = self.expiry.pop(nonce, None)
         return expires is not None and now < expires
+
+    async def purge_expired_nonces(self, now: datetime, *, limit: int) -> int:
+        expired = [nonce for nonce, expires in self.expiry.items() if expires <= now][:limit]
+        for nonce in expired:
+            del self.expiry[nonce]
+        return len(expired)
 
 
 @pytest.fixture
@@ -92,3 +105,104 @@ async def test_nonce_expires(store: MemoryNonces, clock: FakeClock) -> None:
 def test_lifetime_must_be_positive(store: MemoryNonces, clock: FakeClock) -> None:
     with pytest.raises(ValueError):
         NonceService(store, clock, lifetime=timedelta(0))
+
+
+class Unreachable(MemoryNonces):
+    """A nonce store whose database is out of reach: each write fails after a wait (a
+    connection attempt timing out), until ``back``."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__()
+        self.wait = wait
+        self.tries = 0
+        self.back = False
+
+    async def add_nonces(self, nonces: list[str], expires: datetime) -> None:
+        self.tries += 1
+        if not self.back:
+            await asyncio.sleep(self.wait)
+            raise StoreUnavailable("connection timed out")
+        await super().add_nonces(nonces, expires)
+
+
+async def test_responses_waiting_for_a_nonce_share_one_failed_refill(clock: FakeClock) -> None:
+    """Issue 10 (a request never hangs): 20 responses find no nonce ready while the
+    database is out of reach. They wait for one refill together and all hear its failure
+    after one timeout, not one after the other (the last after 20 timeouts); once the
+    database is back, nonces are issued again."""
+    store = Unreachable(wait=0.2)
+    service = NonceService(store, clock, batch=4)
+    started = time.monotonic()
+    outcomes = await asyncio.gather(*(service.new() for _ in range(20)),
+                                    return_exceptions=True)
+    assert time.monotonic() - started < 2 * store.wait + 1
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+    assert store.tries == 1
+    store.back = True
+    assert await service.new() in store.expiry
+
+
+async def test_a_waiter_that_gives_up_leaves_the_refill_to_the_others(
+    store: MemoryNonces, clock: FakeClock
+) -> None:
+    """A response cancelled while its nonce is being stored (the server stopping) does
+    not cancel the refill the others wait for."""
+    slow = Unreachable(wait=0)
+    slow.back = True
+    service = NonceService(slow, clock, batch=2)
+    first = asyncio.ensure_future(service.new())
+    second = asyncio.ensure_future(service.new())
+    await asyncio.sleep(0)
+    first.cancel()
+    assert await second in slow.expiry
+    assert slow.tries == 1
+
+
+class Purges:
+    """A real store's purge, each statement recorded with how often the event loop ran
+    other tasks before it (``ticks``)."""
+
+    def __init__(self, store: Store, ticks: list[int]) -> None:
+        self.store = store
+        self.ticks = ticks
+        self.statements: list[tuple[int, int, int]] = []  # (limit, deleted, ticks)
+
+    async def purge_expired_nonces(self, now: datetime, *, limit: int) -> int:
+        ticks = self.ticks[0]
+        deleted = await self.store.purge_expired_nonces(now, limit=limit)
+        self.statements.append((limit, deleted, ticks))
+        return deleted
+
+
+async def test_expired_nonces_are_purged_a_bounded_batch_at_a_time(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Issue 10 review: every response mints a nonce, so millions may have expired; one
+    DELETE of them all held the event loop for seconds. The purge deletes ``batch`` per
+    statement and lets other tasks run between two statements; unexpired nonces stay."""
+    store = await open_store(f"sqlite:///{tmp_path / 'acme.db'}")
+    try:
+        now = clock.now()
+        await store.add_nonces([f"old-{n}" for n in range(2500)], now)
+        await store.add_nonces(["fresh"], now + timedelta(minutes=1))
+        ticks = [0]
+
+        async def tick() -> None:
+            while True:
+                ticks[0] += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(tick())
+        purges = Purges(store, ticks)
+        try:
+            deleted = await NonceService(purges, clock).purge_expired(batch=1000)  # type: ignore[arg-type]
+        finally:
+            ticker.cancel()
+        assert deleted == 2500
+        assert [(limit, n) for limit, n, _ in purges.statements] == [
+            (1000, 1000), (1000, 1000), (1000, 500)]
+        between = [later[2] - earlier[2] for earlier, later in pairwise(purges.statements)]
+        assert all(n > 0 for n in between), between
+        assert await store.consume_nonce("fresh", now) is True
+    finally:
+        await store.close()

@@ -257,7 +257,9 @@ async def test_a_challenge_settled_while_queued_is_not_validated(
 async def test_close_leaves_queued_challenges_processing_for_resume(
     store: SqliteStore, processing: Callable[..., Awaitable[list[str]]]
 ):
-    """Shutdown cancels running and queued validations; the next start resumes them."""
+    """Shutdown cancels running and queued validations; they stay processing, and the
+    holder of the background lease resumes them (a NULL processing_since, as these
+    challenges have, counts as processing forever)."""
     gate = Gate()
     sup = supervisor(store, gate, max_in_flight_per_account=2)
     ids = await processing("a", [f"slow{n}.a" for n in range(5)])
@@ -270,7 +272,7 @@ async def test_close_leaves_queued_challenges_processing_for_resume(
     assert sup.running() == 0
     gate.release.set()
     again = supervisor(store, gate)
-    assert await again.resume() == 5
+    assert await again.resume_stopped() == 5
     await settle(again)
     assert await statuses(store, ids) == Counter({ChallengeStatus.VALID: 5})
 

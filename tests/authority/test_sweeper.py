@@ -1,5 +1,6 @@
 """The sweeper of orders left processing (RFC 8555 7.1.6, 7.4), on a real SQLite store with
-an injected clock; its periodic wait is injected too, so each test says when it wakes."""
+an injected clock. When it sweeps (a job of the background lease's holder, and what a
+failed sweep does) is tested in test_background.py."""
 
 from __future__ import annotations
 
@@ -8,14 +9,12 @@ import json
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from acme_ca.authority.sweeper import DEADLINE, PERIOD, IssuanceSweeper
+from acme_ca.authority.sweeper import DEADLINE, IssuanceSweeper
 from acme_ca.clock import FakeClock
 from acme_ca.domain.models import CertificateStatus, OrderStatus
-from acme_ca.errors import StoreError
 from acme_ca.store import SqliteStore
 from tests.store.conftest import DER, T0, make_order, reservation, with_accounts
 
@@ -39,21 +38,6 @@ async def processing(store: SqliteStore, clock: FakeClock, order_id: str, serial
     await store.create_order(make_order(order_id, [], status=OrderStatus.READY), [])
     record = replace(reservation(serial, order_id), created_at=clock.now())
     await store.start_issuance(order_id, record)
-
-
-class Naps:
-    """An injected sleep: records each period it is asked to wait, wakes when told."""
-
-    def __init__(self) -> None:
-        self.asked: asyncio.Queue[float] = asyncio.Queue()
-        self._wake: asyncio.Queue[None] = asyncio.Queue()
-
-    async def sleep(self, seconds: float) -> None:
-        self.asked.put_nowait(seconds)
-        await self._wake.get()
-
-    def wake(self) -> None:
-        self._wake.put_nowait(None)
 
 
 async def assert_invalid_keeping_serial(store: SqliteStore, order_id: str, serial: str) -> None:
@@ -121,61 +105,6 @@ async def test_two_workers_sweeping_at_once_move_each_order_once(
     assert (await store.get_order("o0")).status is OrderStatus.VALID
     for n in range(1, 4):
         await assert_invalid_keeping_serial(store, f"o{n}", f"a{n}")
-
-
-async def test_the_sweeper_sweeps_at_start_then_every_period(
-    store: SqliteStore, clock: FakeClock
-) -> None:
-    """At start, orders a stopped server left behind; then, every period, those whose
-    deadline passed since: none stays processing for more than deadline + period."""
-    await processing(store, clock, "before", "0a")
-    clock.advance(DEADLINE)
-    naps = Naps()
-    sweeper = IssuanceSweeper(store, clock, sleep=naps.sleep)
-    await sweeper.start()
-    await assert_invalid_keeping_serial(store, "before", "0a")
-    assert await naps.asked.get() == PERIOD
-    await processing(store, clock, "later", "0b")
-    clock.advance(DEADLINE)
-    naps.wake()
-    assert await naps.asked.get() == PERIOD  # the second sweep is done
-    await assert_invalid_keeping_serial(store, "later", "0b")
-    await sweeper.close()
-    await sweeper.close()  # twice is harmless
-
-
-class FailingOnce:
-    """The store, whose first look for processing orders fails (the disk, a lock)."""
-
-    def __init__(self, inner: SqliteStore) -> None:
-        self.inner = inner
-        self.failed = False
-
-    async def processing_orders(self, *args: Any, **kwargs: Any) -> Any:
-        if not self.failed:
-            self.failed = True
-            raise StoreError("database is locked")
-        return await self.inner.processing_orders(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-async def test_a_failed_sweep_is_logged_and_the_next_period_sweeps_again(
-    store: SqliteStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
-) -> None:
-    await processing(store, clock, "o", "0a")
-    clock.advance(DEADLINE)
-    naps = Naps()
-    sweeper = IssuanceSweeper(FailingOnce(store), clock, sleep=naps.sleep)  # type: ignore[arg-type]
-    await sweeper.start()  # the failure does not stop the server from starting
-    assert "database is locked" in caplog.text
-    assert (await store.get_order("o")).status is OrderStatus.PROCESSING
-    await naps.asked.get()
-    naps.wake()
-    await naps.asked.get()
-    await assert_invalid_keeping_serial(store, "o", "0a")
-    await sweeper.close()
 
 
 async def test_orders_whose_issuance_is_in_flight_here_are_left_alone(

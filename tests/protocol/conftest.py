@@ -80,14 +80,16 @@ def server_factory(tmp_path: Path, make_hierarchy: Callable[..., Any], aiohttp_c
                     **overrides: Any) -> AcmeServer:
         hierarchy = hierarchy or make_hierarchy("pki")
         config = load_config(None, {"server.external_url": BASE,
-                                    "server.data_dir": str(tmp_path / "data"), **overrides})
+                                    "server.data_dir": str(tmp_path / "data"),
+                                    "storage.url": f"sqlite:///{tmp_path / 'acme.db'}",
+                                    **overrides})
         config = replace(config, ca=replace(
             config.ca, intermediate_cert=hierarchy.paths.intermediate_cert,
             intermediate_key=hierarchy.paths.intermediate_key, chain=hierarchy.paths.chain,
             root_cert=hierarchy.paths.root_cert))
         clock = FakeClock(datetime.now(UTC))
         issuers = IssuerHolder(config)
-        store = await open_store(f"sqlite:///{tmp_path / 'acme.db'}", clock=clock)
+        store = await open_store(config.storage.url, clock=clock)
         validator = ServedValidator()
         app = build_app(config, store, issuers, clock,
                         dict.fromkeys(challenge_types, validator))

@@ -4,7 +4,7 @@ expiry, ownership, and many orders of one account at once."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -68,6 +68,29 @@ async def test_challenge_response_processing_then_valid(
     assert up_links(again) == [f'<{authz_url}>;rel="up"']
     assert (await client.post(authz_url)).json()["status"] == "valid"
     assert server.validator.calls == [NAME]
+
+
+async def test_a_challenge_is_processing_since_the_post_that_started_it(
+        server: AcmeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store knows when a validation started (Store.processing_challenges), so that
+    only those whose process stopped are resumed, not one running now elsewhere."""
+    monkeypatch.setattr(authorizations, "ANSWER_WITHIN", 0.01)
+    server.validator.hold = asyncio.Event()
+    client = await registered(server)
+    _, authz, _ = await pending_authz(client)
+    challenge = authz["challenges"][0]
+    posted_at = server.clock.now()
+    assert (await client.post(challenge["url"], {})).json()["status"] == "processing"
+    server.clock.advance(timedelta(seconds=5))
+
+    async def started_by(moment: datetime) -> list[str]:
+        found = await server.store.processing_challenges(moment, limit=10)
+        return [c.token for c in found]
+
+    assert await started_by(posted_at - timedelta(microseconds=1)) == []
+    assert await started_by(posted_at) == [challenge["token"]]
+    server.validator.hold.set()
+    await server.settle()
 
 
 async def test_a_quick_validation_is_answered_in_the_challenge_response(

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+from datetime import timedelta
 
 import pytest
 
 from acme_ca.api.context import SERVICES
+from acme_ca.cli.wiring import BACKGROUND
 from tests.acme_client import BASE, Response, b64, jwk_of
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
@@ -49,6 +51,23 @@ async def test_every_acme_response_has_a_fresh_nonce_and_index_link(server: Acme
     assert len(set(nonces)) == len(nonces)
     client.nonce = responses[3].headers["Replay-Nonce"]  # the 404's nonce works
     assert (await client.post(client.kid)).status == 200
+
+
+async def test_the_holder_of_the_background_lease_purges_expired_nonces(
+    server: AcmeServer,
+) -> None:
+    """RFC 8555 6.5: nonces expire. Every response mints one, unauthenticated ones too;
+    the expired ones are deleted by the cluster's background work (the holder of its
+    lease, every period), the fresh ones kept."""
+    for _ in range(40):  # more than one batch of nonces minted (NonceService.batch)
+        assert (await server.http.head("/acme/new-nonce")).status == 200
+    server.clock.advance(timedelta(hours=1))  # they all expired
+    fresh = (await server.http.head("/acme/new-nonce")).headers["Replay-Nonce"]
+    assert await server.app[BACKGROUND].step()
+    assert await server.store.purge_expired_nonces(server.clock.now(), limit=1) == 0
+    client = server.client()
+    client.nonce = fresh
+    assert (await client.new_account()).status == 201
 
 
 async def test_unknown_path_is_a_404_problem(server: AcmeServer) -> None:

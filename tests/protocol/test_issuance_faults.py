@@ -102,6 +102,7 @@ async def test_a_failed_status_write_leaves_no_order_processing_after_a_restart(
     assert (await client.post(url)).json()["status"] == "processing"
     monkeypatch.undo()  # the disk is back
 
+    await server.http.close()  # the server stops (giving the background lease up)...
     server.clock.advance(timedelta(minutes=1))
     app = build_app(server.config, server.store, lambda: server.issuer, server.clock,
                     {"http-01": server.validator})

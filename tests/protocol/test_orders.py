@@ -182,6 +182,20 @@ async def test_order_expires(server: AcmeServer) -> None:
     assert doc["status"] == "invalid" and doc["error"]
 
 
+async def test_a_pending_order_whose_authorizations_are_all_valid_is_ready_when_read(
+        server: AcmeServer) -> None:
+    """RFC 8555 7.1.6: "Once all of the authorizations listed in the order object are in
+    the 'valid' state, the order transitions to the 'ready' state." The store does it
+    when the last one is validated; reading the order does it as well (the same rule,
+    domain/states.py, by a compare-and-set), whatever left the order pending."""
+    client = await registered(server)
+    _, url = await ready_order(server, client, NAME)
+    await server.store.update_order_status(order_id(url), expected=OrderStatus.READY,
+                                           status=OrderStatus.PENDING)
+    assert (await client.post(url)).json()["status"] == "ready"
+    assert (await server.store.get_order(order_id(url))).status is OrderStatus.READY
+
+
 async def test_finalize_before_ready_is_order_not_ready(server: AcmeServer) -> None:
     """RFC 8555 7.4: finalizing a pending order is 403 orderNotReady."""
     client = await registered(server)

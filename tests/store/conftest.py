@@ -1,22 +1,16 @@
-"""Builders of ACME values and SQLite stores for the store tests.
+"""Builders of ACME values for the store tests, whatever the backend.
 
-Fixture names differ from the ones tests/store/test_sqlite.py declares for itself
-(``db_path``, ``store``), so neither file shadows the other by accident.
+The contract suite's backends are in ``contract/conftest.py``; SQLite's own fixtures in
+``sqlite/conftest.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import TypeVar
 
-import pytest
-
-from acme_ca.clock import FakeClock
 from acme_ca.domain.models import (
     Account,
     AccountStatus,
@@ -24,17 +18,18 @@ from acme_ca.domain.models import (
     AuthorizationStatus,
     CertificateRecord,
     Challenge,
+    ChallengeStatus,
     Identifier,
     Order,
     OrderStatus,
 )
-from acme_ca.store import SqliteStore
-from acme_ca.store.sqlite_connection import Connection
+from acme_ca.store import Store
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 ACCOUNT = "acct-1"
 OTHER = "acct-2"
 DER = b"\x30\x82\x01\x0a" + bytes(range(64))
+S = TypeVar("S", bound=Store)
 PROBLEM = '{"type":"urn:ietf:params:acme:error:unauthorized","detail":"wrong token"}'
 
 
@@ -95,6 +90,15 @@ def make_order(
     return replace(order, **changes)  # type: ignore[arg-type]
 
 
+def make_record(serial: str = "1a2b3c", **changes: object) -> CertificateRecord:
+    """A reserved certificate record for order-1 of ACCOUNT, with a DNS name and an IP."""
+    record = CertificateRecord(
+        serial=serial, issuer="ab" * 32, names=("www.example.test", "example.test", "192.0.2.1"),
+        profile="server", not_before=T0, not_after=T0 + timedelta(days=90), created_at=T0,
+        account_id=ACCOUNT, order_id="order-1")
+    return replace(record, **changes)  # type: ignore[arg-type]
+
+
 def reservation(serial: str, order_id: str) -> CertificateRecord:
     """The certificate record finalize reserves for `order_id` before signing."""
     return CertificateRecord(
@@ -103,75 +107,40 @@ def reservation(serial: str, order_id: str) -> CertificateRecord:
         account_id=ACCOUNT, order_id=order_id)
 
 
-async def with_accounts(store: SqliteStore) -> SqliteStore:
+async def with_accounts(store: S) -> S:
     """Orders and authorizations reference accounts: create the two the tests use."""
     await store.create_account(make_account(ACCOUNT))
     await store.create_account(make_account(OTHER))
     return store
 
 
-@pytest.fixture
-def db_file(tmp_path: Path) -> Path:
-    return tmp_path / "acme.db"
+async def valid_authorization(store: Store, authz_id: str, value: str, *,
+                              account_id: str = ACCOUNT, **changes: object) -> Authorization:
+    """A VALID authorization, created (as always) with an order listing it."""
+    authz = make_authorization(authz_id, value, account_id=account_id,
+                               status=AuthorizationStatus.VALID, **changes)
+    order = make_order(f"order-{authz_id}", [authz], account_id=account_id)
+    await store.create_order(order, [authz])
+    return authz
 
 
-@pytest.fixture
-async def acme_store(db_file: Path) -> AsyncIterator[SqliteStore]:
-    """A store on a file, with the accounts ACCOUNT and OTHER."""
-    opened = await SqliteStore.open(db_file, clock=FakeClock(T0))
-    try:
-        yield await with_accounts(opened)
-    finally:
-        await opened.close()
+async def validating(store: Store, challenge_id: str, since: datetime | None = None
+                     ) -> Challenge:
+    """The challenge moved PENDING -> PROCESSING, as a challenge POST does; ``since``:
+    when its validation started (``processing_since``), None leaves it unset."""
+    if since is None:
+        return await store.update_challenge(
+            challenge_id, expected=ChallengeStatus.PENDING, status=ChallengeStatus.PROCESSING)
+    return await store.update_challenge(
+        challenge_id, expected=ChallengeStatus.PENDING, status=ChallengeStatus.PROCESSING,
+        processing_since=since)
 
 
-@pytest.fixture
-async def second_store(acme_store: SqliteStore, db_file: Path) -> AsyncIterator[SqliteStore]:
-    """Another store on the same file: another process, as far as SQLite can tell."""
-    opened = await SqliteStore.open(db_file)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-async def memory_store() -> AsyncIterator[SqliteStore]:
-    """A private in-memory store, with the accounts ACCOUNT and OTHER."""
-    opened = await SqliteStore.open(":memory:")
-    try:
-        yield await with_accounts(opened)
-    finally:
-        await opened.close()
-
-
-def waits_in_thread(conn: Connection, also: Callable[[str], None] | None = None
-                    ) -> asyncio.Event:
-    """An event set once `conn` runs a statement other than COMMIT off the event loop's
-    thread: a call that met another process's lock and now waits for it in the
-    connection's thread (Connection.without_sleeping). `also`: a trace callback to keep
-    (SQLite keeps one per connection).
-
-    Call it before the connection's thread has anything to do; the callback stays until
-    the connection closes. Setting a trace callback while the thread runs a statement
-    deadlocks: the setter waits for the connection's mutex holding the GIL, which the
-    thread's callback needs."""
-    loop = asyncio.get_running_loop()
-    event = asyncio.Event()
-    loop_thread = threading.get_ident()
-
-    def trace(sql: str) -> None:
-        if also is not None:
-            also(sql)
-        if threading.get_ident() != loop_thread and sql.strip().upper() != "COMMIT":
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(event.set)
-
-    conn._raw.set_trace_callback(trace)
-    return event
-
-
-async def thread_idle(conn: Connection) -> None:
-    """Return once every call handed to `conn`'s thread has ended: its one thread runs
-    them in order, so a no-op handed to it now runs after all of them."""
-    await conn.in_thread(lambda raw: None)
+async def two_name_order(store: Store) -> None:
+    """order-1 needs az-a and az-b; order-2 reuses az-a alone."""
+    az_a = make_authorization("az-a", "a.example.test")
+    az_b = make_authorization("az-b", "b.example.test")
+    await store.create_order(make_order("order-1", [az_a, az_b]), [az_a, az_b])
+    await store.create_order(make_order("order-2", [az_a]), [])
+    for challenge_id in ("az-a-http-01", "az-b-http-01"):
+        await validating(store, challenge_id)

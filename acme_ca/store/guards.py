@@ -1,0 +1,69 @@
+"""What every backend checks the same way: preconditions of the ``Store`` methods, and
+the explanation of a compare-and-set that changed nothing.
+
+A backend runs its guarded UPDATE; when no row changed, it reads the row's current
+state and hands it to ``refused``, which says ``NotFound`` (no row) or ``Conflict``
+(a row in another state) in the one wording every backend shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from acme_ca.domain.models import Authorization, CertificateRecord, CertificateStatus, Order
+from acme_ca.errors import Conflict, NotFound, StoreError
+
+# How each kind of row is named in a message, by its id.
+_NOT_FOUND = {
+    "certificate": "no certificate with serial {id}",
+    "account": "no account {id}",
+    "order": "no order {id}",
+    "authorization": "no authorization {id}",
+    "challenge": "no challenge {id}",
+}
+
+
+def not_found(kind: str, row_id: str) -> NotFound:
+    """``NotFound`` for the row ``kind`` ("order", "certificate", ...) ``row_id``."""
+    return NotFound(_NOT_FOUND[kind].format(id=row_id))
+
+
+def refused(kind: str, row_id: str, found: str | None, expected: str) -> StoreError:
+    """Why a compare-and-set from ``expected`` changed nothing: ``NotFound`` if the row
+    does not exist (``found`` None), else ``Conflict`` naming the state it is in."""
+    if found is None:
+        return not_found(kind, row_id)
+    if kind == "certificate" and found == CertificateStatus.REVOKED.value:
+        return Conflict(f"certificate {row_id} is already revoked")
+    return Conflict(f"{kind} {row_id} is {found}, not {expected}")
+
+
+def check_limit(limit: int) -> None:
+    """A page size: at least 1 (``ValueError`` otherwise)."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+
+
+def check_reservation(record: CertificateRecord, order_id: str | None = None) -> None:
+    """A reservation is a RESERVED record without DER; with ``order_id``, one for that
+    order (``ValueError`` otherwise: a programming error)."""
+    if record.status is not CertificateStatus.RESERVED or record.der is not None:
+        raise ValueError("a reservation is a RESERVED record without DER")
+    if order_id is not None and record.order_id != order_id:
+        raise ValueError(f"the reserved serial is for order {record.order_id}, not {order_id}")
+
+
+def check_new_order(order: Order, new_authorizations: Sequence[Authorization]) -> None:
+    """Programming errors the schema would not catch, or would catch less clearly."""
+    listed = order.authorization_ids
+    if len(set(listed)) != len(listed):
+        raise ValueError(f"order {order.id} lists an authorization twice")
+    for authz in new_authorizations:
+        if authz.id not in listed:
+            raise ValueError(f"new authorization {authz.id} is not listed by order {order.id}")
+        if authz.account_id != order.account_id:
+            raise ValueError(f"new authorization {authz.id} belongs to another account")
+        for challenge in authz.challenges:
+            if challenge.authorization_id != authz.id:
+                raise ValueError(f"challenge {challenge.id} names authorization "
+                                 f"{challenge.authorization_id}, not {authz.id}")

@@ -1,0 +1,220 @@
+"""ACME orders in PostgreSQL (RFC 8555 7.1.3, 7.4), and the issuance of their
+certificates.
+
+``create_order``, ``start_issuance``, ``finish_order`` and ``complete_order`` are one
+transaction each; the others one statement. An order is read with its authorization
+ids in one statement (``rows.ORDER_COLUMNS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import NoReturn
+
+from acme_ca.domain.models import (
+    Authorization,
+    CertificateRecord,
+    CertificateStatus,
+    Order,
+    OrderStatus,
+)
+from acme_ca.errors import Conflict, StoreError
+from acme_ca.store import guards
+from acme_ca.store.postgres.base import Connection, PostgresBase, aware
+from acme_ca.store.postgres.certificates import RESERVE
+from acme_ca.store.postgres.rows import (
+    AUTHORIZATION_INSERT,
+    CHALLENGE_INSERT,
+    LINK_INSERT,
+    ORDER_COLUMNS,
+    ORDER_INSERT,
+    authorization_row,
+    certificate_row,
+    challenge_rows,
+    link_rows,
+    order_row,
+    to_certificate,
+    to_order,
+)
+
+BY_ID = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"  # noqa: S608
+_FOR_AUTHORIZATION = f"""
+SELECT {ORDER_COLUMNS} FROM orders
+WHERE id IN (SELECT order_id FROM order_authorizations WHERE authorization_id = $1)
+ORDER BY created_at, id"""  # noqa: S608
+# Keyset pagination on (created_at, id), both in orders_by_account. An `after` that
+# is not one of this account's orders makes the subquery NULL: an empty page.
+_FIRST_PAGE = "SELECT id FROM orders WHERE account_id = $1 ORDER BY created_at, id LIMIT $2"
+_NEXT_PAGE = """
+SELECT id FROM orders
+WHERE account_id = $1
+  AND (created_at, id) > (SELECT created_at, id FROM orders WHERE id = $3 AND account_id = $1)
+ORDER BY created_at, id LIMIT $2"""
+SET_STATUS = f"""
+UPDATE orders SET status = $3, error = COALESCE($4, error)
+WHERE id = $1 AND status = $2
+RETURNING {ORDER_COLUMNS}"""  # noqa: S608
+_STATUS = "SELECT status FROM orders WHERE id = $1"
+_ISSUE = """
+UPDATE certificates SET status = 'issued', der = $3
+WHERE serial = $1 AND status = 'reserved' AND order_id = $2
+RETURNING serial"""
+_FINISH = f"""
+UPDATE orders SET status = 'valid', certificate_serial = $2
+WHERE id = $1 AND status = 'processing'
+RETURNING {ORDER_COLUMNS}"""  # noqa: S608
+# PROCESSING -> VALID onto the certificate already stored for the order (a sweeper's move).
+_COMPLETE = f"""
+UPDATE orders SET status = 'valid', certificate_serial = $2
+WHERE id = $1 AND status = 'processing' AND EXISTS (
+    SELECT 1 FROM certificates
+    WHERE serial = $2 AND order_id = $1 AND status IN ('issued', 'revoked'))
+RETURNING {ORDER_COLUMNS}"""  # noqa: S608
+_CERTIFICATE_STATE = "SELECT status, order_id FROM certificates WHERE serial = $1"
+# Orders PROCESSING since $1 or earlier: since the reservation of their latest serial
+# (start_issuance), or since their creation when no serial names them. Found through
+# the partial index orders_processing, their serials through certificates_by_order.
+_PROCESSING_SINCE = f"""
+SELECT {ORDER_COLUMNS}, issued.serial AS issuance_serial
+FROM orders LEFT JOIN LATERAL (
+    SELECT serial, created_at FROM certificates WHERE order_id = orders.id
+    ORDER BY created_at DESC, serial DESC LIMIT 1
+) AS issued ON true
+WHERE orders.status = 'processing' AND COALESCE(issued.created_at, orders.created_at) <= $1
+ORDER BY orders.created_at, orders.id LIMIT $2"""  # noqa: S608
+_CERTIFICATES = "SELECT * FROM certificates WHERE serial = ANY($1::text[])"
+
+
+class OrderMethods(PostgresBase):
+    async def create_order(
+        self, order: Order, new_authorizations: Sequence[Authorization]
+    ) -> Order:
+        guards.check_new_order(order, new_authorizations)
+        values = order_row(order)
+        authorizations = [authorization_row(authz) for authz in new_authorizations]
+        challenges = challenge_rows(new_authorizations)
+        links = link_rows(order)
+
+        async def insert(conn: Connection) -> Order:
+            await conn.execute(ORDER_INSERT, *values)
+            for sql, rows in ((AUTHORIZATION_INSERT, authorizations),
+                              (CHALLENGE_INSERT, challenges), (LINK_INSERT, links)):
+                if rows:
+                    await conn.executemany(sql, rows)
+            return to_order(await conn.fetchrow(BY_ID, order.id))
+
+        try:
+            return await self._transaction(insert)
+        except Conflict as exc:
+            raise Conflict(f"order {order.id}: an order, authorization or challenge with "
+                           f"one of its ids already exists ({exc})") from None
+
+    async def get_order(self, order_id: str) -> Order:
+        rows = await self._lookup(BY_ID, order_id)
+        if not rows:
+            raise guards.not_found("order", order_id)
+        return to_order(rows[0])
+
+    async def list_account_orders(
+        self, account_id: str, *, limit: int, after: str | None = None
+    ) -> list[str]:
+        guards.check_limit(limit)
+        if after is None:
+            rows = await self._lookup(_FIRST_PAGE, account_id, limit)
+        else:
+            rows = await self._lookup(_NEXT_PAGE, account_id, limit, after)
+        return [row["id"] for row in rows]
+
+    async def orders_for_authorization(self, authorization_id: str) -> list[Order]:
+        rows = await self._lookup(_FOR_AUTHORIZATION, authorization_id)
+        return [to_order(row) for row in rows]
+
+    async def update_order_status(
+        self,
+        order_id: str,
+        *,
+        expected: OrderStatus,
+        status: OrderStatus,
+        error: str | None = None,
+    ) -> Order:
+        if status is OrderStatus.VALID:
+            raise ValueError("an order becomes valid only with its certificate: finish_order")
+        rows = await self._write(SET_STATUS, order_id, expected.value, status.value, error)
+        if not rows:
+            found = await self._read(_STATUS, order_id)
+            raise guards.refused("order", order_id, found[0]["status"] if found else None,
+                                 expected.value)
+        return to_order(rows[0])
+
+    async def start_issuance(self, order_id: str, record: CertificateRecord) -> Order:
+        guards.check_reservation(record, order_id)
+        values = certificate_row(record)
+        change = (order_id, OrderStatus.READY.value, OrderStatus.PROCESSING.value, None)
+
+        async def start(conn: Connection) -> Order:
+            row = await conn.fetchrow(SET_STATUS, *change)
+            if row is None:
+                await _refuse_order_change(conn, order_id, OrderStatus.READY.value)
+            if await conn.fetchval(RESERVE, *values) is None:  # the order stays READY
+                raise StoreError(f"certificate serial {record.serial} already exists")
+            return to_order(row)
+
+        return await self._transaction(start)
+
+    async def finish_order(self, order_id: str, serial: str, der: bytes) -> Order:
+        async def finish(conn: Connection) -> Order:
+            if await conn.fetchval(_ISSUE, serial, order_id, der) is None:
+                status, owner = await _certificate_state(conn, serial)
+                if status is CertificateStatus.RESERVED:
+                    raise Conflict(f"certificate {serial} was reserved for order {owner}, "
+                                   f"not {order_id}")
+                raise guards.refused("certificate", serial, status.value, "reserved")
+            row = await conn.fetchrow(_FINISH, order_id, serial)
+            if row is None:  # ended meanwhile (a sweeper): the certificate stays stored
+                row = await conn.fetchrow(BY_ID, order_id)
+                if row is None:  # raising rolls the certificate back to RESERVED
+                    raise guards.not_found("order", order_id)
+            return to_order(row)
+
+        return await self._transaction(finish)
+
+    async def complete_order(self, order_id: str, serial: str) -> Order:
+        async def complete(conn: Connection) -> Order:
+            row = await conn.fetchrow(_COMPLETE, order_id, serial)
+            if row is None:
+                status, owner = await _certificate_state(conn, serial)
+                if owner != order_id:
+                    raise Conflict(f"certificate {serial} belongs to order {owner}, "
+                                   f"not {order_id}")
+                if status is CertificateStatus.RESERVED:
+                    raise Conflict(f"certificate {serial} is reserved, not stored")
+                await _refuse_order_change(conn, order_id, OrderStatus.PROCESSING.value)
+            return to_order(row)
+
+        return await self._transaction(complete)
+
+    async def processing_orders(
+        self, started_before: datetime, *, limit: int
+    ) -> list[tuple[Order, CertificateRecord | None]]:
+        guards.check_limit(limit)
+        rows = await self._read(_PROCESSING_SINCE, aware(started_before), limit)
+        serials = [row["issuance_serial"] for row in rows if row["issuance_serial"]]
+        records = {}
+        if serials:
+            found = await self._read(_CERTIFICATES, serials)
+            records = {row["serial"]: to_certificate(row) for row in found}
+        return [(to_order(row), records.get(row["issuance_serial"])) for row in rows]
+
+
+async def _refuse_order_change(conn: Connection, order_id: str, expected: str) -> NoReturn:
+    """After a compare-and-set on the order changed nothing, inside its transaction."""
+    raise guards.refused("order", order_id, await conn.fetchval(_STATUS, order_id), expected)
+
+
+async def _certificate_state(conn: Connection, serial: str) -> tuple[CertificateStatus, str | None]:
+    """The status of the certificate ``serial`` and the order it is for; ``NotFound``."""
+    row = await conn.fetchrow(_CERTIFICATE_STATE, serial)
+    if row is None:
+        raise guards.not_found("certificate", serial)
+    return CertificateStatus(row["status"]), row["order_id"]

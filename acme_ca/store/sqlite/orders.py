@@ -1,0 +1,201 @@
+"""ACME orders in SQLite (RFC 8555 7.1.3, 7.4): ``OrderStore`` for ``SqliteStore``.
+
+An order is read with its authorization ids in one statement (``ORDER_COLUMNS``);
+``create_order``, ``finish_order`` and ``complete_order`` are one ``BEGIN IMMEDIATE``
+transaction each.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from acme_ca.domain.models import Authorization, CertificateStatus, Order, OrderStatus
+from acme_ca.errors import Conflict
+from acme_ca.store import guards
+from acme_ca.store.sqlite.base import SqliteBase, refusal
+from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.rows import (
+    ORDER_COLUMNS,
+    authorization_row,
+    challenge_row,
+    order_row,
+    to_order,
+)
+
+_INSERT_ORDER = """
+INSERT INTO orders (
+    id, account_id, status, identifiers, expires, created_at, not_before, not_after,
+    error, certificate_serial
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING *"""
+_INSERT_AUTHORIZATION = """
+INSERT INTO authorizations (
+    id, account_id, identifier_type, identifier_value, wildcard, status, expires, created_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+_INSERT_CHALLENGE = """
+INSERT INTO challenges (id, authorization_id, type, token, status, validated_at, error)
+VALUES (?, ?, ?, ?, ?, ?, ?)"""
+_INSERT_LINK = """
+INSERT INTO order_authorizations (order_id, authorization_id, position) VALUES (?, ?, ?)"""
+
+_BY_ID = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"  # noqa: S608
+_FOR_AUTHORIZATION = f"""
+SELECT {ORDER_COLUMNS} FROM orders
+WHERE id IN (SELECT order_id FROM order_authorizations WHERE authorization_id = ?)
+ORDER BY created_at, id"""  # noqa: S608
+# Keyset pagination on (created_at, id), both in orders_by_account. An `after` that
+# is not one of this account's orders makes the subquery NULL: an empty page.
+_FIRST_PAGE = """
+SELECT id FROM orders WHERE account_id = ?1
+ORDER BY created_at, id LIMIT ?2"""
+_NEXT_PAGE = """
+SELECT id FROM orders
+WHERE account_id = ?1
+  AND (created_at, id) > (SELECT created_at, id FROM orders WHERE id = ?3 AND account_id = ?1)
+ORDER BY created_at, id LIMIT ?2"""
+# (status, error, id, expected): a compare-and-set, also in start_issuance and
+# record_validation.
+SET_ORDER_STATUS = f"""
+UPDATE orders SET status = ?, error = COALESCE(?, error)
+WHERE id = ? AND status = ?
+RETURNING {ORDER_COLUMNS}"""  # noqa: S608
+_FINISH = f"""
+UPDATE orders SET status = 'valid', certificate_serial = ?
+WHERE id = ? AND status = 'processing'
+RETURNING {ORDER_COLUMNS}"""  # noqa: S608
+_ISSUE = """
+UPDATE certificates SET status = 'issued', der = ?
+WHERE serial = ? AND status = 'reserved' AND order_id = ?
+RETURNING serial"""
+# PROCESSING -> VALID onto the certificate already stored for the order (a sweeper's move).
+_COMPLETE = f"""
+UPDATE orders SET status = 'valid', certificate_serial = ?1
+WHERE id = ?2 AND status = 'processing' AND EXISTS (
+    SELECT 1 FROM certificates
+    WHERE serial = ?1 AND order_id = ?2 AND status IN ('issued', 'revoked'))
+RETURNING {ORDER_COLUMNS}"""  # noqa: S608
+# Orders PROCESSING since ?1 or earlier: since the reservation of their serial
+# (start_issuance), or since their creation when no serial names them. Found through
+# orders_processing, their serials through certificates_by_order; oldest order first.
+PROCESSING_SINCE = f"""
+SELECT {ORDER_COLUMNS}, (
+    SELECT serial FROM certificates WHERE order_id = orders.id
+    ORDER BY created_at DESC, serial DESC LIMIT 1
+) AS issuance_serial
+FROM orders
+WHERE status = 'processing' AND COALESCE((
+    SELECT MAX(created_at) FROM certificates WHERE order_id = orders.id
+), created_at) <= ?1
+ORDER BY created_at, id LIMIT ?2"""  # noqa: S608
+_CERTIFICATE_STATE = "SELECT status, order_id FROM certificates WHERE serial = ?"
+
+
+class OrderMethods(SqliteBase):
+    async def create_order(
+        self, order: Order, new_authorizations: Sequence[Authorization]
+    ) -> Order:
+        guards.check_new_order(order, new_authorizations)
+        values = order_row(order)
+        authorizations = [authorization_row(authz) for authz in new_authorizations]
+        challenges = [
+            challenge_row(challenge)
+            for authz in new_authorizations
+            for challenge in authz.challenges
+        ]
+        links = [
+            (order.id, authz_id, position)
+            for position, authz_id in enumerate(order.authorization_ids)
+        ]
+
+        async def insert(conn: Connection) -> list[sqlite3.Row]:
+            rows = list(await conn.execute_fetchall(_INSERT_ORDER, values))
+            if authorizations:
+                await conn.executemany(_INSERT_AUTHORIZATION, authorizations)
+            if challenges:
+                await conn.executemany(_INSERT_CHALLENGE, challenges)
+            if links:
+                await conn.executemany(_INSERT_LINK, links)
+            return rows
+
+        try:
+            rows = await self._transaction(insert)
+        except Conflict as exc:
+            raise Conflict(f"order {order.id}: an order, authorization or challenge with "
+                           f"one of its ids already exists ({exc})") from None
+        return to_order(rows[0], order.authorization_ids)
+
+    async def get_order(self, order_id: str) -> Order:
+        rows = await self._read(_BY_ID, (order_id,))
+        if not rows:
+            raise guards.not_found("order", order_id)
+        return to_order(rows[0])
+
+    async def list_account_orders(
+        self, account_id: str, *, limit: int, after: str | None = None
+    ) -> list[str]:
+        guards.check_limit(limit)
+        if after is None:
+            rows = await self._read(_FIRST_PAGE, (account_id, limit))
+        else:
+            rows = await self._read(_NEXT_PAGE, (account_id, limit, after))
+        return [row["id"] for row in rows]
+
+    async def update_order_status(
+        self,
+        order_id: str,
+        *,
+        expected: OrderStatus,
+        status: OrderStatus,
+        error: str | None = None,
+    ) -> Order:
+        if status is OrderStatus.VALID:
+            raise ValueError("an order becomes valid only with its certificate: finish_order")
+        values = (status.value, error, order_id, expected.value)
+        return to_order(await self._compare_and_set(SET_ORDER_STATUS, values, "order", order_id,
+                                                    expected.value))
+
+    async def finish_order(self, order_id: str, serial: str, der: bytes) -> Order:
+        async def finish(conn: Connection) -> Order:
+            issued = list(await conn.execute_fetchall(_ISSUE, (der, serial, order_id)))
+            if not issued:
+                status, owner = await _certificate_state(conn, serial)
+                if status is CertificateStatus.RESERVED:
+                    raise Conflict(f"certificate {serial} was reserved for order {owner}, "
+                                   f"not {order_id}")
+                raise guards.refused("certificate", serial, status.value, "reserved")
+            rows = list(await conn.execute_fetchall(_FINISH, (serial, order_id)))
+            if not rows:  # ended meanwhile (a sweeper): the certificate stays stored
+                rows = list(await conn.execute_fetchall(_BY_ID, (order_id,)))
+                if not rows:  # raising rolls the certificate back to RESERVED
+                    raise guards.not_found("order", order_id)
+            return to_order(rows[0])
+
+        return await self._transaction(finish)
+
+    async def complete_order(self, order_id: str, serial: str) -> Order:
+        async def complete(conn: Connection) -> Order:
+            rows = list(await conn.execute_fetchall(_COMPLETE, (serial, order_id)))
+            if not rows:
+                status, owner = await _certificate_state(conn, serial)
+                if owner != order_id:
+                    raise Conflict(f"certificate {serial} belongs to order {owner}, "
+                                   f"not {order_id}")
+                if status is CertificateStatus.RESERVED:
+                    raise Conflict(f"certificate {serial} is reserved, not stored")
+                raise await refusal(conn, "order", order_id, "processing")
+            return to_order(rows[0])
+
+        return await self._transaction(complete)
+
+    async def orders_for_authorization(self, authorization_id: str) -> list[Order]:
+        rows = await self._read(_FOR_AUTHORIZATION, (authorization_id,))
+        return [to_order(row) for row in rows]
+
+
+async def _certificate_state(conn: Connection, serial: str) -> tuple[CertificateStatus, str | None]:
+    """The status of the certificate ``serial`` and the order it is for; ``NotFound``."""
+    rows = list(await conn.execute_fetchall(_CERTIFICATE_STATE, (serial,)))
+    if not rows:
+        raise guards.not_found("certificate", serial)
+    return CertificateStatus(rows[0]["status"]), rows[0]["order_id"]

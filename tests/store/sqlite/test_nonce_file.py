@@ -1,0 +1,287 @@
+"""The nonce file (store/sqlite/opening.py, sqlite/nonces.py): shared by every process,
+written without fsync, never a reason for the event loop to sleep, started afresh
+when damaged, kept across restarts and forgotten after a reboot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from acme_ca.errors import Conflict, StoreError
+from acme_ca.store import SqliteStore
+from acme_ca.store.sqlite.opening import nonce_path, read_boot_id
+from tests.store.conftest import T0
+from tests.store.sqlite.conftest import thread_idle, waits_in_thread
+from tests.waiting import until, within
+
+LATER = T0 + timedelta(minutes=5)
+
+
+def raw(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    return contextlib.closing(sqlite3.connect(path))
+
+
+async def test_a_nonce_lock_held_by_another_process_never_stalls_the_event_loop(
+    acme_store: SqliteStore, db_file: Path
+):
+    """Another worker in the middle of a nonce write: the store waits for it in the
+    nonce connection's thread; the loop goes on serving (this test runs on it, and so
+    does a read), and the write ends once the lock is free."""
+    other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        waiting = waits_in_thread(acme_store._connections.nonces)
+        write = asyncio.create_task(acme_store.add_nonce("a", LATER))
+        await within(waiting.wait(), "the nonce write to wait in its thread")
+        assert (await acme_store.get_account("acct-1")).id == "acct-1"  # loop serves
+        assert not write.done()  # it did wait for the lock
+        other.execute("COMMIT")
+        await within(write, "the nonce write, once the lock is free")
+        await acme_store.add_nonces(["b", "c"], LATER)
+    finally:
+        other.close()
+    assert [await acme_store.consume_nonce(n, T0) for n in "abc"] == [True] * 3
+
+
+def damage_index(path: str) -> None:
+    """Scribble over the leaf pages of the expiry index (the table itself stays whole)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = [row[0] for row in conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'nonces_by_expiry' AND pagetype = 'leaf'")]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    assert pages
+    with open(path, "r+b") as file:
+        for page in pages:
+            file.seek((page - 1) * size)
+            file.write(b"\xff" * size)
+
+
+async def test_damage_anywhere_in_the_nonce_file_is_found_and_the_file_started_afresh(
+    db_file: Path,
+):
+    store = await SqliteStore.open(db_file)
+    await store.add_nonces([f"nonce-{n:06d}-" + "x" * 40 for n in range(3000)], LATER)
+    await store.close()
+    damage_index(nonce_path(str(db_file)))
+    store = await SqliteStore.open(db_file)
+    try:
+        await store.add_nonce("fresh", LATER)
+        assert await store.consume_nonce("fresh", T0) is True
+        assert await store.consume_nonce("nonce-000100-" + "x" * 40, T0) is False  # void
+    finally:
+        await store.close()
+
+
+async def test_processes_opening_a_damaged_nonce_file_together_share_one_fresh_file(
+    db_file: Path,
+):
+    """serve --workers N: the workers open the store at the same moment; one of them
+    starts the file afresh and all of them use that one."""
+    await (await SqliteStore.open(db_file)).close()
+    path = Path(nonce_path(str(db_file)))
+    for _ in range(10):
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        path.write_bytes(b"not a database at all" * 100)
+        first, second = await asyncio.gather(SqliteStore.open(db_file),
+                                             SqliteStore.open(db_file))
+        try:
+            await first.add_nonce("from-first", LATER)
+            await second.add_nonce("from-second", LATER)
+            assert await second.consume_nonce("from-first", T0) is True
+            assert await first.consume_nonce("from-second", T0) is True
+        finally:
+            await first.close()
+            await second.close()
+
+
+def booted(boot: str | None) -> Callable[[], str | None]:
+    """The boot id a store is opened in (``SqliteStore.open(boot_id=)``)."""
+    return lambda: boot
+
+
+async def test_a_restart_voids_no_nonce(db_file: Path):
+    """RFC 8555 6.5: a nonce is good once. A store opened later on the same file, in the
+    same boot (a restarted server, another replica's worker), accepts a nonce issued
+    before, once: what a killed process committed is in the kernel's cache."""
+    first = await SqliteStore.open(db_file, boot_id=booted("boot-1"))
+    await first.add_nonces(["a", "b"], LATER)
+    await first.close()
+    later = await SqliteStore.open(db_file, boot_id=booted("boot-1"))
+    try:
+        assert [await later.consume_nonce(n, T0) for n in "aab"] == [True, False, True]
+    finally:
+        await later.close()
+
+
+async def test_a_reboot_forgets_every_nonce(db_file: Path):
+    """The file is written without fsync: a power loss may have lost a consumption, so a
+    store opened in another boot than the file's forgets every nonce, and keeps those it
+    issues from then on."""
+    first = await SqliteStore.open(db_file, boot_id=booted("boot-1"))
+    await first.add_nonce("before", LATER)
+    await first.close()
+    rebooted = await SqliteStore.open(db_file, boot_id=booted("boot-2"))
+    await rebooted.add_nonce("after", LATER)
+    await rebooted.close()
+    again = await SqliteStore.open(db_file, boot_id=booted("boot-2"))
+    try:
+        assert await again.consume_nonce("before", T0) is False
+        assert await again.consume_nonce("after", T0) is True
+    finally:
+        await again.close()
+
+
+async def test_where_the_boot_is_unknown_every_opening_forgets_the_nonces(db_file: Path):
+    first = await SqliteStore.open(db_file, boot_id=booted("boot-1"))
+    await first.add_nonce("a", LATER)
+    await first.close()
+    unknown = await SqliteStore.open(db_file, boot_id=booted(None))
+    try:
+        assert await unknown.consume_nonce("a", T0) is False
+    finally:
+        await unknown.close()
+
+
+def test_the_boot_id_is_read_from_the_kernel_file_and_none_without_it(tmp_path: Path):
+    kernel = tmp_path / "boot_id"
+    kernel.write_text("0f6c3d2e-8b3a-4c41-9d1e-5a1b2c3d4e5f\n")
+    assert read_boot_id(kernel) == "0f6c3d2e-8b3a-4c41-9d1e-5a1b2c3d4e5f"
+    assert read_boot_id(tmp_path / "missing") is None
+
+
+async def test_a_batch_of_nonces_is_stored_whole_or_not_at_all(acme_store: SqliteStore):
+    """So that a batch retried after SQLITE_BUSY inserts nothing twice."""
+    with pytest.raises(Conflict):
+        await acme_store.add_nonces(["a", "b", "a"], LATER)
+    assert await acme_store.consume_nonce("b", T0) is False
+
+
+
+async def test_a_nonce_call_cancelled_while_it_waits_for_the_lock_stops_waiting_first(
+    acme_store: SqliteStore, db_file: Path
+):
+    """The thread's wait is cut short and awaited before the cancellation goes on, so the
+    loop and the thread never use the nonce connection at once; nothing half-done stays."""
+    other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None)
+    nonces = acme_store._connections.nonces
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        in_thread = waits_in_thread(nonces)
+        waiting = asyncio.create_task(acme_store.add_nonce("a", LATER))
+        await within(in_thread.wait(), "the nonce write to wait in its thread")
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        other.execute("COMMIT")
+        await thread_idle(nonces)  # a wait left running would have inserted "a" by now
+    finally:
+        other.close()
+    await acme_store.add_nonce("b", LATER)
+    assert await acme_store.consume_nonce("a", T0) is False
+    assert await acme_store.consume_nonce("b", T0) is True
+
+
+async def test_every_connection_that_runs_on_the_loop_has_busy_timeout_zero(
+    acme_store: SqliteStore,
+):
+    """A busy handler would sleep on the event loop's thread; locks are waited for in
+    the connections' threads instead (Connection.without_sleeping)."""
+    connections = acme_store._connections
+    for conn in (connections.reader, connections.nonces, connections.writer):
+        rows = await conn.execute_fetchall("PRAGMA busy_timeout")
+        assert next(iter(rows))[0] == 0
+
+
+async def test_a_full_disk_is_reported_as_such_for_a_batch_of_nonces(db_file: Path):
+    """When SQLite has rolled the transaction back itself (SQLITE_FULL), the error
+    says so, and nothing of the batch stays."""
+    store = await SqliteStore.open(db_file)
+    raw = store._connections.nonces._raw
+    raw.execute(f"PRAGMA max_page_count = {raw.execute('PRAGMA page_count').fetchone()[0] + 2}")
+    try:
+        with pytest.raises(StoreError, match="full"):
+            await store.add_nonces([f"n{i:06d}" + "x" * 60 for i in range(2000)], LATER)
+        assert not raw.in_transaction
+        assert await store.consume_nonce("n000001" + "x" * 60, T0) is False
+    finally:
+        await store.close()
+
+
+class CountedLock(asyncio.Lock):
+    """A connection's lock for calls that wait in its thread, counting who asks for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    async def acquire(self) -> bool:
+        self.asked += 1
+        return await super().acquire()
+
+
+async def test_closing_lets_a_nonce_call_waiting_for_a_lock_end_first(db_file: Path):
+    """A close that arrives while one nonce call waits in the thread for another
+    process's lock, and a second call waits for the first: both calls end (in order),
+    then the connection closes."""
+    store = await SqliteStore.open(db_file)
+    nonces = store._connections.nonces
+    lock = nonces._waiting = CountedLock()
+    other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        in_thread = waits_in_thread(nonces)
+        first = asyncio.create_task(store.add_nonce("x", LATER))
+        await within(in_thread.wait(), "the first call to wait in the thread")
+        second = asyncio.create_task(store.add_nonce("y", LATER))
+        await until(lambda: lock.asked == 2, "the second call to wait for the first")
+        closing = asyncio.create_task(store.close())
+        await until(lambda: lock.asked == 3, "the close to queue behind both calls")
+        other.execute("COMMIT")
+        results = await within(asyncio.gather(first, second, closing,
+                                              return_exceptions=True), "all three")
+    finally:
+        other.close()
+    assert results == [None, None, None]  # both calls ended before the close
+    assert nonces._closed
+
+
+async def test_nonces_work_in_memory(memory_store: SqliteStore):
+    await memory_store.add_nonce("n", T0 + timedelta(minutes=1))
+    results = await asyncio.gather(*(memory_store.consume_nonce("n", T0) for _ in range(4)))
+    assert sorted(results) == [False, False, False, True]
+
+
+async def test_nonces_skip_fsync_in_a_private_file_of_their_own(
+    acme_store: SqliteStore, db_file: Path
+):
+    """Nonces need no durability (RFC 8555 6.5: a lost nonce costs one badNonce retry);
+    the ACME state does (synchronous = FULL)."""
+    async def pragma(conn: object, name: str) -> int:
+        rows = await conn.execute_fetchall(f"PRAGMA {name}")  # type: ignore[attr-defined]
+        return int(next(iter(rows))[0])
+
+    connections = acme_store._connections
+    assert await pragma(connections.nonces, "synchronous") == 0
+    assert await pragma(connections.writer, "synchronous") == 2
+    assert await pragma(connections.reader, "query_only") == 1
+    assert Path(nonce_path(str(db_file))).stat().st_mode & 0o777 == 0o600
+
+
+async def test_an_unreadable_nonce_file_is_started_afresh(db_file: Path):
+    """After a power loss the unsynced nonce file may be damaged: nonces are disposable,
+    the store opens with an empty one."""
+    Path(nonce_path(str(db_file))).write_bytes(b"not a database at all" * 100)
+    store = await SqliteStore.open(db_file)
+    try:
+        await store.add_nonce("n", T0 + timedelta(minutes=1))
+        assert await store.consume_nonce("n", T0) is True
+    finally:
+        await store.close()
