@@ -120,7 +120,7 @@ def test_a_restart_voids_no_nonce(
     """RFC 8555 6.5 and issue 10: restarting a server (or one replica) voids nobody's
     nonces; they expire instead. What a killed process committed to the nonce file is in
     the kernel's cache; only another boot makes the file forget them (a power loss may
-    have lost a consumption: tests/store/test_nonce_file.py)."""
+    have lost a consumption: tests/store/sqlite/test_nonce_file.py)."""
     data_dir = tmp_path / "data"
     first = serve_factory(data_dir)
     nonce = first.get("/acme/new-nonce").headers["Replay-Nonce"]

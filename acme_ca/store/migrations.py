@@ -1,7 +1,7 @@
 """Versioned schema migrations: numbered SQL files, each applied once, in order.
 
 The files live in ``acme_ca/store/schema/<dialect>/NNNN_<name>.sql`` (``sqlite``
-now, ``postgres`` beside it later) and are read with ``importlib.resources``, so
+and ``postgres``) and are read with ``importlib.resources``, so
 they work from an installed wheel as well as from a checkout. Version N is the
 file numbered N; the numbers run 1, 2, 3 ... without gaps. A migration is never
 edited once released: a change to the schema is a new file.
@@ -43,7 +43,7 @@ class Migration:
 
 @cache
 def load_migrations(dialect: str) -> tuple[Migration, ...]:
-    """The migrations shipped for ``dialect`` ("sqlite"), ordered by version."""
+    """The migrations shipped for ``dialect`` ("sqlite" or "postgres"), ordered by version."""
     folder = resources.files("acme_ca.store") / "schema" / dialect
     if not folder.is_dir():
         raise StoreError(f"no schema migrations are shipped for {dialect!r}")

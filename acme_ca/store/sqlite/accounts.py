@@ -1,4 +1,5 @@
-"""ACME accounts in SQLite (RFC 8555 7.3): ``AccountStore`` for ``SqliteStore``.
+"""ACME accounts in SQLite (RFC 8555 7.3): the account methods of ``ReadStore`` and
+``WriteStore`` for ``SqliteStore``.
 
 Every call is one statement; a compare-and-set returns the new row with ``RETURNING``.
 Only when it changed nothing does a second query find out why (no such account:

@@ -1,4 +1,5 @@
-"""ACME orders in SQLite (RFC 8555 7.1.3, 7.4): ``OrderStore`` for ``SqliteStore``.
+"""ACME orders in SQLite (RFC 8555 7.1.3, 7.4): the order methods of
+``ReadStore`` and ``WriteStore`` for ``SqliteStore``.
 
 An order is read with its authorization ids in one statement (``ORDER_COLUMNS``);
 ``create_order``, ``finish_order`` and ``complete_order`` are one ``BEGIN IMMEDIATE``

@@ -11,7 +11,8 @@ for the write lock, and state changes are compare-and-set updates whose row coun
 Storage format: datetimes are ISO 8601 UTC text of one fixed width
 (``2026-01-01T00:00:00.000000Z``), so text order is time order; ``names`` is a
 JSON array. All SQL is parameterised. sqlite3 errors surface as ``StoreError``
-(a UNIQUE or PRIMARY KEY violation as ``Conflict``).
+(a UNIQUE or PRIMARY KEY violation as ``Conflict``, a busy or locked database past the
+busy timeout as ``StoreUnavailable``: ``base.py``).
 
 The certificate methods live here; the ACME resources in ``accounts``,
 ``orders``, ``authorizations`` and ``nonces``, leases in ``leases``, the plumbing

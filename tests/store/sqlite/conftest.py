@@ -33,16 +33,6 @@ async def acme_store(db_file: Path) -> AsyncIterator[SqliteStore]:
 
 
 @pytest.fixture
-async def second_store(acme_store: SqliteStore, db_file: Path) -> AsyncIterator[SqliteStore]:
-    """Another store on the same file: another process, as far as SQLite can tell."""
-    opened = await SqliteStore.open(db_file)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
 async def memory_store() -> AsyncIterator[SqliteStore]:
     """A private in-memory store, with the accounts ACCOUNT and OTHER."""
     opened = await SqliteStore.open(":memory:")
