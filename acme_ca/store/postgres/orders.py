@@ -140,12 +140,9 @@ class OrderMethods(PostgresBase):
     ) -> Order:
         if status is OrderStatus.VALID:
             raise ValueError("an order becomes valid only with its certificate: finish_order")
-        rows = await self._write(SET_STATUS, order_id, expected.value, status.value, error)
-        if not rows:
-            found = await self._read(_STATUS, order_id)
-            raise guards.refused("order", order_id, found[0]["status"] if found else None,
-                                 expected.value)
-        return to_order(rows[0])
+        return to_order(await self._compare_and_set(
+            SET_STATUS, (order_id, expected.value, status.value, error), state=_STATUS,
+            kind="order", row_id=order_id, expected=expected.value))
 
     async def start_issuance(self, order_id: str, record: CertificateRecord) -> Order:
         guards.check_reservation(record, order_id)
