@@ -3,12 +3,15 @@ the explanation of a compare-and-set that changed nothing.
 
 A backend runs its guarded UPDATE; when no row changed, it reads the row's current
 state and hands it to ``refused``, which says ``NotFound`` (no row) or ``Conflict``
-(a row in another state) in the one wording every backend shares.
+(a row in another state) in the one wording every backend shares. A certificate that
+``finish_order`` or ``complete_order`` could not use is explained by
+``certificate_refused``, from its status and the order it is for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, overload
 
 from acme_ca.domain.models import Authorization, CertificateRecord, CertificateStatus, Order
 from acme_ca.errors import Conflict, NotFound, StoreError
@@ -36,6 +39,40 @@ def refused(kind: str, row_id: str, found: str | None, expected: str) -> StoreEr
     if kind == "certificate" and found == CertificateStatus.REVOKED.value:
         return Conflict(f"certificate {row_id} is already revoked")
     return Conflict(f"{kind} {row_id} is {found}, not {expected}")
+
+
+# Its status and the order it is for: a certificate row as the explanations read it.
+CertificateState = tuple[str, str | None]
+
+
+@overload
+def certificate_refused(serial: str, found: CertificateState | None, order_id: str,
+                        *, stored: Literal[False]) -> StoreError: ...
+@overload
+def certificate_refused(serial: str, found: CertificateState | None, order_id: str,
+                        *, stored: Literal[True]) -> StoreError | None: ...
+def certificate_refused(
+    serial: str, found: CertificateState | None, order_id: str, *, stored: bool
+) -> StoreError | None:
+    """Why the certificate ``serial`` (``found``: its status and the order it is for, or
+    None if there is none) cannot serve order ``order_id``. In ``finish_order``
+    (``stored`` False) it must be RESERVED for that order, and the refusal is always
+    its fault; in ``complete_order`` (``stored`` True) it must be stored for that order,
+    and None says it is: the order is to blame (``refused("order", ...)``)."""
+    if found is None:
+        return not_found("certificate", serial)
+    status, owner = found
+    reserved = status == CertificateStatus.RESERVED.value
+    if not stored:
+        if reserved:
+            return Conflict(f"certificate {serial} was reserved for order {owner}, "
+                            f"not {order_id}")
+        return refused("certificate", serial, status, "reserved")
+    if owner != order_id:
+        return Conflict(f"certificate {serial} belongs to order {owner}, not {order_id}")
+    if reserved:
+        return Conflict(f"certificate {serial} is reserved, not stored")
+    return None
 
 
 def check_limit(limit: int) -> None:

@@ -58,18 +58,15 @@ class AccountMethods(PostgresBase):
         status: AccountStatus | None = None,
         contact: Sequence[str] | None = None,
     ) -> Account:
-        rows = await self._write(
-            _UPDATE,
+        args = (
             account_id,
             expected_status.value,
             None if status is None else status.value,
             None if contact is None else list(contact),
         )
-        if not rows:
-            found = await self._read(_STATE, account_id)
-            raise guards.refused("account", account_id, found[0]["status"] if found else None,
-                                 expected_status.value)
-        return to_account(rows[0])
+        return to_account(await self._compare_and_set(
+            _UPDATE, args, state=_STATE, kind="account", row_id=account_id,
+            expected=expected_status.value))
 
     async def change_account_key(
         self, account_id: str, *, old_thumbprint: str, jwk: str, thumbprint: str

@@ -33,7 +33,7 @@ from acme_ca.domain.models import (
 )
 from acme_ca.errors import StoreError
 from acme_ca.store import guards
-from acme_ca.store.postgres.base import Connection, PostgresBase, aware, first, optional_aware
+from acme_ca.store.postgres.base import Connection, PostgresBase, aware, optional_aware
 from acme_ca.store.postgres.orders import SET_STATUS
 from acme_ca.store.postgres.rows import (
     AUTHORIZATION_COLUMNS,
@@ -123,12 +123,10 @@ class AuthorizationMethods(PostgresBase):
         status: AuthorizationStatus,
         expires: datetime | None = None,
     ) -> Authorization:
-        rows = await self._write(_SET_AUTHORIZATION, authorization_id, expected.value,
-                                 status.value, optional_aware(expires))
-        if not rows:
-            found = first(await self._read(_AUTHORIZATION_STATUS, authorization_id))
-            raise guards.refused("authorization", authorization_id, found, expected.value)
-        return to_authorization(rows[0])
+        args = (authorization_id, expected.value, status.value, optional_aware(expires))
+        return to_authorization(await self._compare_and_set(
+            _SET_AUTHORIZATION, args, state=_AUTHORIZATION_STATUS, kind="authorization",
+            row_id=authorization_id, expected=expected.value))
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
         rows = await self._lookup(_CHALLENGE, challenge_id)
@@ -146,13 +144,11 @@ class AuthorizationMethods(PostgresBase):
         validated_at: datetime | None = None,
         processing_since: datetime | None = None,
     ) -> Challenge:
-        rows = await self._write(_SET_CHALLENGE, challenge_id, expected.value, status.value,
-                                 error, optional_aware(validated_at),
-                                 optional_aware(processing_since))
-        if not rows:
-            found = first(await self._read(_CHALLENGE_STATUS, challenge_id))
-            raise guards.refused("challenge", challenge_id, found, expected.value)
-        return to_challenge(rows[0])
+        args = (challenge_id, expected.value, status.value, error,
+                optional_aware(validated_at), optional_aware(processing_since))
+        return to_challenge(await self._compare_and_set(
+            _SET_CHALLENGE, args, state=_CHALLENGE_STATUS, kind="challenge",
+            row_id=challenge_id, expected=expected.value))
 
     async def processing_challenges(
         self, started_before: datetime, *, limit: int

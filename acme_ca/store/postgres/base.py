@@ -9,6 +9,9 @@ inherits ``PostgresBase`` for the ways to reach the database:
   server, when a key holds a character PostgreSQL text cannot (NUL): no row can
   have it, and the caller answers as for any id it does not know (``NotFound``).
 - ``_write(sql, *args)``: one statement in a transaction of its own (autocommit).
+- ``_compare_and_set(sql, args, state=, ...)``: a guarded ``_write``; when it changed
+  nothing, the row's status, read by ``state`` in a statement of its own, explains
+  the refusal (``guards.refused``).
 - ``_transaction(body)``: ``body(conn)`` runs several statements as one transaction,
   committed when it returns and rolled back when it raises.
 
@@ -44,7 +47,7 @@ otherwise take it for UTC.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from datetime import datetime
 from typing import Any, TypeVar
@@ -52,6 +55,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from acme_ca.errors import StoreError
+from acme_ca.store import guards
 from acme_ca.store.postgres.pool import TIMEOUT, broken, store_error, unsent
 
 T = TypeVar("T")
@@ -90,6 +94,19 @@ class PostgresBase:
 
     async def _write(self, sql: str, *args: object) -> list[Record]:
         return await self._run(lambda conn: conn.fetch(sql, *args))
+
+    async def _compare_and_set(
+        self, sql: str, args: Sequence[object], *, state: str, kind: str, row_id: str,
+        expected: str,
+    ) -> Record:
+        """The row the guarded statement ``sql`` returned. When it changed nothing, the
+        refusal (``guards.refused``), from the ``status`` column that the query ``state``
+        then reads for ``row_id``, in a statement of its own."""
+        rows = await self._write(sql, *args)
+        if not rows:
+            found = await self._read(state, row_id)
+            raise guards.refused(kind, row_id, found[0]["status"] if found else None, expected)
+        return rows[0]
 
     async def _transaction(self, body: Callable[[Connection], Awaitable[T]]) -> T:
         async def transaction(conn: Connection) -> T:

@@ -48,20 +48,16 @@ class CertificateMethods(PostgresBase):
             raise Conflict(f"certificate serial {record.serial} already exists")
 
     async def store_certificate(self, serial: str, der: bytes) -> CertificateRecord:
-        rows = await self._write(_STORE, serial, der)
-        if not rows:
-            found = first(await self._read(_STATUS, serial))
-            raise guards.refused("certificate", serial, found, "reserved")
-        return to_certificate(rows[0])
+        return to_certificate(await self._compare_and_set(
+            _STORE, (serial, der), state=_STATUS, kind="certificate", row_id=serial,
+            expected="reserved"))
 
     async def revoke_certificate(
         self, serial: str, reason: int, revoked_at: datetime
     ) -> CertificateRecord:
-        rows = await self._write(_REVOKE, serial, aware(revoked_at), reason)
-        if not rows:
-            found = first(await self._read(_STATUS, serial))
-            raise guards.refused("certificate", serial, found, "issued")
-        return to_certificate(rows[0])
+        return to_certificate(await self._compare_and_set(
+            _REVOKE, (serial, aware(revoked_at), reason), state=_STATUS, kind="certificate",
+            row_id=serial, expected="issued"))
 
     async def get_certificate(self, serial: str) -> CertificateRecord:
         rows = await self._lookup(_BY_SERIAL, serial)

@@ -15,7 +15,6 @@ from typing import NoReturn
 from acme_ca.domain.models import (
     Authorization,
     CertificateRecord,
-    CertificateStatus,
     Order,
     OrderStatus,
 )
@@ -140,12 +139,9 @@ class OrderMethods(PostgresBase):
     ) -> Order:
         if status is OrderStatus.VALID:
             raise ValueError("an order becomes valid only with its certificate: finish_order")
-        rows = await self._write(SET_STATUS, order_id, expected.value, status.value, error)
-        if not rows:
-            found = await self._read(_STATUS, order_id)
-            raise guards.refused("order", order_id, found[0]["status"] if found else None,
-                                 expected.value)
-        return to_order(rows[0])
+        return to_order(await self._compare_and_set(
+            SET_STATUS, (order_id, expected.value, status.value, error), state=_STATUS,
+            kind="order", row_id=order_id, expected=expected.value))
 
     async def start_issuance(self, order_id: str, record: CertificateRecord) -> Order:
         guards.check_reservation(record, order_id)
@@ -165,11 +161,9 @@ class OrderMethods(PostgresBase):
     async def finish_order(self, order_id: str, serial: str, der: bytes) -> Order:
         async def finish(conn: Connection) -> Order:
             if await conn.fetchval(_ISSUE, serial, order_id, der) is None:
-                status, owner = await _certificate_state(conn, serial)
-                if status is CertificateStatus.RESERVED:
-                    raise Conflict(f"certificate {serial} was reserved for order {owner}, "
-                                   f"not {order_id}")
-                raise guards.refused("certificate", serial, status.value, "reserved")
+                state = await conn.fetchrow(_CERTIFICATE_STATE, serial)
+                found = None if state is None else tuple(state)
+                raise guards.certificate_refused(serial, found, order_id, stored=False)
             row = await conn.fetchrow(_FINISH, order_id, serial)
             if row is None:  # ended meanwhile (a sweeper): the certificate stays stored
                 row = await conn.fetchrow(BY_ID, order_id)
@@ -183,12 +177,11 @@ class OrderMethods(PostgresBase):
         async def complete(conn: Connection) -> Order:
             row = await conn.fetchrow(_COMPLETE, order_id, serial)
             if row is None:
-                status, owner = await _certificate_state(conn, serial)
-                if owner != order_id:
-                    raise Conflict(f"certificate {serial} belongs to order {owner}, "
-                                   f"not {order_id}")
-                if status is CertificateStatus.RESERVED:
-                    raise Conflict(f"certificate {serial} is reserved, not stored")
+                state = await conn.fetchrow(_CERTIFICATE_STATE, serial)
+                found = None if state is None else tuple(state)
+                cause = guards.certificate_refused(serial, found, order_id, stored=True)
+                if cause is not None:
+                    raise cause
                 await _refuse_order_change(conn, order_id, OrderStatus.PROCESSING.value)
             return to_order(row)
 
@@ -210,11 +203,3 @@ class OrderMethods(PostgresBase):
 async def _refuse_order_change(conn: Connection, order_id: str, expected: str) -> NoReturn:
     """After a compare-and-set on the order changed nothing, inside its transaction."""
     raise guards.refused("order", order_id, await conn.fetchval(_STATUS, order_id), expected)
-
-
-async def _certificate_state(conn: Connection, serial: str) -> tuple[CertificateStatus, str | None]:
-    """The status of the certificate ``serial`` and the order it is for; ``NotFound``."""
-    row = await conn.fetchrow(_CERTIFICATE_STATE, serial)
-    if row is None:
-        raise guards.not_found("certificate", serial)
-    return CertificateStatus(row["status"]), row["order_id"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from acme_ca.domain.models import Authorization, CertificateStatus, Order, OrderStatus
+from acme_ca.domain.models import Authorization, Order, OrderStatus
 from acme_ca.errors import Conflict
 from acme_ca.store import guards
 from acme_ca.store.sqlite.base import SqliteBase, refusal
@@ -160,11 +160,9 @@ class OrderMethods(SqliteBase):
         async def finish(conn: Connection) -> Order:
             issued = list(await conn.execute_fetchall(_ISSUE, (der, serial, order_id)))
             if not issued:
-                status, owner = await _certificate_state(conn, serial)
-                if status is CertificateStatus.RESERVED:
-                    raise Conflict(f"certificate {serial} was reserved for order {owner}, "
-                                   f"not {order_id}")
-                raise guards.refused("certificate", serial, status.value, "reserved")
+                state = list(await conn.execute_fetchall(_CERTIFICATE_STATE, (serial,)))
+                found = tuple(state[0]) if state else None
+                raise guards.certificate_refused(serial, found, order_id, stored=False)
             rows = list(await conn.execute_fetchall(_FINISH, (serial, order_id)))
             if not rows:  # ended meanwhile (a sweeper): the certificate stays stored
                 rows = list(await conn.execute_fetchall(_BY_ID, (order_id,)))
@@ -178,13 +176,10 @@ class OrderMethods(SqliteBase):
         async def complete(conn: Connection) -> Order:
             rows = list(await conn.execute_fetchall(_COMPLETE, (serial, order_id)))
             if not rows:
-                status, owner = await _certificate_state(conn, serial)
-                if owner != order_id:
-                    raise Conflict(f"certificate {serial} belongs to order {owner}, "
-                                   f"not {order_id}")
-                if status is CertificateStatus.RESERVED:
-                    raise Conflict(f"certificate {serial} is reserved, not stored")
-                raise await refusal(conn, "order", order_id, "processing")
+                state = list(await conn.execute_fetchall(_CERTIFICATE_STATE, (serial,)))
+                found = tuple(state[0]) if state else None
+                cause = guards.certificate_refused(serial, found, order_id, stored=True)
+                raise cause or await refusal(conn, "order", order_id, "processing")
             return to_order(rows[0])
 
         return await self._transaction(complete)
@@ -192,11 +187,3 @@ class OrderMethods(SqliteBase):
     async def orders_for_authorization(self, authorization_id: str) -> list[Order]:
         rows = await self._read(_FOR_AUTHORIZATION, (authorization_id,))
         return [to_order(row) for row in rows]
-
-
-async def _certificate_state(conn: Connection, serial: str) -> tuple[CertificateStatus, str | None]:
-    """The status of the certificate ``serial`` and the order it is for; ``NotFound``."""
-    rows = list(await conn.execute_fetchall(_CERTIFICATE_STATE, (serial,)))
-    if not rows:
-        raise guards.not_found("certificate", serial)
-    return CertificateStatus(rows[0]["status"]), rows[0]["order_id"]
