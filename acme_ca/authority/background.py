@@ -12,10 +12,10 @@ after the other; today (``cli/wiring.py``):
   challenges processing for longer than a validation lasts, handed to this process's
   supervisor unless it already runs them;
 - purging expired nonces (``NonceService.purge_expired``), a bounded batch per
-  statement, the loop free between two.
-
-Expiring orders and authorizations is no job yet: one past its time is judged expired
-when it is read (``orders.py``, ``authorizations.py``).
+  statement, the loop free between two;
+- expiring orders and authorizations past their time (``Expiry.expire``,
+  ``expiry.py``), a bounded batch per transaction; between two rounds a read judges
+  them expired all the same (``domain/states.py``).
 
 Takeover: a holder that dies (kill -9) stops renewing; its lease expires at most
 ``TTL`` after its last renewal, and another process takes it at its next try, so the

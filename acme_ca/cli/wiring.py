@@ -19,6 +19,7 @@ from acme_ca.authority.authorizations import AuthorizationService
 from acme_ca.authority.background import BackgroundWork, Job
 from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.caa_recheck import CaaRecheck
+from acme_ca.authority.expiry import Expiry
 from acme_ca.authority.issuance import InFlight
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
@@ -153,6 +154,7 @@ def build_app(
         Job("ending issuances left processing", sweeper.sweep),
         Job("resuming validations left processing", supervisor.resume_stopped),
         Job("purging expired nonces", services.nonces.purge_expired),
+        Job("expiring orders and authorizations", Expiry(store, clock).expire),
     ])
 
     async def run_background(_: web.Application) -> AsyncIterator[None]:

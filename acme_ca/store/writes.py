@@ -144,6 +144,29 @@ class WriteStore(Protocol):
         order or is only RESERVED; ``NotFound`` if there is no such order or serial.
         """
 
+    async def expire_orders(self, now: datetime, *, limit: int) -> int:
+        """Move at most ``limit`` PENDING or READY orders whose ``expires`` is ``now`` or
+        earlier to INVALID, the earliest first; how many moved.
+
+        Each gets the error document ``domain.states.expiry_problem(order, now)`` gives,
+        the problem a read of it at ``now`` would give (RFC 8555 7.1.6). Each move is a
+        compare-and-set on the status the order was read in, so two stores expiring at
+        once move each order once, and an order that changed meanwhile (finalized,
+        settled by a validation) is left as it now is. ``ValueError`` if ``limit`` is
+        not positive.
+        """
+
+    async def expire_authorizations(self, now: datetime, *, limit: int) -> int:
+        """Move at most ``limit`` PENDING or VALID authorizations whose ``expires`` is
+        ``now`` or earlier to EXPIRED (``domain.states.authorization_status``, RFC 8555
+        7.1.6), the earliest first; how many moved.
+
+        Each move is a compare-and-set on the status the authorization was read in, so
+        two stores expiring at once move each authorization once. The orders listing it
+        are left as they are (a read judges them: ``domain.states.order_change``; an
+        expired order, ``expire_orders``). ``ValueError`` if ``limit`` is not positive.
+        """
+
     # --- authorizations and challenges ------------------------------------------------
 
     async def update_authorization_status(

@@ -23,8 +23,12 @@ from datetime import datetime, timedelta
 import pytest
 
 from acme_ca.authority.background import BackgroundWork, Job, holder_id
+from acme_ca.authority.expiry import Expiry
+from acme_ca.clock import FakeClock
+from acme_ca.domain.models import OrderStatus
 from acme_ca.errors import StoreUnavailable
 from acme_ca.store import Store, open_store
+from tests.store.conftest import T0, make_authorization, make_order, with_accounts
 from tests.waiting import until, within
 
 TTL, PERIOD = 0.6, 0.1  # a lease of 0.6 s, tried every 0.1 s
@@ -57,6 +61,41 @@ async def test_only_the_holder_runs_the_jobs(replicas: tuple[Store, Store]):
     name = "a" if holder is a else "b"
     assert runs == {f"{name}.sweep": 4, f"{name}.resume": 4}
     assert holder.held and not other.held
+
+
+async def test_only_the_holder_expires_orders_and_authorizations(
+    replicas: tuple[Store, Store]
+):
+    """The expiry job (RFC 8555 7.1.6) runs in the lease holder alone, a batch at a time
+    until nothing expired is left: every order and authorization past its time moves,
+    once, and the other process moves none."""
+    now = T0 + timedelta(days=8)  # make_order and make_authorization expire at T0 + 7 days
+    await with_accounts(replicas[0])
+    for n in range(5):
+        authz = make_authorization(f"az-{n}", f"n{n}.example.test")
+        await replicas[0].create_order(make_order(f"order-{n}", [authz]), [authz])
+    moved: Counter[str] = Counter()
+
+    def expiring(name: str, store: Store) -> Job:
+        expiry = Expiry(store, FakeClock(now))
+
+        async def run() -> None:
+            moved[name] += await expiry.expire(batch=2)
+
+        return Job("expiring orders and authorizations", run)
+
+    a = work(replicas[0], expiring("a", replicas[0]), ttl=30)
+    b = work(replicas[1], expiring("b", replicas[1]), ttl=30)
+    first = await asyncio.gather(a.step(), b.step())
+    assert sorted(first) == [False, True]
+    holder = "a" if first[0] else "b"
+    assert moved == {holder: 10}
+    assert not await (b if holder == "a" else a).step()
+    assert await (a if holder == "a" else b).step()
+    assert moved == {holder: 10}  # nothing left the second time
+    for n in range(5):
+        assert (await replicas[1].get_order(f"order-{n}")).status is OrderStatus.INVALID
+        assert (await replicas[1].get_authorization(f"az-{n}")).status.value == "expired"
 
 
 async def test_a_survivor_takes_over_once_the_holder_stops_renewing(

@@ -16,6 +16,12 @@ authorization and the orders waiting for it in one transaction, READ COMMITTED:
    the first one valid, and makes the order ready;
 4. ``domain.states.order_change`` decides what each order becomes, and a
    compare-and-set on its status (which cannot lose: the row is locked) records it.
+
+``expire_authorizations`` locks a batch of open authorizations past their expiry,
+skipping those another transaction holds (a second expirer, a validation settling
+one: it waits for none, so it takes part in no deadlock), has
+``domain.states.authorization_status`` say what each now is, and moves them in one
+compare-and-set statement.
 """
 
 from __future__ import annotations
@@ -91,6 +97,18 @@ WHERE status = 'pending'
   AND id IN (SELECT order_id FROM order_authorizations WHERE authorization_id = $1)
 ORDER BY id
 FOR NO KEY UPDATE OF orders"""  # noqa: S608
+# Open authorizations expired by $1, the earliest first: a range of
+# authorizations_open_by_expiry (0006).
+_LOCK_OPEN_EXPIRED = f"""
+SELECT {AUTHORIZATION_COLUMNS} FROM authorizations
+WHERE status IN ('pending', 'valid') AND expires <= $1
+ORDER BY expires, id LIMIT $2
+FOR NO KEY UPDATE OF authorizations SKIP LOCKED"""  # noqa: S608
+# Every (id, expected, status) a compare-and-set, in one statement.
+_SET_STATUSES = """
+UPDATE authorizations SET status = changed.status
+FROM unnest($1::text[], $2::text[], $3::text[]) AS changed (id, expected, status)
+WHERE authorizations.id = changed.id AND authorizations.status = changed.expected"""
 
 
 class AuthorizationMethods(PostgresBase):
@@ -156,6 +174,24 @@ class AuthorizationMethods(PostgresBase):
         guards.check_limit(limit)
         rows = await self._read(_PROCESSING, aware(started_before), limit)
         return [to_challenge(row) for row in rows]
+
+    async def expire_authorizations(self, now: datetime, *, limit: int) -> int:
+        guards.check_limit(limit)
+        moment = aware(now)
+
+        async def expire(conn: Connection) -> int:
+            changes: list[tuple[str, str, str]] = []
+            for row in await conn.fetch(_LOCK_OPEN_EXPIRED, moment, limit):
+                authz = to_authorization(row)
+                status = states.authorization_status(authz, now)
+                if status is not authz.status:
+                    changes.append((authz.id, authz.status.value, status.value))
+            if not changes:
+                return 0
+            done: str = await conn.execute(_SET_STATUSES, *map(list, zip(*changes, strict=True)))
+            return int(done.rsplit(" ", 1)[-1])  # "UPDATE 12"
+
+        return await self._transaction(expire)
 
     async def record_validation(
         self,

@@ -1,9 +1,14 @@
 """ACME orders in PostgreSQL (RFC 8555 7.1.3, 7.4), and the issuance of their
 certificates.
 
-``create_order``, ``start_issuance``, ``finish_order`` and ``complete_order`` are one
-transaction each; the others one statement. An order is read with its authorization
-ids in one statement (``rows.ORDER_COLUMNS``).
+``create_order``, ``start_issuance``, ``finish_order``, ``complete_order`` and
+``expire_orders`` are one transaction each; the others one statement. An order is read
+with its authorization ids in one statement (``rows.ORDER_COLUMNS``).
+
+``expire_orders`` locks a batch of open orders past their expiry, skipping those
+another transaction holds (a second expirer, a validation settling them: it waits for
+none, so it never takes part in a deadlock), has ``domain.states.expiry_problem`` say
+why each is invalid, and moves them all in one compare-and-set statement.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NoReturn
 
+from acme_ca.domain import states
 from acme_ca.domain.models import (
     Authorization,
     CertificateRecord,
@@ -83,6 +89,18 @@ FROM orders LEFT JOIN LATERAL (
 WHERE orders.status = 'processing' AND COALESCE(issued.created_at, orders.created_at) <= $1
 ORDER BY orders.created_at, orders.id LIMIT $2"""  # noqa: S608
 _CERTIFICATES = "SELECT * FROM certificates WHERE serial = ANY($1::text[])"
+# Open orders expired by $1, the earliest first: a range of orders_open_by_expiry (0006).
+_LOCK_OPEN_EXPIRED = f"""
+SELECT {ORDER_COLUMNS} FROM orders
+WHERE status IN ('pending', 'ready') AND expires <= $1
+ORDER BY expires, id LIMIT $2
+FOR NO KEY UPDATE OF orders SKIP LOCKED"""  # noqa: S608
+# Every (id, expected, status, error) a compare-and-set, in one statement.
+_SET_STATUSES = """
+UPDATE orders SET status = changed.status, error = changed.error
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+    AS changed (id, expected, status, error)
+WHERE orders.id = changed.id AND orders.status = changed.expected"""
 
 
 class OrderMethods(PostgresBase):
@@ -198,6 +216,25 @@ class OrderMethods(PostgresBase):
             found = await self._read(_CERTIFICATES, serials)
             records = {row["serial"]: to_certificate(row) for row in found}
         return [(to_order(row), records.get(row["issuance_serial"])) for row in rows]
+
+    async def expire_orders(self, now: datetime, *, limit: int) -> int:
+        guards.check_limit(limit)
+        moment = aware(now)
+
+        async def expire(conn: Connection) -> int:
+            changes: list[tuple[str, str, str, str]] = []
+            for row in await conn.fetch(_LOCK_OPEN_EXPIRED, moment, limit):
+                order = to_order(row)
+                problem = states.expiry_problem(order, now)
+                if problem is not None:
+                    changes.append((order.id, order.status.value, OrderStatus.INVALID.value,
+                                    problem.dumps()))
+            if not changes:
+                return 0
+            status: str = await conn.execute(_SET_STATUSES, *map(list, zip(*changes, strict=True)))
+            return int(status.rsplit(" ", 1)[-1])  # "UPDATE 12"
+
+        return await self._transaction(expire)
 
 
 async def _refuse_order_change(conn: Connection, order_id: str, expected: str) -> NoReturn:

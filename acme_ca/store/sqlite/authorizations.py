@@ -70,6 +70,13 @@ SELECT * FROM challenges
 WHERE status = 'processing' AND COALESCE(processing_since, '') <= ?1
 ORDER BY COALESCE(processing_since, ''), rowid LIMIT ?2"""
 
+# Open authorizations expired by ?1, the earliest first: a range of
+# authorizations_open_by_expiry (0006), whose WHERE this one repeats.
+_OPEN_EXPIRED = f"""
+SELECT {AUTHORIZATION_COLUMNS} FROM authorizations
+WHERE status IN ('pending', 'valid') AND expires <= ?1
+ORDER BY expires LIMIT ?2"""  # noqa: S608
+
 # record_validation, in one transaction: the challenge and its authorization
 # (_SET_CHALLENGE, _SET_AUTHORIZATION), then the pending orders listing that
 # authorization, each with all its authorizations (for states.order_change).
@@ -179,6 +186,23 @@ class AuthorizationMethods(SqliteBase):
         guards.check_limit(limit)
         rows = await self._read(_PROCESSING, (to_text(started_before), limit))
         return [to_challenge(row) for row in rows]
+
+    async def expire_authorizations(self, now: datetime, *, limit: int) -> int:
+        guards.check_limit(limit)
+        values = (to_text(now), limit)
+
+        async def expire(conn: Connection) -> int:
+            moved = 0
+            for row in await conn.execute_fetchall(_OPEN_EXPIRED, values):
+                authz = to_authorization(row)
+                status = states.authorization_status(authz, now)
+                if status is authz.status:
+                    continue
+                change = (status.value, None, authz.id, authz.status.value)
+                moved += len(list(await conn.execute_fetchall(_SET_AUTHORIZATION, change)))
+            return moved
+
+        return await self._transaction(expire)
 
 
 async def _settle_order(conn: Connection, order: Order, now: datetime) -> None:

@@ -2,19 +2,21 @@
 ``ReadStore`` and ``WriteStore`` for ``SqliteStore``.
 
 An order is read with its authorization ids in one statement (``ORDER_COLUMNS``);
-``create_order``, ``finish_order`` and ``complete_order`` are one ``BEGIN IMMEDIATE``
-transaction each.
+``create_order``, ``finish_order``, ``complete_order`` and ``expire_orders`` are one
+``BEGIN IMMEDIATE`` transaction each.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 
+from acme_ca.domain import states
 from acme_ca.domain.models import Authorization, Order, OrderStatus
 from acme_ca.errors import Conflict
 from acme_ca.store import guards
-from acme_ca.store.sqlite.base import SqliteBase, refusal
+from acme_ca.store.sqlite.base import SqliteBase, refusal, to_text
 from acme_ca.store.sqlite.connection import Connection
 from acme_ca.store.sqlite.rows import (
     ORDER_COLUMNS,
@@ -89,6 +91,12 @@ WHERE status = 'processing' AND COALESCE((
     SELECT MAX(created_at) FROM certificates WHERE order_id = orders.id
 ), created_at) <= ?1
 ORDER BY created_at, id LIMIT ?2"""  # noqa: S608
+# Open orders expired by ?1, the earliest first: a range of orders_open_by_expiry (0006),
+# whose WHERE this one repeats.
+_OPEN_EXPIRED = f"""
+SELECT {ORDER_COLUMNS} FROM orders
+WHERE status IN ('pending', 'ready') AND expires <= ?1
+ORDER BY expires LIMIT ?2"""  # noqa: S608
 _CERTIFICATE_STATE = "SELECT status, order_id FROM certificates WHERE serial = ?"
 
 
@@ -187,3 +195,22 @@ class OrderMethods(SqliteBase):
     async def orders_for_authorization(self, authorization_id: str) -> list[Order]:
         rows = await self._read(_FOR_AUTHORIZATION, (authorization_id,))
         return [to_order(row) for row in rows]
+
+    async def expire_orders(self, now: datetime, *, limit: int) -> int:
+        guards.check_limit(limit)
+        values = (to_text(now), limit)
+
+        async def expire(conn: Connection) -> int:
+            moved = 0
+            for row in await conn.execute_fetchall(_OPEN_EXPIRED, values):
+                order = to_order(row)
+                problem = states.expiry_problem(order, now)
+                if problem is None:
+                    continue
+                change = (OrderStatus.INVALID.value, problem.dumps(), order.id,
+                          order.status.value)
+                moved += len(list(await conn.execute_fetchall(SET_ORDER_STATUS, change)))
+            return moved
+
+        return await self._transaction(expire)
+

@@ -18,7 +18,7 @@ async def test_postgres_urls_open_a_postgres_store_with_its_pool_size(pg_url: st
     try:
         assert isinstance(store, PostgresStore)
         assert store._pool.get_max_size() == 3
-        assert await store.schema_version() == 5
+        assert await store.schema_version() == 6
     finally:
         await store.close()
 

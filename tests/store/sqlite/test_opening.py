@@ -19,7 +19,7 @@ async def test_open_store_creates_missing_parents_0700_and_a_0600_file(tmp_path:
     opened = await open_store(f"sqlite:///{path}")
     try:
         assert isinstance(opened, SqliteStore)
-        assert await opened.schema_version() == 5
+        assert await opened.schema_version() == 6
     finally:
         await opened.close()
     for folder in (tmp_path / "var", tmp_path / "var" / "lib", path.parent):
@@ -36,7 +36,7 @@ async def test_open_store_takes_a_relative_path_and_memory(
     memory = await open_store("sqlite:///:memory:")
     try:
         await relative.reserve_serial(make_record())
-        assert await memory.schema_version() == 5
+        assert await memory.schema_version() == 6
         with pytest.raises(NotFound):
             await memory.get_certificate("1a2b3c")
     finally:
