@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from acme_ca.config import default_ca_paths
+from bench.http01 import free_ports
 from integration.conftest import (
     POLL,
     READY_DEADLINE,
@@ -89,15 +90,6 @@ def make_ca(workdir: Path) -> dict[str, Path]:
     data_dir = workdir / "ca"
     run_cli("--data-dir", data_dir, "init", "--passphrase-file", "root.pass", cwd=workdir)
     return default_ca_paths(data_dir)
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 class Responder:
@@ -280,7 +272,7 @@ backend replicas
 def running_haproxy(workdir: Path, port: int, root_cert: Path,
                     replicas: Sequence[tuple[str, int]]) -> Iterator[Haproxy]:
     program = require_program("haproxy")
-    stats_port = free_ports(1)[0]
+    (stats_port,) = free_ports(1)
     config = workdir / "haproxy.cfg"
     config.write_text(haproxy_config(port, stats_port, root_cert, replicas))
     log = workdir / "haproxy.log"

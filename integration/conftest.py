@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+
+from tests.required import require_program
 
 CLI_TIMEOUT = 90  # seconds; an RSA 4096 key on a busy 2-core machine takes a few
 READY_DEADLINE = 15.0  # seconds for `serve` to answer /health
@@ -37,17 +38,6 @@ def until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -
         if time.monotonic() > end:
             pytest.fail(f"waited {timeout:g} s in vain until {what}")
         time.sleep(POLL)
-
-
-def require_program(name: str) -> str:
-    """The path of an external program; skip the test without it (fail it on CI)."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (needed by this integration test)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def free_port() -> int:

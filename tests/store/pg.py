@@ -20,10 +20,12 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from tests.required import missing
 
 if TYPE_CHECKING:
     import asyncpg
@@ -39,19 +41,12 @@ def database_url(name: str, admin_dsn: str = ADMIN_DSN) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def unavailable(reason: str) -> NoReturn:
-    """Skip what needs PostgreSQL, saying why; under CI (``CI=true``) fail instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI=true: the PostgreSQL tests must run")
-    pytest.skip(reason, allow_module_level=True)
-
-
 def require_asyncpg() -> ModuleType:
     """asyncpg, imported now; skips (fails in CI) when the postgres extra is missing."""
     try:
         return importlib.import_module("asyncpg")
     except ImportError:
-        unavailable("the postgres extra (asyncpg) is not installed: "
+        missing("the postgres extra (asyncpg) is not installed: "
                     "pip install -e '.[postgres]'")
 
 
@@ -62,7 +57,7 @@ async def admin_connection(admin_dsn: str = ADMIN_DSN) -> asyncpg.Connection:
     try:
         return await driver.connect(admin_dsn, timeout=5)
     except (OSError, TimeoutError, driver.PostgresError, driver.InterfaceError) as exc:
-        unavailable(f"no PostgreSQL server at {urlsplit(admin_dsn).netloc}: {exc}")
+        missing(f"no PostgreSQL server at {urlsplit(admin_dsn).netloc}: {exc}")
 
 
 async def drop_database(admin: asyncpg.Connection, name: str) -> None:

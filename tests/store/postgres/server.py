@@ -14,25 +14,20 @@ import ipaddress
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from bench.http01 import free_port
+from tests.required import missing
+
 BIN = Path(os.environ.get("ACME_CA_PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -73,7 +68,7 @@ class PrivateServer:
 
     def __init__(self) -> None:
         if not (BIN / "initdb").exists():
-            pytest.skip(f"no PostgreSQL server programs in {BIN} (set ACME_CA_PG_BIN)")
+            missing(f"no PostgreSQL server programs in {BIN} (set ACME_CA_PG_BIN)")
         self.root = Path(tempfile.mkdtemp(prefix="acme-ca-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -84,7 +79,7 @@ class PrivateServer:
             try:
                 owner = pwd.getpwnam("postgres")
             except KeyError:
-                pytest.skip("running as root, and there is no postgres user to run a server")
+                missing("running as root, and there is no postgres user to run a server")
             self._as = ["runuser", "-u", "postgres", "--"]
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
         self._run(str(BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
