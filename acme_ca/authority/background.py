@@ -48,7 +48,7 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from acme_ca.errors import StoreError, StoreUnavailable
 from acme_ca.store.cluster import LeaseStore
@@ -205,3 +205,16 @@ class BackgroundWork:
             except Exception:
                 log.exception("background job %s failed; next try in %gs",
                               job.name, self._period)
+
+
+async def in_batches(job: Callable[..., Awaitable[int]], now: datetime, batch: int) -> int:
+    """``job(now, limit=batch)`` until a call does fewer than ``batch`` rows, yielding to
+    the loop's other tasks between two calls; how many rows it did in all. The jobs that
+    work through a backlog (expired nonces, orders, authorizations) are bounded so."""
+    total = 0
+    while True:
+        done = await job(now, limit=batch)
+        total += done
+        if done < batch:
+            return total
+        await asyncio.sleep(0)

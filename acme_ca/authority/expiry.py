@@ -16,10 +16,7 @@ is left when the background work's time runs out goes next period.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import datetime
-
+from acme_ca.authority.background import in_batches
 from acme_ca.clock import Clock
 from acme_ca.store.writes import WriteStore
 
@@ -38,15 +35,6 @@ class Expiry:
         """Expire what has expired now, authorizations then orders, ``batch`` per call;
         how many rows moved."""
         now = self._clock.now()
-        return (await _in_batches(self._store.expire_authorizations, now, batch)
-                + await _in_batches(self._store.expire_orders, now, batch))
+        return (await in_batches(self._store.expire_authorizations, now, batch)
+                + await in_batches(self._store.expire_orders, now, batch))
 
-
-async def _in_batches(expire: Callable[..., Awaitable[int]], now: datetime, batch: int) -> int:
-    total = 0
-    while True:
-        moved = await expire(now, limit=batch)
-        total += moved
-        if moved < batch:
-            return total
-        await asyncio.sleep(0)

@@ -24,6 +24,7 @@ import asyncio
 import secrets
 from datetime import timedelta
 
+from acme_ca.authority.background import in_batches
 from acme_ca.clock import Clock
 from acme_ca.store.cluster import NonceStore
 
@@ -78,11 +79,4 @@ class NonceService:
         """Delete the nonces expired now, ``batch`` per statement, yielding to the
         loop's other tasks between two; how many were deleted. What is left when the
         background work's time runs out goes next period."""
-        now = self._clock.now()
-        total = 0
-        while True:
-            deleted = await self._store.purge_expired_nonces(now, limit=batch)
-            total += deleted
-            if deleted < batch:
-                return total
-            await asyncio.sleep(0)
+        return await in_batches(self._store.purge_expired_nonces, self._clock.now(), batch)
