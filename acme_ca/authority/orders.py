@@ -46,7 +46,7 @@ from acme_ca.domain.models import (
     OrderStatus,
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
-from acme_ca.domain.states import OPEN_ORDER, order_change
+from acme_ca.domain.states import OPEN_ORDER, OrderChange, expiry_problem, order_change
 from acme_ca.errors import Conflict, NotFound, PkiError, PolicyError
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
@@ -215,9 +215,16 @@ class OrderService:
         authorizations read come back with the order if it stays pending or ready."""
         if order.status not in OPEN_ORDER:
             return order, []
-        authorizations = [await self._store.get_authorization(authz_id)
-                          for authz_id in order.authorization_ids]
-        change = order_change(order, authorizations, self._clock.now())
+        now = self._clock.now()
+        expired = expiry_problem(order, now)
+        if expired is not None:  # decided without reading its authorizations
+            authorizations: list[Authorization] = []
+            change: OrderChange | None = OrderChange(OrderStatus.INVALID, expired.dumps())
+        else:
+            listed = order.authorization_ids
+            authorizations = sorted(await self._store.order_authorizations(order.id),
+                                    key=lambda authz: listed.index(authz.id))
+            change = order_change(order, authorizations, now)
         if change is None:
             return order, authorizations
         try:

@@ -97,6 +97,11 @@ class ReadStore(Protocol):
     async def get_authorization(self, authorization_id: str) -> Authorization:
         """With its challenges, in the order they were created; ``NotFound`` if absent."""
 
+    async def order_authorizations(self, order_id: str) -> list[Authorization]:
+        """Every authorization the order lists, each with its challenges, in one read, in
+        no particular order (``states.order_change`` needs no order); an empty list for
+        an unknown order."""
+
     async def find_reusable_authorization(
         self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
     ) -> Authorization | None:

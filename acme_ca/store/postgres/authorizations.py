@@ -53,6 +53,9 @@ from acme_ca.store.postgres.rows import (
 _BY_ID = f"SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id = $1"  # noqa: S608
 _BY_IDS = f"""
 SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id = ANY($1::text[])"""  # noqa: S608
+_LISTED = f"""
+SELECT {AUTHORIZATION_COLUMNS} FROM authorizations
+WHERE id IN (SELECT authorization_id FROM order_authorizations WHERE order_id = $1)"""  # noqa: S608
 # authorizations_for_reuse walked backwards: the latest expiry first, stop at one.
 _REUSABLE = f"""
 SELECT {AUTHORIZATION_COLUMNS} FROM authorizations
@@ -117,6 +120,9 @@ class AuthorizationMethods(PostgresBase):
         if not rows:
             raise guards.not_found("authorization", authorization_id)
         return to_authorization(rows[0])
+
+    async def order_authorizations(self, order_id: str) -> list[Authorization]:
+        return [to_authorization(row) for row in await self._lookup(_LISTED, order_id)]
 
     async def find_reusable_authorization(
         self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime

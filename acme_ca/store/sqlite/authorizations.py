@@ -96,6 +96,9 @@ class AuthorizationMethods(SqliteBase):
             raise guards.not_found("authorization", authorization_id)
         return to_authorization(rows[0])
 
+    async def order_authorizations(self, order_id: str) -> list[Authorization]:
+        return [to_authorization(row) for row in await self._read(_LISTED, (order_id,))]
+
     async def find_reusable_authorization(
         self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
     ) -> Authorization | None:

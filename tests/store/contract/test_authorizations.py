@@ -130,3 +130,18 @@ async def test_processing_challenges_are_those_started_before_oldest_first(
         "az-0", "az-2", "az-3", "az-1"]
     with pytest.raises(ValueError, match="limit"):
         await store.processing_challenges(T0, limit=0)
+
+
+async def test_order_authorizations_reads_every_authorization_an_order_lists(store: Store):
+    """One read gives what ``states.order_change`` needs (RFC 8555 7.1.6): every
+    authorization the order lists, with its challenges, reused ones included; nothing
+    for an order that does not exist."""
+    first, second = make_authorization("a1"), make_authorization("a2", "b.example.test")
+    await store.create_order(make_order("o1", [first]), [first])
+    await store.create_order(make_order("o2", [second, first]), [second])
+    found = await store.order_authorizations("o2")
+    assert sorted(found, key=lambda authz: authz.id) == [
+        await store.get_authorization("a1"), await store.get_authorization("a2")]
+    assert all(authz.challenges for authz in found)
+    assert await store.order_authorizations("no-such-order") == []
+    assert await store.order_authorizations("o\x00") == []
