@@ -21,6 +21,7 @@ from acme_ca.pki import files
 from acme_ca.pki.hierarchy import HierarchyFiles, HierarchySpec, create_hierarchy
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, PrivateKey, load_key
+from tests.store.pg import relay  # noqa: F401  (a fixture: PostgreSQL behind a relay)
 
 ROOT_PASSPHRASE = b"correct horse battery"
 DOMAIN = "bluerobin.local"

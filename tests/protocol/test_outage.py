@@ -36,7 +36,7 @@ from tests.protocol.helpers import (
     registered,
 )
 from tests.relay import Relay
-from tests.store.pg import pg_url  # noqa: F401
+from tests.store.pg import pg_url, through  # noqa: F401
 from tests.waiting import within
 
 PROMPTLY = 5.0  # seconds: far beyond an answer that does not wait on the database
@@ -44,20 +44,10 @@ STALE_NONCES = timedelta(minutes=4)  # past a tenth of their lifetime: no nonce 
 
 
 @pytest.fixture
-async def relay(pg_url: str) -> AsyncIterator[Relay]:  # noqa: F811
-    parts = urlsplit(pg_url)
-    opened = await Relay(parts.hostname or "127.0.0.1", parts.port or 5432).start()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
 async def server(server_factory: Callable[..., Any], pg_url: str,  # noqa: F811
                  relay: Relay) -> AsyncIterator[AcmeServer]:
     """The in-process server on PostgreSQL, through the relay."""
-    parts = urlsplit(pg_url)
-    url = parts._replace(netloc=f"{parts.username}@127.0.0.1:{relay.port}").geturl()
-    acme = await server_factory(**{"storage.url": url})
+    acme = await server_factory(**{"storage.url": through(pg_url, relay)})
     yield acme
     await acme.http.close()
     await acme.store.close()

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.relay import Relay
 from tests.required import missing
 
 if TYPE_CHECKING:
@@ -112,3 +113,18 @@ async def pg_store(pg_url: str) -> AsyncIterator[PostgresStore]:
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture
+async def relay(pg_url: str) -> AsyncIterator[Relay]:
+    """A relay in front of ``pg_url``'s server, that the test can cut (tests/relay.py)."""
+    parts = urlsplit(pg_url)
+    opened = await Relay(parts.hostname or "127.0.0.1", parts.port or 5432).start()
+    yield opened
+    await opened.close()
+
+
+def through(url: str, relay: Relay) -> str:
+    """``url``, reaching its server through ``relay``."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.username}@127.0.0.1:{relay.port}").geturl()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,6 +16,7 @@ from acme_ca.errors import StoreError, StoreUnavailable
 from acme_ca.store.postgres import PostgresStore
 from tests.relay import Relay
 from tests.store.conftest import ACCOUNT, T0, make_authorization, make_order, with_accounts
+from tests.store.pg import through
 
 LATER = T0.replace(year=2100)
 
@@ -45,19 +45,9 @@ def garbled_once(tag: bytes) -> Callable[[bytes], bytes]:
 
 
 @pytest.fixture
-async def relay(pg_url: str) -> AsyncIterator[Relay]:
-    parts = urlsplit(pg_url)
-    opened = await Relay(parts.hostname or "127.0.0.1", parts.port or 5432).start()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
 async def store(pg_url: str, relay: Relay) -> AsyncIterator[PostgresStore]:
     """A store that reaches its database through ``relay``."""
-    parts = urlsplit(pg_url)
-    url = parts._replace(netloc=f"{parts.username}@127.0.0.1:{relay.port}").geturl()
-    opened = await PostgresStore.open(url, pool_size=2, timeout=2.0)
+    opened = await PostgresStore.open(through(pg_url, relay), pool_size=2, timeout=2.0)
     try:
         yield await with_accounts(opened)
     finally:
