@@ -22,6 +22,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from acme_ca import config_values as values
+from acme_ca.config_policy import (
+    DEFAULT_PROFILE,
+    LimitsConfig,
+    Profile,
+    RetentionConfig,
+    read_limits,
+    read_profiles,
+    read_retention,
+)
 from acme_ca.config_values import format_duration, parse_duration, parse_host_port
 from acme_ca.errors import ConfigError
 
@@ -193,6 +202,10 @@ class AcmeConfig:
 
     website: str | None = None
     terms_of_service: str | None = None
+    # newAccount must carry a valid External Account Binding (RFC 8555 7.3.4)
+    eab_required: bool = False
+    # the profile of an order that names none (draft-ietf-acme-profiles)
+    default_profile: str = DEFAULT_PROFILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +231,10 @@ class Config:
     validation: ValidationConfig
     acme: AcmeConfig = field(default_factory=AcmeConfig)
     source: Path | None = None  # the file it was read from, if any
+    # Who may get what (config_policy.py): [profiles.NAME], [limits], [retention].
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
 
 def default_ca_paths(data_dir: Path) -> dict[str, Path]:
@@ -271,7 +288,12 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
             except ValueError as exc:
                 raise ConfigError(f"{dotted}: {exc}") from None
         table[key] = value
-    return _build(_Reader(raw, base), path)
+    # Tables of tables, read by config_policy rather than through _SCHEMA.
+    policy_tables = {name: raw.pop(name, None) for name in _POLICY_TABLES}
+    return _build(_Reader(raw, base), path, policy_tables)
+
+
+_POLICY_TABLES = ("profiles", "limits", "retention")
 
 
 class _Reader:
@@ -280,9 +302,8 @@ class _Reader:
     def __init__(self, raw: dict[str, Any], base: Path) -> None:
         unknown = sorted(set(raw) - set(_SCHEMA))
         if unknown:
-            raise ConfigError(
-                f"unknown section [{unknown[0]}] (known: {', '.join(sorted(_SCHEMA))})"
-            )
+            known = ", ".join(sorted({*_SCHEMA, *_POLICY_TABLES}))
+            raise ConfigError(f"unknown section [{unknown[0]}] (known: {known})")
         for section, table in raw.items():
             if not isinstance(table, dict):
                 raise ConfigError(f"{section} must be a table ([{section}])")
@@ -349,6 +370,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
     "acme": {
         "website": ("an http(s):// URL", values.url),
         "terms_of_service": ("an http(s):// URL", values.url),
+        "eab_required": ("true or false", values.boolean),
+        "default_profile": ("the name of a profile", values.string),
     },
     "validation": {
         "http01_port": ("a port from 1 to 65535", values.port),
@@ -365,7 +388,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
 }
 
 
-def _build(r: _Reader, source: Path | None) -> Config:
+def _build(r: _Reader, source: Path | None, policy_tables: Mapping[str, Any]) -> Config:
     defaults = ServerConfig()
     data_dir = r.get("server.data_dir", r.path(str(defaults.data_dir)))
     server = ServerConfig(
@@ -425,8 +448,20 @@ def _build(r: _Reader, source: Path | None) -> Config:
             "validation.max_in_flight_per_account", v.max_in_flight_per_account
         ),
     )
+    profiles = read_profiles(policy_tables["profiles"],
+                             default_validity=policy.default_validity,
+                             max_validity=policy.max_validity,
+                             allowed_domains=policy.allowed_domains)
     acme = AcmeConfig(
         website=r.get("acme.website", None),
         terms_of_service=r.get("acme.terms_of_service", None),
+        eab_required=r.get("acme.eab_required", False),
+        default_profile=r.get("acme.default_profile", DEFAULT_PROFILE),
     )
-    return Config(server, storage, ca, policy, validation, acme, source)
+    default = profiles.get(acme.default_profile)
+    if default is None or default.retired:
+        raise ConfigError(f"acme.default_profile: {acme.default_profile!r} is not a profile "
+                          f"in use (profiles: {', '.join(sorted(profiles))})")
+    return Config(server, storage, ca, policy, validation, acme, source,
+                  profiles=profiles, limits=read_limits(policy_tables["limits"]),
+                  retention=read_retention(policy_tables["retention"]))

@@ -77,6 +77,12 @@ def string(_: PathResolver, value: Any) -> str:
     return value.strip()
 
 
+def boolean(_: PathResolver, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not true or false")
+    return value
+
+
 def port(_: PathResolver, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
         raise ValueError(f"{value!r} is not a port")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -90,6 +90,7 @@ class Account:
     contact: tuple[str, ...]
     terms_agreed: bool
     created_at: datetime
+    eab_kid: str | None = None  # the External Account Binding key it was created with
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +129,24 @@ class Order:
     not_after: datetime | None = None
     error: str | None = None  # an RFC 7807 problem document, JSON
     certificate_serial: str | None = None
+    profile: str = "server"  # the certificate profile (draft-ietf-acme-profiles)
+
+
+@dataclass(frozen=True, slots=True)
+class EabKey:
+    """An External Account Binding key (RFC 8555 7.3.4), and what the account it binds
+    may get: ``profiles`` and ``domains`` (empty: whatever the CA allows) and rate limit
+    overrides (``limits``: limit name, "COUNT/DURATION"). A key binds one account
+    (``account_id``, once a newAccount used it); a revoked key stops that account's new
+    orders."""
+
+    kid: str
+    label: str
+    hmac_key: bytes = field(repr=False)
+    created_at: datetime
+    profiles: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    limits: tuple[tuple[str, str], ...] = ()
+    expires: datetime | None = None
+    revoked_at: datetime | None = None
+    account_id: str | None = None  # the account it bound, read from accounts.eab_kid

@@ -22,7 +22,9 @@ The contract every backend keeps (``tests/store/contract/`` checks it on each):
 
 The interface is split as Boulder splits its storage authority: ``ReadStore``
 (``reads.py``) answers, ``WriteStore`` (``writes.py``) changes, and ``NonceStore``
-and ``LeaseStore`` (``cluster.py``) hold what replicas share besides the data.
+and ``LeaseStore`` (``cluster.py``) hold what replicas share besides the data,
+``EabStore`` and ``LimitStore`` (``policy.py``) who may get what, and
+``RetentionStore`` (``retention.py``) what keeps the database bounded.
 Code that only reads depends on ``ReadStore``. Preconditions every backend checks,
 and the explanation of a refused compare-and-set, are in ``guards.py``.
 """
@@ -32,11 +34,14 @@ from __future__ import annotations
 from typing import Protocol
 
 from acme_ca.store.cluster import LeaseStore, NonceStore
+from acme_ca.store.policy import EabStore, LimitStore
 from acme_ca.store.reads import ReadStore
+from acme_ca.store.retention import RetentionStore
 from acme_ca.store.writes import WriteStore
 
 
-class Store(ReadStore, WriteStore, NonceStore, LeaseStore, Protocol):
+class Store(ReadStore, WriteStore, NonceStore, LeaseStore, EabStore, LimitStore,
+            RetentionStore, Protocol):
     """Everything the CA persists, behind one async interface."""
 
     async def close(self) -> None:

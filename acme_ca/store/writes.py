@@ -60,7 +60,12 @@ class WriteStore(Protocol):
     async def create_account(self, account: Account) -> Account:
         """Insert; ``Conflict`` if an account with this key thumbprint (or this id)
         exists (the caller then looks it up: two racing newAccount calls with one key
-        get one account). Returns the account as stored."""
+        get one account). Returns the account as stored.
+
+        With ``account.eab_kid``, the account binds that External Account Binding key
+        in the same transaction: ``Conflict`` (and nothing written) if the key is
+        already bound to an account, revoked, or expired at ``account.created_at``;
+        ``NotFound`` if there is no such key."""
 
     async def update_account(
         self,

@@ -15,7 +15,8 @@ from acme_ca.store.postgres import PostgresStore
 from acme_ca.store.postgres.migrate import DDL_LOCK_TIMEOUT, MIGRATION_LOCK, migrate_postgres
 from tests.store.conftest import T0
 
-NAMES = ["certificates", "acme", "nonces_apart", "orders_processing", "cluster", "expiry"]
+NAMES = ["certificates", "acme", "nonces_apart", "orders_processing", "cluster", "expiry",
+         "who_gets_what"]
 
 
 def test_the_versions_are_sqlites_with_the_same_names():

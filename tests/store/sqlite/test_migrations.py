@@ -22,6 +22,8 @@ from acme_ca.store.sqlite.migrate import sqlite_statements
 from acme_ca.store.sqlite.opening import nonce_path
 from tests.store.conftest import ACCOUNT, DER, T0, make_account, make_record
 
+LATEST = len(load_migrations("sqlite"))  # the version a fresh database is at
+
 
 def raw(path: Path) -> contextlib.closing[sqlite3.Connection]:
     return contextlib.closing(sqlite3.connect(path))
@@ -40,7 +42,7 @@ async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 async def test_fresh_database_is_migrated_to_version_1(store: SqliteStore, db_path: Path):
-    assert await store.schema_version() == 6
+    assert await store.schema_version() == LATEST
     with raw(db_path) as conn:
         rows = conn.execute("SELECT version, name, applied_at FROM schema_migrations").fetchall()
         indexed = {
@@ -53,7 +55,7 @@ async def test_fresh_database_is_migrated_to_version_1(store: SqliteStore, db_pa
     stamp = "2026-01-01T12:00:00.123456Z"
     assert rows == [(1, "certificates", stamp), (2, "acme", stamp), (3, "nonces_apart", stamp),
                     (4, "orders_processing", stamp), (5, "cluster", stamp),
-                    (6, "expiry", stamp)]
+                    (6, "expiry", stamp), (7, "who_gets_what", stamp)]
     assert {"status", "not_after", "account_id", "order_id", "created_at"} <= indexed
 
 
@@ -61,13 +63,13 @@ async def test_reopening_does_not_apply_again(store: SqliteStore, db_path: Path)
     await store.reserve_serial(make_record())
     again = await SqliteStore.open(db_path, clock=FakeClock(T0 + timedelta(days=1)))
     try:
-        assert await again.schema_version() == 6
+        assert await again.schema_version() == LATEST
         assert (await again.get_certificate("1a2b3c")).status is CertificateStatus.RESERVED
     finally:
         await again.close()
     with raw(db_path) as conn:
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
-    assert rows == [(n, "2026-01-01T12:00:00.123456Z") for n in (1, 2, 3, 4, 5, 6)]
+    assert rows == [(n, "2026-01-01T12:00:00.123456Z") for n in range(1, LATEST + 1)]
 
 
 async def test_two_stores_opening_a_fresh_file_at_once_migrate_it_once(db_path: Path):
@@ -77,12 +79,12 @@ async def test_two_stores_opening_a_fresh_file_at_once_migrate_it_once(db_path: 
     stores = [result for result in results if isinstance(result, SqliteStore)]
     try:
         assert len(stores) == 4, results
-        assert [await each.schema_version() for each in stores] == [6, 6, 6, 6]
+        assert [await each.schema_version() for each in stores] == [LATEST] * 4
     finally:
         for each in stores:
             await each.close()
     with raw(db_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (6,)
+        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (LATEST,)
 
 
 OPEN_AND_CLOSE = """
@@ -114,17 +116,18 @@ async def test_processes_opening_a_fresh_file_at_once_migrate_it_once(db_path: P
     ]
     outputs = [await process.communicate() for process in processes]
     assert [(p.returncode, out) for p, (out, _) in zip(processes, outputs, strict=True)] == [
-        (0, b"6\n")
+        (0, f"{LATEST}\n".encode())
     ] * 3, outputs
     with raw(db_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (6,)
+        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (LATEST,)
 
 
 async def test_a_database_from_the_future_is_refused(db_path: Path):
     await (await SqliteStore.open(db_path)).close()
     with raw(db_path) as conn, conn:
-        conn.execute("INSERT INTO schema_migrations VALUES (7, 'future', '2030-01-01')")
-    with pytest.raises(StoreError, match=r"version 7.* up to 6\b"):
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 'future', '2030-01-01')",
+                     (LATEST + 1,))
+    with pytest.raises(StoreError, match=rf"version {LATEST + 1}.* up to {LATEST}\b"):
         await SqliteStore.open(db_path)
 
 
@@ -139,7 +142,8 @@ def test_migrations_are_numbered_from_1_and_split_into_statements():
     assert [(m.version, m.name) for m in migrations] == [(1, "certificates"), (2, "acme"),
                                                             (3, "nonces_apart"),
                                                             (4, "orders_processing"),
-                                                            (5, "cluster"), (6, "expiry")]
+                                                            (5, "cluster"), (6, "expiry"),
+                                                            (7, "who_gets_what")]
     statements = sqlite_statements(migrations[0].sql)
     assert statements[0].endswith(";") and "CREATE TABLE certificates" in statements[0]
     assert sum("CREATE INDEX" in each for each in statements) == 5
@@ -163,7 +167,7 @@ async def test_the_file_is_in_wal_mode(store: SqliteStore, db_path: Path):
 async def test_fresh_database_is_at_version_6_with_the_acme_tables(
     acme_store: SqliteStore, db_file: Path
 ):
-    assert await acme_store.schema_version() == 6
+    assert await acme_store.schema_version() == LATEST
     assert [(m.version, m.name) for m in load_migrations("sqlite")][1] == (2, "acme")
     with raw(db_file) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -191,7 +195,7 @@ async def test_a_version_1_database_upgrades_to_6_keeping_its_certificates(db_fi
              "2025-01-01T00:00:00.000000Z", DER))
     store = await SqliteStore.open(db_file, clock=FakeClock(T0))
     try:
-        assert await store.schema_version() == 6
+        assert await store.schema_version() == LATEST
         kept = await store.get_certificate("0a")
         assert (kept.names, kept.der, kept.order_id) == (("old.example.test",), DER, "order-old")
         assert (await store.create_account(make_account())).id == ACCOUNT
@@ -199,7 +203,8 @@ async def test_a_version_1_database_upgrades_to_6_keeping_its_certificates(db_fi
         await store.close()
     with raw(db_file) as conn:
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
-    assert rows == [(1, "then")] + [(n, "2026-01-01T12:00:00.123456Z") for n in (2, 3, 4, 5, 6)]
+    stamp = "2026-01-01T12:00:00.123456Z"
+    assert rows == [(1, "then")] + [(n, stamp) for n in range(2, LATEST + 1)]
 
 
 # --- accounts (RFC 8555 7.1.2, 7.3) ---------------------------------------------------

@@ -23,8 +23,8 @@ def raw(path: Path) -> contextlib.closing[sqlite3.Connection]:
 
 
 REFUSED_ROWS = [
-    "INSERT INTO accounts VALUES ('a', 'bogus', '{}', 't', '[]', 1, 'x')",
-    "INSERT INTO accounts VALUES ('a', 'valid', '{}', 't', '[]', 2, 'x')",
+    "INSERT INTO accounts VALUES ('a', 'bogus', '{}', 't', '[]', 1, 'x', NULL)",
+    "INSERT INTO accounts VALUES ('a', 'valid', '{}', 't', '[]', 2, 'x', NULL)",
     "INSERT INTO orders (id, account_id, status, identifiers, expires, created_at) "
     "VALUES ('o', 'acct-1', 'bogus', '[]', 'x', 'x')",
     # RFC 8555 7.1.3: a valid order has a certificate.

@@ -1,0 +1,201 @@
+"""The configuration of who may get what: certificate profiles, rate limits, retention.
+
+    [profiles.client]                 # draft-ietf-acme-profiles; also `sign-csr --profile`
+    description = "TLS clients: NATS workers, PostgreSQL clients"
+    extended_key_usages = ["clientAuth"]
+    default_validity = "24h"
+    max_validity = "7d"
+    key_types = ["ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096"]
+    identifier_types = ["dns"]
+    allowed_domains = ["workers.bluerobin.local"]   # optional: a subset of [policy]'s
+    retired = false                   # true: not offered, and refused at finalize
+
+    [limits]                          # "COUNT/DURATION", or "unlimited"
+    new_orders_per_account = "300/3h"
+
+    [retention]
+    grace = "30d"                     # expired orders and authorizations kept this long
+
+``config.py`` reads these tables through the functions here; a wrong value raises
+``ConfigError`` naming the key, like every other value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from acme_ca.config_values import format_duration, parse_duration
+from acme_ca.errors import ConfigError
+
+# The extended key usages a profile may name (RFC 5280 4.2.1.12).
+EXTENDED_KEY_USAGES = ("serverAuth", "clientAuth")
+# The key types a profile may allow in a CSR, as `key_types` names them.
+KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096")
+IDENTIFIER_TYPES = ("dns", "ip")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A certificate profile: what a certificate issued under it may hold and for how long.
+
+    ``allowed_domains`` empty means [policy] allowed_domains; otherwise names must be at
+    or under one of them (and still inside [policy]'s). A ``retired`` profile is not in
+    the directory; a new order naming it is invalidProfile, and so is the finalize of an
+    order made before it was retired."""
+
+    name: str
+    description: str
+    extended_key_usages: tuple[str, ...]
+    default_validity: timedelta
+    max_validity: timedelta
+    key_types: tuple[str, ...] = KEY_TYPES
+    identifier_types: tuple[str, ...] = IDENTIFIER_TYPES
+    allowed_domains: tuple[str, ...] = ()
+    retired: bool = False
+
+
+DEFAULT_PROFILE = "server"
+
+
+def default_profiles(default_validity: timedelta, max_validity: timedelta
+                     ) -> dict[str, Profile]:
+    """The three profiles every CA ships, with [policy]'s validity: ``server`` (the
+    default), ``client`` (NATS workers, PostgreSQL clients) and ``mtls`` (both)."""
+
+    def profile(name: str, description: str, usages: tuple[str, ...]) -> Profile:
+        return Profile(name, description, usages, default_validity, max_validity)
+
+    return {
+        "server": profile("server", "TLS servers (serverAuth)", ("serverAuth",)),
+        "client": profile("client", "TLS clients (clientAuth only): NATS workers, "
+                          "PostgreSQL clients", ("clientAuth",)),
+        "mtls": profile("mtls", "Services that are both TLS servers and clients "
+                        "(serverAuth and clientAuth)", ("serverAuth", "clientAuth")),
+    }
+
+
+def read_profiles(raw: Any, *, default_validity: timedelta, max_validity: timedelta,
+                  allowed_domains: tuple[str, ...]) -> dict[str, Profile]:
+    """The [profiles.NAME] tables over the defaults (a table named like a default
+    replaces it, key by key); ``ConfigError`` naming ``profiles.NAME.key``."""
+    profiles = default_profiles(default_validity, max_validity)
+    if raw is None:
+        return profiles
+    raise ConfigError("profiles: not read yet")  # issue 11, profiles: to be written
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``count`` in any ``period``, refilled steadily (GCRA, as Boulder's
+    ratelimits): "300/3h" allows a burst of 300, then one every 36 seconds."""
+
+    count: int
+    period: timedelta
+
+
+LIMIT_NAMES = (
+    "new_orders_per_account",
+    "new_accounts_per_ip",
+    "failed_validations_per_identifier",
+    "pending_authorizations_per_account",
+    "certificates_per_names",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """[limits]: None is "unlimited". ``pending_authorizations_per_account`` is a count
+    of authorizations pending at once, not a rate."""
+
+    new_orders_per_account: Limit | None = Limit(300, timedelta(hours=3))
+    new_accounts_per_ip: Limit | None = Limit(50, timedelta(hours=3))
+    failed_validations_per_identifier: Limit | None = Limit(20, timedelta(hours=1))
+    pending_authorizations_per_account: int | None = 1000
+    certificates_per_names: Limit | None = Limit(300, timedelta(days=7))
+
+
+UNLIMITED = "unlimited"
+# The largest count a limit may name: past it, a limit is "unlimited".
+MAX_LIMIT_COUNT = 1_000_000_000
+
+
+def parse_limit(text: str) -> Limit | None:
+    """"COUNT/DURATION" ("300/3h") as a ``Limit``, "unlimited" as None; ``ValueError``
+    otherwise. Also reads the overrides an EAB key carries."""
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a string such as '300/3h'")
+    if text.strip().lower() == UNLIMITED:
+        return None
+    count_text, sep, period_text = text.partition("/")
+    count_text = count_text.strip()
+    if not sep or not count_text.isdigit():
+        raise ValueError(f"{text!r} is not COUNT/DURATION such as '300/3h', nor 'unlimited'")
+    count = int(count_text)
+    if not 0 < count <= MAX_LIMIT_COUNT:
+        raise ValueError(f"{text!r}: the count must be from 1 to {MAX_LIMIT_COUNT}")
+    return Limit(count, parse_duration(period_text))
+
+
+def format_limit(limit: Limit | None) -> str:
+    """What ``parse_limit`` reads back: "300/3h", or "unlimited"."""
+    return UNLIMITED if limit is None else f"{limit.count}/{format_duration(limit.period)}"
+
+
+def parse_count(value: Any) -> int | None:
+    """pending_authorizations_per_account: a positive integer, or "unlimited" (None)."""
+    if isinstance(value, str) and value.strip().lower() == UNLIMITED:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_LIMIT_COUNT:
+        raise ValueError(f"{value!r} is not a count from 1 to {MAX_LIMIT_COUNT}, "
+                         "nor 'unlimited'")
+    return value
+
+
+def read_limits(raw: Any) -> LimitsConfig:
+    """The [limits] table; ``ConfigError`` naming ``limits.NAME``."""
+    if raw is None:
+        return LimitsConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError("limits must be a table ([limits])")
+    unknown = sorted(set(raw) - set(LIMIT_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown key limits.{unknown[0]} (known: {', '.join(LIMIT_NAMES)})")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        try:
+            if name == "pending_authorizations_per_account":
+                values[name] = parse_count(value)
+            else:
+                values[name] = parse_limit(value)
+        except ValueError as exc:
+            raise ConfigError(f"limits.{name}: {exc}") from None
+    return LimitsConfig(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """[retention]: how long expired orders and authorizations are kept."""
+
+    grace: timedelta = timedelta(days=30)
+
+
+def read_retention(raw: Mapping[str, Any] | None) -> RetentionConfig:
+    """The [retention] table; ``ConfigError`` naming ``retention.grace``."""
+    if raw is None:
+        return RetentionConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError("retention must be a table ([retention])")
+    unknown = sorted(set(raw) - {"grace"})
+    if unknown:
+        raise ConfigError(f"unknown key retention.{unknown[0]} (known: grace)")
+    if "grace" not in raw:
+        return RetentionConfig()
+    try:
+        if not isinstance(raw["grace"], str):
+            raise ValueError(f"{raw['grace']!r} is not a duration such as '30d'")
+        return RetentionConfig(grace=parse_duration(raw["grace"]))
+    except ValueError as exc:
+        raise ConfigError(f"retention.grace: {exc}") from None
