@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from acme_ca.authority.grants import UNRESTRICTED, Grant
 from acme_ca.authority.identifiers import IdentifiersRefused, check_identifiers
-from acme_ca.authority.profiles import Catalog, ProfileRefused, key_type
+from acme_ca.authority.profiles import USAGE_OIDS, Catalog, ProfileRefused, key_type
 from acme_ca.config import PolicyConfig
-from acme_ca.config_policy import default_profiles
+from acme_ca.config_policy import EXTENDED_KEY_USAGES, default_profiles
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 
@@ -86,3 +86,8 @@ def test_a_grant_with_domains_allows_names_at_or_under_them_only() -> None:
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_key_types_as_profiles_name_them(key: object, name: str | None) -> None:
     assert key_type(key.public_key()) == name  # type: ignore[attr-defined]
+
+
+def test_every_usage_a_profile_may_name_has_its_oid() -> None:
+    """config_policy names the usages (RFC 5280 4.2.1.12), profiles.USAGE_OIDS encodes them."""
+    assert tuple(USAGE_OIDS) == EXTENDED_KEY_USAGES

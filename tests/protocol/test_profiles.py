@@ -211,3 +211,24 @@ async def test_finalize_under_a_profile_no_longer_offered_is_invalid_profile(
     assert ended["status"] == "invalid", ended
     assert ended["error"]["type"].endswith(":invalidProfile"), ended
     await after.store.close()
+
+
+async def test_finalize_after_the_profile_narrowed_its_domains_is_refused(
+        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any]) -> None:
+    """The operator narrows a profile's allowed_domains and restarts: an order made
+    before for a name now outside them is refused at finalize as a new one would be at
+    newOrder (rejectedIdentifier), and becomes invalid (RFC 8555 7.1.6)."""
+    hierarchy = make_hierarchy("pki")
+    before = await server_factory(hierarchy)
+    client = await registered(before)
+    created = await client.new_order(NAME, profile="client")
+    order, order_url = await ready_order(before, client, NAME, created=created)
+    await before.store.close()
+    after = await server_factory(
+        hierarchy, **{"profiles.client": {"allowed_domains": ["workers.bluerobin.local"]}})
+    same_account = after.client(key=client.key, kid=client.kid)
+    response, _ = await finalize(same_account, order, NAME)
+    doc = assert_problem(response, 400, "rejectedIdentifier")
+    assert "outside the domains of profile client" in doc["detail"], doc
+    assert (await same_account.post(order_url)).json()["status"] == "invalid"
+    await after.store.close()
