@@ -22,6 +22,7 @@ import pytest
 from bench.http01 import free_ports
 from integration.clients import AcmeServer
 from integration.conftest import clean_env, run, serving_config
+from tests.required import require_program
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "services.md"
 DIRECTORY = "https://ca.bluerobin.local/directory"
@@ -65,6 +66,7 @@ class Guide:
     guide's; `sh` runs a shell block with certbot (this virtualenv's) and openssl."""
 
     def __init__(self, acme: AcmeServer, home: Path, root: Path | None = None) -> None:
+        self.bin = Path(require_program(str(Path(sys.executable).parent / "certbot"))).parent
         self.acme, self.home = acme, home
         self.letsencrypt = home / "letsencrypt"
         self.root = root or acme.root_cert  # where the guide's root is, here
@@ -93,7 +95,7 @@ class Guide:
 
     def sh(self, name: str, *, check: bool = True) -> str:
         """Block `name` with bash -eu, in `home`, this Python's bin first in PATH."""
-        env = clean_env({"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        env = clean_env({"PATH": f"{self.bin}:{os.environ['PATH']}",
                          "XDG_CONFIG_HOME": str(self.home / "xdg"),
                          "HOME": str(self.home)})
         script = self.text(name)

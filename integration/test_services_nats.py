@@ -103,7 +103,10 @@ def test_the_worker_publishes_and_receives(served: Nats) -> None:
     script = served.guide.home / "worker.py"
     script.write_text(served.guide.text("nats-worker.py").replace(
         "tls://nats.bluerobin.local:4222", f"tls://127.0.0.1:{served.port}"), encoding="utf-8")
-    result = run([sys.executable, script], cwd=served.guide.home, timeout=15)
+    try:
+        result = run([sys.executable, script], cwd=served.guide.home, timeout=15)
+    except subprocess.TimeoutExpired:  # nats-py reconnects until it is let in
+        pytest.fail(f"the worker did not get in:\n{served.log.read_text(errors='replace')}")
     assert result.stdout == "received on jobs: resize image 42\n", result
 
 
