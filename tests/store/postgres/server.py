@@ -75,6 +75,7 @@ class PrivateServer:
         self.ca = self.root / "ca.pem"
         self.other_ca = self.root / "other-ca.pem"
         self._as: list[str] = []
+        self._tls = "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key "
         if os.geteuid() == 0:
             try:
                 owner = pwd.getpwnam("postgres")
@@ -93,10 +94,23 @@ class PrivateServer:
 
     def start(self) -> None:
         options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
-                   f"-c unix_socket_directories={self.root} -c ssl=on "
-                   "-c ssl_cert_file=server.crt -c ssl_key_file=server.key -c fsync=off")
+                   f"-c unix_socket_directories={self.root} {self._tls}-c fsync=off")
         self._run(str(BIN / "pg_ctl"), "start", "-w", "-D", str(self.data),
                   "-l", str(self.root / "server.log"), "-o", options)
+
+    def configure(self, conf: str, hba: str, ident: str = "") -> None:
+        """Serve with these postgresql.conf lines (TLS included: the throwaway CA's files
+        are no longer used), pg_hba.conf and pg_ident.conf, as a guide sets them up."""
+        with (self.data / "postgresql.conf").open("a", encoding="utf-8") as settings:
+            settings.write(conf)
+        (self.data / "pg_hba.conf").write_text(hba, encoding="utf-8")
+        (self.data / "pg_ident.conf").write_text(ident, encoding="utf-8")
+        self._tls = ""
+
+    def psql_argv(self) -> list[str]:
+        """psql as the cluster's owner over its Unix socket (how the owner administers it)."""
+        return [*self._as, str(BIN / "psql"), "-h", str(self.root), "-p", str(self.port),
+                "-U", "postgres", "-d", "postgres"]
 
     def stop(self) -> None:
         self._run(str(BIN / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.data))

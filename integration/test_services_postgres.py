@@ -1,0 +1,121 @@
+"""docs/services.md's PostgreSQL, end to end: a throwaway cluster, certificates from ACME.
+
+certbot (PyPI) gets the database server's certificate (profile `server`), and its
+deploy hook installs it for the postgres user, as the page says; the cluster
+(tests/store/postgres/server.py: initdb on a free loopback port, run as the postgres
+user) runs the page's postgresql.conf lines, pg_hba.conf (`hostssl ... cert
+map=acme`) and pg_ident.conf. The client makes its key and request with openssl and
+certbot has them signed with the `client` profile (`--csr`); psql with
+`sslmode=verify-full` and that certificate is the database user `app` (the common
+name, through the map). Without a client certificate: refused.
+
+Substitutions besides the CA's URL and the directories: the page's `host=... port=5432`
+gains `hostaddr=127.0.0.1` and the cluster's port (libpq connects to the address and
+checks the name), and `sudo -u postgres psql` is psql as the cluster's owner on its
+socket.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from integration.conftest import clean_env, run
+from integration.services import Guide, serving_ca
+from tests.required import require_program
+from tests.store.postgres.server import BIN, PrivateServer
+
+pytestmark = pytest.mark.integration
+
+DATA = "/etc/postgresql/15/main"
+
+
+class Cluster(NamedTuple):
+    guide: Guide
+    server: PrivateServer
+
+    def psql(self, conninfo_change: tuple[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+        """The page's psql line (with `conninfo_change` made to it), as run by a user
+        whose home holds no ~/.postgresql client certificate."""
+        script = self.guide.text("psql")
+        if conninfo_change:
+            assert conninfo_change[0] in script
+            script = script.replace(*conninfo_change)
+        env = clean_env({"HOME": str(self.guide.home), "PATH": f"{BIN}:{os.environ['PATH']}"})
+        return run(["bash", "-eu", "-c", script], cwd=self.guide.home, env=env, check=False,
+                   timeout=30)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The CA, the server's certificate, the cluster configured as the page says and
+    started, the role made, the client's certificate."""
+    require_program("openssl")
+    home = tmp_path_factory.mktemp("postgres")
+    server = PrivateServer()
+    try:
+        with serving_ca(home / "acme-ca") as acme:
+            root = server.root / "bluerobin-root.crt"  # where the postgres user reads it
+            shutil.copy(acme.root_cert, root)
+            root.chmod(0o644)
+            guide = Guide(acme, home, root)
+            guide.replace(DATA, str(server.data))
+            guide.replace("host=db.bluerobin.local port=5432",
+                          f"host=db.bluerobin.local hostaddr=127.0.0.1 port={server.port}")
+            guide.replace("sudo -u postgres psql", " ".join(server.psql_argv()))
+            if os.geteuid() != 0:  # the server runs as this user: it owns the files
+                guide.replace("-o postgres -g postgres ", "")
+            guide.sh("postgres-server-certificate")
+            server.configure(guide.text("postgresql.conf"), guide.text("pg_hba.conf"),
+                             guide.text("pg_ident.conf"))
+            server.start()
+            guide.sh("postgres-role")
+            guide.sh("postgres-client-certificate")
+            yield Cluster(guide, server)
+    finally:
+        server.remove()
+
+
+def leaf(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificates(path.read_bytes())[0]
+
+
+def test_certificates_come_from_their_profiles(cluster: Cluster) -> None:
+    usages = x509.ExtendedKeyUsage
+    served = leaf(cluster.server.data / "db.crt")
+    assert list(served.extensions.get_extension_for_class(usages).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH]
+    client = leaf(cluster.guide.home / "app.crt")
+    assert list(client.extensions.get_extension_for_class(usages).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert client.subject.rfc4514_string() == "CN=app.bluerobin.local"
+
+
+def test_psql_with_the_client_certificate_is_the_mapped_user(cluster: Cluster) -> None:
+    result = cluster.psql()
+    assert result.returncode == 0, result
+    assert result.stdout.split()[:3] == ["current_user", "--------------", "app"], result
+
+
+def test_psql_without_a_client_certificate_is_refused(cluster: Cluster) -> None:
+    result = cluster.psql((" sslcert=app-fullchain.crt sslkey=app.key", ""))
+    assert result.returncode == 2, result
+    assert "connection requires a valid client certificate" in result.stderr, result
+
+
+def test_psql_with_a_server_certificate_as_its_own_is_refused(cluster: Cluster) -> None:
+    """OpenSSL in the server checks the client certificate's purpose (clientAuth)."""
+    live = cluster.guide.live("db.bluerobin.local")
+    result = cluster.psql((" sslcert=app-fullchain.crt sslkey=app.key",
+                           f" sslcert={live}/fullchain.pem sslkey={live}/privkey.pem"))
+    assert result.returncode == 2, result
+    assert "unsupported certificate" in result.stderr, result
