@@ -158,6 +158,33 @@ async def test_two_stores_pruning_at_once_delete_each_row_once(store: Store, oth
             } == {"orders": 0, "authorizations": 0, "challenges": 0, "order_authorizations": 0}
 
 
+async def test_orders_and_authorizations_pruned_at_once_by_two_stores(store: Store,
+                                                                      other: Store):
+    """One store deletes orders (and their lists of authorizations) while the other
+    deletes the authorizations no order lists any more: neither trips on what the other
+    is deleting (PostgreSQL's foreign keys), and once both are done nothing is left."""
+    count = 30
+    for n in range(count):
+        await order(store, f"order-{n}", BEFORE - timedelta(seconds=n), f"az-{n}")
+
+    async def orders() -> None:
+        while await store.prune_orders(CUT, limit=2):
+            await asyncio.sleep(0)
+
+    async def authorizations() -> int:
+        total = 0
+        for _ in range(count):
+            total += await other.prune_authorizations(CUT, limit=2)
+            await asyncio.sleep(0)
+        return total
+
+    _, early = await asyncio.gather(orders(), authorizations())
+    assert early + await other.prune_authorizations(CUT, limit=100) == count
+    assert {t.name: t.rows for t in await store.table_stats()
+            if t.name in ("orders", "authorizations", "order_authorizations")
+            } == {"orders": 0, "authorizations": 0, "order_authorizations": 0}
+
+
 @contextlib.contextmanager
 def _sqlite(url: str) -> Iterator[sqlite3.Connection]:
     with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn, conn:
