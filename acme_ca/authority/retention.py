@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 from acme_ca.authority.background import in_batches
 from acme_ca.clock import Clock
+from acme_ca.config_values import format_duration
 from acme_ca.store.retention import RetentionStore
 
 log = logging.getLogger(__name__)
@@ -72,5 +73,6 @@ class Retention:
                 log.info("retention: deleted %d orders and %d authorizations expired before "
                          "%s ([retention] grace %s), and %d full rate-limit buckets",
                          done["orders"], done["authorizations"],
-                         cut.isoformat(timespec="seconds"), self._grace, done["buckets"])
+                         cut.isoformat(timespec="seconds"), format_duration(self._grace),
+                         done["buckets"])
         return sum(done.values())

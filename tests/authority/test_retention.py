@@ -67,8 +67,8 @@ async def test_only_the_holder_prunes_and_logs_it(
     assert pruned == {"a" if holder is a else "b": 10}
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [f"retention: deleted 5 orders and 5 authorizations expired before "
-                     f"{CUT.isoformat(timespec='seconds')} ([retention] grace 30 days, "
-                     f"0:00:00), and 0 full rate-limit buckets"]
+                     f"{CUT.isoformat(timespec='seconds')} ([retention] grace 30d), "
+                     f"and 0 full rate-limit buckets"]
     assert await holder.step() and not await other.step()
     assert sum(pruned.values()) == 10 and len(caplog.records) == 1  # nothing left: no line
 
@@ -88,3 +88,31 @@ async def test_only_the_holder_prunes_and_logs_it(
 def test_a_negative_grace_is_refused():
     with pytest.raises(ValueError, match="negative"):
         Retention(None, FakeClock(NOW), timedelta(seconds=-1))  # type: ignore[arg-type]
+
+
+class StalledAuthorizations:
+    """The real store, but pruning authorizations never ends (a long backlog)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def prune_authorizations(self, expired_before: object, *, limit: int) -> int:
+        await asyncio.sleep(3600)
+        return 0
+
+
+async def test_a_round_cut_short_still_says_what_it_deleted(
+        replicas: tuple[Store, Store], caplog: pytest.LogCaptureFixture):
+    """The background work's time runs out in the middle (``background.py``): the orders
+    already deleted are logged all the same."""
+    caplog.set_level(logging.INFO, "acme_ca.authority.retention")
+    await seed(replicas[0])
+    retention = Retention(StalledAuthorizations(replicas[0]), FakeClock(NOW), GRACE)  # type: ignore[arg-type]
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):
+            await retention.prune(batch=2)
+    assert [r.getMessage().split(" expired")[0] for r in caplog.records] == [
+        "retention: deleted 5 orders and 0 authorizations"]
