@@ -16,6 +16,9 @@ after the other; today (``cli/wiring.py``):
 - expiring orders and authorizations past their time (``Expiry.expire``,
   ``expiry.py``), a bounded batch per transaction; between two rounds a read judges
   them expired all the same (``domain/states.py``).
+- pruning orders and authorizations expired longer ago than ``[retention] grace``,
+  and full rate-limit buckets (``Retention.prune``, ``retention.py``), a bounded batch
+  per transaction.
 
 Takeover: a holder that dies (kill -9) stops renewing; its lease expires at most
 ``TTL`` after its last renewal, and another process takes it at its next try, so the

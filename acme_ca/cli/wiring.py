@@ -24,6 +24,7 @@ from acme_ca.authority.issuance import InFlight
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.profiles import Catalog
+from acme_ca.authority.retention import Retention
 from acme_ca.authority.revocation import RevocationService
 from acme_ca.authority.supervisor import ValidationSupervisor
 from acme_ca.authority.sweeper import IssuanceSweeper
@@ -158,6 +159,8 @@ def build_app(
         Job("resuming validations left processing", supervisor.resume_stopped),
         Job("purging expired nonces", services.nonces.purge_expired),
         Job("expiring orders and authorizations", Expiry(store, clock).expire),
+        Job("pruning what expired past the retention grace",
+            Retention(store, clock, config.retention.grace).prune),
     ])
 
     async def run_background(_: web.Application) -> AsyncIterator[None]:

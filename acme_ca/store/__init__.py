@@ -17,7 +17,7 @@ from acme_ca.store.reads import ReadStore
 from acme_ca.store.sqlite import MEMORY, SqliteStore
 from acme_ca.store.writes import WriteStore
 
-__all__ = ["ReadStore", "SqliteStore", "Store", "WriteStore", "open_store"]
+__all__ = ["ReadStore", "SqliteStore", "Store", "WriteStore", "open_store", "sqlite_file"]
 
 _SQLITE_PREFIX = "sqlite:///"
 _ALLOWED = (
@@ -55,6 +55,15 @@ async def open_store(
     if path != MEMORY:
         _make_private_dirs(Path(path).parent)
     return await SqliteStore.open(path, clock=clock)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file a ``sqlite:///`` URL names (``open_store``); None for
+    ``sqlite:///:memory:`` and for any other URL."""
+    path = url.removeprefix(_SQLITE_PREFIX)
+    if not url.startswith(_SQLITE_PREFIX) or path in ("", MEMORY):
+        return None
+    return Path(path)
 
 
 async def _open_postgres(url: str, clock: Clock | None, pool_size: int) -> Store:

@@ -3,6 +3,10 @@
 Certificates are never pruned (a CA answers for every certificate it signed); orders
 and authorizations are, some time (``[retention] grace``) after they expire, and so
 are full rate-limit buckets. Expired nonces are purged by ``NonceStore``.
+
+Each prune deletes the oldest rows first, a bounded batch in one transaction. Stores
+pruning at once (two processes, a former lease holder) delete every row once, and
+none of them fails for the other.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ class RetentionStore(Protocol):
 
     async def prune_authorizations(self, expired_before: datetime, *, limit: int) -> int:
         """Delete at most ``limit`` authorizations (with their challenges) whose
-        ``expires`` is before ``expired_before`` and that no remaining order lists;
-        how many. ``ValueError`` if ``limit`` < 1."""
+        ``expires`` is before ``expired_before``, that no remaining order lists, and
+        none of whose challenges is processing (a validation settling it finds it
+        there); how many. ``ValueError`` if ``limit`` < 1."""
 
     async def prune_limits(self, now: datetime, *, limit: int) -> int:
         """Delete at most ``limit`` rate-limit buckets that are full at ``now`` (their

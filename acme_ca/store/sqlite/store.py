@@ -15,8 +15,8 @@ JSON array. All SQL is parameterised. sqlite3 errors surface as ``StoreError``
 busy timeout as ``StoreUnavailable``: ``base.py``).
 
 The certificate methods live here; the ACME resources in ``accounts``,
-``orders``, ``authorizations`` and ``nonces``, leases in ``leases``, the plumbing
-they share and the concurrency contract in ``base``.
+``orders``, ``authorizations`` and ``nonces``, leases in ``leases``, pruning in
+``retention``, the plumbing they share and the concurrency contract in ``base``.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from acme_ca.store.sqlite.migrate import sqlite_schema_version
 from acme_ca.store.sqlite.nonces import NonceMethods
 from acme_ca.store.sqlite.opening import MEMORY, open_connections, read_boot_id
 from acme_ca.store.sqlite.orders import SET_ORDER_STATUS, OrderMethods
+from acme_ca.store.sqlite.retention import RetentionMethods
 from acme_ca.store.sqlite.rows import (
     account_row,
     authorization_row,
@@ -96,7 +97,7 @@ ORDER BY created_at, serial LIMIT ?"""
 
 
 class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, AuthorizationMethods,
-                  SqliteBase):
+                  RetentionMethods, SqliteBase):
     """``Store`` on one SQLite file (or ``:memory:`` for tests)."""
 
     @classmethod

@@ -4,6 +4,7 @@ every lookup the store runs (EXPLAIN QUERY PLAN)."""
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import acme_ca.store.sqlite.accounts as accounts_module
 import acme_ca.store.sqlite.authorizations as authz_module
 import acme_ca.store.sqlite.nonces as nonces_module
 import acme_ca.store.sqlite.orders as orders_module
+import acme_ca.store.sqlite.retention as retention_module
 from acme_ca.store import SqliteStore
 from acme_ca.store.sqlite.opening import nonce_path
 from tests.store.conftest import ACCOUNT
@@ -60,6 +62,15 @@ LOOKUPS = [
     (authz_module._BY_ID, ("a",), "challenges_by_authorization"),
     (authz_module._PENDING_ORDERS, ("a",), "order_authorizations_by_authorization"),
     (authz_module._LISTED, ("o",), "order_authorizations USING PRIMARY KEY (order_id=?)"),
+    (retention_module.PRUNABLE_ORDERS, ("t", 100), "orders_by_expiry (expires<?)"),
+    (retention_module.PRUNABLE_AUTHORIZATIONS, ("t", 100),
+     "authorizations_by_expiry (expires<?)"),
+    (retention_module.DELETE_LINKS, ("[]",), "order_authorizations USING PRIMARY KEY"),
+    (retention_module.DELETE_ORDERS, ("[]",), "sqlite_autoindex_orders_1 (id=?)"),
+    (retention_module.DELETE_CHALLENGES, ("[]",), "challenges_by_authorization"),
+    (retention_module.DELETE_AUTHORIZATIONS, ("[]",),
+     "sqlite_autoindex_authorizations_1 (id=?)"),
+    (retention_module.PRUNE_LIMITS, ("t", 100), "rate_limits_by_tat (tat<?)"),
 ]
 NONCE_LOOKUPS = [
     (nonces_module._CONSUME, ("n",), "PRIMARY KEY"),
@@ -80,3 +91,4 @@ async def test_every_lookup_uses_an_index(
     assert "SCAN authorizations" not in plan and "SCAN challenges" not in plan, plan
     assert "SCAN orders" not in plan and "SCAN order_authorizations" not in plan, plan
     assert "SCAN accounts" not in plan and "SCAN nonces" not in plan, plan
+    assert not re.search(r"SCAN a\b", plan) and "SCAN rate_limits" not in plan, plan
