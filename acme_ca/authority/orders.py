@@ -29,6 +29,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from acme_ca.authority import finalize_checks, issuance
 from acme_ca.authority.caa_recheck import CaaRecheck
+from acme_ca.authority.grants import grant_for
 from acme_ca.authority.identifiers import (
     authorization_identifier,
     challenge_types,
@@ -98,6 +99,7 @@ class OrderService:
     # --- newOrder ---------------------------------------------------------------------
 
     async def new_order(self, account: Account, payload: dict[str, Any]) -> Order:
+        grant = await grant_for(self._store, account, self._clock.now())  # noqa: F841 - EAB
         issuer = self._issuer()  # once: a reload meanwhile must not mix intermediates
         identifiers = parse_identifiers(
             payload.get("identifiers"), self._policy, self._challenge_types,

@@ -136,7 +136,8 @@ def build_app(
     in_flight = InFlight()  # the orders' issuances, which the sweeper leaves alone
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
-                                blocked_keys=config.policy.blocked_keys),
+                                blocked_keys=config.policy.blocked_keys,
+                                eab_required=config.acme.eab_required),
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
                             caa_recheck=recheck, in_flight=in_flight),
         authorizations=AuthorizationService(store, clock, supervisor),
