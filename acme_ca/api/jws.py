@@ -5,7 +5,9 @@ flattened JSON (no unprotected ``header``, no ``signatures``), strict base64url,
 algorithm allowlist, ``jwk`` xor ``kid`` (as the route requires), nonce present,
 ``url`` equal to the request URL, no ``b64``/``crit``, algorithm matching the key,
 signature verified with the key passed explicitly; only then is the nonce consumed.
-Every failure is an :class:`AcmeProblem`.
+Every failure is an :class:`AcmeProblem`. The JWS nested in a request is parsed by the
+same pieces: keyChange's inner JWS (:func:`verify_key_change_inner`) and newAccount's
+External Account Binding (:func:`external_binding`, whose MAC the authority checks).
 
 josepy stays inside this module. Only its RSA algorithm objects (``jwa.RS256.verify(key,
 msg, sig)``) and its RSA/EC JWK parsing are used (thumbprints, like base64url, come

@@ -31,7 +31,6 @@ HMAC key learns that a key was bound, revoked or has expired.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
@@ -40,16 +39,12 @@ from datetime import datetime, timedelta
 
 from acme_ca.domain.models import EabKey
 from acme_ca.domain.problems import AcmeProblem, ProblemType, unauthorized
-from acme_ca.encoding import b64url_encode
+from acme_ca.encoding import b64url_decode, b64url_encode
 from acme_ca.errors import NotFound
 from acme_ca.store.policy import EabStore
 
 # RFC 8555 7.3.4: "alg" MUST indicate a MAC-based algorithm (RFC 7518 3.2).
-MAC_ALGORITHMS: dict[str, Callable[[], object]] = {
-    "HS256": hashlib.sha256,
-    "HS384": hashlib.sha384,
-    "HS512": hashlib.sha512,
-}
+MAC_ALGORITHMS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 HMAC_KEY_BYTES = 32
 
 
@@ -68,14 +63,23 @@ class ExternalBinding:
 def new_key(label: str, now: datetime, *, profiles: tuple[str, ...] = (),
             domains: tuple[str, ...] = (), limits: tuple[tuple[str, str], ...] = (),
             valid_for: timedelta | None = None) -> EabKey:
-    """A fresh key: a random key id and HMAC key; it expires ``valid_for`` from now."""
+    """A fresh key: a random key id and HMAC key; it expires ``valid_for`` from now.
+    Neither text starts with "-", which a client's command line (certbot --eab-hmac-key
+    KEY, lego --hmac KEY) would take for an option: a 1 in 64 draw is drawn again."""
     label = label.strip()
     if not label:
         raise ValueError("the label must not be empty")
-    return EabKey(kid=secrets.token_urlsafe(16), label=label,
-                  hmac_key=secrets.token_bytes(HMAC_KEY_BYTES), created_at=now,
+    kid = _draw(lambda: secrets.token_urlsafe(16))
+    hmac_key = _draw(lambda: b64url_encode(secrets.token_bytes(HMAC_KEY_BYTES)))
+    return EabKey(kid=kid, label=label, hmac_key=b64url_decode(hmac_key), created_at=now,
                   profiles=profiles, domains=domains, limits=limits,
                   expires=None if valid_for is None else now + valid_for)
+
+
+def _draw(make: Callable[[], str]) -> str:
+    while (text := make()).startswith("-"):
+        pass
+    return text
 
 
 def hmac_key_text(key: EabKey) -> str:
@@ -117,7 +121,7 @@ async def check(store: EabStore, binding: ExternalBinding, now: datetime) -> Eab
         raise unauthorized(f"the externalAccountBinding kid {binding.kid!r} is not an "
                            "external account key of this CA") from None
     expected = hmac.new(key.hmac_key, binding.signing_input,
-                        MAC_ALGORITHMS[binding.alg]).digest()  # type: ignore[arg-type]
+                        MAC_ALGORITHMS[binding.alg]).digest()
     if not hmac.compare_digest(expected, binding.mac):
         raise unauthorized(f"the externalAccountBinding MAC does not verify with the "
                            f"external account key {binding.kid}: check the HMAC key")

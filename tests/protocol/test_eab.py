@@ -257,3 +257,14 @@ async def test_revoked_key_stops_new_orders(required: AcmeServer) -> None:
     response = await client.new_order("www.bluerobin.local")
     doc = assert_problem(response, 403, "unauthorized")
     assert "was revoked" in doc["detail"] and key.kid in doc["detail"]
+
+
+def test_new_keys_never_look_like_an_option() -> None:
+    """certbot --eab-hmac-key KEY and lego --hmac KEY take a leading "-" for an option:
+    neither the kid nor the HMAC key text starts with one (of 2000 draws, about 31
+    would without the redraw)."""
+    from datetime import UTC, datetime
+
+    keys = [new_key("t", datetime.now(UTC)) for _ in range(2000)]
+    assert not any(k.kid.startswith("-") or hmac_key_text(k).startswith("-") for k in keys)
+    assert len({k.kid for k in keys}) == len({k.hmac_key for k in keys}) == 2000

@@ -16,7 +16,7 @@ import json
 from datetime import datetime
 
 from acme_ca.domain.models import EabKey
-from acme_ca.errors import Conflict
+from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import guards
 from acme_ca.store.postgres.base import Connection, PostgresBase, Record, aware, optional_aware
 
@@ -48,7 +48,7 @@ def to_eab_key(row: Record) -> EabKey:
     )
 
 
-async def binding_refused(conn: Connection, kid: str, at: datetime) -> Exception | None:
+async def binding_refused(conn: Connection, kid: str, at: datetime) -> StoreError | None:
     """Inside the transaction that creates an account: lock the key ``kid``, then say
     why the account may not bind it."""
     if "\x00" in kid:  # no row can hold it (base._lookup)

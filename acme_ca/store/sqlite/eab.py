@@ -15,7 +15,7 @@ import sqlite3
 from datetime import datetime
 
 from acme_ca.domain.models import EabKey
-from acme_ca.errors import Conflict
+from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import guards
 from acme_ca.store.sqlite.base import SqliteBase, from_text, optional_text, optional_time
 from acme_ca.store.sqlite.base import to_text as text
@@ -48,7 +48,7 @@ def to_eab_key(row: sqlite3.Row) -> EabKey:
     )
 
 
-async def binding_refused(conn: Connection, kid: str, at: datetime) -> Exception | None:
+async def binding_refused(conn: Connection, kid: str, at: datetime) -> StoreError | None:
     """Inside the transaction that creates an account: why it may not bind ``kid``."""
     rows = list(await conn.execute_fetchall(_BY_KID, (kid,)))
     return guards.eab_key_refused(kid, to_eab_key(rows[0]) if rows else None, at)
