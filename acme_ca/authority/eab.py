@@ -95,17 +95,13 @@ def required() -> AcmeProblem:
                        status=403)  # Pebble's 403; step-ca says 400
 
 
-def revoked(key: EabKey) -> AcmeProblem:
-    return unauthorized(f"the external account key {key.kid} ({key.label}) was revoked")
-
-
 def unusable(key: EabKey, now: datetime) -> AcmeProblem | None:
     """Why ``key`` may not bind a new account at ``now``, or None."""
     if key.account_id is not None:
         return unauthorized(f"the external account key {key.kid} is already bound to an "
                             "account; each key binds one account")
     if key.revoked_at is not None:
-        return revoked(key)
+        return unauthorized(f"the external account key {key.kid} ({key.label}) was revoked")
     if key.expires is not None and key.expires <= now:
         return unauthorized(f"the external account key {key.kid} expired at "
                             f"{key.expires.isoformat(timespec='seconds')}")
