@@ -20,10 +20,10 @@ from acme_ca.authority import eab
 from acme_ca.authority.grants import parse_override
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config, parse_duration
+from acme_ca.config_values import at_or_under_any
 from acme_ca.config_values import domains as domain_list
 from acme_ca.domain.models import EabKey
 from acme_ca.errors import ConfigError
-from acme_ca.pki.constraints import at_or_under
 from acme_ca.store import open_store
 from acme_ca.store.base import Store
 
@@ -154,7 +154,7 @@ def _check_domains(config: Config, names: tuple[str, ...]) -> tuple[str, ...]:
         raise ConfigError(f"--domains: {exc}") from None
     allowed = config.policy.allowed_domains
     for domain in domains:
-        if not any(at_or_under(domain, a) for a in allowed):
+        if not at_or_under_any(domain, allowed):
             raise ConfigError(f"--domains: {domain!r} is not inside [policy] "
                               f"allowed_domains ({', '.join(allowed)})")
     return tuple(dict.fromkeys(domains))
