@@ -83,10 +83,5 @@ def test_the_readme_onboarding_works_as_written(user: dict[str, Any]) -> None:
     usages = list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
     green = workdir / "team-green" / "lego" / "certificates" / "web.bluerobin.local.crt"
     assert green.is_file()
-    if "profiles" not in directory["meta"]:
-        # certbot --preferred-profile falls back to the default profile when the directory
-        # offers none: the server side of profiles (draft-ietf-acme-profiles) is built on
-        # its own branch; once merged, the check below runs.
-        assert usages == [ExtendedKeyUsageOID.SERVER_AUTH]
-        pytest.xfail("the directory offers no profiles yet: the worker got `server`")
-    assert usages == [ExtendedKeyUsageOID.CLIENT_AUTH], usages
+    assert "client" in directory["meta"]["profiles"]  # else certbot falls back to server
+    assert usages == [ExtendedKeyUsageOID.CLIENT_AUTH], usages  # a NATS worker's

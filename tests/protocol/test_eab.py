@@ -268,3 +268,21 @@ def test_new_keys_never_look_like_an_option() -> None:
     keys = [new_key("t", datetime.now(UTC)) for _ in range(2000)]
     assert not any(k.kid.startswith("-") or hmac_key_text(k).startswith("-") for k in keys)
     assert len({k.kid for k in keys}) == len({k.hmac_key for k in keys}) == 2000
+
+
+async def test_the_account_gets_only_its_keys_profiles_and_domains(required: AcmeServer
+                                                                   ) -> None:
+    """The issue's "a team's key only gets that team's names": a name outside the key's
+    domains is rejectedIdentifier (RFC 8555 6.7), a profile outside its profiles
+    invalidProfile (draft-ietf-acme-profiles)."""
+    key = await make_key(required, profiles=("client",), domains=("team.bluerobin.local",))
+    client = required.client()
+    created = await client.new_account(
+        externalAccountBinding=binding(client, key.kid, key.hmac_key))
+    assert created.status == 201
+    outside = await client.new_order("www.bluerobin.local")
+    assert_problem(outside, 400, "rejectedIdentifier")
+    inside = await client.new_order("worker.team.bluerobin.local")
+    assert inside.status == 201 and inside.json()["profile"] == "client", inside.body
+    other_profile = await client.new_order("worker.team.bluerobin.local", profile="server")
+    assert_problem(other_profile, 400, "invalidProfile")
