@@ -76,11 +76,12 @@ def write_config(path: Path, *, data_dir: Path, port: int, http01_port: int) -> 
 
 
 @contextlib.contextmanager
-def serving_acme(workdir: Path) -> Iterator[AcmeServer]:
+def serving_acme(workdir: Path, more_config: str = "") -> Iterator[AcmeServer]:
     """`acme-ca serve --config ...` in `workdir`, ready; stopped by pid afterwards.
 
     http-01 goes to 127.0.0.1:<http01_port> for NAMES ([validation] hosts), and only
-    loopback may be connected to ([validation] allowed_networks).
+    loopback may be connected to ([validation] allowed_networks). ``more_config``:
+    TOML tables appended to the file (``"[acme]\neab_required = true\n"``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
@@ -90,6 +91,7 @@ def serving_acme(workdir: Path) -> Iterator[AcmeServer]:
     config = write_config(
         workdir / "acme-ca.toml", data_dir=data_dir, port=port, http01_port=http01_port
     )
+    config.write_text(config.read_text(encoding="utf-8") + more_config, encoding="utf-8")
     with serving_config(config, data_dir, port) as server:
         yield AcmeServer(server, http01_port)
 

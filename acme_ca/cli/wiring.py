@@ -139,7 +139,8 @@ def build_app(
     profiles = Catalog.from_config(config)
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
-                                blocked_keys=config.policy.blocked_keys),
+                                blocked_keys=config.policy.blocked_keys,
+                                eab_required=config.acme.eab_required),
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
                             caa_recheck=recheck, in_flight=in_flight, profiles=profiles),
         authorizations=AuthorizationService(store, clock, supervisor),

@@ -15,6 +15,7 @@ from acme_ca.store.postgres.authorizations import AuthorizationMethods
 from acme_ca.store.postgres.base import Connection
 from acme_ca.store.postgres.certificates import CertificateMethods
 from acme_ca.store.postgres.cluster import ClusterMethods
+from acme_ca.store.postgres.eab import EabMethods
 from acme_ca.store.postgres.migrate import migrate_postgres, postgres_schema_version
 from acme_ca.store.postgres.orders import OrderMethods
 from acme_ca.store.postgres.pool import TIMEOUT, open_pool
@@ -37,7 +38,7 @@ from acme_ca.store.postgres.url import describe
 
 
 class PostgresStore(ClusterMethods, AccountMethods, OrderMethods, AuthorizationMethods,
-                    CertificateMethods, RetentionMethods):
+                    CertificateMethods, RetentionMethods, EabMethods):
     """``Store`` on one PostgreSQL database, shared by any number of replicas."""
 
     @classmethod

@@ -51,6 +51,7 @@ from acme_ca.store.sqlite.base import (
     to_text,
 )
 from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.eab import EabMethods
 from acme_ca.store.sqlite.leases import LeaseMethods
 from acme_ca.store.sqlite.migrate import sqlite_schema_version
 from acme_ca.store.sqlite.nonces import NonceMethods
@@ -97,7 +98,7 @@ ORDER BY created_at, serial LIMIT ?"""
 
 
 class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, AuthorizationMethods,
-                  RetentionMethods, SqliteBase):
+                  RetentionMethods, EabMethods, SqliteBase):
     """``Store`` on one SQLite file (or ``:memory:`` for tests)."""
 
     @classmethod
