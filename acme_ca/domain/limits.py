@@ -31,6 +31,21 @@ class LimitDecision:
     retry_at: datetime
     resets_at: datetime
 
+    @property
+    def written(self) -> datetime | None:
+        """The TAT a backend writes for this spend: the new one if allowed, else none."""
+        return self.tat if self.allowed else None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAuthorizations:
+    """An account's authorizations pending now (a limit on how many at once, not a
+    rate): how many, and when the first of them expires, freeing its place at the
+    latest (None when there is none)."""
+
+    count: int
+    first_expires: datetime | None
+
 
 def interval(count: int, period: timedelta) -> timedelta:
     """How often one is given back: ``period // count``, at least a microsecond

@@ -15,7 +15,8 @@ JSON array. All SQL is parameterised. sqlite3 errors surface as ``StoreError``
 busy timeout as ``StoreUnavailable``: ``base.py``).
 
 The certificate methods live here; the ACME resources in ``accounts``,
-``orders``, ``authorizations`` and ``nonces``, leases in ``leases``, the plumbing
+``orders``, ``authorizations`` and ``nonces``, leases in ``leases``, rate limits'
+buckets in ``limits``, the plumbing
 they share and the concurrency contract in ``base``.
 """
 
@@ -52,6 +53,7 @@ from acme_ca.store.sqlite.base import (
 )
 from acme_ca.store.sqlite.connection import Connection
 from acme_ca.store.sqlite.leases import LeaseMethods
+from acme_ca.store.sqlite.limits import LimitMethods
 from acme_ca.store.sqlite.migrate import sqlite_schema_version
 from acme_ca.store.sqlite.nonces import NonceMethods
 from acme_ca.store.sqlite.opening import MEMORY, open_connections, read_boot_id
@@ -96,7 +98,7 @@ ORDER BY created_at, serial LIMIT ?"""
 
 
 class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, AuthorizationMethods,
-                  SqliteBase):
+                  LimitMethods, SqliteBase):
     """``Store`` on one SQLite file (or ``:memory:`` for tests)."""
 
     @classmethod
