@@ -121,7 +121,8 @@ async def new_nonce(request: web.Request) -> web.Response:
 async def new_account(request: web.Request) -> web.Response:
     services = _services(request)
     verified, _ = await _verified(request, "jwk")
-    account, created = await services.accounts.new_account(verified.key, verified.json())
+    account, created = await services.accounts.new_account(  # the peer: no X-Forwarded-For
+        verified.key, verified.json(), address=request.remote)
     return _json(
         views.account_json(account, services.links),
         status=201 if created else 200,

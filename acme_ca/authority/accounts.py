@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from acme_ca.authority.limits import RateLimits
 from acme_ca.clock import Clock
 from acme_ca.domain.models import Account, AccountStatus
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
@@ -79,11 +80,13 @@ class KeyInUse(AcmeProblem):
 
 class AccountService:
     def __init__(self, store: Store, clock: Clock, *, terms_of_service: str | None,
-                 blocked_keys: Collection[bytes] = frozenset()) -> None:
+                 blocked_keys: Collection[bytes] = frozenset(),
+                 limits: RateLimits | None = None) -> None:
         self._store = store
         self._clock = clock
         self._terms = terms_of_service
         self._blocked_keys = blocked_keys
+        self._limits = limits or RateLimits(store, clock)
 
     def _check_key(self, key: AccountKey) -> None:
         """RFC 8555 6.7 badPublicKey for a weak or blocklisted key (pki/goodkey.py), checked
@@ -100,9 +103,11 @@ class AccountService:
             return None
 
     async def new_account(
-        self, key: AccountKey, payload: dict[str, Any]
+        self, key: AccountKey, payload: dict[str, Any], *, address: str | None = None
     ) -> tuple[Account, bool]:
-        """newAccount (7.3): (account, created). An existing key returns its account."""
+        """newAccount (7.3): (account, created). An existing key returns its account.
+        A new one spends from ``new_accounts_per_ip`` for ``address``, the client's
+        (rateLimited, 6.6, when over it)."""
         self._check_key(key)
         existing = await self.find_by_key(key)
         if existing is not None:
@@ -133,9 +138,11 @@ class AccountService:
             terms_agreed=agreed,
             created_at=self._clock.now(),
         )
+        spent = await self._limits.new_account(address)
         try:
             return await self._store.create_account(account), True
         except Conflict:  # the same key registered concurrently: one account wins
+            await self._limits.refund(spent)
             winner = await self._store.find_account_by_thumbprint(key.thumbprint)
             return winner, False
 

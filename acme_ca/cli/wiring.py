@@ -21,6 +21,7 @@ from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.caa_recheck import CaaRecheck
 from acme_ca.authority.expiry import Expiry
 from acme_ca.authority.issuance import InFlight
+from acme_ca.authority.limits import RateLimits
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.revocation import RevocationService
@@ -119,6 +120,7 @@ def build_app(
     """The application; ``own`` (from ``own_endpoints``) goes to ``default_validators``."""
     links = Links(config.server.base_url)
     caa = caa_checker(config)
+    limits = RateLimits(store, clock, config.limits)  # [limits], shared through the store
     supervisor = ValidationSupervisor(
         store,
         clock,
@@ -129,6 +131,7 @@ def build_app(
         timeout=config.validation.timeout.total_seconds(),
         caa=caa,
         account_uri=links.account,
+        limits=limits,
     )
     recheck = None if caa is None else CaaRecheck(
         caa, links.account, timeout=config.validation.timeout.total_seconds()
@@ -136,9 +139,9 @@ def build_app(
     in_flight = InFlight()  # the orders' issuances, which the sweeper leaves alone
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
-                                blocked_keys=config.policy.blocked_keys),
+                                blocked_keys=config.policy.blocked_keys, limits=limits),
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
-                            caa_recheck=recheck, in_flight=in_flight),
+                            caa_recheck=recheck, in_flight=in_flight, limits=limits),
         authorizations=AuthorizationService(store, clock, supervisor),
         revocation=RevocationService(store, clock),
         nonces=NonceService(store, clock),
