@@ -49,3 +49,8 @@ def test_a_wrong_limit_is_refused_naming_its_key(key: str, value: object, says: 
         load_config(None, {f"limits.{key}": value})
     assert says in str(refused.value)
     assert f"limits.{key}" in str(refused.value)
+
+
+def test_the_example_config_documents_the_defaults():
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    assert load_config(example).limits == LimitsConfig()

@@ -35,7 +35,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from acme_ca.authority.grants import UNRESTRICTED, Grant, grant_for
 from acme_ca.authority.identifiers import authorization_identifier
@@ -209,8 +209,10 @@ def retry_after(moment: datetime, now: datetime) -> int:
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment.microsecond == 0 else (
-        moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    """RFC 3339 UTC, rounded up to the second (as Retry-After is)."""
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def address_key(address: str | None) -> str:

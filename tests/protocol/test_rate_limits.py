@@ -58,8 +58,8 @@ async def test_new_orders_per_account_is_hit_then_released(server_factory):
     assert rate_limit_rows(server) == 2  # the address that made the account, the account
     refused = await client.new_order("n2.bluerobin.local")
     doc = rate_limited(refused, "new_orders_per_account", "2/1h", timedelta(minutes=30))
-    resets = server.clock.now() + timedelta(hours=1)
-    assert f"resets at {resets:%Y-%m-%dT%H:%M:%S}" in doc["detail"]
+    resets = server.clock.now() + timedelta(hours=1, microseconds=999_999)  # rounded up
+    assert f"resets at {resets:%Y-%m-%dT%H:%M:%S}Z" in doc["detail"]
     other = await registered(server)  # per account
     assert (await other.new_order("n2.bluerobin.local")).status == 201
     advance(server, timedelta(minutes=29, seconds=59), client)
