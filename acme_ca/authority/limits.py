@@ -41,7 +41,6 @@ from acme_ca.authority.grants import UNRESTRICTED, Grant, grant_for
 from acme_ca.authority.identifiers import authorization_identifier
 from acme_ca.clock import Clock
 from acme_ca.config_policy import Limit, LimitsConfig, format_limit
-from acme_ca.domain.limits import LimitDecision
 from acme_ca.domain.models import Account, Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.errors import NotFound, StoreError
@@ -95,12 +94,13 @@ class RateLimits:
         await self._check_pending(account, grant, new_authorizations)
         for identifier in identifiers:
             base, _ = authorization_identifier(identifier)
-            await self._ask(FAILED_VALIDATIONS, failed_key(account.id, base), grant,
-                            f"too many failed validations of {base.value} for this account")
+            await self._spend(FAILED_VALIDATIONS, failed_key(account.id, base), grant,
+                              f"too many failed validations of {base.value} for this account",
+                              cost=0)
         if not replaces:
-            await self._ask(CERTIFICATES, names_key(identifiers), grant,
-                            "too many certificates for exactly these names ("
-                            + ", ".join(sorted({i.value for i in identifiers})) + ")")
+            names = ", ".join(sorted({i.value for i in identifiers}))
+            await self._spend(CERTIFICATES, names_key(identifiers), grant,
+                              f"too many certificates for exactly these names ({names})", cost=0)
         return await self._spend(NEW_ORDERS, account.id, grant,
                                  "too many new orders for this account")
 
@@ -132,24 +132,21 @@ class RateLimits:
         limit: Limit | int | None = getattr(self._config, name)
         return limit
 
-    async def _spend(self, name: str, key: str, grant: Grant, what: str) -> Spent | None:
+    async def _spend(self, name: str, key: str, grant: Grant, what: str, *, cost: int = 1
+                     ) -> Spent | None:
+        """Spend ``cost`` (0: only ask) or raise rateLimited; what to refund."""
         limit = self._limit(name, grant)
         if not isinstance(limit, Limit):
             return None
         now = self._clock.now()
         decision = await self._store.spend_limit(name, key, now, count=limit.count,
-                                                 period=limit.period)
-        _raise_if_refused(decision, now, name, limit, what)
-        return Spent(name, key, limit)
-
-    async def _ask(self, name: str, key: str, grant: Grant, what: str) -> None:
-        limit = self._limit(name, grant)
-        if not isinstance(limit, Limit):
-            return
-        now = self._clock.now()
-        decision = await self._store.spend_limit(name, key, now, count=limit.count,
-                                                 period=limit.period, cost=0)
-        _raise_if_refused(decision, now, name, limit, what)
+                                                 period=limit.period, cost=cost)
+        if not decision.allowed:
+            raise rate_limited(
+                f"{what}: over {name} = {format_limit(limit)}; retry after "
+                f"{rfc3339(decision.retry_at)}, the limit resets at "
+                f"{rfc3339(decision.resets_at)}", retry_after(decision.retry_at, now))
+        return Spent(name, key, limit) if cost else None
 
     async def _check_pending(self, account: Account, grant: Grant, adding: int) -> None:
         limit = self._limit(PENDING, grant)
@@ -185,16 +182,6 @@ class RateLimits:
             return await grant_for(self._store, account, self._clock.now())
         except (AcmeProblem, NotFound):  # a revoked key, a deleted account: no new orders
             return UNRESTRICTED          # anyway, the count only has to be kept
-
-
-def _raise_if_refused(decision: LimitDecision, now: datetime, name: str, limit: Limit,
-                      what: str) -> None:
-    if decision.allowed:
-        return
-    raise rate_limited(
-        f"{what}: over {name} = {format_limit(limit)}; retry after "
-        f"{rfc3339(decision.retry_at)}, the limit resets at {rfc3339(decision.resets_at)}",
-        retry_after(decision.retry_at, now))
 
 
 def rate_limited(detail: str, seconds: int) -> AcmeProblem:
