@@ -22,17 +22,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from acme_ca.config_values import format_duration, parse_duration
+from acme_ca import config_values as values
+from acme_ca.config_values import at_or_under_any, format_duration, parse_duration
 from acme_ca.errors import ConfigError
 
 # The extended key usages a profile may name (RFC 5280 4.2.1.12).
 EXTENDED_KEY_USAGES = ("serverAuth", "clientAuth")
-# The key types a profile may allow in a CSR, as `key_types` names them.
+# The key types a profile may allow in a CSR, as `key_types` names them. "rsaN" is an
+# RSA key of N bits up to the next size named (the CSR check allows 2048 to 4096 bits
+# in steps of 8: an RSA 2560 key is an rsa2048).
 KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096")
 IDENTIFIER_TYPES = ("dns", "ip")
 
@@ -77,14 +81,88 @@ def default_profiles(default_validity: timedelta, max_validity: timedelta
     }
 
 
+PROFILE_KEYS = ("description", "extended_key_usages", "default_validity", "max_validity",
+                "key_types", "identifier_types", "allowed_domains", "retired")
+_PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
 def read_profiles(raw: Any, *, default_validity: timedelta, max_validity: timedelta,
                   allowed_domains: tuple[str, ...]) -> dict[str, Profile]:
     """The [profiles.NAME] tables over the defaults (a table named like a default
-    replaces it, key by key); ``ConfigError`` naming ``profiles.NAME.key``."""
+    replaces it, key by key); ``ConfigError`` naming ``profiles.NAME.key``.
+
+    A profile's validity stays within [policy] max_validity (the CA's ceiling), its
+    default within its maximum; its allowed_domains lie inside [policy]'s."""
     profiles = default_profiles(default_validity, max_validity)
     if raw is None:
         return profiles
-    raise ConfigError("profiles: not read yet")  # issue 11, profiles: to be written
+    if not isinstance(raw, dict):
+        raise ConfigError("profiles must be tables ([profiles.NAME])")
+    for name, table in raw.items():
+        if not _PROFILE_NAME.fullmatch(name):
+            raise ConfigError(f"profiles.{name}: a profile name is 1 to 63 lowercase letters, "
+                              "digits, '-' and '_'")
+        if not isinstance(table, dict):
+            raise ConfigError(f"profiles.{name} must be a table ([profiles.{name}])")
+        unknown = sorted(set(table) - set(PROFILE_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown key profiles.{name}.{unknown[0]} "
+                              f"(known: {', '.join(PROFILE_KEYS)})")
+        base = profiles.get(name)
+        if base is None and "extended_key_usages" not in table:
+            raise ConfigError(f"profiles.{name}.extended_key_usages is required for a new "
+                              "profile (serverAuth, clientAuth or both)")
+        changes: dict[str, Any] = {}
+        for key, value in table.items():
+            try:
+                changes[key] = _PROFILE_VALUES[key](_NO_FILES, value)
+            except ValueError as exc:
+                raise ConfigError(f"profiles.{name}.{key}: {exc}") from None
+        if base is None:
+            base = Profile(name, name, (), default_validity, max_validity)
+        profile = replace(base, **changes)
+        _check_profile(profile, max_validity, allowed_domains)
+        profiles[name] = profile
+    return profiles
+
+
+def _check_profile(profile: Profile, ceiling: timedelta, allowed: tuple[str, ...]) -> None:
+    key = f"profiles.{profile.name}"
+    if profile.max_validity > ceiling:
+        raise ConfigError(f"{key}.max_validity ({format_duration(profile.max_validity)}) "
+                          f"exceeds policy.max_validity ({format_duration(ceiling)})")
+    if profile.default_validity > profile.max_validity:
+        raise ConfigError(f"{key}.default_validity ({format_duration(profile.default_validity)})"
+                          f" exceeds {key}.max_validity "
+                          f"({format_duration(profile.max_validity)})")
+    outside = [d for d in profile.allowed_domains if not at_or_under_any(d, allowed)]
+    if outside:
+        raise ConfigError(f"{key}.allowed_domains: {outside[0]} is outside [policy] "
+                          f"allowed_domains ({', '.join(allowed)})")
+
+
+def _names(value: Any, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """A non-empty list of names from ``known``, de-duplicated in order."""
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{value!r} is not a non-empty list of {what}")
+    for item in value:
+        if item not in known:
+            raise ValueError(f"{item!r} is not one of {', '.join(known)}")
+    return tuple(dict.fromkeys(value))
+
+
+# A profile's values name no file: the converters get no path resolver.
+_NO_FILES = cast(values.PathResolver, None)
+_PROFILE_VALUES: dict[str, Callable[[values.PathResolver, Any], Any]] = {
+    "description": values.string,
+    "extended_key_usages": lambda _, v: _names(v, EXTENDED_KEY_USAGES, "extended key usages"),
+    "default_validity": values.duration,
+    "max_validity": values.duration,
+    "key_types": lambda _, v: _names(v, KEY_TYPES, "key types"),
+    "identifier_types": lambda _, v: _names(v, IDENTIFIER_TYPES, "identifier types"),
+    "allowed_domains": values.domains,
+    "retired": values.boolean,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -129,6 +130,18 @@ def domains(reader: PathResolver, value: Any) -> tuple[str, ...]:
             raise ValueError(f"{item!r} is not a domain suffix such as 'bluerobin.local'")
         out.append(text)
     return tuple(out)
+
+
+def at_or_under(name: str, domain: str) -> bool:
+    """Is `name` the domain `domain` or a name under it (both lowercase, no trailing
+    dot)? The one test of it: name constraints, [policy] and profile domains, grants,
+    the CLI's."""
+    return name == domain or name.endswith("." + domain)
+
+
+def at_or_under_any(name: str, domains: Sequence[str]) -> bool:
+    """Is `name` at or under one of the suffixes `domains`?"""
+    return any(at_or_under(name, domain) for domain in domains)
 
 
 def url(reader: PathResolver, value: Any) -> str:

@@ -228,14 +228,19 @@ BAD_VALUES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "start"), BAD_VALUES)
-def test_a_bad_value_is_one_line_naming_its_key(tmp_path: Path, text: str, start: str) -> None:
+def assert_one_line_error(tmp_path: Path, text: str, start: str) -> None:
+    """The config file `text` is refused with one line starting with `start`."""
     path = write_config(tmp_path / "acme-ca.toml", text)
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     message = str(caught.value)
     assert message.startswith(start), message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(("text", "start"), BAD_VALUES)
+def test_a_bad_value_is_one_line_naming_its_key(tmp_path: Path, text: str, start: str) -> None:
+    assert_one_line_error(tmp_path, text, start)
 
 
 @pytest.mark.parametrize(

@@ -43,15 +43,17 @@ from pkilint.cabf import serverauth
 from pkilint.pkix import certificate, extension, name
 from pkilint.validation import ValidationFindingSeverity as Severity
 
+from acme_ca.authority.profiles import usages
 from acme_ca.cli.ca_commands import bootstrap
 from acme_ca.cli.serve import IssuerHolder, server_tls
 from acme_ca.clock import SystemClock
 from acme_ca.config import load_config
+from acme_ca.config_policy import Profile, default_profiles
 from acme_ca.errors import PkiError
 from acme_ca.pki.csr import check_public_key
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, generate_key
-from acme_ca.pki.profiles import LeafProfile, LeafRequest
+from acme_ca.pki.profiles import LeafRequest
 from acme_ca.store import open_store
 
 # CA/B Forum BR findings that a private CA for internal names takes on knowingly.
@@ -238,13 +240,17 @@ def leaf_keys() -> dict[KeyType, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey]
     return {kind: generate_key(kind) for kind in LEAF_KEYS}
 
 
-@pytest.mark.parametrize("profile", list(LeafProfile), ids=str)
+# The profiles every CA ships (config_policy.default_profiles): server, client, mtls.
+PROFILES = default_profiles(timedelta(days=7), timedelta(days=90))
+
+
+@pytest.mark.parametrize("profile", list(PROFILES.values()), ids=lambda p: p.name)
 @pytest.mark.parametrize("kind", LEAF_KEYS, ids=str)
 @pytest.mark.parametrize("common_name", [None, "web.bluerobin.local"], ids=["no-cn", "cn"])
 def test_every_leaf_profile_and_key_type_is_lint_clean(
     default_ca: DefaultCa,
     leaf_keys: dict[KeyType, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey],
-    profile: LeafProfile,
+    profile: Profile,
     kind: KeyType,
     common_name: str | None,
 ) -> None:
@@ -256,11 +262,11 @@ def test_every_leaf_profile_and_key_type_is_lint_clean(
     leaf = default_ca.issuer.issue(LeafRequest(
         public_key=key.public_key(), dns_names=("web.bluerobin.local", "api.bluerobin.local"),
         ip_addresses=(), not_before=now - timedelta(minutes=1), not_after=now + timedelta(days=7),
-        profile=profile, common_name=common_name,
+        extended_key_usages=usages(profile), common_name=common_name,
     ))
     assert lint_pkix(leaf) == []
     assert lint_chain(default_ca.intermediate, leaf) == []
-    if profile is not LeafProfile.CLIENT:  # the TLS server BR apply to TLS servers only
+    if "serverAuth" in profile.extended_key_usages:  # the TLS server BR apply to TLS servers only
         assert not_allowed(lint_cabf(leaf)) == []
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -29,6 +30,7 @@ class Services:
     ca: CaCertificates  # the CA's public certificates (they change on reload)
     meta: AcmeConfig
     caa_identities: tuple[str, ...] = ()
+    profiles: Mapping[str, str] = field(default_factory=dict)  # meta.profiles: name -> description
 
 
 SERVICES = web.AppKey("services", Services)

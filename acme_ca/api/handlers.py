@@ -101,7 +101,8 @@ async def ca_chain(request: web.Request) -> web.Response:
 async def directory(request: web.Request) -> web.Response:
     services = _services(request)
     return _json(
-        views.directory_json(services.links, services.meta, services.caa_identities),
+        views.directory_json(services.links, services.meta, services.caa_identities,
+                             services.profiles),
         headers={"Cache-Control": "public, max-age=0, no-cache"},
     )
 

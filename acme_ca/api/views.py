@@ -6,6 +6,7 @@ Plain dicts with the RFC's member names: acme.sh greps the text, so nothing exot
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +23,8 @@ def identifier_json(identifier: Identifier) -> dict[str, str]:
     return {"type": identifier.type, "value": identifier.value}
 
 
-def directory_json(links: Links, meta: AcmeConfig, caa_identities: tuple[str, ...] = ()
-                   ) -> dict[str, Any]:
+def directory_json(links: Links, meta: AcmeConfig, caa_identities: tuple[str, ...] = (),
+                   profiles: Mapping[str, str] | None = None) -> dict[str, Any]:
     meta_json: dict[str, Any] = {"externalAccountRequired": False}
     if meta.website:
         meta_json["website"] = meta.website
@@ -31,6 +32,8 @@ def directory_json(links: Links, meta: AcmeConfig, caa_identities: tuple[str, ..
         meta_json["termsOfService"] = meta.terms_of_service
     if caa_identities:
         meta_json["caaIdentities"] = list(caa_identities)
+    if profiles:  # draft-ietf-acme-profiles 3: name -> description
+        meta_json["profiles"] = dict(profiles)
     return {
         "newNonce": links.new_nonce(),
         "newAccount": links.new_account(),
@@ -58,6 +61,7 @@ def order_json(order: Order, links: Links) -> dict[str, Any]:
         "identifiers": [identifier_json(i) for i in order.identifiers],
         "authorizations": [links.authorization(a) for a in order.authorization_ids],
         "finalize": links.finalize(order.id),
+        "profile": order.profile,  # draft-ietf-acme-profiles 4
     }
     if order.not_before:
         doc["notBefore"] = rfc3339(order.not_before)

@@ -29,12 +29,18 @@ Decisions (docs/security.md, "CSR identifiers compared as (type, value)" and
   since-lowered max_validity) is malformed, naming which, as Boulder answers
   notBefore/notAfter it will not honour; the order stays ready. An order whose
   requested notAfter has passed is invalid before it gets here (``OrderService.get_order``).
-- The identifier policy is applied again (:func:`policy_refusal`, the same
-  ``check_identifiers`` as newOrder, with today's ``[policy]`` and intermediate): a
-  name denied, or put outside the name constraints by a reloaded intermediate, since
-  newOrder is rejectedIdentifier, and the order becomes invalid, since no CSR can
-  satisfy it (RFC 8555 7.1.6). Boulder re-checks policy at finalize too
-  (``csr.VerifyCSR`` -> ``WillingToIssue``) but leaves the order ready.
+- The identifier policy is applied again (:func:`order_profile`, the same
+  ``check_identifiers`` as newOrder, with today's ``[policy]``, intermediate, profile
+  and grant): a name denied, or put outside the name constraints by a reloaded
+  intermediate, since newOrder is rejectedIdentifier, and the order becomes invalid,
+  since no CSR can satisfy it (RFC 8555 7.1.6). Boulder re-checks policy at finalize
+  too (``csr.VerifyCSR`` -> ``WillingToIssue``) but leaves the order ready. So does a
+  profile retired or removed since newOrder, or no longer in the account's grant:
+  invalidProfile (draft-ietf-acme-profiles 4), the order invalid.
+- The profile decides the rest: the CSR's key must be of a type it allows (badCSR
+  naming them, the order stays ready: another key may do), its extended key usages
+  go into the certificate, its default_validity is the lifetime of an order that
+  asked none, its max_validity caps the window.
 """
 
 from __future__ import annotations
@@ -42,13 +48,16 @@ from __future__ import annotations
 from datetime import datetime
 from ipaddress import ip_address
 
+from acme_ca.authority.grants import Grant
 from acme_ca.authority.identifiers import (
     IdentifiersRefused,
     check_identifiers,
     identifier_for_name,
 )
 from acme_ca.authority.issuance import certificate_window
+from acme_ca.authority.profiles import Catalog, ProfileRefused, check_key, usages
 from acme_ca.config import PolicyConfig
+from acme_ca.config_policy import Profile
 from acme_ca.domain.models import Order
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
 from acme_ca.encoding import jwk_thumbprint
@@ -69,14 +78,21 @@ def _shown(keys: set[Key]) -> str:
     return ", ".join(sorted(f"{kind}:{value}" for kind, value in keys))
 
 
-def policy_refusal(order: Order, policy: PolicyConfig, issuer: Issuer) -> AcmeProblem | None:
-    """rejectedIdentifier if today's policy or intermediate refuses one of the order's
-    identifiers, else None."""
+def order_profile(order: Order, policy: PolicyConfig, issuer: Issuer, profiles: Catalog,
+                  grant: Grant) -> Profile:
+    """The order's profile, if the CA still issues under it and today's policy,
+    intermediate, profile and grant still allow every identifier of the order; else the
+    problem: invalidProfile (draft-ietf-acme-profiles 4: retired or removed since, or no
+    longer the account's), or rejectedIdentifier."""
     try:
-        check_identifiers(order.identifiers, policy, intermediate=issuer.certificate)
+        profile = profiles.in_use(order.profile, grant)
+        check_identifiers(order.identifiers, policy, intermediate=issuer.certificate,
+                          profile=profile, grant=grant)
+    except ProfileRefused as refused:
+        raise refused.problem() from None
     except IdentifiersRefused as refused:
-        return refused.problem()
-    return None
+        raise refused.problem() from None
+    return profile
 
 
 def leaf_request(
@@ -86,8 +102,10 @@ def leaf_request(
     policy: PolicyConfig,
     issuer: Issuer,
     now: datetime,
+    profile: Profile,
 ) -> LeafRequest:
-    """The certificate to sign for `order` from its CSR, or badCSR / malformed."""
+    """The certificate to sign for `order` under `profile` from its CSR, or badCSR
+    (naming the key types the profile allows) / malformed."""
     asked = {("dns", n) for n in contents.dns_names}
     asked |= {("ip", a) for a in contents.ip_addresses}
     common_name = contents.common_name
@@ -109,9 +127,13 @@ def leaf_request(
         )
     if jwk_thumbprint(contents.public_key) == account_thumbprint:
         raise AcmeProblem(ProblemType.BAD_CSR, "the CSR key must not be the account key")
+    try:
+        check_key(profile, contents.public_key)
+    except PolicyError as exc:
+        raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
     if common_name and len(common_name.encode()) > UB_COMMON_NAME:
         common_name = None  # RFC 5280 ub-common-name: the SAN alone names the subject
-    not_before, not_after = order_window(order, policy, issuer, now)
+    not_before, not_after = order_window(order, policy, issuer, now, profile)
     dns_names = contents.dns_names
     if common_name in dns_names:  # the common name, if any, is also the first SAN
         dns_names = (common_name, *(n for n in dns_names if n != common_name))
@@ -121,17 +143,19 @@ def leaf_request(
         ip_addresses=contents.ip_addresses,
         not_before=not_before,
         not_after=not_after,
+        extended_key_usages=usages(profile),
         common_name=common_name,
     )
 
 
 def order_window(
-    order: Order, policy: PolicyConfig, issuer: Issuer, now: datetime
+    order: Order, policy: PolicyConfig, issuer: Issuer, now: datetime,
+    profile: Profile | None = None,
 ) -> tuple[datetime, datetime]:
     """(notBefore, notAfter) for `order`'s certificate (``issuance.certificate_window``
-    with the order's request and today's policy and intermediate), or malformed."""
+    with the order's request and today's policy, profile and intermediate), or malformed."""
     try:
         return certificate_window(order.not_before, order.not_after, now, policy,
-                                  issuer.certificate.not_valid_after_utc)
+                                  issuer.certificate.not_valid_after_utc, profile=profile)
     except PolicyError as exc:
         raise malformed(str(exc)) from None

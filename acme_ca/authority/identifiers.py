@@ -21,6 +21,7 @@ from typing import Any
 
 from cryptography import x509
 
+from acme_ca.authority.grants import UNRESTRICTED, Grant
 from acme_ca.authority.policy import (
     check_dns_name,
     check_ip_address,
@@ -28,6 +29,8 @@ from acme_ca.authority.policy import (
     parse_ip_address,
 )
 from acme_ca.config import PolicyConfig
+from acme_ca.config_policy import Profile
+from acme_ca.config_values import at_or_under_any
 from acme_ca.domain.models import Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
 from acme_ca.errors import PolicyError
@@ -69,11 +72,15 @@ def challenge_types(identifier: Identifier, available: Sequence[str]) -> tuple[s
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """One refused identifier (as it was asked for) and why."""
+    """One refused identifier (as it was asked for), why, and the problem type that says
+    so: unsupportedIdentifier for a type the CA never issues for, invalidProfile for a
+    type the order's profile does not (draft-ietf-acme-profiles 4: a profile
+    "incompatible with the rest of the contents of the request"), else
+    rejectedIdentifier."""
 
     identifier: Identifier
     reason: str
-    unsupported: bool = False  # a type the CA never issues for (unsupportedIdentifier)
+    type: ProblemType = ProblemType.REJECTED_IDENTIFIER
 
 
 class IdentifiersRefused(PolicyError):
@@ -85,14 +92,18 @@ class IdentifiersRefused(PolicyError):
         count = len(self.refusals)
         super().__init__(reasons if count == 1 else f"{count} names refused: {reasons}")
 
-    def problem(self) -> AcmeProblem:
-        """The ACME problem: one rejectedIdentifier (or unsupportedIdentifier) with a
-        subproblem per refused identifier (RFC 8555 6.7.1)."""
-        return combined([
-            AcmeProblem(ProblemType.UNSUPPORTED_IDENTIFIER if r.unsupported
-                        else ProblemType.REJECTED_IDENTIFIER, r.reason, identifier=r.identifier)
-            for r in self.refusals
-        ])
+    def problem(self, *, profile_named: bool = True) -> AcmeProblem:
+        """The ACME problem: one rejectedIdentifier (or unsupportedIdentifier, or
+        invalidProfile) with a subproblem per refused identifier (RFC 8555 6.7.1). An
+        order that named no profile did not ask for the one refusing a type: that is
+        rejectedIdentifier then."""
+        def kind(refusal: Refusal) -> ProblemType:
+            if refusal.type is ProblemType.INVALID_PROFILE and not profile_named:
+                return ProblemType.REJECTED_IDENTIFIER
+            return refusal.type
+
+        return combined([AcmeProblem(kind(r), r.reason, identifier=r.identifier)
+                         for r in self.refusals])
 
 
 def check_identifiers(
@@ -101,12 +112,16 @@ def check_identifiers(
     *,
     intermediate: x509.Certificate | None = None,
     challenges: Sequence[str] | None = None,
+    profile: Profile | None = None,
+    grant: Grant = UNRESTRICTED,
 ) -> tuple[Identifier, ...]:
     """The normalised identifiers, de-duplicated in order, if every one is acceptable;
     else IdentifiersRefused listing each refused one with its reason.
 
     `intermediate`: refuse what its name constraints forbid. `challenges` (ACME): refuse
-    what none of these challenge types can prove.
+    what none of these challenge types can prove. `profile`: refuse a type it does not
+    issue for, and a DNS name outside its allowed_domains. `grant`: refuse a name
+    outside its domains, and with domains, every IP address.
     """
     accepted: list[Identifier] = []
     refusals: list[Refusal] = []
@@ -118,10 +133,17 @@ def check_identifiers(
                                   "name constraints")
             if challenges is not None and not challenge_types(identifier, challenges):
                 raise PolicyError(f"no enabled challenge type can prove {identifier.value}")
+            if profile is not None and identifier.type not in profile.identifier_types:
+                raise _WrongType(f"profile {profile.name} does not issue for {identifier.type} "
+                                 f"identifiers such as {identifier.value} (it does for: "
+                                 f"{', '.join(profile.identifier_types)})")
+            _check_within(identifier, profile, grant)
         except PolicyError as exc:
             refusals.append(Refusal(asked, str(exc)))
         except _Unsupported as exc:
-            refusals.append(Refusal(asked, str(exc), unsupported=True))
+            refusals.append(Refusal(asked, str(exc), ProblemType.UNSUPPORTED_IDENTIFIER))
+        except _WrongType as exc:
+            refusals.append(Refusal(asked, str(exc), ProblemType.INVALID_PROFILE))
         else:
             accepted.append(identifier)
     if refusals:
@@ -130,7 +152,9 @@ def check_identifiers(
 
 
 def parse_identifiers(raw: Any, policy: PolicyConfig, available: Sequence[str] = ("http-01",),
-                      intermediate: x509.Certificate | None = None) -> tuple[Identifier, ...]:
+                      intermediate: x509.Certificate | None = None, *,
+                      profile: Profile | None = None, grant: Grant = UNRESTRICTED,
+                      profile_named: bool = True) -> tuple[Identifier, ...]:
     """newOrder's "identifiers" (RFC 8555 7.4): shape checked (malformed), then
     :func:`check_identifiers`; refusals become one problem with subproblems."""
     if not isinstance(raw, list) or not raw:
@@ -143,9 +167,10 @@ def parse_identifiers(raw: Any, policy: PolicyConfig, available: Sequence[str] =
         raise malformed("each identifier must be an object with string type and value")
     try:
         return check_identifiers((Identifier(i["type"], i["value"]) for i in raw), policy,
-                                 intermediate=intermediate, challenges=available)
+                                 intermediate=intermediate, challenges=available,
+                                 profile=profile, grant=grant)
     except IdentifiersRefused as refused:
-        raise refused.problem() from None
+        raise refused.problem(profile_named=profile_named) from None
 
 
 def combined(problems: Sequence[AcmeProblem]) -> AcmeProblem:
@@ -161,6 +186,25 @@ def combined(problems: Sequence[AcmeProblem]) -> AcmeProblem:
 
 class _Unsupported(Exception):
     pass
+
+
+class _WrongType(Exception):
+    pass
+
+
+def _check_within(identifier: Identifier, profile: Profile | None, grant: Grant) -> None:
+    """PolicyError if the identifier lies outside the profile's allowed_domains (DNS
+    names only: its identifier_types decides IP addresses) or the grant's domains (which,
+    naming domains only, leave no IP address in)."""
+    base, _ = authorization_identifier(identifier)
+    if grant.domains and (identifier.type != "dns"
+                          or not at_or_under_any(base.value, grant.domains)):
+        raise PolicyError(f"{identifier.value} is outside the domains this account may "
+                          f"get certificates for ({', '.join(grant.domains)})")
+    if (profile is not None and profile.allowed_domains and identifier.type == "dns"
+            and not at_or_under_any(base.value, profile.allowed_domains)):
+        raise PolicyError(f"{identifier.value} is outside the domains of profile "
+                          f"{profile.name} ({', '.join(profile.allowed_domains)})")
 
 
 def _normalised(asked: Identifier, policy: PolicyConfig) -> Identifier:

@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.config import PolicyConfig
+from acme_ca.config_policy import Profile
 from acme_ca.domain.models import CertificateRecord, Order, OrderStatus, serial_hex
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.errors import Conflict, PolicyError, StoreError, StoreUnavailable
@@ -45,13 +46,15 @@ def certificate_window(
     issuer_end: datetime,
     *,
     validity: timedelta | None = None,
+    profile: Profile | None = None,
 ) -> tuple[datetime, datetime]:
     """(notBefore, notAfter) of a certificate signed at `now`, the one place that
     decides it (newOrder, finalize, `acme-ca sign-csr`); PolicyError if none is signable
     within policy. `not_before`/`not_after` are what a client asked for (RFC 8555
     7.1.3), or None; `issuer_end` is the intermediate's notAfter; `validity` the
-    lifetime without a `not_after` (sign-csr's --validity; [policy] default_validity
-    when None).
+    lifetime without a `not_after` (sign-csr's --validity; when None, the profile's
+    default_validity, or without a profile [policy]'s). `max_validity` is the
+    profile's, or without one [policy]'s.
 
     The start: the requested notBefore as given, or now - backdate (clock skew, RFC 5280
     4.1.2.5); never earlier than now - backdate, however long ago the order was made.
@@ -61,10 +64,13 @@ def certificate_window(
     `validity` over `max_validity`; a window that ends before it can begin (the issuer
     ends first, or the requested notAfter has passed); one longer than `max_validity`.
     """
-    max_validity = policy.max_validity
-    validity = policy.default_validity if validity is None else validity
+    limits = policy if profile is None else profile
+    max_validity = limits.max_validity
+    maximum = ("policy.max_validity" if profile is None
+               else f"profiles.{profile.name}.max_validity")
+    validity = limits.default_validity if validity is None else validity
     if validity > max_validity:
-        raise PolicyError(f"a validity of {validity} exceeds policy.max_validity ({max_validity})")
+        raise PolicyError(f"a validity of {validity} exceeds {maximum} ({max_validity})")
     earliest = now - policy.backdate
     if not_before is not None:
         start = max(not_before, earliest)
@@ -81,8 +87,7 @@ def certificate_window(
         raise PolicyError(f"no certificate can be issued: {ends}, not after "
                           f"{begin:%Y-%m-%dT%H:%M:%SZ}, when it would begin")
     if end - start > max_validity:
-        raise PolicyError(
-            f"a validity of {end - start} exceeds policy.max_validity ({max_validity})")
+        raise PolicyError(f"a validity of {end - start} exceeds {maximum} ({max_validity})")
     return start, end
 
 
@@ -91,16 +96,18 @@ def reservation(
     request: LeafRequest,
     now: datetime,
     *,
+    profile: str,
     account_id: str | None = None,
     order_id: str | None = None,
 ) -> tuple[CertificateRecord, LeafRequest]:
-    """The RESERVED record to store before signing, and the request with its serial."""
+    """The RESERVED record to store before signing, and the request with its serial;
+    ``profile``: the name of the profile it is issued under."""
     serial = request.serial or random_serial()
     record = CertificateRecord(
         serial=serial_hex(serial),
         issuer=issuer.fingerprint,
         names=request.dns_names + tuple(str(a) for a in request.ip_addresses),
-        profile=request.profile.value,
+        profile=profile,
         not_before=request.not_before,
         not_after=leaf_not_after(issuer.certificate, request.not_after),  # as signed
         created_at=now,
@@ -115,10 +122,13 @@ async def issue(
     issuer: Issuer,
     request: LeafRequest,
     now: datetime,
+    *,
+    profile: str,
 ) -> x509.Certificate:
     """Sign `request` with the intermediate, recording it in `store` before and after
-    (a certificate of no account or order: sign-csr, the server's own)."""
-    record, request = reservation(issuer, request, now)
+    (a certificate of no account or order: sign-csr, the server's own), as issued
+    under `profile`."""
+    record, request = reservation(issuer, request, now, profile=profile)
     await store.reserve_serial(record)
     certificate = issuer.issue(request)
     await store.store_certificate(record.serial, certificate.public_bytes(Encoding.DER))

@@ -29,15 +29,17 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from acme_ca.authority import finalize_checks, issuance
 from acme_ca.authority.caa_recheck import CaaRecheck
-from acme_ca.authority.grants import grant_for
+from acme_ca.authority.grants import Grant, grant_for
 from acme_ca.authority.identifiers import (
     authorization_identifier,
     challenge_types,
     parse_identifiers,
 )
 from acme_ca.authority.limits import RateLimits
+from acme_ca.authority.profiles import Catalog
 from acme_ca.clock import Clock
 from acme_ca.config import PolicyConfig
+from acme_ca.config_policy import Profile, default_profiles
 from acme_ca.domain.models import (
     Account,
     Authorization,
@@ -89,10 +91,13 @@ class OrderService:
         caa_recheck: CaaRecheck | None = None,
         in_flight: issuance.InFlight | None = None,
         limits: RateLimits | None = None,
+        profiles: Catalog | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._policy = policy
+        self._profiles = profiles or Catalog(
+            default_profiles(policy.default_validity, policy.max_validity))
         self._issuer = issuer
         self._challenge_types = tuple(challenge_types)
         self._in_flight = issuance.InFlight() if in_flight is None else in_flight
@@ -102,14 +107,19 @@ class OrderService:
     # --- newOrder ---------------------------------------------------------------------
 
     async def new_order(self, account: Account, payload: dict[str, Any]) -> Order:
-        issuer = self._issuer()  # once: a reload meanwhile must not mix intermediates
-        identifiers = parse_identifiers(
-            payload.get("identifiers"), self._policy, self._challenge_types,
-            issuer.certificate,
-        )
+        """RFC 8555 7.4, with the profile of draft-ietf-acme-profiles 4: the one named,
+        else the default (``profiles.Catalog.for_new_order``), its identifier types and
+        domains, and the account's grant's domains, checked with the CA's policy."""
         now = self._clock.now()
         grant = await grant_for(self._store, account, now)
-        not_before, not_after = self._requested_validity(payload, now, issuer)
+        issuer = self._issuer()  # once: a reload meanwhile must not mix intermediates
+        asked = payload.get("profile")
+        profile = self._profiles.for_new_order(asked, grant)
+        identifiers = parse_identifiers(
+            payload.get("identifiers"), self._policy, self._challenge_types,
+            issuer.certificate, profile=profile, grant=grant, profile_named=asked is not None,
+        )
+        not_before, not_after = self._requested_validity(payload, now, issuer, profile)
         authorization_ids: list[str] = []
         new: list[Authorization] = []
         expires = now + self._policy.order_lifetime
@@ -140,6 +150,7 @@ class OrderService:
             created_at=now,
             not_before=not_before,
             not_after=not_after,
+            profile=profile.name,
         )
         change = order_change(order, [*reusing, *new], now)  # all reused: ready at once
         if change is not None:
@@ -178,24 +189,26 @@ class OrderService:
         )
 
     def _requested_validity(
-        self, payload: dict[str, Any], now: datetime, issuer: Issuer
+        self, payload: dict[str, Any], now: datetime, issuer: Issuer, profile: Profile
     ) -> tuple[datetime | None, datetime | None]:
         """The notBefore/notAfter asked for (7.1.3), if this request may ask for them:
-        not in the past, not longer than policy, and a certificate signable now for
-        them (``issuance.certificate_window``); malformed otherwise."""
+        not in the past, not longer than the profile's max_validity, and a certificate
+        signable now for them (``issuance.certificate_window``); malformed otherwise."""
         policy = self._policy
         not_before = parse_time(payload, "notBefore")
         not_after = parse_time(payload, "notAfter")
         if not_before is not None and not_before < now - policy.backdate:
             raise malformed("notBefore is in the past")
-        if not_after is not None and not_after - (not_before or now) > policy.max_validity:
-            raise malformed(f"the requested validity exceeds the maximum of {policy.max_validity}")
+        if not_after is not None and not_after - (not_before or now) > profile.max_validity:
+            raise malformed(f"the requested validity exceeds the maximum of profile "
+                            f"{profile.name}, {profile.max_validity}")
         if not_after is None and not_before is not None and (
                 not_before > now + policy.order_lifetime):
             raise malformed("notBefore is too far in the future")
         try:
             issuance.certificate_window(not_before, not_after, now, policy,
-                                        issuer.certificate.not_valid_after_utc)
+                                        issuer.certificate.not_valid_after_utc,
+                                        profile=profile)
         except PolicyError as exc:
             raise malformed(str(exc)) from None
         return not_before, not_after
@@ -263,8 +276,9 @@ class OrderService:
         if order.status is not OrderStatus.READY:
             return await self._not_ready(order, csr_der)
         issuer = self._issuer()
-        await self._check_policy(order, issuer)
-        request = self._check_csr(account, order, csr_der, issuer)
+        grant = await grant_for(self._store, account, self._clock.now())
+        profile = await self._check_policy(order, issuer, grant)
+        request = self._check_csr(account, order, csr_der, issuer, profile)
         if self._caa_recheck is not None:  # CAA again, validated over 8 hours ago (caa_recheck)
             await self._caa_recheck.check(authorizations, self._clock.now())
         return await self._in_flight.run(
@@ -280,7 +294,8 @@ class OrderService:
         issuer: Issuer,
     ) -> Order:
         record, request = issuance.reservation(
-            issuer, request, self._clock.now(), account_id=account.id, order_id=order.id
+            issuer, request, self._clock.now(), profile=order.profile, account_id=account.id,
+            order_id=order.id,
         )
         try:
             await self._store.start_issuance(order.id, record)
@@ -310,12 +325,15 @@ class OrderService:
             headers={"Retry-After": "1"} if order.status is OrderStatus.PROCESSING else None,
         )
 
-    async def _check_policy(self, order: Order, issuer: Issuer) -> None:
-        """The identifier policy again (finalize_checks.policy_refusal): a refusal makes
-        the ready order invalid, with the problem as its error, then is raised."""
-        problem = finalize_checks.policy_refusal(order, self._policy, issuer)
-        if problem is None:
-            return
+    async def _check_policy(self, order: Order, issuer: Issuer, grant: Grant) -> Profile:
+        """The order's profile and the identifier policy again
+        (``finalize_checks.order_profile``): a refusal makes the ready order invalid,
+        with the problem as its error, then is raised."""
+        try:
+            return finalize_checks.order_profile(order, self._policy, issuer, self._profiles,
+                                                 grant)
+        except AcmeProblem as refused:
+            problem = refused
         with contextlib.suppress(Conflict):  # changed meanwhile: this request is refused still
             await self._store.update_order_status(
                 order.id, expected=OrderStatus.READY, status=OrderStatus.INVALID,
@@ -325,7 +343,7 @@ class OrderService:
         raise problem
 
     def _check_csr(self, account: Account, order: Order, csr_der: bytes,
-                   issuer: Issuer) -> LeafRequest:
+                   issuer: Issuer, profile: Profile) -> LeafRequest:
         """The certificate to sign, or the problem that keeps the order ready
         (:mod:`acme_ca.authority.finalize_checks`)."""
         try:
@@ -334,7 +352,7 @@ class OrderService:
         except PkiError as exc:
             raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
         return finalize_checks.leaf_request(contents, order, account.thumbprint,
-                                            self._policy, issuer, self._clock.now())
+                                            self._policy, issuer, self._clock.now(), profile)
 
     # --- certificates -------------------------------------------------------------------
 

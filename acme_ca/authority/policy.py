@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 import idna
 
+from acme_ca.config_values import at_or_under, at_or_under_any
 from acme_ca.errors import PolicyError
-from acme_ca.pki.constraints import at_or_under
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 MAX_NAME_LENGTH = 253
@@ -78,11 +78,11 @@ def check_dns_name(name: str, allowed_domains: Sequence[str],
     else:
         raise PolicyError(f"{name} is an IP address: use an identifier of type ip")
     base = ".".join(body)
-    if any(at_or_under(base, d) for d in denied_domains):
+    if at_or_under_any(base, denied_domains):
         raise PolicyError(f"{name} is under a denied domain")
     if labels[0] == "*" and any(at_or_under(d, base) for d in denied_domains):
         raise PolicyError(f"{name} would also cover a denied domain")
-    if not any(at_or_under(base, d) for d in allowed_domains):
+    if not at_or_under_any(base, allowed_domains):
         raise PolicyError(
             f"{name} is outside policy (allowed: {', '.join(allowed_domains)} and subdomains)"
         )

@@ -25,12 +25,14 @@ from acme_ca.pki import files
 from acme_ca.pki.constraints import first_forbidden
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, generate_key, load_key, same_key, write_key
-from acme_ca.pki.profiles import IpAddress, LeafRequest
+from acme_ca.pki.profiles import SERVER_AUTH, IpAddress, LeafRequest
 from acme_ca.store.base import Store
 
 log = logging.getLogger(__name__)
 
 TLS_VALIDITY = timedelta(days=7)
+# The profile its certificate record names: what it was before profiles were configurable.
+OWN_PROFILE = "server"
 
 
 class ServerTls:
@@ -116,8 +118,9 @@ class ServerTls:
             ip_addresses=self._ips,
             not_before=now - self._backdate,
             not_after=now + self._validity,
+            extended_key_usages=SERVER_AUTH,  # the server's own: serverAuth, whatever [profiles]
         )
-        cert = await issuance.issue(self._store, issuer, request, now)
+        cert = await issuance.issue(self._store, issuer, request, now, profile=OWN_PROFILE)
         write_key(self._key_path, key, None, exclusive=False)
         files.write_file(self._cert_path, issuer.chain_pem(cert), mode=files.PUBLIC_FILE)
         self._use(cert)

@@ -17,9 +17,9 @@ from acme_ca.cli.secrets import (
 )
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config, offline_dir, parse_duration
+from acme_ca.config_values import at_or_under_any
 from acme_ca.errors import ConfigError
 from acme_ca.pki import files
-from acme_ca.pki.constraints import at_or_under
 from acme_ca.pki.hierarchy import (
     HierarchyFiles,
     HierarchySpec,
@@ -166,7 +166,7 @@ def permitted_names(config: Config) -> tuple[str, ...]:
     """
     names = list(config.policy.allowed_domains)
     for host in config.server.own_names[0]:
-        if not any(at_or_under(host, d) for d in names):
+        if not at_or_under_any(host, names):
             names.append(host)
     return tuple(names)
 

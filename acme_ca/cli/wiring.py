@@ -24,6 +24,7 @@ from acme_ca.authority.issuance import InFlight
 from acme_ca.authority.limits import RateLimits
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
+from acme_ca.authority.profiles import Catalog
 from acme_ca.authority.revocation import RevocationService
 from acme_ca.authority.supervisor import ValidationSupervisor
 from acme_ca.authority.sweeper import IssuanceSweeper
@@ -137,11 +138,13 @@ def build_app(
         caa, links.account, timeout=config.validation.timeout.total_seconds()
     )
     in_flight = InFlight()  # the orders' issuances, which the sweeper leaves alone
+    profiles = Catalog.from_config(config)
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
                                 blocked_keys=config.policy.blocked_keys, limits=limits),
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
-                            caa_recheck=recheck, in_flight=in_flight, limits=limits),
+                            caa_recheck=recheck, in_flight=in_flight, profiles=profiles,
+                            limits=limits),
         authorizations=AuthorizationService(store, clock, supervisor),
         revocation=RevocationService(store, clock),
         nonces=NonceService(store, clock),
@@ -149,6 +152,7 @@ def build_app(
         ca=CaCertificates(issuer),
         meta=config.acme,
         caa_identities=config.validation.caa_identities,
+        profiles=profiles.offered(),
     )
     app = create_app(services)
     app[SUPERVISOR] = supervisor

@@ -30,7 +30,7 @@ class CertificateRecord:
     serial: str  # serial_hex() of the certificate's serial number
     issuer: str  # hex SHA-256 fingerprint of the issuing CA certificate
     names: tuple[str, ...]  # the subjectAltName values, DNS names and IP addresses
-    profile: str  # "server", "client" or "both"
+    profile: str  # the profile it was issued under ([profiles.NAME]; "both" before mtls)
     not_before: datetime
     not_after: datetime
     created_at: datetime

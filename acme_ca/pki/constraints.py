@@ -12,13 +12,8 @@ from collections.abc import Iterable
 
 from cryptography import x509
 
+from acme_ca.config_values import at_or_under
 from acme_ca.pki.profiles import IpAddress
-
-
-def at_or_under(name: str, domain: str) -> bool:
-    """Is `name` the domain `domain` or a name under it (both lowercase, no trailing
-    dot)? The one test of it: name constraints, [policy] domains, the CLI's."""
-    return name == domain or name.endswith("." + domain)
 
 
 def _dns_matches(name: str, constraint: str, *, excluded: bool) -> bool:

@@ -1,4 +1,4 @@
-"""The three certificate profiles of the CA: root, intermediate and leaf (RFC 5280).
+"""The three kinds of certificate the CA signs: root, intermediate and leaf (RFC 5280).
 
 Each function returns a signed certificate and nothing else: no files, no storage.
 Every certificate gets a CSPRNG serial of at least 64 bits, a SHA-256 or SHA-384
@@ -12,7 +12,6 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -32,18 +31,8 @@ ROOT_VALIDITY = timedelta(days=3650)
 INTERMEDIATE_VALIDITY = timedelta(days=1825)
 
 
-class LeafProfile(StrEnum):
-    SERVER = "server"
-    CLIENT = "client"
-    BOTH = "both"
-
-    @property
-    def usages(self) -> list[x509.ObjectIdentifier]:
-        return {
-            LeafProfile.SERVER: [ExtendedKeyUsageOID.SERVER_AUTH],
-            LeafProfile.CLIENT: [ExtendedKeyUsageOID.CLIENT_AUTH],
-            LeafProfile.BOTH: [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-        }[self]
+# What a TLS server's certificate carries (RFC 5280 4.2.1.12 id-kp-serverAuth).
+SERVER_AUTH: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.SERVER_AUTH,)
 
 
 def ca_name(common_name: str, organization: str | None, country: str | None) -> x509.Name:
@@ -150,14 +139,15 @@ def build_intermediate(
 
 @dataclass(frozen=True, slots=True)
 class LeafRequest:
-    """What goes into an end-entity certificate; validity already decided by policy."""
+    """What goes into an end-entity certificate; validity and extended key usages
+    already decided by policy (the caller's profile)."""
 
     public_key: PublicKey
     dns_names: tuple[str, ...]
     ip_addresses: tuple[IpAddress, ...]
     not_before: datetime
     not_after: datetime
-    profile: LeafProfile = LeafProfile.SERVER
+    extended_key_usages: tuple[x509.ObjectIdentifier, ...] = SERVER_AUTH
     common_name: str | None = None
     serial: int | None = None  # None: a fresh random serial
 
@@ -208,7 +198,8 @@ def build_leaf(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage(request.profile.usages), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(request.extended_key_usages)),
+                       critical=False)
         .add_extension(x509.SubjectAlternativeName(names), critical=not request.common_name)
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(request.public_key), critical=False

@@ -47,7 +47,8 @@ async def sign_one(hierarchy: Hierarchy, store: Store, ends: datetime) -> None:
     """The current intermediate signs a leaf that ends at `ends`: the store knows it."""
     request = LeafRequest(ec.generate_private_key(ec.SECP256R1()).public_key(),
                           ("web.bluerobin.local",), (), ends - DAY, ends)
-    await issuance.issue(store, load_issuer(hierarchy), request, hierarchy.now)
+    await issuance.issue(store, load_issuer(hierarchy), request, hierarchy.now,
+                         profile="server")
 
 
 def keeper(hierarchy: Hierarchy, store: Store, clock: FakeClock,
@@ -122,7 +123,7 @@ async def test_a_certificate_that_ends_later_keeps_the_key(
     leaf_ends = hierarchy.now + 30 * DAY
     request = LeafRequest(ec.generate_private_key(ec.SECP256R1()).public_key(),
                           ("late.bluerobin.local",), (), hierarchy.now + 20 * DAY, leaf_ends)
-    await issuance.issue(store, old, request, hierarchy.now)
+    await issuance.issue(store, old, request, hierarchy.now, profile="server")
     key = renew(hierarchy, hierarchy.now + DAY)
     clock = FakeClock(hierarchy.now + 2 * DAY)
     keys = keeper(hierarchy, store, clock)

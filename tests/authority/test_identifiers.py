@@ -44,7 +44,8 @@ def test_every_refusal_is_collected_with_its_reason(hierarchy: Hierarchy) -> Non
         check_identifiers(asked, POLICY, intermediate=hierarchy.intermediate)
     refusals = caught.value.refusals
     assert [r.identifier for r in refusals] == asked[1:]
-    assert [r.unsupported for r in refusals] == [False] * 4 + [True]
+    assert [r.type for r in refusals] == [ProblemType.REJECTED_IDENTIFIER] * 4 + [
+        ProblemType.UNSUPPORTED_IDENTIFIER]
     message = str(caught.value)
     assert message.startswith("5 names refused: db.secret.bluerobin.local is under a denied")
     for fragment in ("IP address 192.168.1.1 is outside policy",

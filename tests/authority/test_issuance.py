@@ -9,13 +9,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from acme_ca.authority import issuance
 from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_hex
 from acme_ca.errors import Conflict, PolicyError
 from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.profiles import LeafProfile, LeafRequest
+from acme_ca.pki.profiles import LeafRequest
 from acme_ca.store import Store
 from tests.conftest import Hierarchy
 
@@ -31,18 +32,19 @@ def request_for(now: datetime, **changes: object) -> LeafRequest:
         "ip_addresses": (),
         "not_before": now - BACKDATE,
         "not_after": now + timedelta(days=7),
-        "profile": LeafProfile.BOTH,
+        "extended_key_usages": (ExtendedKeyUsageOID.SERVER_AUTH,
+                                ExtendedKeyUsageOID.CLIENT_AUTH),
     }
     return LeafRequest(**{**fields, **changes})  # type: ignore[arg-type]
 
 
 async def test_issue_stores_the_certificate(store: Store, issuer: Issuer, now: datetime) -> None:
-    cert = await issuance.issue(store, issuer, request_for(now), now)
+    cert = await issuance.issue(store, issuer, request_for(now), now, profile="mtls")
     record = await store.get_certificate(serial_hex(cert.serial_number))
     assert record.status is CertificateStatus.ISSUED
     assert record.der == cert.public_bytes(Encoding.DER)
     assert record.names == ("postgres.bluerobin.local", "db.bluerobin.local")
-    assert record.profile == "both"
+    assert record.profile == "mtls"
     assert record.issuer == issuer.fingerprint
     assert (record.not_before, record.not_after) == (
         cert.not_valid_before_utc,
@@ -89,7 +91,8 @@ async def test_the_serial_is_reserved_before_signing(
     store: Store, issuer: Issuer, now: datetime, events: list[str]
 ) -> None:
     spy = SpyStore(store, events)
-    cert = await issuance.issue(spy, issuer, request_for(now), now)  # type: ignore[arg-type]
+    cert = await issuance.issue(spy, issuer, request_for(now), now,  # type: ignore[arg-type]
+                                profile="mtls")
     assert events == ["reserve", "sign", "store"]
     (reserved,) = spy.reserved
     assert reserved.status is CertificateStatus.RESERVED and reserved.der is None
@@ -99,11 +102,11 @@ async def test_the_serial_is_reserved_before_signing(
 async def test_a_serial_already_taken_is_never_signed(
     store: Store, issuer: Issuer, now: datetime, events: list[str]
 ) -> None:
-    first = await issuance.issue(store, issuer, request_for(now), now)
+    first = await issuance.issue(store, issuer, request_for(now), now, profile="mtls")
     events.clear()
     again = request_for(now, serial=first.serial_number)
     with pytest.raises(Conflict):
-        await issuance.issue(store, issuer, again, now)
+        await issuance.issue(store, issuer, again, now, profile="mtls")
     assert events == []
     record = await store.get_certificate(serial_hex(first.serial_number))
     assert record.der == first.public_bytes(Encoding.DER)
@@ -111,7 +114,8 @@ async def test_a_serial_already_taken_is_never_signed(
 
 async def test_a_given_serial_is_used(store: Store, issuer: Issuer, now: datetime) -> None:
     serial = 0x7FEDCBA9876543210F
-    cert = await issuance.issue(store, issuer, request_for(now, serial=serial), now)
+    cert = await issuance.issue(store, issuer, request_for(now, serial=serial), now,
+                                profile="mtls")
     assert cert.serial_number == serial
     assert (await store.get_certificate(serial_hex(serial))).status is CertificateStatus.ISSUED
 
@@ -121,7 +125,7 @@ async def test_the_record_is_capped_at_the_issuers_not_after(
 ) -> None:
     end = issuer.certificate.not_valid_after_utc
     request = request_for(now, not_after=end + timedelta(days=30))
-    cert = await issuance.issue(store, issuer, request, now)
+    cert = await issuance.issue(store, issuer, request, now, profile="mtls")
     record = await store.get_certificate(serial_hex(cert.serial_number))
     assert cert.not_valid_after_utc == record.not_after == end
 

@@ -240,7 +240,7 @@ def test_sign_csr_full_chain_to_stdout(run: Run, initialised: Path, csr_file: Cs
     ("names", "args", "fragment"),
     [
         (("www.example.com",), (), "www.example.com is outside policy"),
-        (("db.bluerobin.local",), ("--validity", "91d"), "exceeds policy.max_validity"),
+        (("db.bluerobin.local",), ("--validity", "91d"), "exceeds profiles.server.max_validity"),
         (("db.bluerobin.local",), ("--validity", "7x"), "--validity: "),
     ],
 )

@@ -72,12 +72,14 @@ async def authorize(server: AcmeServer, client: AcmeTestClient, order: dict,
 
 
 async def ready_order(server: AcmeServer, client: AcmeTestClient, *names: str,
-                      identifiers: list[dict[str, str]] | None = None
-                      ) -> tuple[dict[str, Any], str]:
+                      identifiers: list[dict[str, str]] | None = None,
+                      created: Response | None = None) -> tuple[dict[str, Any], str]:
     """An order whose authorizations are all valid: (order as created, order URL).
-    DNS `names`, or `identifiers` as newOrder takes them (e.g. type "ip")."""
-    created = await (client.post(NEW_ORDER, {"identifiers": identifiers}) if identifiers
-                     else client.new_order(*names))
+    DNS `names`, or `identifiers` as newOrder takes them (e.g. type "ip"), or the order
+    `created` already (e.g. with a profile)."""
+    if created is None:
+        created = await (client.post(NEW_ORDER, {"identifiers": identifiers}) if identifiers
+                         else client.new_order(*names))
     assert created.status == 201, created.body
     await authorize(server, client, created.json())
     order_url = created.headers["Location"]

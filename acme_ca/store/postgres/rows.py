@@ -121,8 +121,8 @@ def to_account(row: Record) -> Account:
 ORDER_INSERT = """
 INSERT INTO orders (
     id, account_id, status, identifiers, expires, created_at, not_before, not_after,
-    error, certificate_serial
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"""
+    error, certificate_serial, profile
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"""
 LINK_INSERT = """
 INSERT INTO order_authorizations (order_id, authorization_id, position) VALUES ($1, $2, $3)"""
 
@@ -139,6 +139,7 @@ def order_row(order: Order) -> tuple[object, ...]:
         optional_aware(order.not_after),
         order.error,
         order.certificate_serial,
+        order.profile,
     )
 
 
@@ -163,6 +164,7 @@ def to_order(row: Record) -> Order:
         not_after=row["not_after"],
         error=row["error"],
         certificate_serial=row["certificate_serial"],
+        profile=row["profile"],
     )
 
 

@@ -29,8 +29,8 @@ from acme_ca.store.sqlite.rows import (
 _INSERT_ORDER = """
 INSERT INTO orders (
     id, account_id, status, identifiers, expires, created_at, not_before, not_after,
-    error, certificate_serial
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    error, certificate_serial, profile
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING *"""
 _INSERT_AUTHORIZATION = """
 INSERT INTO authorizations (

@@ -92,6 +92,7 @@ def order_row(order: Order) -> tuple[object, ...]:
         optional_text(order.not_after),
         order.error,
         order.certificate_serial,
+        order.profile,
     )
 
 
@@ -114,6 +115,7 @@ def to_order(row: sqlite3.Row, authorization_ids: Sequence[str] | None = None) -
         not_after=optional_time(row["not_after"]),
         error=row["error"],
         certificate_serial=row["certificate_serial"],
+        profile=row["profile"],
     )
 
 

@@ -14,11 +14,13 @@ from acme_ca.errors import Conflict, NotFound, StoreError
 from acme_ca.store import Store
 from tests.store.conftest import (
     ACCOUNT,
+    DER,
     OTHER,
     PROBLEM,
     T0,
     make_authorization,
     make_order,
+    make_record,
     valid_authorization,
 )
 
@@ -156,3 +158,22 @@ async def test_one_finalize_of_eight_over_two_stores_wins(store: Store, other: S
     winners = [r for r in results if isinstance(r, Order)]
     assert len(winners) == 1 and sum(isinstance(r, Conflict) for r in results) == 7, results
     assert await other.get_order("o") == winners[0]
+
+
+async def test_order_keeps_its_profile_through_every_write(store: Store):
+    """draft-ietf-acme-profiles 4: the order's profile is stored, echoed on every read,
+    and kept as the order moves (ready, processing, valid), for finalize to check it."""
+    authz = make_authorization("az-1")
+    order = make_order("order-1", [authz], profile="client")
+    assert (await store.create_order(order, [authz])).profile == "client"
+    assert (await store.get_order("order-1")).profile == "client"
+    ready = await store.update_order_status("order-1", expected=OrderStatus.PENDING,
+                                            status=OrderStatus.READY)
+    assert ready.profile == "client"
+    started = await store.start_issuance("order-1",
+                                         make_record("0a", profile="client"))
+    assert started.profile == "client"
+    finished = await store.finish_order("order-1", "0a", DER)
+    assert (finished.status, finished.profile) == (OrderStatus.VALID, "client")
+    assert (await store.get_certificate("0a")).profile == "client"
+    assert [o.profile for o in await store.orders_for_authorization("az-1")] == ["client"]

@@ -1,0 +1,234 @@
+"""Certificate profiles (draft-ietf-acme-profiles-00): the directory offers them
+(section 3, ``meta.profiles``), newOrder names one in ``profile`` or gets the default,
+the order echoes it (section 4), an unknown or retired one is invalidProfile (4, 6.3),
+and finalize checks it again ("a profile the CA is no longer willing to issue under":
+invalidProfile) before the profile decides the certificate: its extended key usages,
+validity and key types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from acme_ca.domain.models import serial_hex
+from tests.protocol.conftest import AcmeServer
+from tests.protocol.helpers import (
+    NEW_ORDER,
+    assert_problem,
+    finalize,
+    leaf_of,
+    ready_order,
+    registered,
+)
+
+NAME = "worker.bluerobin.local"
+SERVER = [ExtendedKeyUsageOID.SERVER_AUTH]
+CLIENT = [ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def usages(certificate: x509.Certificate) -> list[x509.ObjectIdentifier]:
+    return list(certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+
+
+async def issued(server: AcmeServer, *names: str, csr_key: Any = None, **extra: Any
+                 ) -> tuple[dict[str, Any], x509.Certificate]:
+    """The valid order and its leaf, for an order with ``extra`` (e.g. profile)."""
+    client = await registered(server)
+    created = await client.new_order(*names, **extra)
+    assert created.status == 201, created.body
+    order, order_url = await ready_order(server, client, *names, created=created)
+    response, _ = await finalize(client, order, *names, csr_key=csr_key)
+    assert response.status == 200, response.body
+    valid = (await client.post(order_url)).json()
+    certificate = await client.post(valid["certificate"])
+    return valid, leaf_of(certificate.body)
+
+
+async def test_the_directory_offers_the_profiles_not_retired(
+        server_factory: Callable[..., Any]) -> None:
+    """Section 3: meta.profiles maps each profile's name to its description."""
+    server = await server_factory(**{"profiles.mtls": {"retired": True},
+                                     "profiles.nats": {"description": "NATS workers",
+                                                       "extended_key_usages": ["clientAuth"]}})
+    meta = (await server.client().directory())["meta"]
+    assert set(meta["profiles"]) == {"server", "client", "nats"}
+    assert meta["profiles"]["nats"] == "NATS workers"
+    assert meta["profiles"]["client"].startswith("TLS clients")
+    await server.store.close()
+
+
+async def test_an_order_naming_no_profile_gets_the_default_and_says_so(
+        server: AcmeServer) -> None:
+    """Section 4: the server selects a profile and the order (created and read) names
+    it; the certificate is the server profile's, serverAuth only."""
+    order, leaf = await issued(server, NAME)
+    assert order["profile"] == "server"
+    assert usages(leaf) == SERVER
+    record = await server.store.get_certificate(serial_hex(leaf.serial_number))
+    assert record.profile == "server"
+
+
+async def test_the_client_profile_gives_a_client_auth_only_certificate(
+        server: AcmeServer) -> None:
+    """Section 4: the profile named is echoed and decides the certificate: clientAuth
+    only, what a NATS worker or a PostgreSQL client presents (RFC 5280 4.2.1.12)."""
+    order, leaf = await issued(server, NAME, profile="client")
+    assert order["profile"] == "client"
+    assert usages(leaf) == CLIENT
+    assert (await server.store.get_certificate(serial_hex(leaf.serial_number))).profile == "client"
+    _, both = await issued(server, NAME, profile="mtls")
+    assert usages(both) == SERVER + CLIENT
+
+
+async def test_default_profile_is_configurable(server_factory: Callable[..., Any]) -> None:
+    server = await server_factory(**{"acme.default_profile": "mtls"})
+    order, leaf = await issued(server, NAME)
+    assert order["profile"] == "mtls"
+    assert usages(leaf) == SERVER + CLIENT
+    await server.store.close()
+
+
+@pytest.mark.parametrize("profile", ["nothing", "mtls", ""])
+async def test_an_unknown_or_retired_profile_is_invalid_profile(
+        server_factory: Callable[..., Any], profile: str) -> None:
+    """Sections 4 and 6.3: a profile the server does not advertise is invalidProfile
+    (400), and no order is made."""
+    server = await server_factory(**{"profiles.mtls": {"retired": True}})
+    client = await registered(server)
+    doc = assert_problem(await client.new_order(NAME, profile=profile), 400, "invalidProfile")
+    assert repr(profile) in doc["detail"] and "offered: client, server" in doc["detail"], doc
+    await server.store.close()
+
+
+@pytest.mark.parametrize("profile", [1, ["client"], {"name": "client"}, True])
+async def test_a_profile_that_is_not_a_string_is_malformed(
+        server: AcmeServer, profile: Any) -> None:
+    """Section 4: profile is a string."""
+    client = await registered(server)
+    assert_problem(await client.new_order(NAME, profile=profile), 400, "malformed")
+
+
+async def test_identifier_types_of_a_profile(server_factory: Callable[..., Any],
+                                             make_hierarchy: Callable[..., Any]) -> None:
+    """Section 4: a profile named alongside an identifier of a type it does not issue
+    for is "incompatible with the rest of the contents of the request":
+    invalidProfile. Named by no one (the default), the identifier is refused instead:
+    rejectedIdentifier (RFC 8555 6.7)."""
+    server = await server_factory(make_hierarchy("ip-pki", permitted_domains=None),
+                                  **{"policy.allowed_ip_networks": ["10.0.0.0/8"],
+                                     "profiles.client": {"identifier_types": ["dns"]},
+                                     "profiles.server": {"identifier_types": ["dns"]}})
+    client = await registered(server)
+    ip = {"type": "ip", "value": "10.0.0.5"}
+    named = await client.post(NEW_ORDER, {"identifiers": [ip], "profile": "client"})
+    doc = assert_problem(named, 400, "invalidProfile")
+    assert "profile client does not issue for ip identifiers" in doc["detail"], doc
+    defaulted = await client.post(NEW_ORDER, {"identifiers": [ip]})
+    assert_problem(defaulted, 400, "rejectedIdentifier")
+    allowed = await client.post(NEW_ORDER, {"identifiers": [ip], "profile": "mtls"})
+    assert allowed.status == 201, allowed.body
+    await server.store.close()
+
+
+async def test_allowed_domains_of_a_profile(server_factory: Callable[..., Any]) -> None:
+    """A profile's allowed_domains narrows [policy]'s: a name outside it is
+    rejectedIdentifier (RFC 8555 6.7), with a subproblem naming it (6.7.1)."""
+    server = await server_factory(
+        **{"profiles.client": {"allowed_domains": ["workers.bluerobin.local"]}})
+    client = await registered(server)
+    inside = await client.new_order("a.workers.bluerobin.local", profile="client")
+    assert inside.status == 201, inside.body
+    outside = await client.new_order("db.bluerobin.local", "workers.bluerobin.local",
+                                     profile="client")
+    doc = assert_problem(outside, 400, "rejectedIdentifier")
+    assert [s["identifier"]["value"] for s in doc["subproblems"]] == ["db.bluerobin.local"]
+    assert "outside the domains of profile client" in doc["detail"], doc
+    await server.store.close()
+
+
+async def test_the_profile_validity(server_factory: Callable[..., Any]) -> None:
+    """The profile's default_validity is the certificate's lifetime when the order asks
+    none (the backdate inside it); a notAfter beyond its max_validity is malformed at
+    newOrder (RFC 8555 7.1.3), whatever [policy] allows."""
+    server = await server_factory(
+        **{"profiles.client": {"default_validity": "24h", "max_validity": "2d"}})
+    _, leaf = await issued(server, NAME, profile="client")
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(hours=24)
+    client = await registered(server)
+    not_after = (server.clock.now() + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    doc = assert_problem(await client.new_order(NAME, profile="client", notAfter=not_after),
+                         400, "malformed")
+    assert "maximum of profile client" in doc["detail"], doc
+    await server.store.close()
+
+
+async def test_a_key_type_the_profile_does_not_allow_is_bad_csr(
+        server_factory: Callable[..., Any]) -> None:
+    """Finalize: the CSR's key must be of a type the profile allows; badCSR names them,
+    and the order stays ready for a CSR with another key."""
+    server = await server_factory(**{"profiles.client": {"key_types": ["ecdsa-p384"]}})
+    client = await registered(server)
+    created = await client.new_order(NAME, profile="client")
+    order, order_url = await ready_order(server, client, NAME, created=created)
+    response, _ = await finalize(client, order, NAME)  # a P-256 key
+    doc = assert_problem(response, 400, "badCSR")
+    assert "ECDSA P-256 key is not allowed by profile client (allowed: ecdsa-p384)" in (
+        doc["detail"]), doc
+    assert (await client.post(order_url)).json()["status"] == "ready"
+    response, _ = await finalize(client, order, NAME,
+                                 csr_key=ec.generate_private_key(ec.SECP384R1()))
+    assert response.status == 200, response.body
+    await server.store.close()
+
+
+@pytest.mark.parametrize("change", [{"retired": True}, None], ids=["retired", "removed"])
+async def test_finalize_under_a_profile_no_longer_offered_is_invalid_profile(
+        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any],
+        change: dict[str, Any] | None) -> None:
+    """Section 4: "If a server receives a request to finalize an Order whose profile the
+    CA is no longer willing to issue under, it MUST respond with invalidProfile." The
+    order becomes invalid (RFC 8555 7.1.6), as for a name the policy now refuses."""
+    hierarchy = make_hierarchy("pki")
+    nats = {"description": "NATS", "extended_key_usages": ["clientAuth"]}
+    before = await server_factory(hierarchy, **{"profiles.nats": nats})
+    client = await registered(before)
+    created = await client.new_order(NAME, profile="nats")
+    order, order_url = await ready_order(before, client, NAME, created=created)
+    await before.store.close()
+    overrides = {} if change is None else {"profiles.nats": {**nats, **change}}
+    after = await server_factory(hierarchy, **overrides)
+    same_account = after.client(key=client.key, kid=client.kid)
+    response, _ = await finalize(same_account, order, NAME)
+    doc = assert_problem(response, 400, "invalidProfile")
+    assert "'nats'" in doc["detail"], doc
+    ended = (await same_account.post(order_url)).json()
+    assert ended["status"] == "invalid", ended
+    assert ended["error"]["type"].endswith(":invalidProfile"), ended
+    await after.store.close()
+
+
+async def test_finalize_after_the_profile_narrowed_its_domains_is_refused(
+        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any]) -> None:
+    """The operator narrows a profile's allowed_domains and restarts: an order made
+    before for a name now outside them is refused at finalize as a new one would be at
+    newOrder (rejectedIdentifier), and becomes invalid (RFC 8555 7.1.6)."""
+    hierarchy = make_hierarchy("pki")
+    before = await server_factory(hierarchy)
+    client = await registered(before)
+    created = await client.new_order(NAME, profile="client")
+    order, order_url = await ready_order(before, client, NAME, created=created)
+    await before.store.close()
+    after = await server_factory(
+        hierarchy, **{"profiles.client": {"allowed_domains": ["workers.bluerobin.local"]}})
+    same_account = after.client(key=client.key, kid=client.kid)
+    response, _ = await finalize(same_account, order, NAME)
+    doc = assert_problem(response, 400, "rejectedIdentifier")
+    assert "outside the domains of profile client" in doc["detail"], doc
+    assert (await same_account.post(order_url)).json()["status"] == "invalid"
+    await after.store.close()
