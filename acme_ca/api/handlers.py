@@ -124,8 +124,9 @@ async def new_account(request: web.Request) -> web.Response:
     services = _services(request)
     verified, _ = await _verified(request, "jwk")
     payload = verified.json()
-    account, created = await services.accounts.new_account(
-        verified.key, payload, lambda: external_binding(payload, outer=verified))
+    account, created = await services.accounts.new_account(  # the peer: no X-Forwarded-For
+        verified.key, payload, lambda: external_binding(payload, outer=verified),
+        address=request.remote)
     return _json(
         views.account_json(account, services.links),
         status=201 if created else 200,

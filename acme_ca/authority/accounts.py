@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from acme_ca.authority import eab
+from acme_ca.authority.grants import UNRESTRICTED, Grant, key_limits
+from acme_ca.authority.limits import RateLimits
 from acme_ca.clock import Clock
 from acme_ca.domain.models import Account, AccountStatus
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
@@ -81,12 +83,13 @@ class KeyInUse(AcmeProblem):
 class AccountService:
     def __init__(self, store: Store, clock: Clock, *, terms_of_service: str | None,
                  blocked_keys: Collection[bytes] = frozenset(),
-                 eab_required: bool = False) -> None:
+                 eab_required: bool = False, limits: RateLimits | None = None) -> None:
         self._store = store
         self._clock = clock
         self._terms = terms_of_service
         self._blocked_keys = blocked_keys
         self._eab_required = eab_required
+        self._limits = limits or RateLimits(store, clock)
 
     def _check_key(self, key: AccountKey) -> None:
         """RFC 8555 6.7 badPublicKey for a weak or blocklisted key (pki/goodkey.py), checked
@@ -105,12 +108,15 @@ class AccountService:
     async def new_account(
         self, key: AccountKey, payload: dict[str, Any],
         binding: Callable[[], eab.ExternalBinding | None] = lambda: None,
+        *, address: str | None = None,
     ) -> tuple[Account, bool]:
         """newAccount (7.3): (account, created). An existing key returns its account
         (7.3.1), whatever binding it carries. A new one needs a valid External Account
         Binding (7.3.4) if the CA requires one, and binds the key it names if it has
         one: ``binding`` reads it from the request (api/jws.external_binding) only
-        when an account is to be created."""
+        when an account is to be created. A new one spends from
+        ``new_accounts_per_ip`` for ``address``, the client's (rateLimited, 6.6, when
+        over it; the key's override when it has one)."""
         self._check_key(key)
         existing = await self.find_by_key(key)
         if existing is not None:
@@ -147,9 +153,12 @@ class AccountService:
             created_at=now,
             eab_kid=None if eab_key is None else eab_key.kid,
         )
+        grant = UNRESTRICTED if eab_key is None else Grant(limits=key_limits(eab_key))
+        spent = await self._limits.new_account(address, grant)
         try:
             return await self._store.create_account(account), True
         except Conflict:
+            await self._limits.refund(spent)
             winner = await self.find_by_key(key)
             if winner is not None:  # the same key registered concurrently: one account wins
                 return winner, False
