@@ -5,7 +5,9 @@ Orders and authorizations whose ``expires`` is older than now minus ``[retention
 grace`` are deleted (``Store.prune_orders``, ``Store.prune_authorizations``): past
 their expiry they are invalid and no client can use them (RFC 8555 7.1.6); the grace
 keeps them a while for an operator's questions. Orders go first, so that the
-authorizations they alone listed go in the same round. Certificates are never deleted,
+authorizations they alone listed go in the same round; an order still processing
+(being signed) waits until ``finish_order`` or the sweeper ends it. The grace is at
+least an hour (``config_policy.MIN_RETENTION_GRACE``). Certificates are never deleted,
 and an authorization still listed by a kept order is kept. Full rate-limit buckets go
 too (a row whose TAT has passed is the same as no row: ``domain/limits.py``). Expired
 nonces are the nonce job's (``nonces.py``).
@@ -27,6 +29,7 @@ from datetime import datetime, timedelta
 
 from acme_ca.authority.background import in_batches
 from acme_ca.clock import Clock
+from acme_ca.config_policy import check_retention_grace
 from acme_ca.config_values import format_duration
 from acme_ca.store.retention import RetentionStore
 
@@ -43,8 +46,7 @@ class Retention:
     """Deletes what expired more than ``grace`` ago, and full rate-limit buckets."""
 
     def __init__(self, store: RetentionStore, clock: Clock, grace: timedelta) -> None:
-        if grace < timedelta(0):
-            raise ValueError(f"the retention grace cannot be negative ({grace})")
+        check_retention_grace(grace)
         self._store = store
         self._clock = clock
         self._grace = grace

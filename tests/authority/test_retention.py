@@ -85,9 +85,12 @@ async def test_only_the_holder_prunes_and_logs_it(
     await b.close()
 
 
-def test_a_negative_grace_is_refused():
-    with pytest.raises(ValueError, match="negative"):
-        Retention(None, FakeClock(NOW), timedelta(seconds=-1))  # type: ignore[arg-type]
+@pytest.mark.parametrize("grace", [timedelta(seconds=-1), timedelta(seconds=1),
+                                   timedelta(minutes=59)])
+def test_a_grace_under_an_hour_is_refused(grace: timedelta):
+    """As ``[retention] grace`` is (``config_policy.read_retention``)."""
+    with pytest.raises(ValueError, match="at least 1h"):
+        Retention(None, FakeClock(NOW), grace)  # type: ignore[arg-type]
 
 
 class StalledAuthorizations:

@@ -30,9 +30,13 @@ from acme_ca.store.postgres.base import Connection, PostgresBase, aware
 from acme_ca.store.postgres.pool import broken
 from acme_ca.store.retention import TableStats
 
-# The oldest orders expired before $1, of any status: a range of orders_by_expiry.
+# The oldest orders expired before $1, of any status but processing (being signed:
+# finish_order must find it; ``sweeper.py`` ends it, and a later round prunes it): a
+# range of orders_by_expiry. The lock's recheck reads the row as start_issuance left it, so
+# an order it moved to processing meanwhile is skipped.
 LOCK_PRUNABLE_ORDERS = """
-SELECT id FROM orders WHERE expires < $1 ORDER BY expires, id LIMIT $2
+SELECT id FROM orders WHERE expires < $1 AND status <> 'processing'
+ORDER BY expires, id LIMIT $2
 FOR UPDATE SKIP LOCKED"""
 # The oldest authorizations expired before $1 that no order lists and no validation is
 # settling: a range of authorizations_by_expiry.

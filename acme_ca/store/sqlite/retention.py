@@ -26,9 +26,11 @@ from acme_ca.store.retention import TableStats
 from acme_ca.store.sqlite.base import SqliteBase, to_text
 from acme_ca.store.sqlite.connection import Connection
 
-# The oldest orders expired before ?1, of any status.
+# The oldest orders expired before ?1, of any status but processing (being signed:
+# finish_order must find it; ``sweeper.py`` ends it, and a later round prunes it).
 PRUNABLE_ORDERS = """
-SELECT id FROM orders INDEXED BY orders_by_expiry WHERE expires < ? ORDER BY expires LIMIT ?"""
+SELECT id FROM orders INDEXED BY orders_by_expiry
+WHERE expires < ? AND status != 'processing' ORDER BY expires LIMIT ?"""
 # The oldest authorizations expired before ?1 that no order lists and that no validation
 # is settling (record_validation moves only a processing challenge: what it would move
 # is left alone; an expired authorization's challenge never starts processing again).
