@@ -38,7 +38,7 @@ from acme_ca.store.sqlite.opening import nonce_path
 # finish_order must find it; ``sweeper.py`` ends it, and a later round prunes it).
 PRUNABLE_ORDERS = """
 SELECT id FROM orders INDEXED BY orders_by_expiry
-WHERE expires < ? AND status != 'processing' ORDER BY expires LIMIT ?"""
+WHERE expires < ? AND status != 'processing' ORDER BY expires, id LIMIT ?"""
 # The oldest authorizations expired before ?1 that no order lists and that no validation
 # is settling (record_validation moves only a processing challenge: what it would move
 # is left alone; an expired authorization's challenge never starts processing again).
@@ -48,7 +48,7 @@ WHERE expires < ?
   AND NOT EXISTS (SELECT 1 FROM order_authorizations WHERE authorization_id = a.id)
   AND NOT EXISTS (SELECT 1 FROM challenges
                   WHERE authorization_id = a.id AND status = 'processing')
-ORDER BY expires LIMIT ?"""
+ORDER BY expires, id LIMIT ?"""
 # The ids of a batch, as a JSON array (json_each): one statement per table.
 DELETE_LINKS = """
 DELETE FROM order_authorizations WHERE order_id IN (SELECT value FROM json_each(?))"""
