@@ -138,8 +138,13 @@ def _stats(raw: sqlite3.Connection) -> list[TableStats]:
     except sqlite3.OperationalError:  # no such table: dbstat (not compiled in)
         sizes = None
     return [
-        TableStats(name, raw.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0],  # noqa: S608
+        TableStats(name, raw.execute(f"SELECT COUNT(*) FROM {_quoted(name)}").fetchone()[0],  # noqa: S608
                    None if sizes is None else sizes.get(name, 0))
         for name in names
     ]
 
+
+
+def _quoted(name: str) -> str:
+    """``name`` as an SQL identifier: in double quotes, each of its own doubled."""
+    return '"' + name.replace('"', '""') + '"'

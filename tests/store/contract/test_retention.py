@@ -244,3 +244,30 @@ async def test_table_stats_count_every_table(store: Store):
     # tells: every table takes at least a page, once it or its indexes hold a row.
     assert stats["orders"].bytes is not None and stats["orders"].bytes > 0
     assert [t.name for t in stats.values()] == sorted(stats)
+
+
+async def make_table(backend: Backend, name: str) -> None:
+    """A table of the operator's own in the CA's database, with one row."""
+    quoted = '"' + name.replace('"', '""') + '"'
+    if backend.name == "sqlite":
+        with _sqlite(backend.url) as conn:
+            conn.execute(f"CREATE TABLE {quoted} (x INTEGER)")
+            conn.execute(f"INSERT INTO {quoted} VALUES (1)")  # noqa: S608
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(backend.url)
+    try:
+        await conn.execute(f"CREATE TABLE {quoted} (x INTEGER)")
+        await conn.execute(f"INSERT INTO {quoted} VALUES (1)")  # noqa: S608
+    finally:
+        await conn.close()
+
+
+async def test_table_stats_count_a_table_whose_name_needs_quoting(backend: Backend,
+                                                                  store: Store):
+    """Any table of the database is counted under its own name, even one whose name
+    holds a double quote (an identifier is quoted, its quotes doubled)."""
+    await make_table(backend, 'audit "old" ; x')
+    stats = {t.name: t.rows for t in await store.table_stats()}
+    assert stats['audit "old" ; x'] == 1
