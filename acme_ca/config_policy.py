@@ -256,9 +256,24 @@ def read_limits(raw: Any) -> LimitsConfig:
     return LimitsConfig(**values)
 
 
+# The shortest [retention] grace: a row expired a moment ago may still be in use (an
+# order finalized just before it expired, being signed; an authorization a new order
+# is reusing), and a wall clock a little ahead of the others' must not delete it.
+MIN_RETENTION_GRACE = timedelta(hours=1)
+
+
+def check_retention_grace(grace: timedelta) -> timedelta:
+    """``grace``, or ``ValueError`` if it is under ``MIN_RETENTION_GRACE``."""
+    if grace < MIN_RETENTION_GRACE:
+        raise ValueError(f"{format_duration(grace)} is too short: the grace must be at least "
+                         f"{format_duration(MIN_RETENTION_GRACE)}")
+    return grace
+
+
 @dataclass(frozen=True, slots=True)
 class RetentionConfig:
-    """[retention]: how long expired orders and authorizations are kept."""
+    """[retention]: how long expired orders and authorizations are kept (at least
+    ``MIN_RETENTION_GRACE``)."""
 
     grace: timedelta = timedelta(days=30)
 
@@ -277,6 +292,6 @@ def read_retention(raw: Mapping[str, Any] | None) -> RetentionConfig:
     try:
         if not isinstance(raw["grace"], str):
             raise ValueError(f"{raw['grace']!r} is not a duration such as '30d'")
-        return RetentionConfig(grace=parse_duration(raw["grace"]))
+        return RetentionConfig(grace=check_retention_grace(parse_duration(raw["grace"])))
     except ValueError as exc:
         raise ConfigError(f"retention.grace: {exc}") from None

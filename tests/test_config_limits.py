@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from acme_ca.config import load_config
-from acme_ca.config_policy import Limit, LimitsConfig, format_limit, parse_limit
+from acme_ca.config_policy import Limit, LimitsConfig, format_limit, parse_limit, read_retention
 from acme_ca.errors import ConfigError
 
 
@@ -54,3 +54,16 @@ def test_a_wrong_limit_is_refused_naming_its_key(key: str, value: object, says: 
 def test_the_example_config_documents_the_defaults():
     example = Path(__file__).resolve().parent.parent / "config.example.toml"
     assert load_config(example).limits == LimitsConfig()
+
+
+@pytest.mark.parametrize("grace", ["1s", "30m", "59m"])
+def test_a_retention_grace_under_an_hour_is_refused(grace: str):
+    """A grace of seconds would prune an order finalized just before it expired while
+    the issuer signs it, and race a new order reusing an authorization."""
+    with pytest.raises(ConfigError, match=r"retention\.grace: .*at least 1h"):
+        read_retention({"grace": grace})
+
+
+def test_a_retention_grace_of_an_hour_or_more_is_read():
+    assert read_retention({"grace": "1h"}).grace == timedelta(hours=1)
+    assert read_retention(None).grace == timedelta(days=30)

@@ -7,9 +7,11 @@ SQLite's ``dbstat`` virtual table when this SQLite was compiled with it, and els
 unknown, said so. For SQLite the database files are listed too (the WAL and the nonce
 file beside the main one), whose sizes are always known.
 
-The command reads: it never creates a database. A SQLite file that does not exist is
-an error; a database an older acme-ca wrote is migrated first, as by any command that
-opens it.
+The command only reads (``store.read_table_stats``): it never creates, migrates or
+writes a database. A SQLite file is opened read-only, its nonce file only if there is
+one; a file that does not exist, an empty one (a mistyped url), and a database at
+another schema version than this acme-ca's (an older acme-ca may still serve it) are
+each a one-line error.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from acme_ca.config import Config
 from acme_ca.errors import ConfigError
-from acme_ca.store import open_store, sqlite_file
+from acme_ca.store import read_table_stats, sqlite_file
 from acme_ca.store.retention import TableStats
 from acme_ca.store.sqlite.opening import nonce_path
 
@@ -49,7 +51,7 @@ def add_parser(commands: Any) -> None:
 def run_db_stats(config: Config, args: argparse.Namespace) -> int:
     url = config.storage.url
     files = database_files(url)
-    tables = asyncio.run(_table_stats(config))
+    tables = asyncio.run(read_table_stats(url))
     backend = "postgresql" if files is None else "sqlite"
     if args.json:
         sys.stdout.write(json.dumps({
@@ -77,14 +79,6 @@ def database_files(url: str) -> dict[Path, int] | None:
     nonces = Path(nonce_path(str(path)))
     candidates = [path, Path(f"{path}-wal"), nonces, Path(f"{nonces}-wal")]
     return {each: each.stat().st_size for each in candidates if each.is_file()}
-
-
-async def _table_stats(config: Config) -> list[TableStats]:
-    store = await open_store(config.storage.url, pool_size=1)
-    try:
-        return await store.table_stats()
-    finally:
-        await store.close()
 
 
 def render(tables: list[TableStats], files: dict[Path, int] | None) -> str:

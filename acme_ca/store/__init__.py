@@ -14,10 +14,13 @@ from acme_ca.config import DEFAULT_POOL_SIZE
 from acme_ca.errors import ConfigError
 from acme_ca.store.base import Store
 from acme_ca.store.reads import ReadStore
+from acme_ca.store.retention import TableStats
 from acme_ca.store.sqlite import MEMORY, SqliteStore
+from acme_ca.store.sqlite.retention import read_only_table_stats
 from acme_ca.store.writes import WriteStore
 
-__all__ = ["ReadStore", "SqliteStore", "Store", "WriteStore", "open_store", "sqlite_file"]
+__all__ = ["ReadStore", "SqliteStore", "Store", "WriteStore", "open_store", "read_table_stats",
+           "sqlite_file"]
 
 _SQLITE_PREFIX = "sqlite:///"
 _ALLOWED = (
@@ -57,6 +60,25 @@ async def open_store(
     return await SqliteStore.open(path, clock=clock)
 
 
+async def read_table_stats(url: str) -> list[TableStats]:
+    """``Store.table_stats`` of the database ``storage.url`` names, read without
+    creating, migrating or writing anything (``acme-ca db stats``): a SQLite file
+    opened read-only, a PostgreSQL database not migrated. ``StoreError`` for a database
+    whose schema is not this code's newest (``migrations.check_current``), and for a
+    SQLite file that does not exist or is no database."""
+    scheme = url.partition(":")[0].lower() if ":" in url else ""
+    if scheme not in ("postgresql", "postgres"):
+        path = sqlite_file(url)
+        if path is None:
+            raise ConfigError(f"{_ALLOWED}; an in-memory database has no tables to read")
+        return read_only_table_stats(path)
+    store = await _open_postgres(url, None, 1, migrate=False)
+    try:
+        return await store.table_stats()
+    finally:
+        await store.close()
+
+
 def sqlite_file(url: str) -> Path | None:
     """The database file a ``sqlite:///`` URL names (``open_store``); None for
     ``sqlite:///:memory:`` and for any other URL."""
@@ -66,7 +88,8 @@ def sqlite_file(url: str) -> Path | None:
     return Path(path)
 
 
-async def _open_postgres(url: str, clock: Clock | None, pool_size: int) -> Store:
+async def _open_postgres(url: str, clock: Clock | None, pool_size: int, *,
+                         migrate: bool = True) -> Store:
     """The PostgreSQL backend, imported only now: asyncpg is an optional extra."""
     try:
         from acme_ca.store.postgres import PostgresStore
@@ -75,7 +98,7 @@ async def _open_postgres(url: str, clock: Clock | None, pool_size: int) -> Store
             f"storage.url: PostgreSQL needs asyncpg ({exc.name} is missing); "
             "install acme-ca[postgres]"
         ) from None
-    return await PostgresStore.open(url, clock=clock, pool_size=pool_size)
+    return await PostgresStore.open(url, clock=clock, pool_size=pool_size, migrate=migrate)
 
 
 def _make_private_dirs(directory: Path) -> None:

@@ -12,7 +12,9 @@ never in between. Each backend has its runner (``sqlite/migrate.py``,
 ``postgres/migrate.py``): it takes a lock and only then re-reads the version, so two
 processes opening the same fresh
 database at once apply each migration exactly once. A database whose version is
-newer than the files this code ships with is refused.
+newer than the files this code ships with is refused; what only reads, and never
+migrates (``acme-ca db stats``), refuses any other version than the newest
+(``check_current``).
 """
 
 from __future__ import annotations
@@ -68,3 +70,17 @@ def check_known(found: int, known: int) -> None:
             f"the database schema is at version {found}, but this acme-ca knows only "
             f"versions up to {known}; run a newer acme-ca or restore a matching backup"
         )
+
+
+def check_current(found: int, dialect: str, where: str) -> None:
+    """Refuse, for a reader that never migrates, a database ``where`` whose schema is
+    not the newest this code ships for ``dialect``: an older one may still be served
+    by an older acme-ca, and 0 is no acme-ca database at all."""
+    latest = len(load_migrations(dialect))
+    if found == 0:
+        raise StoreError(f"{where} holds no acme-ca database (no schema version): "
+                         "is [storage] url right?")
+    if found != latest:
+        raise StoreError(
+            f"the database schema is at version {found}, not {latest} as this acme-ca's; "
+            "it is only read here, never migrated: use the acme-ca that serves it")

@@ -28,7 +28,8 @@ class TableStats:
 
 class RetentionStore(Protocol):
     async def prune_orders(self, expired_before: datetime, *, limit: int) -> int:
-        """Delete at most ``limit`` orders (any status) whose ``expires`` is before
+        """Delete at most ``limit`` orders (any status but processing: one being signed
+        stays until ``finish_order`` or the sweeper ends it) whose ``expires`` is before
         ``expired_before``, with their list of authorizations; how many. A certificate
         keeps the id of the order it came from. ``ValueError`` if ``limit`` < 1."""
 

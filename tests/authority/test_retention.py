@@ -85,9 +85,12 @@ async def test_only_the_holder_prunes_and_logs_it(
     await b.close()
 
 
-def test_a_negative_grace_is_refused():
-    with pytest.raises(ValueError, match="negative"):
-        Retention(None, FakeClock(NOW), timedelta(seconds=-1))  # type: ignore[arg-type]
+@pytest.mark.parametrize("grace", [timedelta(seconds=-1), timedelta(seconds=1),
+                                   timedelta(minutes=59)])
+def test_a_grace_under_an_hour_is_refused(grace: timedelta):
+    """As ``[retention] grace`` is (``config_policy.read_retention``)."""
+    with pytest.raises(ValueError, match="at least 1h"):
+        Retention(None, FakeClock(NOW), grace)  # type: ignore[arg-type]
 
 
 class StalledAuthorizations:
@@ -116,3 +119,45 @@ async def test_a_round_cut_short_still_says_what_it_deleted(
             await retention.prune(batch=2)
     assert [r.getMessage().split(" expired")[0] for r in caplog.records] == [
         "retention: deleted 5 orders and 0 authorizations"]
+
+
+async def test_a_wall_clock_step_forward_skips_rounds_until_it_keeps_time(
+        store: Store, caplog: pytest.LogCaptureFixture):
+    """The wall clock jumps a year ahead between two rounds (a bad NTP server, a VM
+    resumed with a wrong clock) while the monotonic clock (``Clock.monotonic``) says a
+    minute passed: every row would look expired a year ago, the live ones too, and be
+    gone for good. No round prunes until the wall clock has kept time with the monotonic
+    one for an hour; the step is said in one warning."""
+    caplog.set_level(logging.INFO, "acme_ca.authority.retention")
+    await seed(store)
+    clock = FakeClock(NOW - timedelta(days=20))  # the right time: nothing expired so long
+    retention = Retention(store, clock, GRACE)
+    assert await retention.prune() == 0
+    clock.advance(timedelta(minutes=1))
+    clock.set_wall(clock.now() + timedelta(days=365))
+    assert await retention.prune() == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "365d" in warnings[0] and "1m" in warnings[0], warnings
+    clock.advance(timedelta(minutes=59))
+    assert await retention.prune() == 0  # steady, but not for an hour yet
+    assert (await store.get_order("order-5")).id == "order-5"
+    clock.advance(timedelta(minutes=1))
+    assert await retention.prune() == 12  # kept time for an hour: trusted again
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+async def test_time_that_passes_is_no_step(store: Store, caplog: pytest.LogCaptureFixture):
+    """Both clocks move 60 days (a server that just runs): the round prunes; so does one
+    after the wall clock stepped back, or forward by less than an hour beyond the time
+    that passed (NTP slewing a drift)."""
+    await seed(store)
+    clock = FakeClock(NOW - timedelta(days=60))
+    retention = Retention(store, clock, GRACE)
+    assert await retention.prune() == 0
+    clock.advance(timedelta(days=60))
+    clock.set_wall(clock.now() - timedelta(days=2))
+    assert await retention.prune() == 0  # two days back: nothing expired before the cut
+    clock.advance(timedelta(days=2))
+    clock.set_wall(clock.now() + timedelta(minutes=59))
+    assert await retention.prune() == 12
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -1,15 +1,22 @@
 """`acme-ca db stats [--json]` (issue 11, item 4): the rows and size of every table, on
-SQLite and PostgreSQL; errors one line, and a missing database is never created."""
+SQLite and PostgreSQL; errors one line. It only reads: a missing database is never
+created, an empty file never given a schema, and a database at another schema version
+than this acme-ca's (an older one may still serve it) is refused, never migrated."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
+import sqlite3
 from pathlib import Path
+
+import asyncpg
 
 from acme_ca.cli.db import render, size_text
 from acme_ca.store import open_store
+from acme_ca.store.migrations import load_migrations
 from acme_ca.store.retention import TableStats
 from tests.cli.conftest import Run, assert_one_line_error
 from tests.store.conftest import make_authorization, make_order, with_accounts
@@ -123,3 +130,102 @@ def test_sizes_unknown_are_said_so_with_the_files():
 def test_sizes_read_in_binary_units():
     assert [size_text(n) for n in (0, 1023, 1024, 10 * 1024, 5 * 1024 ** 3, 3 * 1024 ** 5)
             ] == ["0 B", "1023 B", "1.0 KiB", "10 KiB", "5.0 GiB", "3072 TiB"]
+
+
+LATEST = len(load_migrations("sqlite"))
+# What the newest migration creates: gone from a database the release before left.
+NEWEST_INDEXES = ("orders_by_expiry", "authorizations_by_expiry", "authorizations_pending")
+
+
+def files_of(directory: Path) -> dict[str, tuple[bytes, int]]:
+    """Each database file's content and mtime; not the -wal and -shm, which a reader of
+    a WAL database opens (creates) when no other process has them open."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in directory.iterdir()
+            if not p.name.endswith(("-wal", "-shm"))}
+
+
+def test_sqlite_is_only_read(run: Run, tmp_path: Path):
+    """No byte of the database changes (its write-ahead log, if the read made one, stays
+    empty), and a missing nonce file is not created: its tables are not counted."""
+    database = tmp_path / "db" / "ca.db"
+    asyncio.run(seed(f"sqlite:///{database}"))
+    (database.parent / "ca-nonces.db").unlink()
+    before = files_of(database.parent)
+    code, out, err = run("--config", config(tmp_path, f"sqlite:///{database}"), "db", "stats",
+                         "--json")
+    assert code == 0, err
+    assert files_of(database.parent) == before
+    wal = database.parent / "ca.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    names = {t["name"] for t in json.loads(out)["tables"]}
+    assert "orders" in names and "nonces" not in names
+
+
+def test_an_older_sqlite_database_is_refused_and_not_migrated(run: Run, tmp_path: Path):
+    database = tmp_path / "ca.db"
+    asyncio.run(seed(f"sqlite:///{database}"))
+    with contextlib.closing(sqlite3.connect(database)) as conn, conn:
+        for index in NEWEST_INDEXES:
+            conn.execute(f"DROP INDEX IF EXISTS {index}")
+        conn.execute("DELETE FROM schema_migrations WHERE version = ?", (LATEST,))
+    code, _, err = run("--config", config(tmp_path, f"sqlite:///{database}"), "db", "stats")
+    assert_one_line_error(code, err, f"schema is at version {LATEST - 1}, not {LATEST}")
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] \
+            == LATEST - 1
+
+
+def test_an_empty_sqlite_file_is_refused_and_left_empty(run: Run, tmp_path: Path):
+    """A mistyped url naming some empty file: not given the CA's schema."""
+    empty = tmp_path / "typo.db"
+    empty.touch()
+    code, _, err = run("--config", config(tmp_path, f"sqlite:///{empty}"), "db", "stats")
+    assert_one_line_error(code, err, f"{empty} holds no acme-ca database")
+    assert empty.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "acme-ca.toml", "typo.db"]
+
+
+def test_a_file_that_is_no_database_is_one_line(run: Run, tmp_path: Path):
+    other = tmp_path / "notes.txt"
+    other.write_text("not a database, but long enough to have a header page\n" * 20)
+    code, _, err = run("--config", config(tmp_path, f"sqlite:///{other}"), "db", "stats")
+    assert_one_line_error(code, err, str(other))
+
+
+async def drop_newest_migration(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for index in NEWEST_INDEXES:
+            await conn.execute(f"DROP INDEX IF EXISTS {index}")
+        await conn.execute("DELETE FROM schema_migrations WHERE version = $1", LATEST)
+    finally:
+        await conn.close()
+
+
+async def tables_and_version(url: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        tables = await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = "
+                                     "current_schema()")
+        version = await conn.fetchval("SELECT MAX(version) FROM schema_migrations") \
+            if tables else 0
+        return tables, version
+    finally:
+        await conn.close()
+
+
+def test_an_older_postgresql_database_is_refused_and_not_migrated(
+        run: Run, tmp_path: Path, pg_url: str):
+    asyncio.run(seed(pg_url))
+    asyncio.run(drop_newest_migration(pg_url))
+    tables, _ = asyncio.run(tables_and_version(pg_url))
+    code, _, err = run("--config", config(tmp_path, pg_url), "db", "stats")
+    assert_one_line_error(code, err, f"schema is at version {LATEST - 1}, not {LATEST}")
+    assert asyncio.run(tables_and_version(pg_url)) == (tables, LATEST - 1)
+
+
+def test_an_empty_postgresql_database_is_refused_and_left_empty(
+        run: Run, tmp_path: Path, pg_url: str):
+    code, _, err = run("--config", config(tmp_path, pg_url), "db", "stats")
+    assert_one_line_error(code, err, "holds no acme-ca database")
+    assert asyncio.run(tables_and_version(pg_url)) == (0, 0)

@@ -28,7 +28,7 @@ INSERT INTO rate_limits (name, key, tat) VALUES ($1, $2, $3)
 ON CONFLICT (name, key) DO NOTHING"""
 _LOCK = "SELECT tat FROM rate_limits WHERE name = $1 AND key = $2 FOR UPDATE"
 _SET = "UPDATE rate_limits SET tat = $3 WHERE name = $1 AND key = $2"
-# authorizations_for_reuse leads with account_id.
+# A range of authorizations_pending (0008): one account's pending ones, by expiry.
 _PENDING = """
 SELECT COUNT(*) AS pending, MIN(expires) AS first_expires FROM authorizations
 WHERE account_id = $1 AND status = 'pending' AND expires > $2"""

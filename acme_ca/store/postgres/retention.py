@@ -30,9 +30,13 @@ from acme_ca.store.postgres.base import Connection, PostgresBase, aware
 from acme_ca.store.postgres.pool import broken
 from acme_ca.store.retention import TableStats
 
-# The oldest orders expired before $1, of any status: a range of orders_by_expiry.
+# The oldest orders expired before $1, of any status but processing (being signed:
+# finish_order must find it; ``sweeper.py`` ends it, and a later round prunes it): a
+# range of orders_by_expiry. The lock's recheck reads the row as start_issuance left it, so
+# an order it moved to processing meanwhile is skipped.
 LOCK_PRUNABLE_ORDERS = """
-SELECT id FROM orders WHERE expires < $1 ORDER BY expires, id LIMIT $2
+SELECT id FROM orders WHERE expires < $1 AND status <> 'processing'
+ORDER BY expires, id LIMIT $2
 FOR UPDATE SKIP LOCKED"""
 # The oldest authorizations expired before $1 that no order lists and no validation is
 # settling: a range of authorizations_by_expiry.
@@ -57,11 +61,13 @@ PRUNE_LIMITS = """
 DELETE FROM rate_limits WHERE (name, key) IN (
     SELECT name, key FROM rate_limits WHERE tat <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"""
 
+# A table's own name, and quote_ident's for the count (a name with a quote or a capital
+# letter is quoted, its quotes doubled).
 _TABLES = """
-SELECT c.oid::regclass::text AS name, pg_total_relation_size(c.oid) AS bytes
+SELECT c.relname AS name, quote_ident(c.relname) AS quoted,
+       pg_total_relation_size(c.oid) AS bytes
 FROM pg_class AS c
-WHERE c.relkind IN ('r', 'p') AND c.relnamespace = current_schema()::regnamespace
-ORDER BY 1"""
+WHERE c.relkind IN ('r', 'p') AND c.relnamespace = current_schema()::regnamespace"""
 
 
 class RetentionMethods(PostgresBase):
@@ -85,9 +91,9 @@ class RetentionMethods(PostgresBase):
         async def count(conn: Connection) -> list[TableStats]:
             found = []
             for row in await conn.fetch(_TABLES):
-                rows = await conn.fetchval(f"SELECT count(*) FROM {row['name']}")  # noqa: S608
+                rows = await conn.fetchval(f"SELECT count(*) FROM {row['quoted']}")  # noqa: S608
                 found.append(TableStats(row["name"], rows, row["bytes"]))
-            return found
+            return sorted(found, key=lambda table: table.name)  # as SQLite's: not collated
 
         return await self._run(count, retry=broken)  # a read: safe to try again
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from acme_ca.clock import Clock, SystemClock
 from acme_ca.config import DEFAULT_POOL_SIZE
 from acme_ca.domain.models import Account, Authorization, CertificateRecord, Order
+from acme_ca.store.migrations import check_current
 from acme_ca.store.postgres.accounts import AccountMethods
 from acme_ca.store.postgres.authorizations import AuthorizationMethods
 from acme_ca.store.postgres.base import Connection
@@ -50,9 +51,12 @@ class PostgresStore(ClusterMethods, AccountMethods, OrderMethods, AuthorizationM
         clock: Clock | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
         timeout: float = TIMEOUT,
+        migrate: bool = True,
     ) -> PostgresStore:
         """Connect to ``dsn`` (a ``postgresql://`` URL, TLS options included) with a
-        pool of at most ``pool_size`` connections, and migrate the database.
+        pool of at most ``pool_size`` connections, and migrate the database; with
+        ``migrate=False`` (a reader: ``acme-ca db stats``), refuse instead any schema
+        but the newest (``migrations.check_current``), and write nothing.
 
         ``StoreUnavailable`` if the server cannot be reached; ``StoreError`` if it
         refuses us or its schema is newer than this code; ``ConfigError`` if the URL
@@ -63,7 +67,10 @@ class PostgresStore(ClusterMethods, AccountMethods, OrderMethods, AuthorizationM
         pool = await open_pool(dsn, size=pool_size, timeout=timeout)  # checks the URL
         store = cls(pool, describe(dsn), timeout)
         try:
-            await store._run(lambda conn: migrate_postgres(conn, applied_at))
+            if migrate:
+                await store._run(lambda conn: migrate_postgres(conn, applied_at))
+            else:
+                check_current(await store.schema_version(), "postgres", describe(dsn))
         except BaseException:
             await store.close()
             raise

@@ -27,7 +27,7 @@ _TAT = "SELECT tat FROM rate_limits WHERE name = ? AND key = ?"
 _SET = """
 INSERT INTO rate_limits (name, key, tat) VALUES (?, ?, ?)
 ON CONFLICT (name, key) DO UPDATE SET tat = excluded.tat"""
-# authorizations_for_reuse leads with account_id.
+# A range of authorizations_pending (0008): one account's pending ones, by expiry.
 _PENDING = """
 SELECT COUNT(*) AS pending, MIN(expires) AS first_expires FROM authorizations
 WHERE account_id = ? AND status = 'pending' AND expires > ?"""

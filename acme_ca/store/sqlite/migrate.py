@@ -52,15 +52,24 @@ async def sqlite_immediate(conn: Connection) -> AsyncIterator[Connection]:
         raise
 
 
+_HAS_MIGRATIONS = (
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+_VERSION = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
+
+
 async def sqlite_schema_version(conn: Connection) -> int:
     """The newest applied version; 0 for a database never migrated."""
-    rows = await conn.execute_fetchall(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-    )
-    if not list(rows):
+    if not list(await conn.execute_fetchall(_HAS_MIGRATIONS)):
         return 0
-    rows = await conn.execute_fetchall("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+    rows = await conn.execute_fetchall(_VERSION)
     return int(next(iter(rows))[0])
+
+
+def raw_schema_version(raw: sqlite3.Connection) -> int:
+    """``sqlite_schema_version`` on a plain ``sqlite3`` connection (a read-only one)."""
+    if raw.execute(_HAS_MIGRATIONS).fetchone() is None:
+        return 0
+    return int(raw.execute(_VERSION).fetchone()[0])
 
 
 async def migrate_sqlite(conn: Connection, applied_at: str) -> int:

@@ -12,23 +12,33 @@ that is gone (it has no foreign key).
 
 ``table_stats`` counts every table of the main file and of the nonce file; bytes come
 from the ``dbstat`` virtual table (the pages of a table and of its indexes) when this
-SQLite was compiled with it, and are None otherwise.
+SQLite was compiled with it, and are None otherwise. ``read_only_table_stats`` counts
+the same without a store (``acme-ca db stats``): it opens the files read-only
+(``mode=ro``), a nonce file only if there is one, and migrates nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from datetime import datetime
+from pathlib import Path
 
+from acme_ca.errors import StoreError
 from acme_ca.store import guards
+from acme_ca.store.migrations import check_current
 from acme_ca.store.retention import TableStats
 from acme_ca.store.sqlite.base import SqliteBase, to_text
 from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.migrate import raw_schema_version
+from acme_ca.store.sqlite.opening import nonce_path
 
-# The oldest orders expired before ?1, of any status.
+# The oldest orders expired before ?1, of any status but processing (being signed:
+# finish_order must find it; ``sweeper.py`` ends it, and a later round prunes it).
 PRUNABLE_ORDERS = """
-SELECT id FROM orders INDEXED BY orders_by_expiry WHERE expires < ? ORDER BY expires LIMIT ?"""
+SELECT id FROM orders INDEXED BY orders_by_expiry
+WHERE expires < ? AND status != 'processing' ORDER BY expires, id LIMIT ?"""
 # The oldest authorizations expired before ?1 that no order lists and that no validation
 # is settling (record_validation moves only a processing challenge: what it would move
 # is left alone; an expired authorization's challenge never starts processing again).
@@ -38,7 +48,7 @@ WHERE expires < ?
   AND NOT EXISTS (SELECT 1 FROM order_authorizations WHERE authorization_id = a.id)
   AND NOT EXISTS (SELECT 1 FROM challenges
                   WHERE authorization_id = a.id AND status = 'processing')
-ORDER BY expires LIMIT ?"""
+ORDER BY expires, id LIMIT ?"""
 # The ids of a batch, as a JSON array (json_each): one statement per table.
 DELETE_LINKS = """
 DELETE FROM order_authorizations WHERE order_id IN (SELECT value FROM json_each(?))"""
@@ -102,6 +112,24 @@ class RetentionMethods(SqliteBase):
         return await self._transaction(prune)
 
 
+def read_only_table_stats(path: Path) -> list[TableStats]:
+    """``table_stats`` of the database file ``path`` and its nonce file if there is one,
+    both opened read-only; ``StoreError`` unless ``path`` is an acme-ca database at the
+    schema version this code ships (``migrations.check_current``)."""
+    found: list[TableStats] = []
+    nonces = Path(nonce_path(str(path)))
+    for each in [path, *([nonces] if nonces.is_file() else [])]:
+        try:
+            with contextlib.closing(sqlite3.connect(f"{each.resolve().as_uri()}?mode=ro",
+                                                    uri=True)) as raw:
+                if each == path:
+                    check_current(raw_schema_version(raw), "sqlite", str(path))
+                found += _stats(raw)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{each}: {exc}") from None
+    return sorted(found, key=lambda table: table.name)
+
+
 def _stats(raw: sqlite3.Connection) -> list[TableStats]:
     """Every table of the file ``raw`` reads: rows, and bytes when ``dbstat`` exists."""
     names = [row[0] for row in raw.execute(_TABLES)]
@@ -110,8 +138,13 @@ def _stats(raw: sqlite3.Connection) -> list[TableStats]:
     except sqlite3.OperationalError:  # no such table: dbstat (not compiled in)
         sizes = None
     return [
-        TableStats(name, raw.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0],  # noqa: S608
+        TableStats(name, raw.execute(f"SELECT COUNT(*) FROM {_quoted(name)}").fetchone()[0],  # noqa: S608
                    None if sizes is None else sizes.get(name, 0))
         for name in names
     ]
 
+
+
+def _quoted(name: str) -> str:
+    """``name`` as an SQL identifier: in double quotes, each of its own doubled."""
+    return '"' + name.replace('"', '""') + '"'

@@ -57,21 +57,29 @@ async def gone(store: Store, order_ids: list[str] = (), authz_ids: list[str] = (
     return missing
 
 
-async def test_orders_of_any_status_expired_before_the_cut_are_pruned(store: Store):
-    """Expired before the cut: pruned, whatever its status. At the cut or after: kept."""
+async def test_orders_expired_before_the_cut_are_pruned_unless_processing(store: Store):
+    """Expired before the cut: pruned, whatever its status but processing. At the cut or
+    after: kept. A processing order is being signed (RFC 8555 7.1.6): finish_order must
+    find it, or a certificate the CA signed goes unrecorded; the sweeper ends those that
+    stay processing (``sweeper.py``), and a later round prunes them."""
     S = OrderStatus
     await order(store, "pending-before", BEFORE, status=S.PENDING)
     await order(store, "ready-before", BEFORE - timedelta(days=3), status=S.READY)
     await order(store, "invalid-before", BEFORE, status=S.INVALID)
-    await order(store, "processing-before", BEFORE, status=S.PROCESSING)
+    await order(store, "processing-before", BEFORE - timedelta(days=4), status=S.READY)
+    await store.start_issuance("processing-before", reservation("5e", "processing-before"))
     await order(store, "pending-at", CUT)
     await order(store, "invalid-after", AFTER, status=S.INVALID)
     every = ["pending-before", "ready-before", "invalid-before", "processing-before",
              "pending-at", "invalid-after"]
-    assert await store.prune_orders(CUT, limit=100) == 4
-    assert await gone(store, every) == {"pending-before", "ready-before", "invalid-before",
-                                        "processing-before"}
+    assert await store.prune_orders(CUT, limit=1) == 1  # the oldest it may delete
+    assert await gone(store, every) == {"ready-before"}
+    assert await store.prune_orders(CUT, limit=100) == 2
+    assert await gone(store, every) == {"pending-before", "ready-before", "invalid-before"}
     assert await store.prune_orders(CUT, limit=100) == 0
+    await store.finish_order("processing-before", "5e", DER)  # signed: on record
+    assert (await store.get_certificate("5e")).der == DER
+    assert await store.prune_orders(CUT, limit=100) == 1  # valid now: pruned
 
 
 async def test_an_order_pruned_keeps_its_certificate(store: Store):
@@ -236,3 +244,30 @@ async def test_table_stats_count_every_table(store: Store):
     # tells: every table takes at least a page, once it or its indexes hold a row.
     assert stats["orders"].bytes is not None and stats["orders"].bytes > 0
     assert [t.name for t in stats.values()] == sorted(stats)
+
+
+async def make_table(backend: Backend, name: str) -> None:
+    """A table of the operator's own in the CA's database, with one row."""
+    quoted = '"' + name.replace('"', '""') + '"'
+    if backend.name == "sqlite":
+        with _sqlite(backend.url) as conn:
+            conn.execute(f"CREATE TABLE {quoted} (x INTEGER)")
+            conn.execute(f"INSERT INTO {quoted} VALUES (1)")  # noqa: S608
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(backend.url)
+    try:
+        await conn.execute(f"CREATE TABLE {quoted} (x INTEGER)")
+        await conn.execute(f"INSERT INTO {quoted} VALUES (1)")  # noqa: S608
+    finally:
+        await conn.close()
+
+
+async def test_table_stats_count_a_table_whose_name_needs_quoting(backend: Backend,
+                                                                  store: Store):
+    """Any table of the database is counted under its own name, even one whose name
+    holds a double quote (an identifier is quoted, its quotes doubled)."""
+    await make_table(backend, 'audit "old" ; x')
+    stats = {t.name: t.rows for t in await store.table_stats()}
+    assert stats['audit "old" ; x'] == 1

@@ -4,6 +4,7 @@ database refused, nonces in an UNLOGGED table (issue 10)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 
 import asyncpg
@@ -25,6 +26,32 @@ def test_the_versions_are_sqlites_with_the_same_names():
     sqlite = [(m.version, m.name) for m in load_migrations("sqlite")]
     assert postgres == list(enumerate(NAMES, start=1))
     assert postgres[:len(sqlite)] == sqlite
+
+
+_INDEX = re.compile(r"CREATE\s+(UNIQUE\s+)?INDEX\s+(\w+)\s+ON\s+(\w+)\s*\(([^;]*?)\)"
+                    r"\s*(WHERE[^;]*)?;", re.IGNORECASE)
+
+
+def indexes(dialect: str, since: int) -> dict[str, tuple[str, ...]]:
+    """The indexes the migrations from ``since`` on create: name -> unique, table,
+    columns, predicate (blanks squeezed, comments dropped)."""
+    found = {}
+    for migration in load_migrations(dialect)[since - 1:]:
+        sql = re.sub(r"--[^\n]*", "", migration.sql)
+        for unique, name, table, columns, where in _INDEX.findall(sql):
+            found[name] = tuple(" ".join(part.split()) for part in (unique, table, columns,
+                                                                     where))
+    return found
+
+
+def test_the_retention_indexes_are_the_same_on_both_dialects():
+    """0008 on: the same columns in the same order on SQLite and PostgreSQL, as the
+    queries they serve are the same (the prunes sort by expires, id)."""
+    sqlite = indexes("sqlite", since=8)
+    assert {"orders_by_expiry", "authorizations_by_expiry", "authorizations_pending"} \
+        <= set(sqlite)
+    assert sqlite == indexes("postgres", since=8)
+    assert sqlite["orders_by_expiry"][2] == "expires, id"
 
 
 async def applied(url: str) -> list[tuple[int, str]]:

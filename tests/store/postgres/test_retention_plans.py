@@ -1,6 +1,9 @@
 """The PostgreSQL prunes (``store/postgres/retention.py``) find their batch through an
 index (0008's, and 0007's ``rate_limits_by_tat``), as SQLite's do
 (``tests/store/sqlite/test_schema.py``): a prune reads what it deletes, not the table.
+So does the count of an account's pending authorizations (``store/postgres/limits.py``,
+0008's partial ``authorizations_pending``), which every new order of a limited account
+runs.
 
 The tables are nearly empty here, where a sequential scan is the cheapest plan, so the
 planner is told to avoid one (``enable_seqscan``) and must show it has an index to use.
@@ -13,13 +16,14 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from acme_ca.store.postgres import PostgresStore, retention
+from acme_ca.store.postgres import PostgresStore, limits, retention
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 PLANS = [
     (retention.LOCK_PRUNABLE_ORDERS, (NOW, 100), "orders_by_expiry"),
     (retention.LOCK_PRUNABLE_AUTHORIZATIONS, (NOW, 100), "authorizations_by_expiry"),
     (retention.PRUNE_LIMITS, (NOW, 100), "rate_limits_by_tat"),
+    (limits._PENDING, ("acct-1", NOW), "authorizations_pending"),
 ]
 
 

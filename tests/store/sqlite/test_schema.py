@@ -12,6 +12,7 @@ import pytest
 
 import acme_ca.store.sqlite.accounts as accounts_module
 import acme_ca.store.sqlite.authorizations as authz_module
+import acme_ca.store.sqlite.limits as limits_module
 import acme_ca.store.sqlite.nonces as nonces_module
 import acme_ca.store.sqlite.orders as orders_module
 import acme_ca.store.sqlite.retention as retention_module
@@ -71,6 +72,9 @@ LOOKUPS = [
     (retention_module.DELETE_AUTHORIZATIONS, ("[]",),
      "sqlite_autoindex_authorizations_1 (id=?)"),
     (retention_module.PRUNE_LIMITS, ("t", 100), "rate_limits_by_tat (tat<?)"),
+    # The pending authorizations of one account, and no others (a partial index).
+    (limits_module._PENDING, (ACCOUNT, "t"),
+     "authorizations_pending (account_id=? AND expires>?)"),
 ]
 NONCE_LOOKUPS = [
     (nonces_module._CONSUME, ("n",), "PRIMARY KEY"),
