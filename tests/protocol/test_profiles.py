@@ -114,24 +114,37 @@ async def test_a_profile_that_is_not_a_string_is_malformed(
     assert_problem(await client.new_order(NAME, profile=profile), 400, "malformed")
 
 
+IP = {"type": "ip", "value": "10.0.0.5"}
+
+
+async def ip_server(server_factory: Callable[..., Any], hierarchy: Any,
+                    **profiles: dict[str, Any]) -> AcmeServer:
+    """A CA that issues for 10.0.0.0/8 too, with these [profiles.NAME] tables."""
+    return await server_factory(hierarchy, **{"policy.allowed_ip_networks": ["10.0.0.0/8"]},
+                                **{f"profiles.{name}": t for name, t in profiles.items()})
+
+
+async def order_ip(client: Any, profile: str | None = None) -> Any:
+    """A newOrder for IP, naming ``profile`` if given."""
+    payload = {"identifiers": [IP]} if profile is None else {"identifiers": [IP],
+                                                               "profile": profile}
+    return await client.post(NEW_ORDER, payload)
+
+
 async def test_identifier_types_of_a_profile(server_factory: Callable[..., Any],
                                              make_hierarchy: Callable[..., Any]) -> None:
     """Section 4: a profile named alongside an identifier of a type it does not issue
     for is "incompatible with the rest of the contents of the request":
     invalidProfile. Named by no one (the default), the identifier is refused instead:
     rejectedIdentifier (RFC 8555 6.7)."""
-    server = await server_factory(make_hierarchy("ip-pki", permitted_domains=None),
-                                  **{"policy.allowed_ip_networks": ["10.0.0.0/8"],
-                                     "profiles.client": {"identifier_types": ["dns"]},
-                                     "profiles.server": {"identifier_types": ["dns"]}})
+    server = await ip_server(server_factory, make_hierarchy("ip-pki", permitted_domains=None),
+                             client={"identifier_types": ["dns"]},
+                             server={"identifier_types": ["dns"]})
     client = await registered(server)
-    ip = {"type": "ip", "value": "10.0.0.5"}
-    named = await client.post(NEW_ORDER, {"identifiers": [ip], "profile": "client"})
-    doc = assert_problem(named, 400, "invalidProfile")
+    doc = assert_problem(await order_ip(client, "client"), 400, "invalidProfile")
     assert "profile client does not issue for ip identifiers" in doc["detail"], doc
-    defaulted = await client.post(NEW_ORDER, {"identifiers": [ip]})
-    assert_problem(defaulted, 400, "rejectedIdentifier")
-    allowed = await client.post(NEW_ORDER, {"identifiers": [ip], "profile": "mtls"})
+    assert_problem(await order_ip(client), 400, "rejectedIdentifier")
+    allowed = await order_ip(client, "mtls")
     assert allowed.status == 201, allowed.body
     await server.store.close()
 
@@ -150,6 +163,26 @@ async def test_allowed_domains_of_a_profile(server_factory: Callable[..., Any]) 
     assert [s["identifier"]["value"] for s in doc["subproblems"]] == ["db.bluerobin.local"]
     assert "outside the domains of profile client" in doc["detail"], doc
     await server.store.close()
+
+
+async def test_a_profile_narrowed_to_domains_keeps_out_ip_addresses(
+        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any]) -> None:
+    """A profile's allowed_domains shuts out IP addresses, as a grant's domains do
+    (authority/identifiers.py): [profiles.client] allowed_domains alone does not issue
+    client certificates for every address of [policy] allowed_ip_networks. Naming "ip"
+    in its identifier_types lets them in again."""
+    hierarchy = make_hierarchy("ip-pki", permitted_domains=None)
+    workers = {"allowed_domains": ["workers.bluerobin.local"]}
+    narrowed = await ip_server(server_factory, hierarchy, client=workers)
+    doc = assert_problem(await order_ip(await registered(narrowed), "client"), 400,
+                         "invalidProfile")
+    assert "profile client does not issue for ip identifiers" in doc["detail"], doc
+    await narrowed.store.close()
+    explicit = await ip_server(server_factory, hierarchy,
+                               client={**workers, "identifier_types": ["dns", "ip"]})
+    allowed = await order_ip(await registered(explicit), "client")
+    assert allowed.status == 201, allowed.body
+    await explicit.store.close()
 
 
 async def test_the_profile_validity(server_factory: Callable[..., Any]) -> None:
