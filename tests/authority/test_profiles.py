@@ -56,7 +56,7 @@ def test_a_grant_whose_first_profile_is_gone_is_invalid_profile() -> None:
 def refusal_types(names: list[Identifier], grant: Grant) -> list[ProblemType]:
     with pytest.raises(IdentifiersRefused) as refused:
         check_identifiers(names, POLICY, profile=PROFILES["client"], grant=grant)
-    return [sub.type for sub in refused.value.problem().subproblems]
+    return [sub.type for sub in refused.value.problem(profile_named=True).subproblems]
 
 
 def test_a_grant_with_domains_allows_names_at_or_under_them_only() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from ipaddress import ip_address
 from typing import Any
 
 import pytest
@@ -263,5 +264,30 @@ async def test_finalize_after_the_profile_narrowed_its_domains_is_refused(
     response, _ = await finalize(same_account, order, NAME)
     doc = assert_problem(response, 400, "rejectedIdentifier")
     assert "outside the domains of profile client" in doc["detail"], doc
+    assert (await same_account.post(order_url)).json()["status"] == "invalid"
+    await after.store.close()
+
+
+async def test_finalize_refuses_a_type_as_new_order_would_for_an_order_naming_none(
+        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any],
+        make_csr: Callable[..., x509.CertificateSigningRequest]) -> None:
+    """An order that named no profile, its identifier's type since dropped by the
+    default profile: newOrder now answers rejectedIdentifier (the client asked for no
+    profile, RFC 8555 6.7), and so does finalize of the order made before (7.1.6), not
+    invalidProfile: a finalize request names no profile, so draft-ietf-acme-profiles 4's
+    "incompatible with the rest of the request" cannot be it, and the CA still issues
+    under the profile."""
+    hierarchy = make_hierarchy("ip-pki", permitted_domains=None)
+    before = await ip_server(server_factory, hierarchy)
+    client = await registered(before)
+    order, order_url = await ready_order(before, client, identifiers=[IP])
+    await before.store.close()
+    after = await ip_server(server_factory, hierarchy, server={"identifier_types": ["dns"]})
+    same_account = after.client(key=client.key, kid=client.kid)
+    assert_problem(await order_ip(same_account), 400, "rejectedIdentifier")
+    csr = make_csr(extra=(x509.IPAddress(ip_address(IP["value"])),))
+    response, _ = await finalize(same_account, order, csr=csr)
+    doc = assert_problem(response, 400, "rejectedIdentifier")
+    assert "profile server does not issue for ip identifiers" in doc["detail"], doc
     assert (await same_account.post(order_url)).json()["status"] == "invalid"
     await after.store.close()
