@@ -4,9 +4,9 @@ a certificate issued under it may hold.
 The directory offers every profile not retired (draft section 3, ``meta.profiles``). A
 newOrder names one in ``profile`` (section 4) or gets ``[acme] default_profile``; an
 account whose External Account Binding grant restricts profiles and does not allow the
-default gets the grant's first. A profile unknown, retired or outside the grant is
-invalidProfile (sections 4 and 6.3), at newOrder and again at finalize ("a profile the
-CA is no longer willing to issue under").
+default gets the grant's first that the CA still issues under. A profile unknown,
+retired or outside the grant is invalidProfile (sections 4 and 6.3), at newOrder and
+again at finalize ("a profile the CA is no longer willing to issue under").
 
 The profile decides the certificate: its extended key usages, its validity (the
 default, and the most a newOrder notBefore/notAfter may ask), the key types a CSR may
@@ -92,12 +92,15 @@ class Catalog:
 
     def for_new_order(self, asked: Any, grant: Grant) -> Profile:
         """The profile of a new order: the one asked for (a string), else the default,
-        else the grant's first when the grant does not allow the default; invalidProfile
-        if it is unknown, retired or outside the grant (draft 4)."""
+        else, when the grant does not allow the default, the grant's first that exists and
+        is not retired; invalidProfile if it is unknown, retired or outside the grant
+        (draft 4)."""
         if asked is None:
             name = self.default
             if grant.profiles and name not in grant.profiles:
-                name = grant.profiles[0]
+                usable = [n for n in grant.profiles
+                          if n in self.profiles and not self.profiles[n].retired]
+                name = (usable or grant.profiles)[0]
         elif isinstance(asked, str):
             name = asked
         else:
