@@ -152,8 +152,7 @@ def leaf_request(
 
 
 def order_window(
-    order: Order, policy: PolicyConfig, issuer: Issuer, now: datetime,
-    profile: Profile | None = None,
+    order: Order, policy: PolicyConfig, issuer: Issuer, now: datetime, profile: Profile,
 ) -> tuple[datetime, datetime]:
     """(notBefore, notAfter) for `order`'s certificate (``issuance.certificate_window``
     with the order's request and today's policy, profile and intermediate), or malformed."""

@@ -26,7 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from acme_ca.authority.grants import UNRESTRICTED, Grant
 from acme_ca.config import Config
-from acme_ca.config_policy import DEFAULT_PROFILE, Profile, default_profiles
+from acme_ca.config_policy import DEFAULT_PROFILE, Profile
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
 from acme_ca.errors import PolicyError
 from acme_ca.pki.keys import PublicKey, describe_key
@@ -78,12 +78,9 @@ class Catalog:
 
     @classmethod
     def from_config(cls, config: Config) -> Catalog:
-        """[profiles.NAME] and [acme] default_profile (the defaults for a ``Config``
-        made without ``load_config``)."""
-        policy = config.policy
-        return cls(config.profiles or default_profiles(policy.default_validity,
-                                                       policy.max_validity),
-                   config.acme.default_profile)
+        """[profiles.NAME] over the defaults and [acme] default_profile, as
+        ``load_config`` read them."""
+        return cls(config.profiles, config.acme.default_profile)
 
     def offered(self) -> dict[str, str]:
         """``meta.profiles``: name -> description, the retired left out (draft 3)."""
