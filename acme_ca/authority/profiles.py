@@ -38,6 +38,8 @@ USAGE_OIDS: Mapping[str, x509.ObjectIdentifier] = {
 }
 _RSA_SIZES = (4096, 3072, 2048)  # "rsaN": N bits up to the next size named (KEY_TYPES)
 _CURVES = {"secp256r1": "ecdsa-p256", "secp384r1": "ecdsa-p384"}
+# The most of a requested profile name a refusal repeats (a configured one has 63 at most).
+SHOWN_NAME = 64
 
 
 def key_type(key: PublicKey) -> str | None:
@@ -111,11 +113,12 @@ class Catalog:
         """``name``'s profile if the CA still issues under it, for this grant (newOrder,
         finalize, sign-csr); ProfileRefused otherwise."""
         profile = self.profiles.get(name)
+        shown = name if len(name) <= SHOWN_NAME else name[:SHOWN_NAME - 3] + "..."
         if profile is None or profile.retired:
             state = "unknown" if profile is None else "retired"
             offered = ", ".join(self.offered()) or "none"
-            raise ProfileRefused(f"profile {name!r} is {state} (offered: {offered})")
+            raise ProfileRefused(f"profile {shown!r} is {state} (offered: {offered})")
         if grant.profiles and name not in grant.profiles:
-            raise ProfileRefused(f"this account may not use profile {name!r} (its External "
+            raise ProfileRefused(f"this account may not use profile {shown!r} (its External "
                                  f"Account Binding allows: {', '.join(grant.profiles)})")
         return profile

@@ -107,6 +107,16 @@ async def test_an_unknown_or_retired_profile_is_invalid_profile(
     await server.store.close()
 
 
+async def test_a_long_profile_name_is_cut_in_the_detail(server: AcmeServer) -> None:
+    """The invalidProfile detail repeats at most about 64 characters of the name asked
+    for: a client's 10,000 characters are not echoed into the problem (and logs)."""
+    client = await registered(server)
+    asked = "p" * 10_000
+    doc = assert_problem(await client.new_order(NAME, profile=asked), 400, "invalidProfile")
+    assert "'" + "p" * 61 + "...' is unknown" in doc["detail"], doc
+    assert len(doc["detail"]) < 200, doc
+
+
 @pytest.mark.parametrize("profile", [1, ["client"], {"name": "client"}, True])
 async def test_a_profile_that_is_not_a_string_is_malformed(
         server: AcmeServer, profile: Any) -> None:
