@@ -4,12 +4,14 @@ RFC 8738) and for `acme-ca sign-csr`.
 :func:`check_identifiers` normalises (type, value) pairs and applies, in order, the name
 policy of policy.py (allowed and denied domains, allowed IP networks), the intermediate's
 name constraints (RFC 5280 4.2.1.10: a certificate outside them would not verify) and,
-for ACME, whether an enabled challenge can prove the identifier. Every refusal is
-collected, with its reason, into one IdentifiersRefused. ACME turns it into one
-rejectedIdentifier (or unsupportedIdentifier) problem with a subproblem per refused
+for ACME, whether an enabled challenge can prove the identifier, then the order's
+profile (its identifier types and allowed_domains) and the account's grant. Every
+refusal is collected, with its reason, into one IdentifiersRefused. ACME turns it into
+one rejectedIdentifier (or unsupportedIdentifier, or invalidProfile for a type the
+profile a newOrder named does not issue for) problem with a subproblem per refused
 identifier (RFC 8555 6.7.1), before any authorization exists, and again at finalize
-(finalize_checks.policy_refusal: the policy or the intermediate may have changed
-since newOrder); sign-csr prints it as one line.
+(finalize_checks.order_profile: the policy, the intermediate or the profile may have
+changed since newOrder); sign-csr prints it as one line.
 """
 
 from __future__ import annotations
