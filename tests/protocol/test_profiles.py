@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -37,14 +38,16 @@ def usages(certificate: x509.Certificate) -> list[x509.ObjectIdentifier]:
     return list(certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
 
 
-async def issued(server: AcmeServer, *names: str, csr_key: Any = None, **extra: Any
+async def issued(server: AcmeServer, *names: str, csr_key: Any = None,
+                 csr: x509.CertificateSigningRequest | None = None, **extra: Any
                  ) -> tuple[dict[str, Any], x509.Certificate]:
-    """The valid order and its leaf, for an order with ``extra`` (e.g. profile)."""
+    """The valid order and its leaf, for an order with ``extra`` (e.g. profile),
+    finalized with a fresh CSR for ``names`` or with ``csr``."""
     client = await registered(server)
     created = await client.new_order(*names, **extra)
     assert created.status == 201, created.body
     order, order_url = await ready_order(server, client, *names, created=created)
-    response, _ = await finalize(client, order, *names, csr_key=csr_key)
+    response, _ = await finalize(client, order, *names, csr_key=csr_key, csr=csr)
     assert response.status == 200, response.body
     valid = (await client.post(order_url)).json()
     certificate = await client.post(valid["certificate"])
@@ -85,6 +88,26 @@ async def test_the_client_profile_gives_a_client_auth_only_certificate(
     assert (await server.store.get_certificate(serial_hex(leaf.serial_number))).profile == "client"
     _, both = await issued(server, NAME, profile="mtls")
     assert usages(both) == SERVER + CLIENT
+
+
+async def test_the_csr_extensions_never_reach_the_certificate(server: AcmeServer) -> None:
+    """The profile decides the certificate, not the CSR: extended key usages, a CA
+    basicConstraints and keyCertSign asked in it are left out (RFC 8555 7.4: the CA
+    decides what it certifies)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME)]), critical=False)
+           .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                 ExtendedKeyUsageOID.CODE_SIGNING]),
+                          critical=False)
+           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+           .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False,
+                                        False), critical=True)
+           .sign(key, hashes.SHA256()))
+    _, leaf = await issued(server, NAME, csr=csr, profile="client")
+    assert usages(leaf) == CLIENT
+    assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert not leaf.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
 
 
 async def test_default_profile_is_configurable(server_factory: Callable[..., Any]) -> None:
@@ -194,6 +217,29 @@ async def test_a_profile_narrowed_to_domains_keeps_out_ip_addresses(
     allowed = await order_ip(await registered(explicit), "client")
     assert allowed.status == 201, allowed.body
     await explicit.store.close()
+
+
+async def test_allowed_domains_against_wildcards_case_and_idna_dots(
+        server_factory: Callable[..., Any]) -> None:
+    """allowed_domains is at-or-under, label by label, after normalising (RFC 8555 7.1.4
+    wildcard, lower case, U+FF0E read as a dot as IDNA does): no suffix, parent or
+    trailing-dot trick gets outside it."""
+    server = await server_factory(challenge_types=("http-01", "dns-01"), **{
+        "profiles.client": {"allowed_domains": ["workers.bluerobin.local"]}})
+    client = await registered(server)
+    for bad in ["*.bluerobin.local", "xworkers.bluerobin.local", "bluerobin.local",
+                "workers.bluerobin.local.", "WORKERS.bluerobin.local.evil",
+                "a.workers\uff0ebluerobin\uff0elocal.x"]:
+        refused = await client.new_order(bad, profile="client")
+        assert refused.status == 400, (bad, refused.body)
+        assert refused.problem_type in ("rejectedIdentifier", "malformed"), (bad, refused.body)
+    for good in ["*.workers.bluerobin.local", "A.WORKERS.BLUEROBIN.LOCAL",
+                 "a.workers\uff0ebluerobin\uff0elocal"]:
+        created = await client.new_order(good, profile="client")
+        assert created.status == 201, (good, created.body)
+        assert all(i["value"].endswith("workers.bluerobin.local")
+                   for i in created.json()["identifiers"])
+    await server.store.close()
 
 
 async def test_the_profile_validity(server_factory: Callable[..., Any]) -> None:
