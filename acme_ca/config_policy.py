@@ -220,7 +220,10 @@ def parse_limit(text: str) -> Limit | None:
     count = int(count_text)
     if not 0 < count <= MAX_LIMIT_COUNT:
         raise ValueError(f"{text!r}: the count must be from 1 to {MAX_LIMIT_COUNT}")
-    return Limit(count, parse_duration(period_text))
+    period = parse_duration(period_text)
+    if period < timedelta(microseconds=count):  # one refill a microsecond at most
+        raise ValueError(f"{text!r}: more than one a microsecond; say 'unlimited'")
+    return Limit(count, period)
 
 
 def format_limit(limit: Limit | None) -> str:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from acme_ca.config_policy import LIMIT_NAMES, MAX_LIMIT_COUNT
 from bench import haproxy, postgres
 from bench.http01 import free_port, free_ports
 from bench.peers import Peer, environment, spawn, start
@@ -65,9 +66,18 @@ def acme_ca_config(
     return (
         f"{server}{storage}{ca}\n"
         '[policy]\nallowed_domains = ["bluerobin.local"]\n\n'
+        f"{BENCH_LIMITS}\n"
         f"[validation]\nhttp01_port = {http01_port}\n{networks}\n"
         f"[validation.hosts]\n{hosts}"
     )
+
+
+# The load generator issues thousands of orders per account, from one address: limits it
+# never reaches, so that every limit is still checked and spent (its cost is in the
+# figures) but none refuses. Real deployments keep the defaults (config.example.toml).
+BENCH_LIMITS = "[limits]\n" + "".join(
+    f"{name} = {MAX_LIMIT_COUNT}\n" if name == "pending_authorizations_per_account"
+    else f'{name} = "{MAX_LIMIT_COUNT}/1h"\n' for name in LIMIT_NAMES)
 
 
 def _spawn_acme_ca(workdir: Path, name: str, config_text: str) -> subprocess.Popen[bytes]:

@@ -57,7 +57,9 @@ class AcmeServer(NamedTuple):
         return f"--- serve stdout\n{out}\n--- serve stderr\n{err}"
 
 
-def write_config(path: Path, *, data_dir: Path, port: int, http01_port: int) -> Path:
+def write_config(path: Path, *, data_dir: Path, port: int, http01_port: int,
+                 extra: str = "") -> Path:
+    """The server's TOML; ``extra``: more tables, appended as they are ([limits] ...)."""
     hosts = ", ".join(f'"{name}" = "127.0.0.1"' for name in NAMES)
     path.write_text(
         "[server]\n"
@@ -69,18 +71,21 @@ def write_config(path: Path, *, data_dir: Path, port: int, http01_port: int) -> 
         "\n[validation]\n"
         f"http01_port = {http01_port}\n"
         'allowed_networks = ["127.0.0.0/8"]\n'
-        f"hosts = {{{hosts}}}\n",
+        f"hosts = {{{hosts}}}\n{extra}",
         encoding="utf-8",
     )
     return path
 
 
 @contextlib.contextmanager
-def serving_acme(workdir: Path) -> Iterator[AcmeServer]:
+def serving_acme(workdir: Path, extra: str = "") -> Iterator[AcmeServer]:
     """`acme-ca serve --config ...` in `workdir`, ready; stopped by pid afterwards.
 
     http-01 goes to 127.0.0.1:<http01_port> for NAMES ([validation] hosts), and only
-    loopback may be connected to ([validation] allowed_networks).
+    loopback may be connected to ([validation] allowed_networks). ``extra``: TOML
+    tables appended to the file (``"[acme]
+eab_required = true
+"``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
@@ -88,7 +93,8 @@ def serving_acme(workdir: Path) -> Iterator[AcmeServer]:
     while http01_port == port:
         http01_port = free_port()
     config = write_config(
-        workdir / "acme-ca.toml", data_dir=data_dir, port=port, http01_port=http01_port
+        workdir / "acme-ca.toml", data_dir=data_dir, port=port, http01_port=http01_port,
+        extra=extra,
     )
     with serving_config(config, data_dir, port) as server:
         yield AcmeServer(server, http01_port)

@@ -65,6 +65,14 @@ def walkthrough(ports: dict[str, int]) -> dict[str, str]:
     }
 
 
+def readme_ports() -> dict[str, int]:
+    """Two distinct free ports from the OS for the README's 8555 and 8080."""
+    ports = {"8555": free_port(), "8080": free_port()}
+    while ports["8080"] == ports["8555"]:
+        ports["8080"] = free_port()
+    return ports
+
+
 @pytest.fixture(params=["current user", "nobody"])
 def user(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     """A fresh directory with the Quick start's `.venv`, and the Popen arguments that
@@ -115,10 +123,9 @@ def test_the_readme_walkthrough_works_as_written(user: dict[str, Any]) -> None:
     workdir: Path = user["workdir"]
     popen: dict[str, Any] = user["popen"]
     data = workdir / "acme-ca-data"
-    port, http01 = free_port(), free_port()
-    while http01 == port:
-        http01 = free_port()
-    blocks = walkthrough({"8555": port, "8080": http01})
+    ports = readme_ports()
+    port = ports["8555"]
+    blocks = walkthrough(ports)
 
     # The Quick start: `.venv/bin/acme-ca serve` makes the CA (on a port from the OS).
     quick = free_port()

@@ -225,6 +225,7 @@ BAD_VALUES = [
     ('[server]\nexternal_url = "https://ca.bluerobin.local:https"\n', "server.external_url: "),
     ('[server]\nexternal_url = "https://ca.bluerobin.local:99999"\n', "server.external_url: "),
     ('[server]\nexternal_url = "https://:443"\n', "server.external_url: "),
+    ('[acme]\neab_required = "yes"\n', "acme.eab_required: "),
 ]
 
 

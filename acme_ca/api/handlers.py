@@ -14,6 +14,7 @@ from acme_ca.api import views
 from acme_ca.api.context import SERVICES, Services
 from acme_ca.api.jws import (
     VerifiedRequest,
+    external_binding,
     stored_account_key,
     verify_jws,
     verify_key_change_inner,
@@ -122,7 +123,10 @@ async def new_nonce(request: web.Request) -> web.Response:
 async def new_account(request: web.Request) -> web.Response:
     services = _services(request)
     verified, _ = await _verified(request, "jwk")
-    account, created = await services.accounts.new_account(verified.key, verified.json())
+    payload = verified.json()
+    account, created = await services.accounts.new_account(  # the peer: no X-Forwarded-For
+        verified.key, payload, lambda: external_binding(payload, outer=verified),
+        address=request.remote)
     return _json(
         views.account_json(account, services.links),
         status=201 if created else 200,

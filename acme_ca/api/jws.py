@@ -5,7 +5,9 @@ flattened JSON (no unprotected ``header``, no ``signatures``), strict base64url,
 algorithm allowlist, ``jwk`` xor ``kid`` (as the route requires), nonce present,
 ``url`` equal to the request URL, no ``b64``/``crit``, algorithm matching the key,
 signature verified with the key passed explicitly; only then is the nonce consumed.
-Every failure is an :class:`AcmeProblem`.
+Every failure is an :class:`AcmeProblem`. The JWS nested in a request is parsed by the
+same pieces: keyChange's inner JWS (:func:`verify_key_change_inner`) and newAccount's
+External Account Binding (:func:`external_binding`, whose MAC the authority checks).
 
 josepy stays inside this module. Only its RSA algorithm objects (``jwa.RS256.verify(key,
 msg, sig)``) and its RSA/EC JWK parsing are used (thumbprints, like base64url, come
@@ -34,6 +36,7 @@ from josepy import jwa
 from josepy import jwk as jose_jwk
 
 from acme_ca.authority.accounts import AccountKey, check_signing_key
+from acme_ca.authority.eab import MAC_ALGORITHMS, ExternalBinding
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed
 from acme_ca.encoding import canonical_jwk, jwk_thumbprint, public_jwk
 
@@ -255,6 +258,44 @@ def verify_key_change_inner(body: Mapping[str, Any], *, outer: VerifiedRequest) 
     if new_key.thumbprint == outer.key.thumbprint:
         raise malformed("the new account key is the same as the old key")
     return new_key
+
+
+def external_binding(payload: Mapping[str, Any], *, outer: VerifiedRequest
+                     ) -> ExternalBinding | None:
+    """RFC 8555 7.3.4: check the syntax of a newAccount's "externalAccountBinding"
+    (None when there is none): a flattened JWS whose protected header has a MAC
+    "alg" (HS256/384/512), the key id as "kid", the outer "url" and no "nonce", and
+    whose payload is the outer JWS's "jwk". ``authority/eab.check`` verifies its MAC.
+    Anything else is malformed; a payload that is another key is unauthorized."""
+    if "externalAccountBinding" not in payload:
+        return None
+    what = "externalAccountBinding"
+    value = payload["externalAccountBinding"]
+    if not isinstance(value, dict):
+        raise malformed(f"{what} must be a flattened JWS (a JSON object)")
+    eab = _Flattened.parse(value, what)
+    header = eab.protected
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in MAC_ALGORITHMS:
+        raise malformed(f"{what} alg {alg!r} is not a MAC algorithm; use one of "
+                        f"{', '.join(MAC_ALGORITHMS)}")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise malformed(f'{what} protected header has no "kid" (the key id from the CA)')
+    if "nonce" in header:
+        raise malformed(f'{what} protected header must not contain a "nonce"')
+    if "jwk" in header or "b64" in header or "crit" in header:
+        raise malformed(f'{what} protected header must not contain "jwk", "b64" or "crit"')
+    _check_url(header, outer.url, what, problem=malformed)
+    try:
+        bound = parse_jwk(_json_object(eab.payload, f"{what} payload"))
+    except AcmeProblem as problem:
+        raise malformed(f"{what} payload is not a public JWK: {problem.detail}") from None
+    if bound.thumbprint != outer.key.thumbprint:
+        raise AcmeProblem(ProblemType.UNAUTHORIZED,
+                          f"{what} payload is not the key that signed this newAccount")
+    return ExternalBinding(kid=kid, alg=alg, signing_input=eab.signing_input,
+                           mac=eab.signature)
 
 
 # --- pieces ----------------------------------------------------------------------------

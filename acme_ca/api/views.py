@@ -25,7 +25,7 @@ def identifier_json(identifier: Identifier) -> dict[str, str]:
 
 def directory_json(links: Links, meta: AcmeConfig, caa_identities: tuple[str, ...] = (),
                    profiles: Mapping[str, str] | None = None) -> dict[str, Any]:
-    meta_json: dict[str, Any] = {"externalAccountRequired": False}
+    meta_json: dict[str, Any] = {"externalAccountRequired": meta.eab_required}
     if meta.website:
         meta_json["website"] = meta.website
     if meta.terms_of_service:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from acme_ca.authority import eab
+from acme_ca.authority.grants import UNRESTRICTED, Grant, key_limits
+from acme_ca.authority.limits import RateLimits
 from acme_ca.clock import Clock
 from acme_ca.domain.models import Account, AccountStatus
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
@@ -79,11 +82,14 @@ class KeyInUse(AcmeProblem):
 
 class AccountService:
     def __init__(self, store: Store, clock: Clock, *, terms_of_service: str | None,
-                 blocked_keys: Collection[bytes] = frozenset()) -> None:
+                 blocked_keys: Collection[bytes] = frozenset(),
+                 eab_required: bool = False, limits: RateLimits | None = None) -> None:
         self._store = store
         self._clock = clock
         self._terms = terms_of_service
         self._blocked_keys = blocked_keys
+        self._eab_required = eab_required
+        self._limits = limits or RateLimits(store, clock)
 
     def _check_key(self, key: AccountKey) -> None:
         """RFC 8555 6.7 badPublicKey for a weak or blocklisted key (pki/goodkey.py), checked
@@ -100,9 +106,17 @@ class AccountService:
             return None
 
     async def new_account(
-        self, key: AccountKey, payload: dict[str, Any]
+        self, key: AccountKey, payload: dict[str, Any],
+        binding: Callable[[], eab.ExternalBinding | None] = lambda: None,
+        *, address: str | None = None,
     ) -> tuple[Account, bool]:
-        """newAccount (7.3): (account, created). An existing key returns its account."""
+        """newAccount (7.3): (account, created). An existing key returns its account
+        (7.3.1), whatever binding it carries. A new one needs a valid External Account
+        Binding (7.3.4) if the CA requires one, and binds the key it names if it has
+        one: ``binding`` reads it from the request (api/jws.external_binding) only
+        when an account is to be created. A new one spends from
+        ``new_accounts_per_ip`` for ``address``, the client's (rateLimited, 6.6, when
+        over it; the key's override when it has one)."""
         self._check_key(key)
         existing = await self.find_by_key(key)
         if existing is not None:
@@ -124,6 +138,11 @@ class AccountService:
                 headers={"Link": f'<{self._terms}>;rel="terms-of-service"'},
                 extra={"instance": self._terms},  # 6.7, 7.3.3: where the user acts
             )
+        now = self._clock.now()
+        external = binding()
+        if external is None and self._eab_required:
+            raise eab.required()
+        eab_key = None if external is None else await eab.check(self._store, external, now)
         account = Account(
             id=secrets.token_urlsafe(12),
             status=AccountStatus.VALID,
@@ -131,13 +150,24 @@ class AccountService:
             thumbprint=key.thumbprint,
             contact=contact,
             terms_agreed=agreed,
-            created_at=self._clock.now(),
+            created_at=now,
+            eab_kid=None if eab_key is None else eab_key.kid,
         )
+        grant = UNRESTRICTED if eab_key is None else Grant(limits=key_limits(eab_key))
+        spent = await self._limits.new_account(address, grant)
         try:
             return await self._store.create_account(account), True
-        except Conflict:  # the same key registered concurrently: one account wins
-            winner = await self._store.find_account_by_thumbprint(key.thumbprint)
-            return winner, False
+        except Conflict:
+            await self._limits.refund(spent)
+            winner = await self.find_by_key(key)
+            if winner is not None:  # the same key registered concurrently: one account wins
+                return winner, False
+            if eab_key is None:
+                raise
+            # another account bound the key, or it was revoked, since it was checked
+            problem = eab.unusable(await self._store.get_eab_key(eab_key.kid), now)
+            raise problem or unauthorized(
+                f"the external account key {eab_key.kid} could not be bound") from None
 
     async def account_for_kid(self, account_id: str) -> Account:
         """The account a kid names, if it may still act (7.3.6: deactivated may not)."""

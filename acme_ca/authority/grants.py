@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from acme_ca.config_policy import Limit
-from acme_ca.domain.models import Account
+from acme_ca.config_policy import LIMIT_NAMES, Limit, parse_count, parse_limit
+from acme_ca.domain.models import Account, EabKey
+from acme_ca.domain.problems import unauthorized
 from acme_ca.store.policy import EabStore
 
 
@@ -32,10 +33,36 @@ class Grant:
 
 
 UNRESTRICTED = Grant()
+# The one limit that is a count at once, not a rate (config_policy.LimitsConfig).
+PENDING = "pending_authorizations_per_account"
 
 
 async def grant_for(store: EabStore, account: Account, now: datetime) -> Grant:
-    """The account's grant; unauthorized (an ``AcmeProblem``) when its key is revoked."""
+    """The account's grant; unauthorized (an ``AcmeProblem``) when its key is revoked
+    (by ``now``). A key that expired after it bound the account still grants: expiry
+    only ends the time in which a key may bind one."""
     if account.eab_kid is None:
         return UNRESTRICTED
-    raise NotImplementedError  # issue 11, EAB: to be written
+    key = await store.get_eab_key(account.eab_kid)
+    if key.revoked_at is not None and key.revoked_at <= now:
+        raise unauthorized(f"the external account key {key.kid} ({key.label}) this account "
+                           "was created with was revoked: it may open no new orders")
+    return Grant(profiles=key.profiles, domains=key.domains,
+                 limits=key_limits(key), eab_kid=key.kid)
+
+
+def key_limits(key: EabKey) -> dict[str, Limit | int | None]:
+    """The key's overrides of [limits]; the command line checked them with
+    ``parse_override`` when the key was made."""
+    return {name: parse_override(name, text) for name, text in key.limits}
+
+
+def parse_override(name: str, text: str) -> Limit | int | None:
+    """One override as [limits] reads it (``config_policy``): "COUNT/DURATION" or
+    "unlimited", and for pending_authorizations_per_account a count; ``ValueError``
+    naming what is wrong."""
+    if name not in LIMIT_NAMES:
+        raise ValueError(f"unknown limit {name!r} (known: {', '.join(LIMIT_NAMES)})")
+    if name == PENDING:
+        return parse_count(int(text) if text.strip().isdigit() else text)
+    return parse_limit(text)

@@ -35,6 +35,7 @@ from acme_ca.authority.identifiers import (
     challenge_types,
     parse_identifiers,
 )
+from acme_ca.authority.limits import RateLimits
 from acme_ca.authority.profiles import Catalog
 from acme_ca.clock import Clock
 from acme_ca.config import PolicyConfig
@@ -89,6 +90,7 @@ class OrderService:
         challenge_types: Sequence[str] = ("http-01",),
         caa_recheck: CaaRecheck | None = None,
         in_flight: issuance.InFlight | None = None,
+        limits: RateLimits | None = None,
         *,
         profiles: Catalog,
     ) -> None:
@@ -100,6 +102,7 @@ class OrderService:
         self._challenge_types = tuple(challenge_types)
         self._in_flight = issuance.InFlight() if in_flight is None else in_flight
         self._caa_recheck = caa_recheck  # None when CAA is off
+        self._limits = limits or RateLimits(store, clock)
 
     # --- newOrder ---------------------------------------------------------------------
 
@@ -152,7 +155,13 @@ class OrderService:
         change = order_change(order, [*reusing, *new], now)  # all reused: ready at once
         if change is not None:
             order = replace(order, status=change.status, error=change.error)
-        return await self._store.create_order(order, new)
+        spent = await self._limits.new_order(  # rateLimited (6.6); ARI replaces: issue 12
+            account, grant, identifiers, new_authorizations=len(new), replaces=False)
+        try:
+            return await self._store.create_order(order, new)
+        except BaseException:
+            await self._limits.refund(spent)
+            raise
 
     def _new_authorization(
         self, account: Account, identifier: Identifier, now: datetime
@@ -292,7 +301,10 @@ class OrderService:
             await self._store.start_issuance(order.id, record)
         except Conflict:
             return await self._not_ready(await self._store.get_order(order.id), csr_der)
-        return await issuance.sign_for_order(self._store, issuer, request, record)
+        issued = await issuance.sign_for_order(self._store, issuer, request, record)
+        if issued.status is OrderStatus.VALID:
+            await self._limits.certificate_issued(account, order.identifiers)
+        return issued
 
     async def _not_ready(self, order: Order, csr_der: bytes) -> Order:
         """A finalize on an order that is not ready. An identical re-finalize of a valid

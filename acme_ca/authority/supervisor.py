@@ -58,6 +58,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
+from acme_ca.authority.limits import RateLimits
 from acme_ca.clock import Clock
 from acme_ca.domain.models import Authorization, Challenge, ChallengeStatus
 from acme_ca.domain.problems import AcmeProblem, ProblemType
@@ -99,6 +100,7 @@ class ValidationSupervisor:
         grace: float = 1.0,
         caa: CaaChecker | None = None,
         account_uri: Callable[[str], str] = str,
+        limits: RateLimits | None = None,
     ) -> None:
         if max_in_flight < 1 or max_in_flight_per_account < 1:
             raise ValueError("validation limits must be at least 1")
@@ -113,6 +115,7 @@ class ValidationSupervisor:
         self._grace = grace
         self._caa = caa
         self._account_uri = account_uri
+        self._limits = limits or RateLimits(store, clock)  # failed validations are counted
         self._tasks: dict[str, asyncio.Task[Challenge | None]] = {}  # by challenge id
         self._closed = False
 
@@ -306,7 +309,7 @@ class ValidationSupervisor:
         """Store the result; the settled challenge, or None if another process won."""
         now = self._clock.now()
         try:
-            settled, _ = await self._store.record_validation(
+            settled, authz = await self._store.record_validation(
                 challenge_id,
                 valid=problem is None,
                 error=problem.dumps() if problem is not None else None,
@@ -316,4 +319,6 @@ class ValidationSupervisor:
         except (Conflict, NotFound):
             log.info("challenge %s was settled elsewhere", challenge_id)
             return None
+        if problem is not None and problem.type is not ProblemType.SERVER_INTERNAL:
+            await self._limits.failed_validation(authz.account_id, authz.identifier)
         return settled

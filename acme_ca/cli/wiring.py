@@ -21,6 +21,7 @@ from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.caa_recheck import CaaRecheck
 from acme_ca.authority.expiry import Expiry
 from acme_ca.authority.issuance import InFlight
+from acme_ca.authority.limits import RateLimits
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.profiles import Catalog
@@ -121,6 +122,7 @@ def build_app(
     """The application; ``own`` (from ``own_endpoints``) goes to ``default_validators``."""
     links = Links(config.server.base_url)
     caa = caa_checker(config)
+    limits = RateLimits(store, clock, config.limits)  # [limits], shared through the store
     supervisor = ValidationSupervisor(
         store,
         clock,
@@ -131,6 +133,7 @@ def build_app(
         timeout=config.validation.timeout.total_seconds(),
         caa=caa,
         account_uri=links.account,
+        limits=limits,
     )
     recheck = None if caa is None else CaaRecheck(
         caa, links.account, timeout=config.validation.timeout.total_seconds()
@@ -139,9 +142,11 @@ def build_app(
     profiles = Catalog.from_config(config)
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
-                                blocked_keys=config.policy.blocked_keys),
+                                blocked_keys=config.policy.blocked_keys,
+                                eab_required=config.acme.eab_required, limits=limits),
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
-                            caa_recheck=recheck, in_flight=in_flight, profiles=profiles),
+                            caa_recheck=recheck, in_flight=in_flight, profiles=profiles,
+                            limits=limits),
         authorizations=AuthorizationService(store, clock, supervisor),
         revocation=RevocationService(store, clock),
         nonces=NonceService(store, clock),

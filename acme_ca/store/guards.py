@@ -11,9 +11,16 @@ state and hands it to ``refused``, which says ``NotFound`` (no row) or ``Conflic
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal, overload
 
-from acme_ca.domain.models import Authorization, CertificateRecord, CertificateStatus, Order
+from acme_ca.domain.models import (
+    Authorization,
+    CertificateRecord,
+    CertificateStatus,
+    EabKey,
+    Order,
+)
 from acme_ca.errors import Conflict, NotFound, StoreError
 
 # How each kind of row is named in a message, by its id.
@@ -23,6 +30,7 @@ _NOT_FOUND = {
     "order": "no order {id}",
     "authorization": "no authorization {id}",
     "challenge": "no challenge {id}",
+    "eab key": "no external account key {id}",
 }
 
 
@@ -104,3 +112,20 @@ def check_new_order(order: Order, new_authorizations: Sequence[Authorization]) -
             if challenge.authorization_id != authz.id:
                 raise ValueError(f"challenge {challenge.id} names authorization "
                                  f"{challenge.authorization_id}, not {authz.id}")
+
+
+def eab_key_refused(kid: str, found: EabKey | None, at: datetime) -> StoreError | None:
+    """Why ``create_account`` may not bind the External Account Binding key ``kid``
+    (``found``: the key, with the account it bound, read in the binding's transaction)
+    at ``at``: ``NotFound`` if there is none, ``Conflict`` if it is already bound,
+    revoked, or expired by then; None if it may bind."""
+    if found is None:
+        return not_found("eab key", kid)
+    if found.account_id is not None:
+        return Conflict(f"external account key {kid} is already bound to account "
+                        f"{found.account_id}")
+    if found.revoked_at is not None:
+        return Conflict(f"external account key {kid} was revoked")
+    if found.expires is not None and found.expires <= at:
+        return Conflict(f"external account key {kid} expired")
+    return None

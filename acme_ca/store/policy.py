@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from acme_ca.domain.limits import LimitDecision
+from acme_ca.domain.limits import LimitDecision, PendingAuthorizations
 from acme_ca.domain.models import EabKey
 
 
@@ -44,7 +44,8 @@ class LimitStore(Protocol):
         """Spend ``cost`` from the bucket ``(name, key)`` of a ``count``/``period`` limit,
         if it fits (``domain.limits.decide`` on the stored TAT); the new TAT is stored
         only then. Of concurrent spends through any stores on one database, each sees
-        the other's: a limit of N lets N through, never more. ``cost`` 0 only asks."""
+        the other's: a limit of N lets N through, never more. ``cost`` 0 only asks, and
+        writes nothing. ``ValueError`` as ``decide`` raises it."""
 
     async def refund_limit(self, name: str, key: str, now: datetime, *, count: int,
                            period: timedelta, cost: int = 1) -> None:
@@ -52,5 +53,7 @@ class LimitStore(Protocol):
         order that could not be created): the TAT moves back by ``cost`` intervals,
         never before ``now``."""
 
-    async def count_pending_authorizations(self, account_id: str, now: datetime) -> int:
-        """How many of the account's authorizations are PENDING and unexpired."""
+    async def count_pending_authorizations(self, account_id: str, now: datetime
+                                           ) -> PendingAuthorizations:
+        """How many of the account's authorizations are PENDING and unexpired at
+        ``now``, and when the first of them expires (None when there is none)."""

@@ -1,7 +1,9 @@
 """ACME accounts in PostgreSQL (RFC 8555 7.3).
 
-Every call is one statement; a compare-and-set returns the new row with
-``RETURNING``. Only when it changed nothing does a second query find out why.
+Every call is one statement (``create_account`` with an External Account Binding key
+also locks and reads the key it binds, in the same transaction: ``eab``); a
+compare-and-set returns the new row with ``RETURNING``. Only when it changed nothing
+does a second query find out why.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from collections.abc import Sequence
 from acme_ca.domain.models import Account, AccountStatus
 from acme_ca.errors import Conflict, NotFound
 from acme_ca.store import guards
-from acme_ca.store.postgres.base import PostgresBase
+from acme_ca.store.postgres.base import Connection, PostgresBase, Record
+from acme_ca.store.postgres.eab import binding_refused
 from acme_ca.store.postgres.rows import ACCOUNT_INSERT, account_row, to_account
 
 # ON CONFLICT DO NOTHING covers both the id and the thumbprint: no row comes back.
@@ -32,7 +35,17 @@ _STATE = "SELECT status, thumbprint FROM accounts WHERE id = $1"
 
 class AccountMethods(PostgresBase):
     async def create_account(self, account: Account) -> Account:
-        rows = await self._write(_CREATE, *account_row(account))
+        async def insert(conn: Connection) -> list[Record]:
+            if account.eab_kid is not None:  # the key is locked and read where it is bound
+                refused = await binding_refused(conn, account.eab_kid, account.created_at)
+                if refused is not None:
+                    raise refused
+            return await conn.fetch(_CREATE, *account_row(account))
+
+        if account.eab_kid is None:
+            rows = await self._write(_CREATE, *account_row(account))
+        else:
+            rows = await self._transaction(insert)
         if not rows:
             raise Conflict(f"an account with key thumbprint {account.thumbprint} or id "
                            f"{account.id} already exists")

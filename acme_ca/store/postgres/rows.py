@@ -88,8 +88,9 @@ def to_certificate(row: Record) -> CertificateRecord:
 # --- accounts -------------------------------------------------------------------------
 
 ACCOUNT_INSERT = """
-INSERT INTO accounts (id, status, jwk, thumbprint, contact, terms_agreed, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)"""
+INSERT INTO accounts (id, status, jwk, thumbprint, contact, terms_agreed, created_at,
+                      eab_kid)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"""
 
 
 def account_row(account: Account) -> tuple[object, ...]:
@@ -101,6 +102,7 @@ def account_row(account: Account) -> tuple[object, ...]:
         list(account.contact),
         account.terms_agreed,
         aware(account.created_at),
+        account.eab_kid,
     )
 
 
@@ -113,6 +115,7 @@ def to_account(row: Record) -> Account:
         contact=tuple(row["contact"]),
         terms_agreed=row["terms_agreed"],
         created_at=row["created_at"],
+        eab_kid=row["eab_kid"],
     )
 
 

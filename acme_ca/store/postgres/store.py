@@ -1,6 +1,6 @@
 """``PostgresStore``: the ``Store`` for replicas, assembled from one class per group
 of entities (``certificates``, ``accounts``, ``orders``, ``authorizations``,
-``cluster``, ``retention``) over the pool and concurrency rules of ``base``.
+``cluster``, ``retention``, ``eab``, ``limits``) over the pool and concurrency rules of ``base``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from acme_ca.store.postgres.authorizations import AuthorizationMethods
 from acme_ca.store.postgres.base import Connection
 from acme_ca.store.postgres.certificates import CertificateMethods
 from acme_ca.store.postgres.cluster import ClusterMethods
+from acme_ca.store.postgres.eab import EabMethods
+from acme_ca.store.postgres.limits import LimitMethods
 from acme_ca.store.postgres.migrate import migrate_postgres, postgres_schema_version
 from acme_ca.store.postgres.orders import OrderMethods
 from acme_ca.store.postgres.pool import TIMEOUT, open_pool
@@ -37,7 +39,7 @@ from acme_ca.store.postgres.url import describe
 
 
 class PostgresStore(ClusterMethods, AccountMethods, OrderMethods, AuthorizationMethods,
-                    CertificateMethods, RetentionMethods):
+                    CertificateMethods, RetentionMethods, EabMethods, LimitMethods):
     """``Store`` on one PostgreSQL database, shared by any number of replicas."""
 
     @classmethod

@@ -1,25 +1,31 @@
 """ACME accounts in SQLite (RFC 8555 7.3): the account methods of ``ReadStore`` and
 ``WriteStore`` for ``SqliteStore``.
 
-Every call is one statement; a compare-and-set returns the new row with ``RETURNING``.
+Every call is one statement (``create_account`` with an External Account Binding key
+also reads the key it binds, in the same transaction: ``eab``); a compare-and-set
+returns the new row with ``RETURNING``.
 Only when it changed nothing does a second query find out why (no such account:
 ``NotFound``; another state: ``Conflict``; worded by ``guards``).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 from acme_ca.domain.models import Account, AccountStatus
 from acme_ca.errors import Conflict, NotFound
 from acme_ca.store import guards
 from acme_ca.store.sqlite.base import SqliteBase
+from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.eab import binding_refused
 from acme_ca.store.sqlite.rows import account_row, contact_json, to_account
 
 # ON CONFLICT DO NOTHING covers both the id and the thumbprint: no row comes back.
 _INSERT = """
-INSERT INTO accounts (id, status, jwk, thumbprint, contact, terms_agreed, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO accounts (id, status, jwk, thumbprint, contact, terms_agreed, created_at,
+                      eab_kid)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING
 RETURNING *"""
 _BY_ID = "SELECT * FROM accounts WHERE id = ?"
@@ -38,7 +44,14 @@ _STATE = "SELECT status, thumbprint FROM accounts WHERE id = ?"
 
 class AccountMethods(SqliteBase):
     async def create_account(self, account: Account) -> Account:
-        rows = await self._write(_INSERT, account_row(account))
+        async def insert(conn: Connection) -> list[sqlite3.Row]:
+            if account.eab_kid is not None:  # the key is read where it is bound
+                refused = await binding_refused(conn, account.eab_kid, account.created_at)
+                if refused is not None:
+                    raise refused
+            return list(await conn.execute_fetchall(_INSERT, account_row(account)))
+
+        rows = await self._transaction(insert)
         if not rows:
             raise Conflict(f"an account with key thumbprint {account.thumbprint} or id "
                            f"{account.id} already exists")

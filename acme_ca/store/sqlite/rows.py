@@ -58,6 +58,7 @@ def account_row(account: Account) -> tuple[object, ...]:
         json.dumps(list(account.contact)),
         int(account.terms_agreed),
         to_text(account.created_at),
+        account.eab_kid,
     )
 
 
@@ -70,6 +71,7 @@ def to_account(row: sqlite3.Row) -> Account:
         contact=tuple(json.loads(row["contact"])),
         terms_agreed=bool(row["terms_agreed"]),
         created_at=from_text(row["created_at"]),
+        eab_kid=row["eab_kid"],
     )
 
 

@@ -16,7 +16,8 @@ busy timeout as ``StoreUnavailable``: ``base.py``).
 
 The certificate methods live here; the ACME resources in ``accounts``,
 ``orders``, ``authorizations`` and ``nonces``, leases in ``leases``, pruning in
-``retention``, the plumbing they share and the concurrency contract in ``base``.
+``retention``, External Account Binding keys in ``eab``, rate limits' buckets in
+``limits``, the plumbing they share and the concurrency contract in ``base``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ from acme_ca.store.sqlite.base import (
     to_text,
 )
 from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.eab import EabMethods
 from acme_ca.store.sqlite.leases import LeaseMethods
+from acme_ca.store.sqlite.limits import LimitMethods
 from acme_ca.store.sqlite.migrate import sqlite_schema_version
 from acme_ca.store.sqlite.nonces import NonceMethods
 from acme_ca.store.sqlite.opening import MEMORY, open_connections, read_boot_id
@@ -97,7 +100,7 @@ ORDER BY created_at, serial LIMIT ?"""
 
 
 class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, AuthorizationMethods,
-                  RetentionMethods, SqliteBase):
+                  RetentionMethods, EabMethods, LimitMethods, SqliteBase):
     """``Store`` on one SQLite file (or ``:memory:`` for tests)."""
 
     @classmethod

@@ -1,0 +1,227 @@
+"""Rate limits (RFC 8555 6.6): where the CA spends from the buckets the store keeps, and
+what a client over a limit hears.
+
+The buckets live in the store (``LimitStore``), so every worker and every replica
+spends from the same ones; each is a GCRA bucket (``domain/limits.py``, Boulder's
+ratelimits). The limits, [limits] in the config (``config_policy.LimitsConfig``), each
+overridable per External Account Binding key (``Grant.limits``; None is unlimited):
+
+- ``new_accounts_per_ip``: spent by newAccount when it creates an account, keyed by
+  the client's address as the connection gives it (never X-Forwarded-For, which any
+  client writes); an IPv6 address by its /64, which one host usually holds whole.
+- ``new_orders_per_account``: spent by newOrder once its identifiers passed the
+  policy and the checks below; refunded if the order is then not created.
+- ``pending_authorizations_per_account``: not a rate but a ceiling on the account's
+  authorizations pending at once, those pending now plus those the order would add.
+- ``failed_validations_per_identifier``: per account and identifier, Boulder's
+  FailedAuthorizationsPerDomainPerAccount; spent where the validation supervisor
+  records a validation invalid, checked by newOrder.
+- ``certificates_per_names``: per exact set of names (a digest of the sorted set,
+  Boulder's CertificatesPerFQDNSet); spent when a certificate is issued, checked by
+  newOrder unless the order names the certificate it replaces (ARI ``replaces``).
+
+Over a limit: 429 rateLimited with Retry-After (whole seconds, rounded up) and a
+detail naming the limit, its value and when the bucket is full again (RFC 3339).
+What is spent after the fact (a failed validation, an issued certificate) never
+fails the work it counts: an empty bucket stays empty, and a store out of reach
+only loses that one count (a warning says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from acme_ca.authority.grants import UNRESTRICTED, Grant, grant_for
+from acme_ca.authority.identifiers import authorization_identifier
+from acme_ca.clock import Clock
+from acme_ca.config_policy import Limit, LimitsConfig, format_limit
+from acme_ca.domain.models import Account, Identifier
+from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.errors import NotFound, StoreError
+from acme_ca.store.base import Store
+
+log = logging.getLogger(__name__)
+
+NEW_ACCOUNTS = "new_accounts_per_ip"
+NEW_ORDERS = "new_orders_per_account"
+PENDING = "pending_authorizations_per_account"
+FAILED_VALIDATIONS = "failed_validations_per_identifier"
+CERTIFICATES = "certificates_per_names"
+# No limit at all: what a service built without [limits] (a unit test) gets.
+NO_LIMITS = LimitsConfig(None, None, None, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Spent:
+    """What a request spent, to give back if what it paid for did not happen."""
+
+    name: str
+    key: str
+    limit: Limit
+
+
+class RateLimits:
+    def __init__(self, store: Store, clock: Clock, config: LimitsConfig = NO_LIMITS) -> None:
+        self._store = store
+        self._clock = clock
+        self._config = config
+
+    # --- newAccount ---------------------------------------------------------------------
+
+    async def new_account(self, address: str | None, grant: Grant = UNRESTRICTED
+                          ) -> Spent | None:
+        """Spend one of ``new_accounts_per_ip`` for the client at ``address`` (the
+        connection's peer, request.remote), or raise rateLimited."""
+        key = address_key(address)
+        return await self._spend(NEW_ACCOUNTS, key, grant, f"too many new accounts from {key}")
+
+    # --- newOrder -------------------------------------------------------------------------
+
+    async def new_order(self, account: Account, grant: Grant,
+                        identifiers: Sequence[Identifier], *, new_authorizations: int,
+                        replaces: bool = False) -> Spent | None:
+        """The checks of an order about to be created, then one of
+        ``new_orders_per_account`` spent (``refund`` it if the order is not created);
+        rateLimited for the first limit it is over. ``new_authorizations``: how many
+        pending authorizations the order adds; ``replaces``: it names the certificate it
+        replaces (ARI), which exempts it from ``certificates_per_names``."""
+        await self._check_pending(account, grant, new_authorizations)
+        for identifier in identifiers:
+            base, _ = authorization_identifier(identifier)
+            await self._spend(FAILED_VALIDATIONS, failed_key(account.id, base), grant,
+                              f"too many failed validations of {base.value} for this account",
+                              cost=0)
+        if not replaces:
+            names = ", ".join(sorted({i.value for i in identifiers}))
+            await self._spend(CERTIFICATES, names_key(identifiers), grant,
+                              f"too many certificates for exactly these names ({names})", cost=0)
+        return await self._spend(NEW_ORDERS, account.id, grant,
+                                 "too many new orders for this account")
+
+    async def refund(self, spent: Spent | None) -> None:
+        """Give back what ``new_account`` or ``new_order`` spent."""
+        if spent is None:
+            return
+        await self._store.refund_limit(spent.name, spent.key, self._clock.now(),
+                                       count=spent.limit.count, period=spent.limit.period)
+
+    # --- after the fact ---------------------------------------------------------------------
+
+    async def failed_validation(self, account_id: str, identifier: Identifier) -> None:
+        """A validation of ``identifier`` (an authorization's: the base name) for the
+        account was recorded invalid: one of ``failed_validations_per_identifier``."""
+        await self._count(FAILED_VALIDATIONS, failed_key(account_id, identifier), account_id)
+
+    async def certificate_issued(self, account: Account, identifiers: Sequence[Identifier]
+                                 ) -> None:
+        """A certificate for exactly ``identifiers`` was issued: one of
+        ``certificates_per_names``."""
+        await self._count(CERTIFICATES, names_key(identifiers), account)
+
+    # --- the buckets ----------------------------------------------------------------------
+
+    def _limit(self, name: str, grant: Grant) -> Limit | int | None:
+        if name in grant.limits:
+            return grant.limits[name]
+        limit: Limit | int | None = getattr(self._config, name)
+        return limit
+
+    async def _spend(self, name: str, key: str, grant: Grant, what: str, *, cost: int = 1
+                     ) -> Spent | None:
+        """Spend ``cost`` (0: only ask) or raise rateLimited; what to refund."""
+        limit = self._limit(name, grant)
+        if not isinstance(limit, Limit):
+            return None
+        now = self._clock.now()
+        decision = await self._store.spend_limit(name, key, now, count=limit.count,
+                                                 period=limit.period, cost=cost)
+        if not decision.allowed:
+            raise rate_limited(
+                f"{what}: over {name} = {format_limit(limit)}; retry after "
+                f"{rfc3339(decision.retry_at)}, the limit resets at "
+                f"{rfc3339(decision.resets_at)}", retry_after(decision.retry_at, now))
+        return Spent(name, key, limit) if cost else None
+
+    async def _check_pending(self, account: Account, grant: Grant, adding: int) -> None:
+        limit = self._limit(PENDING, grant)
+        if not isinstance(limit, int) or isinstance(limit, bool) or adding == 0:
+            return
+        now = self._clock.now()
+        pending = await self._store.count_pending_authorizations(account.id, now)
+        if pending.count + adding <= limit:
+            return
+        frees = pending.first_expires or now
+        raise rate_limited(
+            f"too many pending authorizations: {pending.count} pending and {adding} more "
+            f"asked for, over {PENDING} = {limit}; they are released as they are "
+            f"validated, deactivated or expire (the first by {rfc3339(frees)})",
+            retry_after(frees, now))
+
+    async def _count(self, name: str, key: str, account: Account | str) -> None:
+        """Spend one of ``name`` for what already happened: refused or not, never an
+        error (the account's overrides apply: its grant is read here)."""
+        try:
+            grant = await self._grant(account)
+            limit = self._limit(name, grant)
+            if isinstance(limit, Limit):
+                await self._store.spend_limit(name, key, self._clock.now(),
+                                              count=limit.count, period=limit.period)
+        except StoreError as exc:
+            log.warning("rate limit %s not counted for %s: %s", name, key, exc)
+
+    async def _grant(self, account: Account | str) -> Grant:
+        try:
+            if isinstance(account, str):
+                account = await self._store.get_account(account)
+            return await grant_for(self._store, account, self._clock.now())
+        except (AcmeProblem, NotFound):  # a revoked key, a deleted account: no new orders
+            return UNRESTRICTED          # anyway, the count only has to be kept
+
+
+def rate_limited(detail: str, seconds: int) -> AcmeProblem:
+    """429 rateLimited (RFC 8555 6.6) with Retry-After (RFC 9110 10.2.3)."""
+    return AcmeProblem(ProblemType.RATE_LIMITED, detail,
+                       headers={"Retry-After": str(seconds)})
+
+
+def retry_after(moment: datetime, now: datetime) -> int:
+    """Whole seconds from ``now`` to ``moment``, rounded up, at least 1."""
+    return max(1, math.ceil((moment - now).total_seconds()))
+
+
+def rfc3339(moment: datetime) -> str:
+    """RFC 3339 UTC, rounded up to the second (as Retry-After is)."""
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def address_key(address: str | None) -> str:
+    """The bucket of a client address: IPv4 as it is, IPv6 by its /64."""
+    if not address:
+        return "unknown"
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:  # a dual-stack socket's IPv4 client
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+def failed_key(account_id: str, identifier: Identifier) -> str:
+    return f"{account_id}:{identifier.type}:{identifier.value}"
+
+
+def names_key(identifiers: Sequence[Identifier]) -> str:
+    """A digest of the sorted set of names, whatever their order and repetitions."""
+    names = sorted({f"{i.type}:{i.value.lower()}" for i in identifiers})
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()

@@ -1,0 +1,77 @@
+"""Rate limits' buckets in SQLite (``LimitStore``): one row per limit and key holding
+its theoretical arrival time (``domain/limits.py``).
+
+A spend reads the TAT, decides with ``domain.limits.decide`` and writes the new TAT
+in one write transaction: writers are serialised on the whole file (``base``: one
+``BEGIN IMMEDIATE`` at a time, across the processes of ``serve --workers N``), so of
+concurrent spends each sees the TAT the one before it left, and a bucket of N lets N
+through. An ask (cost 0) only reads, on the reader connection. A refund is the same
+read-decide-write as a spend.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from acme_ca.domain import limits
+from acme_ca.domain.limits import LimitDecision, PendingAuthorizations
+from acme_ca.store.sqlite.base import SqliteBase, from_text, optional_time, to_text
+from acme_ca.store.sqlite.connection import Connection
+
+T = TypeVar("T")
+
+_TAT = "SELECT tat FROM rate_limits WHERE name = ? AND key = ?"
+_SET = """
+INSERT INTO rate_limits (name, key, tat) VALUES (?, ?, ?)
+ON CONFLICT (name, key) DO UPDATE SET tat = excluded.tat"""
+# authorizations_for_reuse leads with account_id.
+_PENDING = """
+SELECT COUNT(*) AS pending, MIN(expires) AS first_expires FROM authorizations
+WHERE account_id = ? AND status = 'pending' AND expires > ?"""
+
+
+class LimitMethods(SqliteBase):
+    async def spend_limit(self, name: str, key: str, now: datetime, *, count: int,
+                          period: timedelta, cost: int = 1) -> LimitDecision:
+        limits.decide(None, now, count=count, period=period, cost=cost)  # ValueError first
+        if cost == 0:
+            rows = await self._read(_TAT, (name, key))
+            return limits.decide(_tat(rows), now, count=count, period=period, cost=0)
+
+        def spend(tat: datetime | None) -> tuple[datetime | None, LimitDecision]:
+            decision = limits.decide(tat, now, count=count, period=period, cost=cost)
+            return decision.written, decision
+
+        return await self._rewrite(name, key, spend)
+
+    async def refund_limit(self, name: str, key: str, now: datetime, *, count: int,
+                           period: timedelta, cost: int = 1) -> None:
+        limits.refund(None, now, count=count, period=period, cost=cost)  # ValueError first
+        await self._rewrite(name, key, lambda tat: (
+            limits.refund(tat, now, count=count, period=period, cost=cost), None))
+
+    async def _rewrite(self, name: str, key: str,
+                       change: Callable[[datetime | None], tuple[datetime | None, T]]) -> T:
+        """``change`` of the bucket's TAT, in one write transaction: the TAT to write
+        (None: none), and what to return."""
+
+        async def rewrite(conn: Connection) -> T:
+            tat = _tat(list(await conn.execute_fetchall(_TAT, (name, key))))
+            written, result = change(tat)
+            if written is not None:
+                await conn.execute(_SET, (name, key, to_text(written)))
+            return result
+
+        return await self._transaction(rewrite)
+
+    async def count_pending_authorizations(self, account_id: str, now: datetime
+                                           ) -> PendingAuthorizations:
+        rows = await self._read(_PENDING, (account_id, to_text(now)))
+        return PendingAuthorizations(rows[0]["pending"], optional_time(rows[0]["first_expires"]))
+
+
+def _tat(rows: list[sqlite3.Row]) -> datetime | None:
+    return from_text(rows[0]["tat"]) if rows else None

@@ -1,0 +1,242 @@
+"""Rate limits through the protocol (RFC 8555 6.6): each limit of [limits] hit, answered
+429 rateLimited with Retry-After and a detail naming the limit, its value and when it
+resets, and released again as time passes (FakeClock) or as what it counts goes away."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+import sqlite3
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from tests.acme_client import AcmeTestClient, Response, jwk_of, sign
+from tests.protocol.conftest import AcmeServer
+from tests.protocol.helpers import (
+    NEW_ACCOUNT,
+    assert_problem,
+    finalize,
+    http01,
+    issue,
+    ready_order,
+    registered,
+)
+
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def rate_limited(response: Any, limit: str, value: str, retry_after: timedelta
+                 ) -> dict[str, Any]:
+    """RFC 8555 6.6: 429 rateLimited, Retry-After in whole seconds (rounded up), and a
+    detail that names the limit, its value and when it resets."""
+    doc = assert_problem(response, 429, "rateLimited")
+    assert response.headers["Retry-After"] == str(math.ceil(retry_after.total_seconds()))
+    assert limit in doc["detail"] and value in doc["detail"], doc["detail"]
+    assert RFC3339.search(doc["detail"]), doc["detail"]
+    return doc
+
+
+def advance(server: AcmeServer, delta: timedelta, *clients: AcmeTestClient) -> None:
+    """Time passes; the clients' nonces, kept from their last response, expire with it."""
+    server.clock.advance(delta)
+    for client in clients:
+        client.nonce = None
+
+
+async def limited(server_factory: Callable[..., Any], **limits: Any) -> AcmeServer:
+    return await server_factory(**{f"limits.{name}": value for name, value in limits.items()})
+
+
+async def test_new_orders_per_account_is_hit_then_released(server_factory):
+    server = await limited(server_factory, new_orders_per_account="2/1h")
+    client = await registered(server)
+    for n in range(2):
+        assert (await client.new_order(f"n{n}.bluerobin.local")).status == 201
+    assert rate_limit_rows(server) == 2  # the address that made the account, the account
+    refused = await client.new_order("n2.bluerobin.local")
+    doc = rate_limited(refused, "new_orders_per_account", "2/1h", timedelta(minutes=30))
+    resets = server.clock.now() + timedelta(hours=1, microseconds=999_999)  # rounded up
+    assert f"resets at {resets:%Y-%m-%dT%H:%M:%S}Z" in doc["detail"]
+    other = await registered(server)  # per account
+    assert (await other.new_order("n2.bluerobin.local")).status == 201
+    advance(server, timedelta(minutes=29, seconds=59), client)
+    rate_limited(await client.new_order("n2.bluerobin.local"), "new_orders_per_account",
+                 "2/1h", timedelta(seconds=1))
+    advance(server, timedelta(seconds=1), client)
+    assert (await client.new_order("n2.bluerobin.local")).status == 201
+    await server.store.close()
+
+
+async def test_a_refused_new_order_costs_nothing(server_factory):
+    """An order refused by policy, or one whose creation failed, does not count."""
+    server = await limited(server_factory, new_orders_per_account="1/1h")
+    client = await registered(server)
+    assert_problem(await client.new_order("www.example.com"), 400, "rejectedIdentifier")
+    store = server.store
+    real = store.create_order
+    calls = 0
+
+    async def failing_once(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the database went away")
+        return await real(*args)
+
+    store.create_order = failing_once  # type: ignore[method-assign]
+    assert_problem(await client.new_order("a.bluerobin.local"), 500, "serverInternal")
+    assert (await client.new_order("a.bluerobin.local")).status == 201  # refunded
+    rate_limited(await client.new_order("b.bluerobin.local"), "new_orders_per_account",
+                 "1/1h", timedelta(hours=1))
+    await store.close()
+
+
+async def test_new_accounts_per_ip_counts_only_created_accounts_by_the_peer_address(
+    server_factory,
+):
+    server = await limited(server_factory, new_accounts_per_ip="2/2h")
+    first = await registered(server)
+    assert (await first.new_account()).status == 200  # its key again: found, not created
+    await registered(server)
+    third = server.client()
+    refused = await third.new_account()
+    doc = rate_limited(refused, "new_accounts_per_ip", "2/2h", timedelta(hours=1))
+    assert "127.0.0.1" in doc["detail"]
+    forwarded = await new_account_forwarded_for(server, "203.0.113.7")
+    rate_limited(forwarded, "new_accounts_per_ip", "2/2h", timedelta(hours=1))
+    advance(server, timedelta(hours=1), third)
+    assert (await third.new_account()).status == 201
+    await server.store.close()
+
+
+async def new_account_forwarded_for(server: AcmeServer, address: str) -> Any:
+    """newAccount with an X-Forwarded-For header, which any client can write: the limit
+    reads the connection's peer, never the header."""
+    client = server.client()
+    protected = {"alg": "ES256", "nonce": await client.fresh_nonce(), "url": NEW_ACCOUNT,
+                 "jwk": jwk_of(client.key)}
+    jws = sign(client.key, protected, json.dumps({"termsOfServiceAgreed": True}).encode())
+    response = await server.http.post("/acme/new-account", data=json.dumps(jws), headers={
+        "Content-Type": "application/jose+json", "X-Forwarded-For": address,
+        "Forwarded": f"for={address}"})
+    return Response(response.status, response.headers, await response.read())
+
+
+async def test_pending_authorizations_per_account_counts_those_pending_now_and_asked(
+    server_factory,
+):
+    server = await limited(server_factory, pending_authorizations_per_account=2)
+    client = await registered(server)
+    created = await client.new_order("a.bluerobin.local", "b.bluerobin.local")
+    assert created.status == 201
+    lifetime = server.config.policy.authorization_lifetime
+    refused = await client.new_order("c.bluerobin.local")
+    doc = rate_limited(refused, "pending_authorizations_per_account", "= 2", lifetime)
+    assert "2 pending and 1 more" in doc["detail"]
+    other = await registered(server)
+    assert (await other.new_order("c.bluerobin.local")).status == 201  # per account
+    authz_url = created.json()["authorizations"][0]
+    challenge = http01((await client.post(authz_url)).json()["challenges"])
+    server.validator.served[challenge["token"]] = client.key_authorization(challenge["token"])
+    assert (await client.post(challenge["url"], {})).status == 200
+    await server.settle()  # one of the two is valid now: one place free
+    assert (await client.new_order("c.bluerobin.local")).status == 201
+    rate_limited(await client.new_order("d.bluerobin.local"),
+                 "pending_authorizations_per_account", "= 2", lifetime)
+    advance(server, lifetime, client)  # they expire
+    assert (await client.new_order("d.bluerobin.local")).status == 201
+    await server.store.close()
+
+
+async def test_failed_validations_per_identifier_is_per_account_and_identifier(
+    server_factory,
+):
+    """Boulder's failed-authorizations-per-domain-per-account: a name whose validation
+    failed is refused to that account for a while, other names and accounts are not."""
+    server = await limited(server_factory, failed_validations_per_identifier="1/1h")
+    client = await registered(server)
+    await failed_validation(server, client, "a.bluerobin.local")
+    refused = await client.new_order("b.bluerobin.local", "a.bluerobin.local")
+    doc = rate_limited(refused, "failed_validations_per_identifier", "1/1h", timedelta(hours=1))
+    assert "a.bluerobin.local" in doc["detail"]
+    assert (await client.new_order("b.bluerobin.local")).status == 201
+    other = await registered(server)
+    assert (await other.new_order("a.bluerobin.local")).status == 201
+    advance(server, timedelta(hours=1), client)
+    assert (await client.new_order("a.bluerobin.local")).status == 201
+    await server.store.close()
+
+
+async def failed_validation(server: AcmeServer, client: AcmeTestClient, name: str) -> None:
+    """An order for ``name`` whose http-01 validation fails (nothing is served)."""
+    created = await client.new_order(name)
+    assert created.status == 201, created.body
+    authz = (await client.post(created.json()["authorizations"][0])).json()
+    assert (await client.post(http01(authz["challenges"])["url"], {})).status == 200
+    await server.settle()
+    assert (await client.post(created.json()["authorizations"][0])).json()["status"] == "invalid"
+
+
+async def test_a_failure_inside_the_server_is_not_the_clients_failed_validation(
+    server_factory,
+):
+    server = await limited(server_factory, failed_validations_per_identifier="1/1h")
+
+    async def broken(*_: Any) -> Any:
+        raise RuntimeError("a bug in a validator")
+
+    server.validator.validate = broken  # type: ignore[method-assign]
+    client = await registered(server)
+    await failed_validation(server, client, "a.bluerobin.local")
+    assert (await client.new_order("a.bluerobin.local")).status == 201
+    await server.store.close()
+
+
+async def test_certificates_per_names_is_per_exact_set_of_names(server_factory):
+    server = await limited(server_factory, certificates_per_names="1/7d")
+    client = await registered(server)
+    await issue(server, client, "a.bluerobin.local", "b.bluerobin.local")
+    refused = await client.new_order("b.bluerobin.local", "a.bluerobin.local")
+    doc = rate_limited(refused, "certificates_per_names", "1/7d", timedelta(days=7))
+    assert "a.bluerobin.local, b.bluerobin.local" in doc["detail"]
+    other = await registered(server)  # per names, whoever asks
+    rate_limited(await other.new_order("a.bluerobin.local", "b.bluerobin.local"),
+                 "certificates_per_names", "1/7d", timedelta(days=7))
+    assert (await client.new_order("a.bluerobin.local")).status == 201  # another set
+    advance(server, timedelta(days=7), client)
+    await issue(server, client, "a.bluerobin.local", "b.bluerobin.local")
+    await server.store.close()
+
+
+async def test_an_order_open_before_the_limit_was_hit_is_still_issued(server_factory):
+    """certificates_per_names is checked at newOrder, spent at issuance: an order
+    created before the bucket emptied is finalized (the issuance is paid for)."""
+    server = await limited(server_factory, certificates_per_names="1/7d")
+    client = await registered(server)
+    first, _ = await ready_order(server, client, "a.bluerobin.local")
+    second, second_url = await ready_order(server, client, "a.bluerobin.local")
+    assert (await finalize(client, first, "a.bluerobin.local"))[0].status == 200
+    assert (await finalize(client, second, "a.bluerobin.local"))[0].status == 200
+    assert (await client.post(second_url)).json()["status"] == "valid"
+    await server.store.close()
+
+
+async def test_unlimited_limits_never_refuse(server_factory):
+    server = await limited(server_factory, new_orders_per_account="unlimited",
+                           new_accounts_per_ip="unlimited",
+                           pending_authorizations_per_account="unlimited")
+    client = await registered(server)
+    for n in range(5):
+        assert (await client.new_order(f"n{n}.bluerobin.local")).status == 201
+    assert rate_limit_rows(server) == 0  # nothing was even counted
+    await server.store.close()
+
+
+def rate_limit_rows(server: AcmeServer) -> int:
+    """The buckets written (SQLite: the test's file)."""
+    path = server.config.storage.url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM rate_limits").fetchone()[0])

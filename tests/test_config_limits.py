@@ -1,0 +1,56 @@
+"""[limits] (config_policy.read_limits, parse_limit): "COUNT/DURATION" or "unlimited";
+a wrong value is a ConfigError naming the key, as every other value is."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from acme_ca.config import load_config
+from acme_ca.config_policy import Limit, LimitsConfig, format_limit, parse_limit
+from acme_ca.errors import ConfigError
+
+
+def test_without_a_limits_table_the_defaults_hold():
+    assert load_config(None).limits == LimitsConfig()
+
+
+def test_a_limits_table_replaces_the_limits_it_names(tmp_path: Path):
+    path = tmp_path / "acme-ca.toml"
+    path.write_text('[limits]\nnew_orders_per_account = "10/1h"\n'
+                    'new_accounts_per_ip = "unlimited"\n'
+                    'pending_authorizations_per_account = 25\n', encoding="utf-8")
+    limits = load_config(path).limits
+    assert limits.new_orders_per_account == Limit(10, timedelta(hours=1))
+    assert limits.new_accounts_per_ip is None
+    assert limits.pending_authorizations_per_account == 25
+    assert limits.certificates_per_names == LimitsConfig().certificates_per_names
+
+
+@pytest.mark.parametrize("text", ["300/3h", "1/1s", "20/90m", "unlimited"])
+def test_a_limit_reads_back_as_it_is_written(text: str):
+    assert format_limit(parse_limit(text)) == text
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("new_orders_per_account", "300", "COUNT/DURATION"),
+    ("new_orders_per_account", "0/1h", "from 1"),
+    ("new_orders_per_account", "10/0s", "positive"),
+    ("new_orders_per_account", "2000000/1s", "microsecond"),
+    ("new_orders_per_account", 300, "string"),
+    ("pending_authorizations_per_account", "300/3h", "count"),
+    ("pending_authorizations_per_account", 0, "count"),
+    ("orders_per_day", "1/1d", "unknown key limits.orders_per_day"),
+])
+def test_a_wrong_limit_is_refused_naming_its_key(key: str, value: object, says: str):
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, {f"limits.{key}": value})
+    assert says in str(refused.value)
+    assert f"limits.{key}" in str(refused.value)
+
+
+def test_the_example_config_documents_the_defaults():
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    assert load_config(example).limits == LimitsConfig()
