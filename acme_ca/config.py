@@ -231,7 +231,8 @@ class Config:
     validation: ValidationConfig
     acme: AcmeConfig = field(default_factory=AcmeConfig)
     source: Path | None = None  # the file it was read from, if any
-    # Who may get what (config_policy.py): [profiles.NAME], [limits], [retention].
+    # Who may get what (config_policy.py): [profiles.NAME], [limits], [retention]. The
+    # profiles are read_profiles' (the defaults and the tables over them): load_config's.
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)

@@ -7,7 +7,8 @@
     max_validity = "7d"
     key_types = ["ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096"]
     identifier_types = ["dns"]
-    allowed_domains = ["workers.bluerobin.local"]   # optional: a subset of [policy]'s
+    allowed_domains = ["workers.bluerobin.local"]   # optional: a subset of [policy]'s;
+                                      # then IP addresses only if identifier_types has "ip"
     retired = false                   # true: not offered, and refused at finalize
 
     [limits]                          # "COUNT/DURATION", or "unlimited"
@@ -46,9 +47,12 @@ class Profile:
     """A certificate profile: what a certificate issued under it may hold and for how long.
 
     ``allowed_domains`` empty means [policy] allowed_domains; otherwise names must be at
-    or under one of them (and still inside [policy]'s). A ``retired`` profile is not in
-    the directory; a new order naming it is invalidProfile, and so is the finalize of an
-    order made before it was retired."""
+    or under one of them (and still inside [policy]'s), and it keeps out IP addresses,
+    as a grant's domains do: a [profiles.NAME] table setting allowed_domains without
+    identifier_types gets identifier_types ("dns",) (``read_profiles``); naming "ip"
+    there explicitly issues for [policy] allowed_ip_networks too. A ``retired`` profile
+    is not in the directory; a new order naming it is invalidProfile, and so is the
+    finalize of an order made before it was retired."""
 
     name: str
     description: str
@@ -118,6 +122,8 @@ def read_profiles(raw: Any, *, default_validity: timedelta, max_validity: timede
                 changes[key] = _PROFILE_VALUES[key](_NO_FILES, value)
             except ValueError as exc:
                 raise ConfigError(f"profiles.{name}.{key}: {exc}") from None
+        if changes.get("allowed_domains") and "identifier_types" not in table:
+            changes["identifier_types"] = ("dns",)  # IP addresses only when named (Profile)
         if base is None:
             base = Profile(name, name, (), default_validity, max_validity)
         profile = replace(base, **changes)

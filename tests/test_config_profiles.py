@@ -54,6 +54,23 @@ allowed_domains = ["Workers.bluerobin.local"]
     assert profiles["server"].max_validity == timedelta(days=90)  # untouched
 
 
+def test_allowed_domains_alone_leaves_ip_addresses_out(tmp_path: Path) -> None:
+    """A profile setting allowed_domains issues for DNS names only unless its
+    identifier_types names "ip" (config.example.toml, Profile)."""
+    profiles = profiles_of(tmp_path, """
+[policy]
+allowed_domains = ["bluerobin.local"]
+[profiles.client]
+allowed_domains = ["workers.bluerobin.local"]
+[profiles.mtls]
+allowed_domains = ["workers.bluerobin.local"]
+identifier_types = ["ip", "dns"]
+""")
+    assert profiles["client"].identifier_types == ("dns",)
+    assert profiles["mtls"].identifier_types == ("ip", "dns")
+    assert profiles["server"].identifier_types == ("dns", "ip")
+
+
 def test_a_new_profile_and_a_retired_default(tmp_path: Path) -> None:
     profiles = profiles_of(tmp_path, """
 [acme]

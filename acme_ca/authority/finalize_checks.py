@@ -83,7 +83,8 @@ def order_profile(order: Order, policy: PolicyConfig, issuer: Issuer, profiles: 
     """The order's profile, if the CA still issues under it and today's policy,
     intermediate, profile and grant still allow every identifier of the order; else the
     problem: invalidProfile (draft-ietf-acme-profiles 4: retired or removed since, or no
-    longer the account's), or rejectedIdentifier."""
+    longer the account's), or rejectedIdentifier (RFC 8555 7.1.6), also for a type the
+    profile no longer issues for."""
     try:
         profile = profiles.in_use(order.profile, grant)
         check_identifiers(order.identifiers, policy, intermediate=issuer.certificate,
@@ -91,7 +92,9 @@ def order_profile(order: Order, policy: PolicyConfig, issuer: Issuer, profiles: 
     except ProfileRefused as refused:
         raise refused.problem() from None
     except IdentifiersRefused as refused:
-        raise refused.problem() from None
+        # A finalize names no profile: a type the profile no longer issues for is
+        # rejectedIdentifier, as at newOrder for an order naming none (draft 4).
+        raise refused.problem(profile_named=False) from None
     return profile
 
 
@@ -149,8 +152,7 @@ def leaf_request(
 
 
 def order_window(
-    order: Order, policy: PolicyConfig, issuer: Issuer, now: datetime,
-    profile: Profile | None = None,
+    order: Order, policy: PolicyConfig, issuer: Issuer, now: datetime, profile: Profile,
 ) -> tuple[datetime, datetime]:
     """(notBefore, notAfter) for `order`'s certificate (``issuance.certificate_window``
     with the order's request and today's policy, profile and intermediate), or malformed."""

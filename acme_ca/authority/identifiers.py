@@ -4,12 +4,14 @@ RFC 8738) and for `acme-ca sign-csr`.
 :func:`check_identifiers` normalises (type, value) pairs and applies, in order, the name
 policy of policy.py (allowed and denied domains, allowed IP networks), the intermediate's
 name constraints (RFC 5280 4.2.1.10: a certificate outside them would not verify) and,
-for ACME, whether an enabled challenge can prove the identifier. Every refusal is
-collected, with its reason, into one IdentifiersRefused. ACME turns it into one
-rejectedIdentifier (or unsupportedIdentifier) problem with a subproblem per refused
+for ACME, whether an enabled challenge can prove the identifier, then the order's
+profile (its identifier types and allowed_domains) and the account's grant. Every
+refusal is collected, with its reason, into one IdentifiersRefused. ACME turns it into
+one rejectedIdentifier (or unsupportedIdentifier, or invalidProfile for a type the
+profile a newOrder named does not issue for) problem with a subproblem per refused
 identifier (RFC 8555 6.7.1), before any authorization exists, and again at finalize
-(finalize_checks.policy_refusal: the policy or the intermediate may have changed
-since newOrder); sign-csr prints it as one line.
+(finalize_checks.order_profile: the policy, the intermediate or the profile may have
+changed since newOrder); sign-csr prints it as one line.
 """
 
 from __future__ import annotations
@@ -75,8 +77,8 @@ class Refusal:
     """One refused identifier (as it was asked for), why, and the problem type that says
     so: unsupportedIdentifier for a type the CA never issues for, invalidProfile for a
     type the order's profile does not (draft-ietf-acme-profiles 4: a profile
-    "incompatible with the rest of the contents of the request"), else
-    rejectedIdentifier."""
+    "incompatible with the rest of the contents of the request", when the request named
+    it: ``IdentifiersRefused.problem``), else rejectedIdentifier."""
 
     identifier: Identifier
     reason: str
@@ -92,11 +94,12 @@ class IdentifiersRefused(PolicyError):
         count = len(self.refusals)
         super().__init__(reasons if count == 1 else f"{count} names refused: {reasons}")
 
-    def problem(self, *, profile_named: bool = True) -> AcmeProblem:
+    def problem(self, *, profile_named: bool) -> AcmeProblem:
         """The ACME problem: one rejectedIdentifier (or unsupportedIdentifier, or
-        invalidProfile) with a subproblem per refused identifier (RFC 8555 6.7.1). An
-        order that named no profile did not ask for the one refusing a type: that is
-        rejectedIdentifier then."""
+        invalidProfile) with a subproblem per refused identifier (RFC 8555 6.7.1). Only a
+        request that named the profile refusing a type is invalidProfile (draft-ietf-acme-
+        profiles 4); one that named none (a newOrder given the default, and every
+        finalize) did not ask for it: rejectedIdentifier then."""
         def kind(refusal: Refusal) -> ProblemType:
             if refusal.type is ProblemType.INVALID_PROFILE and not profile_named:
                 return ProblemType.REJECTED_IDENTIFIER
@@ -154,7 +157,7 @@ def check_identifiers(
 def parse_identifiers(raw: Any, policy: PolicyConfig, available: Sequence[str] = ("http-01",),
                       intermediate: x509.Certificate | None = None, *,
                       profile: Profile | None = None, grant: Grant = UNRESTRICTED,
-                      profile_named: bool = True) -> tuple[Identifier, ...]:
+                      profile_named: bool = False) -> tuple[Identifier, ...]:
     """newOrder's "identifiers" (RFC 8555 7.4): shape checked (malformed), then
     :func:`check_identifiers`; refusals become one problem with subproblems."""
     if not isinstance(raw, list) or not raw:

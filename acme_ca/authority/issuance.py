@@ -46,15 +46,14 @@ def certificate_window(
     issuer_end: datetime,
     *,
     validity: timedelta | None = None,
-    profile: Profile | None = None,
+    profile: Profile,
 ) -> tuple[datetime, datetime]:
     """(notBefore, notAfter) of a certificate signed at `now`, the one place that
     decides it (newOrder, finalize, `acme-ca sign-csr`); PolicyError if none is signable
     within policy. `not_before`/`not_after` are what a client asked for (RFC 8555
     7.1.3), or None; `issuer_end` is the intermediate's notAfter; `validity` the
     lifetime without a `not_after` (sign-csr's --validity; when None, the profile's
-    default_validity, or without a profile [policy]'s). `max_validity` is the
-    profile's, or without one [policy]'s.
+    default_validity); `profile`'s max_validity caps it.
 
     The start: the requested notBefore as given, or now - backdate (clock skew, RFC 5280
     4.1.2.5); never earlier than now - backdate, however long ago the order was made.
@@ -64,11 +63,9 @@ def certificate_window(
     `validity` over `max_validity`; a window that ends before it can begin (the issuer
     ends first, or the requested notAfter has passed); one longer than `max_validity`.
     """
-    limits = policy if profile is None else profile
-    max_validity = limits.max_validity
-    maximum = ("policy.max_validity" if profile is None
-               else f"profiles.{profile.name}.max_validity")
-    validity = limits.default_validity if validity is None else validity
+    max_validity = profile.max_validity
+    maximum = f"profiles.{profile.name}.max_validity"
+    validity = profile.default_validity if validity is None else validity
     if validity > max_validity:
         raise PolicyError(f"a validity of {validity} exceeds {maximum} ({max_validity})")
     earliest = now - policy.backdate

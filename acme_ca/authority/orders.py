@@ -39,7 +39,7 @@ from acme_ca.authority.limits import RateLimits
 from acme_ca.authority.profiles import Catalog
 from acme_ca.clock import Clock
 from acme_ca.config import PolicyConfig
-from acme_ca.config_policy import Profile, default_profiles
+from acme_ca.config_policy import Profile
 from acme_ca.domain.models import (
     Account,
     Authorization,
@@ -91,13 +91,13 @@ class OrderService:
         caa_recheck: CaaRecheck | None = None,
         in_flight: issuance.InFlight | None = None,
         limits: RateLimits | None = None,
-        profiles: Catalog | None = None,
+        *,
+        profiles: Catalog,
     ) -> None:
         self._store = store
         self._clock = clock
         self._policy = policy
-        self._profiles = profiles or Catalog(
-            default_profiles(policy.default_validity, policy.max_validity))
+        self._profiles = profiles
         self._issuer = issuer
         self._challenge_types = tuple(challenge_types)
         self._in_flight = issuance.InFlight() if in_flight is None else in_flight

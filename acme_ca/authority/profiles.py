@@ -4,9 +4,9 @@ a certificate issued under it may hold.
 The directory offers every profile not retired (draft section 3, ``meta.profiles``). A
 newOrder names one in ``profile`` (section 4) or gets ``[acme] default_profile``; an
 account whose External Account Binding grant restricts profiles and does not allow the
-default gets the grant's first. A profile unknown, retired or outside the grant is
-invalidProfile (sections 4 and 6.3), at newOrder and again at finalize ("a profile the
-CA is no longer willing to issue under").
+default gets the grant's first that the CA still issues under. A profile unknown,
+retired or outside the grant is invalidProfile (sections 4 and 6.3), at newOrder and
+again at finalize ("a profile the CA is no longer willing to issue under").
 
 The profile decides the certificate: its extended key usages, its validity (the
 default, and the most a newOrder notBefore/notAfter may ask), the key types a CSR may
@@ -26,7 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from acme_ca.authority.grants import UNRESTRICTED, Grant
 from acme_ca.config import Config
-from acme_ca.config_policy import DEFAULT_PROFILE, Profile, default_profiles
+from acme_ca.config_policy import DEFAULT_PROFILE, Profile
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
 from acme_ca.errors import PolicyError
 from acme_ca.pki.keys import PublicKey, describe_key
@@ -38,6 +38,8 @@ USAGE_OIDS: Mapping[str, x509.ObjectIdentifier] = {
 }
 _RSA_SIZES = (4096, 3072, 2048)  # "rsaN": N bits up to the next size named (KEY_TYPES)
 _CURVES = {"secp256r1": "ecdsa-p256", "secp384r1": "ecdsa-p384"}
+# The most of a requested profile name a refusal repeats (a configured one has 63 at most).
+SHOWN_NAME = 64
 
 
 def key_type(key: PublicKey) -> str | None:
@@ -78,12 +80,9 @@ class Catalog:
 
     @classmethod
     def from_config(cls, config: Config) -> Catalog:
-        """[profiles.NAME] and [acme] default_profile (the defaults for a ``Config``
-        made without ``load_config``)."""
-        policy = config.policy
-        return cls(config.profiles or default_profiles(policy.default_validity,
-                                                       policy.max_validity),
-                   config.acme.default_profile)
+        """[profiles.NAME] over the defaults and [acme] default_profile, as
+        ``load_config`` read them."""
+        return cls(config.profiles, config.acme.default_profile)
 
     def offered(self) -> dict[str, str]:
         """``meta.profiles``: name -> description, the retired left out (draft 3)."""
@@ -92,12 +91,15 @@ class Catalog:
 
     def for_new_order(self, asked: Any, grant: Grant) -> Profile:
         """The profile of a new order: the one asked for (a string), else the default,
-        else the grant's first when the grant does not allow the default; invalidProfile
-        if it is unknown, retired or outside the grant (draft 4)."""
+        else, when the grant does not allow the default, the grant's first that exists and
+        is not retired; invalidProfile if it is unknown, retired or outside the grant
+        (draft 4)."""
         if asked is None:
             name = self.default
             if grant.profiles and name not in grant.profiles:
-                name = grant.profiles[0]
+                usable = [n for n in grant.profiles
+                          if n in self.profiles and not self.profiles[n].retired]
+                name = (usable or grant.profiles)[0]
         elif isinstance(asked, str):
             name = asked
         else:
@@ -111,11 +113,12 @@ class Catalog:
         """``name``'s profile if the CA still issues under it, for this grant (newOrder,
         finalize, sign-csr); ProfileRefused otherwise."""
         profile = self.profiles.get(name)
+        shown = name if len(name) <= SHOWN_NAME else name[:SHOWN_NAME - 3] + "..."
         if profile is None or profile.retired:
             state = "unknown" if profile is None else "retired"
             offered = ", ".join(self.offered()) or "none"
-            raise ProfileRefused(f"profile {name!r} is {state} (offered: {offered})")
+            raise ProfileRefused(f"profile {shown!r} is {state} (offered: {offered})")
         if grant.profiles and name not in grant.profiles:
-            raise ProfileRefused(f"this account may not use profile {name!r} (its External "
+            raise ProfileRefused(f"this account may not use profile {shown!r} (its External "
                                  f"Account Binding allows: {', '.join(grant.profiles)})")
         return profile

@@ -15,7 +15,6 @@ from acme_ca.authority.profiles import Catalog, ProfileRefused, check_key, usage
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config, format_duration, parse_duration
-from acme_ca.config_policy import DEFAULT_PROFILE
 from acme_ca.domain.models import Identifier
 from acme_ca.errors import ConfigError
 from acme_ca.pki import files
@@ -38,9 +37,10 @@ def add_parser(commands: Any) -> None:
     sign.add_argument("csr", type=Path, help="the CSR file ('-' for standard input)")
     sign.add_argument(
         "--profile",
-        default=DEFAULT_PROFILE,
-        help="a profile of the configuration ([profiles.NAME]): server (TLS server, the "
-        "default), client (mTLS client), mtls (both; 'both' is read as mtls) or one of yours",
+        default=None,
+        help="a profile of the configuration ([profiles.NAME]; default: [acme] "
+        "default_profile, server unless set): server (TLS server), client (mTLS client), "
+        "mtls (both; 'both' is read as mtls) or one of yours",
     )
     sign.add_argument(
         "--validity",
@@ -65,7 +65,7 @@ OLD_NAMES = {"both": "mtls"}
 def run_sign_csr(config: Config, args: argparse.Namespace) -> int:
     clock = SystemClock()
     catalog = Catalog.from_config(config)
-    name = args.profile
+    name = catalog.default if args.profile is None else args.profile
     if name not in catalog.profiles:
         name = OLD_NAMES.get(name, name)
     try:

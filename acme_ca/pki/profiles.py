@@ -147,7 +147,7 @@ class LeafRequest:
     ip_addresses: tuple[IpAddress, ...]
     not_before: datetime
     not_after: datetime
-    extended_key_usages: tuple[x509.ObjectIdentifier, ...] = SERVER_AUTH
+    extended_key_usages: tuple[x509.ObjectIdentifier, ...]
     common_name: str | None = None
     serial: int | None = None  # None: a fresh random serial
 

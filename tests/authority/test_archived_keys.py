@@ -24,7 +24,7 @@ from acme_ca.pki.archive import archive_dir, load_archive
 from acme_ca.pki.hierarchy import fingerprint, renew_intermediate
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import load_key, same_key, write_key
-from acme_ca.pki.profiles import LeafRequest, build_intermediate
+from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest, build_intermediate
 from acme_ca.store import Store, open_store
 from tests.conftest import ROOT_PASSPHRASE, Hierarchy, load_issuer
 
@@ -46,7 +46,7 @@ def renew(hierarchy: Hierarchy, keep_old_key_until: datetime) -> Path:
 async def sign_one(hierarchy: Hierarchy, store: Store, ends: datetime) -> None:
     """The current intermediate signs a leaf that ends at `ends`: the store knows it."""
     request = LeafRequest(ec.generate_private_key(ec.SECP256R1()).public_key(),
-                          ("web.bluerobin.local",), (), ends - DAY, ends)
+                          ("web.bluerobin.local",), (), ends - DAY, ends, SERVER_AUTH)
     await issuance.issue(store, load_issuer(hierarchy), request, hierarchy.now,
                          profile="server")
 
@@ -122,7 +122,8 @@ async def test_a_certificate_that_ends_later_keeps_the_key(
     old = load_issuer(hierarchy)
     leaf_ends = hierarchy.now + 30 * DAY
     request = LeafRequest(ec.generate_private_key(ec.SECP256R1()).public_key(),
-                          ("late.bluerobin.local",), (), hierarchy.now + 20 * DAY, leaf_ends)
+                          ("late.bluerobin.local",), (), hierarchy.now + 20 * DAY, leaf_ends,
+                          SERVER_AUTH)
     await issuance.issue(store, old, request, hierarchy.now, profile="server")
     key = renew(hierarchy, hierarchy.now + DAY)
     clock = FakeClock(hierarchy.now + 2 * DAY)

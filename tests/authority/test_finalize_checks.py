@@ -10,6 +10,7 @@ import pytest
 
 from acme_ca.authority.finalize_checks import order_window
 from acme_ca.config import PolicyConfig
+from acme_ca.config_policy import default_profiles
 from acme_ca.domain.models import Identifier, Order, OrderStatus
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.pki.issuer import Issuer
@@ -25,9 +26,16 @@ def order(now: datetime, not_before: datetime | None = None,
                  not_before=not_before, not_after=not_after)
 
 
+def window(requested: Order, policy: PolicyConfig, issuer: Issuer,
+           now: datetime) -> tuple[datetime, datetime]:
+    """``order_window`` under the server profile as load_config makes it from `policy`."""
+    server = default_profiles(policy.default_validity, policy.max_validity)["server"]
+    return order_window(requested, policy, issuer, now, server)
+
+
 def test_default_window_is_backdated_inside_the_validity(issuer: Issuer, now: datetime) -> None:
     """As Boulder: the backdate counts inside the default validity."""
-    assert order_window(order(now), POLICY, issuer, now) == (
+    assert window(order(now), POLICY, issuer, now) == (
         now - POLICY.backdate, now - POLICY.backdate + POLICY.default_validity)
 
 
@@ -35,7 +43,7 @@ def test_requested_end_close_by_keeps_the_full_backdate(issuer: Issuer, now: dat
     """RFC 8555 7.1.3: the client's notAfter is kept; the backdate is whole when the
     window has room for it."""
     end = now + timedelta(days=30)
-    assert order_window(order(now, not_after=end), POLICY, issuer, now) == (
+    assert window(order(now, not_after=end), POLICY, issuer, now) == (
         now - POLICY.backdate, end)
 
 
@@ -45,7 +53,7 @@ def test_lowered_max_validity_refuses_an_older_order(issuer: Issuer, now: dateti
     lowered = PolicyConfig(default_validity=timedelta(days=7), max_validity=timedelta(days=30))
     requested = order(now, not_before=now, not_after=now + timedelta(days=60))
     with pytest.raises(AcmeProblem) as refused:
-        order_window(requested, lowered, issuer, now)
+        window(requested, lowered, issuer, now)
     assert refused.value.type is ProblemType.MALFORMED
 
 
@@ -55,7 +63,7 @@ def test_window_past_the_issuer_is_refused(issuer: Issuer, now: datetime) -> Non
     start = issuer.certificate.not_valid_after_utc + timedelta(hours=1)
     requested = order(now, not_before=start, not_after=start + timedelta(days=1))
     with pytest.raises(AcmeProblem) as refused:
-        order_window(requested, POLICY, issuer, now)
+        window(requested, POLICY, issuer, now)
     assert refused.value.type is ProblemType.MALFORMED
     assert "issuing CA's certificate ends" in refused.value.detail, refused.value.detail
 
@@ -64,7 +72,7 @@ def test_client_not_before_gets_no_backdate_on_top(issuer: Issuer, now: datetime
     """RFC 8555 7.1.3: a notBefore the client asked for (here 59 s ago, inside the
     backdate newOrder allows) is the certificate's notBefore, not moved back again."""
     start = now - timedelta(seconds=59)
-    assert order_window(order(now, not_before=start), POLICY, issuer, now) == (
+    assert window(order(now, not_before=start), POLICY, issuer, now) == (
         start, start + POLICY.default_validity)
 
 
@@ -77,10 +85,9 @@ def test_a_past_not_before_starts_no_earlier_than_the_backdate(
     default validity from there, a requested notAfter stays."""
     created = now - timedelta(days=7)
     end = None if not_after is None else created + not_after
-    window = order_window(order(now, not_before=created, not_after=end),
-                                POLICY, issuer, now)
-    assert window == (now - POLICY.backdate,
-                      end or now - POLICY.backdate + POLICY.default_validity)
+    got = window(order(now, not_before=created, not_after=end), POLICY, issuer, now)
+    assert got == (now - POLICY.backdate,
+                   end or now - POLICY.backdate + POLICY.default_validity)
 
 
 def test_a_window_whose_not_after_passed_says_so(issuer: Issuer, now: datetime) -> None:
@@ -89,7 +96,7 @@ def test_a_window_whose_not_after_passed_says_so(issuer: Issuer, now: datetime) 
     requested = order(now, not_before=now - timedelta(days=2),
                       not_after=now - timedelta(days=1))
     with pytest.raises(AcmeProblem) as refused:
-        order_window(requested, POLICY, issuer, now)
+        window(requested, POLICY, issuer, now)
     assert refused.value.type is ProblemType.MALFORMED
     assert "notAfter" in refused.value.detail, refused.value.detail
     assert "issuing CA" not in refused.value.detail, refused.value.detail

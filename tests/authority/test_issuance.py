@@ -13,6 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from acme_ca.authority import issuance
 from acme_ca.config import PolicyConfig
+from acme_ca.config_policy import default_profiles
 from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_hex
 from acme_ca.errors import Conflict, PolicyError
 from acme_ca.pki.issuer import Issuer
@@ -23,6 +24,7 @@ from tests.conftest import Hierarchy
 MAX = timedelta(days=90)
 BACKDATE = timedelta(minutes=1)
 POLICY = PolicyConfig(max_validity=MAX, backdate=BACKDATE)
+SERVER = default_profiles(POLICY.default_validity, POLICY.max_validity)["server"]
 
 
 def request_for(now: datetime, **changes: object) -> LeafRequest:
@@ -134,7 +136,8 @@ def sign_csr_window(now: datetime, validity: timedelta,
                     issuer: Issuer) -> tuple[datetime, datetime]:
     """The window sign-csr asks for: no notBefore or notAfter, a validity."""
     return issuance.certificate_window(None, None, now, POLICY,
-                                       issuer.certificate.not_valid_after_utc, validity=validity)
+                                       issuer.certificate.not_valid_after_utc, validity=validity,
+                                       profile=SERVER)
 
 
 def test_validity_window_backdates(issuer: Issuer, now: datetime) -> None:
@@ -163,5 +166,5 @@ def test_validity_window_stops_at_the_issuers_not_after(
 def test_validity_window_refuses_more_than_the_maximum(
     issuer: Issuer, now: datetime, validity: timedelta
 ) -> None:
-    with pytest.raises(PolicyError, match=r"exceeds policy\.max_validity"):
+    with pytest.raises(PolicyError, match=r"exceeds profiles\.server\.max_validity"):
         sign_csr_window(now, validity, issuer)

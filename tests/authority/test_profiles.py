@@ -6,6 +6,7 @@ tests/protocol/test_profiles.py; the grants a key makes cannot be had there yet.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -53,10 +54,18 @@ def test_a_grant_whose_first_profile_is_gone_is_invalid_profile() -> None:
     assert "'nats' is unknown" in refused.value.detail
 
 
+def test_a_grant_whose_first_profile_is_retired_gets_its_next() -> None:
+    """An EAB key allowing (mtls, client), mtls since retired: an order naming no profile
+    gets client, the first the grant allows that the CA still issues under (draft 4)."""
+    profiles = {**PROFILES, "mtls": replace(PROFILES["mtls"], retired=True)}
+    grant = Grant(profiles=("nats", "mtls", "client"))
+    assert Catalog(profiles).for_new_order(None, grant).name == "client"
+
+
 def refusal_types(names: list[Identifier], grant: Grant) -> list[ProblemType]:
     with pytest.raises(IdentifiersRefused) as refused:
         check_identifiers(names, POLICY, profile=PROFILES["client"], grant=grant)
-    return [sub.type for sub in refused.value.problem().subproblems]
+    return [sub.type for sub in refused.value.problem(profile_named=True).subproblems]
 
 
 def test_a_grant_with_domains_allows_names_at_or_under_them_only() -> None:

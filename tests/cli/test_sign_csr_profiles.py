@@ -96,6 +96,28 @@ def test_the_default_is_server_and_both_is_read_as_mtls(
     assert recorded_profile(tmp_path, signed(out)) == ("server" if name is None else "mtls")
 
 
+def test_without_profile_the_configured_default_profile(
+        run: Run, tmp_path: Path, csr: Callable[..., Path]) -> None:
+    """sign-csr without --profile uses [acme] default_profile, as an order naming none
+    gets it (draft-ietf-acme-profiles 4), not server, which may be retired."""
+    config = init_ca(run, tmp_path, POLICY + """
+[acme]
+default_profile = "shortlived"
+[profiles.shortlived]
+extended_key_usages = ["clientAuth"]
+default_validity = "6d"
+max_validity = "6d"
+[profiles.server]
+retired = true
+""")
+    code, out, err = run("--config", config, "sign-csr", csr("db.bluerobin.local"))
+    assert code == 0, err
+    leaf = signed(out)
+    assert usages(leaf) == CLIENT
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=6)
+    assert recorded_profile(tmp_path, leaf) == "shortlived"
+
+
 @pytest.mark.parametrize(("names", "args", "fragment"), [
     (("db.bluerobin.local",), ("--profile", "nothing"),
      "--profile: profile 'nothing' is unknown (offered: client, mtls, server)"),

@@ -24,7 +24,7 @@ from acme_ca.pki.hierarchy import (
 )
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, load_key, same_key, write_key
-from acme_ca.pki.profiles import LeafRequest, build_intermediate, build_root, ca_name
+from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest, build_intermediate, build_root, ca_name
 from tests.conftest import ROOT_PASSPHRASE, Hierarchy, hierarchy_paths
 
 FIVE = ["root_key", "root_cert", "intermediate_cert", "intermediate_key", "chain"]
@@ -271,7 +271,8 @@ def test_renew_makes_a_new_key_with_the_same_name_and_constraints(hierarchy: Hie
     # The new chain works end to end: a leaf from it verifies to the unchanged root.
     issuer = Issuer.load(p.intermediate_cert, p.intermediate_key, p.chain, None, later)
     name = "db.bluerobin.local"
-    leaf = issuer.issue(LeafRequest(p256().public_key(), (name,), (), later, later + timedelta(1)))
+    leaf = issuer.issue(LeafRequest(p256().public_key(), (name,), (), later, later + timedelta(1),
+                                    SERVER_AUTH))
     builder = PolicyBuilder().store(Store([hierarchy.root])).time(later)
     verifier = builder.build_server_verifier(x509.DNSName(name))
     assert verifier.verify(leaf, [new]) == [leaf, new, hierarchy.root]

@@ -17,6 +17,7 @@ from acme_ca.pki.constraints import first_forbidden
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, generate_key, signature_hash
 from acme_ca.pki.profiles import (
+    SERVER_AUTH,
     LeafRequest,
     build_intermediate,
     build_leaf,
@@ -57,6 +58,7 @@ def leaf_request(now: datetime, key: object = None, **changes: object) -> LeafRe
         "ip_addresses": (),
         "not_before": now - timedelta(minutes=1),
         "not_after": now + timedelta(days=7),
+        "extended_key_usages": SERVER_AUTH,
     }
     return LeafRequest(**{**fields, **changes})  # type: ignore[arg-type]
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from ipaddress import ip_address
 from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -36,14 +38,16 @@ def usages(certificate: x509.Certificate) -> list[x509.ObjectIdentifier]:
     return list(certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
 
 
-async def issued(server: AcmeServer, *names: str, csr_key: Any = None, **extra: Any
+async def issued(server: AcmeServer, *names: str, csr_key: Any = None,
+                 csr: x509.CertificateSigningRequest | None = None, **extra: Any
                  ) -> tuple[dict[str, Any], x509.Certificate]:
-    """The valid order and its leaf, for an order with ``extra`` (e.g. profile)."""
+    """The valid order and its leaf, for an order with ``extra`` (e.g. profile),
+    finalized with a fresh CSR for ``names`` or with ``csr``."""
     client = await registered(server)
     created = await client.new_order(*names, **extra)
     assert created.status == 201, created.body
     order, order_url = await ready_order(server, client, *names, created=created)
-    response, _ = await finalize(client, order, *names, csr_key=csr_key)
+    response, _ = await finalize(client, order, *names, csr_key=csr_key, csr=csr)
     assert response.status == 200, response.body
     valid = (await client.post(order_url)).json()
     certificate = await client.post(valid["certificate"])
@@ -86,6 +90,26 @@ async def test_the_client_profile_gives_a_client_auth_only_certificate(
     assert usages(both) == SERVER + CLIENT
 
 
+async def test_the_csr_extensions_never_reach_the_certificate(server: AcmeServer) -> None:
+    """The profile decides the certificate, not the CSR: extended key usages, a CA
+    basicConstraints and keyCertSign asked in it are left out (RFC 8555 7.4: the CA
+    decides what it certifies)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME)]), critical=False)
+           .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                 ExtendedKeyUsageOID.CODE_SIGNING]),
+                          critical=False)
+           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+           .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False,
+                                        False), critical=True)
+           .sign(key, hashes.SHA256()))
+    _, leaf = await issued(server, NAME, csr=csr, profile="client")
+    assert usages(leaf) == CLIENT
+    assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert not leaf.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+
+
 async def test_default_profile_is_configurable(server_factory: Callable[..., Any]) -> None:
     server = await server_factory(**{"acme.default_profile": "mtls"})
     order, leaf = await issued(server, NAME)
@@ -106,6 +130,16 @@ async def test_an_unknown_or_retired_profile_is_invalid_profile(
     await server.store.close()
 
 
+async def test_a_long_profile_name_is_cut_in_the_detail(server: AcmeServer) -> None:
+    """The invalidProfile detail repeats at most about 64 characters of the name asked
+    for: a client's 10,000 characters are not echoed into the problem (and logs)."""
+    client = await registered(server)
+    asked = "p" * 10_000
+    doc = assert_problem(await client.new_order(NAME, profile=asked), 400, "invalidProfile")
+    assert "'" + "p" * 61 + "...' is unknown" in doc["detail"], doc
+    assert len(doc["detail"]) < 200, doc
+
+
 @pytest.mark.parametrize("profile", [1, ["client"], {"name": "client"}, True])
 async def test_a_profile_that_is_not_a_string_is_malformed(
         server: AcmeServer, profile: Any) -> None:
@@ -114,24 +148,37 @@ async def test_a_profile_that_is_not_a_string_is_malformed(
     assert_problem(await client.new_order(NAME, profile=profile), 400, "malformed")
 
 
+IP = {"type": "ip", "value": "10.0.0.5"}
+
+
+async def ip_server(server_factory: Callable[..., Any], hierarchy: Any,
+                    **profiles: dict[str, Any]) -> AcmeServer:
+    """A CA that issues for 10.0.0.0/8 too, with these [profiles.NAME] tables."""
+    return await server_factory(hierarchy, **{"policy.allowed_ip_networks": ["10.0.0.0/8"]},
+                                **{f"profiles.{name}": t for name, t in profiles.items()})
+
+
+async def order_ip(client: Any, profile: str | None = None) -> Any:
+    """A newOrder for IP, naming ``profile`` if given."""
+    payload = {"identifiers": [IP]} if profile is None else {"identifiers": [IP],
+                                                               "profile": profile}
+    return await client.post(NEW_ORDER, payload)
+
+
 async def test_identifier_types_of_a_profile(server_factory: Callable[..., Any],
                                              make_hierarchy: Callable[..., Any]) -> None:
     """Section 4: a profile named alongside an identifier of a type it does not issue
     for is "incompatible with the rest of the contents of the request":
     invalidProfile. Named by no one (the default), the identifier is refused instead:
     rejectedIdentifier (RFC 8555 6.7)."""
-    server = await server_factory(make_hierarchy("ip-pki", permitted_domains=None),
-                                  **{"policy.allowed_ip_networks": ["10.0.0.0/8"],
-                                     "profiles.client": {"identifier_types": ["dns"]},
-                                     "profiles.server": {"identifier_types": ["dns"]}})
+    server = await ip_server(server_factory, make_hierarchy("ip-pki", permitted_domains=None),
+                             client={"identifier_types": ["dns"]},
+                             server={"identifier_types": ["dns"]})
     client = await registered(server)
-    ip = {"type": "ip", "value": "10.0.0.5"}
-    named = await client.post(NEW_ORDER, {"identifiers": [ip], "profile": "client"})
-    doc = assert_problem(named, 400, "invalidProfile")
+    doc = assert_problem(await order_ip(client, "client"), 400, "invalidProfile")
     assert "profile client does not issue for ip identifiers" in doc["detail"], doc
-    defaulted = await client.post(NEW_ORDER, {"identifiers": [ip]})
-    assert_problem(defaulted, 400, "rejectedIdentifier")
-    allowed = await client.post(NEW_ORDER, {"identifiers": [ip], "profile": "mtls"})
+    assert_problem(await order_ip(client), 400, "rejectedIdentifier")
+    allowed = await order_ip(client, "mtls")
     assert allowed.status == 201, allowed.body
     await server.store.close()
 
@@ -149,6 +196,49 @@ async def test_allowed_domains_of_a_profile(server_factory: Callable[..., Any]) 
     doc = assert_problem(outside, 400, "rejectedIdentifier")
     assert [s["identifier"]["value"] for s in doc["subproblems"]] == ["db.bluerobin.local"]
     assert "outside the domains of profile client" in doc["detail"], doc
+    await server.store.close()
+
+
+async def test_a_profile_narrowed_to_domains_keeps_out_ip_addresses(
+        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any]) -> None:
+    """A profile's allowed_domains shuts out IP addresses, as a grant's domains do
+    (authority/identifiers.py): [profiles.client] allowed_domains alone does not issue
+    client certificates for every address of [policy] allowed_ip_networks. Naming "ip"
+    in its identifier_types lets them in again."""
+    hierarchy = make_hierarchy("ip-pki", permitted_domains=None)
+    workers = {"allowed_domains": ["workers.bluerobin.local"]}
+    narrowed = await ip_server(server_factory, hierarchy, client=workers)
+    doc = assert_problem(await order_ip(await registered(narrowed), "client"), 400,
+                         "invalidProfile")
+    assert "profile client does not issue for ip identifiers" in doc["detail"], doc
+    await narrowed.store.close()
+    explicit = await ip_server(server_factory, hierarchy,
+                               client={**workers, "identifier_types": ["dns", "ip"]})
+    allowed = await order_ip(await registered(explicit), "client")
+    assert allowed.status == 201, allowed.body
+    await explicit.store.close()
+
+
+async def test_allowed_domains_against_wildcards_case_and_idna_dots(
+        server_factory: Callable[..., Any]) -> None:
+    """allowed_domains is at-or-under, label by label, after normalising (RFC 8555 7.1.4
+    wildcard, lower case, U+FF0E read as a dot as IDNA does): no suffix, parent or
+    trailing-dot trick gets outside it."""
+    server = await server_factory(challenge_types=("http-01", "dns-01"), **{
+        "profiles.client": {"allowed_domains": ["workers.bluerobin.local"]}})
+    client = await registered(server)
+    for bad in ["*.bluerobin.local", "xworkers.bluerobin.local", "bluerobin.local",
+                "workers.bluerobin.local.", "WORKERS.bluerobin.local.evil",
+                "a.workers\uff0ebluerobin\uff0elocal.x"]:
+        refused = await client.new_order(bad, profile="client")
+        assert refused.status == 400, (bad, refused.body)
+        assert refused.problem_type in ("rejectedIdentifier", "malformed"), (bad, refused.body)
+    for good in ["*.workers.bluerobin.local", "A.WORKERS.BLUEROBIN.LOCAL",
+                 "a.workers\uff0ebluerobin\uff0elocal"]:
+        created = await client.new_order(good, profile="client")
+        assert created.status == 201, (good, created.body)
+        assert all(i["value"].endswith("workers.bluerobin.local")
+                   for i in created.json()["identifiers"])
     await server.store.close()
 
 
@@ -230,5 +320,30 @@ async def test_finalize_after_the_profile_narrowed_its_domains_is_refused(
     response, _ = await finalize(same_account, order, NAME)
     doc = assert_problem(response, 400, "rejectedIdentifier")
     assert "outside the domains of profile client" in doc["detail"], doc
+    assert (await same_account.post(order_url)).json()["status"] == "invalid"
+    await after.store.close()
+
+
+async def test_finalize_refuses_a_type_as_new_order_would_for_an_order_naming_none(
+        server_factory: Callable[..., Any], make_hierarchy: Callable[..., Any],
+        make_csr: Callable[..., x509.CertificateSigningRequest]) -> None:
+    """An order that named no profile, its identifier's type since dropped by the
+    default profile: newOrder now answers rejectedIdentifier (the client asked for no
+    profile, RFC 8555 6.7), and so does finalize of the order made before (7.1.6), not
+    invalidProfile: a finalize request names no profile, so draft-ietf-acme-profiles 4's
+    "incompatible with the rest of the request" cannot be it, and the CA still issues
+    under the profile."""
+    hierarchy = make_hierarchy("ip-pki", permitted_domains=None)
+    before = await ip_server(server_factory, hierarchy)
+    client = await registered(before)
+    order, order_url = await ready_order(before, client, identifiers=[IP])
+    await before.store.close()
+    after = await ip_server(server_factory, hierarchy, server={"identifier_types": ["dns"]})
+    same_account = after.client(key=client.key, kid=client.kid)
+    assert_problem(await order_ip(same_account), 400, "rejectedIdentifier")
+    csr = make_csr(extra=(x509.IPAddress(ip_address(IP["value"])),))
+    response, _ = await finalize(same_account, order, csr=csr)
+    doc = assert_problem(response, 400, "rejectedIdentifier")
+    assert "profile server does not issue for ip identifiers" in doc["detail"], doc
     assert (await same_account.post(order_url)).json()["status"] == "invalid"
     await after.store.close()
