@@ -91,11 +91,9 @@ class Peer:
         """haproxy first, then every server; the first non-zero exit status, else 0."""
         if self.proxy is not None:
             stop_process(self.proxy)
-        for process in self.processes.values():
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGTERM)
-        codes = [stop_process(p) for p in self.processes.values()]
+        for process in self.processes.values():  # all at once: they shut down together
+            terminate(process)
+        codes = [wait_or_kill(p) for p in self.processes.values()]
         return next((code for code in codes if code), 0)
 
     def dump_go_stacks(self) -> dict[str, Any]:
@@ -129,14 +127,25 @@ def go_stack_summary(text: str) -> dict[str, Any]:
 
 def stop_process(process: subprocess.Popen[bytes]) -> int:
     """SIGTERM by pid, wait, SIGKILL as a fallback; the exit status."""
+    terminate(process)
+    return wait_or_kill(process)
+
+
+def terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM by pid, once: a second SIGTERM during a graceful shutdown would find the
+    server's handler gone and kill it (exit -15), as the run under load showed."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGTERM)
-        try:
-            return process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
+
+
+def wait_or_kill(process: subprocess.Popen[bytes]) -> int:
+    """Wait for a process already sent SIGTERM, SIGKILL after STOP_TIMEOUT; its exit status."""
+    try:
+        return process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
     return process.wait(timeout=STOP_TIMEOUT)
 
 
