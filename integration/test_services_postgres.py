@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from integration.conftest import clean_env, run
-from integration.services import Guide, serving_ca
+from integration.services import Guide, serving_ca, substitute
 from tests.required import require_program
 from tests.store.postgres.server import BIN, PrivateServer
 
@@ -48,8 +48,7 @@ class Cluster(NamedTuple):
         whose home holds no ~/.postgresql client certificate."""
         script = self.guide.text("psql")
         if conninfo_change:
-            assert conninfo_change[0] in script
-            script = script.replace(*conninfo_change)
+            script = substitute(script, *conninfo_change)
         env = clean_env({"HOME": str(self.guide.home), "PATH": f"{BIN}:{os.environ['PATH']}"})
         return run(["bash", "-eu", "-c", script], cwd=self.guide.home, env=env, check=False,
                    timeout=30)
