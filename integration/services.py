@@ -104,13 +104,15 @@ class Guide:
     def live(self, name: str) -> Path:
         return self.letsencrypt / "live" / name
 
-    def sh(self, name: str) -> None:
-        """Block `name` with bash -eu, in `home`, this Python's bin first in PATH; fails
-        the test if it exits non-zero."""
+    def sh(self, name: str, *changes: tuple[str, str]) -> None:
+        """Block `name` (with `changes` made to it) with bash -eu, in `home`, this
+        Python's bin first in PATH; fails the test if it exits non-zero."""
         env = clean_env({"PATH": f"{self.bin}:{os.environ['PATH']}",
                          "XDG_CONFIG_HOME": str(self.home / "xdg"),
                          "HOME": str(self.home)})
         script = self.text(name)
+        for guide, here in changes:
+            script = substitute(script, guide, here)
         result = run(["bash", "-eu", "-o", "pipefail", "-c", script], cwd=self.home, env=env,
                      check=False)
         if result.returncode != 0:
