@@ -10,10 +10,12 @@ certbot has them signed with the `client` profile (`--csr`); psql with
 name, through the map). Without a client certificate: refused; with another client's
 (worker1.bluerobin.local, made by the same block) as user app or postgres: refused.
 
-Substitutions besides the CA's URL and the directories: the page's `host=... port=5432`
-gains `hostaddr=127.0.0.1` and the cluster's port (libpq connects to the address and
-checks the name), and `sudo -u postgres psql` is psql as the cluster's owner on its
-socket.
+Substitutions besides the CA's URL and the directories: the server listens on
+127.0.0.1 rather than the page's `*` (its other lines, pg_hba's `samenet` included,
+run as written; only the port is given on the command line), the page's `host=...
+port=5432` gains `hostaddr=127.0.0.1` and the cluster's port (libpq connects to the
+address and checks the name), and `sudo -u postgres psql` is psql as the cluster's
+owner on its socket.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             root.chmod(0o644)
             guide = Guide(acme, home, root)
             guide.replace(DATA, str(server.data))
+            guide.replace("listen_addresses = '*'", "listen_addresses = '127.0.0.1'")
             guide.replace("host=db.bluerobin.local port=5432",
                           f"host=db.bluerobin.local hostaddr=127.0.0.1 port={server.port}")
             guide.replace("sudo -u postgres psql", " ".join(server.psql_argv()))
