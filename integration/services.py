@@ -41,6 +41,13 @@ def block(name: str) -> str:
     return match.group(1)
 
 
+def substitute(text: str, guide: str, here: str) -> str:
+    """`text` with the guide's `guide` replaced by `here`; fails if the guide's text is
+    not there (the page changed: the test would run something else than it says)."""
+    assert guide in text, f"docs/services.md no longer says {guide!r}"
+    return text.replace(guide, here)
+
+
 @contextlib.contextmanager
 def serving_ca(workdir: Path) -> Iterator[AcmeServer]:
     """`acme-ca serve` for bluerobin.local whose http-01 goes to 127.0.0.1:<http01_port>
@@ -70,8 +77,10 @@ class Guide:
         self.acme, self.home = acme, home
         self.letsencrypt = home / "letsencrypt"
         self.root = root or acme.root_cert  # where the guide's root is, here
-        self.replacements: dict[str, str] = {
-            DIRECTORY: acme.directory, ROOT: str(self.root), LETSENCRYPT: str(self.letsencrypt)}
+        self.replacements: dict[str, str] = {}
+        for guide, here in ((DIRECTORY, acme.directory), (ROOT, str(self.root)),
+                            (LETSENCRYPT, str(self.letsencrypt))):
+            self.replace(guide, here)
         config = home / "xdg" / "letsencrypt"
         config.mkdir(parents=True, exist_ok=True)
         (config / "cli.ini").write_text(
@@ -82,6 +91,8 @@ class Guide:
         )
 
     def replace(self, guide: str, here: str) -> None:
+        """In every block, `here` for the guide's `guide` (which the page must say)."""
+        substitute(PAGE.read_text(encoding="utf-8"), guide, here)
         self.replacements[guide] = here
 
     def text(self, name: str) -> str:
@@ -93,15 +104,17 @@ class Guide:
     def live(self, name: str) -> Path:
         return self.letsencrypt / "live" / name
 
-    def sh(self, name: str, *, check: bool = True) -> str:
-        """Block `name` with bash -eu, in `home`, this Python's bin first in PATH."""
+    def sh(self, name: str, *changes: tuple[str, str]) -> None:
+        """Block `name` (with `changes` made to it) with bash -eu, in `home`, this
+        Python's bin first in PATH; fails the test if it exits non-zero."""
         env = clean_env({"PATH": f"{self.bin}:{os.environ['PATH']}",
                          "XDG_CONFIG_HOME": str(self.home / "xdg"),
                          "HOME": str(self.home)})
         script = self.text(name)
+        for guide, here in changes:
+            script = substitute(script, guide, here)
         result = run(["bash", "-eu", "-o", "pipefail", "-c", script], cwd=self.home, env=env,
                      check=False)
-        if check and result.returncode != 0:
+        if result.returncode != 0:
             pytest.fail(f"docs/services.md {name} exited {result.returncode}:\n{script}\n"
                         f"stdout: {result.stdout}\nstderr: {result.stderr}\n{self.acme.logs()}")
-        return result.stdout + result.stderr

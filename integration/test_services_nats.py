@@ -29,7 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bench.http01 import free_port
 from integration.conftest import run, stop_process, until
-from integration.services import Guide, serving_ca
+from integration.services import Guide, serving_ca, substitute
 from tests.required import require_program
 
 pytestmark = pytest.mark.integration
@@ -62,8 +62,8 @@ def nats_server(guide: Guide) -> Iterator[Nats]:
     program = require_program("nats-server")
     port = free_port()
     config = guide.home / "nats-server.conf"
-    config.write_text(guide.text("nats-server.conf").replace(
-        "listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{port}"), encoding="utf-8")
+    config.write_text(substitute(guide.text("nats-server.conf"), "listen: 0.0.0.0:4222",
+                                 f"listen: 127.0.0.1:{port}"), encoding="utf-8")
     log = guide.home / "nats-server.log"
     with log.open("wb") as out:
         process = subprocess.Popen([program, "-c", str(config)], stdout=out,
@@ -101,8 +101,9 @@ def test_certificates_come_from_their_profiles(served: Nats) -> None:
 
 def test_the_worker_publishes_and_receives(served: Nats) -> None:
     script = served.guide.home / "worker.py"
-    script.write_text(served.guide.text("nats-worker.py").replace(
-        "tls://nats.bluerobin.local:4222", f"tls://127.0.0.1:{served.port}"), encoding="utf-8")
+    script.write_text(substitute(served.guide.text("nats-worker.py"),
+                                 "tls://nats.bluerobin.local:4222",
+                                 f"tls://127.0.0.1:{served.port}"), encoding="utf-8")
     try:
         result = run([sys.executable, script], cwd=served.guide.home, timeout=15)
     except subprocess.TimeoutExpired:  # nats-py reconnects until it is let in

@@ -69,43 +69,51 @@ class PrivateServer:
     def __init__(self) -> None:
         if not (BIN / "initdb").exists():
             missing(f"no PostgreSQL server programs in {BIN} (set ACME_CA_PG_BIN)")
-        self.root = Path(tempfile.mkdtemp(prefix="acme-ca-pg-"))
-        self.data = self.root / "data"
-        self.port = free_port()
-        self.ca = self.root / "ca.pem"
-        self.other_ca = self.root / "other-ca.pem"
         self._as: list[str] = []
-        self._tls = "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key "
+        owner = None
         if os.geteuid() == 0:
             try:
                 owner = pwd.getpwnam("postgres")
             except KeyError:
                 missing("running as root, and there is no postgres user to run a server")
             self._as = ["runuser", "-u", "postgres", "--"]
-            os.chown(self.root, owner.pw_uid, owner.pw_gid)
-        self._run(str(BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                  "--no-sync", "--no-instructions")
-        self._write_tls()
-        (self.data / "pg_hba.conf").write_text(
-            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n", encoding="utf-8")
+        self.root = Path(tempfile.mkdtemp(prefix="acme-ca-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.ca = self.root / "ca.pem"
+        self.other_ca = self.root / "other-ca.pem"
+        self._tls = "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key "
+        self._listen = "-c listen_addresses=127.0.0.1 "
+        try:  # a failed initdb leaves no directory behind
+            if owner is not None:
+                os.chown(self.root, owner.pw_uid, owner.pw_gid)
+            self._run(str(BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
+                      "-A", "trust", "--no-sync", "--no-instructions")
+            self._write_tls()
+            (self.data / "pg_hba.conf").write_text(
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n", encoding="utf-8")
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
 
     def url(self, query: str = "") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres{query}"
 
     def start(self) -> None:
-        options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
+        options = (f"-c port={self.port} {self._listen}"
                    f"-c unix_socket_directories={self.root} {self._tls}-c fsync=off")
         self._run(str(BIN / "pg_ctl"), "start", "-w", "-D", str(self.data),
                   "-l", str(self.root / "server.log"), "-o", options)
 
     def configure(self, conf: str, hba: str, ident: str = "") -> None:
-        """Serve with these postgresql.conf lines (TLS included: the throwaway CA's files
-        are no longer used), pg_hba.conf and pg_ident.conf, as a guide sets them up."""
+        """Serve with these postgresql.conf lines (TLS and listen_addresses included,
+        which must be loopback: the throwaway CA's files are no longer used),
+        pg_hba.conf and pg_ident.conf, as a guide sets them up."""
         with (self.data / "postgresql.conf").open("a", encoding="utf-8") as settings:
             settings.write(conf)
         (self.data / "pg_hba.conf").write_text(hba, encoding="utf-8")
         (self.data / "pg_ident.conf").write_text(ident, encoding="utf-8")
-        self._tls = ""
+        self._tls = self._listen = ""
 
     def psql_argv(self) -> list[str]:
         """psql as the cluster's owner over its Unix socket (how the owner administers it)."""
