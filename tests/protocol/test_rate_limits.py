@@ -13,6 +13,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
+from acme_ca.pki.issuer import Issuer
 from tests.acme_client import AcmeTestClient, Response, jwk_of, sign
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
@@ -211,16 +214,42 @@ async def test_certificates_per_names_is_per_exact_set_of_names(server_factory):
     await server.store.close()
 
 
-async def test_an_order_open_before_the_limit_was_hit_is_still_issued(server_factory):
-    """certificates_per_names is checked at newOrder, spent at issuance: an order
-    created before the bucket emptied is finalized (the issuance is paid for)."""
+async def test_orders_opened_before_the_limit_was_hit_get_no_more_certificates(
+        server_factory):
+    """RFC 8555 6.6: certificates_per_names is spent by finalize before the issuance
+    starts, so orders opened while the bucket was full get no more certificates than it
+    holds: the second is refused 429 rateLimited with Retry-After and stays ready, to
+    be finalized once the limit allows it."""
+    server = await limited(server_factory, certificates_per_names="1/1h")
+    client = await registered(server)
+    orders = [await ready_order(server, client, "a.bluerobin.local") for _ in range(3)]
+    assert (await finalize(client, orders[0][0], "a.bluerobin.local"))[0].status == 200
+    for order, url in orders[1:]:
+        refused, _ = await finalize(client, order, "a.bluerobin.local")
+        rate_limited(refused, "certificates_per_names", "1/1h", timedelta(hours=1))
+        assert (await client.post(url)).json()["status"] == "ready"
+    advance(server, timedelta(hours=1), client)
+    assert (await finalize(client, orders[1][0], "a.bluerobin.local"))[0].status == 200
+    await server.store.close()
+
+
+async def test_an_issuance_that_fails_gives_its_certificate_back(
+        server_factory, monkeypatch: pytest.MonkeyPatch):
+    """RFC 8555 6.6: what finalize spent of certificates_per_names is refunded when no
+    certificate comes of it (here the signature fails: the order is invalid)."""
     server = await limited(server_factory, certificates_per_names="1/7d")
     client = await registered(server)
-    first, _ = await ready_order(server, client, "a.bluerobin.local")
-    second, second_url = await ready_order(server, client, "a.bluerobin.local")
-    assert (await finalize(client, first, "a.bluerobin.local"))[0].status == 200
+    broken, _ = await ready_order(server, client, "a.bluerobin.local")
+    second, _ = await ready_order(server, client, "a.bluerobin.local")
+    real_issue = Issuer.issue
+
+    def unplugged(self: Issuer, request: Any) -> Any:
+        raise RuntimeError("HSM unplugged")
+
+    monkeypatch.setattr(Issuer, "issue", unplugged)
+    assert (await finalize(client, broken, "a.bluerobin.local"))[0].status == 500
+    monkeypatch.setattr(Issuer, "issue", real_issue)
     assert (await finalize(client, second, "a.bluerobin.local"))[0].status == 200
-    assert (await client.post(second_url)).json()["status"] == "valid"
     await server.store.close()
 
 
