@@ -122,11 +122,11 @@ class RateLimits:
             return None
         return await self._certificates(grant, identifiers, cost=1)
 
-    async def challenge_answered(self, account_id: str, grant: Grant,
-                                 identifier: Identifier) -> None:
+    async def challenge_answered(self, account: Account, identifier: Identifier) -> None:
         """rateLimited if the account's failed validations of ``identifier`` (an
-        authorization's base name) are over ``failed_validations_per_identifier``."""
-        await self._failed_validations(account_id, grant, identifier)
+        authorization's base name) are over ``failed_validations_per_identifier``
+        (the account's overrides apply)."""
+        await self._failed_validations(account.id, await self._grant(account), identifier)
 
     async def _failed_validations(self, account_id: str, grant: Grant,
                                   base: Identifier) -> None:

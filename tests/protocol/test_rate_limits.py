@@ -183,6 +183,28 @@ async def failed_validation(server: AcmeServer, client: AcmeTestClient, name: st
     assert (await client.post(created.json()["authorizations"][0])).json()["status"] == "invalid"
 
 
+async def test_orders_opened_first_get_no_more_failed_validations(server_factory):
+    """RFC 8555 6.6: failed_validations_per_identifier is checked again when a challenge
+    is answered, so orders opened before the failures get no more validations of the
+    name than the limit: the answer is 429 rateLimited and the challenge stays pending."""
+    server = await limited(server_factory, failed_validations_per_identifier="2/1h")
+    client = await registered(server)
+    opened = [(await client.new_order("a.bluerobin.local")).json() for _ in range(3)]
+    for order in opened[:2]:
+        authz = (await client.post(order["authorizations"][0])).json()
+        assert (await client.post(http01(authz["challenges"])["url"], {})).status == 200
+        await server.settle()
+    authz = (await client.post(opened[2]["authorizations"][0])).json()
+    challenge_url = http01(authz["challenges"])["url"]
+    rate_limited(await client.post(challenge_url, {}), "failed_validations_per_identifier",
+                 "2/1h", timedelta(minutes=30))
+    await server.settle()
+    assert (await client.post(challenge_url)).json()["status"] == "pending"
+    advance(server, timedelta(minutes=30), client)
+    assert (await client.post(challenge_url, {})).status == 200
+    await server.store.close()
+
+
 async def test_a_failure_inside_the_server_is_not_the_clients_failed_validation(
     server_factory,
 ):
