@@ -12,7 +12,9 @@ overridable per External Account Binding key (``Grant.limits``; None is unlimite
 - ``new_orders_per_account``: spent by newOrder once its identifiers passed the
   policy and the checks below; refunded if the order is then not created.
 - ``pending_authorizations_per_account``: not a rate but a ceiling on the account's
-  authorizations pending at once, those pending now plus those the order would add.
+  authorizations pending at once, those pending now plus those the order would add;
+  checked by newOrder, and held by the store's ``create_order``, which counts again
+  inside its write (concurrent orders of one account cannot all pass the check).
 - ``failed_validations_per_identifier``: per account and identifier, Boulder's
   FailedAuthorizationsPerDomainPerAccount; spent where the validation supervisor
   records a validation invalid, checked by newOrder and again when a challenge is
@@ -172,17 +174,27 @@ class RateLimits:
                 f"{rfc3339(decision.resets_at)}", retry_after(decision.retry_at, now))
         return Spent(name, key, limit) if cost else None
 
-    async def _check_pending(self, account: Account, grant: Grant, adding: int) -> None:
+    def pending_ceiling(self, grant: Grant) -> int | None:
+        """``pending_authorizations_per_account`` for ``grant`` (None: unlimited), for
+        the store's ``create_order`` to hold inside its write."""
         limit = self._limit(PENDING, grant)
-        if not isinstance(limit, int) or isinstance(limit, bool) or adding == 0:
+        return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+
+    async def _check_pending(self, account: Account, grant: Grant, adding: int) -> None:
+        limit = self.pending_ceiling(grant)
+        if limit is None or adding == 0:
             return
+        pending = await self._store.count_pending_authorizations(account.id, self._clock.now())
+        if pending.count + adding > limit:
+            raise self.pending_refused(pending.count, pending.first_expires, adding, limit)
+
+    def pending_refused(self, pending: int, first_expires: datetime | None, adding: int,
+                        limit: int) -> AcmeProblem:
+        """rateLimited for an order over ``pending_authorizations_per_account``."""
         now = self._clock.now()
-        pending = await self._store.count_pending_authorizations(account.id, now)
-        if pending.count + adding <= limit:
-            return
-        frees = pending.first_expires or now
-        raise rate_limited(
-            f"too many pending authorizations: {pending.count} pending and {adding} more "
+        frees = first_expires or now
+        return rate_limited(
+            f"too many pending authorizations: {pending} pending and {adding} more "
             f"asked for, over {PENDING} = {limit}; they are released as they are "
             f"validated, deactivated or expire (the first by {rfc3339(frees)})",
             retry_after(frees, now))

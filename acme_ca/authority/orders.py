@@ -51,7 +51,7 @@ from acme_ca.domain.models import (
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
 from acme_ca.domain.states import OPEN_ORDER, OrderChange, expiry_problem, order_change
-from acme_ca.errors import Conflict, NotFound, PkiError, PolicyError, StoreError
+from acme_ca.errors import CeilingReached, Conflict, NotFound, PkiError, PolicyError, StoreError
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import same_key
@@ -157,8 +157,13 @@ class OrderService:
             order = replace(order, status=change.status, error=change.error)
         spent = await self._limits.new_order(  # rateLimited (6.6); ARI replaces: issue 12
             account, grant, identifiers, new_authorizations=len(new), replaces=False)
+        ceiling = self._limits.pending_ceiling(grant)
         try:
-            return await self._store.create_order(order, new)
+            return await self._store.create_order(order, new, pending_ceiling=ceiling)
+        except CeilingReached as exc:  # an order of the account's created meanwhile
+            await self._limits.refund(spent)
+            raise self._limits.pending_refused(exc.pending, exc.first_expires, len(new),
+                                               ceiling or 0) from None
         except BaseException:
             await self._limits.refund(spent)
             raise

@@ -4,6 +4,7 @@ resets, and released again as time passes (FakeClock) or as what it counts goes 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -82,12 +83,12 @@ async def test_a_refused_new_order_costs_nothing(server_factory):
     real = store.create_order
     calls = 0
 
-    async def failing_once(*args: Any) -> Any:
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("the database went away")
-        return await real(*args)
+        return await real(*args, **kwargs)
 
     store.create_order = failing_once  # type: ignore[method-assign]
     assert_problem(await client.new_order("a.bluerobin.local"), 500, "serverInternal")
@@ -272,6 +273,29 @@ async def test_an_issuance_that_fails_gives_its_certificate_back(
     assert (await finalize(client, broken, "a.bluerobin.local"))[0].status == 500
     monkeypatch.setattr(Issuer, "issue", real_issue)
     assert (await finalize(client, second, "a.bluerobin.local"))[0].status == 200
+    await server.store.close()
+
+
+async def test_concurrent_new_orders_stay_under_the_pending_ceiling(server_factory):
+    """RFC 8555 6.6: pending_authorizations_per_account = 2 is a ceiling at once: six
+    newOrders of one account at once, one new name each, leave two pending and the
+    others are refused 429 rateLimited (the store counts inside the order's write)."""
+    server = await limited(server_factory, pending_authorizations_per_account=2)
+    owner = await registered(server)
+    clients = []
+    for _ in range(6):
+        each = server.client()
+        each.key, each.kid = owner.key, owner.kid
+        clients.append(each)
+    responses = await asyncio.gather(*(each.new_order(f"p{n}.bluerobin.local")
+                                       for n, each in enumerate(clients)))
+    assert sorted(r.status for r in responses) == [201] * 2 + [429] * 4
+    for refused in (r for r in responses if r.status == 429):
+        assert_problem(refused, 429, "rateLimited")
+        assert "pending_authorizations_per_account = 2" in refused.json()["detail"]
+    pending = await server.store.count_pending_authorizations(
+        owner.kid.rsplit("/", 1)[-1], server.clock.now())
+    assert pending.count == 2
     await server.store.close()
 
 

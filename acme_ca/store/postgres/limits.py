@@ -28,8 +28,8 @@ INSERT INTO rate_limits (name, key, tat) VALUES ($1, $2, $3)
 ON CONFLICT (name, key) DO NOTHING"""
 _LOCK = "SELECT tat FROM rate_limits WHERE name = $1 AND key = $2 FOR UPDATE"
 _SET = "UPDATE rate_limits SET tat = $3 WHERE name = $1 AND key = $2"
-# authorizations_for_reuse leads with account_id.
-_PENDING = """
+# authorizations_for_reuse leads with account_id; create_order counts too.
+PENDING_COUNT = """
 SELECT COUNT(*) AS pending, MIN(expires) AS first_expires FROM authorizations
 WHERE account_id = $1 AND status = 'pending' AND expires > $2"""
 
@@ -66,5 +66,5 @@ class LimitMethods(PostgresBase):
 
     async def count_pending_authorizations(self, account_id: str, now: datetime
                                            ) -> PendingAuthorizations:
-        rows = await self._read(_PENDING, account_id, aware(now))
+        rows = await self._read(PENDING_COUNT, account_id, aware(now))
         return PendingAuthorizations(rows[0]["pending"], rows[0]["first_expires"])
