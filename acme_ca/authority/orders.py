@@ -275,7 +275,8 @@ class OrderService:
         comes back as it ended: valid, or invalid if a sweeper ended it meanwhile
         (``issuance.sign_for_order``). The intermediate is read once: what signs is
         what the policy, the CSR and the window were checked against, whatever a reload
-        does meanwhile."""
+        does meanwhile. certificates_per_names is spent just before the issuance starts
+        (rateLimited leaves the order ready) and refunded if no certificate comes of it."""
         order, authorizations = await self._current(account, order_id)
         csr_der = b64url_field(payload.get("csr"), "csr")
         if order.status is not OrderStatus.READY:
