@@ -7,12 +7,17 @@
     └── StoreError         the persistent store refused an operation
         ├── NotFound       the row asked for does not exist
         ├── Conflict       a compare-and-set lost, or the row already exists
+        ├── CeilingReached a write would take an account past a ceiling it was given
         └── StoreUnavailable  the database cannot be reached now; retry later
 
 The command line prints ``str(error)`` and exits non-zero; the ACME front end
 maps these onto RFC 7807 problem documents in one place. None of them carries
 anything HTTP.
 """
+
+from __future__ import annotations
+
+from datetime import datetime
 
 
 class AcmeCaError(Exception):
@@ -41,6 +46,17 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     """The row already exists, or it changed since it was read."""
+
+
+class CeilingReached(StoreError):
+    """The write would take the account past a ceiling it was given (pending
+    authorizations at once): nothing was written. ``pending``: how many there are,
+    ``first_expires``: when the first of them expires (None: none)."""
+
+    def __init__(self, message: str, pending: int, first_expires: datetime | None) -> None:
+        super().__init__(message)
+        self.pending = pending
+        self.first_expires = first_expires
 
 
 class StoreUnavailable(StoreError):

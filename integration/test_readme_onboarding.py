@@ -74,6 +74,8 @@ def test_the_readme_onboarding_works_as_written(user: dict[str, Any]) -> None:
         "team-blue": "bound", "team-green": "bound"}
     assert keys["team-blue"]["domains"] == ["team-blue.bluerobin.local"]
     assert "hmac" not in listed
+    for team in ("team-blue", "team-green"):  # the HMAC key: its owner's only (7.3.4)
+        assert (workdir / f"{team}.json").stat().st_mode & 0o077 == 0, team
 
     bash(f"openssl verify -CAfile {root} -untrusted {LIVE}/chain.pem {LIVE}/cert.pem",
          workdir, popen)

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+from acme_ca.authority.limits import RateLimits
 from acme_ca.authority.supervisor import ValidationSupervisor
 from acme_ca.clock import Clock
 from acme_ca.domain.models import (
@@ -25,10 +26,12 @@ ANSWER_WITHIN = 0.5
 
 
 class AuthorizationService:
-    def __init__(self, store: Store, clock: Clock, supervisor: ValidationSupervisor) -> None:
+    def __init__(self, store: Store, clock: Clock, supervisor: ValidationSupervisor,
+                 limits: RateLimits | None = None) -> None:
         self._store = store
         self._clock = clock
         self._supervisor = supervisor
+        self._limits = limits or RateLimits(store, clock)
 
     async def get(self, account: Account, authz_id: str) -> Authorization:
         try:
@@ -69,7 +72,9 @@ class AuthorizationService:
 
     async def respond(self, account: Account, challenge_id: str) -> Challenge:
         """7.5.1: the client is ready; validate in the background, and answer as soon as
-        the validation is done or ANSWER_WITHIN has passed, whichever comes first.
+        the validation is done or ANSWER_WITHIN has passed, whichever comes first;
+        rateLimited (the challenge left pending) when the account's failed validations
+        of the name are over their limit.
 
         On a local network a validation takes milliseconds, so the client usually gets
         the final state in this very response and need not poll (as Caddy's server
@@ -81,6 +86,8 @@ class AuthorizationService:
             or authz.status is not AuthorizationStatus.PENDING
         ):
             return challenge
+        # Failed validations again (6.6): orders opened first must not validate it anew.
+        await self._limits.challenge_answered(account, authz.identifier)  # stays pending
         try:
             challenge = await self._store.update_challenge(
                 challenge.id, expected=ChallengeStatus.PENDING, status=ChallengeStatus.PROCESSING,

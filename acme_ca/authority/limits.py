@@ -12,19 +12,25 @@ overridable per External Account Binding key (``Grant.limits``; None is unlimite
 - ``new_orders_per_account``: spent by newOrder once its identifiers passed the
   policy and the checks below; refunded if the order is then not created.
 - ``pending_authorizations_per_account``: not a rate but a ceiling on the account's
-  authorizations pending at once, those pending now plus those the order would add.
+  authorizations pending at once, those pending now plus those the order would add;
+  checked by newOrder, and held by the store's ``create_order``, which counts again
+  inside its write (concurrent orders of one account cannot all pass the check).
 - ``failed_validations_per_identifier``: per account and identifier, Boulder's
   FailedAuthorizationsPerDomainPerAccount; spent where the validation supervisor
-  records a validation invalid, checked by newOrder.
+  records a validation invalid, checked by newOrder and again when a challenge is
+  answered (orders opened first would otherwise validate the name again and again).
 - ``certificates_per_names``: per exact set of names (a digest of the sorted set,
-  Boulder's CertificatesPerFQDNSet); spent when a certificate is issued, checked by
-  newOrder unless the order names the certificate it replaces (ARI ``replaces``).
+  Boulder's CertificatesPerFQDNSet); checked by newOrder (an early refusal), spent by
+  finalize before the issuance starts (the authoritative check: orders opened before
+  the bucket emptied get no more certificates than it holds; the order stays ready)
+  and refunded if the issuance then fails; neither when the order names the
+  certificate it replaces (ARI ``replaces``).
 
 Over a limit: 429 rateLimited with Retry-After (whole seconds, rounded up) and a
 detail naming the limit, its value and when the bucket is full again (RFC 3339).
-What is spent after the fact (a failed validation, an issued certificate) never
-fails the work it counts: an empty bucket stays empty, and a store out of reach
-only loses that one count (a warning says so).
+What is spent after the fact (a failed validation) never fails the work it counts:
+an empty bucket stays empty, and a store out of reach only loses that one count (a
+warning says so).
 """
 
 from __future__ import annotations
@@ -93,23 +99,49 @@ class RateLimits:
         replaces (ARI), which exempts it from ``certificates_per_names``."""
         await self._check_pending(account, grant, new_authorizations)
         for identifier in identifiers:
-            base, _ = authorization_identifier(identifier)
-            await self._spend(FAILED_VALIDATIONS, failed_key(account.id, base), grant,
-                              f"too many failed validations of {base.value} for this account",
-                              cost=0)
+            await self._failed_validations(account.id, grant,
+                                           authorization_identifier(identifier)[0])
         if not replaces:
-            names = ", ".join(sorted({i.value for i in identifiers}))
-            await self._spend(CERTIFICATES, names_key(identifiers), grant,
-                              f"too many certificates for exactly these names ({names})", cost=0)
+            await self._certificates(grant, identifiers, cost=0)
         return await self._spend(NEW_ORDERS, account.id, grant,
                                  "too many new orders for this account")
 
     async def refund(self, spent: Spent | None) -> None:
-        """Give back what ``new_account`` or ``new_order`` spent."""
+        """Give back what ``new_account``, ``new_order`` or ``issuance`` spent."""
         if spent is None:
             return
         await self._store.refund_limit(spent.name, spent.key, self._clock.now(),
                                        count=spent.limit.count, period=spent.limit.period)
+
+    # --- finalize and challenges ------------------------------------------------------------
+
+    async def issuance(self, grant: Grant, identifiers: Sequence[Identifier], *,
+                       replaces: bool = False) -> Spent | None:
+        """One of ``certificates_per_names`` for a certificate about to be issued for
+        exactly ``identifiers``, or rateLimited (``refund`` it if the issuance fails).
+        ``replaces``: the order names the certificate it replaces (ARI), exempt."""
+        if replaces:
+            return None
+        return await self._certificates(grant, identifiers, cost=1)
+
+    async def challenge_answered(self, account: Account, identifier: Identifier) -> None:
+        """rateLimited if the account's failed validations of ``identifier`` (an
+        authorization's base name) are over ``failed_validations_per_identifier``
+        (the account's overrides apply)."""
+        await self._failed_validations(account.id, await self._grant(account), identifier)
+
+    async def _failed_validations(self, account_id: str, grant: Grant,
+                                  base: Identifier) -> None:
+        await self._spend(FAILED_VALIDATIONS, failed_key(account_id, base), grant,
+                          f"too many failed validations of {base.value} for this account",
+                          cost=0)
+
+    async def _certificates(self, grant: Grant, identifiers: Sequence[Identifier], *,
+                            cost: int) -> Spent | None:
+        names = ", ".join(sorted({i.value for i in identifiers}))
+        return await self._spend(CERTIFICATES, names_key(identifiers), grant,
+                                 f"too many certificates for exactly these names ({names})",
+                                 cost=cost)
 
     # --- after the fact ---------------------------------------------------------------------
 
@@ -117,12 +149,6 @@ class RateLimits:
         """A validation of ``identifier`` (an authorization's: the base name) for the
         account was recorded invalid: one of ``failed_validations_per_identifier``."""
         await self._count(FAILED_VALIDATIONS, failed_key(account_id, identifier), account_id)
-
-    async def certificate_issued(self, account: Account, identifiers: Sequence[Identifier]
-                                 ) -> None:
-        """A certificate for exactly ``identifiers`` was issued: one of
-        ``certificates_per_names``."""
-        await self._count(CERTIFICATES, names_key(identifiers), account)
 
     # --- the buckets ----------------------------------------------------------------------
 
@@ -148,17 +174,27 @@ class RateLimits:
                 f"{rfc3339(decision.resets_at)}", retry_after(decision.retry_at, now))
         return Spent(name, key, limit) if cost else None
 
-    async def _check_pending(self, account: Account, grant: Grant, adding: int) -> None:
+    def pending_ceiling(self, grant: Grant) -> int | None:
+        """``pending_authorizations_per_account`` for ``grant`` (None: unlimited), for
+        the store's ``create_order`` to hold inside its write."""
         limit = self._limit(PENDING, grant)
-        if not isinstance(limit, int) or isinstance(limit, bool) or adding == 0:
+        return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+
+    async def _check_pending(self, account: Account, grant: Grant, adding: int) -> None:
+        limit = self.pending_ceiling(grant)
+        if limit is None or adding == 0:
             return
+        pending = await self._store.count_pending_authorizations(account.id, self._clock.now())
+        if pending.count + adding > limit:
+            raise self.pending_refused(pending.count, pending.first_expires, adding, limit)
+
+    def pending_refused(self, pending: int, first_expires: datetime | None, adding: int,
+                        limit: int) -> AcmeProblem:
+        """rateLimited for an order over ``pending_authorizations_per_account``."""
         now = self._clock.now()
-        pending = await self._store.count_pending_authorizations(account.id, now)
-        if pending.count + adding <= limit:
-            return
-        frees = pending.first_expires or now
-        raise rate_limited(
-            f"too many pending authorizations: {pending.count} pending and {adding} more "
+        frees = first_expires or now
+        return rate_limited(
+            f"too many pending authorizations: {pending} pending and {adding} more "
             f"asked for, over {PENDING} = {limit}; they are released as they are "
             f"validated, deactivated or expire (the first by {rfc3339(frees)})",
             retry_after(frees, now))

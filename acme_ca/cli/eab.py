@@ -4,7 +4,8 @@
 `create` prints the key id and the HMAC key once (base64url, as certbot's
 --eab-hmac-key and lego's --hmac take it); the store keeps the HMAC key, never shown
 again. `list` shows every key and the account it bound, never an HMAC key. A table is
-plain columns, no dependency; --json for scripts.
+plain columns, no dependency; --json for scripts, and --output FILE writes that JSON to
+a file only its owner reads (mode 0600, atomically), as a secret should be handed over.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from acme_ca.authority import eab
@@ -23,7 +25,8 @@ from acme_ca.config import Config, parse_duration
 from acme_ca.config_values import at_or_under_any
 from acme_ca.config_values import domains as domain_list
 from acme_ca.domain.models import EabKey
-from acme_ca.errors import ConfigError
+from acme_ca.errors import ConfigError, PkiError
+from acme_ca.pki.files import PRIVATE_FILE, write_file
 from acme_ca.store import open_store
 from acme_ca.store.base import Store
 
@@ -55,6 +58,9 @@ def add_parser(commands: Any) -> None:
                         "new_orders_per_account=50/1h (repeatable)")
     create.add_argument("--json", action="store_true",
                         help='print {"kid": ..., "hmac_key": ...}')
+    create.add_argument("--output", type=Path, default=None, metavar="FILE",
+                        help="write that JSON to FILE instead, readable by its owner only "
+                        "(mode 0600), never over an existing file")
     create.set_defaults(run=run_create)
     listing = tools.add_parser("list", help="list the keys (never an HMAC key)")
     listing.add_argument("--json", action="store_true", help="a JSON array")
@@ -89,9 +95,21 @@ def run_create(config: Config, args: argparse.Namespace) -> int:
         key = eab.new_key(args.label, SystemClock().now(), valid_for=args.expires, **grants)
     except ValueError as exc:
         raise ConfigError(f"--label: {exc}") from None
+    if args.output is not None and args.output.exists():  # before a key no one gets
+        raise ConfigError(f"--output: {args.output} already exists; refusing to overwrite it")
     key = _with_store(config, lambda store: store.create_eab_key(key))
+    shown = json.dumps({"kid": key.kid, "hmac_key": eab.hmac_key_text(key)})
+    if args.output is not None:
+        try:
+            write_file(args.output, shown.encode() + b"\n", mode=PRIVATE_FILE, exclusive=True)
+        except PkiError as exc:
+            raise ConfigError(f"--output: {exc}; the key {key.kid} was made: revoke it "
+                              "(acme-ca eab revoke) and create another") from None
+        print(f"Wrote the external account key {key.kid} for {key.label} to {args.output} "
+              "(mode 0600): give the file to the team; the HMAC key is not shown again.")
+        return 0
     if args.json:
-        print(json.dumps({"kid": key.kid, "hmac_key": eab.hmac_key_text(key)}))
+        print(shown)
         return 0
     print(f"Created the external account key for {key.label}. Give the team both lines; "
           "the HMAC key is not shown again.")

@@ -147,7 +147,7 @@ def build_app(
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
                             caa_recheck=recheck, in_flight=in_flight, profiles=profiles,
                             limits=limits),
-        authorizations=AuthorizationService(store, clock, supervisor),
+        authorizations=AuthorizationService(store, clock, supervisor, limits),
         revocation=RevocationService(store, clock),
         nonces=NonceService(store, clock),
         links=links,

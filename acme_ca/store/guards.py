@@ -21,7 +21,7 @@ from acme_ca.domain.models import (
     EabKey,
     Order,
 )
-from acme_ca.errors import Conflict, NotFound, StoreError
+from acme_ca.errors import CeilingReached, Conflict, NotFound, StoreError
 
 # How each kind of row is named in a message, by its id.
 _NOT_FOUND = {
@@ -96,6 +96,15 @@ def check_reservation(record: CertificateRecord, order_id: str | None = None) ->
         raise ValueError("a reservation is a RESERVED record without DER")
     if order_id is not None and record.order_id != order_id:
         raise ValueError(f"the reserved serial is for order {record.order_id}, not {order_id}")
+
+
+def check_pending_ceiling(pending: int, adding: int, ceiling: int,
+                          first_expires: datetime | None) -> None:
+    """``CeilingReached`` if ``pending`` authorizations and ``adding`` more are over
+    ``ceiling`` (create_order's ``pending_ceiling``)."""
+    if pending + adding > ceiling:
+        raise CeilingReached(f"{pending} authorizations pending and {adding} more are "
+                             f"over the ceiling of {ceiling}", pending, first_expires)
 
 
 def check_new_order(order: Order, new_authorizations: Sequence[Authorization]) -> None:

@@ -92,9 +92,15 @@ class WriteStore(Protocol):
     # --- orders -----------------------------------------------------------------------
 
     async def create_order(
-        self, order: Order, new_authorizations: Sequence[Authorization]
+        self, order: Order, new_authorizations: Sequence[Authorization], *,
+        pending_ceiling: int | None = None,
     ) -> Order:
         """Insert the order and its new authorizations (with their challenges) at once.
+
+        ``pending_ceiling``: the most authorizations the account may have PENDING and
+        unexpired at ``order.created_at`` with the new ones (None: no ceiling); over it,
+        ``CeilingReached`` and nothing is written. Counted inside the write, so that of
+        concurrent orders of one account through any stores the ceiling holds.
 
         ``order.authorization_ids`` may also name existing (reused) authorizations;
         their order is kept. ``Conflict`` if the order, an authorization or a

@@ -72,10 +72,12 @@ async def test_an_order_that_replaces_a_certificate_is_exempt_from_certificates_
     clock = FakeClock(NOW)
     limits = RateLimits(store, clock, LimitsConfig(certificates_per_names=ONE_AN_HOUR))
     await with_accounts(store)
-    await limits.certificate_issued(make_account(), NAMES)
+    assert await limits.issuance(UNRESTRICTED, NAMES) is not None
     assert await orders_allowed(limits, UNRESTRICTED, 1) == 0
     assert await orders_allowed(limits, UNRESTRICTED, 2, replaces=True) == 2
-    await limits.certificate_issued(make_account(), NAMES[::-1])  # the same set: empty still
+    assert await limits.issuance(UNRESTRICTED, NAMES[::-1], replaces=True) is None
+    with pytest.raises(AcmeProblem):  # the same set, not a renewal: empty still
+        await limits.issuance(UNRESTRICTED, NAMES[::-1])
     clock.advance(HOUR)
     assert await orders_allowed(limits, UNRESTRICTED, 1) == 1
 
@@ -106,17 +108,15 @@ async def test_replicas_spend_from_one_bucket(replicas: tuple[Store, Store]):
 async def test_what_is_counted_after_the_fact_never_fails_the_work(
     store: Store, caplog: pytest.LogCaptureFixture,
 ):
-    config = LimitsConfig(failed_validations_per_identifier=ONE_AN_HOUR,
-                          certificates_per_names=ONE_AN_HOUR)
+    config = LimitsConfig(failed_validations_per_identifier=ONE_AN_HOUR)
     limits = RateLimits(store, FakeClock(NOW), config)
     await with_accounts(store)
     for _ in range(3):  # over the limit: counted as far as it goes, never raised
         await limits.failed_validation(ACCOUNT, NAMES[0])
-        await limits.certificate_issued(make_account(), NAMES)
     await limits.failed_validation("no such account", NAMES[0])
     await store.close()
     with caplog.at_level(logging.WARNING, logger="acme_ca.authority.limits"):
-        await limits.certificate_issued(make_account(), NAMES)
+        await limits.failed_validation(ACCOUNT, NAMES[0])
     assert "not counted" in caplog.text
 
 

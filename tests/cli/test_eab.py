@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
 from datetime import timedelta
 from pathlib import Path
 
@@ -92,3 +94,27 @@ def test_create_refuses_what_the_ca_would_not_grant(run: Run, args: list[str],
     assert out == ""
     _, listed, _ = run("eab", "list", "--json")
     assert json.loads(listed) == []
+
+
+def test_create_writes_the_key_to_a_file_only_its_owner_reads(run: Run, tmp_path: Path
+                                                             ) -> None:
+    """--output FILE: the HMAC key (RFC 8555 7.3.4, a shared secret) in a file of mode
+    0600 whatever the umask, as --json prints it; never over an existing file, which
+    is refused before any key is made."""
+    path = tmp_path / "keys" / "team-blue.json"
+    old = os.umask(0o022)
+    try:
+        code, out, err = run("eab", "create", "--label", "team blue", "--output", str(path))
+    finally:
+        os.umask(old)
+    assert (code, err) == (0, "")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    written = json.loads(path.read_text(encoding="utf-8"))
+    assert set(written) == {"kid", "hmac_key"} and written["hmac_key"] not in out
+    assert written["kid"] in out and str(path) in out
+    assert b64url_decode(written["hmac_key"]) == stored(tmp_path, written["kid"]).hmac_key
+    code, out, err = run("eab", "create", "--label", "team green", "--output", str(path))
+    assert_one_line_error(code, err, "already exists")
+    assert json.loads(path.read_text(encoding="utf-8")) == written
+    _, listed, _ = run("eab", "list", "--json")
+    assert [k["label"] for k in json.loads(listed)] == ["team blue"]

@@ -4,6 +4,7 @@ resets, and released again as time passes (FakeClock) or as what it counts goes 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -13,6 +14,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
+from acme_ca.pki.issuer import Issuer
 from tests.acme_client import AcmeTestClient, Response, jwk_of, sign
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
@@ -79,12 +83,12 @@ async def test_a_refused_new_order_costs_nothing(server_factory):
     real = store.create_order
     calls = 0
 
-    async def failing_once(*args: Any) -> Any:
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("the database went away")
-        return await real(*args)
+        return await real(*args, **kwargs)
 
     store.create_order = failing_once  # type: ignore[method-assign]
     assert_problem(await client.new_order("a.bluerobin.local"), 500, "serverInternal")
@@ -180,6 +184,28 @@ async def failed_validation(server: AcmeServer, client: AcmeTestClient, name: st
     assert (await client.post(created.json()["authorizations"][0])).json()["status"] == "invalid"
 
 
+async def test_orders_opened_first_get_no_more_failed_validations(server_factory):
+    """RFC 8555 6.6: failed_validations_per_identifier is checked again when a challenge
+    is answered, so orders opened before the failures get no more validations of the
+    name than the limit: the answer is 429 rateLimited and the challenge stays pending."""
+    server = await limited(server_factory, failed_validations_per_identifier="2/1h")
+    client = await registered(server)
+    opened = [(await client.new_order("a.bluerobin.local")).json() for _ in range(3)]
+    for order in opened[:2]:
+        authz = (await client.post(order["authorizations"][0])).json()
+        assert (await client.post(http01(authz["challenges"])["url"], {})).status == 200
+        await server.settle()
+    authz = (await client.post(opened[2]["authorizations"][0])).json()
+    challenge_url = http01(authz["challenges"])["url"]
+    rate_limited(await client.post(challenge_url, {}), "failed_validations_per_identifier",
+                 "2/1h", timedelta(minutes=30))
+    await server.settle()
+    assert (await client.post(challenge_url)).json()["status"] == "pending"
+    advance(server, timedelta(minutes=30), client)
+    assert (await client.post(challenge_url, {})).status == 200
+    await server.store.close()
+
+
 async def test_a_failure_inside_the_server_is_not_the_clients_failed_validation(
     server_factory,
 ):
@@ -211,16 +237,65 @@ async def test_certificates_per_names_is_per_exact_set_of_names(server_factory):
     await server.store.close()
 
 
-async def test_an_order_open_before_the_limit_was_hit_is_still_issued(server_factory):
-    """certificates_per_names is checked at newOrder, spent at issuance: an order
-    created before the bucket emptied is finalized (the issuance is paid for)."""
+async def test_orders_opened_before_the_limit_was_hit_get_no_more_certificates(
+        server_factory):
+    """RFC 8555 6.6: certificates_per_names is spent by finalize before the issuance
+    starts, so orders opened while the bucket was full get no more certificates than it
+    holds: the second is refused 429 rateLimited with Retry-After and stays ready, to
+    be finalized once the limit allows it."""
+    server = await limited(server_factory, certificates_per_names="1/1h")
+    client = await registered(server)
+    orders = [await ready_order(server, client, "a.bluerobin.local") for _ in range(3)]
+    assert (await finalize(client, orders[0][0], "a.bluerobin.local"))[0].status == 200
+    for order, url in orders[1:]:
+        refused, _ = await finalize(client, order, "a.bluerobin.local")
+        rate_limited(refused, "certificates_per_names", "1/1h", timedelta(hours=1))
+        assert (await client.post(url)).json()["status"] == "ready"
+    advance(server, timedelta(hours=1), client)
+    assert (await finalize(client, orders[1][0], "a.bluerobin.local"))[0].status == 200
+    await server.store.close()
+
+
+async def test_an_issuance_that_fails_gives_its_certificate_back(
+        server_factory, monkeypatch: pytest.MonkeyPatch):
+    """RFC 8555 6.6: what finalize spent of certificates_per_names is refunded when no
+    certificate comes of it (here the signature fails: the order is invalid)."""
     server = await limited(server_factory, certificates_per_names="1/7d")
     client = await registered(server)
-    first, _ = await ready_order(server, client, "a.bluerobin.local")
-    second, second_url = await ready_order(server, client, "a.bluerobin.local")
-    assert (await finalize(client, first, "a.bluerobin.local"))[0].status == 200
+    broken, _ = await ready_order(server, client, "a.bluerobin.local")
+    second, _ = await ready_order(server, client, "a.bluerobin.local")
+    real_issue = Issuer.issue
+
+    def unplugged(self: Issuer, request: Any) -> Any:
+        raise RuntimeError("HSM unplugged")
+
+    monkeypatch.setattr(Issuer, "issue", unplugged)
+    assert (await finalize(client, broken, "a.bluerobin.local"))[0].status == 500
+    monkeypatch.setattr(Issuer, "issue", real_issue)
     assert (await finalize(client, second, "a.bluerobin.local"))[0].status == 200
-    assert (await client.post(second_url)).json()["status"] == "valid"
+    await server.store.close()
+
+
+async def test_concurrent_new_orders_stay_under_the_pending_ceiling(server_factory):
+    """RFC 8555 6.6: pending_authorizations_per_account = 2 is a ceiling at once: six
+    newOrders of one account at once, one new name each, leave two pending and the
+    others are refused 429 rateLimited (the store counts inside the order's write)."""
+    server = await limited(server_factory, pending_authorizations_per_account=2)
+    owner = await registered(server)
+    clients = []
+    for _ in range(6):
+        each = server.client()
+        each.key, each.kid = owner.key, owner.kid
+        clients.append(each)
+    responses = await asyncio.gather(*(each.new_order(f"p{n}.bluerobin.local")
+                                       for n, each in enumerate(clients)))
+    assert sorted(r.status for r in responses) == [201] * 2 + [429] * 4
+    for refused in (r for r in responses if r.status == 429):
+        assert_problem(refused, 429, "rateLimited")
+        assert "pending_authorizations_per_account = 2" in refused.json()["detail"]
+    pending = await server.store.count_pending_authorizations(
+        owner.kid.rsplit("/", 1)[-1], server.clock.now())
+    assert pending.count == 2
     await server.store.close()
 
 

@@ -1,14 +1,19 @@
 """Rate limits' buckets in PostgreSQL (``LimitStore``): one row per limit and key
 holding its theoretical arrival time (``domain/limits.py``), shared by every replica.
 
-A spend is one transaction: ``INSERT ... ON CONFLICT DO NOTHING`` makes sure the
-bucket's row exists (a new one with the TAT ``now``: a full bucket, as no row is),
-``SELECT ... FOR UPDATE`` locks it and reads its TAT, ``domain.limits.decide``
-decides, and an ``UPDATE`` stores the new TAT when the spend fits. Of two replicas
-spending at once, the second waits for the first's row lock (or, for a row the first
-is inserting, for its insert to commit) and then reads the TAT the first left: a
-bucket of N lets N through. One row per transaction: no two wait for each other. An
-ask (cost 0) is one plain read. A refund is the same lock-read-decide-write.
+A spend is one transaction: ``INSERT ... ON CONFLICT (name, key) DO UPDATE SET tat =
+rate_limits.tat RETURNING tat`` (``SPEND_ROW``) creates the bucket's row if there is
+none (the TAT ``now``: a full bucket, as no row is) or locks the one there, and reads
+its TAT, in one statement; ``domain.limits.decide`` decides, and an ``UPDATE`` stores
+the new TAT when the spend fits. Of two replicas spending at once, the second waits
+for the first's row lock (or, for a row the first is inserting, for its insert to
+commit) and then reads the TAT the first left: a bucket of N lets N through. The
+retention prune (``PRUNE_LIMITS``, ``FOR UPDATE SKIP LOCKED``) skips a row a spend
+holds, and a row it deleted first is inserted again: a spend is never lost to it (an
+``INSERT ... DO NOTHING`` then ``SELECT ... FOR UPDATE`` would lose it: the prune
+could delete between the two). One row per transaction: no two wait for each other.
+An ask (cost 0) is one plain read. A refund locks with ``SELECT ... FOR UPDATE``: a
+row gone is a full bucket, with nothing to give back.
 
 Retries follow ``base``: the transaction is tried again only when asyncpg provably did
 not send it; a connection that broke mid-way is ``StoreUnavailable``.
@@ -23,13 +28,15 @@ from acme_ca.domain.limits import LimitDecision, PendingAuthorizations
 from acme_ca.store.postgres.base import Connection, PostgresBase, aware, first
 
 _TAT = "SELECT tat FROM rate_limits WHERE name = $1 AND key = $2"
-_CREATE = """
+SPEND_ROW = """
 INSERT INTO rate_limits (name, key, tat) VALUES ($1, $2, $3)
-ON CONFLICT (name, key) DO NOTHING"""
-_LOCK = "SELECT tat FROM rate_limits WHERE name = $1 AND key = $2 FOR UPDATE"
-_SET = "UPDATE rate_limits SET tat = $3 WHERE name = $1 AND key = $2"
-# A range of authorizations_pending (0008): one account's pending ones, by expiry.
-_PENDING = """
+ON CONFLICT (name, key) DO UPDATE SET tat = rate_limits.tat
+RETURNING tat"""
+LOCK = "SELECT tat FROM rate_limits WHERE name = $1 AND key = $2 FOR UPDATE"
+SET = "UPDATE rate_limits SET tat = $3 WHERE name = $1 AND key = $2"
+# A range of authorizations_pending (0008): one account's pending ones, by expiry;
+# create_order counts them too.
+PENDING_COUNT = """
 SELECT COUNT(*) AS pending, MIN(expires) AS first_expires FROM authorizations
 WHERE account_id = $1 AND status = 'pending' AND expires > $2"""
 
@@ -43,11 +50,10 @@ class LimitMethods(PostgresBase):
             return limits.decide(tat, now, count=count, period=period, cost=0)
 
         async def spend(conn: Connection) -> LimitDecision:
-            await conn.execute(_CREATE, name, key, now)  # a row to lock: a full bucket
-            tat = first(await conn.fetch(_LOCK, name, key))
+            tat = await conn.fetchval(SPEND_ROW, name, key, now)  # locked, or new: full
             decision = limits.decide(tat, now, count=count, period=period, cost=cost)
             if decision.allowed:
-                await conn.execute(_SET, name, key, decision.tat)
+                await conn.execute(SET, name, key, decision.tat)
             return decision
 
         return await self._transaction(spend)
@@ -57,14 +63,14 @@ class LimitMethods(PostgresBase):
         limits.refund(None, now, count=count, period=period, cost=cost)  # ValueError first
 
         async def give_back(conn: Connection) -> None:  # no row: a full bucket already
-            refunded = limits.refund(first(await conn.fetch(_LOCK, name, key)), now,
+            refunded = limits.refund(first(await conn.fetch(LOCK, name, key)), now,
                                      count=count, period=period, cost=cost)
             if refunded is not None:
-                await conn.execute(_SET, name, key, refunded)
+                await conn.execute(SET, name, key, refunded)
 
         await self._transaction(give_back)
 
     async def count_pending_authorizations(self, account_id: str, now: datetime
                                            ) -> PendingAuthorizations:
-        rows = await self._read(_PENDING, account_id, aware(now))
+        rows = await self._read(PENDING_COUNT, account_id, aware(now))
         return PendingAuthorizations(rows[0]["pending"], rows[0]["first_expires"])

@@ -28,6 +28,7 @@ from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import guards
 from acme_ca.store.postgres.base import Connection, PostgresBase, aware
 from acme_ca.store.postgres.certificates import RESERVE
+from acme_ca.store.postgres.limits import PENDING_COUNT
 from acme_ca.store.postgres.rows import (
     AUTHORIZATION_INSERT,
     CHALLENGE_INSERT,
@@ -103,9 +104,14 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
 WHERE orders.id = changed.id AND orders.status = changed.expected"""
 
 
+# Not FOR UPDATE: the authorizations' foreign keys take FOR KEY SHARE, which it allows.
+_LOCK_ACCOUNT = "SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE"
+
+
 class OrderMethods(PostgresBase):
     async def create_order(
-        self, order: Order, new_authorizations: Sequence[Authorization]
+        self, order: Order, new_authorizations: Sequence[Authorization], *,
+        pending_ceiling: int | None = None,
     ) -> Order:
         guards.check_new_order(order, new_authorizations)
         values = order_row(order)
@@ -114,6 +120,14 @@ class OrderMethods(PostgresBase):
         links = link_rows(order)
 
         async def insert(conn: Connection) -> Order:
+            if pending_ceiling is not None and authorizations:
+                # The account's row locked first: two orders of one account serialise
+                # here, and the count (a statement after the lock) sees the other's.
+                await conn.execute(_LOCK_ACCOUNT, order.account_id)
+                pending = await conn.fetchrow(PENDING_COUNT, order.account_id,
+                                              aware(order.created_at))
+                guards.check_pending_ceiling(pending["pending"], len(authorizations),
+                                             pending_ceiling, pending["first_expires"])
             await conn.execute(ORDER_INSERT, *values)
             for sql, rows in ((AUTHORIZATION_INSERT, authorizations),
                               (CHALLENGE_INSERT, challenges), (LINK_INSERT, links)):

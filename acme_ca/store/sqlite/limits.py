@@ -27,8 +27,9 @@ _TAT = "SELECT tat FROM rate_limits WHERE name = ? AND key = ?"
 _SET = """
 INSERT INTO rate_limits (name, key, tat) VALUES (?, ?, ?)
 ON CONFLICT (name, key) DO UPDATE SET tat = excluded.tat"""
-# A range of authorizations_pending (0008): one account's pending ones, by expiry.
-_PENDING = """
+# A range of authorizations_pending (0008): one account's pending ones, by expiry;
+# create_order counts them too.
+PENDING_COUNT = """
 SELECT COUNT(*) AS pending, MIN(expires) AS first_expires FROM authorizations
 WHERE account_id = ? AND status = 'pending' AND expires > ?"""
 
@@ -69,7 +70,7 @@ class LimitMethods(SqliteBase):
 
     async def count_pending_authorizations(self, account_id: str, now: datetime
                                            ) -> PendingAuthorizations:
-        rows = await self._read(_PENDING, (account_id, to_text(now)))
+        rows = await self._read(PENDING_COUNT, (account_id, to_text(now)))
         return PendingAuthorizations(rows[0]["pending"], optional_time(rows[0]["first_expires"]))
 
 

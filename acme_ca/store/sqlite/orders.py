@@ -16,8 +16,9 @@ from acme_ca.domain import states
 from acme_ca.domain.models import Authorization, Order, OrderStatus
 from acme_ca.errors import Conflict
 from acme_ca.store import guards
-from acme_ca.store.sqlite.base import SqliteBase, refusal, to_text
+from acme_ca.store.sqlite.base import SqliteBase, optional_time, refusal, to_text
 from acme_ca.store.sqlite.connection import Connection
+from acme_ca.store.sqlite.limits import PENDING_COUNT
 from acme_ca.store.sqlite.rows import (
     ORDER_COLUMNS,
     authorization_row,
@@ -102,7 +103,8 @@ _CERTIFICATE_STATE = "SELECT status, order_id FROM certificates WHERE serial = ?
 
 class OrderMethods(SqliteBase):
     async def create_order(
-        self, order: Order, new_authorizations: Sequence[Authorization]
+        self, order: Order, new_authorizations: Sequence[Authorization], *,
+        pending_ceiling: int | None = None,
     ) -> Order:
         guards.check_new_order(order, new_authorizations)
         values = order_row(order)
@@ -118,6 +120,12 @@ class OrderMethods(SqliteBase):
         ]
 
         async def insert(conn: Connection) -> list[sqlite3.Row]:
+            if pending_ceiling is not None and authorizations:  # the write lock is held
+                (pending,) = await conn.execute_fetchall(
+                    PENDING_COUNT, (order.account_id, to_text(order.created_at)))
+                guards.check_pending_ceiling(pending["pending"], len(authorizations),
+                                             pending_ceiling,
+                                             optional_time(pending["first_expires"]))
             rows = list(await conn.execute_fetchall(_INSERT_ORDER, values))
             if authorizations:
                 await conn.executemany(_INSERT_AUTHORIZATION, authorizations)

@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from acme_ca.domain.models import AuthorizationStatus, Identifier
+from acme_ca.errors import CeilingReached, NotFound
 from acme_ca.store import Store
 from tests.store.conftest import ACCOUNT, OTHER, T0, make_authorization, make_order
 
@@ -139,3 +140,44 @@ async def test_pending_authorizations_are_counted_per_account_while_unexpired(st
     ip = replace(ip, identifier=Identifier("ip", "192.0.2.1"))
     await store.create_order(make_order("o-3", [ip]), [ip])
     assert (await store.count_pending_authorizations(ACCOUNT, T0)).count == 3
+
+
+async def test_create_order_holds_the_pending_ceiling(store: Store):
+    """RFC 8555 6.6: pending_authorizations_per_account is counted again inside the
+    order's write (at ``order.created_at``): over the ceiling, ``CeilingReached`` with
+    the count and the first expiry, and nothing written."""
+    first = [make_authorization(f"az-{n}", f"{n}.example.test", expires=T0 + HOUR * (n + 1))
+             for n in range(2)]
+    await store.create_order(make_order("o-1", first), first, pending_ceiling=2)
+    third = [make_authorization("az-3", "c.example.test")]
+    with pytest.raises(CeilingReached) as refused:
+        await store.create_order(make_order("o-2", third), third, pending_ceiling=2)
+    assert (refused.value.pending, refused.value.first_expires) == (2, T0 + HOUR)
+    assert (await store.count_pending_authorizations(ACCOUNT, T0)).count == 2
+    with pytest.raises(NotFound):
+        await store.get_order("o-2")
+    await store.create_order(make_order("o-2", third), third, pending_ceiling=3)
+    await store.create_order(make_order("o-3", []), [], pending_ceiling=0)  # adds none
+    other = [make_authorization("az-4", "c.example.test", account_id=OTHER)]
+    await store.create_order(make_order("o-4", other, account_id=OTHER), other,
+                             pending_ceiling=1)  # per account
+
+
+async def test_of_concurrent_orders_of_one_account_the_ceiling_holds(
+    store: Store, other: Store
+):
+    """Six orders of one account, one new authorization each, created at once through
+    two stores under a ceiling of 2: exactly two are written. A backend that counted
+    before its write without holding anything would let them all through."""
+    async def create(each: Store, n: int) -> bool:
+        made = [make_authorization(f"race-{n}", f"{n}.example.test")]
+        try:
+            await each.create_order(make_order(f"race-o-{n}", made), made, pending_ceiling=2)
+        except CeilingReached:
+            return False
+        return True
+
+    results = await asyncio.gather(*(create(each, n)
+                                     for n, each in enumerate((store, other) * 3)))
+    assert sorted(results) == [False] * 4 + [True] * 2
+    assert (await store.count_pending_authorizations(ACCOUNT, T0)).count == 2

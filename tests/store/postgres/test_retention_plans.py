@@ -23,7 +23,7 @@ PLANS = [
     (retention.LOCK_PRUNABLE_ORDERS, (NOW, 100), "orders_by_expiry"),
     (retention.LOCK_PRUNABLE_AUTHORIZATIONS, (NOW, 100), "authorizations_by_expiry"),
     (retention.PRUNE_LIMITS, (NOW, 100), "rate_limits_by_tat"),
-    (limits._PENDING, ("acct-1", NOW), "authorizations_pending"),
+    (limits.PENDING_COUNT, ("acct-1", NOW), "authorizations_pending"),
 ]
 
 

@@ -73,7 +73,7 @@ LOOKUPS = [
      "sqlite_autoindex_authorizations_1 (id=?)"),
     (retention_module.PRUNE_LIMITS, ("t", 100), "rate_limits_by_tat (tat<?)"),
     # The pending authorizations of one account, and no others (a partial index).
-    (limits_module._PENDING, (ACCOUNT, "t"),
+    (limits_module.PENDING_COUNT, (ACCOUNT, "t"),
      "authorizations_pending (account_id=? AND expires>?)"),
 ]
 NONCE_LOOKUPS = [
