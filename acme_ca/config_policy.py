@@ -180,13 +180,12 @@ class Limit:
     period: timedelta
 
 
-LIMIT_NAMES = (
-    "new_orders_per_account",
-    "new_accounts_per_ip",
-    "failed_validations_per_identifier",
-    "pending_authorizations_per_account",
-    "certificates_per_names",
-)
+NEW_ORDERS = "new_orders_per_account"
+NEW_ACCOUNTS = "new_accounts_per_ip"
+FAILED_VALIDATIONS = "failed_validations_per_identifier"
+PENDING = "pending_authorizations_per_account"  # a count at once, not a rate
+CERTIFICATES = "certificates_per_names"
+LIMIT_NAMES = (NEW_ORDERS, NEW_ACCOUNTS, FAILED_VALIDATIONS, PENDING, CERTIFICATES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,13 +252,22 @@ def read_limits(raw: Any) -> LimitsConfig:
     values: dict[str, Any] = {}
     for name, value in raw.items():
         try:
-            if name == "pending_authorizations_per_account":
-                values[name] = parse_count(value)
-            else:
-                values[name] = parse_limit(value)
+            values[name] = parse_limit_setting(name, value)
         except ValueError as exc:
             raise ConfigError(f"limits.{name}: {exc}") from None
     return LimitsConfig(**values)
+
+
+def parse_limit_setting(name: str, value: Any) -> Limit | int | None:
+    """One limit as [limits] and an EAB key's overrides give it: "COUNT/DURATION" or
+    "unlimited", and for ``PENDING`` a count (an integer, or its text); ``ValueError``
+    naming what is wrong, an unknown limit too."""
+    if name not in LIMIT_NAMES:
+        raise ValueError(f"unknown limit {name!r} (known: {', '.join(LIMIT_NAMES)})")
+    if name == PENDING:
+        is_number = isinstance(value, str) and value.strip().isdigit()
+        return parse_count(int(value) if is_number else value)
+    return parse_limit(value)
 
 
 # The shortest [retention] grace: a row expired a moment ago may still be in use (an

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from acme_ca.config_policy import LIMIT_NAMES, Limit, parse_count, parse_limit
+from acme_ca.config_policy import Limit, parse_limit_setting
 from acme_ca.domain.models import Account, EabKey
 from acme_ca.domain.problems import unauthorized
 from acme_ca.store.policy import EabStore
@@ -33,8 +33,6 @@ class Grant:
 
 
 UNRESTRICTED = Grant()
-# The one limit that is a count at once, not a rate (config_policy.LimitsConfig).
-PENDING = "pending_authorizations_per_account"
 
 
 async def grant_for(store: EabStore, account: Account, now: datetime) -> Grant:
@@ -53,16 +51,5 @@ async def grant_for(store: EabStore, account: Account, now: datetime) -> Grant:
 
 def key_limits(key: EabKey) -> dict[str, Limit | int | None]:
     """The key's overrides of [limits]; the command line checked them with
-    ``parse_override`` when the key was made."""
-    return {name: parse_override(name, text) for name, text in key.limits}
-
-
-def parse_override(name: str, text: str) -> Limit | int | None:
-    """One override as [limits] reads it (``config_policy``): "COUNT/DURATION" or
-    "unlimited", and for pending_authorizations_per_account a count; ``ValueError``
-    naming what is wrong."""
-    if name not in LIMIT_NAMES:
-        raise ValueError(f"unknown limit {name!r} (known: {', '.join(LIMIT_NAMES)})")
-    if name == PENDING:
-        return parse_count(int(text) if text.strip().isdigit() else text)
-    return parse_limit(text)
+    ``config_policy.parse_limit_setting`` when the key was made."""
+    return {name: parse_limit_setting(name, text) for name, text in key.limits}

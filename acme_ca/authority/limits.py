@@ -46,7 +46,16 @@ from datetime import UTC, datetime, timedelta
 from acme_ca.authority.grants import UNRESTRICTED, Grant, grant_for
 from acme_ca.authority.identifiers import authorization_identifier
 from acme_ca.clock import Clock
-from acme_ca.config_policy import Limit, LimitsConfig, format_limit
+from acme_ca.config_policy import (
+    CERTIFICATES,
+    FAILED_VALIDATIONS,
+    NEW_ACCOUNTS,
+    NEW_ORDERS,
+    PENDING,
+    Limit,
+    LimitsConfig,
+    format_limit,
+)
 from acme_ca.domain.models import Account, Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.errors import NotFound, StoreError
@@ -54,11 +63,6 @@ from acme_ca.store.base import Store
 
 log = logging.getLogger(__name__)
 
-NEW_ACCOUNTS = "new_accounts_per_ip"
-NEW_ORDERS = "new_orders_per_account"
-PENDING = "pending_authorizations_per_account"
-FAILED_VALIDATIONS = "failed_validations_per_identifier"
-CERTIFICATES = "certificates_per_names"
 # No limit at all: what a service built without [limits] (a unit test) gets.
 NO_LIMITS = LimitsConfig(None, None, None, None, None)
 

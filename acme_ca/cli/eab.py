@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from acme_ca.authority import eab
-from acme_ca.authority.grants import parse_override
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config, parse_duration
+from acme_ca.config_policy import parse_limit_setting
 from acme_ca.config_values import at_or_under_any
 from acme_ca.config_values import domains as domain_list
 from acme_ca.domain.models import EabKey
@@ -186,7 +186,7 @@ def _check_limits(items: list[str]) -> tuple[tuple[str, str], ...]:
         try:
             if not sep:
                 raise ValueError("expected NAME=COUNT/DURATION")
-            parse_override(name, value)
+            parse_limit_setting(name, value)
         except ValueError as exc:
             raise ConfigError(f"--limit {item!r}: {exc}") from None
         limits[name] = value

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from acme_ca.authority.eab import new_key
-from acme_ca.authority.grants import UNRESTRICTED, grant_for, parse_override
-from acme_ca.config_policy import Limit
+from acme_ca.authority.grants import UNRESTRICTED, grant_for
+from acme_ca.config_policy import Limit, parse_limit_setting
 from acme_ca.domain.models import Account, AccountStatus
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.store import Store
@@ -63,5 +63,5 @@ async def test_a_revoked_key_grants_no_new_order(store: Store) -> None:
 ])
 def test_overrides_are_read_as_limits_reads_them(name: str, text: str, error: str) -> None:
     with pytest.raises(ValueError, match=error):
-        parse_override(name, text)
-    assert parse_override("pending_authorizations_per_account", "unlimited") is None
+        parse_limit_setting(name, text)
+    assert parse_limit_setting("pending_authorizations_per_account", "unlimited") is None
