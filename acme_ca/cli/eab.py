@@ -53,9 +53,12 @@ def add_parser(commands: Any) -> None:
     create.add_argument("--expires", type=_duration, default=None, metavar="DURATION",
                         help="the key binds no account after this long, e.g. 30d "
                         "(default: never); an account it bound keeps working")
-    create.add_argument("--limit", action="append", default=[], metavar="NAME=COUNT/DURATION",
-                        help="override a [limits] rate limit for its account, e.g. "
-                        "new_orders_per_account=50/1h (repeatable)")
+    create.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a [limits] limit for its account (repeatable): "
+                        "a rate COUNT/DURATION or unlimited, e.g. "
+                        "new_orders_per_account=50/1h, except "
+                        "pending_authorizations_per_account, a plain count at once, e.g. "
+                        "pending_authorizations_per_account=100")
     create.add_argument("--json", action="store_true",
                         help='print {"kid": ..., "hmac_key": ...}')
     create.add_argument("--output", type=Path, default=None, metavar="FILE",
@@ -185,7 +188,7 @@ def _check_limits(items: list[str]) -> tuple[tuple[str, str], ...]:
         name, value = name.strip(), value.strip()
         try:
             if not sep:
-                raise ValueError("expected NAME=COUNT/DURATION")
+                raise ValueError("expected NAME=VALUE")
             parse_limit_setting(name, value)
         except ValueError as exc:
             raise ConfigError(f"--limit {item!r}: {exc}") from None

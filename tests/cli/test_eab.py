@@ -83,7 +83,7 @@ def test_revoke(run: Run) -> None:
     (["--domains", "*.bluerobin.local"], "not a domain suffix"),
     (["--limit", "nope=1/1h"], "unknown limit 'nope'"),
     (["--limit", "new_orders_per_account=many"], "COUNT/DURATION"),
-    (["--limit", "new_orders_per_account"], "NAME=COUNT/DURATION"),
+    (["--limit", "new_orders_per_account"], "NAME=VALUE"),
     (["--limit", "pending_authorizations_per_account=0"], "a count from 1"),
     (["--label", "  "], "the label must not be empty"),
 ])
