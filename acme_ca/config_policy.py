@@ -77,7 +77,8 @@ def default_profiles(default_validity: timedelta, max_validity: timedelta
         return Profile(name, description, usages, default_validity, max_validity)
 
     return {
-        "server": profile("server", "TLS servers (serverAuth)", ("serverAuth",)),
+        DEFAULT_PROFILE: profile(DEFAULT_PROFILE, "TLS servers (serverAuth)",
+                                 ("serverAuth",)),
         "client": profile("client", "TLS clients (clientAuth only): NATS workers, "
                           "PostgreSQL clients", ("clientAuth",)),
         "mtls": profile("mtls", "Services that are both TLS servers and clients "
