@@ -24,10 +24,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from acme_ca import config_values as values
 from acme_ca.config_values import at_or_under_any, format_duration, parse_duration
@@ -77,7 +77,8 @@ def default_profiles(default_validity: timedelta, max_validity: timedelta
         return Profile(name, description, usages, default_validity, max_validity)
 
     return {
-        "server": profile("server", "TLS servers (serverAuth)", ("serverAuth",)),
+        DEFAULT_PROFILE: profile(DEFAULT_PROFILE, "TLS servers (serverAuth)",
+                                 ("serverAuth",)),
         "client": profile("client", "TLS clients (clientAuth only): NATS workers, "
                           "PostgreSQL clients", ("clientAuth",)),
         "mtls": profile("mtls", "Services that are both TLS servers and clients "
@@ -119,7 +120,7 @@ def read_profiles(raw: Any, *, default_validity: timedelta, max_validity: timede
         changes: dict[str, Any] = {}
         for key, value in table.items():
             try:
-                changes[key] = _PROFILE_VALUES[key](_NO_FILES, value)
+                changes[key] = _PROFILE_VALUES[key](values.NO_FILES, value)
             except ValueError as exc:
                 raise ConfigError(f"profiles.{name}.{key}: {exc}") from None
         if changes.get("allowed_domains") and "identifier_types" not in table:
@@ -141,10 +142,16 @@ def _check_profile(profile: Profile, ceiling: timedelta, allowed: tuple[str, ...
         raise ConfigError(f"{key}.default_validity ({format_duration(profile.default_validity)})"
                           f" exceeds {key}.max_validity "
                           f"({format_duration(profile.max_validity)})")
-    outside = [d for d in profile.allowed_domains if not at_or_under_any(d, allowed)]
+    check_inside_policy(profile.allowed_domains, allowed, f"{key}.allowed_domains")
+
+
+def check_inside_policy(domains: Iterable[str], allowed: tuple[str, ...], what: str) -> None:
+    """``ConfigError`` naming ``what`` unless every domain is at or under one of [policy]
+    allowed_domains (``allowed``): a profile's allowed_domains, an EAB key's --domains."""
+    outside = [d for d in domains if not at_or_under_any(d, allowed)]
     if outside:
-        raise ConfigError(f"{key}.allowed_domains: {outside[0]} is outside [policy] "
-                          f"allowed_domains ({', '.join(allowed)})")
+        raise ConfigError(f"{what}: {outside[0]} is outside [policy] allowed_domains "
+                          f"({', '.join(allowed)})")
 
 
 def _names(value: Any, known: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -157,8 +164,6 @@ def _names(value: Any, known: tuple[str, ...], what: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-# A profile's values name no file: the converters get no path resolver.
-_NO_FILES = cast(values.PathResolver, None)
 _PROFILE_VALUES: dict[str, Callable[[values.PathResolver, Any], Any]] = {
     "description": values.string,
     "extended_key_usages": lambda _, v: _names(v, EXTENDED_KEY_USAGES, "extended key usages"),

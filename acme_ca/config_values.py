@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -21,6 +21,11 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class PathResolver(Protocol):
     def path(self, value: Any) -> Path:
         """A path from the configuration, made absolute against the file's directory."""
+
+
+# The resolver of a value that names no file (a [profiles.NAME] value, a command line's
+# domains): the converters below that take no path ignore it.
+NO_FILES = cast(PathResolver, None)
 
 
 _DURATION_PART = re.compile(r"(\d+)([smhd])")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from acme_ca.authority import eab
-from acme_ca.authority.grants import UNRESTRICTED, Grant, key_limits
+from acme_ca.authority.grants import UNRESTRICTED, grant_of
 from acme_ca.authority.limits import RateLimits
 from acme_ca.clock import Clock
 from acme_ca.domain.models import Account, AccountStatus
@@ -153,7 +153,7 @@ class AccountService:
             created_at=now,
             eab_kid=None if eab_key is None else eab_key.kid,
         )
-        grant = UNRESTRICTED if eab_key is None else Grant(limits=key_limits(eab_key))
+        grant = UNRESTRICTED if eab_key is None else grant_of(eab_key)
         spent = await self._limits.new_account(address, grant)
         try:
             return await self._store.create_account(account), True

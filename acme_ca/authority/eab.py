@@ -95,14 +95,33 @@ def required() -> AcmeProblem:
                        status=403)  # Pebble's 403; step-ca says 400
 
 
-def unusable(key: EabKey, now: datetime) -> AcmeProblem | None:
-    """Why ``key`` may not bind a new account at ``now``, or None."""
+# A key's state at a moment (``state``): what `acme-ca eab list` shows, and which
+# refusal newAccount gets (``unusable``).
+REVOKED, BOUND, EXPIRED, UNUSED = "revoked", "bound", "expired", "unused"
+
+
+def state(key: EabKey, now: datetime) -> str:
+    """The first of REVOKED, BOUND, EXPIRED that holds at ``now``, else UNUSED: a bound
+    key that was revoked is revoked (its account opens no new order), a bound key that
+    expired is bound (its account keeps working)."""
+    if key.revoked_at is not None:
+        return REVOKED
     if key.account_id is not None:
+        return BOUND
+    if key.expires is not None and key.expires <= now:
+        return EXPIRED
+    return UNUSED
+
+
+def unusable(key: EabKey, now: datetime) -> AcmeProblem | None:
+    """Why ``key`` may not bind a new account at ``now`` (its ``state``), or None."""
+    kind = state(key, now)
+    if kind == REVOKED:
+        return unauthorized(f"the external account key {key.kid} ({key.label}) was revoked")
+    if kind == BOUND:
         return unauthorized(f"the external account key {key.kid} is already bound to an "
                             "account; each key binds one account")
-    if key.revoked_at is not None:
-        return unauthorized(f"the external account key {key.kid} ({key.label}) was revoked")
-    if key.expires is not None and key.expires <= now:
+    if kind == EXPIRED and key.expires is not None:
         return unauthorized(f"the external account key {key.kid} expired at "
                             f"{key.expires.isoformat(timespec='seconds')}")
     return None

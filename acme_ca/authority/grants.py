@@ -6,7 +6,8 @@ its policy allows, the [limits] as configured. An account created with a key inh
 the key's profiles, domains and limit overrides, and may open no new order once the
 key is revoked. Profiles (``authority/profiles.py``), identifiers
 (``authority/identifiers.py``) and rate limits (``authority/limits.py``) read it;
-only ``grant_for`` makes one.
+only ``grant_of`` makes one from a key (``grant_for``, and newAccount's limits before
+the account exists).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ async def grant_for(store: EabStore, account: Account, now: datetime) -> Grant:
     if key.revoked_at is not None and key.revoked_at <= now:
         raise unauthorized(f"the external account key {key.kid} ({key.label}) this account "
                            "was created with was revoked: it may open no new orders")
+    return grant_of(key)
+
+
+def grant_of(key: EabKey) -> Grant:
+    """What the account ``key`` binds may get: its profiles, domains and limits."""
     return Grant(profiles=key.profiles, domains=key.domains,
                  limits=key_limits(key), eab_kid=key.kid)
 

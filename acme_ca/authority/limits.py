@@ -174,8 +174,8 @@ class RateLimits:
         if not decision.allowed:
             raise rate_limited(
                 f"{what}: over {name} = {format_limit(limit)}; retry after "
-                f"{rfc3339(decision.retry_at)}, the limit resets at "
-                f"{rfc3339(decision.resets_at)}", retry_after(decision.retry_at, now))
+                f"{rfc3339_rounded_up(decision.retry_at)}, the limit resets at "
+                f"{rfc3339_rounded_up(decision.resets_at)}", retry_after(decision.retry_at, now))
         return Spent(name, key, limit) if cost else None
 
     def pending_ceiling(self, grant: Grant) -> int | None:
@@ -200,7 +200,7 @@ class RateLimits:
         return rate_limited(
             f"too many pending authorizations: {pending} pending and {adding} more "
             f"asked for, over {PENDING} = {limit}; they are released as they are "
-            f"validated, deactivated or expire (the first by {rfc3339(frees)})",
+            f"validated, deactivated or expire (the first by {rfc3339_rounded_up(frees)})",
             retry_after(frees, now))
 
     async def _count(self, name: str, key: str, account: Account | str) -> None:
@@ -235,7 +235,7 @@ def retry_after(moment: datetime, now: datetime) -> int:
     return max(1, math.ceil((moment - now).total_seconds()))
 
 
-def rfc3339(moment: datetime) -> str:
+def rfc3339_rounded_up(moment: datetime) -> str:
     """RFC 3339 UTC, rounded up to the second (as Retry-After is)."""
     if moment.microsecond:
         moment = moment.replace(microsecond=0) + timedelta(seconds=1)

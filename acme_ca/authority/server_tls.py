@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 
 from acme_ca.authority import issuance
 from acme_ca.clock import Clock
+from acme_ca.config_policy import DEFAULT_PROFILE
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
 from acme_ca.pki.constraints import first_forbidden
@@ -31,8 +32,6 @@ from acme_ca.store.base import Store
 log = logging.getLogger(__name__)
 
 TLS_VALIDITY = timedelta(days=7)
-# The profile its certificate record names: what it was before profiles were configurable.
-OWN_PROFILE = "server"
 
 
 class ServerTls:
@@ -120,7 +119,8 @@ class ServerTls:
             not_after=now + self._validity,
             extended_key_usages=SERVER_AUTH,  # the server's own: serverAuth, whatever [profiles]
         )
-        cert = await issuance.issue(self._store, issuer, request, now, profile=OWN_PROFILE)
+        # its record names the shipped server profile, as before profiles were configurable
+        cert = await issuance.issue(self._store, issuer, request, now, profile=DEFAULT_PROFILE)
         write_key(self._key_path, key, None, exclusive=False)
         files.write_file(self._cert_path, issuer.chain_pem(cert), mode=files.PUBLIC_FILE)
         self._use(cert)

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from acme_ca.authority import eab
+from acme_ca.authority.profiles import Catalog
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config, parse_duration
-from acme_ca.config_policy import parse_limit_setting
-from acme_ca.config_values import at_or_under_any
+from acme_ca.config_policy import check_inside_policy, parse_limit_setting
+from acme_ca.config_values import NO_FILES
 from acme_ca.config_values import domains as domain_list
 from acme_ca.domain.models import EabKey
 from acme_ca.errors import ConfigError, PkiError
@@ -53,9 +54,12 @@ def add_parser(commands: Any) -> None:
     create.add_argument("--expires", type=_duration, default=None, metavar="DURATION",
                         help="the key binds no account after this long, e.g. 30d "
                         "(default: never); an account it bound keeps working")
-    create.add_argument("--limit", action="append", default=[], metavar="NAME=COUNT/DURATION",
-                        help="override a [limits] rate limit for its account, e.g. "
-                        "new_orders_per_account=50/1h (repeatable)")
+    create.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a [limits] limit for its account (repeatable): "
+                        "a rate COUNT/DURATION or unlimited, e.g. "
+                        "new_orders_per_account=50/1h, except "
+                        "pending_authorizations_per_account, a plain count at once, e.g. "
+                        "pending_authorizations_per_account=100")
     create.add_argument("--json", action="store_true",
                         help='print {"kid": ..., "hmac_key": ...}')
     create.add_argument("--output", type=Path, default=None, metavar="FILE",
@@ -126,7 +130,7 @@ def run_list(config: Config, args: argparse.Namespace) -> int:
         print(json.dumps([_key_json(k, now) for k in keys], indent=2))
         return 0
     rows = [("KID", "LABEL", "STATE", "ACCOUNT", "EXPIRES", "GRANTS")]
-    rows += [(k.kid, k.label, _state(k, now), k.account_id or "-", _when(k.expires),
+    rows += [(k.kid, k.label, eab.state(k, now), k.account_id or "-", _when(k.expires),
               _grants(k)) for k in keys]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
@@ -155,7 +159,7 @@ def _with_store(config: Config, call: Callable[[Store], Awaitable[T]]) -> T:
 
 
 def _check_profiles(config: Config, names: tuple[str, ...]) -> tuple[str, ...]:
-    offered = sorted(n for n, p in config.profiles.items() if not p.retired)
+    offered = Catalog.from_config(config).offered()
     for name in names:
         if name not in offered:
             raise ConfigError(f"--profiles: {name!r} is not a profile in use "
@@ -167,14 +171,10 @@ def _check_domains(config: Config, names: tuple[str, ...]) -> tuple[str, ...]:
     if not names:
         return ()
     try:
-        domains = domain_list(None, list(names))  # type: ignore[arg-type]
+        domains = domain_list(NO_FILES, list(names))
     except ValueError as exc:
         raise ConfigError(f"--domains: {exc}") from None
-    allowed = config.policy.allowed_domains
-    for domain in domains:
-        if not at_or_under_any(domain, allowed):
-            raise ConfigError(f"--domains: {domain!r} is not inside [policy] "
-                              f"allowed_domains ({', '.join(allowed)})")
+    check_inside_policy(domains, config.policy.allowed_domains, "--domains")
     return tuple(dict.fromkeys(domains))
 
 
@@ -185,22 +185,12 @@ def _check_limits(items: list[str]) -> tuple[tuple[str, str], ...]:
         name, value = name.strip(), value.strip()
         try:
             if not sep:
-                raise ValueError("expected NAME=COUNT/DURATION")
+                raise ValueError("expected NAME=VALUE")
             parse_limit_setting(name, value)
         except ValueError as exc:
             raise ConfigError(f"--limit {item!r}: {exc}") from None
         limits[name] = value
     return tuple(sorted(limits.items()))
-
-
-def _state(key: EabKey, now: datetime) -> str:
-    if key.revoked_at is not None:
-        return "revoked"
-    if key.account_id is not None:
-        return "bound"
-    if key.expires is not None and key.expires <= now:
-        return "expired"
-    return "unused"
 
 
 def _when(moment: datetime | None) -> str:
@@ -218,7 +208,7 @@ def _key_json(key: EabKey, now: datetime) -> dict[str, Any]:
     def iso(moment: datetime | None) -> str | None:
         return None if moment is None else moment.isoformat()
 
-    return {"kid": key.kid, "label": key.label, "state": _state(key, now),
+    return {"kid": key.kid, "label": key.label, "state": eab.state(key, now),
             "account_id": key.account_id, "profiles": list(key.profiles),
             "domains": list(key.domains), "limits": dict(key.limits),
             "created_at": iso(key.created_at), "expires": iso(key.expires),

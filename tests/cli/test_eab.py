@@ -79,11 +79,11 @@ def test_revoke(run: Run) -> None:
 
 @pytest.mark.parametrize(("args", "fragment"), [
     (["--profiles", "server,nope"], "'nope' is not a profile in use"),
-    (["--domains", "example.com"], "not inside [policy] allowed_domains"),
+    (["--domains", "example.com"], "example.com is outside [policy] allowed_domains"),
     (["--domains", "*.bluerobin.local"], "not a domain suffix"),
     (["--limit", "nope=1/1h"], "unknown limit 'nope'"),
     (["--limit", "new_orders_per_account=many"], "COUNT/DURATION"),
-    (["--limit", "new_orders_per_account"], "NAME=COUNT/DURATION"),
+    (["--limit", "new_orders_per_account"], "NAME=VALUE"),
     (["--limit", "pending_authorizations_per_account=0"], "a count from 1"),
     (["--label", "  "], "the label must not be empty"),
 ])
