@@ -116,6 +116,30 @@ async def test_new_accounts_per_ip_counts_only_created_accounts_by_the_peer_addr
     await server.store.close()
 
 
+async def test_a_new_account_that_fails_costs_nothing(server_factory):
+    """RFC 8555 6.6: new_accounts_per_ip counts created accounts only: a newAccount
+    whose creation fails (here the database, once) gives its spend back."""
+    server = await limited(server_factory, new_accounts_per_ip="1/1h")
+    store = server.store
+    real = store.create_account
+    calls = 0
+
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the database went away")
+        return await real(*args, **kwargs)
+
+    store.create_account = failing_once  # type: ignore[method-assign]
+    client = server.client()
+    assert_problem(await client.new_account(), 500, "serverInternal")
+    assert (await client.new_account()).status == 201  # refunded
+    rate_limited(await server.client().new_account(), "new_accounts_per_ip", "1/1h",
+                 timedelta(hours=1))
+    await store.close()
+
+
 async def new_account_forwarded_for(server: AcmeServer, address: str) -> Any:
     """newAccount with an X-Forwarded-For header, which any client can write: the limit
     reads the connection's peer, never the header."""
