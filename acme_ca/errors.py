@@ -8,6 +8,7 @@
         ├── NotFound       the row asked for does not exist
         ├── Conflict       a compare-and-set lost, or the row already exists
         ├── CeilingReached a write would take an account past a ceiling it was given
+        ├── LimitReached   a write's rate-limit spend does not fit its bucket
         └── StoreUnavailable  the database cannot be reached now; retry later
 
 The command line prints ``str(error)`` and exits non-zero; the ACME front end
@@ -57,6 +58,17 @@ class CeilingReached(StoreError):
         super().__init__(message)
         self.pending = pending
         self.first_expires = first_expires
+
+
+class LimitReached(StoreError):
+    """The spend a write carried (``domain.limits.Spend``) does not fit its bucket:
+    nothing was written. ``retry_at``: when it would fit; ``resets_at``: when the
+    bucket is full again (``domain.limits.LimitDecision``'s)."""
+
+    def __init__(self, message: str, retry_at: datetime, resets_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+        self.resets_at = resets_at
 
 
 class StoreUnavailable(StoreError):

@@ -156,7 +156,7 @@ class AccountService:
         grant = UNRESTRICTED if eab_key is None else grant_of(eab_key)
         spent = await self._limits.new_account(address, grant)
         try:
-            return await self._store.create_account(account), True
+            created = await self._store.create_account(account)
         except Conflict:
             await self._limits.refund(spent)
             winner = await self.find_by_key(key)
@@ -168,6 +168,10 @@ class AccountService:
             problem = eab.unusable(await self._store.get_eab_key(eab_key.kid), now)
             raise problem or unauthorized(
                 f"the external account key {eab_key.kid} could not be bound") from None
+        except BaseException:  # no account was created: the spend is given back (6.6)
+            await self._limits.refund(spent)
+            raise
+        return created, True
 
     async def account_for_kid(self, account_id: str) -> Account:
         """The account a kid names, if it may still act (7.3.6: deactivated may not)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -35,7 +35,7 @@ from acme_ca.authority.identifiers import (
     challenge_types,
     parse_identifiers,
 )
-from acme_ca.authority.limits import RateLimits, Spent
+from acme_ca.authority.limits import Charge, RateLimits
 from acme_ca.authority.profiles import Catalog
 from acme_ca.clock import Clock
 from acme_ca.config import PolicyConfig
@@ -51,7 +51,15 @@ from acme_ca.domain.models import (
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
 from acme_ca.domain.states import OPEN_ORDER, OrderChange, expiry_problem, order_change
-from acme_ca.errors import CeilingReached, Conflict, NotFound, PkiError, PolicyError, StoreError
+from acme_ca.errors import (
+    CeilingReached,
+    Conflict,
+    LimitReached,
+    NotFound,
+    PkiError,
+    PolicyError,
+    StoreError,
+)
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import same_key
@@ -155,18 +163,19 @@ class OrderService:
         change = order_change(order, [*reusing, *new], now)  # all reused: ready at once
         if change is not None:
             order = replace(order, status=change.status, error=change.error)
-        spent = await self._limits.new_order(  # rateLimited (6.6); ARI replaces: issue 12
-            account, grant, identifiers, new_authorizations=len(new), replaces=False)
+        charge = await self._limits.new_order(  # rateLimited (6.6); ARI replaces: issue 12
+            account, grant, identifiers, replaces=False)
         ceiling = self._limits.pending_ceiling(grant)
-        try:
-            return await self._store.create_order(order, new, pending_ceiling=ceiling)
-        except CeilingReached as exc:  # an order of the account's created meanwhile
-            await self._limits.refund(spent)
+        try:  # the ceiling, then new_orders_per_account, in the order's own write
+            return await self._store.create_order(
+                order, new, pending_ceiling=ceiling,
+                spend=None if charge is None else charge.store)
+        except CeilingReached as exc:
             raise self._limits.pending_refused(exc.pending, exc.first_expires, len(new),
                                                ceiling or 0) from None
-        except BaseException:
-            await self._limits.refund(spent)
-            raise
+        except LimitReached as exc:
+            assert charge is not None  # only a spend is refused
+            raise self._limits.refused(charge, exc.retry_at, exc.resets_at) from None
 
     def _new_authorization(
         self, account: Account, identifier: Identifier, now: datetime
@@ -275,8 +284,10 @@ class OrderService:
         comes back as it ended: valid, or invalid if a sweeper ended it meanwhile
         (``issuance.sign_for_order``). The intermediate is read once: what signs is
         what the policy, the CSR and the window were checked against, whatever a reload
-        does meanwhile. certificates_per_names is spent just before the issuance starts
-        (rateLimited leaves the order ready) and refunded if no certificate comes of it."""
+        does meanwhile. certificates_per_names is spent as the issuance starts, in
+        ``start_issuance``'s write (rateLimited leaves the order ready; a finalize that
+        loses the order to another spends nothing), and refunded if no certificate comes
+        of it."""
         order, authorizations = await self._current(account, order_id)
         csr_der = b64url_field(payload.get("csr"), "csr")
         if order.status is not OrderStatus.READY:
@@ -287,42 +298,45 @@ class OrderService:
         request = self._check_csr(account, order, csr_der, issuer, profile)
         if self._caa_recheck is not None:  # CAA again, validated over 8 hours ago (caa_recheck)
             await self._caa_recheck.check(authorizations, self._clock.now())
-        # certificates_per_names, authoritative here (6.6): rateLimited leaves it ready.
-        spent = await self._limits.issuance(grant, order.identifiers, replaces=False)
+        # certificates_per_names, authoritative in start_issuance (6.6)
+        charge = self._limits.issuance(grant, order.identifiers, replaces=False)
         return await self._in_flight.run(  # ARI replaces: issue 12
-            order.id, self._paid_issue(spent, self._issue(order, request, csr_der, issuer)))
+            order.id, self._issue(order, request, csr_der, issuer, charge))
 
     async def drain(self) -> None:
         """Wait for the issuances in flight (at shutdown, before the store closes), at
         most ``issuance.DRAIN_LIMIT`` seconds."""
         await self._in_flight.drain()
 
-    async def _paid_issue(self, spent: Spent | None, issue: Awaitable[Order]) -> Order:
-        """``issue``, refunding what it was paid with if no certificate comes of it
-        (a store out of reach only loses the refund: a warning says so)."""
-        issued: Order | None = None
-        try:
-            issued = await issue
-            return issued
-        finally:
-            if issued is None or issued.status is not OrderStatus.VALID:
-                try:
-                    await self._limits.refund(spent)
-                except StoreError as exc:
-                    log.warning("certificates_per_names not refunded: %s", exc)
-
     async def _issue(
         self, order: Order, request: LeafRequest, csr_der: bytes, issuer: Issuer,
+        charge: Charge | None,
     ) -> Order:
+        """Start the issuance, spending ``charge`` in the same write, then sign; the
+        charge is refunded if no certificate comes of an issuance this call started (a
+        store out of reach only loses the refund: a warning says so)."""
         record, request = issuance.reservation(
             issuer, request, self._clock.now(), profile=order.profile,
             account_id=order.account_id, order_id=order.id,
         )
         try:
-            await self._store.start_issuance(order.id, record)
-        except Conflict:
+            await self._store.start_issuance(
+                order.id, record, spend=None if charge is None else charge.store)
+        except Conflict:  # another finalize started it: this one spent nothing
             return await self._not_ready(await self._store.get_order(order.id), csr_der)
-        return await issuance.sign_for_order(self._store, issuer, request, record)
+        except LimitReached as exc:  # nothing written: the order stays ready
+            assert charge is not None  # only a spend is refused
+            raise self._limits.refused(charge, exc.retry_at, exc.resets_at) from None
+        issued: Order | None = None
+        try:
+            issued = await issuance.sign_for_order(self._store, issuer, request, record)
+            return issued
+        finally:
+            if issued is None or issued.status is not OrderStatus.VALID:
+                try:
+                    await self._limits.refund(charge)
+                except StoreError as exc:
+                    log.warning("certificates_per_names not refunded: %s", exc)
 
     async def _not_ready(self, order: Order, csr_der: bytes) -> Order:
         """A finalize on an order that is not ready. An identical re-finalize of a valid

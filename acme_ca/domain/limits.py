@@ -38,6 +38,20 @@ class LimitDecision:
 
 
 @dataclass(frozen=True, slots=True)
+class Spend:
+    """A spend a store write carries (``create_order``, ``start_issuance``): ``cost``
+    from the bucket ``(name, key)`` of a ``count``/``period`` limit, decided inside the
+    write's transaction, so that the spend and what it pays for are written together
+    or not at all."""
+
+    name: str
+    key: str
+    count: int
+    period: timedelta
+    cost: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class PendingAuthorizations:
     """An account's authorizations pending now (a limit on how many at once, not a
     rate): how many, and when the first of them expires, freeing its place at the

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from acme_ca.domain.limits import Spend
 from acme_ca.domain.models import (
     Account,
     AccountStatus,
@@ -93,7 +94,7 @@ class WriteStore(Protocol):
 
     async def create_order(
         self, order: Order, new_authorizations: Sequence[Authorization], *,
-        pending_ceiling: int | None = None,
+        pending_ceiling: int | None = None, spend: Spend | None = None,
     ) -> Order:
         """Insert the order and its new authorizations (with their challenges) at once.
 
@@ -101,6 +102,9 @@ class WriteStore(Protocol):
         unexpired at ``order.created_at`` with the new ones (None: no ceiling); over it,
         ``CeilingReached`` and nothing is written. Counted inside the write, so that of
         concurrent orders of one account through any stores the ceiling holds.
+        ``spend``: a rate limit's spend at ``order.created_at``, in the same write
+        (``LimitStore.spend_limit``'s rules), checked after the ceiling; if it does not
+        fit, ``LimitReached`` and nothing is written.
 
         ``order.authorization_ids`` may also name existing (reused) authorizations;
         their order is kept. ``Conflict`` if the order, an authorization or a
@@ -124,13 +128,16 @@ class WriteStore(Protocol):
         its certificate, through ``finish_order``.
         """
 
-    async def start_issuance(self, order_id: str, record: CertificateRecord) -> Order:
+    async def start_issuance(self, order_id: str, record: CertificateRecord, *,
+                             spend: Spend | None = None) -> Order:
         """In one transaction: move the order READY -> PROCESSING and reserve the serial
         of the certificate about to be signed for it (``record``: RESERVED, no DER,
-        ``order_id`` this order), so the store knows the serial before it is signed.
+        ``order_id`` this order), so the store knows the serial before it is signed;
+        and ``spend`` a rate limit's spend at ``record.created_at``, if given.
 
-        ``Conflict`` if the order is not READY, ``NotFound`` if it does not exist; nothing
-        is written then. A serial that already exists is a ``StoreError``.
+        ``Conflict`` if the order is not READY, ``NotFound`` if it does not exist, then
+        ``LimitReached`` if the spend does not fit; nothing is written then. A serial
+        that already exists is a ``StoreError``.
         """
 
     async def finish_order(self, order_id: str, serial: str, der: bytes) -> Order:

@@ -34,8 +34,9 @@ async def orders_allowed(limits: RateLimits, grant: Grant, n: int, *,
     allowed = 0
     for _ in range(n):
         try:
-            await limits.new_order(make_account(account_id), grant, NAMES,
-                                   new_authorizations=0, replaces=replaces)
+            charge = await limits.new_order(make_account(account_id), grant, NAMES,
+                                            replaces=replaces)
+            await limits.spend(charge)  # as create_order spends it
         except AcmeProblem as problem:
             assert problem.type is ProblemType.RATE_LIMITED
             assert problem.status == 429
@@ -53,15 +54,13 @@ async def test_an_eab_keys_overrides_replace_the_configured_limits(store: Store)
     assert await orders_allowed(limits, unlimited, 10, account_id="team-b-account") == 10
 
 
-async def test_an_eab_key_may_lower_the_pending_authorizations_ceiling(store: Store):
+def test_an_eab_key_may_lower_the_pending_authorizations_ceiling(store: Store):
     limits = RateLimits(store, FakeClock(NOW), LimitsConfig())
-    account = make_account()
-    await limits.new_order(account, UNRESTRICTED, NAMES, new_authorizations=2)
+    assert limits.pending_ceiling(UNRESTRICTED) == LimitsConfig().pending_authorizations_per_account
     strict = Grant(limits={"pending_authorizations_per_account": 1})
-    with pytest.raises(AcmeProblem) as refused:
-        await limits.new_order(account, strict, NAMES[:1], new_authorizations=2)
-    assert refused.value.type is ProblemType.RATE_LIMITED
-    assert "pending_authorizations_per_account = 1" in refused.value.detail
+    assert limits.pending_ceiling(strict) == 1
+    unlimited = Grant(limits={"pending_authorizations_per_account": None})
+    assert limits.pending_ceiling(unlimited) is None
 
 
 async def test_an_order_that_replaces_a_certificate_is_exempt_from_certificates_per_names(
@@ -72,19 +71,20 @@ async def test_an_order_that_replaces_a_certificate_is_exempt_from_certificates_
     clock = FakeClock(NOW)
     limits = RateLimits(store, clock, LimitsConfig(certificates_per_names=ONE_AN_HOUR))
     await with_accounts(store)
-    assert await limits.issuance(UNRESTRICTED, NAMES) is not None
+    assert await limits.spend(limits.issuance(UNRESTRICTED, NAMES)) is not None
     assert await orders_allowed(limits, UNRESTRICTED, 1) == 0
     assert await orders_allowed(limits, UNRESTRICTED, 2, replaces=True) == 2
-    assert await limits.issuance(UNRESTRICTED, NAMES[::-1], replaces=True) is None
+    assert limits.issuance(UNRESTRICTED, NAMES[::-1], replaces=True) is None
     with pytest.raises(AcmeProblem):  # the same set, not a renewal: empty still
-        await limits.issuance(UNRESTRICTED, NAMES[::-1])
+        await limits.spend(limits.issuance(UNRESTRICTED, NAMES[::-1]))
     clock.advance(HOUR)
     assert await orders_allowed(limits, UNRESTRICTED, 1) == 1
 
 
 async def test_a_refund_gives_the_order_back(store: Store):
     limits = RateLimits(store, FakeClock(NOW), LimitsConfig(new_orders_per_account=ONE_AN_HOUR))
-    spent = await limits.new_order(make_account(), UNRESTRICTED, NAMES, new_authorizations=0)
+    spent = await limits.spend(await limits.new_order(make_account(), UNRESTRICTED, NAMES))
+    assert spent is not None
     await limits.refund(spent)
     assert await orders_allowed(limits, UNRESTRICTED, 2) == 1
     await limits.refund(None)  # nothing spent (unlimited): nothing to give back

@@ -125,7 +125,7 @@ async def test_the_failure_of_a_cancelled_finalize_is_logged_with_its_order(
     client = await registered(server)
     entered, release = asyncio.Event(), asyncio.Event()
 
-    async def locked(*args: Any) -> Any:
+    async def locked(*args: Any, **kwargs: Any) -> Any:
         entered.set()
         await release.wait()
         raise StoreError("database is locked")
@@ -188,7 +188,7 @@ async def test_drain_gives_up_on_a_stuck_issuance_after_its_limit(
     client = await registered(server)
     entered, never = asyncio.Event(), asyncio.Event()
 
-    async def stuck(*args: Any) -> Any:
+    async def stuck(*args: Any, **kwargs: Any) -> Any:
         entered.set()
         await never.wait()
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from acme_ca.domain.models import OrderStatus
 from acme_ca.pki.issuer import Issuer
-from tests.acme_client import AcmeTestClient, Response, jwk_of, sign
+from tests.acme_client import AcmeTestClient, Response, b64, jwk_of, make_csr, sign
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
     NEW_ACCOUNT,
@@ -114,6 +115,30 @@ async def test_new_accounts_per_ip_counts_only_created_accounts_by_the_peer_addr
     advance(server, timedelta(hours=1), third)
     assert (await third.new_account()).status == 201
     await server.store.close()
+
+
+async def test_a_new_account_that_fails_costs_nothing(server_factory):
+    """RFC 8555 6.6: new_accounts_per_ip counts created accounts only: a newAccount
+    whose creation fails (here the database, once) gives its spend back."""
+    server = await limited(server_factory, new_accounts_per_ip="1/1h")
+    store = server.store
+    real = store.create_account
+    calls = 0
+
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the database went away")
+        return await real(*args, **kwargs)
+
+    store.create_account = failing_once  # type: ignore[method-assign]
+    client = server.client()
+    assert_problem(await client.new_account(), 500, "serverInternal")
+    assert (await client.new_account()).status == 201  # refunded
+    rate_limited(await server.client().new_account(), "new_accounts_per_ip", "1/1h",
+                 timedelta(hours=1))
+    await store.close()
 
 
 async def new_account_forwarded_for(server: AcmeServer, address: str) -> Any:
@@ -274,6 +299,44 @@ async def test_an_issuance_that_fails_gives_its_certificate_back(
     monkeypatch.setattr(Issuer, "issue", real_issue)
     assert (await finalize(client, second, "a.bluerobin.local"))[0].status == 200
     await server.store.close()
+
+
+async def test_a_finalize_that_loses_the_race_for_the_order_keeps_no_certificate(
+        server_factory):
+    """RFC 8555 6.6, 7.4: two finalize requests of one ready order with one CSR, both
+    past their checks; the first issues, the second loses the order to it and gets the
+    valid order back (an identical re-finalize). Only the one certificate counts
+    against certificates_per_names: a second order for the names still gets one."""
+    server = await limited(server_factory, certificates_per_names="2/1h")
+    client = await registered(server)
+    order, _ = await ready_order(server, client, "a.bluerobin.local")
+    twin = server.client()
+    twin.key, twin.kid = client.key, client.kid
+    store = server.store
+    real = store.start_issuance
+    arrived: list[str] = []
+    both = asyncio.Event()
+
+    async def one_after_the_other(order_id: str, *args: Any, **kwargs: Any) -> Any:
+        arrived.append(order_id)
+        if len(arrived) == 2:
+            both.set()
+        second = len(arrived) == 2
+        await asyncio.wait_for(both.wait(), 10)
+        while second and (await store.get_order(order_id)).status is not OrderStatus.VALID:
+            await asyncio.sleep(0.01)  # the first issues before the second tries
+        return await real(order_id, *args, **kwargs)
+
+    store.start_issuance = one_after_the_other  # type: ignore[method-assign]
+    csr, _ = make_csr(["a.bluerobin.local"])
+    responses = await asyncio.gather(*(each.post(order["finalize"], {"csr": b64(csr)})
+                                       for each in (client, twin)))
+    assert [r.status for r in responses] == [200, 200], [r.body for r in responses]
+    assert [r.json()["status"] for r in responses] == ["valid", "valid"]
+    store.start_issuance = real  # type: ignore[method-assign]
+    again, _ = await ready_order(server, client, "a.bluerobin.local")
+    assert (await finalize(client, again, "a.bluerobin.local"))[0].status == 200
+    await store.close()
 
 
 async def test_concurrent_new_orders_stay_under_the_pending_ceiling(server_factory):

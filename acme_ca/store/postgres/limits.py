@@ -13,7 +13,10 @@ holds, and a row it deleted first is inserted again: a spend is never lost to it
 ``INSERT ... DO NOTHING`` then ``SELECT ... FOR UPDATE`` would lose it: the prune
 could delete between the two). One row per transaction: no two wait for each other.
 An ask (cost 0) is one plain read. A refund locks with ``SELECT ... FOR UPDATE``: a
-row gone is a full bucket, with nothing to give back.
+row gone is a full bucket, with nothing to give back. ``spend_in`` is the same spend
+inside another write's transaction (``create_order``, ``start_issuance``), its bucket's
+row locked last (after the account's or the order's), so no two writes wait for each
+other: refused, ``LimitReached`` rolls that write back.
 
 Retries follow ``base``: the transaction is tried again only when asyncpg provably did
 not send it; a connection that broke mid-way is ``StoreUnavailable``.
@@ -24,7 +27,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from acme_ca.domain import limits
-from acme_ca.domain.limits import LimitDecision, PendingAuthorizations
+from acme_ca.domain.limits import LimitDecision, PendingAuthorizations, Spend
+from acme_ca.errors import LimitReached
 from acme_ca.store.postgres.base import Connection, PostgresBase, aware, first
 
 _TAT = "SELECT tat FROM rate_limits WHERE name = $1 AND key = $2"
@@ -50,11 +54,7 @@ class LimitMethods(PostgresBase):
             return limits.decide(tat, now, count=count, period=period, cost=0)
 
         async def spend(conn: Connection) -> LimitDecision:
-            tat = await conn.fetchval(SPEND_ROW, name, key, now)  # locked, or new: full
-            decision = limits.decide(tat, now, count=count, period=period, cost=cost)
-            if decision.allowed:
-                await conn.execute(SET, name, key, decision.tat)
-            return decision
+            return await _spend(conn, Spend(name, key, count, period, cost), now)
 
         return await self._transaction(spend)
 
@@ -74,3 +74,23 @@ class LimitMethods(PostgresBase):
                                            ) -> PendingAuthorizations:
         rows = await self._read(PENDING_COUNT, account_id, aware(now))
         return PendingAuthorizations(rows[0]["pending"], rows[0]["first_expires"])
+
+
+async def spend_in(conn: Connection, spend: Spend, now: datetime) -> None:
+    """``spend`` at ``now`` inside the caller's transaction; ``LimitReached`` if it
+    does not fit, which rolls the caller's write back."""
+    decision = await _spend(conn, spend, now)
+    if not decision.allowed:
+        raise LimitReached(f"{spend.name} {spend.key}: over the limit",
+                           decision.retry_at, decision.resets_at)
+
+
+async def _spend(conn: Connection, spend: Spend, now: datetime) -> LimitDecision:
+    """The bucket's row created or locked and its TAT read (``SPEND_ROW``), decided,
+    and the new TAT stored if the spend fits."""
+    tat = await conn.fetchval(SPEND_ROW, spend.name, spend.key, now)  # locked, or new: full
+    decision = limits.decide(tat, now, count=spend.count, period=spend.period,
+                             cost=spend.cost)
+    if decision.allowed:
+        await conn.execute(SET, spend.name, spend.key, decision.tat)
+    return decision

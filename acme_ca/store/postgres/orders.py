@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import NoReturn
 
 from acme_ca.domain import states
+from acme_ca.domain.limits import Spend
 from acme_ca.domain.models import (
     Authorization,
     CertificateRecord,
@@ -28,7 +29,7 @@ from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import guards
 from acme_ca.store.postgres.base import Connection, PostgresBase, aware
 from acme_ca.store.postgres.certificates import RESERVE
-from acme_ca.store.postgres.limits import PENDING_COUNT
+from acme_ca.store.postgres.limits import PENDING_COUNT, spend_in
 from acme_ca.store.postgres.rows import (
     AUTHORIZATION_INSERT,
     CHALLENGE_INSERT,
@@ -111,7 +112,7 @@ _LOCK_ACCOUNT = "SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE"
 class OrderMethods(PostgresBase):
     async def create_order(
         self, order: Order, new_authorizations: Sequence[Authorization], *,
-        pending_ceiling: int | None = None,
+        pending_ceiling: int | None = None, spend: Spend | None = None,
     ) -> Order:
         guards.check_new_order(order, new_authorizations)
         values = order_row(order)
@@ -128,6 +129,8 @@ class OrderMethods(PostgresBase):
                                               aware(order.created_at))
                 guards.check_pending_ceiling(pending["pending"], len(authorizations),
                                              pending_ceiling, pending["first_expires"])
+            if spend is not None:  # its bucket's row locked last (limits.spend_in)
+                await spend_in(conn, spend, aware(order.created_at))
             await conn.execute(ORDER_INSERT, *values)
             for sql, rows in ((AUTHORIZATION_INSERT, authorizations),
                               (CHALLENGE_INSERT, challenges), (LINK_INSERT, links)):
@@ -175,7 +178,8 @@ class OrderMethods(PostgresBase):
             SET_STATUS, (order_id, expected.value, status.value, error), state=_STATUS,
             kind="order", row_id=order_id, expected=expected.value))
 
-    async def start_issuance(self, order_id: str, record: CertificateRecord) -> Order:
+    async def start_issuance(self, order_id: str, record: CertificateRecord, *,
+                             spend: Spend | None = None) -> Order:
         guards.check_reservation(record, order_id)
         values = certificate_row(record)
         change = (order_id, OrderStatus.READY.value, OrderStatus.PROCESSING.value, None)
@@ -184,6 +188,8 @@ class OrderMethods(PostgresBase):
             row = await conn.fetchrow(SET_STATUS, *change)
             if row is None:
                 await _refuse_order_change(conn, order_id, OrderStatus.READY.value)
+            if spend is not None:  # after the order's row: its bucket's row locked last
+                await spend_in(conn, spend, aware(record.created_at))
             if await conn.fetchval(RESERVE, *values) is None:  # the order stays READY
                 raise StoreError(f"certificate serial {record.serial} already exists")
             return to_order(row)

@@ -6,7 +6,9 @@ in one write transaction: writers are serialised on the whole file (``base``: on
 ``BEGIN IMMEDIATE`` at a time, across the processes of ``serve --workers N``), so of
 concurrent spends each sees the TAT the one before it left, and a bucket of N lets N
 through. An ask (cost 0) only reads, on the reader connection. A refund is the same
-read-decide-write as a spend.
+read-decide-write as a spend. ``spend_in`` is the spend inside another write's
+transaction (``create_order``, ``start_issuance``): refused, ``LimitReached`` rolls
+that write back.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from acme_ca.domain import limits
-from acme_ca.domain.limits import LimitDecision, PendingAuthorizations
+from acme_ca.domain.limits import LimitDecision, PendingAuthorizations, Spend
+from acme_ca.errors import LimitReached
 from acme_ca.store.sqlite.base import SqliteBase, from_text, optional_time, to_text
 from acme_ca.store.sqlite.connection import Connection
 
@@ -72,6 +75,19 @@ class LimitMethods(SqliteBase):
                                            ) -> PendingAuthorizations:
         rows = await self._read(PENDING_COUNT, (account_id, to_text(now)))
         return PendingAuthorizations(rows[0]["pending"], optional_time(rows[0]["first_expires"]))
+
+
+async def spend_in(conn: Connection, spend: Spend, now: datetime) -> None:
+    """``spend`` at ``now`` inside the caller's write transaction (the write lock is
+    held: no other writer reads the TAT meanwhile); ``LimitReached`` if it does not
+    fit, which rolls the caller's write back."""
+    tat = _tat(list(await conn.execute_fetchall(_TAT, (spend.name, spend.key))))
+    decision = limits.decide(tat, now, count=spend.count, period=spend.period,
+                             cost=spend.cost)
+    if not decision.allowed:
+        raise LimitReached(f"{spend.name} {spend.key}: over the limit",
+                           decision.retry_at, decision.resets_at)
+    await conn.execute(_SET, (spend.name, spend.key, to_text(decision.tat)))
 
 
 def _tat(rows: list[sqlite3.Row]) -> datetime | None:

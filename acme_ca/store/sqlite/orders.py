@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from acme_ca.domain import states
+from acme_ca.domain.limits import Spend
 from acme_ca.domain.models import Authorization, Order, OrderStatus
 from acme_ca.errors import Conflict
 from acme_ca.store import guards
 from acme_ca.store.sqlite.base import SqliteBase, optional_time, refusal, to_text
 from acme_ca.store.sqlite.connection import Connection
-from acme_ca.store.sqlite.limits import PENDING_COUNT
+from acme_ca.store.sqlite.limits import PENDING_COUNT, spend_in
 from acme_ca.store.sqlite.rows import (
     ORDER_COLUMNS,
     authorization_row,
@@ -104,7 +105,7 @@ _CERTIFICATE_STATE = "SELECT status, order_id FROM certificates WHERE serial = ?
 class OrderMethods(SqliteBase):
     async def create_order(
         self, order: Order, new_authorizations: Sequence[Authorization], *,
-        pending_ceiling: int | None = None,
+        pending_ceiling: int | None = None, spend: Spend | None = None,
     ) -> Order:
         guards.check_new_order(order, new_authorizations)
         values = order_row(order)
@@ -126,6 +127,8 @@ class OrderMethods(SqliteBase):
                 guards.check_pending_ceiling(pending["pending"], len(authorizations),
                                              pending_ceiling,
                                              optional_time(pending["first_expires"]))
+            if spend is not None:
+                await spend_in(conn, spend, order.created_at)
             rows = list(await conn.execute_fetchall(_INSERT_ORDER, values))
             if authorizations:
                 await conn.executemany(_INSERT_AUTHORIZATION, authorizations)

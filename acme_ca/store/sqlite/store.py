@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from acme_ca.clock import Clock, SystemClock
+from acme_ca.domain.limits import Spend
 from acme_ca.domain.models import (
     Account,
     Authorization,
@@ -54,7 +55,7 @@ from acme_ca.store.sqlite.base import (
 from acme_ca.store.sqlite.connection import Connection
 from acme_ca.store.sqlite.eab import EabMethods
 from acme_ca.store.sqlite.leases import LeaseMethods
-from acme_ca.store.sqlite.limits import LimitMethods
+from acme_ca.store.sqlite.limits import LimitMethods, spend_in
 from acme_ca.store.sqlite.migrate import sqlite_schema_version
 from acme_ca.store.sqlite.nonces import NonceMethods
 from acme_ca.store.sqlite.opening import MEMORY, open_connections, read_boot_id
@@ -170,7 +171,8 @@ class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, Auth
 
         await self._transaction(insert)
 
-    async def start_issuance(self, order_id: str, record: CertificateRecord) -> Order:
+    async def start_issuance(self, order_id: str, record: CertificateRecord, *,
+                             spend: Spend | None = None) -> Order:
         guards.check_reservation(record, order_id)
         values = _to_row(record)
         change = (OrderStatus.PROCESSING.value, None, order_id, OrderStatus.READY.value)
@@ -179,6 +181,8 @@ class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, Auth
             rows = list(await conn.execute_fetchall(SET_ORDER_STATUS, change))
             if not rows:
                 raise await refusal(conn, "order", order_id, "ready")
+            if spend is not None:
+                await spend_in(conn, spend, record.created_at)
             async with conn.execute(_INSERT, values) as cursor:
                 if cursor.rowcount != 1:  # nothing of this transaction is kept
                     raise StoreError(f"certificate serial {record.serial} already exists")

@@ -11,10 +11,18 @@ from datetime import timedelta
 
 import pytest
 
-from acme_ca.domain.models import AuthorizationStatus, Identifier
-from acme_ca.errors import CeilingReached, NotFound
+from acme_ca.domain.limits import Spend
+from acme_ca.domain.models import AuthorizationStatus, Identifier, OrderStatus
+from acme_ca.errors import CeilingReached, Conflict, LimitReached, NotFound
 from acme_ca.store import Store
-from tests.store.conftest import ACCOUNT, OTHER, T0, make_authorization, make_order
+from tests.store.conftest import (
+    ACCOUNT,
+    OTHER,
+    T0,
+    make_authorization,
+    make_order,
+    reservation,
+)
 
 HOUR = timedelta(hours=1)
 LIMIT = {"count": 3, "period": 3 * HOUR}  # one back an hour
@@ -181,3 +189,109 @@ async def test_of_concurrent_orders_of_one_account_the_ceiling_holds(
                                      for n, each in enumerate((store, other) * 3)))
     assert sorted(results) == [False] * 4 + [True] * 2
     assert (await store.count_pending_authorizations(ACCOUNT, T0)).count == 2
+
+
+# --- a spend inside the write it pays for ------------------------------------------------
+
+ORDERS = Spend("orders", ACCOUNT, count=2, period=2 * HOUR)
+
+
+async def test_create_order_spends_in_its_own_write(store: Store, other: Store):
+    """RFC 8555 6.6: new_orders_per_account spent by ``create_order`` itself, at
+    ``order.created_at``: the order and the spend are written together, and a spend
+    that does not fit refuses the order (``LimitReached`` with the decision) and
+    writes neither. The bucket is the one ``spend_limit`` spends from."""
+    for n in range(2):
+        made = [make_authorization(f"az-{n}", f"{n}.example.test")]
+        await store.create_order(make_order(f"o-{n}", made), made, spend=ORDERS)
+    third = [make_authorization("az-3", "c.example.test")]
+    with pytest.raises(LimitReached) as refused:
+        await other.create_order(make_order("o-3", third), third, spend=ORDERS)
+    assert refused.value.retry_at == T0 + HOUR
+    with pytest.raises(NotFound):
+        await store.get_order("o-3")
+    assert (await store.count_pending_authorizations(ACCOUNT, T0)).count == 2
+    asked = await store.spend_limit("orders", ACCOUNT, T0, count=2, period=2 * HOUR, cost=0)
+    assert not asked.allowed
+    later = make_order("o-3", third, created_at=T0 + HOUR)  # one came back
+    await other.create_order(later, third, spend=ORDERS)
+
+
+async def test_an_order_refused_by_its_ceiling_or_a_conflict_spends_nothing(store: Store):
+    made = [make_authorization("az-1", "a.example.test")]
+    with pytest.raises(CeilingReached):  # the ceiling is held before the spend
+        await store.create_order(make_order("o-1", made), made, pending_ceiling=0,
+                                 spend=ORDERS)
+    await store.create_order(make_order("o-1", made), made, spend=ORDERS)
+    with pytest.raises(Conflict):
+        await store.create_order(make_order("o-1", []), [], spend=ORDERS)
+    asked = await store.spend_limit("orders", ACCOUNT, T0, count=2, period=2 * HOUR, cost=0)
+    assert asked.allowed and asked.tat == T0 + HOUR  # one spent, by the order created
+
+
+async def test_of_concurrent_orders_spending_one_bucket_the_limit_holds(
+    store: Store, other: Store
+):
+    """Six orders of one account at once through two stores, each spending from a
+    bucket of 2 inside its write: exactly two are created (a spend that read the TAT
+    outside the write's lock would let more through)."""
+    async def create(each: Store, n: int) -> bool:
+        try:
+            await each.create_order(make_order(f"race-o-{n}", []), [], spend=ORDERS)
+        except LimitReached:
+            return False
+        return True
+
+    results = await asyncio.gather(*(create(each, n)
+                                     for n, each in enumerate((store, other) * 3)))
+    assert sorted(results) == [False] * 4 + [True] * 2
+
+
+CERTIFICATES = Spend("certificates", "names", count=1, period=HOUR)
+
+
+async def test_start_issuance_spends_in_its_own_write(store: Store):
+    """RFC 8555 6.6: certificates_per_names spent by ``start_issuance`` itself, at the
+    reservation's ``created_at``: refused, ``LimitReached``, the order stays ready and
+    no serial is reserved; an order not ready is a ``Conflict`` that spends nothing
+    (a finalize losing the order to another keeps no certificate)."""
+    for order_id in ("o-1", "o-2"):
+        await store.create_order(make_order(order_id, [], status=OrderStatus.READY), [])
+    await store.start_issuance("o-1", reservation("0a", "o-1"), spend=CERTIFICATES)
+    with pytest.raises(LimitReached) as refused:
+        await store.start_issuance("o-2", reservation("0b", "o-2"), spend=CERTIFICATES)
+    assert refused.value.retry_at == T0 + HOUR
+    assert (await store.get_order("o-2")).status is OrderStatus.READY
+    with pytest.raises(NotFound):
+        await store.get_certificate("0b")
+    await store.refund_limit("certificates", "names", T0, count=1, period=HOUR)
+    with pytest.raises(Conflict):  # o-1 is processing: nothing spent
+        await store.start_issuance("o-1", reservation("0c", "o-1"), spend=CERTIFICATES)
+    started = await store.start_issuance("o-2", reservation("0b", "o-2"), spend=CERTIFICATES)
+    assert started.status is OrderStatus.PROCESSING
+
+
+async def test_of_concurrent_issuances_spending_one_bucket_the_limit_holds(
+    store: Store, other: Store
+):
+    """Six ready orders finalized at once through two stores, each spending from a
+    bucket of 2 in its ``start_issuance``: exactly two start, the others stay ready."""
+    two = replace(CERTIFICATES, count=2, period=2 * HOUR)
+    ids = [f"race-o-{n}" for n in range(6)]
+    for order_id in ids:
+        await store.create_order(make_order(order_id, [], status=OrderStatus.READY), [])
+
+    async def start(each: Store, order_id: str) -> bool:
+        try:
+            await each.start_issuance(order_id, reservation(f"0{order_id[-1]}", order_id),
+                                      spend=two)
+        except LimitReached:
+            return False
+        return True
+
+    stores = (store, other) * 3
+    results = await asyncio.gather(*(start(each, order_id)
+                                     for order_id, each in zip(ids, stores, strict=True)))
+    assert sorted(results) == [False] * 4 + [True] * 2
+    statuses = sorted([(await store.get_order(order_id)).status.value for order_id in ids])
+    assert statuses == ["processing"] * 2 + ["ready"] * 4
