@@ -200,7 +200,8 @@ class RateLimits:
         at ``resets_at`` (a store write's ``LimitReached`` carries both)."""
         return rate_limited(
             f"{charge.what}: over {charge.name} = {format_limit(charge.limit)}; retry "
-            f"after {rfc3339_rounded_up(retry_at)}, the limit resets at {rfc3339_rounded_up(resets_at)}",
+            f"after {rfc3339_rounded_up(retry_at)}, the limit resets at "
+            f"{rfc3339_rounded_up(resets_at)}",
             retry_after(retry_at, self._clock.now()))
 
     def pending_ceiling(self, grant: Grant) -> int | None:
