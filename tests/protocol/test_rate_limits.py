@@ -33,6 +33,21 @@ from tests.protocol.helpers import (
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 
+def fail_once(store: Any, method: str) -> None:
+    """The store's ``method`` raises once, as a database that went away would; then works."""
+    real = getattr(store, method)
+    calls = 0
+
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the database went away")
+        return await real(*args, **kwargs)
+
+    setattr(store, method, failing_once)
+
+
 def rate_limited(response: Any, limit: str, value: str, retry_after: timedelta
                  ) -> dict[str, Any]:
     """RFC 8555 6.6: 429 rateLimited, Retry-After in whole seconds (rounded up), and a
@@ -81,17 +96,7 @@ async def test_a_refused_new_order_costs_nothing(server_factory):
     client = await registered(server)
     assert_problem(await client.new_order("www.example.com"), 400, "rejectedIdentifier")
     store = server.store
-    real = store.create_order
-    calls = 0
-
-    async def failing_once(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("the database went away")
-        return await real(*args, **kwargs)
-
-    store.create_order = failing_once  # type: ignore[method-assign]
+    fail_once(store, "create_order")
     assert_problem(await client.new_order("a.bluerobin.local"), 500, "serverInternal")
     assert (await client.new_order("a.bluerobin.local")).status == 201  # refunded
     rate_limited(await client.new_order("b.bluerobin.local"), "new_orders_per_account",
@@ -122,17 +127,7 @@ async def test_a_new_account_that_fails_costs_nothing(server_factory):
     whose creation fails (here the database, once) gives its spend back."""
     server = await limited(server_factory, new_accounts_per_ip="1/1h")
     store = server.store
-    real = store.create_account
-    calls = 0
-
-    async def failing_once(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("the database went away")
-        return await real(*args, **kwargs)
-
-    store.create_account = failing_once  # type: ignore[method-assign]
+    fail_once(store, "create_account")
     client = server.client()
     assert_problem(await client.new_account(), 500, "serverInternal")
     assert (await client.new_account()).status == 201  # refunded
