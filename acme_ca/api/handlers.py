@@ -12,10 +12,10 @@ from aiohttp import web
 
 from acme_ca.api import views
 from acme_ca.api.context import SERVICES, Services
+from acme_ca.api.jwk import stored_account_key
 from acme_ca.api.jws import (
     VerifiedRequest,
     external_binding,
-    stored_account_key,
     verify_jws,
     verify_key_change_inner,
 )

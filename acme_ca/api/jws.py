@@ -9,7 +9,8 @@ Every failure is an :class:`AcmeProblem`. The JWS nested in a request is parsed 
 same pieces: keyChange's inner JWS (:func:`verify_key_change_inner`) and newAccount's
 External Account Binding (:func:`external_binding`, whose MAC the authority checks).
 
-josepy stays inside this module. Only its RSA algorithm objects (``jwa.RS256.verify(key,
+Account keys (JWK to ``AccountKey``) are parsed in :mod:`acme_ca.api.jwk`. josepy stays
+inside these two modules. Only its RSA algorithm objects (``jwa.RS256.verify(key,
 msg, sig)``) and its RSA/EC JWK parsing are used (thumbprints, like base64url, come
 from :mod:`acme_ca.encoding`, the code base's one of each), never
 ``Signature.verify``, which falls back to the embedded key and trusts the header.
@@ -19,7 +20,6 @@ josepy lacks, are verified with ``cryptography`` directly.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,26 +31,18 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from josepy import errors as jose_errors
 from josepy import jwa
-from josepy import jwk as jose_jwk
 
-from acme_ca.authority.accounts import AccountKey, check_signing_key
+from acme_ca.api.jwk import CRV_BY_CURVE_NAME, PublicKey, describe, parse_jwk
+from acme_ca.authority.accounts import AccountKey
 from acme_ca.authority.eab import MAC_ALGORITHMS, ExternalBinding
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed
-from acme_ca.encoding import canonical_jwk, jwk_thumbprint, public_jwk
 
 ALGORITHMS = ("RS256", "PS256", "ES256", "ES384", "ES512", "EdDSA")
 
 JOSE_CONTENT_TYPE = "application/jose+json"
 
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-
-RSA_MIN_BITS = 2048
-RSA_MAX_BITS = 8192
-
 _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}  # RFC 7518 3.4
-_CRV_BY_CURVE_NAME = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _JOSE_ALGORITHMS: Mapping[str, jwa.JWASignature] = {"RS256": jwa.RS256, "PS256": jwa.PS256}
 _ECDSA = {
     "ES256": ec.ECDSA(hashes.SHA256()),
@@ -58,8 +50,6 @@ _ECDSA = {
     "ES512": ec.ECDSA(hashes.SHA512()),
 }
 _EC_SIGNATURE_BYTES = {"P-256": 64, "P-384": 96, "P-521": 132}  # raw r || s
-# RFC 7518 6.3.2, 6.2.2, 6.4 and RFC 8037 2: members that only a private key has.
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _FLATTENED = frozenset({"protected", "payload", "signature"})
 _NONCE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -85,87 +75,6 @@ class VerifiedRequest:
     def json(self) -> dict[str, Any]:
         """The payload as a JSON object; anything else is malformed."""
         return _json_object(self.payload, "JWS payload")
-
-
-# --- keys ----------------------------------------------------------------------------
-
-
-def _bad_key(detail: str) -> AcmeProblem:
-    return AcmeProblem(ProblemType.BAD_PUBLIC_KEY, detail)
-
-
-@functools.lru_cache(maxsize=4096)
-def stored_account_key(jwk: str) -> AccountKey:
-    """The AccountKey of a stored account (its canonical JWK JSON), parsed once: a request
-    signed by a known account then costs no key parsing."""
-    return parse_jwk(json.loads(jwk))
-
-
-def parse_jwk(obj: Mapping[str, Any]) -> AccountKey:
-    """An account key from a public JWK (RFC 7517): RSA 2048-8192 bits with e = 65537,
-    EC P-256/384/521 or OKP Ed25519. Private members, other key types and broken keys:
-    badPublicKey. Stored accounts' keys pass here too, so an old account with another
-    RSA exponent is refused on every request."""
-    if not isinstance(obj, Mapping):
-        raise _bad_key("the JWK must be a JSON object")
-    private = sorted(_PRIVATE_MEMBERS.intersection(obj))
-    if private:
-        raise _bad_key(f"the JWK contains private key members: {', '.join(private)}")
-    kty = obj.get("kty")
-    if kty == "OKP":
-        return _parse_okp(obj)
-    if kty not in ("RSA", "EC"):
-        raise _bad_key(f"unsupported JWK key type {kty!r}; use RSA, EC or OKP (Ed25519)")
-    names = ("n", "e") if kty == "RSA" else ("x", "y")
-    crv = obj.get("crv")
-    if kty == "EC" and not (isinstance(crv, str) and crv in _EC_SIGNATURE_BYTES):
-        raise _bad_key(f"unsupported EC curve {crv!r}; use P-256, P-384 or P-521")
-    for name in names:
-        try:
-            raw = b64url_field(obj.get(name), f"JWK member {name!r}")
-        except AcmeProblem as problem:
-            raise _bad_key(problem.detail) from None
-        # RFC 7518 6.3.1 and 2: RSA's n and e are Base64urlUInt, the fewest octets
-        if kty == "RSA" and len(raw) > 1 and raw[0] == 0:
-            raise _bad_key(f"JWK member {name!r} has a leading zero octet: RFC 7518 "
-                           "6.3.1 wants the minimum number of octets")
-    members = {k: obj[k] for k in ("kty", "crv", *names) if k in obj}
-    try:
-        parsed = jose_jwk.JWK.from_json(members)
-        if not isinstance(parsed, jose_jwk.JWKRSA | jose_jwk.JWKEC):  # pragma: no cover
-            raise TypeError(f"josepy parsed a {type(parsed).__name__}")
-        key = parsed.key.public_numbers().public_key()
-    except (jose_errors.Error, ValueError, TypeError, KeyError) as exc:
-        raise _bad_key(f"invalid {kty} public key: {exc or type(exc).__name__}") from None
-    if isinstance(key, rsa.RSAPublicKey) and not RSA_MIN_BITS <= key.key_size <= RSA_MAX_BITS:
-        raise _bad_key(
-            f"RSA key of {key.key_size} bits; {RSA_MIN_BITS} to {RSA_MAX_BITS} bits accepted"
-        )
-    check_signing_key(key)  # e = 65537, before any signature by it is verified
-    return _account_key(key)
-
-
-def _parse_okp(obj: Mapping[str, Any]) -> AccountKey:
-    """RFC 8037: Ed25519 only (Ed448 and the X curves do not sign JWS here)."""
-    if obj.get("crv") != "Ed25519":
-        raise _bad_key(f"unsupported OKP curve {obj.get('crv')!r}; use Ed25519")
-    try:
-        raw = b64url_field(obj.get("x"), "JWK member 'x'")
-        key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
-    except AcmeProblem as problem:
-        raise _bad_key(problem.detail) from None
-    except ValueError:
-        raise _bad_key("invalid Ed25519 public key: 'x' must be 32 bytes") from None
-    return _account_key(key)
-
-
-def _account_key(key: PublicKey) -> AccountKey:
-    """The key with its canonical JWK (RFC 7638 3.2, as stored) and thumbprint."""
-    members = public_jwk(key)
-    thumbprint = jwk_thumbprint(key)
-    if members is None or thumbprint is None:  # pragma: no cover - parse_jwk allows none
-        raise _bad_key(f"{_describe(key)} keys cannot be account keys")
-    return AccountKey(key, canonical_jwk(members), thumbprint)
 
 
 # --- the pipeline ----------------------------------------------------------------------
@@ -349,12 +258,12 @@ class _Flattened:
             fits = isinstance(public, ed25519.Ed25519PublicKey)
         else:
             fits = isinstance(public, ec.EllipticCurvePublicKey) and (
-                _CRV_BY_CURVE_NAME.get(public.curve.name) == _EC_CURVES[alg]
+                CRV_BY_CURVE_NAME.get(public.curve.name) == _EC_CURVES[alg]
             )
         if not fits:
             raise AcmeProblem(
                 ProblemType.BAD_SIGNATURE_ALGORITHM,
-                f"{what} algorithm {alg} does not fit the {_describe(public)} key",
+                f"{what} algorithm {alg} does not fit the {describe(public)} key",
                 extra={"algorithms": list(ALGORITHMS)},
             )
         if not _signature_valid(alg, public, self.signing_input, self.signature):
@@ -385,14 +294,6 @@ def _signature_valid(alg: str, key: PublicKey, msg: bytes, sig: bytes) -> bool:
         return bool(_JOSE_ALGORITHMS[alg].verify(key, msg, sig))
     except ValueError:
         return False
-
-
-def _describe(key: PublicKey) -> str:
-    if isinstance(key, rsa.RSAPublicKey):
-        return f"RSA {key.key_size}"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"EC {_CRV_BY_CURVE_NAME.get(key.curve.name, key.curve.name)}"
-    return "Ed25519"
 
 
 def _check_algorithm(header: Mapping[str, Any]) -> str:

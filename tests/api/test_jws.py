@@ -18,7 +18,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from acme_ca.api.jws import ALGORITHMS, VerifiedRequest, parse_jwk, verify_key_change_inner
+from acme_ca.api.jwk import parse_jwk
+from acme_ca.api.jws import ALGORITHMS, VerifiedRequest, verify_key_change_inner
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from tests.api.jws_helpers import (
     CT,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from acme_ca.api.jws import parse_jwk
+from acme_ca.api.jwk import parse_jwk
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from tests.api.jws_helpers import PRIVATE_KEYS, FakeServer, is_problem, make_jws, public_jwk
 

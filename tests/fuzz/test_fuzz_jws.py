@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from acme_ca.api.jws import AccountKey, parse_jwk, verify_jws, verify_key_change_inner
+from acme_ca.api.jwk import parse_jwk
+from acme_ca.api.jws import AccountKey, verify_jws, verify_key_change_inner
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from tests.acme_client import alg_of, b64, jwk_of, sign
 from tests.fuzz.strategies import JSON, dumps, fuzz, mutated_bytes, mutated_object
