@@ -22,6 +22,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from acme_ca import config_values as values
+from acme_ca.config_networks import (
+    DEFAULT_ALLOWED_NETWORKS,
+    IpAddress,
+    IpNetwork,
+    default_allowed_networks,
+    ip_or_none,
+)
 from acme_ca.config_policy import (
     DEFAULT_PROFILE,
     LimitsConfig,
@@ -44,51 +51,6 @@ __all__ = [  # the value helpers live in config_values; these are re-exported fo
 
 ENV_CONFIG = "ACME_CA_CONFIG"
 DEFAULT_DATA_DIR = "acme-ca-data"
-
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _ip(host: str) -> IpAddress | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-# Where validation may connect: the private ranges (an internal CA validates internal
-# names), and loopback only when the server itself listens on loopback and no reverse
-# proxy serves it (the Quick start): a CA that serves the network must not let
-# validation reach the services of its own host. Link-local (cloud metadata) is denied
-# whatever [validation] says.
-PRIVATE_NETWORKS: tuple[IpNetwork, ...] = tuple(
-    ipaddress.ip_network(n)
-    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
-)
-LOOPBACK_NETWORKS: tuple[IpNetwork, ...] = (
-    ipaddress.ip_network("127.0.0.0/8"),
-    ipaddress.ip_network("::1/128"),
-)
-# The default for the default [server] listen (127.0.0.1:8555).
-DEFAULT_ALLOWED_NETWORKS: tuple[IpNetwork, ...] = PRIVATE_NETWORKS + LOOPBACK_NETWORKS
-
-
-def default_allowed_networks(
-    listen_host: str, external_url: str | None = None
-) -> tuple[IpNetwork, ...]:
-    """[validation] allowed_networks when the file does not set it: loopback is in only
-    when ``listen_host`` ([server] listen) is a loopback address or "localhost" and no
-    ``external_url`` is set. With one, the server listens on loopback because a reverse
-    proxy on this host serves it to the network: loopback then leads to that proxy (and
-    through it to the CA) and to every other service of the host, like any address of
-    a server on the network."""
-    if external_url:
-        return PRIVATE_NETWORKS
-    if listen_host.lower().rstrip(".") == "localhost":
-        return DEFAULT_ALLOWED_NETWORKS
-    address = _ip(listen_host)  # a host name is not known to be loopback: refused
-    loopback = address is not None and address.is_loopback
-    return DEFAULT_ALLOWED_NETWORKS if loopback else PRIVATE_NETWORKS
-
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -136,12 +98,12 @@ class ServerConfig:
         """
         dns: list[str] = []
         ips: list[IpAddress] = []
-        hostname = _ip(self.hostname)
+        hostname = ip_or_none(self.hostname)
         if hostname is not None:
             ips.append(hostname)
         elif "." in self.hostname:
             dns.append(self.hostname)
-        listening = _ip(self.listen_host)
+        listening = ip_or_none(self.listen_host)
         if listening is not None and not listening.is_unspecified:
             ips.append(listening)
         if not dns and not ips:

@@ -23,7 +23,7 @@ Three rules, in this order:
 3. Otherwise the address must be inside ``allowed`` ([validation] allowed_networks;
    by default the private ranges, and loopback when the server listens on loopback
    without a reverse proxy, as in the Quick start; see
-   ``config.default_allowed_networks``). An IPv4-mapped address is judged as the IPv4
+   ``config_networks.default_allowed_networks``). An IPv4-mapped address is judged as the IPv4
    address it reaches.
 
 A name that resolves to allowed and refused addresses is validated through the
@@ -47,7 +47,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from acme_ca.config import DEFAULT_ALLOWED_NETWORKS
+from acme_ca.config_networks import DEFAULT_ALLOWED_NETWORKS
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

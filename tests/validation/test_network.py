@@ -4,7 +4,7 @@ validation authority that is safe to run inside a network").
 Table tests: the always-denied addresses (link-local, cloud metadata, unspecified,
 multicast, broadcast, and IPv6 forms carrying them) are refused whatever the
 configuration; otherwise [validation] allowed_networks decides, by default private
-ranges and loopback (config.DEFAULT_ALLOWED_NETWORKS).
+ranges and loopback (config_networks.DEFAULT_ALLOWED_NETWORKS).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import ipaddress
 
 import pytest
 
-from acme_ca.config import DEFAULT_ALLOWED_NETWORKS, ValidationConfig
+from acme_ca.config import ValidationConfig
+from acme_ca.config_networks import DEFAULT_ALLOWED_NETWORKS
 from acme_ca.domain.problems import ProblemType
 from acme_ca.validation.network import ALWAYS_DENIED, DENIED, AddressPolicy, denied_reason
 
