@@ -59,6 +59,7 @@ from acme_ca.errors import (
     PkiError,
     PolicyError,
     StoreError,
+    StoreUnavailable,
 )
 from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
@@ -313,8 +314,9 @@ class OrderService:
         charge: Charge | None,
     ) -> Order:
         """Start the issuance, spending ``charge`` in the same write, then sign; the
-        charge is refunded if no certificate comes of an issuance this call started (a
-        store out of reach only loses the refund: a warning says so)."""
+        charge is refunded if no certificate comes of an issuance this call started, and
+        kept when the database went away meanwhile (whether the certificate was stored
+        is the sweeper's to find out)."""
         record, request = issuance.reservation(
             issuer, request, self._clock.now(), profile=order.profile,
             account_id=order.account_id, order_id=order.id,
@@ -327,16 +329,24 @@ class OrderService:
         except LimitReached as exc:  # nothing written: the order stays ready
             assert charge is not None  # only a spend is refused
             raise self._limits.refused(charge, exc.retry_at, exc.resets_at) from None
-        issued: Order | None = None
         try:
             issued = await issuance.sign_for_order(self._store, issuer, request, record)
-            return issued
-        finally:
-            if issued is None or issued.status is not OrderStatus.VALID:
-                try:
-                    await self._limits.refund(charge)
-                except StoreError as exc:
-                    log.warning("certificates_per_names not refunded: %s", exc)
+        except StoreUnavailable:  # stored or not, the sweeper will say: the spend stays
+            raise
+        except Exception:
+            await self._refund(charge)
+            raise
+        if issued.status is not OrderStatus.VALID:
+            await self._refund(charge)
+        return issued
+
+    async def _refund(self, charge: Charge | None) -> None:
+        """Give back what finalize spent when no certificate came of the issuance (a
+        store out of reach only loses the refund: a warning says so)."""
+        try:
+            await self._limits.refund(charge)
+        except StoreError as exc:
+            log.warning("certificates_per_names not refunded: %s", exc)
 
     async def _not_ready(self, order: Order, csr_der: bytes) -> Order:
         """A finalize on an order that is not ready. An identical re-finalize of a valid

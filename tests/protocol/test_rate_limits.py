@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from acme_ca.domain.models import OrderStatus
+from acme_ca.errors import StoreUnavailable
 from acme_ca.pki.issuer import Issuer
 from tests.acme_client import AcmeTestClient, Response, b64, jwk_of, make_csr, sign
 from tests.protocol.conftest import AcmeServer
@@ -294,6 +295,30 @@ async def test_an_issuance_that_fails_gives_its_certificate_back(
     monkeypatch.setattr(Issuer, "issue", real_issue)
     assert (await finalize(client, second, "a.bluerobin.local"))[0].status == 200
     await server.store.close()
+
+
+async def test_an_issuance_whose_end_is_unknown_keeps_its_certificate(server_factory):
+    """RFC 8555 6.6: when the database goes away as the certificate is stored, whether it
+    was is unknown until the sweeper settles the order (issuance.sign_for_order), so
+    finalize keeps what it spent of certificates_per_names: a certificate the store may
+    hold is counted, and a second order for the names is refused."""
+    server = await limited(server_factory, certificates_per_names="1/7d")
+    client = await registered(server)
+    first, _ = await ready_order(server, client, "a.bluerobin.local")
+    second, _ = await ready_order(server, client, "a.bluerobin.local")
+    store = server.store
+    real = store.finish_order
+
+    async def cut_short(*args: Any, **kwargs: Any) -> Any:
+        store.finish_order = real  # type: ignore[method-assign]
+        raise StoreUnavailable("the database went away")
+
+    store.finish_order = cut_short  # type: ignore[method-assign]
+    assert_problem((await finalize(client, first, "a.bluerobin.local"))[0], 503,
+                   "serverInternal")
+    rate_limited((await finalize(client, second, "a.bluerobin.local"))[0],
+                 "certificates_per_names", "1/7d", timedelta(days=7))
+    await store.close()
 
 
 async def test_a_finalize_that_loses_the_race_for_the_order_keeps_no_certificate(
