@@ -94,19 +94,21 @@ def test_the_interval_is_floored_to_the_microsecond_as_boulder_floors_nanosecond
     assert allowed == 3  # a burst of count, whatever the rounding
 
 
-@pytest.mark.parametrize(("count", "period", "cost"), [
-    (0, HOUR, 1), (-1, HOUR, 1), (2, HOUR, -1), (2, HOUR, 3),
-    (2, timedelta(microseconds=1), 1), (1, timedelta(0), 1),
+@pytest.mark.parametrize(("count", "period", "cost", "why"), [
+    (0, HOUR, 1, "count must be at least 1"), (-1, HOUR, 1, "count must be at least 1"),
+    (2, HOUR, -1, "a cost must be from 0"), (2, HOUR, 3, "a cost must be from 0"),
+    (2, timedelta(microseconds=1), 1, "faster than one a microsecond"),
+    (1, timedelta(0), 1, "faster than one a microsecond"),
 ])
-def test_impossible_limits_and_costs_are_programming_errors(count, period, cost):
-    with pytest.raises(ValueError):
+def test_impossible_limits_and_costs_are_programming_errors(count, period, cost, why):
+    with pytest.raises(ValueError, match=why):
         decide(None, NOW, count=count, period=period, cost=cost)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=why):
         refund(NOW + HOUR, NOW, count=count, period=period, cost=cost)
 
 
 def test_a_naive_datetime_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="naive datetime"):
         decide(None, datetime(2026, 1, 1), count=1, period=HOUR)
 
 

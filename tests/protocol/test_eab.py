@@ -98,7 +98,8 @@ async def test_binding_when_not_required_is_still_verified(server: AcmeServer) -
     right = await client.new_account(
         externalAccountBinding=binding(client, key.kid, key.hmac_key))
     assert right.status == 201
-    assert (await server.store.get_eab_key(key.kid)).account_id is not None
+    bound = (await server.store.get_eab_key(key.kid)).account_id
+    assert bound is not None and right.headers["Location"].endswith("/" + bound)
 
 
 async def refused(server: AcmeServer, key: EabKey, **kwargs: Any) -> dict[str, Any]:

@@ -330,8 +330,7 @@ async def test_a_finalize_that_loses_the_race_for_the_order_keeps_no_certificate
     server = await limited(server_factory, certificates_per_names="2/1h")
     client = await registered(server)
     order, _ = await ready_order(server, client, "a.bluerobin.local")
-    twin = server.client()
-    twin.key, twin.kid = client.key, client.kid
+    twin = server.client(key=client.key, kid=client.kid)
     store = server.store
     real = store.start_issuance
     arrived: list[str] = []
@@ -365,11 +364,7 @@ async def test_concurrent_new_orders_stay_under_the_pending_ceiling(server_facto
     others are refused 429 rateLimited (the store counts inside the order's write)."""
     server = await limited(server_factory, pending_authorizations_per_account=2)
     owner = await registered(server)
-    clients = []
-    for _ in range(6):
-        each = server.client()
-        each.key, each.kid = owner.key, owner.kid
-        clients.append(each)
+    clients = [server.client(key=owner.key, kid=owner.kid) for _ in range(6)]
     responses = await asyncio.gather(*(each.new_order(f"p{n}.bluerobin.local")
                                        for n, each in enumerate(clients)))
     assert sorted(r.status for r in responses) == [201] * 2 + [429] * 4
