@@ -67,3 +67,19 @@ def test_a_retention_grace_under_an_hour_is_refused(grace: str):
 def test_a_retention_grace_of_an_hour_or_more_is_read():
     assert read_retention({"grace": "1h"}).grace == timedelta(hours=1)
     assert read_retention(None).grace == timedelta(days=30)
+
+
+@pytest.mark.parametrize(("toml", "says"), [
+    ("limits = 3\n", "limits must be a table"),
+    ("profiles = 3\n", "profiles must be tables"),
+    ("retention = 3\n", "retention must be a table"),
+    ("[retention]\nkeep = \"30d\"\n", "unknown key retention.keep"),
+    ("[retention]\ngrace = 30\n", "retention.grace: 30 is not a duration"),
+])
+def test_a_wrong_policy_table_is_refused_naming_it(tmp_path: Path, toml: str, says: str):
+    """The tables config_policy reads are checked as every other section is: one line
+    naming what is wrong, never a traceback."""
+    path = tmp_path / "acme-ca.toml"
+    path.write_text(toml, encoding="utf-8")
+    with pytest.raises(ConfigError, match=says):
+        load_config(path)

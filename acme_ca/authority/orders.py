@@ -129,6 +129,8 @@ class OrderService:
             issuer.certificate, profile=profile, grant=grant, profile_named=asked is not None,
         )
         not_before, not_after = self._requested_validity(payload, now, issuer, profile)
+        # rateLimited (6.6) before the reads of reuse and CAA; ARI replaces: issue 12
+        charge = await self._limits.new_order(account, grant, identifiers, replaces=False)
         authorization_ids: list[str] = []
         new: list[Authorization] = []
         expires = now + self._policy.order_lifetime
@@ -164,8 +166,6 @@ class OrderService:
         change = order_change(order, [*reusing, *new], now)  # all reused: ready at once
         if change is not None:
             order = replace(order, status=change.status, error=change.error)
-        charge = await self._limits.new_order(  # rateLimited (6.6); ARI replaces: issue 12
-            account, grant, identifiers, replaces=False)
         ceiling = self._limits.pending_ceiling(grant)
         try:  # the ceiling, then new_orders_per_account, in the order's own write
             return await self._store.create_order(
