@@ -31,11 +31,6 @@ class LimitDecision:
     retry_at: datetime
     resets_at: datetime
 
-    @property
-    def written(self) -> datetime | None:
-        """The TAT a backend writes for this spend: the new one if allowed, else none."""
-        return self.tat if self.allowed else None
-
 
 @dataclass(frozen=True, slots=True)
 class Spend:

@@ -14,17 +14,13 @@ that write back.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from acme_ca.domain import limits
 from acme_ca.domain.limits import LimitDecision, PendingAuthorizations, Spend
 from acme_ca.errors import LimitReached
 from acme_ca.store.sqlite.base import SqliteBase, from_text, optional_time, to_text
 from acme_ca.store.sqlite.connection import Connection
-
-T = TypeVar("T")
 
 _TAT = "SELECT tat FROM rate_limits WHERE name = ? AND key = ?"
 _SET = """
@@ -44,32 +40,20 @@ class LimitMethods(SqliteBase):
         if cost == 0:
             rows = await self._read(_TAT, (name, key))
             return limits.decide(_tat(rows), now, count=count, period=period, cost=0)
-
-        def spend(tat: datetime | None) -> tuple[datetime | None, LimitDecision]:
-            decision = limits.decide(tat, now, count=count, period=period, cost=cost)
-            return decision.written, decision
-
-        return await self._rewrite(name, key, spend)
+        spend = Spend(name, key, count=count, period=period, cost=cost)
+        return await self._transaction(lambda conn: _spend(conn, spend, now))
 
     async def refund_limit(self, name: str, key: str, now: datetime, *, count: int,
                            period: timedelta, cost: int = 1) -> None:
         limits.refund(None, now, count=count, period=period, cost=cost)  # ValueError first
-        await self._rewrite(name, key, lambda tat: (
-            limits.refund(tat, now, count=count, period=period, cost=cost), None))
 
-    async def _rewrite(self, name: str, key: str,
-                       change: Callable[[datetime | None], tuple[datetime | None, T]]) -> T:
-        """``change`` of the bucket's TAT, in one write transaction: the TAT to write
-        (None: none), and what to return."""
-
-        async def rewrite(conn: Connection) -> T:
+        async def refund(conn: Connection) -> None:
             tat = _tat(list(await conn.execute_fetchall(_TAT, (name, key))))
-            written, result = change(tat)
-            if written is not None:
-                await conn.execute(_SET, (name, key, to_text(written)))
-            return result
+            refunded = limits.refund(tat, now, count=count, period=period, cost=cost)
+            if refunded is not None:
+                await conn.execute(_SET, (name, key, to_text(refunded)))
 
-        return await self._transaction(rewrite)
+        await self._transaction(refund)
 
     async def count_pending_authorizations(self, account_id: str, now: datetime
                                            ) -> PendingAuthorizations:
@@ -77,17 +61,24 @@ class LimitMethods(SqliteBase):
         return PendingAuthorizations(rows[0]["pending"], optional_time(rows[0]["first_expires"]))
 
 
-async def spend_in(conn: Connection, spend: Spend, now: datetime) -> None:
-    """``spend`` at ``now`` inside the caller's write transaction (the write lock is
-    held: no other writer reads the TAT meanwhile); ``LimitReached`` if it does not
-    fit, which rolls the caller's write back."""
+async def _spend(conn: Connection, spend: Spend, now: datetime) -> LimitDecision:
+    """``spend`` decided on the bucket's TAT and written if it fits, in the caller's write
+    transaction (the write lock is held: no other writer reads the TAT meanwhile)."""
     tat = _tat(list(await conn.execute_fetchall(_TAT, (spend.name, spend.key))))
     decision = limits.decide(tat, now, count=spend.count, period=spend.period,
                              cost=spend.cost)
+    if decision.allowed:
+        await conn.execute(_SET, (spend.name, spend.key, to_text(decision.tat)))
+    return decision
+
+
+async def spend_in(conn: Connection, spend: Spend, now: datetime) -> None:
+    """``spend`` at ``now`` inside the caller's write transaction; ``LimitReached`` if it
+    does not fit, which rolls the caller's write back."""
+    decision = await _spend(conn, spend, now)
     if not decision.allowed:
         raise LimitReached(f"{spend.name} {spend.key}: over the limit",
                            decision.retry_at, decision.resets_at)
-    await conn.execute(_SET, (spend.name, spend.key, to_text(decision.tat)))
 
 
 def _tat(rows: list[sqlite3.Row]) -> datetime | None:
