@@ -39,7 +39,7 @@ from acme_ca.domain.models import (
 )
 from acme_ca.errors import StoreError
 from acme_ca.store import guards
-from acme_ca.store.postgres.base import Connection, PostgresBase, aware, optional_aware
+from acme_ca.store.postgres.base import Connection, PostgresBase, affected, aware, optional_aware
 from acme_ca.store.postgres.orders import SET_STATUS
 from acme_ca.store.postgres.rows import (
     AUTHORIZATION_COLUMNS,
@@ -195,7 +195,7 @@ class AuthorizationMethods(PostgresBase):
             if not changes:
                 return 0
             done: str = await conn.execute(_SET_STATUSES, *map(list, zip(*changes, strict=True)))
-            return int(done.rsplit(" ", 1)[-1])  # "UPDATE 12"
+            return affected(done)
 
         return await self._transaction(expire)
 

@@ -180,3 +180,8 @@ def optional_aware(moment: datetime | None) -> datetime | None:
 def first(rows: list[Record]) -> Any:
     """The first column of the first row, or None if there is no row."""
     return rows[0][0] if rows else None
+
+
+def affected(status: str) -> int:
+    """The rows a statement changed, from the status asyncpg returns ("UPDATE 12")."""
+    return int(status.rsplit(" ", 1)[-1])

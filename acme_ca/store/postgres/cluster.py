@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from acme_ca.store import guards
-from acme_ca.store.postgres.base import PostgresBase, aware, first
+from acme_ca.store.postgres.base import PostgresBase, affected, aware, first
 
 _ADD = "INSERT INTO nonces (nonce, expires) VALUES ($1, $2)"
 _ADD_MANY = "INSERT INTO nonces (nonce, expires) SELECT unnest($1::text[]), $2"
@@ -71,7 +71,7 @@ class ClusterMethods(PostgresBase):
         guards.check_limit(limit)
         moment = aware(now)
         status: str = await self._run(lambda conn: conn.execute(_PURGE, moment, limit))
-        return int(status.rsplit(" ", 1)[-1])  # "DELETE 12"
+        return affected(status)
 
     async def hold_lease(self, name: str, holder: str, ttl: timedelta) -> datetime | None:
         if ttl <= timedelta(0):

@@ -27,7 +27,7 @@ from acme_ca.domain.models import (
 )
 from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import guards
-from acme_ca.store.postgres.base import Connection, PostgresBase, aware
+from acme_ca.store.postgres.base import Connection, PostgresBase, affected, aware
 from acme_ca.store.postgres.certificates import RESERVE
 from acme_ca.store.postgres.limits import PENDING_COUNT, spend_in
 from acme_ca.store.postgres.rows import (
@@ -252,7 +252,7 @@ class OrderMethods(PostgresBase):
             if not changes:
                 return 0
             status: str = await conn.execute(_SET_STATUSES, *map(list, zip(*changes, strict=True)))
-            return int(status.rsplit(" ", 1)[-1])  # "UPDATE 12"
+            return affected(status)
 
         return await self._transaction(expire)
 

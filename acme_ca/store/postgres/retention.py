@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from acme_ca.store import guards
-from acme_ca.store.postgres.base import Connection, PostgresBase, aware
+from acme_ca.store.postgres.base import Connection, PostgresBase, affected, aware
 from acme_ca.store.postgres.pool import broken
 from acme_ca.store.retention import TableStats
 
@@ -85,7 +85,7 @@ class RetentionMethods(PostgresBase):
         guards.check_limit(limit)
         moment = aware(now)
         status: str = await self._run(lambda conn: conn.execute(PRUNE_LIMITS, moment, limit))
-        return int(status.rsplit(" ", 1)[-1])  # "DELETE 12"
+        return affected(status)
 
     async def table_stats(self) -> list[TableStats]:
         async def count(conn: Connection) -> list[TableStats]:
