@@ -25,7 +25,7 @@ from typing import Any
 
 from acme_ca.config import Config
 from acme_ca.errors import ConfigError
-from acme_ca.store import read_table_stats, sqlite_file
+from acme_ca.store import is_postgres, read_table_stats, sqlite_file
 from acme_ca.store.retention import TableStats
 from acme_ca.store.sqlite.opening import nonce_path
 
@@ -68,7 +68,7 @@ def run_db_stats(config: Config, args: argparse.Namespace) -> int:
 def database_files(url: str) -> dict[Path, int] | None:
     """A SQLite database's files that exist, with their sizes; None for PostgreSQL.
     ``ConfigError`` for an in-memory database or a file that does not exist."""
-    if url.partition(":")[0].lower() in ("postgresql", "postgres"):
+    if is_postgres(url):
         return None
     path = sqlite_file(url)
     if path is None:

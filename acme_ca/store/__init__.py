@@ -19,8 +19,8 @@ from acme_ca.store.sqlite import MEMORY, SqliteStore
 from acme_ca.store.sqlite.retention import read_only_table_stats
 from acme_ca.store.writes import WriteStore
 
-__all__ = ["ReadStore", "SqliteStore", "Store", "WriteStore", "open_store", "read_table_stats",
-           "sqlite_file"]
+__all__ = ["ReadStore", "SqliteStore", "Store", "WriteStore", "is_postgres", "open_store",
+           "read_table_stats", "sqlite_file"]
 
 _SQLITE_PREFIX = "sqlite:///"
 _ALLOWED = (
@@ -43,8 +43,8 @@ async def open_store(
     ``sslrootcert`` say. Anything else raises ``ConfigError``; the URL itself is not
     repeated in any message, since a database URL may hold a password.
     """
-    scheme = url.partition(":")[0].lower() if ":" in url else ""
-    if scheme in ("postgresql", "postgres"):
+    scheme = _scheme(url)
+    if is_postgres(url):
         return await _open_postgres(url, clock, pool_size)
     path = url.removeprefix(_SQLITE_PREFIX)
     if not url.startswith(_SQLITE_PREFIX) or not path:
@@ -66,8 +66,7 @@ async def read_table_stats(url: str) -> list[TableStats]:
     opened read-only, a PostgreSQL database not migrated. ``StoreError`` for a database
     whose schema is not this code's newest (``migrations.check_current``), and for a
     SQLite file that does not exist or is no database."""
-    scheme = url.partition(":")[0].lower() if ":" in url else ""
-    if scheme not in ("postgresql", "postgres"):
+    if not is_postgres(url):
         path = sqlite_file(url)
         if path is None:
             raise ConfigError(f"{_ALLOWED}; an in-memory database has no tables to read")
@@ -77,6 +76,15 @@ async def read_table_stats(url: str) -> list[TableStats]:
         return await store.table_stats()
     finally:
         await store.close()
+
+
+def _scheme(url: str) -> str:
+    return url.partition(":")[0].lower() if ":" in url else ""
+
+
+def is_postgres(url: str) -> bool:
+    """A ``postgresql://`` (or ``postgres://``) URL: the PostgreSQL backend's."""
+    return _scheme(url) in ("postgresql", "postgres")
 
 
 def sqlite_file(url: str) -> Path | None:
