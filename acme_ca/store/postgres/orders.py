@@ -46,6 +46,7 @@ from acme_ca.store.postgres.rows import (
 )
 
 BY_ID = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"  # noqa: S608
+_ORDER_INSERTED = ORDER_INSERT + "\nRETURNING *"  # the order as stored, in one round trip
 _FOR_AUTHORIZATION = f"""
 SELECT {ORDER_COLUMNS} FROM orders
 WHERE id IN (SELECT order_id FROM order_authorizations WHERE authorization_id = $1)
@@ -131,12 +132,12 @@ class OrderMethods(PostgresBase):
                                              pending_ceiling, pending["first_expires"])
             if spend is not None:  # its bucket's row locked last (limits.spend_in)
                 await spend_in(conn, spend, aware(order.created_at))
-            await conn.execute(ORDER_INSERT, *values)
+            inserted = await conn.fetchrow(_ORDER_INSERTED, *values)
             for sql, rows in ((AUTHORIZATION_INSERT, authorizations),
                               (CHALLENGE_INSERT, challenges), (LINK_INSERT, links)):
                 if rows:
                     await conn.executemany(sql, rows)
-            return to_order(await conn.fetchrow(BY_ID, order.id))
+            return to_order(inserted, order.authorization_ids)  # as they were just linked
 
         try:
             return await self._transaction(insert)

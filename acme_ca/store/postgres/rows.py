@@ -151,8 +151,10 @@ def link_rows(order: Order) -> list[tuple[object, ...]]:
             for position, authz_id in enumerate(order.authorization_ids)]
 
 
-def to_order(row: Record) -> Order:
-    """An order read with ``ORDER_COLUMNS``."""
+def to_order(row: Record, authorization_ids: Sequence[str] | None = None) -> Order:
+    """An order read with ``ORDER_COLUMNS``; its authorization ids from them unless given."""
+    if authorization_ids is None:
+        authorization_ids = row["authorization_ids"]
     return Order(
         id=row["id"],
         account_id=row["account_id"],
@@ -160,7 +162,7 @@ def to_order(row: Record) -> Order:
         identifiers=tuple(
             Identifier(i["type"], i["value"]) for i in json.loads(row["identifiers"])
         ),
-        authorization_ids=tuple(row["authorization_ids"]),
+        authorization_ids=tuple(authorization_ids),
         expires=row["expires"],
         created_at=row["created_at"],
         not_before=row["not_before"],
