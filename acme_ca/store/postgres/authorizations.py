@@ -39,7 +39,7 @@ from acme_ca.domain.models import (
 )
 from acme_ca.errors import StoreError
 from acme_ca.store import guards
-from acme_ca.store.postgres.base import Connection, PostgresBase, affected, aware, optional_aware
+from acme_ca.store.postgres.base import Connection, PostgresBase, Record, aware, optional_aware
 from acme_ca.store.postgres.orders import SET_STATUS
 from acme_ca.store.postgres.rows import (
     AUTHORIZATION_COLUMNS,
@@ -183,21 +183,15 @@ class AuthorizationMethods(PostgresBase):
 
     async def expire_authorizations(self, now: datetime, *, limit: int) -> int:
         guards.check_limit(limit)
-        moment = aware(now)
 
-        async def expire(conn: Connection) -> int:
-            changes: list[tuple[str, str, str]] = []
-            for row in await conn.fetch(_LOCK_OPEN_EXPIRED, moment, limit):
-                authz = to_authorization(row)
-                status = states.authorization_status(authz, now)
-                if status is not authz.status:
-                    changes.append((authz.id, authz.status.value, status.value))
-            if not changes:
-                return 0
-            done: str = await conn.execute(_SET_STATUSES, *map(list, zip(*changes, strict=True)))
-            return affected(done)
+        def change(row: Record) -> tuple[str, str, str] | None:
+            authz = to_authorization(row)
+            status = states.authorization_status(authz, now)
+            return None if status is authz.status else (authz.id, authz.status.value,
+                                                         status.value)
 
-        return await self._transaction(expire)
+        return await self._move_all(_LOCK_OPEN_EXPIRED, (aware(now), limit), change,
+                                    _SET_STATUSES)
 
     async def record_validation(
         self,

@@ -115,6 +115,22 @@ class PostgresBase:
 
         return await self._run(transaction)
 
+    async def _move_all(self, lock: str, args: Sequence[object],
+                        change: Callable[[Record], tuple[object, ...] | None],
+                        update: str) -> int:
+        """In one transaction: the rows ``lock`` reads and locks (a batch), then one
+        ``update`` of every row ``change`` decides parameters for (None: left as it is),
+        given as one array per parameter; how many rows it changed."""
+
+        async def move(conn: Connection) -> int:
+            changes = [params for row in await conn.fetch(lock, *args)
+                       if (params := change(row)) is not None]
+            if not changes:
+                return 0
+            return affected(await conn.execute(update, *map(list, zip(*changes, strict=True))))
+
+        return await self._transaction(move)
+
     async def _run(self, work: Callable[[Connection], Awaitable[T]],
                    retry: Callable[[BaseException], bool] = unsent) -> T:
         """``work`` on a connection of the pool, tried once more after an error for

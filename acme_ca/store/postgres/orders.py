@@ -27,7 +27,7 @@ from acme_ca.domain.models import (
 )
 from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import guards
-from acme_ca.store.postgres.base import Connection, PostgresBase, affected, aware
+from acme_ca.store.postgres.base import Connection, PostgresBase, Record, aware
 from acme_ca.store.postgres.certificates import RESERVE
 from acme_ca.store.postgres.limits import PENDING_COUNT, spend_in
 from acme_ca.store.postgres.rows import (
@@ -240,22 +240,16 @@ class OrderMethods(PostgresBase):
 
     async def expire_orders(self, now: datetime, *, limit: int) -> int:
         guards.check_limit(limit)
-        moment = aware(now)
 
-        async def expire(conn: Connection) -> int:
-            changes: list[tuple[str, str, str, str]] = []
-            for row in await conn.fetch(_LOCK_OPEN_EXPIRED, moment, limit):
-                order = to_order(row)
-                problem = states.expiry_problem(order, now)
-                if problem is not None:
-                    changes.append((order.id, order.status.value, OrderStatus.INVALID.value,
-                                    problem.dumps()))
-            if not changes:
-                return 0
-            status: str = await conn.execute(_SET_STATUSES, *map(list, zip(*changes, strict=True)))
-            return affected(status)
+        def change(row: Record) -> tuple[str, str, str, str] | None:
+            order = to_order(row)
+            problem = states.expiry_problem(order, now)
+            if problem is None:
+                return None
+            return order.id, order.status.value, OrderStatus.INVALID.value, problem.dumps()
 
-        return await self._transaction(expire)
+        return await self._move_all(_LOCK_OPEN_EXPIRED, (aware(now), limit), change,
+                                    _SET_STATUSES)
 
 
 async def _refuse_order_change(conn: Connection, order_id: str, expected: str) -> NoReturn:

@@ -10,6 +10,7 @@ left as it is, with its orders: the challenge alone ends.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -192,20 +193,16 @@ class AuthorizationMethods(SqliteBase):
 
     async def expire_authorizations(self, now: datetime, *, limit: int) -> int:
         guards.check_limit(limit)
-        values = (to_text(now), limit)
 
-        async def expire(conn: Connection) -> int:
-            moved = 0
-            for row in await conn.execute_fetchall(_OPEN_EXPIRED, values):
-                authz = to_authorization(row)
-                status = states.authorization_status(authz, now)
-                if status is authz.status:
-                    continue
-                change = (status.value, None, authz.id, authz.status.value)
-                moved += len(list(await conn.execute_fetchall(_SET_AUTHORIZATION, change)))
-            return moved
+        def change(row: sqlite3.Row) -> tuple[str, None, str, str] | None:
+            authz = to_authorization(row)
+            status = states.authorization_status(authz, now)
+            if status is authz.status:
+                return None
+            return status.value, None, authz.id, authz.status.value
 
-        return await self._transaction(expire)
+        return await self._move_each(_OPEN_EXPIRED, (to_text(now), limit), change,
+                                     _SET_AUTHORIZATION)
 
 
 async def _settle_order(conn: Connection, order: Order, now: datetime) -> None:

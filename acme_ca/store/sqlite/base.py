@@ -55,7 +55,7 @@ any other sqlite3 error becomes ``StoreError``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -148,6 +148,23 @@ class SqliteBase:
                 raise self._error(exc) from exc
 
         return await self._commits.run(mapped)
+
+    async def _move_each(self, select: str, values: Sequence[object],
+                         change: Callable[[sqlite3.Row], Sequence[object] | None],
+                         update: str) -> int:
+        """In one write transaction: the rows ``select`` reads (a batch), each updated
+        by ``update`` with the parameters ``change`` decides for it (None: left as it
+        is); how many rows ``update`` changed (it returns them, a compare-and-set)."""
+
+        async def move(conn: Connection) -> int:
+            moved = 0
+            for row in await conn.execute_fetchall(select, values):
+                params = change(row)
+                if params is not None:
+                    moved += len(list(await conn.execute_fetchall(update, params)))
+            return moved
+
+        return await self._transaction(move)
 
     def _check_open(self) -> None:
         if self._closed:

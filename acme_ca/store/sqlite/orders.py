@@ -209,19 +209,14 @@ class OrderMethods(SqliteBase):
 
     async def expire_orders(self, now: datetime, *, limit: int) -> int:
         guards.check_limit(limit)
-        values = (to_text(now), limit)
 
-        async def expire(conn: Connection) -> int:
-            moved = 0
-            for row in await conn.execute_fetchall(_OPEN_EXPIRED, values):
-                order = to_order(row)
-                problem = states.expiry_problem(order, now)
-                if problem is None:
-                    continue
-                change = (OrderStatus.INVALID.value, problem.dumps(), order.id,
-                          order.status.value)
-                moved += len(list(await conn.execute_fetchall(SET_ORDER_STATUS, change)))
-            return moved
+        def change(row: sqlite3.Row) -> tuple[str, str, str, str] | None:
+            order = to_order(row)
+            problem = states.expiry_problem(order, now)
+            if problem is None:
+                return None
+            return OrderStatus.INVALID.value, problem.dumps(), order.id, order.status.value
 
-        return await self._transaction(expire)
+        return await self._move_each(_OPEN_EXPIRED, (to_text(now), limit), change,
+                                     SET_ORDER_STATUS)
 
