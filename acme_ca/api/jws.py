@@ -148,11 +148,7 @@ def verify_key_change_inner(body: Mapping[str, Any], *, outer: VerifiedRequest) 
     header = inner.protected
     if "jwk" not in header or "kid" in header:
         raise malformed('the inner JWS must contain a "jwk" (the new key) and no "kid"')
-    if "nonce" in header:
-        raise malformed('the inner JWS must not contain a "nonce"')
-    if "b64" in header or "crit" in header:
-        raise malformed('the inner JWS protected header must not contain "b64" or "crit"')
-    _check_url(header, outer.url, "inner JWS", problem=malformed)
+    _check_nested(header, outer, "inner JWS")
     new_key = parse_jwk(header["jwk"])
     inner.verify(alg, new_key, what="inner JWS")
     payload = _json_object(inner.payload, "inner JWS payload")
@@ -191,11 +187,9 @@ def external_binding(payload: Mapping[str, Any], *, outer: VerifiedRequest
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise malformed(f'{what} protected header has no "kid" (the key id from the CA)')
-    if "nonce" in header:
-        raise malformed(f'{what} protected header must not contain a "nonce"')
-    if "jwk" in header or "b64" in header or "crit" in header:
-        raise malformed(f'{what} protected header must not contain "jwk", "b64" or "crit"')
-    _check_url(header, outer.url, what, problem=malformed)
+    if "jwk" in header:
+        raise malformed(f'{what} protected header must not contain a "jwk"')
+    _check_nested(header, outer, what)
     try:
         bound = parse_jwk(_json_object(eab.payload, f"{what} payload"))
     except AcmeProblem as problem:
@@ -208,6 +202,16 @@ def external_binding(payload: Mapping[str, Any], *, outer: VerifiedRequest
 
 
 # --- pieces ----------------------------------------------------------------------------
+
+
+def _check_nested(header: Mapping[str, Any], outer: VerifiedRequest, what: str) -> None:
+    """A JWS nested in a request's payload (keyChange 7.3.5, External Account Binding
+    7.3.4): no "nonce" (the outer one counts), no "b64" or "crit", the outer "url"."""
+    if "nonce" in header:
+        raise malformed(f'{what} protected header must not contain a "nonce"')
+    if "b64" in header or "crit" in header:
+        raise malformed(f'{what} protected header must not contain "b64" or "crit"')
+    _check_url(header, outer.url, what, problem=malformed)
 
 
 @dataclass(frozen=True, slots=True)

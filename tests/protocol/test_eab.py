@@ -197,6 +197,8 @@ async def test_binding_for_another_account_key_is_unauthorized(required: AcmeSer
     ({"url": "https://ca.test:8555/acme/new-order"}, "url"),
     ({"kid": ""}, "kid"),
     ({"jwk": {"kty": "oct"}}, "jwk"),
+    ({"b64": False}, '"b64" or "crit"'),
+    ({"crit": ["exp"]}, '"b64" or "crit"'),
 ])
 async def test_malformed_binding_header(required: AcmeServer, change: dict[str, Any],
                                         detail: str) -> None:
