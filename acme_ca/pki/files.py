@@ -47,7 +47,10 @@ def write_file(path: Path, data: bytes, *, mode: int, exclusive: bool = False) -
     ensure_dir(path.parent)
     if exclusive and path.exists():
         raise PkiError(f"{path} already exists; refusing to overwrite it")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # no folder to write in (a file on the way, no room)
+        raise PkiError(f"cannot write {path}: {exc.strerror}") from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as out:

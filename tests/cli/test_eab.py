@@ -96,6 +96,32 @@ def test_create_refuses_what_the_ca_would_not_grant(run: Run, args: list[str],
     assert json.loads(listed) == []
 
 
+def test_a_key_file_that_cannot_be_written_names_the_key_to_revoke(run: Run,
+                                                                   tmp_path: Path) -> None:
+    """--output that fails after the key is stored (here its directory is a file): one
+    line naming the key, which exists, so that the operator revokes it."""
+    not_a_directory = tmp_path / "plain-file"
+    not_a_directory.write_text("", encoding="utf-8")
+    code, _, err = run("eab", "create", "--label", "team",
+                       "--output", str(not_a_directory / "team.json"))
+    assert_one_line_error(code, err, "revoke it")
+    _, listed, _ = run("eab", "list", "--json")
+    [made] = json.loads(listed)
+    assert made["kid"] in err
+
+
+@pytest.mark.parametrize("option", ["--profiles", "--domains"])
+def test_an_empty_list_is_a_usage_error(run: Run, option: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A list flag with no name in it is argparse's usage error (exit 2), before any key."""
+    with pytest.raises(SystemExit) as caught:
+        run("eab", "create", "--label", "team", option, ", ,")
+    assert caught.value.code == 2
+    assert "is not a comma-separated list" in capsys.readouterr().err
+    _, listed, _ = run("eab", "list", "--json")
+    assert json.loads(listed) == []
+
+
 def test_create_writes_the_key_to_a_file_only_its_owner_reads(run: Run, tmp_path: Path
                                                              ) -> None:
     """--output FILE: the HMAC key (RFC 8555 7.3.4, a shared secret) in a file of mode

@@ -194,9 +194,13 @@ def test_write_file_replaces_unless_exclusive(tmp_path: Path) -> None:
 
 
 def test_write_file_under_a_file_is_a_pki_error(tmp_path: Path) -> None:
+    """A file on the way, as a folder to make or as the folder itself (where the
+    temporary is made), is a one-line PkiError, never a bare OSError."""
     (tmp_path / "plain").write_bytes(b"")
     with pytest.raises(PkiError, match="cannot create directory"):
         files.write_file(tmp_path / "plain" / "sub" / "f", b"x", mode=0o600)
+    with pytest.raises(PkiError, match="cannot write"):
+        files.write_file(tmp_path / "plain" / "f", b"x", mode=0o600)
 
 
 def test_load_certificates_pem_der_and_garbage(hierarchy: Hierarchy, tmp_path: Path) -> None:
