@@ -156,6 +156,15 @@ def url(reader: PathResolver, value: Any) -> str:
     return text
 
 
+def http_url(reader: PathResolver, value: Any) -> str:
+    """A plain http:// base URL without a query or fragment (relying parties fetch CRLs
+    and ask OCSP over http: RFC 5280 4.2.1.13, RFC 6960 A.1), no trailing slash."""
+    text = string(reader, value)
+    if not re.fullmatch(r"http://[^\s/?#]+(/[^\s?#]*)?", text):
+        raise ValueError(f"{value!r} is not an http:// URL without a query or fragment")
+    return text.rstrip("/")
+
+
 def domains_or_empty(reader: PathResolver, value: Any) -> tuple[str, ...]:
     return domains(reader, value) if value != [] else ()
 

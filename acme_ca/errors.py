@@ -49,6 +49,11 @@ class Conflict(StoreError):
     """The row already exists, or it changed since it was read."""
 
 
+class AlreadyReplaced(Conflict):
+    """The order names in "replaces" a certificate that another order, not invalid,
+    already replaces, or that a valid order replaced (RFC 9773 5): nothing was written."""
+
+
 class CeilingReached(StoreError):
     """The write would take the account past a ceiling it was given (pending
     authorizations at once): nothing was written. ``pending``: how many there are,

@@ -29,6 +29,7 @@ ROUTES: Mapping[str, str] = MappingProxyType(
         "challenge": "/acme/chall/{id}",
         "certificate": "/acme/cert/{serial}",
         "certificate_alternate": "/acme/cert/{serial}/{n}",
+        "renewal_info": "/acme/renewal-info/{cert_id}",
         "root": "/roots/root.pem",
         "chain": "/roots/chain.pem",
     }
@@ -96,6 +97,13 @@ class Links:
 
     def certificate_alternate(self, serial: str, n: str) -> str:
         return self._url("certificate_alternate", serial=serial, n=n)
+
+    def renewal_info(self, cert_id: str | None = None) -> str:
+        """The renewal information of one certificate (RFC 9773 4.1); without a CertID,
+        the directory's renewalInfo: the base a client appends "/" and a CertID to."""
+        if cert_id is None:
+            return self.base + ROUTES["renewal_info"].split("/{", 1)[0]
+        return self._url("renewal_info", cert_id=cert_id)
 
     def root(self) -> str:
         return self._url("root")

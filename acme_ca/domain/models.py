@@ -40,6 +40,35 @@ class CertificateRecord:
     order_id: str | None = None
     revoked_at: datetime | None = None
     revocation_reason: int | None = None  # RFC 5280 CRLReason code
+    # ARI (RFC 9773): when an operator marked it for early renewal (`acme-ca certs
+    # renew-early`), and the order that replaced it (set when that order became valid).
+    renew_early_at: datetime | None = None
+    replaced_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedEntry:
+    """One line of a CRL (RFC 5280 5.1.2.6): a revoked certificate's serial, when, why."""
+
+    serial: str  # serial_hex()
+    revoked_at: datetime
+    reason: int  # RFC 5280 CRLReason code (0: unspecified, left out of the CRL entry)
+    not_after: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CrlRecord:
+    """The last CRL published for one issuing CA certificate (RFC 5280 5), as every
+    replica serves it. ``number`` only grows (``Store.publish_crl``); ``entries`` is a
+    digest of the revoked serials it lists, which tells a builder whether a new CRL is
+    due before ``next_update``."""
+
+    issuer: str  # hex SHA-256 fingerprint of the CA certificate that signed it
+    number: int
+    this_update: datetime
+    next_update: datetime
+    entries: str
+    der: bytes = field(repr=False)
 
 
 # --- ACME resources (RFC 8555 section 7.1) -------------------------------------------
@@ -130,6 +159,7 @@ class Order:
     error: str | None = None  # an RFC 7807 problem document, JSON
     certificate_serial: str | None = None
     profile: str = "server"  # the certificate profile (draft-ietf-acme-profiles)
+    replaces: str | None = None  # serial of the certificate it replaces (RFC 9773 5)
 
 
 @dataclass(frozen=True, slots=True)

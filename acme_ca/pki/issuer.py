@@ -11,7 +11,7 @@ place that picks a chain by the issuer fingerprint a certificate record carries.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from acme_ca.pki.archive import ArchivedIntermediate, archive_dir, load_archive
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.keys import PrivateKey, load_key, same_key
 from acme_ca.pki.profiles import LeafRequest, build_leaf
+from acme_ca.pki.publication import Publication
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,9 @@ class Issuer:
     # The intermediates this one replaced, by fingerprint: the chain served after a leaf
     # one of them signed (the archived intermediate, then what this chain has above it).
     earlier: Mapping[str, tuple[x509.Certificate, ...]] = field(default_factory=dict)
+    # Where its leaves say relying parties find its CRL, OCSP and certificate
+    # ([revocation] base_url); None: nothing published (offline tools, older tests).
+    publication: Publication | None = None
 
     @classmethod
     def load(
@@ -48,6 +52,7 @@ class Issuer:
         passphrase: bytes | None,
         now: datetime,
         alternate_paths: Sequence[Path] = (),
+        publication: Publication | None = None,
     ) -> Issuer:
         """Load and check the intermediate: key matches, CA, valid now, chain starts with it;
         and the certificates of the intermediates it replaced (archive_dir)."""
@@ -66,13 +71,22 @@ class Issuer:
             raise PkiError(f"CA chain {chain_path} does not start with {cert_path}")
         alternates = tuple(_alternate(cert, path) for path in alternate_paths)
         earlier = _earlier(chain, load_archive(archive_dir(cert_path)))
-        return cls(cert, key, chain, fingerprint(cert), alternates, earlier)
+        return cls(cert, key, chain, fingerprint(cert), alternates, earlier, publication)
 
     @property
     def root(self) -> x509.Certificate:
         return self.chain[-1]
 
     def issue(self, request: LeafRequest) -> x509.Certificate:
+        """Sign a leaf; with a ``publication``, it names this intermediate's CRL, its
+        certificate (caIssuers) and, when OCSP is on, the responder."""
+        if self.publication is not None:
+            request = replace(
+                request,
+                crl_url=self.publication.crl_url(self.fingerprint),
+                ocsp_url=self.publication.ocsp_url(),
+                ca_issuers_url=self.publication.issuer_url(self.fingerprint),
+            )
         return build_leaf(self.certificate, self.key, request)
 
     def chains_for(self, signed_by: str) -> tuple[tuple[x509.Certificate, ...], ...]:

@@ -150,6 +150,12 @@ class LeafRequest:
     extended_key_usages: tuple[x509.ObjectIdentifier, ...]
     common_name: str | None = None
     serial: int | None = None  # None: a fresh random serial
+    # Where relying parties learn of its revocation (RFC 5280 4.2.1.13 CRL distribution
+    # points; 4.2.2.1 AIA: OCSP responder, caIssuers); None: left out. Issuer.issue
+    # fills them in from its Publication.
+    crl_url: str | None = None
+    ocsp_url: str | None = None
+    ca_issuers_url: str | None = None
 
 
 def leaf_not_after(issuer_cert: x509.Certificate, not_after: datetime) -> datetime:

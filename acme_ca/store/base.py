@@ -24,7 +24,8 @@ The interface is split as Boulder splits its storage authority: ``ReadStore``
 (``reads.py``) answers, ``WriteStore`` (``writes.py``) changes, and ``NonceStore``
 and ``LeaseStore`` (``cluster.py``) hold what replicas share besides the data,
 ``EabStore`` and ``LimitStore`` (``policy.py``) who may get what, and
-``RetentionStore`` (``retention.py``) what keeps the database bounded.
+``RetentionStore`` (``retention.py``) what keeps the database bounded, and
+``RevocationStore`` (``revocation.py``) CRLs and the marks for early renewal.
 Code that only reads depends on ``ReadStore``. Preconditions every backend checks,
 and the explanation of a refused compare-and-set, are in ``guards.py``.
 """
@@ -37,11 +38,12 @@ from acme_ca.store.cluster import LeaseStore, NonceStore
 from acme_ca.store.policy import EabStore, LimitStore
 from acme_ca.store.reads import ReadStore
 from acme_ca.store.retention import RetentionStore
+from acme_ca.store.revocation import RevocationStore
 from acme_ca.store.writes import WriteStore
 
 
 class Store(ReadStore, WriteStore, NonceStore, LeaseStore, EabStore, LimitStore,
-            RetentionStore, Protocol):
+            RetentionStore, RevocationStore, Protocol):
     """Everything the CA persists, behind one async interface."""
 
     async def close(self) -> None:

@@ -35,8 +35,11 @@ class ReadStore(Protocol):
         status: CertificateStatus | None = None,
         limit: int = 100,
         after_serial: str | None = None,
+        expiring: tuple[datetime, datetime] | None = None,
     ) -> list[CertificateRecord]:
-        """At most ``limit`` records, optionally only those in ``status``.
+        """At most ``limit`` records, optionally only those in ``status``, and only
+        those whose notAfter is within ``expiring`` (after its first, at or before its
+        second: ``certs list --expiring-within``).
 
         Ordered by ``created_at``, then ``serial`` (oldest first). Pages are
         keyset-paginated: pass the serial of the last record of one page as

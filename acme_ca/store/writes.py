@@ -106,6 +106,15 @@ class WriteStore(Protocol):
         (``LimitStore.spend_limit``'s rules), checked after the ceiling; if it does not
         fit, ``LimitReached`` and nothing is written.
 
+        ``order.replaces`` (RFC 9773 5): the serial of a certificate the order
+        replaces. ``AlreadyReplaced`` (a ``Conflict``) and nothing is written when a
+        valid order replaced it already (``CertificateRecord.replaced_by``) or another
+        order replacing it is not invalid (an order past its ``expires`` counts as
+        invalid, as ``domain.states`` judges it); concurrent orders replacing one
+        certificate through any stores create one. ``NotFound`` if no certificate has
+        that serial. Whose certificate it is, and whether it shares a name with the
+        order, the caller checks before.
+
         ``order.authorization_ids`` may also name existing (reused) authorizations;
         their order is kept. ``Conflict`` if the order, an authorization or a
         challenge id already exists, and then nothing is written. ``ValueError``
@@ -148,7 +157,9 @@ class WriteStore(Protocol):
         A certificate is signed before this call, so it is stored even when the order
         is no longer PROCESSING (a sweeper ended it meanwhile): the store knows every
         certificate signed (Boulder's rule), and that order is left as it is (an
-        invalid order never becomes valid) and comes back unchanged.
+        invalid order never becomes valid) and comes back unchanged. An order that
+        becomes VALID and ``replaces`` a certificate marks it replaced by this order
+        (``CertificateRecord.replaced_by``), in the same transaction.
         ``Conflict`` if the serial is not RESERVED for this order
         (``CertificateRecord.order_id``); ``NotFound`` if there is no such order or
         serial; nothing is written then.
@@ -156,7 +167,8 @@ class WriteStore(Protocol):
 
     async def complete_order(self, order_id: str, serial: str) -> Order:
         """Compare-and-set the order PROCESSING -> VALID, pointing at the certificate
-        already stored (ISSUED or REVOKED) under ``serial`` for this order.
+        already stored (ISSUED or REVOKED) under ``serial`` for this order; the
+        certificate it ``replaces``, if any, is marked replaced as by ``finish_order``.
 
         ``Conflict`` if the order is not PROCESSING, or the certificate belongs to another
         order or is only RESERVED; ``NotFound`` if there is no such order or serial.

@@ -1,0 +1,48 @@
+"""What relying parties learn of revocation and clients of renewal: the revoked
+certificates a CRL lists, the CRLs every replica serves, and the operator's marks for
+early renewal (ARI, RFC 9773).
+
+A CRL is built by whichever process holds the background lease
+(``authority/crls.py``) and published here, so every replica serves the same one; its
+number only grows, across replicas and restarts (RFC 5280 5.2.3), because publishing
+is a compare-and-set on it: of two builders (a former lease holder still running)
+the one with the older number loses with ``Conflict``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from acme_ca.domain.models import CertificateRecord, CrlRecord, RevokedEntry
+
+
+class RevocationStore(Protocol):
+    async def revoked_certificates(
+        self, issuer: str, *, expiring_after: datetime
+    ) -> list[RevokedEntry]:
+        """The REVOKED certificates that the CA certificate with fingerprint ``issuer``
+        signed and whose notAfter is later than ``expiring_after`` (an expired
+        certificate leaves the CRL), ordered by serial. One range read of an index of
+        the revoked rows alone, whatever the number of certificates issued."""
+
+    async def get_crl(self, issuer: str) -> CrlRecord | None:
+        """The last CRL published for ``issuer``; None before the first."""
+
+    async def publish_crl(self, crl: CrlRecord) -> None:
+        """Store ``crl`` as its issuer's current CRL if its number is greater than the
+        stored one's (or none is stored); ``Conflict`` otherwise, and nothing changes."""
+
+    async def mark_renew_early(self, serial: str, at: datetime) -> CertificateRecord:
+        """Mark the certificate for early renewal at ``at`` (its renewal information
+        then suggests a window in the past); a mark already there is kept (the earlier
+        one stands). The record as it is now; ``NotFound`` for an unknown serial,
+        ``Conflict`` for a serial reserved but never signed."""
+
+    async def mark_renew_early_issued_before(
+        self, before: datetime, at: datetime, *, unexpired_at: datetime
+    ) -> int:
+        """``mark_renew_early`` for every signed certificate (ISSUED or REVOKED) created
+        before ``before`` that is not expired at ``unexpired_at`` and not yet marked (an
+        intermediate rotated, a key compromised); how many were marked. Safe to run
+        twice: the second marks none."""
