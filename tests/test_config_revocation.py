@@ -83,7 +83,7 @@ def test_the_bounds_are_allowed(key: str, value: str) -> None:
     ("crl_url", "http://x", "unknown key revocation.crl_url"),
 ])
 def test_a_wrong_value_is_refused_naming_its_key(key: str, value: str, says: str) -> None:
-    with pytest.raises(ConfigError, match="revocation.") as refused:
+    with pytest.raises(ConfigError, match=r"revocation\.") as refused:
         load_config(None, {f"revocation.{key}": value})
     assert says in str(refused.value)
 
