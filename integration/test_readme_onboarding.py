@@ -22,10 +22,11 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from integration.conftest import _serving, free_port, https_get, require_program, run_cli
+from integration.conftest import _serving, https_get, require_program, run_cli
 from integration.test_readme_walkthrough import (
     README,
     bash,
+    quick_start,
     readme_ports,
     readme_text,
     user,
@@ -56,10 +57,7 @@ def test_the_readme_onboarding_works_as_written(user: dict[str, Any]) -> None:
     port = ports["8555"]
     walk, blocks = walkthrough(ports), onboarding(ports)
 
-    quick = free_port()  # the Quick start makes the CA
-    with _serving(["serve", "--listen", f"127.0.0.1:{quick}"], workdir, data, quick,
-                  program=[".venv/bin/acme-ca"], **popen):
-        pass
+    quick_start(workdir, popen)  # the Quick start makes the CA
     bash(walk["config"], workdir, popen)
     serve = shlex.split(walk["serve"])
     with _serving([], workdir, data, port, program=serve, **popen):

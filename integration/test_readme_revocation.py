@@ -26,11 +26,12 @@ from typing import Any
 
 import pytest
 
-from integration.conftest import _serving, free_port, require_program
+from integration.conftest import _serving, require_program
 from integration.test_readme_walkthrough import (
     CERT,
     README,
     bash,
+    quick_start,
     readme_ports,
     readme_text,
     user,
@@ -61,10 +62,7 @@ def test_the_readme_revocation_works_as_written(user: dict[str, Any]) -> None:
     ports = readme_ports()
     walk, blocks = walkthrough(ports), readme_blocks(ports)
 
-    quick = free_port()  # the Quick start makes the CA
-    with _serving(["serve", "--listen", f"127.0.0.1:{quick}"], workdir, data, quick,
-                  program=[".venv/bin/acme-ca"], **popen):
-        pass
+    quick_start(workdir, popen)  # the Quick start makes the CA
     bash(walk["config"], workdir, popen)
     serve = shlex.split(walk["serve"])
     with _serving([], workdir, data, ports["8555"], program=serve, **popen):

@@ -117,6 +117,15 @@ def bash(script: str, workdir: Path, popen: dict[str, Any]) -> subprocess.Comple
     return result
 
 
+def quick_start(workdir: Path, popen: dict[str, Any]) -> None:
+    """The Quick start: `.venv/bin/acme-ca serve` makes the CA in ``workdir`` (on a port
+    from the OS), then stops."""
+    quick = free_port()
+    with _serving(["serve", "--listen", f"127.0.0.1:{quick}"], workdir,
+                  workdir / "acme-ca-data", quick, program=[".venv/bin/acme-ca"], **popen):
+        pass
+
+
 def logs(workdir: Path) -> str:
     parts = [f"--- {p.name}\n{p.read_text(errors='replace')}"
              for p in sorted(workdir.glob("acme-ca-data.serve-*"))]
@@ -136,11 +145,7 @@ def test_the_readme_walkthrough_works_as_written(user: dict[str, Any]) -> None:
     port = ports["8555"]
     blocks = walkthrough(ports)
 
-    # The Quick start: `.venv/bin/acme-ca serve` makes the CA (on a port from the OS).
-    quick = free_port()
-    with _serving(["serve", "--listen", f"127.0.0.1:{quick}"], workdir, data, quick,
-                  program=[".venv/bin/acme-ca"], **popen):
-        pass
+    quick_start(workdir, popen)
     assert (data / "ca" / "root-ca.crt").is_file()
 
     bash(blocks["config"], workdir, popen)
