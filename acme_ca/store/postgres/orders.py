@@ -18,11 +18,12 @@ which sees every order committed before the lock was granted: of two orders repl
 one certificate the second waits and finds the first (``guards.already_replaced``).
 The partial unique index ``orders_replacing`` would refuse it anyway, and its violation
 is ``AlreadyReplaced`` too. An older replacing order that lapsed (open, past its expiry)
-is moved to INVALID by a compare-and-set in that transaction. The order that becomes
-VALID marks the certificate it replaces (``certificates.replaced_by``) in the same
-transaction; no transaction locks an order and then waits for a lock ``create_order``
-holds on that certificate while it moves an open order, since only a PROCESSING
-order becomes VALID.
+is moved to INVALID by a compare-and-set in that transaction, which skips the order
+if another transaction holds it (``SKIP LOCKED``): that order is changing (a finalize,
+a validation), so it stands in the way, and ``create_order`` never waits for an order
+while it holds the certificate. The order that becomes VALID marks the certificate it
+replaces (``certificates.replaced_by``) in the same transaction, locking the order
+before the certificate: without the skip, the two would wait for each other.
 """
 
 from __future__ import annotations
@@ -132,6 +133,13 @@ _REPLACING = f"""
 SELECT {ORDER_COLUMNS} FROM orders
 WHERE replaces = $1 AND status <> 'invalid'
 ORDER BY created_at, id"""  # noqa: S608
+# A lapsed replacing order (id, expected, error) made invalid, unless another
+# transaction holds it (the module docstring).
+_LAPSE = """
+UPDATE orders SET status = 'invalid', error = $3
+WHERE id = (SELECT id FROM orders WHERE id = $1 AND status = $2
+            FOR NO KEY UPDATE SKIP LOCKED)
+RETURNING id"""
 # The order that became valid marks the certificate it replaces, once (RFC 9773 5).
 _MARK_REPLACED = """
 UPDATE certificates SET replaced_by = $1 WHERE serial = $2 AND replaced_by IS NULL"""
@@ -309,8 +317,8 @@ async def _make_way(conn: Connection, order: Order) -> None:
     for row in await conn.fetch(_REPLACING, serial):
         older = to_order(row)
         error = guards.lapsed_replacement(older, order.created_at)
-        change = (older.id, older.status.value, OrderStatus.INVALID.value, error)
-        if error is None or await conn.fetchrow(SET_STATUS, *change) is None:
+        if error is None or await conn.fetchval(_LAPSE, older.id, older.status.value,
+                                                 error) is None:
             raise guards.already_replaced(serial, older.id)
 
 
