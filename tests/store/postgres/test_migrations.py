@@ -17,7 +17,7 @@ from acme_ca.store.postgres.migrate import DDL_LOCK_TIMEOUT, MIGRATION_LOCK, mig
 from tests.store.conftest import T0
 
 NAMES = ["certificates", "acme", "nonces_apart", "orders_processing", "cluster", "expiry",
-         "who_gets_what", "retention"]
+         "who_gets_what", "retention", "revocation"]
 
 
 def test_the_versions_are_sqlites_with_the_same_names():
