@@ -198,13 +198,15 @@ async def serve(config: Config, worker: int = 0) -> None:
     runners: list[web.AppRunner] = []
     tasks: list[asyncio.Task[None]] = []
     try:
+        # The plain-HTTP listener first: it starts nothing, so a port already taken is
+        # said before any background work or certificate is started.
+        await _listen(runners, build_publication_app(store, issuer, clock),
+                      config.revocation.http_listen, config, None,
+                      setting=" ([revocation] http_listen)")
         tls = server_tls(config, store, issuer)
         context = await tls.start()
         acme = build_app(config, store, issuer, clock, own=await own_endpoints(config))
         await _listen(runners, acme, config.server.listen, config, context)
-        await _listen(runners, build_publication_app(store, issuer, clock),
-                      config.revocation.http_listen, config, None,
-                      setting=" ([revocation] http_listen)")
         warning = root_key_warning(config)
         if warning and worker == 0:  # said before any request can be answered
             log.warning("%s", warning)
