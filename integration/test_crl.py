@@ -131,6 +131,19 @@ def verify_with_crl(root: Path, intermediate: Path, crl: Path, leaf: Path,
                    "-CRLfile", crl, leaf)
 
 
+def check_against(acme: AcmeServer, intermediate: x509.Certificate,
+                  crl: x509.CertificateRevocationList, leaf: x509.Certificate, work: Path,
+                  ) -> subprocess.CompletedProcess[str]:
+    """`crl` verifies against `intermediate` (`openssl crl -verify`); what
+    `openssl verify -crl_check` says of `leaf` with it."""
+    work.mkdir()
+    root = load_certs(acme.root_cert)
+    assert_crl_verifies(crl.public_bytes(Encoding.DER),
+                        pem_file(work / "chain.pem", intermediate, *root), work)
+    return verify_with_crl(acme.root_cert, pem_file(work / "intermediate.pem", intermediate),
+                           crl_pem(crl, work / "crl.pem"), pem_file(work / "leaf.pem", leaf))
+
+
 def test_a_lego_leaf_names_a_crl_that_openssl_verifies_and_a_revocation_shows(
     acme_server: AcmeServer, tmp_path: Path
 ) -> None:
@@ -214,24 +227,13 @@ def test_after_renewal_the_old_intermediate_signs_the_crl_of_what_it_issued(
         acme_server, before.certificate(".crt"), before.certificate(".key")) is None
     old_crl = wait_until_listed(old_url, old_leaf.serial_number)
     assert old_crl.issuer == old_intermediate.subject
-    root = load_certs(acme_server.root_cert)
-    assert_crl_verifies(old_crl.public_bytes(Encoding.DER),
-                        pem_file(tmp_path / "old-chain.pem", old_intermediate, *root), tmp_path)
-    refused = verify_with_crl(acme_server.root_cert,
-                              pem_file(tmp_path / "old-int.pem", old_intermediate),
-                              crl_pem(old_crl, tmp_path / "old.crl.pem"),
-                              pem_file(tmp_path / "old-leaf.pem", old_leaf))
+    refused = check_against(acme_server, old_intermediate, old_crl, old_leaf, tmp_path / "old")
     assert "certificate revoked" in refused.stdout + refused.stderr, refused
 
     new_crl = wait_for_crl(new_url)
     assert new_crl.issuer == new_intermediate.subject
     assert new_crl.get_revoked_certificate_by_serial_number(old_leaf.serial_number) is None
-    assert_crl_verifies(new_crl.public_bytes(Encoding.DER),
-                        pem_file(tmp_path / "new-chain.pem", new_intermediate, *root), tmp_path)
-    accepted = verify_with_crl(acme_server.root_cert,
-                               pem_file(tmp_path / "new-int.pem", new_intermediate),
-                               crl_pem(new_crl, tmp_path / "new.crl.pem"),
-                               pem_file(tmp_path / "new-leaf.pem", new_leaf))
+    accepted = check_against(acme_server, new_intermediate, new_crl, new_leaf, tmp_path / "new")
     assert accepted.returncode == 0, (accepted.stdout, accepted.stderr)
 
 
