@@ -22,6 +22,10 @@ Three linters:
   BR linter checks (key sizes and encodings, signature algorithms, criticality, EKU
   and basicConstraints rules, name syntax, validity) must be clean. Client-only leaves
   are not TLS server certificates, so the BR do not apply to them.
+
+And the CRL linter (`lint_crl`, pkilint's `lint_crl lint -t CRL -p PKIX|BR`) over the
+CRLs the intermediates sign (tests/pki/test_crl.py): RFC 5280 and the CA/B Forum CRL
+profile (BR 7.2), no finding above INFO.
 """
 
 from __future__ import annotations
@@ -283,6 +287,10 @@ def test_every_leaf_profile_and_key_type_is_lint_clean(
         ip_addresses=(), not_before=now - timedelta(minutes=1), not_after=now + timedelta(days=7),
         extended_key_usages=usages(profile), common_name=common_name,
     ))
+    # linted with what serve puts in every leaf: its CRL and issuer URLs (RFC 5280
+    # 4.2.1.13 CRL distribution points, 4.2.2.1 AIA caIssuers)
+    assert leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    assert leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
     assert lint_pkix(leaf) == []
     assert lint_chain(default_ca.intermediate, leaf) == []
     if "serverAuth" in profile.extended_key_usages:  # the TLS server BR apply to TLS servers only

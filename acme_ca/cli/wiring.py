@@ -121,11 +121,11 @@ def publication(config: Config) -> Publication:
 
 
 def build_publication_app(
-    store: Store, issuer: Callable[[], Issuer], clock: Clock
+    store: Store, issuer: Callable[[], Issuer], clock: Clock, ocsp: object | None = None
 ) -> web.Application:
     """The plain-HTTP listener's application ([revocation] http_listen): CRLs and the
-    intermediates' certificates."""
-    return create_publication_app(PublishedCrls(store, issuer), clock)
+    intermediates' certificates; with ``ocsp`` (the responder), its routes too."""
+    return create_publication_app(PublishedCrls(store, issuer), clock, ocsp)
 
 
 def build_app(
