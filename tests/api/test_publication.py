@@ -16,10 +16,11 @@ from cryptography import x509
 from acme_ca.api.publication import create_publication_app
 from acme_ca.authority.crls import CrlPublisher, PublishedCrls
 from acme_ca.clock import FakeClock
-from acme_ca.errors import StoreUnavailable
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.publication import Publication
 from acme_ca.store import Store, open_store
+from tests.relay import Relay
+from tests.store.pg import pg_url, through  # noqa: F401
 
 BASE = "http://127.0.0.1:8556"
 LIFETIME = timedelta(hours=24)
@@ -133,18 +134,23 @@ async def test_an_unknown_issuer_or_no_crl_yet_is_a_one_line_404(
 
 
 async def test_the_database_out_of_reach_is_a_503_in_one_line(
-    issuer: Issuer, aiohttp_client: Any
+    issuer: Issuer, aiohttp_client: Any, pg_url: str, relay: Relay  # noqa: F811
 ) -> None:
-    """A store that cannot be reached is no bug: 503, Retry-After, one line."""
-
-    class Unreachable:
-        async def get_crl(self, fingerprint: str) -> None:
-            raise StoreUnavailable("connection refused")
-
-    app = create_publication_app(PublishedCrls(Unreachable(), lambda: issuer),  # type: ignore[arg-type]
-                                 FakeClock())
-    client = await aiohttp_client(app)
-    response = await client.get(f"/crl/{issuer.fingerprint[:16]}.crl")
-    assert response.status == 503
-    assert response.headers["Retry-After"] == "5"
-    assert (await response.text()).count("\n") == 1
+    """A real outage (the PostgreSQL store behind a relay the test cuts) is no bug:
+    503, Retry-After, one line of text; served again once the database is back."""
+    store = await open_store(through(pg_url, relay))
+    try:
+        clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
+        await CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME).publish()
+        client = await aiohttp_client(
+            create_publication_app(PublishedCrls(store, lambda: issuer), clock))
+        path = f"/crl/{issuer.fingerprint[:16]}.crl"
+        await relay.cut()
+        response = await client.get(path)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "5"
+        assert (await response.text()).count("\n") == 1
+        await relay.mend()
+        assert (await client.get(path)).status == 200
+    finally:
+        await store.close()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
@@ -214,3 +215,24 @@ async def test_an_archived_intermediate_signs_the_crl_of_what_it_issued(
     assert await s.publisher.publish() == 1
     assert number_of(await s.crl(old)) == number_of(old_crl)
     assert fingerprint(old.certificate) == old.fingerprint
+
+
+async def test_an_unreadable_archived_key_is_said_once_and_the_rest_is_published(
+    ca: Hierarchy, db: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An archived key the intermediate passphrase does not open (or a damaged file)
+    signs no CRL: one warning naming it, not one per round; the current intermediate's
+    CRL is published all the same."""
+    renew_intermediate(ca.paths, root_passphrase=ROOT_PASSPHRASE, intermediate_passphrase=PASS,
+                       now=ca.now, keep_old_key_until=ca.now + 30 * DAY)
+    archived = next((ca.paths.intermediate_cert.parent / "archive").glob("*.key"))
+    archived.write_bytes(b"damaged")
+    s = Setup(ca, db)
+    assert len(s.issuer.unreadable) == 1
+    with caplog.at_level(logging.WARNING):
+        assert await s.publisher.publish() == 1
+        s.clock.advance(timedelta(seconds=2))
+        assert await s.publisher.publish() == 0
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and str(archived) in said[0], said
+    assert [x.fingerprint for x in s.issuer.crl_signers()] == [s.issuer.fingerprint]
