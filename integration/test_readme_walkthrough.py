@@ -118,11 +118,14 @@ def bash(script: str, workdir: Path, popen: dict[str, Any]) -> subprocess.Comple
 
 
 def quick_start(workdir: Path, popen: dict[str, Any]) -> None:
-    """The Quick start: `.venv/bin/acme-ca serve` makes the CA in ``workdir`` (on a port
-    from the OS), then stops."""
+    """The Quick start: `.venv/bin/acme-ca serve` makes the CA in ``workdir`` (on ports
+    from the OS: its plain-HTTP listener of CRLs too, whose default is one fixed port),
+    then stops."""
     quick = free_port()
-    with _serving(["serve", "--listen", f"127.0.0.1:{quick}"], workdir,
-                  workdir / "acme-ca-data", quick, program=[".venv/bin/acme-ca"], **popen):
+    argv = ["serve", "--listen", f"127.0.0.1:{quick}", "--http-listen",
+            f"127.0.0.1:{free_port()}"]
+    with _serving(argv, workdir, workdir / "acme-ca-data", quick,
+                  program=[".venv/bin/acme-ca"], **popen):
         pass
 
 
