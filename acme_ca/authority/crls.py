@@ -54,9 +54,12 @@ log = logging.getLogger(__name__)
 BACKDATE = timedelta(minutes=1)  # thisUpdate this far back: relying parties' clocks lag
 
 
-def entries_digest(entries: Sequence[RevokedEntry]) -> str:
-    """What a CRL lists, as one hex SHA-256: serial, revocation time and reason of each."""
-    digest = hashlib.sha256()
+def entries_digest(entries: Sequence[RevokedEntry], distribution_point: str) -> str:
+    """What a CRL says, as one hex SHA-256: its issuing distribution point, then serial,
+    revocation time and reason of each entry. The point is in it because a relying party
+    refuses a CRL whose point is not the one its leaf names (openssl: "different CRL
+    scope"): a changed ``[revocation] base_url`` makes a new CRL at once."""
+    digest = hashlib.sha256(f"{distribution_point}\n".encode())
     for entry in entries:
         digest.update(f"{entry.serial} {entry.revoked_at.isoformat()} {entry.reason}\n"
                       .encode())
@@ -99,7 +102,8 @@ class CrlPublisher:
         now = self._clock.now()
         entries = await self._store.revoked_certificates(signer.fingerprint,
                                                          expiring_after=now)
-        digest = entries_digest(entries)
+        distribution_point = self._publication.crl_url(signer.fingerprint)
+        digest = entries_digest(entries, distribution_point)
         stored = await self._store.get_crl(signer.fingerprint)
         if stored is not None and not self._due(stored, digest, now):
             return 0
@@ -110,7 +114,7 @@ class CrlPublisher:
             build_crl, signer, number=number, this_update=this_update,
             next_update=next_update,
             entries=[CrlEntry(int(e.serial, 16), e.revoked_at, e.reason) for e in entries],
-            distribution_point=self._publication.crl_url(signer.fingerprint),
+            distribution_point=distribution_point,
         )
         try:
             await self._store.publish_crl(CrlRecord(signer.fingerprint, number, this_update,
