@@ -57,7 +57,7 @@ def test_the_readme_onboarding_works_as_written(user: dict[str, Any]) -> None:
     port = ports["8555"]
     walk, blocks = walkthrough(ports), onboarding(ports)
 
-    quick_start(workdir, popen)  # the Quick start makes the CA
+    quick_start(workdir, popen, ports)  # the Quick start makes the CA
     bash(walk["config"], workdir, popen)
     serve = shlex.split(walk["serve"])
     with _serving([], workdir, data, port, program=serve, **popen):

@@ -62,7 +62,7 @@ def test_the_readme_revocation_works_as_written(user: dict[str, Any]) -> None:
     ports = readme_ports()
     walk, blocks = walkthrough(ports), readme_blocks(ports)
 
-    quick_start(workdir, popen)  # the Quick start makes the CA
+    quick_start(workdir, popen, ports)  # the Quick start makes the CA
     bash(walk["config"], workdir, popen)
     serve = shlex.split(walk["serve"])
     with _serving([], workdir, data, ports["8555"], program=serve, **popen):

@@ -117,13 +117,14 @@ def bash(script: str, workdir: Path, popen: dict[str, Any]) -> subprocess.Comple
     return result
 
 
-def quick_start(workdir: Path, popen: dict[str, Any]) -> None:
-    """The Quick start: `.venv/bin/acme-ca serve` makes the CA in ``workdir`` (on ports
-    from the OS: its plain-HTTP listener of CRLs too, whose default is one fixed port),
-    then stops."""
+def quick_start(workdir: Path, popen: dict[str, Any], ports: dict[str, int]) -> None:
+    """The Quick start: `.venv/bin/acme-ca serve` makes the CA in ``workdir``, then
+    stops: on a port from the OS, and its plain-HTTP listener of CRLs on the one that
+    stands for the default 8556, as the walk-through's config names it (the CRL it
+    publishes names that URL, as the walk-through's leaves do)."""
     quick = free_port()
     argv = ["serve", "--listen", f"127.0.0.1:{quick}", "--http-listen",
-            f"127.0.0.1:{free_port()}"]
+            f"127.0.0.1:{ports['8556']}"]
     with _serving(argv, workdir, workdir / "acme-ca-data", quick,
                   program=[".venv/bin/acme-ca"], **popen):
         pass
@@ -148,7 +149,7 @@ def test_the_readme_walkthrough_works_as_written(user: dict[str, Any]) -> None:
     port = ports["8555"]
     blocks = walkthrough(ports)
 
-    quick_start(workdir, popen)
+    quick_start(workdir, popen, ports)
     assert (data / "ca" / "root-ca.crt").is_file()
 
     bash(blocks["config"], workdir, popen)
