@@ -9,7 +9,8 @@ a new full CRL when
 
 - none is stored yet;
 - the list changed: a revocation, or a revoked certificate that expired and leaves the
-  CRL (the stored CRL keeps a digest of its entries);
+  CRL; or its URL did ([revocation] base_url, named in its issuing distribution point)
+  (the stored CRL keeps a digest of both);
 - more than half of the stored CRL's lifetime has passed, so a fresh one is always
   there long before its nextUpdate ([revocation] crl_lifetime).
 
