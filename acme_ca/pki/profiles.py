@@ -130,7 +130,7 @@ def build_intermediate(
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_authority_key_id(root_cert), critical=False)
+        .add_extension(authority_key_id(root_cert), critical=False)
     )
     if constraints is not None:
         builder = builder.add_extension(constraints, critical=True)
@@ -210,12 +210,12 @@ def build_leaf(
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(request.public_key), critical=False
         )
-        .add_extension(_authority_key_id(issuer_cert), critical=False)
+        .add_extension(authority_key_id(issuer_cert), critical=False)
         .sign(issuer_key, signature_hash(issuer_key))
     )
 
 
-def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+def authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     """The issuer's own SKI when it has one (an imported CA may not), else derived from its key."""
     try:
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
