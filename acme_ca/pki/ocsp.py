@@ -96,9 +96,10 @@ def build_responder(
     )
 
 
-def responder_request(key: ec.EllipticCurvePrivateKey, serial: int, not_before: datetime,
-                      not_after: datetime) -> LeafRequest:
-    """What ``build_responder`` reads, as the request ``authority/issuance.issue`` records."""
+def responder_request(key: ec.EllipticCurvePrivateKey, not_before: datetime,
+                      not_after: datetime, serial: int | None = None) -> LeafRequest:
+    """What ``build_responder`` reads, as the request ``authority/issuance.issue``
+    records (which gives it the serial it reserves when ``serial`` is None)."""
     return LeafRequest(public_key=key.public_key(), dns_names=(), ip_addresses=(),
                        not_before=not_before, not_after=not_after,
                        extended_key_usages=(ExtendedKeyUsageOID.OCSP_SIGNING,), serial=serial)

@@ -48,8 +48,8 @@ from tests.test_pkilint import _document, _findings, lint_cabf, lint_chain, lint
 def _responder(issuer: Issuer,
                now: datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    request = responder_request(key, random_serial(), now - timedelta(minutes=1),
-                                now + RESPONDER_VALIDITY)
+    request = responder_request(key, now - timedelta(minutes=1), now + RESPONDER_VALIDITY,
+                                random_serial())
     return build_responder(issuer.certificate, issuer.key, request), key
 
 
