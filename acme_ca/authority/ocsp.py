@@ -96,6 +96,10 @@ class OcspResponder:
         self._cache: dict[Hashable, OcspAnswer] = {}
         self._cache_size = cache_size
 
+    def now(self) -> datetime:
+        """The responder's clock (what HTTP caching headers count from)."""
+        return self._clock.now()
+
     @staticmethod
     def malformed() -> OcspAnswer:
         """What a request that is not one gets (an undecodable GET, say)."""
