@@ -91,6 +91,7 @@ class OcspResponder:
     ) -> None:
         self._store = store
         self._responders = responders
+        self.certificates = responders  # for serve: start, renew or follow them
         self._clock = clock
         self._lifetime = lifetime
         self._cache: dict[Hashable, OcspAnswer] = {}
