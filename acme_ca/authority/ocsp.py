@@ -15,11 +15,12 @@ responder certificate this process has not loaded yet, or the database out of re
 ``tryLater`` (RFC 6960 2.3). Never an HTTP error.
 
 A response is good from ``thisUpdate`` (now, backdated a minute for relying parties'
-clocks) to ``nextUpdate`` (``[revocation] ocsp_lifetime`` later, never after the
-responder certificate ends). Signed responses are cached per process by (responder,
-CertID hash, serial, status) until a third of their lifetime is left: a revocation
-changes the status, hence the key, so a cached response is never stale. Responses to a
-request with a nonce echo it (RFC 8954) and are signed each time.
+clocks, but never before the revocation it reports) to ``nextUpdate``
+(``[revocation] ocsp_lifetime`` later, never after the responder certificate ends).
+Signed responses are cached per process by (responder, CertID hash, serial, status)
+until a third of their lifetime is left: a revocation changes the status, hence the
+key, so a cached response is never stale. Responses to a request with a nonce echo
+it (RFC 8954) and are signed each time.
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ class OcspResponder:
                     now < cached.next_update - self._lifetime / 3):
                 return cached
         this_update = now.replace(microsecond=0) - BACKDATE
+        if status.revoked_at is not None:  # never a time before it was revoked
+            this_update = max(this_update, status.revoked_at)
         next_update = min(this_update + self._lifetime,
                           responder.certificate.not_valid_after_utc)
         answer = OcspAnswer(

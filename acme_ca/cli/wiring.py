@@ -7,7 +7,7 @@ what the server runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
@@ -24,11 +24,7 @@ from acme_ca.authority.issuance import InFlight
 from acme_ca.authority.limits import RateLimits
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.ocsp import OcspResponder
-from acme_ca.authority.ocsp_responders import (
-    ResponderCertificates,
-    SigningCa,
-    responder_validity,
-)
+from acme_ca.authority.ocsp_responders import ResponderCertificates, responder_validity
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.profiles import Catalog
 from acme_ca.authority.retention import Retention
@@ -192,16 +188,19 @@ def build_app(
 
 
 def build_ocsp(
-    config: Config, store: Store, signers: Callable[[], Iterable[SigningCa]], clock: Clock
+    config: Config, store: Store, issuer: Callable[[], Issuer], clock: Clock
 ) -> OcspResponder | None:
-    """The OCSP responder when ``[revocation] ocsp = true``, else None: answers for
-    ``signers`` (the intermediates that sign now), with this host's responder
-    certificates in <data_dir>/ocsp (``serve`` starts, renews or follows them)."""
+    """The OCSP responder when ``[revocation] ocsp = true``, else None: answers for the
+    intermediates that sign now, with this host's responder certificates in
+    <data_dir>/ocsp (``serve`` starts, renews or follows them)."""
     if not config.revocation.ocsp:
         return None
     lifetime = config.revocation.ocsp_lifetime
     certificates = ResponderCertificates(
-        store=store, signers=signers, directory=config.server.data_dir / "ocsp", clock=clock,
+        # SEAM: the current intermediate only, until Issuer.crl_signers (the `crl`
+        # branch: the current one and the archived ones whose key is kept) lands
+        store=store, signers=lambda: (issuer(),),
+        directory=config.server.data_dir / "ocsp", clock=clock,
         validity=responder_validity(lifetime), backdate=config.policy.backdate,
     )
     return OcspResponder(store, certificates, clock, lifetime)

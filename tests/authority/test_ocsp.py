@@ -140,6 +140,7 @@ async def test_good_then_revoked_at_once_despite_the_cache(setup: Setup) -> None
     assert gone.certificate_status is ocsp.OCSPCertStatus.REVOKED
     assert gone.revocation_time_utc == when
     assert gone.revocation_reason is x509.ReasonFlags.key_compromise
+    assert gone.this_update_utc == when  # not the minute back: it was good then
     verify(gone, setup.issuer)
 
 
