@@ -14,7 +14,9 @@ has more than a third of its life left; otherwise a new one is issued. Worker 0 
 each host renews (``run_renewals``: also issues one for an intermediate that appears
 after a reload), the other workers load what it wrote (``follow``). The lifetime is
 at least three times the responses' (``responder_validity``), so a response signed
-just before a renewal never outlives the certificate that verifies it.
+just before a renewal never outlives the certificate that verifies it. An archived
+intermediate's responder never ends after the last certificate it signed, so the
+responders never keep its key from being destroyed (``archived_keys.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -84,8 +86,9 @@ class ResponderCertificates:
         validity: timedelta = RESPONDER_VALIDITY,
         backdate: timedelta = timedelta(minutes=1),
     ) -> None:
-        """``signers``: the intermediates that sign now, read at each use (a reload
-        changes them)."""
+        """``signers``: the intermediates that sign now, the current one first, then the
+        archived ones whose key is kept (``Issuer.crl_signers``), read at each use (a
+        reload changes them)."""
         self._store = store
         self._signers = signers
         self._directory = directory
@@ -93,6 +96,7 @@ class ResponderCertificates:
         self._validity = validity
         self._backdate = backdate
         self._responders: dict[str, Responder] = {}  # by the intermediate's fingerprint
+        self._final: set[str] = set()  # intermediates whose responder is not renewed
 
     def signers(self) -> list[SigningCa]:
         return list(self._signers())
@@ -120,11 +124,31 @@ class ResponderCertificates:
 
     async def renew_due(self) -> None:
         """Issue a responder for each signing intermediate that has none, or whose
-        responder has a third of its life left."""
-        for signer in self.signers():
+        responder has a third of its life left; for an archived one, only while a
+        certificate it signed ends later (``_end``)."""
+        now = self._clock.now()
+        for index, signer in enumerate(self.signers()):
             current = self._responders.get(signer.fingerprint)
-            if current is None or self._due(current.certificate):
-                await self._issue(signer)
+            if current is not None and not self._due(current.certificate):
+                continue
+            end = await self._end(signer, now, archived=index > 0)
+            if end <= now or (current is not None
+                              and end <= current.certificate.not_valid_after_utc):
+                self._final.add(signer.fingerprint)  # it serves out its time
+                continue
+            await self._issue(signer, end)
+
+    async def _end(self, signer: SigningCa, now: datetime, *, archived: bool) -> datetime:
+        """The notAfter of a responder issued now: ``validity`` from now; for an archived
+        intermediate, no later than the last certificate it signed (its previous
+        responders included). Otherwise each responder, a certificate the intermediate
+        signed, would keep its key from ever being destroyed (archived_keys.py waits
+        for every certificate it signed to expire)."""
+        end = now + self._validity
+        if not archived:
+            return end
+        latest = await self._store.latest_expiry(signer.fingerprint, after=now)
+        return now if latest is None else min(end, latest)
 
     def _load(self, signer: SigningCa) -> Responder | None:
         cert_path, key_path = self.paths(signer.fingerprint)
@@ -145,15 +169,16 @@ class ResponderCertificates:
 
     def seconds_until_due(self) -> float:
         """Until the first responder is due (at least 1 s)."""
-        due = [renewal_due(r.certificate) for r in self._responders.values()]
+        due = [renewal_due(r.certificate) for fingerprint, r in self._responders.items()
+               if fingerprint not in self._final]
         if not due:
             return 1.0
         return max(1.0, (min(due) - self._clock.now()).total_seconds())
 
-    async def _issue(self, signer: SigningCa) -> None:
+    async def _issue(self, signer: SigningCa, end: datetime) -> None:
         key = generate_key(KeyType.EC_P256)
         now = self._clock.now()
-        request = responder_request(key, now - self._backdate, now + self._validity)
+        request = responder_request(key, now - self._backdate, end)
         ca = Issuer(signer.certificate, signer.key, (signer.certificate,), signer.fingerprint)
         cert = await issuance.issue(
             self._store, ca, request, now, profile=PROFILE,
@@ -164,6 +189,7 @@ class ResponderCertificates:
         files.write_file(cert_path, files.pem(cert), mode=files.PUBLIC_FILE)
         self._responders[signer.fingerprint] = Responder(signer.certificate, signer.fingerprint,
                                                          cert, key)
+        self._final.discard(signer.fingerprint)
         log.info("OCSP responder certificate %x for intermediate %s, valid until %s",
                  cert.serial_number, issuer_id(signer.fingerprint),
                  cert.not_valid_after_utc.isoformat())

@@ -268,6 +268,36 @@ async def test_the_responder_is_reused_then_renewed_with_a_third_of_its_life_lef
     assert response.next_update_utc <= renewed.certificate.not_valid_after_utc
 
 
+async def test_an_archived_intermediates_responder_ends_with_what_it_signed(
+        setup: Setup, make_hierarchy: Callable[..., Any]) -> None:
+    """An archived intermediate (signing, not first) gets a responder only while a
+    certificate it signed is unexpired, and none that ends later: its responders are
+    certificates it signed, and archived_keys.py keeps its key until every such
+    certificate expires, so a responder renewed for 4 days each time would keep it
+    for ever."""
+    old = load_issuer(make_hierarchy("old"))
+    empty = load_issuer(make_hierarchy("empty"))
+    leaf = await setup.leaf(old)  # ends in a day
+    setup.signers.extend([old, empty])
+    await setup.certificates.renew_due()
+    assert setup.certificates.responder(empty.fingerprint) is None  # nothing to answer for
+    responder = setup.certificates.responder(old.fingerprint)
+    assert responder is not None
+    assert responder.certificate.not_valid_after_utc == leaf.not_valid_after_utc
+    assert (await setup.ask(leaf, old.certificate)).certificate_status is (
+        ocsp.OCSPCertStatus.GOOD)
+
+    setup.clock.advance(timedelta(hours=20))  # due, but nothing it signed ends later
+    await setup.certificates.renew_due()
+    kept = setup.certificates.responder(old.fingerprint)
+    assert kept is not None and kept.certificate == responder.certificate
+    current = setup.certificates.responder(setup.issuer.fingerprint)
+    assert current is not None  # the current one's is never cut so
+    assert setup.certificates.seconds_until_due() > 3600  # the archived one waits no more
+    latest = await setup.store.latest_expiry(old.fingerprint, after=setup.clock.now())
+    assert latest == leaf.not_valid_after_utc
+
+
 def test_a_responder_outlives_three_response_lifetimes() -> None:
     assert responder_validity(timedelta(hours=24)) == RESPONDER_VALIDITY
     assert responder_validity(timedelta(days=7)) == timedelta(days=21)
