@@ -102,8 +102,14 @@ class ResponderCertificates:
         return list(self._signers())
 
     def responder(self, fingerprint: str) -> Responder | None:
-        """The responder of the intermediate with ``fingerprint``, if this host has one."""
-        return self._responders.get(fingerprint)
+        """The responder of the intermediate with ``fingerprint``, if this host has one
+        that is valid now (an archived intermediate's ends with what it signed)."""
+        found = self._responders.get(fingerprint)
+        now = self._clock.now()
+        if found is None or not (found.certificate.not_valid_before_utc <= now
+                                 < found.certificate.not_valid_after_utc):
+            return None
+        return found
 
     def paths(self, fingerprint: str) -> tuple[Path, Path]:
         """(certificate, key) files of the responder of the intermediate ``fingerprint``."""

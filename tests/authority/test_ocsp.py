@@ -297,6 +297,11 @@ async def test_an_archived_intermediates_responder_ends_with_what_it_signed(
     latest = await setup.store.latest_expiry(old.fingerprint, after=setup.clock.now())
     assert latest == leaf.not_valid_after_utc
 
+    setup.clock.advance(timedelta(hours=5))  # the last certificate it signed has expired
+    assert setup.certificates.responder(old.fingerprint) is None  # never signs expired
+    late = await setup.ask(leaf, old.certificate)
+    assert late.response_status is ocsp.OCSPResponseStatus.TRY_LATER
+
 
 def test_a_responder_outlives_three_response_lifetimes() -> None:
     assert responder_validity(timedelta(hours=24)) == RESPONDER_VALIDITY
