@@ -27,25 +27,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from acme_ca.pki.crl import REASONS
 from acme_ca.pki.keys import PrivateKey, PublicKey, signature_hash
 from acme_ca.pki.profiles import LeafRequest, authority_key_id, leaf_not_after
 
 RESPONDER_VALIDITY = timedelta(days=4)  # short: ocsp-nocheck means it is never revoked
 MAX_NONCE = 32  # octets (RFC 8954 2.1)
-
-# RFC 5280 5.3.1 CRLReason codes (7 is unassigned)
-_REASONS = {
-    0: x509.ReasonFlags.unspecified,
-    1: x509.ReasonFlags.key_compromise,
-    2: x509.ReasonFlags.ca_compromise,
-    3: x509.ReasonFlags.affiliation_changed,
-    4: x509.ReasonFlags.superseded,
-    5: x509.ReasonFlags.cessation_of_operation,
-    6: x509.ReasonFlags.certificate_hold,
-    8: x509.ReasonFlags.remove_from_crl,
-    9: x509.ReasonFlags.privilege_withdrawn,
-    10: x509.ReasonFlags.aa_compromise,
-}
 
 
 class MalformedRequest(ValueError):
@@ -145,8 +132,9 @@ def names_issuer(query: OcspQuery, issuer: x509.Certificate) -> bool:
 
 
 def reason_flag(code: int) -> x509.ReasonFlags:
-    """The CRLReason of an RFC 5280 5.3.1 code (an unassigned one: unspecified)."""
-    return _REASONS.get(code, x509.ReasonFlags.unspecified)
+    """The CRLReason of an RFC 5280 5.3.1 code, as the CRL lists it (one the CRL has
+    no name for: unspecified)."""
+    return REASONS.get(code, x509.ReasonFlags.unspecified)
 
 
 @dataclass(frozen=True, slots=True)

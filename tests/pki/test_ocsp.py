@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 from pkilint import loader
 from pkilint import pkix as pkilint_pkix
 from pkilint.cabf import serverauth
@@ -39,6 +40,7 @@ from acme_ca.pki.ocsp import (
     unsuccessful,
 )
 from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest
+from acme_ca.pki.publication import Publication
 from acme_ca.pki.serials import random_serial
 from tests.conftest import Hierarchy, load_issuer
 from tests.required import require_program
@@ -260,3 +262,20 @@ def test_a_response_is_lint_clean(issuer: Issuer, now: datetime) -> None:
     assert _findings("ocsp", validator.validate(document.root)) == []
     assert datetime.now(UTC) - ocsp.load_der_ocsp_response(der).produced_at_utc < timedelta(
         minutes=1)
+
+
+def test_with_ocsp_on_a_leaf_names_the_responder_and_stays_lint_clean(
+        issuer: Issuer, now: datetime) -> None:
+    """RFC 5280 4.2.2.1: id-ad-ocsp in the leaf's AIA, beside caIssuers, when
+    [revocation] ocsp = true; without it, caIssuers alone."""
+    base = "http://ca.bluerobin.local:8556"
+    for on in (True, False):
+        publishing = replace(issuer, publication=Publication(base, ocsp=on))
+        leaf = _leaf(publishing, now)
+        aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+        methods = {d.access_method: d.access_location.value for d in aia}
+        assert methods.get(AuthorityInformationAccessOID.OCSP) == (base + "/ocsp" if on else None)
+        assert AuthorityInformationAccessOID.CA_ISSUERS in methods
+        assert lint_pkix(leaf) == []
+        assert lint_chain(issuer.certificate, leaf) == []
+        assert not_allowed(lint_cabf(leaf)) == []
