@@ -120,7 +120,7 @@ class OcspResponder:
             return UNAUTHORIZED
         responder = self._responders.responder(signer.fingerprint)
         if responder is None:
-            log.warning("no OCSP responder certificate loaded yet for intermediate %s",
+            log.debug("no OCSP responder certificate for intermediate %s: tryLater",
                         signer.fingerprint[:16])
             return TRY_LATER
         try:

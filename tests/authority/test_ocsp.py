@@ -35,6 +35,8 @@ from acme_ca.pki.ocsp import RESPONDER_VALIDITY
 from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest
 from acme_ca.store import Store, open_store
 from tests.conftest import load_issuer
+from tests.relay import Relay
+from tests.store.pg import pg_url, through  # noqa: F401 (pg_url: a fixture)
 
 LIFETIME = timedelta(hours=24)
 
@@ -328,3 +330,27 @@ async def test_a_revocation_through_one_replica_is_answered_by_another(
     assert response.certificate_status is ocsp.OCSPCertStatus.REVOKED
     assert response.revocation_reason is x509.ReasonFlags.superseded
 
+
+
+async def test_the_database_out_of_reach_is_try_later_then_answered_again(
+        make_hierarchy: Callable[..., Any], tmp_path: Path, pg_url: str,  # noqa: F811
+        relay: Relay) -> None:
+    """RFC 6960 2.3 tryLater when the record cannot be read (a real outage: the
+    PostgreSQL store behind a relay the test cuts), never a response made up without
+    it; answered again once the database is back."""
+    hierarchy = make_hierarchy("pki")
+    issuer = load_issuer(hierarchy)
+    clock = FakeClock(hierarchy.now)
+    store = await open_store(through(pg_url, relay), clock=clock)
+    try:
+        certificates = responders(store, clock, [issuer], tmp_path / "ocsp")
+        await certificates.start()
+        setup = Setup(store, clock, issuer, [issuer], certificates,
+                      OcspResponder(store, certificates, clock, LIFETIME), tmp_path / "ocsp")
+        leaf = await setup.leaf()
+        await relay.cut()
+        assert (await setup.ask(leaf)).response_status is ocsp.OCSPResponseStatus.TRY_LATER
+        await relay.mend()
+        assert (await setup.ask(leaf)).certificate_status is ocsp.OCSPCertStatus.GOOD
+    finally:
+        await store.close()
