@@ -125,7 +125,7 @@ def build_publication_app(
 ) -> web.Application:
     """The plain-HTTP listener's application ([revocation] http_listen): CRLs and the
     intermediates' certificates; with ``ocsp`` (the responder), its routes too."""
-    return create_publication_app(PublishedCrls(store, issuer), clock, ocsp)
+    return create_publication_app(PublishedCrls(store, issuer, clock), clock, ocsp)
 
 
 def build_app(

@@ -47,7 +47,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 async def listener(issuer: Issuer, store: Store, aiohttp_client: Any) -> Listener:
     clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
     publisher = CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME)
-    app = create_publication_app(PublishedCrls(store, lambda: issuer), clock)
+    app = create_publication_app(PublishedCrls(store, lambda: issuer, clock), clock)
     return Listener(await aiohttp_client(app), issuer, clock, publisher)
 
 
@@ -83,15 +83,22 @@ async def test_max_age_never_reaches_past_next_update(listener: Listener) -> Non
 
 
 async def test_a_conditional_request_that_matches_is_not_modified(listener: Listener) -> None:
-    """RFC 9110 13.1.2 If-None-Match, 13.1.3 If-Modified-Since: 304 without a body;
-    a new CRL (another ETag) is sent in full."""
+    """RFC 9110 13.1.2 If-None-Match (weak comparison too): 304 without a body; a new
+    CRL (another ETag) is sent in full. A CRL is revalidated by its number only (its
+    thisUpdate may go back, authority/crls.py): If-Modified-Since (13.1.3) gets the CRL
+    in full, and a 304 only for the certificate."""
     await listener.publisher.publish()
     path = f"/crl/{listener.short}.crl"
     first = await listener.client.get(path)
     etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
     same = await listener.client.get(path, headers={"If-None-Match": etag})
     assert (same.status, await same.read()) == (304, b"")
-    assert (await listener.client.get(path, headers={"If-Modified-Since": modified})).status == 304
+    weak = await listener.client.get(path, headers={"If-None-Match": f'"x", W/{etag}'})
+    assert weak.status == 304
+    assert (await listener.client.get(path, headers={"If-Modified-Since": modified})).status == 200
+    cert = await listener.client.get(f"/ca/{listener.short}.crt")
+    assert (await listener.client.get(f"/ca/{listener.short}.crt", headers={
+        "If-Modified-Since": cert.headers["Last-Modified"]})).status == 304
     listener.clock.advance(LIFETIME / 2)
     await listener.publisher.publish()
     newer = await listener.client.get(path, headers={"If-None-Match": etag})
@@ -143,7 +150,7 @@ async def test_the_database_out_of_reach_is_a_503_in_one_line(
         clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
         await CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME).publish()
         client = await aiohttp_client(
-            create_publication_app(PublishedCrls(store, lambda: issuer), clock))
+            create_publication_app(PublishedCrls(store, lambda: issuer, clock), clock))
         path = f"/crl/{issuer.fingerprint[:16]}.crl"
         await relay.cut()
         response = await client.get(path)

@@ -135,9 +135,13 @@ async def test_past_half_its_lifetime_a_crl_is_replaced(ca: Hierarchy, db: Store
     assert second.next_update_utc == second.last_update_utc + LIFETIME
 
 
-async def test_an_expired_revoked_certificate_leaves_the_crl(ca: Hierarchy, db: Store) -> None:
-    """RFC 5280 5: a CRL lists unexpired certificates; the entry goes once the
-    certificate expires, and that change alone makes a new CRL."""
+async def test_an_expired_revoked_certificate_leaves_after_one_crl_beyond_its_validity(
+    ca: Hierarchy, db: Store
+) -> None:
+    """RFC 5280 5.1.2.6 and 3.3: an entry "MUST NOT be removed from the CRL until it
+    appears on one regularly scheduled CRL issued beyond the revoked certificate's
+    validity period". Expired, it stays on the next CRL (due at half-life), whose
+    thisUpdate is after its notAfter; it leaves the one after that."""
     s = Setup(ca, db)
     short, long = await s.sign(timedelta(hours=2)), await s.sign(7 * DAY)
     await s.revoke(short)
@@ -147,11 +151,20 @@ async def test_an_expired_revoked_certificate_leaves_the_crl(ca: Hierarchy, db: 
     assert {r.serial_number for r in listed} == {short.serial_number, long.serial_number}
     unspecified = listed.get_revoked_certificate_by_serial_number(long.serial_number)
     assert unspecified is not None and len(unspecified.extensions) == 0  # RFC 5280 5.3.1
-    s.clock.advance(timedelta(hours=3))
+    s.clock.advance(timedelta(hours=2, seconds=1))  # 1 s past the short one's notAfter
+    assert await s.publisher.publish() == 0           # the expiry alone is not a change
+    assert {r.serial_number for r in await s.crl()} == {short.serial_number,
+                                                          long.serial_number}
+    s.clock.advance(LIFETIME / 2)
+    assert await s.publisher.publish() == 1
+    beyond = await s.crl()
+    assert beyond.last_update_utc > short.not_valid_after_utc
+    assert {r.serial_number for r in beyond} == {short.serial_number, long.serial_number}
+    s.clock.advance(timedelta(seconds=2))
     assert await s.publisher.publish() == 1
     after = await s.crl()
     assert {r.serial_number for r in after} == {long.serial_number}
-    assert number_of(after) == number_of(listed) + 1
+    assert number_of(after) == number_of(listed) + 2
 
 
 async def test_numbers_grow_across_replicas_and_two_at_once_publish_one_crl(
@@ -198,7 +211,7 @@ async def test_an_archived_intermediate_signs_the_crl_of_what_it_issued(
     assert old_crl.get_revoked_certificate_by_serial_number(old_leaf.serial_number) is not None
     new_crl = await s.crl(s.issuer)
     assert len(new_crl) == 0
-    served = PublishedCrls(db, lambda: s.issuer)
+    served = PublishedCrls(db, lambda: s.issuer, s.clock)
     for issuer in (old, s.issuer):
         record = await served.crl(issuer.fingerprint[:16])
         assert record is not None and record.issuer == issuer.fingerprint

@@ -241,5 +241,5 @@ def test_archived_intermediates_with_their_key_sign_crls_until_it_is_destroyed(
     reloaded = Issuer.load(p.intermediate_cert, p.intermediate_key, p.chain,
                            b"intermediate pass", now, archived_keys=True)
     assert [s.fingerprint for s in reloaded.crl_signers()] == [reloaded.fingerprint]
-    assert len(reloaded.unreadable) == 1
-    assert str(broken.key_path) in reloaded.unreadable[0]
+    assert list(reloaded.unreadable) == [broken.fingerprint]
+    assert str(broken.key_path) in reloaded.unreadable[broken.fingerprint]
