@@ -18,7 +18,7 @@ from acme_ca.errors import StoreUnavailable
 from acme_ca.pki.hierarchy import renew_intermediate
 from acme_ca.pki.publication import Publication
 from acme_ca.store import Store
-from tests.authority.test_crls import BASE, DAY, LIFETIME, PASS, Setup, ca, db, load  # noqa: F401
+from tests.authority.crl_setup import BASE, DAY, LIFETIME, PASS, Setup, load
 from tests.conftest import ROOT_PASSPHRASE, Hierarchy
 
 
