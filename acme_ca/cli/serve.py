@@ -176,6 +176,13 @@ class IssuerHolder:
         return changed
 
 
+async def _refuse_unsigned_crls(store: Any, issuer: Issuer) -> None:
+    """A start refused while an archived key cannot be read and still signs CRLs."""
+    problem = await unsigned_crl(store, issuer, SystemClock().now())
+    if problem is not None:
+        raise PkiError(problem)
+
+
 async def checked_reload(holder: IssuerHolder, store: Any, now: datetime) -> bool:
     """SIGHUP: ``IssuerHolder.reload``, also keeping the current intermediate while an
     archived key of the new load cannot be read and still signs CRLs (``unsigned_crl``)."""
@@ -206,7 +213,9 @@ async def prepare_tls(config: Config) -> None:
     """Before forking workers: make sure a valid server TLS certificate is on disk."""
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     try:
-        await server_tls(config, store, IssuerHolder(config)).start()
+        issuer = IssuerHolder(config)
+        await _refuse_unsigned_crls(store, issuer.current)  # once, not once per worker
+        await server_tls(config, store, issuer).start()
     finally:
         await store.close()
 
@@ -221,9 +230,7 @@ async def serve(config: Config, worker: int = 0) -> None:
     runners: list[web.AppRunner] = []
     tasks: list[asyncio.Task[None]] = []
     try:
-        problem = await unsigned_crl(store, issuer.current, clock.now())
-        if problem is not None:
-            raise PkiError(problem)
+        await _refuse_unsigned_crls(store, issuer.current)
         # The plain-HTTP listener first: it starts nothing, so a port already taken is
         # said before any background work or certificate is started.
         await _listen(runners, build_publication_app(store, issuer, clock),
