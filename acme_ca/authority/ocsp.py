@@ -51,7 +51,7 @@ from acme_ca.pki.ocsp import (
 from acme_ca.pki.publication import OCSP_ROUTE
 from acme_ca.store.reads import ReadStore
 
-__all__ = ["OCSP_ROUTE", "OcspAnswer", "OcspResponder"]
+__all__ = ["INTERNAL_ERROR", "OCSP_ROUTE", "OcspAnswer", "OcspResponder"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ def _failure(status: ocsp.OCSPResponseStatus) -> OcspAnswer:
 MALFORMED = _failure(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
 UNAUTHORIZED = _failure(ocsp.OCSPResponseStatus.UNAUTHORIZED)
 TRY_LATER = _failure(ocsp.OCSPResponseStatus.TRY_LATER)
+INTERNAL_ERROR = _failure(ocsp.OCSPResponseStatus.INTERNAL_ERROR)
 
 
 class OcspResponder:
