@@ -9,6 +9,10 @@ replica:
     RESERVED, or no such serial    unknown (never signed, or pruned after it expired)
     signed by another intermediate unknown (the CertID names this issuer, not that one)
 
+"Signed by this intermediate" means by its name and key, as the CertID names it: a
+certificate that an earlier certificate of the same name and key signed (the
+intermediate re-signed) is answered for too (``signed_by``).
+
 The CertID's issuer must be an intermediate that signs now (``ResponderCertificates``);
 another issuer is ``unauthorized``; what cannot be read ``malformedRequest``; one whose
 responder certificate this process has not loaded yet, or the database out of reach,
@@ -30,9 +34,10 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography import x509
 from cryptography.x509 import ocsp
 
-from acme_ca.authority.ocsp_responders import Responder, ResponderCertificates
+from acme_ca.authority.ocsp_responders import Responder, ResponderCertificates, SigningCa
 from acme_ca.clock import Clock
 from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_hex
 from acme_ca.errors import NotFound, StoreUnavailable
@@ -48,6 +53,7 @@ from acme_ca.pki.ocsp import (
     sign_response,
     unsuccessful,
 )
+from acme_ca.pki.profiles import names_as_issuer
 from acme_ca.pki.publication import OCSP_ROUTE
 from acme_ca.store.reads import ReadStore
 
@@ -125,7 +131,7 @@ class OcspResponder:
                         signer.fingerprint[:16])
             return TRY_LATER
         try:
-            status = _status(await self._record(query.serial), signer.fingerprint)
+            status = _status(await self._record(query.serial), signer)
         except StoreUnavailable as exc:
             log.warning("OCSP: the database cannot be reached (%s): tryLater", exc)
             return TRY_LATER
@@ -166,9 +172,21 @@ class OcspResponder:
         self._cache[key] = answer
 
 
-def _status(record: CertificateRecord | None, issuer: str) -> CertStatus:
-    """What to say of ``record`` asked about under the intermediate ``issuer``."""
-    if record is None or record.issuer != issuer:
+def signed_by(record: CertificateRecord, signer: SigningCa) -> bool:
+    """Whether ``signer``'s CA signed ``record``'s certificate: its record says so
+    (``issuer``), or the stored certificate names it (``names_as_issuer``) after the
+    intermediate was re-signed with the same key and name, whose earlier certificate's
+    fingerprint the record keeps (RFC 6960 4.1.1: the CertID names a name and a key)."""
+    if record.issuer == signer.fingerprint:
+        return True
+    if record.der is None:
+        return False
+    return names_as_issuer(x509.load_der_x509_certificate(record.der), signer.certificate)
+
+
+def _status(record: CertificateRecord | None, signer: SigningCa) -> CertStatus:
+    """What to say of ``record`` asked about under the intermediate ``signer``."""
+    if record is None or not signed_by(record, signer):
         return UNKNOWN
     if record.status is CertificateStatus.ISSUED:
         return GOOD

@@ -34,7 +34,7 @@ from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.ocsp import RESPONDER_VALIDITY
 from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest
 from acme_ca.store import Store, open_store
-from tests.conftest import load_issuer
+from tests.conftest import load_issuer, reissue_intermediate
 from tests.relay import Relay
 from tests.store.pg import pg_url, through  # noqa: F401 (pg_url: a fixture)
 
@@ -203,6 +203,45 @@ async def test_another_issuer_is_unauthorized_and_a_serial_of_another_is_unknown
     crossed = await setup.ask(theirs, setup.issuer.certificate)
     assert crossed.certificate_status is ocsp.OCSPCertStatus.UNKNOWN
     verify(crossed, setup.issuer)
+
+
+async def test_after_the_intermediate_is_resigned_its_earlier_leaves_are_still_answered(
+        make_hierarchy: Callable[..., Any], tmp_path: Path) -> None:
+    """RFC 6960 4.1.1: a CertID names its issuer by the hashes of its name and key, so
+    an intermediate re-signed with the same key and name (an operator's SIGHUP) answers
+    for the leaves its earlier certificate signed: revoked stays revoked, good good,
+    under either certificate's CertID, and a leaf of another CA stays unknown."""
+    hierarchy = make_hierarchy("pki")
+    clock = FakeClock(hierarchy.now)
+    before = load_issuer(hierarchy)
+    store = await open_store(f"sqlite:///{tmp_path / 'db.sqlite'}", clock=clock)
+    try:
+        earlier = Setup(store, clock, before, [before], None, None, tmp_path)  # type: ignore[arg-type]
+        revoked_leaf, good_leaf = await earlier.leaf(), await earlier.leaf()
+        await store.revoke_certificate(serial_hex(revoked_leaf.serial_number), 1,
+                                       clock.now().replace(microsecond=0))
+        other = load_issuer(make_hierarchy("other"))
+        stranger = await earlier.leaf(other)
+        constraints = before.certificate.extensions.get_extension_for_class(
+            x509.NameConstraints).value
+        reissue_intermediate(hierarchy.paths, constraints)
+        after = load_issuer(hierarchy)  # what serve holds after SIGHUP
+        assert after.fingerprint != before.fingerprint
+        certificates = responders(store, clock, [after], tmp_path / "ocsp")
+        await certificates.start()
+        now = Setup(store, clock, after, [after], certificates,
+                    OcspResponder(store, certificates, clock, LIFETIME), tmp_path / "ocsp")
+        for ca in (before.certificate, after.certificate):
+            answered = await now.ask(revoked_leaf, ca)
+            assert answered.certificate_status is ocsp.OCSPCertStatus.REVOKED
+            assert answered.revocation_reason is x509.ReasonFlags.key_compromise
+            assert (await now.ask(good_leaf, ca)).certificate_status is (
+                ocsp.OCSPCertStatus.GOOD)
+            verify(answered, after)
+            assert (await now.ask(stranger, ca)).certificate_status is (
+                ocsp.OCSPCertStatus.UNKNOWN)
+    finally:
+        await store.close()
 
 
 async def test_malformed_and_nonce(setup: Setup) -> None:
