@@ -16,7 +16,8 @@ intermediate re-signed) is answered for too (``signed_by``).
 The CertID's issuer must be an intermediate that signs now (``ResponderCertificates``);
 another issuer is ``unauthorized``; what cannot be read ``malformedRequest``; one whose
 responder certificate this process has not loaded yet, or the database out of reach,
-``tryLater`` (RFC 6960 2.3). Never an HTTP error.
+``tryLater`` (RFC 6960 2.3); an archived one with nothing unexpired left to answer for
+``unauthorized`` (it is served no more). Never an HTTP error.
 
 A response is good from ``thisUpdate`` (now, backdated a minute for relying parties'
 clocks, but never before the revocation it reports) to ``nextUpdate``
@@ -126,16 +127,25 @@ class OcspResponder:
         if signer is None:
             return UNAUTHORIZED
         responder = self._responders.responder(signer.fingerprint)
-        if responder is None:
-            log.debug("no OCSP responder certificate for intermediate %s: tryLater",
-                        signer.fingerprint[:16])
-            return TRY_LATER
         try:
+            if responder is None:
+                return await self._without_responder(signer)
             status = _status(await self._record(query.serial), signer)
         except StoreUnavailable as exc:
             log.warning("OCSP: the database cannot be reached (%s): tryLater", exc)
             return TRY_LATER
         return self._signed(query, status, responder)
+
+    async def _without_responder(self, signer: SigningCa) -> OcspAnswer:
+        """unauthorized for an archived intermediate that answers for nothing now (and
+        never will again); tryLater while this process waits for a responder."""
+        if await self._responders.ended(signer):
+            log.debug("intermediate %s has nothing unexpired: unauthorized",
+                      signer.fingerprint[:16])
+            return UNAUTHORIZED
+        log.debug("no OCSP responder certificate for intermediate %s: tryLater",
+                  signer.fingerprint[:16])
+        return TRY_LATER
 
     async def _record(self, serial: int) -> CertificateRecord | None:
         try:
