@@ -31,6 +31,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.clock import Clock
@@ -38,6 +39,7 @@ from acme_ca.domain.models import CrlRecord, RevokedEntry
 from acme_ca.errors import Conflict
 from acme_ca.pki.crl import CrlEntry, CrlSigner, build_crl
 from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.profiles import names_as_issuer
 from acme_ca.pki.publication import (
     CRL_ROUTE,
     ISSUER_ROUTE,
@@ -45,6 +47,7 @@ from acme_ca.pki.publication import (
     Publication,
     issuer_id,
 )
+from acme_ca.store.base import Store
 from acme_ca.store.revocation import RevocationStore
 
 __all__ = ["CRL_ROUTE", "ISSUER_ROUTE", "OCSP_ROUTE", "CrlPublisher", "PublishedCrls"]
@@ -66,7 +69,7 @@ def entries_digest(entries: Sequence[RevokedEntry]) -> str:
 class CrlPublisher:
     def __init__(
         self,
-        store: RevocationStore,
+        store: Store,
         clock: Clock,
         issuer: Callable[[], Issuer],
         publication: Publication,
@@ -81,6 +84,7 @@ class CrlPublisher:
         self._lifetime = lifetime
         self._backdate = backdate
         self._said: set[str] = set()
+        self._owners: dict[str, str] = {}  # unknown issuer fingerprint -> its signer's
 
     async def publish(self) -> int:
         """One round: a new CRL for every signer whose CRL is due; how many published."""
@@ -97,8 +101,7 @@ class CrlPublisher:
         """A new CRL for ``signer`` if one is due (module docstring): 1 if published, 0
         if none was due or another process published first."""
         now = self._clock.now()
-        entries = await self._store.revoked_certificates(signer.fingerprint,
-                                                         expiring_after=now)
+        entries = await self._entries(signer, now)
         digest = entries_digest(entries)
         stored = await self._store.get_crl(signer.fingerprint)
         if stored is not None and not self._due(stored, digest, now):
@@ -123,6 +126,41 @@ class CrlPublisher:
                  number, issuer_id(signer.fingerprint), len(entries),
                  f"{next_update:%Y-%m-%d %H:%M:%S}")
         return 1
+
+    async def _entries(self, signer: CrlSigner, now: datetime) -> list[RevokedEntry]:
+        """The revoked unexpired certificates ``signer`` signed, with those of each
+        earlier certificate of the same name and key (the intermediate re-signed) whose
+        fingerprint the server holds no more: theirs would reach no CRL otherwise, and
+        this CRL's issuer name and key are theirs too (RFC 5280 5)."""
+        entries = await self._store.revoked_certificates(signer.fingerprint,
+                                                         expiring_after=now)
+        for fingerprint in await self._same_ca(signer, now):
+            entries += await self._store.revoked_certificates(fingerprint,
+                                                              expiring_after=now)
+        return sorted(entries, key=lambda entry: entry.serial)
+
+    async def _same_ca(self, signer: CrlSigner, now: datetime) -> list[str]:
+        """The unknown issuer fingerprints of revoked unexpired certificates whose
+        stored certificate names ``signer`` (issuer name and AKI: ``names_as_issuer``);
+        each mapped once to the first signer that matches."""
+        issuer = self._issuer()
+        signers = list(issuer.crl_signers())
+        known = {issuer.fingerprint, *issuer.earlier, *(s.fingerprint for s in signers)}
+        found = []
+        for fingerprint, serial in (await self._store.revoked_issuers(
+                expiring_after=now)).items():
+            if fingerprint in known:
+                continue
+            owner = self._owners.get(fingerprint)
+            if owner is None or owner not in {s.fingerprint for s in signers}:
+                der = (await self._store.get_certificate(serial)).der
+                cert = x509.load_der_x509_certificate(der) if der else None
+                owner = next((s.fingerprint for s in signers
+                              if cert is not None and names_as_issuer(cert, s.certificate)), "")
+                self._owners[fingerprint] = owner
+            if owner == signer.fingerprint:
+                found.append(fingerprint)
+        return found
 
     @staticmethod
     def _due(stored: CrlRecord, digest: str, now: datetime) -> bool:
