@@ -40,7 +40,12 @@ class MalformedRequest(ValueError):
 
 
 def responder_name(issuer: x509.Certificate) -> x509.Name:
-    """``<the intermediate's CN> OCSP Responder``, with the intermediate's O and C."""
+    """``<the intermediate's CN> OCSP Responder``, with the intermediate's O and C.
+
+    Nothing is invented: the CA/B BR want C and O in a responder's subject (7.1.2.8),
+    but those Requirements bind publicly trusted CAs; here they are the operator's to
+    set on the intermediate (`acme-ca init --org --country`), and the responder is BR
+    clean exactly when its intermediate is (RFC 5280 clean always)."""
     kept = [a for a in issuer.subject if a.oid != NameOID.COMMON_NAME]
     cn = issuer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     common_name = f"{cn[0].value} OCSP Responder" if cn else "OCSP Responder"

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 from pkilint import loader
 from pkilint import pkix as pkilint_pkix
 from pkilint.cabf import serverauth
@@ -361,3 +361,42 @@ def test_an_unknown_critical_extension_is_malformed(issuer: Issuer) -> None:
                                      _extension(OTHER, b"\x05\x00"))).serial == 7
     nonce = _extension(NONCE, _tlv(0x04, b"n" * 16), critical=True)  # known: understood
     assert read_request(_raw_request(issuer.certificate, 7, nonce)).nonce == b"n" * 16
+
+
+def _intermediate(now: datetime, *attributes: x509.NameAttribute
+                  ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([*attributes, x509.NameAttribute(NameOID.COMMON_NAME, "Bluerobin CA")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(random_serial())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=90))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def test_the_responder_takes_o_and_c_from_its_intermediate_and_invents_none(
+        now: datetime) -> None:
+    """RFC 5280 clean either way. The CA/B BR OCSP responder profile (7.1.2.8, subject
+    as 7.1.4.3) wants C and O: the responder copies them from its intermediate
+    (`acme-ca init --org --country`), and is then BR clean with no exception; with a
+    CN-only intermediate (the bootstrap's) the two absent attributes are the only
+    findings, the ones tests/test_pkilint.py allows a private CA (the operator's to
+    set), never invented values (an O the CA never verified)."""
+    for attributes, expected in (
+        ((), {"cabf.serverauth.ca.country_attribute_absent",
+              "cabf.serverauth.ca.organization_name_attribute_absent"}),
+        ((x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
+          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Bluerobin")), set()),
+    ):
+        ca, ca_key = _intermediate(now, *attributes)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = build_responder(ca, ca_key, responder_request(
+            key, now, now + RESPONDER_VALIDITY, random_serial()))
+        kept = [a for a in cert.subject if a.oid != NameOID.COMMON_NAME]
+        assert kept == list(attributes)
+        assert lint_pkix(cert) == []
+        assert {f.code for f in lint_cabf(cert)} == expected
+        assert not_allowed(lint_cabf(cert)) == []
