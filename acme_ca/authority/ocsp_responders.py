@@ -101,6 +101,7 @@ class ResponderCertificates:
         self._backdate = backdate
         self._responders: dict[str, Responder] = {}  # by the intermediate's fingerprint
         self._final: set[str] = set()  # intermediates whose responder is not renewed
+        self._ended: set[str] = set()  # archived, nothing unexpired: never again
         self._wake = asyncio.Event()  # the intermediates changed (a reload): look now
 
     def signers(self) -> list[SigningCa]:
@@ -172,10 +173,10 @@ class ResponderCertificates:
         signers = self.signers()
         if not signers or signers[0].fingerprint == signer.fingerprint:
             return False
-        if signer.fingerprint in self._final and signer.fingerprint not in self._responders:
-            return True
-        return await self._store.latest_expiry(signer.fingerprint,
-                                               after=self._clock.now()) is None
+        if signer.fingerprint not in self._ended and await self._store.latest_expiry(
+                signer.fingerprint, after=self._clock.now()) is None:
+            self._ended.add(signer.fingerprint)  # an archived key signs nothing new
+        return signer.fingerprint in self._ended
 
     async def _end(self, signer: SigningCa, now: datetime, *, archived: bool) -> datetime:
         """The notAfter of a responder issued now: ``validity`` from now; for an archived
