@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from acme.client import _renewal_info_path_component
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -99,6 +100,12 @@ async def finalize(client: AcmeTestClient, order: dict[str, Any], *names: str,
         der, key = csr.public_bytes(Encoding.DER), None
     response = await client.post(order["finalize"], {"csr": b64(der)})
     return response, key
+
+
+def cert_id(cert: x509.Certificate) -> str:
+    """The ARI CertID (RFC 9773 4.1) as certbot 5.8's acme library builds it: an
+    implementation apart from the server's."""
+    return _renewal_info_path_component(cert)
 
 
 def leaf_of(pem: bytes) -> x509.Certificate:
