@@ -25,7 +25,6 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 
 from acme_ca.authority import finalize_checks, issuance
 from acme_ca.authority.caa_recheck import CaaRecheck
@@ -63,9 +62,7 @@ from acme_ca.errors import (
     StoreError,
     StoreUnavailable,
 )
-from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.keys import same_key
 from acme_ca.pki.profiles import LeafRequest
 from acme_ca.store.base import Store
 
@@ -306,7 +303,8 @@ class OrderService:
         issuer = self._issuer()
         grant = await grant_for(self._store, account, self._clock.now())
         profile = await self._check_policy(order, issuer, grant)
-        request = self._check_csr(account, order, csr_der, issuer, profile)
+        request = finalize_checks.csr_request(csr_der, order, account.thumbprint, self._policy,
+                                              issuer, self._clock.now(), profile)
         if self._caa_recheck is not None:  # CAA again, validated over 8 hours ago (caa_recheck)
             await self._caa_recheck.check(authorizations, self._clock.now())
         # certificates_per_names, authoritative in start_issuance (6.6), unless ARI
@@ -364,13 +362,7 @@ class OrderService:
         order gets the order (some clients poll through finalize); the rest orderNotReady."""
         if order.status is OrderStatus.VALID and order.certificate_serial:
             record = await self._store.get_certificate(order.certificate_serial)
-            try:
-                csr_key = read_csr(load_csr(csr_der), cn_as_san=False).public_key  # PkiError
-                issued = x509.load_der_x509_certificate(record.der or b"")
-                same = same_key(csr_key, issued.public_key())
-            except (PkiError, ValueError, UnsupportedAlgorithm):  # a key nobody knows:
-                same = False  # not the certificate's
-            if same:
+            if finalize_checks.same_key_as(csr_der, record.der or b""):
                 return order
         raise AcmeProblem(
             ProblemType.ORDER_NOT_READY,
@@ -394,18 +386,6 @@ class OrderService:
         log.info("order %s: invalid at finalize, policy now refuses it: %s",
                  order.id, problem.detail)
         raise problem
-
-    def _check_csr(self, account: Account, order: Order, csr_der: bytes,
-                   issuer: Issuer, profile: Profile) -> LeafRequest:
-        """The certificate to sign, or the problem that keeps the order ready
-        (:mod:`acme_ca.authority.finalize_checks`)."""
-        try:
-            contents = read_csr(load_csr(csr_der), cn_as_san=False,
-                                blocked_keys=self._policy.blocked_keys)
-        except PkiError as exc:
-            raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
-        return finalize_checks.leaf_request(contents, order, account.thumbprint,
-                                            self._policy, issuer, self._clock.now(), profile)
 
     # --- certificates -------------------------------------------------------------------
 
