@@ -159,7 +159,7 @@ def _serial(octets: bytes, what: str) -> int:
     serial = int.from_bytes(octets, "big", signed=True)
     if serial <= 0:
         raise malformed(f"{what}: a serial number is positive (RFC 5280 4.1.2.2)")
-    if len(octets) > MAX_SERIAL_OCTETS + 1 or serial.bit_length() > 8 * MAX_SERIAL_OCTETS:
+    if len(octets) > MAX_SERIAL_OCTETS:
         raise malformed(f"{what}: a serial number has at most 20 octets (RFC 5280 4.1.2.2)")
     return serial
 
