@@ -47,10 +47,21 @@ async def get(http: TestClient, path: str) -> tuple[int, Any, Any]:
     return response.status, response.headers, await response.json(content_type=None)
 
 
+async def refused(server: AcmeServer, cert_id_text: str, status: int) -> None:
+    """A problem (malformed, RFC 8555 6.7), with Retry-After (RFC 9773 4.3: a client
+    waits as long after an error) and, as every renewalInfo GET, no nonce."""
+    response = await server.http.get(f"{RENEWAL_INFO}/{cert_id_text}")
+    answer = Response(response.status, response.headers, await response.read())
+    assert_problem(answer, status, "malformed", nonce=False)
+    assert int(response.headers["Retry-After"]) >= 60
+    assert "Replay-Nonce" not in response.headers
+
+
 async def window_of(server: AcmeServer, cert: x509.Certificate
                     ) -> tuple[datetime, datetime, int]:
     status, headers, doc = await get(server.http, f"{RENEWAL_INFO}/{cert_id(cert)}")
     assert status == 200, doc
+    assert "Replay-Nonce" not in headers  # a GET, polled: RFC 8555 6.5 asks none
     assert headers["Content-Type"].startswith("application/json")
     start, end = when(doc["suggestedWindow"]["start"]), when(doc["suggestedWindow"]["end"])
     assert start < end, doc  # 4.2: a window whose end is not after its start is invalid
@@ -152,11 +163,7 @@ async def test_a_malformed_cert_id_is_malformed(server: AcmeServer, make: Any) -
     serial's DER content octets; anything else is malformed (400), with Retry-After."""
     cert, _ = await issued(server)
     aki, serial = cert_id(cert).split(".")
-    response = await server.http.get(f"{RENEWAL_INFO}/{make(aki, serial)}")
-    body = await response.read()
-    assert response.status == 400, body
-    assert_problem(Response(response.status, response.headers, body), 400, "malformed")
-    assert int(response.headers["Retry-After"]) >= 60
+    await refused(server, make(aki, serial), 400)
 
 
 async def test_the_rfc_example_cert_id_parses_but_names_no_certificate(
@@ -164,10 +171,7 @@ async def test_the_rfc_example_cert_id_parses_but_names_no_certificate(
     """RFC 9773 4.1's own example (a serial with the leading zero DER needs) is a
     CertID: an unknown one, 404 (malformed, as Boulder and Pebble answer: RFC 8555
     has no notFound type), with Retry-After."""
-    response = await server.http.get(f"{RENEWAL_INFO}/aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE")
-    body = await response.read()
-    assert_problem(Response(response.status, response.headers, body), 404, "malformed")
-    assert int(response.headers["Retry-After"]) >= 60
+    await refused(server, "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE", 404)
 
 
 async def test_an_unknown_serial_or_another_cas_aki_is_not_found(server: AcmeServer) -> None:
@@ -179,10 +183,7 @@ async def test_an_unknown_serial_or_another_cas_aki_is_not_found(server: AcmeSer
     unknown = serial_part((secrets.randbits(120) | 1 << 120).to_bytes(16, "big"))
     other_aki = b64(secrets.token_bytes(20))
     for path in (f"{aki}.{unknown}", f"{other_aki}.{serial}"):
-        response = await server.http.get(f"{RENEWAL_INFO}/{path}")
-        body = await response.read()
-        assert_problem(Response(response.status, response.headers, body), 404, "malformed")
-        assert int(response.headers["Retry-After"]) >= 60
+        await refused(server, path, 404)
 
 
 async def test_a_serial_reserved_but_never_signed_is_not_found(
@@ -200,6 +201,4 @@ async def test_a_serial_reserved_but_never_signed_is_not_found(
     (reserved,) = await server.store.list_certificates(status=CertificateStatus.RESERVED)
     serial = int(reserved.serial, 16)
     octets = serial.to_bytes(serial.bit_length() // 8 + 1, "big")
-    response = await server.http.get(f"{RENEWAL_INFO}/{aki_part(cert)}.{serial_part(octets)}")
-    body = await response.read()
-    assert_problem(Response(response.status, response.headers, body), 404, "malformed")
+    await refused(server, f"{aki_part(cert)}.{serial_part(octets)}", 404)
