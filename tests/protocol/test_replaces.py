@@ -5,6 +5,7 @@ replaced once the order is valid, and what it changes in the rate limits (RFC 85
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from cryptography import x509
@@ -47,6 +48,19 @@ async def test_replaces_is_accepted_echoed_then_already_replaced(server: AcmeSer
     refused = await client.new_order(NAME, OTHER, replaces=cert_id(old))
     assert_problem(refused, 409, "alreadyReplaced")
     assert "replaces" not in (await client.new_order(NAME)).json()
+
+
+async def test_of_two_racing_replacements_one_is_created(server: AcmeServer) -> None:
+    """RFC 9773 5: two newOrders replacing one certificate at once (each passing the
+    checks before either is written): the store creates one, the other is 409
+    alreadyReplaced."""
+    client = await registered(server)
+    old = await issued(server, client)
+    twin = AcmeTestClient(server.http, key=client.key, kid=client.kid)
+    answers = await asyncio.gather(client.new_order(NAME, replaces=cert_id(old)),
+                                   twin.new_order(NAME, replaces=cert_id(old)))
+    assert sorted(a.status for a in answers) == [201, 409], [a.body for a in answers]
+    assert_problem(next(a for a in answers if a.status == 409), 409, "alreadyReplaced")
 
 
 async def test_the_old_certificate_is_replaced_once_the_order_is_valid(
