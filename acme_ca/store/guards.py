@@ -5,7 +5,9 @@ A backend runs its guarded UPDATE; when no row changed, it reads the row's curre
 state and hands it to ``refused``, which says ``NotFound`` (no row) or ``Conflict``
 (a row in another state) in the one wording every backend shares. A certificate that
 ``finish_order`` or ``complete_order`` could not use is explained by
-``certificate_refused``, from its status and the order it is for.
+``certificate_refused``, from its status and the order it is for. An order that
+``replaces`` a certificate (RFC 9773 5) is refused by ``already_replaced``, unless the
+order in its way has lapsed (``lapsed_replacement``).
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal, overload
 
+from acme_ca.domain import states
 from acme_ca.domain.models import (
     Authorization,
     CertificateRecord,
     CertificateStatus,
+    CrlRecord,
     EabKey,
     Order,
 )
-from acme_ca.errors import CeilingReached, Conflict, NotFound, StoreError
+from acme_ca.errors import AlreadyReplaced, CeilingReached, Conflict, NotFound, StoreError
 
 # How each kind of row is named in a message, by its id.
 _NOT_FOUND = {
@@ -138,3 +142,37 @@ def eab_key_refused(kid: str, found: EabKey | None, at: datetime) -> StoreError 
     if found.expires is not None and found.expires <= at:
         return Conflict(f"external account key {kid} expired")
     return None
+
+
+def already_replaced(serial: str, by: str) -> AlreadyReplaced:
+    """``create_order`` refused: the order ``by`` replaced, or is replacing, ``serial``."""
+    return AlreadyReplaced(f"certificate {serial} is already replaced by order {by}")
+
+
+def lapsed_replacement(older: Order, now: datetime) -> str | None:
+    """Inside ``create_order``, for an order ``older`` (not INVALID) that replaces the
+    certificate a new order created at ``now`` replaces too: the error document to move
+    it to INVALID with, if it is open but past its ``expires`` (or its notAfter), as
+    ``expire_orders`` would move it (``domain.states.expiry_problem``); None if it still
+    stands in the way (``already_replaced``)."""
+    if older.status not in states.OPEN_ORDER:
+        return None
+    problem = states.expiry_problem(older, now)
+    return None if problem is None else problem.dumps()
+
+
+def crl_number_refused(crl: CrlRecord, stored: int) -> Conflict:
+    """``publish_crl`` refused: its issuer's published CRL has number ``stored``, and a
+    CRL number only grows (RFC 5280 5.2.3)."""
+    return Conflict(f"CRL number {crl.number} for issuer {crl.issuer} is not greater "
+                    f"than the published one's ({stored})")
+
+
+def check_markable(serial: str, found: CertificateRecord | None) -> CertificateRecord:
+    """``mark_renew_early``'s answer, from the record read after its update: the record;
+    ``NotFound`` if there is none, ``Conflict`` if it was only reserved, never signed."""
+    if found is None:
+        raise not_found("certificate", serial)
+    if found.status is CertificateStatus.RESERVED:
+        raise Conflict(f"certificate {serial} is reserved, never signed: nothing to renew")
+    return found

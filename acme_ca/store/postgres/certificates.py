@@ -27,19 +27,15 @@ WHERE serial = $1 AND status = 'issued'
 RETURNING *"""
 # Only certificates still valid after a moment: a range of certificates_by_not_after.
 _LATEST_EXPIRY = "SELECT MAX(not_after) FROM certificates WHERE not_after > $1 AND issuer = $2"
-# Keyset pagination on (created_at, serial); each uses an index ending in those columns.
+# Keyset pagination on (created_at, serial): certificates_by_created, or
+# certificates_by_status for one status; a notAfter range (`expiring`) may instead be
+# read from certificates_by_not_after and sorted, when the planner finds it narrower.
+# A page's statement is these terms joined by AND, their parameters numbered in turn.
 _PAGE_KEY = "SELECT created_at, serial FROM certificates WHERE serial = $1"
-_FIRST_PAGE = "SELECT * FROM certificates ORDER BY created_at, serial LIMIT $1"
-_NEXT_PAGE = """
-SELECT * FROM certificates WHERE (created_at, serial) > ($2, $3)
-ORDER BY created_at, serial LIMIT $1"""
-_FIRST_PAGE_IN = """
-SELECT * FROM certificates WHERE status = $2
-ORDER BY created_at, serial LIMIT $1"""
-_NEXT_PAGE_IN = """
-SELECT * FROM certificates WHERE status = $4 AND (created_at, serial) > ($2, $3)
-ORDER BY created_at, serial LIMIT $1"""
-
+_IN_STATUS = "status = ${}"
+_EXPIRING = "not_after > ${} AND not_after <= ${}"
+_AFTER_KEY = "(created_at, serial) > (${}, ${})"
+_LIST = "SELECT * FROM certificates WHERE {} ORDER BY created_at, serial LIMIT $1"
 
 class CertificateMethods(PostgresBase):
     async def reserve_serial(self, record: CertificateRecord) -> None:
@@ -75,20 +71,24 @@ class CertificateMethods(PostgresBase):
         status: CertificateStatus | None = None,
         limit: int = 100,
         after_serial: str | None = None,
+        expiring: tuple[datetime, datetime] | None = None,
     ) -> list[CertificateRecord]:
         guards.check_limit(limit)
-        if after_serial is None:
-            if status is None:
-                rows = await self._read(_FIRST_PAGE, limit)
-            else:
-                rows = await self._read(_FIRST_PAGE_IN, limit, status.value)
-        else:
+        terms: list[tuple[str, tuple[object, ...]]] = []
+        if status is not None:
+            terms.append((_IN_STATUS, (status.value,)))
+        if expiring is not None:
+            terms.append((_EXPIRING, (aware(expiring[0]), aware(expiring[1]))))
+        if after_serial is not None:
             found = await self._lookup(_PAGE_KEY, after_serial)
             if not found:
                 raise guards.not_found("certificate", after_serial)
-            key = (found[0]["created_at"], found[0]["serial"])
-            if status is None:
-                rows = await self._read(_NEXT_PAGE, limit, *key)
-            else:
-                rows = await self._read(_NEXT_PAGE_IN, limit, *key, status.value)
+            terms.append((_AFTER_KEY, (found[0]["created_at"], found[0]["serial"])))
+        where: list[str] = ["TRUE"]
+        values: list[object] = [limit]
+        for term, args in terms:
+            numbers = range(len(values) + 1, len(values) + 1 + len(args))
+            where.append(term.format(*numbers))
+            values.extend(args)
+        rows = await self._read(_LIST.format(" AND ".join(where)), *values)
         return [to_certificate(row) for row in rows]

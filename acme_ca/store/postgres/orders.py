@@ -9,6 +9,21 @@ with its authorization ids in one statement (``rows.ORDER_COLUMNS``).
 another transaction holds (a second expirer, a validation settling them: it waits for
 none, so it never takes part in a deadlock), has ``domain.states.expiry_problem`` say
 why each is invalid, and moves them all in one compare-and-set statement.
+
+An order that ``replaces`` a certificate (RFC 9773 5): ``create_order`` locks the
+certificate's row (``FOR NO KEY UPDATE``: the orders' foreign key to it takes FOR KEY
+SHARE, which it allows, and a second lock of this kind waits) after the account's and
+before a rate limit's bucket, then reads the orders replacing it in a later statement,
+which sees every order committed before the lock was granted: of two orders replacing
+one certificate the second waits and finds the first (``guards.already_replaced``).
+The partial unique index ``orders_replacing`` would refuse it anyway, and its violation
+is ``AlreadyReplaced`` too. An older replacing order that lapsed (open, past its expiry)
+is moved to INVALID by a compare-and-set in that transaction, which skips the order
+if another transaction holds it (``SKIP LOCKED``): that order is changing (a finalize,
+a validation), so it stands in the way, and ``create_order`` never waits for an order
+while it holds the certificate. The order that becomes VALID marks the certificate it
+replaces (``certificates.replaced_by``) in the same transaction, locking the order
+before the certificate: without the skip, the two would wait for each other.
 """
 
 from __future__ import annotations
@@ -16,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import NoReturn
+
+import asyncpg
 
 from acme_ca.domain import states
 from acme_ca.domain.limits import Spend
@@ -25,7 +42,7 @@ from acme_ca.domain.models import (
     Order,
     OrderStatus,
 )
-from acme_ca.errors import Conflict, StoreError
+from acme_ca.errors import AlreadyReplaced, Conflict, StoreError
 from acme_ca.store import guards
 from acme_ca.store.postgres.base import Connection, PostgresBase, Record, aware
 from acme_ca.store.postgres.certificates import RESERVE
@@ -108,6 +125,24 @@ WHERE orders.id = changed.id AND orders.status = changed.expected"""
 
 # Not FOR UPDATE: the authorizations' foreign keys take FOR KEY SHARE, which it allows.
 _LOCK_ACCOUNT = "SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE"
+# create_order's check of "replaces": the certificate locked (the module docstring),
+# then the orders replacing it that are not invalid (a range of orders_replacing).
+_LOCK_REPLACED = """
+SELECT replaced_by FROM certificates WHERE serial = $1 FOR NO KEY UPDATE"""
+_REPLACING = f"""
+SELECT {ORDER_COLUMNS} FROM orders
+WHERE replaces = $1 AND status <> 'invalid'
+ORDER BY created_at, id"""  # noqa: S608
+# A lapsed replacing order (id, expected, error) made invalid, unless another
+# transaction holds it (the module docstring).
+_LAPSE = """
+UPDATE orders SET status = 'invalid', error = $3
+WHERE id = (SELECT id FROM orders WHERE id = $1 AND status = $2
+            FOR NO KEY UPDATE SKIP LOCKED)
+RETURNING id"""
+# The order that became valid marks the certificate it replaces, once (RFC 9773 5).
+_MARK_REPLACED = """
+UPDATE certificates SET replaced_by = $1 WHERE serial = $2 AND replaced_by IS NULL"""
 
 
 class OrderMethods(PostgresBase):
@@ -130,9 +165,16 @@ class OrderMethods(PostgresBase):
                                               aware(order.created_at))
                 guards.check_pending_ceiling(pending["pending"], len(authorizations),
                                              pending_ceiling, pending["first_expires"])
+            if order.replaces is not None:  # after the account's row, before the bucket's
+                await _make_way(conn, order)
             if spend is not None:  # its bucket's row locked last (limits.spend_in)
                 await spend_in(conn, spend, aware(order.created_at))
-            inserted = await conn.fetchrow(_ORDER_INSERTED, *values)
+            try:
+                inserted = await conn.fetchrow(_ORDER_INSERTED, *values)
+            except asyncpg.UniqueViolationError as exc:
+                if order.replaces is not None and exc.constraint_name == "orders_replacing":
+                    raise guards.already_replaced(order.replaces, "another") from None
+                raise
             for sql, rows in ((AUTHORIZATION_INSERT, authorizations),
                               (CHALLENGE_INSERT, challenges), (LINK_INSERT, links)):
                 if rows:
@@ -141,6 +183,8 @@ class OrderMethods(PostgresBase):
 
         try:
             return await self._transaction(insert)
+        except AlreadyReplaced:
+            raise
         except Conflict as exc:
             raise Conflict(f"order {order.id}: an order, authorization or challenge with "
                            f"one of its ids already exists ({exc})") from None
@@ -204,10 +248,12 @@ class OrderMethods(PostgresBase):
                 found = None if state is None else tuple(state)
                 raise guards.certificate_refused(serial, found, order_id, stored=False)
             row = await conn.fetchrow(_FINISH, order_id, serial)
-            if row is None:  # ended meanwhile (a sweeper): the certificate stays stored
-                row = await conn.fetchrow(BY_ID, order_id)
-                if row is None:  # raising rolls the certificate back to RESERVED
-                    raise guards.not_found("order", order_id)
+            if row is not None:
+                return await _replaced(conn, to_order(row))
+            # Ended meanwhile (a sweeper): the certificate stays stored.
+            row = await conn.fetchrow(BY_ID, order_id)
+            if row is None:  # raising rolls the certificate back to RESERVED
+                raise guards.not_found("order", order_id)
             return to_order(row)
 
         return await self._transaction(finish)
@@ -222,7 +268,7 @@ class OrderMethods(PostgresBase):
                 if cause is not None:
                     raise cause
                 await _refuse_order_change(conn, order_id, OrderStatus.PROCESSING.value)
-            return to_order(row)
+            return await _replaced(conn, to_order(row))
 
         return await self._transaction(complete)
 
@@ -255,3 +301,29 @@ class OrderMethods(PostgresBase):
 async def _refuse_order_change(conn: Connection, order_id: str, expected: str) -> NoReturn:
     """After a compare-and-set on the order changed nothing, inside its transaction."""
     raise guards.refused("order", order_id, await conn.fetchval(_STATUS, order_id), expected)
+
+
+async def _make_way(conn: Connection, order: Order) -> None:
+    """Inside ``create_order``: lock the certificate ``order.replaces`` names;
+    ``NotFound`` if there is none, ``AlreadyReplaced`` if an order replaced it or one not
+    invalid is replacing it; an older replacing order that lapsed is moved to INVALID."""
+    serial = order.replaces
+    assert serial is not None
+    found = None if "\x00" in serial else await conn.fetchrow(_LOCK_REPLACED, serial)
+    if found is None:
+        raise guards.not_found("certificate", serial)
+    if found["replaced_by"] is not None:
+        raise guards.already_replaced(serial, found["replaced_by"])
+    for row in await conn.fetch(_REPLACING, serial):
+        older = to_order(row)
+        error = guards.lapsed_replacement(older, order.created_at)
+        if error is None or await conn.fetchval(_LAPSE, older.id, older.status.value,
+                                                 error) is None:
+            raise guards.already_replaced(serial, older.id)
+
+
+async def _replaced(conn: Connection, order: Order) -> Order:
+    """``order``, just made VALID; the certificate it replaces marked replaced by it."""
+    if order.replaces is not None:
+        await conn.execute(_MARK_REPLACED, order.id, order.replaces)
+    return order

@@ -45,8 +45,8 @@ AUTHORIZATION_COLUMNS = """authorizations.*, ARRAY(
 CERTIFICATE_INSERT = """
 INSERT INTO certificates (
     serial, issuer, names, profile, not_before, not_after, created_at, status, der,
-    account_id, order_id, revoked_at, revocation_reason
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"""
+    account_id, order_id, revoked_at, revocation_reason, renew_early_at, replaced_by
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"""
 
 
 def certificate_row(record: CertificateRecord) -> tuple[object, ...]:
@@ -64,6 +64,8 @@ def certificate_row(record: CertificateRecord) -> tuple[object, ...]:
         record.order_id,
         optional_aware(record.revoked_at),
         record.revocation_reason,
+        optional_aware(record.renew_early_at),
+        record.replaced_by,
     )
 
 
@@ -82,6 +84,8 @@ def to_certificate(row: Record) -> CertificateRecord:
         order_id=row["order_id"],
         revoked_at=row["revoked_at"],
         revocation_reason=row["revocation_reason"],
+        renew_early_at=row["renew_early_at"],
+        replaced_by=row["replaced_by"],
     )
 
 
@@ -124,8 +128,8 @@ def to_account(row: Record) -> Account:
 ORDER_INSERT = """
 INSERT INTO orders (
     id, account_id, status, identifiers, expires, created_at, not_before, not_after,
-    error, certificate_serial, profile
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"""
+    error, certificate_serial, profile, replaces
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"""
 LINK_INSERT = """
 INSERT INTO order_authorizations (order_id, authorization_id, position) VALUES ($1, $2, $3)"""
 
@@ -143,6 +147,7 @@ def order_row(order: Order) -> tuple[object, ...]:
         order.error,
         order.certificate_serial,
         order.profile,
+        order.replaces,
     )
 
 
@@ -170,6 +175,7 @@ def to_order(row: Record, authorization_ids: Sequence[str] | None = None) -> Ord
         error=row["error"],
         certificate_serial=row["certificate_serial"],
         profile=row["profile"],
+        replaces=row["replaces"],
     )
 
 

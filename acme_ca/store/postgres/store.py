@@ -1,6 +1,7 @@
 """``PostgresStore``: the ``Store`` for replicas, assembled from one class per group
 of entities (``certificates``, ``accounts``, ``orders``, ``authorizations``,
-``cluster``, ``retention``, ``eab``, ``limits``) over the pool and concurrency rules of ``base``.
+``cluster``, ``retention``, ``eab``, ``limits``, ``revocation``) over the pool and
+concurrency rules of ``base``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from acme_ca.store.postgres.migrate import migrate_postgres, postgres_schema_ver
 from acme_ca.store.postgres.orders import OrderMethods
 from acme_ca.store.postgres.pool import TIMEOUT, open_pool
 from acme_ca.store.postgres.retention import RetentionMethods
+from acme_ca.store.postgres.revocation import RevocationMethods
 from acme_ca.store.postgres.rows import (
     ACCOUNT_INSERT,
     AUTHORIZATION_INSERT,
@@ -40,7 +42,8 @@ from acme_ca.store.postgres.url import describe
 
 
 class PostgresStore(ClusterMethods, AccountMethods, OrderMethods, AuthorizationMethods,
-                    CertificateMethods, RetentionMethods, EabMethods, LimitMethods):
+                    CertificateMethods, RetentionMethods, EabMethods, LimitMethods,
+                    RevocationMethods):
     """``Store`` on one PostgreSQL database, shared by any number of replicas."""
 
     @classmethod

@@ -4,6 +4,15 @@
 An order is read with its authorization ids in one statement (``ORDER_COLUMNS``);
 ``create_order``, ``finish_order``, ``complete_order`` and ``expire_orders`` are one
 ``BEGIN IMMEDIATE`` transaction each.
+
+An order that ``replaces`` a certificate (RFC 9773 5) is checked in the transaction
+that inserts it: writers run one at a time (``base``), so of two orders replacing one
+certificate the second finds the first (``guards.already_replaced``); the partial
+unique index ``orders_replacing`` would refuse it anyway, and says so as
+``AlreadyReplaced`` too. An older replacing order that lapsed (open, past its expiry)
+is moved to INVALID in that transaction, as ``expire_orders`` would move it, and no
+longer stands in the way. The order that becomes VALID marks the certificate it
+replaces (``certificates.replaced_by``) in the transaction that makes it valid.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from datetime import datetime
 from acme_ca.domain import states
 from acme_ca.domain.limits import Spend
 from acme_ca.domain.models import Authorization, Order, OrderStatus
-from acme_ca.errors import Conflict
+from acme_ca.errors import AlreadyReplaced, Conflict
 from acme_ca.store import guards
 from acme_ca.store.sqlite.base import SqliteBase, optional_time, refusal, to_text
 from acme_ca.store.sqlite.connection import Connection
@@ -31,8 +40,8 @@ from acme_ca.store.sqlite.rows import (
 _INSERT_ORDER = """
 INSERT INTO orders (
     id, account_id, status, identifiers, expires, created_at, not_before, not_after,
-    error, certificate_serial, profile
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    error, certificate_serial, profile, replaces
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING *"""
 _INSERT_AUTHORIZATION = """
 INSERT INTO authorizations (
@@ -100,6 +109,16 @@ SELECT {ORDER_COLUMNS} FROM orders
 WHERE status IN ('pending', 'ready') AND expires <= ?1
 ORDER BY expires LIMIT ?2"""  # noqa: S608
 _CERTIFICATE_STATE = "SELECT status, order_id FROM certificates WHERE serial = ?"
+# create_order's check of "replaces": the certificate, then the orders replacing it
+# that are not invalid (a range of orders_replacing, whose WHERE this one repeats).
+_REPLACED_BY = "SELECT replaced_by FROM certificates WHERE serial = ?"
+_REPLACING = f"""
+SELECT {ORDER_COLUMNS} FROM orders
+WHERE replaces = ? AND replaces IS NOT NULL AND status <> 'invalid'
+ORDER BY created_at, id"""  # noqa: S608
+# The order that became valid marks the certificate it replaces, once (RFC 9773 5).
+_MARK_REPLACED = """
+UPDATE certificates SET replaced_by = ? WHERE serial = ? AND replaced_by IS NULL"""
 
 
 class OrderMethods(SqliteBase):
@@ -127,9 +146,16 @@ class OrderMethods(SqliteBase):
                 guards.check_pending_ceiling(pending["pending"], len(authorizations),
                                              pending_ceiling,
                                              optional_time(pending["first_expires"]))
+            if order.replaces is not None:
+                await _make_way(conn, order)
             if spend is not None:
                 await spend_in(conn, spend, order.created_at)
-            rows = list(await conn.execute_fetchall(_INSERT_ORDER, values))
+            try:
+                rows = list(await conn.execute_fetchall(_INSERT_ORDER, values))
+            except sqlite3.IntegrityError as exc:
+                if order.replaces is not None and "orders.replaces" in str(exc):
+                    raise guards.already_replaced(order.replaces, "another") from None
+                raise
             if authorizations:
                 await conn.executemany(_INSERT_AUTHORIZATION, authorizations)
             if challenges:
@@ -140,6 +166,8 @@ class OrderMethods(SqliteBase):
 
         try:
             rows = await self._transaction(insert)
+        except AlreadyReplaced:
+            raise
         except Conflict as exc:
             raise Conflict(f"order {order.id}: an order, authorization or challenge with "
                            f"one of its ids already exists ({exc})") from None
@@ -183,10 +211,12 @@ class OrderMethods(SqliteBase):
                 found = tuple(state[0]) if state else None
                 raise guards.certificate_refused(serial, found, order_id, stored=False)
             rows = list(await conn.execute_fetchall(_FINISH, (serial, order_id)))
-            if not rows:  # ended meanwhile (a sweeper): the certificate stays stored
-                rows = list(await conn.execute_fetchall(_BY_ID, (order_id,)))
-                if not rows:  # raising rolls the certificate back to RESERVED
-                    raise guards.not_found("order", order_id)
+            if rows:
+                return await _replaced(conn, to_order(rows[0]))
+            # Ended meanwhile (a sweeper): the certificate stays stored.
+            rows = list(await conn.execute_fetchall(_BY_ID, (order_id,)))
+            if not rows:  # raising rolls the certificate back to RESERVED
+                raise guards.not_found("order", order_id)
             return to_order(rows[0])
 
         return await self._transaction(finish)
@@ -199,7 +229,7 @@ class OrderMethods(SqliteBase):
                 found = tuple(state[0]) if state else None
                 cause = guards.certificate_refused(serial, found, order_id, stored=True)
                 raise cause or await refusal(conn, "order", order_id, "processing")
-            return to_order(rows[0])
+            return await _replaced(conn, to_order(rows[0]))
 
         return await self._transaction(complete)
 
@@ -220,3 +250,29 @@ class OrderMethods(SqliteBase):
         return await self._move_each(_OPEN_EXPIRED, (to_text(now), limit), change,
                                      SET_ORDER_STATUS)
 
+
+
+async def _make_way(conn: Connection, order: Order) -> None:
+    """Inside ``create_order``: ``NotFound`` if the certificate ``order.replaces`` names
+    does not exist, ``AlreadyReplaced`` if an order replaced it or one not invalid is
+    replacing it; an older replacing order that lapsed is moved to INVALID."""
+    serial = order.replaces
+    assert serial is not None
+    found = list(await conn.execute_fetchall(_REPLACED_BY, (serial,)))
+    if not found:
+        raise guards.not_found("certificate", serial)
+    if found[0]["replaced_by"] is not None:
+        raise guards.already_replaced(serial, found[0]["replaced_by"])
+    for row in await conn.execute_fetchall(_REPLACING, (serial,)):
+        older = to_order(row)
+        error = guards.lapsed_replacement(older, order.created_at)
+        change = (OrderStatus.INVALID.value, error, older.id, older.status.value)
+        if error is None or not await conn.execute_fetchall(SET_ORDER_STATUS, change):
+            raise guards.already_replaced(serial, older.id)
+
+
+async def _replaced(conn: Connection, order: Order) -> Order:
+    """``order``, just made VALID; the certificate it replaces marked replaced by it."""
+    if order.replaces is not None:
+        await conn.execute_fetchall(_MARK_REPLACED, (order.id, order.replaces))
+    return order

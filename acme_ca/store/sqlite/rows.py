@@ -20,6 +20,8 @@ from acme_ca.domain.models import (
     AccountStatus,
     Authorization,
     AuthorizationStatus,
+    CertificateRecord,
+    CertificateStatus,
     Challenge,
     ChallengeStatus,
     Identifier,
@@ -44,6 +46,49 @@ AUTHORIZATION_COLUMNS = """*, (
         c.rowid, c.id, c.type, c.token, c.status, c.validated_at, c.error))
     FROM challenges AS c WHERE c.authorization_id = authorizations.id
 ) AS challenges"""
+
+
+# --- certificates ----------------------------------------------------------------------
+
+
+def certificate_row(record: CertificateRecord) -> tuple[object, ...]:
+    return (
+        record.serial,
+        record.issuer,
+        json.dumps(list(record.names)),
+        record.profile,
+        to_text(record.not_before),
+        to_text(record.not_after),
+        to_text(record.created_at),
+        record.status.value,
+        record.der,
+        record.account_id,
+        record.order_id,
+        optional_text(record.revoked_at),
+        record.revocation_reason,
+        optional_text(record.renew_early_at),
+        record.replaced_by,
+    )
+
+
+def to_certificate(row: sqlite3.Row) -> CertificateRecord:
+    return CertificateRecord(
+        serial=row["serial"],
+        issuer=row["issuer"],
+        names=tuple(json.loads(row["names"])),
+        profile=row["profile"],
+        not_before=from_text(row["not_before"]),
+        not_after=from_text(row["not_after"]),
+        created_at=from_text(row["created_at"]),
+        status=CertificateStatus(row["status"]),
+        der=row["der"],
+        account_id=row["account_id"],
+        order_id=row["order_id"],
+        revoked_at=optional_time(row["revoked_at"]),
+        revocation_reason=row["revocation_reason"],
+        renew_early_at=optional_time(row["renew_early_at"]),
+        replaced_by=row["replaced_by"],
+    )
 
 
 # --- accounts -------------------------------------------------------------------------
@@ -95,6 +140,7 @@ def order_row(order: Order) -> tuple[object, ...]:
         order.error,
         order.certificate_serial,
         order.profile,
+        order.replaces,
     )
 
 
@@ -118,6 +164,7 @@ def to_order(row: sqlite3.Row, authorization_ids: Sequence[str] | None = None) -
         error=row["error"],
         certificate_serial=row["certificate_serial"],
         profile=row["profile"],
+        replaces=row["replaces"],
     )
 
 

@@ -17,14 +17,13 @@ busy timeout as ``StoreUnavailable``: ``base.py``).
 The certificate methods live here; the ACME resources in ``accounts``,
 ``orders``, ``authorizations`` and ``nonces``, leases in ``leases``, pruning in
 ``retention``, External Account Binding keys in ``eab``, rate limits' buckets in
-``limits``, the plumbing they share and the concurrency contract in ``base``.
+``limits``, CRLs and marks for early renewal in ``revocation``, the plumbing they
+share and the concurrency contract in ``base``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -47,7 +46,6 @@ from acme_ca.store.sqlite.authorizations import AuthorizationMethods
 from acme_ca.store.sqlite.base import (
     SqliteBase,
     from_text,
-    optional_text,
     optional_time,
     refusal,
     to_text,
@@ -61,11 +59,14 @@ from acme_ca.store.sqlite.nonces import NonceMethods
 from acme_ca.store.sqlite.opening import MEMORY, open_connections, read_boot_id
 from acme_ca.store.sqlite.orders import SET_ORDER_STATUS, OrderMethods
 from acme_ca.store.sqlite.retention import RetentionMethods
+from acme_ca.store.sqlite.revocation import RevocationMethods
 from acme_ca.store.sqlite.rows import (
     account_row,
     authorization_row,
+    certificate_row,
     challenge_row,
     order_row,
+    to_certificate,
     to_order,
 )
 
@@ -77,8 +78,8 @@ _SELECT_ONE = "SELECT * FROM certificates WHERE serial = ?"
 _INSERT = """
 INSERT INTO certificates (
     serial, issuer, names, profile, not_before, not_after, created_at, status, der,
-    account_id, order_id, revoked_at, revocation_reason
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    account_id, order_id, revoked_at, revocation_reason, renew_early_at, replaced_by
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (serial) DO NOTHING"""
 _STORE = """
 UPDATE certificates SET status = 'issued', der = ? WHERE serial = ? AND status = 'reserved'
@@ -90,18 +91,18 @@ RETURNING *"""
 # Only certificates still valid after a moment: a range of certificates_by_not_after.
 _LATEST_EXPIRY = """
 SELECT MAX(not_after) AS latest FROM certificates WHERE not_after > ? AND issuer = ?"""
-# Keyset pagination on (created_at, serial); both use an index that ends in those columns.
+# Keyset pagination on (created_at, serial): certificates_by_created, or
+# certificates_by_status for one status; a notAfter range (`expiring`) may instead be
+# read from certificates_by_not_after and sorted, when the planner finds it narrower.
 _PAGE_KEY = "SELECT created_at, serial FROM certificates WHERE serial = ?"
-_LIST_ALL = """
-SELECT * FROM certificates WHERE (created_at, serial) > (?, ?)
-ORDER BY created_at, serial LIMIT ?"""
-_LIST_BY_STATUS = """
-SELECT * FROM certificates WHERE status = ? AND (created_at, serial) > (?, ?)
-ORDER BY created_at, serial LIMIT ?"""
+_IN_STATUS = "status = ?"
+_EXPIRING = "not_after > ? AND not_after <= ?"
+_AFTER_KEY = "(created_at, serial) > (?, ?)"
+_LIST = "SELECT * FROM certificates WHERE {} ORDER BY created_at, serial LIMIT ?"
 
 
 class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, AuthorizationMethods,
-                  RetentionMethods, EabMethods, LimitMethods, SqliteBase):
+                  RetentionMethods, EabMethods, LimitMethods, RevocationMethods, SqliteBase):
     """``Store`` on one SQLite file (or ``:memory:`` for tests)."""
 
     @classmethod
@@ -140,7 +141,7 @@ class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, Auth
 
         async def insert(conn: Connection) -> None:
             await conn.executemany(plain(sqlite_accounts._INSERT), map(account_row, accounts))
-            await conn.executemany(_INSERT, map(_to_row, certificates))
+            await conn.executemany(_INSERT, map(certificate_row, certificates))
             await conn.executemany(
                 sqlite_orders._INSERT_AUTHORIZATION, map(authorization_row, authorizations)
             )
@@ -162,7 +163,7 @@ class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, Auth
 
     async def reserve_serial(self, record: CertificateRecord) -> None:
         guards.check_reservation(record)
-        values = _to_row(record)
+        values = certificate_row(record)
 
         async def insert(conn: Connection) -> None:
             async with conn.execute(_INSERT, values) as cursor:
@@ -174,7 +175,7 @@ class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, Auth
     async def start_issuance(self, order_id: str, record: CertificateRecord, *,
                              spend: Spend | None = None) -> Order:
         guards.check_reservation(record, order_id)
-        values = _to_row(record)
+        values = certificate_row(record)
         change = (OrderStatus.PROCESSING.value, None, order_id, OrderStatus.READY.value)
 
         async def start(conn: Connection) -> Order:
@@ -205,13 +206,13 @@ class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, Auth
     async def store_certificate(self, serial: str, der: bytes) -> CertificateRecord:
         row = await self._compare_and_set(_STORE, (der, serial), "certificate", serial,
                                           CertificateStatus.RESERVED.value)
-        return _to_record(row)
+        return to_certificate(row)
 
     async def get_certificate(self, serial: str) -> CertificateRecord:
         rows = await self._read(_SELECT_ONE, (serial,))
         if not rows:
             raise guards.not_found("certificate", serial)
-        return _to_record(rows[0])
+        return to_certificate(rows[0])
 
     async def revoke_certificate(
         self, serial: str, reason: int, revoked_at: datetime
@@ -219,7 +220,7 @@ class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, Auth
         values = (to_text(revoked_at), reason, serial)
         row = await self._compare_and_set(_REVOKE, values, "certificate", serial,
                                           CertificateStatus.ISSUED.value)
-        return _to_record(row)
+        return to_certificate(row)
 
     async def latest_expiry(self, issuer: str, *, after: datetime) -> datetime | None:
         rows = await self._read(_LATEST_EXPIRY, (to_text(after), issuer))
@@ -231,6 +232,7 @@ class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, Auth
         status: CertificateStatus | None = None,
         limit: int = 100,
         after_serial: str | None = None,
+        expiring: tuple[datetime, datetime] | None = None,
     ) -> list[CertificateRecord]:
         guards.check_limit(limit)
         key: tuple[str, str] = ("", "")  # before every row
@@ -239,44 +241,14 @@ class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, Auth
             if not found:
                 raise guards.not_found("certificate", after_serial)
             key = (found[0]["created_at"], found[0]["serial"])
-        if status is None:
-            rows = await self._read(_LIST_ALL, (*key, limit))
-        else:
-            rows = await self._read(_LIST_BY_STATUS, (status.value, *key, limit))
-        return [_to_record(row) for row in rows]
-
-
-def _to_row(record: CertificateRecord) -> tuple[object, ...]:
-    return (
-        record.serial,
-        record.issuer,
-        json.dumps(list(record.names)),
-        record.profile,
-        to_text(record.not_before),
-        to_text(record.not_after),
-        to_text(record.created_at),
-        record.status.value,
-        record.der,
-        record.account_id,
-        record.order_id,
-        optional_text(record.revoked_at),
-        record.revocation_reason,
-    )
-
-
-def _to_record(row: sqlite3.Row) -> CertificateRecord:
-    return CertificateRecord(
-        serial=row["serial"],
-        issuer=row["issuer"],
-        names=tuple(json.loads(row["names"])),
-        profile=row["profile"],
-        not_before=from_text(row["not_before"]),
-        not_after=from_text(row["not_after"]),
-        created_at=from_text(row["created_at"]),
-        status=CertificateStatus(row["status"]),
-        der=row["der"],
-        account_id=row["account_id"],
-        order_id=row["order_id"],
-        revoked_at=optional_time(row["revoked_at"]),
-        revocation_reason=row["revocation_reason"],
-    )
+        terms: list[str] = []
+        values: list[object] = []
+        if status is not None:
+            terms.append(_IN_STATUS)
+            values.append(status.value)
+        if expiring is not None:
+            terms.append(_EXPIRING)
+            values.extend(to_text(moment) for moment in expiring)
+        rows = await self._read(_LIST.format(" AND ".join([*terms, _AFTER_KEY])),
+                                (*values, *key, limit))
+        return [to_certificate(row) for row in rows]

@@ -164,6 +164,38 @@ async def test_list_filters_by_status_and_pages_in_creation_order(store: Store):
         await store.list_certificates(limit=0)
 
 
+async def test_list_certificates_expiring_within_a_window_pages_like_the_others(
+    store: Store
+):
+    """``certs list --expiring-within``: notAfter after the window's start and at or
+    before its end, oldest created first, keyset-paginated, with or without a status."""
+    day = timedelta(days=1)
+    for n, (serial, ends) in enumerate((("01", 5), ("02", 1), ("03", 7), ("04", 3),
+                                        ("05", 9), ("06", 2))):
+        await store.reserve_serial(make_record(serial, not_after=T0 + ends * day,
+                                               created_at=T0 + n * timedelta(minutes=1)))
+        if serial != "04":
+            await store.store_certificate(serial, DER)
+    window = (T0 + 2 * day, T0 + 7 * day)  # 02 and 06 end at or before it, 05 after
+    listed = await store.list_certificates(expiring=window)
+    assert [r.serial for r in listed] == ["01", "03", "04"]
+    first = await store.list_certificates(expiring=window, limit=2)
+    assert [r.serial for r in first] == ["01", "03"]
+    rest = await store.list_certificates(expiring=window, limit=2, after_serial="03")
+    assert [r.serial for r in rest] == ["04"]
+    assert await store.list_certificates(expiring=window, after_serial="04") == []
+    # A page key outside the window still places the page: after 02 (created second).
+    assert [r.serial for r in await store.list_certificates(
+        expiring=window, after_serial="02")] == ["03", "04"]
+    issued = await store.list_certificates(status=CertificateStatus.ISSUED, expiring=window)
+    assert [r.serial for r in issued] == ["01", "03"]
+    assert [r.serial for r in await store.list_certificates(
+        status=CertificateStatus.ISSUED, expiring=window, after_serial="01")] == ["03"]
+    assert await store.list_certificates(expiring=(T0 + 9 * day, T0 + 99 * day)) == []
+    with pytest.raises(ValueError, match="naive"):
+        await store.list_certificates(expiring=(datetime(2026, 1, 1), T0))
+
+
 async def test_latest_expiry_of_an_issuer_counts_every_state_and_only_later_ends(store: Store):
     """What decides when an archived intermediate key may go: the latest notAfter among
     the certificates that intermediate signed, reserved and revoked ones included

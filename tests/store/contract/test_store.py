@@ -14,14 +14,20 @@ from acme_ca.domain.models import CertificateStatus
 from acme_ca.errors import NotFound, StoreError
 from acme_ca.store import Store
 from acme_ca.store.cluster import LeaseStore, NonceStore
+from acme_ca.store.policy import EabStore, LimitStore
 from acme_ca.store.reads import ReadStore
+from acme_ca.store.retention import RetentionStore
+from acme_ca.store.revocation import RevocationStore
 from acme_ca.store.writes import WriteStore
 from tests.store.conftest import ACCOUNT, DER, T0, make_record, two_name_order
 from tests.store.contract.conftest import Backend
 
+PROTOCOLS = (ReadStore, WriteStore, NonceStore, LeaseStore, EabStore, LimitStore,
+             RetentionStore, RevocationStore)
+
 
 def test_store_includes_every_protocol():
-    for protocol in (ReadStore, WriteStore, NonceStore, LeaseStore):
+    for protocol in PROTOCOLS:
         assert protocol in Store.__mro__, protocol
 
 
@@ -30,11 +36,12 @@ async def test_the_backend_implements_every_protocol_method_with_the_same_signat
 ):
     members = {
         name: member
-        for protocol in (ReadStore, WriteStore, NonceStore, LeaseStore, Store)
+        for protocol in (*PROTOCOLS, Store)
         for name, member in vars(protocol).items()
         if inspect.isfunction(member) and not name.startswith("_")
     }
-    assert {"list_certificates", "record_validation", "hold_lease", "close"} <= set(members)
+    assert {"list_certificates", "record_validation", "hold_lease", "close", "publish_crl",
+            "mark_renew_early_issued_before", "spend_limit"} <= set(members)
     for name, member in members.items():
         implementation = getattr(type(store), name)
         assert inspect.iscoroutinefunction(implementation), name

@@ -14,10 +14,10 @@ from acme_ca.errors import StoreError, StoreUnavailable
 from acme_ca.store.migrations import CREATE_MIGRATIONS_TABLE, load_migrations
 from acme_ca.store.postgres import PostgresStore
 from acme_ca.store.postgres.migrate import DDL_LOCK_TIMEOUT, MIGRATION_LOCK, migrate_postgres
-from tests.store.conftest import T0
+from tests.store.conftest import ACCOUNT, DER, T0, make_order
 
 NAMES = ["certificates", "acme", "nonces_apart", "orders_processing", "cluster", "expiry",
-         "who_gets_what", "retention"]
+         "who_gets_what", "retention", "revocation"]
 
 
 def test_the_versions_are_sqlites_with_the_same_names():
@@ -193,4 +193,51 @@ async def test_a_migration_behind_a_long_lock_fails_soon_and_stalls_nobody_long(
         await serving.close()
     store = await PostgresStore.open(pg_url)
     await store.close()
+    assert await applied(pg_url) == list(enumerate(NAMES, start=1))
+
+
+async def test_a_version_8_database_holding_rows_gains_0009_and_keeps_them(pg_url: str):
+    """0009 (issue 12: ARI, RFC 9773; CRLs, RFC 5280 5) on a database in use: its
+    certificates and orders read as before, unmarked and replacing nothing, and the
+    new columns, index and table work at once."""
+    setup = await asyncpg.connect(pg_url)
+    try:
+        await setup.execute(CREATE_MIGRATIONS_TABLE)
+        for migration in load_migrations("postgres")[:8]:
+            await setup.execute(migration.sql)
+            await setup.execute("INSERT INTO schema_migrations VALUES ($1, $2, 'then')",
+                                migration.version, migration.name)
+        await setup.execute("INSERT INTO accounts (id, status, jwk, thumbprint, terms_agreed, "
+                            "created_at) VALUES ($1, 'valid', '{}', 't', true, $2)",
+                            ACCOUNT, T0)
+        for serial, revoked in (("0a", False), ("0b", True)):
+            await setup.execute(
+                "INSERT INTO certificates (serial, issuer, names, profile, not_before, "
+                "not_after, created_at, status, der, account_id, order_id, revoked_at, "
+                "revocation_reason) VALUES ($1, $2, '{old.example.test}', 'server', $3, $4, "
+                "$3, $5, $6, $7, 'order-old', $8, $9)",
+                serial, "ab" * 32, T0, T0 + timedelta(days=90),
+                "revoked" if revoked else "issued", DER, ACCOUNT,
+                T0 if revoked else None, 1 if revoked else None)
+        await setup.execute(
+            "INSERT INTO orders (id, account_id, status, identifiers, expires, created_at, "
+            "certificate_serial) VALUES ('order-old', $1, 'valid', "
+            "'[{\"type\": \"dns\", \"value\": \"old.example.test\"}]', $2, $2, '0a')",
+            ACCOUNT, T0)
+    finally:
+        await setup.close()
+    store = await PostgresStore.open(pg_url)
+    try:
+        assert await store.schema_version() == len(NAMES)
+        kept = await store.get_certificate("0a")
+        assert (kept.der, kept.renew_early_at, kept.replaced_by) == (DER, None, None)
+        old_order = await store.get_order("order-old")
+        assert (old_order.status.value, old_order.replaces) == ("valid", None)
+        assert [e.serial for e in await store.revoked_certificates(
+            "ab" * 32, expiring_after=T0)] == ["0b"]
+        assert (await store.mark_renew_early("0a", T0)).renew_early_at == T0
+        renewal = make_order("order-new", [], replaces="0a")
+        assert (await store.create_order(renewal, [])).replaces == "0a"
+    finally:
+        await store.close()
     assert await applied(pg_url) == list(enumerate(NAMES, start=1))

@@ -20,7 +20,7 @@ from acme_ca.store import SqliteStore
 from acme_ca.store.migrations import load_migrations
 from acme_ca.store.sqlite.migrate import sqlite_statements
 from acme_ca.store.sqlite.opening import nonce_path
-from tests.store.conftest import ACCOUNT, DER, T0, make_account, make_record
+from tests.store.conftest import ACCOUNT, DER, T0, make_account, make_order, make_record
 
 LATEST = len(load_migrations("sqlite"))  # the version a fresh database is at
 
@@ -56,7 +56,7 @@ async def test_fresh_database_is_migrated_to_version_1(store: SqliteStore, db_pa
     assert rows == [(1, "certificates", stamp), (2, "acme", stamp), (3, "nonces_apart", stamp),
                     (4, "orders_processing", stamp), (5, "cluster", stamp),
                     (6, "expiry", stamp), (7, "who_gets_what", stamp),
-                    (8, "retention", stamp)]
+                    (8, "retention", stamp), (9, "revocation", stamp)]
     assert {"status", "not_after", "account_id", "order_id", "created_at"} <= indexed
 
 
@@ -145,7 +145,8 @@ def test_migrations_are_numbered_from_1_and_split_into_statements():
                                                             (4, "orders_processing"),
                                                             (5, "cluster"), (6, "expiry"),
                                                             (7, "who_gets_what"),
-                                                            (8, "retention")]
+                                                            (8, "retention"),
+                                                            (9, "revocation")]
     statements = sqlite_statements(migrations[0].sql)
     assert statements[0].endswith(";") and "CREATE TABLE certificates" in statements[0]
     assert sum("CREATE INDEX" in each for each in statements) == 5
@@ -207,6 +208,51 @@ async def test_a_version_1_database_upgrades_to_6_keeping_its_certificates(db_fi
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
     stamp = "2026-01-01T12:00:00.123456Z"
     assert rows == [(1, "then")] + [(n, stamp) for n in range(2, LATEST + 1)]
+
+
+async def test_a_version_8_database_holding_rows_gains_0009_and_keeps_them(db_file: Path):
+    """0009 (issue 12: ARI, RFC 9773; CRLs, RFC 5280 5) on a database in use: its
+    certificates and orders read as before, unmarked and replacing nothing, and the
+    new columns and tables work at once."""
+    with raw(db_file) as conn, conn:
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+                     "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        for migration in load_migrations("sqlite")[:8]:
+            for statement in sqlite_statements(migration.sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 'then')",
+                         (migration.version, migration.name))
+        conn.execute("INSERT INTO accounts (id, status, jwk, thumbprint, contact, "
+                     "terms_agreed, created_at) VALUES (?, 'valid', '{}', 't', '[]', 1, ?)",
+                     (ACCOUNT, "2025-01-01T00:00:00.000000Z"))
+        for serial, status in (("0a", "issued"), ("0b", "revoked")):
+            conn.execute(
+                "INSERT INTO certificates (serial, issuer, names, profile, not_before, "
+                "not_after, created_at, status, der, account_id, order_id, revoked_at, "
+                "revocation_reason) VALUES (?, ?, '[\"old.example.test\"]', 'server', ?, ?, ?, "
+                "?, ?, ?, 'order-old', ?, ?)",
+                (serial, "ab" * 32, "2025-01-01T00:00:00.000000Z",
+                 "2027-01-01T00:00:00.000000Z", "2025-01-01T00:00:00.000000Z", status, DER,
+                 ACCOUNT, "2025-02-01T00:00:00.000000Z" if status == "revoked" else None,
+                 1 if status == "revoked" else None))
+        conn.execute("INSERT INTO orders (id, account_id, status, identifiers, expires, "
+                     "created_at, certificate_serial) VALUES ('order-old', ?, 'valid', "
+                     "'[{\"type\": \"dns\", \"value\": \"old.example.test\"}]', ?, ?, '0a')",
+                     (ACCOUNT, "2025-01-08T00:00:00.000000Z", "2025-01-01T00:00:00.000000Z"))
+    store = await SqliteStore.open(db_file, clock=FakeClock(T0))
+    try:
+        assert await store.schema_version() == LATEST
+        kept = await store.get_certificate("0a")
+        assert (kept.der, kept.renew_early_at, kept.replaced_by) == (DER, None, None)
+        old_order = await store.get_order("order-old")
+        assert (old_order.status.value, old_order.replaces) == ("valid", None)
+        assert [e.serial for e in await store.revoked_certificates(
+            "ab" * 32, expiring_after=T0)] == ["0b"]
+        assert (await store.mark_renew_early("0a", T0)).renew_early_at == T0
+        renewal = make_order("order-new", [], replaces="0a")
+        assert (await store.create_order(renewal, [])).replaces == "0a"
+    finally:
+        await store.close()
 
 
 # --- accounts (RFC 8555 7.1.2, 7.3) ---------------------------------------------------
