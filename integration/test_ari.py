@@ -20,13 +20,17 @@ replacement bookkeeping is tested in tests/protocol/test_replaces.py.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from configobj import ConfigObj
 
+from acme_ca.clock import SystemClock
+from acme_ca.config import load_config
 from acme_ca.domain.models import serial_hex
+from acme_ca.store import open_store
 from integration.clients import (
     AcmeServer,
     expect_ok,
@@ -34,7 +38,7 @@ from integration.clients import (
     serving_acme,
     verify_chain,
 )
-from integration.conftest import require_program, run_cli
+from integration.conftest import require_program
 from integration.test_certbot import Certbot
 
 pytestmark = pytest.mark.integration
@@ -73,6 +77,21 @@ def serial_of(certbot: Certbot, name: str) -> int:
     return load_certs(live / "cert.pem")[0].serial_number
 
 
+def mark_renew_early(acme: AcmeServer, serial: int) -> None:
+    """What `acme-ca certs renew-early SERIAL` does, through the server's own store
+    (the command is on the cli branch, not merged yet)."""
+    config = load_config(acme.server.data_dir.parent / "acme-ca.toml")
+
+    async def mark() -> None:
+        store = await open_store(config.storage.url)
+        try:
+            await store.mark_renew_early(serial_hex(serial), SystemClock().now())
+        finally:
+            await store.close()
+
+    asyncio.run(mark())
+
+
 def renew(certbot: Certbot, acme: AcmeServer, *prefix: str) -> str:
     """`certbot renew` (standalone, no random sleep), under ``prefix``; its output."""
     result, _ = certbot("renew", "--no-random-sleep-on-renew", "--standalone",
@@ -88,9 +107,7 @@ def test_certbot_renews_the_certificate_the_operator_marked(tmp_path: Path) -> N
     with serving_acme(tmp_path / "acme-ca") as acme:
         certbot = Certbot(acme, tmp_path / "certbot")
         marked, kept = certonly(certbot, acme, WEB), certonly(certbot, acme, API)
-        config = acme.server.data_dir.parent / "acme-ca.toml"
-        run_cli("--config", config, "certs", "renew-early", serial_hex(marked),
-                cwd=tmp_path)
+        mark_renew_early(acme, marked)
         output = renew(certbot, acme)
         assert serial_of(certbot, WEB) != marked, describe_renew(output, acme)
         assert serial_of(certbot, API) == kept, describe_renew(output, acme)
