@@ -52,6 +52,8 @@ def acme_ca_config(
         server += f'external_url = "{external_url}"\n'
         networks = 'allowed_networks = ["127.0.0.0/8"]\n'
     storage = f'\n[storage]\nurl = "{storage_url}"\n' if storage_url else ""
+    # the plain-HTTP listener (CRLs) on a port of its own: its default is one fixed port
+    revocation = f'\n[revocation]\nhttp_listen = "127.0.0.1:{free_port()}"\n'
     ca = ""
     if ca_dir:
         ca = "\n[ca]\n" + "".join(
@@ -64,7 +66,7 @@ def acme_ca_config(
             )
         )
     return (
-        f"{server}{storage}{ca}\n"
+        f"{server}{storage}{revocation}{ca}\n"
         '[policy]\nallowed_domains = ["bluerobin.local"]\n\n'
         f"{BENCH_LIMITS}\n"
         f"[validation]\nhttp01_port = {http01_port}\n{networks}\n"

@@ -33,6 +33,7 @@ from integration.conftest import (
     clean_env,
     free_port,
     require_program,
+    revocation_table,
     serving_config,
 )
 
@@ -68,6 +69,7 @@ def write_config(path: Path, *, data_dir: Path, port: int, http01_port: int,
         f"data_dir = {json.dumps(str(data_dir))}\n"
         "\n[policy]\n"
         'allowed_domains = ["bluerobin.local"]\n'
+        f"{revocation_table()}"
         "\n[validation]\n"
         f"http01_port = {http01_port}\n"
         'allowed_networks = ["127.0.0.0/8"]\n'

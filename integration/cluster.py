@@ -47,6 +47,7 @@ from integration.conftest import (
     https_get,
     log_path,
     require_program,
+    revocation_table,
     run_cli,
     stop_process,
     until,
@@ -184,6 +185,7 @@ def replica_config(
         f"\n[storage]\nurl = {json.dumps(storage)}\n"
         f"\n[ca]\n{ca_lines}"
         '\n[policy]\nallowed_domains = ["bluerobin.local"]\n'
+        f"{revocation_table()}"
         f"\n[validation]\nhttp01_port = {http01_port}\n"
         f'allowed_networks = ["127.0.0.0/8"]\nhosts = {{{hosts}}}\n'
     )

@@ -47,6 +47,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def revocation_table() -> str:
+    """A ``[revocation]`` table whose plain-HTTP listener (CRLs, OCSP) is on a free port:
+    its default, 127.0.0.1:8556, is one fixed port that two servers cannot share."""
+    return f'\n[revocation]\nhttp_listen = "127.0.0.1:{free_port()}"\n'
+
+
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment without any ACME_CA_* setting of the developer, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACME_CA_")}
@@ -235,7 +241,8 @@ def serving(data_dir: Path, port: int | None = None, *extra: str) -> Iterator[Se
     always stopped afterwards."""
     port = port or free_port()
     argv = ["--data-dir", str(data_dir), "serve"]
-    argv += ["--listen", f"127.0.0.1:{port}", "--hostname", "localhost", *extra]
+    argv += ["--listen", f"127.0.0.1:{port}", "--hostname", "localhost",
+             "--http-listen", f"127.0.0.1:{free_port()}", *extra]
     with _serving(argv, data_dir.parent, data_dir, port) as server:
         yield server
 
@@ -303,7 +310,7 @@ def serving_acme_validation(workdir: Path, validation: str) -> Iterator[Any]:
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\nhostname = "localhost"\n'
         f'data_dir = "{data_dir}"\n\n[policy]\nallowed_domains = ["bluerobin.local"]\n'
-        f"\n[validation]\n{validation}\n",
+        f"{revocation_table()}\n[validation]\n{validation}\n",
         encoding="utf-8",
     )
     with serving_config(config, data_dir, port) as server:

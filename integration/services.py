@@ -21,7 +21,7 @@ import pytest
 
 from bench.http01 import free_ports
 from integration.clients import AcmeServer
-from integration.conftest import clean_env, run, serving_config
+from integration.conftest import clean_env, revocation_table, run, serving_config
 from tests.required import require_program
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "services.md"
@@ -59,7 +59,8 @@ def serving_ca(workdir: Path) -> Iterator[AcmeServer]:
     config = workdir / "acme-ca.toml"
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\nhostname = "localhost"\n'
-        f'data_dir = "{data_dir}"\n\n[policy]\nallowed_domains = ["bluerobin.local"]\n\n'
+        f'data_dir = "{data_dir}"\n\n[policy]\nallowed_domains = ["bluerobin.local"]\n'
+        f'{revocation_table()}\n'
         f'[validation]\nhttp01_port = {http01_port}\nallowed_networks = ["127.0.0.0/8"]\n'
         f"hosts = {{{hosts}}}\n",
         encoding="utf-8",

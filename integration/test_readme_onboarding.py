@@ -50,12 +50,15 @@ def test_the_readme_onboarding_works_as_written(user: dict[str, Any]) -> None:
     port = ports["8555"]
     walk, blocks = walkthrough(ports), onboarding(ports)
 
+    # the plain-HTTP listener (CRLs) on a free port too: its default is one fixed port
+    http_listen = ["--http-listen", f"127.0.0.1:{free_port()}"]
     quick = free_port()  # the Quick start makes the CA
-    with _serving(["serve", "--listen", f"127.0.0.1:{quick}"], workdir, data, quick,
+    with _serving(["serve", "--listen", f"127.0.0.1:{quick}", *http_listen], workdir, data,
+                  quick,
                   program=[".venv/bin/acme-ca"], **popen):
         pass
     bash(walk["config"], workdir, popen)
-    serve = shlex.split(walk["serve"])
+    serve = [*shlex.split(walk["serve"]), *http_listen]
     with _serving([], workdir, data, port, program=serve, **popen):
         bash(walk["client"], workdir, popen)  # the walk-through, before keys are required
 

@@ -128,14 +128,17 @@ def test_the_readme_walkthrough_works_as_written(user: dict[str, Any]) -> None:
     blocks = walkthrough(ports)
 
     # The Quick start: `.venv/bin/acme-ca serve` makes the CA (on a port from the OS).
+    # the plain-HTTP listener (CRLs) on a free port too: its default is one fixed port
+    http_listen = ["--http-listen", f"127.0.0.1:{free_port()}"]
     quick = free_port()
-    with _serving(["serve", "--listen", f"127.0.0.1:{quick}"], workdir, data, quick,
+    with _serving(["serve", "--listen", f"127.0.0.1:{quick}", *http_listen], workdir, data,
+                  quick,
                   program=[".venv/bin/acme-ca"], **popen):
         pass
     assert (data / "ca" / "root-ca.crt").is_file()
 
     bash(blocks["config"], workdir, popen)
-    serve = shlex.split(blocks["serve"])
+    serve = [*shlex.split(blocks["serve"]), *http_listen]
     with _serving([], workdir, data, port, program=serve, **popen) as server:
         result = bash(blocks["client"], workdir, popen)
         assert "No CA found" not in server.log()  # the Quick start's CA, kept

@@ -49,7 +49,8 @@ def sha256(cert: x509.Certificate) -> bytes:
 
 
 def serve_args(data_dir: Path, port: int) -> list[str]:
-    return ["--data-dir", str(data_dir), "serve", "--listen", f"127.0.0.1:{port}"]
+    return ["--data-dir", str(data_dir), "serve", "--listen", f"127.0.0.1:{port}",
+            "--http-listen", f"127.0.0.1:{free_port()}"]
 
 
 def test_first_start_bootstraps_a_ca(server: Server) -> None:

@@ -22,6 +22,10 @@ Three linters:
   BR linter checks (key sizes and encodings, signature algorithms, criticality, EKU
   and basicConstraints rules, name syntax, validity) must be clean. Client-only leaves
   are not TLS server certificates, so the BR do not apply to them.
+
+And the CRL linter (`lint_crl`, pkilint's `lint_crl lint -t CRL -p PKIX|BR`) over the
+CRLs the intermediates sign (tests/pki/test_crl.py): RFC 5280 and the CA/B Forum CRL
+profile (BR 7.2), no finding above INFO.
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from pkilint import finding_filter, loader
+from pkilint import finding_filter, loader, pkix
 from pkilint.bin import lint_pkix_signer_signee_cert_chain as signer_signee
-from pkilint.cabf import serverauth
+from pkilint.cabf import cabf_crl, serverauth
 from pkilint.pkix import certificate, extension, name
+from pkilint.pkix import crl as pkix_crl
 from pkilint.validation import ValidationFindingSeverity as Severity
 
 from acme_ca.authority.profiles import usages
@@ -71,13 +76,11 @@ NOT_FOR_A_PRIVATE_CA = {
     # would claim a BR audit this CA never had.
     "cabf.serverauth.ca.certificate_policies_extension_absent": "no CP/CPS to assert",
     "cabf.serverauth.subscriber.certificate_policies_extension_absent": "as above",
-    # No CRL, OCSP or caIssuers URL is published yet: relying parties get the chain
-    # from the ACME server, and leaves live 7 days by default.
-    "cabf.serverauth.ca.crl_distribution_points_extension_absent": "no CRL published yet",
-    "cabf.serverauth.ca.authority_info_access_extension_absent": "no AIA URL published",
-    "cabf.serverauth.subscriber.authority_info_access_extension_absent": "as above",
-    "cabf.serverauth.subscriber.revocation_information_absent": "as above",
-    "msft.end_entity.revocation_information_absent": "as above",
+    # The root key is offline and signs no CRL: the intermediate carries no CRL
+    # distribution point or AIA. Leaves carry both (the intermediate's CRL and
+    # certificate, pki/publication.py), so no subscriber finding of the kind is allowed.
+    "cabf.serverauth.ca.crl_distribution_points_extension_absent": "the root signs no CRL",
+    "cabf.serverauth.ca.authority_info_access_extension_absent": "as above",
     # BR 7.1.2.5.2 wants a technically constrained CA to constrain directoryName too;
     # the intermediate constrains the names TLS checks (dNSName, iPAddress).
     "cabf.serverauth.ca.incomplete_name_constraints": "constrains the names TLS checks",
@@ -169,6 +172,26 @@ def lint_chain(issuer: x509.Certificate, subject: x509.Certificate) -> list[Find
         collection["subject"].root
     )
     return _findings("chain", results)
+
+
+def lint_crl(der: bytes, *, baseline: bool = True) -> list[Finding]:
+    """What `lint_crl lint -t CRL -p BR FILE` reports above INFO (``baseline=False``:
+    ``-p PKIX``, RFC 5280 alone): pkilint's CRL linter (pkilint/bin/lint_crl.py)."""
+    kind = pkix_crl.CertificateRevocationListType.CRL
+    document_validators, validity_validators = [], []
+    if baseline:
+        document_validators.append(cabf_crl.CabfCrlReasonCodeAllowlistValidator(kind))
+        validity_validators.append(cabf_crl.create_validity_period_validator(kind))
+    validator = pkix_crl.create_pkix_crl_validator_container(
+        [pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+         pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS)],
+        [pkix_crl.create_issuer_validator_container([]),
+         pkix_crl.create_validity_validator_container(validity_validators),
+         pkix_crl.create_extensions_validator_container([]),
+         *document_validators],
+    )
+    document = loader.RFC5280CertificateListDocumentLoader().load_der_document(der, "crl")
+    return _findings("crl(BR)" if baseline else "crl", validator.validate(document.root))
 
 
 def not_allowed(findings: list[Finding]) -> list[str]:
@@ -264,6 +287,10 @@ def test_every_leaf_profile_and_key_type_is_lint_clean(
         ip_addresses=(), not_before=now - timedelta(minutes=1), not_after=now + timedelta(days=7),
         extended_key_usages=usages(profile), common_name=common_name,
     ))
+    # linted with what serve puts in every leaf: its CRL and issuer URLs (RFC 5280
+    # 4.2.1.13 CRL distribution points, 4.2.2.1 AIA caIssuers)
+    assert leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    assert leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
     assert lint_pkix(leaf) == []
     assert lint_chain(default_ca.intermediate, leaf) == []
     if "serverAuth" in profile.extended_key_usages:  # the TLS server BR apply to TLS servers only

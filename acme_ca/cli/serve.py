@@ -15,6 +15,7 @@ import asyncio
 import gc
 import logging
 import signal
+import ssl
 import sys
 from typing import Any
 
@@ -25,10 +26,15 @@ from acme_ca.authority.archived_keys import ArchivedKeys
 from acme_ca.authority.server_tls import ServerTls
 from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
 from acme_ca.cli.secrets import intermediate_passphrase
-from acme_ca.cli.wiring import build_app, own_endpoints
+from acme_ca.cli.wiring import (
+    build_app,
+    build_publication_app,
+    own_endpoints,
+    publication,
+)
 from acme_ca.cli.workers import run_workers
 from acme_ca.clock import SystemClock
-from acme_ca.config import Config
+from acme_ca.config import Config, parse_host_port
 from acme_ca.errors import AcmeCaError, PkiError
 from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
@@ -49,10 +55,14 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--hostname", metavar="NAME", help="override [server] hostname")
     serve.add_argument("--workers", type=int, metavar="N",
                        help="override [server] workers: processes sharing the port")
+    serve.add_argument("--http-listen", metavar="HOST:PORT",
+                       help="override [revocation] http_listen: the plain-HTTP listener "
+                       "of CRLs (and OCSP) for relying parties")
     serve.set_defaults(
         run=run_serve,
         overrides=lambda a: {"server.listen": a.listen, "server.hostname": a.hostname,
-                             "server.workers": a.workers},
+                             "server.workers": a.workers,
+                             "revocation.http_listen": a.http_listen},
     )
 
 
@@ -115,7 +125,9 @@ def _freeze_startup_objects() -> None:
 
 
 class IssuerHolder:
-    """The current intermediate; `reload` swaps it atomically, keeping the old on failure."""
+    """The current intermediate, with the archived intermediates' keys still kept (read
+    once per load: they sign CRLs) and the URLs its leaves carry; `reload` swaps it
+    atomically, keeping the old on failure."""
 
     def __init__(self, config: Config) -> None:
         self._config = config
@@ -130,6 +142,8 @@ class IssuerHolder:
             intermediate_passphrase(ca.intermediate_key_passphrase_file),
             SystemClock().now(),
             ca.alternate_chains,
+            publication(self._config),
+            archived_keys=True,  # they sign the CRLs of what they issued
         )
         if same_key(issuer.key, issuer.root.public_key()):  # type: ignore[arg-type]
             raise PkiError(
@@ -181,27 +195,18 @@ async def serve(config: Config, worker: int = 0) -> None:
     clock = SystemClock()
     issuer = IssuerHolder(config)
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
-    runner: web.AppRunner | None = None
+    runners: list[web.AppRunner] = []
     tasks: list[asyncio.Task[None]] = []
     try:
+        # The plain-HTTP listener first: it starts nothing, so a port already taken is
+        # said before any background work or certificate is started.
+        await _listen(runners, build_publication_app(store, issuer, clock),
+                      config.revocation.http_listen, config, None,
+                      setting=" ([revocation] http_listen)")
         tls = server_tls(config, store, issuer)
         context = await tls.start()
-        runner = web.AppRunner(
-            build_app(config, store, issuer, clock, own=await own_endpoints(config)),
-            access_log=None, handle_signals=False,
-        )
-        await runner.setup()
-        site = web.TCPSite(
-            runner,
-            config.server.listen_host,
-            config.server.listen_port,
-            ssl_context=context,
-            reuse_port=config.server.workers > 1 or None,
-        )
-        try:
-            await site.start()
-        except OSError as exc:
-            raise AcmeCaError(f"cannot listen on {config.server.listen}: {exc.strerror}") from None
+        acme = build_app(config, store, issuer, clock, own=await own_endpoints(config))
+        await _listen(runners, acme, config.server.listen, config, context)
         warning = root_key_warning(config)
         if warning and worker == 0:  # said before any request can be answered
             log.warning("%s", warning)
@@ -234,6 +239,8 @@ async def serve(config: Config, worker: int = 0) -> None:
         print(f"  root certificate: {config.ca.root_cert}  (trust it: acme-ca trust)")
         print(f"  CA chain:         {base}/roots/chain.pem")
         print(f"  health:           {base}/health")
+        crl_url = publication(config).crl_url(issuer.current.fingerprint)
+        print(f"  CRL:              {crl_url}  (listening on {config.revocation.http_listen})")
         sys.stdout.flush()
         await stop.wait()
         log.info("stopping")
@@ -241,9 +248,26 @@ async def serve(config: Config, worker: int = 0) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if runner is not None:
+        for runner in reversed(runners):
             await runner.cleanup()
         await store.close()
+
+
+async def _listen(runners: list[web.AppRunner], app: web.Application, listen: str,
+                  config: Config, context: ssl.SSLContext | None, setting: str = "") -> None:
+    """Serve ``app`` on ``listen`` ("host:port"; HTTPS with ``context``), sharing the
+    port with the other workers; its runner joins ``runners`` (cleaned up at the end).
+    A port already taken is a one-line error naming the setting."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    runners.append(runner)
+    host, port = parse_host_port(listen)
+    site = web.TCPSite(runner, host, port, ssl_context=context,
+                       reuse_port=config.server.workers > 1 or None)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise AcmeCaError(f"cannot listen on {listen}{setting}: {exc.strerror}") from None
 
 
 async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTls,

@@ -13,6 +13,7 @@ from acme_ca.authority import issuance
 from acme_ca.authority.identifiers import check_identifiers
 from acme_ca.authority.profiles import Catalog, ProfileRefused, check_key, usages
 from acme_ca.cli.secrets import intermediate_passphrase
+from acme_ca.cli.wiring import publication
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config, format_duration, parse_duration
 from acme_ca.domain.models import Identifier
@@ -88,6 +89,7 @@ def run_sign_csr(config: Config, args: argparse.Namespace) -> int:
         config.ca.chain,
         intermediate_passphrase(config.ca.intermediate_key_passphrase_file),
         now,
+        publication=publication(config),  # its CRL and issuer URLs, as ACME leaves carry
     )
     asked = [Identifier("dns", n) for n in contents.dns_names]
     asked += [Identifier("ip", str(a)) for a in contents.ip_addresses]

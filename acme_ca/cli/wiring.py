@@ -14,11 +14,13 @@ from aiohttp import web
 from acme_ca.api.app import create_app
 from acme_ca.api.context import Services
 from acme_ca.api.links import Links
+from acme_ca.api.publication import create_publication_app
 from acme_ca.authority.accounts import AccountService
 from acme_ca.authority.authorizations import AuthorizationService
 from acme_ca.authority.background import BackgroundWork, Job
 from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.caa_recheck import CaaRecheck
+from acme_ca.authority.crls import CrlPublisher, PublishedCrls
 from acme_ca.authority.expiry import Expiry
 from acme_ca.authority.issuance import InFlight
 from acme_ca.authority.limits import RateLimits
@@ -34,6 +36,7 @@ from acme_ca.clock import Clock
 from acme_ca.config import Config, ValidationConfig
 from acme_ca.domain.problems import AcmeProblem
 from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.publication import Publication
 from acme_ca.store.base import Store
 from acme_ca.validation.base import Validator
 from acme_ca.validation.caa import CaaChecker
@@ -112,6 +115,20 @@ def caa_checker(config: Config) -> CaaChecker | None:
     return CaaChecker(DnsClient.from_config(config.validation), config.validation.caa_identities)
 
 
+def publication(config: Config) -> Publication:
+    """Where every leaf says its CRL, issuer certificate and OCSP responder are
+    ([revocation] base_url, ocsp): ``Issuer.load`` takes it in serve and sign-csr."""
+    return Publication(config.revocation.base_url, config.revocation.ocsp)
+
+
+def build_publication_app(
+    store: Store, issuer: Callable[[], Issuer], clock: Clock, ocsp: object | None = None
+) -> web.Application:
+    """The plain-HTTP listener's application ([revocation] http_listen): CRLs and the
+    intermediates' certificates; with ``ocsp`` (the responder), its routes too."""
+    return create_publication_app(PublishedCrls(store, issuer), clock, ocsp)
+
+
 def build_app(
     config: Config,
     store: Store,
@@ -169,6 +186,8 @@ def build_app(
         Job("expiring orders and authorizations", Expiry(store, clock).expire),
         Job("pruning what expired past the retention grace",
             Retention(store, clock, config.retention.grace).prune),
+        Job("publishing CRLs", CrlPublisher(store, clock, issuer, publication(config),
+                                            config.revocation.crl_lifetime).publish),
     ])
 
     async def run_background(_: web.Application) -> AsyncIterator[None]:

@@ -2,15 +2,16 @@
 and the chains of every certificate the server hands out.
 
 This is all the server loads from the hierarchy; it never sees the root key. It also
-knows the intermediates the current one replaced (their certificates in ca/archive/,
-never their keys), so that a certificate is always served with the intermediate that
-signed it, before and after `acme-ca intermediate renew`: `chains_for` is the one
-place that picks a chain by the issuer fingerprint a certificate record carries.
+knows the intermediates the current one replaced (their certificates in ca/archive/),
+so that a certificate is always served with the intermediate that signed it, before
+and after `acme-ca intermediate renew`: `chains_for` is the one place that picks a
+chain by the issuer fingerprint a certificate record carries. Their keys, while kept,
+are read only when `serve` asks: they sign those intermediates' CRLs (`crl_signers`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
 from acme_ca.pki.archive import ArchivedIntermediate, archive_dir, load_archive
+from acme_ca.pki.crl import CrlSigner
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.keys import PrivateKey, load_key, same_key
 from acme_ca.pki.profiles import LeafRequest, build_leaf
@@ -42,6 +44,13 @@ class Issuer:
     # Where its leaves say relying parties find its CRL, OCSP and certificate
     # ([revocation] base_url); None: nothing published (offline tools, older tests).
     publication: Publication | None = None
+    # The archived intermediates whose keys are still kept, with those keys: they sign
+    # the CRLs of what they issued (``crl_signers``). Read at load when asked (serve),
+    # with the intermediate passphrase `renew` encrypted them with.
+    archived_signers: tuple[CrlSigner, ...] = ()
+    # Why an archived key could not be read (wrong passphrase, damaged file): its
+    # intermediate's CRL is not signed, and the caller says so.
+    unreadable: tuple[str, ...] = ()
 
     @classmethod
     def load(
@@ -53,9 +62,12 @@ class Issuer:
         now: datetime,
         alternate_paths: Sequence[Path] = (),
         publication: Publication | None = None,
+        *,
+        archived_keys: bool = False,
     ) -> Issuer:
         """Load and check the intermediate: key matches, CA, valid now, chain starts with it;
-        and the certificates of the intermediates it replaced (archive_dir)."""
+        and the certificates of the intermediates it replaced (archive_dir), with
+        ``archived_keys`` the keys of those whose key is still kept."""
         cert = files.load_certificate(cert_path, "intermediate certificate")
         key = load_key(key_path, passphrase, "intermediate key")
         if not same_key(key, cert.public_key()):  # type: ignore[arg-type]
@@ -70,8 +82,11 @@ class Issuer:
         if chain[0] != cert:
             raise PkiError(f"CA chain {chain_path} does not start with {cert_path}")
         alternates = tuple(_alternate(cert, path) for path in alternate_paths)
-        earlier = _earlier(chain, load_archive(archive_dir(cert_path)))
-        return cls(cert, key, chain, fingerprint(cert), alternates, earlier, publication)
+        archive = load_archive(archive_dir(cert_path))
+        earlier = _earlier(chain, archive)
+        signers, unreadable = _archived_signers(archive, passphrase) if archived_keys else ((), ())
+        return cls(cert, key, chain, fingerprint(cert), alternates, earlier, publication,
+                   signers, unreadable)
 
     @property
     def root(self) -> x509.Certificate:
@@ -88,6 +103,15 @@ class Issuer:
                 ca_issuers_url=self.publication.issuer_url(self.fingerprint),
             )
         return build_leaf(self.certificate, self.key, request)
+
+    def crl_signers(self) -> Iterator[CrlSigner]:
+        """The intermediates that sign CRLs now: this one, then each archived one whose
+        key file is still there (authority/archived_keys.py destroys it once nothing it
+        signed can be unexpired; a key destroyed since the load signs no more)."""
+        yield CrlSigner(self.certificate, self.fingerprint, self.key)
+        for signer in self.archived_signers:
+            if signer.fingerprint != self.fingerprint and not signer.retired():
+                yield signer
 
     def chains_for(self, signed_by: str) -> tuple[tuple[x509.Certificate, ...], ...]:
         """The chains (without the root) to serve after a leaf that the intermediate with
@@ -121,6 +145,29 @@ def _alternate(intermediate: x509.Certificate, path: Path) -> tuple[x509.Certifi
             "intermediate's name and key"
         )
     return certs
+
+
+def _archived_signers(
+    archive: Sequence[ArchivedIntermediate], passphrase: bytes | None
+) -> tuple[tuple[CrlSigner, ...], tuple[str, ...]]:
+    """The archived intermediates whose key file is there, each with its key; and why
+    each key that could not be read or does not match was left out."""
+    signers, unreadable = [], []
+    for item in archive:
+        if not item.has_key():
+            continue
+        try:
+            key = load_key(item.key_path, passphrase, "archived intermediate key")
+        except PkiError as exc:
+            unreadable.append(str(exc))
+            continue
+        if not same_key(key, item.certificate.public_key()):  # type: ignore[arg-type]
+            unreadable.append(f"archived intermediate key {item.key_path} does not match "
+                              f"{item.cert_path}")
+            continue
+        signers.append(CrlSigner(item.certificate, fingerprint(item.certificate), key,
+                                 item.key_path))
+    return tuple(signers), tuple(unreadable)
 
 
 def _earlier(

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from acme_ca.pki.keys import PrivateKey, PublicKey, signature_hash
 from acme_ca.pki.serials import random_serial
@@ -130,7 +130,7 @@ def build_intermediate(
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_authority_key_id(root_cert), critical=False)
+        .add_extension(authority_key_id(root_cert), critical=False)
     )
     if constraints is not None:
         builder = builder.add_extension(constraints, critical=True)
@@ -167,7 +167,8 @@ def leaf_not_after(issuer_cert: x509.Certificate, not_after: datetime) -> dateti
 def build_leaf(
     issuer_cert: x509.Certificate, issuer_key: PrivateKey, request: LeafRequest
 ) -> x509.Certificate:
-    """An end-entity certificate: SANs (critical when the subject is empty), EKU, AKI/SKI.
+    """An end-entity certificate: SANs (critical when the subject is empty), EKU, AKI/SKI,
+    and the request's CRL distribution point and AIA URLs when it has them.
 
     keyUsage is digitalSignature, plus keyEncipherment for RSA keys (TLS 1.2 RSA key
     exchange). The validity is cut at the issuer's own notAfter.
@@ -181,7 +182,7 @@ def build_leaf(
         else []
     )
     is_rsa = isinstance(request.public_key, rsa.RSAPublicKey)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer_cert.subject)
@@ -210,12 +211,37 @@ def build_leaf(
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(request.public_key), critical=False
         )
-        .add_extension(_authority_key_id(issuer_cert), critical=False)
-        .sign(issuer_key, signature_hash(issuer_key))
+        .add_extension(authority_key_id(issuer_cert), critical=False)
     )
+    for extension in _revocation_pointers(request):
+        builder = builder.add_extension(extension, critical=False)
+    return builder.sign(issuer_key, signature_hash(issuer_key))
 
 
-def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+def _revocation_pointers(request: LeafRequest) -> list[x509.ExtensionType]:
+    """Where relying parties check the leaf: its CRL distribution point (RFC 5280
+    4.2.1.13) and its authority information access (4.2.2.1: the OCSP responder when
+    there is one, the issuer's certificate as caIssuers); non-critical, as 4.2.1.13 and
+    4.2.2.1 ask. A URL left None leaves its part out."""
+    pointers: list[x509.ExtensionType] = []
+    if request.crl_url:
+        pointers.append(x509.CRLDistributionPoints([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(request.crl_url)],
+            relative_name=None, reasons=None, crl_issuer=None)]))
+    access = []
+    if request.ocsp_url:
+        access.append(x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(request.ocsp_url)))
+    if request.ca_issuers_url:
+        access.append(x509.AccessDescription(
+            AuthorityInformationAccessOID.CA_ISSUERS,
+            x509.UniformResourceIdentifier(request.ca_issuers_url)))
+    if access:
+        pointers.append(x509.AuthorityInformationAccess(access))
+    return pointers
+
+
+def authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     """The issuer's own SKI when it has one (an imported CA may not), else derived from its key."""
     try:
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value

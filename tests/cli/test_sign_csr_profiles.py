@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from acme_ca.domain.models import serial_hex
 from acme_ca.store import open_store
@@ -146,3 +147,24 @@ def test_the_profile_key_types_and_identifier_types(
     code, _, err = run("--config", config, "sign-csr",
                        csr("a.workers.bluerobin.local", extra=(address,)), "--profile", "client")
     assert_one_line_error(code, err, "profile client does not issue for ip identifiers")
+
+
+def test_a_signed_leaf_names_the_crl_and_issuer_urls_of_the_configuration(
+        run: Run, tmp_path: Path, csr: Callable[..., Path]) -> None:
+    """RFC 5280 4.2.1.13 and 4.2.2.1: a sign-csr certificate, which has no account to
+    revoke it with, points relying parties at the CRL ([revocation] base_url) as ACME
+    leaves do; OCSP only when [revocation] ocsp is on."""
+    config = init_ca(run, tmp_path,
+                     POLICY + '[revocation]\nbase_url = "http://crl.bluerobin.local"\n')
+    code, out, err = run("--config", config, "sign-csr", csr("web.bluerobin.local"))
+    assert code == 0, err
+    leaf = signed(out)
+    intermediate = x509.load_pem_x509_certificate(
+        (tmp_path / "acme-ca-data" / "ca" / "intermediate-ca.crt").read_bytes())
+    short = intermediate.fingerprint(hashes.SHA256()).hex()[:16]
+    (point,) = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert point.full_name == [
+        x509.UniformResourceIdentifier(f"http://crl.bluerobin.local/crl/{short}.crl")]
+    aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [(d.access_method, d.access_location.value) for d in aia] == [
+        (AuthorityInformationAccessOID.CA_ISSUERS, f"http://crl.bluerobin.local/ca/{short}.crt")]

@@ -1,0 +1,120 @@
+"""Certificate revocation lists (RFC 5280 section 5): what an issuing CA signs to say
+which of its unexpired certificates relying parties must refuse.
+
+One full CRL per issuing intermediate, current or archived (each signs the CRL of what
+it issued, RFC 5280 5.1.2.3 with no indirect CRL), built from plain values so the
+authority can hand it the store's rows and the offline tools could use it alone:
+
+- version 2, the issuer's subject, thisUpdate and nextUpdate (5.1.2.4, 5.1.2.5);
+- crlExtensions: the authority key identifier (5.2.1: the issuer's SKI, as its leaves'
+  AKI), the CRL number (5.2.3), and a critical issuing distribution point (5.2.5)
+  naming the URL the leaves' CRL distribution points carry, with onlyContainsUserCerts
+  (the intermediates sign leaves only);
+- one entry per revoked certificate: serial, revocationDate, and a reasonCode
+  extension unless the reason is unspecified (5.3.1: "the reason code CRL entry
+  extension SHOULD be absent instead of using the unspecified (0) reasonCode value");
+- signed with the hash ``keys.signature_hash`` picks for the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from acme_ca.errors import PkiError
+from acme_ca.pki.keys import PrivateKey, signature_hash
+from acme_ca.pki.profiles import authority_key_id
+
+# RFC 5280 5.3.1 CRLReason codes; 7 is not used, 8 (removeFromCRL) belongs to delta CRLs.
+REASONS: dict[int, x509.ReasonFlags] = {
+    0: x509.ReasonFlags.unspecified,
+    1: x509.ReasonFlags.key_compromise,
+    2: x509.ReasonFlags.ca_compromise,
+    3: x509.ReasonFlags.affiliation_changed,
+    4: x509.ReasonFlags.superseded,
+    5: x509.ReasonFlags.cessation_of_operation,
+    6: x509.ReasonFlags.certificate_hold,
+    9: x509.ReasonFlags.privilege_withdrawn,
+    10: x509.ReasonFlags.aa_compromise,
+}
+UNSPECIFIED = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CrlEntry:
+    """One revoked certificate: its serial number, when, and why (an RFC 5280 code)."""
+
+    serial: int
+    revoked_at: datetime
+    reason: int = UNSPECIFIED
+
+
+@dataclass(frozen=True, slots=True)
+class CrlSigner:
+    """An intermediate that signs CRLs: the current one, or an archived one whose key is
+    still kept (``key_path``: the archived key file; once it is gone, so is the CRL)."""
+
+    certificate: x509.Certificate
+    fingerprint: str  # hex SHA-256 of the certificate
+    key: PrivateKey
+    key_path: Path | None = None  # None: the current intermediate
+
+    def retired(self) -> bool:
+        """Whether the archived key file was destroyed since it was read."""
+        return self.key_path is not None and not self.key_path.exists()
+
+
+def build_crl(
+    signer: CrlSigner,
+    *,
+    number: int,
+    this_update: datetime,
+    next_update: datetime,
+    entries: Sequence[CrlEntry],
+    distribution_point: str,
+) -> bytes:
+    """The DER of a full CRL of ``signer`` (see the module docstring)."""
+    if number < 1:
+        raise PkiError(f"a CRL number is a positive integer, not {number}")
+    if next_update <= this_update:
+        raise PkiError("a CRL's nextUpdate must be later than its thisUpdate")
+    idp = x509.IssuingDistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(distribution_point)],
+        relative_name=None,
+        only_contains_user_certs=True,
+        only_contains_ca_certs=False,
+        only_some_reasons=None,
+        indirect_crl=False,
+        only_contains_attribute_certs=False,
+    )
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(signer.certificate.subject)
+        .last_update(this_update)
+        .next_update(next_update)
+        .add_extension(authority_key_id(signer.certificate), critical=False)
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(idp, critical=True)
+    )
+    for entry in entries:
+        builder = builder.add_revoked_certificate(_revoked(entry))
+    crl = builder.sign(signer.key, signature_hash(signer.key))
+    return crl.public_bytes(Encoding.DER)
+
+
+def _revoked(entry: CrlEntry) -> x509.RevokedCertificate:
+    if entry.reason not in REASONS:
+        raise PkiError(f"{entry.reason} is not an RFC 5280 CRLReason code")
+    revoked = (
+        x509.RevokedCertificateBuilder()
+        .serial_number(entry.serial)
+        .revocation_date(entry.revoked_at)
+    )
+    if entry.reason != UNSPECIFIED:
+        revoked = revoked.add_extension(x509.CRLReason(REASONS[entry.reason]), critical=False)
+    return revoked.build()

@@ -1,0 +1,238 @@
+"""The CRL publisher (authority/crls.py): when a new CRL is due and what it lists
+(RFC 5280 5), on SQLite and PostgreSQL, with two replicas where it matters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import CRLEntryExtensionOID
+
+from acme_ca.authority import issuance
+from acme_ca.authority.crls import CrlPublisher, PublishedCrls
+from acme_ca.clock import FakeClock
+from acme_ca.domain.models import serial_hex
+from acme_ca.pki.hierarchy import fingerprint, renew_intermediate
+from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest
+from acme_ca.pki.publication import Publication
+from acme_ca.store import Store, open_store
+from tests.conftest import ROOT_PASSPHRASE, Hierarchy
+
+BASE = "http://127.0.0.1:8556"
+LIFETIME = timedelta(hours=24)
+DAY = timedelta(days=1)
+PASS = b"intermediate pass"
+
+
+@pytest.fixture
+async def db(database: str) -> AsyncIterator[Store]:
+    opened = await open_store(database)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def ca(make_hierarchy: Callable[..., Hierarchy]) -> Hierarchy:
+    return make_hierarchy(intermediate_passphrase=PASS)
+
+
+def load(h: Hierarchy, now: datetime) -> Issuer:
+    p = h.paths
+    return Issuer.load(p.intermediate_cert, p.intermediate_key, p.chain, PASS, now,
+                       publication=Publication(BASE), archived_keys=True)
+
+
+class Setup:
+    def __init__(self, h: Hierarchy, store: Store) -> None:
+        self.hierarchy = h
+        self.store = store
+        self.clock = FakeClock(h.now)
+        self.issuer = load(h, h.now)
+        self.publisher = CrlPublisher(store, self.clock, lambda: self.issuer,
+                                      Publication(BASE), LIFETIME)
+
+    async def sign(self, lifetime: timedelta = 7 * DAY) -> x509.Certificate:
+        now = self.clock.now()
+        request = LeafRequest(ec.generate_private_key(ec.SECP256R1()).public_key(),
+                              ("web.bluerobin.local",), (), now - timedelta(minutes=1),
+                              now + lifetime, SERVER_AUTH)
+        return await issuance.issue(self.store, self.issuer, request, now, profile="server")
+
+    async def revoke(self, cert: x509.Certificate, reason: int = 1) -> None:
+        await self.store.revoke_certificate(serial_hex(cert.serial_number), reason,
+                                            self.clock.now())
+
+    async def crl(self, issuer: Issuer | None = None) -> x509.CertificateRevocationList:
+        issuer = issuer or self.issuer
+        stored = await self.store.get_crl(issuer.fingerprint)
+        assert stored is not None
+        crl = x509.load_der_x509_crl(stored.der)
+        assert crl.is_signature_valid(issuer.certificate.public_key())  # type: ignore[arg-type]
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        assert number == stored.number
+        return crl
+
+
+def number_of(crl: x509.CertificateRevocationList) -> int:
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+async def test_the_first_round_publishes_a_crl_then_nothing_while_nothing_changes(
+    ca: Hierarchy, db: Store
+) -> None:
+    """RFC 5280 5: a CRL exists from the start (empty, number 1); a round with no
+    revocation, no expiry and a young CRL publishes nothing."""
+    s = Setup(ca, db)
+    assert await s.publisher.publish() == 1
+    crl = await s.crl()
+    assert (number_of(crl), len(crl)) == (1, 0)
+    assert crl.next_update_utc - crl.last_update_utc == LIFETIME
+    assert crl.last_update_utc <= s.clock.now()  # backdated
+    s.clock.advance(timedelta(hours=11))
+    assert await s.publisher.publish() == 0
+    assert number_of(await s.crl()) == 1
+
+
+async def test_a_revocation_is_on_the_next_crl_with_its_reason_and_a_higher_number(
+    ca: Hierarchy, db: Store
+) -> None:
+    """RFC 5280 5.1.2.6, 5.3.1, 5.2.3: the revoked serial, its date and reason, on a CRL
+    whose number grew; the unrevoked certificate is not listed."""
+    s = Setup(ca, db)
+    revoked, kept = await s.sign(), await s.sign()
+    await s.publisher.publish()
+    s.clock.advance(timedelta(seconds=3))
+    await s.revoke(revoked, reason=1)
+    assert await s.publisher.publish() == 1
+    crl = await s.crl()
+    assert number_of(crl) == 2
+    entry = crl.get_revoked_certificate_by_serial_number(revoked.serial_number)
+    assert entry is not None
+    assert entry.revocation_date_utc == s.clock.now().replace(microsecond=0)
+    reason = entry.extensions.get_extension_for_oid(CRLEntryExtensionOID.CRL_REASON).value
+    assert reason.reason == x509.ReasonFlags.key_compromise
+    assert crl.get_revoked_certificate_by_serial_number(kept.serial_number) is None
+    assert await s.publisher.publish() == 0
+
+
+async def test_past_half_its_lifetime_a_crl_is_replaced(ca: Hierarchy, db: Store) -> None:
+    """RFC 5280 5.1.2.5: a new CRL before nextUpdate; here once half of the stored one's
+    lifetime has passed, with the same entries and the next number."""
+    s = Setup(ca, db)
+    await s.publisher.publish()
+    first = await s.crl()
+    s.clock.advance(LIFETIME / 2)
+    assert await s.publisher.publish() == 1
+    second = await s.crl()
+    assert number_of(second) == 2
+    assert second.last_update_utc > first.last_update_utc
+    assert second.next_update_utc == second.last_update_utc + LIFETIME
+
+
+async def test_an_expired_revoked_certificate_leaves_the_crl(ca: Hierarchy, db: Store) -> None:
+    """RFC 5280 5: a CRL lists unexpired certificates; the entry goes once the
+    certificate expires, and that change alone makes a new CRL."""
+    s = Setup(ca, db)
+    short, long = await s.sign(timedelta(hours=2)), await s.sign(7 * DAY)
+    await s.revoke(short)
+    await s.revoke(long, reason=0)
+    await s.publisher.publish()
+    listed = await s.crl()
+    assert {r.serial_number for r in listed} == {short.serial_number, long.serial_number}
+    unspecified = listed.get_revoked_certificate_by_serial_number(long.serial_number)
+    assert unspecified is not None and len(unspecified.extensions) == 0  # RFC 5280 5.3.1
+    s.clock.advance(timedelta(hours=3))
+    assert await s.publisher.publish() == 1
+    after = await s.crl()
+    assert {r.serial_number for r in after} == {long.serial_number}
+    assert number_of(after) == number_of(listed) + 1
+
+
+async def test_numbers_grow_across_replicas_and_two_at_once_publish_one_crl(
+    ca: Hierarchy, replicas: tuple[Store, Store]
+) -> None:
+    """RFC 5280 5.2.3 (monotonically increasing): two replicas' publishers on one
+    database; each number follows the stored one, whoever publishes. Run at once after
+    a revocation (a lease holder and a former one), exactly one CRL is published: the
+    other finds it already there, or loses the compare-and-set (Conflict, not an error)."""
+    first, second = Setup(ca, replicas[0]), Setup(ca, replicas[1])
+    second.clock = first.clock
+    second.publisher = CrlPublisher(replicas[1], first.clock, lambda: second.issuer,
+                                    Publication(BASE), LIFETIME)
+    assert await first.publisher.publish() == 1
+    first.clock.advance(LIFETIME / 2)
+    assert await second.publisher.publish() == 1
+    assert number_of(await first.crl()) == 2
+    cert = await first.sign()
+    await first.revoke(cert)
+    results = await asyncio.gather(first.publisher.publish(), second.publisher.publish())
+    assert sorted(results) == [0, 1]
+    crl = await second.crl()
+    assert number_of(crl) == 3
+    assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+
+
+async def test_an_archived_intermediate_signs_the_crl_of_what_it_issued(
+    ca: Hierarchy, db: Store
+) -> None:
+    """After `intermediate renew` (and a reload), each intermediate has its own CRL:
+    a certificate the old one signed, revoked after the renewal, is on the old one's
+    CRL, signed by the old key (RFC 5280 5.1.2.3); the new one's CRL lists it not."""
+    s = Setup(ca, db)
+    old_leaf = await s.sign()
+    old = s.issuer
+    renew_intermediate(ca.paths, root_passphrase=ROOT_PASSPHRASE, intermediate_passphrase=PASS,
+                       now=ca.now, keep_old_key_until=ca.now + 30 * DAY)
+    s.issuer = load(ca, ca.now)
+    assert s.issuer.fingerprint != old.fingerprint
+    await s.revoke(old_leaf)
+    assert await s.publisher.publish() == 2
+    old_crl = await s.crl(old)
+    assert old_crl.issuer == old.certificate.subject
+    assert old_crl.get_revoked_certificate_by_serial_number(old_leaf.serial_number) is not None
+    new_crl = await s.crl(s.issuer)
+    assert len(new_crl) == 0
+    served = PublishedCrls(db, lambda: s.issuer)
+    for issuer in (old, s.issuer):
+        record = await served.crl(issuer.fingerprint[:16])
+        assert record is not None and record.issuer == issuer.fingerprint
+        certificate = served.certificate(issuer.fingerprint[:16])
+        assert certificate is not None
+        assert x509.load_der_x509_certificate(certificate[0]) == issuer.certificate
+    assert await served.crl("0123456789abcdef") is None
+    assert served.certificate("0123456789abcdef") is None
+
+    archived_key = next(x.key_path for x in s.issuer.crl_signers() if x.key_path)
+    assert archived_key is not None
+    archived_key.unlink()  # authority/archived_keys.py destroyed it: no more CRLs from it
+    s.clock.advance(LIFETIME)
+    assert await s.publisher.publish() == 1
+    assert number_of(await s.crl(old)) == number_of(old_crl)
+    assert fingerprint(old.certificate) == old.fingerprint
+
+
+async def test_an_unreadable_archived_key_is_said_once_and_the_rest_is_published(
+    ca: Hierarchy, db: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An archived key the intermediate passphrase does not open (or a damaged file)
+    signs no CRL: one warning naming it, not one per round; the current intermediate's
+    CRL is published all the same."""
+    renew_intermediate(ca.paths, root_passphrase=ROOT_PASSPHRASE, intermediate_passphrase=PASS,
+                       now=ca.now, keep_old_key_until=ca.now + 30 * DAY)
+    archived = next((ca.paths.intermediate_cert.parent / "archive").glob("*.key"))
+    archived.write_bytes(b"damaged")
+    s = Setup(ca, db)
+    assert len(s.issuer.unreadable) == 1
+    with caplog.at_level(logging.WARNING):
+        assert await s.publisher.publish() == 1
+        s.clock.advance(timedelta(seconds=2))
+        assert await s.publisher.publish() == 0
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and str(archived) in said[0], said
+    assert [x.fingerprint for x in s.issuer.crl_signers()] == [s.issuer.fingerprint]
