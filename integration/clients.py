@@ -59,8 +59,9 @@ class AcmeServer(NamedTuple):
 
 
 def write_config(path: Path, *, data_dir: Path, port: int, http01_port: int,
-                 extra: str = "") -> Path:
-    """The server's TOML; ``extra``: more tables, appended as they are ([limits] ...)."""
+                 extra: str = "", ocsp: bool = False) -> Path:
+    """The server's TOML; ``extra``: more tables, appended as they are ([limits] ...);
+    ``ocsp``: [revocation] ocsp = true."""
     hosts = ", ".join(f'"{name}" = "127.0.0.1"' for name in NAMES)
     path.write_text(
         "[server]\n"
@@ -69,7 +70,7 @@ def write_config(path: Path, *, data_dir: Path, port: int, http01_port: int,
         f"data_dir = {json.dumps(str(data_dir))}\n"
         "\n[policy]\n"
         'allowed_domains = ["bluerobin.local"]\n'
-        f"{revocation_table()}"
+        f"{revocation_table(ocsp=ocsp)}"
         "\n[validation]\n"
         f"http01_port = {http01_port}\n"
         'allowed_networks = ["127.0.0.0/8"]\n'
@@ -80,7 +81,7 @@ def write_config(path: Path, *, data_dir: Path, port: int, http01_port: int,
 
 
 @contextlib.contextmanager
-def serving_acme(workdir: Path, extra: str = "") -> Iterator[AcmeServer]:
+def serving_acme(workdir: Path, extra: str = "", *, ocsp: bool = False) -> Iterator[AcmeServer]:
     """`acme-ca serve --config ...` in `workdir`, ready; stopped by pid afterwards.
 
     http-01 goes to 127.0.0.1:<http01_port> for NAMES ([validation] hosts), and only
@@ -96,7 +97,7 @@ eab_required = true
         http01_port = free_port()
     config = write_config(
         workdir / "acme-ca.toml", data_dir=data_dir, port=port, http01_port=http01_port,
-        extra=extra,
+        extra=extra, ocsp=ocsp,
     )
     with serving_config(config, data_dir, port) as server:
         yield AcmeServer(server, http01_port)

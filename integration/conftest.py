@@ -47,10 +47,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def revocation_table() -> str:
+def revocation_table(*, ocsp: bool = False) -> str:
     """A ``[revocation]`` table whose plain-HTTP listener (CRLs, OCSP) is on a free port:
-    its default, 127.0.0.1:8556, is one fixed port that two servers cannot share."""
-    return f'\n[revocation]\nhttp_listen = "127.0.0.1:{free_port()}"\n'
+    its default, 127.0.0.1:8556, is one fixed port that two servers cannot share;
+    ``ocsp``: with the OCSP responder on."""
+    return (f'\n[revocation]\nhttp_listen = "127.0.0.1:{free_port()}"\n'
+            + ("ocsp = true\n" if ocsp else ""))
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -30,7 +30,9 @@ from email.utils import format_datetime, parsedate_to_datetime
 from aiohttp import web, web_response
 
 from acme_ca.api.app import SERVER
+from acme_ca.api.ocsp import add_routes as add_ocsp_routes
 from acme_ca.authority.crls import CRL_ROUTE, ISSUER_ROUTE, PublishedCrls
+from acme_ca.authority.ocsp import OcspResponder
 from acme_ca.clock import Clock
 from acme_ca.errors import StoreUnavailable
 
@@ -49,7 +51,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_publication_app(
-    published: PublishedCrls, clock: Clock, ocsp: object | None = None
+    published: PublishedCrls, clock: Clock, ocsp: OcspResponder | None = None
 ) -> web.Application:
     """The application of the plain-HTTP listener; ``ocsp``: the OCSP responder, whose
     routes ``api/ocsp.py`` adds (none without it)."""
@@ -59,10 +61,8 @@ def create_publication_app(
     app[CLOCK] = clock
     app.router.add_get(CRL_ROUTE, crl)
     app.router.add_get(ISSUER_ROUTE, issuer_certificate)
-    if ocsp is not None:  # hook for the OCSP responder (RFC 6960 A.1: GET and POST)
-        from acme_ca.api import ocsp as ocsp_routes  # type: ignore[attr-defined]
-
-        ocsp_routes.add_routes(app, ocsp)
+    if ocsp is not None:  # the OCSP responder (RFC 6960 A.1: GET and POST)
+        add_ocsp_routes(app, ocsp)
     return app
 
 

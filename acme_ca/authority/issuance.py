@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -121,13 +121,15 @@ async def issue(
     now: datetime,
     *,
     profile: str,
+    sign: Callable[[LeafRequest], x509.Certificate] | None = None,
 ) -> x509.Certificate:
     """Sign `request` with the intermediate, recording it in `store` before and after
-    (a certificate of no account or order: sign-csr, the server's own), as issued
-    under `profile`."""
+    (a certificate of no account or order: sign-csr, the server's own, an OCSP
+    responder's), as issued under `profile`; `sign`: what builds it from the request
+    with its reserved serial, when not `issuer.issue` (a leaf)."""
     record, request = reservation(issuer, request, now, profile=profile)
     await store.reserve_serial(record)
-    certificate = issuer.issue(request)
+    certificate = (sign or issuer.issue)(request)
     await store.store_certificate(record.serial, certificate.public_bytes(Encoding.DER))
     return certificate
 

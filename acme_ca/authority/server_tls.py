@@ -12,7 +12,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -32,6 +32,13 @@ from acme_ca.store.base import Store
 log = logging.getLogger(__name__)
 
 TLS_VALIDITY = timedelta(days=7)
+
+
+def renewal_due(cert: x509.Certificate) -> datetime:
+    """When a certificate the server renews itself (its TLS certificate, its OCSP
+    responders') is due: when a third of its lifetime is left."""
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    return cert.not_valid_after_utc - lifetime / 3
 
 
 class ServerTls:
@@ -97,15 +104,11 @@ class ServerTls:
         return cert
 
     def _due(self, cert: x509.Certificate) -> bool:
-        lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
-        return self._clock.now() >= cert.not_valid_after_utc - lifetime / 3
+        return self._clock.now() >= renewal_due(cert)
 
     def seconds_until_due(self) -> float:
         assert self.certificate is not None
-        cert = self.certificate
-        lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
-        due = cert.not_valid_after_utc - lifetime / 3
-        return max(1.0, (due - self._clock.now()).total_seconds())
+        return max(1.0, (renewal_due(self.certificate) - self._clock.now()).total_seconds())
 
     async def renew(self) -> None:
         issuer = self._issuer()

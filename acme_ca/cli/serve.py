@@ -28,6 +28,7 @@ from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.cli.wiring import (
     build_app,
+    build_ocsp,
     build_publication_app,
     own_endpoints,
     publication,
@@ -180,10 +181,15 @@ def server_tls(config: Config, store: Any, issuer: IssuerHolder) -> ServerTls:
 
 
 async def prepare_tls(config: Config) -> None:
-    """Before forking workers: make sure a valid server TLS certificate is on disk."""
+    """Before forking workers: make sure a valid server TLS certificate (and, with
+    OCSP on, valid responder certificates) are on disk."""
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     try:
-        await server_tls(config, store, IssuerHolder(config)).start()
+        issuer = IssuerHolder(config)
+        await server_tls(config, store, issuer).start()
+        ocsp = build_ocsp(config, store, issuer, SystemClock())
+        if ocsp is not None:  # and the OCSP responder certificates
+            await ocsp.certificates.start()
     finally:
         await store.close()
 
@@ -200,13 +206,21 @@ async def serve(config: Config, worker: int = 0) -> None:
     try:
         # The plain-HTTP listener first: it starts nothing, so a port already taken is
         # said before any background work or certificate is started.
-        await _listen(runners, build_publication_app(store, issuer, clock),
+        ocsp = build_ocsp(config, store, issuer, clock)  # answers tryLater until started
+        await _listen(runners, build_publication_app(store, issuer, clock, ocsp),
                       config.revocation.http_listen, config, None,
                       setting=" ([revocation] http_listen)")
         tls = server_tls(config, store, issuer)
         context = await tls.start()
         acme = build_app(config, store, issuer, clock, own=await own_endpoints(config))
         await _listen(runners, acme, config.server.listen, config, context)
+        if ocsp is not None:  # worker 0 issues or reuses; the others load what it wrote
+            if worker == 0:
+                await ocsp.certificates.start()
+            else:
+                ocsp.certificates.load()
+            tasks.append(asyncio.create_task(ocsp.certificates.run_renewals() if worker == 0
+                                             else ocsp.certificates.follow()))
         warning = root_key_warning(config)
         if warning and worker == 0:  # said before any request can be answered
             log.warning("%s", warning)
@@ -241,6 +255,8 @@ async def serve(config: Config, worker: int = 0) -> None:
         print(f"  health:           {base}/health")
         crl_url = publication(config).crl_url(issuer.current.fingerprint)
         print(f"  CRL:              {crl_url}  (listening on {config.revocation.http_listen})")
+        if ocsp is not None:
+            print(f"  OCSP:             {publication(config).ocsp_url()}")
         sys.stdout.flush()
         await stop.wait()
         log.info("stopping")

@@ -25,6 +25,8 @@ from acme_ca.authority.expiry import Expiry
 from acme_ca.authority.issuance import InFlight
 from acme_ca.authority.limits import RateLimits
 from acme_ca.authority.nonces import NonceService
+from acme_ca.authority.ocsp import OcspResponder
+from acme_ca.authority.ocsp_responders import ResponderCertificates, responder_validity
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.profiles import Catalog
 from acme_ca.authority.renewal_info import RenewalInfo
@@ -122,10 +124,11 @@ def publication(config: Config) -> Publication:
 
 
 def build_publication_app(
-    store: Store, issuer: Callable[[], Issuer], clock: Clock, ocsp: object | None = None
+    store: Store, issuer: Callable[[], Issuer], clock: Clock,
+    ocsp: OcspResponder | None = None,
 ) -> web.Application:
-    """The plain-HTTP listener's application ([revocation] http_listen): CRLs and the
-    intermediates' certificates; with ``ocsp`` (the responder), its routes too."""
+    """The plain-HTTP listener's application ([revocation] http_listen): CRLs, the
+    intermediates' certificates, and the OCSP responder if given (``build_ocsp``)."""
     return create_publication_app(PublishedCrls(store, issuer), clock, ocsp)
 
 
@@ -205,3 +208,21 @@ def build_app(
 
     app.cleanup_ctx.append(run_background)
     return app
+
+
+def build_ocsp(
+    config: Config, store: Store, issuer: Callable[[], Issuer], clock: Clock
+) -> OcspResponder | None:
+    """The OCSP responder when ``[revocation] ocsp = true``, else None: answers for the
+    intermediates that sign now (``Issuer.crl_signers``: the current one and the
+    archived ones whose key is still kept), with this host's responder certificates
+    in <data_dir>/ocsp (``serve`` starts, renews or follows them)."""
+    if not config.revocation.ocsp:
+        return None
+    lifetime = config.revocation.ocsp_lifetime
+    certificates = ResponderCertificates(
+        store=store, signers=lambda: issuer().crl_signers(),
+        directory=config.server.data_dir / "ocsp", clock=clock,
+        validity=responder_validity(lifetime), backdate=config.policy.backdate,
+    )
+    return OcspResponder(store, certificates, clock, lifetime)

@@ -1,0 +1,105 @@
+"""OCSP over HTTP (RFC 6960 appendix A.1), on the plain-HTTP listener of relying parties.
+
+    POST /ocsp              the DER request as the body (application/ocsp-request)
+    GET  /ocsp/<request>    the DER request, base64 (RFC 4648 4), URL-encoded
+
+Either way the answer is ``200 application/ocsp-response``, an unsuccessful OCSP
+status included (malformedRequest for a body or path that is not a request): a relying
+party reads the OCSP status, not the HTTP one. HTTP errors are kept for what is not an
+OCSP exchange at all: another method (405), a body over ``MAX_REQUEST`` (413).
+
+The base64 of a GET may hold '/' and '+', escaped (%2F, %2B) or not; the path is read
+undecoded and unescaped once, so neither a '/' nor a '+' is lost (a '+' is never a
+space in a path). URL-safe base64 ('-', '_') and missing padding are taken too.
+
+Caching (RFC 5019 6.2): a successful response carries Last-Modified (thisUpdate),
+Expires (nextUpdate), an ETag (a digest of the response) and Cache-Control
+``public, no-transform, must-revalidate, max-age`` up to its nextUpdate and at most
+``MAX_AGE``, so a cache between a relying party and the CA hides a revocation for
+minutes at most, as for the CRL. A response that echoes a nonce answers one request
+only, and an unsuccessful one may change at once: both are ``no-store``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from datetime import timedelta
+from email.utils import format_datetime
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from acme_ca.authority.ocsp import OCSP_ROUTE, OcspAnswer, OcspResponder
+
+OCSP_REQUEST = "application/ocsp-request"
+OCSP_RESPONSE = "application/ocsp-response"
+MAX_REQUEST = 8 * 1024  # octets: a one-certificate request is about 100
+MAX_AGE = timedelta(minutes=5)
+
+RESPONDER = web.AppKey("ocsp_responder", OcspResponder)
+
+
+def add_routes(app: web.Application, responder: OcspResponder) -> None:
+    """POST ``/ocsp`` and GET ``/ocsp/<base64 request>`` on ``app``."""
+    app[RESPONDER] = responder
+    app.router.add_post(OCSP_ROUTE, post)
+    app.router.add_get(OCSP_ROUTE + "/{request:.*}", get)
+
+
+async def post(request: web.Request) -> web.Response:
+    if request.content_length is not None and request.content_length > MAX_REQUEST:
+        return _too_large()
+    body = await request.content.read(MAX_REQUEST + 1)
+    if len(body) > MAX_REQUEST:
+        return _too_large()
+    return await _answer(request, body)
+
+
+async def get(request: web.Request) -> web.Response:
+    prefix = OCSP_ROUTE + "/"
+    raw = request.raw_path.split("?", 1)[0]
+    if not raw.startswith(prefix):  # the path was normalized on its way: take the match
+        text = request.match_info["request"]
+    else:
+        text = unquote(raw[len(prefix):])
+    der = _base64(text)
+    if der is None or len(der) > MAX_REQUEST:
+        return _response(request.app[RESPONDER].malformed(), request)
+    return await _answer(request, der)
+
+
+def _base64(text: str) -> bytes | None:
+    """The request's DER from its base64 (standard or URL-safe alphabet, padded or not);
+    None when it is not base64."""
+    text = text.strip().replace(" ", "+").translate(str.maketrans("-_", "+/"))
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+async def _answer(request: web.Request, der: bytes) -> web.Response:
+    return _response(await request.app[RESPONDER].answer(der), request)
+
+
+def _response(answer: OcspAnswer, request: web.Request) -> web.Response:
+    headers = {"Cache-Control": "no-store"}
+    if answer.this_update is not None and answer.next_update is not None and not answer.nonce:
+        now = request.app[RESPONDER].now()
+        max_age = max(timedelta(0), min(answer.next_update - now, MAX_AGE))
+        headers = {
+            "Cache-Control": f"public, no-transform, must-revalidate, "
+                             f"max-age={int(max_age.total_seconds())}",
+            "Last-Modified": format_datetime(answer.this_update, usegmt=True),
+            "Expires": format_datetime(answer.next_update, usegmt=True),
+            "ETag": f'"{hashlib.sha256(answer.der).hexdigest()[:32]}"',
+        }
+    return web.Response(body=answer.der, content_type=OCSP_RESPONSE, headers=headers)
+
+
+def _too_large() -> web.Response:
+    return web.Response(status=413, text=f"an OCSP request is at most {MAX_REQUEST} octets\n",
+                        headers={"Cache-Control": "no-store"})

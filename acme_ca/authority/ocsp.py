@@ -1,0 +1,177 @@
+"""The OCSP responder (RFC 6960), on when ``[revocation] ocsp = true``.
+
+Each request is answered from the store's record of the certificate, read by serial
+every time (a primary-key read), so a revocation is seen at once by every process and
+replica:
+
+    ISSUED                         good
+    REVOKED                        revoked, with its time and reason
+    RESERVED, or no such serial    unknown (never signed, or pruned after it expired)
+    signed by another intermediate unknown (the CertID names this issuer, not that one)
+
+The CertID's issuer must be an intermediate that signs now (``ResponderCertificates``);
+another issuer is ``unauthorized``; what cannot be read ``malformedRequest``; one whose
+responder certificate this process has not loaded yet, or the database out of reach,
+``tryLater`` (RFC 6960 2.3). Never an HTTP error.
+
+A response is good from ``thisUpdate`` (now, backdated a minute for relying parties'
+clocks, but never before the revocation it reports) to ``nextUpdate``
+(``[revocation] ocsp_lifetime`` later, never after the responder certificate ends).
+Signed responses are cached per process by (responder, CertID hash, serial, status)
+until a third of their lifetime is left: a revocation changes the status, hence the
+key, so a cached response is never stale. Responses to a request with a nonce echo
+it (RFC 8954) and are signed each time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography.x509 import ocsp
+
+from acme_ca.authority.ocsp_responders import Responder, ResponderCertificates
+from acme_ca.clock import Clock
+from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_hex
+from acme_ca.errors import NotFound, StoreUnavailable
+from acme_ca.pki.ocsp import (
+    GOOD,
+    UNKNOWN,
+    CertStatus,
+    MalformedRequest,
+    OcspQuery,
+    names_issuer,
+    read_request,
+    revoked,
+    sign_response,
+    unsuccessful,
+)
+from acme_ca.pki.publication import OCSP_ROUTE
+from acme_ca.store.reads import ReadStore
+
+__all__ = ["OCSP_ROUTE", "OcspAnswer", "OcspResponder"]
+
+log = logging.getLogger(__name__)
+
+BACKDATE = timedelta(minutes=1)
+CACHE_SIZE = 10_000  # signed responses kept per process (each about 600 octets)
+
+
+@dataclass(frozen=True, slots=True)
+class OcspAnswer:
+    """An OCSP response, DER, and what HTTP caching needs to know of it: its
+    thisUpdate and nextUpdate (None: an unsuccessful response), and whether it echoes
+    a nonce (then it answers one request only)."""
+
+    der: bytes
+    this_update: datetime | None = None
+    next_update: datetime | None = None
+    nonce: bool = False
+
+
+def _failure(status: ocsp.OCSPResponseStatus) -> OcspAnswer:
+    return OcspAnswer(unsuccessful(status))
+
+
+MALFORMED = _failure(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+UNAUTHORIZED = _failure(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+TRY_LATER = _failure(ocsp.OCSPResponseStatus.TRY_LATER)
+
+
+class OcspResponder:
+    def __init__(
+        self,
+        store: ReadStore,
+        responders: ResponderCertificates,
+        clock: Clock,
+        lifetime: timedelta,
+        *,
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
+        self._store = store
+        self._responders = responders
+        self.certificates = responders  # for serve: start, renew or follow them
+        self._clock = clock
+        self._lifetime = lifetime
+        self._cache: dict[Hashable, OcspAnswer] = {}
+        self._cache_size = cache_size
+
+    def now(self) -> datetime:
+        """The responder's clock (what HTTP caching headers count from)."""
+        return self._clock.now()
+
+    @staticmethod
+    def malformed() -> OcspAnswer:
+        """What a request that is not one gets (an undecodable GET, say)."""
+        return MALFORMED
+
+    async def answer(self, der: bytes) -> OcspAnswer:
+        """The response to the DER request ``der``."""
+        try:
+            query = read_request(der)
+        except MalformedRequest as exc:
+            log.debug("malformed OCSP request: %s", exc)
+            return MALFORMED
+        signer = next((s for s in self._responders.signers()
+                       if names_issuer(query, s.certificate)), None)
+        if signer is None:
+            return UNAUTHORIZED
+        responder = self._responders.responder(signer.fingerprint)
+        if responder is None:
+            log.debug("no OCSP responder certificate for intermediate %s: tryLater",
+                        signer.fingerprint[:16])
+            return TRY_LATER
+        try:
+            status = _status(await self._record(query.serial), signer.fingerprint)
+        except StoreUnavailable as exc:
+            log.warning("OCSP: the database cannot be reached (%s): tryLater", exc)
+            return TRY_LATER
+        return self._signed(query, status, responder)
+
+    async def _record(self, serial: int) -> CertificateRecord | None:
+        try:
+            return await self._store.get_certificate(serial_hex(serial))
+        except NotFound:
+            return None
+
+    def _signed(self, query: OcspQuery, status: CertStatus, responder: Responder) -> OcspAnswer:
+        now = self._clock.now()
+        key = (responder.certificate.serial_number, query.algorithm.name, query.serial, status)
+        if query.nonce is None:
+            cached = self._cache.get(key)
+            if cached is not None and cached.next_update is not None and (
+                    now < cached.next_update - self._lifetime / 3):
+                return cached
+        this_update = now.replace(microsecond=0) - BACKDATE
+        if status.revoked_at is not None:  # never a time before it was revoked
+            this_update = max(this_update, status.revoked_at)
+        next_update = min(this_update + self._lifetime,
+                          responder.certificate.not_valid_after_utc)
+        answer = OcspAnswer(
+            sign_response(query, status, responder.certificate, responder.key,
+                          this_update=this_update, next_update=next_update),
+            this_update, next_update, nonce=query.nonce is not None,
+        )
+        if query.nonce is None:
+            self._keep(key, answer)
+        return answer
+
+    def _keep(self, key: Hashable, answer: OcspAnswer) -> None:
+        self._cache.pop(key, None)
+        while len(self._cache) >= self._cache_size:
+            del self._cache[next(iter(self._cache))]  # the oldest
+        self._cache[key] = answer
+
+
+def _status(record: CertificateRecord | None, issuer: str) -> CertStatus:
+    """What to say of ``record`` asked about under the intermediate ``issuer``."""
+    if record is None or record.issuer != issuer:
+        return UNKNOWN
+    if record.status is CertificateStatus.ISSUED:
+        return GOOD
+    if record.status is CertificateStatus.REVOKED and record.revoked_at is not None:
+        # X.509 times carry whole seconds (RFC 5280 4.1.2.5.2), as the CRL lists it
+        return revoked(record.revoked_at.replace(microsecond=0), record.revocation_reason or 0)
+    return UNKNOWN  # RESERVED: never signed (or its signature never stored)
