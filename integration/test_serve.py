@@ -264,3 +264,28 @@ def test_incomplete_ca_is_refused(missing: str, tmp_path: Path) -> None:
     result = run_cli(*serve_args(data_dir, free_port()), cwd=tmp_path, check=False, timeout=30)
     assert_user_error(result, missing, "missing")
     assert not (data_dir / "ca" / missing).exists()  # nothing re-created behind our back
+
+
+def test_an_unreadable_archived_key_that_still_signs_crls_stops_serve(
+    serve_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    """RFC 5280 5.1.2.3 and 3.3: after `intermediate renew`, only the archived key can
+    put the revocation of a certificate the old intermediate signed (here the server's
+    own TLS certificate, still valid) on a CRL. Damaged, a SIGHUP reload keeps the
+    intermediate it had, and a start is refused in one line naming the key file."""
+    data_dir = tmp_path / "data"
+    server = serve_factory(data_dir)
+    passphrase = data_dir / "offline" / "root-ca.passphrase"
+    run_cli("--data-dir", str(data_dir), "intermediate", "renew", "--passphrase-file",
+            passphrase, cwd=data_dir.parent)
+    chain = server.get("/roots/chain.pem").body
+    (archived,) = (data_dir / "ca" / "archive").glob("intermediate-ca.*.key")
+    archived.write_bytes(b"damaged")
+    os.kill(server.process.pid, signal.SIGHUP)
+    until(lambda: "reload failed" in server.log("stderr"), "the server logged the failed reload")
+    assert str(archived) in server.log("stderr")
+    assert server.get("/roots/chain.pem").body == chain
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=15) == 0
+    result = run_cli(*serve_args(data_dir, free_port()), cwd=tmp_path, check=False, timeout=30)
+    assert_user_error(result, str(archived))

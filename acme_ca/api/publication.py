@@ -15,9 +15,15 @@ what is served is signed, so the channel adds nothing.
 Caching: a CRL carries ETag (its number) and Last-Modified (its thisUpdate), and
 Cache-Control max-age never reaching past its nextUpdate, and at most ``CRL_MAX_AGE``:
 the CA publishes a new CRL within seconds of a revocation, and a cache between a
-relying party and the CA should not hide it for long. A conditional request that
-matches gets 304. An unknown issuer, or one with no CRL yet, is a 404 with a one-line
-text body; the database out of reach a 503 with Retry-After.
+relying party and the CA should not hide it for long. A CRL is revalidated by its
+number only (If-None-Match, weak comparison, RFC 9110 13.1.2): its thisUpdate may go
+back once (a CRL dated in the future replaced, ``authority/crls.py``), so
+If-Modified-Since could make a newer CRL a 304; a certificate honours both. A
+conditional header that cannot be parsed is ignored (RFC 9110 13.1.3). Every answer
+says ``X-Content-Type-Options: nosniff``. An unknown issuer, or one with no CRL yet,
+is a 404 with a one-line text body that does not repeat the request; the database out
+of reach a 503 with Retry-After, unless this process holds the CRL and its nextUpdate
+has not passed (``PublishedCrls``).
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ def create_publication_app(
     routes ``api/ocsp.py`` adds (none without it)."""
     web_response.SERVER_SOFTWARE = SERVER  # as the ACME app: no versions (api/app.py)
     app = web.Application(middlewares=[_plain_errors])
+    app.on_response_prepare.append(_no_sniffing)
     app[PUBLISHED] = published
     app[CLOCK] = clock
     app.router.add_get(CRL_ROUTE, crl)
@@ -70,53 +77,61 @@ async def crl(request: web.Request) -> web.StreamResponse:
     short = request.match_info["issuer"]
     found = await request.app[PUBLISHED].crl(short)
     if found is None:
-        return _not_found(f"no CRL for issuer {short!r}")
+        return _not_found("no CRL for that issuer")
     now = request.app[CLOCK].now()
     max_age = max(timedelta(0), min(found.next_update - now, CRL_MAX_AGE))
     return _published(request, found.der, PKIX_CRL, etag=f'"{found.number:x}"',
-                      modified=found.this_update, max_age=max_age)
+                      modified=found.this_update, max_age=max_age, by_date=False)
 
 
 async def issuer_certificate(request: web.Request) -> web.StreamResponse:
     short = request.match_info["issuer"]
     found = request.app[PUBLISHED].certificate(short)
     if found is None:
-        return _not_found(f"no CA certificate {short!r}")
+        return _not_found("no such CA certificate")
     der, not_before = found
     return _published(request, der, PKIX_CERT, etag=f'"{short}"', modified=not_before,
                       max_age=CERT_MAX_AGE)
 
 
 def _published(request: web.Request, body: bytes, content_type: str, *, etag: str,
-               modified: datetime, max_age: timedelta) -> web.Response:
+               modified: datetime, max_age: timedelta, by_date: bool = True) -> web.Response:
     headers = {
         "ETag": etag,
         "Last-Modified": format_datetime(modified, usegmt=True),
         "Cache-Control": f"public, max-age={int(max_age.total_seconds())}",
     }
-    if _not_modified(request, etag, modified):
+    if _not_modified(request, etag, modified if by_date else None):
         return web.Response(status=304, headers=headers)
     return web.Response(body=body, content_type=content_type, headers=headers)
 
 
-def _not_modified(request: web.Request, etag: str, modified: datetime) -> bool:
-    """RFC 9110 13.1.2 and 13.2.2: If-None-Match decides when present, else
-    If-Modified-Since (whole seconds)."""
+def _not_modified(request: web.Request, etag: str, modified: datetime | None) -> bool:
+    """RFC 9110 13.1.2 and 13.2.2: If-None-Match decides when present (weak comparison:
+    W/ is ignored), else If-Modified-Since (whole seconds) unless ``modified`` is None.
+    A header that cannot be parsed counts as absent (13.1.3)."""
     tags = request.headers.get("If-None-Match")
     if tags is not None:
-        return tags.strip() == "*" or etag in (t.strip() for t in tags.split(","))
+        listed = {t.strip().removeprefix("W/") for t in tags.split(",")}
+        return "*" in listed or etag.removeprefix("W/") in listed
     since = request.headers.get("If-Modified-Since")
-    if since is None:
+    if since is None or modified is None:
         return False
     try:
         moment = parsedate_to_datetime(since)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return False
     return moment.tzinfo is not None and modified.replace(microsecond=0) <= moment
 
 
 def _not_found(line: str) -> web.Response:
     return web.Response(status=404, text=line + "\n", headers={"Cache-Control": "no-store"})
+
+
+async def _no_sniffing(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer, errors and aiohttp's own 404/405 included: a browser must not take
+    a CRL or a one-line error for HTML."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
 
 
 @web.middleware

@@ -17,12 +17,14 @@ import logging
 import signal
 import ssl
 import sys
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from acme_ca import __version__
 from acme_ca.authority.archived_keys import ArchivedKeys
+from acme_ca.authority.crls import unsigned_crl
 from acme_ca.authority.server_tls import ServerTls
 from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
 from acme_ca.cli.secrets import intermediate_passphrase
@@ -157,14 +159,42 @@ class IssuerHolder:
         return self.current
 
     def reload(self) -> bool:
+        new = self.candidate()
+        return new is not None and self.swap(new)
+
+    def candidate(self) -> Issuer | None:
+        """The intermediate as the files hold it now; None (said) if it cannot load."""
         try:
-            new = self._load()
+            return self._load()
         except AcmeCaError as exc:
             log.error("reload failed, keeping the current intermediate: %s", exc)
-            return False
+            return None
+
+    def swap(self, new: Issuer) -> bool:
+        """Serve with ``new``; whether the intermediate changed."""
         changed = new.fingerprint != self.current.fingerprint
         self.current = new
         return changed
+
+
+async def _refuse_unsigned_crls(store: Any, issuer: Issuer) -> None:
+    """A start refused while an archived key cannot be read and still signs CRLs."""
+    problem = await unsigned_crl(store, issuer, SystemClock().now())
+    if problem is not None:
+        raise PkiError(problem)
+
+
+async def checked_reload(holder: IssuerHolder, store: Any, now: datetime) -> bool:
+    """SIGHUP: ``IssuerHolder.reload``, also keeping the current intermediate while an
+    archived key of the new load cannot be read and still signs CRLs (``unsigned_crl``)."""
+    new = holder.candidate()
+    if new is None:
+        return False
+    problem = await unsigned_crl(store, new, now)
+    if problem is not None:
+        log.error("reload failed, keeping the current intermediate: %s", problem)
+        return False
+    return holder.swap(new)
 
 
 def server_tls(config: Config, store: Any, issuer: IssuerHolder) -> ServerTls:
@@ -186,6 +216,7 @@ async def prepare_tls(config: Config) -> None:
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     try:
         issuer = IssuerHolder(config)
+        await _refuse_unsigned_crls(store, issuer.current)  # once, not once per worker
         await server_tls(config, store, issuer).start()
         ocsp = build_ocsp(config, store, issuer, SystemClock())
         if ocsp is not None:  # and the OCSP responder certificates
@@ -204,6 +235,7 @@ async def serve(config: Config, worker: int = 0) -> None:
     runners: list[web.AppRunner] = []
     tasks: list[asyncio.Task[None]] = []
     try:
+        await _refuse_unsigned_crls(store, issuer.current)
         # The plain-HTTP listener first: it starts nothing, so a port already taken is
         # said before any background work or certificate is started.
         ocsp = build_ocsp(config, store, issuer, clock)  # answers tryLater until started
@@ -234,7 +266,8 @@ async def serve(config: Config, worker: int = 0) -> None:
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
         tasks.append(asyncio.create_task(tls.run_renewals() if worker == 0 else tls.follow()))
-        tasks.append(asyncio.create_task(_reloads(reload_requested, issuer, tls, worker)))
+        tasks.append(asyncio.create_task(
+            _reloads(reload_requested, issuer, tls, worker, store)))
         if worker == 0:  # one process per host: the archive is this host's files
             keys = ArchivedKeys(
                 archive_dir(config.ca.intermediate_cert), store, clock, issuer,
@@ -287,11 +320,11 @@ async def _listen(runners: list[web.AppRunner], app: web.Application, listen: st
 
 
 async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTls,
-                   worker: int) -> None:
+                   worker: int, store: Any) -> None:
     while True:
         await requested.wait()
         requested.clear()
-        if issuer.reload():
+        if await checked_reload(issuer, store, SystemClock().now()):
             log.info("switched to intermediate %s", issuer.current.fingerprint[:16])
             if worker:
                 continue  # worker 0 re-issues the TLS certificate; this one follows it

@@ -129,7 +129,7 @@ def build_publication_app(
 ) -> web.Application:
     """The plain-HTTP listener's application ([revocation] http_listen): CRLs, the
     intermediates' certificates, and the OCSP responder if given (``build_ocsp``)."""
-    return create_publication_app(PublishedCrls(store, issuer), clock, ocsp)
+    return create_publication_app(PublishedCrls(store, issuer, clock), clock, ocsp)
 
 
 def build_app(

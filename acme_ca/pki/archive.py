@@ -110,6 +110,24 @@ def load_archive(directory: Path) -> list[ArchivedIntermediate]:
     return sorted(found, key=lambda a: a.certificate.not_valid_before_utc)
 
 
+def read_key(archived: ArchivedIntermediate, passphrase: bytes | None) -> PrivateKey:
+    """The archived intermediate's key, read as `destroy_key` opens it: never through a
+    symbolic link (a link planted in the archive could make the server read any key
+    file), and only from a regular file. PkiError says why not."""
+    path = archived.key_path
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PkiError(f"{path} is a symbolic link, not the archived key itself") from None
+        raise PkiError(f"cannot open {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as key_file:
+        if not stat.S_ISREG(os.fstat(key_file.fileno()).st_mode):
+            raise PkiError(f"{path} is not a regular file")
+        data = key_file.read()
+    return parse_key(data, passphrase, f"archived intermediate key {path}")
+
+
 def destroy_key(
     archived: ArchivedIntermediate, passphrase: bytes | None, current: PublicKey
 ) -> None:

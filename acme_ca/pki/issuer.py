@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
-from acme_ca.pki.archive import ArchivedIntermediate, archive_dir, load_archive
+from acme_ca.pki.archive import ArchivedIntermediate, archive_dir, load_archive, read_key
 from acme_ca.pki.crl import CrlSigner
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.keys import PrivateKey, load_key, same_key
@@ -48,9 +48,10 @@ class Issuer:
     # the CRLs of what they issued (``crl_signers``). Read at load when asked (serve),
     # with the intermediate passphrase `renew` encrypted them with.
     archived_signers: tuple[CrlSigner, ...] = ()
-    # Why an archived key could not be read (wrong passphrase, damaged file): its
-    # intermediate's CRL is not signed, and the caller says so.
-    unreadable: tuple[str, ...] = ()
+    # Why an archived key could not be read (wrong passphrase, damaged file), by the
+    # fingerprint of its intermediate: that CRL is not signed. `serve` refuses to start
+    # while such an intermediate has unexpired certificates (cli/archived_checks.py).
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -84,7 +85,8 @@ class Issuer:
         alternates = tuple(_alternate(cert, path) for path in alternate_paths)
         archive = load_archive(archive_dir(cert_path))
         earlier = _earlier(chain, archive)
-        signers, unreadable = _archived_signers(archive, passphrase) if archived_keys else ((), ())
+        signers, unreadable = (_archived_signers(archive, earlier, passphrase)
+                               if archived_keys else ((), {}))
         return cls(cert, key, chain, fingerprint(cert), alternates, earlier, publication,
                    signers, unreadable)
 
@@ -148,26 +150,40 @@ def _alternate(intermediate: x509.Certificate, path: Path) -> tuple[x509.Certifi
 
 
 def _archived_signers(
-    archive: Sequence[ArchivedIntermediate], passphrase: bytes | None
-) -> tuple[tuple[CrlSigner, ...], tuple[str, ...]]:
+    archive: Sequence[ArchivedIntermediate],
+    earlier: Mapping[str, tuple[x509.Certificate, ...]],
+    passphrase: bytes | None,
+) -> tuple[tuple[CrlSigner, ...], dict[str, str]]:
     """The archived intermediates whose key file is there, each with its key; and why
-    each key that could not be read or does not match was left out."""
-    signers, unreadable = [], []
+    each key that could not be read or does not match was left out, by fingerprint.
+    Only a CA certificate ``_earlier`` checked (signed by the CA above the current
+    intermediate) has its key read, never through a symbolic link: a certificate and
+    key planted in the archive are not read."""
+    signers, unreadable = [], {}
     for item in archive:
-        if not item.has_key():
+        signed_by = fingerprint(item.certificate)
+        if not item.has_key() and not item.key_path.is_symlink():
             continue
         try:
-            key = load_key(item.key_path, passphrase, "archived intermediate key")
+            if signed_by not in earlier or not _is_ca(item.certificate):
+                raise PkiError(f"archived intermediate {item.cert_path} is not a CA "
+                               "certificate of this hierarchy: its key is not read")
+            key = read_key(item, passphrase)
+            if not same_key(key, item.certificate.public_key()):  # type: ignore[arg-type]
+                raise PkiError(f"archived intermediate key {item.key_path} does not match "
+                               f"{item.cert_path}")
         except PkiError as exc:
-            unreadable.append(str(exc))
+            unreadable[signed_by] = str(exc)
             continue
-        if not same_key(key, item.certificate.public_key()):  # type: ignore[arg-type]
-            unreadable.append(f"archived intermediate key {item.key_path} does not match "
-                              f"{item.cert_path}")
-            continue
-        signers.append(CrlSigner(item.certificate, fingerprint(item.certificate), key,
-                                 item.key_path))
-    return tuple(signers), tuple(unreadable)
+        signers.append(CrlSigner(item.certificate, signed_by, key, item.key_path))
+    return tuple(signers), unreadable
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
 
 
 def _earlier(

@@ -29,6 +29,13 @@ class RevocationStore(Protocol):
     async def get_crl(self, issuer: str) -> CrlRecord | None:
         """The last CRL published for ``issuer``; None before the first."""
 
+    async def crl_number(self, issuer_id: str) -> tuple[str, int] | None:
+        """The fingerprint and number of the CRL stored for the intermediate whose
+        fingerprint starts with ``issuer_id`` (its first 16 hex digits, the id in CRL
+        URLs); None if none is stored. A cheap read (no DER): a replica checks with it
+        whether the CRL it holds is still the latest, and finds the CRL of an
+        intermediate another replica already signs with."""
+
     async def publish_crl(self, crl: CrlRecord) -> None:
         """Store ``crl`` as its issuer's current CRL if its number is greater than the
         stored one's (or none is stored); ``Conflict`` otherwise, and nothing changes."""

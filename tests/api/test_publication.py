@@ -16,6 +16,7 @@ from cryptography import x509
 from acme_ca.api.publication import create_publication_app
 from acme_ca.authority.crls import CrlPublisher, PublishedCrls
 from acme_ca.clock import FakeClock
+from acme_ca.domain.models import CrlRecord
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.publication import Publication
 from acme_ca.store import Store, open_store
@@ -47,7 +48,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 async def listener(issuer: Issuer, store: Store, aiohttp_client: Any) -> Listener:
     clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
     publisher = CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME)
-    app = create_publication_app(PublishedCrls(store, lambda: issuer), clock)
+    app = create_publication_app(PublishedCrls(store, lambda: issuer, clock), clock)
     return Listener(await aiohttp_client(app), issuer, clock, publisher)
 
 
@@ -83,15 +84,22 @@ async def test_max_age_never_reaches_past_next_update(listener: Listener) -> Non
 
 
 async def test_a_conditional_request_that_matches_is_not_modified(listener: Listener) -> None:
-    """RFC 9110 13.1.2 If-None-Match, 13.1.3 If-Modified-Since: 304 without a body;
-    a new CRL (another ETag) is sent in full."""
+    """RFC 9110 13.1.2 If-None-Match (weak comparison too): 304 without a body; a new
+    CRL (another ETag) is sent in full. A CRL is revalidated by its number only (its
+    thisUpdate may go back, authority/crls.py): If-Modified-Since (13.1.3) gets the CRL
+    in full, and a 304 only for the certificate."""
     await listener.publisher.publish()
     path = f"/crl/{listener.short}.crl"
     first = await listener.client.get(path)
     etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
     same = await listener.client.get(path, headers={"If-None-Match": etag})
     assert (same.status, await same.read()) == (304, b"")
-    assert (await listener.client.get(path, headers={"If-Modified-Since": modified})).status == 304
+    weak = await listener.client.get(path, headers={"If-None-Match": f'"x", W/{etag}'})
+    assert weak.status == 304
+    assert (await listener.client.get(path, headers={"If-Modified-Since": modified})).status == 200
+    cert = await listener.client.get(f"/ca/{listener.short}.crt")
+    assert (await listener.client.get(f"/ca/{listener.short}.crt", headers={
+        "If-Modified-Since": cert.headers["Last-Modified"]})).status == 304
     listener.clock.advance(LIFETIME / 2)
     await listener.publisher.publish()
     newer = await listener.client.get(path, headers={"If-None-Match": etag})
@@ -143,7 +151,7 @@ async def test_the_database_out_of_reach_is_a_503_in_one_line(
         clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
         await CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME).publish()
         client = await aiohttp_client(
-            create_publication_app(PublishedCrls(store, lambda: issuer), clock))
+            create_publication_app(PublishedCrls(store, lambda: issuer, clock), clock))
         path = f"/crl/{issuer.fingerprint[:16]}.crl"
         await relay.cut()
         response = await client.get(path)
@@ -154,3 +162,101 @@ async def test_the_database_out_of_reach_is_a_503_in_one_line(
         assert (await client.get(path)).status == 200
     finally:
         await store.close()
+
+
+class Counting:
+    """The store, counting the CRL reads that carry the DER."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.reads = inner, 0
+
+    async def get_crl(self, issuer: str) -> CrlRecord | None:
+        self.reads += 1
+        return await self.inner.get_crl(issuer)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_relying_parties_read_the_crl_from_the_process_not_the_database(
+    issuer: Issuer, store: Store, aiohttp_client: Any
+) -> None:
+    """RFC 5280 4.2.1.13: anyone may fetch the CRL, unauthenticated; 200 fetches (304s
+    too) read its DER from the database once, not 200 times through the pool the ACME
+    API shares. A few seconds on, only the number is checked; a new CRL is read once."""
+    clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
+    publisher = CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME)
+    await publisher.publish()
+    counting = Counting(store)
+    client = await aiohttp_client(create_publication_app(
+        PublishedCrls(counting, lambda: issuer, clock), clock))  # type: ignore[arg-type]
+    path = f"/crl/{issuer.fingerprint[:16]}.crl"
+    for _ in range(200):
+        assert (await client.get(path, headers={"If-None-Match": '"1"'})).status == 304
+    assert counting.reads == 1
+    clock.advance(timedelta(seconds=6))
+    assert (await client.get(path)).headers["ETag"] == '"1"'
+    assert counting.reads == 1
+    clock.advance(LIFETIME / 2)
+    await publisher.publish()
+    assert (await client.get(path)).headers["ETag"] == '"2"'
+    assert counting.reads == 2
+
+
+async def test_the_crl_held_is_served_through_an_outage_until_its_next_update(
+    issuer: Issuer, aiohttp_client: Any, pg_url: str, relay: Relay  # noqa: F811
+) -> None:
+    """RFC 5280 5.1.2.5: a CRL is good until its nextUpdate, whoever serves it. With the
+    database cut (a real PostgreSQL behind a relay), a process that holds the CRL
+    serves it; once its nextUpdate has passed, 503."""
+    store = await open_store(through(pg_url, relay))
+    try:
+        clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
+        await CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME).publish()
+        client = await aiohttp_client(
+            create_publication_app(PublishedCrls(store, lambda: issuer, clock), clock))
+        path = f"/crl/{issuer.fingerprint[:16]}.crl"
+        assert (await client.get(path)).status == 200
+        await relay.cut()
+        clock.advance(timedelta(minutes=10))
+        assert (await client.get(path)).status == 200
+        clock.advance(LIFETIME)
+        assert (await client.get(path)).status == 503
+        await relay.mend()
+    finally:
+        await store.close()
+
+
+async def test_an_unparsable_conditional_header_is_ignored(listener: Listener) -> None:
+    """RFC 9110 13.1.3: an invalid If-Modified-Since is ignored (a year past datetime's
+    range made a 500 with a traceback); every answer says nosniff; a 404 does not
+    repeat what was asked."""
+    await listener.publisher.publish()
+    huge = {"If-Modified-Since": "Mon, 01 Jan 99999999999 00:00:00 GMT"}
+    for path in (f"/crl/{listener.short}.crl", f"/ca/{listener.short}.crt"):
+        response = await listener.client.get(path, headers=huge)
+        assert response.status == 200, await response.text()
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    probe = "/crl/<script>alert(1)<%2fscript>.crl"
+    missing = await listener.client.get(probe)
+    assert missing.status == 404
+    assert missing.headers["X-Content-Type-Options"] == "nosniff"
+    assert "script" not in await missing.text()
+
+
+async def test_a_crl_whose_this_update_went_back_is_not_hidden_by_a_304(
+    listener: Listener,
+) -> None:
+    """RFC 9110 13.1.3 and 13.2.2: a CRL dated in the future (a lease holder's clock
+    ahead) is replaced by one dated now (authority/crls.py): a cache revalidating with
+    the old Last-Modified must get the new CRL, not a 304."""
+    listener.clock.set_wall(listener.clock.now() + timedelta(seconds=90))
+    await listener.publisher.publish()
+    path = f"/crl/{listener.short}.crl"
+    first = await listener.client.get(path)
+    listener.clock.set_wall(listener.clock.now() - timedelta(seconds=89))
+    listener.clock.advance(timedelta(seconds=6))
+    assert await listener.publisher.publish() == 1
+    again = await listener.client.get(path, headers={
+        "If-Modified-Since": first.headers["Last-Modified"]})
+    assert (again.status, again.headers["ETag"]) == (200, '"2"')

@@ -1,14 +1,17 @@
 """Shared by the authority tests: a real SQLite store in the test's directory; and, for
-what several replicas share, two stores on one database, SQLite or PostgreSQL."""
+what several replicas share, two stores on one database, SQLite or PostgreSQL; for the
+CRL tests, one store on either and a hierarchy with an encrypted intermediate key."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from acme_ca.store import Store, open_store
+from tests.authority.crl_setup import PASS
+from tests.conftest import Hierarchy
 from tests.store.pg import fresh_database
 
 
@@ -44,3 +47,17 @@ async def replicas(database: str) -> AsyncIterator[tuple[Store, Store]]:
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.fixture
+async def db(database: str) -> AsyncIterator[Store]:
+    """One store on ``database`` (SQLite, then PostgreSQL)."""
+    opened = await open_store(database)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def ca(make_hierarchy: Callable[..., Hierarchy]) -> Hierarchy:
+    """A hierarchy whose intermediate key is encrypted, as `renew` archives it."""
+    return make_hierarchy(intermediate_passphrase=PASS)

@@ -5,82 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import CRLEntryExtensionOID
 
-from acme_ca.authority import issuance
 from acme_ca.authority.crls import CrlPublisher, PublishedCrls
-from acme_ca.clock import FakeClock
-from acme_ca.domain.models import serial_hex
 from acme_ca.pki.hierarchy import fingerprint, renew_intermediate
-from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest
 from acme_ca.pki.publication import Publication
-from acme_ca.store import Store, open_store
+from acme_ca.store import Store
+from tests.authority.crl_setup import BASE, DAY, LIFETIME, PASS, Setup, load, number_of
 from tests.conftest import ROOT_PASSPHRASE, Hierarchy
-
-BASE = "http://127.0.0.1:8556"
-LIFETIME = timedelta(hours=24)
-DAY = timedelta(days=1)
-PASS = b"intermediate pass"
-
-
-@pytest.fixture
-async def db(database: str) -> AsyncIterator[Store]:
-    opened = await open_store(database)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-def ca(make_hierarchy: Callable[..., Hierarchy]) -> Hierarchy:
-    return make_hierarchy(intermediate_passphrase=PASS)
-
-
-def load(h: Hierarchy, now: datetime) -> Issuer:
-    p = h.paths
-    return Issuer.load(p.intermediate_cert, p.intermediate_key, p.chain, PASS, now,
-                       publication=Publication(BASE), archived_keys=True)
-
-
-class Setup:
-    def __init__(self, h: Hierarchy, store: Store) -> None:
-        self.hierarchy = h
-        self.store = store
-        self.clock = FakeClock(h.now)
-        self.issuer = load(h, h.now)
-        self.publisher = CrlPublisher(store, self.clock, lambda: self.issuer,
-                                      Publication(BASE), LIFETIME)
-
-    async def sign(self, lifetime: timedelta = 7 * DAY) -> x509.Certificate:
-        now = self.clock.now()
-        request = LeafRequest(ec.generate_private_key(ec.SECP256R1()).public_key(),
-                              ("web.bluerobin.local",), (), now - timedelta(minutes=1),
-                              now + lifetime, SERVER_AUTH)
-        return await issuance.issue(self.store, self.issuer, request, now, profile="server")
-
-    async def revoke(self, cert: x509.Certificate, reason: int = 1) -> None:
-        await self.store.revoke_certificate(serial_hex(cert.serial_number), reason,
-                                            self.clock.now())
-
-    async def crl(self, issuer: Issuer | None = None) -> x509.CertificateRevocationList:
-        issuer = issuer or self.issuer
-        stored = await self.store.get_crl(issuer.fingerprint)
-        assert stored is not None
-        crl = x509.load_der_x509_crl(stored.der)
-        assert crl.is_signature_valid(issuer.certificate.public_key())  # type: ignore[arg-type]
-        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-        assert number == stored.number
-        return crl
-
-
-def number_of(crl: x509.CertificateRevocationList) -> int:
-    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
 
 
 async def test_the_first_round_publishes_a_crl_then_nothing_while_nothing_changes(
@@ -135,9 +71,13 @@ async def test_past_half_its_lifetime_a_crl_is_replaced(ca: Hierarchy, db: Store
     assert second.next_update_utc == second.last_update_utc + LIFETIME
 
 
-async def test_an_expired_revoked_certificate_leaves_the_crl(ca: Hierarchy, db: Store) -> None:
-    """RFC 5280 5: a CRL lists unexpired certificates; the entry goes once the
-    certificate expires, and that change alone makes a new CRL."""
+async def test_an_expired_revoked_certificate_leaves_after_one_crl_beyond_its_validity(
+    ca: Hierarchy, db: Store
+) -> None:
+    """RFC 5280 5.1.2.6 and 3.3: an entry "MUST NOT be removed from the CRL until it
+    appears on one regularly scheduled CRL issued beyond the revoked certificate's
+    validity period". Expired, it stays on the next CRL (due at half-life), whose
+    thisUpdate is after its notAfter; it leaves the one after that."""
     s = Setup(ca, db)
     short, long = await s.sign(timedelta(hours=2)), await s.sign(7 * DAY)
     await s.revoke(short)
@@ -147,11 +87,20 @@ async def test_an_expired_revoked_certificate_leaves_the_crl(ca: Hierarchy, db: 
     assert {r.serial_number for r in listed} == {short.serial_number, long.serial_number}
     unspecified = listed.get_revoked_certificate_by_serial_number(long.serial_number)
     assert unspecified is not None and len(unspecified.extensions) == 0  # RFC 5280 5.3.1
-    s.clock.advance(timedelta(hours=3))
+    s.clock.advance(timedelta(hours=2, seconds=1))  # 1 s past the short one's notAfter
+    assert await s.publisher.publish() == 0           # the expiry alone is not a change
+    assert {r.serial_number for r in await s.crl()} == {short.serial_number,
+                                                          long.serial_number}
+    s.clock.advance(LIFETIME / 2)
+    assert await s.publisher.publish() == 1
+    beyond = await s.crl()
+    assert beyond.last_update_utc > short.not_valid_after_utc
+    assert {r.serial_number for r in beyond} == {short.serial_number, long.serial_number}
+    s.clock.advance(timedelta(seconds=2))
     assert await s.publisher.publish() == 1
     after = await s.crl()
     assert {r.serial_number for r in after} == {long.serial_number}
-    assert number_of(after) == number_of(listed) + 1
+    assert number_of(after) == number_of(listed) + 2
 
 
 async def test_numbers_grow_across_replicas_and_two_at_once_publish_one_crl(
@@ -198,7 +147,7 @@ async def test_an_archived_intermediate_signs_the_crl_of_what_it_issued(
     assert old_crl.get_revoked_certificate_by_serial_number(old_leaf.serial_number) is not None
     new_crl = await s.crl(s.issuer)
     assert len(new_crl) == 0
-    served = PublishedCrls(db, lambda: s.issuer)
+    served = PublishedCrls(db, lambda: s.issuer, s.clock)
     for issuer in (old, s.issuer):
         record = await served.crl(issuer.fingerprint[:16])
         assert record is not None and record.issuer == issuer.fingerprint

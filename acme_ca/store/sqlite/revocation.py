@@ -35,6 +35,11 @@ ON CONFLICT (issuer) DO UPDATE SET
 WHERE excluded.number > crls.number
 RETURNING number"""
 _NUMBER = "SELECT number FROM crls WHERE issuer = ?"
+# The CRL of the issuer a fingerprint prefix (an issuer id) names: the crls table
+# holds a row per intermediate, so a scan is a handful of rows.
+_BY_ID = """
+SELECT issuer, number FROM crls WHERE substr(issuer, 1, 16) = ?
+ORDER BY issuer LIMIT 1"""
 # (at, serial): a signed certificate's mark, moved earlier only.
 _MARK = """
 UPDATE certificates SET renew_early_at = ?1
@@ -68,6 +73,10 @@ class RevocationMethods(SqliteBase):
     async def get_crl(self, issuer: str) -> CrlRecord | None:
         rows = await self._read(_CRL, (issuer,))
         return _to_crl(rows[0]) if rows else None
+
+    async def crl_number(self, issuer_id: str) -> tuple[str, int] | None:
+        rows = await self._read(_BY_ID, (issuer_id,))
+        return (rows[0]["issuer"], rows[0]["number"]) if rows else None
 
     async def publish_crl(self, crl: CrlRecord) -> None:
         values = (crl.issuer, crl.number, to_text(crl.this_update),

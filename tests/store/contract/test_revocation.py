@@ -74,6 +74,22 @@ async def test_a_published_crl_is_read_back_by_every_store(store: Store, other: 
     assert await store.get_crl(OTHER_ISSUER) is None
 
 
+async def test_crl_number_finds_a_crl_by_issuer_id_without_its_der(store: Store, other: Store):
+    """RFC 5280 5.2.3: the number a replica compares with the CRL it holds, and the
+    fingerprint a CRL URL's issuer id (the first 16 hex digits) names, for a CRL any
+    replica published; None for an id no CRL has (a prefix of the id, another issuer,
+    a NUL) and before the first CRL."""
+    assert await store.crl_number(ISSUER[:16]) is None
+    await store.publish_crl(crl(1))
+    await store.publish_crl(crl(3, OTHER_ISSUER))
+    assert await other.crl_number(ISSUER[:16]) == (ISSUER, 1)
+    await other.publish_crl(crl(2))
+    assert await store.crl_number(ISSUER[:16]) == (ISSUER, 2)
+    assert await store.crl_number(OTHER_ISSUER[:16]) == (OTHER_ISSUER, 3)
+    for unknown in (ISSUER[:15], ISSUER[:17], "ef" * 8, "%" * 16, "ab\x00" * 4):
+        assert await store.crl_number(unknown) is None
+
+
 @pytest.mark.parametrize("number", [1, 2])
 async def test_a_crl_number_that_does_not_grow_is_refused_and_changes_nothing(
     store: Store, number: int
