@@ -8,6 +8,8 @@ path, its '/' and '+' escaped), each response verified by openssl against the CA
 from __future__ import annotations
 
 import base64
+import os
+import signal
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -18,7 +20,7 @@ from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from integration.clients import AcmeServer, expect_ok, load_certs, serving_acme
-from integration.conftest import require_program
+from integration.conftest import require_program, run_cli, until
 from integration.test_lego import Lego
 
 pytestmark = pytest.mark.integration
@@ -88,6 +90,33 @@ def test_openssl_ocsp_says_good_then_revoked(tmp_path: Path) -> None:
         for output in (ocsp.post(), ocsp.get()):
             assert f"{ocsp.leaf}: revoked" in output, output
             assert "Reason: keyCompromise" in output, output
+
+
+def test_after_intermediate_renew_and_sighup_the_new_leaves_are_answered_at_once(
+        tmp_path: Path) -> None:
+    """RFC 6960 2.3 tryLater is for a passing trouble, not for the minute after every
+    rotation: after `acme-ca intermediate renew` and SIGHUP, a leaf of the new
+    intermediate is answered good by the first `openssl ocsp`, and one of the old
+    intermediate still is too."""
+    with serving_acme(tmp_path / "acme-ca", ocsp=True) as acme:
+        server = acme.server
+        before = Lego(acme, tmp_path / "before")
+        expect_ok(before("run")[0], acme)
+        old = Ocsp(acme, before, tmp_path / "old")
+        old_chain = server.get("/roots/chain.pem").body
+        passphrase = server.data_dir / "offline" / "root-ca.passphrase"
+        config = server.data_dir.parent / "acme-ca.toml"
+        run_cli("--config", config, "intermediate", "renew", "--passphrase-file", passphrase,
+                cwd=config.parent)
+        os.kill(server.process.pid, signal.SIGHUP)
+        until(lambda: server.get("/roots/chain.pem").body != old_chain,
+              "the server switched to the new intermediate")
+        after = Lego(acme, tmp_path / "after")
+        expect_ok(after("run")[0], acme)
+        new = Ocsp(acme, after, tmp_path / "new")
+        assert new.issuer.read_bytes() != old.issuer.read_bytes()
+        assert f"{new.leaf}: good" in new.post()
+        assert f"{old.leaf}: good" in old.post()
 
 
 def test_without_ocsp_the_leaves_name_no_responder(acme_server: AcmeServer,

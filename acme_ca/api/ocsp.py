@@ -6,7 +6,9 @@
 Either way the answer is ``200 application/ocsp-response``, an unsuccessful OCSP
 status included (malformedRequest for a body or path that is not a request): a relying
 party reads the OCSP status, not the HTTP one. HTTP errors are kept for what is not an
-OCSP exchange at all: another method (405), a body over ``MAX_REQUEST`` (413).
+OCSP exchange at all: another method (405), a body over ``MAX_REQUEST`` (413). A
+failure of the responder itself (a bug) is an ``internalError`` response, logged in
+one line.
 
 The base64 of a GET may hold '/' and '+', escaped (%2F, %2B) or not; the path is read
 undecoded and unescaped once, so neither a '/' nor a '+' is lost (a '+' is never a
@@ -25,18 +27,21 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 from datetime import timedelta
 from email.utils import format_datetime
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from acme_ca.authority.ocsp import OCSP_ROUTE, OcspAnswer, OcspResponder
+from acme_ca.authority.ocsp import INTERNAL_ERROR, OCSP_ROUTE, OcspAnswer, OcspResponder
 
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
 MAX_REQUEST = 8 * 1024  # octets: a one-certificate request is about 100
 MAX_AGE = timedelta(minutes=5)
+
+log = logging.getLogger(__name__)
 
 RESPONDER = web.AppKey("ocsp_responder", OcspResponder)
 
@@ -51,10 +56,12 @@ def add_routes(app: web.Application, responder: OcspResponder) -> None:
 async def post(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_REQUEST:
         return _too_large()
-    body = await request.content.read(MAX_REQUEST + 1)
-    if len(body) > MAX_REQUEST:
-        return _too_large()
-    return await _answer(request, body)
+    body = bytearray()  # read() returns what has arrived (chunked, split writes): loop
+    while chunk := await request.content.read(MAX_REQUEST + 1 - len(body)):
+        body += chunk
+        if len(body) > MAX_REQUEST:
+            return _too_large()
+    return await _answer(request, bytes(body))
 
 
 async def get(request: web.Request) -> web.Response:
@@ -82,7 +89,12 @@ def _base64(text: str) -> bytes | None:
 
 
 async def _answer(request: web.Request, der: bytes) -> web.Response:
-    return _response(await request.app[RESPONDER].answer(der), request)
+    try:
+        answer = await request.app[RESPONDER].answer(der)
+    except Exception as exc:  # a bug, never the client's fault: internalError, one line
+        log.error("OCSP: answering a request failed: %s: %s", type(exc).__name__, exc)
+        answer = INTERNAL_ERROR
+    return _response(answer, request)
 
 
 def _response(answer: OcspAnswer, request: web.Request) -> web.Response:

@@ -69,6 +69,7 @@ from acme_ca.domain.models import CrlRecord, RevokedEntry
 from acme_ca.errors import Conflict, StoreUnavailable
 from acme_ca.pki.crl import CrlEntry, CrlSigner, build_crl
 from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.profiles import names_as_issuer
 from acme_ca.pki.publication import (
     CRL_ROUTE,
     ISSUER_ROUTE,
@@ -76,6 +77,7 @@ from acme_ca.pki.publication import (
     Publication,
     issuer_id,
 )
+from acme_ca.store.base import Store
 from acme_ca.store.reads import ReadStore
 from acme_ca.store.revocation import RevocationStore
 
@@ -117,7 +119,7 @@ def entries_digest(entries: Sequence[RevokedEntry]) -> str:
 class CrlPublisher:
     def __init__(
         self,
-        store: RevocationStore,
+        store: Store,
         clock: Clock,
         issuer: Callable[[], Issuer],
         publication: Publication,
@@ -132,6 +134,7 @@ class CrlPublisher:
         self._lifetime = lifetime
         self._backdate = backdate
         self._said: set[str] = set()
+        self._owners: dict[str, str] = {}  # unknown issuer fingerprint -> its signer's
 
     async def publish(self) -> int:
         """One round: a new CRL for every signer whose CRL is due; how many published."""
@@ -153,8 +156,7 @@ class CrlPublisher:
         if none was due or another process published first."""
         now = self._clock.now()
         stored = await self._store.get_crl(signer.fingerprint)
-        entries = await self._store.revoked_certificates(
-            signer.fingerprint, expiring_after=self._listed_after(stored, now))
+        entries = await self._entries(signer, self._listed_after(stored, now))
         digest = entries_digest(entries)
         if stored is not None and not self._due(stored, digest, now):
             return 0
@@ -199,6 +201,41 @@ class CrlPublisher:
         if stored is not None:
             moment = max(moment, stored.this_update + SECOND)
         return min(moment, now).replace(microsecond=0)
+
+    async def _entries(self, signer: CrlSigner, after: datetime) -> list[RevokedEntry]:
+        """The revoked certificates ``signer`` signed that end after ``after``, with
+        those of each earlier certificate of the same name and key (the intermediate
+        re-signed) whose fingerprint the server holds no more: theirs would reach no CRL
+        otherwise, and this CRL's issuer name and key are theirs too (RFC 5280 5)."""
+        entries = await self._store.revoked_certificates(signer.fingerprint,
+                                                         expiring_after=after)
+        for fingerprint in await self._same_ca(signer, after):
+            entries += await self._store.revoked_certificates(fingerprint,
+                                                              expiring_after=after)
+        return sorted(entries, key=lambda entry: entry.serial)
+
+    async def _same_ca(self, signer: CrlSigner, after: datetime) -> list[str]:
+        """The unknown issuer fingerprints of revoked certificates ending after
+        ``after`` whose stored certificate names ``signer`` (issuer name and AKI:
+        ``names_as_issuer``); each mapped once to the first signer that matches."""
+        issuer = self._issuer()
+        signers = list(issuer.crl_signers())
+        known = {issuer.fingerprint, *issuer.earlier, *(s.fingerprint for s in signers)}
+        found = []
+        for fingerprint, serial in (await self._store.revoked_issuers(
+                expiring_after=after)).items():
+            if fingerprint in known:
+                continue
+            owner = self._owners.get(fingerprint)
+            if owner is None or owner not in {s.fingerprint for s in signers}:
+                der = (await self._store.get_certificate(serial)).der
+                cert = x509.load_der_x509_certificate(der) if der else None
+                owner = next((s.fingerprint for s in signers
+                              if cert is not None and names_as_issuer(cert, s.certificate)), "")
+                self._owners[fingerprint] = owner
+            if owner == signer.fingerprint:
+                found.append(fingerprint)
+        return found
 
     @staticmethod
     def _due(stored: CrlRecord, digest: str, now: datetime) -> bool:

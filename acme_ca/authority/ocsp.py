@@ -9,10 +9,15 @@ replica:
     RESERVED, or no such serial    unknown (never signed, or pruned after it expired)
     signed by another intermediate unknown (the CertID names this issuer, not that one)
 
+"Signed by this intermediate" means by its name and key, as the CertID names it: a
+certificate that an earlier certificate of the same name and key signed (the
+intermediate re-signed) is answered for too (``signed_by``).
+
 The CertID's issuer must be an intermediate that signs now (``ResponderCertificates``);
 another issuer is ``unauthorized``; what cannot be read ``malformedRequest``; one whose
 responder certificate this process has not loaded yet, or the database out of reach,
-``tryLater`` (RFC 6960 2.3). Never an HTTP error.
+``tryLater`` (RFC 6960 2.3); an archived one with nothing unexpired left to answer for
+``unauthorized`` (it is served no more). Never an HTTP error.
 
 A response is good from ``thisUpdate`` (now, backdated a minute for relying parties'
 clocks, but never before the revocation it reports) to ``nextUpdate``
@@ -30,9 +35,10 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography import x509
 from cryptography.x509 import ocsp
 
-from acme_ca.authority.ocsp_responders import Responder, ResponderCertificates
+from acme_ca.authority.ocsp_responders import Responder, ResponderCertificates, SigningCa
 from acme_ca.clock import Clock
 from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_hex
 from acme_ca.errors import NotFound, StoreUnavailable
@@ -48,10 +54,11 @@ from acme_ca.pki.ocsp import (
     sign_response,
     unsuccessful,
 )
+from acme_ca.pki.profiles import names_as_issuer
 from acme_ca.pki.publication import OCSP_ROUTE
 from acme_ca.store.reads import ReadStore
 
-__all__ = ["OCSP_ROUTE", "OcspAnswer", "OcspResponder"]
+__all__ = ["INTERNAL_ERROR", "OCSP_ROUTE", "OcspAnswer", "OcspResponder"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,7 @@ def _failure(status: ocsp.OCSPResponseStatus) -> OcspAnswer:
 MALFORMED = _failure(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
 UNAUTHORIZED = _failure(ocsp.OCSPResponseStatus.UNAUTHORIZED)
 TRY_LATER = _failure(ocsp.OCSPResponseStatus.TRY_LATER)
+INTERNAL_ERROR = _failure(ocsp.OCSPResponseStatus.INTERNAL_ERROR)
 
 
 class OcspResponder:
@@ -119,16 +127,25 @@ class OcspResponder:
         if signer is None:
             return UNAUTHORIZED
         responder = self._responders.responder(signer.fingerprint)
-        if responder is None:
-            log.debug("no OCSP responder certificate for intermediate %s: tryLater",
-                        signer.fingerprint[:16])
-            return TRY_LATER
         try:
-            status = _status(await self._record(query.serial), signer.fingerprint)
+            if responder is None:
+                return await self._without_responder(signer)
+            status = _status(await self._record(query.serial), signer)
         except StoreUnavailable as exc:
             log.warning("OCSP: the database cannot be reached (%s): tryLater", exc)
             return TRY_LATER
         return self._signed(query, status, responder)
+
+    async def _without_responder(self, signer: SigningCa) -> OcspAnswer:
+        """unauthorized for an archived intermediate that answers for nothing now (and
+        never will again); tryLater while this process waits for a responder."""
+        if await self._responders.ended(signer):
+            log.debug("intermediate %s has nothing unexpired: unauthorized",
+                      signer.fingerprint[:16])
+            return UNAUTHORIZED
+        log.debug("no OCSP responder certificate for intermediate %s: tryLater",
+                  signer.fingerprint[:16])
+        return TRY_LATER
 
     async def _record(self, serial: int) -> CertificateRecord | None:
         try:
@@ -165,9 +182,21 @@ class OcspResponder:
         self._cache[key] = answer
 
 
-def _status(record: CertificateRecord | None, issuer: str) -> CertStatus:
-    """What to say of ``record`` asked about under the intermediate ``issuer``."""
-    if record is None or record.issuer != issuer:
+def signed_by(record: CertificateRecord, signer: SigningCa) -> bool:
+    """Whether ``signer``'s CA signed ``record``'s certificate: its record says so
+    (``issuer``), or the stored certificate names it (``names_as_issuer``) after the
+    intermediate was re-signed with the same key and name, whose earlier certificate's
+    fingerprint the record keeps (RFC 6960 4.1.1: the CertID names a name and a key)."""
+    if record.issuer == signer.fingerprint:
+        return True
+    if record.der is None:
+        return False
+    return names_as_issuer(x509.load_der_x509_certificate(record.der), signer.certificate)
+
+
+def _status(record: CertificateRecord | None, signer: SigningCa) -> CertStatus:
+    """What to say of ``record`` asked about under the intermediate ``signer``."""
+    if record is None or not signed_by(record, signer):
         return UNKNOWN
     if record.status is CertificateStatus.ISSUED:
         return GOOD

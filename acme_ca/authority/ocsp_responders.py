@@ -12,7 +12,9 @@ host's files, as the server's own TLS certificate is (``server_tls.py``):
 On start one is reused while it is issued by that intermediate, matches its key and
 has more than a third of its life left; otherwise a new one is issued. Worker 0 of
 each host renews (``run_renewals``: also issues one for an intermediate that appears
-after a reload), the other workers load what it wrote (``follow``). The lifetime is
+after a reload, at once: ``wake``), the other workers load what it wrote (``follow``).
+A responder whose record an operator revoked is replaced at the next renewal round
+(within a minute). The lifetime is
 at least three times the responses' (``responder_validity``), so a response signed
 just before a renewal never outlives the certificate that verifies it. An archived
 intermediate's responder never ends after the last certificate it signed, so the
@@ -22,6 +24,7 @@ responders never keep its key from being destroyed (``archived_keys.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,7 +38,8 @@ from cryptography.exceptions import InvalidSignature
 from acme_ca.authority import issuance
 from acme_ca.authority.server_tls import renewal_due
 from acme_ca.clock import Clock
-from acme_ca.errors import PkiError
+from acme_ca.domain.models import CertificateStatus, serial_hex
+from acme_ca.errors import NotFound, PkiError
 from acme_ca.pki import files
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, PrivateKey, generate_key, load_key, same_key, write_key
@@ -97,6 +101,8 @@ class ResponderCertificates:
         self._backdate = backdate
         self._responders: dict[str, Responder] = {}  # by the intermediate's fingerprint
         self._final: set[str] = set()  # intermediates whose responder is not renewed
+        self._ended: set[str] = set()  # archived, nothing unexpired: never again
+        self._wake = asyncio.Event()  # the intermediates changed (a reload): look now
 
     def signers(self) -> list[SigningCa]:
         return list(self._signers())
@@ -129,20 +135,48 @@ class ResponderCertificates:
                 self._responders[signer.fingerprint] = found
 
     async def renew_due(self) -> None:
-        """Issue a responder for each signing intermediate that has none, or whose
-        responder has a third of its life left; for an archived one, only while a
-        certificate it signed ends later (``_end``)."""
+        """Issue a responder for each signing intermediate that has none, whose
+        responder has a third of its life left, or whose responder's record is REVOKED
+        (an operator's ``acme-ca revoke``: ocsp-nocheck means no relying party checks,
+        so it must stop signing here); for an archived one, only while a certificate it
+        signed ends later (``_end``)."""
         now = self._clock.now()
         for index, signer in enumerate(self.signers()):
             current = self._responders.get(signer.fingerprint)
-            if current is not None and not self._due(current.certificate):
+            revoked = current is not None and await self._revoked(current)
+            if current is not None and not revoked and not self._due(current.certificate):
                 continue
             end = await self._end(signer, now, archived=index > 0)
-            if end <= now or (current is not None
+            if end <= now or (current is not None and not revoked
                               and end <= current.certificate.not_valid_after_utc):
                 self._final.add(signer.fingerprint)  # it serves out its time
                 continue
             await self._issue(signer, end)
+
+    async def _revoked(self, responder: Responder) -> bool:
+        try:
+            record = await self._store.get_certificate(
+                serial_hex(responder.certificate.serial_number))
+        except NotFound:
+            return False
+        if record.status is CertificateStatus.REVOKED:
+            log.warning("OCSP responder certificate %x of intermediate %s is revoked: "
+                        "replacing it", responder.certificate.serial_number,
+                        issuer_id(responder.fingerprint))
+            return True
+        return False
+
+    async def ended(self, signer: SigningCa) -> bool:
+        """Whether ``signer`` is an archived intermediate with nothing unexpired to
+        answer for (so no responder, ever again): its CertID is then not one this
+        responder serves (``unauthorized``), not one to ask again (``tryLater``)."""
+        signers = self.signers()
+        if not signers or signers[0].fingerprint == signer.fingerprint:
+            return False
+        if signer.fingerprint not in self._ended and await self._store.latest_expiry(
+                signer.fingerprint, after=self._clock.now()) is None:
+            self._ended.add(signer.fingerprint)  # an archived key signs nothing new
+        return signer.fingerprint in self._ended
 
     async def _end(self, signer: SigningCa, now: datetime, *, archived: bool) -> datetime:
         """The notAfter of a responder issued now: ``validity`` from now; for an archived
@@ -200,22 +234,37 @@ class ResponderCertificates:
                  cert.serial_number, issuer_id(signer.fingerprint),
                  cert.not_valid_after_utc.isoformat())
 
+    def wake(self) -> None:
+        """The intermediates changed (a reload): ``run_renewals`` issues for a new one
+        now, ``follow`` loads now, instead of at their next period."""
+        self._wake.set()
+
+    async def _sleep(self, seconds: float) -> bool:
+        """``seconds``, or less if ``wake`` is called: whether it was."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        woken = self._wake.is_set()
+        self._wake.clear()
+        return woken
+
     async def run_renewals(self, every: float = 60.0) -> None:
-        """Worker 0: renew whenever one is due, and issue one for an intermediate that
-        has none (a reload) within ``every`` seconds; errors are logged and retried."""
+        """Worker 0: renew whenever one is due, issue one for an intermediate that has
+        none (a reload: at once when woken, else within ``every`` seconds), replace a
+        revoked one; errors are logged and retried."""
         while True:
-            await asyncio.sleep(min(self.seconds_until_due(), every))
+            await self._sleep(min(self.seconds_until_due(), every))
             try:
                 await self.renew_due()
             except Exception:
                 log.exception("renewing an OCSP responder certificate failed; retrying in 60 s")
                 await asyncio.sleep(60)
 
-    async def follow(self, every: float = 5.0) -> None:
-        """The other workers: load the responders worker 0 wrote when their files change."""
+    async def follow(self, every: float = 1.0) -> None:
+        """The other workers: load the responders worker 0 wrote when their files change
+        (a stat of each every second: a new intermediate's is answered within one)."""
         seen: dict[Path, int] = {}
         while True:
-            await asyncio.sleep(every)
+            woken = await self._sleep(every)
             current = {}
             for signer in self.signers():
                 cert_path, _ = self.paths(signer.fingerprint)
@@ -223,6 +272,6 @@ class ResponderCertificates:
                     current[cert_path] = cert_path.stat().st_mtime_ns
                 except OSError:
                     continue
-            if current != seen:
+            if woken or current != seen:
                 self.load()
                 seen = current

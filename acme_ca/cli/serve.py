@@ -25,6 +25,7 @@ from aiohttp import web
 from acme_ca import __version__
 from acme_ca.authority.archived_keys import ArchivedKeys
 from acme_ca.authority.crls import unsigned_crl
+from acme_ca.authority.ocsp import OcspResponder
 from acme_ca.authority.server_tls import ServerTls
 from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
 from acme_ca.cli.secrets import intermediate_passphrase
@@ -267,7 +268,7 @@ async def serve(config: Config, worker: int = 0) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
         tasks.append(asyncio.create_task(tls.run_renewals() if worker == 0 else tls.follow()))
         tasks.append(asyncio.create_task(
-            _reloads(reload_requested, issuer, tls, worker, store)))
+            _reloads(reload_requested, issuer, tls, worker, store, ocsp)))
         if worker == 0:  # one process per host: the archive is this host's files
             keys = ArchivedKeys(
                 archive_dir(config.ca.intermediate_cert), store, clock, issuer,
@@ -320,12 +321,14 @@ async def _listen(runners: list[web.AppRunner], app: web.Application, listen: st
 
 
 async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTls,
-                   worker: int, store: Any) -> None:
+                   worker: int, store: Any, ocsp: OcspResponder | None = None) -> None:
     while True:
         await requested.wait()
         requested.clear()
         if await checked_reload(issuer, store, SystemClock().now()):
             log.info("switched to intermediate %s", issuer.current.fingerprint[:16])
+            if ocsp is not None:  # worker 0 issues the new one's responder now, the
+                ocsp.certificates.wake()  # others load it (not at their next period)
             if worker:
                 continue  # worker 0 re-issues the TLS certificate; this one follows it
             try:

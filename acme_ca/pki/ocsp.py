@@ -40,7 +40,12 @@ class MalformedRequest(ValueError):
 
 
 def responder_name(issuer: x509.Certificate) -> x509.Name:
-    """``<the intermediate's CN> OCSP Responder``, with the intermediate's O and C."""
+    """``<the intermediate's CN> OCSP Responder``, with the intermediate's O and C.
+
+    Nothing is invented: the CA/B BR want C and O in a responder's subject (7.1.2.8),
+    but those Requirements bind publicly trusted CAs; here they are the operator's to
+    set on the intermediate (`acme-ca init --org --country`), and the responder is BR
+    clean exactly when its intermediate is (RFC 5280 clean always)."""
     kept = [a for a in issuer.subject if a.oid != NameOID.COMMON_NAME]
     cn = issuer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     common_name = f"{cn[0].value} OCSP Responder" if cn else "OCSP Responder"
@@ -105,15 +110,24 @@ class OcspQuery:
 
 def read_request(der: bytes) -> OcspQuery:
     """The request in ``der``; ``MalformedRequest`` if it is not one single-certificate
-    OCSP request (RFC 6960 4.1.1), its CertID hash is unknown, or its nonce is empty
-    or longer than 32 octets (RFC 8954 2.1: rejected as malformedRequest)."""
+    OCSP request (RFC 6960 4.1.1), its CertID hash is unknown, its serial negative
+    (RFC 5280 4.1.2.2), an extension appears twice (RFC 5280 4.2), one it does not know
+    is critical (RFC 6960 4.4), or its nonce is empty or longer than 32 octets
+    (RFC 8954 2.1: rejected as malformedRequest)."""
     try:
         request = ocsp.load_der_ocsp_request(der)
         algorithm = request.hash_algorithm
         extensions = request.extensions
     # NotImplementedError: more than one certificate in the request
-    except (ValueError, UnsupportedAlgorithm, NotImplementedError) as exc:
+    except (ValueError, UnsupportedAlgorithm, NotImplementedError,
+            x509.DuplicateExtension) as exc:
         raise MalformedRequest(str(exc) or "not an OCSP request") from None
+    if request.serial_number < 0:  # no certificate has one (and it cannot be answered)
+        raise MalformedRequest("a negative serial number")
+    unknown = [e.oid.dotted_string for e in extensions
+               if e.critical and not isinstance(e.value, x509.OCSPNonce)]
+    if unknown:
+        raise MalformedRequest(f"unknown critical extension {', '.join(unknown)}")
     nonce = None
     with contextlib.suppress(x509.ExtensionNotFound):
         nonce = extensions.get_extension_for_class(x509.OCSPNonce).value.nonce

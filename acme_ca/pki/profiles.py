@@ -248,3 +248,17 @@ def authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     except x509.ExtensionNotFound:
         return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def names_as_issuer(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether ``cert`` names ``ca`` as its issuer: its issuer name is ``ca``'s subject
+    and its AKI keyIdentifier ``ca``'s SKI (RFC 5280 4.2.1.1). True too for a
+    certificate that another certificate of the same CA (same name and key: one
+    re-signed) issued, which is what an OCSP CertID (RFC 6960 4.1.1) and a CRL's
+    scope (RFC 5280 5) name: the CA, not one certificate of it."""
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    return (cert.issuer == ca.subject
+            and aki.key_identifier == authority_key_id(ca).key_identifier)

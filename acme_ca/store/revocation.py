@@ -26,6 +26,13 @@ class RevocationStore(Protocol):
         certificate leaves the CRL), ordered by serial. One range read of an index of
         the revoked rows alone, whatever the number of certificates issued."""
 
+    async def revoked_issuers(self, *, expiring_after: datetime) -> dict[str, str]:
+        """Each CA certificate fingerprint (``issuer``) that signed a REVOKED certificate
+        whose notAfter is later than ``expiring_after``, with the least such serial: a
+        fingerprint the server no longer knows (an intermediate re-signed with the same
+        key and name) is told apart by that certificate's issuer and AKI. One read of
+        the index of the revoked rows alone."""
+
     async def get_crl(self, issuer: str) -> CrlRecord | None:
         """The last CRL published for ``issuer``; None before the first."""
 

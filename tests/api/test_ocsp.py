@@ -4,7 +4,9 @@ plain-HTTP listener mounts it, in front of a real responder and store."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
@@ -20,7 +22,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
 from acme_ca.api.ocsp import MAX_AGE, MAX_REQUEST, add_routes
+from acme_ca.authority.ocsp import OcspAnswer, OcspResponder
 from tests.authority.test_ocsp import LIFETIME, Setup, setup  # noqa: F401 (a fixture)
+from tests.pki.test_ocsp import NONCE, _extension, _raw_request, _tlv
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -125,3 +129,57 @@ async def test_other_methods_and_oversized_bodies_are_http_errors(client: Client
 
     streamed = await client.post("/ocsp", data=chunks())
     assert streamed.status == 413
+
+
+async def test_a_request_the_parser_chokes_on_is_malformed_not_a_500(
+        client: Client, setup: Setup) -> None:  # noqa: F811
+    """RFC 6960 2.3: malformedRequest (HTTP 200, A.1.2) for an extension repeated or a
+    negative serial: the client's mistake, never an HTTP 500."""
+    leaf = await setup.leaf()
+    nonce = _extension(NONCE, _tlv(0x04, b"a" * 16))
+    for der in (_raw_request(setup.issuer.certificate, leaf.serial_number, nonce, nonce),
+                _raw_request(setup.issuer.certificate, -5)):
+        response = await client.post("/ocsp", data=der)
+        parsed = await _read(response)
+        assert parsed.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+async def test_a_post_body_arriving_in_pieces_is_read_whole(
+        client: Client, setup: Setup) -> None:  # noqa: F811
+    """RFC 6960 A.1.1: the body is the DER request, however the transport cuts it
+    (chunked transfer coding, or writes that arrive apart)."""
+    leaf = await setup.leaf()
+    der = _der(leaf, setup.issuer.certificate)
+
+    async def pieces() -> Any:  # sent with Transfer-Encoding: chunked
+        yield der[:20]
+        await asyncio.sleep(0.2)
+        yield der[20:]
+
+    response = await client.post("/ocsp", data=pieces(),
+                                 headers={"Content-Type": "application/ocsp-request"})
+    parsed = await _read(response)
+    assert parsed.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert parsed.certificate_status is ocsp.OCSPCertStatus.GOOD
+
+
+class _Broken(OcspResponder):
+    async def answer(self, der: bytes) -> OcspAnswer:
+        raise RuntimeError("a bug")
+
+
+async def test_a_failure_of_the_responder_is_internal_error_in_one_line(
+        setup: Setup, aiohttp_client: Callable[..., Any],  # noqa: F811
+        caplog: pytest.LogCaptureFixture) -> None:
+    """RFC 6960 2.3 internalError: what the responder itself fails at is still an OCSP
+    response (HTTP 200, not cached), logged in one line without a traceback."""
+    app = web.Application()
+    add_routes(app, _Broken(setup.store, setup.certificates, setup.clock, LIFETIME))
+    client = await aiohttp_client(app)
+    with caplog.at_level(logging.ERROR):
+        response = await client.post("/ocsp", data=b"anything")
+    parsed = await _read(response)
+    assert parsed.response_status is ocsp.OCSPResponseStatus.INTERNAL_ERROR
+    assert response.headers["Cache-Control"] == "no-store"
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.exc_info is None and "a bug" in record.getMessage()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from acme_ca.pki.hierarchy import fingerprint, renew_intermediate
 from acme_ca.pki.publication import Publication
 from acme_ca.store import Store
 from tests.authority.crl_setup import BASE, DAY, LIFETIME, PASS, Setup, load, number_of
-from tests.conftest import ROOT_PASSPHRASE, Hierarchy
+from tests.conftest import ROOT_PASSPHRASE, Hierarchy, reissue_intermediate
 
 
 async def test_the_first_round_publishes_a_crl_then_nothing_while_nothing_changes(
@@ -185,3 +186,34 @@ async def test_an_unreadable_archived_key_is_said_once_and_the_rest_is_published
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(said) == 1 and str(archived) in said[0], said
     assert [x.fingerprint for x in s.issuer.crl_signers()] == [s.issuer.fingerprint]
+
+
+async def test_after_a_same_key_resigning_the_earlier_certificates_revocations_stay_listed(
+    ca: Hierarchy, make_hierarchy: Callable[..., Hierarchy], db: Store
+) -> None:
+    """RFC 5280 5 (and 6.3.3: a CRL is matched to a certificate by issuer name and key):
+    after the intermediate is re-signed with the same key and name (an operator's
+    SIGHUP: the earlier certificate is not archived), a certificate the earlier one
+    signed and that is revoked is on the CRL the intermediate signs now, which was
+    otherwise no CRL at all; another CA's revocation in the same store is not."""
+    s = Setup(ca, db)
+    earlier = await s.sign()
+    await s.revoke(earlier, reason=1)
+    other = Setup(make_hierarchy("other", intermediate_passphrase=PASS), db)
+    stranger = await other.sign()
+    await other.revoke(stranger)
+    constraints = s.issuer.certificate.extensions.get_extension_for_class(
+        x509.NameConstraints).value
+    reissue_intermediate(ca.paths, constraints, intermediate_passphrase=PASS)
+    before = s.issuer.fingerprint
+    s.issuer = load(ca, s.clock.now())
+    assert s.issuer.fingerprint != before and before not in s.issuer.earlier
+    later = await s.sign()
+    s.clock.advance(timedelta(seconds=3))
+    await s.revoke(later, reason=4)
+    assert await s.publisher.publish() == 1
+    crl = await s.crl()
+    assert crl.get_revoked_certificate_by_serial_number(earlier.serial_number) is not None
+    assert crl.get_revoked_certificate_by_serial_number(later.serial_number) is not None
+    assert crl.get_revoked_certificate_by_serial_number(stranger.serial_number) is None
+    assert await s.publisher.publish() == 0  # the listing is stable: nothing due

@@ -5,6 +5,7 @@ issued, reused and renewed like the server's own TLS certificate."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from collections.abc import AsyncIterator, Callable
@@ -34,7 +35,7 @@ from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.ocsp import RESPONDER_VALIDITY
 from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest
 from acme_ca.store import Store, open_store
-from tests.conftest import load_issuer
+from tests.conftest import load_issuer, reissue_intermediate
 from tests.relay import Relay
 from tests.store.pg import pg_url, through  # noqa: F401 (pg_url: a fixture)
 
@@ -205,6 +206,45 @@ async def test_another_issuer_is_unauthorized_and_a_serial_of_another_is_unknown
     verify(crossed, setup.issuer)
 
 
+async def test_after_the_intermediate_is_resigned_its_earlier_leaves_are_still_answered(
+        make_hierarchy: Callable[..., Any], tmp_path: Path) -> None:
+    """RFC 6960 4.1.1: a CertID names its issuer by the hashes of its name and key, so
+    an intermediate re-signed with the same key and name (an operator's SIGHUP) answers
+    for the leaves its earlier certificate signed: revoked stays revoked, good good,
+    under either certificate's CertID, and a leaf of another CA stays unknown."""
+    hierarchy = make_hierarchy("pki")
+    clock = FakeClock(hierarchy.now)
+    before = load_issuer(hierarchy)
+    store = await open_store(f"sqlite:///{tmp_path / 'db.sqlite'}", clock=clock)
+    try:
+        earlier = Setup(store, clock, before, [before], None, None, tmp_path)  # type: ignore[arg-type]
+        revoked_leaf, good_leaf = await earlier.leaf(), await earlier.leaf()
+        await store.revoke_certificate(serial_hex(revoked_leaf.serial_number), 1,
+                                       clock.now().replace(microsecond=0))
+        other = load_issuer(make_hierarchy("other"))
+        stranger = await earlier.leaf(other)
+        constraints = before.certificate.extensions.get_extension_for_class(
+            x509.NameConstraints).value
+        reissue_intermediate(hierarchy.paths, constraints)
+        after = load_issuer(hierarchy)  # what serve holds after SIGHUP
+        assert after.fingerprint != before.fingerprint
+        certificates = responders(store, clock, [after], tmp_path / "ocsp")
+        await certificates.start()
+        now = Setup(store, clock, after, [after], certificates,
+                    OcspResponder(store, certificates, clock, LIFETIME), tmp_path / "ocsp")
+        for ca in (before.certificate, after.certificate):
+            answered = await now.ask(revoked_leaf, ca)
+            assert answered.certificate_status is ocsp.OCSPCertStatus.REVOKED
+            assert answered.revocation_reason is x509.ReasonFlags.key_compromise
+            assert (await now.ask(good_leaf, ca)).certificate_status is (
+                ocsp.OCSPCertStatus.GOOD)
+            verify(answered, after)
+            assert (await now.ask(stranger, ca)).certificate_status is (
+                ocsp.OCSPCertStatus.UNKNOWN)
+    finally:
+        await store.close()
+
+
 async def test_malformed_and_nonce(setup: Setup) -> None:
     """RFC 6960 2.3 malformedRequest for what is not a request; RFC 8954 a nonce
     echoed, in a response signed for that request alone (not cached)."""
@@ -301,8 +341,105 @@ async def test_an_archived_intermediates_responder_ends_with_what_it_signed(
 
     setup.clock.advance(timedelta(hours=5))  # the last certificate it signed has expired
     assert setup.certificates.responder(old.fingerprint) is None  # never signs expired
-    late = await setup.ask(leaf, old.certificate)
-    assert late.response_status is ocsp.OCSPResponseStatus.TRY_LATER
+
+
+async def test_an_archived_intermediate_with_nothing_unexpired_is_unauthorized(
+        setup: Setup, make_hierarchy: Callable[..., Any], tmp_path: Path) -> None:
+    """RFC 6960 2.3: once an archived intermediate has nothing unexpired, its CertID is
+    one this responder serves no more (unauthorized), not one to ask again later
+    (tryLater): in worker 0 and in a follower that never saw it renewed; the current
+    intermediate without a responder yet stays tryLater."""
+    old = load_issuer(make_hierarchy("old"))
+    empty = load_issuer(make_hierarchy("empty"))
+    leaf = await setup.leaf(old)  # ends in a day
+    setup.signers.extend([old, empty])
+    await setup.certificates.renew_due()
+    assert (await setup.ask(leaf, old.certificate)).certificate_status is (
+        ocsp.OCSPCertStatus.GOOD)
+    never = await setup.ask(await setup.leaf(), empty.certificate)
+    assert never.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
+
+    setup.clock.advance(timedelta(days=1, hours=1))  # all it signed has expired
+    await setup.certificates.renew_due()
+    follower = responders(setup.store, setup.clock, setup.signers, setup.directory)
+    follower.load()
+    for certificates in (setup.certificates, follower):
+        responder = OcspResponder(setup.store, certificates, setup.clock, LIFETIME)
+        der = ocsp.OCSPRequestBuilder().add_certificate(
+            leaf, old.certificate, hashes.SHA256()).build().public_bytes(Encoding.DER)
+        late = ocsp.load_der_ocsp_response((await responder.answer(der)).der)
+        assert late.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
+
+
+async def test_a_revoked_responder_certificate_is_replaced_at_once(setup: Setup) -> None:
+    """RFC 6960 4.2.2.2.1: with id-pkix-ocsp-nocheck no relying party checks the
+    responder's revocation, so revoking its record must stop it here: the next
+    renewal round (and a start) replaces it with a new one, however fresh."""
+    first = setup.certificates.responder(setup.issuer.fingerprint)
+    assert first is not None
+    await setup.store.revoke_certificate(serial_hex(first.certificate.serial_number), 1,
+                                         setup.clock.now().replace(microsecond=0))
+    restarted = responders(setup.store, setup.clock, setup.signers, setup.directory)
+    await restarted.start()  # on load
+    replaced = restarted.responder(setup.issuer.fingerprint)
+    assert replaced is not None and replaced.certificate != first.certificate
+    await setup.certificates.renew_due()  # on renewal (worker 0 running all along)
+    renewed = setup.certificates.responder(setup.issuer.fingerprint)
+    assert renewed is not None and renewed.certificate != first.certificate
+    response = await setup.ask(await setup.leaf())
+    assert verify(response, setup.issuer) == renewed.certificate
+
+
+async def test_an_archived_intermediates_revoked_responder_is_replaced_within_its_end(
+        setup: Setup, make_hierarchy: Callable[..., Any]) -> None:
+    """The replacement of an archived intermediate's revoked responder still ends with
+    the last certificate it signed (archived_keys.py waits for those)."""
+    old = load_issuer(make_hierarchy("old"))
+    leaf = await setup.leaf(old)
+    setup.signers.append(old)
+    await setup.certificates.renew_due()
+    responder = setup.certificates.responder(old.fingerprint)
+    assert responder is not None
+    await setup.store.revoke_certificate(serial_hex(responder.certificate.serial_number), 1,
+                                         setup.clock.now().replace(microsecond=0))
+    setup.clock.advance(timedelta(hours=23))
+    await setup.certificates.renew_due()
+    replaced = setup.certificates.responder(old.fingerprint)
+    assert replaced is not None and replaced.certificate != responder.certificate
+    assert replaced.certificate.not_valid_after_utc == leaf.not_valid_after_utc
+    assert verify(await setup.ask(leaf, old.certificate), old) == replaced.certificate
+
+
+async def test_a_new_intermediate_gets_its_responder_as_soon_as_worker_0_is_woken(
+        setup: Setup, make_hierarchy: Callable[..., Any]) -> None:
+    """After `intermediate renew` and SIGHUP (serve calls ``wake``) the new
+    intermediate's leaves are answered at once, not tryLater (RFC 6960 2.3) until the
+    renewal loop's next period: worker 0 issues its responder now, a follower loads
+    it now."""
+    follower = responders(setup.store, setup.clock, setup.signers, setup.directory)
+    follower.load()
+    tasks = [asyncio.create_task(setup.certificates.run_renewals(every=60.0)),
+             asyncio.create_task(follower.follow(every=60.0))]
+    try:
+        await asyncio.sleep(0.1)  # both asleep for their period
+        new = load_issuer(make_hierarchy("new"))
+        setup.signers.insert(0, new)  # the reload
+        setup.certificates.wake()
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+            if setup.certificates.responder(new.fingerprint) is not None:
+                break
+        assert setup.certificates.responder(new.fingerprint) is not None
+        follower.wake()
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+            if follower.responder(new.fingerprint) is not None:
+                break
+        assert follower.responder(new.fingerprint) is not None
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def test_a_responder_outlives_three_response_lifetimes() -> None:

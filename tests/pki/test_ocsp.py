@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 from pkilint import loader
 from pkilint import pkix as pkilint_pkix
 from pkilint.cabf import serverauth
@@ -31,6 +32,7 @@ from acme_ca.pki.ocsp import (
     RESPONDER_VALIDITY,
     UNKNOWN,
     MalformedRequest,
+    _key_bits,
     build_responder,
     names_issuer,
     read_request,
@@ -279,3 +281,122 @@ def test_with_ocsp_on_a_leaf_names_the_responder_and_stays_lint_clean(
         assert lint_pkix(leaf) == []
         assert lint_chain(issuer.certificate, leaf) == []
         assert not_allowed(lint_cabf(leaf)) == []
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    length = (bytes([size]) if size < 0x80
+              else bytes([0x80 | ((size.bit_length() + 7) // 8)])
+              + size.to_bytes((size.bit_length() + 7) // 8, "big"))
+    return bytes([tag]) + length + content
+
+
+def _seq(*items: bytes) -> bytes:
+    return _tlv(0x30, b"".join(items))
+
+
+def _extension(oid: x509.ObjectIdentifier, value: bytes, *, critical: bool = False) -> bytes:
+    arcs = [int(a) for a in oid.dotted_string.split(".")]
+    body = bytes([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        groups = [arc & 0x7F]
+        while arc := arc >> 7:
+            groups.append(arc & 0x7F | 0x80)
+        body += bytes(reversed(groups))
+    encoded = _tlv(0x06, body)
+    return _seq(encoded, *([b"\x01\x01\xff"] if critical else []), _tlv(0x04, value))
+
+
+def _raw_request(issuer: x509.Certificate, serial: int, *extensions: bytes) -> bytes:
+    """An OCSP request built by hand (RFC 6960 4.1.1), for what no library would write:
+    a negative serial, an extension twice."""
+    algorithm = _seq(_tlv(0x06, bytes.fromhex("2b0e03021a")), b"\x05\x00")  # SHA-1
+    name_hash = hashlib.sha1(issuer.subject.public_bytes()).digest()  # noqa: S324
+    key_hash = hashlib.sha1(_key_bits(issuer.public_key())).digest()  # noqa: S324
+    serial_der = _tlv(0x02, serial.to_bytes(serial.bit_length() // 8 + 1, "big", signed=True))
+    cert_id = _seq(algorithm, _tlv(0x04, name_hash), _tlv(0x04, key_hash), serial_der)
+    tbs = [_seq(_seq(cert_id))]
+    if extensions:
+        tbs.append(_tlv(0xA2, _seq(*extensions)))
+    return _seq(_seq(*tbs))
+
+
+NONCE = x509.oid.OCSPExtensionOID.NONCE
+OTHER = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1")
+
+
+def test_the_hand_built_request_reads_as_one(issuer: Issuer) -> None:
+    """The builder below writes what cryptography writes (so each case breaks one rule)."""
+    query = read_request(_raw_request(issuer.certificate, 0x1234,
+                                      _extension(NONCE, _tlv(0x04, b"n" * 16))))
+    assert (query.serial, query.nonce) == (0x1234, b"n" * 16)
+    assert names_issuer(query, issuer.certificate)
+
+
+@pytest.mark.parametrize("extensions", [
+    (_extension(NONCE, _tlv(0x04, b"a" * 16)), _extension(NONCE, _tlv(0x04, b"b" * 16))),
+    (_extension(OTHER, b"\x05\x00"), _extension(OTHER, b"\x05\x00")),
+], ids=["nonce-twice", "unknown-twice"])
+def test_an_extension_twice_is_malformed(issuer: Issuer, extensions: tuple[bytes, ...]) -> None:
+    """RFC 5280 4.2 (and RFC 6960 4.1.1's Extensions): an extension appears at most
+    once; a request that repeats one is malformedRequest (RFC 6960 2.3), not a crash."""
+    with pytest.raises(MalformedRequest):
+        read_request(_raw_request(issuer.certificate, 0x1234, *extensions))
+
+
+def test_a_negative_serial_is_malformed(issuer: Issuer) -> None:
+    """RFC 5280 4.1.2.2: a serial is a positive integer; no certificate has a negative
+    one and no response can name it: malformedRequest (RFC 6960 2.3)."""
+    with pytest.raises(MalformedRequest, match="negative"):
+        read_request(_raw_request(issuer.certificate, -5))
+
+
+def test_an_unknown_critical_extension_is_malformed(issuer: Issuer) -> None:
+    """RFC 6960 4.4: a responder that does not understand a critical extension must not
+    answer as if it did; an unknown non-critical one is ignored."""
+    with pytest.raises(MalformedRequest, match="critical"):
+        read_request(_raw_request(issuer.certificate, 7,
+                                  _extension(OTHER, b"\x05\x00", critical=True)))
+    assert read_request(_raw_request(issuer.certificate, 7,
+                                     _extension(OTHER, b"\x05\x00"))).serial == 7
+    nonce = _extension(NONCE, _tlv(0x04, b"n" * 16), critical=True)  # known: understood
+    assert read_request(_raw_request(issuer.certificate, 7, nonce)).nonce == b"n" * 16
+
+
+def _intermediate(now: datetime, *attributes: x509.NameAttribute
+                  ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([*attributes, x509.NameAttribute(NameOID.COMMON_NAME, "Bluerobin CA")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(random_serial())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=90))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def test_the_responder_takes_o_and_c_from_its_intermediate_and_invents_none(
+        now: datetime) -> None:
+    """RFC 5280 clean either way. The CA/B BR OCSP responder profile (7.1.2.8, subject
+    as 7.1.4.3) wants C and O: the responder copies them from its intermediate
+    (`acme-ca init --org --country`), and is then BR clean with no exception; with a
+    CN-only intermediate (the bootstrap's) the two absent attributes are the only
+    findings, the ones tests/test_pkilint.py allows a private CA (the operator's to
+    set), never invented values (an O the CA never verified)."""
+    for attributes, expected in (
+        ((), {"cabf.serverauth.ca.country_attribute_absent",
+              "cabf.serverauth.ca.organization_name_attribute_absent"}),
+        ((x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
+          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Bluerobin")), set()),
+    ):
+        ca, ca_key = _intermediate(now, *attributes)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = build_responder(ca, ca_key, responder_request(
+            key, now, now + RESPONDER_VALIDITY, random_serial()))
+        kept = [a for a in cert.subject if a.oid != NameOID.COMMON_NAME]
+        assert kept == list(attributes)
+        assert lint_pkix(cert) == []
+        assert {f.code for f in lint_cabf(cert)} == expected
+        assert not_allowed(lint_cabf(cert)) == []

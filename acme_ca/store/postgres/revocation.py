@@ -25,6 +25,11 @@ SELECT serial, revoked_at, COALESCE(revocation_reason, 0) AS reason, not_after
 FROM certificates
 WHERE issuer = $1 AND status = 'revoked' AND not_after > $2
 ORDER BY serial"""
+# The issuers in certificates_revoked (0009), each with one of its unexpired revoked rows.
+_REVOKED_ISSUERS = """
+SELECT issuer, MIN(serial) AS serial FROM certificates
+WHERE status = 'revoked' AND not_after > $1
+GROUP BY issuer"""
 _CRL = "SELECT * FROM crls WHERE issuer = $1"
 _PUBLISH = """
 INSERT INTO crls (issuer, number, this_update, next_update, entries, der)
@@ -68,6 +73,10 @@ class RevocationMethods(PostgresBase):
         return [RevokedEntry(serial=row["serial"], revoked_at=row["revoked_at"],
                              reason=row["reason"], not_after=row["not_after"])
                 for row in rows]
+
+    async def revoked_issuers(self, *, expiring_after: datetime) -> dict[str, str]:
+        rows = await self._lookup(_REVOKED_ISSUERS, aware(expiring_after))
+        return {row["issuer"]: row["serial"] for row in rows}
 
     async def get_crl(self, issuer: str) -> CrlRecord | None:
         rows = await self._lookup(_CRL, issuer)

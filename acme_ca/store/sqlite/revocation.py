@@ -25,6 +25,11 @@ SELECT serial, revoked_at, COALESCE(revocation_reason, 0) AS reason, not_after
 FROM certificates
 WHERE issuer = ? AND status = 'revoked' AND not_after > ?
 ORDER BY serial"""
+# The issuers in certificates_revoked (0009), each with one of its unexpired revoked rows.
+_REVOKED_ISSUERS = """
+SELECT issuer, MIN(serial) AS serial FROM certificates
+WHERE status = 'revoked' AND not_after > ?
+GROUP BY issuer"""
 _CRL = "SELECT * FROM crls WHERE issuer = ?"
 _PUBLISH = """
 INSERT INTO crls (issuer, number, this_update, next_update, entries, der)
@@ -69,6 +74,10 @@ class RevocationMethods(SqliteBase):
         return [RevokedEntry(serial=row["serial"], revoked_at=from_text(row["revoked_at"]),
                              reason=row["reason"], not_after=from_text(row["not_after"]))
                 for row in rows]
+
+    async def revoked_issuers(self, *, expiring_after: datetime) -> dict[str, str]:
+        rows = await self._read(_REVOKED_ISSUERS, (to_text(expiring_after),))
+        return {row["issuer"]: row["serial"] for row in rows}
 
     async def get_crl(self, issuer: str) -> CrlRecord | None:
         rows = await self._read(_CRL, (issuer,))

@@ -59,6 +59,25 @@ async def test_revoked_certificates_lists_one_issuers_unexpired_revocations(stor
     assert await store.revoked_certificates("ef" * 32, expiring_after=T0) == []
 
 
+async def test_revoked_issuers_names_each_issuer_of_an_unexpired_revocation(store: Store):
+    """RFC 5280 5: every revoked unexpired certificate must reach a CRL, also one whose
+    issuer fingerprint no intermediate the server holds has (re-signed with the same
+    key): each such issuer, with one of its serials to read the certificate by."""
+    await signed(store, "0c", not_after=T0 + 30 * DAY)
+    await signed(store, "0a", not_after=T0 + 10 * DAY)
+    await signed(store, "0b", not_after=T0 + 5 * DAY)   # expires at the cut
+    await signed(store, "0d", issuer=OTHER_ISSUER, not_after=T0 + 5 * DAY)
+    await signed(store, "0e", issuer="ef" * 32)         # issued, not revoked
+    await store.reserve_serial(make_record("0f"))       # never signed
+    for serial in ("0c", "0a", "0b", "0d"):
+        await store.revoke_certificate(serial, 1, T0 + DAY)
+    assert await store.revoked_issuers(expiring_after=T0 + 5 * DAY) == {ISSUER: "0a"}
+    assert await store.revoked_issuers(
+        expiring_after=T0 + 5 * DAY - timedelta(microseconds=1)) == {
+            ISSUER: "0a", OTHER_ISSUER: "0d"}
+    assert await store.revoked_issuers(expiring_after=T0 + 31 * DAY) == {}
+
+
 # --- the CRL every replica serves ------------------------------------------------------
 
 
