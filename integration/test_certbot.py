@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,10 @@ class Certbot:
     def live(self) -> Path:
         return self.home / "config" / "live" / NAMES[0]
 
-    def __call__(self, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
-        argv = [self.program, *args, *self.dirs, "--non-interactive"]
+    def __call__(self, *args: str, prefix: Sequence[str] = ()
+                 ) -> tuple[subprocess.CompletedProcess[str], float]:
+        """certbot ARGS; ``prefix``: a program certbot runs under (faketime ...)."""
+        argv = [*prefix, self.program, *args, *self.dirs, "--non-interactive"]
         return run_client(argv, cwd=self.home, env=self.env, acme=self.acme)
 
 

@@ -40,4 +40,6 @@ def create_app(services: Services) -> web.Application:
     r.add_post(ROUTES["certificate"], handlers.certificate)
     r.add_post(ROUTES["certificate_alternate"], handlers.certificate)
     r.add_post(ROUTES["revoke_cert"], handlers.revoke_cert)
+    r.add_get(ROUTES["renewal_info"], handlers.renewal_info, allow_head=False,
+              name="renewal_info")  # the middleware mints it no nonce
     return app

@@ -13,6 +13,7 @@ from acme_ca.authority.authorizations import AuthorizationService
 from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.nonces import NonceService
 from acme_ca.authority.orders import OrderService
+from acme_ca.authority.renewal_info import RenewalInfo
 from acme_ca.authority.revocation import RevocationService
 from acme_ca.config import AcmeConfig
 
@@ -25,6 +26,7 @@ class Services:
     orders: OrderService
     authorizations: AuthorizationService
     revocation: RevocationService
+    renewal_info: RenewalInfo  # ARI (RFC 9773)
     nonces: NonceService
     links: Links
     ca: CaCertificates  # the CA's public certificates (they change on reload)

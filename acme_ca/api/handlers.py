@@ -24,6 +24,7 @@ from acme_ca.domain.models import (
     Account,
     AuthorizationStatus,
     ChallengeStatus,
+    Order,
     OrderStatus,
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
@@ -108,6 +109,22 @@ async def directory(request: web.Request) -> web.Response:
     )
 
 
+async def renewal_info(request: web.Request) -> web.Response:
+    """RFC 9773 4: an unauthenticated GET of one certificate's suggested window, always
+    with a Retry-After (4.3), problems included: a client waits as long after an error
+    (4.3.3), and this says how long."""
+    ari = _services(request).renewal_info
+    try:
+        answer = await ari.answer(request.match_info["cert_id"])
+    except AcmeProblem as problem:
+        problem.headers["Retry-After"] = str(ari.retry_after())
+        raise
+    window = {"start": views.rfc3339(answer.window.start),
+              "end": views.rfc3339(answer.window.end)}
+    return _json({"suggestedWindow": window},
+                 headers={"Retry-After": str(answer.retry_after)})
+
+
 async def new_nonce(request: web.Request) -> web.Response:
     """RFC 8555 7.2: HEAD 200, GET 204; the middleware adds the nonce and no-store.
     HEAD says Content-Length: 0 (RFC 9110 8.6), so that no client has to guess whether
@@ -181,25 +198,29 @@ async def key_change(request: web.Request) -> web.Response:
 # --- orders ---------------------------------------------------------------------------
 
 
-def _order_response(services: Services, order: Any, status: int = 200) -> web.Response:
+async def _order_response(services: Services, order: Order, status: int = 200
+                          ) -> web.Response:
     headers = {"Location": services.links.order(order.id)}
     if order.status is OrderStatus.PROCESSING:
         headers["Retry-After"] = RETRY_AFTER
-    return _json(views.order_json(order, services.links), status=status, headers=headers)
+    replaces = None if order.replaces is None else (
+        await services.renewal_info.cert_id(order.replaces))  # echoed (RFC 9773 5)
+    return _json(views.order_json(order, services.links, replaces), status=status,
+                 headers=headers)
 
 
 async def new_order(request: web.Request) -> web.Response:
     services = _services(request)
     verified, acct = await _account(request)
     order = await services.orders.new_order(acct, verified.json())
-    return _order_response(services, order, status=201)
+    return await _order_response(services, order, status=201)
 
 
 async def order(request: web.Request) -> web.Response:
     services = _services(request)
     verified, acct = await _account(request)
     _require_post_as_get(verified)
-    return _order_response(
+    return await _order_response(
         services, await services.orders.get_order(acct, request.match_info["id"])
     )
 
@@ -208,7 +229,7 @@ async def finalize(request: web.Request) -> web.Response:
     services = _services(request)
     verified, acct = await _account(request)
     finalized = await services.orders.finalize(acct, request.match_info["id"], verified.json())
-    return _order_response(services, finalized)
+    return await _order_response(services, finalized)
 
 
 # --- authorizations and challenges ------------------------------------------------------

@@ -12,7 +12,9 @@
   Link rel="index" (7.1) and, unless cacheable, Cache-Control: no-store. The nonce is
   minted before the handler runs (as Boulder's and Pebble's front ends do): a store that
   cannot mint one is answered 503 before anything is done, never with a success that
-  lacks the nonce RFC 8555 6.5 requires.
+  lacks the nonce RFC 8555 6.5 requires. A renewalInfo GET (RFC 9773 4: unauthenticated,
+  polled by every client for every certificate) gets none: 6.5 asks for nonces on
+  POST responses, and one would cost a database write per poll.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ log = logging.getLogger("acme_ca.api")
 PROBLEM_JSON = "application/problem+json"
 # Public, cacheable, not ACME: no nonce, no index link.
 PLAIN_PATHS = frozenset({"/health", "/roots/root.pem", "/roots/chain.pem"})
+NO_NONCE_ROUTES = frozenset({"renewal_info"})  # ACME GETs answered without a nonce
 RETRY_UNAVAILABLE = "5"  # seconds: a database restart, or a failover to its standby
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -79,7 +82,7 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
     services = request.app[SERVICES]
     nonce: str | None = None
     try:
-        if acme:
+        if acme and request.match_info.route.name not in NO_NONCE_ROUTES:
             nonce = await services.nonces.new()
         response = await handler(request)
     except AcmeProblem as problem:

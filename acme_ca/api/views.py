@@ -40,6 +40,7 @@ def directory_json(links: Links, meta: AcmeConfig, caa_identities: tuple[str, ..
         "newOrder": links.new_order(),
         "revokeCert": links.revoke_cert(),
         "keyChange": links.key_change(),
+        "renewalInfo": links.renewal_info(),  # RFC 9773 3
         "meta": meta_json,
     }
 
@@ -54,7 +55,8 @@ def account_json(account: Account, links: Links) -> dict[str, Any]:
     }
 
 
-def order_json(order: Order, links: Links) -> dict[str, Any]:
+def order_json(order: Order, links: Links, replaces: str | None = None) -> dict[str, Any]:
+    """``replaces``: the CertID of the certificate the order replaces (RFC 9773 5)."""
     doc: dict[str, Any] = {
         "status": order.status.value,
         "expires": rfc3339(order.expires),
@@ -67,6 +69,8 @@ def order_json(order: Order, links: Links) -> dict[str, Any]:
         doc["notBefore"] = rfc3339(order.not_before)
     if order.not_after:
         doc["notAfter"] = rfc3339(order.not_after)
+    if replaces:
+        doc["replaces"] = replaces
     if order.error:
         doc["error"] = json.loads(order.error)
     if order.status is OrderStatus.VALID and order.certificate_serial:

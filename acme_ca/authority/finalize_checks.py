@@ -48,6 +48,9 @@ from __future__ import annotations
 from datetime import datetime
 from ipaddress import ip_address
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+
 from acme_ca.authority.grants import Grant
 from acme_ca.authority.identifiers import (
     IdentifiersRefused,
@@ -61,9 +64,10 @@ from acme_ca.config_policy import Profile
 from acme_ca.domain.models import Order
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed
 from acme_ca.encoding import jwk_thumbprint
-from acme_ca.errors import PolicyError
-from acme_ca.pki.csr import CsrContents
+from acme_ca.errors import PkiError, PolicyError
+from acme_ca.pki.csr import CsrContents, load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.keys import same_key
 from acme_ca.pki.profiles import UB_COMMON_NAME, IpAddress, LeafRequest
 
 # An identifier as compared: ("dns", name) or ("ip", parsed address).
@@ -96,6 +100,28 @@ def order_profile(order: Order, policy: PolicyConfig, issuer: Issuer, profiles: 
         # rejectedIdentifier, as at newOrder for an order naming none (draft 4).
         raise refused.problem(profile_named=False) from None
     return profile
+
+
+def csr_request(csr_der: bytes, order: Order, account_thumbprint: str, policy: PolicyConfig,
+                issuer: Issuer, now: datetime, profile: Profile) -> LeafRequest:
+    """``leaf_request`` for the CSR ``csr_der``; badCSR if it cannot be read."""
+    try:
+        contents = read_csr(load_csr(csr_der), cn_as_san=False,
+                            blocked_keys=policy.blocked_keys)
+    except PkiError as exc:
+        raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
+    return leaf_request(contents, order, account_thumbprint, policy, issuer, now, profile)
+
+
+def same_key_as(csr_der: bytes, certificate_der: bytes) -> bool:
+    """Whether the CSR asks for the key the certificate certifies (a finalize sent
+    again for a valid order); a key nobody knows is not the certificate's."""
+    try:
+        csr_key = read_csr(load_csr(csr_der), cn_as_san=False).public_key  # PkiError
+        issued = x509.load_der_x509_certificate(certificate_der)
+        return same_key(csr_key, issued.public_key())
+    except (PkiError, ValueError, UnsupportedAlgorithm):
+        return False
 
 
 def leaf_request(

@@ -25,7 +25,6 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 
 from acme_ca.authority import finalize_checks, issuance
 from acme_ca.authority.caa_recheck import CaaRecheck
@@ -37,6 +36,7 @@ from acme_ca.authority.identifiers import (
 )
 from acme_ca.authority.limits import Charge, RateLimits
 from acme_ca.authority.profiles import Catalog
+from acme_ca.authority.renewal_info import RenewalInfo, already_replaced
 from acme_ca.clock import Clock
 from acme_ca.config import PolicyConfig
 from acme_ca.config_policy import Profile
@@ -52,6 +52,7 @@ from acme_ca.domain.models import (
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
 from acme_ca.domain.states import OPEN_ORDER, OrderChange, expiry_problem, order_change
 from acme_ca.errors import (
+    AlreadyReplaced,
     CeilingReached,
     Conflict,
     LimitReached,
@@ -61,9 +62,7 @@ from acme_ca.errors import (
     StoreError,
     StoreUnavailable,
 )
-from acme_ca.pki.csr import load_csr, read_csr
 from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.keys import same_key
 from acme_ca.pki.profiles import LeafRequest
 from acme_ca.store.base import Store
 
@@ -102,6 +101,7 @@ class OrderService:
         limits: RateLimits | None = None,
         *,
         profiles: Catalog,
+        renewal_info: RenewalInfo,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -112,6 +112,7 @@ class OrderService:
         self._in_flight = issuance.InFlight() if in_flight is None else in_flight
         self._caa_recheck = caa_recheck  # None when CAA is off
         self._limits = limits or RateLimits(store, clock)
+        self._renewal_info = renewal_info  # ARI: the checks of "replaces"
 
     # --- newOrder ---------------------------------------------------------------------
 
@@ -129,8 +130,11 @@ class OrderService:
             issuer.certificate, profile=profile, grant=grant, profile_named=asked is not None,
         )
         not_before, not_after = self._requested_validity(payload, now, issuer, profile)
-        # rateLimited (6.6) before the reads of reuse and CAA; ARI replaces: issue 12
-        charge = await self._limits.new_order(account, grant, identifiers, replaces=False)
+        replacing = await self._renewal_info.replacement(  # RFC 9773 5
+            account, identifiers, payload.get("replaces"))
+        # rateLimited (6.6) before the reads of reuse and CAA
+        charge = await self._limits.new_order(account, grant, identifiers,
+                                              replaces=bool(replacing and replacing.exempt))
         authorization_ids: list[str] = []
         new: list[Authorization] = []
         expires = now + self._policy.order_lifetime
@@ -162,6 +166,7 @@ class OrderService:
             not_before=not_before,
             not_after=not_after,
             profile=profile.name,
+            replaces=None if replacing is None else replacing.serial,
         )
         change = order_change(order, [*reusing, *new], now)  # all reused: ready at once
         if change is not None:
@@ -177,6 +182,8 @@ class OrderService:
         except LimitReached as exc:
             assert charge is not None  # only a spend is refused
             raise self._limits.refused(charge, exc.retry_at, exc.resets_at) from None
+        except AlreadyReplaced:  # another order replaces it meanwhile (RFC 9773 5)
+            raise already_replaced(order.replaces or "") from None
 
     def _new_authorization(
         self, account: Account, identifier: Identifier, now: datetime
@@ -296,12 +303,14 @@ class OrderService:
         issuer = self._issuer()
         grant = await grant_for(self._store, account, self._clock.now())
         profile = await self._check_policy(order, issuer, grant)
-        request = self._check_csr(account, order, csr_der, issuer, profile)
+        request = finalize_checks.csr_request(csr_der, order, account.thumbprint, self._policy,
+                                              issuer, self._clock.now(), profile)
         if self._caa_recheck is not None:  # CAA again, validated over 8 hours ago (caa_recheck)
             await self._caa_recheck.check(authorizations, self._clock.now())
-        # certificates_per_names, authoritative in start_issuance (6.6)
-        charge = self._limits.issuance(grant, order.identifiers, replaces=False)
-        return await self._in_flight.run(  # ARI replaces: issue 12
+        # certificates_per_names, authoritative in start_issuance (6.6), unless ARI
+        charge = self._limits.issuance(
+            grant, order.identifiers, replaces=await self._renewal_info.exempt(order.replaces))
+        return await self._in_flight.run(
             order.id, self._issue(order, request, csr_der, issuer, charge))
 
     async def drain(self) -> None:
@@ -353,13 +362,7 @@ class OrderService:
         order gets the order (some clients poll through finalize); the rest orderNotReady."""
         if order.status is OrderStatus.VALID and order.certificate_serial:
             record = await self._store.get_certificate(order.certificate_serial)
-            try:
-                csr_key = read_csr(load_csr(csr_der), cn_as_san=False).public_key  # PkiError
-                issued = x509.load_der_x509_certificate(record.der or b"")
-                same = same_key(csr_key, issued.public_key())
-            except (PkiError, ValueError, UnsupportedAlgorithm):  # a key nobody knows:
-                same = False  # not the certificate's
-            if same:
+            if finalize_checks.same_key_as(csr_der, record.der or b""):
                 return order
         raise AcmeProblem(
             ProblemType.ORDER_NOT_READY,
@@ -383,18 +386,6 @@ class OrderService:
         log.info("order %s: invalid at finalize, policy now refuses it: %s",
                  order.id, problem.detail)
         raise problem
-
-    def _check_csr(self, account: Account, order: Order, csr_der: bytes,
-                   issuer: Issuer, profile: Profile) -> LeafRequest:
-        """The certificate to sign, or the problem that keeps the order ready
-        (:mod:`acme_ca.authority.finalize_checks`)."""
-        try:
-            contents = read_csr(load_csr(csr_der), cn_as_san=False,
-                                blocked_keys=self._policy.blocked_keys)
-        except PkiError as exc:
-            raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
-        return finalize_checks.leaf_request(contents, order, account.thumbprint,
-                                            self._policy, issuer, self._clock.now(), profile)
 
     # --- certificates -------------------------------------------------------------------
 

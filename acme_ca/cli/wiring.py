@@ -29,6 +29,7 @@ from acme_ca.authority.ocsp import OcspResponder
 from acme_ca.authority.ocsp_responders import ResponderCertificates, responder_validity
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.profiles import Catalog
+from acme_ca.authority.renewal_info import RenewalInfo
 from acme_ca.authority.retention import Retention
 from acme_ca.authority.revocation import RevocationService
 from acme_ca.authority.supervisor import ValidationSupervisor
@@ -160,15 +161,17 @@ def build_app(
     )
     in_flight = InFlight()  # the orders' issuances, which the sweeper leaves alone
     profiles = Catalog.from_config(config)
+    renewal_info = RenewalInfo(store, clock, config.revocation.renewal_info_retry_after)
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
                                 blocked_keys=config.policy.blocked_keys,
                                 eab_required=config.acme.eab_required, limits=limits),
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
                             caa_recheck=recheck, in_flight=in_flight, profiles=profiles,
-                            limits=limits),
+                            limits=limits, renewal_info=renewal_info),
         authorizations=AuthorizationService(store, clock, supervisor, limits),
         revocation=RevocationService(store, clock),
+        renewal_info=renewal_info,
         nonces=NonceService(store, clock),
         links=links,
         ca=CaCertificates(issuer),

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from acme.client import _renewal_info_path_component
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -27,16 +28,19 @@ def media_type(response: Any) -> str:
     return response.headers.get("Content-Type", "").split(";", 1)[0].strip()
 
 
-def assert_problem(response: Response, status: int, kind: str) -> dict[str, Any]:
+def assert_problem(response: Response, status: int, kind: str, *, nonce: bool = True
+                   ) -> dict[str, Any]:
     """RFC 8555 6.7 / RFC 7807: status, problem+json, the ACME error type, a detail;
-    and, as on every ACME response, a nonce (6.5) and Link rel="index" (7.1)."""
+    and, as on every ACME response, a nonce (6.5; ``nonce=False``: a GET that has none)
+    and Link rel="index" (7.1)."""
     assert response.status == status, (response.status, response.body)
     assert media_type(response) == PROBLEM_JSON, response.headers.get("Content-Type")
     doc = response.json()
     assert doc["type"] == ERROR_PREFIX + kind, doc
     assert isinstance(doc.get("detail"), str) and doc["detail"], doc
     assert doc.get("status") == status, doc
-    assert response.headers.get("Replay-Nonce"), "an error response must carry a nonce"
+    if nonce:
+        assert response.headers.get("Replay-Nonce"), "an error response must carry a nonce"
     assert INDEX_LINK in response.headers.getall("Link", []), response.headers
     return doc
 
@@ -99,6 +103,12 @@ async def finalize(client: AcmeTestClient, order: dict[str, Any], *names: str,
         der, key = csr.public_bytes(Encoding.DER), None
     response = await client.post(order["finalize"], {"csr": b64(der)})
     return response, key
+
+
+def cert_id(cert: x509.Certificate) -> str:
+    """The ARI CertID (RFC 9773 4.1) as certbot 5.8's acme library builds it: an
+    implementation apart from the server's."""
+    return _renewal_info_path_component(cert)
 
 
 def leaf_of(pem: bytes) -> x509.Certificate:
