@@ -23,6 +23,7 @@ from typing import Any
 
 from cryptography import x509
 
+from acme_ca.authority.renewal_info import cert_id_of, suggested_window
 from acme_ca.authority.revocation import OPERATOR_REASONS, RevocationService, reason_name
 from acme_ca.cli import certs_view as view
 from acme_ca.cli.store_session import with_store
@@ -57,7 +58,8 @@ def add_parser(commands: Any) -> None:
     listing.set_defaults(run=run_list)
     show = tools.add_parser("show", help="every field of one certificate",
                             description="Every field of one certificate and what its DER "
-                            "says: subject, issuer, names, key type, early renewal, "
+                            "says: subject, issuer, names, key type; its ARI CertID (RFC "
+                            "9773) and suggested renewal window, early renewal, "
                             "replacement.")
     show.add_argument("serial", help="hex, as `certs list` or `openssl x509 -serial` prints it")
     shown = show.add_mutually_exclusive_group()
@@ -193,8 +195,9 @@ def run_show(config: Config, args: argparse.Namespace) -> int:
     fields = view.record_json(record, now)
     fields["replaced_by_certificate"] = replacement
     if record.der is not None:
-        fields.update(view.certificate_json(record.der))
-        fields.update(_renewal_info(record))
+        certificate = x509.load_der_x509_certificate(record.der)
+        fields.update(view.certificate_json(certificate))
+        fields.update(_renewal_info(record, certificate))
     if args.json:
         sys.stdout.write(json.dumps(fields, indent=2) + "\n")
     else:
@@ -202,9 +205,19 @@ def run_show(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _renewal_info(record: CertificateRecord) -> dict[str, Any]:
-    """What `certs show` tells of the certificate's renewal information (RFC 9773)."""
-    return {"renew_early": record.renew_early_at is not None}
+def _renewal_info(record: CertificateRecord, certificate: x509.Certificate
+                  ) -> dict[str, Any]:
+    """What `certs show` tells of the certificate's renewal information (RFC 9773): its
+    CertID (4.1, the renewalInfo URL's last part and an order's "replaces"), the window
+    the server suggests now (4.2: in the past once marked or revoked), the mark."""
+    try:
+        cert_id: str | None = cert_id_of(certificate)
+    except ValueError:  # no AKI keyIdentifier: not one this CA signs today
+        cert_id = None
+    window = suggested_window(record)
+    return {"ari_cert_id": cert_id, "renewal_window_start": view.iso(window.start),
+            "renewal_window_end": view.iso(window.end),
+            "renew_early": record.renew_early_at is not None}
 
 
 async def _certificate(store: Store, serial: str) -> CertificateRecord:

@@ -53,9 +53,8 @@ def record_json(record: CertificateRecord, now: datetime) -> dict[str, Any]:
     }
 
 
-def certificate_json(der: bytes) -> dict[str, Any]:
+def certificate_json(certificate: x509.Certificate) -> dict[str, Any]:
     """What the signed certificate itself says."""
-    certificate = x509.load_der_x509_certificate(der)
     try:
         sans = certificate.extensions.get_extension_for_class(
             x509.SubjectAlternativeName).value

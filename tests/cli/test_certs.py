@@ -27,6 +27,7 @@ from acme_ca.cli import certs
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.config import Config, load_config
 from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_from_text
+from acme_ca.encoding import b64url_encode
 from acme_ca.pki import files
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import LeafRequest
@@ -292,6 +293,18 @@ def test_show_prints_the_record_and_what_the_certificate_says(run: Run, ca: Path
     assert "Intermediate" in shown["issuer"] and shown["issuer_fingerprint"] == record.issuer
     assert (shown["account_id"], shown["order_id"]) == (ACCOUNT, "order-1")
     assert shown["renew_early"] is False and shown["renew_early_at"] is None
+    # RFC 9773 4.1: base64url(AKI keyIdentifier) "." base64url(the serial's DER content
+    # octets), built here from the certificate; the window (4.2) around two thirds
+    certificate = x509.load_der_x509_certificate(record.der or b"")
+    aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    serial = certificate.serial_number
+    octets = serial.to_bytes(serial.bit_length() // 8 + 1, "big")
+    assert shown["ari_cert_id"] == (f"{b64url_encode(aki.value.key_identifier or b'')}."
+                                    f"{b64url_encode(octets)}")
+    start, end = (datetime.fromisoformat(shown[f"renewal_window_{e}"])
+                  for e in ("start", "end"))
+    two_thirds = record.not_before + (record.not_after - record.not_before) * 2 / 3
+    assert start < two_thirds < end and end < record.not_after
     assert shown["replaced_by"] is None and shown["replaced_by_certificate"] is None
     assert shown["revoked_at"] is None and shown["revocation_reason"] is None
 
@@ -341,6 +354,9 @@ def test_renew_early_marks_one_certificate_once(run: Run, ca: Path, make_csr: Cs
     shown = json.loads(out)
     assert shown["renew_early"] is True
     assert datetime.fromisoformat(shown["renew_early_at"]) == marked
+    # RFC 9773 4.2: the window is in the past now: a client renews at its next look
+    assert datetime.fromisoformat(shown["renewal_window_end"]) <= marked + timedelta(
+        seconds=1)
 
 
 def test_renew_early_issued_before_marks_the_older_ones(run: Run, ca: Path,
