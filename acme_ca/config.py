@@ -38,11 +38,20 @@ from acme_ca.config_policy import (
     read_profiles,
     read_retention,
 )
+from acme_ca.config_revocation import SCHEMA as REVOCATION_SCHEMA
+from acme_ca.config_revocation import (
+    RevocationConfig,
+    default_publication_url,
+    read_revocation,
+)
 from acme_ca.config_values import format_duration, parse_duration, parse_host_port
 from acme_ca.errors import ConfigError
 
-__all__ = [  # the value helpers live in config_values; these are re-exported for callers
+__all__ = [  # the value helpers live in config_values, [revocation] in config_revocation;
+    # these are re-exported for callers
     "Config",
+    "RevocationConfig",
+    "default_publication_url",
     "format_duration",
     "load_config",
     "parse_duration",
@@ -168,37 +177,6 @@ class AcmeConfig:
     eab_required: bool = False
     # the profile of an order that names none (draft-ietf-acme-profiles)
     default_profile: str = DEFAULT_PROFILE
-
-
-@dataclass(frozen=True, slots=True)
-class RevocationConfig:
-    """What relying parties fetch over plain HTTP: CRLs (RFC 5280), OCSP (RFC 6960), the
-    issuing CA's certificate; and how often ACME clients ask for renewal information."""
-
-    http_listen: str = "127.0.0.1:8556"  # the plain-HTTP listener of CRLs and OCSP
-    base_url: str = ""  # what goes into the leaves; load_config fills in the default
-    ocsp: bool = False  # the OCSP responder, and its URL in the leaves' AIA
-    crl_lifetime: timedelta = timedelta(hours=24)  # nextUpdate - thisUpdate of a CRL
-    ocsp_lifetime: timedelta = timedelta(hours=24)  # nextUpdate - thisUpdate of a response
-    renewal_info_retry_after: timedelta = timedelta(hours=6)  # ARI Retry-After, jittered
-
-    @property
-    def listen_host(self) -> str:
-        return parse_host_port(self.http_listen)[0]
-
-    @property
-    def listen_port(self) -> int:
-        return parse_host_port(self.http_listen)[1]
-
-
-def default_publication_url(server: ServerConfig, http_listen: str) -> str:
-    """``[revocation] base_url`` when the file sets none: http://, the host of the
-    server's own base URL (``[server] hostname`` when it can be named, else the
-    address the Quick start serves on), and the port of ``http_listen``."""
-    host = urlsplit(server.base_url).hostname or "localhost"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{parse_host_port(http_listen)[1]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,15 +346,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
         "eab_required": ("true or false", values.boolean),
         "default_profile": ("the name of a profile", values.string),
     },
-    "revocation": {
-        "http_listen": ("'host:port', e.g. '127.0.0.1:8556'", values.listen),
-        "base_url": ("an http:// URL, e.g. 'http://ca.example:8556'", values.http_url),
-        "ocsp": ("true or false", values.boolean),
-        "crl_lifetime": ("a duration from 1h to 30d, such as '24h'", values.duration),
-        "ocsp_lifetime": ("a duration from 1h to 7d, such as '24h'", values.duration),
-        "renewal_info_retry_after": ("a duration from 1m to 7d, such as '6h'",
-                                     values.duration),
-    },
+    "revocation": REVOCATION_SCHEMA,
     "validation": {
         "http01_port": ("a port from 1 to 65535", values.port),
         "tlsalpn01_port": ("a port from 1 to 65535", values.port),
@@ -469,33 +439,5 @@ def _build(r: _Reader, source: Path | None, policy_tables: Mapping[str, Any]) ->
     return Config(server, storage, ca, policy, validation, acme, source,
                   profiles=profiles, limits=read_limits(policy_tables["limits"]),
                   retention=read_retention(policy_tables["retention"]),
-                  revocation=_revocation(r, server))
+                  revocation=read_revocation(r.get, server))
 
-
-def _revocation(r: _Reader, server: ServerConfig) -> RevocationConfig:
-    d = RevocationConfig()
-    http_listen = r.get("revocation.http_listen", d.http_listen)
-    settings = RevocationConfig(
-        http_listen=http_listen,
-        base_url=r.get("revocation.base_url", None)
-        or default_publication_url(server, http_listen),
-        ocsp=r.get("revocation.ocsp", d.ocsp),
-        crl_lifetime=r.get("revocation.crl_lifetime", d.crl_lifetime),
-        ocsp_lifetime=r.get("revocation.ocsp_lifetime", d.ocsp_lifetime),
-        renewal_info_retry_after=r.get("revocation.renewal_info_retry_after",
-                                       d.renewal_info_retry_after),
-    )
-    bounds = {"crl_lifetime": (timedelta(hours=1), timedelta(days=30)),
-              "ocsp_lifetime": (timedelta(hours=1), timedelta(days=7)),
-              "renewal_info_retry_after": (timedelta(minutes=1), timedelta(days=7))}
-    for key, (low, high) in bounds.items():
-        value = getattr(settings, key)
-        if not low <= value <= high:
-            raise ConfigError(f"revocation.{key}: {format_duration(value)} is outside "
-                              f"{format_duration(low)} to {format_duration(high)}")
-    anywhere = {"0.0.0.0", "::"}  # noqa: S104 (compared, not bound)
-    hosts = {settings.listen_host, server.listen_host}
-    if settings.listen_port == server.listen_port and (len(hosts) == 1 or hosts & anywhere):
-        raise ConfigError(f"revocation.http_listen ({http_listen}) is the ACME listener's "
-                          f"address ([server] listen {server.listen}): give it its own port")
-    return settings

@@ -20,17 +20,12 @@ replacement bookkeeping is tested in tests/protocol/test_replaces.py.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from configobj import ConfigObj
 
-from acme_ca.clock import SystemClock
-from acme_ca.config import load_config
-from acme_ca.domain.models import serial_hex
-from acme_ca.store import open_store
 from integration.clients import (
     AcmeServer,
     expect_ok,
@@ -38,7 +33,7 @@ from integration.clients import (
     serving_acme,
     verify_chain,
 )
-from integration.conftest import require_program
+from integration.conftest import require_program, run_cli
 from integration.test_certbot import Certbot
 
 pytestmark = pytest.mark.integration
@@ -78,18 +73,11 @@ def serial_of(certbot: Certbot, name: str) -> int:
 
 
 def mark_renew_early(acme: AcmeServer, serial: int) -> None:
-    """What `acme-ca certs renew-early SERIAL` does, through the server's own store
-    (the command is on the cli branch, not merged yet)."""
-    config = load_config(acme.server.data_dir.parent / "acme-ca.toml")
-
-    async def mark() -> None:
-        store = await open_store(config.storage.url)
-        try:
-            await store.mark_renew_early(serial_hex(serial), SystemClock().now())
-        finally:
-            await store.close()
-
-    asyncio.run(mark())
+    """`acme-ca certs renew-early SERIAL`, the serial as openssl prints it (upper case)."""
+    config = acme.server.data_dir.parent / "acme-ca.toml"
+    result = run_cli("--config", config, "certs", "renew-early", format(serial, "X"),
+                     cwd=config.parent)
+    assert "Marked 1 certificate" in result.stdout, result.stdout + result.stderr
 
 
 def renew(certbot: Certbot, acme: AcmeServer, *prefix: str) -> str:

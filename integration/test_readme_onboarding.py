@@ -6,7 +6,7 @@ walk-through (integration/test_readme_walkthrough.py, whose fixture and helpers 
 reuses) leaves: its config, its CA, its certbot. Then the server restarts with the
 appended config (External Account Binding required, RFC 8555 7.3.4), and the team's
 four commands register with a key made by `acme-ca eab create` and get a NATS worker's
-certificate; lego registers with a key of its own. Only the ports 8555 and 8080 are
+certificate; lego registers with a key of its own. Only the ports 8555, 8556 and 8080 are
 replaced, by free ports from the OS.
 """
 
@@ -22,8 +22,16 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from integration.conftest import _serving, free_port, https_get, require_program, run_cli
-from integration.test_readme_walkthrough import README, bash, readme_ports, user, walkthrough
+from integration.conftest import _serving, https_get, require_program, run_cli
+from integration.test_readme_walkthrough import (
+    README,
+    bash,
+    quick_start,
+    readme_ports,
+    readme_text,
+    user,
+    walkthrough,
+)
 
 pytestmark = pytest.mark.integration
 __all__ = ["user"]  # the walk-through's fixture: a fresh directory, as root and as nobody
@@ -36,8 +44,7 @@ LIVE = f"team-blue/config/live/{WORKER}"
 def onboarding(ports: dict[str, int]) -> dict[str, str]:
     blocks = dict(BLOCK.findall(README.read_text(encoding="utf-8")))
     assert set(blocks) == {"config", "team", "lego"}, sorted(blocks)
-    return {name: re.sub(r"\b(8555|8080)\b", lambda m: str(ports[m.group(1)]), text)
-            for name, text in blocks.items()}
+    return {name: readme_text(text, ports) for name, text in blocks.items()}
 
 
 def test_the_readme_onboarding_works_as_written(user: dict[str, Any]) -> None:
@@ -50,15 +57,9 @@ def test_the_readme_onboarding_works_as_written(user: dict[str, Any]) -> None:
     port = ports["8555"]
     walk, blocks = walkthrough(ports), onboarding(ports)
 
-    # the plain-HTTP listener (CRLs) on a free port too: its default is one fixed port
-    http_listen = ["--http-listen", f"127.0.0.1:{free_port()}"]
-    quick = free_port()  # the Quick start makes the CA
-    with _serving(["serve", "--listen", f"127.0.0.1:{quick}", *http_listen], workdir, data,
-                  quick,
-                  program=[".venv/bin/acme-ca"], **popen):
-        pass
+    quick_start(workdir, popen, ports)  # the Quick start makes the CA
     bash(walk["config"], workdir, popen)
-    serve = [*shlex.split(walk["serve"]), *http_listen]
+    serve = shlex.split(walk["serve"])
     with _serving([], workdir, data, port, program=serve, **popen):
         bash(walk["client"], workdir, popen)  # the walk-through, before keys are required
 

@@ -14,11 +14,12 @@ README.md and run in a fresh directory holding what the Quick start leaves there
   (it cannot run the tests' interpreter), so the walk-through installs certbot itself;
 - `acme-ca-data/`: made by the Quick start's `.venv/bin/acme-ca serve`, run here first.
 
-What is substituted, and only this: the ports 8555 (the server) and 8080 (http-01)
-become free ports from the OS, so that the test never binds a fixed port, and the
-Quick start's `serve` gets `--listen 127.0.0.1:<port>` for the same reason. The config
-and client blocks run with `bash -eu -o pipefail`; the serve block is one command,
-started as a background process and stopped by pid.
+What is substituted, and only this: the ports 8555 (the server), 8556 (its plain-HTTP
+listener of CRLs and OCSP) and 8080 (http-01) become free ports from the OS, so that
+the test never binds a fixed port, and the Quick start's `serve` gets `--listen
+127.0.0.1:<port>` for the same reason. The config and client blocks run with `bash
+-eu -o pipefail`; the serve block is one command, started as a background process and
+stopped by pid.
 
 It runs as the current user and, when that is root, again as the unprivileged user
 `nobody` (with HOME set to the directory and a system PATH, as a normal user has),
@@ -48,7 +49,8 @@ pytestmark = pytest.mark.integration
 PROJECT = Path(__file__).resolve().parent.parent
 README = PROJECT / "README.md"
 BLOCK = re.compile(r"<!-- walkthrough: (\w+) -->\n```sh\n(.*?)\n```", re.DOTALL)
-PORTS = {"8555": "server", "8080": "http-01"}  # what the test replaces with free ports
+# what the test replaces with free ports; the client block names the first two
+PORTS = {"8555": "server", "8080": "http-01", "8556": "CRLs and OCSP"}
 CERT = "certbot/config/live/web.bluerobin.local/cert.pem"
 NOBODY = 65534
 
@@ -58,18 +60,25 @@ def walkthrough(ports: dict[str, int]) -> dict[str, str]:
     blocks = dict(BLOCK.findall(README.read_text(encoding="utf-8")))
     assert set(blocks) == {"config", "serve", "client"}, sorted(blocks)
     for literal in PORTS:
-        assert literal in blocks["config"] and literal in blocks["client"], literal
-    return {
-        name: re.sub(r"\b(8555|8080)\b", lambda m: str(ports[m.group(1)]), text)
-        for name, text in blocks.items()
-    }
+        assert literal in blocks["config"], literal
+    for literal in ("8555", "8080"):
+        assert literal in blocks["client"], literal
+    return {name: readme_text(text, ports) for name, text in blocks.items()}
+
+
+def readme_text(text: str, ports: dict[str, int]) -> str:
+    """A README block with the ports of PORTS replaced by the test's."""
+    return re.sub(r"\b(8555|8080|8556)\b", lambda m: str(ports[m.group(1)]), text)
 
 
 def readme_ports() -> dict[str, int]:
-    """Two distinct free ports from the OS for the README's 8555 and 8080."""
-    ports = {"8555": free_port(), "8080": free_port()}
-    while ports["8080"] == ports["8555"]:
-        ports["8080"] = free_port()
+    """Distinct free ports from the OS for the README's 8555, 8080 and 8556."""
+    ports: dict[str, int] = {}
+    for literal in PORTS:
+        port = free_port()
+        while port in ports.values():
+            port = free_port()
+        ports[literal] = port
     return ports
 
 
@@ -108,6 +117,19 @@ def bash(script: str, workdir: Path, popen: dict[str, Any]) -> subprocess.Comple
     return result
 
 
+def quick_start(workdir: Path, popen: dict[str, Any], ports: dict[str, int]) -> None:
+    """The Quick start: `.venv/bin/acme-ca serve` makes the CA in ``workdir``, then
+    stops: on a port from the OS, and its plain-HTTP listener of CRLs on the one that
+    stands for the default 8556, as the walk-through's config names it (the CRL it
+    publishes names that URL, as the walk-through's leaves do)."""
+    quick = free_port()
+    argv = ["serve", "--listen", f"127.0.0.1:{quick}", "--http-listen",
+            f"127.0.0.1:{ports['8556']}"]
+    with _serving(argv, workdir, workdir / "acme-ca-data", quick,
+                  program=[".venv/bin/acme-ca"], **popen):
+        pass
+
+
 def logs(workdir: Path) -> str:
     parts = [f"--- {p.name}\n{p.read_text(errors='replace')}"
              for p in sorted(workdir.glob("acme-ca-data.serve-*"))]
@@ -127,18 +149,11 @@ def test_the_readme_walkthrough_works_as_written(user: dict[str, Any]) -> None:
     port = ports["8555"]
     blocks = walkthrough(ports)
 
-    # The Quick start: `.venv/bin/acme-ca serve` makes the CA (on a port from the OS).
-    # the plain-HTTP listener (CRLs) on a free port too: its default is one fixed port
-    http_listen = ["--http-listen", f"127.0.0.1:{free_port()}"]
-    quick = free_port()
-    with _serving(["serve", "--listen", f"127.0.0.1:{quick}", *http_listen], workdir, data,
-                  quick,
-                  program=[".venv/bin/acme-ca"], **popen):
-        pass
+    quick_start(workdir, popen, ports)
     assert (data / "ca" / "root-ca.crt").is_file()
 
     bash(blocks["config"], workdir, popen)
-    serve = [*shlex.split(blocks["serve"]), *http_listen]
+    serve = shlex.split(blocks["serve"])
     with _serving([], workdir, data, port, program=serve, **popen) as server:
         result = bash(blocks["client"], workdir, popen)
         assert "No CA found" not in server.log()  # the Quick start's CA, kept

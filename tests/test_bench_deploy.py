@@ -114,10 +114,10 @@ async def test_one_acme_ca_on_postgresql(tmp_path: Path) -> None:
     assert await _databases_named(database) == 0
 
 
-def _guide_haproxy_block() -> str:
+def _guide_haproxy_block(name: str = "sections") -> str:
     text = GUIDE.read_text(encoding="utf-8")
-    match = re.search(r"<!-- haproxy: sections -->\n```\n(.*?)```", text, re.S)
-    assert match, "docs/deployment.md lost its haproxy block"
+    match = re.search(rf"<!-- haproxy: {name} -->\n```\n(.*?)```", text, re.S)
+    assert match, f"docs/deployment.md lost its haproxy {name} block"
     return match.group(1)
 
 
@@ -132,13 +132,16 @@ def test_guide_haproxy_sections_are_the_benchs() -> None:
 @needs_haproxy
 def test_guide_haproxy_sections_parse_after_debians_config(tmp_path: Path) -> None:
     """Added to Debian's /etc/haproxy/haproxy.cfg (its global and defaults: mode http),
-    the guide's sections are valid as they are (the root certificate put in place)."""
+    the guide's sections, the ACME ones and the CRL ones, are valid as they are (the
+    root certificate put in place)."""
     debian = Path("/etc/haproxy/haproxy.cfg")
     if not debian.exists():
         missing("no Debian haproxy.cfg here (Debian's haproxy package installs it)")
     root = tmp_path / "acme-ca-root.crt"
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", root)
     block = _guide_haproxy_block().replace("/etc/haproxy/acme-ca-root.crt", str(root))
+    # and the plain-HTTP sections of the CRLs and OCSP (RFC 5280 4.2.1.13: http://)
+    block += "\n" + _guide_haproxy_block("revocation")
     (tmp_path / "acme-ca.cfg").write_text(block, encoding="utf-8")
     result = haproxy.check_files([debian, tmp_path / "acme-ca.cfg"])
     assert result.returncode == 0, result.stdout + result.stderr

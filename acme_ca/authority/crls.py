@@ -8,7 +8,10 @@ revoked certificates that intermediate signed and that must still be listed, and
 publishes a new full CRL when
 
 - none is stored yet;
-- the list changed: a revocation, or a revoked certificate that leaves the CRL;
+- the list changed: a revocation, or a revoked certificate that leaves the CRL; or its
+  URL did ([revocation] base_url, named in its issuing distribution point: a relying
+  party refuses a CRL that does not name its leaf's URL) (the stored CRL keeps a digest
+  of both);
 - more than half of the stored CRL's lifetime has passed, so a fresh one is always
   there long before its nextUpdate ([revocation] crl_lifetime);
 - the stored CRL's thisUpdate is in the future (it was signed by a process whose
@@ -107,9 +110,12 @@ async def unsigned_crl(store: ReadStore, issuer: Issuer, now: datetime) -> str |
     return None
 
 
-def entries_digest(entries: Sequence[RevokedEntry]) -> str:
-    """What a CRL lists, as one hex SHA-256: serial, revocation time and reason of each."""
-    digest = hashlib.sha256()
+def entries_digest(entries: Sequence[RevokedEntry], distribution_point: str) -> str:
+    """What a CRL says, as one hex SHA-256: its issuing distribution point, then serial,
+    revocation time and reason of each entry. The point is in it because a relying party
+    refuses a CRL whose point is not the one its leaf names (openssl: "different CRL
+    scope"): a changed ``[revocation] base_url`` makes a new CRL at once."""
+    digest = hashlib.sha256(f"{distribution_point}\n".encode())
     for entry in entries:
         digest.update(f"{entry.serial} {entry.revoked_at.isoformat()} {entry.reason}\n"
                       .encode())
@@ -157,13 +163,13 @@ class CrlPublisher:
         now = self._clock.now()
         stored = await self._store.get_crl(signer.fingerprint)
         entries = await self._entries(signer, self._listed_after(stored, now))
-        digest = entries_digest(entries)
+        current = self._publication.crl_url(signer.fingerprint)
+        digest = entries_digest(entries, current)
         if stored is not None and not self._due(stored, digest, now):
             return 0
         number = stored.number + 1 if stored is not None else 1
         this_update = self._this_update(stored, entries, now)
         next_update = this_update + self._lifetime
-        current = self._publication.crl_url(signer.fingerprint)
         der = await asyncio.to_thread(
             _build, signer, stored, number=number, this_update=this_update,
             next_update=next_update,

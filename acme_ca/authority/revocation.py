@@ -9,7 +9,7 @@ from cryptography import x509
 
 from acme_ca.authority.identifiers import identifier_for_name
 from acme_ca.clock import Clock
-from acme_ca.domain.models import Account, CertificateStatus, serial_hex
+from acme_ca.domain.models import Account, CertificateRecord, CertificateStatus, serial_hex
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
 from acme_ca.encoding import jwk_thumbprint
 from acme_ca.errors import Conflict, NotFound
@@ -26,6 +26,22 @@ UNSPECIFIED, KEY_COMPROMISE, AFFILIATION_CHANGED, SUPERSEDED, CESSATION_OF_OPERA
     0, 1, 3, 4, 5)
 ALLOWED_REASONS = frozenset({UNSPECIFIED, KEY_COMPROMISE, AFFILIATION_CHANGED, SUPERSEDED,
                              CESSATION_OF_OPERATION})
+PRIVILEGE_WITHDRAWN = 9
+# Every CRLReason of RFC 5280 5.3.1 by the name the RFC gives it (`certs show` prints it).
+REASON_NAMES = {0: "unspecified", 1: "keyCompromise", 2: "cACompromise",
+                3: "affiliationChanged", 4: "superseded", 5: "cessationOfOperation",
+                6: "certificateHold", 8: "removeFromCRL", 9: "privilegeWithdrawn",
+                10: "aACompromise"}
+# What an operator may give (`acme-ca certs revoke --reason NAME`): a subscriber's five and
+# privilegeWithdrawn, the CA's own finding that the holder may no longer have it. The
+# CA and AA compromises concern a CA certificate, not a leaf; no suspension (hold).
+OPERATOR_REASONS = {REASON_NAMES[code]: code
+                    for code in sorted(ALLOWED_REASONS | {PRIVILEGE_WITHDRAWN})}
+
+
+def reason_name(code: int | None) -> str | None:
+    """The RFC 5280 name of a CRLReason code ("reason 7" for one the RFC leaves out)."""
+    return None if code is None else REASON_NAMES.get(code, f"reason {code}")
 
 
 class RevocationService:
@@ -73,6 +89,25 @@ class RevocationService:
                  ", ".join(record.names), reason,
                  f"account {account.id}" if account else "its own key")
 
+    async def revoke_by_operator(self, serial: str, reason: int) -> CertificateRecord:
+        """Revoke any certificate the CA signed, by ACME or by `acme-ca sign-csr` (one of
+        no account, which only its key holder could revoke over ACME): the operator
+        decides, no proof is asked. ``reason``: one of ``OPERATOR_REASONS``. The record
+        as revoked; ``NotFound`` or ``Conflict`` with one line an operator can act on
+        for an unknown serial, a serial reserved and never signed, one already revoked."""
+        if reason not in OPERATOR_REASONS.values():
+            raise ValueError(f"reason {reason} is not one an operator may give")
+        try:
+            record = await self._store.revoke_certificate(serial, reason, self._clock.now())
+        except NotFound:
+            raise NotFound(f"no certificate has the serial {serial}") from None
+        except Conflict:
+            raise Conflict(_why_not_revocable(await self._store.get_certificate(serial))) \
+                from None
+        log.info("certificate %s (%s) revoked, reason %d, by the operator", record.serial,
+                 ", ".join(record.names), reason)
+        return record
+
     async def _holds_all(self, account: Account, names: tuple[str, ...]) -> bool:
         """Does the account hold a valid authorization for every name of the certificate?"""
         identifiers = [identifier_for_name(n) for n in names]
@@ -80,3 +115,12 @@ class RevocationService:
                                                        self._clock.now())
         held = {("*." if a.wildcard else "") + a.identifier.value for a in valid}
         return set(names) <= held
+
+
+def _why_not_revocable(record: CertificateRecord) -> str:
+    if record.status is CertificateStatus.RESERVED:
+        return (f"the serial {record.serial} was reserved but never signed: there is no "
+                "certificate to revoke")
+    when = f"{record.revoked_at:%Y-%m-%d %H:%M} UTC" if record.revoked_at else "earlier"
+    return (f"the certificate {record.serial} is already revoked ({when}, "
+            f"{reason_name(record.revocation_reason)})")

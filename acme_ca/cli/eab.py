@@ -11,15 +11,14 @@ a file only its owner reads (mode 0600, atomically), as a secret should be hande
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from acme_ca.authority import eab
 from acme_ca.authority.profiles import Catalog
+from acme_ca.cli.store_session import with_store
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config, parse_duration
 from acme_ca.config_policy import check_inside_policy, parse_limit_setting
@@ -28,10 +27,6 @@ from acme_ca.config_values import domains as domain_list
 from acme_ca.domain.models import EabKey
 from acme_ca.errors import ConfigError, PkiError
 from acme_ca.pki.files import PRIVATE_FILE, write_file
-from acme_ca.store import open_store
-from acme_ca.store.base import Store
-
-T = TypeVar("T")
 
 
 def add_parser(commands: Any) -> None:
@@ -101,7 +96,7 @@ def run_create(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError(f"--label: {exc}") from None
     if args.output is not None and args.output.exists():  # before a key no one gets
         raise ConfigError(f"--output: {args.output} already exists; refusing to overwrite it")
-    key = _with_store(config, lambda store: store.create_eab_key(key))
+    key = with_store(config, lambda store: store.create_eab_key(key))
     shown = json.dumps({"kid": key.kid, "hmac_key": eab.hmac_key_text(key)})
     if args.output is not None:
         try:
@@ -124,7 +119,7 @@ def run_create(config: Config, args: argparse.Namespace) -> int:
 
 
 def run_list(config: Config, args: argparse.Namespace) -> int:
-    keys = _with_store(config, lambda store: store.list_eab_keys())
+    keys = with_store(config, lambda store: store.list_eab_keys())
     now = SystemClock().now()
     if args.json:
         print(json.dumps([_key_json(k, now) for k in keys], indent=2))
@@ -140,22 +135,11 @@ def run_list(config: Config, args: argparse.Namespace) -> int:
 
 
 def run_revoke(config: Config, args: argparse.Namespace) -> int:
-    key = _with_store(config,
+    key = with_store(config,
                       lambda store: store.revoke_eab_key(args.kid, SystemClock().now()))
     bound = f"; account {key.account_id} opens no new order" if key.account_id else ""
     print(f"Revoked the external account key {key.kid} ({key.label}){bound}.")
     return 0
-
-
-def _with_store(config: Config, call: Callable[[Store], Awaitable[T]]) -> T:
-    async def session() -> T:
-        store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
-        try:
-            return await call(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(session())  # NotFound, Conflict: one line, as every AcmeCaError
 
 
 def _check_profiles(config: Config, names: tuple[str, ...]) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from acme_ca import __version__
-from acme_ca.cli import ca_commands, db, eab, keys, serve, sign_csr, trust
+from acme_ca.cli import ca_commands, certs, db, eab, keys, serve, sign_csr, trust
 from acme_ca.config import config_path_from_env, load_config
 from acme_ca.errors import AcmeCaError
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sign_csr.add_parser(commands)
     keys.add_parser(commands)
     eab.add_parser(commands)
+    certs.add_parser(commands)
     trust.add_parser(commands)
     db.add_parser(commands)
     return parser

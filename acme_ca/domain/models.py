@@ -18,6 +18,20 @@ def serial_hex(serial: int) -> str:
     return format(serial, "x")
 
 
+def serial_from_text(text: str) -> str:
+    """A serial number as an operator pastes it, in its canonical form (``serial_hex``):
+    as ``certs list`` prints it (lowercase hex), or as openssl does (``x509 -serial``:
+    upper case; ``x509 -text``: bytes joined by colons, a leading 00 when the first bit
+    is set), with or without a leading 0x. ``ValueError`` for anything else."""
+    cleaned = text.strip().replace(":", "")
+    if cleaned[:2].lower() == "0x":
+        cleaned = cleaned[2:]
+    if not cleaned or any(c not in "0123456789abcdefABCDEF" for c in cleaned):
+        raise ValueError(f"{text!r} is not a serial number in hex (as `acme-ca certs list` "
+                         "or `openssl x509 -serial` prints it)")
+    return serial_hex(int(cleaned, 16))
+
+
 @dataclass(frozen=True, slots=True)
 class CertificateRecord:
     """One certificate, from the moment its serial is reserved.

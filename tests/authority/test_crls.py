@@ -58,6 +58,26 @@ async def test_a_revocation_is_on_the_next_crl_with_its_reason_and_a_higher_numb
     assert await s.publisher.publish() == 0
 
 
+async def test_a_new_base_url_makes_a_new_crl_naming_it(ca: Hierarchy, db: Store) -> None:
+    """RFC 5280 5.2.5, 6.3.3 (b)(2)(i): the issuing distribution point must name the URL
+    the leaves name (openssl refuses another: "different CRL scope"). After `[revocation]
+    base_url` changes (a restart with the new URL), with nothing revoked meanwhile, the
+    stored CRL is replaced at once, not half a lifetime later: the new leaves' URL
+    first, the old leaves' kept."""
+    s = Setup(ca, db)
+    await s.publisher.publish()
+    moved = Publication("http://pki.bluerobin.local")
+    s.publisher = CrlPublisher(db, s.clock, lambda: s.issuer, moved, LIFETIME)
+    s.clock.advance(timedelta(seconds=5))
+    assert await s.publisher.publish() == 1
+    crl = await s.crl()
+    point = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    assert [n.value for n in point.full_name] == [
+        moved.crl_url(s.issuer.fingerprint), Publication(BASE).crl_url(s.issuer.fingerprint)]
+    assert number_of(crl) == 2
+    assert await s.publisher.publish() == 0
+
+
 async def test_past_half_its_lifetime_a_crl_is_replaced(ca: Hierarchy, db: Store) -> None:
     """RFC 5280 5.1.2.5: a new CRL before nextUpdate; here once half of the stored one's
     lifetime has passed, with the same entries and the next number."""

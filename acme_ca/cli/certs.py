@@ -1,0 +1,271 @@
+"""`acme-ca certs list | show | revoke | renew-early`: every certificate the CA signed,
+by ACME or by `acme-ca sign-csr`, as the operator sees and acts on it.
+
+`revoke` is the operator's revocation (RFC 5280 5.3.1 reasons by name): any
+certificate, with no proof asked; a sign-csr certificate belongs to no account, so
+over ACME only its key holder could revoke it. The running server sees the row change
+and publishes a new CRL within seconds (RFC 5280 5; OCSP answers revoked at once).
+`renew-early` marks certificates whose renewal information (ARI, RFC 9773) then
+suggests a window in the past: ACME clients that read it renew them at their next
+check. A serial is taken as `certs list` prints it or as openssl does
+(``domain.models.serial_from_text``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+
+from acme_ca.authority.renewal_info import cert_id_of, suggested_window
+from acme_ca.authority.revocation import OPERATOR_REASONS, RevocationService, reason_name
+from acme_ca.cli import certs_view as view
+from acme_ca.cli.store_session import with_store
+from acme_ca.clock import SystemClock
+from acme_ca.config import Config, parse_duration
+from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_from_text
+from acme_ca.errors import ConfigError, Conflict, NotFound
+from acme_ca.pki import files
+from acme_ca.pki.publication import Publication
+from acme_ca.store.base import Store
+
+PAGE = 500  # records read per query; `list` pages through the store's keyset
+
+
+def add_parser(commands: Any) -> None:
+    group = commands.add_parser(
+        "certs", help="certificates: list, show, revoke, renew-early",
+        description="The certificates the CA signed, by ACME or by sign-csr.")
+    tools = group.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
+    listing = tools.add_parser(
+        "list", help="list certificates, oldest first",
+        description="List certificates, oldest first: serial, names, profile, notAfter, "
+        "state (issued, expired, revoked, or reserved: a serial never signed) and account "
+        "(- for sign-csr).")
+    listing.add_argument("--expiring-within", default=None, metavar="DURATION",
+                         help="only signed certificates not yet expired whose notAfter "
+                         "is within DURATION from now, e.g. 7d or 12h")
+    listing.add_argument("--revoked", action="store_true", help="only revoked ones")
+    listing.add_argument("--limit", type=int, default=None, metavar="N",
+                         help="at most N certificates (default: all)")
+    listing.add_argument("--json", action="store_true", help="a JSON array")
+    listing.set_defaults(run=run_list)
+    show = tools.add_parser("show", help="every field of one certificate",
+                            description="Every field of one certificate and what its DER "
+                            "says: subject, issuer, names, key type; its ARI CertID (RFC "
+                            "9773) and suggested renewal window, early renewal, "
+                            "replacement.")
+    show.add_argument("serial", help="hex, as `certs list` or `openssl x509 -serial` prints it")
+    shown = show.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="one JSON object")
+    shown.add_argument("--pem", action="store_true", help="print the certificate (PEM)")
+    show.set_defaults(run=run_show)
+    revoke = tools.add_parser(
+        "revoke", help="revoke a certificate (ACME or sign-csr)",
+        description="Revoke a certificate. The running server puts it on the CRL within "
+        "seconds.")
+    revoke.add_argument("serial", help="hex, as `certs list` or `openssl x509 -serial` "
+                        "prints it")
+    revoke.add_argument("--reason", default="unspecified", metavar="NAME",
+                        help="an RFC 5280 reason: " + ", ".join(OPERATOR_REASONS))
+    revoke.set_defaults(run=run_revoke)
+    early = tools.add_parser(
+        "renew-early", help="have ACME clients renew certificates now (ARI)",
+        description="Mark certificates for early renewal: their renewal information "
+        "(ARI, RFC 9773) suggests a window in the past, and clients that read it (certbot "
+        "4.1+, lego, Caddy) renew them at their next check. Give a serial, or "
+        "--issued-before DATE (an intermediate rotated, a key compromised).")
+    early.add_argument("serial", nargs="?", default=None,
+                       help="hex, as `certs list` or `openssl x509 -serial` prints it")
+    early.add_argument("--issued-before", default=None, metavar="DATE",
+                       help="every unexpired certificate issued before DATE: RFC 3339, "
+                       "2026-12-01 (midnight UTC) or 2026-12-01T12:00:00Z")
+    early.set_defaults(run=run_renew_early)
+
+
+def parse_serial(text: str) -> str:
+    try:
+        return serial_from_text(text)
+    except ValueError as exc:
+        raise ConfigError(f"serial: {exc}") from None
+
+
+def parse_reason(name: str) -> int:
+    by_lower = {known.lower(): code for known, code in OPERATOR_REASONS.items()}
+    code = by_lower.get(name.lower())
+    if code is None:
+        raise ConfigError(f"--reason: {name!r} is not a revocation reason an operator may "
+                          f"give (allowed: {', '.join(OPERATOR_REASONS)})")
+    return code
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?")
+
+
+def parse_moment(text: str) -> datetime:
+    """An RFC 3339 date (midnight UTC) or date-time (with its offset), in UTC."""
+    try:
+        if not _RFC3339.fullmatch(text):
+            raise ValueError
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--issued-before: {text!r} is not an RFC 3339 date or date-time "
+                          "(2026-12-01, 2026-12-01T12:00:00Z)") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def run_revoke(config: Config, args: argparse.Namespace) -> int:
+    serial, reason = parse_serial(args.serial), parse_reason(args.reason)
+    record = with_store(config, lambda store: RevocationService(store, SystemClock())
+                        .revoke_by_operator(serial, reason))
+    crl = Publication(config.revocation.base_url).crl_url(record.issuer)
+    print(f"Revoked the certificate {record.serial} ({', '.join(record.names)}), reason "
+          f"{reason_name(reason)}. The running server rebuilds the CRL within seconds: {crl}")
+    return 0
+
+
+def run_list(config: Config, args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: {args.limit} is not a positive number")
+    window: timedelta | None = None
+    if args.expiring_within is not None:
+        try:
+            window = parse_duration(args.expiring_within)
+        except ValueError as exc:
+            raise ConfigError(f"--expiring-within: {exc}") from None
+    now = SystemClock().now()
+    status = CertificateStatus.REVOKED if args.revoked else None
+
+    async def read(store: Store) -> list[CertificateRecord]:
+        return [r async for r in _pages(store, status, now, window, args.limit)]
+
+    records = with_store(config, read)
+    if args.json:
+        sys.stdout.write(json.dumps([view.record_json(r, now) for r in records], indent=2)
+                         + "\n")
+    else:
+        view.print_table(records, now)
+    return 0
+
+
+async def _pages(store: Store, status: CertificateStatus | None, now: datetime,
+                 window: timedelta | None, limit: int | None
+                 ) -> AsyncIterator[CertificateRecord]:
+    """Every record asked for, page by page (keyset: the last serial of one page starts
+    the next); with ``window``, signed ones only whose notAfter is in (now, now+window]."""
+    filters: dict[str, Any] = {} if window is None else {"expiring": (now, now + window)}
+    after: str | None = None
+    count = 0
+    while True:
+        page = await store.list_certificates(status=status, limit=PAGE, after_serial=after,
+                                             **filters)
+        for record in page:
+            if window is not None and record.status is CertificateStatus.RESERVED:
+                continue
+            yield record
+            count += 1
+            if count == limit:
+                return
+        if len(page) < PAGE:
+            return
+        after = page[-1].serial
+
+
+def run_show(config: Config, args: argparse.Namespace) -> int:
+    serial = parse_serial(args.serial)
+    now = SystemClock().now()
+
+    async def read(store: Store) -> tuple[CertificateRecord, str | None]:
+        record = await _certificate(store, serial)
+        return record, await _replacement(store, record.replaced_by)
+
+    record, replacement = with_store(config, read)
+    if args.pem:
+        if record.der is None:
+            raise ConfigError(f"the serial {serial} was reserved but never signed: there is "
+                              "no certificate to print")
+        sys.stdout.buffer.write(files.pem(x509.load_der_x509_certificate(record.der)))
+        return 0
+    fields = view.record_json(record, now)
+    fields["replaced_by_certificate"] = replacement
+    if record.der is not None:
+        certificate = x509.load_der_x509_certificate(record.der)
+        fields.update(view.certificate_json(certificate))
+        fields.update(_renewal_info(record, certificate))
+    if args.json:
+        sys.stdout.write(json.dumps(fields, indent=2) + "\n")
+    else:
+        view.print_fields(fields)
+    return 0
+
+
+def _renewal_info(record: CertificateRecord, certificate: x509.Certificate
+                  ) -> dict[str, Any]:
+    """What `certs show` tells of the certificate's renewal information (RFC 9773): its
+    CertID (4.1, the renewalInfo URL's last part and an order's "replaces"), the window
+    the server suggests now (4.2: in the past once marked or revoked), the mark."""
+    try:
+        cert_id: str | None = cert_id_of(certificate)
+    except ValueError:  # no AKI keyIdentifier: not one this CA signs today
+        cert_id = None
+    window = suggested_window(record)
+    return {"ari_cert_id": cert_id, "renewal_window_start": view.iso(window.start),
+            "renewal_window_end": view.iso(window.end),
+            "renew_early": record.renew_early_at is not None}
+
+
+async def _certificate(store: Store, serial: str) -> CertificateRecord:
+    try:
+        return await store.get_certificate(serial)
+    except NotFound:
+        raise NotFound(f"no certificate has the serial {serial}") from None
+
+
+async def _replacement(store: Store, order_id: str | None) -> str | None:
+    """The serial of the certificate of the order that replaced one (RFC 9773 5)."""
+    if order_id is None:
+        return None
+    try:
+        return (await store.get_order(order_id)).certificate_serial
+    except NotFound:  # the order is gone (retention): its id is all there is
+        return None
+
+
+def run_renew_early(config: Config, args: argparse.Namespace) -> int:
+    if (args.serial is None) == (args.issued_before is None):
+        raise ConfigError("renew-early: give either a SERIAL or --issued-before DATE")
+    now = SystemClock().now()
+    after = ("ACME clients that read renewal information (ARI) renew them at their next "
+             "check.")
+    if args.issued_before is not None:
+        before = parse_moment(args.issued_before)
+        count = with_store(config, lambda store: store.mark_renew_early_issued_before(
+            before, now, unexpired_at=now))
+        print(f"Marked {count} unexpired certificate{'s' if count != 1 else ''} issued "
+              f"before {before:%Y-%m-%d %H:%M:%S} UTC for early renewal. {after}")
+        return 0
+    serial = parse_serial(args.serial)
+
+    async def mark(store: Store) -> CertificateRecord:
+        try:
+            return await store.mark_renew_early(serial, now)
+        except NotFound:
+            raise NotFound(f"no certificate has the serial {serial}") from None
+        except Conflict:
+            raise Conflict(f"the serial {serial} was reserved but never signed: there is "
+                           "no certificate to renew") from None
+
+    record = with_store(config, mark)
+    if record.renew_early_at is not None and record.renew_early_at < now:
+        print(f"The certificate {serial} was already marked for early renewal "
+              f"({view.when(record.renew_early_at)}): 0 marked. {after}")
+    else:
+        print(f"Marked 1 certificate ({serial}: {', '.join(record.names)}) for early "
+              f"renewal. {after}")
+    return 0
