@@ -10,22 +10,30 @@ replacement bookkeeping is tested in tests/protocol/test_replaces.py.
 
 - An operator marks one of two certificates (`acme-ca certs renew-early SERIAL`): the
   next `certbot renew` renews that one and not the other.
-- Short-lived rotation with no operator: 1-hour certificates. certbot runs under
-  libfaketime (`faketime -f +33m` ...: certbot lives 33 minutes later, the server on
-  real time). At +20 and +33 minutes it does not renew: the window (RFC 9773 4.2, two
-  thirds of the lifetime) starts around minute 37; at +33 certbot's own schedule (half
-  the lifetime) would have renewed, so not renewing there shows that the server's
-  window, not certbot's default, decides. At +45 minutes it renews.
+- Short-lived rotation with no operator: 1-hour certificates. The server's window
+  (RFC 9773 4.2: centred at two thirds of the lifetime, a fifteenth of it wide) is
+  notBefore+38 to +42 minutes, checked on the wire; notBefore is backdated a minute, so
+  that is 37 to 41 minutes after the issuance. certbot runs under libfaketime
+  (`faketime -f +33m` ...: certbot lives 33 minutes later, the server on real time).
+  At +20 and +33 minutes it does not renew: before the window; at +33 certbot's own
+  schedule (half the lifetime) would have renewed, so not renewing there shows that
+  the server's window, not certbot's default, decides. At +45 minutes, after the
+  window's end, it renews (4.2: a window in the past means renew now; inside it
+  certbot picks a random moment, which a single run cannot pin down).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from configobj import ConfigObj
+from cryptography import x509
 
+from acme_ca.authority.renewal_info import cert_id_of
 from integration.clients import (
     AcmeServer,
     expect_ok,
@@ -33,7 +41,7 @@ from integration.clients import (
     serving_acme,
     verify_chain,
 )
-from integration.conftest import require_program, run_cli
+from integration.conftest import https_get, require_program, run_cli
 from integration.test_certbot import Certbot
 
 pytestmark = pytest.mark.integration
@@ -104,15 +112,20 @@ def test_certbot_renews_the_certificate_the_operator_marked(tmp_path: Path) -> N
 
 
 def test_short_lived_certificates_rotate_from_ari_alone(tmp_path: Path) -> None:
-    """RFC 9773 4.2, 4.3: 1-hour certificates, certbot on its timer, no operator: not
-    renewed before the window (at +20 and +33 minutes, where certbot's default of half
-    the lifetime would have), renewed in it (+45 minutes)."""
+    """RFC 9773 4.2, 4.3: 1-hour certificates, certbot on its timer, no operator: the
+    window is notBefore+38..42 minutes (issuance+37..41); not renewed before it (at +20
+    and +33 minutes, where certbot's default of half the lifetime would have), renewed
+    once it has passed (+45 minutes)."""
     extra = '\n[profiles.server]\ndefault_validity = "1h"\n'
     with serving_acme(tmp_path / "acme-ca", extra=extra) as acme:
         certbot = Certbot(acme, tmp_path / "certbot")
         first = certonly(certbot, acme, WEB)
         leaf = load_certs(certbot.home / "config" / "live" / WEB / "cert.pem")[0]
         assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(hours=1)
+        start, end = suggested_window(acme, leaf)  # whole seconds, end rounded up
+        for got, minutes in ((start, 38), (end, 42)):
+            off = got - (leaf.not_valid_before_utc + timedelta(minutes=minutes))
+            assert abs(off) <= timedelta(seconds=1), (start, end, leaf.not_valid_before_utc)
         for early in ("+20m", "+33m"):
             output = renew(certbot, acme, *faketime(early))
             assert serial_of(certbot, WEB) == first, describe_renew(output, acme)
@@ -121,6 +134,22 @@ def test_short_lived_certificates_rotate_from_ari_alone(tmp_path: Path) -> None:
         assert serial_of(certbot, WEB) != first, describe_renew(output, acme)
         # certbot asked the server, and keeps its Retry-After
         assert renewal_conf(certbot, WEB)["acme_renewal_info"]["ari_retry_after"]
+
+
+def suggested_window(acme: AcmeServer, leaf: x509.Certificate) -> tuple[datetime, datetime]:
+    """The server's answer for ``leaf`` (RFC 9773 4.1: GET the directory's renewalInfo,
+    "/", the CertID), over TLS trusting only the root."""
+    port = urlsplit(acme.server.base_url).port
+
+    def get(url: str) -> dict:
+        answer = https_get(port, urlsplit(url).path, acme.root_cert)
+        assert answer.status == 200, answer
+        return json.loads(answer.body)
+
+    base = get(acme.directory)["renewalInfo"]
+    window = get(f"{base}/{cert_id_of(leaf)}")["suggestedWindow"]
+    return (datetime.fromisoformat(window["start"].replace("Z", "+00:00")),
+            datetime.fromisoformat(window["end"].replace("Z", "+00:00")))
 
 
 def describe_renew(output: str, acme: AcmeServer) -> str:

@@ -1,7 +1,8 @@
 """The one middleware: problem documents, and the headers every ACME response carries.
 
 - An AcmeProblem becomes application/problem+json with its status (RFC 7807).
-- aiohttp's 404/405/413 become malformed problems (405 keeps its Allow header).
+- aiohttp's 404/405/413 become malformed problems (405 keeps its Allow header and
+  names the route's methods: POST for ACME resources, GET for renewalInfo).
 - The database out of reach (``StoreUnavailable``: down, restarting, connections
   lost) is no bug: 503 with Retry-After (RFC 7231 6.6.4, 7.1.3) and type serverInternal
   (RFC 8555 6.7), one warning line, no stack trace. The client retries later; a replica
@@ -53,8 +54,8 @@ def problem_response(problem: AcmeProblem) -> web.Response:
 
 def _http_problem(exc: web.HTTPException) -> web.Response:
     if exc.status == 405:
-        problem = malformed(f"{exc.reason}: use POST (or POST-as-GET) here", status=405)
-        allow = exc.headers.get("Allow")
+        allow = exc.headers.get("Allow", "")
+        problem = malformed(f"{exc.reason}: use {_methods(allow)} here", status=405)
         if allow:
             problem.headers["Allow"] = allow
     elif exc.status == 404:
@@ -64,6 +65,15 @@ def _http_problem(exc: web.HTTPException) -> web.Response:
     else:
         problem = malformed(exc.reason or "bad request", status=exc.status)
     return problem_response(problem)
+
+
+def _methods(allow: str) -> str:
+    """What a 405 tells the client to use: the route's own methods (aiohttp's Allow,
+    e.g. GET for renewalInfo, RFC 9773 4.1), POST-as-GET where POST is one."""
+    methods = sorted(m.strip() for m in allow.split(",") if m.strip())
+    if not methods or "POST" in methods:
+        return "POST (or POST-as-GET)"
+    return " or ".join(methods)
 
 
 def _unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:

@@ -26,8 +26,8 @@ overridable per External Account Binding key (``Grant.limits``; None is unlimite
   finalize inside the store's ``start_issuance`` (the authoritative check: orders
   opened before the bucket emptied get no more certificates than it holds; the order
   stays ready; a finalize that loses the order to another spent nothing) and refunded
-  if the signature then fails; neither when the order names the certificate it
-  replaces (ARI ``replaces``).
+  if the signature then fails; neither for a renewal ARI asked for (an order whose
+  ``replaces`` qualifies: ``renewal_info.RenewalInfo._exempt`` decides).
 
 The two spends ride the writes they pay for (``domain.limits.Spend``) rather than
 being write transactions of their own: server CPU per issuance was 7.3 ms before the
@@ -117,7 +117,7 @@ class RateLimits:
         """The checks of an order about to be created (rateLimited for the first limit
         it is over), then the one of ``new_orders_per_account`` for the store's
         ``create_order`` to spend (``Charge.store``; None: unlimited). ``replaces``: the
-        order names the certificate it replaces (ARI), which exempts it from
+        order is a renewal ARI asked for (``renewal_info``), exempt from
         ``certificates_per_names``. The pending ceiling is ``pending_ceiling``'s."""
         bases = dict.fromkeys(authorization_identifier(i)[0] for i in identifiers)
         for base in bases:  # a.x and *.a.x: one bucket, asked once
@@ -139,7 +139,7 @@ class RateLimits:
                  replaces: bool = False) -> Charge | None:
         """The one of ``certificates_per_names`` a certificate for exactly
         ``identifiers`` costs, for the store's ``start_issuance`` to spend (None:
-        unlimited, or ``replaces``: the order names the certificate it replaces, ARI)."""
+        unlimited, or ``replaces``: a renewal ARI asked for, ``renewal_info``)."""
         if replaces:
             return None
         return self._certificates(grant, identifiers)

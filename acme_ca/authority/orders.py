@@ -308,8 +308,8 @@ class OrderService:
         if self._caa_recheck is not None:  # CAA again, validated over 8 hours ago (caa_recheck)
             await self._caa_recheck.check(authorizations, self._clock.now())
         # certificates_per_names, authoritative in start_issuance (6.6), unless ARI
-        charge = self._limits.issuance(
-            grant, order.identifiers, replaces=await self._renewal_info.exempt(order.replaces))
+        exempt = await self._renewal_info.exempt(order.replaces, order.identifiers)
+        charge = self._limits.issuance(grant, order.identifiers, replaces=exempt)
         return await self._in_flight.run(
             order.id, self._issue(order, request, csr_der, issuer, charge))
 

@@ -32,10 +32,18 @@ together drift apart, never under a minute (4.3.2 treats less as a minute).
 ``replaces`` in newOrder (5), ``RenewalInfo.replacement``: the certificate must be one
 this CA signed, the account's own (unauthorized otherwise, as Pebble and Boulder
 answer), share an identifier with the order (malformed), and not be replaced already
-(409 alreadyReplaced; the store's ``create_order`` settles the race). An order that
-replaces a certificate whose window has begun is a renewal ARI asked for, and is
-exempt from ``certificates_per_names`` (Boulder's rule; before the window it is an
-ordinary order: otherwise a chain of replacements would escape the limit).
+(409 alreadyReplaced; the store's ``create_order`` settles the race). An order is
+exempt from ``certificates_per_names`` (Boulder's rule) only as the renewal ARI asked
+for (``Replacement.exempt``, ``RenewalInfo.exempt`` at finalize, one rule ``_exempt``):
+
+- the replaced certificate's ordinary window has begun, or an operator marked it;
+  not its revocation: a subscriber revokes at will, and a revoked certificate's window
+  is in the past, so revoke-and-replace would otherwise issue without end. A revoked
+  certificate may still be replaced (RFC 9773 5 allows it); the order is charged;
+- it has not expired (an expired certificate is no renewal's business: a chain of
+  replacements of old certificates would escape the limit too);
+- the order's names are among the certificate's: the order only needs one name in
+  common to replace it, but a name it adds is a new certificate for that name.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ from acme_ca.store.reads import ReadStore
 WINDOW_AT = 2 / 3  # of the lifetime: the window's middle
 WINDOW_SHARE = 15  # the window is lifetime / WINDOW_SHARE wide
 MAX_SERIAL_OCTETS = 20  # RFC 5280 4.1.2.2
+MAX_KEY_IDENTIFIER_OCTETS = 64  # a SHA-1 one has 20, a SHA-512 one 64: more is no CertID
 MIN_RETRY_AFTER = 60  # seconds (RFC 9773 4.3.2)
 JITTER = 10  # percent either way
 
@@ -101,7 +110,7 @@ class Answer:
 @dataclass(frozen=True, slots=True)
 class Replacement:
     """A newOrder's accepted ``replaces``: the certificate's serial, and whether the
-    order is exempt from ``certificates_per_names`` (its window has begun)."""
+    order is exempt from ``certificates_per_names`` (``_exempt``)."""
 
     serial: str
     exempt: bool
@@ -144,6 +153,9 @@ def parse_cert_id(text: object, what: str = "CertID") -> CertId:
         key_identifier = b64url_decode(parts[0])
     except ValueError as exc:
         raise malformed(f"{what}: the key identifier {exc}") from None
+    if len(key_identifier) > MAX_KEY_IDENTIFIER_OCTETS:
+        raise malformed(f"{what}: a key identifier has at most "
+                        f"{MAX_KEY_IDENTIFIER_OCTETS} octets here")
     try:
         octets = b64url_decode(parts[1])
     except ValueError as exc:
@@ -273,21 +285,30 @@ class RenewalInfo:
             raise malformed("the order shares no identifier with the certificate it replaces")
         if record.replaced_by is not None:
             raise already_replaced(record.serial)
-        return Replacement(record.serial, self._due(record))
+        return Replacement(record.serial, self._exempt(record, identifiers))
 
-    async def exempt(self, replaces: str | None) -> bool:
-        """Whether finalize of an order replacing ``replaces`` is exempt from
-        ``certificates_per_names``: its certificate's window has begun."""
+    async def exempt(self, replaces: str | None, identifiers: Sequence[Identifier]) -> bool:
+        """Whether finalize of an order for ``identifiers`` replacing ``replaces`` (a
+        serial) is exempt from ``certificates_per_names`` (``_exempt``: time has passed
+        since newOrder, the certificate may have expired meanwhile)."""
         if replaces is None:
             return False
         try:
             record = await self._store.get_certificate(replaces)
         except NotFound:
             return False
-        return self._due(record)
+        return self._exempt(record, identifiers)
 
-    def _due(self, record: CertificateRecord) -> bool:
-        return self._clock.now() >= suggested_window(record).start
+    def _exempt(self, record: CertificateRecord, identifiers: Sequence[Identifier]) -> bool:
+        """The renewal ARI asks for (module docstring): the order's names among the
+        certificate's, which has not expired and whose ordinary window has begun or
+        which an operator marked. Its revocation counts for nothing here."""
+        now = self._clock.now()
+        if now >= record.not_after or not {i.value for i in identifiers} <= set(record.names):
+            return False
+        if record.renew_early_at is not None and record.renew_early_at <= now:
+            return True
+        return now >= ordinary_window(record.not_before, record.not_after).start
 
 
 def already_replaced(serial: str) -> AcmeProblem:

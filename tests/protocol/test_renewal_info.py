@@ -155,9 +155,11 @@ def serial_part(octets: bytes) -> str:
     lambda aki, serial: aki + "." + serial_part(bytes.fromhex("87654321")),  # negative
     lambda aki, serial: aki + "." + serial_part(bytes.fromhex("00")),  # zero
     lambda aki, serial: aki + "." + serial_part(bytes.fromhex("01" * 21)),  # over 20 octets
+    lambda aki, serial: serial_part(b"\x01" * 65) + "." + serial,  # a key identifier > 64
+    lambda aki, serial: "A" * 5000 + "." + serial,
 ], ids=["no-dot", "three-parts", "empty-aki", "empty-serial", "padded-aki",
         "padded-serial", "padded-encoded", "plus", "bang", "length", "leading-zero",
-        "negative", "zero", "too-long"])
+        "negative", "zero", "too-long", "long-aki", "huge-aki"])
 async def test_a_malformed_cert_id_is_malformed(server: AcmeServer, make: Any) -> None:
     """RFC 9773 4.1: base64url without padding of the AKI keyIdentifier, ".", of the
     serial's DER content octets; anything else is malformed (400), with Retry-After."""
@@ -202,3 +204,19 @@ async def test_a_serial_reserved_but_never_signed_is_not_found(
     serial = int(reserved.serial, 16)
     octets = serial.to_bytes(serial.bit_length() // 8 + 1, "big")
     await refused(server, f"{aki_part(cert)}.{serial_part(octets)}", 404)
+
+
+@pytest.mark.parametrize("method", ["POST", "HEAD", "PUT"])
+async def test_renewal_info_answers_other_methods_405_naming_get(
+        server: AcmeServer, method: str) -> None:
+    """RFC 9773 4.1: renewalInfo is fetched with GET (unauthenticated), so another method
+    is 405 with Allow: GET (RFC 9110 15.5.6), as a problem naming GET, not the
+    "use POST" of the ACME resources (RFC 8555 6.3)."""
+    cert, _ = await issued(server)
+    response = await server.http.request(method, f"{RENEWAL_INFO}/{cert_id(cert)}")
+    assert response.status == 405
+    assert response.headers["Allow"] == "GET"
+    if method != "HEAD":  # no body to a HEAD
+        answer = Response(response.status, response.headers, await response.read())
+        doc = assert_problem(answer, 405, "malformed")
+        assert "use GET" in doc["detail"] and "POST" not in doc["detail"], doc["detail"]

@@ -9,11 +9,13 @@ import asyncio
 from datetime import timedelta
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.domain.models import serial_hex
-from tests.acme_client import AcmeTestClient
+from tests.acme_client import AcmeTestClient, Response, b64
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
+    REVOKE,
     assert_problem,
     cert_id,
     finalize,
@@ -161,3 +163,64 @@ async def test_a_marked_certificate_is_replaced_at_once_without_the_limit(
     finalized, _ = await finalize(client, order, NAME)
     assert finalized.status == 200, finalized.body
     await server.store.close()
+
+
+def charged(response: Response) -> None:
+    """429 rateLimited by certificates_per_names (RFC 8555 6.6): the order was counted."""
+    doc = assert_problem(response, 429, "rateLimited")
+    assert "certificates_per_names" in doc["detail"], doc["detail"]
+
+
+async def revoke(client: AcmeTestClient, cert: x509.Certificate) -> None:
+    revoked = await client.post(REVOKE, {"certificate": b64(cert.public_bytes(Encoding.DER))})
+    assert revoked.status == 200, revoked.body
+
+
+async def test_revoking_a_certificate_does_not_exempt_its_replacement(
+        server_factory) -> None:
+    """RFC 9773 4.2, 5: a revoked certificate's window is in the past and it may still
+    be replaced, but a subscriber revokes at will: its replacement is charged to
+    certificates_per_names like any order (else revoke-and-replace issues without end),
+    at newOrder and again at finalize (revoked after the order was created)."""
+    server = await server_factory(**{"limits.certificates_per_names": "2/7d"})
+    client = await registered(server)
+    old = await issued(server, client)  # 1 of 2
+    order, _ = await ready_order(server, client, created=await client.new_order(
+        NAME, replaces=cert_id(old)))  # not due: counted, and there is room
+    await issued(server, client)  # 2 of 2
+    await revoke(client, old)
+    finalized, _ = await finalize(client, order, NAME)
+    charged(finalized)
+    await issued(server, client, OTHER)  # OTHER: 1 of 2
+    latest = await issued(server, client, OTHER)  # OTHER: 2 of 2
+    await revoke(client, latest)
+    charged(await client.new_order(OTHER, replaces=cert_id(latest)))
+
+async def test_an_expired_certificates_replacement_is_not_exempt(server_factory) -> None:
+    """RFC 9773 4.2, 5: a certificate past its notAfter is no renewal ARI asked for (its
+    window is in the past): replacing it is charged to certificates_per_names."""
+    server = await server_factory(**{"limits.certificates_per_names": "1/7d",
+                                     "policy.default_validity": "24h"})
+    client = await registered(server)
+    old = await issued(server, client)
+    advance(server, timedelta(hours=25), client)
+    charged(await client.new_order(NAME, replaces=cert_id(old)))
+
+
+async def test_only_the_replaced_certificates_names_are_exempt(server_factory) -> None:
+    """RFC 9773 5 and RFC 8555 6.6: one name in common lets an order replace a
+    certificate, but only an order whose names are all the certificate's is exempt from
+    certificates_per_names; a name it adds is a new certificate, charged."""
+    server = await server_factory(**{"limits.certificates_per_names": "1/7d"})
+    client = await registered(server)
+    await issued(server, client, NAME, OTHER)  # {NAME, OTHER}: spent
+    narrow = await issued(server, client, NAME)  # {NAME}: spent
+    await server.store.mark_renew_early(serial_hex(narrow.serial_number), server.clock.now())
+    charged(await client.new_order(NAME, OTHER, replaces=cert_id(narrow)))
+    wide = await issued(server, client, OTHER, "new.bluerobin.local")
+    await server.store.mark_renew_early(serial_hex(wide.serial_number), server.clock.now())
+    order, _ = await ready_order(server, client, created=await client.new_order(
+        OTHER, replaces=cert_id(wide)))  # {OTHER} is fresh: spent at finalize unless exempt
+    await issued(server, client, OTHER)  # {OTHER}: spent
+    finalized, _ = await finalize(client, order, OTHER)
+    assert finalized.status == 200, finalized.body
