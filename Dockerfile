@@ -1,5 +1,6 @@
 # acme-ca server image. Build: docker build -t acme-ca .
-# Run:  docker run -p 8555:8555 -v acme-ca-data:/var/lib/acme-ca acme-ca
+# Run:  docker run -p 8555:8555 -p 8556:8556 -v acme-ca-data:/var/lib/acme-ca acme-ca
+# (8555: ACME over HTTPS; 8556: CRLs, the CA certificate and OCSP over plain HTTP)
 #
 # On first start with an empty volume the server bootstraps a CA into it, root key
 # included (under offline/): move that key out of the volume. For production, run
@@ -17,10 +18,10 @@ RUN pip install --no-cache-dir /src && rm -rf /src
 USER acme-ca
 WORKDIR /var/lib/acme-ca
 VOLUME ["/var/lib/acme-ca"]
-EXPOSE 8555
+EXPOSE 8555 8556
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import ssl, urllib.request; urllib.request.urlopen('https://127.0.0.1:8555/health', timeout=4, context=ssl.create_default_context(cafile='/var/lib/acme-ca/ca/root-ca.crt'))"]
 
 ENTRYPOINT ["acme-ca", "--data-dir", "/var/lib/acme-ca"]
-CMD ["serve", "--listen", "0.0.0.0:8555"]
+CMD ["serve", "--listen", "0.0.0.0:8555", "--http-listen", "0.0.0.0:8556"]
