@@ -80,7 +80,8 @@ async def main(count: int) -> None:
                                                               now))
             issuer = cast(Issuer, _Signer(_signer(now)))
             publisher = CrlPublisher(store, clock, lambda: issuer,
-                                     Publication("http://ca.example"), timedelta(hours=24))
+                                     Publication("http://ca.example"), timedelta(hours=24),
+                                     backdate=timedelta(minutes=1))
             started = time.perf_counter()
             assert await publisher.publish() == 1
             first = time.perf_counter() - started
@@ -92,8 +93,9 @@ async def main(count: int) -> None:
                 quiet.append(time.perf_counter() - started)
         finally:
             await store.close()
-    print(f"{count} revoked: first round {first:.2f} s; a round publishing nothing "
-          f"{min(quiet) * 1000:.1f}-{max(quiet) * 1000:.1f} ms ({QUIET_ROUNDS} rounds)")
+    print(f"{count} revoked: first round {first:.2f} s; rounds publishing nothing: the "
+          f"first {quiet[0] * 1000:.0f} ms, the next {QUIET_ROUNDS - 1} "
+          f"{min(quiet[1:]) * 1000:.1f}-{max(quiet[1:]) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
