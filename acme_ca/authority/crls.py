@@ -35,8 +35,9 @@ stored CRL without its DER (``get_crl(der=False)``), ``revoked_issuers`` once, a
 signer the count and latest revocation date of the entries it would list
 (``revoked_summary``). The entries themselves are read (and digested) only when the
 CRL is due by time, or when that summary, the URL, the cut or the stored number
-(another replica published) differ from what the signer's last check saw; the stored
-DER only when a CRL is built (the URLs it named).
+(another replica published) differ from what the signer's last check saw (after
+publishing, that check is made from the entries in hand); the stored DER only when a
+CRL is built (the URLs it named).
 
 thisUpdate: the clock less [policy] backdate (relying parties' clocks lag), but never
 before the latest revocationDate it lists (5.1.2.6: a revocation dated after the
@@ -70,7 +71,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -210,11 +211,28 @@ class CrlPublisher:
             if checked is not None:
                 self._checked[signer.fingerprint] = checked
             return 0
-        return await self._publish(signer, state, entries, digest, current, now)
+        published = await self._publish(signer, state, entries, digest, current, now)
+        if published is not None:
+            self._remember(signer, published, entries, current, fingerprints, now)
+        return 1 if published is not None else 0
+
+    def _remember(self, signer: CrlSigner, published: CrlRecord,
+                  entries: Sequence[RevokedEntry], url: str, fingerprints: tuple[str, ...],
+                  now: datetime) -> None:
+        """The check the next round would make against the CRL just published, from the
+        entries in hand, so that it reads them again only if something changed since;
+        not when an entry is past the new cut (it leaves with one more CRL)."""
+        cut = self._listed_after(published, now)
+        if all(entry.not_after > cut for entry in entries):
+            latest = max((entry.revoked_at for entry in entries), default=None)
+            self._checked[signer.fingerprint] = _Checked(
+                published.number, (len(entries), latest), url, cut, fingerprints)
 
     async def _publish(self, signer: CrlSigner, state: CrlRecord | None,
                        entries: Sequence[RevokedEntry], digest: str, current: str,
-                       now: datetime) -> int:
+                       now: datetime) -> CrlRecord | None:
+        """Build, sign and store the next CRL: the record (without its DER) if stored,
+        None if another process published first."""
         number = state.number + 1 if state is not None else 1
         this_update = self._this_update(state, entries, now)
         next_update = this_update + self._lifetime
@@ -226,17 +244,17 @@ class CrlPublisher:
             distribution_point=current,
             earlier_points=distribution_points(stored.der) if stored is not None else (),
         )
+        record = CrlRecord(signer.fingerprint, number, this_update, next_update, digest, der)
         try:
-            await self._store.publish_crl(CrlRecord(signer.fingerprint, number, this_update,
-                                                    next_update, digest, der))
+            await self._store.publish_crl(record)
         except Conflict:
             log.info("CRL %d of intermediate %s: another process published first",
                      number, issuer_id(signer.fingerprint))
-            return 0
+            return None
         log.info("published CRL %d of intermediate %s: %d revoked, next update %s UTC",
                  number, issuer_id(signer.fingerprint), len(entries),
                  f"{next_update:%Y-%m-%d %H:%M:%S}")
-        return 1
+        return replace(record, der=b"")
 
     def _listed_after(self, stored: CrlRecord | None, now: datetime) -> datetime:
         """The entries a new CRL lists end after this (module docstring): those that
