@@ -14,8 +14,9 @@ import pytest
 
 
 def missing(reason: str) -> NoReturn:
-    """Skip the test (or the module) for ``reason``; under ``CI=true`` fail it instead."""
-    if os.environ.get("CI") == "true":
+    """Skip the test (or the module) for ``reason``; under CI (``CI`` set to true, 1 or
+    yes, as CI runners set it) fail it instead."""
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
         pytest.fail(f"{reason} (CI=true: it must be installed)")
     pytest.skip(reason, allow_module_level=True)
 

@@ -79,7 +79,7 @@ def add_parser(commands: Any) -> None:
         "renew-early", help="have ACME clients renew certificates now (ARI)",
         description="Mark certificates for early renewal: their renewal information "
         "(ARI, RFC 9773) suggests a window in the past, and clients that read it (certbot "
-        "4.1+, lego, Caddy) renew them at their next check. Give a serial, or "
+        "4.1+, recent lego, Caddy 2.8+) renew them at their next check. Give a serial, or "
         "--issued-before DATE (an intermediate rotated, a key compromised).")
     early.add_argument("serial", nargs="?", default=None,
                        help="hex, as `certs list` or `openssl x509 -serial` prints it")
