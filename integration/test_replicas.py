@@ -32,7 +32,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from acme_ca.authority import background, crls, sweeper
+from acme_ca.authority import background, published_crls, sweeper
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.publication import CRL_ROUTE, issuer_id
 from integration.cluster import Cluster, Database, Replica, make_ca, running_cluster
@@ -53,8 +53,8 @@ LEASE_MOVES_WITHIN = background.TTL + background.PERIOD + 3.0
 # An order whose issuance died with its replica is ended by the lease holder's sweeper.
 SETTLED_WITHIN = sweeper.DEADLINE.total_seconds() + LEASE_MOVES_WITHIN
 # A revocation is published by the lease holder's next round, and a replica checks the
-# stored CRL number once the CRL it holds is crls.REFRESH seconds old.
-LISTED_WITHIN = 2 * background.PERIOD + crls.REFRESH + 3.0
+# stored CRL number once the CRL it holds is published_crls.REFRESH seconds old.
+LISTED_WITHIN = 2 * background.PERIOD + published_crls.REFRESH + 3.0
 
 
 @pytest.fixture(scope="module")

@@ -37,8 +37,8 @@ from aiohttp import web, web_response
 
 from acme_ca.api.app import SERVER
 from acme_ca.api.ocsp import add_routes as add_ocsp_routes
-from acme_ca.authority.crls import CRL_ROUTE, ISSUER_ROUTE, PublishedCrls
 from acme_ca.authority.ocsp import OcspResponder
+from acme_ca.authority.published_crls import CRL_ROUTE, ISSUER_ROUTE, PublishedCrls
 from acme_ca.clock import Clock
 from acme_ca.errors import StoreUnavailable
 

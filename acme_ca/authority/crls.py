@@ -25,10 +25,21 @@ validity period"). The cut is the stored CRL's own thisUpdate: a certificate tha
 expired before it was on that CRL (it was listed then, and that CRL was issued beyond
 its validity), so it may leave the next one; one that expires later stays. Taking the
 cut from the stored CRL rather than from the clock holds whatever the time between
-two CRLs (the publisher down for a day, a lease that moved): nothing leaves unseen. An
-expiry does not itself make a CRL due: the entry leaves with the next CRL due anyway.
+two CRLs (the publisher down for a day, a lease that moved): nothing leaves unseen.
+An expiry alone does not make a CRL due, but once a CRL dated beyond a notAfter is
+stored its cut has moved past that entry, the list without it differs, and the next
+round publishes one more CRL without it (so a CRL carries no entry longer than needed).
 
-thisUpdate: the clock less ``BACKDATE`` (relying parties' clocks lag), but never
+A round that publishes nothing reads little, whatever the number of revocations: each
+stored CRL without its DER (``get_crl(der=False)``), ``revoked_issuers`` once, and per
+signer the count and latest revocation date of the entries it would list
+(``revoked_summary``). The entries themselves are read (and digested) only when the
+CRL is due by time, or when that summary, the URL, the cut or the stored number
+(another replica published) differ from what the signer's last check saw (after
+publishing, that check is made from the entries in hand); the stored DER only when a
+CRL is built (the URLs it named).
+
+thisUpdate: the clock less [policy] backdate (relying parties' clocks lag), but never
 before the latest revocationDate it lists (5.1.2.6: a revocation dated after the
 CRL's own time reads as not yet revoked), never before the stored CRL's thisUpdate
 plus a second (a clock stepped back, or a lease moved to a replica whose clock is
@@ -46,13 +57,11 @@ the CRL, docs/deployment.md).
 Its number is the stored number plus one: publishing is a compare-and-set on it
 (``Store.publish_crl``), so numbers grow across replicas and restarts, and a former
 lease holder that publishes first makes this one's attempt a ``Conflict``, a normal
-outcome. A revocation is on the CRL within a period or two. Signing runs off the event
-loop. One intermediate's CRL failing (its key, the database) is logged and the others
-of the round still run.
+outcome. A revocation is on the CRL within a period or two. Building and signing run
+off the event loop. One intermediate's CRL failing (its key, the database) is logged
+and the others of the round still run.
 
-``PublishedCrls`` is what the plain-HTTP listener (``api/publication.py``) reads: the
-CRL of an intermediate named by its issuer id, from a per-process cache, and the
-certificate of an intermediate this process knows.
+What every replica serves of it is ``published_crls.py``.
 """
 
 from __future__ import annotations
@@ -60,43 +69,32 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.clock import Clock
 from acme_ca.domain.models import CrlRecord, RevokedEntry
-from acme_ca.errors import Conflict, StoreUnavailable
+from acme_ca.errors import Conflict
 from acme_ca.pki.crl import CrlEntry, CrlSigner, build_crl
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import names_as_issuer
-from acme_ca.pki.publication import (
-    CRL_ROUTE,
-    ISSUER_ROUTE,
-    OCSP_ROUTE,
-    Publication,
-    issuer_id,
-)
+from acme_ca.pki.publication import Publication, issuer_id
 from acme_ca.store.base import Store
 from acme_ca.store.reads import ReadStore
-from acme_ca.store.revocation import RevocationStore
 
-__all__ = ["CRL_ROUTE", "ISSUER_ROUTE", "OCSP_ROUTE", "CrlPublisher", "PublishedCrls",
-           "unsigned_crl"]
+__all__ = ["CrlPublisher", "unsigned_crl_problem"]
 
 log = logging.getLogger(__name__)
 
-BACKDATE = timedelta(minutes=1)  # thisUpdate this far back: relying parties' clocks lag
 SECOND = timedelta(seconds=1)  # a CRL's times are whole seconds (UTCTime)
-REFRESH = 5.0  # seconds a replica serves the CRL it holds before checking its number
-_ISSUER_ID = re.compile(r"[0-9a-f]{16}")
 
 
-async def unsigned_crl(store: ReadStore, issuer: Issuer, now: datetime) -> str | None:
-    """Why ``issuer`` cannot be served with: an archived intermediate whose key could
+async def unsigned_crl_problem(store: ReadStore, issuer: Issuer, now: datetime) -> str | None:
+    """The reason serve must refuse ``issuer``: an archived intermediate whose key could
     not be read still has unexpired certificates, so their revocations would never
     reach a CRL and its last CRL would go stale (one line naming the key file); None
     when every such intermediate signed nothing still valid (its key is only kept
@@ -122,6 +120,29 @@ def entries_digest(entries: Sequence[RevokedEntry], distribution_point: str) -> 
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """What one signer's last check saw, when it found no CRL due: while all of it is
+    the same and the CRL is not due by time, the entries are not read again."""
+
+    number: int  # the stored CRL's (another replica publishing moves it)
+    summary: tuple[int, datetime | None]  # revoked_summary over every fingerprint listed
+    url: str  # the distribution point
+    cut: datetime  # entries ending after it are listed
+    fingerprints: tuple[str, ...]  # the signer's and those of the same CA (_same_ca)
+
+
+@contextmanager
+def _logged(signer: CrlSigner) -> Iterator[None]:
+    """One CRL failing (its key, the database) is logged and leaves the others of the
+    round to run."""
+    try:
+        yield
+    except Exception:
+        log.exception("the CRL of intermediate %s was not published",
+                      issuer_id(signer.fingerprint))
+
+
 class CrlPublisher:
     def __init__(
         self,
@@ -131,16 +152,17 @@ class CrlPublisher:
         publication: Publication,
         lifetime: timedelta,
         *,
-        backdate: timedelta = BACKDATE,
+        backdate: timedelta,
     ) -> None:
         self._store = store
         self._clock = clock
         self._issuer = issuer
         self._publication = publication
         self._lifetime = lifetime
-        self._backdate = backdate
+        self._backdate = backdate  # [policy] backdate: relying parties' clocks lag
         self._said: set[str] = set()
-        self._owners: dict[str, str] = {}  # unknown issuer fingerprint -> its signer's
+        self._owners: dict[str, str] = {}  # unknown issuer fingerprint -> its signer's, or ""
+        self._checked: dict[str, _Checked] = {}  # signer fingerprint -> its last check
 
     async def publish(self) -> int:
         """One round: a new CRL for every signer whose CRL is due; how many published."""
@@ -148,45 +170,91 @@ class CrlPublisher:
         for problem in set(issuer.unreadable.values()) - self._said:
             log.warning("%s: the CRL of that archived intermediate is not signed", problem)
         self._said = set(issuer.unreadable.values())
+        now = self._clock.now()
+        states: dict[str, CrlRecord | None] = {}
+        for signer in issuer.crl_signers():
+            with _logged(signer):
+                states[signer.fingerprint] = await self._store.get_crl(signer.fingerprint,
+                                                                       der=False)
+        if not states:
+            return 0
+        earliest = min(self._listed_after(state, now) for state in states.values())
+        revoked_issuers = await self._store.revoked_issuers(expiring_after=earliest)
         published = 0
         for signer in issuer.crl_signers():
-            try:
-                published += await self.publish_for(signer)
-            except Exception:  # one CRL failing leaves the others of the round to run
-                log.exception("the CRL of intermediate %s was not published",
-                              issuer_id(signer.fingerprint))
+            if signer.fingerprint in states:
+                with _logged(signer):
+                    published += await self.publish_for(signer, states[signer.fingerprint],
+                                                        revoked_issuers, now)
         return published
 
-    async def publish_for(self, signer: CrlSigner) -> int:
-        """A new CRL for ``signer`` if one is due (module docstring): 1 if published, 0
-        if none was due or another process published first."""
-        now = self._clock.now()
-        stored = await self._store.get_crl(signer.fingerprint)
-        entries = await self._entries(signer, self._listed_after(stored, now))
+    async def publish_for(self, signer: CrlSigner, state: CrlRecord | None,
+                          revoked_issuers: dict[str, str], now: datetime) -> int:
+        """A new CRL for ``signer`` if one is due (module docstring), given its stored
+        CRL without the DER and the round's ``revoked_issuers`` (read with a cut no later
+        than this signer's): 1 if published, 0 if none was due or another process
+        published first."""
+        cut = self._listed_after(state, now)
         current = self._publication.crl_url(signer.fingerprint)
+        fingerprints = (signer.fingerprint,
+                        *await self._same_ca(signer, revoked_issuers))
+        checked = None
+        if state is not None:
+            checked = _Checked(state.number, await self._summary(fingerprints, cut), current,
+                               cut, fingerprints)
+            if not self._due_by_time(state, now) and self._checked.get(
+                    signer.fingerprint) == checked:
+                return 0
+        entries = await self._entries(fingerprints, cut)
         digest = entries_digest(entries, current)
-        if stored is not None and not self._due(stored, digest, now):
+        if state is not None and not self._due(state, digest, now):
+            if checked is not None:
+                self._checked[signer.fingerprint] = checked
             return 0
-        number = stored.number + 1 if stored is not None else 1
-        this_update = self._this_update(stored, entries, now)
+        published = await self._publish(signer, state, entries, digest, current, now)
+        if published is not None:
+            self._remember(signer, published, entries, current, fingerprints, now)
+        return 1 if published is not None else 0
+
+    def _remember(self, signer: CrlSigner, published: CrlRecord,
+                  entries: Sequence[RevokedEntry], url: str, fingerprints: tuple[str, ...],
+                  now: datetime) -> None:
+        """The check the next round would make against the CRL just published, from the
+        entries in hand, so that it reads them again only if something changed since;
+        not when an entry is past the new cut (it leaves with one more CRL)."""
+        cut = self._listed_after(published, now)
+        if all(entry.not_after > cut for entry in entries):
+            latest = max((entry.revoked_at for entry in entries), default=None)
+            self._checked[signer.fingerprint] = _Checked(
+                published.number, (len(entries), latest), url, cut, fingerprints)
+
+    async def _publish(self, signer: CrlSigner, state: CrlRecord | None,
+                       entries: Sequence[RevokedEntry], digest: str, current: str,
+                       now: datetime) -> CrlRecord | None:
+        """Build, sign and store the next CRL: the record (without its DER) if stored,
+        None if another process published first."""
+        number = state.number + 1 if state is not None else 1
+        this_update = self._this_update(state, entries, now)
         next_update = this_update + self._lifetime
+        stored = await self._store.get_crl(signer.fingerprint) if state is not None else None
         der = await asyncio.to_thread(
-            _build, signer, stored, number=number, this_update=this_update,
+            build_crl, signer, number=number, this_update=this_update,
             next_update=next_update,
             entries=[CrlEntry(int(e.serial, 16), e.revoked_at, e.reason) for e in entries],
             distribution_point=current,
+            earlier_points=distribution_points(stored.der) if stored is not None else (),
         )
+        record = CrlRecord(signer.fingerprint, number, this_update, next_update, digest, der)
         try:
-            await self._store.publish_crl(CrlRecord(signer.fingerprint, number, this_update,
-                                                    next_update, digest, der))
+            await self._store.publish_crl(record)
         except Conflict:
             log.info("CRL %d of intermediate %s: another process published first",
                      number, issuer_id(signer.fingerprint))
-            return 0
+            return None
         log.info("published CRL %d of intermediate %s: %d revoked, next update %s UTC",
                  number, issuer_id(signer.fingerprint), len(entries),
                  f"{next_update:%Y-%m-%d %H:%M:%S}")
-        return 1
+        return replace(record, der=b"")
 
     def _listed_after(self, stored: CrlRecord | None, now: datetime) -> datetime:
         """The entries a new CRL lists end after this (module docstring): those that
@@ -208,32 +276,46 @@ class CrlPublisher:
             moment = max(moment, stored.this_update + SECOND)
         return min(moment, now).replace(microsecond=0)
 
-    async def _entries(self, signer: CrlSigner, after: datetime) -> list[RevokedEntry]:
-        """The revoked certificates ``signer`` signed that end after ``after``, with
-        those of each earlier certificate of the same name and key (the intermediate
-        re-signed) whose fingerprint the server holds no more: theirs would reach no CRL
-        otherwise, and this CRL's issuer name and key are theirs too (RFC 5280 5)."""
-        entries = await self._store.revoked_certificates(signer.fingerprint,
-                                                         expiring_after=after)
-        for fingerprint in await self._same_ca(signer, after):
+    async def _summary(self, fingerprints: Sequence[str],
+                       after: datetime) -> tuple[int, datetime | None]:
+        """``revoked_summary`` over the entries ``_entries`` would read."""
+        count, latest = 0, None
+        for fingerprint in fingerprints:
+            more, newest = await self._store.revoked_summary(fingerprint,
+                                                             expiring_after=after)
+            count += more
+            if newest is not None and (latest is None or newest > latest):
+                latest = newest
+        return count, latest
+
+    async def _entries(self, fingerprints: Sequence[str],
+                       after: datetime) -> list[RevokedEntry]:
+        """The revoked certificates signed by the signer's fingerprint and the others of
+        the same CA (``_same_ca``) that end after ``after``, by serial."""
+        entries = []
+        for fingerprint in fingerprints:
             entries += await self._store.revoked_certificates(fingerprint,
                                                               expiring_after=after)
         return sorted(entries, key=lambda entry: entry.serial)
 
-    async def _same_ca(self, signer: CrlSigner, after: datetime) -> list[str]:
-        """The unknown issuer fingerprints of revoked certificates ending after
-        ``after`` whose stored certificate names ``signer`` (issuer name and AKI:
-        ``names_as_issuer``); each mapped once to the first signer that matches."""
+    async def _same_ca(self, signer: CrlSigner,
+                       revoked_issuers: dict[str, str]) -> list[str]:
+        """The issuer fingerprints of ``revoked_issuers`` the server holds no more whose
+        stored certificate names ``signer`` (issuer name and AKI: ``names_as_issuer``):
+        an earlier certificate of the same name and key (the intermediate re-signed),
+        whose revocations would reach no CRL otherwise, and this CRL's issuer name and
+        key are theirs too (RFC 5280 5). Each is mapped once to the first signer that
+        matches, or to none (remembered as ``""`` while the signers stay the same)."""
         issuer = self._issuer()
         signers = list(issuer.crl_signers())
-        known = {issuer.fingerprint, *issuer.earlier, *(s.fingerprint for s in signers)}
+        fingerprints = {s.fingerprint for s in signers}
+        known = {issuer.fingerprint, *issuer.earlier, *fingerprints}
         found = []
-        for fingerprint, serial in (await self._store.revoked_issuers(
-                expiring_after=after)).items():
+        for fingerprint, serial in revoked_issuers.items():
             if fingerprint in known:
                 continue
             owner = self._owners.get(fingerprint)
-            if owner is None or owner not in {s.fingerprint for s in signers}:
+            if owner is None or (owner and owner not in fingerprints):
                 der = (await self._store.get_certificate(serial)).der
                 cert = x509.load_der_x509_certificate(der) if der else None
                 owner = next((s.fingerprint for s in signers
@@ -244,19 +326,13 @@ class CrlPublisher:
         return found
 
     @staticmethod
-    def _due(stored: CrlRecord, digest: str, now: datetime) -> bool:
+    def _due_by_time(stored: CrlRecord, now: datetime) -> bool:
         half_life = (stored.next_update - stored.this_update) / 2
-        return (stored.entries != digest or now >= stored.this_update + half_life
-                or stored.this_update > now)
+        return now >= stored.this_update + half_life or stored.this_update > now
 
-
-def _build(signer: CrlSigner, stored: CrlRecord | None, *, distribution_point: str,
-           **crl: object) -> bytes:
-    """``build_crl``, its distribution point naming also every URL the stored CRL
-    named (module docstring)."""
-    return build_crl(signer, distribution_point=distribution_point,
-                     earlier_points=distribution_points(stored.der) if stored else (),
-                     **crl)  # type: ignore[arg-type]
+    @classmethod
+    def _due(cls, stored: CrlRecord, digest: str, now: datetime) -> bool:
+        return stored.entries != digest or cls._due_by_time(stored, now)
 
 
 def distribution_points(der: bytes) -> tuple[str, ...]:
@@ -268,72 +344,3 @@ def distribution_points(der: bytes) -> tuple[str, ...]:
         return ()
     return tuple(name.value for name in idp.full_name or ()
                  if isinstance(name, x509.UniformResourceIdentifier))
-
-
-class PublishedCrls:
-    """What the plain-HTTP listener serves, by issuer id (``pki/publication.py``): the
-    CRL last published and the certificate of each intermediate, current or archived.
-
-    CRLs come from a per-process cache: a relying party's GET reads nothing from the
-    database while the CRL held is less than ``refresh`` seconds old, then only the
-    stored number (``Store.crl_number``), and the DER only when the number changed.
-    With the database out of reach, the CRL held is served while its nextUpdate has
-    not passed (it is still what the CA says); after that, ``StoreUnavailable``.
-    An issuer id this process does not know is looked up in the store too: another
-    replica may already sign with an intermediate this one has not reloaded yet.
-    """
-
-    def __init__(self, store: RevocationStore, issuer: Callable[[], Issuer], clock: Clock,
-                 *, refresh: float = REFRESH) -> None:
-        self._store = store
-        self._issuer = issuer
-        self._clock = clock
-        self._refresh = refresh
-        self._held: dict[str, tuple[CrlRecord, float]] = {}  # issuer id: CRL, checked at
-
-    def _fingerprint(self, short: str) -> str | None:
-        issuer = self._issuer()
-        for known in (issuer.fingerprint, *issuer.earlier):
-            if issuer_id(known) == short:
-                return known
-        return None
-
-    async def crl(self, short: str) -> CrlRecord | None:
-        """The CRL of the intermediate ``short`` names; None for an unknown one or before
-        its first CRL."""
-        if not _ISSUER_ID.fullmatch(short):
-            return None
-        held = self._held.get(short)
-        checked = self._clock.monotonic()
-        if held is not None and 0 <= checked - held[1] < self._refresh:
-            return held[0]
-        try:
-            found = await self._latest(short, held[0] if held else None)
-        except StoreUnavailable:
-            if held is not None and held[0].next_update > self._clock.now():
-                return held[0]
-            raise
-        if found is None:
-            self._held.pop(short, None)
-        else:
-            self._held[short] = (found, checked)
-        return found
-
-    async def _latest(self, short: str, held: CrlRecord | None) -> CrlRecord | None:
-        stored = await self._store.crl_number(short)
-        if stored is None:
-            return None
-        fingerprint, number = stored
-        if held is not None and (held.issuer, held.number) == (fingerprint, number):
-            return held
-        return await self._store.get_crl(fingerprint)
-
-    def certificate(self, short: str) -> tuple[bytes, datetime] | None:
-        """The DER of the intermediate ``short`` names and its notBefore; None if unknown."""
-        issuer = self._issuer()
-        fingerprint = self._fingerprint(short)
-        if fingerprint is None:
-            return None
-        cert = (issuer.certificate if fingerprint == issuer.fingerprint
-                else issuer.earlier[fingerprint][0])
-        return cert.public_bytes(Encoding.DER), cert.not_valid_before_utc

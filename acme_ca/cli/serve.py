@@ -24,7 +24,7 @@ from aiohttp import web
 
 from acme_ca import __version__
 from acme_ca.authority.archived_keys import ArchivedKeys
-from acme_ca.authority.crls import unsigned_crl
+from acme_ca.authority.crls import unsigned_crl_problem
 from acme_ca.authority.ocsp import OcspResponder
 from acme_ca.authority.server_tls import ServerTls
 from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
@@ -180,18 +180,18 @@ class IssuerHolder:
 
 async def _refuse_unsigned_crls(store: Any, issuer: Issuer) -> None:
     """A start refused while an archived key cannot be read and still signs CRLs."""
-    problem = await unsigned_crl(store, issuer, SystemClock().now())
+    problem = await unsigned_crl_problem(store, issuer, SystemClock().now())
     if problem is not None:
         raise PkiError(problem)
 
 
 async def checked_reload(holder: IssuerHolder, store: Any, now: datetime) -> bool:
     """SIGHUP: ``IssuerHolder.reload``, also keeping the current intermediate while an
-    archived key of the new load cannot be read and still signs CRLs (``unsigned_crl``)."""
+    archived key of the new load cannot be read and still signs CRLs (``unsigned_crl_problem``)."""
     new = holder.candidate()
     if new is None:
         return False
-    problem = await unsigned_crl(store, new, now)
+    problem = await unsigned_crl_problem(store, new, now)
     if problem is not None:
         log.error("reload failed, keeping the current intermediate: %s", problem)
         return False

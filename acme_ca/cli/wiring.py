@@ -20,7 +20,7 @@ from acme_ca.authority.authorizations import AuthorizationService
 from acme_ca.authority.background import BackgroundWork, Job
 from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.caa_recheck import CaaRecheck
-from acme_ca.authority.crls import CrlPublisher, PublishedCrls
+from acme_ca.authority.crls import CrlPublisher
 from acme_ca.authority.expiry import Expiry
 from acme_ca.authority.issuance import InFlight
 from acme_ca.authority.limits import RateLimits
@@ -29,6 +29,7 @@ from acme_ca.authority.ocsp import OcspResponder
 from acme_ca.authority.ocsp_responders import ResponderCertificates, responder_validity
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.profiles import Catalog
+from acme_ca.authority.published_crls import PublishedCrls
 from acme_ca.authority.renewal_info import RenewalInfo
 from acme_ca.authority.retention import Retention
 from acme_ca.authority.revocation import RevocationService
@@ -190,7 +191,8 @@ def build_app(
         Job("pruning what expired past the retention grace",
             Retention(store, clock, config.retention.grace).prune),
         Job("publishing CRLs", CrlPublisher(store, clock, issuer, publication(config),
-                                            config.revocation.crl_lifetime).publish),
+                                            config.revocation.crl_lifetime,
+                                            backdate=config.policy.backdate).publish),
     ])
 
     async def run_background(_: web.Application) -> AsyncIterator[None]:

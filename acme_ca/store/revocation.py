@@ -5,8 +5,8 @@ early renewal (ARI, RFC 9773).
 A CRL is built by whichever process holds the background lease
 (``authority/crls.py``) and published here, so every replica serves the same one; its
 number only grows, across replicas and restarts (RFC 5280 5.2.3), because publishing
-is a compare-and-set on it: of two builders (a former lease holder still running)
-the one with the older number loses with ``Conflict``.
+is a compare-and-set on it: of two builders of the same number (a former lease
+holder still running), the second to publish gets ``Conflict``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,18 @@ class RevocationStore(Protocol):
         key and name) is told apart by that certificate's issuer and AKI. One read of
         the index of the revoked rows alone."""
 
-    async def get_crl(self, issuer: str) -> CrlRecord | None:
-        """The last CRL published for ``issuer``; None before the first."""
+    async def revoked_summary(
+        self, issuer: str, *, expiring_after: datetime
+    ) -> tuple[int, datetime | None]:
+        """How many rows ``revoked_certificates`` would return and their latest
+        ``revoked_at`` (None when there are none): a CRL builder learns whether the list
+        changed without reading it (a revocation adds a row; only a revocation adds
+        one). One aggregate over the same range of the index of the revoked rows."""
+
+    async def get_crl(self, issuer: str, *, der: bool = True) -> CrlRecord | None:
+        """The last CRL published for ``issuer``; None before the first. With
+        ``der=False`` its DER is not read (the record holds ``b""``): enough to tell
+        whether a new CRL is due, without reading megabytes every round."""
 
     async def crl_number(self, issuer_id: str) -> tuple[str, int] | None:
         """The fingerprint and number of the CRL stored for the intermediate whose

@@ -14,8 +14,10 @@ import pytest
 from cryptography import x509
 
 from acme_ca.api.publication import create_publication_app
-from acme_ca.authority.crls import CrlPublisher, PublishedCrls
+from acme_ca.authority.crls import CrlPublisher
+from acme_ca.authority.published_crls import PublishedCrls
 from acme_ca.clock import FakeClock
+from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import CrlRecord
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.publication import Publication
@@ -25,6 +27,7 @@ from tests.store.pg import pg_url, through  # noqa: F401
 
 BASE = "http://127.0.0.1:8556"
 LIFETIME = timedelta(hours=24)
+BACKDATE = PolicyConfig().backdate
 
 
 class Listener:
@@ -47,7 +50,8 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 @pytest.fixture
 async def listener(issuer: Issuer, store: Store, aiohttp_client: Any) -> Listener:
     clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
-    publisher = CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME)
+    publisher = CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME,
+                             backdate=BACKDATE)
     app = create_publication_app(PublishedCrls(store, lambda: issuer, clock), clock)
     return Listener(await aiohttp_client(app), issuer, clock, publisher)
 
@@ -149,7 +153,8 @@ async def test_the_database_out_of_reach_is_a_503_in_one_line(
     store = await open_store(through(pg_url, relay))
     try:
         clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
-        await CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME).publish()
+        await CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME,
+                             backdate=BACKDATE).publish()
         client = await aiohttp_client(
             create_publication_app(PublishedCrls(store, lambda: issuer, clock), clock))
         path = f"/crl/{issuer.fingerprint[:16]}.crl"
@@ -185,7 +190,8 @@ async def test_relying_parties_read_the_crl_from_the_process_not_the_database(
     too) read its DER from the database once, not 200 times through the pool the ACME
     API shares. A few seconds on, only the number is checked; a new CRL is read once."""
     clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
-    publisher = CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME)
+    publisher = CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME,
+                             backdate=BACKDATE)
     await publisher.publish()
     counting = Counting(store)
     client = await aiohttp_client(create_publication_app(
@@ -212,7 +218,8 @@ async def test_the_crl_held_is_served_through_an_outage_until_its_next_update(
     store = await open_store(through(pg_url, relay))
     try:
         clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
-        await CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME).publish()
+        await CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME,
+                             backdate=BACKDATE).publish()
         client = await aiohttp_client(
             create_publication_app(PublishedCrls(store, lambda: issuer, clock), clock))
         path = f"/crl/{issuer.fingerprint[:16]}.crl"

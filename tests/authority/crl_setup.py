@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from acme_ca.authority import issuance
 from acme_ca.authority.crls import CrlPublisher
 from acme_ca.clock import FakeClock
+from acme_ca.config import PolicyConfig
 from acme_ca.domain.models import serial_hex
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest
@@ -21,6 +22,7 @@ from tests.conftest import Hierarchy
 
 BASE = "http://127.0.0.1:8556"
 LIFETIME = timedelta(hours=24)
+BACKDATE = PolicyConfig().backdate  # [policy] backdate
 DAY = timedelta(days=1)
 PASS = b"intermediate pass"
 
@@ -38,7 +40,7 @@ class Setup:
         self.clock = FakeClock(h.now)
         self.issuer = load(h, h.now)
         self.publisher = CrlPublisher(store, self.clock, lambda: self.issuer,
-                                      Publication(BASE), LIFETIME)
+                                      Publication(BASE), LIFETIME, backdate=BACKDATE)
 
     async def sign(self, lifetime: timedelta = 7 * DAY) -> x509.Certificate:
         now = self.clock.now()

@@ -7,18 +7,21 @@ that cannot be read. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections import Counter
+from datetime import datetime, timedelta
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from acme_ca.authority.crls import CrlPublisher, PublishedCrls, unsigned_crl
-from acme_ca.domain.models import CrlRecord
+from acme_ca.authority.crls import CrlPublisher, unsigned_crl_problem
+from acme_ca.authority.published_crls import PublishedCrls
+from acme_ca.domain.models import CertificateRecord, CrlRecord, RevokedEntry
 from acme_ca.errors import StoreUnavailable
 from acme_ca.pki.hierarchy import renew_intermediate
 from acme_ca.pki.publication import Publication
 from acme_ca.store import Store
-from tests.authority.crl_setup import BASE, DAY, LIFETIME, PASS, Setup, load
+from tests.authority.crl_setup import BACKDATE, BASE, DAY, LIFETIME, PASS, Setup, load
 from tests.conftest import ROOT_PASSPHRASE, Hierarchy
 
 
@@ -103,7 +106,8 @@ async def test_the_distribution_point_keeps_the_url_of_before_a_base_url_change(
     old_leaf = await s.sign()
     await s.publisher.publish()
     moved = Publication("http://crl.example.net")
-    s.publisher = CrlPublisher(db, s.clock, lambda: s.issuer, moved, LIFETIME)
+    s.publisher = CrlPublisher(db, s.clock, lambda: s.issuer, moved, LIFETIME,
+                               backdate=BACKDATE)
     await s.revoke(old_leaf)
     assert await s.publisher.publish() == 1
     s.clock.advance(LIFETIME / 2)
@@ -147,14 +151,14 @@ async def test_an_unreadable_archived_key_with_unexpired_certificates_stops_serv
     archived = next((ca.paths.intermediate_cert.parent / "archive").glob("*.key"))
     archived.write_bytes(b"damaged")
     s.issuer = load(ca, ca.now)
-    problem = await unsigned_crl(db, s.issuer, s.clock.now())
+    problem = await unsigned_crl_problem(db, s.issuer, s.clock.now())
     assert problem is not None and "\n" not in problem and str(archived) in problem
     after = leaf.not_valid_after_utc + timedelta(seconds=1)
-    assert await unsigned_crl(db, s.issuer, after) is None
+    assert await unsigned_crl_problem(db, s.issuer, after) is None
     readable = load(ca, ca.now)
-    assert await unsigned_crl(db, readable, s.clock.now()) is not None
+    assert await unsigned_crl_problem(db, readable, s.clock.now()) is not None
     archived.unlink()
-    assert await unsigned_crl(db, load(ca, ca.now), s.clock.now()) is None
+    assert await unsigned_crl_problem(db, load(ca, ca.now), s.clock.now()) is None
 
 
 async def test_an_archived_key_behind_a_symbolic_link_is_not_read(ca: Hierarchy, db: Store) -> None:
@@ -178,10 +182,10 @@ class FailingFor:
     def __init__(self, inner: Store, fingerprint: str) -> None:
         self._inner, self._fingerprint = inner, fingerprint
 
-    async def get_crl(self, issuer: str) -> CrlRecord | None:
+    async def get_crl(self, issuer: str, *, der: bool = True) -> CrlRecord | None:
         if issuer == self._fingerprint:
             raise StoreUnavailable("cut")
-        return await self._inner.get_crl(issuer)
+        return await self._inner.get_crl(issuer, der=der)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
@@ -198,8 +202,93 @@ async def test_one_crl_failing_leaves_the_others_of_the_round(
                        now=ca.now, keep_old_key_until=ca.now + 30 * DAY)
     s.issuer = load(ca, ca.now)
     publisher = CrlPublisher(FailingFor(db, old.fingerprint), s.clock,  # type: ignore[arg-type]
-                             lambda: s.issuer, Publication(BASE), LIFETIME)
+                             lambda: s.issuer, Publication(BASE), LIFETIME,
+                             backdate=BACKDATE)
     with caplog.at_level(logging.ERROR):
         assert await publisher.publish() == 1
     assert await db.get_crl(s.issuer.fingerprint) is not None
     assert any(old.fingerprint[:16] in r.getMessage() for r in caplog.records)
+
+
+async def test_an_expiry_makes_one_more_crl_the_round_after_one_beyond_its_validity(
+    ca: Hierarchy, db: Store
+) -> None:
+    """RFC 5280 5.1.2.6 and 3.3 (module docstring of authority/crls.py): an expiry alone
+    makes no CRL due (2 h on, past the notAfter: nothing), but once a CRL dated beyond
+    the notAfter is stored (the one due by time, past half its lifetime), the next
+    round publishes one more CRL without the entry; then nothing again."""
+    s = Setup(ca, db)
+    leaf = await s.sign(timedelta(hours=1))
+    await s.revoke(leaf)
+    assert await s.publisher.publish() == 1
+    s.clock.advance(timedelta(hours=2))
+    assert await s.publisher.publish() == 0
+    s.clock.advance(timedelta(hours=11))
+    assert await s.publisher.publish() == 1
+    assert (await s.crl()).get_revoked_certificate_by_serial_number(leaf.serial_number)
+    s.clock.advance(timedelta(seconds=2))
+    assert await s.publisher.publish() == 1
+    assert len(await s.crl()) == 0
+    s.clock.advance(timedelta(seconds=2))
+    assert await s.publisher.publish() == 0
+
+
+class Counting:
+    """The store, counting the reads a round of the publisher makes."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+        self.calls: Counter[str] = Counter()
+
+    async def get_crl(self, issuer: str, *, der: bool = True) -> CrlRecord | None:
+        self.calls["get_crl" if der else "get_crl without der"] += 1
+        return await self._inner.get_crl(issuer, der=der)
+
+    async def revoked_certificates(self, issuer: str, *,
+                                   expiring_after: datetime) -> list[RevokedEntry]:
+        self.calls["revoked_certificates"] += 1
+        return await self._inner.revoked_certificates(issuer, expiring_after=expiring_after)
+
+    async def get_certificate(self, serial: str) -> CertificateRecord:
+        self.calls["get_certificate"] += 1
+        return await self._inner.get_certificate(serial)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+async def test_a_round_with_nothing_changed_reads_neither_the_entries_nor_the_der(
+    ca: Hierarchy, db: Store
+) -> None:
+    """RFC 5280 5 (a CRL on a schedule, not on every round): a round reads the revoked
+    entries only when the CRL is due by time or their count and latest revocation, the
+    URL, the cut or the stored number (another replica published) changed; the stored
+    DER only to build a CRL. A revoked certificate whose unknown issuer names no signer
+    is read once, not every round."""
+    s = Setup(ca, db)
+    stranger = CertificateRecord(
+        serial="ffee01", issuer="ef" * 32, names=("old.bluerobin.local",), profile="server",
+        not_before=ca.now, not_after=ca.now + 7 * DAY, created_at=ca.now)
+    await db.reserve_serial(stranger)
+    await db.store_certificate("ffee01", s.issuer.certificate.public_bytes(Encoding.DER))
+    await db.revoke_certificate("ffee01", 1, ca.now)
+    counting = Counting(db)
+    s.publisher = CrlPublisher(counting, s.clock, lambda: s.issuer,  # type: ignore[arg-type]
+                               Publication(BASE), LIFETIME, backdate=BACKDATE)
+    assert await s.publisher.publish() == 1
+    counting.calls.clear()
+    for _ in range(3):
+        s.clock.advance(timedelta(seconds=2))
+        assert await s.publisher.publish() == 0
+    assert counting.calls == {"get_crl without der": 3}
+    other = CrlPublisher(db, s.clock, lambda: s.issuer, Publication(BASE), LIFETIME,
+                         backdate=BACKDATE)
+    s.clock.advance(LIFETIME / 2)
+    assert await other.publish() == 1
+    s.clock.advance(timedelta(seconds=2))
+    assert await s.publisher.publish() == 0  # another replica published: read again
+    assert counting.calls["revoked_certificates"] == 1
+    await s.revoke(await s.sign())
+    s.clock.advance(timedelta(seconds=2))
+    assert await s.publisher.publish() == 1
+    assert counting.calls["get_crl"] == 1 and counting.calls["get_certificate"] == 0

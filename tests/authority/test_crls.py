@@ -12,11 +12,12 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import CRLEntryExtensionOID
 
-from acme_ca.authority.crls import CrlPublisher, PublishedCrls
+from acme_ca.authority.crls import CrlPublisher
+from acme_ca.authority.published_crls import PublishedCrls
 from acme_ca.pki.hierarchy import fingerprint, renew_intermediate
 from acme_ca.pki.publication import Publication
 from acme_ca.store import Store
-from tests.authority.crl_setup import BASE, DAY, LIFETIME, PASS, Setup, load, number_of
+from tests.authority.crl_setup import BACKDATE, BASE, DAY, LIFETIME, PASS, Setup, load, number_of
 from tests.conftest import ROOT_PASSPHRASE, Hierarchy, reissue_intermediate
 
 
@@ -67,7 +68,8 @@ async def test_a_new_base_url_makes_a_new_crl_naming_it(ca: Hierarchy, db: Store
     s = Setup(ca, db)
     await s.publisher.publish()
     moved = Publication("http://pki.bluerobin.local")
-    s.publisher = CrlPublisher(db, s.clock, lambda: s.issuer, moved, LIFETIME)
+    s.publisher = CrlPublisher(db, s.clock, lambda: s.issuer, moved, LIFETIME,
+                               backdate=BACKDATE)
     s.clock.advance(timedelta(seconds=5))
     assert await s.publisher.publish() == 1
     crl = await s.crl()
@@ -134,7 +136,7 @@ async def test_numbers_grow_across_replicas_and_two_at_once_publish_one_crl(
     first, second = Setup(ca, replicas[0]), Setup(ca, replicas[1])
     second.clock = first.clock
     second.publisher = CrlPublisher(replicas[1], first.clock, lambda: second.issuer,
-                                    Publication(BASE), LIFETIME)
+                                    Publication(BASE), LIFETIME, backdate=BACKDATE)
     assert await first.publisher.publish() == 1
     first.clock.advance(LIFETIME / 2)
     assert await second.publisher.publish() == 1

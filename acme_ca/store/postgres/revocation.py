@@ -30,7 +30,14 @@ _REVOKED_ISSUERS = """
 SELECT issuer, MIN(serial) AS serial FROM certificates
 WHERE status = 'revoked' AND not_after > $1
 GROUP BY issuer"""
+# The same range of certificates_revoked as _REVOKED, counted.
+_SUMMARY = """
+SELECT COUNT(*) AS count, MAX(revoked_at) AS latest FROM certificates
+WHERE issuer = $1 AND status = 'revoked' AND not_after > $2"""
 _CRL = "SELECT * FROM crls WHERE issuer = $1"
+_CRL_STATE = """
+SELECT issuer, number, this_update, next_update, entries, ''::bytea AS der FROM crls
+WHERE issuer = $1"""
 _PUBLISH = """
 INSERT INTO crls (issuer, number, this_update, next_update, entries, der)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -78,8 +85,14 @@ class RevocationMethods(PostgresBase):
         rows = await self._lookup(_REVOKED_ISSUERS, aware(expiring_after))
         return {row["issuer"]: row["serial"] for row in rows}
 
-    async def get_crl(self, issuer: str) -> CrlRecord | None:
-        rows = await self._lookup(_CRL, issuer)
+    async def revoked_summary(
+        self, issuer: str, *, expiring_after: datetime
+    ) -> tuple[int, datetime | None]:
+        rows = await self._lookup(_SUMMARY, issuer, aware(expiring_after))
+        return (rows[0]["count"], rows[0]["latest"]) if rows else (0, None)
+
+    async def get_crl(self, issuer: str, *, der: bool = True) -> CrlRecord | None:
+        rows = await self._lookup(_CRL if der else _CRL_STATE, issuer)
         return _to_crl(rows[0]) if rows else None
 
     async def crl_number(self, issuer_id: str) -> tuple[str, int] | None:

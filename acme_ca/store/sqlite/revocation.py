@@ -30,7 +30,14 @@ _REVOKED_ISSUERS = """
 SELECT issuer, MIN(serial) AS serial FROM certificates
 WHERE status = 'revoked' AND not_after > ?
 GROUP BY issuer"""
+# The same range of certificates_revoked as _REVOKED, counted.
+_SUMMARY = """
+SELECT COUNT(*) AS count, MAX(revoked_at) AS latest FROM certificates
+WHERE issuer = ? AND status = 'revoked' AND not_after > ?"""
 _CRL = "SELECT * FROM crls WHERE issuer = ?"
+_CRL_STATE = """
+SELECT issuer, number, this_update, next_update, entries, x'' AS der FROM crls
+WHERE issuer = ?"""
 _PUBLISH = """
 INSERT INTO crls (issuer, number, this_update, next_update, entries, der)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -79,8 +86,15 @@ class RevocationMethods(SqliteBase):
         rows = await self._read(_REVOKED_ISSUERS, (to_text(expiring_after),))
         return {row["issuer"]: row["serial"] for row in rows}
 
-    async def get_crl(self, issuer: str) -> CrlRecord | None:
-        rows = await self._read(_CRL, (issuer,))
+    async def revoked_summary(
+        self, issuer: str, *, expiring_after: datetime
+    ) -> tuple[int, datetime | None]:
+        (row,) = await self._read(_SUMMARY, (issuer, to_text(expiring_after)))
+        latest = row["latest"]
+        return row["count"], from_text(latest) if latest is not None else None
+
+    async def get_crl(self, issuer: str, *, der: bool = True) -> CrlRecord | None:
+        rows = await self._read(_CRL if der else _CRL_STATE, (issuer,))
         return _to_crl(rows[0]) if rows else None
 
     async def crl_number(self, issuer_id: str) -> tuple[str, int] | None:

@@ -78,6 +78,32 @@ async def test_revoked_issuers_names_each_issuer_of_an_unexpired_revocation(stor
     assert await store.revoked_issuers(expiring_after=T0 + 31 * DAY) == {}
 
 
+async def test_revoked_summary_counts_the_rows_revoked_certificates_lists(store: Store):
+    """RFC 5280 5.1.2.6: a CRL builder learns whether the list it would publish changed
+    without reading it: the number of rows ``revoked_certificates`` returns for the same
+    issuer and cut, and their latest revocation date; (0, None) when none."""
+    assert await store.revoked_summary(ISSUER, expiring_after=T0) == (0, None)
+    await signed(store, "0c", not_after=T0 + 30 * DAY)
+    await signed(store, "0a", not_after=T0 + 10 * DAY)
+    await signed(store, "0b", not_after=T0 + 5 * DAY)   # expires at the cut: not counted
+    await signed(store, "0d", issuer=OTHER_ISSUER)      # another issuer's
+    await signed(store, "0e")                           # issued, not revoked
+    await store.revoke_certificate("0a", 0, T0 + DAY)
+    await store.revoke_certificate("0b", 4, T0 + 3 * DAY)
+    await store.revoke_certificate("0d", 1, T0 + 4 * DAY)
+    cut = T0 + 5 * DAY
+    assert await store.revoked_summary(ISSUER, expiring_after=cut) == (1, T0 + DAY)
+    await store.revoke_certificate("0c", 1, T0 + 2 * DAY)
+    summary = await store.revoked_summary(ISSUER, expiring_after=cut)
+    assert summary == (2, T0 + 2 * DAY)
+    assert summary[0] == len(await store.revoked_certificates(ISSUER, expiring_after=cut))
+    assert await store.revoked_summary(
+        ISSUER, expiring_after=cut - timedelta(microseconds=1)) == (3, T0 + 3 * DAY)
+    assert await store.revoked_summary(OTHER_ISSUER, expiring_after=T0) == (1, T0 + 4 * DAY)
+    latest = (await store.revoked_summary(ISSUER, expiring_after=cut))[1]
+    assert latest is not None and latest.utcoffset() == timedelta(0)
+
+
 # --- the CRL every replica serves ------------------------------------------------------
 
 
@@ -91,6 +117,15 @@ async def test_a_published_crl_is_read_back_by_every_store(store: Store, other: 
     await other.publish_crl(crl(2))
     assert await store.get_crl(ISSUER) == crl(2)
     assert await store.get_crl(OTHER_ISSUER) is None
+
+
+async def test_get_crl_without_der_reads_all_but_the_der(store: Store, other: Store):
+    """A builder checks every round whether a CRL is due: its number, times and digest,
+    without the DER (megabytes with many revocations)."""
+    assert await store.get_crl(ISSUER, der=False) is None
+    await store.publish_crl(crl(3))
+    assert await other.get_crl(ISSUER, der=False) == replace(crl(3), der=b"")
+    assert await other.get_crl(ISSUER) == crl(3)
 
 
 async def test_crl_number_finds_a_crl_by_issuer_id_without_its_der(store: Store, other: Store):
