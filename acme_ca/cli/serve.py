@@ -221,7 +221,7 @@ async def prepare_tls(config: Config) -> None:
         await server_tls(config, store, issuer).start()
         ocsp = build_ocsp(config, store, issuer, SystemClock())
         if ocsp is not None:  # and the OCSP responder certificates
-            await ocsp.certificates.start()
+            await ocsp.responders.start()
     finally:
         await store.close()
 
@@ -249,11 +249,11 @@ async def serve(config: Config, worker: int = 0) -> None:
         await _listen(runners, acme, config.server.listen, config, context)
         if ocsp is not None:  # worker 0 issues or reuses; the others load what it wrote
             if worker == 0:
-                await ocsp.certificates.start()
+                await ocsp.responders.start()
             else:
-                ocsp.certificates.load()
-            tasks.append(asyncio.create_task(ocsp.certificates.run_renewals() if worker == 0
-                                             else ocsp.certificates.follow()))
+                ocsp.responders.load()
+            tasks.append(asyncio.create_task(ocsp.responders.run_renewals() if worker == 0
+                                             else ocsp.responders.follow()))
         warning = root_key_warning(config)
         if warning and worker == 0:  # said before any request can be answered
             log.warning("%s", warning)
@@ -328,7 +328,7 @@ async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTl
         if await checked_reload(issuer, store, SystemClock().now()):
             log.info("switched to intermediate %s", issuer.current.fingerprint[:16])
             if ocsp is not None:  # worker 0 issues the new one's responder now, the
-                ocsp.certificates.wake()  # others load it (not at their next period)
+                ocsp.responders.wake()  # others load it (not at their next period)
             if worker:
                 continue  # worker 0 re-issues the TLS certificate; this one follows it
             try:
