@@ -17,8 +17,8 @@ space in a path). URL-safe base64 ('-', '_') and missing padding are taken too.
 Caching (RFC 5019 6.2): a successful response carries Last-Modified (thisUpdate),
 Expires (nextUpdate), an ETag (a digest of the response) and Cache-Control
 ``public, no-transform, must-revalidate, max-age`` up to its nextUpdate and at most
-``http_cache.MAX_AGE``, so a cache between a relying party and the CA hides a revocation for
-minutes at most, as for the CRL. A response that echoes a nonce answers one request
+``http_cache.MAX_AGE``, so a cache between a relying party and the CA hides a
+revocation for minutes at most, as for the CRL. A response that echoes a nonce answers one request
 only, and an unsuccessful one may change at once: both are ``no-store``.
 """
 

@@ -14,17 +14,16 @@ what is served is signed, so the channel adds nothing.
 
 Caching: a CRL carries ETag (its number) and Last-Modified (its thisUpdate), and
 Cache-Control max-age never reaching past its nextUpdate, and at most
-``http_cache.MAX_AGE``:
-the CA publishes a new CRL within seconds of a revocation, and a cache between a
-relying party and the CA should not hide it for long. A CRL is revalidated by its
-number only (If-None-Match, weak comparison, RFC 9110 13.1.2): its thisUpdate may go
-back once (a CRL dated in the future replaced, ``authority/crls.py``), so
-If-Modified-Since could make a newer CRL a 304; a certificate honours both. A
-conditional header that cannot be parsed is ignored (RFC 9110 13.1.3). Every answer
-says ``X-Content-Type-Options: nosniff``. An unknown issuer, or one with no CRL yet,
-is a 404 with a one-line text body that does not repeat the request; the database out
-of reach a 503 with Retry-After, unless this process holds the CRL and its nextUpdate
-has not passed (``PublishedCrls``).
+``http_cache.MAX_AGE``: the CA publishes a new CRL within seconds of a revocation, and
+a cache between a relying party and the CA should not hide it for long. A CRL is
+revalidated by its number only (If-None-Match, weak comparison, RFC 9110 13.1.2): its
+thisUpdate may go back once (a CRL dated in the future replaced,
+``authority/crls.py``), so If-Modified-Since could make a newer CRL a 304; a
+certificate honours both. A conditional header that cannot be parsed is ignored (RFC
+9110 13.1.3). Every answer says ``X-Content-Type-Options: nosniff``. An unknown
+issuer, or one with no CRL yet, is a 404 with a one-line text body that does not
+repeat the request; the database out of reach a 503 with Retry-After, unless this
+process holds the CRL and its nextUpdate has not passed (``PublishedCrls``).
 """
 
 from __future__ import annotations
