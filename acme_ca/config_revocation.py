@@ -3,7 +3,7 @@ renewal: the ``[revocation]`` table.
 
     [revocation]
     http_listen = "127.0.0.1:8556"    # the plain-HTTP listener of CRLs and OCSP
-    base_url = "http://ca.bluerobin.local:8556"   # what the leaves carry (CDP, AIA)
+    base_url = "http://ca.bluerobin.local:8556"   # what the leaves carry (CDP, AIA); no path
     ocsp = false                      # the OCSP responder (RFC 6960), and its URL in the AIA
     crl_lifetime = "24h"              # nextUpdate - thisUpdate of a CRL, 1h to 30d
     ocsp_lifetime = "24h"             # nextUpdate - thisUpdate of an OCSP response, 1h to 7d
@@ -35,7 +35,8 @@ DEFAULT_HTTP_LISTEN = "127.0.0.1:8556"
 # key: (what is expected, the converter), as config._SCHEMA holds every other table's
 SCHEMA: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
     "http_listen": ("'host:port', e.g. '127.0.0.1:8556'", values.listen),
-    "base_url": ("an http:// URL, e.g. 'http://ca.example:8556'", values.http_url),
+    "base_url": ("an http:// URL with no path, e.g. 'http://ca.example:8556'",
+                 values.http_url),
     "ocsp": ("true or false", values.boolean),
     "crl_lifetime": ("a duration from 1h to 30d, such as '24h'", values.duration),
     "ocsp_lifetime": ("a duration from 1h to 7d, such as '24h'", values.duration),

@@ -157,11 +157,14 @@ def url(reader: PathResolver, value: Any) -> str:
 
 
 def http_url(reader: PathResolver, value: Any) -> str:
-    """A plain http:// base URL without a query or fragment (relying parties fetch CRLs
-    and ask OCSP over http: RFC 5280 4.2.1.13, RFC 6960 A.1), no trailing slash."""
+    """A plain http:// base URL with no path, query or fragment (relying parties fetch
+    CRLs and ask OCSP over http: RFC 5280 4.2.1.13, RFC 6960 A.1; the listener serves
+    /crl/..., /ca/... and /ocsp at its root, so a path would put 404s in the leaves), no
+    trailing slash."""
     text = string(reader, value)
-    if not re.fullmatch(r"http://[^\s/?#]+(/[^\s?#]*)?", text):
-        raise ValueError(f"{value!r} is not an http:// URL without a query or fragment")
+    if not re.fullmatch(r"http://[^\s/?#]+/?", text):
+        raise ValueError(f"{value!r} is not an http:// URL with no path, query or fragment "
+                         "(the listener serves /crl/... at its root)")
     return text.rstrip("/")
 
 

@@ -52,9 +52,9 @@ def test_the_default_base_url_is_the_servers_host_and_the_listeners_port(
 
 
 def test_a_base_url_given_is_kept_without_its_trailing_slash() -> None:
-    revocation = load_config(None, {"revocation.base_url": "http://pki.bluerobin.local/acme/",
+    revocation = load_config(None, {"revocation.base_url": "http://pki.bluerobin.local:80/",
                                     "revocation.ocsp": True}).revocation
-    assert revocation.base_url == "http://pki.bluerobin.local/acme"
+    assert revocation.base_url == "http://pki.bluerobin.local:80"
     assert revocation.ocsp is True
 
 
@@ -77,7 +77,8 @@ def test_the_bounds_are_allowed(key: str, value: str) -> None:
     ("renewal_info_retry_after", "8d", "outside 1m to 7d"),
     ("crl_lifetime", "a day", "revocation.crl_lifetime"),
     ("base_url", "https://pki.bluerobin.local", "revocation.base_url"),
-    ("base_url", "http://pki.bluerobin.local/?x=1", "without a query or fragment"),
+    ("base_url", "http://pki.bluerobin.local/?x=1", "no path, query or fragment"),
+    ("base_url", "http://pki.bluerobin.local#crl", "no path, query or fragment"),
     ("http_listen", "8556", "revocation.http_listen"),
     ("ocsp", "yes", "revocation.ocsp"),
     ("crl_url", "http://x", "unknown key revocation.crl_url"),
@@ -86,6 +87,16 @@ def test_a_wrong_value_is_refused_naming_its_key(key: str, value: str, says: str
     with pytest.raises(ConfigError, match=r"revocation\.") as refused:
         load_config(None, {f"revocation.{key}": value})
     assert says in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ["http://ca.example:8556/pki", "http://ca.example/pki/"])
+def test_a_base_url_with_a_path_is_refused(value: str) -> None:
+    """RFC 5280 4.2.1.13: a leaf's CRL distribution point must be a URL that serves the
+    CRL; the listener serves /crl/<issuer>.crl at its root, with no prefix, so a base
+    URL with a path would put a 404 in every leaf."""
+    with pytest.raises(ConfigError, match=r"revocation\.base_url") as refused:
+        load_config(None, {"revocation.base_url": value})
+    assert "no path" in str(refused.value)
 
 
 @pytest.mark.parametrize(("acme", "plain"), [

@@ -213,12 +213,12 @@ def default_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DefaultCa]:
     data = tmp_path_factory.mktemp("pkilint") / "acme-ca-data"
     config = load_config(None, overrides={"server.data_dir": str(data)})
     bootstrap(config)
-    holder = IssuerHolder(config)
+    holder = IssuerHolder(config, SystemClock())
 
     async def start_tls() -> x509.Certificate:
         store = await open_store(config.storage.url)
         try:
-            tls = server_tls(config, store, holder)
+            tls = server_tls(config, store, holder, SystemClock())
             await tls.start()
             assert tls.certificate is not None
             return tls.certificate

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from acme_ca.api.context import SERVICES
+from acme_ca.api.http_cache import RETRY_UNAVAILABLE
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, server_internal
 from acme_ca.errors import StoreUnavailable
 
@@ -37,7 +38,6 @@ PROBLEM_JSON = "application/problem+json"
 # Public, cacheable, not ACME: no nonce, no index link.
 PLAIN_PATHS = frozenset({"/health", "/roots/root.pem", "/roots/chain.pem"})
 NO_NONCE_ROUTES = frozenset({"renewal_info"})  # ACME GETs answered without a nonce
-RETRY_UNAVAILABLE = "5"  # seconds: a database restart, or a failover to its standby
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -17,8 +17,8 @@ space in a path). URL-safe base64 ('-', '_') and missing padding are taken too.
 Caching (RFC 5019 6.2): a successful response carries Last-Modified (thisUpdate),
 Expires (nextUpdate), an ETag (a digest of the response) and Cache-Control
 ``public, no-transform, must-revalidate, max-age`` up to its nextUpdate and at most
-``MAX_AGE``, so a cache between a relying party and the CA hides a revocation for
-minutes at most, as for the CRL. A response that echoes a nonce answers one request
+``http_cache.MAX_AGE``, so a cache between a relying party and the CA hides a
+revocation for minutes at most, as for the CRL. A response that echoes a nonce answers one request
 only, and an unsuccessful one may change at once: both are ``no-store``.
 """
 
@@ -28,27 +28,35 @@ import base64
 import binascii
 import hashlib
 import logging
-from datetime import timedelta
 from email.utils import format_datetime
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from acme_ca.authority.ocsp import INTERNAL_ERROR, OCSP_ROUTE, OcspAnswer, OcspResponder
+from acme_ca.api.http_cache import CLOCK, max_age_seconds
+from acme_ca.authority.ocsp import (
+    INTERNAL_ERROR,
+    MALFORMED,
+    OCSP_ROUTE,
+    OcspAnswer,
+    OcspResponder,
+)
+from acme_ca.clock import Clock
 
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
 MAX_REQUEST = 8 * 1024  # octets: a one-certificate request is about 100
-MAX_AGE = timedelta(minutes=5)
 
 log = logging.getLogger(__name__)
 
 RESPONDER = web.AppKey("ocsp_responder", OcspResponder)
 
 
-def add_routes(app: web.Application, responder: OcspResponder) -> None:
-    """POST ``/ocsp`` and GET ``/ocsp/<base64 request>`` on ``app``."""
+def add_routes(app: web.Application, responder: OcspResponder, clock: Clock) -> None:
+    """POST ``/ocsp`` and GET ``/ocsp/<base64 request>`` on ``app``; ``clock``: what
+    the caching headers count from (the responder's)."""
     app[RESPONDER] = responder
+    app[CLOCK] = clock
     app.router.add_post(OCSP_ROUTE, post)
     app.router.add_get(OCSP_ROUTE + "/{request:.*}", get)
 
@@ -73,7 +81,7 @@ async def get(request: web.Request) -> web.Response:
         text = unquote(raw[len(prefix):])
     der = _base64(text)
     if der is None or len(der) > MAX_REQUEST:
-        return _response(request.app[RESPONDER].malformed(), request)
+        return _response(MALFORMED, request)
     return await _answer(request, der)
 
 
@@ -100,11 +108,10 @@ async def _answer(request: web.Request, der: bytes) -> web.Response:
 def _response(answer: OcspAnswer, request: web.Request) -> web.Response:
     headers = {"Cache-Control": "no-store"}
     if answer.this_update is not None and answer.next_update is not None and not answer.nonce:
-        now = request.app[RESPONDER].now()
-        max_age = max(timedelta(0), min(answer.next_update - now, MAX_AGE))
+        max_age = max_age_seconds(answer.next_update, request.app[CLOCK].now())
         headers = {
             "Cache-Control": f"public, no-transform, must-revalidate, "
-                             f"max-age={int(max_age.total_seconds())}",
+                             f"max-age={max_age}",
             "Last-Modified": format_datetime(answer.this_update, usegmt=True),
             "Expires": format_datetime(answer.next_update, usegmt=True),
             "ETag": f'"{hashlib.sha256(answer.der).hexdigest()[:32]}"',

@@ -13,17 +13,17 @@ http (RFC 5280 4.2.1.13; an https CRL URL would need revocation checking to chec
 what is served is signed, so the channel adds nothing.
 
 Caching: a CRL carries ETag (its number) and Last-Modified (its thisUpdate), and
-Cache-Control max-age never reaching past its nextUpdate, and at most ``CRL_MAX_AGE``:
-the CA publishes a new CRL within seconds of a revocation, and a cache between a
-relying party and the CA should not hide it for long. A CRL is revalidated by its
-number only (If-None-Match, weak comparison, RFC 9110 13.1.2): its thisUpdate may go
-back once (a CRL dated in the future replaced, ``authority/crls.py``), so
-If-Modified-Since could make a newer CRL a 304; a certificate honours both. A
-conditional header that cannot be parsed is ignored (RFC 9110 13.1.3). Every answer
-says ``X-Content-Type-Options: nosniff``. An unknown issuer, or one with no CRL yet,
-is a 404 with a one-line text body that does not repeat the request; the database out
-of reach a 503 with Retry-After, unless this process holds the CRL and its nextUpdate
-has not passed (``PublishedCrls``).
+Cache-Control max-age never reaching past its nextUpdate, and at most
+``http_cache.MAX_AGE``: the CA publishes a new CRL within seconds of a revocation, and
+a cache between a relying party and the CA should not hide it for long. A CRL is
+revalidated by its number only (If-None-Match, weak comparison, RFC 9110 13.1.2): its
+thisUpdate may go back once (a CRL dated in the future replaced,
+``authority/crls.py``), so If-Modified-Since could make a newer CRL a 304; a
+certificate honours both. A conditional header that cannot be parsed is ignored (RFC
+9110 13.1.3). Every answer says ``X-Content-Type-Options: nosniff``. An unknown
+issuer, or one with no CRL yet, is a 404 with a one-line text body that does not
+repeat the request; the database out of reach a 503 with Retry-After, unless this
+process holds the CRL and its nextUpdate has not passed (``PublishedCrls``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from aiohttp import web, web_response
 
 from acme_ca.api.app import SERVER
+from acme_ca.api.http_cache import CLOCK, RETRY_UNAVAILABLE, max_age_seconds
 from acme_ca.api.ocsp import add_routes as add_ocsp_routes
 from acme_ca.authority.ocsp import OcspResponder
 from acme_ca.authority.published_crls import CRL_ROUTE, ISSUER_ROUTE, PublishedCrls
@@ -46,12 +47,9 @@ log = logging.getLogger("acme_ca.api.publication")
 
 PKIX_CRL = "application/pkix-crl"  # RFC 5280 4.2.1.13 / RFC 2585
 PKIX_CERT = "application/pkix-cert"
-CRL_MAX_AGE = timedelta(minutes=5)
 CERT_MAX_AGE = timedelta(days=1)  # an issuer id names one certificate for good
-RETRY_UNAVAILABLE = "5"
 
 PUBLISHED = web.AppKey("published", PublishedCrls)
-CLOCK = web.AppKey("clock", Clock)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -69,7 +67,7 @@ def create_publication_app(
     app.router.add_get(CRL_ROUTE, crl)
     app.router.add_get(ISSUER_ROUTE, issuer_certificate)
     if ocsp is not None:  # the OCSP responder (RFC 6960 A.1: GET and POST)
-        add_ocsp_routes(app, ocsp)
+        add_ocsp_routes(app, ocsp, clock)
     return app
 
 
@@ -78,8 +76,7 @@ async def crl(request: web.Request) -> web.StreamResponse:
     found = await request.app[PUBLISHED].crl(short)
     if found is None:
         return _not_found("no CRL for that issuer")
-    now = request.app[CLOCK].now()
-    max_age = max(timedelta(0), min(found.next_update - now, CRL_MAX_AGE))
+    max_age = max_age_seconds(found.next_update, request.app[CLOCK].now())
     return _published(request, found.der, PKIX_CRL, etag=f'"{found.number:x}"',
                       modified=found.this_update, max_age=max_age, by_date=False)
 
@@ -91,15 +88,15 @@ async def issuer_certificate(request: web.Request) -> web.StreamResponse:
         return _not_found("no such CA certificate")
     der, not_before = found
     return _published(request, der, PKIX_CERT, etag=f'"{short}"', modified=not_before,
-                      max_age=CERT_MAX_AGE)
+                      max_age=int(CERT_MAX_AGE.total_seconds()))
 
 
 def _published(request: web.Request, body: bytes, content_type: str, *, etag: str,
-               modified: datetime, max_age: timedelta, by_date: bool = True) -> web.Response:
+               modified: datetime, max_age: int, by_date: bool = True) -> web.Response:
     headers = {
         "ETag": etag,
         "Last-Modified": format_datetime(modified, usegmt=True),
-        "Cache-Control": f"public, max-age={int(max_age.total_seconds())}",
+        "Cache-Control": f"public, max-age={max_age}",
     }
     if _not_modified(request, etag, modified if by_date else None):
         return web.Response(status=304, headers=headers)

@@ -112,17 +112,17 @@ class RateLimits:
     # --- newOrder -------------------------------------------------------------------------
 
     async def new_order(self, account: Account, grant: Grant,
-                        identifiers: Sequence[Identifier], *, replaces: bool = False
+                        identifiers: Sequence[Identifier], *, exempt: bool = False
                         ) -> Charge | None:
         """The checks of an order about to be created (rateLimited for the first limit
         it is over), then the one of ``new_orders_per_account`` for the store's
-        ``create_order`` to spend (``Charge.store``; None: unlimited). ``replaces``: the
+        ``create_order`` to spend (``Charge.store``; None: unlimited). ``exempt``: the
         order is a renewal ARI asked for (``renewal_info``), exempt from
         ``certificates_per_names``. The pending ceiling is ``pending_ceiling``'s."""
         bases = dict.fromkeys(authorization_identifier(i)[0] for i in identifiers)
         for base in bases:  # a.x and *.a.x: one bucket, asked once
             await self._failed_validations(account.id, grant, base)
-        if not replaces:
+        if not exempt:
             await self.spend(self._certificates(grant, identifiers), cost=0)
         return self._charge(NEW_ORDERS, account.id, grant, "too many new orders for this account")
 
@@ -136,11 +136,11 @@ class RateLimits:
     # --- finalize and challenges ------------------------------------------------------------
 
     def issuance(self, grant: Grant, identifiers: Sequence[Identifier], *,
-                 replaces: bool = False) -> Charge | None:
+                 exempt: bool = False) -> Charge | None:
         """The one of ``certificates_per_names`` a certificate for exactly
         ``identifiers`` costs, for the store's ``start_issuance`` to spend (None:
-        unlimited, or ``replaces``: a renewal ARI asked for, ``renewal_info``)."""
-        if replaces:
+        unlimited, or ``exempt``: a renewal ARI asked for, ``renewal_info``)."""
+        if exempt:
             return None
         return self._certificates(grant, identifiers)
 

@@ -19,13 +19,13 @@ responder certificate this process has not loaded yet, or the database out of re
 ``tryLater`` (RFC 6960 2.3); an archived one with nothing unexpired left to answer for
 ``unauthorized`` (it is served no more). Never an HTTP error.
 
-A response is good from ``thisUpdate`` (now, backdated a minute for relying parties'
-clocks, but never before the revocation it reports) to ``nextUpdate``
+A response is good from ``thisUpdate`` (now, backdated by ``[policy] backdate`` for
+relying parties' clocks, but never before the revocation it reports) to ``nextUpdate``
 (``[revocation] ocsp_lifetime`` later, never after the responder certificate ends).
-Signed responses are cached per process by (responder, CertID hash, serial, status)
-until a third of their lifetime is left: a revocation changes the status, hence the
-key, so a cached response is never stale. Responses to a request with a nonce echo
-it (RFC 8954) and are signed each time.
+Signed responses are cached per process by (responder certificate's serial, CertID
+hash algorithm, serial, status) until a third of their lifetime is left: a revocation
+changes the status, hence the key, so a cached response is never stale. Responses to a
+request with a nonce echo it (RFC 8954) and are signed each time.
 """
 
 from __future__ import annotations
@@ -58,11 +58,10 @@ from acme_ca.pki.profiles import names_as_issuer
 from acme_ca.pki.publication import OCSP_ROUTE
 from acme_ca.store.reads import ReadStore
 
-__all__ = ["INTERNAL_ERROR", "OCSP_ROUTE", "OcspAnswer", "OcspResponder"]
+__all__ = ["INTERNAL_ERROR", "MALFORMED", "OCSP_ROUTE", "OcspAnswer", "OcspResponder"]
 
 log = logging.getLogger(__name__)
 
-BACKDATE = timedelta(minutes=1)
 CACHE_SIZE = 10_000  # signed responses kept per process (each about 600 octets)
 
 
@@ -96,24 +95,16 @@ class OcspResponder:
         clock: Clock,
         lifetime: timedelta,
         *,
+        backdate: timedelta = timedelta(minutes=1),
         cache_size: int = CACHE_SIZE,
     ) -> None:
         self._store = store
-        self._responders = responders
-        self.certificates = responders  # for serve: start, renew or follow them
+        self.responders = responders  # for serve: start, renew or follow them
         self._clock = clock
+        self._backdate = backdate
         self._lifetime = lifetime
         self._cache: dict[Hashable, OcspAnswer] = {}
         self._cache_size = cache_size
-
-    def now(self) -> datetime:
-        """The responder's clock (what HTTP caching headers count from)."""
-        return self._clock.now()
-
-    @staticmethod
-    def malformed() -> OcspAnswer:
-        """What a request that is not one gets (an undecodable GET, say)."""
-        return MALFORMED
 
     async def answer(self, der: bytes) -> OcspAnswer:
         """The response to the DER request ``der``."""
@@ -122,11 +113,11 @@ class OcspResponder:
         except MalformedRequest as exc:
             log.debug("malformed OCSP request: %s", exc)
             return MALFORMED
-        signer = next((s for s in self._responders.signers()
+        signer = next((s for s in self.responders.signers()
                        if names_issuer(query, s.certificate)), None)
         if signer is None:
             return UNAUTHORIZED
-        responder = self._responders.responder(signer.fingerprint)
+        responder = self.responders.responder(signer.fingerprint)
         try:
             if responder is None:
                 return await self._without_responder(signer)
@@ -139,7 +130,7 @@ class OcspResponder:
     async def _without_responder(self, signer: SigningCa) -> OcspAnswer:
         """unauthorized for an archived intermediate that answers for nothing now (and
         never will again); tryLater while this process waits for a responder."""
-        if await self._responders.ended(signer):
+        if await self.responders.ended(signer):
             log.debug("intermediate %s has nothing unexpired: unauthorized",
                       signer.fingerprint[:16])
             return UNAUTHORIZED
@@ -161,7 +152,7 @@ class OcspResponder:
             if cached is not None and cached.next_update is not None and (
                     now < cached.next_update - self._lifetime / 3):
                 return cached
-        this_update = now.replace(microsecond=0) - BACKDATE
+        this_update = now.replace(microsecond=0) - self._backdate
         if status.revoked_at is not None:  # never a time before it was revoked
             this_update = max(this_update, status.revoked_at)
         next_update = min(this_update + self._lifetime,

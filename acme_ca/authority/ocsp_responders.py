@@ -137,7 +137,7 @@ class ResponderCertificates:
     async def renew_due(self) -> None:
         """Issue a responder for each signing intermediate that has none, whose
         responder has a third of its life left, or whose responder's record is REVOKED
-        (an operator's ``acme-ca revoke``: ocsp-nocheck means no relying party checks,
+        (an operator's ``acme-ca certs revoke``: ocsp-nocheck means no relying party checks,
         so it must stop signing here); for an archived one, only while a certificate it
         signed ends later (``_end``)."""
         now = self._clock.now()

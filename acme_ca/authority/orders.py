@@ -134,7 +134,7 @@ class OrderService:
             account, identifiers, payload.get("replaces"))
         # rateLimited (6.6) before the reads of reuse and CAA
         charge = await self._limits.new_order(account, grant, identifiers,
-                                              replaces=bool(replacing and replacing.exempt))
+                                              exempt=bool(replacing and replacing.exempt))
         authorization_ids: list[str] = []
         new: list[Authorization] = []
         expires = now + self._policy.order_lifetime
@@ -309,7 +309,7 @@ class OrderService:
             await self._caa_recheck.check(authorizations, self._clock.now())
         # certificates_per_names, authoritative in start_issuance (6.6), unless ARI
         exempt = await self._renewal_info.exempt(order.replaces, order.identifiers)
-        charge = self._limits.issuance(grant, order.identifiers, replaces=exempt)
+        charge = self._limits.issuance(grant, order.identifiers, exempt=exempt)
         return await self._in_flight.run(
             order.id, self._issue(order, request, csr_der, issuer, charge))
 

@@ -66,6 +66,7 @@ from acme_ca.domain.models import (
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
 from acme_ca.encoding import b64url_decode, b64url_encode
 from acme_ca.errors import NotFound
+from acme_ca.pki.profiles import key_identifier_of
 from acme_ca.store.reads import ReadStore
 
 WINDOW_AT = 2 / 3  # of the lifetime: the window's middle
@@ -131,13 +132,10 @@ def cert_id(key_identifier: bytes, serial: int) -> str:
 def cert_id_of(certificate: x509.Certificate) -> str:
     """The CertID of a certificate; ValueError if it has no AKI keyIdentifier (RFC 9773
     3 assumes one: every leaf this CA signs has it)."""
-    try:
-        aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
-    except x509.ExtensionNotFound:
-        raise ValueError("the certificate has no Authority Key Identifier") from None
-    if not aki.value.key_identifier:
-        raise ValueError("the certificate's Authority Key Identifier has no keyIdentifier")
-    return cert_id(aki.value.key_identifier, certificate.serial_number)
+    key_identifier = key_identifier_of(certificate)
+    if key_identifier is None:
+        raise ValueError("the certificate has no Authority Key Identifier keyIdentifier")
+    return cert_id(key_identifier, certificate.serial_number)
 
 
 def parse_cert_id(text: object, what: str = "CertID") -> CertId:

@@ -13,6 +13,7 @@ from acme_ca.domain.models import Account, CertificateRecord, CertificateStatus,
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
 from acme_ca.encoding import jwk_thumbprint
 from acme_ca.errors import Conflict, NotFound
+from acme_ca.pki.crl import REASONS, UNSPECIFIED
 from acme_ca.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -22,16 +23,13 @@ log = logging.getLogger(__name__)
 # privilegeWithdrawn (9) are the CA's own findings, not a subscriber's; certificateHold
 # (6) and removeFromCRL (8) belong to suspension, which this CA never does; 7 is
 # unassigned. The same five as Let's Encrypt allows.
-UNSPECIFIED, KEY_COMPROMISE, AFFILIATION_CHANGED, SUPERSEDED, CESSATION_OF_OPERATION = (
-    0, 1, 3, 4, 5)
+KEY_COMPROMISE, AFFILIATION_CHANGED, SUPERSEDED, CESSATION_OF_OPERATION = 1, 3, 4, 5
 ALLOWED_REASONS = frozenset({UNSPECIFIED, KEY_COMPROMISE, AFFILIATION_CHANGED, SUPERSEDED,
                              CESSATION_OF_OPERATION})
 PRIVILEGE_WITHDRAWN = 9
-# Every CRLReason of RFC 5280 5.3.1 by the name the RFC gives it (`certs show` prints it).
-REASON_NAMES = {0: "unspecified", 1: "keyCompromise", 2: "cACompromise",
-                3: "affiliationChanged", 4: "superseded", 5: "cessationOfOperation",
-                6: "certificateHold", 8: "removeFromCRL", 9: "privilegeWithdrawn",
-                10: "aACompromise"}
+# Every CRLReason a CRL of this CA may carry (pki/crl.py's table), by the name RFC 5280
+# 5.3.1 gives it (`certs show` prints it).
+REASON_NAMES = {code: flag.value for code, flag in REASONS.items()}
 # What an operator may give (`acme-ca certs revoke --reason NAME`): a subscriber's five and
 # privilegeWithdrawn, the CA's own finding that the holder may no longer have it. The
 # CA and AA compromises concern a CA certificate, not a leaf; no suspension (hold).

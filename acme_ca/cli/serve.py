@@ -37,13 +37,15 @@ from acme_ca.cli.wiring import (
     publication,
 )
 from acme_ca.cli.workers import run_workers
-from acme_ca.clock import SystemClock
+from acme_ca.clock import Clock, SystemClock
 from acme_ca.config import Config, parse_host_port
 from acme_ca.errors import AcmeCaError, PkiError
 from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import same_key
 from acme_ca.store import open_store
+from acme_ca.store.base import Store
+from acme_ca.store.reads import ReadStore
 
 log = logging.getLogger("acme_ca.serve")
 
@@ -86,12 +88,13 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
             "(restore it, or import a hierarchy with `acme-ca init --import`)"
         )
     workers = config.server.workers
+    clock = SystemClock()
     _freeze_startup_objects()
     if workers == 1:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, clock))
         return 0
-    asyncio.run(prepare_tls(config))  # issued once, before the workers share it
-    return run_workers(workers, lambda index: asyncio.run(serve(config, index)))
+    asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
+    return run_workers(workers, lambda index: asyncio.run(serve(config, clock, index)))
 
 
 def root_key_warning(config: Config) -> str | None:
@@ -130,11 +133,12 @@ def _freeze_startup_objects() -> None:
 
 class IssuerHolder:
     """The current intermediate, with the archived intermediates' keys still kept (read
-    once per load: they sign CRLs) and the URLs its leaves carry; `reload` swaps it
-    atomically, keeping the old on failure."""
+    once per load: they sign CRLs) and the URLs its leaves carry; ``checked_reload``
+    swaps it atomically, keeping the old on failure."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Clock) -> None:
         self._config = config
+        self._clock = clock
         self.current = self._load()
 
     def _load(self) -> Issuer:
@@ -144,7 +148,7 @@ class IssuerHolder:
             ca.intermediate_key,
             ca.chain,
             intermediate_passphrase(ca.intermediate_key_passphrase_file),
-            SystemClock().now(),
+            self._clock.now(),
             ca.alternate_chains,
             publication(self._config),
             archived_keys=True,  # they sign the CRLs of what they issued
@@ -158,10 +162,6 @@ class IssuerHolder:
 
     def __call__(self) -> Issuer:
         return self.current
-
-    def reload(self) -> bool:
-        new = self.candidate()
-        return new is not None and self.swap(new)
 
     def candidate(self) -> Issuer | None:
         """The intermediate as the files hold it now; None (said) if it cannot load."""
@@ -178,16 +178,17 @@ class IssuerHolder:
         return changed
 
 
-async def _refuse_unsigned_crls(store: Any, issuer: Issuer) -> None:
+async def _refuse_unsigned_crls(store: ReadStore, issuer: Issuer, now: datetime) -> None:
     """A start refused while an archived key cannot be read and still signs CRLs."""
-    problem = await unsigned_crl_problem(store, issuer, SystemClock().now())
+    problem = await unsigned_crl_problem(store, issuer, now)
     if problem is not None:
         raise PkiError(problem)
 
 
-async def checked_reload(holder: IssuerHolder, store: Any, now: datetime) -> bool:
-    """SIGHUP: ``IssuerHolder.reload``, also keeping the current intermediate while an
-    archived key of the new load cannot be read and still signs CRLs (``unsigned_crl_problem``)."""
+async def checked_reload(holder: IssuerHolder, store: ReadStore, now: datetime) -> bool:
+    """SIGHUP (the one reload path): the intermediate as the files hold it now, unless
+    it cannot load or an archived key of the new load cannot be read and still signs
+    CRLs (``unsigned_crl_problem``): then the current one is kept. Whether it changed."""
     new = holder.candidate()
     if new is None:
         return False
@@ -198,7 +199,7 @@ async def checked_reload(holder: IssuerHolder, store: Any, now: datetime) -> boo
     return holder.swap(new)
 
 
-def server_tls(config: Config, store: Any, issuer: IssuerHolder) -> ServerTls:
+def server_tls(config: Config, store: Store, issuer: IssuerHolder, clock: Clock) -> ServerTls:
     dns, ips = config.server.own_names
     return ServerTls(
         store=store,
@@ -206,54 +207,56 @@ def server_tls(config: Config, store: Any, issuer: IssuerHolder) -> ServerTls:
         dns_names=dns,
         ip_addresses=ips,
         directory=config.server.data_dir / "tls",
-        clock=SystemClock(),
+        clock=clock,
         backdate=config.policy.backdate,
     )
 
 
-async def prepare_tls(config: Config) -> None:
-    """Before forking workers: make sure a valid server TLS certificate (and, with
-    OCSP on, valid responder certificates) are on disk."""
+async def prepare_tls(config: Config, clock: Clock) -> None:
+    """Before forking workers: refuse to start while an archived key cannot be read
+    and still signs CRLs (once, not once per worker: ``serve`` checks only without
+    workers), and make sure a valid server TLS certificate (and, with OCSP on, valid
+    responder certificates) are on disk."""
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     try:
-        issuer = IssuerHolder(config)
-        await _refuse_unsigned_crls(store, issuer.current)  # once, not once per worker
-        await server_tls(config, store, issuer).start()
-        ocsp = build_ocsp(config, store, issuer, SystemClock())
+        issuer = IssuerHolder(config, clock)
+        await _refuse_unsigned_crls(store, issuer.current, clock.now())
+        await server_tls(config, store, issuer, clock).start()
+        ocsp = build_ocsp(config, store, issuer, clock)
         if ocsp is not None:  # and the OCSP responder certificates
-            await ocsp.certificates.start()
+            await ocsp.responders.start()
     finally:
         await store.close()
 
 
-async def serve(config: Config, worker: int = 0) -> None:
+async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
     """One server process; with several workers, worker 0 renews the TLS certificate
     and the others follow its file. The cluster's background work runs in whichever
     process of any replica holds its lease (``build_app``, ``authority/background.py``)."""
-    clock = SystemClock()
-    issuer = IssuerHolder(config)
+    issuer = IssuerHolder(config, clock)
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     runners: list[web.AppRunner] = []
     tasks: list[asyncio.Task[None]] = []
     try:
-        await _refuse_unsigned_crls(store, issuer.current)
+        if config.server.workers == 1:  # with workers, prepare_tls checked before the fork
+            await _refuse_unsigned_crls(store, issuer.current, clock.now())
         # The plain-HTTP listener first: it starts nothing, so a port already taken is
         # said before any background work or certificate is started.
         ocsp = build_ocsp(config, store, issuer, clock)  # answers tryLater until started
         await _listen(runners, build_publication_app(store, issuer, clock, ocsp),
                       config.revocation.http_listen, config, None,
                       setting=" ([revocation] http_listen)")
-        tls = server_tls(config, store, issuer)
+        tls = server_tls(config, store, issuer, clock)
         context = await tls.start()
         acme = build_app(config, store, issuer, clock, own=await own_endpoints(config))
         await _listen(runners, acme, config.server.listen, config, context)
         if ocsp is not None:  # worker 0 issues or reuses; the others load what it wrote
             if worker == 0:
-                await ocsp.certificates.start()
+                await ocsp.responders.start()
             else:
-                ocsp.certificates.load()
-            tasks.append(asyncio.create_task(ocsp.certificates.run_renewals() if worker == 0
-                                             else ocsp.certificates.follow()))
+                ocsp.responders.load()
+            tasks.append(asyncio.create_task(ocsp.responders.run_renewals() if worker == 0
+                                             else ocsp.responders.follow()))
         warning = root_key_warning(config)
         if warning and worker == 0:  # said before any request can be answered
             log.warning("%s", warning)
@@ -268,7 +271,7 @@ async def serve(config: Config, worker: int = 0) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
         tasks.append(asyncio.create_task(tls.run_renewals() if worker == 0 else tls.follow()))
         tasks.append(asyncio.create_task(
-            _reloads(reload_requested, issuer, tls, worker, store, ocsp)))
+            _reloads(reload_requested, issuer, tls, worker, store, clock, ocsp)))
         if worker == 0:  # one process per host: the archive is this host's files
             keys = ArchivedKeys(
                 archive_dir(config.ca.intermediate_cert), store, clock, issuer,
@@ -321,14 +324,15 @@ async def _listen(runners: list[web.AppRunner], app: web.Application, listen: st
 
 
 async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTls,
-                   worker: int, store: Any, ocsp: OcspResponder | None = None) -> None:
+                   worker: int, store: Store, clock: Clock,
+                   ocsp: OcspResponder | None = None) -> None:
     while True:
         await requested.wait()
         requested.clear()
-        if await checked_reload(issuer, store, SystemClock().now()):
+        if await checked_reload(issuer, store, clock.now()):
             log.info("switched to intermediate %s", issuer.current.fingerprint[:16])
             if ocsp is not None:  # worker 0 issues the new one's responder now, the
-                ocsp.certificates.wake()  # others load it (not at their next period)
+                ocsp.responders.wake()  # others load it (not at their next period)
             if worker:
                 continue  # worker 0 re-issues the TLS certificate; this one follows it
             try:

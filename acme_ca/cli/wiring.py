@@ -227,4 +227,4 @@ def build_ocsp(
         directory=config.server.data_dir / "ocsp", clock=clock,
         validity=responder_validity(lifetime), backdate=config.policy.backdate,
     )
-    return OcspResponder(store, certificates, clock, lifetime)
+    return OcspResponder(store, certificates, clock, lifetime, backdate=config.policy.backdate)

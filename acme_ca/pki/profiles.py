@@ -250,15 +250,22 @@ def authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
+def key_identifier_of(cert: x509.Certificate) -> bytes | None:
+    """The keyIdentifier of ``cert``'s Authority Key Identifier (RFC 5280 4.2.1.1);
+    None when it has none, or the extension cannot be read."""
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    return aki.key_identifier or None
+
+
 def names_as_issuer(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     """Whether ``cert`` names ``ca`` as its issuer: its issuer name is ``ca``'s subject
     and its AKI keyIdentifier ``ca``'s SKI (RFC 5280 4.2.1.1). True too for a
     certificate that another certificate of the same CA (same name and key: one
     re-signed) issued, which is what an OCSP CertID (RFC 6960 4.1.1) and a CRL's
     scope (RFC 5280 5) name: the CA, not one certificate of it."""
-    try:
-        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    except (x509.ExtensionNotFound, ValueError):
-        return False
-    return (cert.issuer == ca.subject
-            and aki.key_identifier == authority_key_id(ca).key_identifier)
+    key_identifier = key_identifier_of(cert)
+    return (key_identifier is not None and cert.issuer == ca.subject
+            and key_identifier == authority_key_id(ca).key_identifier)

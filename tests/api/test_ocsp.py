@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
-from acme_ca.api.ocsp import MAX_AGE, MAX_REQUEST, add_routes
+from acme_ca.api.http_cache import MAX_AGE
+from acme_ca.api.ocsp import MAX_REQUEST, add_routes
 from acme_ca.authority.ocsp import OcspAnswer, OcspResponder
 from tests.authority.test_ocsp import LIFETIME, Setup, setup  # noqa: F401 (a fixture)
 from tests.pki.test_ocsp import NONCE, _extension, _raw_request, _tlv
@@ -32,7 +33,7 @@ Client = TestClient  # type: ignore[type-arg]
 @pytest.fixture
 async def client(setup: Setup, aiohttp_client: Callable[..., Any]) -> Client:  # noqa: F811
     app = web.Application()
-    add_routes(app, setup.responder)
+    add_routes(app, setup.responder, setup.clock)
     return await aiohttp_client(app)
 
 
@@ -174,7 +175,7 @@ async def test_a_failure_of_the_responder_is_internal_error_in_one_line(
     """RFC 6960 2.3 internalError: what the responder itself fails at is still an OCSP
     response (HTTP 200, not cached), logged in one line without a traceback."""
     app = web.Application()
-    add_routes(app, _Broken(setup.store, setup.certificates, setup.clock, LIFETIME))
+    add_routes(app, _Broken(setup.store, setup.certificates, setup.clock, LIFETIME), setup.clock)
     client = await aiohttp_client(app)
     with caplog.at_level(logging.ERROR):
         response = await client.post("/ocsp", data=b"anything")

@@ -71,7 +71,7 @@ async def test_the_crl_is_served_as_der_with_its_media_type(listener: Listener) 
 
 
 async def test_max_age_never_reaches_past_next_update(listener: Listener) -> None:
-    """RFC 9111 5.2.2.1 max-age: at most CRL_MAX_AGE, never past nextUpdate; 0 once
+    """RFC 9111 5.2.2.1 max-age: at most http_cache.MAX_AGE, never past nextUpdate; 0 once
     nextUpdate has passed (a builder that stopped), and the CRL is still served."""
     await listener.publisher.publish()
     path = f"/crl/{listener.short}.crl"

@@ -30,12 +30,12 @@ ONE_AN_HOUR = Limit(1, HOUR)
 
 
 async def orders_allowed(limits: RateLimits, grant: Grant, n: int, *,
-                         replaces: bool = False, account_id: str = ACCOUNT) -> int:
+                         exempt: bool = False, account_id: str = ACCOUNT) -> int:
     allowed = 0
     for _ in range(n):
         try:
             charge = await limits.new_order(make_account(account_id), grant, NAMES,
-                                            replaces=replaces)
+                                            exempt=exempt)
             await limits.spend(charge)  # as create_order spends it
         except AcmeProblem as problem:
             assert problem.type is ProblemType.RATE_LIMITED
@@ -73,8 +73,8 @@ async def test_an_order_that_replaces_a_certificate_is_exempt_from_certificates_
     await with_accounts(store)
     assert await limits.spend(limits.issuance(UNRESTRICTED, NAMES)) is not None
     assert await orders_allowed(limits, UNRESTRICTED, 1) == 0
-    assert await orders_allowed(limits, UNRESTRICTED, 2, replaces=True) == 2
-    assert limits.issuance(UNRESTRICTED, NAMES[::-1], replaces=True) is None
+    assert await orders_allowed(limits, UNRESTRICTED, 2, exempt=True) == 2
+    assert limits.issuance(UNRESTRICTED, NAMES[::-1], exempt=True) is None
     with pytest.raises(AcmeProblem):  # the same set, not a renewal: empty still
         await limits.spend(limits.issuance(UNRESTRICTED, NAMES[::-1]))
     clock.advance(HOUR)

@@ -278,6 +278,20 @@ async def test_try_later_until_this_process_has_the_responder(setup: Setup,
     assert answered.certificate_status is ocsp.OCSPCertStatus.GOOD
 
 
+async def test_this_update_is_backdated_by_the_configured_policy_backdate(
+        setup: Setup) -> None:
+    """RFC 6960 4.2.2.1 thisUpdate: backdated by [policy] backdate (the one backdate of
+    the CA, relying parties' clocks lag), not a fixed minute."""
+    responder = OcspResponder(setup.store, setup.certificates, setup.clock, LIFETIME,
+                              backdate=timedelta(minutes=7))
+    leaf = await setup.leaf()
+    der = ocsp.OCSPRequestBuilder().add_certificate(
+        leaf, setup.issuer.certificate, hashes.SHA256()).build().public_bytes(Encoding.DER)
+    answered = ocsp.load_der_ocsp_response((await responder.answer(der)).der)
+    assert answered.this_update_utc == (setup.clock.now().replace(microsecond=0)
+                                        - timedelta(minutes=7))
+
+
 async def test_the_responder_is_reused_then_renewed_with_a_third_of_its_life_left(
         setup: Setup) -> None:
     """Reused on restart while fresh; renewed by worker 0 once a third of its life is

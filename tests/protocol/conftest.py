@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from acme_ca.cli.serve import IssuerHolder
+from acme_ca.cli.serve import IssuerHolder, checked_reload
 from acme_ca.cli.wiring import SUPERVISOR, build_app
 from acme_ca.clock import FakeClock
 from acme_ca.config import Config, load_config
@@ -57,13 +57,17 @@ class AcmeServer:
     store: Store
     clock: FakeClock
     validator: ServedValidator
-    issuers: IssuerHolder  # what serve holds: reload() after `acme-ca intermediate renew`
+    issuers: IssuerHolder  # what serve holds; reload(): SIGHUP after `intermediate renew`
     app: Any
     config: Config
 
     @property
     def issuer(self) -> Any:
         return self.issuers.current
+
+    async def reload(self) -> bool:
+        """What SIGHUP does (``checked_reload``); whether the intermediate changed."""
+        return await checked_reload(self.issuers, self.store, self.clock.now())
 
     def client(self, **kwargs: Any) -> AcmeTestClient:
         return AcmeTestClient(self.http, **kwargs)
@@ -88,7 +92,7 @@ def server_factory(tmp_path: Path, make_hierarchy: Callable[..., Any], aiohttp_c
             intermediate_key=hierarchy.paths.intermediate_key, chain=hierarchy.paths.chain,
             root_cert=hierarchy.paths.root_cert))
         clock = FakeClock(datetime.now(UTC))
-        issuers = IssuerHolder(config)
+        issuers = IssuerHolder(config, clock)
         store = await open_store(config.storage.url, clock=clock)
         validator = ServedValidator()
         app = build_app(config, store, issuers, clock,

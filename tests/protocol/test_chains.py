@@ -62,7 +62,7 @@ async def test_an_old_certificate_keeps_its_chain_after_the_intermediate_is_rene
     client = await registered(server)
     old_order, before = await issue(server, client, NAME)
     renew_intermediate(tmp_path / "pki", tmp_path)
-    assert server.issuers.reload()
+    assert await server.reload()
     new_intermediate = server.issuer.certificate
     assert new_intermediate != hierarchy.intermediate
 
@@ -94,7 +94,7 @@ async def test_a_certificate_whose_intermediate_is_unknown_is_not_served_a_wrong
     renew_intermediate(tmp_path / "pki", tmp_path)
     for archived in (tmp_path / "pki" / "ca" / "archive").glob("*.crt"):
         archived.unlink()
-    assert server.issuers.reload()
+    assert await server.reload()
     response = await client.post(order["certificate"])
     assert response.status == 500, response.body
     assert response.json()["type"] == "urn:ietf:params:acme:error:serverInternal"

@@ -46,7 +46,7 @@ async def test_finalize_after_a_narrower_intermediate_is_refused(
     reissue_intermediate(hierarchy.paths, x509.NameConstraints(
         permitted_subtrees=[x509.DNSName("bluerobin.local")],
         excluded_subtrees=[x509.DNSName(NAME)]))
-    assert server.issuers.reload()
+    assert await server.reload()
     await assert_refused_and_invalid(client, order, order_url, "name constraints")
     await server.store.close()
 

@@ -174,5 +174,5 @@ async def test_a_wildcard_over_an_excluded_subtree_is_rejected(
     reissue_intermediate(hierarchy.paths, x509.NameConstraints(
         permitted_subtrees=[x509.DNSName("bluerobin.local")],
         excluded_subtrees=[x509.DNSName("secret.bluerobin.local")]))
-    assert server.issuers.reload()
+    assert await server.reload()
     await assert_only_the_covering_wildcard_refused(server, "name constraints")

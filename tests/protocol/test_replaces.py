@@ -196,6 +196,7 @@ async def test_revoking_a_certificate_does_not_exempt_its_replacement(
     await revoke(client, latest)
     charged(await client.new_order(OTHER, replaces=cert_id(latest)))
 
+
 async def test_an_expired_certificates_replacement_is_not_exempt(server_factory) -> None:
     """RFC 9773 4.2, 5: a certificate past its notAfter is no renewal ARI asked for (its
     window is in the past): replacing it is charged to certificates_per_names."""
