@@ -29,7 +29,12 @@ from acme_ca.cli import certs_view as view
 from acme_ca.cli.store_session import with_store
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config, parse_duration
-from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_from_text
+from acme_ca.domain.models import (
+    CertificateRecord,
+    CertificateStatus,
+    serial_from_text,
+    serial_hex,
+)
 from acme_ca.errors import ConfigError, Conflict, NotFound
 from acme_ca.pki import files
 from acme_ca.pki.publication import Publication
@@ -127,7 +132,29 @@ def run_revoke(config: Config, args: argparse.Namespace) -> int:
     crl = Publication(config.revocation.base_url).crl_url(record.issuer)
     print(f"Revoked the certificate {record.serial} ({', '.join(record.names)}), reason "
           f"{reason_name(reason)}. The running server rebuilds the CRL within seconds: {crl}")
+    own = own_certificate(config, record.serial)
+    if own is not None:
+        print(f"It is the server's own {own}: the running server replaces it with a new "
+              "one within a minute (or at its next start).")
     return 0
+
+
+def own_certificate(config: Config, serial: str) -> str | None:
+    """What the certificate ``serial`` is to the server, if it is one of its own files:
+    its TLS certificate (data_dir/tls/server.crt) or an OCSP responder's (data_dir/ocsp/
+    *.crt), which it replaces once revoked (``server_tls``, ``ocsp_responders``)."""
+    data = config.server.data_dir
+    own = [(data / "tls" / "server.crt", "TLS certificate")]
+    own += [(path, f"OCSP responder certificate ({path})")
+            for path in sorted((data / "ocsp").glob("*.crt"))]
+    for path, what in own:
+        try:
+            certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if serial_hex(certificate.serial_number) == serial:
+            return what
+    return None
 
 
 def run_list(config: Config, args: argparse.Namespace) -> int:

@@ -157,6 +157,25 @@ def test_the_operator_revokes_a_sign_csr_certificate(run: Run, ca: Path,
     assert record_of(ca, serial).revocation_reason == 1  # the first reason stands
 
 
+@pytest.mark.parametrize(("place", "said"), [
+    ("tls/server.crt", "server's own TLS certificate"),
+    ("ocsp/0123456789abcdef.crt", "server's own OCSP responder certificate")])
+def test_revoking_the_servers_own_certificate_says_the_server_replaces_it(
+        run: Run, sqlite_ca: Path, make_csr: CsrMaker, place: str, said: str) -> None:
+    """RFC 5280 5: the server stops presenting a certificate of its own once revoked
+    (authority/server_tls.py, ocsp_responders.py); `revoke` tells the operator so."""
+    other = sign_csr(run, sqlite_ca, make_csr, "other.bluerobin.local")
+    serial = sign_csr(run, sqlite_ca, make_csr, "ca.bluerobin.local")
+    pem = files.pem(x509.load_der_x509_certificate(record_of(sqlite_ca, serial).der or b""))
+    path = load_config(sqlite_ca).server.data_dir / place
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pem)
+    code, out, _ = run("--config", sqlite_ca, "certs", "revoke", other)
+    assert code == 0 and "server's own" not in out
+    code, out, _ = run("--config", sqlite_ca, "certs", "revoke", serial)
+    assert code == 0 and said in out and "running server replaces it" in out
+
+
 def test_the_operator_revokes_an_acme_certificate_by_default_unspecified(
         run: Run, ca: Path) -> None:
     record = acme_certificate(ca)
