@@ -90,7 +90,10 @@ def add_parser(commands: Any) -> None:
                        help="hex, as `certs list` or `openssl x509 -serial` prints it")
     early.add_argument("--issued-before", default=None, metavar="DATE",
                        help="every unexpired certificate issued before DATE: RFC 3339, "
-                       "2026-12-01 (midnight UTC) or 2026-12-01T12:00:00Z")
+                       "2026-12-01 (midnight UTC) or 2026-12-01T12:00:00Z; not in the "
+                       "future")
+    early.add_argument("--dry-run", action="store_true",
+                       help="with --issued-before: only say how many would be marked")
     early.set_defaults(run=run_renew_early)
 
 
@@ -267,16 +270,12 @@ async def _replacement(store: Store, order_id: str | None) -> str | None:
 def run_renew_early(config: Config, args: argparse.Namespace) -> int:
     if (args.serial is None) == (args.issued_before is None):
         raise ConfigError("renew-early: give either a SERIAL or --issued-before DATE")
+    if args.dry_run and args.issued_before is None:
+        raise ConfigError("renew-early: --dry-run goes with --issued-before DATE")
     now = SystemClock().now()
-    after = ("ACME clients that read renewal information (ARI) renew them at their next "
-             "check.")
     if args.issued_before is not None:
-        before = parse_moment(args.issued_before)
-        count = with_store(config, lambda store: store.mark_renew_early_issued_before(
-            before, now, unexpired_at=now))
-        print(f"Marked {count} unexpired certificate{'s' if count != 1 else ''} issued "
-              f"before {before:%Y-%m-%d %H:%M:%S} UTC for early renewal. {after}")
-        return 0
+        return _renew_issued_before(config, parse_moment(args.issued_before), now,
+                                    dry_run=args.dry_run)
     serial = parse_serial(args.serial)
 
     async def mark(store: Store) -> CertificateRecord:
@@ -291,8 +290,59 @@ def run_renew_early(config: Config, args: argparse.Namespace) -> int:
     record = with_store(config, mark)
     if record.renew_early_at is not None and record.renew_early_at < now:
         print(f"The certificate {serial} was already marked for early renewal "
-              f"({view.when(record.renew_early_at)}): 0 marked. {after}")
+              f"({view.when(record.renew_early_at)}): 0 marked. {AFTER_MARKING}")
     else:
         print(f"Marked 1 certificate ({serial}: {', '.join(record.names)}) for early "
-              f"renewal. {after}")
+              f"renewal. {AFTER_MARKING}")
     return 0
+
+
+AFTER_MARKING = ("ACME clients that read renewal information (ARI) renew them at their "
+                 "next check.")
+
+
+def _renew_issued_before(config: Config, before: datetime, now: datetime, *,
+                         dry_run: bool) -> int:
+    """`renew-early --issued-before`: mark (or, dry, count) every signed certificate
+    created before ``before`` and unexpired now; a moment after now is refused (it
+    would mark every certificate, the newest too)."""
+    if before > now:
+        raise ConfigError(f"--issued-before: {before:%Y-%m-%d %H:%M:%S} UTC is in the "
+                          "future; give a moment in the past")
+
+    async def act(store: Store) -> tuple[int, int]:
+        unmarked, marked = await _issued_before(store, before, now)
+        if dry_run:
+            return unmarked, marked
+        return await store.mark_renew_early_issued_before(before, now, unexpired_at=now), \
+            marked
+
+    count, already = with_store(config, act)
+    plural = "s" if count != 1 else ""
+    which = f"unexpired certificate{plural} issued before {before:%Y-%m-%d %H:%M:%S} UTC"
+    if dry_run:
+        print(f"Would mark {count} {which} for early renewal ({already} already marked). "
+              "Nothing was changed (--dry-run).")
+    elif count == 0:
+        print(f"No unexpired certificate issued before {before:%Y-%m-%d %H:%M:%S} UTC is "
+              f"left to mark: {already} already marked for early renewal.")
+    else:
+        print(f"Marked {count} {which} for early renewal. {AFTER_MARKING}")
+    return 0
+
+
+async def _issued_before(store: Store, before: datetime, now: datetime) -> tuple[int, int]:
+    """How many signed certificates (issued or revoked) created before ``before`` and
+    unexpired at ``now`` are (not yet, already) marked for early renewal: what
+    ``mark_renew_early_issued_before`` would mark, what it would leave."""
+    unmarked = marked = 0
+    async for record in _pages(store, None, now, None, None):
+        if record.created_at >= before:  # oldest first: none later is either
+            break
+        if record.status is CertificateStatus.RESERVED or record.not_after <= now:
+            continue
+        if record.renew_early_at is None:
+            unmarked += 1
+        else:
+            marked += 1
+    return unmarked, marked

@@ -391,7 +391,27 @@ def test_renew_early_issued_before_marks_the_older_ones(run: Run, ca: Path,
     assert record_of(ca, newer).renew_early_at is None
     code, out, _ = run("--config", ca, "certs", "renew-early", "--issued-before",
                        cut.date().isoformat())  # midnight: none issued before
-    assert code == 0 and "Marked 0 unexpired certificates" in out
+    assert code == 0 and "left to mark: 0 already marked" in out and "Marked" not in out
+
+
+def test_renew_early_issued_before_dry_run_counts_and_a_rerun_says_already_marked(
+        run: Run, sqlite_ca: Path, make_csr: CsrMaker) -> None:
+    """RFC 9773 4.2: a mark moves the suggested window into the past for good; the
+    operator sees how many a criterion takes before marking, and a second run says
+    they are marked already (not "Marked 0")."""
+    serials = [sign_csr(run, sqlite_ca, make_csr, f"h{n}.bluerobin.local") for n in range(3)]
+    cut = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    args = ("--config", sqlite_ca, "certs", "renew-early", "--issued-before", cut)
+    code, out, err = run(*args, "--dry-run")
+    assert code == 0, err
+    assert "Would mark 3 unexpired certificates" in out and "(0 already marked)" in out
+    assert all(record_of(sqlite_ca, s).renew_early_at is None for s in serials)
+    code, out, _ = run(*args)
+    assert code == 0 and "Marked 3 unexpired certificates" in out
+    code, out, _ = run(*args)
+    assert code == 0 and "left to mark: 3 already marked" in out and "Marked 0" not in out
+    code, out, _ = run(*args, "--dry-run")
+    assert "Would mark 0 unexpired certificates" in out and "(3 already marked)" in out
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
@@ -403,6 +423,8 @@ def test_renew_early_issued_before_marks_the_older_ones(run: Run, ca: Path,
     (["--issued-before", "20261201"], "is not an RFC 3339"),
     (["beef"], "no certificate has the serial beef"),
     (["0xq"], "is not a serial number"),
+    (["--issued-before", "2999-01-01"], "2999-01-01 00:00:00 UTC is in the future"),
+    (["beef", "--dry-run"], "--dry-run goes with --issued-before"),
 ])
 def test_renew_early_refuses(run: Run, sqlite_ca: Path, args: list[str], fragment: str) -> None:
     code, out, err = run("--config", sqlite_ca, "certs", "renew-early", *args)
