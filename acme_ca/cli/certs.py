@@ -41,6 +41,7 @@ from acme_ca.pki.publication import Publication
 from acme_ca.store.base import Store
 
 PAGE = 500  # records read per query; `list` pages through the store's keyset
+LONGEST_WINDOW = timedelta(days=36_500)  # --expiring-within: 100 years covers any root
 
 
 def add_parser(commands: Any) -> None:
@@ -113,7 +114,8 @@ def parse_reason(name: str) -> int:
     return code
 
 
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?")
+_RFC3339 = re.compile(  # ASCII digits only (RFC 3339 5.6), not any Unicode \d
+    r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?", re.ASCII)
 
 
 def parse_moment(text: str) -> datetime:
@@ -125,7 +127,10 @@ def parse_moment(text: str) -> datetime:
     except ValueError:
         raise ConfigError(f"--issued-before: {text!r} is not an RFC 3339 date or date-time "
                           "(2026-12-01, 2026-12-01T12:00:00Z)") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:  # its offset moves it past year 9999 or before year 1
+        raise ConfigError(f"--issued-before: {text!r} is out of range in UTC") from None
 
 
 def run_revoke(config: Config, args: argparse.Namespace) -> int:
@@ -169,6 +174,9 @@ def run_list(config: Config, args: argparse.Namespace) -> int:
             window = parse_duration(args.expiring_within)
         except ValueError as exc:
             raise ConfigError(f"--expiring-within: {exc}") from None
+        if window > LONGEST_WINDOW:  # now + window must stay a date
+            raise ConfigError(f"--expiring-within: {args.expiring_within!r} is longer than "
+                              f"{LONGEST_WINDOW.days}d")
     now = SystemClock().now()
     status = CertificateStatus.REVOKED if args.revoked else None
 

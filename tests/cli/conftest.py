@@ -74,3 +74,10 @@ def run(capsys: pytest.CaptureFixture[str]) -> Run:
         return code, out, err
 
     return invoke
+
+
+@pytest.fixture
+def sqlite_ca(run: Run, tmp_path: Path) -> Path:
+    """A CA made by `init` under POLICY, its SQLite database created: the configuration
+    file."""
+    return init_ca(run, tmp_path, POLICY)

@@ -51,11 +51,6 @@ def ca(request: pytest.FixtureRequest, run: Run, tmp_path: Path) -> Path:
     return init_ca(run, tmp_path, POLICY + storage)
 
 
-@pytest.fixture
-def sqlite_ca(run: Run, tmp_path: Path) -> Path:
-    return init_ca(run, tmp_path, POLICY)
-
-
 def sign_csr(run: Run, config: Path, make_csr: CsrMaker, *names: str) -> str:
     """A certificate issued by `acme-ca sign-csr` (no account): its serial, as
     `openssl x509 -serial` prints it (upper case)."""

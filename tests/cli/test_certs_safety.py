@@ -24,3 +24,20 @@ def test_a_missing_sqlite_database_is_refused_and_not_created(
     assert_one_line_error(code, err, f"no database at {typo / 'acme-ca.db'}; is "
                          "--data-dir/--config right?")
     assert out == "" and not typo.exists()
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["renew-early", "--issued-before", "9999-12-31T23:59:59-23:59"], "out of range in UTC"),
+    (["renew-early", "--issued-before", "0001-01-01T00:00:00+23:59"], "out of range in UTC"),
+    (["renew-early", "--issued-before", "\uff12\uff10\uff12\uff16-12-01"], "is not an RFC 3339"),
+    (["renew-early", "--issued-before", "2026-12-0\u0661"], "is not an RFC 3339"),
+    (["list", "--expiring-within", "3000000d"], "'3000000d' is longer than 36500d"),
+    (["list", "--expiring-within", "99999999999999d"], "too long a duration"),
+])
+def test_dates_and_durations_out_of_range_are_one_line(
+        run: Run, sqlite_ca: Path, args: list[str], fragment: str) -> None:
+    """RFC 3339 5.6: digits are ASCII; a moment its offset moves past year 9999 (or
+    before year 1), a window past the last date, is a mistake, not an internal error."""
+    code, out, err = run("--config", sqlite_ca, "certs", *args)
+    assert_one_line_error(code, err, fragment)
+    assert out == ""
