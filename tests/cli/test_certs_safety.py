@@ -5,10 +5,15 @@ is one line and a non-zero exit, or output that stays readable and exact."""
 
 from __future__ import annotations
 
+import io
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from acme_ca.cli import certs_view
+from acme_ca.domain.models import CertificateRecord, CertificateStatus
 from tests.cli.conftest import Run, assert_one_line_error
 
 
@@ -41,3 +46,61 @@ def test_dates_and_durations_out_of_range_are_one_line(
     code, out, err = run("--config", sqlite_ca, "certs", *args)
     assert_one_line_error(code, err, fragment)
     assert out == ""
+
+
+def _record(*names: str, serial: str = "7f" + "ab" * 15) -> CertificateRecord:
+    now = datetime.now(UTC)
+    return CertificateRecord(serial=serial, issuer="00" * 32, names=names, profile="server",
+                             not_before=now, not_after=now + timedelta(days=7),
+                             created_at=now, status=CertificateStatus.REVOKED,
+                             account_id="Xy3kLm9PqR2sT7uVw1zA0b")
+
+
+def _table(monkeypatch: pytest.MonkeyPatch, records: list[CertificateRecord],
+           width: int = 80) -> str:
+    """What `certs list` prints on a terminal ``width`` columns wide."""
+    out = io.StringIO()
+    monkeypatch.setattr(certs_view, "console", lambda: Console(
+        file=out, width=width, force_terminal=True, color_system=None, highlight=False))
+    certs_view.print_table(records, datetime.now(UTC))
+    return out.getvalue()
+
+
+HOSTILE = "\x1b]0;PWNED\x07\x1b[2J\x9b31mx.bluerobin.local"
+
+
+def test_stored_names_are_text_not_markup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name holding rich markup ("[/]" crashed the listing) is printed as it is."""
+    shown = _table(monkeypatch, [_record("[/]"), _record("[bold]x.bluerobin.local")], 200)
+    assert "[/]" in shown and "[bold]x.bluerobin.local" in shown
+
+
+def test_control_characters_reach_no_terminal(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """ESC, BEL and C1 CSI from a stored name or a subject are shown as \\xNN, in the
+    table and in `certs show`, so they cannot retitle, clear or recolour the terminal."""
+    shown = _table(monkeypatch, [_record(HOSTILE)], 200)
+    assert "\\x1b]0;PWNED\\x07\\x1b[2J\\x9b31mx.bluerobin.local" in shown
+    certs_view.print_fields({"names": [HOSTILE], "subject": f"CN={HOSTILE}"})
+    printed = capsys.readouterr().out
+    assert not any(c in printed for c in "\x1b\x07\x9b")
+    assert "CN=\\x1b]0;PWNED" in printed
+
+
+@pytest.mark.parametrize("serial", ["7f" + "ab" * 15, "7f" + "ab" * 19])
+def test_at_80_columns_serial_and_status_are_whole_and_names_wrap(
+        monkeypatch: pytest.MonkeyPatch, serial: str) -> None:
+    """A serial copied from the table must find its certificate: never cut, never
+    wrapped; STATUS whole; every column kept, NAMES wrapped (to 128 bits: 32 hex
+    digits, as random_serial makes them; and to RFC 5280's 20 octets)."""
+    names = ("www.bluerobin.local", "api.bluerobin.local", "mail.bluerobin.local")
+    shown = _table(monkeypatch, [_record(*names, serial=serial)])
+    lines = shown.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    for column in ("SERIAL", "STATUS"):
+        assert any(column in line for line in lines), shown
+    first = next(n for n, line in enumerate(lines) if serial in line)
+    assert "revoked" in lines[first], shown
+    start, end = lines[first].index("www"), lines[first].index("serv")  # the NAMES column
+    column = "".join(line[start:end].strip() for line in lines[first:])
+    assert column == ",".join(names)  # wrapped, not dropped
