@@ -6,6 +6,9 @@ is one line and a non-zero exit, or output that stays readable and exact."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -104,3 +107,17 @@ def test_at_80_columns_serial_and_status_are_whole_and_names_wrap(
     start, end = lines[first].index("www"), lines[first].index("serv")  # the NAMES column
     column = "".join(line[start:end].strip() for line in lines[first:])
     assert column == ",".join(names)  # wrapped, not dropped
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(sqlite_ca: Path) -> None:
+    """`acme-ca certs list | head`: no "internal error", no traceback at exit; 141, as a
+    shell reports a command SIGPIPE ended."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write
+    try:
+        done = subprocess.run([sys.executable, "-m", "acme_ca", "--config", sqlite_ca,
+                               "certs", "list"], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60, check=False, cwd=sqlite_ca.parent)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
