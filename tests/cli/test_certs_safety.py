@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 
 from acme_ca.cli import certs_view
-from acme_ca.domain.models import CertificateRecord, CertificateStatus
+from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_from_text
 from tests.cli.conftest import Run, assert_one_line_error
 
 
@@ -121,3 +121,20 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(sqlite_ca: Path)
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_a_serial_of_20_octets_is_read_and_a_longer_one_refused_shortly(
+        run: Run, sqlite_ca: Path) -> None:
+    """RFC 5280 4.1.2.2: a serial number is at most 20 octets (40 hex digits; leading
+    zeros, as openssl prints them, are not significant). A longer one is refused and
+    the message does not repeat the whole of what was pasted."""
+    longest = "7f" + "ab" * 19
+    assert serial_from_text("00:" + ":".join(longest[i:i + 2] for i in range(0, 40, 2))) \
+        == longest
+    pasted = "1" + "ab" * 5000
+    code, _, err = run("--config", sqlite_ca, "certs", "show", pasted)
+    assert_one_line_error(code, err, "has 10001 hex digits; a serial number has at most 40")
+    assert len(err) < 300
+    code, _, err = run("--config", sqlite_ca, "certs", "revoke", "zz" * 5000)
+    assert_one_line_error(code, err, "(10000 characters) is not a serial number")
+    assert len(err) < 300
