@@ -232,10 +232,9 @@ def run_show(config: Config, args: argparse.Namespace) -> int:
         return 0
     fields = view.record_json(record, now)
     fields["replaced_by_certificate"] = replacement
-    if record.der is not None:
-        certificate = x509.load_der_x509_certificate(record.der)
-        fields.update(view.certificate_json(certificate))
-        fields.update(_renewal_info(record, certificate))
+    certificate = None if record.der is None else x509.load_der_x509_certificate(record.der)
+    fields.update(view.certificate_json(certificate))  # null for a reserved serial
+    fields.update(_renewal_info(record, certificate))
     if args.json:
         sys.stdout.write(json.dumps(fields, indent=2) + "\n")
     else:
@@ -243,19 +242,23 @@ def run_show(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _renewal_info(record: CertificateRecord, certificate: x509.Certificate
+def _renewal_info(record: CertificateRecord, certificate: x509.Certificate | None
                   ) -> dict[str, Any]:
     """What `certs show` tells of the certificate's renewal information (RFC 9773): its
     CertID (4.1, the renewalInfo URL's last part and an order's "replaces"), the window
-    the server suggests now (4.2: in the past once marked or revoked), the mark."""
+    the server suggests now (4.2: in the past once marked or revoked), the mark; the
+    same keys, null, for a serial reserved and never signed."""
+    mark = {"renew_early": record.renew_early_at is not None}
+    if certificate is None:
+        return {"ari_cert_id": None, "renewal_window_start": None,
+                "renewal_window_end": None, **mark}
     try:
         cert_id: str | None = cert_id_of(certificate)
     except ValueError:  # no AKI keyIdentifier: not one this CA signs today
         cert_id = None
     window = suggested_window(record)
     return {"ari_cert_id": cert_id, "renewal_window_start": view.iso(window.start),
-            "renewal_window_end": view.iso(window.end),
-            "renew_early": record.renew_early_at is not None}
+            "renewal_window_end": view.iso(window.end), **mark}
 
 
 async def _certificate(store: Store, serial: str) -> CertificateRecord:

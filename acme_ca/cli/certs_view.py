@@ -66,8 +66,11 @@ def record_json(record: CertificateRecord, now: datetime) -> dict[str, Any]:
     }
 
 
-def certificate_json(certificate: x509.Certificate) -> dict[str, Any]:
-    """What the signed certificate itself says."""
+def certificate_json(certificate: x509.Certificate | None) -> dict[str, Any]:
+    """What the signed certificate itself says; the same keys, null, for none (a serial
+    reserved and never signed)."""
+    if certificate is None:
+        return dict.fromkeys(("subject", "issuer", "subject_alternative_names", "key_type"))
     try:
         sans = certificate.extensions.get_extension_for_class(
             x509.SubjectAlternativeName).value

@@ -338,11 +338,18 @@ def test_show_prints_the_record_and_what_the_certificate_says(run: Run, ca: Path
 
 
 def test_show_a_reserved_serial_and_refusals(run: Run, sqlite_ca: Path) -> None:
+    """`show --json` has the same keys for every record (a script reads one shape):
+    null for what only a signed certificate has."""
     reserved = acme_certificate(sqlite_ca, sign=False)
+    signed = acme_certificate(sqlite_ca, "signed.bluerobin.local")
     code, out, _ = run("--config", sqlite_ca, "certs", "show", reserved.serial, "--json")
     assert code == 0
     shown = json.loads(out)
-    assert shown["state"] == "reserved" and "subject" not in shown
+    _, out, _ = run("--config", sqlite_ca, "certs", "show", signed.serial, "--json")
+    assert list(shown) == list(json.loads(out))
+    assert shown["state"] == "reserved" and shown["subject"] is None
+    assert shown["ari_cert_id"] is None and shown["renewal_window_start"] is None
+    assert shown["subject_alternative_names"] is None and shown["renew_early"] is False
     code, _, err = run("--config", sqlite_ca, "certs", "show", reserved.serial, "--pem")
     assert_one_line_error(code, err, "reserved but never signed")
     code, _, err = run("--config", sqlite_ca, "certs", "show", "abc123")
