@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -26,22 +23,21 @@ from cryptography import x509
 from acme_ca.authority.renewal_info import cert_id_of, suggested_window
 from acme_ca.authority.revocation import OPERATOR_REASONS, RevocationService, reason_name
 from acme_ca.cli import certs_view as view
-from acme_ca.cli.store_session import with_store
+from acme_ca.cli.audit import audit
+from acme_ca.cli.certs_args import parse_reason, parse_serial, parse_window
+from acme_ca.cli.certs_renew import run_renew_early
+from acme_ca.cli.store_session import pages, with_store
 from acme_ca.clock import SystemClock
-from acme_ca.config import Config, parse_duration
+from acme_ca.config import Config
 from acme_ca.domain.models import (
     CertificateRecord,
     CertificateStatus,
-    serial_from_text,
     serial_hex,
 )
-from acme_ca.errors import ConfigError, Conflict, NotFound
+from acme_ca.errors import ConfigError, NotFound
 from acme_ca.pki import files
 from acme_ca.pki.publication import Publication
 from acme_ca.store.base import Store
-
-PAGE = 500  # records read per query; `list` pages through the store's keyset
-LONGEST_WINDOW = timedelta(days=36_500)  # --expiring-within: 100 years covers any root
 
 
 def add_parser(commands: Any) -> None:
@@ -98,45 +94,12 @@ def add_parser(commands: Any) -> None:
     early.set_defaults(run=run_renew_early)
 
 
-def parse_serial(text: str) -> str:
-    try:
-        return serial_from_text(text)
-    except ValueError as exc:
-        raise ConfigError(f"serial: {exc}") from None
-
-
-def parse_reason(name: str) -> int:
-    by_lower = {known.lower(): code for known, code in OPERATOR_REASONS.items()}
-    code = by_lower.get(name.lower())
-    if code is None:
-        raise ConfigError(f"--reason: {name!r} is not a revocation reason an operator may "
-                          f"give (allowed: {', '.join(OPERATOR_REASONS)})")
-    return code
-
-
-_RFC3339 = re.compile(  # ASCII digits only (RFC 3339 5.6), not any Unicode \d
-    r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?", re.ASCII)
-
-
-def parse_moment(text: str) -> datetime:
-    """An RFC 3339 date (midnight UTC) or date-time (with its offset), in UTC."""
-    try:
-        if not _RFC3339.fullmatch(text):
-            raise ValueError
-        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"--issued-before: {text!r} is not an RFC 3339 date or date-time "
-                          "(2026-12-01, 2026-12-01T12:00:00Z)") from None
-    try:
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-    except OverflowError:  # its offset moves it past year 9999 or before year 1
-        raise ConfigError(f"--issued-before: {text!r} is out of range in UTC") from None
-
-
 def run_revoke(config: Config, args: argparse.Namespace) -> int:
     serial, reason = parse_serial(args.serial), parse_reason(args.reason)
     record = with_store(config, lambda store: RevocationService(store, SystemClock())
                         .revoke_by_operator(serial, reason))
+    audit(config, f"revoked the certificate {record.serial} "
+          f"({view.printable(', '.join(record.names))}), reason {reason_name(reason)}")
     crl = Publication(config.revocation.base_url).crl_url(record.issuer)
     print(f"Revoked the certificate {record.serial} ({', '.join(record.names)}), reason "
           f"{reason_name(reason)}. The running server rebuilds the CRL within seconds: {crl}")
@@ -168,20 +131,23 @@ def own_certificate(config: Config, serial: str) -> str | None:
 def run_list(config: Config, args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit: {args.limit} is not a positive number")
-    window: timedelta | None = None
-    if args.expiring_within is not None:
-        try:
-            window = parse_duration(args.expiring_within)
-        except ValueError as exc:
-            raise ConfigError(f"--expiring-within: {exc}") from None
-        if window > LONGEST_WINDOW:  # now + window must stay a date
-            raise ConfigError(f"--expiring-within: {args.expiring_within!r} is longer than "
-                              f"{LONGEST_WINDOW.days}d")
+    window = (None if args.expiring_within is None
+              else parse_window("--expiring-within", args.expiring_within))
     now = SystemClock().now()
     status = CertificateStatus.REVOKED if args.revoked else None
 
     async def read(store: Store) -> list[CertificateRecord]:
-        return [r async for r in _pages(store, status, now, window, args.limit)]
+        """Every record asked for; with ``window``, signed ones only whose notAfter is
+        in (now, now+window]."""
+        expiring = None if window is None else (now, now + window)
+        found: list[CertificateRecord] = []
+        async for record in pages(store, status=status, expiring=expiring):
+            if expiring is not None and record.status is CertificateStatus.RESERVED:
+                continue
+            found.append(record)
+            if len(found) == args.limit:
+                break
+        return found
 
     records = with_store(config, read)
     if args.json:
@@ -190,29 +156,6 @@ def run_list(config: Config, args: argparse.Namespace) -> int:
     else:
         view.print_table(records, now)
     return 0
-
-
-async def _pages(store: Store, status: CertificateStatus | None, now: datetime,
-                 window: timedelta | None, limit: int | None
-                 ) -> AsyncIterator[CertificateRecord]:
-    """Every record asked for, page by page (keyset: the last serial of one page starts
-    the next); with ``window``, signed ones only whose notAfter is in (now, now+window]."""
-    filters: dict[str, Any] = {} if window is None else {"expiring": (now, now + window)}
-    after: str | None = None
-    count = 0
-    while True:
-        page = await store.list_certificates(status=status, limit=PAGE, after_serial=after,
-                                             **filters)
-        for record in page:
-            if window is not None and record.status is CertificateStatus.RESERVED:
-                continue
-            yield record
-            count += 1
-            if count == limit:
-                return
-        if len(page) < PAGE:
-            return
-        after = page[-1].serial
 
 
 def run_show(config: Config, args: argparse.Namespace) -> int:
@@ -278,82 +221,3 @@ async def _replacement(store: Store, order_id: str | None) -> str | None:
         return None
 
 
-def run_renew_early(config: Config, args: argparse.Namespace) -> int:
-    if (args.serial is None) == (args.issued_before is None):
-        raise ConfigError("renew-early: give either a SERIAL or --issued-before DATE")
-    if args.dry_run and args.issued_before is None:
-        raise ConfigError("renew-early: --dry-run goes with --issued-before DATE")
-    now = SystemClock().now()
-    if args.issued_before is not None:
-        return _renew_issued_before(config, parse_moment(args.issued_before), now,
-                                    dry_run=args.dry_run)
-    serial = parse_serial(args.serial)
-
-    async def mark(store: Store) -> CertificateRecord:
-        try:
-            return await store.mark_renew_early(serial, now)
-        except NotFound:
-            raise NotFound(f"no certificate has the serial {serial}") from None
-        except Conflict:
-            raise Conflict(f"the serial {serial} was reserved but never signed: there is "
-                           "no certificate to renew") from None
-
-    record = with_store(config, mark)
-    if record.renew_early_at is not None and record.renew_early_at < now:
-        print(f"The certificate {serial} was already marked for early renewal "
-              f"({view.when(record.renew_early_at)}): 0 marked. {AFTER_MARKING}")
-    else:
-        print(f"Marked 1 certificate ({serial}: {', '.join(record.names)}) for early "
-              f"renewal. {AFTER_MARKING}")
-    return 0
-
-
-AFTER_MARKING = ("ACME clients that read renewal information (ARI) renew them at their "
-                 "next check.")
-
-
-def _renew_issued_before(config: Config, before: datetime, now: datetime, *,
-                         dry_run: bool) -> int:
-    """`renew-early --issued-before`: mark (or, dry, count) every signed certificate
-    created before ``before`` and unexpired now; a moment after now is refused (it
-    would mark every certificate, the newest too)."""
-    if before > now:
-        raise ConfigError(f"--issued-before: {before:%Y-%m-%d %H:%M:%S} UTC is in the "
-                          "future; give a moment in the past")
-
-    async def act(store: Store) -> tuple[int, int]:
-        unmarked, marked = await _issued_before(store, before, now)
-        if dry_run:
-            return unmarked, marked
-        return await store.mark_renew_early_issued_before(before, now, unexpired_at=now), \
-            marked
-
-    count, already = with_store(config, act)
-    plural = "s" if count != 1 else ""
-    which = f"unexpired certificate{plural} issued before {before:%Y-%m-%d %H:%M:%S} UTC"
-    if dry_run:
-        print(f"Would mark {count} {which} for early renewal ({already} already marked). "
-              "Nothing was changed (--dry-run).")
-    elif count == 0:
-        print(f"No unexpired certificate issued before {before:%Y-%m-%d %H:%M:%S} UTC is "
-              f"left to mark: {already} already marked for early renewal.")
-    else:
-        print(f"Marked {count} {which} for early renewal. {AFTER_MARKING}")
-    return 0
-
-
-async def _issued_before(store: Store, before: datetime, now: datetime) -> tuple[int, int]:
-    """How many signed certificates (issued or revoked) created before ``before`` and
-    unexpired at ``now`` are (not yet, already) marked for early renewal: what
-    ``mark_renew_early_issued_before`` would mark, what it would leave."""
-    unmarked = marked = 0
-    async for record in _pages(store, None, now, None, None):
-        if record.created_at >= before:  # oldest first: none later is either
-            break
-        if record.status is CertificateStatus.RESERVED or record.not_after <= now:
-            continue
-        if record.renew_early_at is None:
-            unmarked += 1
-        else:
-            marked += 1
-    return unmarked, marked

@@ -9,6 +9,7 @@ one line and a non-zero exit."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import re
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from acme_ca.authority import issuance
-from acme_ca.cli import certs
+from acme_ca.cli import certs_args, store_session
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.config import Config, load_config
 from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_from_text
@@ -136,8 +137,11 @@ def test_the_operator_revokes_a_sign_csr_certificate(run: Run, ca: Path,
                             for i in range(0, len(serial) + len(serial) % 2, 2))
     code, out, err = run("--config", ca, "certs", "revoke", openssl_text,
                          "--reason", "keyCompromise")
-    assert (code, err) == (0, "")
     canonical = serial_from_text(serial)
+    assert code == 0 and err == (  # the audit line: what, who, on which CA
+        f"acme-ca: audit: revoked the certificate {canonical} (db.bluerobin.local), reason "
+        f"keyCompromise; by {getpass.getuser()}; config {ca}, data dir "
+        f"{load_config(ca).server.data_dir}\n")
     assert f"Revoked the certificate {canonical} (db.bluerobin.local)" in out
     assert "keyCompromise" in out and "CRL within seconds" in out
     record = record_of(ca, serial)
@@ -260,7 +264,7 @@ def test_list_pages_through_the_store_and_stops_at_the_limit(
         run: Run, sqlite_ca: Path, make_csr: CsrMaker, monkeypatch: pytest.MonkeyPatch) -> None:
     serials = [serial_from_text(sign_csr(run, sqlite_ca, make_csr, f"h{n}.bluerobin.local"))
                for n in range(5)]
-    monkeypatch.setattr(certs, "PAGE", 2)
+    monkeypatch.setattr(store_session, "PAGE", 2)
     _, out, _ = run("--config", sqlite_ca, "certs", "list", "--json")
     assert [c["serial"] for c in json.loads(out)] == serials
     _, out, _ = run("--config", sqlite_ca, "certs", "list", "--json", "--limit", "3")
@@ -443,4 +447,4 @@ def test_renew_early_refuses_a_reserved_serial(run: Run, sqlite_ca: Path) -> Non
 @pytest.mark.parametrize("text", ["2026-12-01", "2026-12-01T00:00:00Z",
                                   "2026-12-01t01:00:00+01:00", "2026-12-01 00:00:00.000Z"])
 def test_an_rfc_3339_date_or_date_time_is_read_in_utc(text: str) -> None:
-    assert certs.parse_moment(text) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert certs_args.parse_moment(text) == datetime(2026, 12, 1, tzinfo=UTC)

@@ -5,14 +5,18 @@ is one line and a non-zero exit, or output that stays readable and exact."""
 
 from __future__ import annotations
 
+import getpass
 import io
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from rich.console import Console
 
 from acme_ca.cli import certs_view
@@ -138,3 +142,33 @@ def test_a_serial_of_20_octets_is_read_and_a_longer_one_refused_shortly(
     code, _, err = run("--config", sqlite_ca, "certs", "revoke", "zz" * 5000)
     assert_one_line_error(code, err, "(10000 characters) is not a serial number")
     assert len(err) < 300
+
+
+def test_state_changes_leave_an_audit_line_on_stderr(
+        run: Run, sqlite_ca: Path, make_csr: Callable[..., x509.CertificateSigningRequest],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Revoking (RFC 5280 5.3.1) and marking for early renewal (RFC 9773 4.2) change what
+    relying parties and clients see: each names what it did, the OS user and the one
+    sudo ran it for, and the CA, at WARNING level on stderr; a dry run and a refusal
+    change nothing and say nothing there."""
+    monkeypatch.setenv("SUDO_USER", "alice")
+    csr = sqlite_ca.parent / "host.csr"
+    csr.write_bytes(make_csr("db.bluerobin.local").public_bytes(Encoding.PEM))
+    code, out, err = run("--config", sqlite_ca, "sign-csr", csr)
+    assert code == 0, err
+    serial = format(x509.load_pem_x509_certificate(out.encode()).serial_number, "x")
+    cut = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    code, _, err = run("--config", sqlite_ca, "certs", "renew-early", "--issued-before", cut,
+                       "--dry-run")
+    assert (code, err) == (0, "")
+    where = f"; by {getpass.getuser()} (sudo by alice); config {sqlite_ca}, data dir "
+    code, _, err = run("--config", sqlite_ca, "certs", "renew-early", "--issued-before", cut)
+    assert code == 0 and err.startswith(
+        "acme-ca: audit: marked 1 unexpired certificate issued before ") and where in err
+    assert "(0 marked before)" in err and err.count("\n") == 1
+    code, _, err = run("--config", sqlite_ca, "certs", "revoke", serial, "--reason",
+                       "superseded")
+    assert err.startswith(f"acme-ca: audit: revoked the certificate {serial} "
+                          "(db.bluerobin.local), reason superseded") and where in err
+    code, _, err = run("--config", sqlite_ca, "certs", "revoke", serial)
+    assert "audit" not in err  # already revoked: nothing changed
