@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import signal
 import subprocess
 import urllib.request
@@ -48,10 +49,11 @@ class Ocsp:
         self.chain = acme.server.data_dir / "ca" / "ca-chain.pem"
         self.url = ocsp_url(load_certs(self.leaf)[0])
 
-    def _run(self, *args: str) -> str:
+    def _run(self, *args: str, subject: tuple[str, ...] = ()) -> str:
+        """``subject``: what is asked about (``-serial N``), the leaf by default."""
         result = subprocess.run(
-            [self.openssl, "ocsp", "-issuer", str(self.issuer), "-cert", str(self.leaf),
-             "-CAfile", str(self.chain), *args],
+            [self.openssl, "ocsp", "-issuer", str(self.issuer),
+             *(subject or ("-cert", str(self.leaf))), "-CAfile", str(self.chain), *args],
             capture_output=True, text=True, timeout=60, check=False)
         output = result.stdout + result.stderr
         assert result.returncode == 0, output
@@ -74,6 +76,10 @@ class Ocsp:
             response.write_bytes(answer.read())
         return self._run("-no_nonce", "-reqin", str(request), "-respin", str(response))
 
+    def post_serial(self, serial: str) -> str:
+        """POST about a serial number (``0x...``) of this issuer, no certificate needed."""
+        return self._run("-url", self.url, subject=("-serial", serial))
+
 
 def test_openssl_ocsp_says_good_then_revoked(tmp_path: Path) -> None:
     with serving_acme(tmp_path / "acme-ca", ocsp=True) as acme:
@@ -90,6 +96,32 @@ def test_openssl_ocsp_says_good_then_revoked(tmp_path: Path) -> None:
         for output in (ocsp.post(), ocsp.get()):
             assert f"{ocsp.leaf}: revoked" in output, output
             assert "Reason: keyCompromise" in output, output
+
+
+def test_the_operators_revocation_reaches_openssl_ocsp(tmp_path: Path) -> None:
+    """RFC 6960 2.2: good for a certificate issued through ACME; revoked, with the
+    revocation reason, once the operator runs `acme-ca certs revoke SERIAL --reason
+    keyCompromise` (a separate process on the server's database), over POST and GET;
+    unknown for a serial number this issuer never signed."""
+    with serving_acme(tmp_path / "acme-ca", ocsp=True) as acme:
+        lego = Lego(acme, tmp_path / "lego")
+        expect_ok(lego("run")[0], acme)
+        ocsp = Ocsp(acme, lego, tmp_path / "ocsp")
+        for output in (ocsp.post(), ocsp.get()):
+            assert f"{ocsp.leaf}: good" in output, output
+
+        serial = load_certs(ocsp.leaf)[0].serial_number
+        config = acme.server.data_dir.parent / "acme-ca.toml"
+        result = run_cli("--config", config, "certs", "revoke", format(serial, "X"),
+                         "--reason", "keyCompromise", cwd=config.parent)
+        assert "Revoked the certificate" in result.stdout, result.stdout + result.stderr
+        for output in (ocsp.post(), ocsp.get()):
+            assert f"{ocsp.leaf}: revoked" in output, output
+            assert "Reason: keyCompromise" in output, output
+
+        never = "0x" + secrets.token_hex(16)
+        output = ocsp.post_serial(never)
+        assert f"{never}: unknown" in output, output
 
 
 def test_after_intermediate_renew_and_sighup_the_new_leaves_are_answered_at_once(

@@ -10,7 +10,8 @@ validate its two authorizations at the same moment (RFC 8555 7.1.6: the client a
 both challenges at once, and the http-01 responder answers them together); background
 work runs once across the cluster under the "background" lease; a replica that dies,
 or a database that drops every connection, costs the clients a retry (at worst a new
-order), never a certificate lost or issued twice.
+order), never a certificate lost or issued twice. A revocation made on the shared database
+is on the CRL every replica serves within seconds, the same CRL on each (RFC 5280 5).
 
 Every test ends with the database's account (`check_database`): one certificate per
 valid order, every certificate a client holds is there, none twice, and no order or
@@ -23,15 +24,21 @@ import collections
 import os
 import signal
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from acme_ca.authority import background, sweeper
-from integration.cluster import Cluster, Database, make_ca, running_cluster
-from integration.conftest import require_program, until
+from acme_ca.authority import background, crls, sweeper
+from acme_ca.pki.hierarchy import fingerprint
+from acme_ca.pki.publication import CRL_ROUTE, issuer_id
+from integration.cluster import Cluster, Database, Replica, make_ca, running_cluster
+from integration.conftest import require_program, run_cli, until
 from integration.load import NEW_ORDER, Load, Tally
+from integration.test_crl import fetch, number_of, served_crl
 from tests.store.pg import fresh_database
 
 pytestmark = pytest.mark.integration
@@ -45,6 +52,9 @@ RUN_DEADLINE = 150.0  # seconds for a whole run: far beyond one that succeeds
 LEASE_MOVES_WITHIN = background.TTL + background.PERIOD + 3.0
 # An order whose issuance died with its replica is ended by the lease holder's sweeper.
 SETTLED_WITHIN = sweeper.DEADLINE.total_seconds() + LEASE_MOVES_WITHIN
+# A revocation is published by the lease holder's next round, and a replica checks the
+# stored CRL number once the CRL it holds is crls.REFRESH seconds old.
+LISTED_WITHIN = 2 * background.PERIOD + crls.REFRESH + 3.0
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +256,62 @@ def test_every_database_connection_killed_mid_run(
         until(cluster.proxy.all_up, "every replica is UP again in haproxy")
         check_database(cluster, tally, len(work))
         assert_no_failure(cluster)  # the outage was answered 503, never 500
+
+
+class CrlWatch:
+    """The CRL of the cluster's intermediate as each replica serves it on its own
+    [revocation] http_listen; every fetch checks that the replica's CRL number did not
+    go down since its last one (RFC 5280 5.2.3: monotonically increasing)."""
+
+    def __init__(self, cluster: Cluster, intermediate: Path) -> None:
+        self.cluster = cluster
+        issuer = fingerprint(x509.load_pem_x509_certificate(intermediate.read_bytes()))
+        self.path = CRL_ROUTE.format(issuer=issuer_id(issuer))
+        self.numbers: dict[str, list[int]] = {r.name: [] for r in cluster.replicas}
+
+    def url(self, replica: Replica) -> str:
+        config = tomllib.loads((replica.data_dir.parent / f"{replica.name}.toml").read_text())
+        return f"http://{config['revocation']['http_listen']}{self.path}"
+
+    def fetch(self, replica: Replica) -> x509.CertificateRevocationList:
+        crl = served_crl(self.url(replica))
+        number = number_of(crl)
+        seen = self.numbers[replica.name]
+        assert not seen or number >= seen[-1], (replica.name, seen, number)
+        seen.append(number)
+        return crl
+
+    def agreed(self, serial: int) -> bool:
+        """Every replica serves the same CRL (number and DER), and it lists ``serial``."""
+        served = [self.fetch(replica) for replica in self.cluster.replicas]
+        listed = all(c.get_revoked_certificate_by_serial_number(serial) for c in served)
+        return listed and len({c.public_bytes(Encoding.DER) for c in served}) == 1
+
+
+def test_a_revocation_shows_on_every_replicas_crl(
+    tmp_path: Path, ca: dict[str, Path], database: Database
+) -> None:
+    """RFC 5280 5: `acme-ca certs revoke` on the shared database (one replica's
+    configuration) is on the CRL that each replica serves over plain HTTP within
+    seconds, the same CRL (number and DER) on every replica; and the CRL number of
+    none goes down while they run (5.2.3), over two revocations one after the other."""
+    work = jobs(2)
+    with running_cluster(tmp_path, ca, database, all_names(work)) as cluster:
+        tally = Load(cluster, tmp_path, work, library=1, lego=0).start().join(RUN_DEADLINE)
+        fail_on_errors(tally, cluster)
+        watch = CrlWatch(cluster, ca["intermediate_cert"])
+        until(lambda: all(fetch(watch.url(r)).status == 200 for r in cluster.replicas),
+              "every replica serves a CRL", LISTED_WITHIN)
+        for replica in cluster.replicas:
+            watch.fetch(replica)
+        config = tmp_path / f"{cluster.replicas[0].name}.toml"
+        for issued in tally.issued:
+            result = run_cli("--config", config, "certs", "revoke", format(issued.serial, "X"),
+                             "--reason", "keyCompromise", cwd=tmp_path)
+            assert "Revoked the certificate" in result.stdout, result.stdout + result.stderr
+            until(lambda serial=issued.serial: watch.agreed(serial),
+                  f"every replica serves one CRL listing {issued.serial:x}", LISTED_WITHIN)
+        for replica in cluster.replicas:  # a new CRL for each revocation
+            numbers = watch.numbers[replica.name]
+            assert numbers[-1] >= numbers[0] + len(tally.issued), (replica.name, numbers)
+        assert_no_failure(cluster, " ERROR ")
