@@ -99,9 +99,9 @@ def run_revoke(config: Config, args: argparse.Namespace) -> int:
     record = with_store(config, lambda store: RevocationService(store, SystemClock())
                         .revoke_by_operator(serial, reason))
     audit(config, f"revoked the certificate {record.serial} "
-          f"({view.printable(', '.join(record.names))}), reason {reason_name(reason)}")
+          f"({view.names(record)}), reason {reason_name(reason)}")
     crl = Publication(config.revocation.base_url).crl_url(record.issuer)
-    print(f"Revoked the certificate {record.serial} ({', '.join(record.names)}), reason "
+    print(f"Revoked the certificate {record.serial} ({view.names(record)}), reason "
           f"{reason_name(reason)}. The running server rebuilds the CRL within seconds: {crl}")
     own = own_certificate(config, record.serial)
     if own is not None:

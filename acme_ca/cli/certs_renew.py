@@ -46,8 +46,8 @@ def run_renew_early(config: Config, args: argparse.Namespace) -> int:
               f"({view.when(record.renew_early_at)}): 0 marked. {AFTER_MARKING}")
     else:
         audit(config, f"marked the certificate {serial} "
-              f"({view.printable(', '.join(record.names))}) for early renewal")
-        print(f"Marked 1 certificate ({serial}: {', '.join(record.names)}) for early "
+              f"({view.names(record)}) for early renewal")
+        print(f"Marked 1 certificate ({serial}: {view.names(record)}) for early "
               f"renewal. {AFTER_MARKING}")
     return 0
 

@@ -105,6 +105,12 @@ def console() -> Console:
                    color_system=None)
 
 
+def names(record: CertificateRecord) -> str:
+    """The record's names, comma-separated, printable (what `revoke` and `renew-early`
+    say they changed)."""
+    return printable(", ".join(record.names))
+
+
 def print_table(records: Sequence[CertificateRecord], now: datetime) -> None:
     if not records:
         sys.stdout.write("No certificates.\n")

@@ -22,6 +22,7 @@ from rich.console import Console
 from acme_ca.cli import certs_view
 from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_from_text
 from tests.cli.conftest import Run, assert_one_line_error
+from tests.cli.test_certs import acme_certificate
 
 
 @pytest.mark.parametrize("command", [["certs", "list"], ["certs", "show", "ab"],
@@ -172,3 +173,13 @@ def test_state_changes_leave_an_audit_line_on_stderr(
                           "(db.bluerobin.local), reason superseded") and where in err
     code, _, err = run("--config", sqlite_ca, "certs", "revoke", serial)
     assert "audit" not in err  # already revoked: nothing changed
+
+
+def test_revoke_and_renew_early_print_names_escaped(run: Run, sqlite_ca: Path) -> None:
+    """What `revoke` and `renew-early` say they changed: a stored name's control
+    characters as \\xNN there too, on stdout and in the audit line."""
+    record = acme_certificate(sqlite_ca, "\x1b]0;PWNED\x07x.bluerobin.local")  # ASCII only
+    for command in (["renew-early", record.serial], ["revoke", record.serial]):
+        code, out, err = run("--config", sqlite_ca, "certs", *command)
+        assert code == 0 and "\\x1b]0;PWNED" in out and "\\x1b]0;PWNED" in err
+        assert not any(c in out + err for c in "\x1b\x07")
