@@ -36,10 +36,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from acme_ca.authority import issuance
-from acme_ca.authority.server_tls import renewal_due
+from acme_ca.authority.server_tls import renewal_due, revoked
 from acme_ca.clock import Clock
-from acme_ca.domain.models import CertificateStatus, serial_hex
-from acme_ca.errors import NotFound, PkiError
+from acme_ca.errors import PkiError
 from acme_ca.pki import files
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, PrivateKey, generate_key, load_key, same_key, write_key
@@ -154,17 +153,12 @@ class ResponderCertificates:
             await self._issue(signer, end)
 
     async def _revoked(self, responder: Responder) -> bool:
-        try:
-            record = await self._store.get_certificate(
-                serial_hex(responder.certificate.serial_number))
-        except NotFound:
+        if not await revoked(self._store, responder.certificate):
             return False
-        if record.status is CertificateStatus.REVOKED:
-            log.warning("OCSP responder certificate %x of intermediate %s is revoked: "
-                        "replacing it", responder.certificate.serial_number,
-                        issuer_id(responder.fingerprint))
-            return True
-        return False
+        log.warning("OCSP responder certificate %x of intermediate %s is revoked: "
+                    "replacing it", responder.certificate.serial_number,
+                    issuer_id(responder.fingerprint))
+        return True
 
     async def ended(self, signer: SigningCa) -> bool:
         """Whether ``signer`` is an archived intermediate with nothing unexpired to

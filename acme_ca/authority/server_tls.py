@@ -1,9 +1,12 @@
 """The server's own TLS certificate, issued from the intermediate and renewed in place.
 
 On start an existing certificate is reused while it is issued by the current
-intermediate, names the right host and has more than a third of its life left;
-otherwise a new one is issued (and recorded like any other). Renewal loads the new
-chain into the same SSLContext, so new connections get it with no restart.
+intermediate, names the right host, has more than a third of its life left and its
+record is not REVOKED (an operator's `acme-ca certs revoke`); otherwise a new one is
+issued (and recorded like any other). The renewal loop (worker 0) also replaces a
+certificate revoked while it runs, within a minute; the other workers follow the file.
+Renewal loads the new chain into the same SSLContext, so new connections get it with
+no restart.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from acme_ca.authority import issuance
 from acme_ca.clock import Clock
 from acme_ca.config_policy import DEFAULT_PROFILE
-from acme_ca.errors import PkiError
+from acme_ca.domain.models import CertificateStatus, serial_hex
+from acme_ca.errors import NotFound, PkiError
 from acme_ca.pki import files
 from acme_ca.pki.constraints import first_forbidden
 from acme_ca.pki.issuer import Issuer
@@ -39,6 +43,17 @@ def renewal_due(cert: x509.Certificate) -> datetime:
     responders') is due: when a third of its lifetime is left."""
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     return cert.not_valid_after_utc - lifetime / 3
+
+
+async def revoked(store: Store, cert: x509.Certificate) -> bool:
+    """Whether the record of a certificate the server uses itself (its TLS certificate,
+    an OCSP responder's) is REVOKED: an operator's `acme-ca certs revoke`, which the
+    server answers by replacing it (RFC 5280 5: relying parties stop trusting it)."""
+    try:
+        record = await store.get_certificate(serial_hex(cert.serial_number))
+    except NotFound:
+        return False
+    return record.status is CertificateStatus.REVOKED
 
 
 class ServerTls:
@@ -76,7 +91,7 @@ class ServerTls:
                 "would not verify; pick a name inside them"
             )
         current = self._load_current()
-        if current is None or self._due(current):
+        if current is None or self._due(current) or await self._revoked(current):
             await self.renew()
         else:
             self._use(current)
@@ -105,6 +120,12 @@ class ServerTls:
 
     def _due(self, cert: x509.Certificate) -> bool:
         return self._clock.now() >= renewal_due(cert)
+
+    async def _revoked(self, cert: x509.Certificate) -> bool:
+        if not await revoked(self._store, cert):
+            return False
+        log.warning("server TLS certificate %x is revoked: replacing it", cert.serial_number)
+        return True
 
     def seconds_until_due(self) -> float:
         assert self.certificate is not None
@@ -154,13 +175,15 @@ class ServerTls:
                 seen = mtime
                 log.info("loaded the renewed server TLS certificate %x", current.serial_number)
 
-    async def run_renewals(self) -> None:
-        """Renew whenever a third of the lifetime is left; errors are logged and retried."""
+    async def run_renewals(self, every: float = 60.0) -> None:
+        """Renew whenever a third of the lifetime is left, or within ``every`` seconds
+        of an operator revoking the certificate; errors are logged and retried."""
         while True:
-            await asyncio.sleep(min(self.seconds_until_due(), 3600))
-            if self.certificate is not None and not self._due(self.certificate):
-                continue
+            await asyncio.sleep(min(self.seconds_until_due(), every))
             try:
+                if (self.certificate is not None and not self._due(self.certificate)
+                        and not await self._revoked(self.certificate)):
+                    continue
                 await self.renew()
             except Exception:
                 log.exception("renewing the server TLS certificate failed; retrying in 60 s")

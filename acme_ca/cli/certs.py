@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -26,16 +23,21 @@ from cryptography import x509
 from acme_ca.authority.renewal_info import cert_id_of, suggested_window
 from acme_ca.authority.revocation import OPERATOR_REASONS, RevocationService, reason_name
 from acme_ca.cli import certs_view as view
-from acme_ca.cli.store_session import with_store
+from acme_ca.cli.audit import audit
+from acme_ca.cli.certs_args import parse_reason, parse_serial, parse_window
+from acme_ca.cli.certs_renew import run_renew_early
+from acme_ca.cli.store_session import pages, with_store
 from acme_ca.clock import SystemClock
-from acme_ca.config import Config, parse_duration
-from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_from_text
-from acme_ca.errors import ConfigError, Conflict, NotFound
+from acme_ca.config import Config
+from acme_ca.domain.models import (
+    CertificateRecord,
+    CertificateStatus,
+    serial_hex,
+)
+from acme_ca.errors import ConfigError, NotFound
 from acme_ca.pki import files
 from acme_ca.pki.publication import Publication
 from acme_ca.store.base import Store
-
-PAGE = 500  # records read per query; `list` pages through the store's keyset
 
 
 def add_parser(commands: Any) -> None:
@@ -85,65 +87,67 @@ def add_parser(commands: Any) -> None:
                        help="hex, as `certs list` or `openssl x509 -serial` prints it")
     early.add_argument("--issued-before", default=None, metavar="DATE",
                        help="every unexpired certificate issued before DATE: RFC 3339, "
-                       "2026-12-01 (midnight UTC) or 2026-12-01T12:00:00Z")
+                       "2026-12-01 (midnight UTC) or 2026-12-01T12:00:00Z; not in the "
+                       "future")
+    early.add_argument("--dry-run", action="store_true",
+                       help="with --issued-before: only say how many would be marked")
     early.set_defaults(run=run_renew_early)
-
-
-def parse_serial(text: str) -> str:
-    try:
-        return serial_from_text(text)
-    except ValueError as exc:
-        raise ConfigError(f"serial: {exc}") from None
-
-
-def parse_reason(name: str) -> int:
-    by_lower = {known.lower(): code for known, code in OPERATOR_REASONS.items()}
-    code = by_lower.get(name.lower())
-    if code is None:
-        raise ConfigError(f"--reason: {name!r} is not a revocation reason an operator may "
-                          f"give (allowed: {', '.join(OPERATOR_REASONS)})")
-    return code
-
-
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?")
-
-
-def parse_moment(text: str) -> datetime:
-    """An RFC 3339 date (midnight UTC) or date-time (with its offset), in UTC."""
-    try:
-        if not _RFC3339.fullmatch(text):
-            raise ValueError
-        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"--issued-before: {text!r} is not an RFC 3339 date or date-time "
-                          "(2026-12-01, 2026-12-01T12:00:00Z)") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def run_revoke(config: Config, args: argparse.Namespace) -> int:
     serial, reason = parse_serial(args.serial), parse_reason(args.reason)
     record = with_store(config, lambda store: RevocationService(store, SystemClock())
                         .revoke_by_operator(serial, reason))
+    audit(config, f"revoked the certificate {record.serial} "
+          f"({view.names(record)}), reason {reason_name(reason)}")
     crl = Publication(config.revocation.base_url).crl_url(record.issuer)
-    print(f"Revoked the certificate {record.serial} ({', '.join(record.names)}), reason "
+    print(f"Revoked the certificate {record.serial} ({view.names(record)}), reason "
           f"{reason_name(reason)}. The running server rebuilds the CRL within seconds: {crl}")
+    own = own_certificate(config, record.serial)
+    if own is not None:
+        print(f"It is the server's own {own}: the running server replaces it with a new "
+              "one within a minute (or at its next start).")
     return 0
+
+
+def own_certificate(config: Config, serial: str) -> str | None:
+    """What the certificate ``serial`` is to the server, if it is one of its own files:
+    its TLS certificate (data_dir/tls/server.crt) or an OCSP responder's (data_dir/ocsp/
+    *.crt), which it replaces once revoked (``server_tls``, ``ocsp_responders``)."""
+    data = config.server.data_dir
+    own = [(data / "tls" / "server.crt", "TLS certificate")]
+    own += [(path, f"OCSP responder certificate ({path})")
+            for path in sorted((data / "ocsp").glob("*.crt"))]
+    for path, what in own:
+        try:
+            certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if serial_hex(certificate.serial_number) == serial:
+            return what
+    return None
 
 
 def run_list(config: Config, args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit: {args.limit} is not a positive number")
-    window: timedelta | None = None
-    if args.expiring_within is not None:
-        try:
-            window = parse_duration(args.expiring_within)
-        except ValueError as exc:
-            raise ConfigError(f"--expiring-within: {exc}") from None
+    window = (None if args.expiring_within is None
+              else parse_window("--expiring-within", args.expiring_within))
     now = SystemClock().now()
     status = CertificateStatus.REVOKED if args.revoked else None
 
     async def read(store: Store) -> list[CertificateRecord]:
-        return [r async for r in _pages(store, status, now, window, args.limit)]
+        """Every record asked for; with ``window``, signed ones only whose notAfter is
+        in (now, now+window]."""
+        expiring = None if window is None else (now, now + window)
+        found: list[CertificateRecord] = []
+        async for record in pages(store, status=status, expiring=expiring):
+            if expiring is not None and record.status is CertificateStatus.RESERVED:
+                continue
+            found.append(record)
+            if len(found) == args.limit:
+                break
+        return found
 
     records = with_store(config, read)
     if args.json:
@@ -152,29 +156,6 @@ def run_list(config: Config, args: argparse.Namespace) -> int:
     else:
         view.print_table(records, now)
     return 0
-
-
-async def _pages(store: Store, status: CertificateStatus | None, now: datetime,
-                 window: timedelta | None, limit: int | None
-                 ) -> AsyncIterator[CertificateRecord]:
-    """Every record asked for, page by page (keyset: the last serial of one page starts
-    the next); with ``window``, signed ones only whose notAfter is in (now, now+window]."""
-    filters: dict[str, Any] = {} if window is None else {"expiring": (now, now + window)}
-    after: str | None = None
-    count = 0
-    while True:
-        page = await store.list_certificates(status=status, limit=PAGE, after_serial=after,
-                                             **filters)
-        for record in page:
-            if window is not None and record.status is CertificateStatus.RESERVED:
-                continue
-            yield record
-            count += 1
-            if count == limit:
-                return
-        if len(page) < PAGE:
-            return
-        after = page[-1].serial
 
 
 def run_show(config: Config, args: argparse.Namespace) -> int:
@@ -194,10 +175,9 @@ def run_show(config: Config, args: argparse.Namespace) -> int:
         return 0
     fields = view.record_json(record, now)
     fields["replaced_by_certificate"] = replacement
-    if record.der is not None:
-        certificate = x509.load_der_x509_certificate(record.der)
-        fields.update(view.certificate_json(certificate))
-        fields.update(_renewal_info(record, certificate))
+    certificate = None if record.der is None else x509.load_der_x509_certificate(record.der)
+    fields.update(view.certificate_json(certificate))  # null for a reserved serial
+    fields.update(_renewal_info(record, certificate))
     if args.json:
         sys.stdout.write(json.dumps(fields, indent=2) + "\n")
     else:
@@ -205,19 +185,23 @@ def run_show(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _renewal_info(record: CertificateRecord, certificate: x509.Certificate
+def _renewal_info(record: CertificateRecord, certificate: x509.Certificate | None
                   ) -> dict[str, Any]:
     """What `certs show` tells of the certificate's renewal information (RFC 9773): its
     CertID (4.1, the renewalInfo URL's last part and an order's "replaces"), the window
-    the server suggests now (4.2: in the past once marked or revoked), the mark."""
+    the server suggests now (4.2: in the past once marked or revoked), the mark; the
+    same keys, null, for a serial reserved and never signed."""
+    mark = {"renew_early": record.renew_early_at is not None}
+    if certificate is None:
+        return {"ari_cert_id": None, "renewal_window_start": None,
+                "renewal_window_end": None, **mark}
     try:
         cert_id: str | None = cert_id_of(certificate)
     except ValueError:  # no AKI keyIdentifier: not one this CA signs today
         cert_id = None
     window = suggested_window(record)
     return {"ari_cert_id": cert_id, "renewal_window_start": view.iso(window.start),
-            "renewal_window_end": view.iso(window.end),
-            "renew_early": record.renew_early_at is not None}
+            "renewal_window_end": view.iso(window.end), **mark}
 
 
 async def _certificate(store: Store, serial: str) -> CertificateRecord:
@@ -237,35 +221,3 @@ async def _replacement(store: Store, order_id: str | None) -> str | None:
         return None
 
 
-def run_renew_early(config: Config, args: argparse.Namespace) -> int:
-    if (args.serial is None) == (args.issued_before is None):
-        raise ConfigError("renew-early: give either a SERIAL or --issued-before DATE")
-    now = SystemClock().now()
-    after = ("ACME clients that read renewal information (ARI) renew them at their next "
-             "check.")
-    if args.issued_before is not None:
-        before = parse_moment(args.issued_before)
-        count = with_store(config, lambda store: store.mark_renew_early_issued_before(
-            before, now, unexpired_at=now))
-        print(f"Marked {count} unexpired certificate{'s' if count != 1 else ''} issued "
-              f"before {before:%Y-%m-%d %H:%M:%S} UTC for early renewal. {after}")
-        return 0
-    serial = parse_serial(args.serial)
-
-    async def mark(store: Store) -> CertificateRecord:
-        try:
-            return await store.mark_renew_early(serial, now)
-        except NotFound:
-            raise NotFound(f"no certificate has the serial {serial}") from None
-        except Conflict:
-            raise Conflict(f"the serial {serial} was reserved but never signed: there is "
-                           "no certificate to renew") from None
-
-    record = with_store(config, mark)
-    if record.renew_early_at is not None and record.renew_early_at < now:
-        print(f"The certificate {serial} was already marked for early renewal "
-              f"({view.when(record.renew_early_at)}): 0 marked. {after}")
-    else:
-        print(f"Marked 1 certificate ({serial}: {', '.join(record.names)}) for early "
-              f"renewal. {after}")
-    return 0

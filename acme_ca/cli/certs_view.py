@@ -2,11 +2,16 @@
 operator's table (rich; plain text when standard output is no terminal), and what its
 DER says (subject, issuer, names, key).
 
-Every time is UTC: RFC 3339 in JSON, "YYYY-MM-DD HH:MM UTC" in tables.
+Every time is UTC: RFC 3339 in JSON, "YYYY-MM-DD HH:MM UTC" in tables. Text from the
+store or the certificate (names, subjects) is printed as it is, never as rich markup,
+its control characters as \\xNN (``printable``): a name the CA signed must not drive
+the operator's terminal. On a narrow terminal SERIAL and STATUS are never cut (a serial
+pasted from the table must find its certificate); NAMES wraps.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -17,11 +22,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from acme_ca.authority.revocation import reason_name
 from acme_ca.domain.models import CertificateRecord, CertificateStatus
 
 COLUMNS = ("SERIAL", "NAMES", "PROFILE", "NOT AFTER", "STATUS", "ACCOUNT")
+_WHOLE = ("SERIAL", "STATUS")  # never cut nor wrapped: the others wrap or fold
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character (C0, DEL, C1: ESC, OSC, CSI...) as \\xNN."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def state(record: CertificateRecord, now: datetime) -> str:
@@ -53,8 +66,11 @@ def record_json(record: CertificateRecord, now: datetime) -> dict[str, Any]:
     }
 
 
-def certificate_json(certificate: x509.Certificate) -> dict[str, Any]:
-    """What the signed certificate itself says."""
+def certificate_json(certificate: x509.Certificate | None) -> dict[str, Any]:
+    """What the signed certificate itself says; the same keys, null, for none (a serial
+    reserved and never signed)."""
+    if certificate is None:
+        return dict.fromkeys(("subject", "issuer", "subject_alternative_names", "key_type"))
     try:
         sans = certificate.extensions.get_extension_for_class(
             x509.SubjectAlternativeName).value
@@ -89,16 +105,24 @@ def console() -> Console:
                    color_system=None)
 
 
+def names(record: CertificateRecord) -> str:
+    """The record's names, comma-separated, printable (what `revoke` and `renew-early`
+    say they changed)."""
+    return printable(", ".join(record.names))
+
+
 def print_table(records: Sequence[CertificateRecord], now: datetime) -> None:
     if not records:
         sys.stdout.write("No certificates.\n")
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in COLUMNS:
-        table.add_column(column, no_wrap=column != "NAMES", overflow="fold")
+        whole = column in _WHOLE
+        table.add_column(column, no_wrap=whole, overflow="fold",
+                         min_width=_widest(records, now, column) if whole else None,
+                         ratio=1 if column == "NAMES" else None)
     for record in records:
-        table.add_row(record.serial, ", ".join(record.names), record.profile,
-                      when(record.not_after), state(record, now), record.account_id or "-")
+        table.add_row(*(Text(cell) for cell in _cells(record, now)))
     out = console()
     if out.is_terminal:
         out.print(table)
@@ -108,13 +132,26 @@ def print_table(records: Sequence[CertificateRecord], now: datetime) -> None:
     sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
+def _cells(record: CertificateRecord, now: datetime) -> tuple[str, ...]:
+    """The row's text, printable: plain text for rich (``Text``), never markup."""
+    return tuple(printable(cell) for cell in (
+        record.serial, ", ".join(record.names), record.profile, when(record.not_after),
+        state(record, now), record.account_id or "-"))
+
+
+def _widest(records: Sequence[CertificateRecord], now: datetime, column: str) -> int:
+    index = COLUMNS.index(column)
+    return max(len(column), *(len(_cells(r, now)[index]) for r in records))
+
+
 def print_fields(fields: dict[str, Any]) -> None:
-    """`certs show`: one "name: value" line per field, lists joined by commas."""
+    """`certs show`: one "name: value" line per field, lists joined by commas, control
+    characters as \\xNN."""
     width = max(len(name) for name in fields)
     for name, value in fields.items():
         if isinstance(value, list):
             value = ", ".join(value) or "-"
         elif isinstance(value, bool):
             value = "yes" if value else "no"
-        sys.stdout.write(f"{name.replace('_', ' '):<{width}}  "
-                         f"{'-' if value is None else value}\n")
+        shown = printable("-" if value is None else str(value))
+        sys.stdout.write(f"{name.replace('_', ' '):<{width}}  {shown}\n")

@@ -1,13 +1,16 @@
 """`acme-ca`: parse the command line, load the configuration, run one command.
 
 Every error meant for a user is an AcmeCaError: printed as one line on stderr,
-exit status 1. Usage errors exit 2 (argparse). Anything else is a bug: one line
-with its type, and the traceback only with ACME_CA_DEBUG=1.
+exit status 1. Usage errors exit 2 (argparse). A reader that closes the pipe early
+(`acme-ca certs list | head`) ends the command quietly, exit status 141 (as a shell
+reports a command killed by SIGPIPE). Anything else is a bug: one line with its type,
+and the traceback only with ACME_CA_DEBUG=1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -54,7 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             **getattr(args, "overrides", lambda _: {})(args),
         }
         config = load_config(config_path_from_env(args.config), overrides)
-        return int(args.run(config, args) or 0)
+        code = int(args.run(config, args) or 0)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+        return code
+    except BrokenPipeError:
+        # Python's recipe: what is still buffered goes nowhere, not to a traceback at exit
+        with contextlib.suppress(OSError, ValueError):  # no file descriptor (in process)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except AcmeCaError as error:
         print(f"acme-ca: error: {error}", file=sys.stderr)
         return 1

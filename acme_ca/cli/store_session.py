@@ -1,22 +1,33 @@
 """One short store session for a command that reads or changes a few rows (`eab`,
-`certs`): open the store [storage] url names, run one call, close it."""
+`certs`): open the store [storage] url names, run one call, close it. A SQLite file
+that does not exist is refused, not created: a mistyped --data-dir or --config would
+otherwise answer from an empty database ("No certificates.") and leave it behind;
+`acme-ca serve` (or `sign-csr`) creates the database."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import TypeVar
 
 from acme_ca.config import Config
-from acme_ca.store import open_store
+from acme_ca.domain.models import CertificateRecord, CertificateStatus
+from acme_ca.errors import ConfigError
+from acme_ca.store import open_store, sqlite_file
 from acme_ca.store.base import Store
 
 T = TypeVar("T")
+PAGE = 500  # records read per query
 
 
 def with_store(config: Config, call: Callable[[Store], Awaitable[T]]) -> T:
     """``call(store)``'s result; its NotFound or Conflict reach `main`, which prints them
-    as one line, as every AcmeCaError."""
+    as one line, as every AcmeCaError. ``ConfigError`` for a SQLite file that does not
+    exist, before anything is created."""
+    path = sqlite_file(config.storage.url)
+    if path is not None and not path.exists():
+        raise ConfigError(f"no database at {path}; is --data-dir/--config right?")
 
     async def session() -> T:
         store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
@@ -26,3 +37,20 @@ def with_store(config: Config, call: Callable[[Store], Awaitable[T]]) -> T:
             await store.close()
 
     return asyncio.run(session())
+
+
+async def pages(store: Store, *, status: CertificateStatus | None = None,
+                expiring: tuple[datetime, datetime] | None = None
+                ) -> AsyncIterator[CertificateRecord]:
+    """Every certificate record ``list_certificates`` selects, oldest first, page by
+    page (keyset: the last serial of one page starts the next)."""
+    filters = {} if expiring is None else {"expiring": expiring}
+    after: str | None = None
+    while True:
+        page = await store.list_certificates(status=status, limit=PAGE, after_serial=after,
+                                             **filters)
+        for record in page:
+            yield record
+        if len(page) < PAGE:
+            return
+        after = page[-1].serial

@@ -18,18 +18,31 @@ def serial_hex(serial: int) -> str:
     return format(serial, "x")
 
 
+SERIAL_HEX_DIGITS = 40  # RFC 5280 4.1.2.2: a serial number is at most 20 octets
+
+
 def serial_from_text(text: str) -> str:
     """A serial number as an operator pastes it, in its canonical form (``serial_hex``):
     as ``certs list`` prints it (lowercase hex), or as openssl does (``x509 -serial``:
     upper case; ``x509 -text``: bytes joined by colons, a leading 00 when the first bit
-    is set), with or without a leading 0x. ``ValueError`` for anything else."""
+    is set), with or without a leading 0x. ``ValueError`` for anything else, and for
+    more than ``SERIAL_HEX_DIGITS`` significant digits; the message never repeats more
+    than the input's first 48 characters."""
     cleaned = text.strip().replace(":", "")
     if cleaned[:2].lower() == "0x":
         cleaned = cleaned[2:]
     if not cleaned or any(c not in "0123456789abcdefABCDEF" for c in cleaned):
-        raise ValueError(f"{text!r} is not a serial number in hex (as `acme-ca certs list` "
-                         "or `openssl x509 -serial` prints it)")
+        raise ValueError(f"{_shortened(text)} is not a serial number in hex (as `acme-ca "
+                         "certs list` or `openssl x509 -serial` prints it)")
+    digits = len(cleaned.lstrip("0"))
+    if digits > SERIAL_HEX_DIGITS:
+        raise ValueError(f"{_shortened(text)} has {digits} hex digits; a serial number has "
+                         f"at most {SERIAL_HEX_DIGITS} (20 octets, RFC 5280 4.1.2.2)")
     return serial_hex(int(cleaned, 16))
+
+
+def _shortened(text: str, limit: int = 48) -> str:
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True, slots=True)

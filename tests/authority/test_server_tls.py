@@ -4,6 +4,7 @@ with no restart")."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Callable
 from datetime import timedelta
@@ -13,21 +14,31 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from acme_ca.authority.revocation import RevocationService
 from acme_ca.authority.server_tls import TLS_VALIDITY, ServerTls
 from acme_ca.clock import FakeClock
+from acme_ca.domain.models import serial_hex
 from acme_ca.errors import PkiError
 from acme_ca.pki.issuer import Issuer
 from acme_ca.store import open_store
+from acme_ca.store.base import Store
 
 
-async def test_issued_reused_then_renewed_in_place(
-        make_hierarchy: Callable[..., Any], tmp_path: Path) -> None:
+async def _setup(make_hierarchy: Callable[..., Any], tmp_path: Path
+                 ) -> tuple[FakeClock, Issuer, Store]:
+    """A clock at the hierarchy's time, its intermediate, a SQLite store."""
     hierarchy = make_hierarchy("pki", permitted_domains=None)
     clock = FakeClock(hierarchy.now)
     paths = hierarchy.paths
     issuer = Issuer.load(paths.intermediate_cert, paths.intermediate_key, paths.chain, None,
                          clock.now())
-    store = await open_store(f"sqlite:///{tmp_path / 'db.sqlite'}", clock=clock)
+    return clock, issuer, await open_store(f"sqlite:///{tmp_path / 'db.sqlite'}", clock=clock)
+
+
+
+async def test_issued_reused_then_renewed_in_place(
+        make_hierarchy: Callable[..., Any], tmp_path: Path) -> None:
+    clock, issuer, store = await _setup(make_hierarchy, tmp_path)
 
     def server_tls() -> ServerTls:
         return ServerTls(store=store, issuer=lambda: issuer, dns_names=("ca.bluerobin.local",),
@@ -74,5 +85,46 @@ async def test_a_name_outside_the_name_constraints_stops_the_start(
         with pytest.raises(PkiError, match="outside the intermediate's name constraints"):
             await tls.start()
         assert await store.list_certificates() == []
+    finally:
+        await store.close()
+
+
+async def test_a_revoked_server_certificate_is_replaced_at_start_and_while_running(
+        make_hierarchy: Callable[..., Any], tmp_path: Path) -> None:
+    """RFC 5280 5: a certificate the operator revoked is one relying parties stop
+    trusting; the server stops presenting its own, at the next start and, while it runs,
+    at the next round of the renewal loop (as for a revoked OCSP responder)."""
+    clock, issuer, store = await _setup(make_hierarchy, tmp_path)
+    revocation = RevocationService(store, clock)
+
+    def server_tls() -> ServerTls:
+        return ServerTls(store=store, issuer=lambda: issuer, dns_names=("ca.bluerobin.local",),
+                         ip_addresses=(), directory=tmp_path / "tls", clock=clock)
+
+    try:
+        running = server_tls()
+        await running.start()
+        first = running.certificate
+        assert first is not None
+        await revocation.revoke_by_operator(serial_hex(first.serial_number), 1)
+
+        restarted = server_tls()  # a restart: not the revoked one
+        await restarted.start()
+        assert restarted.certificate is not None and restarted.certificate != first
+        on_disk = x509.load_pem_x509_certificate((tmp_path / "tls" / "server.crt").read_bytes())
+        assert on_disk == restarted.certificate
+
+        second = restarted.certificate
+        await revocation.revoke_by_operator(serial_hex(second.serial_number), 1)
+        loop = asyncio.create_task(restarted.run_renewals(every=0.01))
+        try:
+            for _ in range(500):
+                if restarted.certificate != second:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+        assert restarted.certificate not in (first, second)
     finally:
         await store.close()

@@ -3,12 +3,15 @@ CA made by `init` under a given configuration, and the one-line error check."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from acme_ca.cli.main import main
+from acme_ca.config import Config, load_config
+from acme_ca.store import open_store
 
 Run = Callable[..., tuple[int, str, str]]
 ENV_VARS = ("ACME_CA_CONFIG", "ACME_CA_ROOT_PASSPHRASE", "ACME_CA_INTERMEDIATE_PASSPHRASE")
@@ -35,13 +38,24 @@ def assert_one_line_error(code: int, err: str, fragment: str) -> None:
 
 
 def init_ca(run: Run, tmp_path: Path, policy: str) -> Path:
-    """Write `policy` to tmp_path/acme-ca.toml and run `init` with it: that file."""
+    """Write `policy` to tmp_path/acme-ca.toml and run `init` with it, then create its
+    database as `serve` would (`certs` and `eab` refuse a missing one): that file."""
     path = tmp_path / "acme-ca.toml"
     path.write_text(policy)
     code, _, err = run("--config", path, "init", "--passphrase-file",
                        secret(tmp_path, ROOT_PASS), *FAST)
     assert code == 0, err
+    create_database(load_config(path))
     return path
+
+
+def create_database(config: Config) -> None:
+    """The database [storage] url names, created and migrated (as `serve` does)."""
+
+    async def create() -> None:
+        await (await open_store(config.storage.url)).close()
+
+    asyncio.run(create())
 
 
 @pytest.fixture(autouse=True)
@@ -60,3 +74,10 @@ def run(capsys: pytest.CaptureFixture[str]) -> Run:
         return code, out, err
 
     return invoke
+
+
+@pytest.fixture
+def sqlite_ca(run: Run, tmp_path: Path) -> Path:
+    """A CA made by `init` under POLICY, its SQLite database created: the configuration
+    file."""
+    return init_ca(run, tmp_path, POLICY)

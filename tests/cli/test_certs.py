@@ -9,6 +9,7 @@ one line and a non-zero exit."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import re
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from acme_ca.authority import issuance
-from acme_ca.cli import certs
+from acme_ca.cli import certs_args, store_session
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.config import Config, load_config
 from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_from_text
@@ -49,11 +50,6 @@ def ca(request: pytest.FixtureRequest, run: Run, tmp_path: Path) -> Path:
     if request.param == "postgresql":
         storage = f'[storage]\nurl = "{request.getfixturevalue("pg_url")}"\n'
     return init_ca(run, tmp_path, POLICY + storage)
-
-
-@pytest.fixture
-def sqlite_ca(run: Run, tmp_path: Path) -> Path:
-    return init_ca(run, tmp_path, POLICY)
 
 
 def sign_csr(run: Run, config: Path, make_csr: CsrMaker, *names: str) -> str:
@@ -141,8 +137,11 @@ def test_the_operator_revokes_a_sign_csr_certificate(run: Run, ca: Path,
                             for i in range(0, len(serial) + len(serial) % 2, 2))
     code, out, err = run("--config", ca, "certs", "revoke", openssl_text,
                          "--reason", "keyCompromise")
-    assert (code, err) == (0, "")
     canonical = serial_from_text(serial)
+    assert code == 0 and err == (  # the audit line: what, who, on which CA
+        f"acme-ca: audit: revoked the certificate {canonical} (db.bluerobin.local), reason "
+        f"keyCompromise; by {getpass.getuser()}; config {ca}, data dir "
+        f"{load_config(ca).server.data_dir}\n")
     assert f"Revoked the certificate {canonical} (db.bluerobin.local)" in out
     assert "keyCompromise" in out and "CRL within seconds" in out
     record = record_of(ca, serial)
@@ -155,6 +154,25 @@ def test_the_operator_revokes_a_sign_csr_certificate(run: Run, ca: Path,
     assert_one_line_error(code, err, f"the certificate {canonical} is already revoked")
     assert "keyCompromise" in err
     assert record_of(ca, serial).revocation_reason == 1  # the first reason stands
+
+
+@pytest.mark.parametrize(("place", "said"), [
+    ("tls/server.crt", "server's own TLS certificate"),
+    ("ocsp/0123456789abcdef.crt", "server's own OCSP responder certificate")])
+def test_revoking_the_servers_own_certificate_says_the_server_replaces_it(
+        run: Run, sqlite_ca: Path, make_csr: CsrMaker, place: str, said: str) -> None:
+    """RFC 5280 5: the server stops presenting a certificate of its own once revoked
+    (authority/server_tls.py, ocsp_responders.py); `revoke` tells the operator so."""
+    other = sign_csr(run, sqlite_ca, make_csr, "other.bluerobin.local")
+    serial = sign_csr(run, sqlite_ca, make_csr, "ca.bluerobin.local")
+    pem = files.pem(x509.load_der_x509_certificate(record_of(sqlite_ca, serial).der or b""))
+    path = load_config(sqlite_ca).server.data_dir / place
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pem)
+    code, out, _ = run("--config", sqlite_ca, "certs", "revoke", other)
+    assert code == 0 and "server's own" not in out
+    code, out, _ = run("--config", sqlite_ca, "certs", "revoke", serial)
+    assert code == 0 and said in out and "running server replaces it" in out
 
 
 def test_the_operator_revokes_an_acme_certificate_by_default_unspecified(
@@ -246,7 +264,7 @@ def test_list_pages_through_the_store_and_stops_at_the_limit(
         run: Run, sqlite_ca: Path, make_csr: CsrMaker, monkeypatch: pytest.MonkeyPatch) -> None:
     serials = [serial_from_text(sign_csr(run, sqlite_ca, make_csr, f"h{n}.bluerobin.local"))
                for n in range(5)]
-    monkeypatch.setattr(certs, "PAGE", 2)
+    monkeypatch.setattr(store_session, "PAGE", 2)
     _, out, _ = run("--config", sqlite_ca, "certs", "list", "--json")
     assert [c["serial"] for c in json.loads(out)] == serials
     _, out, _ = run("--config", sqlite_ca, "certs", "list", "--json", "--limit", "3")
@@ -324,11 +342,18 @@ def test_show_prints_the_record_and_what_the_certificate_says(run: Run, ca: Path
 
 
 def test_show_a_reserved_serial_and_refusals(run: Run, sqlite_ca: Path) -> None:
+    """`show --json` has the same keys for every record (a script reads one shape):
+    null for what only a signed certificate has."""
     reserved = acme_certificate(sqlite_ca, sign=False)
+    signed = acme_certificate(sqlite_ca, "signed.bluerobin.local")
     code, out, _ = run("--config", sqlite_ca, "certs", "show", reserved.serial, "--json")
     assert code == 0
     shown = json.loads(out)
-    assert shown["state"] == "reserved" and "subject" not in shown
+    _, out, _ = run("--config", sqlite_ca, "certs", "show", signed.serial, "--json")
+    assert list(shown) == list(json.loads(out))
+    assert shown["state"] == "reserved" and shown["subject"] is None
+    assert shown["ari_cert_id"] is None and shown["renewal_window_start"] is None
+    assert shown["subject_alternative_names"] is None and shown["renew_early"] is False
     code, _, err = run("--config", sqlite_ca, "certs", "show", reserved.serial, "--pem")
     assert_one_line_error(code, err, "reserved but never signed")
     code, _, err = run("--config", sqlite_ca, "certs", "show", "abc123")
@@ -372,7 +397,27 @@ def test_renew_early_issued_before_marks_the_older_ones(run: Run, ca: Path,
     assert record_of(ca, newer).renew_early_at is None
     code, out, _ = run("--config", ca, "certs", "renew-early", "--issued-before",
                        cut.date().isoformat())  # midnight: none issued before
-    assert code == 0 and "Marked 0 unexpired certificates" in out
+    assert code == 0 and "left to mark: 0 already marked" in out and "Marked" not in out
+
+
+def test_renew_early_issued_before_dry_run_counts_and_a_rerun_says_already_marked(
+        run: Run, sqlite_ca: Path, make_csr: CsrMaker) -> None:
+    """RFC 9773 4.2: a mark moves the suggested window into the past for good; the
+    operator sees how many a criterion takes before marking, and a second run says
+    they are marked already (not "Marked 0")."""
+    serials = [sign_csr(run, sqlite_ca, make_csr, f"h{n}.bluerobin.local") for n in range(3)]
+    cut = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    args = ("--config", sqlite_ca, "certs", "renew-early", "--issued-before", cut)
+    code, out, err = run(*args, "--dry-run")
+    assert code == 0, err
+    assert "Would mark 3 unexpired certificates" in out and "(0 already marked)" in out
+    assert all(record_of(sqlite_ca, s).renew_early_at is None for s in serials)
+    code, out, _ = run(*args)
+    assert code == 0 and "Marked 3 unexpired certificates" in out
+    code, out, _ = run(*args)
+    assert code == 0 and "left to mark: 3 already marked" in out and "Marked 0" not in out
+    code, out, _ = run(*args, "--dry-run")
+    assert "Would mark 0 unexpired certificates" in out and "(3 already marked)" in out
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
@@ -384,6 +429,8 @@ def test_renew_early_issued_before_marks_the_older_ones(run: Run, ca: Path,
     (["--issued-before", "20261201"], "is not an RFC 3339"),
     (["beef"], "no certificate has the serial beef"),
     (["0xq"], "is not a serial number"),
+    (["--issued-before", "2999-01-01"], "2999-01-01 00:00:00 UTC is in the future"),
+    (["beef", "--dry-run"], "--dry-run goes with --issued-before"),
 ])
 def test_renew_early_refuses(run: Run, sqlite_ca: Path, args: list[str], fragment: str) -> None:
     code, out, err = run("--config", sqlite_ca, "certs", "renew-early", *args)
@@ -400,4 +447,4 @@ def test_renew_early_refuses_a_reserved_serial(run: Run, sqlite_ca: Path) -> Non
 @pytest.mark.parametrize("text", ["2026-12-01", "2026-12-01T00:00:00Z",
                                   "2026-12-01t01:00:00+01:00", "2026-12-01 00:00:00.000Z"])
 def test_an_rfc_3339_date_or_date_time_is_read_in_utc(text: str) -> None:
-    assert certs.parse_moment(text) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert certs_args.parse_moment(text) == datetime(2026, 12, 1, tzinfo=UTC)

@@ -17,7 +17,14 @@ from acme_ca.config import load_config
 from acme_ca.domain.models import EabKey
 from acme_ca.encoding import b64url_decode
 from acme_ca.store import open_store
-from tests.cli.conftest import Run, assert_one_line_error
+from tests.cli.conftest import Run, assert_one_line_error, create_database
+
+
+@pytest.fixture(autouse=True)
+def database(tmp_path: Path) -> None:
+    """The default data directory's database, as `acme-ca serve` leaves it (`eab`
+    refuses a missing one: a mistyped --data-dir would otherwise make a new one)."""
+    create_database(load_config(None, {"server.data_dir": str(tmp_path / "acme-ca-data")}))
 
 
 def stored(tmp_path: Path, kid: str) -> EabKey:
