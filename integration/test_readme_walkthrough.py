@@ -43,6 +43,7 @@ import pytest
 from cryptography import x509
 
 from integration.conftest import _serving, clean_env, free_port, require_program
+from tests.required import missing
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +88,7 @@ def user(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     """A fresh directory with the Quick start's `.venv`, and the Popen arguments that
     run as that user there."""
     if request.param == "nobody" and os.geteuid() != 0:
-        pytest.skip("not root: the current user is the unprivileged one")
+        missing("not root: the README's run as an unprivileged user needs root to switch")
     workdir = Path(tempfile.mkdtemp(prefix="walkthrough-"))
     try:
         popen: dict[str, Any] = {"env": clean_env({"HOME": str(workdir)})}
