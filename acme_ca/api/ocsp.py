@@ -43,7 +43,6 @@ from acme_ca.authority.ocsp import (
 )
 from acme_ca.clock import Clock
 
-OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
 MAX_REQUEST = 8 * 1024  # octets: a one-certificate request is about 100
 

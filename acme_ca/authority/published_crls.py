@@ -15,13 +15,13 @@ from acme_ca.clock import Clock
 from acme_ca.domain.models import CrlRecord
 from acme_ca.errors import StoreUnavailable
 from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.publication import CRL_ROUTE, ISSUER_ROUTE, issuer_id
+from acme_ca.pki.publication import CRL_ROUTE, ISSUER_ID_LENGTH, ISSUER_ROUTE, issuer_id
 from acme_ca.store.revocation import RevocationStore
 
 __all__ = ["CRL_ROUTE", "ISSUER_ROUTE", "PublishedCrls"]
 
 REFRESH = 5.0  # seconds a replica serves the CRL it holds before checking its number
-_ISSUER_ID = re.compile(r"[0-9a-f]{16}")
+_ISSUER_ID = re.compile(f"[0-9a-f]{{{ISSUER_ID_LENGTH}}}")
 
 
 class PublishedCrls:

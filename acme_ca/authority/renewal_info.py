@@ -48,6 +48,7 @@ for (``Replacement.exempt``, ``RenewalInfo.exempt`` at finalize, one rule ``_exe
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,6 +137,13 @@ def cert_id_of(certificate: x509.Certificate) -> str:
     if key_identifier is None:
         raise ValueError("the certificate has no Authority Key Identifier keyIdentifier")
     return cert_id(key_identifier, certificate.serial_number)
+
+
+@functools.lru_cache(maxsize=1024)
+def stored_cert_id(der: bytes) -> str:
+    """``cert_id_of`` the stored certificate ``der``: parsed once, not on every
+    renewalInfo GET (a client polls each of its certificates every few hours)."""
+    return cert_id_of(x509.load_der_x509_certificate(der))
 
 
 def parse_cert_id(text: object, what: str = "CertID") -> CertId:
@@ -252,7 +260,7 @@ class RenewalInfo:
             return None
         if record.der is None or record.status is CertificateStatus.RESERVED:
             return None
-        if cert_id_of(x509.load_der_x509_certificate(record.der)) != str(wanted):
+        if stored_cert_id(record.der) != str(wanted):
             return None
         return record
 
@@ -264,7 +272,7 @@ class RenewalInfo:
             return None
         if record.der is None:
             return None
-        return cert_id_of(x509.load_der_x509_certificate(record.der))
+        return stored_cert_id(record.der)
 
     # --- replaces (RFC 9773 5) -------------------------------------------------------------
 

@@ -16,6 +16,7 @@ responder cannot read is answered ``malformedRequest``, an issuer it does not se
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -140,9 +141,17 @@ def read_request(der: bytes) -> OcspQuery:
 def names_issuer(query: OcspQuery, issuer: x509.Certificate) -> bool:
     """Whether the CertID's issuer hashes are those of ``issuer`` (RFC 6960 4.1.1:
     the hash of its DER subject, and of its subjectPublicKey BIT STRING's value)."""
-    return (_digest(query.algorithm, issuer.subject.public_bytes()) == query.issuer_name_hash
-            and _digest(query.algorithm, _key_bits(issuer.public_key()))
-            == query.issuer_key_hash)
+    return _issuer_hashes(issuer, type(query.algorithm)) == (query.issuer_name_hash,
+                                                             query.issuer_key_hash)
+
+
+@functools.lru_cache(maxsize=64)
+def _issuer_hashes(issuer: x509.Certificate,
+                   algorithm: type[hashes.HashAlgorithm]) -> tuple[bytes, bytes]:
+    """(name hash, key hash) of ``issuer`` under ``algorithm``: computed once per
+    intermediate and algorithm, not on every OCSP request."""
+    return (_digest(algorithm(), issuer.subject.public_bytes()),
+            _digest(algorithm(), _key_bits(issuer.public_key())))
 
 
 def reason_flag(code: int) -> x509.ReasonFlags:
