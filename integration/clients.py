@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -34,7 +36,9 @@ from integration.conftest import (
     free_port,
     require_program,
     revocation_table,
+    run_cli,
     serving_config,
+    until,
 )
 
 NAMES = ("web.bluerobin.local", "api.bluerobin.local")
@@ -225,3 +229,17 @@ def revoke_with_certificate_key(acme: AcmeServer, cert: Path, key: Path) -> str 
     except messages.Error as error:
         return error.code or error.typ
     return None
+
+
+def renew_intermediate(acme: AcmeServer) -> None:
+    """`acme-ca intermediate renew` with the test root's passphrase, then SIGHUP; returns
+    once the server serves the new chain."""
+    server = acme.server
+    old_chain = server.get("/roots/chain.pem").body
+    passphrase = server.data_dir / "offline" / "root-ca.passphrase"
+    config = server.data_dir.parent / "acme-ca.toml"
+    run_cli("--config", config, "intermediate", "renew", "--passphrase-file", passphrase,
+            cwd=config.parent)
+    os.kill(server.process.pid, signal.SIGHUP)
+    until(lambda: server.get("/roots/chain.pem").body != old_chain,
+          "the server switched to the new intermediate")

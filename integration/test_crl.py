@@ -8,8 +8,6 @@ number grows across a restart.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import urllib.error
@@ -25,6 +23,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 from integration.clients import (
     AcmeServer,
     load_certs,
+    renew_intermediate,
     revoke_with_certificate_key,
     serving_acme,
 )
@@ -198,7 +197,6 @@ def test_after_renewal_the_old_intermediate_signs_the_crl_of_what_it_issued(
     `acme-ca intermediate renew` and SIGHUP, a certificate the old one signed, revoked
     after the renewal, is on the old one's CRL, which verifies against the old
     intermediate; the new one has its own CRL at its own URL."""
-    server = acme_server.server
     before = Lego(acme_server, tmp_path / "before")
     result, _ = before("run")
     assert result.returncode == 0, result.stderr + acme_server.logs()
@@ -206,14 +204,7 @@ def test_after_renewal_the_old_intermediate_signs_the_crl_of_what_it_issued(
     old_url = crl_url(old_leaf)
     wait_for_crl(old_url)
 
-    old_chain = server.get("/roots/chain.pem").body
-    passphrase = server.data_dir / "offline" / "root-ca.passphrase"
-    config = server.data_dir.parent / "acme-ca.toml"
-    run_cli("--config", config, "intermediate", "renew", "--passphrase-file", passphrase,
-            cwd=config.parent)
-    os.kill(server.process.pid, signal.SIGHUP)
-    until(lambda: server.get("/roots/chain.pem").body != old_chain,
-          "the server switched to the new intermediate")
+    renew_intermediate(acme_server)
 
     after = Lego(acme_server, tmp_path / "after")
     result, _ = after("run")

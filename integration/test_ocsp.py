@@ -8,9 +8,7 @@ path, its '/' and '+' escaped), each response verified by openssl against the CA
 from __future__ import annotations
 
 import base64
-import os
 import secrets
-import signal
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -20,8 +18,14 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from integration.clients import AcmeServer, expect_ok, load_certs, serving_acme
-from integration.conftest import require_program, run_cli, until
+from integration.clients import (
+    AcmeServer,
+    expect_ok,
+    load_certs,
+    renew_intermediate,
+    serving_acme,
+)
+from integration.conftest import require_program, run_cli
 from integration.test_lego import Lego
 
 pytestmark = pytest.mark.integration
@@ -131,18 +135,10 @@ def test_after_intermediate_renew_and_sighup_the_new_leaves_are_answered_at_once
     intermediate is answered good by the first `openssl ocsp`, and one of the old
     intermediate still is too."""
     with serving_acme(tmp_path / "acme-ca", ocsp=True) as acme:
-        server = acme.server
         before = Lego(acme, tmp_path / "before")
         expect_ok(before("run")[0], acme)
         old = Ocsp(acme, before, tmp_path / "old")
-        old_chain = server.get("/roots/chain.pem").body
-        passphrase = server.data_dir / "offline" / "root-ca.passphrase"
-        config = server.data_dir.parent / "acme-ca.toml"
-        run_cli("--config", config, "intermediate", "renew", "--passphrase-file", passphrase,
-                cwd=config.parent)
-        os.kill(server.process.pid, signal.SIGHUP)
-        until(lambda: server.get("/roots/chain.pem").body != old_chain,
-              "the server switched to the new intermediate")
+        renew_intermediate(acme)
         after = Lego(acme, tmp_path / "after")
         expect_ok(after("run")[0], acme)
         new = Ocsp(acme, after, tmp_path / "new")

@@ -39,6 +39,8 @@ from acme_ca.pki import files
 from acme_ca.pki.publication import Publication
 from acme_ca.store.base import Store
 
+SERIAL_HELP = "hex, as `certs list` or `openssl x509 -serial` prints it"
+
 
 def add_parser(commands: Any) -> None:
     group = commands.add_parser(
@@ -63,7 +65,7 @@ def add_parser(commands: Any) -> None:
                             "says: subject, issuer, names, key type; its ARI CertID (RFC "
                             "9773) and suggested renewal window, early renewal, "
                             "replacement.")
-    show.add_argument("serial", help="hex, as `certs list` or `openssl x509 -serial` prints it")
+    show.add_argument("serial", help=SERIAL_HELP)
     shown = show.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="one JSON object")
     shown.add_argument("--pem", action="store_true", help="print the certificate (PEM)")
@@ -72,8 +74,7 @@ def add_parser(commands: Any) -> None:
         "revoke", help="revoke a certificate (ACME or sign-csr)",
         description="Revoke a certificate. The running server puts it on the CRL within "
         "seconds.")
-    revoke.add_argument("serial", help="hex, as `certs list` or `openssl x509 -serial` "
-                        "prints it")
+    revoke.add_argument("serial", help=SERIAL_HELP)
     revoke.add_argument("--reason", default="unspecified", metavar="NAME",
                         help="an RFC 5280 reason: " + ", ".join(OPERATOR_REASONS))
     revoke.set_defaults(run=run_revoke)
@@ -83,8 +84,7 @@ def add_parser(commands: Any) -> None:
         "(ARI, RFC 9773) suggests a window in the past, and clients that read it (certbot "
         "4.1+, recent lego, Caddy 2.8+) renew them at their next check. Give a serial, or "
         "--issued-before DATE (an intermediate rotated, a key compromised).")
-    early.add_argument("serial", nargs="?", default=None,
-                       help="hex, as `certs list` or `openssl x509 -serial` prints it")
+    early.add_argument("serial", nargs="?", default=None, help=SERIAL_HELP)
     early.add_argument("--issued-before", default=None, metavar="DATE",
                        help="every unexpired certificate issued before DATE: RFC 3339, "
                        "2026-12-01 (midnight UTC) or 2026-12-01T12:00:00Z; not in the "

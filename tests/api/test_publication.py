@@ -47,13 +47,21 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await opened.close()
 
 
-@pytest.fixture
-async def listener(issuer: Issuer, store: Store, aiohttp_client: Any) -> Listener:
+async def serving(issuer: Issuer, store: Store, aiohttp_client: Any,
+                  read_from: Any = None) -> Listener:
+    """The publisher writing to `store` and the listener reading from `read_from`
+    (`store` itself unless given), an hour into the issuer's life."""
     clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
     publisher = CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME,
                              backdate=BACKDATE)
-    app = create_publication_app(PublishedCrls(store, lambda: issuer, clock), clock)
+    crls = PublishedCrls(read_from or store, lambda: issuer, clock)
+    app = create_publication_app(crls, clock)
     return Listener(await aiohttp_client(app), issuer, clock, publisher)
+
+
+@pytest.fixture
+async def listener(issuer: Issuer, store: Store, aiohttp_client: Any) -> Listener:
+    return await serving(issuer, store, aiohttp_client)
 
 
 async def test_the_crl_is_served_as_der_with_its_media_type(listener: Listener) -> None:
@@ -152,12 +160,10 @@ async def test_the_database_out_of_reach_is_a_503_in_one_line(
     503, Retry-After, one line of text; served again once the database is back."""
     store = await open_store(through(pg_url, relay))
     try:
-        clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
-        await CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME,
-                             backdate=BACKDATE).publish()
-        client = await aiohttp_client(
-            create_publication_app(PublishedCrls(store, lambda: issuer, clock), clock))
-        path = f"/crl/{issuer.fingerprint[:16]}.crl"
+        listener = await serving(issuer, store, aiohttp_client)
+        await listener.publisher.publish()
+        client = listener.client
+        path = f"/crl/{listener.short}.crl"
         await relay.cut()
         response = await client.get(path)
         assert response.status == 503
@@ -189,14 +195,11 @@ async def test_relying_parties_read_the_crl_from_the_process_not_the_database(
     """RFC 5280 4.2.1.13: anyone may fetch the CRL, unauthenticated; 200 fetches (304s
     too) read its DER from the database once, not 200 times through the pool the ACME
     API shares. A few seconds on, only the number is checked; a new CRL is read once."""
-    clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
-    publisher = CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME,
-                             backdate=BACKDATE)
-    await publisher.publish()
     counting = Counting(store)
-    client = await aiohttp_client(create_publication_app(
-        PublishedCrls(counting, lambda: issuer, clock), clock))  # type: ignore[arg-type]
-    path = f"/crl/{issuer.fingerprint[:16]}.crl"
+    listener = await serving(issuer, store, aiohttp_client, read_from=counting)
+    client, clock, publisher = listener.client, listener.clock, listener.publisher
+    await publisher.publish()
+    path = f"/crl/{listener.short}.crl"
     for _ in range(200):
         assert (await client.get(path, headers={"If-None-Match": '"1"'})).status == 304
     assert counting.reads == 1
@@ -217,12 +220,10 @@ async def test_the_crl_held_is_served_through_an_outage_until_its_next_update(
     serves it; once its nextUpdate has passed, 503."""
     store = await open_store(through(pg_url, relay))
     try:
-        clock = FakeClock(issuer.certificate.not_valid_before_utc + timedelta(hours=1))
-        await CrlPublisher(store, clock, lambda: issuer, Publication(BASE), LIFETIME,
-                             backdate=BACKDATE).publish()
-        client = await aiohttp_client(
-            create_publication_app(PublishedCrls(store, lambda: issuer, clock), clock))
-        path = f"/crl/{issuer.fingerprint[:16]}.crl"
+        listener = await serving(issuer, store, aiohttp_client)
+        await listener.publisher.publish()
+        client, clock = listener.client, listener.clock
+        path = f"/crl/{listener.short}.crl"
         assert (await client.get(path)).status == 200
         await relay.cut()
         clock.advance(timedelta(minutes=10))

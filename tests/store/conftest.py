@@ -144,3 +144,20 @@ async def two_name_order(store: Store) -> None:
     await store.create_order(make_order("order-2", [az_a]), [])
     for challenge_id in ("az-a-http-01", "az-b-http-01"):
         await validating(store, challenge_id)
+
+
+async def assert_0009_kept_and_works(store: Store) -> None:
+    """What migration 0009 must leave of a database with certificate '0a' issued and
+    '0b' revoked by issuer 'ab'*32 and order 'order-old' valid: the rows as they were,
+    and the revocation and "replaces" reads and writes working on them."""
+    kept = await store.get_certificate("0a")
+    assert kept is not None
+    assert (kept.der, kept.renew_early_at, kept.replaced_by) == (DER, None, None)
+    old_order = await store.get_order("order-old")
+    assert old_order is not None
+    assert (old_order.status.value, old_order.replaces) == ("valid", None)
+    assert [e.serial for e in await store.revoked_certificates(
+        "ab" * 32, expiring_after=T0)] == ["0b"]
+    assert (await store.mark_renew_early("0a", T0)).renew_early_at == T0
+    renewal = make_order("order-new", [], replaces="0a")
+    assert (await store.create_order(renewal, [])).replaces == "0a"

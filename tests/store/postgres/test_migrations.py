@@ -14,7 +14,7 @@ from acme_ca.errors import StoreError, StoreUnavailable
 from acme_ca.store.migrations import CREATE_MIGRATIONS_TABLE, load_migrations
 from acme_ca.store.postgres import PostgresStore
 from acme_ca.store.postgres.migrate import DDL_LOCK_TIMEOUT, MIGRATION_LOCK, migrate_postgres
-from tests.store.conftest import ACCOUNT, DER, T0, make_order
+from tests.store.conftest import ACCOUNT, DER, T0, assert_0009_kept_and_works
 
 NAMES = ["certificates", "acme", "nonces_apart", "orders_processing", "cluster", "expiry",
          "who_gets_what", "retention", "revocation"]
@@ -229,15 +229,7 @@ async def test_a_version_8_database_holding_rows_gains_0009_and_keeps_them(pg_ur
     store = await PostgresStore.open(pg_url)
     try:
         assert await store.schema_version() == len(NAMES)
-        kept = await store.get_certificate("0a")
-        assert (kept.der, kept.renew_early_at, kept.replaced_by) == (DER, None, None)
-        old_order = await store.get_order("order-old")
-        assert (old_order.status.value, old_order.replaces) == ("valid", None)
-        assert [e.serial for e in await store.revoked_certificates(
-            "ab" * 32, expiring_after=T0)] == ["0b"]
-        assert (await store.mark_renew_early("0a", T0)).renew_early_at == T0
-        renewal = make_order("order-new", [], replaces="0a")
-        assert (await store.create_order(renewal, [])).replaces == "0a"
+        await assert_0009_kept_and_works(store)
     finally:
         await store.close()
     assert await applied(pg_url) == list(enumerate(NAMES, start=1))

@@ -20,7 +20,14 @@ from acme_ca.store import SqliteStore
 from acme_ca.store.migrations import load_migrations
 from acme_ca.store.sqlite.migrate import sqlite_statements
 from acme_ca.store.sqlite.opening import nonce_path
-from tests.store.conftest import ACCOUNT, DER, T0, make_account, make_order, make_record
+from tests.store.conftest import (
+    ACCOUNT,
+    DER,
+    T0,
+    assert_0009_kept_and_works,
+    make_account,
+    make_record,
+)
 
 LATEST = len(load_migrations("sqlite"))  # the version a fresh database is at
 
@@ -242,15 +249,7 @@ async def test_a_version_8_database_holding_rows_gains_0009_and_keeps_them(db_fi
     store = await SqliteStore.open(db_file, clock=FakeClock(T0))
     try:
         assert await store.schema_version() == LATEST
-        kept = await store.get_certificate("0a")
-        assert (kept.der, kept.renew_early_at, kept.replaced_by) == (DER, None, None)
-        old_order = await store.get_order("order-old")
-        assert (old_order.status.value, old_order.replaces) == ("valid", None)
-        assert [e.serial for e in await store.revoked_certificates(
-            "ab" * 32, expiring_after=T0)] == ["0b"]
-        assert (await store.mark_renew_early("0a", T0)).renew_early_at == T0
-        renewal = make_order("order-new", [], replaces="0a")
-        assert (await store.create_order(renewal, [])).replaces == "0a"
+        await assert_0009_kept_and_works(store)
     finally:
         await store.close()
 
