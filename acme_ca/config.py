@@ -29,6 +29,8 @@ from acme_ca.config_networks import (
     default_allowed_networks,
     ip_or_none,
 )
+from acme_ca.config_operations import SCHEMA as ADMIN_SCHEMA
+from acme_ca.config_operations import AdminConfig, read_admin
 from acme_ca.config_policy import (
     DEFAULT_PROFILE,
     LimitsConfig,
@@ -68,6 +70,9 @@ class ServerConfig:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     external_url: str | None = None
     workers: int = 1
+    log_format: str = "text"  # "text" or "json" (one JSON object a line)
+    # SIGTERM: how long validations and finalizations in flight may take to finish
+    shutdown_timeout: timedelta = timedelta(seconds=30)
 
     @property
     def listen_host(self) -> str:
@@ -208,6 +213,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     revocation: RevocationConfig = field(default_factory=RevocationConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
 
 
 def default_ca_paths(data_dir: Path) -> dict[str, Path]:
@@ -312,6 +318,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
         "data_dir": ("a directory path", values.path),
         "external_url": ("an https:// URL", values.external_url),
         "workers": ("a positive number of processes", values.positive),
+        "log_format": ("'text' or 'json'", values.log_format),
+        "shutdown_timeout": ("a duration from 1s to 10m, such as '30s'", values.duration),
     },
     "storage": {
         "url": ("'sqlite:///<path>' or 'postgresql://...'", values.storage_url),
@@ -347,6 +355,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
         "default_profile": ("the name of a profile", values.string),
     },
     "revocation": REVOCATION_SCHEMA,
+    "admin": ADMIN_SCHEMA,
     "validation": {
         "http01_port": ("a port from 1 to 65535", values.port),
         "tlsalpn01_port": ("a port from 1 to 65535", values.port),
@@ -371,7 +380,12 @@ def _build(r: _Reader, source: Path | None, policy_tables: Mapping[str, Any]) ->
         data_dir=data_dir,
         external_url=r.get("server.external_url", None),
         workers=r.get("server.workers", defaults.workers),
+        log_format=r.get("server.log_format", defaults.log_format),
+        shutdown_timeout=r.get("server.shutdown_timeout", defaults.shutdown_timeout),
     )
+    if not timedelta(seconds=1) <= server.shutdown_timeout <= timedelta(minutes=10):
+        raise ConfigError(f"server.shutdown_timeout: {format_duration(server.shutdown_timeout)}"
+                          " is outside 1s to 10m")
     ca_paths = default_ca_paths(data_dir)
     ca = CaConfig(
         **{key: r.get(f"ca.{key}", default) for key, default in ca_paths.items()},
@@ -436,8 +450,9 @@ def _build(r: _Reader, source: Path | None, policy_tables: Mapping[str, Any]) ->
     if default is None or default.retired:
         raise ConfigError(f"acme.default_profile: {acme.default_profile!r} is not a profile "
                           f"in use (profiles: {', '.join(sorted(profiles))})")
+    revocation = read_revocation(r.get, server)
     return Config(server, storage, ca, policy, validation, acme, source,
                   profiles=profiles, limits=read_limits(policy_tables["limits"]),
                   retention=read_retention(policy_tables["retention"]),
-                  revocation=read_revocation(r.get, server))
+                  revocation=revocation, admin=read_admin(r.get, server, revocation))
 

@@ -89,6 +89,15 @@ def boolean(_: PathResolver, value: Any) -> bool:
     return value
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def log_format(_: PathResolver, value: Any) -> str:
+    if value not in LOG_FORMATS:
+        raise ValueError(f"{value!r} is not a log format")
+    return str(value)
+
+
 def port(_: PathResolver, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
         raise ValueError(f"{value!r} is not a port")

@@ -18,7 +18,10 @@ from pathlib import Path
 
 from acme_ca import __version__
 from acme_ca.cli import ca_commands, certs, db, eab, keys, serve, sign_csr, trust
+from acme_ca.cli.audit import who
 from acme_ca.config import config_path_from_env, load_config
+from acme_ca.domain.audit import cli_actor
+from acme_ca.domain.origin import Origin, set_origin
 from acme_ca.errors import AcmeCaError
 
 
@@ -51,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_origin(Origin(actor=cli_actor(who())))  # the audit log's who; `serve` sets its own
     try:
         overrides = {
             "server.data_dir": args.data_dir,

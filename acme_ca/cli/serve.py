@@ -39,6 +39,7 @@ from acme_ca.cli.wiring import (
 from acme_ca.cli.workers import run_workers
 from acme_ca.clock import Clock, SystemClock
 from acme_ca.config import Config, parse_host_port
+from acme_ca.domain.origin import Origin, set_origin
 from acme_ca.errors import AcmeCaError, PkiError
 from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
@@ -89,6 +90,7 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
         )
     workers = config.server.workers
     clock = SystemClock()
+    set_origin(Origin())  # the server acts for its clients (each request sets its origin)
     _freeze_startup_objects()
     if workers == 1:
         asyncio.run(serve(config, clock))

@@ -25,7 +25,9 @@ The interface is split as Boulder splits its storage authority: ``ReadStore``
 and ``LeaseStore`` (``cluster.py``) hold what replicas share besides the data,
 ``EabStore`` and ``LimitStore`` (``policy.py``) who may get what, and
 ``RetentionStore`` (``retention.py``) what keeps the database bounded, and
-``RevocationStore`` (``revocation.py``) CRLs and the marks for early renewal.
+``RevocationStore`` (``revocation.py``) CRLs and the marks for early renewal,
+``AuditStore`` (``audit.py``) the hash-chained audit log, and ``OperationsStore``
+(``operations.py``) the lists and counts operators look at.
 Code that only reads depends on ``ReadStore``. Preconditions every backend checks,
 and the explanation of a refused compare-and-set, are in ``guards.py``.
 """
@@ -34,7 +36,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from acme_ca.store.audit import AuditStore
 from acme_ca.store.cluster import LeaseStore, NonceStore
+from acme_ca.store.operations import OperationsStore
 from acme_ca.store.policy import EabStore, LimitStore
 from acme_ca.store.reads import ReadStore
 from acme_ca.store.retention import RetentionStore
@@ -43,7 +47,7 @@ from acme_ca.store.writes import WriteStore
 
 
 class Store(ReadStore, WriteStore, NonceStore, LeaseStore, EabStore, LimitStore,
-            RetentionStore, RevocationStore, Protocol):
+            RetentionStore, RevocationStore, AuditStore, OperationsStore, Protocol):
     """Everything the CA persists, behind one async interface."""
 
     async def close(self) -> None:

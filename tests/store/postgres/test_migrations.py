@@ -17,7 +17,7 @@ from acme_ca.store.postgres.migrate import DDL_LOCK_TIMEOUT, MIGRATION_LOCK, mig
 from tests.store.conftest import ACCOUNT, DER, T0, assert_0009_kept_and_works
 
 NAMES = ["certificates", "acme", "nonces_apart", "orders_processing", "cluster", "expiry",
-         "who_gets_what", "retention", "revocation"]
+         "who_gets_what", "retention", "revocation", "operations"]
 
 
 def test_the_versions_are_sqlites_with_the_same_names():

@@ -63,7 +63,8 @@ async def test_fresh_database_is_migrated_to_version_1(store: SqliteStore, db_pa
     assert rows == [(1, "certificates", stamp), (2, "acme", stamp), (3, "nonces_apart", stamp),
                     (4, "orders_processing", stamp), (5, "cluster", stamp),
                     (6, "expiry", stamp), (7, "who_gets_what", stamp),
-                    (8, "retention", stamp), (9, "revocation", stamp)]
+                    (8, "retention", stamp), (9, "revocation", stamp),
+                    (10, "operations", stamp)]
     assert {"status", "not_after", "account_id", "order_id", "created_at"} <= indexed
 
 
@@ -153,7 +154,8 @@ def test_migrations_are_numbered_from_1_and_split_into_statements():
                                                             (5, "cluster"), (6, "expiry"),
                                                             (7, "who_gets_what"),
                                                             (8, "retention"),
-                                                            (9, "revocation")]
+                                                            (9, "revocation"),
+                                                            (10, "operations")]
     statements = sqlite_statements(migrations[0].sql)
     assert statements[0].endswith(";") and "CREATE TABLE certificates" in statements[0]
     assert sum("CREATE INDEX" in each for each in statements) == 5

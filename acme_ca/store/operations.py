@@ -1,0 +1,47 @@
+"""What operators look at (the admin CLI, the dashboard): lists and counts over the
+ACME resources, read without changing anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from acme_ca.domain.models import Account, AccountStatus, Order, OrderStatus
+
+
+@dataclass(frozen=True, slots=True)
+class FailedValidations:
+    """Challenges that ended invalid, by challenge type and problem type."""
+
+    challenge_type: str  # "http-01", "dns-01", "tls-alpn-01"
+    problem_type: str  # the RFC 8555 problem type URN of the challenge's error
+    count: int
+
+
+class OperationsStore(Protocol):
+    async def list_accounts(
+        self, *, status: AccountStatus | None = None, before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Account]:
+        """Accounts (of ``status`` if given), newest first, created before ``before`` if
+        given (the next page: the last one's ``created_at``), at most ``limit``."""
+
+    async def count_accounts(self) -> dict[AccountStatus, int]:
+        """How many accounts there are in each status (a status with none is left out)."""
+
+    async def list_orders(
+        self, *, account_id: str | None = None, status: OrderStatus | None = None,
+        before: datetime | None = None, limit: int = 100,
+    ) -> list[Order]:
+        """Orders (of ``account_id``, of ``status``, if given), newest first, created
+        before ``before`` if given, at most ``limit``."""
+
+    async def issuance_counts(self, since: datetime) -> dict[datetime, int]:
+        """Certificates signed (ISSUED or REVOKED, not reserved) since ``since``, counted
+        by the UTC hour they were created in (the hour's start -> count; hours with none
+        are left out)."""
+
+    async def failed_validations(self, since: datetime) -> list[FailedValidations]:
+        """Challenges that became invalid since ``since`` (by ``validated_at``), grouped,
+        the largest count first."""

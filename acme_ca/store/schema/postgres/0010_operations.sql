@@ -1,0 +1,30 @@
+-- 0010: operations (issue 13): the tamper-evident audit log, and the indexes behind what
+-- operators look at (the admin CLI, the dashboard). PostgreSQL dialect of
+-- schema/sqlite/0010.
+--
+-- audit_log: append-only; seq runs 1, 2, 3 ... without gaps; hash is SHA-256 of the
+-- entry's canonical form with prev_hash, the hash of the entry before it (domain/audit.py
+-- chain_hash), so an edited or deleted entry breaks the chain (`acme-ca audit verify`).
+-- identifiers is a JSON array, details a JSON object in canonical form (text: hashed as
+-- written).
+CREATE TABLE audit_log (
+    seq         BIGINT NOT NULL PRIMARY KEY CHECK (seq >= 1),
+    at          TIMESTAMPTZ NOT NULL,
+    action      TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    client_ip   TEXT,
+    identifiers TEXT NOT NULL,
+    serial      TEXT COLLATE "C",
+    details     TEXT NOT NULL,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+-- `acme-ca audit list --since 24h`
+CREATE INDEX audit_log_by_time ON audit_log (at);
+
+-- Store.list_accounts: newest first.
+CREATE INDEX accounts_by_created ON accounts (created_at, id);
+-- Store.list_orders without an account: newest first.
+CREATE INDEX orders_by_created ON orders (created_at, id);
+-- Store.failed_validations: the invalid challenges of the last day.
+CREATE INDEX challenges_invalid ON challenges (validated_at) WHERE status = 'invalid';
