@@ -54,3 +54,20 @@ async def pages(store: Store, *, status: CertificateStatus | None = None,
         if len(page) < PAGE:
             return
         after = page[-1].serial
+
+
+async def newest_first(read: Callable[[datetime | None, int], Awaitable[list[T]]],
+                       created: Callable[[T], datetime], limit: int | None = None
+                       ) -> list[T]:
+    """Up to ``limit`` rows (None: all) of a listing read newest first a page at a time:
+    ``read(before, PAGE)`` (``list_accounts``, ``list_orders``), each page starting
+    before the ``created`` time of the last row of the one before."""
+    found: list[T] = []
+    before: datetime | None = None
+    while limit is None or len(found) < limit:
+        page = await read(before, PAGE)
+        found.extend(page)
+        if len(page) < PAGE:
+            break
+        before = created(page[-1])
+    return found[:limit]

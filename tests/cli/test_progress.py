@@ -1,0 +1,81 @@
+"""Progress bars on long work (issue 13, item 5): rich.progress on standard error, only
+when it is a terminal. A test runs each command twice, with standard error on a
+pseudo-terminal and on a pipe: the terminal sees the bar, the pipe sees nothing of it,
+and standard output (what a script reads) is the same both times."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from acme_ca.cli.progress import on_terminal, progress
+from tests.cli.conftest import secret
+from tests.cli.terminal import run_module
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_off_a_terminal_nothing_is_drawn(capsys: pytest.CaptureFixture[str]) -> None:
+    assert not on_terminal()  # pytest captures standard error
+    with progress("Working", 3) as bar:
+        bar.set_total(5)
+        bar.describe("Still working")
+        bar.advance(2)
+    assert capsys.readouterr() == ("", "")
+
+
+def write_config(directory: Path) -> Path:
+    directory.mkdir()
+    config = directory / "acme-ca.toml"
+    config.write_text('[server]\ndata_dir = "data"\n')
+    return config
+
+
+def test_init_shows_key_generation_on_a_terminal_only(tmp_path: Path) -> None:
+    """`acme-ca init` generating an RSA 4096 root key and an intermediate: the bar on a
+    terminal names each key; off one, stderr is empty and stdout unchanged."""
+    said = {}
+    for tty in (True, False):
+        config = write_config(tmp_path / f"tty-{tty}")
+        ran = run_module("acme_ca", "--config", config, "init", "--passphrase-file",
+                         secret(config.parent, "progress root pass"), "--key-type", "rsa4096",
+                         "--intermediate-key-type", "ec-p256", cwd=config.parent, tty=tty)
+        assert ran.code == 0, ran.stderr
+        said[tty] = ran
+    assert "Generating the root key (rsa4096)" in _ANSI.sub("", said[True].stderr)
+    assert said[False].stderr == ""
+    assert "\x1b" not in said[True].stdout + said[False].stdout
+    assert said[True].stdout.replace("tty-True", "tty-False") == said[False].stdout
+
+
+def test_db_migrate_bar_never_reaches_stdout(tmp_path: Path) -> None:
+    for tty in (True, False):
+        config = write_config(tmp_path / f"tty-{tty}")
+        (config.parent / "data").mkdir()
+        (config.parent / "data" / "acme-ca.db").touch()  # an empty SQLite database
+        ran = run_module("acme_ca", "--config", config, "db", "migrate", cwd=config.parent,
+                         tty=tty)
+        assert ran.code == 0, ran.stderr
+        assert re.fullmatch(r"Migrated the database from version 0 to \d+\.\n", ran.stdout)
+        if tty:
+            assert "Migrating the database" in _ANSI.sub("", ran.stderr)
+        else:
+            assert ran.stderr == ""
+
+
+def test_bench_seed_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    for tty in (True, False):
+        ran = run_module("bench", "seed", "--db", tmp_path / f"seed-{tty}.db", "--orders",
+                         "300", "--certificates", "100", "--accounts", "3",
+                         cwd=Path.cwd(), tty=tty)
+        assert ran.code == 0, ran.stderr
+        assert ran.stdout.startswith(f"seeded {tmp_path / f'seed-{tty}.db'}: 3 accounts")
+        if tty:
+            assert "Seeding orders" in _ANSI.sub("", ran.stderr)
+        else:
+            assert ran.stderr == ""
+
+
+
