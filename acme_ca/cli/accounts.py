@@ -73,9 +73,9 @@ def run_list(config: Config, args: argparse.Namespace) -> int:
 
     async def read(store: Store) -> list[Account]:
         return await newest_first(
-            lambda before, limit: store.list_accounts(status=status, before=before,
-                                                      limit=limit),
-            lambda account: account.created_at, args.limit)
+            lambda before, before_id, limit: store.list_accounts(
+                status=status, before=before, before_id=before_id, limit=limit),
+            args.limit)
 
     accounts = with_store(config, read)
     if args.json:
@@ -101,9 +101,8 @@ class Activity:
 async def account_orders(store: Store, account_id: str) -> list[Order]:
     """Every order of the account the store still keeps, newest first."""
     return await newest_first(
-        lambda before, limit: store.list_orders(account_id=account_id, before=before,
-                                                limit=limit),
-        lambda order: order.created_at)
+        lambda before, before_id, limit: store.list_orders(
+            account_id=account_id, before=before, before_id=before_id, limit=limit))
 
 
 async def account_certificates(store: Store, account_id: str) -> list[CertificateRecord]:

@@ -109,11 +109,16 @@ def run_verify(config: Config, args: argparse.Namespace) -> int:
             "first_bad": None if broken is None else {"seq": broken.seq,
                                                       "reason": broken.reason}})
     elif broken is None:
-        print(f"{walk.entries} entries, chain intact, head {walk.head.seq} {walk.head.hash}")
+        print(f"{entries_text(walk.entries)}, chain intact, head {walk.head.seq} "
+              f"{walk.head.hash}")
     else:
-        print(f"Chain broken at entry {broken.seq}: {broken.reason} ({walk.entries} "
-              "entries before it verify)")
+        print(f"Chain broken at entry {broken.seq}: {broken.reason} "
+              f"({entries_text(walk.entries)} before it verify)")
     return 0 if broken is None else CHAIN_BROKEN
+
+
+def entries_text(count: int) -> str:
+    return f"{count} {'entry' if count == 1 else 'entries'}"
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -186,6 +191,6 @@ def run_export(config: Config, args: argparse.Namespace) -> int:
     except BaseException:
         args.out.unlink(missing_ok=True)  # no half export left to be taken for a whole
         raise
-    print(f"Exported {count} audit entries to {args.out}; `acme-ca audit verify --file "
+    print(f"Exported {entries_text(count)} to {args.out}; `acme-ca audit verify --file "
           f"{args.out}` checks it.")
     return 0

@@ -47,9 +47,10 @@ def run_list(config: Config, args: argparse.Namespace) -> int:
 
     async def read(store: Store) -> list[Order]:
         return await newest_first(
-            lambda before, limit: store.list_orders(account_id=args.account, status=status,
-                                                    before=before, limit=limit),
-            lambda order: order.created_at, args.limit)
+            lambda before, before_id, limit: store.list_orders(
+                account_id=args.account, status=status, before=before, before_id=before_id,
+                limit=limit),
+            args.limit)
 
     orders = with_store(config, read)
     if args.json:

@@ -12,12 +12,13 @@ from datetime import datetime
 from typing import TypeVar
 
 from acme_ca.config import Config
-from acme_ca.domain.models import CertificateRecord, CertificateStatus
+from acme_ca.domain.models import Account, CertificateRecord, CertificateStatus, Order
 from acme_ca.errors import ConfigError
 from acme_ca.store import open_store, sqlite_file
 from acme_ca.store.base import Store
 
 T = TypeVar("T")
+R = TypeVar("R", Account, Order)  # a row listed newest first
 PAGE = 500  # records read per query
 
 
@@ -56,18 +57,17 @@ async def pages(store: Store, *, status: CertificateStatus | None = None,
         after = page[-1].serial
 
 
-async def newest_first(read: Callable[[datetime | None, int], Awaitable[list[T]]],
-                       created: Callable[[T], datetime], limit: int | None = None
-                       ) -> list[T]:
+async def newest_first(read: Callable[[datetime | None, str | None, int], Awaitable[list[R]]],
+                       limit: int | None = None) -> list[R]:
     """Up to ``limit`` rows (None: all) of a listing read newest first a page at a time:
-    ``read(before, PAGE)`` (``list_accounts``, ``list_orders``), each page starting
-    before the ``created`` time of the last row of the one before."""
-    found: list[T] = []
-    before: datetime | None = None
+    ``read(before, before_id, PAGE)`` (``list_accounts``, ``list_orders``), each page
+    after the last row of the one before (its ``created_at`` and ``id``: keyset)."""
+    found: list[R] = []
+    before: tuple[datetime, str] | None = None
     while limit is None or len(found) < limit:
-        page = await read(before, PAGE)
+        page = await read(*(before or (None, None)), PAGE)
         found.extend(page)
         if len(page) < PAGE:
             break
-        before = created(page[-1])
+        before = (page[-1].created_at, page[-1].id)
     return found[:limit]

@@ -5,13 +5,16 @@ and standard output (what a script reads) is the same both times."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 import pytest
 
 from acme_ca.cli.progress import on_terminal, progress
-from tests.cli.conftest import secret
+from acme_ca.config import load_config
+from tests.cli.conftest import create_database, secret
+from tests.cli.history import seed_url
 from tests.cli.terminal import run_module
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -79,3 +82,23 @@ def test_bench_seed_bar_on_a_terminal_only(tmp_path: Path) -> None:
 
 
 
+
+
+def test_bulk_revocation_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    """The bar counts the revocations on the terminal; the audit lines and the summary
+    are the same with or without it."""
+    said = {}
+    for tty in (True, False):
+        config = write_config(tmp_path / f"tty-{tty}")
+        url = f"sqlite:///{config.parent / 'ca.db'}"
+        config.write_text(f'[storage]\nurl = "{url}"\n')
+        create_database(load_config(config))
+        asyncio.run(seed_url(url))
+        said[tty] = run_module("acme_ca", "--config", config, "certs", "revoke", "--account",
+                               "acct-1", "--confirm", "2", cwd=config.parent, tty=tty)
+        assert said[tty].code == 0, said[tty].stderr
+    assert "Revoking" in _ANSI.sub("", said[True].stderr)
+    assert "Revoking" not in said[False].stderr
+    assert said[False].stderr.count("acme-ca: audit: revoked the certificate") == 2
+    assert said[True].stdout == said[False].stdout
+    assert said[True].stdout.startswith("Revoked 2 unexpired certificates")
