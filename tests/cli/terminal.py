@@ -21,9 +21,11 @@ class Ran:
     stderr: str  # as the terminal received it, escape sequences and all
 
 
-def run_module(module: str, *argv: object, cwd: Path, tty: bool) -> Ran:
+def run_module(module: str, *argv: object, cwd: Path, tty: bool,
+               typed: str | None = None) -> Ran:
     """``python -m module argv...`` in ``cwd``; standard error a terminal when ``tty``,
-    else a pipe."""
+    else a pipe; with ``typed``, standard input is that terminal too, on which the
+    line ``typed`` is typed."""
     command = [sys.executable, "-m", module, *map(str, argv)]
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100"}
     env.pop("ACME_CA_CONFIG", None)
@@ -34,9 +36,12 @@ def run_module(module: str, *argv: object, cwd: Path, tty: bool) -> Ran:
     leader, follower = pty.openpty()
     try:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                   stderr=follower, stdin=subprocess.DEVNULL, text=True)
+                                   stderr=follower, text=True,
+                                   stdin=subprocess.DEVNULL if typed is None else follower)
     finally:
         os.close(follower)
+    if typed is not None:
+        os.write(leader, typed.encode() + b"\n")  # the terminal keeps it until it is read
     received = bytearray()
     while True:
         try:

@@ -13,33 +13,15 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from acme_ca.cli.main import main
 from acme_ca.config import load_config
 from acme_ca.domain.models import AccountStatus
 from acme_ca.store import open_store
-from tests.cli.conftest import Run, assert_one_line_error, create_database
-from tests.cli.history import seed_url
+from tests.cli.conftest import Run, assert_one_line_error
 from tests.protocol.conftest import AcmeServer, server, server_factory
 from tests.protocol.helpers import assert_problem, registered
-from tests.store.pg import pg_url
 
-__all__ = ["pg_url", "server", "server_factory"]  # the fixtures
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def history(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    """The configuration of a database holding ``history``'s rows."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ca.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    path = tmp_path / "acme-ca.toml"
-    path.write_text(f'[storage]\nurl = "{url}"\n')
-    create_database(load_config(path))
-    asyncio.run(seed_url(url))
-    return path
+__all__ = ["server", "server_factory"]  # the fixtures
 
 
 def rows(out: str) -> list[list[str]]:

@@ -25,40 +25,31 @@ from acme_ca.cli.audit_commands import CHAIN_BROKEN
 from acme_ca.config import load_config
 from acme_ca.domain.audit import AuditAction, AuditEvent, chain_hash
 from acme_ca.store import open_store, sqlite_file
-from tests.cli.conftest import Run, assert_one_line_error, create_database
+from tests.cli.conftest import Run, assert_one_line_error, storage_config
 from tests.required import require_program
-from tests.store.pg import pg_url
-
-__all__ = ["pg_url"]  # the fixture
 
 ENTRIES = 5
 SQL = Callable[[str], str]  # runs SQL on the database, as its program prints the result
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, SQL]:
+@pytest.fixture
+def backend(database: Path) -> tuple[Path, SQL]:
     """A configuration whose database holds ENTRIES audit entries, and a way to run SQL
     on that database with its own command-line program (sqlite3, psql)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ca.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    path = tmp_path / "acme-ca.toml"
-    path.write_text(f'[storage]\nurl = "{url}"\n')
-    create_database(load_config(path))
+    url = load_config(database).storage.url
     asyncio.run(append_entries(url))
-    if request.param == "sqlite":
-        program = require_program("sqlite3")
-        command = [program, str(sqlite_file(url))]
+    path = sqlite_file(url)
+    if path is not None:
+        command = [require_program("sqlite3"), str(path)]
     else:
         command = [require_program("psql"), "--no-psqlrc", "-qAt", "-v", "ON_ERROR_STOP=1",
                    url]
 
     def sql(statement: str) -> str:
-        return subprocess.run([*command], input=statement + ";\n", capture_output=True,
+        return subprocess.run(command, input=statement + ";\n", capture_output=True,
                               text=True, timeout=60, check=True).stdout
 
-    return path, sql
+    return database, sql
 
 
 async def append_entries(url: str) -> None:
@@ -184,9 +175,7 @@ def test_list_since_and_by_action(run: Run, backend: tuple[Path, SQL]) -> None:
 ])
 def test_bad_options_are_one_line(run: Run, tmp_path: Path, argv: list[str],
                                   said: str) -> None:
-    config = tmp_path / "acme-ca.toml"
-    config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "ca.db"}"\n')
-    create_database(load_config(config))
+    config = storage_config(tmp_path, f"sqlite:///{tmp_path / 'ca.db'}")
     code, _, err = run("--config", config, "audit", *argv)
     assert_one_line_error(code, err, said)
 

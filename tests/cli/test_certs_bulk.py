@@ -15,24 +15,9 @@ import pytest
 from acme_ca.config import load_config
 from acme_ca.domain.models import CertificateStatus
 from acme_ca.store import open_store
-from tests.cli.conftest import Run, assert_one_line_error, create_database
+from tests.cli.conftest import Run, assert_one_line_error, storage_config
 from tests.cli.history import DAY, NOW, seed_url
-from tests.store.pg import pg_url
-
-__all__ = ["pg_url"]  # the fixture
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def history(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ca.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    path = tmp_path / "acme-ca.toml"
-    path.write_text(f'[storage]\nurl = "{url}"\n')
-    create_database(load_config(path))
-    asyncio.run(seed_url(url))
-    return path
+from tests.cli.terminal import run_module
 
 
 def revoked(config: Path) -> dict[str, int | None]:
@@ -111,3 +96,22 @@ def test_mistakes_are_one_line(run: Run, history: Path, argv: list[str], said: s
     code, _, err = run("--config", history, "certs", "revoke", *argv)
     assert_one_line_error(code, err, said)
     assert revoked(history) == {}
+
+
+@pytest.mark.parametrize(("typed", "revoked_now"), [("2", {"a1": 0, "a2": 0}), ("3", {}),
+                                                    ("", {})])
+def test_on_a_terminal_the_count_is_typed_back(tmp_path: Path, typed: str,
+                                               revoked_now: dict[str, int]) -> None:
+    """Standard input a terminal and no --confirm: the command asks; only the count
+    itself, typed back, revokes."""
+    config = storage_config(tmp_path, f"sqlite:///{tmp_path / 'ca.db'}")
+    asyncio.run(seed_url(load_config(config).storage.url))
+    ran = run_module("acme_ca", "--config", config, "certs", "revoke", "--account", "acct-1",
+                     cwd=tmp_path, tty=True, typed=typed)
+    assert "Type 2 to revoke them: " in ran.stdout
+    if revoked_now:
+        assert ran.code == 0 and "Revoked 2 unexpired certificates" in ran.stdout
+    else:
+        assert ran.code == 1
+        assert "acme-ca: error: not confirmed; nothing was revoked" in ran.stderr
+    assert revoked(config) == revoked_now

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from acme_ca.config import load_config
-from tests.cli.conftest import create_database
+from tests.cli.conftest import storage_config
 from tests.cli.history import seed_url
 
 DOC = Path(__file__).parents[2] / "docs" / "operations.md"
@@ -41,9 +41,7 @@ def bash(script: str, cwd: Path, config: Path) -> subprocess.CompletedProcess[st
 
 
 def test_the_operations_guide_works_as_written(tmp_path: Path) -> None:
-    config = tmp_path / "acme-ca.toml"
-    config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "ca.db"}"\n')
-    create_database(load_config(config))
+    config = storage_config(tmp_path, f"sqlite:///{tmp_path / 'ca.db'}")
     asyncio.run(seed_url(load_config(config).storage.url))
     found = blocks()
 

@@ -13,7 +13,7 @@ import pytest
 
 from acme_ca.cli.progress import on_terminal, progress
 from acme_ca.config import load_config
-from tests.cli.conftest import create_database, secret
+from tests.cli.conftest import secret, storage_config
 from tests.cli.history import seed_url
 from tests.cli.terminal import run_module
 
@@ -89,11 +89,9 @@ def test_bulk_revocation_bar_on_a_terminal_only(tmp_path: Path) -> None:
     are the same with or without it."""
     said = {}
     for tty in (True, False):
-        config = write_config(tmp_path / f"tty-{tty}")
-        url = f"sqlite:///{config.parent / 'ca.db'}"
-        config.write_text(f'[storage]\nurl = "{url}"\n')
-        create_database(load_config(config))
-        asyncio.run(seed_url(url))
+        (tmp_path / f"tty-{tty}").mkdir()
+        config = storage_config(tmp_path / f"tty-{tty}", f"sqlite:///{tmp_path}/{tty}.db")
+        asyncio.run(seed_url(load_config(config).storage.url))
         said[tty] = run_module("acme_ca", "--config", config, "certs", "revoke", "--account",
                                "acct-1", "--confirm", "2", cwd=config.parent, tty=tty)
         assert said[tty].code == 0, said[tty].stderr
