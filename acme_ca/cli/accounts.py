@@ -185,7 +185,7 @@ def run_deactivate(config: Config, args: argparse.Namespace) -> int:
             raise Conflict(f"the account {account.id} is {now.status.value} already"
                            ) from None
         await Auditor(store, SystemClock()).record(
-            AuditAction.ACCOUNT_DEACTIVATED, details={"account_id": changed.id})
+            AuditAction.ACCOUNT_DEACTIVATED, details={"account": changed.id, "by": "operator"})
         return changed, True
 
     account, changed = with_store(config, change)

@@ -16,7 +16,6 @@ terminal (``progress``); each revocation writes its audit line (``cli/audit``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -135,5 +134,4 @@ async def _revoke_all(config: Config, store: Store, records: list[CertificateRec
                 audit(config, f"revoked the certificate {done.serial} "
                       f"({view.names(done)}), reason {reason_name(reason)}")
             bar.advance()
-            await asyncio.sleep(0)  # let the bar's thread draw between revocations
     return revoked, already

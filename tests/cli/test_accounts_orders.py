@@ -93,7 +93,7 @@ def test_deactivate_is_audited_and_happens_once(run: Run, history: Path) -> None
     (entry,) = json.loads(out)
     assert entry["action"] == "account.deactivated"
     assert entry["actor"] == f"cli:{getpass.getuser()}"
-    assert entry["details"] == {"account_id": "acct-1"}
+    assert entry["details"] == {"account": "acct-1", "by": "operator"}
 
     code, _, err = run("--config", history, "accounts", "deactivate", "acct-1")
     assert_one_line_error(code, err, "the account acct-1 is deactivated already")

@@ -64,6 +64,6 @@ def test_the_operations_guide_works_as_written(tmp_path: Path) -> None:
     assert re.fullmatch(r"[1-9]\d*:[0-9a-f]{64}", head), head
     assert f"chain intact, head {head.replace(':', ' ')}" in said
     deactivated = json.loads(said[said.index("[\n"):said.index("\n]\n") + 2])
-    assert [e["details"] for e in deactivated] == [{"account_id": "acct-1"}]
+    assert [e["details"] for e in deactivated] == [{"account": "acct-1", "by": "operator"}]
     assert (tmp_path / "audit-2026-12.jsonl").is_file()
     assert said.rstrip().splitlines()[-1].endswith(head.replace(":", " "))
