@@ -36,9 +36,10 @@ def write_config(directory: Path) -> Path:
     return config
 
 
-def test_init_shows_key_generation_on_a_terminal_only(tmp_path: Path) -> None:
-    """`acme-ca init` generating an RSA 4096 root key and an intermediate: the bar on a
-    terminal names each key; off one, stderr is empty and stdout unchanged."""
+def test_key_generation_shows_on_a_terminal_only(tmp_path: Path) -> None:
+    """`acme-ca init` generating an RSA 4096 root key and an intermediate, then
+    `intermediate renew`: the bar on a terminal names each key; off one, stderr is
+    empty and stdout unchanged."""
     said = {}
     for tty in (True, False):
         config = write_config(tmp_path / f"tty-{tty}")
@@ -51,6 +52,18 @@ def test_init_shows_key_generation_on_a_terminal_only(tmp_path: Path) -> None:
     assert said[False].stderr == ""
     assert "\x1b" not in said[True].stdout + said[False].stdout
     assert said[True].stdout.replace("tty-True", "tty-False") == said[False].stdout
+
+    for tty in (True, False):  # `intermediate renew` generates a new intermediate key
+        config = tmp_path / f"tty-{tty}" / "acme-ca.toml"
+        ran = run_module("acme_ca", "--config", config, "intermediate", "renew",
+                         "--passphrase-file", config.parent / "root.pass",
+                         cwd=config.parent, tty=tty)
+        assert ran.code == 0, ran.stderr
+        assert ran.stdout.startswith("New intermediate ") and "\x1b" not in ran.stdout
+        if tty:
+            assert "Generating the new intermediate key" in _ANSI.sub("", ran.stderr)
+        else:
+            assert ran.stderr == ""
 
 
 def test_db_migrate_bar_never_reaches_stdout(tmp_path: Path) -> None:
