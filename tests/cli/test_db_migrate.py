@@ -16,6 +16,7 @@ import pytest
 
 from acme_ca.store import open_store
 from acme_ca.store.migrations import load_migrations
+from acme_ca.store.upgrade import migrate_database
 from tests.cli.conftest import Run, assert_one_line_error
 from tests.store.pg import pg_url
 
@@ -130,3 +131,21 @@ def test_a_url_with_nothing_to_migrate_is_one_line(run: Run, tmp_path: Path,
                                                    url: str) -> None:
     code, _, err = run("--config", config(tmp_path, url), "db", "migrate")
     assert_one_line_error(code, err, "url")
+
+
+async def told(url: str) -> list[object]:
+    """What ``migrate_database`` tells while migrating ``url``."""
+    said: list[object] = []
+    await migrate_database(url, started=lambda *found: said.append(found),
+                           applied=lambda migration: said.append(migration.version))
+    return said
+
+
+async def test_each_migration_is_told_as_it_is_applied(tmp_path: Path, pg_url: str) -> None:
+    """What the progress bar counts (``store/upgrade.migrate_database``): the version
+    found and the newest, then each migration applied, in order, on both backends."""
+    database = tmp_path / "ca.db"
+    database.touch()
+    for url in (f"sqlite:///{database}", pg_url):
+        assert await told(url) == [(0, LATEST), *range(1, LATEST + 1)]
+        assert await told(url) == [(LATEST, LATEST)]
