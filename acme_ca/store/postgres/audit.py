@@ -79,6 +79,10 @@ def to_entry(row: Record) -> AuditEntry:
     return stored_entry(row, row["at"])
 
 
+def _interrupted() -> StoreError:
+    return StoreError("the audit append was interrupted (the store's task was cancelled)")
+
+
 @dataclass
 class _Append:
     event: AuditEvent
@@ -113,16 +117,18 @@ class _Appends:
                 batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
                 try:
                     entries = await self._write(batch)
-                except Exception as exc:
+                except BaseException as exc:  # cancelled: it may or may not have committed
                     for pending in batch:
-                        _settle(pending, exc)
+                        _settle(pending, exc if isinstance(exc, Exception) else _interrupted())
+                    if not isinstance(exc, Exception):
+                        raise
                 else:
                     for pending, entry in zip(batch, entries, strict=True):
                         _settle(pending, entry)
         finally:
             self._writer = None
             for pending in self._queue:  # only if this task itself was cancelled
-                _settle(pending, StoreError("the audit append was interrupted"))
+                _settle(pending, _interrupted())
             self._queue = []
 
 
