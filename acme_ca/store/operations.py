@@ -19,29 +19,45 @@ class FailedValidations:
     count: int
 
 
+def page_ids(before: datetime | None, before_id: str | None) -> None:
+    """A page's end: ``before_id`` only with ``before`` (``ValueError`` otherwise)."""
+    if before_id is not None and before is None:
+        raise ValueError("a page that ends before an id also needs the time (before)")
+
+
 class OperationsStore(Protocol):
+    """Lists are newest first (``created_at``, then ``id``, descending) and paged by
+    keyset: the next page is the one ``before`` the last row read (its ``created_at``)
+    and, so that rows created in one microsecond are neither skipped nor repeated,
+    ``before_id`` (its ``id``). With ``before`` alone, a page holds only rows created
+    strictly earlier. ``ValueError`` if ``limit`` < 1, for ``before_id`` without
+    ``before``, or for a naive datetime."""
+
     async def list_accounts(
         self, *, status: AccountStatus | None = None, before: datetime | None = None,
-        limit: int = 100,
+        before_id: str | None = None, limit: int = 100,
     ) -> list[Account]:
         """Accounts (of ``status`` if given), newest first, created before ``before`` if
-        given (the next page: the last one's ``created_at``), at most ``limit``."""
+        given (the next page: the last one's ``created_at`` and ``id``), at most
+        ``limit``."""
 
     async def count_accounts(self) -> dict[AccountStatus, int]:
         """How many accounts there are in each status (a status with none is left out)."""
 
     async def list_orders(
         self, *, account_id: str | None = None, status: OrderStatus | None = None,
-        before: datetime | None = None, limit: int = 100,
+        before: datetime | None = None, before_id: str | None = None, limit: int = 100,
     ) -> list[Order]:
         """Orders (of ``account_id``, of ``status``, if given), newest first, created
-        before ``before`` if given, at most ``limit``."""
+        before ``before`` (and ``before_id``) if given, at most ``limit``."""
 
     async def issuance_counts(self, since: datetime) -> dict[datetime, int]:
         """Certificates signed (ISSUED or REVOKED, not reserved) since ``since``, counted
-        by the UTC hour they were created in (the hour's start -> count; hours with none
-        are left out)."""
+        by the UTC hour they were created in (the hour's start, timezone-aware UTC ->
+        count; hours with none are left out), oldest hour first."""
 
     async def failed_validations(self, since: datetime) -> list[FailedValidations]:
-        """Challenges that became invalid since ``since`` (by ``validated_at``), grouped,
-        the largest count first."""
+        """Challenges that became invalid since ``since`` (by ``validated_at``), grouped
+        by challenge type and the ``type`` of their ``error`` ("about:blank" when it has
+        none, as RFC 7807 3.1 reads a problem without one), the largest count first
+        (then by challenge type and problem type)."""
