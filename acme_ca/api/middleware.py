@@ -129,12 +129,10 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def endpoint(request: web.Request) -> str | None:
-    """The route a request matched, as logs name it: its name, else its path template;
-    None when no route matched (a 404)."""
-    route = request.match_info.route
-    if route.resource is None:
-        return None
-    return route.name or route.resource.canonical
+    """The route a request matched, as logs name it: its path template
+    (``/acme/order/{id}``); None when no route matched (a 404)."""
+    resource = request.match_info.route.resource
+    return None if resource is None else resource.canonical
 
 
 @web.middleware

@@ -7,17 +7,20 @@ json: one JSON object a line, for a log collector (journald, Loki, Elasticsearch
 
     {"time": "2026-12-06T21:30:00.123Z", "level": "INFO", "logger": "acme_ca.access",
      "message": "POST /acme/new-order 201 12.3ms", "request_id": "9f2c4a1b0d3e5f67",
-     "account": "Xk3...", "endpoint": "/acme/new-order", "client_ip": "10.0.0.7",
-     "method": "POST", "status": 201, "latency_ms": 12.3}
+     "actor": "account:Xk3", "account": "Xk3", "endpoint": "/acme/new-order",
+     "client_ip": "10.0.0.7", "method": "POST", "status": 201, "latency_ms": 12.3}
 
 ``time``, ``level``, ``logger`` and ``message`` are always there; ``request_id``,
-``endpoint``, ``client_ip`` and ``actor`` (``account`` when an ACME account acts: its
-id) whenever the line was written while a request was handled (``domain/origin.py``),
-by any logger; ``method``, ``status`` and ``latency_ms`` on the access line that ends
-each request (``api/middleware.origin_middleware``); ``exception`` with the traceback
-of an error. What `serve` prints on standard output (the banner, a first start's
-summary) becomes JSON lines too, still on standard output, so that nothing either
-stream carries is anything but JSON.
+``endpoint`` and ``client_ip`` whenever the line was written while a request was
+handled (``domain/origin.py``), by any logger, and ``actor`` once the request's signer
+is known (``account:ID``, ``key:THUMBPRINT``, ``admin:NAME:SERIAL``; ``account`` too,
+the bare id, when an ACME account acts); ``method``, ``status`` and ``latency_ms`` on
+the access line that ends each request (``api/middleware.origin_middleware``);
+``exception`` with the traceback of an error. What `serve` prints on standard output
+(the banner, a first start's summary) becomes JSON lines too, still on standard
+output, so that nothing either stream carries is anything but JSON; Python's warnings
+too (logger ``py.warnings``). Only a command that cannot start at all (a wrong
+configuration, a port taken) says so in its one plain ``acme-ca: error:`` line.
 
 No secret is logged, in either format: the code logs no JWS body, no EAB HMAC key, no
 passphrase, no private key; a request's line names its route's path template, not its
@@ -33,6 +36,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from acme_ca.domain.audit import SYSTEM_ACTOR
 from acme_ca.domain.origin import current_origin
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -69,7 +73,9 @@ def request_fields() -> dict[str, str]:
     origin = current_origin()
     if origin.request_id is None:
         return {}
-    fields = {"request_id": origin.request_id, "actor": origin.actor}
+    fields = {"request_id": origin.request_id}
+    if origin.actor != SYSTEM_ACTOR:  # a client not yet known (directory, nonce): none
+        fields["actor"] = origin.actor
     if origin.actor.startswith(ACCOUNT_PREFIX):
         fields["account"] = origin.actor.removeprefix(ACCOUNT_PREFIX)
     if origin.endpoint is not None:
@@ -121,5 +127,6 @@ def configure(log_format: str) -> None:
     for logger in logging.Logger.manager.loggerDict.values():
         for own in getattr(logger, "handlers", ()):
             own.setFormatter(formatter)
+    logging.captureWarnings(True)  # a Python warning is a log line too (py.warnings)
     if not isinstance(sys.stdout, _PrintedAsRecords):
         sys.stdout = _PrintedAsRecords(sys.stdout, formatter)
