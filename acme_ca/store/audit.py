@@ -1,13 +1,14 @@
 """The audit log in the store: an append-only, hash-chained list of what was done
 (``domain/audit.py``). Entries are never updated or deleted by the CA (retention
 keeps them all); ``acme-ca audit verify`` walks the chain. ``next_entry`` makes the
-entry every backend appends, so both hash it alike."""
+entry every backend appends, so both hash it alike; ``entry_values`` are the columns
+of audit_log it is stored in, and ``stored_entry`` reads it back from them."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from acme_ca.domain.audit import GENESIS, AuditEntry, AuditEvent, chain_hash, details_text
 
@@ -44,3 +45,22 @@ def next_entry(event: AuditEvent, at: datetime, last: AuditEntry | None) -> Audi
                       client_ip=event.client_ip, identifiers=tuple(event.identifiers),
                       serial=event.serial, details=json.loads(details_text(event.details)),
                       prev_hash=prev, hash=chain_hash(seq, moment, event, prev))
+
+
+def entry_values(entry: AuditEntry, at: object) -> tuple[object, ...]:
+    """The columns of audit_log, in the order of the table, that hold ``entry``, with
+    ``at`` its time as the backend stores it; identifiers as a JSON array, details as
+    their canonical JSON (``details_text``)."""
+    return (entry.seq, at, entry.action, entry.actor, entry.client_ip,
+            json.dumps(list(entry.identifiers)), entry.serial, details_text(entry.details),
+            entry.prev_hash, entry.hash)
+
+
+def stored_entry(row: Any, at: datetime) -> AuditEntry:
+    """The entry a row of audit_log holds (a ``sqlite3.Row`` or an ``asyncpg.Record``:
+    columns by name), with its ``at`` as the backend reads its time."""
+    return AuditEntry(seq=row["seq"], at=at, action=row["action"], actor=row["actor"],
+                      client_ip=row["client_ip"],
+                      identifiers=tuple(json.loads(row["identifiers"])), serial=row["serial"],
+                      details=json.loads(row["details"]), prev_hash=row["prev_hash"],
+                      hash=row["hash"])
