@@ -19,9 +19,9 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
-from acme_ca.domain.audit import AuditEntry, AuditEvent, time_text
+from acme_ca.domain.audit import AuditEntry, AuditEvent
 from acme_ca.store import guards
-from acme_ca.store.audit import entry_values, next_entry, stored_entry
+from acme_ca.store.audit import check_event, entry_values, next_entry, stored_entry
 from acme_ca.store.sqlite.base import SqliteBase, from_text, to_text
 from acme_ca.store.sqlite.connection import Connection
 
@@ -49,7 +49,7 @@ def to_entry(row: sqlite3.Row) -> AuditEntry:
 
 class AuditMethods(SqliteBase):
     async def append_audit(self, event: AuditEvent, at: datetime) -> AuditEntry:
-        time_text(at)  # a naive time: ValueError before anything is written
+        check_event(event, at)
 
         async def append(conn: Connection) -> AuditEntry:
             rows = list(await conn.execute_fetchall(_LAST))
