@@ -27,6 +27,7 @@ from acme_ca.authority.archived_keys import ArchivedKeys
 from acme_ca.authority.crls import unsigned_crl_problem
 from acme_ca.authority.ocsp import OcspResponder
 from acme_ca.authority.server_tls import ServerTls
+from acme_ca.cli import logs
 from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.cli.wiring import (
@@ -74,9 +75,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run_serve(config: Config, args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(config.server.log_format)  # text, or one JSON object a line
     paths = hierarchy_files(config)
     online = (paths.root_cert, paths.intermediate_cert, paths.intermediate_key, paths.chain)
     present = [p for p in online if p.exists()]

@@ -16,6 +16,7 @@ from acme_ca.api.context import Services
 from acme_ca.api.links import Links
 from acme_ca.api.publication import create_publication_app
 from acme_ca.authority.accounts import AccountService
+from acme_ca.authority.audit import Auditor
 from acme_ca.authority.authorizations import AuthorizationService
 from acme_ca.authority.background import BackgroundWork, Job
 from acme_ca.authority.ca_certificates import CaCertificates
@@ -163,15 +164,17 @@ def build_app(
     in_flight = InFlight()  # the orders' issuances, which the sweeper leaves alone
     profiles = Catalog.from_config(config)
     renewal_info = RenewalInfo(store, clock, config.revocation.renewal_info_retry_after)
+    auditor = Auditor(store, clock)  # who acts: the request's Origin (api/middleware)
     services = Services(
         accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
                                 blocked_keys=config.policy.blocked_keys,
-                                eab_required=config.acme.eab_required, limits=limits),
+                                eab_required=config.acme.eab_required, limits=limits,
+                                auditor=auditor),
         orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
                             caa_recheck=recheck, in_flight=in_flight, profiles=profiles,
-                            limits=limits, renewal_info=renewal_info),
+                            limits=limits, renewal_info=renewal_info, auditor=auditor),
         authorizations=AuthorizationService(store, clock, supervisor, limits),
-        revocation=RevocationService(store, clock),
+        revocation=RevocationService(store, clock, auditor),
         renewal_info=renewal_info,
         nonces=NonceService(store, clock),
         links=links,

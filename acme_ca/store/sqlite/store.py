@@ -17,8 +17,9 @@ busy timeout as ``StoreUnavailable``: ``base.py``).
 The certificate methods live here; the ACME resources in ``accounts``,
 ``orders``, ``authorizations`` and ``nonces``, leases in ``leases``, pruning in
 ``retention``, External Account Binding keys in ``eab``, rate limits' buckets in
-``limits``, CRLs and marks for early renewal in ``revocation``, the plumbing they
-share and the concurrency contract in ``base``.
+``limits``, CRLs and marks for early renewal in ``revocation``, the audit log in
+``audit``, operators' lists and counts in ``operations``, the plumbing they share and
+the concurrency contract in ``base``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from acme_ca.store import guards
 from acme_ca.store.sqlite import accounts as sqlite_accounts
 from acme_ca.store.sqlite import orders as sqlite_orders
 from acme_ca.store.sqlite.accounts import AccountMethods
+from acme_ca.store.sqlite.audit import AuditMethods
 from acme_ca.store.sqlite.authorizations import AuthorizationMethods
 from acme_ca.store.sqlite.base import (
     SqliteBase,
@@ -57,6 +59,7 @@ from acme_ca.store.sqlite.limits import LimitMethods, spend_in
 from acme_ca.store.sqlite.migrate import sqlite_schema_version
 from acme_ca.store.sqlite.nonces import NonceMethods
 from acme_ca.store.sqlite.opening import MEMORY, open_connections, read_boot_id
+from acme_ca.store.sqlite.operations import OperationsMethods
 from acme_ca.store.sqlite.orders import SET_ORDER_STATUS, OrderMethods
 from acme_ca.store.sqlite.retention import RetentionMethods
 from acme_ca.store.sqlite.revocation import RevocationMethods
@@ -102,7 +105,8 @@ _LIST = "SELECT * FROM certificates WHERE {} ORDER BY created_at, serial LIMIT ?
 
 
 class SqliteStore(NonceMethods, LeaseMethods, AccountMethods, OrderMethods, AuthorizationMethods,
-                  RetentionMethods, EabMethods, LimitMethods, RevocationMethods, SqliteBase):
+                  RetentionMethods, EabMethods, LimitMethods, RevocationMethods, AuditMethods,
+                  OperationsMethods, SqliteBase):
     """``Store`` on one SQLite file (or ``:memory:`` for tests)."""
 
     @classmethod

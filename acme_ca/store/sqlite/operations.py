@@ -1,0 +1,72 @@
+"""What operators look at, in SQLite (``OperationsStore``; the indexes each list and
+count reads are in ``store/operations.py``): one statement each on the reader
+connection. The UTC hour of a certificate is the first 13 characters of its
+fixed-width time text (``2026-01-01T12``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from acme_ca.domain.models import Account, AccountStatus, Order, OrderStatus
+from acme_ca.store import guards
+from acme_ca.store.operations import FailedValidations, list_terms
+from acme_ca.store.sqlite.base import SqliteBase, to_text
+from acme_ca.store.sqlite.rows import ORDER_COLUMNS, to_account, to_order
+
+_ACCOUNTS = "SELECT * FROM accounts WHERE {} ORDER BY created_at DESC, id DESC LIMIT ?"
+_ORDERS = (f"SELECT {ORDER_COLUMNS} FROM orders WHERE {{}} "  # noqa: S608
+           "ORDER BY created_at DESC, id DESC LIMIT ?")
+_COUNT_ACCOUNTS = "SELECT status, COUNT(*) AS count FROM accounts GROUP BY status"
+_ISSUANCE = """
+SELECT substr(created_at, 1, 13) AS hour, COUNT(*) AS count FROM certificates
+WHERE status IN ('issued', 'revoked') AND created_at >= ?
+GROUP BY hour ORDER BY hour"""
+# A problem document without a type is "about:blank" (RFC 7807 3.1), as is a challenge
+# left invalid without one.
+_FAILED = """
+SELECT type, COALESCE(CASE WHEN json_valid(error) THEN json_extract(error, '$.type') END,
+                      'about:blank') AS problem,
+       COUNT(*) AS count
+FROM challenges WHERE status = 'invalid' AND validated_at >= ?
+GROUP BY type, problem ORDER BY count DESC, type, problem"""
+
+
+def _texts(values: list[object]) -> list[object]:
+    """``values`` as parameters: a datetime as its text (``base.to_text``)."""
+    return [to_text(value) if isinstance(value, datetime) else value for value in values]
+
+
+class OperationsMethods(SqliteBase):
+    async def list_accounts(
+        self, *, status: AccountStatus | None = None, before: datetime | None = None,
+        before_id: str | None = None, limit: int = 100,
+    ) -> list[Account]:
+        guards.check_limit(limit)
+        where, values = list_terms(before, before_id, {"status": status and status.value})
+        rows = await self._read(_ACCOUNTS.format(where), (*_texts(values), limit))
+        return [to_account(row) for row in rows]
+
+    async def count_accounts(self) -> dict[AccountStatus, int]:
+        rows = await self._read(_COUNT_ACCOUNTS)
+        return {AccountStatus(row["status"]): row["count"] for row in rows}
+
+    async def list_orders(
+        self, *, account_id: str | None = None, status: OrderStatus | None = None,
+        before: datetime | None = None, before_id: str | None = None, limit: int = 100,
+    ) -> list[Order]:
+        guards.check_limit(limit)
+        where, values = list_terms(before, before_id, {
+            "account_id": account_id, "status": status and status.value})
+        rows = await self._read(_ORDERS.format(where), (*_texts(values), limit))
+        return [to_order(row) for row in rows]
+
+    async def issuance_counts(self, since: datetime) -> dict[datetime, int]:
+        rows = await self._read(_ISSUANCE, (to_text(since),))
+        return {datetime.fromisoformat(row["hour"]).replace(tzinfo=UTC): row["count"]
+                for row in rows}
+
+    async def failed_validations(self, since: datetime) -> list[FailedValidations]:
+        rows = await self._read(_FAILED, (to_text(since),))
+        return [FailedValidations(row["type"], str(row["problem"]), row["count"])
+                for row in rows]
