@@ -23,10 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from acme_ca import metrics
 from acme_ca.api.context import SERVICES
 from acme_ca.api.http_cache import RETRY_UNAVAILABLE
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, server_internal
@@ -43,6 +45,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def problem_response(problem: AcmeProblem) -> web.Response:
+    metrics.PROBLEMS.labels(problem.type.value).inc()
     response = web.Response(
         status=problem.status,
         text=json.dumps(problem.to_json()),
@@ -50,6 +53,15 @@ def problem_response(problem: AcmeProblem) -> web.Response:
     )
     response.headers.update(problem.headers)
     return response
+
+
+def endpoint(request: web.Request) -> str:
+    """The route a request matched, as a bounded label: its name, else its path
+    template (/acme/order/{order_id}, never the order's id); "unmatched" for a 404."""
+    route = request.match_info.route
+    if route.name:
+        return route.name
+    return route.resource.canonical if route.resource is not None else "unmatched"
 
 
 def _http_problem(exc: web.HTTPException) -> web.Response:
@@ -88,6 +100,7 @@ def _unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:
 
 @web.middleware
 async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
     acme = request.path not in PLAIN_PATHS
     services = request.app[SERVICES]
     nonce: str | None = None
@@ -107,6 +120,7 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request_id = secrets.token_hex(8)
         log.exception("request %s %s %s failed", request_id, request.method, request.path)
         response = problem_response(server_internal(request_id))
+    metrics.observe_request(endpoint(request), started)
     if not acme:
         return response
     if nonce is not None:
