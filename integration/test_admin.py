@@ -48,17 +48,23 @@ class Admin(NamedTuple):
             context.load_cert_chain(self.pem)
         return context
 
-    def get(self, path: str = "/metrics", *, with_certificate: bool = True
-            ) -> tuple[int, str]:
-        """GET over a fresh mTLS connection, the server verified as 127.0.0.1."""
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
+    def connect(self, *, with_certificate: bool = True) -> http.client.HTTPSConnection:
+        """A keep-alive mTLS connection, the server verified as 127.0.0.1."""
+        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
                                            context=self.context(with_certificate))
+
+    def get(self, path: str = "/metrics", *, with_certificate: bool = True,
+            conn: http.client.HTTPSConnection | None = None) -> tuple[int, str]:
+        """GET over ``conn``, else a fresh connection."""
+        fresh = conn is None
+        conn = conn or self.connect(with_certificate=with_certificate)
         try:
             conn.request("GET", path)
             response = conn.getresponse()
             return response.status, response.read().decode()
         finally:
-            conn.close()
+            if fresh:
+                conn.close()
 
 
 def admin_table(port: int) -> str:
@@ -152,12 +158,21 @@ def test_no_client_certificate_gets_no_answer(admin: Admin) -> None:
 
 
 def test_revoking_the_admin_certificate_locks_the_operator_out(admin: Admin) -> None:
-    """Brief: `acme-ca certs revoke SERIAL` locks the operator out at once."""
-    assert admin.get()[0] == 200
-    run_cli("--config", admin.config, "certs", "revoke", admin.serial, cwd=admin.config.parent)
-    status, body = admin.get()
+    """Brief: `acme-ca certs revoke SERIAL` locks the operator out at once, on the
+    connection already open too (the guard asks the store on every request)."""
+    conn = admin.connect()
+    try:
+        assert admin.get(conn=conn)[0] == 200
+        tls = conn.sock
+        run_cli("--config", admin.config, "certs", "revoke", admin.serial,
+                cwd=admin.config.parent)
+        status, body = admin.get(conn=conn)
+        assert conn.sock is tls  # the same TLS session, kept alive
+    finally:
+        conn.close()
     assert status == 403
     assert body == f"403 Forbidden: the admin certificate {admin.serial} is revoked\n"
+    assert admin.get()[0] == 403
 
 
 def test_two_workers_answer_the_sum(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@
   lacks the nonce RFC 8555 6.5 requires. A renewalInfo GET (RFC 9773 4: unauthenticated,
   polled by every client for every certificate) gets none: 6.5 asks for nonces on
   POST responses, and one would cost a database write per poll.
+- Every problem document is counted by type, and every request's time observed by
+  endpoint (the route's name or template: bounded labels), in ``acme_ca/metrics.py``.
 """
 
 from __future__ import annotations

@@ -260,11 +260,11 @@ def admin_issuers_pem(issuer: Issuer) -> str:
 
 
 def admin_url(config: Config) -> str:
-    """The admin listener's URL: its address when the server's TLS certificate names
-    it, else the host of [server]'s URL (a name the certificate carries) with its port."""
+    """The admin listener's URL: its address when the server's TLS certificate (which it
+    presents) names it, else the first name that certificate carries, with its port."""
     assert config.admin.listen is not None
     host, port = parse_host_port(config.admin.listen)
     dns, ips = config.server.own_names
-    if host not in {*dns, *map(str, ips)}:
-        return f"{config.server.base_url.rsplit(':', 1)[0]}:{port}"
-    return f"https://{f'[{host}]' if ':' in host else host}:{port}"
+    names = [*dns, *map(str, ips)]
+    shown = host if host in names else names[0]
+    return f"https://{f'[{shown}]' if ':' in shown else shown}:{port}"
