@@ -260,11 +260,10 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
         tls = server_tls(config, store, issuer, clock)
         context = await tls.start()
         admin = None
-        if config.admin.listen is not None:  # HTTPS, this CA's admin certificates only;
-            admin = tls.share(admin_tls_context(issuer.current))  # before the ACME app
-            await _listen(runners, build_admin_app(store, issuer, clock),  # starts its
-                          config.admin.listen, config, admin,  # background work
-                          setting=" ([admin] listen)")
+        if config.admin.listen is not None:  # bound before the ACME app starts its work
+            admin = tls.share(admin_tls_context(issuer.current))
+            await _listen(runners, build_admin_app(store, issuer, clock), config.admin.listen,
+                          config, admin, setting=" ([admin] listen)")
         acme = build_app(config, store, issuer, clock, own=await own_endpoints(config))
         await _listen(runners, acme, config.server.listen, config, context)
         if ocsp is not None:  # worker 0 issues or reuses; the others load what it wrote
