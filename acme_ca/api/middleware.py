@@ -16,6 +16,9 @@
   lacks the nonce RFC 8555 6.5 requires. A renewalInfo GET (RFC 9773 4: unauthenticated,
   polled by every client for every certificate) gets none: 6.5 asks for nonces on
   POST responses, and one would cost a database write per poll.
+- Every problem document is counted by type, and every request's time observed by
+  endpoint (the route's template, ``endpoint``: bounded labels), in
+  ``acme_ca/metrics.py``.
 
 ``origin_middleware`` runs outside it (first in the list): it gives each request its
 ``Origin`` (``domain/origin.py``: a request id, the client's IP, the endpoint; the JWS
@@ -37,6 +40,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from acme_ca import metrics
 from acme_ca.api.context import SERVICES
 from acme_ca.api.http_cache import RETRY_UNAVAILABLE
 from acme_ca.domain.origin import Origin, current_origin, set_origin
@@ -55,6 +59,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def problem_response(problem: AcmeProblem) -> web.Response:
+    metrics.PROBLEMS.labels(problem.type.value).inc()
     response = web.Response(
         status=problem.status,
         text=json.dumps(problem.to_json()),
@@ -100,6 +105,7 @@ def _unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:
 
 @web.middleware
 async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
     acme = request.path not in PLAIN_PATHS
     services = request.app[SERVICES]
     nonce: str | None = None
@@ -119,6 +125,7 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request_id = current_origin().request_id or secrets.token_hex(8)
         log.exception("request %s %s %s failed", request_id, request.method, request.path)
         response = problem_response(server_internal(request_id))
+    metrics.observe_request(endpoint(request) or "unmatched", started)
     if not acme:
         return response
     if nonce is not None:

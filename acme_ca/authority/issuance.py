@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -25,7 +25,9 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from acme_ca import metrics
 from acme_ca.authority.audit import Auditor
+from acme_ca.authority.profiles import key_type
 from acme_ca.clock import SystemClock
 from acme_ca.config import PolicyConfig
 from acme_ca.config_policy import Profile
@@ -130,27 +132,40 @@ async def issue(
     *,
     profile: str,
     sign: Callable[[LeafRequest], x509.Certificate] | None = None,
+    action: AuditAction = AuditAction.CERTIFICATE_ISSUED,
+    details: Mapping[str, str | int | bool | None] | None = None,
 ) -> x509.Certificate:
     """Sign `request` with the intermediate, recording it in `store` before and after
     (a certificate of no account or order: sign-csr, the server's own, an OCSP
     responder's), as issued under `profile`, and in the audit log; `sign`: what builds
-    it from the request with its reserved serial, when not `issuer.issue` (a leaf)."""
+    it from the request with its reserved serial, when not `issuer.issue` (a leaf);
+    `action` and `details`: the audit entry's, when not a plain issuance's."""
     record, request = reservation(issuer, request, now, profile=profile)
     await store.reserve_serial(record)
     certificate = (sign or issuer.issue)(request)
     await store.store_certificate(record.serial, certificate.public_bytes(Encoding.DER))
-    await audited(Auditor(store, SystemClock()), record, request, at=now)
+    await audited(Auditor(store, SystemClock()), record, request, at=now, action=action,
+                  details=details)
+    counted(profile, request)
     return certificate
 
 
 async def audited(auditor: Auditor, record: CertificateRecord, request: LeafRequest,
-                  at: datetime | None = None) -> None:
+                  at: datetime | None = None, *,
+                  action: AuditAction = AuditAction.CERTIFICATE_ISSUED,
+                  details: Mapping[str, str | int | bool | None] | None = None) -> None:
     """The audit entry of a certificate just stored as signed: its serial, names,
-    profile, key type, and its order and account when it has them."""
+    profile, key type, and its order and account when it has them (and ``details``)."""
     await auditor.record(
-        AuditAction.CERTIFICATE_ISSUED, identifiers=record.names, serial=record.serial,
+        action, identifiers=record.names, serial=record.serial,
         details={"profile": record.profile, "key_type": describe_key(request.public_key),
-                 "order": record.order_id, "account": record.account_id}, at=at)
+                 "order": record.order_id, "account": record.account_id, **(details or {})},
+        at=at)
+
+
+def counted(profile: str, request: LeafRequest) -> None:
+    """One more certificate signed and stored, in the issuance metric."""
+    metrics.ISSUANCES.labels(profile, key_type(request.public_key) or "other").inc()
 
 
 async def sign_for_order(
@@ -212,6 +227,7 @@ async def sign_for_order(
                       order_id, unwritten)
         raise problem from exc
     await audited(auditor, record, request)
+    counted(record.profile, request)
     if order.status is OrderStatus.VALID:
         log.info("order %s: certificate %s for %s", order_id, record.serial,
                  ", ".join(record.names))
