@@ -7,7 +7,7 @@ from aiohttp import web, web_response
 from acme_ca.api import handlers
 from acme_ca.api.context import SERVICES, Services
 from acme_ca.api.links import ROUTES
-from acme_ca.api.middleware import acme_middleware
+from acme_ca.api.middleware import acme_middleware, origin_middleware
 
 MAX_BODY = 64 * 1024
 SERVER = "acme-ca"  # the Server header: the product, never the versions behind it
@@ -19,7 +19,8 @@ def create_app(services: Services) -> web.Application:
     # (which no middleware or signal sees). It has no setting for it (aio-libs/aiohttp
     # #3607): the default is this module global. tests/protocol/test_server_header.py
     web_response.SERVER_SOFTWARE = SERVER
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[acme_middleware])
+    app = web.Application(client_max_size=MAX_BODY,
+                          middlewares=[origin_middleware, acme_middleware])
     app[SERVICES] = services
     r = app.router
     r.add_get("/health", handlers.health)

@@ -20,6 +20,7 @@ from acme_ca.api.jws import (
     verify_key_change_inner,
 )
 from acme_ca.authority.accounts import AccountKey, KeyInUse
+from acme_ca.domain.audit import account_actor, key_actor
 from acme_ca.domain.models import (
     Account,
     AuthorizationStatus,
@@ -27,6 +28,7 @@ from acme_ca.domain.models import (
     Order,
     OrderStatus,
 )
+from acme_ca.domain.origin import set_actor
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
 
 PEM_CHAIN = "application/pem-certificate-chain"
@@ -57,7 +59,9 @@ async def _verified(
         key_for_kid=key_for_kid,
         consume_nonce=services.nonces.consume,
     )
-    return verified, found.get("account")
+    account = found.get("account")  # who acts, for the audit log and the logs (kid or jwk)
+    set_actor(account_actor(account.id) if account else key_actor(verified.key.thumbprint))
+    return verified, account
 
 
 async def _account(request: web.Request) -> tuple[VerifiedRequest, Account]:
@@ -144,6 +148,7 @@ async def new_account(request: web.Request) -> web.Response:
     account, created = await services.accounts.new_account(  # the peer: no X-Forwarded-For
         verified.key, payload, lambda: external_binding(payload, outer=verified),
         address=request.remote)
+    set_actor(account_actor(account.id))  # the key's account, found or just created
     return _json(
         views.account_json(account, services.links),
         status=201 if created else 200,

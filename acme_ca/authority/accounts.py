@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from acme_ca.authority import eab
+from acme_ca.authority.audit import Auditor
 from acme_ca.authority.grants import UNRESTRICTED, grant_of
 from acme_ca.authority.limits import RateLimits
 from acme_ca.clock import Clock
+from acme_ca.domain.audit import AuditAction, account_actor
 from acme_ca.domain.models import Account, AccountStatus
+from acme_ca.domain.origin import set_actor
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
 from acme_ca.errors import Conflict, NotFound, PkiError
 from acme_ca.pki.goodkey import check_key_not_weak, check_rsa_exponent
@@ -83,8 +86,10 @@ class KeyInUse(AcmeProblem):
 class AccountService:
     def __init__(self, store: Store, clock: Clock, *, terms_of_service: str | None,
                  blocked_keys: Collection[bytes] = frozenset(),
-                 eab_required: bool = False, limits: RateLimits | None = None) -> None:
+                 eab_required: bool = False, limits: RateLimits | None = None,
+                 auditor: Auditor | None = None) -> None:
         self._store = store
+        self._audit = auditor or Auditor(store, clock)
         self._clock = clock
         self._terms = terms_of_service
         self._blocked_keys = blocked_keys
@@ -171,7 +176,18 @@ class AccountService:
         except BaseException:  # no account was created: the spend is given back (6.6)
             await self._limits.refund(spent)
             raise
+        await self._audit_creation(created, key)
         return created, True
+
+    async def _audit_creation(self, account: Account, key: AccountKey) -> None:
+        """The new account is who acts from now on (it created itself); the binding it
+        carried, if any, is the use of that EAB key."""
+        set_actor(account_actor(account.id))
+        await self._audit.record(AuditAction.ACCOUNT_CREATED, details={
+            "account": account.id, "thumbprint": key.thumbprint, "eab_kid": account.eab_kid})
+        if account.eab_kid is not None:
+            await self._audit.record(AuditAction.EAB_KEY_USED, details={
+                "kid": account.eab_kid, "account": account.id})
 
     async def account_for_kid(self, account_id: str) -> Account:
         """The account a kid names, if it may still act (7.3.6: deactivated may not)."""
@@ -200,7 +216,7 @@ class AccountService:
         if status is None and contact is None:
             return account
         try:
-            return await self._store.update_account(
+            updated = await self._store.update_account(
                 account.id,
                 expected_status=AccountStatus.VALID,
                 status=AccountStatus.DEACTIVATED if status else None,
@@ -208,6 +224,10 @@ class AccountService:
             )
         except Conflict:  # deactivated since it was read
             raise not_usable(AccountStatus.DEACTIVATED) from None
+        if status:
+            await self._audit.record(AuditAction.ACCOUNT_DEACTIVATED,
+                                     details={"account": account.id})
+        return updated
 
     async def change_key(self, account: Account, new_key: AccountKey) -> Account:
         """keyChange (7.3.5); 409 with the other account's id if the key is in use."""
@@ -216,7 +236,7 @@ class AccountService:
         if other is not None:
             raise KeyInUse(other.id)
         try:
-            return await self._store.change_account_key(
+            changed = await self._store.change_account_key(
                 account.id,
                 old_thumbprint=account.thumbprint,
                 jwk=new_key.jwk,
@@ -227,3 +247,7 @@ class AccountService:
             if other is not None:
                 raise KeyInUse(other.id) from None
             raise unauthorized("the account changed during the key change") from None
+        await self._audit.record(AuditAction.ACCOUNT_KEY_CHANGED, details={
+            "account": account.id, "old_thumbprint": account.thumbprint,
+            "new_thumbprint": new_key.thumbprint})
+        return changed

@@ -27,6 +27,10 @@ The problem types, chosen after Pebble (wfe.go ``verifyEAB``) and step-ca
 
 The MAC is checked before the key's state is told, so that only the holder of the
 HMAC key learns that a key was bound, revoked or has expired.
+
+``EabKeys`` is what operators do to the keys (`acme-ca eab`, the dashboard): create and
+revoke them, each recorded in the audit log with its key id and label, never its HMAC
+key; the use of a key by newAccount is recorded by ``accounts.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from acme_ca.authority.audit import Auditor
+from acme_ca.clock import Clock
+from acme_ca.domain.audit import AuditAction
 from acme_ca.domain.models import EabKey
 from acme_ca.domain.problems import AcmeProblem, ProblemType, unauthorized
 from acme_ca.encoding import b64url_decode, b64url_encode
@@ -144,3 +151,30 @@ async def check(store: EabStore, binding: ExternalBinding, now: datetime) -> Eab
     if problem is not None:
         raise problem
     return key
+
+
+class EabKeys:
+    """An operator's actions on the keys, audited."""
+
+    def __init__(self, store: EabStore, clock: Clock, auditor: Auditor) -> None:
+        self._store = store
+        self._clock = clock
+        self._audit = auditor
+
+    async def create(self, key: EabKey) -> EabKey:
+        """Store ``key`` (from ``new_key``); the key as stored."""
+        created = await self._store.create_eab_key(key)
+        await self._audit.record(AuditAction.EAB_KEY_CREATED, details={
+            "kid": created.kid, "label": created.label,
+            "profiles": ",".join(created.profiles) or None,
+            "domains": ",".join(created.domains) or None,
+            "expires": None if created.expires is None else created.expires.isoformat()})
+        return created
+
+    async def revoke(self, kid: str) -> EabKey:
+        """Revoke the key ``kid`` now (``NotFound``, ``Conflict`` as the store says);
+        the key as revoked."""
+        revoked = await self._store.revoke_eab_key(kid, self._clock.now())
+        await self._audit.record(AuditAction.EAB_KEY_REVOKED, details={
+            "kid": revoked.kid, "label": revoked.label, "account": revoked.account_id})
+        return revoked

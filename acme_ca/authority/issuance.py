@@ -7,13 +7,17 @@ the order's move to PROCESSING, and the certificate with the move to VALID (stor
 even if the order was ended meanwhile: every certificate signed is on record); an
 issuance for an order always ends (``InFlight``, ``sign_for_order``, and for what they
 cannot cover, a dead process or a stuck one, ``authority/sweeper.py``).
+
+Every certificate stored as signed is recorded in the audit log (``audited``): for an
+order, by its account; by ``sign-csr``, the operator; the server's own TLS and OCSP
+responder certificates, the system.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -21,12 +25,18 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from acme_ca import metrics
+from acme_ca.authority.audit import Auditor
+from acme_ca.authority.profiles import key_type
+from acme_ca.clock import SystemClock
 from acme_ca.config import PolicyConfig
 from acme_ca.config_policy import Profile
+from acme_ca.domain.audit import AuditAction
 from acme_ca.domain.models import CertificateRecord, Order, OrderStatus, serial_hex
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.errors import Conflict, PolicyError, StoreError, StoreUnavailable
 from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.keys import describe_key
 from acme_ca.pki.profiles import LeafRequest, leaf_not_after
 from acme_ca.pki.serials import random_serial
 from acme_ca.store.base import Store
@@ -122,24 +132,50 @@ async def issue(
     *,
     profile: str,
     sign: Callable[[LeafRequest], x509.Certificate] | None = None,
+    action: AuditAction = AuditAction.CERTIFICATE_ISSUED,
+    details: Mapping[str, str | int | bool | None] | None = None,
 ) -> x509.Certificate:
     """Sign `request` with the intermediate, recording it in `store` before and after
     (a certificate of no account or order: sign-csr, the server's own, an OCSP
-    responder's), as issued under `profile`; `sign`: what builds it from the request
-    with its reserved serial, when not `issuer.issue` (a leaf)."""
+    responder's), as issued under `profile`, and in the audit log; `sign`: what builds
+    it from the request with its reserved serial, when not `issuer.issue` (a leaf);
+    `action` and `details`: the audit entry's, when not a plain issuance's."""
     record, request = reservation(issuer, request, now, profile=profile)
     await store.reserve_serial(record)
     certificate = (sign or issuer.issue)(request)
     await store.store_certificate(record.serial, certificate.public_bytes(Encoding.DER))
+    await audited(Auditor(store, SystemClock()), record, request, at=now, action=action,
+                  details=details)
+    counted(profile, request)
     return certificate
 
 
+async def audited(auditor: Auditor, record: CertificateRecord, request: LeafRequest,
+                  at: datetime | None = None, *,
+                  action: AuditAction = AuditAction.CERTIFICATE_ISSUED,
+                  details: Mapping[str, str | int | bool | None] | None = None) -> None:
+    """The audit entry of a certificate just stored as signed: its serial, names,
+    profile, key type, and its order and account when it has them (and ``details``)."""
+    await auditor.record(
+        action, identifiers=record.names, serial=record.serial,
+        details={"profile": record.profile, "key_type": describe_key(request.public_key),
+                 "order": record.order_id, "account": record.account_id, **(details or {})},
+        at=at)
+
+
+def counted(profile: str, request: LeafRequest) -> None:
+    """One more certificate signed and stored, in the issuance metric."""
+    metrics.ISSUANCES.labels(profile, key_type(request.public_key) or "other").inc()
+
+
 async def sign_for_order(
-    store: Store, issuer: Issuer, request: LeafRequest, record: CertificateRecord
+    store: Store, issuer: Issuer, request: LeafRequest, record: CertificateRecord,
+    auditor: Auditor,
 ) -> Order:
     """Sign for an order whose serial ``record`` is reserved (``Store.start_issuance``,
     which also moved the order to PROCESSING) and store the certificate with the order's
-    move to VALID in one transaction (``finish_order``); the order comes back as it ends.
+    move to VALID in one transaction (``finish_order``), then record it with
+    ``auditor``; the order comes back as it ends.
 
     A sweeper in another process (``serve --workers``, replicas) knows nothing of this
     issuance and may end the order meanwhile, its deadline being a guess (sweeper.py):
@@ -190,6 +226,8 @@ async def sign_for_order(
             log.error("order %s stays processing until the sweeper ends it: %s",
                       order_id, unwritten)
         raise problem from exc
+    await audited(auditor, record, request)
+    counted(record.profile, request)
     if order.status is OrderStatus.VALID:
         log.info("order %s: certificate %s for %s", order_id, record.serial,
                  ", ".join(record.names))

@@ -27,6 +27,7 @@ from typing import Any
 from cryptography import x509
 
 from acme_ca.authority import finalize_checks, issuance
+from acme_ca.authority.audit import Auditor
 from acme_ca.authority.caa_recheck import CaaRecheck
 from acme_ca.authority.grants import Grant, grant_for
 from acme_ca.authority.identifiers import (
@@ -102,8 +103,10 @@ class OrderService:
         *,
         profiles: Catalog,
         renewal_info: RenewalInfo,
+        auditor: Auditor | None = None,
     ) -> None:
         self._store = store
+        self._audit = auditor or Auditor(store, clock)  # the certificates it issues
         self._clock = clock
         self._policy = policy
         self._profiles = profiles
@@ -339,7 +342,8 @@ class OrderService:
             assert charge is not None  # only a spend is refused
             raise self._limits.refused(charge, exc.retry_at, exc.resets_at) from None
         try:
-            issued = await issuance.sign_for_order(self._store, issuer, request, record)
+            issued = await issuance.sign_for_order(self._store, issuer, request, record,
+                                                  self._audit)
         except StoreUnavailable:  # stored or not, the sweeper will say: the spend stays
             raise
         except Exception:

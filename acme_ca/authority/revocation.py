@@ -1,4 +1,6 @@
-"""Certificate revocation (RFC 8555 7.6, reason codes of RFC 5280 5.3.1)."""
+"""Certificate revocation (RFC 8555 7.6, reason codes of RFC 5280 5.3.1), by a
+subscriber over ACME or by an operator (`acme-ca certs revoke`, the dashboard); each
+one recorded in the audit log, with who asked (``authority/audit.py``)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ from typing import Any
 
 from cryptography import x509
 
+from acme_ca.authority.audit import Auditor
 from acme_ca.authority.identifiers import identifier_for_name
 from acme_ca.clock import Clock
+from acme_ca.domain.audit import AuditAction
 from acme_ca.domain.models import Account, CertificateRecord, CertificateStatus, serial_hex
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
 from acme_ca.encoding import jwk_thumbprint
@@ -43,9 +47,10 @@ def reason_name(code: int | None) -> str | None:
 
 
 class RevocationService:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, auditor: Auditor | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._audit = auditor or Auditor(store, clock)
 
     async def revoke(
         self, payload: dict[str, Any], *, account: Account | None, key_thumbprint: str
@@ -86,6 +91,16 @@ class RevocationService:
         log.info("certificate %s (%s) revoked, reason %d, by %s", record.serial,
                  ", ".join(record.names), reason,
                  f"account {account.id}" if account else "its own key")
+        by = {"by": "certificate_key"} if account is None else {
+            "by": "owner" if record.account_id == account.id else "authorized_account",
+            "account": account.id}
+        await self._recorded(record, reason, by)
+
+    async def _recorded(self, record: CertificateRecord, reason: int,
+                        by: dict[str, str]) -> None:
+        await self._audit.record(AuditAction.CERTIFICATE_REVOKED, identifiers=record.names,
+                                 serial=record.serial,
+                                 details={**by, "reason": reason_name(reason)})
 
     async def revoke_by_operator(self, serial: str, reason: int) -> CertificateRecord:
         """Revoke any certificate the CA signed, by ACME or by `acme-ca sign-csr` (one of
@@ -104,10 +119,14 @@ class RevocationService:
                 from None
         log.info("certificate %s (%s) revoked, reason %d, by the operator", record.serial,
                  ", ".join(record.names), reason)
+        await self._recorded(record, reason, {"by": "operator"})
         return record
 
     async def _holds_all(self, account: Account, names: tuple[str, ...]) -> bool:
-        """Does the account hold a valid authorization for every name of the certificate?"""
+        """Does the account hold a valid authorization for every name of the certificate?
+        Never for a certificate of no name (an admin certificate): nothing is held."""
+        if not names:
+            return False
         identifiers = [identifier_for_name(n) for n in names]
         valid = await self._store.valid_authorizations(account.id, identifiers,
                                                        self._clock.now())

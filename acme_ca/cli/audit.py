@@ -2,7 +2,9 @@
 `certs renew-early`): who ran it (the OS user, and SUDO_USER when sudo ran it), on which
 configuration and data directory, and what it changed, at WARNING level on standard
 error (logger ``acme_ca.audit``), one line, so that a wrapper, a shell history or a
-journal keeps it; the store keeps only the new state."""
+journal keeps it. The store's audit log gets its own entry from the service that made
+the change (``authority/audit.py``), with the actor ``cli:`` + ``who()`` that
+``cli/main`` sets for every command."""
 
 from __future__ import annotations
 

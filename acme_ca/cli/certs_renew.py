@@ -2,19 +2,22 @@
 or every unexpired one issued before a moment (an intermediate rotated, a key
 compromised). Their renewal information (ARI, RFC 9773 4.2) then suggests a window in
 the past, and ACME clients that read it renew them at their next check. Each mark is
-audited (``audit``)."""
+audited: a line on standard error (``audit``) and an entry in the store's audit log
+(``Auditor``), one per command, whoever runs it (``cli:<user>``)."""
 
 from __future__ import annotations
 
 import argparse
 from datetime import datetime
 
+from acme_ca.authority.audit import Auditor
 from acme_ca.cli import certs_view as view
 from acme_ca.cli.audit import audit
 from acme_ca.cli.certs_args import parse_moment, parse_serial
 from acme_ca.cli.store_session import pages, with_store
 from acme_ca.clock import SystemClock
 from acme_ca.config import Config
+from acme_ca.domain.audit import AuditAction
 from acme_ca.domain.models import CertificateRecord, CertificateStatus
 from acme_ca.errors import ConfigError, Conflict, NotFound
 from acme_ca.store.base import Store
@@ -33,15 +36,20 @@ def run_renew_early(config: Config, args: argparse.Namespace) -> int:
 
     async def mark(store: Store) -> CertificateRecord:
         try:
-            return await store.mark_renew_early(serial, now)
+            record = await store.mark_renew_early(serial, now)
         except NotFound:
             raise NotFound(f"no certificate has the serial {serial}") from None
         except Conflict:
             raise Conflict(f"the serial {serial} was reserved but never signed: there is "
                            "no certificate to renew") from None
+        if not _marked_before(record, now):
+            await Auditor(store, SystemClock()).record(
+                AuditAction.CERTIFICATE_RENEW_EARLY, identifiers=record.names,
+                serial=record.serial)
+        return record
 
     record = with_store(config, mark)
-    if record.renew_early_at is not None and record.renew_early_at < now:
+    if _marked_before(record, now):
         print(f"The certificate {serial} was already marked for early renewal "
               f"({view.when(record.renew_early_at)}): 0 marked. {AFTER_MARKING}")
     else:
@@ -50,6 +58,11 @@ def run_renew_early(config: Config, args: argparse.Namespace) -> int:
         print(f"Marked 1 certificate ({serial}: {view.names(record)}) for early "
               f"renewal. {AFTER_MARKING}")
     return 0
+
+
+def _marked_before(record: CertificateRecord, now: datetime) -> bool:
+    """Was the certificate marked before this command (which then changed nothing)?"""
+    return record.renew_early_at is not None and record.renew_early_at < now
 
 
 AFTER_MARKING = ("ACME clients that read renewal information (ARI) renew them at their "
@@ -69,8 +82,12 @@ def _renew_issued_before(config: Config, before: datetime, now: datetime, *,
         unmarked, marked = await _issued_before(store, before, now)
         if dry_run:
             return unmarked, marked
-        return await store.mark_renew_early_issued_before(before, now, unexpired_at=now), \
-            marked
+        count = await store.mark_renew_early_issued_before(before, now, unexpired_at=now)
+        await Auditor(store, SystemClock()).record(
+            AuditAction.CERTIFICATE_RENEW_EARLY,
+            details={"issued_before": before.isoformat(), "count": count,
+                     "already_marked": marked})
+        return count, marked
 
     count, already = with_store(config, act)
     plural = "s" if count != 1 else ""

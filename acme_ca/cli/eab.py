@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from acme_ca.authority import eab
+from acme_ca.authority.audit import Auditor
 from acme_ca.authority.profiles import Catalog
 from acme_ca.cli.store_session import with_store
 from acme_ca.clock import SystemClock
@@ -27,6 +28,7 @@ from acme_ca.config_values import domains as domain_list
 from acme_ca.domain.models import EabKey
 from acme_ca.errors import ConfigError, PkiError
 from acme_ca.pki.files import PRIVATE_FILE, write_file
+from acme_ca.store.base import Store
 
 
 def add_parser(commands: Any) -> None:
@@ -96,7 +98,7 @@ def run_create(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError(f"--label: {exc}") from None
     if args.output is not None and args.output.exists():  # before a key no one gets
         raise ConfigError(f"--output: {args.output} already exists; refusing to overwrite it")
-    key = with_store(config, lambda store: store.create_eab_key(key))
+    key = with_store(config, lambda store: _keys(store).create(key))
     shown = json.dumps({"kid": key.kid, "hmac_key": eab.hmac_key_text(key)})
     if args.output is not None:
         try:
@@ -135,11 +137,16 @@ def run_list(config: Config, args: argparse.Namespace) -> int:
 
 
 def run_revoke(config: Config, args: argparse.Namespace) -> int:
-    key = with_store(config,
-                      lambda store: store.revoke_eab_key(args.kid, SystemClock().now()))
+    key = with_store(config, lambda store: _keys(store).revoke(args.kid))
     bound = f"; account {key.account_id} opens no new order" if key.account_id else ""
     print(f"Revoked the external account key {key.kid} ({key.label}){bound}.")
     return 0
+
+
+def _keys(store: Store) -> eab.EabKeys:
+    """The keys, with each change recorded in the audit log (actor cli:<user>)."""
+    clock = SystemClock()
+    return eab.EabKeys(store, clock, Auditor(store, clock))
 
 
 def _check_profiles(config: Config, names: tuple[str, ...]) -> tuple[str, ...]:

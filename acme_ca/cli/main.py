@@ -19,6 +19,7 @@ from pathlib import Path
 from acme_ca import __version__
 from acme_ca.cli import (
     accounts,
+    admin_cert,
     audit_commands,
     ca_commands,
     certs,
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands.add_parser(commands)
     trust.add_parser(commands)
     db.add_parser(commands)
+    admin_cert.add_parser(commands)
     return parser
 
 

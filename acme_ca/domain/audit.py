@@ -59,6 +59,12 @@ def cli_actor(user: str) -> str:
     return f"cli:{user}"
 
 
+def key_actor(thumbprint: str) -> str:
+    """Whoever holds a key that is no account's (a revocation signed with the
+    certificate's own key, RFC 8555 7.6): its RFC 7638 thumbprint."""
+    return f"key:{thumbprint}"
+
+
 SYSTEM_ACTOR = "system"  # the CA itself (background work)
 
 

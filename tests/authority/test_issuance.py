@@ -14,6 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from acme_ca.authority import issuance
 from acme_ca.config import PolicyConfig
 from acme_ca.config_policy import default_profiles
+from acme_ca.domain.audit import AuditEntry, AuditEvent
 from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_hex
 from acme_ca.errors import Conflict, PolicyError
 from acme_ca.pki.issuer import Issuer
@@ -74,6 +75,10 @@ class SpyStore:
         self.events.append("store")
         return await self.inner.store_certificate(serial, der)
 
+    async def append_audit(self, event: AuditEvent, at: datetime) -> AuditEntry:
+        self.events.append("audit")
+        return await self.inner.append_audit(event, at)
+
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -95,7 +100,7 @@ async def test_the_serial_is_reserved_before_signing(
     spy = SpyStore(store, events)
     cert = await issuance.issue(spy, issuer, request_for(now), now,  # type: ignore[arg-type]
                                 profile="mtls")
-    assert events == ["reserve", "sign", "store"]
+    assert events == ["reserve", "sign", "store", "audit"]  # recorded once stored
     (reserved,) = spy.reserved
     assert reserved.status is CertificateStatus.RESERVED and reserved.der is None
     assert reserved.serial == serial_hex(cert.serial_number)

@@ -27,6 +27,7 @@ from acme_ca.store import open_store
 from acme_ca.store.base import Store
 from acme_ca.validation.base import ValidationResult
 from tests.acme_client import BASE, AcmeTestClient
+from tests.store.pg import fresh_database
 
 
 @dataclass
@@ -108,3 +109,20 @@ async def server(server_factory: Callable[..., Any]) -> AsyncIterator[AcmeServer
     acme = await server_factory()
     yield acme
     await acme.store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def each_backend(request: pytest.FixtureRequest, server_factory: Callable[..., Any]
+                       ) -> AsyncIterator[AcmeServer]:
+    """The in-process server on each backend: SQLite, and PostgreSQL in a database of
+    its own (tests/store/pg.py; skipped without a server, failed under CI)."""
+    if request.param == "sqlite":
+        acme = await server_factory()
+        yield acme
+        await acme.store.close()
+        return
+    async with fresh_database() as url:
+        acme = await server_factory(**{"storage.url": url})
+        yield acme
+        await acme.http.close()
+        await acme.store.close()

@@ -6,31 +6,16 @@ there was a 500 with a logged traceback."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
 import pytest
 
 from tests.acme_client import BASE
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import assert_problem, registered
-from tests.store.pg import fresh_database
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def server(request: pytest.FixtureRequest, server_factory: Callable[..., Any]
-                 ) -> AsyncIterator[AcmeServer]:
-    """The in-process server on each backend."""
-    if request.param == "sqlite":
-        acme = await server_factory()
-        yield acme
-        await acme.store.close()
-        return
-    async with fresh_database() as url:
-        acme = await server_factory(**{"storage.url": url})
-        yield acme
-        await acme.http.close()
-        await acme.store.close()
+@pytest.fixture
+def server(each_backend: AcmeServer) -> AcmeServer:
+    return each_backend
 
 
 async def test_a_kid_with_a_nul_is_account_does_not_exist(server: AcmeServer) -> None:
