@@ -8,6 +8,8 @@ not appear on a CRL) of the account and/or issued before the moment."""
 from __future__ import annotations
 
 import asyncio
+import getpass
+import json
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,11 @@ def test_an_accounts_certificates_after_confirming_their_count(run: Run,
         "acme-ca: audit: revoked the certificate a2 (a2.bluerobin.local), reason "
         "keyCompromise"]
     assert revoked(history) == {"a1": 1, "a2": 1}
+    code, out, _ = run("--config", history, "audit", "list", "--action",
+                       "certificate.revoked", "--json")
+    assert [(e["serial"], e["actor"], e["details"]["by"]) for e in json.loads(out)] == [
+        ("a1", f"cli:{getpass.getuser()}", "operator"),
+        ("a2", f"cli:{getpass.getuser()}", "operator")]  # one entry each, as certs revoke
     code, out, _ = run("--config", history, "certs", "revoke", "--account", "acct-1")
     assert (code, out) == (0, "No unexpired certificates of the account acct-1: nothing "
                            "to revoke.\n")
