@@ -4,8 +4,10 @@ On first start with no CA in the data directory it bootstraps one (see
 `ca_commands.bootstrap`); every start, once listening, warns in one line while the
 root key is still in the data directory (the server never reads it, but a thief of
 the host would take it too), and says how many keys the key blocklist holds.
-SIGHUP reloads the intermediate (after `acme-ca intermediate renew`) without dropping
-connections; SIGTERM or SIGINT stop it.
+SIGHUP reloads the configuration file (what can change at run time: ``cli/reload.py``)
+and the intermediate (after `acme-ca intermediate renew`) without dropping
+connections; SIGTERM or SIGINT stop it gracefully: no new connection, the work in
+flight finished within ``[server] shutdown_timeout`` (``_stop_gracefully``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -27,18 +30,21 @@ from acme_ca.authority.archived_keys import ArchivedKeys
 from acme_ca.authority.crls import unsigned_crl_problem
 from acme_ca.authority.ocsp import OcspResponder
 from acme_ca.authority.server_tls import ServerTls
+from acme_ca.authority.settings import Settings
 from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
+from acme_ca.cli.reload import reload_config
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.cli.wiring import (
     build_app,
     build_ocsp,
     build_publication_app,
+    finish_in_flight,
     own_endpoints,
     publication,
 )
 from acme_ca.cli.workers import run_workers
 from acme_ca.clock import Clock, SystemClock
-from acme_ca.config import Config, parse_host_port
+from acme_ca.config import Config, config_path_from_env, load_config, parse_host_port
 from acme_ca.domain.origin import Origin, set_origin
 from acme_ca.errors import AcmeCaError, PkiError
 from acme_ca.pki.archive import archive_dir
@@ -49,6 +55,8 @@ from acme_ca.store.base import Store
 from acme_ca.store.reads import ReadStore
 
 log = logging.getLogger("acme_ca.serve")
+
+HANDLERS_GRACE = 2.0  # seconds requests still running get once the work in flight is done
 
 
 def add_parser(commands: Any) -> None:
@@ -92,11 +100,20 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
     clock = SystemClock()
     set_origin(Origin())  # the server acts for its clients (each request sets its origin)
     _freeze_startup_objects()
+    load = reloader(args)
     if workers == 1:
-        asyncio.run(serve(config, clock))
+        asyncio.run(serve(config, clock, load=load))
         return 0
     asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
-    return run_workers(workers, lambda index: asyncio.run(serve(config, clock, index)))
+    return run_workers(workers,
+                       lambda index: asyncio.run(serve(config, clock, index, load=load)))
+
+
+def reloader(args: argparse.Namespace) -> Callable[[], Config]:
+    """How SIGHUP loads the configuration again: the same file, the same overrides."""
+    overrides = {"server.data_dir": getattr(args, "data_dir", None),
+                 **getattr(args, "overrides", lambda _: {})(args)}
+    return lambda: load_config(config_path_from_env(getattr(args, "config", None)), overrides)
 
 
 def root_key_warning(config: Config) -> str | None:
@@ -231,10 +248,14 @@ async def prepare_tls(config: Config, clock: Clock) -> None:
         await store.close()
 
 
-async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
+async def serve(config: Config, clock: Clock, worker: int = 0,
+                load: Callable[[], Config] | None = None) -> None:
     """One server process; with several workers, worker 0 renews the TLS certificate
     and the others follow its file. The cluster's background work runs in whichever
-    process of any replica holds its lease (``build_app``, ``authority/background.py``)."""
+    process of any replica holds its lease (``build_app``, ``authority/background.py``).
+    SIGHUP: ``load`` gives the configuration again (``cli/reload.py``), then the
+    intermediate is read again; SIGTERM or SIGINT: ``_stop_gracefully``."""
+    settings = Settings(config)
     issuer = IssuerHolder(config, clock)
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     runners: list[web.AppRunner] = []
@@ -250,7 +271,8 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
                       setting=" ([revocation] http_listen)")
         tls = server_tls(config, store, issuer, clock)
         context = await tls.start()
-        acme = build_app(config, store, issuer, clock, own=await own_endpoints(config))
+        acme = build_app(config, store, issuer, clock, own=await own_endpoints(config),
+                         settings=settings)
         await _listen(runners, acme, config.server.listen, config, context)
         if ocsp is not None:  # worker 0 issues or reuses; the others load what it wrote
             if worker == 0:
@@ -273,7 +295,8 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
         tasks.append(asyncio.create_task(tls.run_renewals() if worker == 0 else tls.follow()))
         tasks.append(asyncio.create_task(
-            _reloads(reload_requested, issuer, tls, worker, store, clock, ocsp)))
+            _reloads(reload_requested, issuer, tls, worker, store, clock, ocsp,
+                     lambda: load is not None and reload_config(settings, load))))
         if worker == 0:  # one process per host: the archive is this host's files
             keys = ArchivedKeys(
                 archive_dir(config.ca.intermediate_cert), store, clock, issuer,
@@ -285,20 +308,21 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
             tasks.append(asyncio.create_task(keys.run()))
         if worker:
             await stop.wait()
+            await _stop_gracefully(runners, acme, settings)
             return
         base = config.server.base_url
         print(f"acme-ca {__version__} serving {base} (listening on {config.server.listen})")
         print(f"  ACME directory:   {base}/directory")
         print(f"  root certificate: {config.ca.root_cert}  (trust it: acme-ca trust)")
         print(f"  CA chain:         {base}/roots/chain.pem")
-        print(f"  health:           {base}/health")
+        print(f"  health:           {base}/readyz")
         crl_url = publication(config).crl_url(issuer.current.fingerprint)
         print(f"  CRL:              {crl_url}  (listening on {config.revocation.http_listen})")
         if ocsp is not None:
             print(f"  OCSP:             {publication(config).ocsp_url()}")
         sys.stdout.flush()
         await stop.wait()
-        log.info("stopping")
+        await _stop_gracefully(runners, acme, settings)
     finally:
         for task in tasks:
             task.cancel()
@@ -313,7 +337,8 @@ async def _listen(runners: list[web.AppRunner], app: web.Application, listen: st
     """Serve ``app`` on ``listen`` ("host:port"; HTTPS with ``context``), sharing the
     port with the other workers; its runner joins ``runners`` (cleaned up at the end).
     A port already taken is a one-line error naming the setting."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           shutdown_timeout=HANDLERS_GRACE)
     await runner.setup()
     runners.append(runner)
     host, port = parse_host_port(listen)
@@ -325,12 +350,33 @@ async def _listen(runners: list[web.AppRunner], app: web.Application, listen: st
         raise AcmeCaError(f"cannot listen on {listen}{setting}: {exc.strerror}") from None
 
 
+async def _stop_gracefully(runners: list[web.AppRunner], acme: web.Application,
+                           settings: Settings) -> None:
+    """SIGTERM (issue 13 item 7): every listener stops accepting connections first (a
+    load balancer's next connection goes to another replica at once); the connections
+    already open are still answered while the validations and issuances in flight
+    finish, at most ``[server] shutdown_timeout`` (``finish_in_flight``: what still runs
+    then is left processing for the next start). The caller's cleanup then closes the
+    connections (requests still running get ``HANDLERS_GRACE``) and the store."""
+    timeout = settings.current.server.shutdown_timeout.total_seconds()
+    for runner in runners:
+        for site in list(runner.sites):
+            await site.stop()
+    log.info("stopping: no new connections; finishing the work in flight (at most %gs)",
+             timeout)
+    await finish_in_flight(acme, timeout)
+    log.info("stopped")
+
+
 async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTls,
                    worker: int, store: Store, clock: Clock,
-                   ocsp: OcspResponder | None = None) -> None:
+                   ocsp: OcspResponder | None = None,
+                   reload_settings: Callable[[], bool] = lambda: False) -> None:
+    """SIGHUP: the configuration (``cli/reload.py``), then the intermediate."""
     while True:
         await requested.wait()
         requested.clear()
+        reload_settings()
         if await checked_reload(issuer, store, clock.now()):
             log.info("switched to intermediate %s", issuer.current.fingerprint[:16])
             if ocsp is not None:  # worker 0 issues the new one's responder now, the
