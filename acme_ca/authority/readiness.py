@@ -16,7 +16,11 @@ every second or so, and sends requests elsewhere while one of these fails:
 - ``background_lease``: some process of the cluster (this one or another replica)
   holds the background lease unexpired (``background.py``): without it no order left
   processing is ended, nothing expires, no CRL is published. Read through the store,
-  so it fails with ``store`` too.
+  so it fails with ``store`` too. When a holder dies its lease expires and a survivor
+  takes it at its next try, up to ``PERIOD`` later: a check in that gap would fail on
+  every replica at once and a load balancer would take them all out, so the check
+  fails only once no holder has been seen for ``LEASE_GRACE`` (a process that never
+  saw one fails at once).
 
 A check never raises: each failure is a line of text that names what to do.
 """
@@ -24,7 +28,6 @@ A check never raises: each failure is a line of text that names what to do.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +35,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from acme_ca.authority.background import LEASE
+from acme_ca.authority.background import LEASE, PERIOD
 from acme_ca.clock import Clock
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import signature_hash
@@ -41,6 +44,7 @@ from acme_ca.store.cluster import LeaseStore
 STORE_TIMEOUT = 2.0  # seconds: a database slower than this is not ready for requests
 SIGNING_CACHE = 5.0  # seconds a signing check's result is reused
 EXPIRY_MARGIN = timedelta(days=30)
+LEASE_GRACE = 3 * PERIOD  # seconds without a lease holder before the check fails
 MESSAGE = b"acme-ca readiness: the intermediate key signs"
 
 
@@ -64,15 +68,14 @@ class Readiness:
         *,
         store_timeout: float = STORE_TIMEOUT,
         signing_cache: float = SIGNING_CACHE,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._issuer = issuer
         self._clock = clock
         self._store_timeout = store_timeout
         self._signing_cache = signing_cache
-        self._monotonic = monotonic
         self._signed: tuple[str, float, Check] | None = None  # fingerprint, when, result
+        self._holder_seen: float | None = None  # when a lease holder was last seen
 
     async def checks(self) -> Sequence[Check]:
         """Every check, in a fixed order; never raises."""
@@ -89,7 +92,10 @@ class Readiness:
         except Exception as exc:
             failed = f"the database cannot be read: {type(exc).__name__}: {exc}"
         else:
-            if holder is None:
+            now = self._clock.monotonic()
+            if holder is not None:
+                self._holder_seen = now
+            if self._holder_seen is None or now - self._holder_seen >= LEASE_GRACE:
                 return Check("store", True), Check(
                     "background_lease", False,
                     "no process holds the background lease: orders left processing are "
@@ -99,7 +105,7 @@ class Readiness:
             "background_lease", False, "unknown: the database cannot be read")
 
     async def _signing(self, issuer: Issuer) -> Check:
-        now = self._monotonic()
+        now = self._clock.monotonic()
         if self._signed is not None:
             fingerprint, when, result = self._signed
             if fingerprint == issuer.fingerprint and now - when < self._signing_cache:
