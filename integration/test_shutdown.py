@@ -30,7 +30,7 @@ from typing import Any
 
 import josepy as jose
 import pytest
-from acme import challenges, client, crypto_util, messages
+from acme import challenges, crypto_util, messages
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -56,7 +56,7 @@ class SlowResponder:
         responder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 responder.asked.set()
                 time.sleep(responder.delay)
                 token = self.path.rsplit("/", 1)[-1]

@@ -5,6 +5,7 @@ a file that does not load changes nothing, with one error line."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def path(tmp_path: Path) -> Path:
     return path
 
 
-def loader(path: Path):  # noqa: ANN201 (a test's closure)
+def loader(path: Path) -> Callable[[], Config]:
     return lambda: load_config(path, {"server.data_dir": str(path.parent / "data")})
 
 
