@@ -46,8 +46,9 @@ REFUSED_WITHIN = 1.0  # seconds after SIGTERM: the listener is closed
 
 
 class SlowResponder:
-    """http-01 answers (token -> key authorization) after ``delay`` seconds; ``asked``
-    is set when the CA's first request arrives."""
+    """http-01 answers (token -> key authorization) in ``delay`` seconds: the headers
+    half way, the body at the end; ``asked`` is set when the CA's first request
+    arrives."""
 
     def __init__(self, port: int, delay: float) -> None:
         self.delay = delay
@@ -58,12 +59,14 @@ class SlowResponder:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 responder.asked.set()
-                time.sleep(responder.delay)
                 token = self.path.rsplit("/", 1)[-1]
                 body = responder.answers.get(token, "").encode()
-                self.send_response(200 if body else 404)
+                time.sleep(responder.delay / 2)  # two pauses: http-01 gives up after 5 s
+                self.send_response(200 if body else 404)  # without a byte
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                self.wfile.flush()
+                time.sleep(responder.delay / 2)
                 self.wfile.write(body)
 
             def log_message(self, *_: Any) -> None:
