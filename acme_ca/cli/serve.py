@@ -7,7 +7,7 @@ the host would take it too), and says how many keys the key blocklist holds.
 SIGHUP reloads the configuration file (what can change at run time: ``cli/reload.py``)
 and the intermediate (after `acme-ca intermediate renew`) without dropping
 connections; SIGTERM or SIGINT stop it gracefully: no new connection, the work in
-flight finished within ``[server] shutdown_timeout`` (``_stop_gracefully``).
+flight finished within ``[server] shutdown_timeout`` (``cli/lifecycle.py``).
 """
 
 from __future__ import annotations
@@ -32,19 +32,19 @@ from acme_ca.authority.ocsp import OcspResponder
 from acme_ca.authority.server_tls import ServerTls
 from acme_ca.authority.settings import Settings
 from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
+from acme_ca.cli.lifecycle import HANDLERS_GRACE, reloader, stop_gracefully
 from acme_ca.cli.reload import reload_config
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.cli.wiring import (
     build_app,
     build_ocsp,
     build_publication_app,
-    finish_in_flight,
     own_endpoints,
     publication,
 )
 from acme_ca.cli.workers import run_workers
 from acme_ca.clock import Clock, SystemClock
-from acme_ca.config import Config, config_path_from_env, load_config, parse_host_port
+from acme_ca.config import Config, parse_host_port
 from acme_ca.domain.origin import Origin, set_origin
 from acme_ca.errors import AcmeCaError, PkiError
 from acme_ca.pki.archive import archive_dir
@@ -55,8 +55,6 @@ from acme_ca.store.base import Store
 from acme_ca.store.reads import ReadStore
 
 log = logging.getLogger("acme_ca.serve")
-
-HANDLERS_GRACE = 2.0  # seconds requests still running get once the work in flight is done
 
 
 def add_parser(commands: Any) -> None:
@@ -107,13 +105,6 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
     asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
     return run_workers(workers,
                        lambda index: asyncio.run(serve(config, clock, index, load=load)))
-
-
-def reloader(args: argparse.Namespace) -> Callable[[], Config]:
-    """How SIGHUP loads the configuration again: the same file, the same overrides."""
-    overrides = {"server.data_dir": getattr(args, "data_dir", None),
-                 **getattr(args, "overrides", lambda _: {})(args)}
-    return lambda: load_config(config_path_from_env(getattr(args, "config", None)), overrides)
 
 
 def root_key_warning(config: Config) -> str | None:
@@ -254,7 +245,7 @@ async def serve(config: Config, clock: Clock, worker: int = 0,
     and the others follow its file. The cluster's background work runs in whichever
     process of any replica holds its lease (``build_app``, ``authority/background.py``).
     SIGHUP: ``load`` gives the configuration again (``cli/reload.py``), then the
-    intermediate is read again; SIGTERM or SIGINT: ``_stop_gracefully``."""
+    intermediate is read again; SIGTERM or SIGINT: ``stop_gracefully``."""
     settings = Settings(config)
     issuer = IssuerHolder(config, clock)
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
@@ -308,7 +299,7 @@ async def serve(config: Config, clock: Clock, worker: int = 0,
             tasks.append(asyncio.create_task(keys.run()))
         if worker:
             await stop.wait()
-            await _stop_gracefully(runners, acme, settings)
+            await stop_gracefully(runners, acme, settings)
             return
         base = config.server.base_url
         print(f"acme-ca {__version__} serving {base} (listening on {config.server.listen})")
@@ -322,7 +313,7 @@ async def serve(config: Config, clock: Clock, worker: int = 0,
             print(f"  OCSP:             {publication(config).ocsp_url()}")
         sys.stdout.flush()
         await stop.wait()
-        await _stop_gracefully(runners, acme, settings)
+        await stop_gracefully(runners, acme, settings)
     finally:
         for task in tasks:
             task.cancel()
@@ -348,24 +339,6 @@ async def _listen(runners: list[web.AppRunner], app: web.Application, listen: st
         await site.start()
     except OSError as exc:
         raise AcmeCaError(f"cannot listen on {listen}{setting}: {exc.strerror}") from None
-
-
-async def _stop_gracefully(runners: list[web.AppRunner], acme: web.Application,
-                           settings: Settings) -> None:
-    """SIGTERM (issue 13 item 7): every listener stops accepting connections first (a
-    load balancer's next connection goes to another replica at once); the connections
-    already open are still answered while the validations and issuances in flight
-    finish, at most ``[server] shutdown_timeout`` (``finish_in_flight``: what still runs
-    then is left processing for the next start). The caller's cleanup then closes the
-    connections (requests still running get ``HANDLERS_GRACE``) and the store."""
-    timeout = settings.current.server.shutdown_timeout.total_seconds()
-    for runner in runners:
-        for site in list(runner.sites):
-            await site.stop()
-    log.info("stopping: no new connections; finishing the work in flight (at most %gs)",
-             timeout)
-    await finish_in_flight(acme, timeout)
-    log.info("stopped")
 
 
 async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTls,
