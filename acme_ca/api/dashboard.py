@@ -91,6 +91,8 @@ def until(moment: datetime, now: datetime) -> str:
     """How far ``moment`` is from ``now``: "in 3 days", "5 hours ago"."""
     seconds = (moment - now).total_seconds()
     ahead, seconds = seconds >= 0, abs(seconds)
+    if seconds < 60:
+        return "within a minute" if ahead else "just now"
     amount, unit = ((seconds / 86400, "day") if seconds >= 86400 else
                     (seconds / 3600, "hour") if seconds >= 3600 else (seconds / 60, "minute"))
     text = f"{int(amount)} {unit}{'' if int(amount) == 1 else 's'}"
@@ -139,6 +141,8 @@ async def dashboard_middleware(request: web.Request, handler: Handler) -> web.St
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.status != 403:
             response = error_page(request, exc.status, exc.reason, exc.text or exc.reason)
+            if "Allow" in exc.headers:  # a 405 says what the page takes
+                response.headers["Allow"] = exc.headers["Allow"]
         else:
             response = exc
     except StoreUnavailable as exc:

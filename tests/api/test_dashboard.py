@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,8 +22,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from acme_ca.api.admin import AdminIdentity, set_admin_identity
-from acme_ca.api.dashboard import SECURITY_HEADERS, add_dashboard_routes
-from acme_ca.authority.dashboard import Dashboard, form_key
+from acme_ca.api.dashboard import SECURITY_HEADERS, add_dashboard_routes, until
+from acme_ca.api.dashboard_chart import issuance_chart, nice_top
+from acme_ca.authority.dashboard import Dashboard, HourCount, form_key
 from acme_ca.authority.revocation import RevocationService
 from acme_ca.domain.audit import admin_actor
 from acme_ca.domain.models import Account, AccountStatus, CertificateStatus, EabKey, serial_hex
@@ -265,8 +266,36 @@ async def test_operator_mistakes_are_pages_not_tracebacks(admin: Admin):
         got, body, headers = await admin.page(path)
         assert (got, text in body) == (status, True), (path, got, body)
         assert headers["Content-Security-Policy"] == SECURITY_HEADERS["Content-Security-Policy"]
+    wrong = await admin.http.put("/dashboard/eab")
+    assert (wrong.status, wrong.headers["Allow"]) == (405, "GET,HEAD")
     status, _, headers = await admin.page(f"/dashboard/certificates?serial={admin.serial.upper()}")
     assert (status, headers["Location"]) == (303, f"/dashboard/certificates/{admin.serial}")
     token = await admin.token(admin.serial)
     response = await admin.revoke(admin.serial, token, "cACompromise")
     assert response.status == 400 and "not a reason" in await response.text()
+
+
+def test_the_issuance_chart_geometry():
+    """The chart (server-drawn SVG): one bar per hour, heights in proportion to a round
+    top of the count axis, a label every third hour, a tooltip per bar."""
+    start = datetime(2026, 12, 6, 0, tzinfo=UTC)
+    hours = tuple(HourCount(start + timedelta(hours=n), n % 5) for n in range(24))
+    chart = issuance_chart(hours)
+    assert len(chart.bars) == 24 and chart.total == sum(n % 5 for n in range(24))
+    assert [t.label for t in chart.ticks] == ["0", "2", "5"]  # peak 4: the top is 5
+    assert chart.bars[0].height == 0 and chart.bars[4].height == pytest.approx(
+        (chart.baseline - chart.ticks[-1].y) * 4 / 5, abs=0.01)
+    assert [b.label for b in chart.bars[:4]] == ["00:00", None, None, "03:00"]
+    assert chart.bars[23].title == "2026-12-06 23:00-00:00 UTC: 3 certificates"
+    assert chart.bars[1].title.endswith(": 1 certificate")
+    empty = issuance_chart(tuple(HourCount(h.start, 0) for h in hours))
+    assert [t.label for t in empty.ticks] == ["0", "1"] and empty.total == 0
+    assert [nice_top(p) for p in (0, 1, 3, 7, 11, 99, 101)] == [1, 1, 5, 10, 20, 100, 200]
+
+
+def test_times_are_said_relative_to_now():
+    now = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    assert until(now + timedelta(days=3, hours=2), now) == "in 3 days"
+    assert until(now - timedelta(hours=1, minutes=5), now) == "1 hour ago"
+    assert until(now + timedelta(minutes=5), now) == "in 5 minutes"
+    assert until(now - timedelta(seconds=10), now) == "just now"
