@@ -66,6 +66,9 @@ class Profile:
 
 
 DEFAULT_PROFILE = "server"
+# The profile of operators' certificates (``acme-ca admin-cert``, the admin listener):
+# never a [profiles.NAME] table, so never offered to ACME nor signed by sign-csr.
+ADMIN_PROFILE = "admin"
 
 
 def default_profiles(default_validity: timedelta, max_validity: timedelta
@@ -107,6 +110,9 @@ def read_profiles(raw: Any, *, default_validity: timedelta, max_validity: timede
         if not _PROFILE_NAME.fullmatch(name):
             raise ConfigError(f"profiles.{name}: a profile name is 1 to 63 lowercase letters, "
                               "digits, '-' and '_'")
+        if name == ADMIN_PROFILE:
+            raise ConfigError(f"profiles.{name}: the name is reserved for admin certificates "
+                              "(acme-ca admin-cert); pick another")
         if not isinstance(table, dict):
             raise ConfigError(f"profiles.{name} must be a table ([profiles.{name}])")
         unknown = sorted(set(table) - set(PROFILE_KEYS))

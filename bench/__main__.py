@@ -4,6 +4,7 @@
         [--key ec256|rsa2048] [--accounts K] [--server-pid PID] [--json out.jsonl]
     python -m bench compare -n 200 -c 1,8,64 [--runs 3] [--json out.jsonl]
         [--acme-ca-storage sqlite|postgresql] [--acme-ca-replicas N] [--acme-ca-workers W]
+        [--acme-ca-admin]
     python -m bench seed --db FILE --certificates 100000 --orders 300000   (bench/seed.py)
 
 ``run`` drives one server that is already running (its http-01 validation must reach
@@ -128,6 +129,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "haproxy (TCP, round robin, TLS passed through); their CPU is the server's, "
         "haproxy's is counted beside it (default: one acme-ca, no haproxy)",
     )
+    compare.add_argument("--acme-ca-admin", action="store_true",
+                         help="with the admin listener ([admin] listen): what the metrics "
+                         "cost (the store's latency measured, shared between workers)")
     compare.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     _common(compare)
     return parser.parse_args(argv)
@@ -178,7 +182,8 @@ async def _start_acme_ca(
         database = await stack.enter_async_context(postgres.fresh_database())
     if args.acme_ca_replicas is None:
         return await replicas.start_acme_ca(
-            workdir, responder.port, names, args.acme_ca_workers, database
+            workdir, responder.port, names, args.acme_ca_workers, database,
+            admin=args.acme_ca_admin,
         )
     return await replicas.start_replicas(
         workdir, responder.port, names, args.acme_ca_replicas, args.acme_ca_workers, database
@@ -189,6 +194,7 @@ def acme_ca_setup(args: argparse.Namespace) -> str:
     """How acme-ca ran, in words, for the records and the table's title."""
     storage = "PostgreSQL" if args.acme_ca_storage == "postgresql" else "SQLite"
     workers = f", --workers {args.acme_ca_workers}" if args.acme_ca_workers > 1 else ""
+    workers += ", admin listener" if args.acme_ca_admin else ""
     if args.acme_ca_replicas is None:
         return f"{storage}{workers}"
     return f"{storage}, {args.acme_ca_replicas} replica(s) behind haproxy{workers}"

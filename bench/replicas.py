@@ -38,10 +38,13 @@ def acme_ca_config(
     storage_url: str | None = None,
     external_url: str | None = None,
     ca_dir: Path | None = None,
+    admin: bool = False,
 ) -> str:
     """One acme-ca's configuration. Replicas share ``storage_url``, the CA files in
     ``ca_dir`` and ``external_url`` (haproxy's, which every URL they emit must name);
-    behind a proxy, loopback is allowed for validation only when said so, as here."""
+    behind a proxy, loopback is allowed for validation only when said so, as here.
+    ``admin``: with the admin listener (and so the store's latency measured, and with
+    workers the metrics shared between processes), on a port of its own."""
     hosts = "".join(f'"{name}" = "127.0.0.1"\n' for name in names)
     server = (
         f'[server]\nlisten = "127.0.0.1:{port}"\nhostname = "localhost"\n'
@@ -54,6 +57,8 @@ def acme_ca_config(
     storage = f'\n[storage]\nurl = "{storage_url}"\n' if storage_url else ""
     # the plain-HTTP listener (CRLs) on a port of its own: its default is one fixed port
     revocation = f'\n[revocation]\nhttp_listen = "127.0.0.1:{free_port()}"\n'
+    if admin:
+        revocation += f'\n[admin]\nlisten = "127.0.0.1:{free_port()}"\n'
     ca = ""
     if ca_dir:
         ca = "\n[ca]\n" + "".join(
@@ -98,13 +103,16 @@ async def start_acme_ca(
     names: list[str],
     workers: int = 1,
     database: str | None = None,
+    admin: bool = False,
 ) -> Peer:
     """acme-ca serve in ``workdir`` (fresh data directory), ready to take orders; on
-    SQLite in its data directory, or on the PostgreSQL ``database`` when given."""
+    SQLite in its data directory, or on the PostgreSQL ``database`` when given;
+    ``admin``: with the admin listener (``acme_ca_config``)."""
     port = free_port()
     data_dir = workdir / "data"
     storage = postgres.url(database) if database else None
-    text = acme_ca_config(data_dir, port, http01_port, names, workers, storage_url=storage)
+    text = acme_ca_config(data_dir, port, http01_port, names, workers, storage_url=storage,
+                          admin=admin)
     peer = Peer(
         "acme-ca",
         f"https://127.0.0.1:{port}/directory",  # the server names itself by address

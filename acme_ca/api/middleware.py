@@ -16,6 +16,8 @@
   lacks the nonce RFC 8555 6.5 requires. A renewalInfo GET (RFC 9773 4: unauthenticated,
   polled by every client for every certificate) gets none: 6.5 asks for nonces on
   POST responses, and one would cost a database write per poll.
+- Every problem document is counted by type, and every request's time observed by
+  endpoint (the route's name or template: bounded labels), in ``acme_ca/metrics.py``.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from acme_ca import metrics
 from acme_ca.api.context import SERVICES
 from acme_ca.api.http_cache import RETRY_UNAVAILABLE
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, server_internal
@@ -43,6 +47,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def problem_response(problem: AcmeProblem) -> web.Response:
+    metrics.PROBLEMS.labels(problem.type.value).inc()
     response = web.Response(
         status=problem.status,
         text=json.dumps(problem.to_json()),
@@ -50,6 +55,15 @@ def problem_response(problem: AcmeProblem) -> web.Response:
     )
     response.headers.update(problem.headers)
     return response
+
+
+def endpoint(request: web.Request) -> str:
+    """The route a request matched, as a bounded label: its name, else its path
+    template (/acme/order/{order_id}, never the order's id); "unmatched" for a 404."""
+    route = request.match_info.route
+    if route.name:
+        return route.name
+    return route.resource.canonical if route.resource is not None else "unmatched"
 
 
 def _http_problem(exc: web.HTTPException) -> web.Response:
@@ -88,6 +102,7 @@ def _unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:
 
 @web.middleware
 async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
     acme = request.path not in PLAIN_PATHS
     services = request.app[SERVICES]
     nonce: str | None = None
@@ -107,6 +122,7 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request_id = secrets.token_hex(8)
         log.exception("request %s %s %s failed", request_id, request.method, request.path)
         response = problem_response(server_internal(request_id))
+    metrics.observe_request(endpoint(request), started)
     if not acme:
         return response
     if nonce is not None:

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from acme_ca import metrics
+from acme_ca.authority.profiles import key_type
 from acme_ca.config import PolicyConfig
 from acme_ca.config_policy import Profile
 from acme_ca.domain.models import CertificateRecord, Order, OrderStatus, serial_hex
@@ -131,7 +133,13 @@ async def issue(
     await store.reserve_serial(record)
     certificate = (sign or issuer.issue)(request)
     await store.store_certificate(record.serial, certificate.public_bytes(Encoding.DER))
+    counted(profile, request)
     return certificate
+
+
+def counted(profile: str, request: LeafRequest) -> None:
+    """One more certificate signed and stored, in the issuance metric."""
+    metrics.ISSUANCES.labels(profile, key_type(request.public_key) or "other").inc()
 
 
 async def sign_for_order(
@@ -190,6 +198,7 @@ async def sign_for_order(
             log.error("order %s stays processing until the sweeper ends it: %s",
                       order_id, unwritten)
         raise problem from exc
+    counted(record.profile, request)
     if order.status is OrderStatus.VALID:
         log.info("order %s: certificate %s for %s", order_id, record.serial,
                  ", ".join(record.names))

@@ -51,6 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from acme_ca import metrics
 from acme_ca.authority.grants import UNRESTRICTED, Grant, grant_for
 from acme_ca.authority.identifiers import authorization_identifier
 from acme_ca.clock import Clock
@@ -198,6 +199,7 @@ class RateLimits:
                 ) -> AcmeProblem:
         """rateLimited for ``charge``, which fits again at ``retry_at``, its bucket full
         at ``resets_at`` (a store write's ``LimitReached`` carries both)."""
+        metrics.RATE_LIMIT_HITS.labels(charge.name).inc()
         return rate_limited(
             f"{charge.what}: over {charge.name} = {format_limit(charge.limit)}; retry "
             f"after {rfc3339_rounded_up(retry_at)}, the limit resets at "
@@ -213,6 +215,7 @@ class RateLimits:
     def pending_refused(self, pending: int, first_expires: datetime | None, adding: int,
                         limit: int) -> AcmeProblem:
         """rateLimited for an order over ``pending_authorizations_per_account``."""
+        metrics.RATE_LIMIT_HITS.labels(PENDING).inc()
         now = self._clock.now()
         frees = first_expires or now
         return rate_limited(

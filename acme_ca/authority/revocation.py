@@ -107,7 +107,10 @@ class RevocationService:
         return record
 
     async def _holds_all(self, account: Account, names: tuple[str, ...]) -> bool:
-        """Does the account hold a valid authorization for every name of the certificate?"""
+        """Does the account hold a valid authorization for every name of the certificate?
+        Never for a certificate of no name (an admin certificate): nothing is held."""
+        if not names:
+            return False
         identifiers = [identifier_for_name(n) for n in names]
         valid = await self._store.valid_authorizations(account.id, identifiers,
                                                        self._clock.now())

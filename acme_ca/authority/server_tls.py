@@ -80,6 +80,7 @@ class ServerTls:
         self._backdate = backdate
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._shared: list[ssl.SSLContext] = []  # other listeners' (share)
         self.certificate: x509.Certificate | None = None
 
     async def start(self) -> ssl.SSLContext:
@@ -154,8 +155,16 @@ class ServerTls:
             cert.not_valid_after_utc.isoformat(),
         )
 
+    def share(self, context: ssl.SSLContext) -> ssl.SSLContext:
+        """``context`` (another listener's: the admin listener's, which asks clients for
+        certificates) serves this certificate too, renewed with it; after ``start``."""
+        context.load_cert_chain(self._cert_path, self._key_path)
+        self._shared.append(context)
+        return context
+
     def _use(self, cert: x509.Certificate) -> None:
-        self.context.load_cert_chain(self._cert_path, self._key_path)
+        for context in (self.context, *self._shared):
+            context.load_cert_chain(self._cert_path, self._key_path)
         self.certificate = cert
 
     async def follow(self, every: float = 5.0) -> None:

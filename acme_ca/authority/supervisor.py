@@ -58,6 +58,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
+from acme_ca import metrics
 from acme_ca.authority.limits import RateLimits
 from acme_ca.clock import Clock
 from acme_ca.domain.models import Authorization, Challenge, ChallengeStatus
@@ -267,10 +268,11 @@ class ValidationSupervisor:
             return await self._record(challenge.id, problem)
         problem: AcmeProblem | None
         try:
-            problem = await asyncio.wait_for(
-                self._check(validator, challenge, authz, authz.account_id, thumbprint),
-                self._timeout + self._grace,
-            )
+            with metrics.VALIDATIONS_IN_FLIGHT.labels(challenge.type).track_inprogress():
+                problem = await asyncio.wait_for(
+                    self._check(validator, challenge, authz, authz.account_id, thumbprint),
+                    self._timeout + self._grace,
+                )
         except TimeoutError:
             problem = AcmeProblem(
                 ProblemType.CONNECTION,
@@ -279,6 +281,8 @@ class ValidationSupervisor:
             )
         if problem is not None and problem.identifier is None:
             problem.identifier = authz.identifier
+        metrics.VALIDATIONS.labels(challenge.type, "valid" if problem is None
+                                   else problem.type.value).inc()
         log.info(
             "challenge %s (%s %s): %s",
             challenge.id,

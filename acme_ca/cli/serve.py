@@ -18,7 +18,7 @@ import signal
 import ssl
 import sys
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -30,6 +30,10 @@ from acme_ca.authority.server_tls import ServerTls
 from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.cli.wiring import (
+    admin_issuers_pem,
+    admin_tls_context,
+    admin_url,
+    build_admin_app,
     build_app,
     build_ocsp,
     build_publication_app,
@@ -41,6 +45,7 @@ from acme_ca.clock import Clock, SystemClock
 from acme_ca.config import Config, parse_host_port
 from acme_ca.domain.origin import Origin, set_origin
 from acme_ca.errors import AcmeCaError, PkiError
+from acme_ca.metrics import Timed, use_directory
 from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import same_key
@@ -95,6 +100,8 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
     if workers == 1:
         asyncio.run(serve(config, clock))
         return 0
+    if config.admin.listen is not None:  # the workers' metrics, summed by whichever answers
+        use_directory(config.server.data_dir / "metrics")
     asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
     return run_workers(workers, lambda index: asyncio.run(serve(config, clock, index)))
 
@@ -237,6 +244,8 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
     process of any replica holds its lease (``build_app``, ``authority/background.py``)."""
     issuer = IssuerHolder(config, clock)
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
+    if config.admin.listen is not None:  # its /metrics shows the store's latency
+        store = cast(Store, Timed(store))
     runners: list[web.AppRunner] = []
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -250,6 +259,12 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
                       setting=" ([revocation] http_listen)")
         tls = server_tls(config, store, issuer, clock)
         context = await tls.start()
+        admin = None
+        if config.admin.listen is not None:  # HTTPS, this CA's admin certificates only;
+            admin = tls.share(admin_tls_context(issuer.current))  # before the ACME app
+            await _listen(runners, build_admin_app(store, issuer, clock),  # starts its
+                          config.admin.listen, config, admin,  # background work
+                          setting=" ([admin] listen)")
         acme = build_app(config, store, issuer, clock, own=await own_endpoints(config))
         await _listen(runners, acme, config.server.listen, config, context)
         if ocsp is not None:  # worker 0 issues or reuses; the others load what it wrote
@@ -273,7 +288,7 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
         tasks.append(asyncio.create_task(tls.run_renewals() if worker == 0 else tls.follow()))
         tasks.append(asyncio.create_task(
-            _reloads(reload_requested, issuer, tls, worker, store, clock, ocsp)))
+            _reloads(reload_requested, issuer, tls, worker, store, clock, ocsp, admin)))
         if worker == 0:  # one process per host: the archive is this host's files
             keys = ArchivedKeys(
                 archive_dir(config.ca.intermediate_cert), store, clock, issuer,
@@ -296,6 +311,9 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
         print(f"  CRL:              {crl_url}  (listening on {config.revocation.http_listen})")
         if ocsp is not None:
             print(f"  OCSP:             {publication(config).ocsp_url()}")
+        if config.admin.listen is not None:
+            print(f"  admin:            {admin_url(config)}/metrics  (listening on "
+                  f"{config.admin.listen}; admin certificates only: acme-ca admin-cert)")
         sys.stdout.flush()
         await stop.wait()
         log.info("stopping")
@@ -327,7 +345,8 @@ async def _listen(runners: list[web.AppRunner], app: web.Application, listen: st
 
 async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTls,
                    worker: int, store: Store, clock: Clock,
-                   ocsp: OcspResponder | None = None) -> None:
+                   ocsp: OcspResponder | None = None,
+                   admin: ssl.SSLContext | None = None) -> None:
     while True:
         await requested.wait()
         requested.clear()
@@ -335,6 +354,8 @@ async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTl
             log.info("switched to intermediate %s", issuer.current.fingerprint[:16])
             if ocsp is not None:  # worker 0 issues the new one's responder now, the
                 ocsp.responders.wake()  # others load it (not at their next period)
+            if admin is not None:  # admin certificates the new intermediate signs
+                admin.load_verify_locations(cadata=admin_issuers_pem(issuer.current))
             if worker:
                 continue  # worker 0 re-issues the TLS certificate; this one follows it
             try:

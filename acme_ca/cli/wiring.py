@@ -7,15 +7,18 @@ what the server runs.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
+from acme_ca.api.admin import create_admin_app
 from acme_ca.api.app import create_app
 from acme_ca.api.context import Services
 from acme_ca.api.links import Links
 from acme_ca.api.publication import create_publication_app
 from acme_ca.authority.accounts import AccountService
+from acme_ca.authority.admins import AdminCertificates
 from acme_ca.authority.authorizations import AuthorizationService
 from acme_ca.authority.background import BackgroundWork, Job
 from acme_ca.authority.ca_certificates import CaCertificates
@@ -36,8 +39,9 @@ from acme_ca.authority.revocation import RevocationService
 from acme_ca.authority.supervisor import ValidationSupervisor
 from acme_ca.authority.sweeper import IssuanceSweeper
 from acme_ca.clock import Clock
-from acme_ca.config import Config, ValidationConfig
+from acme_ca.config import Config, ValidationConfig, parse_host_port
 from acme_ca.domain.problems import AcmeProblem
+from acme_ca.pki import files
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.publication import Publication
 from acme_ca.store.base import Store
@@ -228,3 +232,39 @@ def build_ocsp(
         validity=responder_validity(lifetime), backdate=config.policy.backdate,
     )
     return OcspResponder(store, certificates, clock, lifetime, backdate=config.policy.backdate)
+
+
+def build_admin_app(store: Store, issuer: Callable[[], Issuer], clock: Clock) -> web.Application:
+    """The admin listener's application ([admin] listen): the guard, /metrics, and
+    what ``create_admin_app`` mounts."""
+    return create_admin_app(AdminCertificates(store, clock, issuer), CaCertificates(issuer))
+
+
+def admin_tls_context(issuer: Issuer) -> ssl.SSLContext:
+    """The admin listener's TLS: a client certificate required, verified against this
+    CA alone (``admin_issuers_pem``; never the system's CAs); the server's own
+    certificate is loaded into it by ``ServerTls.share``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH,
+                                         cadata=admin_issuers_pem(issuer))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def admin_issuers_pem(issuer: Issuer) -> str:
+    """What signs admin certificates, as the admin listener trusts it: the root, the
+    current intermediate and the archived ones (a certificate they signed stays good
+    until it expires or is revoked). After a reload, loading it again adds the new."""
+    archived = [chain[0] for chain in issuer.earlier.values()]
+    return files.pem(issuer.root, issuer.certificate, *archived).decode("ascii")
+
+
+def admin_url(config: Config) -> str:
+    """The admin listener's URL: its address when the server's TLS certificate (which it
+    presents) names it, else the first name that certificate carries, with its port."""
+    assert config.admin.listen is not None
+    host, port = parse_host_port(config.admin.listen)
+    dns, ips = config.server.own_names
+    names = [*dns, *map(str, ips)]
+    shown = host if host in names else names[0]
+    return f"https://{f'[{shown}]' if ':' in shown else shown}:{port}"

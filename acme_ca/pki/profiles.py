@@ -9,6 +9,7 @@ identifier; CA certificates get critical basicConstraints and keyUsage.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
+from acme_ca.errors import PkiError
 from acme_ca.pki.keys import PrivateKey, PublicKey, signature_hash
 from acme_ca.pki.serials import random_serial
 
@@ -33,6 +35,15 @@ INTERMEDIATE_VALIDITY = timedelta(days=1825)
 
 # What a TLS server's certificate carries (RFC 5280 4.2.1.12 id-kp-serverAuth).
 SERVER_AUTH: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.SERVER_AUTH,)
+# What an admin certificate carries: a TLS client only (4.2.1.12 id-kp-clientAuth).
+CLIENT_AUTH: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.CLIENT_AUTH,)
+
+# An operator's name in an admin certificate: one label, no dot, no "@". The
+# intermediate's name constraints then never apply to it: the subject's commonName is
+# checked against dNSName constraints by OpenSSL only when it looks like a host name
+# with two labels or more (v3_ncons.c cn2dnsid), and against rfc822Name ones nowhere;
+# with no subjectAltName there is nothing else to check (RFC 5280 4.2.1.10).
+ADMIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
 
 def ca_name(common_name: str, organization: str | None, country: str | None) -> x509.Name:
@@ -158,6 +169,20 @@ class LeafRequest:
     ca_issuers_url: str | None = None
 
 
+def admin_request(public_key: PublicKey, name: str, not_before: datetime,
+                  not_after: datetime) -> LeafRequest:
+    """The leaf of an operator (``acme-ca admin-cert``): subject CN=``name``, no
+    subjectAltName (RFC 5280 4.2.1.6: the subject names it), clientAuth only; its CRL and
+    AIA pointers are filled in by ``Issuer.issue`` as for every leaf. PkiError for a
+    name ``ADMIN_NAME`` refuses."""
+    if not ADMIN_NAME.fullmatch(name):
+        raise PkiError(f"admin name {name[:UB_COMMON_NAME]!r}: use 1 to 63 letters, digits, "
+                       "'-' and '_' (no dot: the CA's name constraints would apply to it)")
+    return LeafRequest(public_key=public_key, dns_names=(), ip_addresses=(),
+                       not_before=not_before, not_after=not_after,
+                       extended_key_usages=CLIENT_AUTH, common_name=name)
+
+
 def leaf_not_after(issuer_cert: x509.Certificate, not_after: datetime) -> datetime:
     """The notAfter a leaf asking for `not_after` gets: never after its issuer's own
     (RFC 5280 6.1: a chain is valid only while every certificate in it is)."""
@@ -167,8 +192,10 @@ def leaf_not_after(issuer_cert: x509.Certificate, not_after: datetime) -> dateti
 def build_leaf(
     issuer_cert: x509.Certificate, issuer_key: PrivateKey, request: LeafRequest
 ) -> x509.Certificate:
-    """An end-entity certificate: SANs (critical when the subject is empty), EKU, AKI/SKI,
-    and the request's CRL distribution point and AIA URLs when it has them.
+    """An end-entity certificate: SANs (critical when the subject is empty; none at all
+    for a request with a common name and no name, an admin certificate: RFC 5280
+    4.2.1.6 forbids an empty one), EKU, AKI/SKI, and the request's CRL distribution
+    point and AIA URLs when it has them.
 
     keyUsage is digitalSignature, plus keyEncipherment for RSA keys (TLS 1.2 RSA key
     exchange). The validity is cut at the issuer's own notAfter.
@@ -207,8 +234,12 @@ def build_leaf(
         )
         .add_extension(x509.ExtendedKeyUsage(list(request.extended_key_usages)),
                        critical=False)
-        .add_extension(x509.SubjectAlternativeName(names), critical=not request.common_name)
-        .add_extension(
+    )
+    if names or not request.common_name:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names),
+                                        critical=not request.common_name)
+    builder = (
+        builder.add_extension(
             x509.SubjectKeyIdentifier.from_public_key(request.public_key), critical=False
         )
         .add_extension(authority_key_id(issuer_cert), critical=False)

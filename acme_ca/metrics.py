@@ -1,0 +1,127 @@
+"""Every Prometheus metric the CA exposes (``/metrics`` on the admin listener), in one
+place, through prometheus-client.
+
+Names start with ``acme_ca_``; every label has a bounded set of values (a profile, a
+key type, a challenge type, a route's name, a store method's name: never a raw path,
+an account or a domain). Every metric has at least one label: a labelled metric makes
+its values only when first used, which is what lets ``use_directory`` switch to
+prometheus-client's multiprocess mode after this module was imported.
+
+With ``serve --workers N`` the workers share one directory (``use_directory``, called
+by the parent before it forks): each process writes its values to files there, and
+whichever worker answers ``/metrics`` sums them (``exposition``). Counters and
+histograms add up; the validations in flight add up over the live processes; a CA
+certificate's expiry is the same in every process (the largest is shown).
+
+The store's latency is measured by ``Timed``, a proxy around the store: a call costs
+one ``perf_counter`` pair and one observation (about a microsecond; see
+docs/operations.md for the overhead measured per issuance).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    values,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+disable_created_metrics()  # no *_created series: a counter's start is the process's
+
+ISSUANCES = Counter(
+    "acme_ca_issuances", "Certificates signed, by profile and key type",
+    ["profile", "key_type"])
+VALIDATIONS = Counter(
+    "acme_ca_validations", "Challenge validations finished, by challenge type and outcome "
+    "(valid, or the ACME error type of the failure: connection, unauthorized, caa ...)",
+    ["challenge_type", "outcome"])
+VALIDATIONS_IN_FLIGHT = Gauge(
+    "acme_ca_validations_in_flight", "Challenge validations running now, by challenge type",
+    ["challenge_type"], multiprocess_mode="livesum")
+PROBLEMS = Counter(
+    "acme_ca_problems", "Problem documents answered (RFC 7807), by ACME error type",
+    ["type"])
+REQUEST_SECONDS = Histogram(
+    "acme_ca_request_duration_seconds", "Time to answer an ACME request, by endpoint "
+    "(the route's name)", ["endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+RATE_LIMIT_HITS = Counter(
+    "acme_ca_rate_limit_hits", "Requests refused by a rate limit, by limit ([limits] key)",
+    ["limit"])
+CA_CERTIFICATE_EXPIRY = Gauge(
+    "acme_ca_ca_certificate_expiry_timestamp_seconds", "When a CA certificate expires "
+    "(Unix time), by role (root, intermediate, archived intermediate) and SHA-256 "
+    "fingerprint", ["role", "fingerprint"], multiprocess_mode="max")
+STORE_SECONDS = Histogram(
+    "acme_ca_store_operation_duration_seconds", "Time of a store operation, by operation "
+    "(the store method)", ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+
+
+def use_directory(directory: Path) -> None:
+    """Multiprocess mode, writing to ``directory`` (emptied first: what a previous run
+    left would be added to this one's). Call it before any metric is used and before
+    forking the processes that share it."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700, parents=True)
+    os.environ[MULTIPROCESS_ENV] = str(directory)
+    values.ValueClass = values.get_value_class()
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus's text format, and its content type: this process's,
+    or in multiprocess mode every process's summed."""
+    directory = os.environ.get(MULTIPROCESS_ENV)
+    if directory is None:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def observe_request(endpoint: str, started: float) -> None:
+    """An ACME request to ``endpoint`` answered, ``started`` at that ``perf_counter``."""
+    REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+
+
+class Timed:
+    """``target`` with each coroutine method's duration observed in ``STORE_SECONDS``
+    under the method's name; everything else passes through untouched."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+        timed = _timed(attribute, STORE_SECONDS.labels(name).observe)
+        self.__dict__[name] = timed  # found directly from now on
+        return timed
+
+
+def _timed(method: Callable[..., Any], observe: Callable[[float], None]) -> Callable[..., Any]:
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await method(*args, **kwargs)
+        finally:
+            observe(time.perf_counter() - started)
+
+    return timed
