@@ -1,5 +1,21 @@
 """What operators look at (the admin CLI, the dashboard): lists and counts over the
-ACME resources, read without changing anything."""
+ACME resources, read without changing anything.
+
+Each backend reads a range of one index for each (migration 0010 adds them, in both
+dialects; the plans are checked with EXPLAIN in
+``tests/store/{sqlite,postgres}/test_operations_plans.py``):
+
+- ``list_accounts``: ``accounts_by_created``, walked backwards (newest first) until
+  the page is full;
+- ``list_orders``: ``orders_by_account`` (0002) for one account, else
+  ``orders_by_created``, backwards;
+- ``issuance_counts``: a range of ``created_at`` in ``certificates_by_status`` or
+  ``certificates_by_created`` (0001);
+- ``failed_validations``: ``challenges_invalid``, partial on status 'invalid', a range
+  of ``validated_at``.
+
+``list_terms`` builds the WHERE clause of both lists, for both backends.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +35,23 @@ class FailedValidations:
     count: int
 
 
-def page_ids(before: datetime | None, before_id: str | None) -> None:
-    """A page's end: ``before_id`` only with ``before`` (``ValueError`` otherwise)."""
+def list_terms(before: datetime | None, before_id: str | None,
+               equal: dict[str, object]) -> tuple[str, list[object]]:
+    """The WHERE clause of a list (a ``?`` for each value) and its values in order: the
+    page's end (``before``, ``before_id``: ``ValueError`` for an id without a time),
+    then each column of ``equal`` whose value is not None."""
     if before_id is not None and before is None:
         raise ValueError("a page that ends before an id also needs the time (before)")
+    terms: list[str] = []
+    values: list[object] = []
+    if before is not None:
+        terms.append("created_at < ?" if before_id is None else "(created_at, id) < (?, ?)")
+        values += [before] if before_id is None else [before, before_id]
+    for column, value in equal.items():
+        if value is not None:
+            terms.append(f"{column} = ?")
+            values.append(value)
+    return " AND ".join(terms) or "1 = 1", values
 
 
 class OperationsStore(Protocol):

@@ -1,7 +1,7 @@
 """``PostgresStore``: the ``Store`` for replicas, assembled from one class per group
 of entities (``certificates``, ``accounts``, ``orders``, ``authorizations``,
-``cluster``, ``retention``, ``eab``, ``limits``, ``revocation``) over the pool and
-concurrency rules of ``base``.
+``cluster``, ``retention``, ``eab``, ``limits``, ``revocation``, ``audit``,
+``operations``) over the pool and concurrency rules of ``base``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from acme_ca.config import DEFAULT_POOL_SIZE
 from acme_ca.domain.models import Account, Authorization, CertificateRecord, Order
 from acme_ca.store.migrations import check_current
 from acme_ca.store.postgres.accounts import AccountMethods
+from acme_ca.store.postgres.audit import AuditMethods
 from acme_ca.store.postgres.authorizations import AuthorizationMethods
 from acme_ca.store.postgres.base import Connection
 from acme_ca.store.postgres.certificates import CertificateMethods
@@ -20,6 +21,7 @@ from acme_ca.store.postgres.cluster import ClusterMethods
 from acme_ca.store.postgres.eab import EabMethods
 from acme_ca.store.postgres.limits import LimitMethods
 from acme_ca.store.postgres.migrate import migrate_postgres, postgres_schema_version
+from acme_ca.store.postgres.operations import OperationsMethods
 from acme_ca.store.postgres.orders import OrderMethods
 from acme_ca.store.postgres.pool import TIMEOUT, open_pool
 from acme_ca.store.postgres.retention import RetentionMethods
@@ -43,7 +45,7 @@ from acme_ca.store.postgres.url import describe
 
 class PostgresStore(ClusterMethods, AccountMethods, OrderMethods, AuthorizationMethods,
                     CertificateMethods, RetentionMethods, EabMethods, LimitMethods,
-                    RevocationMethods):
+                    RevocationMethods, AuditMethods, OperationsMethods):
     """``Store`` on one PostgreSQL database, shared by any number of replicas."""
 
     @classmethod

@@ -16,13 +16,12 @@ anyway.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from datetime import datetime
 
-from acme_ca.domain.audit import AuditEntry, AuditEvent, details_text, time_text
+from acme_ca.domain.audit import AuditEntry, AuditEvent
 from acme_ca.store import guards
-from acme_ca.store.audit import next_entry
+from acme_ca.store.audit import check_event, entry_values, next_entry, stored_entry
 from acme_ca.store.sqlite.base import SqliteBase, from_text, to_text
 from acme_ca.store.sqlite.connection import Connection
 
@@ -45,24 +44,17 @@ ORDER BY seq LIMIT ?3"""  # noqa: S608
 
 
 def to_entry(row: sqlite3.Row) -> AuditEntry:
-    return AuditEntry(seq=row["seq"], at=from_text(row["at"]), action=row["action"],
-                      actor=row["actor"], client_ip=row["client_ip"],
-                      identifiers=tuple(json.loads(row["identifiers"])), serial=row["serial"],
-                      details=json.loads(row["details"]), prev_hash=row["prev_hash"],
-                      hash=row["hash"])
+    return stored_entry(row, from_text(row["at"]))
 
 
 class AuditMethods(SqliteBase):
     async def append_audit(self, event: AuditEvent, at: datetime) -> AuditEntry:
-        time_text(at)  # a naive time: ValueError before anything is written
+        check_event(event, at)
 
         async def append(conn: Connection) -> AuditEntry:
             rows = list(await conn.execute_fetchall(_LAST))
             entry = next_entry(event, at, to_entry(rows[0]) if rows else None)
-            await conn.execute(_INSERT, (
-                entry.seq, to_text(entry.at), entry.action, entry.actor, entry.client_ip,
-                json.dumps(list(entry.identifiers)), entry.serial,
-                details_text(entry.details), entry.prev_hash, entry.hash))
+            await conn.execute(_INSERT, entry_values(entry, to_text(entry.at)))
             return entry
 
         return await self._transaction(append)

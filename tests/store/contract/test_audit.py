@@ -5,6 +5,7 @@ the chain forking, and read back exactly enough that ``verify_chain`` accepts it
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -19,6 +20,7 @@ from acme_ca.domain.audit import (
 )
 from acme_ca.store import Store
 from tests.store.conftest import T0
+from tests.store.contract.conftest import Backend
 
 EVENT = AuditEvent(AuditAction.CERTIFICATE_ISSUED, "account:acct-1", "2001:db8::1",
                    ("www.example.test", "192.0.2.1"), "1a2b3c",
@@ -89,6 +91,33 @@ async def test_a_naive_time_is_refused_and_nothing_is_written(store: Store):
     assert await store.last_audit_entry() is None
     with pytest.raises(ValueError):
         await store.audit_entries(since=datetime(2026, 1, 1, 12))
+
+
+async def test_a_nul_in_a_text_field_is_refused_and_nothing_is_written(store: Store):
+    """A NUL character cannot be kept in a PostgreSQL text column: refused on every
+    backend alike (``check_event``), before anything is written; in identifiers and
+    details it is JSON, escaped, and kept."""
+    for field in ("actor", "client_ip", "serial"):
+        with pytest.raises(ValueError, match=field):
+            await store.append_audit(replace(EVENT, **{field: "a\x00b"}), T0)
+    assert await store.last_audit_entry() is None
+    kept = replace(EVENT, identifiers=("a\x00b",), details={"k\x00": "v\x00"})
+    entry = await store.append_audit(kept, T0)
+    assert await store.audit_entries() == [entry]
+    assert entry.identifiers == ("a\x00b",) and dict(entry.details) == {"k\x00": "v\x00"}
+
+
+async def test_appends_in_flight_are_written_before_the_store_closes(backend: Backend,
+                                                                     store: Store):
+    """Closing a store (a graceful shutdown, issue 13 item 7) lets the appends already
+    asked for finish: none is lost, and the chain stays whole."""
+    tasks = [asyncio.create_task(store.append_audit(event(n), T0)) for n in range(20)]
+    await asyncio.sleep(0)  # every append is asked for
+    await store.close()
+    appended = await asyncio.gather(*tasks)
+    log = await whole_log(await backend.open())
+    assert log == sorted(appended, key=lambda e: e.seq)
+    assert [e.seq for e in log] == list(range(1, 21)) and verify_chain(log)[1] is None
 
 
 async def test_concurrent_appends_from_two_stores_never_fork_the_chain(store: Store,
