@@ -262,9 +262,9 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
         admin = None
         if config.admin.listen is not None:  # HTTPS, this CA's admin certificates only;
             admin = tls.share(admin_tls_context(issuer.current))  # before the ACME app
-            await _listen(runners, build_admin_app(store, issuer, clock),  # starts its
-                          config.admin.listen, config, admin,  # background work
-                          setting=" ([admin] listen)")
+            admin_app = build_admin_app(store, issuer, clock, config.server.data_dir)
+            await _listen(runners, admin_app, config.admin.listen, config, admin,  # starts
+                          setting=" ([admin] listen)")  # its background work
         acme = build_app(config, store, issuer, clock, own=await own_endpoints(config))
         await _listen(runners, acme, config.server.listen, config, context)
         if ocsp is not None:  # worker 0 issues or reuses; the others load what it wrote
