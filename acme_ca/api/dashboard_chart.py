@@ -14,7 +14,7 @@ from acme_ca.authority.dashboard import HourCount
 
 WIDTH, HEIGHT = 720, 200  # the viewBox; the stylesheet scales it to the card
 LEFT, RIGHT, TOP, BOTTOM = 40, 8, 12, 28  # margins: the count axis, the hour labels
-LABEL_EVERY = 3  # an hour label under every third bar
+LABEL_EVERY = 3  # an hour label under every third bar, the current hour's included
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,13 @@ def nice_top(peak: int) -> int:
     return top
 
 
+def tick_step(top: int) -> int:
+    """Between the count axis's ticks: a half of a top of 1 or 2 times a power of ten
+    (0 10 20), a fifth of 5 times one (0 1 2 3 4 5); 1 for a top of 1."""
+    lead = int(str(top)[0])
+    return max(1, top // 2 if lead in (1, 2) else top // 5)
+
+
 def _next_round(value: int) -> int:
     digits = len(str(value)) - 1
     lead = value // 10**digits
@@ -78,9 +85,10 @@ def issuance_chart(hours: tuple[HourCount, ...]) -> Chart:
             width=round(slot * 0.7, 2), height=round(height, 2), count=hour.count,
             title=f"{hour.start:%Y-%m-%d %H:00}-{end:02d}:00 UTC: "
                   f"{hour.count} certificate{plural}",
-            label=f"{hour.start:%H:00}" if index % LABEL_EVERY == 0 else None))
+            label=f"{hour.start:%H:00}" if (len(hours) - 1 - index) % LABEL_EVERY == 0
+            else None))
     ticks = tuple(Tick(round(baseline - plot_h * value / top, 2), str(value))
-                  for value in sorted({0, top // 2, top}))
+                  for value in range(0, top + 1, tick_step(top)))
     total = sum(h.count for h in hours)
     summary = (f"{total} certificate{'' if total == 1 else 's'} signed in the last "
                f"{len(hours)} hours, at most {peak} in one hour")

@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 
 from acme_ca.api.admin import AdminIdentity, set_admin_identity
 from acme_ca.api.dashboard import SECURITY_HEADERS, add_dashboard_routes, until
-from acme_ca.api.dashboard_chart import issuance_chart, nice_top
+from acme_ca.api.dashboard_chart import issuance_chart, nice_top, tick_step
 from acme_ca.authority.dashboard import Dashboard, HourCount, form_key
 from acme_ca.authority.revocation import RevocationService
 from acme_ca.domain.audit import admin_actor
@@ -34,8 +34,6 @@ from tests.protocol.conftest import AcmeServer, server_factory  # noqa: F401 (a 
 from tests.protocol.helpers import http01, issue, leaf_of, registered
 from tests.store.conftest import make_record
 
-# TEMPORARY until fix/admin (its identity key is a RequestKey) is merged
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 ALICE = AdminIdentity("alice", "a11ce")
 BOB = AdminIdentity("bob", "b0b")
 PAGES = ("/dashboard/", "/dashboard/certificates", "/dashboard/revocations",
@@ -282,15 +280,16 @@ def test_the_issuance_chart_geometry():
     hours = tuple(HourCount(start + timedelta(hours=n), n % 5) for n in range(24))
     chart = issuance_chart(hours)
     assert len(chart.bars) == 24 and chart.total == sum(n % 5 for n in range(24))
-    assert [t.label for t in chart.ticks] == ["0", "2", "5"]  # peak 4: the top is 5
+    assert [t.label for t in chart.ticks] == ["0", "1", "2", "3", "4", "5"]  # top 5
     assert chart.bars[0].height == 0 and chart.bars[4].height == pytest.approx(
         (chart.baseline - chart.ticks[-1].y) * 4 / 5, abs=0.01)
-    assert [b.label for b in chart.bars[:4]] == ["00:00", None, None, "03:00"]
+    assert [b.label for b in chart.bars[-4:]] == ["20:00", None, None, "23:00"]
     assert chart.bars[23].title == "2026-12-06 23:00-00:00 UTC: 3 certificates"
     assert chart.bars[1].title.endswith(": 1 certificate")
     empty = issuance_chart(tuple(HourCount(h.start, 0) for h in hours))
     assert [t.label for t in empty.ticks] == ["0", "1"] and empty.total == 0
     assert [nice_top(p) for p in (0, 1, 3, 7, 11, 99, 101)] == [1, 1, 5, 10, 20, 100, 200]
+    assert [tick_step(top) for top in (1, 2, 5, 10, 20, 50, 100)] == [1, 1, 1, 5, 10, 10, 50]
 
 
 def test_times_are_said_relative_to_now():
