@@ -8,8 +8,9 @@ temporary HOME (certutil, pk12util), the one Chromium on Linux reads; a managed 
 test and removed after it: root only) lets the headless browser present it without a
 prompt. Then every page loads over mTLS and is screenshotted, the certificate just issued
 is shown, and the revoke button, after its confirmation, revokes it (`acme-ca certs show`
-says so). A browser and a client without an admin certificate, or with the ordinary
-certificate lego got from the same CA, are refused.
+says so), while the same form posted from a page of another site is refused (CSRF). A
+browser and a client without an admin certificate, or with the ordinary certificate lego
+got from the same CA, are refused.
 
 The screenshots go to a directory under the test's tmp_path, which the test prints, and
 are copied to $ACME_CA_SCREENSHOTS when it is set.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import http.server
 import json
 import os
 import secrets
@@ -27,6 +29,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,41 @@ PAGES = {  # screenshot name -> (path, the page's heading)
     "eab-keys": ("/dashboard/eab", "External Account Binding keys"),
     "failed-validations": ("/dashboard/validations", "Failed validations"),
 }
+
+
+FORGED = """<!DOCTYPE html><title>Win a prize</title>
+<form method="post" action="{origin}/dashboard/certificates/{serial}/revoke">
+<input type="hidden" name="token" value="{token}">
+<input type="hidden" name="reason" value="keyCompromise">
+<button id="prize">Win a prize</button></form>"""
+
+
+@contextlib.contextmanager
+def another_site(page: str) -> Iterator[str]:
+    """``page`` served over plain HTTP on a free port: a web page of another origin, as an
+    attacker's; its URL. The server (a thread of this process) is shut down after."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = page.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def nss_home(home: Path, root: Path, p12: Path | None) -> Path:
@@ -234,9 +272,9 @@ def browse(d: Any, origin: str, serial: str, shots: Path) -> None:
         assert heading() == title, (path, d.page_source[:500])
         assert "alice" in d.find_element(By.CLASS_NAME, "who").text
         screenshot(d, shots, name)
-    # The stylesheet applies (CSP allows 'self'), and no CSP violation was reported.
     cells = [td.text for td in d.find_elements(By.CSS_SELECTOR, "td")]  # failed validations
     assert cells[:3] == ["http-01", "connection", "1"], cells
+    # The stylesheet applies (CSP allows 'self'); no CSP violation is reported (below).
     header = d.find_element(By.CSS_SELECTOR, "header.top")
     assert header.value_of_css_property("background-color") == "rgba(23, 32, 46, 1)"
     d.get(origin + "/dashboard/certificates")
@@ -249,6 +287,19 @@ def browse(d: Any, origin: str, serial: str, shots: Path) -> None:
     assert heading() == f"Revoke certificate {serial}?"
     Select(d.find_element(By.ID, "reason")).select_by_value("keyCompromise")
     screenshot(d, shots, "revoke-confirmation")
+    # CSRF: a page of another site posting the same form, even with the right token,
+    # is refused although the browser presents the admin certificate with it.
+    token = d.find_element(By.NAME, "token").get_attribute("value")
+    with another_site(FORGED.format(origin=origin, serial=serial, token=token)) as site:
+        d.get(site)
+        d.find_element(By.ID, "prize").click()
+        assert heading() == "Refused", d.page_source
+        assert "nothing was revoked" in d.page_source
+        screenshot(d, shots, "cross-site-post-refused")
+    d.get(f"{origin}/dashboard/certificates/{serial}")
+    assert heading() == f"Certificate {serial} issued"
+    d.find_element(By.PARTIAL_LINK_TEXT, "Revoke this certificate").click()
+    Select(d.find_element(By.ID, "reason")).select_by_value("keyCompromise")
     d.find_element(By.ID, "confirm").click()
     assert heading() == f"Certificate {serial} revoked", d.page_source
     assert "keyCompromise" in d.page_source
