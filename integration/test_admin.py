@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import pytest
 
-from integration.clients import AcmeServer, expect_ok, serving_acme
+from integration.clients import AcmeServer, expect_ok, renew_intermediate, serving_acme
 from integration.conftest import (
     _serving,
     free_port,
@@ -173,6 +173,19 @@ def test_revoking_the_admin_certificate_locks_the_operator_out(admin: Admin) -> 
     assert status == 403
     assert body == f"403 Forbidden: the admin certificate {admin.serial} is revoked\n"
     assert admin.get()[0] == 403
+
+
+def test_after_an_intermediate_renewal_both_intermediates_admin_certificates_get_in(
+        admin: Admin, tmp_path: Path) -> None:
+    """The listener trusts the CA's intermediates, current and archived: after `acme-ca
+    intermediate renew` and SIGHUP, an admin certificate of the new intermediate gets
+    in, and the one the archived intermediate signed still does."""
+    renew_intermediate(admin.acme)
+    (tmp_path / "new").mkdir()
+    _, pem, serial = make_admin(admin.config, tmp_path / "new", "bob")
+    assert serial != admin.serial
+    assert admin._replace(pem=pem).get()[0] == 200
+    assert admin.get()[0] == 200
 
 
 def test_two_workers_answer_the_sum(tmp_path: Path) -> None:

@@ -43,7 +43,6 @@ class AdminIdentity:
 
 _IDENTITY = web.RequestKey("admin_identity", AdminIdentity)
 ADMINS = web.AppKey("admins", AdminCertificates)
-CA = web.AppKey("ca", CaCertificates)
 
 
 def admin_identity(request: web.Request) -> AdminIdentity:
@@ -73,7 +72,8 @@ def _refused(status: int, text: str) -> web.Response:
 @web.middleware
 async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Only an operator's request reaches a handler; the origin names the operator."""
-    set_origin(Origin(client_ip=request.remote, request_id=secrets.token_hex(8),
+    request_id = secrets.token_hex(8)
+    set_origin(Origin(client_ip=request.remote, request_id=request_id,
                       endpoint=request.match_info.route.name))
     try:
         operator = await request.app[ADMINS].check(peer_certificate(request))
@@ -92,7 +92,6 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
     except StoreUnavailable:
         return _refused(503, "503 Service Unavailable: the CA cannot reach its database")
     except Exception:
-        request_id = secrets.token_hex(8)
         log.exception("admin request %s %s %s failed", request_id, request.method,
                       request.path)
         return _refused(500, f"500 Internal Server Error (request {request_id})")
@@ -102,7 +101,6 @@ def create_admin_app(admins: AdminCertificates, ca: CaCertificates) -> web.Appli
     """The admin listener's application: the guard, then every admin route."""
     app = web.Application(middlewares=[admin_guard])
     app[ADMINS] = admins
-    app[CA] = ca
     app.router.add_get("/metrics", metrics_view(ca), name="metrics")
     # /healthz and /readyz (api/health.py, helper "lifecycle") are added here, and the
     # dashboard's routes (api/dashboard.py, helper "dashboard") after them.

@@ -260,11 +260,11 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
         tls = server_tls(config, store, issuer, clock)
         context = await tls.start()
         admin = None
-        if config.admin.listen is not None:  # HTTPS, this CA's admin certificates only;
-            admin = tls.share(admin_tls_context(issuer.current))  # before the ACME app
+        if config.admin.listen is not None:  # bound before the ACME app starts its work
+            admin = tls.share(admin_tls_context(issuer.current))
             admin_app = build_admin_app(store, issuer, clock, config.server.data_dir)
-            await _listen(runners, admin_app, config.admin.listen, config, admin,  # starts
-                          setting=" ([admin] listen)")  # its background work
+            await _listen(runners, admin_app, config.admin.listen, config, admin,
+                          setting=" ([admin] listen)")
         acme = build_app(config, store, issuer, clock, own=await own_endpoints(config))
         await _listen(runners, acme, config.server.listen, config, context)
         if ocsp is not None:  # worker 0 issues or reuses; the others load what it wrote

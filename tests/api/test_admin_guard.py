@@ -104,7 +104,11 @@ async def listener(hierarchy: Hierarchy, tmp_path: Path) -> AsyncIterator[Listen
         identity = admin_identity(request)
         return web.Response(text=f"{identity.name} {identity.serial} {current_origin().actor}")
 
+    async def boom(_: web.Request) -> web.Response:
+        raise RuntimeError("a bug in an admin page")
+
     app.router.add_get("/whoami", whoami)
+    app.router.add_get("/boom", boom)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.share(admin_tls_context(issuer)))
@@ -189,3 +193,14 @@ async def test_a_certificate_not_on_record_is_forbidden(listener: Listener) -> N
     status, body = await listener.get(AdminCertificate(key, cert, listener.issuer.chain))
     assert status == 403
     assert "not one this CA issued" in body
+
+
+async def test_a_failing_admin_page_is_one_line_never_a_traceback(
+        listener: Listener, caplog: pytest.LogCaptureFixture) -> None:
+    """Brief rule: never a traceback to the client; the log has it, with the id."""
+    alice = await listener.issue("alice")
+    status, body = await listener.get(alice, "/boom")
+    assert status == 500
+    assert body.startswith("500 Internal Server Error (request ") and body.count("\n") == 1
+    request_id = body.split("request ")[1].rstrip(")\n")
+    assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)
