@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from acme_ca.api.admin import admin_identity
 from acme_ca.authority import issuance
-from acme_ca.authority.admins import AdminCertificate
+from acme_ca.authority.admins import AdminCertificate, AdminCertificates, AdminRefused
 from acme_ca.authority.revocation import OPERATOR_REASONS, RevocationService
 from acme_ca.authority.server_tls import ServerTls
 from acme_ca.cli.wiring import admin_tls_context, build_admin_app
@@ -160,6 +160,41 @@ async def test_a_client_certificate_of_another_profile_is_forbidden(listener: Li
     status, body = await listener.get(worker)
     assert status == 403
     assert body == "403 Forbidden: the client certificate is not an admin certificate\n"
+
+
+@pytest.mark.parametrize("subject", ["svc.bluerobin.local", "alice"])
+async def test_a_certificate_recorded_as_admin_by_an_older_release_is_forbidden(
+        listener: Listener, subject: str) -> None:
+    """Review of issue 13 item 2, F1: before "admin" was reserved, a `[profiles.admin]`
+    table gave that profile to ACME and sign-csr certificates (clientAuth, with DNS
+    names), and the first admin certificates were CN=NAME alone; the profile on record
+    is not enough: only what `acme-ca admin-cert` makes (CN="acme-ca admin NAME", no
+    name on record, no order, no account) opens the listener."""
+    key = generate_key(KeyType.EC_P256)
+    now = listener.clock.now()
+    start, end = now - timedelta(minutes=1), now + timedelta(days=30)
+    dns = (subject,) if "." in subject else ()
+    request = LeafRequest(key.public_key(), dns, (), start, end, CLIENT_AUTH,
+                          common_name=subject)
+    cert = await issuance.issue(listener.store, listener.issuer, request, now,
+                                profile=ADMIN_PROFILE)
+    status, body = await listener.get(AdminCertificate(key, cert, listener.issuer.chain))
+    assert (status, body) == (403, "403 Forbidden: the client certificate is not an admin "
+                                   "certificate\n")
+
+
+async def test_a_certificate_cryptography_cannot_parse_is_refused(
+        listener: Listener) -> None:
+    """Review of issue 13 item 2, F6: a DER with version v2 (OpenSSL reads it,
+    cryptography raises InvalidVersion, which is no ValueError) is AdminRefused (403),
+    never an exception out of the guard."""
+    der = bytearray((await listener.issue("alice")).certificate.public_bytes(
+        serialization.Encoding.DER))
+    version = der.find(bytes([0xA0, 0x03, 0x02, 0x01, 0x02]))  # [0] INTEGER 2 (v3)
+    der[version + 4] = 0x01  # v2
+    admins = AdminCertificates(listener.store, listener.clock, lambda: listener.issuer)
+    with pytest.raises(AdminRefused, match="cannot be read"):
+        await admins.check(bytes(der))
 
 
 async def test_revoking_an_admin_certificate_locks_the_operator_out(
