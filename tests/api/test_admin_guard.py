@@ -109,6 +109,7 @@ async def listener(hierarchy: Hierarchy, tmp_path: Path) -> AsyncIterator[Listen
 
     app.router.add_get("/whoami", whoami)
     app.router.add_get("/boom", boom)
+    app.router.add_get(r"/boom/{anything:[\s\S]*}", boom)  # a line break too
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.share(admin_tls_context(issuer)))
@@ -239,3 +240,23 @@ async def test_a_failing_admin_page_is_one_line_never_a_traceback(
     assert body.startswith("500 Internal Server Error (request ") and body.count("\n") == 1
     request_id = body.split("request ")[1].rstrip(")\n")
     assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+FORGED = "%0a2026-12-06%2021:57:00,000%20INFO%20acme_ca.access:%20GET%20/metrics%20200"
+
+
+@pytest.mark.parametrize(("client", "path", "status"), [
+    ("worker.bluerobin.local", f"/x{FORGED}", 403),  # a clientAuth leaf of profile client
+    ("alice", f"/boom/x{FORGED}", 500),
+])
+async def test_a_path_cannot_forge_log_lines(
+        listener: Listener, caplog: pytest.LogCaptureFixture, client: str, path: str,
+        status: int) -> None:
+    """Review of issue 13 item 2, F2: the refusal and the 500 lines name the route, never
+    the decoded path (a line break in it would write a forged line into the text log)."""
+    made = await listener.issue(client, profile="client" if "." in client else ADMIN_PROFILE)
+    assert (await listener.get(made, path))[0] == status
+    lines = [r.getMessage() for r in caplog.records if r.name == "acme_ca.admin"]
+    assert lines
+    assert not any("\n" in line or "INFO" in line for line in lines), lines
+    assert ("/boom/{anything}" if status == 500 else "(no route)") in lines[-1]
