@@ -10,8 +10,11 @@ prometheus-client's multiprocess mode after this module was imported.
 With ``serve --workers N`` the workers share one directory (``use_directory``, called
 by the parent before it forks): each process writes its values to files there, and
 whichever worker answers ``/metrics`` sums them (``exposition``). Counters and
-histograms add up; the validations in flight add up over the live processes; a CA
-certificate's expiry is the same in every process (the largest is shown).
+histograms add up; the validations in flight add up over the live processes. The CA
+certificates' expiry is no stored value: ``CaExpiries`` reads the answering process's
+current CA certificates at each scrape, so an intermediate replaced (SIGHUP after
+``acme-ca intermediate renew``) is shown as archived at once, never as a stale
+"intermediate" series.
 
 The store's latency is measured by ``Timed``, a proxy around the store: a call costs
 one ``perf_counter`` pair and one observation (about a microsecond; see
@@ -24,7 +27,8 @@ import inspect
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,7 @@ from prometheus_client import (
     generate_latest,
     values,
 )
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -64,10 +69,6 @@ REQUEST_SECONDS = Histogram(
 RATE_LIMIT_HITS = Counter(
     "acme_ca_rate_limit_hits", "Requests refused by a rate limit, by limit ([limits] key)",
     ["limit"])
-CA_CERTIFICATE_EXPIRY = Gauge(
-    "acme_ca_ca_certificate_expiry_timestamp_seconds", "When a CA certificate expires "
-    "(Unix time), by role (root, intermediate, archived intermediate) and SHA-256 "
-    "fingerprint", ["role", "fingerprint"], multiprocess_mode="max")
 STORE_SECONDS = Histogram(
     "acme_ca_store_operation_duration_seconds", "Time of a store operation, by operation "
     "(the store method)", ["operation"],
@@ -84,15 +85,38 @@ def use_directory(directory: Path) -> None:
     values.ValueClass = values.get_value_class()
 
 
-def exposition() -> tuple[bytes, str]:
+class CaExpiries:
+    """A collector of ``acme_ca_ca_certificate_expiry_timestamp_seconds``: when each CA
+    certificate expires (Unix time), by role (root, intermediate, archived
+    intermediate) and SHA-256 fingerprint, as ``expiries`` gives them at each scrape
+    (``CaCertificates.expiries``)."""
+
+    def __init__(self, expiries: Callable[[], Iterable[tuple[str, str, datetime]]]) -> None:
+        self._expiries = expiries
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "acme_ca_ca_certificate_expiry_timestamp_seconds", "When a CA certificate "
+            "expires (Unix time), by role (root, intermediate, archived intermediate) and "
+            "SHA-256 fingerprint", labels=["role", "fingerprint"])
+        for role, fingerprint, not_after in self._expiries():
+            family.add_metric([role, fingerprint], not_after.timestamp())
+        yield family
+
+
+def exposition(ca: CaExpiries) -> tuple[bytes, str]:
     """The metrics in Prometheus's text format, and its content type: this process's,
-    or in multiprocess mode every process's summed."""
+    or in multiprocess mode every process's summed; then the CA certificates' expiry."""
     directory = os.environ.get(MULTIPROCESS_ENV)
     if directory is None:
-        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=directory)
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+        measured = generate_latest(REGISTRY)
+    else:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        measured = generate_latest(registry)
+    read_now = CollectorRegistry()
+    read_now.register(ca)
+    return measured + generate_latest(read_now), CONTENT_TYPE_LATEST
 
 
 def observe_request(endpoint: str, started: float) -> None:
