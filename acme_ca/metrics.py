@@ -7,8 +7,10 @@ an account or a domain). Every metric has at least one label: a labelled metric 
 its values only when first used, which is what lets ``use_directory`` switch to
 prometheus-client's multiprocess mode after this module was imported.
 
-With ``serve --workers N`` the workers share one directory (``use_directory``, called
-by the parent before it forks): each process writes its values to files there, and
+With ``serve --workers N`` the workers share one directory (``use_run_directory``,
+called by the parent before it forks: ``<data_dir>/metrics/<pid>-<random>``, this run's
+own, so a second ``serve`` on the same data directory never touches the first one's
+live files): each process writes its values to files there, and
 whichever worker answers ``/metrics`` sums them (``exposition``). Counters and
 histograms add up; the validations in flight add up over the live processes. The CA
 certificates' expiry is no stored value: ``CaExpiries`` reads the answering process's
@@ -23,9 +25,13 @@ docs/operations.md for the overhead measured per issuance).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import inspect
 import os
+import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -45,6 +51,8 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from acme_ca.errors import AcmeCaError
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 disable_created_metrics()  # no *_created series: a counter's start is the process's
@@ -75,14 +83,84 @@ STORE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
 
 
+RUN_NAME = re.compile(r"[0-9]+-\w+")  # <pid>-<random>: what run_directory names
+
+
 def use_directory(directory: Path) -> None:
-    """Multiprocess mode, writing to ``directory`` (emptied first: what a previous run
-    left would be added to this one's). Call it before any metric is used and before
-    forking the processes that share it."""
+    """Multiprocess mode, writing to ``directory``, a directory of the caller's alone
+    (``bench/metrics_cost.py``; ``serve`` uses ``shared_directory``), emptied first.
+    Call it before any metric is used and before forking the processes that share it."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(mode=0o700, parents=True)
     os.environ[MULTIPROCESS_ENV] = str(directory)
     values.ValueClass = values.get_value_class()
+
+
+def single_process() -> None:
+    """This process's metrics alone, in memory: a ``PROMETHEUS_MULTIPROC_DIR`` inherited
+    from the environment is forgotten (its series are another program's, and ours are
+    not to be written there). Call it before any metric is used."""
+    os.environ.pop(MULTIPROCESS_ENV, None)
+    values.ValueClass = values.get_value_class()
+
+
+def run_directory(parent: Path) -> tuple[Path, int]:
+    """A directory of this run's own under ``parent`` (created if missing), and the
+    descriptor that holds its lock: ``<pid>-<random>``, created exclusively (mode 0700)
+    and locked (flock) for as long as this process or a worker it forks lives. The
+    directories under ``parent`` of runs that ended (their lock free) are removed
+    first; a live run's are never touched. AcmeCaError (one line) when ``parent`` is
+    not a directory or cannot be written."""
+    try:
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _remove_ended_runs(parent)
+        # made under a name no other run removes, locked, then named: never seen unlocked
+        staging = Path(tempfile.mkdtemp(prefix=".new-", dir=parent))
+        lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        run = parent / f"{os.getpid()}-{staging.name.removeprefix('.new-')}"
+        staging.rename(run)
+    except OSError as exc:
+        raise AcmeCaError(f"the metrics directory {parent}: "
+                          f"{exc.strerror or exc}{_named(exc)}") from None
+    return run, lock
+
+
+def _named(exc: OSError) -> str:
+    return f" ({exc.filename})" if exc.filename else ""
+
+
+def _remove_ended_runs(parent: Path) -> None:
+    for entry in os.scandir(parent):
+        if not RUN_NAME.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+            continue  # not a run's directory: left alone
+        try:
+            held = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live run's
+        else:
+            shutil.rmtree(entry.path)
+        finally:
+            os.close(held)
+
+
+@contextlib.contextmanager
+def shared_directory(parent: Path) -> Iterator[Path]:
+    """Multiprocess mode in ``run_directory(parent)`` while the block runs (enter it
+    before any metric is used and before forking the workers; it ends once they all
+    have); the directory is removed then."""
+    run, lock = run_directory(parent)
+    os.environ[MULTIPROCESS_ENV] = str(run)
+    values.ValueClass = values.get_value_class()
+    try:
+        yield run
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+        os.close(lock)
 
 
 class CaExpiries:
