@@ -52,8 +52,6 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from acme_ca.errors import AcmeCaError
-
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 disable_created_metrics()  # no *_created series: a counter's start is the process's
 
@@ -109,25 +107,17 @@ def run_directory(parent: Path) -> tuple[Path, int]:
     descriptor that holds its lock: ``<pid>-<random>``, created exclusively (mode 0700)
     and locked (flock) for as long as this process or a worker it forks lives. The
     directories under ``parent`` of runs that ended (their lock free) are removed
-    first; a live run's are never touched. AcmeCaError (one line) when ``parent`` is
-    not a directory or cannot be written."""
-    try:
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _remove_ended_runs(parent)
-        # made under a name no other run removes, locked, then named: never seen unlocked
-        staging = Path(tempfile.mkdtemp(prefix=".new-", dir=parent))
-        lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        run = parent / f"{os.getpid()}-{staging.name.removeprefix('.new-')}"
-        staging.rename(run)
-    except OSError as exc:
-        raise AcmeCaError(f"the metrics directory {parent}: "
-                          f"{exc.strerror or exc}{_named(exc)}") from None
+    first; a live run's are never touched. OSError when ``parent`` is not a directory
+    or cannot be written."""
+    parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _remove_ended_runs(parent)
+    # made under a name no other run removes, locked, then named: never seen unlocked
+    staging = Path(tempfile.mkdtemp(prefix=".new-", dir=parent))
+    lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    run = parent / f"{os.getpid()}-{staging.name.removeprefix('.new-')}"
+    staging.rename(run)
     return run, lock
-
-
-def _named(exc: OSError) -> str:
-    return f" ({exc.filename})" if exc.filename else ""
 
 
 def _remove_ended_runs(parent: Path) -> None:
@@ -149,11 +139,10 @@ def _remove_ended_runs(parent: Path) -> None:
 
 
 @contextlib.contextmanager
-def shared_directory(parent: Path) -> Iterator[Path]:
-    """Multiprocess mode in ``run_directory(parent)`` while the block runs (enter it
-    before any metric is used and before forking the workers; it ends once they all
-    have); the directory is removed then."""
-    run, lock = run_directory(parent)
+def shared_directory(run: Path, lock: int) -> Iterator[Path]:
+    """Multiprocess mode in ``run`` (``run_directory``, whose lock ``lock`` holds) while
+    the block runs (enter it before any metric is used and before forking the workers;
+    it ends once they all have); the directory is removed then."""
     os.environ[MULTIPROCESS_ENV] = str(run)
     values.ValueClass = values.get_value_class()
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from acme_ca.cli.workers import shared_metrics
 from acme_ca.errors import AcmeCaError
 from acme_ca.metrics import run_directory
 
@@ -86,5 +87,5 @@ def test_a_parent_that_is_no_directory_is_one_line(tmp_path: Path, kind: str) ->
     else:
         parent.symlink_to(tmp_path / "missing")
     with pytest.raises(AcmeCaError, match=f"the metrics directory {parent}: ") as raised:
-        run_directory(parent)
+        shared_metrics(parent)
     assert "\n" not in str(raised.value)

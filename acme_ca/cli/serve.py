@@ -48,12 +48,12 @@ from acme_ca.cli.wiring import (
     own_endpoints,
     publication,
 )
-from acme_ca.cli.workers import run_workers
+from acme_ca.cli.workers import run_workers, shared_metrics
 from acme_ca.clock import Clock, SystemClock
 from acme_ca.config import Config, parse_host_port
 from acme_ca.domain.origin import Origin, set_origin
 from acme_ca.errors import AcmeCaError, PkiError
-from acme_ca.metrics import Timed, shared_directory, single_process
+from acme_ca.metrics import Timed, single_process
 from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import same_key
@@ -110,8 +110,7 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
     if workers == 1:
         asyncio.run(serve(config, clock, load=load))
         return 0
-    # the workers' metrics, summed by whichever answers, in a directory of this run's own
-    with shared_directory(config.server.data_dir / "metrics") if shared else nullcontext():
+    with shared_metrics(config.server.data_dir / "metrics") if shared else nullcontext():
         asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
         return run_workers(workers,
                            lambda index: asyncio.run(serve(config, clock, index, load=load)))
