@@ -7,11 +7,16 @@ an account or a domain). Every metric has at least one label: a labelled metric 
 its values only when first used, which is what lets ``use_directory`` switch to
 prometheus-client's multiprocess mode after this module was imported.
 
-With ``serve --workers N`` the workers share one directory (``use_directory``, called
-by the parent before it forks): each process writes its values to files there, and
+With ``serve --workers N`` the workers share one directory (``use_run_directory``,
+called by the parent before it forks: ``<data_dir>/metrics/<pid>-<random>``, this run's
+own, so a second ``serve`` on the same data directory never touches the first one's
+live files): each process writes its values to files there, and
 whichever worker answers ``/metrics`` sums them (``exposition``). Counters and
-histograms add up; the validations in flight add up over the live processes; a CA
-certificate's expiry is the same in every process (the largest is shown).
+histograms add up; the validations in flight add up over the live processes. The CA
+certificates' expiry is no stored value: ``CaExpiries`` reads the answering process's
+current CA certificates at each scrape, so an intermediate replaced (SIGHUP after
+``acme-ca intermediate renew``) is shown as archived at once, never as a stale
+"intermediate" series.
 
 The store's latency is measured by ``Timed``, a proxy around the store: a call costs
 one ``perf_counter`` pair and one observation (about a microsecond; see
@@ -20,11 +25,16 @@ docs/operations.md for the overhead measured per issuance).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import inspect
 import os
+import re
 import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +49,7 @@ from prometheus_client import (
     generate_latest,
     values,
 )
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -64,35 +75,115 @@ REQUEST_SECONDS = Histogram(
 RATE_LIMIT_HITS = Counter(
     "acme_ca_rate_limit_hits", "Requests refused by a rate limit, by limit ([limits] key)",
     ["limit"])
-CA_CERTIFICATE_EXPIRY = Gauge(
-    "acme_ca_ca_certificate_expiry_timestamp_seconds", "When a CA certificate expires "
-    "(Unix time), by role (root, intermediate, archived intermediate) and SHA-256 "
-    "fingerprint", ["role", "fingerprint"], multiprocess_mode="max")
 STORE_SECONDS = Histogram(
     "acme_ca_store_operation_duration_seconds", "Time of a store operation, by operation "
     "(the store method)", ["operation"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
 
 
+RUN_NAME = re.compile(r"[0-9]+-\w+")  # <pid>-<random>: what run_directory names
+
+
 def use_directory(directory: Path) -> None:
-    """Multiprocess mode, writing to ``directory`` (emptied first: what a previous run
-    left would be added to this one's). Call it before any metric is used and before
-    forking the processes that share it."""
+    """Multiprocess mode, writing to ``directory``, a directory of the caller's alone
+    (``bench/metrics_cost.py``; ``serve`` uses ``shared_directory``), emptied first.
+    Call it before any metric is used and before forking the processes that share it."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(mode=0o700, parents=True)
     os.environ[MULTIPROCESS_ENV] = str(directory)
     values.ValueClass = values.get_value_class()
 
 
-def exposition() -> tuple[bytes, str]:
+def single_process() -> None:
+    """This process's metrics alone, in memory: a ``PROMETHEUS_MULTIPROC_DIR`` inherited
+    from the environment is forgotten (its series are another program's, and ours are
+    not to be written there). Call it before any metric is used."""
+    os.environ.pop(MULTIPROCESS_ENV, None)
+    values.ValueClass = values.get_value_class()
+
+
+def run_directory(parent: Path) -> tuple[Path, int]:
+    """A directory of this run's own under ``parent`` (created if missing), and the
+    descriptor that holds its lock: ``<pid>-<random>``, created exclusively (mode 0700)
+    and locked (flock) for as long as this process or a worker it forks lives. The
+    directories under ``parent`` of runs that ended (their lock free) are removed
+    first; a live run's are never touched. OSError when ``parent`` is not a directory
+    or cannot be written."""
+    parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _remove_ended_runs(parent)
+    # made under a name no other run removes, locked, then named: never seen unlocked
+    staging = Path(tempfile.mkdtemp(prefix=".new-", dir=parent))
+    lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    run = parent / f"{os.getpid()}-{staging.name.removeprefix('.new-')}"
+    staging.rename(run)
+    return run, lock
+
+
+def _remove_ended_runs(parent: Path) -> None:
+    for entry in os.scandir(parent):
+        if not RUN_NAME.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+            continue  # not a run's directory: left alone
+        try:
+            held = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live run's
+        else:
+            shutil.rmtree(entry.path)
+        finally:
+            os.close(held)
+
+
+@contextlib.contextmanager
+def shared_directory(run: Path, lock: int) -> Iterator[Path]:
+    """Multiprocess mode in ``run`` (``run_directory``, whose lock ``lock`` holds) while
+    the block runs (enter it before any metric is used and before forking the workers;
+    it ends once they all have); the directory is removed then."""
+    os.environ[MULTIPROCESS_ENV] = str(run)
+    values.ValueClass = values.get_value_class()
+    try:
+        yield run
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+        os.close(lock)
+
+
+class CaExpiries:
+    """A collector of ``acme_ca_ca_certificate_expiry_timestamp_seconds``: when each CA
+    certificate expires (Unix time), by role (root, intermediate, archived
+    intermediate) and SHA-256 fingerprint, as ``expiries`` gives them at each scrape
+    (``CaCertificates.expiries``)."""
+
+    def __init__(self, expiries: Callable[[], Iterable[tuple[str, str, datetime]]]) -> None:
+        self._expiries = expiries
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "acme_ca_ca_certificate_expiry_timestamp_seconds", "When a CA certificate "
+            "expires (Unix time), by role (root, intermediate, archived intermediate) and "
+            "SHA-256 fingerprint", labels=["role", "fingerprint"])
+        for role, fingerprint, not_after in self._expiries():
+            family.add_metric([role, fingerprint], not_after.timestamp())
+        yield family
+
+
+def exposition(ca: CaExpiries) -> tuple[bytes, str]:
     """The metrics in Prometheus's text format, and its content type: this process's,
-    or in multiprocess mode every process's summed."""
+    or in multiprocess mode every process's summed; then the CA certificates' expiry."""
     directory = os.environ.get(MULTIPROCESS_ENV)
     if directory is None:
-        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=directory)
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+        measured = generate_latest(REGISTRY)
+    else:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        measured = generate_latest(registry)
+    read_now = CollectorRegistry()
+    read_now.register(ca)
+    return measured + generate_latest(read_now), CONTENT_TYPE_LATEST
 
 
 def observe_request(endpoint: str, started: float) -> None:

@@ -13,6 +13,7 @@ import re
 import socket
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -22,6 +23,7 @@ import pytest
 from integration.clients import AcmeServer, expect_ok, renew_intermediate, serving_acme
 from integration.conftest import (
     _serving,
+    clean_env,
     free_port,
     require_program,
     run,
@@ -189,8 +191,9 @@ def test_after_an_intermediate_renewal_both_intermediates_admin_certificates_get
 
 
 def test_two_workers_answer_the_sum(tmp_path: Path) -> None:
-    """`serve --workers 2`: prometheus-client's multiprocess mode, a directory under
-    data_dir emptied at start; whichever worker answers counts both."""
+    """`serve --workers 2`: prometheus-client's multiprocess mode, in a directory of the
+    run's own under data_dir/metrics (review F5), removed at stop; the directory of a
+    run that ended is removed at start; whichever worker answers counts both."""
     port, admin_port = free_port(), free_port()
     workdir = tmp_path / "acme-ca"
     workdir.mkdir()
@@ -198,23 +201,56 @@ def test_two_workers_answer_the_sum(tmp_path: Path) -> None:
 
     config = write_config(workdir / "acme-ca.toml", data_dir=workdir / "data", port=port,
                           http01_port=free_port(), extra=admin_table(admin_port))
-    stale = workdir / "data" / "metrics"
-    stale.mkdir(parents=True)
-    (stale / "counter_1.db").write_bytes(b"left by an earlier run")
+    metrics = workdir / "data" / "metrics"
+    ended = metrics / "999999-ended"  # no process holds its lock
+    ended.mkdir(parents=True)
+    (ended / "counter_1.db").write_bytes(b"left by an earlier run")
     with _serving(["--config", str(config), "serve", "--workers", "2"], workdir,
                   workdir / "data", port) as server:
         p12, pem, serial = make_admin(config, tmp_path, "alice")
         admin = Admin(AcmeServer(server, 0), config, admin_port, p12, pem, serial)
         for _ in range(30):  # new connections: the kernel spreads them over both workers
             assert server.get("/directory").status == 200
-        pids = {p.stem.rsplit("_", 1)[1] for p in stale.glob("histogram_*.db")}
-        assert len(pids) == 2, sorted(stale.iterdir())
+        (run,) = metrics.iterdir()
+        assert run.name.startswith(f"{server.process.pid}-")
+        pids = {p.stem.rsplit("_", 1)[1] for p in run.glob("histogram_*.db")}
+        assert len(pids) == 2, sorted(run.iterdir())
         for _ in range(6):
             status, body = admin.get()
             assert status == 200
             assert sample(body, "acme_ca_request_duration_seconds_count",
                           endpoint="/directory") == 30
-        assert not (stale / "counter_1.db").exists()
+    assert list(metrics.iterdir()) == []
+
+
+def test_an_inherited_multiprocess_directory_is_ignored(tmp_path: Path) -> None:
+    """Review F4: with one worker, a PROMETHEUS_MULTIPROC_DIR in serve's environment
+    (another program's) is neither shown on /metrics nor written to."""
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    subprocess.run([sys.executable, "-c", "from prometheus_client import Counter; "
+                    "Counter('foreign_series', 'x').inc()"], check=True,
+                   env=clean_env({"PROMETHEUS_MULTIPROC_DIR": str(foreign)}))
+    files = sorted(foreign.iterdir())
+    assert files
+    port, admin_port = free_port(), free_port()
+    workdir = tmp_path / "acme-ca"
+    workdir.mkdir()
+    from integration.clients import write_config
+
+    config = write_config(workdir / "acme-ca.toml", data_dir=workdir / "data", port=port,
+                          http01_port=free_port(), extra=admin_table(admin_port))
+    with _serving(["--config", str(config), "serve"], workdir, workdir / "data", port,
+                  env=clean_env({"PROMETHEUS_MULTIPROC_DIR": str(foreign)})) as server:
+        p12, pem, serial = make_admin(config, tmp_path, "alice")
+        admin = Admin(AcmeServer(server, 0), config, admin_port, p12, pem, serial)
+        assert server.get("/directory").status == 200
+        status, body = admin.get()
+        assert status == 200
+        assert "foreign_series" not in body
+        assert sample(body, "acme_ca_request_duration_seconds_count",
+                      endpoint="/directory") == 1
+    assert sorted(foreign.iterdir()) == files
 
 
 def test_a_taken_admin_port_is_one_line(tmp_path: Path) -> None:

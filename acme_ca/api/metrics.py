@@ -1,8 +1,10 @@
 """``GET /metrics`` on the admin listener: every metric of ``acme_ca/metrics.py`` in
 Prometheus's text format (with ``serve --workers N``, all the workers' summed).
 
-The CA certificates' expiry times are read from the current issuer at each scrape,
-so a reload (SIGHUP after ``acme-ca intermediate renew``) shows at the next one.
+The CA certificates' expiry times are read from the current issuer at each scrape
+(``metrics.CaExpiries``, never stored), so a reload (SIGHUP after ``acme-ca
+intermediate renew``) shows at the next one, and the replaced intermediate is no
+longer shown as the current one.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from acme_ca.authority.ca_certificates import CaCertificates
 def metrics_view(ca: CaCertificates) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The handler of ``/metrics``, reading the CA certificates from ``ca``."""
 
+    expiries = measured.CaExpiries(ca.expiries)
+
     async def metrics(_: web.Request) -> web.Response:
-        for role, fingerprint, not_after in ca.expiries():
-            measured.CA_CERTIFICATE_EXPIRY.labels(role, fingerprint).set(not_after.timestamp())
-        body, content_type = measured.exposition()
+        body, content_type = measured.exposition(expiries)
         return web.Response(body=body, headers={"Content-Type": content_type,
                                                 "Cache-Control": "no-store"})
 

@@ -4,10 +4,13 @@ An operator shows a client certificate at the TLS handshake of the admin listene
 handshake already checked that this CA signed it (``cli/serve.py`` trusts only this
 CA's root and intermediates). ``AdminCertificates.check`` then asks the store, on
 every request, so that ``acme-ca certs revoke SERIAL`` locks the operator out at once:
-the certificate must be on record, byte for byte, under the ``admin`` profile, issued
-(not revoked, not merely reserved), within its validity, and signed by the current
-intermediate or one it replaced. Anything else is ``AdminRefused``: the listener
-answers 403.
+the certificate must be on record, byte for byte, under the ``admin`` profile, of no
+name, order or account, issued (not revoked, not merely reserved), within its validity,
+signed by the current intermediate or one it replaced, and carry the admin mark
+(``pki.profiles.ADMIN_POLICY``, which only ``admin_request`` writes). The profile alone
+is not enough: before the name "admin" was reserved, a ``[profiles.admin]`` table could
+give it to ACME and sign-csr certificates. Anything else is ``AdminRefused`` (any
+certificate that cannot be parsed too): the listener answers 403.
 
 ``issue_admin_certificate`` makes one (``acme-ca admin-cert``): a fresh ECDSA P-256
 key, the ``pki.profiles.admin_request`` leaf signed by the intermediate, recorded like
@@ -21,7 +24,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from acme_ca.authority import issuance
 from acme_ca.clock import Clock
@@ -31,7 +33,7 @@ from acme_ca.domain.models import CertificateStatus, serial_hex
 from acme_ca.errors import NotFound, PolicyError
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, PrivateKey, generate_key
-from acme_ca.pki.profiles import admin_request
+from acme_ca.pki.profiles import admin_name, admin_request
 from acme_ca.store.base import Store
 from acme_ca.store.reads import ReadStore
 
@@ -64,7 +66,7 @@ class AdminCertificates:
             raise AdminRefused("an admin certificate is required")
         try:
             certificate = x509.load_der_x509_certificate(der)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
             raise AdminRefused("the client certificate cannot be read") from None
         serial = serial_hex(certificate.serial_number)
         try:
@@ -73,7 +75,12 @@ class AdminCertificates:
             raise AdminRefused("the client certificate is not one this CA issued") from None
         if record.der != der:
             raise AdminRefused("the client certificate is not one this CA issued")
-        if record.profile != ADMIN_PROFILE:
+        try:
+            name = admin_name(certificate)
+        except ValueError:  # an extension or the subject that cannot be parsed
+            name = None
+        if (record.profile != ADMIN_PROFILE or record.names or record.order_id
+                or record.account_id or name is None):
             raise AdminRefused("the client certificate is not an admin certificate")
         if record.status is not CertificateStatus.ISSUED:
             raise AdminRefused(f"the admin certificate {serial} is {record.status.value}")
@@ -83,10 +90,7 @@ class AdminCertificates:
         issuer = self._issuer()
         if record.issuer != issuer.fingerprint and record.issuer not in issuer.earlier:
             raise AdminRefused("the admin certificate was not signed by this CA")
-        names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        if not names:
-            raise AdminRefused("the admin certificate names no operator")
-        return Operator(str(names[0].value), serial)
+        return Operator(name, serial)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,12 @@
 """`acme-ca admin-cert`: a certificate for an operator of the admin listener.
 
-A fresh ECDSA P-256 key and a clientAuth certificate for CN=NAME signed by the
-intermediate under the reserved ``admin`` profile (``authority/admins.py``), recorded in
-the store and in the audit log, written as PKCS#12 (key, certificate and the CA chain,
-mode 0600) for a browser, curl or Python, protected by a password: the first line of
---password-file, else a generated one printed once on standard output. With --pem,
-the key (unencrypted) and the chain in one PEM file instead, also 0600.
+A fresh ECDSA P-256 key and a clientAuth certificate for CN="acme-ca admin NAME"
+signed by the intermediate under the reserved ``admin`` profile
+(``authority/admins.py``), recorded in the store and in the audit log, written as
+PKCS#12 (key, certificate and the CA chain, mode 0600) for a browser, curl or Python,
+protected by a password: the first line of --password-file, else a generated one
+printed once on standard output. With --pem, the key (unencrypted) and the chain in
+one PEM file instead, also 0600.
 
 `acme-ca certs revoke SERIAL` locks the operator out at once.
 """

@@ -20,6 +20,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any, cast
 
@@ -52,12 +53,12 @@ from acme_ca.cli.wiring import (
     own_endpoints,
     publication,
 )
-from acme_ca.cli.workers import run_workers
+from acme_ca.cli.workers import run_workers, shared_metrics
 from acme_ca.clock import Clock, SystemClock
 from acme_ca.config import Config, parse_host_port
 from acme_ca.domain.origin import Origin, set_origin
 from acme_ca.errors import AcmeCaError, PkiError
-from acme_ca.metrics import Timed, use_directory
+from acme_ca.metrics import Timed, single_process
 from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import same_key
@@ -109,14 +110,16 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
     set_origin(Origin())  # the server acts for its clients (each request sets its origin)
     _freeze_startup_objects()
     load = reloader(args)
+    shared = workers > 1 and config.admin.listen is not None
+    if not shared:
+        single_process()  # never an inherited PROMETHEUS_MULTIPROC_DIR
     if workers == 1:
         asyncio.run(serve(config, clock, load=load))
         return 0
-    if config.admin.listen is not None:  # the workers' metrics, summed by whichever answers
-        use_directory(config.server.data_dir / "metrics")
-    asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
-    return run_workers(workers,
-                       lambda index: asyncio.run(serve(config, clock, index, load=load)))
+    with shared_metrics(config.server.data_dir / "metrics") if shared else nullcontext():
+        asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
+        return run_workers(workers,
+                           lambda index: asyncio.run(serve(config, clock, index, load=load)))
 
 
 def root_key_warning(config: Config) -> str | None:

@@ -4,7 +4,8 @@ The parent forks the workers before any event loop or thread exists, forwards SI
 SIGTERM and SIGHUP to them, and waits. When one worker fails, the others are stopped
 and the parent exits with that worker's status, so a service manager restarts the
 whole. The workers share the CA files and the database: every state change is a
-compare-and-set in the store, so they need nothing else in common.
+compare-and-set in the store, so they need nothing else in common but, with the admin
+listener, their metrics' directory (``shared_metrics``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 from acme_ca.errors import AcmeCaError
+from acme_ca.metrics import run_directory, shared_directory
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -67,3 +71,15 @@ def _worker(work: Callable[[int], None], index: int) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
     return 0
+
+
+def shared_metrics(parent: Path) -> AbstractContextManager[Path]:
+    """The workers' metrics, summed by whichever answers /metrics, in a directory of
+    this run's own under ``parent`` (``metrics.run_directory``); a one-line error when
+    it cannot be made."""
+    try:
+        return shared_directory(*run_directory(parent))
+    except OSError as exc:
+        named = f" ({exc.filename})" if exc.filename else ""
+        raise AcmeCaError(f"the metrics directory {parent}: {exc.strerror or exc}{named}"
+                          ) from None

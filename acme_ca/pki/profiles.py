@@ -43,7 +43,18 @@ CLIENT_AUTH: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.CLIENT_AUT
 # checked against dNSName constraints by OpenSSL only when it looks like a host name
 # with two labels or more (v3_ncons.c cn2dnsid), and against rfc822Name ones nowhere;
 # with no subjectAltName there is nothing else to check (RFC 5280 4.2.1.10).
-ADMIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+ADMIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,49}")
+# The mark of an admin certificate, which only ``admin_request`` writes: its subject is
+# CN="acme-ca admin NAME" alone. No other certificate of the CA, in any release, has
+# such a subject: an ACME or sign-csr certificate's CN is one of its DNS names or IP
+# addresses (no spaces), the server's TLS certificate has none, an OCSP responder's is
+# "<intermediate CN> OCSP Responder". A name with spaces is no host name either (OpenSSL's
+# cn2dnsid leaves it out of the name-constraint check), and no login a relying party
+# mapping CNs to users (PostgreSQL clientcert=verify-full) would take for one of its own.
+# (A private certificate-policy OID was the alternative: with no registered arc of our
+# own, only an X.667 2.25 UUID OID is, and its 128-bit arc fails pkilint and the Go
+# parsers of the Prometheus that scrapes with an admin certificate.)
+ADMIN_CN_PREFIX = "acme-ca admin "
 
 
 def ca_name(common_name: str, organization: str | None, country: str | None) -> x509.Name:
@@ -171,16 +182,30 @@ class LeafRequest:
 
 def admin_request(public_key: PublicKey, name: str, not_before: datetime,
                   not_after: datetime) -> LeafRequest:
-    """The leaf of an operator (``acme-ca admin-cert``): subject CN=``name``, no
-    subjectAltName (RFC 5280 4.2.1.6: the subject names it), clientAuth only; its CRL and
-    AIA pointers are filled in by ``Issuer.issue`` as for every leaf. PkiError for a
-    name ``ADMIN_NAME`` refuses."""
+    """The leaf of an operator (``acme-ca admin-cert``): subject CN="acme-ca admin
+    ``name``" (``ADMIN_CN_PREFIX``), no subjectAltName (RFC 5280 4.2.1.6: the subject
+    names it), clientAuth only; its CRL and AIA pointers are filled in by
+    ``Issuer.issue`` as for every leaf. PkiError for a name ``ADMIN_NAME`` refuses."""
     if not ADMIN_NAME.fullmatch(name):
-        raise PkiError(f"admin name {name[:UB_COMMON_NAME]!r}: use 1 to 63 letters, digits, "
+        raise PkiError(f"admin name {name[:UB_COMMON_NAME]!r}: use 1 to 50 letters, digits, "
                        "'-' and '_' (no dot: the CA's name constraints would apply to it)")
     return LeafRequest(public_key=public_key, dns_names=(), ip_addresses=(),
                        not_before=not_before, not_after=not_after,
-                       extended_key_usages=CLIENT_AUTH, common_name=name)
+                       extended_key_usages=CLIENT_AUTH, common_name=ADMIN_CN_PREFIX + name)
+
+
+def admin_name(certificate: x509.Certificate) -> str | None:
+    """The operator an admin certificate names: NAME when its subject is exactly
+    CN="acme-ca admin NAME" (``ADMIN_CN_PREFIX``, ``ADMIN_NAME``); None otherwise. A
+    ValueError for a subject that cannot be parsed."""
+    subject = list(certificate.subject)
+    if len(subject) != 1 or subject[0].oid != NameOID.COMMON_NAME:
+        return None
+    common_name = str(subject[0].value)
+    name = common_name.removeprefix(ADMIN_CN_PREFIX)
+    if common_name == name or not ADMIN_NAME.fullmatch(name):
+        return None
+    return name
 
 
 def leaf_not_after(issuer_cert: x509.Certificate, not_after: datetime) -> datetime:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from acme_ca.api.admin import admin_identity
 from acme_ca.authority import issuance
-from acme_ca.authority.admins import AdminCertificate
+from acme_ca.authority.admins import AdminCertificate, AdminCertificates, AdminRefused
 from acme_ca.authority.revocation import OPERATOR_REASONS, RevocationService
 from acme_ca.authority.server_tls import ServerTls
 from acme_ca.cli.wiring import admin_tls_context, build_admin_app
@@ -109,6 +109,7 @@ async def listener(hierarchy: Hierarchy, tmp_path: Path) -> AsyncIterator[Listen
 
     app.router.add_get("/whoami", whoami)
     app.router.add_get("/boom", boom)
+    app.router.add_get(r"/boom/{anything:[\s\S]*}", boom)  # a line break too
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.share(admin_tls_context(issuer)))
@@ -162,6 +163,41 @@ async def test_a_client_certificate_of_another_profile_is_forbidden(listener: Li
     assert body == "403 Forbidden: the client certificate is not an admin certificate\n"
 
 
+@pytest.mark.parametrize("subject", ["svc.bluerobin.local", "alice"])
+async def test_a_certificate_recorded_as_admin_by_an_older_release_is_forbidden(
+        listener: Listener, subject: str) -> None:
+    """Review of issue 13 item 2, F1: before "admin" was reserved, a `[profiles.admin]`
+    table gave that profile to ACME and sign-csr certificates (clientAuth, with DNS
+    names), and the first admin certificates were CN=NAME alone; the profile on record
+    is not enough: only what `acme-ca admin-cert` makes (CN="acme-ca admin NAME", no
+    name on record, no order, no account) opens the listener."""
+    key = generate_key(KeyType.EC_P256)
+    now = listener.clock.now()
+    start, end = now - timedelta(minutes=1), now + timedelta(days=30)
+    dns = (subject,) if "." in subject else ()
+    request = LeafRequest(key.public_key(), dns, (), start, end, CLIENT_AUTH,
+                          common_name=subject)
+    cert = await issuance.issue(listener.store, listener.issuer, request, now,
+                                profile=ADMIN_PROFILE)
+    status, body = await listener.get(AdminCertificate(key, cert, listener.issuer.chain))
+    assert (status, body) == (403, "403 Forbidden: the client certificate is not an admin "
+                                   "certificate\n")
+
+
+async def test_a_certificate_cryptography_cannot_parse_is_refused(
+        listener: Listener) -> None:
+    """Review of issue 13 item 2, F6: a DER with version v2 (OpenSSL reads it,
+    cryptography raises InvalidVersion, which is no ValueError) is AdminRefused (403),
+    never an exception out of the guard."""
+    der = bytearray((await listener.issue("alice")).certificate.public_bytes(
+        serialization.Encoding.DER))
+    version = der.find(bytes([0xA0, 0x03, 0x02, 0x01, 0x02]))  # [0] INTEGER 2 (v3)
+    der[version + 4] = 0x01  # v2
+    admins = AdminCertificates(listener.store, listener.clock, lambda: listener.issuer)
+    with pytest.raises(AdminRefused, match="cannot be read"):
+        await admins.check(bytes(der))
+
+
 async def test_revoking_an_admin_certificate_locks_the_operator_out(
         listener: Listener) -> None:
     """Issue 13 item 2 (brief): `acme-ca certs revoke SERIAL` locks out at once: the
@@ -204,3 +240,23 @@ async def test_a_failing_admin_page_is_one_line_never_a_traceback(
     assert body.startswith("500 Internal Server Error (request ") and body.count("\n") == 1
     request_id = body.split("request ")[1].rstrip(")\n")
     assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+FORGED = "%0a2026-12-06%2021:57:00,000%20INFO%20acme_ca.access:%20GET%20/metrics%20200"
+
+
+@pytest.mark.parametrize(("client", "path", "status"), [
+    ("worker.bluerobin.local", f"/x{FORGED}", 403),  # a clientAuth leaf of profile client
+    ("alice", f"/boom/x{FORGED}", 500),
+])
+async def test_a_path_cannot_forge_log_lines(
+        listener: Listener, caplog: pytest.LogCaptureFixture, client: str, path: str,
+        status: int) -> None:
+    """Review of issue 13 item 2, F2: the refusal and the 500 lines name the route, never
+    the decoded path (a line break in it would write a forged line into the text log)."""
+    made = await listener.issue(client, profile="client" if "." in client else ADMIN_PROFILE)
+    assert (await listener.get(made, path))[0] == status
+    lines = [r.getMessage() for r in caplog.records if r.name == "acme_ca.admin"]
+    assert lines
+    assert not any("\n" in line or "INFO" in line for line in lines), lines
+    assert ("/boom/{anything}" if status == 500 else "(no route)") in lines[-1]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.issuer import Issuer
 from acme_ca.store import open_store
+from tests.conftest import Hierarchy, load_issuer
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 PROMQL_WORDS = {"sum", "by", "rate", "min", "max", "histogram_quantile", "time", "le"}
@@ -85,6 +87,25 @@ async def test_the_ca_certificates_expiry_is_read_at_each_scrape(
         prefix = (f'acme_ca_ca_certificate_expiry_timestamp_seconds{{fingerprint="'
                   f'{fingerprint(certificate)}",role="{role}"}} ')
         assert value(text, prefix) == certificate.not_valid_after_utc.timestamp()
+
+
+async def test_a_replaced_intermediate_leaves_no_stale_series(
+        aiohttp_client: Any, issuer: Issuer, make_hierarchy: Callable[..., Hierarchy]) -> None:
+    """Review of issue 13 item 2, F3: after a rotation (SIGHUP swaps the issuer) the
+    intermediate series is the new one alone: the expiry is read at each scrape, never
+    a gauge that only ever grows series."""
+    current = [issuer]
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_view(CaCertificates(lambda: current[0])))
+    client = await aiohttp_client(app)
+    first = await (await client.get("/metrics")).text()
+    assert fingerprint(issuer.certificate) in first
+    current[0] = load_issuer(make_hierarchy("rotated"))
+    second = await (await client.get("/metrics")).text()
+    roles = re.findall(r'^acme_ca_ca_certificate_expiry_timestamp_seconds\{fingerprint="'
+                       r'(\w+)",role="intermediate"\}', second, re.MULTILINE)
+    assert roles == [fingerprint(current[0].certificate)]
+    assert fingerprint(issuer.certificate) not in second
 
 
 def value(text: str, prefix: str) -> float:

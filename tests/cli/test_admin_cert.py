@@ -50,7 +50,8 @@ def test_a_pkcs12_with_a_generated_password_shown_once(run: Run, sqlite_ca: Path
     bundle = pkcs12.load_pkcs12(path.read_bytes(), password)
     assert bundle.key is not None and bundle.cert is not None
     cert = bundle.cert.certificate
-    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "alice"
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == \
+        "acme-ca admin alice"
     assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
         ExtendedKeyUsageOID.CLIENT_AUTH]
     assert len(bundle.additional_certs) == 2  # the intermediate and the root
