@@ -4,7 +4,10 @@
 every second or so, and sends requests elsewhere while one of these fails:
 
 - ``store``: the database answers a cheap read (who holds the background lease: one
-  indexed row) within ``STORE_TIMEOUT`` seconds;
+  indexed row) within ``STORE_TIMEOUT`` seconds. Anyone who reaches the listener may
+  ask, so probes at once share one read, and its answer is reused for ``STORE_CACHE``
+  seconds: a flood of probes is not a flood of database reads. What failed is named by
+  the exception's type only (its text may name a host or a user): the log has it;
 - ``signing``: the current intermediate's key signs (a fixed message, verified with the
   intermediate certificate's public key: a key file swapped for another, or a PKCS#11
   token gone, fails here and not at the next finalize). The result is kept for
@@ -28,6 +31,7 @@ A check never raises: each failure is a line of text that names what to do.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,10 +46,13 @@ from acme_ca.pki.keys import signature_hash
 from acme_ca.store.cluster import LeaseStore
 
 STORE_TIMEOUT = 2.0  # seconds: a database slower than this is not ready for requests
+STORE_CACHE = 1.0  # seconds a store check's result is reused
 SIGNING_CACHE = 5.0  # seconds a signing check's result is reused
 EXPIRY_MARGIN = timedelta(days=30)
 LEASE_GRACE = 3 * PERIOD  # seconds without a lease holder before the check fails
 MESSAGE = b"acme-ca readiness: the intermediate key signs"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,8 @@ class Readiness:
         self._signing_cache = signing_cache
         self._signed: tuple[str, float, Check] | None = None  # fingerprint, when, result
         self._holder_seen: float | None = None  # when a lease holder was last seen
+        self._stored: tuple[float, tuple[Check, Check]] | None = None  # when, result
+        self._reading: asyncio.Task[tuple[Check, Check]] | None = None  # the read under way
 
     async def checks(self) -> Sequence[Check]:
         """Every check, in a fixed order; never raises."""
@@ -85,12 +94,34 @@ class Readiness:
                 certificates_check(issuer, self._clock.now()), lease)
 
     async def _store_and_lease(self) -> tuple[Check, Check]:
+        """The store's answer if younger than ``STORE_CACHE``, else the one read under
+        way (shielded: a probe that hangs up does not cancel it for the others)."""
+        if self._stored is not None:
+            when, result = self._stored
+            if self._clock.monotonic() - when < STORE_CACHE:
+                return result
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._read_store())
+        return await asyncio.shield(self._reading)
+
+    async def _read_store(self) -> tuple[Check, Check]:
+        try:
+            result = await self._store_and_lease_now()
+            self._stored = (self._clock.monotonic(), result)
+            return result
+        finally:
+            self._reading = None
+
+    async def _store_and_lease_now(self) -> tuple[Check, Check]:
         try:
             holder = await asyncio.wait_for(self._store.lease_holder(LEASE), self._store_timeout)
         except TimeoutError:
             failed = f"the database did not answer within {self._store_timeout:g}s"
         except Exception as exc:
-            failed = f"the database cannot be read: {type(exc).__name__}: {exc}"
+            log.warning("readiness: the database cannot be read: %s: %s",
+                        type(exc).__name__, exc)
+            failed = (f"the database cannot be read: {type(exc).__name__} (the server's "
+                      "log has more)")
         else:
             now = self._clock.monotonic()
             if holder is not None:

@@ -23,6 +23,7 @@ from acme_ca.domain.audit import GENESIS, AuditEntry, ChainBreak, time_text, ver
 from acme_ca.errors import ConfigError
 
 _HEAD = re.compile(r"(\d{1,18}):([0-9a-f]{64})", re.ASCII)
+MAX_LINE = 1 << 20  # characters: an exported entry is a few hundred; a longer line is not one
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ def entry_from_json(line: str) -> AuditEntry:
     details = fields["details"]
     if not isinstance(identifiers, list) or not isinstance(details, dict):
         raise TypeError("identifiers must be a list, details an object")
-    if not isinstance(fields["seq"], int):
+    if not isinstance(fields["seq"], int) or isinstance(fields["seq"], bool):
         raise TypeError("seq must be a number")
     return AuditEntry(seq=fields["seq"], at=at, action=_text(fields, "action"),
                       actor=_text(fields, "actor"), client_ip=fields["client_ip"],
@@ -130,12 +131,16 @@ def file_pages(path: Path, size: int) -> Iterator[list[AuditEntry]]:
     try:
         with path.open(encoding="utf-8") as lines:
             page: list[AuditEntry] = []
-            for number, line in enumerate(lines, start=1):
+            for number, line in enumerate(iter(lambda: lines.readline(MAX_LINE + 1), ""),
+                                          start=1):
+                if len(line) > MAX_LINE:
+                    raise ConfigError(f"{path}: line {number} is longer than {MAX_LINE} "
+                                      "characters: not an audit entry")
                 if not line.strip():
                     continue
                 try:
                     page.append(entry_from_json(line))
-                except (ValueError, KeyError, TypeError) as exc:
+                except (ValueError, KeyError, TypeError, RecursionError) as exc:
                     raise ConfigError(f"{path}: line {number} is not an audit entry "
                                       f"({type(exc).__name__}: {exc})") from None
                 if len(page) == size:

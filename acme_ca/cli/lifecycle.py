@@ -7,6 +7,8 @@
   what still runs then is left processing for the next start). ``serve``'s cleanup
   then closes the connections (requests still running get ``HANDLERS_GRACE``), gives
   up the background lease and closes the store.
+- ``ignore_sighup_until_serving``: SIGHUP's default action ends a process, so until
+  the event loop handles it (a reload) it is ignored.
 - ``reloader``: how SIGHUP loads the configuration again (``cli/reload.py`` applies it).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from collections.abc import Callable
 
 from aiohttp import web
@@ -47,3 +50,11 @@ def reloader(args: argparse.Namespace) -> Callable[[], Config]:
     overrides = {"server.data_dir": getattr(args, "data_dir", None),
                  **getattr(args, "overrides", lambda _: {})(args)}
     return lambda: load_config(config_path_from_env(getattr(args, "config", None)), overrides)
+
+
+def ignore_sighup_until_serving() -> None:
+    """SIGHUP ignored until ``serve``'s event loop handles it (a reload), in this
+    process and the workers it forks: its default action ends the process, so a
+    `systemctl reload` while the CA starts (keys generated, TLS certificate issued)
+    would kill it. A reload asked for then is dropped: the start reads the file."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)

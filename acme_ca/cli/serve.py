@@ -34,7 +34,12 @@ from acme_ca.authority.server_tls import ServerTls
 from acme_ca.authority.settings import Settings
 from acme_ca.cli import logs
 from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
-from acme_ca.cli.lifecycle import HANDLERS_GRACE, reloader, stop_gracefully
+from acme_ca.cli.lifecycle import (
+    HANDLERS_GRACE,
+    ignore_sighup_until_serving,
+    reloader,
+    stop_gracefully,
+)
 from acme_ca.cli.reload import reload_config
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.cli.wiring import (
@@ -87,6 +92,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run_serve(config: Config, args: argparse.Namespace) -> int:
+    ignore_sighup_until_serving()
     logs.configure(config.server.log_format)  # text, or one JSON object a line
     paths = hierarchy_files(config)
     online = (paths.root_cert, paths.intermediate_cert, paths.intermediate_key, paths.chain)

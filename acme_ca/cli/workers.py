@@ -30,8 +30,10 @@ def run_workers(count: int, work: Callable[[int], None]) -> int:
     for index in range(count):
         pid = os.fork()
         if pid == 0:  # the worker
-            for sig in FORWARDED:
+            for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
+            # SIGHUP stays as it was before the fork (ignored by `serve` until its
+            # loop handles it): a reload while a worker starts must not end it
             os._exit(_worker(work, index))
         children[pid] = index
 

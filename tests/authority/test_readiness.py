@@ -16,6 +16,7 @@ from acme_ca.authority.background import LEASE
 from acme_ca.authority.readiness import (
     LEASE_GRACE,
     SIGNING_CACHE,
+    STORE_CACHE,
     Check,
     Readiness,
     certificates_check,
@@ -56,11 +57,12 @@ async def test_no_lease_holder_fails_only_the_background_lease(
     readiness = Readiness(db, lambda: issuer, clock)
     assert set(failing(await readiness.checks())) == {"background_lease"}
     assert await db.hold_lease(LEASE, "replica-a", HOUR) is not None
+    clock.advance(timedelta(seconds=STORE_CACHE))  # the store's answer is reused a while
     assert failing(await readiness.checks()) == {}
     await db.release_lease(LEASE, "replica-a")
     clock.advance(timedelta(seconds=LEASE_GRACE - 0.5))
     assert failing(await readiness.checks()) == {}  # a takeover's gap
-    clock.advance(timedelta(seconds=0.5))
+    clock.advance(timedelta(seconds=STORE_CACHE))  # past the grace, and the cached answer
     assert "no process holds" in failing(await readiness.checks())["background_lease"]
 
 
@@ -72,6 +74,50 @@ async def test_a_closed_store_fails_the_store_and_the_lease_and_never_raises(
     failed = failing(await Readiness(db, lambda: issuer, clock).checks())
     assert set(failed) == {"store", "background_lease"}
     assert failed["store"].startswith("the database cannot be read")
+
+
+class CountingStore:
+    """A lease store that counts its reads and answers after ``delay`` seconds."""
+
+    def __init__(self, inner: Store, delay: float = 0.0) -> None:
+        self.inner, self.delay, self.reads = inner, delay, 0
+
+    async def lease_holder(self, name: str) -> object:
+        self.reads += 1
+        await asyncio.sleep(self.delay)
+        return await self.inner.lease_holder(name)
+
+
+async def test_a_flood_of_probes_is_one_store_read_a_while(
+    db: Store, issuer: Issuer, clock: FakeClock
+):
+    """Issue 13 item 1: /readyz is open to anyone who reaches the ACME listener. A
+    hundred probes at once, then more within ``STORE_CACHE``, read the store once (each
+    used to be a read, and a slow database held one connection per probe); once the
+    answer is ``STORE_CACHE`` old the next probe reads again."""
+    assert await db.hold_lease(LEASE, "replica-a", HOUR) is not None
+    counting = CountingStore(db, delay=0.05)
+    readiness = Readiness(counting, lambda: issuer, clock)  # type: ignore[arg-type]
+    answers = await asyncio.gather(*(readiness.checks() for _ in range(100)))
+    assert all(failing(a) == {} for a in answers) and counting.reads == 1
+    clock.advance(timedelta(seconds=STORE_CACHE / 2))
+    assert failing(await readiness.checks()) == {} and counting.reads == 1
+    clock.advance(timedelta(seconds=STORE_CACHE / 2))
+    assert failing(await readiness.checks()) == {} and counting.reads == 2
+
+
+class BrokenStore:
+    async def lease_holder(self, name: str) -> object:
+        raise OSError("connection to 10.20.30.40:5432 as acme_admin failed")
+
+
+async def test_a_store_error_names_no_host_or_user_on_the_wire(issuer: Issuer,
+                                                              clock: FakeClock):
+    """/readyz answers anonymous clients: the failure says what kind of error it was,
+    not the exception's text (a database host, port, user or name)."""
+    readiness = Readiness(BrokenStore(), lambda: issuer, clock)  # type: ignore[arg-type]
+    detail = failing(await readiness.checks())["store"]
+    assert detail == "the database cannot be read: OSError (the server's log has more)"
 
 
 async def test_a_database_slower_than_the_timeout_fails_the_store_in_time(

@@ -7,10 +7,19 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from acme_ca.cli.audit_chain import ChainWalk, Head, entry_from_json, entry_json, parse_head
+from acme_ca.cli.audit_chain import (
+    MAX_LINE,
+    ChainWalk,
+    Head,
+    entry_from_json,
+    entry_json,
+    file_pages,
+    parse_head,
+)
 from acme_ca.domain.audit import GENESIS, AuditAction, AuditEntry, AuditEvent
 from acme_ca.errors import ConfigError
 from acme_ca.store.audit import next_entry
@@ -84,3 +93,20 @@ def test_a_head_is_seq_colon_hash(text: str) -> None:
     with pytest.raises(ConfigError, match="--expect-head"):
         parse_head(text)
     assert parse_head(" 12:" + "AB" * 32 + "\n") == Head(12, "ab" * 32)
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("[" * 100_000 + "\n", "line 1 is not an audit entry (RecursionError"),
+    ("x" * (MAX_LINE + 10), f"line 1 is longer than {MAX_LINE} characters"),
+    (json.dumps({**entry_json(chain(1)[0]), "seq": True}) + "\n",
+     "line 1 is not an audit entry (TypeError: seq must be a number)"),
+])
+def test_a_hostile_export_is_a_one_line_error(tmp_path: Path, text: str, said: str) -> None:
+    """Issue 13 item 4: `audit verify --file` on a file that is not an export (JSON
+    nested past Python's recursion limit, a line far longer than any entry, which would
+    be read whole into memory, a boolean seq) is a ConfigError naming the line."""
+    hostile = tmp_path / "hostile.jsonl"
+    hostile.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        list(file_pages(hostile, 10))
+    assert said in str(raised.value) and "\n" not in str(raised.value)
