@@ -129,9 +129,11 @@ class ValidationSupervisor:
         caa: CaaChecker | None,
         limits: RateLimits,
     ) -> None:
-        """New settings (a configuration reload: ``authority/settings.py``) for the
-        validations that start from now on; those running finish with the old ones. The
-        limits on validations in flight stay (their semaphores hold the work queued)."""
+        """New settings (a configuration reload: ``authority/settings.py``). A validation
+        that starts from now on uses them all; one already running keeps its validator
+        and time limit but checks CAA, sets the authorization's lifetime and counts a
+        failure with the new ones (each is read when that step comes). The limits on
+        validations in flight stay (their semaphores hold the work queued)."""
         self._validators = validators
         self._lifetime = valid_authorization_lifetime
         self._timeout = timeout
