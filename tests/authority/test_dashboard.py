@@ -27,6 +27,7 @@ from acme_ca.clock import FakeClock
 from acme_ca.domain.models import CertificateStatus, EabKey
 from acme_ca.errors import Conflict, NotFound, PkiError
 from acme_ca.store import Store
+from bench.dashboard_reads import RowsRead
 from tests.store.conftest import ACCOUNT, DER, T0, make_account, make_record
 
 NOW = T0 + timedelta(days=10, minutes=30)  # 2026-01-11 12:30:00.123456 UTC
@@ -117,6 +118,22 @@ async def test_revocations_latest_first_with_names_and_total(dashboard: Dashboar
     assert [(r.serial, r.names, r.reason) for r in revoked.rows] == [
         ("b2", ("b2.example.test",), 4), ("b3", ("b3.example.test",), 4)]
     assert revoked.total == 3 and revoked.more
+
+
+async def test_revocations_read_only_the_rows_shown(store: Store, clock: FakeClock):
+    """Review of issue 13 item 6 (medium): the overview and the revocations page read
+    every unexpired revoked certificate (the CRL's read) and sorted them on the event
+    loop, 1-2 s at 100k revocations, a number any ACME account can grow. They now read
+    the latest ``limit`` (``latest_revocations``) and count the rest in the database."""
+    for n in range(40):
+        await signed(store, f"{n + 16:x}")
+        await store.revoke_certificate(f"{n + 16:x}", 1, NOW - timedelta(minutes=n))
+    spy = RowsRead(store)
+    dashboard = Dashboard(spy, clock, RevocationService(store, clock))  # type: ignore[arg-type]
+    revoked = await dashboard.revocations(limit=3)
+    assert [r.serial for r in revoked.rows] == ["10", "11", "12"]
+    assert revoked.more and revoked.total == 40
+    assert spy.most <= 3
 
 
 async def test_the_operator_revokes_with_a_named_reason(dashboard: Dashboard, store: Store):
