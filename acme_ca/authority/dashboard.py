@@ -22,8 +22,11 @@ by another.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import secrets
+import stat
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -132,18 +135,50 @@ def hour_start(moment: datetime) -> datetime:
 
 def form_key(data_dir: Path) -> bytes:
     """The key of the dashboard's confirmation forms: ``<data_dir>/dashboard.key`` (0600),
-    made on first use. Workers racing to make it all end with the one written first."""
+    made on first use. Workers racing to make it all end with the one written first.
+
+    The file is trusted only as this process would have made it (review of issue 13
+    item 6): a regular file, not through a symbolic link, owned by the effective user,
+    no permission for group or others, exactly ``FORM_KEY_BYTES`` long. Anything else
+    is a ``PkiError`` naming the file (serve stops with it at start)."""
     path = data_dir / FORM_KEY_FILE
     try:
         write_file(path, secrets.token_bytes(FORM_KEY_BYTES), mode=PRIVATE_FILE,
                    exclusive=True)
     except PkiError:
-        if not path.exists():  # not "already exists": the folder cannot be written
+        if not os.path.lexists(path):  # not "already exists": the folder cannot be written
             raise
-    key = path.read_bytes()
-    if len(key) < FORM_KEY_BYTES:
-        raise PkiError(f"{path} holds {len(key)} bytes, fewer than {FORM_KEY_BYTES}: "
-                       "delete it and it is made anew at the next start")
+    return _read_form_key(path)
+
+
+def _read_form_key(path: Path) -> bytes:
+    remedy = "delete it and it is made anew at the next start"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        why = "is a symbolic link" if exc.errno == errno.ELOOP else \
+            f"cannot be read: {exc.strerror}"
+        raise PkiError(f"{path} {why}: {remedy}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PkiError(f"{path} is not a regular file: {remedy}")
+        if info.st_uid != os.geteuid():
+            raise PkiError(f"{path} is owned by uid {info.st_uid}, not by this process's "
+                           f"user (uid {os.geteuid()}): {remedy}")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            raise PkiError(f"{path} has mode {stat.S_IMODE(info.st_mode):04o}: group or "
+                           f"others may use it; {remedy}")
+        if info.st_size != FORM_KEY_BYTES:
+            raise PkiError(f"{path} holds {info.st_size} bytes, not {FORM_KEY_BYTES}: "
+                           f"{remedy}")
+        key = os.read(fd, FORM_KEY_BYTES)
+    except OSError as exc:
+        raise PkiError(f"{path} cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(key) != FORM_KEY_BYTES:  # shortened while read
+        raise PkiError(f"{path} holds {len(key)} bytes, not {FORM_KEY_BYTES}: {remedy}")
     return key
 
 
