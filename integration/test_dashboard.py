@@ -313,3 +313,23 @@ def browse(d: Any, origin: str, serial: str, shots: Path) -> None:
     violations = [entry["message"] for entry in d.get_log("browser")
                   if "Content Security Policy" in entry["message"]]
     assert not violations, violations
+
+
+def test_a_dashboard_key_that_is_a_link_stops_serve_with_one_line(tmp_path: Path) -> None:
+    """Review of issue 13 item 6 (low): ``DATA_DIR/dashboard.key`` was read whatever it
+    was; a symbolic link (here to /etc/passwd) now stops `serve` at start with one line
+    that names the file, before anything listens."""
+    from integration.clients import write_config
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dashboard.key").symlink_to("/etc/passwd")
+    config = write_config(tmp_path / "acme-ca.toml", data_dir=data, port=free_port(),
+                          http01_port=free_port(),
+                          extra=f'\n[admin]\nlisten = "127.0.0.1:{free_port()}"\n')
+    result = run_cli("--config", config, "serve", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("acme-ca:")]
+    assert errors == [result.stderr.strip().splitlines()[-1]]
+    assert errors[0] == (f"acme-ca: error: {data / 'dashboard.key'} is a symbolic link: "
+                         "delete it and it is made anew at the next start")

@@ -11,35 +11,30 @@ Every response carries headers that keep the pages to themselves (``SECURITY_HEA
 a Content-Security-Policy that allows only this origin's stylesheet and forms and no
 inline script or style, no framing (clickjacking), no caching, no MIME sniffing.
 
-The revocation is a POST that the admin listener's client certificate authenticates;
-a browser that holds the certificate would send it with a request any web page
-forges (CSRF). So a POST is taken only when both hold:
-
-- it comes from this origin: ``Sec-Fetch-Site``, when the browser sends it, is
-  ``same-origin``, and ``Origin`` is present and names this listener (every current
-  browser sends it with a POST);
-- it carries the token of the confirmation page: an HMAC over the admin certificate's
-  serial and the certificate's serial, keyed by ``authority.dashboard.form_key`` (one
-  key in the data directory, so every worker checks what another one issued). A page
-  of another origin can neither read the token nor compute it; the token of one
-  certificate does not revoke another, nor does one admin's token serve another.
+The revocation is a POST, taken only from a page of this listener with the token of
+its confirmation page (``dashboard_forms``: CSRF, the token's lifetime, the body).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import jinja2
 from aiohttp import web
 
-from acme_ca.api.admin import AdminIdentity, admin_identity
+from acme_ca.api.admin import admin_identity
 from acme_ca.api.dashboard_chart import issuance_chart
+from acme_ca.api.dashboard_forms import (
+    TOKEN_LIFETIME,
+    TOKEN_SKEW,
+    form_token,
+    same_origin,
+    token_issued,
+)
 from acme_ca.authority.dashboard import (
     EXPIRING_WITHIN,
     FAILURE_WINDOWS,
@@ -50,7 +45,6 @@ from acme_ca.authority.dashboard import (
 )
 from acme_ca.authority.revocation import OPERATOR_REASONS, reason_name
 from acme_ca.domain.models import AccountStatus, CertificateStatus, serial_from_text
-from acme_ca.encoding import b64url_encode
 from acme_ca.errors import Conflict, NotFound, StoreUnavailable
 
 log = logging.getLogger("acme_ca.dashboard")
@@ -104,21 +98,6 @@ def until(moment: datetime, now: datetime) -> str:
 _templates.filters.update(when=when, reason=reason_name)
 _templates.globals.update(root=PREFIX, until=until, certificate_state=certificate_state,
                           eab_state=eab_state)
-
-
-def form_token(key: bytes, admin: AdminIdentity, serial: str) -> str:
-    """The token of the revocation form of certificate ``serial`` shown to ``admin``."""
-    message = f"revoke\n{admin.serial}\n{serial}".encode()
-    return b64url_encode(hmac.new(key, message, hashlib.sha256).digest())
-
-
-def same_origin(request: web.Request) -> bool:
-    """Does the browser say the request comes from a page of this listener?"""
-    site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site != "same-origin":
-        return False
-    origin = request.headers.get("Origin")
-    return origin is not None and origin.lower() == f"{request.scheme}://{request.host}".lower()
 
 
 def render(request: web.Request, template: str, code: int = 200, **context: Any
@@ -209,7 +188,8 @@ async def confirm_revoke(request: web.Request) -> web.Response:
     serial = details.record.serial
     if details.record.status is not CertificateStatus.ISSUED:
         raise web.HTTPSeeOther(f"{PREFIX}/certificates/{serial}")
-    token = form_token(request.app[FORM_KEY], admin_identity(request), serial)
+    token = form_token(request.app[FORM_KEY], admin_identity(request), serial,
+                       _dashboard(request).now())
     return render(request, "revoke.html", c=details, r=details.record, token=token,
                   reasons=list(OPERATOR_REASONS))
 
@@ -220,14 +200,29 @@ async def revoke(request: web.Request) -> web.Response:
         return error_page(request, 403, "Refused",
                           "This request does not come from a page of this dashboard "
                           "(Origin and Sec-Fetch-Site): nothing was revoked.")
-    form = await request.post()
-    expected = form_token(request.app[FORM_KEY], admin_identity(request), serial)
-    if not hmac.compare_digest(str(form.get("token", "")), expected):
+    if request.content_type != "application/x-www-form-urlencoded":
+        return error_page(request, 400, "Not a form",
+                          "The revocation takes the confirmation page's form "
+                          "(application/x-www-form-urlencoded): nothing was revoked.")
+    try:
+        form = await request.post()
+        token, reason = str(form.get("token", "")), str(form.get("reason", ""))
+    except ValueError:  # bytes that are no UTF-8 text
+        return error_page(request, 400, "Not a form",
+                          "The form's body cannot be read: nothing was revoked.")
+    issued = token_issued(request.app[FORM_KEY], admin_identity(request), serial, token)
+    if issued is None:
         return error_page(request, 403, "Refused",
                           "The confirmation form is not this dashboard's for this "
                           "certificate: open the certificate's page and revoke from there.")
+    age = _dashboard(request).now() - issued
+    if not -TOKEN_SKEW <= age <= TOKEN_LIFETIME:
+        return error_page(request, 403, "Confirmation expired",
+                          f"The confirmation is older than {TOKEN_LIFETIME.seconds // 60} "
+                          "minutes: reload the confirmation page and revoke from there. "
+                          "Nothing was revoked.")
     try:
-        await _dashboard(request).revoke(serial, str(form.get("reason", "")))
+        await _dashboard(request).revoke(serial, reason)
     except ValueError as exc:
         return error_page(request, 400, "Not a reason an operator may give", str(exc))
     except NotFound as exc:
@@ -250,11 +245,12 @@ async def accounts(request: web.Request) -> web.Response:
     before = None
     if "before" in request.query:  # "created_at id" of the last account of a page
         text, _, last = request.query["before"].partition(" ")
-        try:
+        try:  # a time that does not exist in UTC (year 9999 at -14:00) overflows here
             moment = datetime.fromisoformat(text)
-        except ValueError:
+            moment = moment.astimezone(UTC) if moment.tzinfo is not None else None
+        except (ValueError, OverflowError):
             moment = None
-        if moment is None or moment.tzinfo is None or not last:
+        if moment is None or not last:
             return error_page(request, 400, "Not a page",
                               "before= is not the time and id of an account.")
         before = (moment, last)

@@ -5,9 +5,15 @@ by reason, one certificate; and the one thing it changes, a revocation by the op
 (``RevocationService.revoke_by_operator``, which the audit log records with the admin
 the request's ``Origin`` names).
 
-Every read goes through the store's read contracts (``ReadStore``, ``RevocationStore``,
-``EabStore``, ``OperationsStore``); each page costs a bounded number of reads, whatever
-the size of the database: lists stop at a limit and say when they did.
+Every read goes through the store's read contracts (``ReadStore``, ``EabStore``,
+``OperationsStore``), and each page's lists stop at a limit and say when they did: the
+rows a page reads do not grow with the database. What does grow is the work of the
+aggregates, done by the database (on SQLite, in the event loop's thread): the count of
+unexpired revocations (``count_revocations``, an index of the revoked rows alone: about
+20 ms at 100k), the accounts by status (``count_accounts``, about 30 ms at 100k
+accounts) and the last day's issuance by hour (``issuance_counts``, about 60 ms at 100k
+a day); ``python -m bench.dashboard_reads N`` measures them. The EAB page reads every
+key: an operator makes them by hand, a few, and no ACME client can add one.
 
 The key of the confirmation forms (``form_key``) lives in the data directory: every
 worker process of a host reads the same one, so a form shown by one worker is accepted
@@ -16,8 +22,11 @@ by another.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import secrets
+import stat
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,7 +44,6 @@ from acme_ca.domain.models import (
     CertificateStatus,
     EabKey,
     OrderStatus,
-    RevokedEntry,
 )
 from acme_ca.errors import PkiError
 from acme_ca.pki.files import PRIVATE_FILE, write_file
@@ -127,18 +135,50 @@ def hour_start(moment: datetime) -> datetime:
 
 def form_key(data_dir: Path) -> bytes:
     """The key of the dashboard's confirmation forms: ``<data_dir>/dashboard.key`` (0600),
-    made on first use. Workers racing to make it all end with the one written first."""
+    made on first use. Workers racing to make it all end with the one written first.
+
+    The file is trusted only as this process would have made it (review of issue 13
+    item 6): a regular file, not through a symbolic link, owned by the effective user,
+    no permission for group or others, exactly ``FORM_KEY_BYTES`` long. Anything else
+    is a ``PkiError`` naming the file (serve stops with it at start)."""
     path = data_dir / FORM_KEY_FILE
     try:
         write_file(path, secrets.token_bytes(FORM_KEY_BYTES), mode=PRIVATE_FILE,
                    exclusive=True)
     except PkiError:
-        if not path.exists():  # not "already exists": the folder cannot be written
+        if not os.path.lexists(path):  # not "already exists": the folder cannot be written
             raise
-    key = path.read_bytes()
-    if len(key) < FORM_KEY_BYTES:
-        raise PkiError(f"{path} holds {len(key)} bytes, fewer than {FORM_KEY_BYTES}: "
-                       "delete it and it is made anew at the next start")
+    return _read_form_key(path)
+
+
+def _read_form_key(path: Path) -> bytes:
+    remedy = "delete it and it is made anew at the next start"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        why = "is a symbolic link" if exc.errno == errno.ELOOP else \
+            f"cannot be read: {exc.strerror}"
+        raise PkiError(f"{path} {why}: {remedy}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PkiError(f"{path} is not a regular file: {remedy}")
+        if info.st_uid != os.geteuid():
+            raise PkiError(f"{path} is owned by uid {info.st_uid}, not by this process's "
+                           f"user (uid {os.geteuid()}): {remedy}")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            raise PkiError(f"{path} has mode {stat.S_IMODE(info.st_mode):04o}: group or "
+                           f"others may use it; {remedy}")
+        if info.st_size != FORM_KEY_BYTES:
+            raise PkiError(f"{path} holds {info.st_size} bytes, not {FORM_KEY_BYTES}: "
+                           f"{remedy}")
+        key = os.read(fd, FORM_KEY_BYTES)
+    except OSError as exc:
+        raise PkiError(f"{path} cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(key) != FORM_KEY_BYTES:  # shortened while read
+        raise PkiError(f"{path} holds {len(key)} bytes, not {FORM_KEY_BYTES}: {remedy}")
     return key
 
 
@@ -198,16 +238,15 @@ class Dashboard:
 
     async def revocations(self, limit: int = LIST_LIMIT) -> Partial[Revocation]:
         """The revoked certificates not yet expired (what the CRLs list), the latest
-        revoked first, at most ``limit`` with their names; ``total``: how many."""
+        revoked first, at most ``limit`` with their names; ``total``: how many. Reads
+        those rows and a count, not every revoked certificate (a number any ACME
+        account can grow)."""
         now = self._clock.now()
-        entries: list[RevokedEntry] = []
-        for issuer in await self._store.revoked_issuers(expiring_after=now):
-            entries += await self._store.revoked_certificates(issuer, expiring_after=now)
-        entries.sort(key=lambda e: (e.revoked_at, e.serial), reverse=True)
-        rows = tuple([Revocation(e.serial, e.revoked_at, e.reason, e.not_after,
-                                 (await self._store.get_certificate(e.serial)).names)
-                      for e in entries[:limit]])
-        return Partial(rows, len(entries) > limit, len(entries))
+        records = await self._store.latest_revocations(expiring_after=now, limit=limit)
+        total = await self._store.count_revocations(expiring_after=now)
+        rows = tuple(Revocation(r.serial, r.revoked_at or now, r.revocation_reason or 0,
+                                r.not_after, r.names) for r in records)
+        return Partial(rows, total > len(rows), total)
 
     async def accounts(self, status: AccountStatus | None = None,
                        before: tuple[datetime, str] | None = None) -> Partial[Account]:

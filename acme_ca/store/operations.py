@@ -12,7 +12,10 @@ dialects; the plans are checked with EXPLAIN in
 - ``issuance_counts``: a range of ``created_at`` in ``certificates_by_status`` or
   ``certificates_by_created`` (0001);
 - ``failed_validations``: ``challenges_invalid``, partial on status 'invalid', a range
-  of ``validated_at``.
+  of ``validated_at``;
+- ``latest_revocations`` and ``count_revocations``: ``certificates_revoked_latest``,
+  partial on status 'revoked', walked backwards until the page is full, or counted
+  without reading the table (it holds ``not_after``).
 
 ``list_terms`` builds the WHERE clause of both lists, for both backends.
 """
@@ -23,7 +26,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from acme_ca.domain.models import Account, AccountStatus, Order, OrderStatus
+from acme_ca.domain.models import (
+    Account,
+    AccountStatus,
+    CertificateRecord,
+    Order,
+    OrderStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +99,15 @@ class OperationsStore(Protocol):
         by challenge type and the ``type`` of their ``error`` ("about:blank" when it has
         none, as RFC 7807 3.1 reads a problem without one), the largest count first
         (then by challenge type and problem type)."""
+
+    async def latest_revocations(self, *, expiring_after: datetime,
+                                 limit: int) -> list[CertificateRecord]:
+        """The REVOKED certificates whose notAfter is later than ``expiring_after`` (what
+        the CRLs list), the latest revoked first (``revoked_at``, then ``serial``,
+        descending), at most ``limit`` (``ValueError`` if < 1): the rows read stop at
+        the limit, however many certificates are revoked."""
+
+    async def count_revocations(self, *, expiring_after: datetime) -> int:
+        """How many REVOKED certificates have a notAfter later than ``expiring_after``
+        (what the CRLs list, over every issuer). One count of an index of the revoked
+        rows alone; no table row is read."""

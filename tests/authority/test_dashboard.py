@@ -10,6 +10,7 @@ import stat
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ from acme_ca.clock import FakeClock
 from acme_ca.domain.models import CertificateStatus, EabKey
 from acme_ca.errors import Conflict, NotFound, PkiError
 from acme_ca.store import Store
+from bench.dashboard_reads import RowsRead
 from tests.store.conftest import ACCOUNT, DER, T0, make_account, make_record
 
 NOW = T0 + timedelta(days=10, minutes=30)  # 2026-01-11 12:30:00.123456 UTC
@@ -119,6 +121,22 @@ async def test_revocations_latest_first_with_names_and_total(dashboard: Dashboar
     assert revoked.total == 3 and revoked.more
 
 
+async def test_revocations_read_only_the_rows_shown(store: Store, clock: FakeClock):
+    """Review of issue 13 item 6 (medium): the overview and the revocations page read
+    every unexpired revoked certificate (the CRL's read) and sorted them on the event
+    loop, 1-2 s at 100k revocations, a number any ACME account can grow. They now read
+    the latest ``limit`` (``latest_revocations``) and count the rest in the database."""
+    for n in range(40):
+        await signed(store, f"{n + 16:x}")
+        await store.revoke_certificate(f"{n + 16:x}", 1, NOW - timedelta(minutes=n))
+    spy = RowsRead(store)
+    dashboard = Dashboard(spy, clock, RevocationService(store, clock))  # type: ignore[arg-type]
+    revoked = await dashboard.revocations(limit=3)
+    assert [r.serial for r in revoked.rows] == ["10", "11", "12"]
+    assert revoked.more and revoked.total == 40
+    assert spy.most <= 3
+
+
 async def test_the_operator_revokes_with_a_named_reason(dashboard: Dashboard, store: Store):
     """Issue 13 item 6, "revoke a certificate from its page": through
     RevocationService.revoke_by_operator, the reason chosen by its RFC 5280 name."""
@@ -173,5 +191,47 @@ def test_form_key_is_made_once_private_and_shared(tmp_path: Path):
     path = data_dir / "dashboard.key"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     path.write_bytes(b"short")
-    with pytest.raises(PkiError, match="fewer than 32"):
+    with pytest.raises(PkiError, match="holds 5 bytes, not 32"):
         form_key(data_dir)
+
+
+def _mode(path: Path, mode: int) -> None:
+    path.write_bytes(b"k" * 32)
+    path.chmod(mode)
+
+
+def _other_owner(path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root gives a file to another user")
+    path.write_bytes(b"k" * 32)
+    path.chmod(0o600)
+    os.chown(path, 65534, 65534)
+
+
+@pytest.mark.parametrize(("case", "make", "says"), [
+    ("world-readable", lambda p: _mode(p, 0o644), "has mode 0644"),
+    ("group-readable", lambda p: _mode(p, 0o640), "has mode 0640"),
+    ("symlink to a key", lambda p: (_mode(p.with_name("real"), 0o600),
+                                    p.symlink_to(p.with_name("real"))), "symbolic link"),
+    ("symlink to /etc/passwd", lambda p: p.symlink_to("/etc/passwd"), "symbolic link"),
+    ("dangling symlink", lambda p: p.symlink_to(p.with_name("nowhere")), "symbolic link"),
+    ("a directory", lambda p: p.mkdir(), "not a regular file"),
+    ("a fifo", lambda p: os.mkfifo(p, 0o600), "not a regular file"),
+    ("too long", lambda p: (p.write_bytes(b"k" * 64), p.chmod(0o600)), "64 bytes, not 32"),
+    ("another owner", _other_owner, "owned by uid 65534"),
+])
+def test_form_key_file_is_trusted_only_as_made(tmp_path: Path, case: str, make: Any,
+                                               says: str | None):
+    """Review of issue 13 item 6 (low): ``dashboard.key`` was read whatever it was (a
+    link to another file, readable by all, a directory: a traceback). Only a regular
+    0600 file of this user of the key's length is used; anything else is one line that
+    names the file."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    make(data_dir / "dashboard.key")
+    with pytest.raises(PkiError) as refused:
+        form_key(data_dir)
+    message = str(refused.value)
+    assert str(data_dir / "dashboard.key") in message and "\n" not in message, case
+    if says is not None:
+        assert says in message, message

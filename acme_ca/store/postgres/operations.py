@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from acme_ca.domain.models import Account, AccountStatus, Order, OrderStatus
+from acme_ca.domain.models import (
+    Account,
+    AccountStatus,
+    CertificateRecord,
+    Order,
+    OrderStatus,
+)
 from acme_ca.store import guards
 from acme_ca.store.operations import FailedValidations, list_terms
 from acme_ca.store.postgres.base import PostgresBase, aware
-from acme_ca.store.postgres.rows import ORDER_COLUMNS, to_account, to_order
+from acme_ca.store.postgres.rows import ORDER_COLUMNS, to_account, to_certificate, to_order
 
 _ACCOUNTS = "SELECT * FROM accounts WHERE {} ORDER BY created_at DESC, id DESC LIMIT ?"
 _ORDERS = (f"SELECT {ORDER_COLUMNS} FROM orders WHERE {{}} "  # noqa: S608
@@ -28,6 +34,12 @@ _FAILED = """
 SELECT type, COALESCE(error::jsonb ->> 'type', 'about:blank') AS problem, count(*) AS count
 FROM challenges WHERE status = 'invalid' AND validated_at >= $1
 GROUP BY type, problem ORDER BY count DESC, type, problem"""
+# certificates_revoked_latest (0010), walked backwards; the expired skipped in the index.
+_LATEST_REVOCATIONS = """
+SELECT * FROM certificates WHERE status = 'revoked' AND not_after > $1
+ORDER BY revoked_at DESC, serial DESC LIMIT $2"""
+_COUNT_REVOCATIONS = """
+SELECT count(*) AS count FROM certificates WHERE status = 'revoked' AND not_after > $1"""
 
 
 def _numbered(template: str, where: str) -> str:
@@ -72,3 +84,13 @@ class OperationsMethods(PostgresBase):
     async def failed_validations(self, since: datetime) -> list[FailedValidations]:
         rows = await self._read(_FAILED, aware(since))
         return [FailedValidations(row["type"], row["problem"], row["count"]) for row in rows]
+
+    async def latest_revocations(self, *, expiring_after: datetime,
+                                 limit: int) -> list[CertificateRecord]:
+        guards.check_limit(limit)
+        rows = await self._read(_LATEST_REVOCATIONS, aware(expiring_after), limit)
+        return [to_certificate(row) for row in rows]
+
+    async def count_revocations(self, *, expiring_after: datetime) -> int:
+        rows = await self._read(_COUNT_REVOCATIONS, aware(expiring_after))
+        return int(rows[0]["count"])

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from acme_ca.domain.models import Account, AccountStatus, Order, OrderStatus
+from acme_ca.domain.models import (
+    Account,
+    AccountStatus,
+    CertificateRecord,
+    Order,
+    OrderStatus,
+)
 from acme_ca.store import guards
 from acme_ca.store.operations import FailedValidations, list_terms
 from acme_ca.store.sqlite.base import SqliteBase, to_text
-from acme_ca.store.sqlite.rows import ORDER_COLUMNS, to_account, to_order
+from acme_ca.store.sqlite.rows import ORDER_COLUMNS, to_account, to_certificate, to_order
 
 _ACCOUNTS = "SELECT * FROM accounts WHERE {} ORDER BY created_at DESC, id DESC LIMIT ?"
 _ORDERS = (f"SELECT {ORDER_COLUMNS} FROM orders WHERE {{}} "  # noqa: S608
@@ -30,6 +36,12 @@ SELECT type, COALESCE(CASE WHEN json_valid(error) THEN json_extract(error, '$.ty
        COUNT(*) AS count
 FROM challenges WHERE status = 'invalid' AND validated_at >= ?
 GROUP BY type, problem ORDER BY count DESC, type, problem"""
+# certificates_revoked_latest (0010), walked backwards; the expired skipped in the index.
+_LATEST_REVOCATIONS = """
+SELECT * FROM certificates WHERE status = 'revoked' AND not_after > ?
+ORDER BY revoked_at DESC, serial DESC LIMIT ?"""
+_COUNT_REVOCATIONS = """
+SELECT COUNT(*) AS count FROM certificates WHERE status = 'revoked' AND not_after > ?"""
 
 
 def _texts(values: list[object]) -> list[object]:
@@ -70,3 +82,13 @@ class OperationsMethods(SqliteBase):
         rows = await self._read(_FAILED, (to_text(since),))
         return [FailedValidations(row["type"], str(row["problem"]), row["count"])
                 for row in rows]
+
+    async def latest_revocations(self, *, expiring_after: datetime,
+                                 limit: int) -> list[CertificateRecord]:
+        guards.check_limit(limit)
+        rows = await self._read(_LATEST_REVOCATIONS, (to_text(expiring_after), limit))
+        return [to_certificate(row) for row in rows]
+
+    async def count_revocations(self, *, expiring_after: datetime) -> int:
+        (row,) = await self._read(_COUNT_REVOCATIONS, (to_text(expiring_after),))
+        return int(row["count"])

@@ -185,6 +185,40 @@ async def test_issuance_hours_are_utc_whatever_the_zone_asked_in(store: Store):
     assert await store.issuance_counts(since) == {midnight: 1}
 
 
+# --- the dashboard's recent revocations -------------------------------------------------
+
+
+async def test_latest_revocations_newest_first_unexpired_only_and_counted(store: Store):
+    """Review of issue 13 item 6 (the dashboard read every revoked certificate to show
+    eight): ``latest_revocations`` returns the unexpired revoked certificates (what the
+    CRLs list), of every issuer, latest revoked first (then serial, descending), at most
+    ``limit``; ``count_revocations`` counts them all."""
+    revoked = {"0a": (MINUTE, 10), "0b": (3 * MINUTE, 10), "0c": (3 * MINUTE, 10),
+               "0d": (2 * MINUTE, 1), "0e": (4 * MINUTE, 10)}  # serial: (revoked, days)
+    for serial, (at, days) in revoked.items():
+        issuer = "cd" * 32 if serial == "0e" else "ab" * 32
+        await store.reserve_serial(make_record(
+            serial, issuer=issuer, not_after=T0 + timedelta(days=days)))
+        await store.store_certificate(serial, DER)
+        await store.revoke_certificate(serial, 1, T0 + at)
+    await store.reserve_serial(make_record("0f"))  # issued, not revoked
+    await store.store_certificate("0f", DER)
+    now = T0 + timedelta(days=2)  # 0d has expired
+    latest = await store.latest_revocations(expiring_after=now, limit=3)
+    assert [r.serial for r in latest] == ["0e", "0c", "0b"]
+    assert latest[0].revoked_at == T0 + 4 * MINUTE and latest[0].revocation_reason == 1
+    assert latest[0].names == make_record().names
+    assert [r.serial for r in await store.latest_revocations(expiring_after=now, limit=9)
+            ] == ["0e", "0c", "0b", "0a"]
+    assert await store.count_revocations(expiring_after=now) == 4
+    assert await store.count_revocations(expiring_after=T0) == 5
+    assert await store.latest_revocations(expiring_after=T0 + timedelta(days=11),
+                                          limit=5) == []
+    assert await store.count_revocations(expiring_after=T0 + timedelta(days=11)) == 0
+    with pytest.raises(ValueError):
+        await store.latest_revocations(expiring_after=now, limit=0)
+
+
 # --- failed validations ----------------------------------------------------------------
 
 

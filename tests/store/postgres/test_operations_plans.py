@@ -32,9 +32,12 @@ FILL = [
        SELECT 'o' || n, 'a' || n, CASE WHEN n % 3 = 0 THEN 'ready' ELSE 'pending' END,
               '[]', at + interval '7 days', at FROM steps""",
     """INSERT INTO certificates (serial, issuer, names, profile, not_before, not_after,
-                                created_at, status, der)
+                                created_at, status, der, revoked_at, revocation_reason)
        SELECT to_hex(n), 'ab', '{}', 'server', at, at + interval '90 days', at,
-              'issued', '\\x30'::bytea FROM steps""",
+              CASE WHEN n % 5 = 0 THEN 'revoked' ELSE 'issued' END, '\\x30'::bytea,
+              CASE WHEN n % 5 = 0 THEN at + interval '1 hour' END,
+              CASE WHEN n % 5 = 0 THEN 1 END
+       FROM steps""",
     """INSERT INTO authorizations (id, account_id, identifier_type, identifier_value,
                                   wildcard, status, expires, created_at)
        SELECT 'z' || n, 'a' || n, 'dns', 'n' || n, false, 'valid', at, at FROM steps""",
@@ -73,6 +76,8 @@ PLANS = [
     # A range of created_at: of the index on it alone, or of the one with the status.
     (operations._ISSUANCE, (DAY_AGO,), " certificates_by_"),
     (operations._FAILED, (DAY_AGO,), "using challenges_invalid"),
+    (operations._LATEST_REVOCATIONS, (DAY_AGO, 8),
+     "Index Scan Backward using certificates_revoked_latest"),
     (audit._PAGE, (ROWS - 100, 50), "Index Scan using audit_log_pkey"),
     (audit._PAGE_SINCE, (0, DAY_AGO, 50), "using audit_log_by_time"),
     (audit._LAST, (), "Index Scan Backward using audit_log_pkey"),

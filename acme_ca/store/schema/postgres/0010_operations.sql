@@ -26,5 +26,13 @@ CREATE INDEX audit_log_by_time ON audit_log (at);
 CREATE INDEX accounts_by_created ON accounts (created_at, id);
 -- Store.list_orders without an account: newest first.
 CREATE INDEX orders_by_created ON orders (created_at, id);
+-- Store.latest_revocations and count_revocations (the dashboard's recent revocations):
+-- the revoked rows alone, the latest revoked first, with not_after to skip the expired
+-- ones without reading the table. status leads although the index holds one value of
+-- it: with "status = 'revoked'" matching a column, SQLite's planner picks this index
+-- over certificates_by_status (status, created_at, serial), which would read and sort
+-- every revoked row (review of issue 13 item 6).
+CREATE INDEX certificates_revoked_latest ON certificates (status, revoked_at, serial, not_after)
+    WHERE status = 'revoked';
 -- Store.failed_validations: the invalid challenges of the last day.
 CREATE INDEX challenges_invalid ON challenges (validated_at) WHERE status = 'invalid';
