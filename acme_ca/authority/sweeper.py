@@ -12,7 +12,12 @@ The sweeper ends such orders: each order processing for ``DEADLINE`` or longer (
 from the reservation of its serial), except those whose issuance is in flight in this
 process (``InFlight``),
 
-- becomes VALID if its certificate was stored (only the order's move was lost);
+- becomes VALID if its certificate was stored (only the order's move was lost, or its
+  acknowledgement: ``finish_order`` committed, its answer did not arrive, and the
+  issuance gave up before its audit entry), and its ``certificate.issued`` entry is
+  appended (actor ``system``, ``completed_by: sweeper``): a certificate the sweeper
+  completes was recorded by no one else, since the issuance appends only after
+  ``finish_order`` answered;
 - else becomes INVALID with a serverInternal problem; its serial stays RESERVED, as
   evidence that it may have been signed, and is never reused (rows are never deleted).
 
@@ -44,7 +49,9 @@ import logging
 from collections.abc import Collection
 from datetime import timedelta
 
+from acme_ca.authority.audit import Auditor
 from acme_ca.clock import Clock
+from acme_ca.domain.audit import AuditAction
 from acme_ca.domain.models import CertificateRecord, Order, OrderStatus
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.errors import Conflict, NotFound
@@ -82,6 +89,7 @@ class IssuanceSweeper:
         self._clock = clock
         self._batch = batch
         self._in_flight = in_flight
+        self._auditor = Auditor(store, clock)
 
     async def sweep(self) -> int:
         """End every order processing for ``DEADLINE`` or longer whose issuance is not in
@@ -106,6 +114,11 @@ class IssuanceSweeper:
                 await self._store.complete_order(order.id, record.serial)
                 log.warning("order %s was left processing with certificate %s stored: "
                             "now valid", order.id, serial)
+                await self._auditor.record(
+                    AuditAction.CERTIFICATE_ISSUED, identifiers=record.names,
+                    serial=record.serial,
+                    details={"profile": record.profile, "order": order.id,
+                             "account": record.account_id, "completed_by": "sweeper"})
             else:
                 await self._store.update_order_status(
                     order.id, expected=OrderStatus.PROCESSING, status=OrderStatus.INVALID,
