@@ -20,8 +20,12 @@ WORKDIR /var/lib/acme-ca
 VOLUME ["/var/lib/acme-ca"]
 EXPOSE 8555 8556
 
+# /readyz: 200 while the database answers, the intermediate key signs, the CA
+# certificates are 30 days or more from expiry and the background work has a holder.
+# SIGTERM (docker stop) finishes the work in flight within [server] shutdown_timeout
+# (30 s): give `docker stop --time` more than that.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import ssl, urllib.request; urllib.request.urlopen('https://127.0.0.1:8555/health', timeout=4, context=ssl.create_default_context(cafile='/var/lib/acme-ca/ca/root-ca.crt'))"]
+  CMD ["python", "-c", "import ssl, urllib.request; urllib.request.urlopen('https://127.0.0.1:8555/readyz', timeout=4, context=ssl.create_default_context(cafile='/var/lib/acme-ca/ca/root-ca.crt'))"]
 
 ENTRYPOINT ["acme-ca", "--data-dir", "/var/lib/acme-ca"]
 CMD ["serve", "--listen", "0.0.0.0:8555", "--http-listen", "0.0.0.0:8556"]

@@ -5,7 +5,7 @@ and the bench's haproxy, which runs exactly that configuration on loopback ports
 haproxy.cfg (Debian's keeps its ``global`` and ``defaults``). TCP mode, so TLS goes
 through to the replicas untouched (each serves the CA's certificate and sees the
 clients' handshakes); round robin with no stickiness (a replica shares nothing with
-the others but the database); each replica checked every 2 s with ``GET /health`` over
+the others but the database); each replica checked every 2 s with ``GET /readyz`` over
 TLS verified against the CA's root; a connection that a dead replica refuses is
 retried on another.
 """
@@ -49,7 +49,7 @@ def sections(bind: str, servers: Sequence[tuple[str, str]], ca_file: str) -> str
         "    balance roundrobin",
         "    option redispatch",
         "    retries 2",
-        "    option httpchk GET /health",
+        "    option httpchk GET /readyz",
         "    http-check expect status 200",
         "    default-server check check-ssl verify required "
         f"ca-file {ca_file} inter 2s fall 2 rise 2",

@@ -10,7 +10,7 @@ of test_replicas.py.
   ([validation] hosts and http01_port);
 - `running_cluster`: the replicas, each with its own port, data directory (its TLS
   certificate) and logs, sharing the CA files and ``[storage] url``, and haproxy in front
-  (mode tcp: TLS passes through; round robin; health checks on /health), whose address
+  (mode tcp: TLS passes through; round robin; health checks on /readyz), whose address
   is every replica's ``[server] external_url``: the URL the clients see.
 
 Every process is started here and stopped by its pid, pass or fail.
@@ -264,7 +264,7 @@ frontend acme
 backend replicas
     balance roundrobin
     option httpchk
-    http-check send meth GET uri /health ver HTTP/1.1 hdr Host 127.0.0.1
+    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host 127.0.0.1
     http-check expect status 200
     default-server {checks} {timing}
 {servers}"""

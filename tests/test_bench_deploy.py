@@ -77,7 +77,7 @@ async def test_replicas_on_one_sqlite_file_behind_haproxy(tmp_path: Path) -> Non
     for replica in ("acme-ca-1", "acme-ca-2"):  # each signed some of them
         log = (tmp_path / f"{replica}.stderr").read_text()
         assert re.search(r"certificate \w+ for \d+\.bench\.bluerobin\.local", log), replica
-    assert "is DOWN" not in (tmp_path / "haproxy.stderr").read_text()  # /health checks pass
+    assert "is DOWN" not in (tmp_path / "haproxy.stderr").read_text()  # /readyz checks pass
 
 
 @needs_haproxy

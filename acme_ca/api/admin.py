@@ -100,6 +100,5 @@ def create_admin_app(admins: AdminCertificates, ca: CaCertificates) -> web.Appli
     app = web.Application(middlewares=[origin_middleware, admin_guard])
     app[ADMINS] = admins
     app.router.add_get("/metrics", metrics_view(ca), name="metrics")
-    # /healthz and /readyz (api/health.py, helper "lifecycle") are added here, and the
-    # dashboard's routes (api/dashboard.py, helper "dashboard") after them.
+    # /healthz and /readyz: cli/wiring.build_admin_app mounts them (api/health.py)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web, web_response
 
 from acme_ca.api import handlers
@@ -13,7 +15,8 @@ MAX_BODY = 64 * 1024
 SERVER = "acme-ca"  # the Server header: the product, never the versions behind it
 
 
-def create_app(services: Services) -> web.Application:
+def create_app(services: Callable[[], Services]) -> web.Application:
+    """The ACME application over ``services`` (those of the moment: ``api/context.py``)."""
     # aiohttp gives every response it prepares without a Server header "Python/3.x
     # aiohttp/3.y", the 400 its parser sends for a request that is not HTTP included
     # (which no middleware or signal sees). It has no setting for it (aio-libs/aiohttp

@@ -1,8 +1,8 @@
-"""What the front end's handlers reach: the services, under one aiohttp AppKey."""
+"""What the front end's handlers reach: the services of the moment, under one aiohttp AppKey."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -35,4 +35,14 @@ class Services:
     profiles: Mapping[str, str] = field(default_factory=dict)  # meta.profiles: name -> description
 
 
-SERVICES = web.AppKey("services", Services)
+# The services of the moment: a reload (``authority/settings.py``) swaps them whole, so
+# a request reads them once (``services_of``) and uses those to its end.
+SERVICES = web.AppKey("services", Callable[[], Services])
+_OF_REQUEST = web.RequestKey("services", Services)
+
+
+def services_of(request: web.Request) -> Services:
+    """The services this request uses: those of the moment of its first call."""
+    if _OF_REQUEST not in request:
+        request[_OF_REQUEST] = request.app[SERVICES]()
+    return request[_OF_REQUEST]

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from acme_ca.api import views
-from acme_ca.api.context import SERVICES, Services
+from acme_ca.api.context import Services, services_of
 from acme_ca.api.jwk import stored_account_key
 from acme_ca.api.jws import (
     VerifiedRequest,
@@ -38,7 +38,7 @@ RETRY_AFTER = "1"  # seconds: validations on a local network finish well within 
 async def _verified(
     request: web.Request, auth: Literal["jwk", "kid", "either"] = "kid"
 ) -> tuple[VerifiedRequest, Account | None]:
-    services = request.app[SERVICES]
+    services = services_of(request)
     found: dict[str, Account] = {}
 
     async def key_for_kid(kid: str) -> AccountKey:
@@ -80,7 +80,7 @@ def _require_post_as_get(verified: VerifiedRequest) -> None:
 
 
 def _services(request: web.Request) -> Services:
-    return request.app[SERVICES]
+    return services_of(request)
 
 
 # --- public, unauthenticated ----------------------------------------------------------

@@ -42,7 +42,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from acme_ca import metrics
-from acme_ca.api.context import SERVICES
+from acme_ca.api.context import services_of
+from acme_ca.api.health import PATHS as HEALTH_PATHS
 from acme_ca.api.http_cache import RETRY_UNAVAILABLE
 from acme_ca.domain.origin import Origin, current_origin, set_origin
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, server_internal
@@ -53,7 +54,7 @@ access_log = logging.getLogger("acme_ca.access")
 
 PROBLEM_JSON = "application/problem+json"
 # Public, cacheable, not ACME: no nonce, no index link.
-PLAIN_PATHS = frozenset({"/health", "/roots/root.pem", "/roots/chain.pem"})
+PLAIN_PATHS = frozenset({"/health", "/roots/root.pem", "/roots/chain.pem"}) | HEALTH_PATHS
 NO_NONCE_ROUTES = frozenset({"renewal_info"})  # ACME GETs answered without a nonce
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -108,7 +109,7 @@ def _unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:
 async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     acme = request.path not in PLAIN_PATHS
-    services = request.app[SERVICES]
+    services = services_of(request)
     nonce: str | None = None
     try:
         if acme and request.match_info.route.name not in NO_NONCE_ROUTES:

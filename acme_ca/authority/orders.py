@@ -316,10 +316,10 @@ class OrderService:
         return await self._in_flight.run(
             order.id, self._issue(order, request, csr_der, issuer, charge))
 
-    async def drain(self) -> None:
+    async def drain(self, limit: float | None = None) -> None:
         """Wait for the issuances in flight (at shutdown, before the store closes), at
-        most ``issuance.DRAIN_LIMIT`` seconds."""
-        await self._in_flight.drain()
+        most ``limit`` seconds (None: ``issuance.DRAIN_LIMIT``)."""
+        await self._in_flight.drain(limit)
 
     async def _issue(
         self, order: Order, request: LeafRequest, csr_der: bytes, issuer: Issuer,

@@ -120,6 +120,24 @@ class ValidationSupervisor:
         self._tasks: dict[str, asyncio.Task[Challenge | None]] = {}  # by challenge id
         self._closed = False
 
+    def configure(
+        self,
+        validators: Mapping[str, Validator],
+        *,
+        valid_authorization_lifetime: timedelta,
+        timeout: float,
+        caa: CaaChecker | None,
+        limits: RateLimits,
+    ) -> None:
+        """New settings (a configuration reload: ``authority/settings.py``) for the
+        validations that start from now on; those running finish with the old ones. The
+        limits on validations in flight stay (their semaphores hold the work queued)."""
+        self._validators = validators
+        self._lifetime = valid_authorization_lifetime
+        self._timeout = timeout
+        self._caa = caa
+        self._limits = limits
+
     @property
     def challenge_types(self) -> tuple[str, ...]:
         return tuple(self._validators)

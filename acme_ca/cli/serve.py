@@ -4,8 +4,10 @@ On first start with no CA in the data directory it bootstraps one (see
 `ca_commands.bootstrap`); every start, once listening, warns in one line while the
 root key is still in the data directory (the server never reads it, but a thief of
 the host would take it too), and says how many keys the key blocklist holds.
-SIGHUP reloads the intermediate (after `acme-ca intermediate renew`) without dropping
-connections; SIGTERM or SIGINT stop it.
+SIGHUP reloads the configuration file (what can change at run time: ``cli/reload.py``)
+and the intermediate (after `acme-ca intermediate renew`) without dropping
+connections; SIGTERM or SIGINT stop it gracefully: no new connection, the work in
+flight finished within ``[server] shutdown_timeout`` (``cli/lifecycle.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
@@ -27,8 +30,11 @@ from acme_ca.authority.archived_keys import ArchivedKeys
 from acme_ca.authority.crls import unsigned_crl_problem
 from acme_ca.authority.ocsp import OcspResponder
 from acme_ca.authority.server_tls import ServerTls
+from acme_ca.authority.settings import Settings
 from acme_ca.cli import logs
 from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
+from acme_ca.cli.lifecycle import HANDLERS_GRACE, reloader, stop_gracefully
+from acme_ca.cli.reload import reload_config
 from acme_ca.cli.secrets import intermediate_passphrase
 from acme_ca.cli.wiring import (
     admin_issuers_pem,
@@ -96,13 +102,15 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
     clock = SystemClock()
     set_origin(Origin())  # the server acts for its clients (each request sets its origin)
     _freeze_startup_objects()
+    load = reloader(args)
     if workers == 1:
-        asyncio.run(serve(config, clock))
+        asyncio.run(serve(config, clock, load=load))
         return 0
     if config.admin.listen is not None:  # the workers' metrics, summed by whichever answers
         use_directory(config.server.data_dir / "metrics")
     asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
-    return run_workers(workers, lambda index: asyncio.run(serve(config, clock, index)))
+    return run_workers(workers,
+                       lambda index: asyncio.run(serve(config, clock, index, load=load)))
 
 
 def root_key_warning(config: Config) -> str | None:
@@ -237,10 +245,14 @@ async def prepare_tls(config: Config, clock: Clock) -> None:
         await store.close()
 
 
-async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
+async def serve(config: Config, clock: Clock, worker: int = 0,
+                load: Callable[[], Config] | None = None) -> None:
     """One server process; with several workers, worker 0 renews the TLS certificate
     and the others follow its file. The cluster's background work runs in whichever
-    process of any replica holds its lease (``build_app``, ``authority/background.py``)."""
+    process of any replica holds its lease (``build_app``, ``authority/background.py``).
+    SIGHUP: ``load`` gives the configuration again (``cli/reload.py``), then the
+    intermediate is read again; SIGTERM or SIGINT: ``stop_gracefully``."""
+    settings = Settings(config)
     issuer = IssuerHolder(config, clock)
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     if config.admin.listen is not None:  # its /metrics shows the store's latency
@@ -263,7 +275,8 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
             admin = tls.share(admin_tls_context(issuer.current))
             await _listen(runners, build_admin_app(store, issuer, clock), config.admin.listen,
                           config, admin, setting=" ([admin] listen)")
-        acme = build_app(config, store, issuer, clock, own=await own_endpoints(config))
+        acme = build_app(config, store, issuer, clock, own=await own_endpoints(config),
+                         settings=settings)
         await _listen(runners, acme, config.server.listen, config, context)
         if ocsp is not None:  # worker 0 issues or reuses; the others load what it wrote
             if worker == 0:
@@ -286,7 +299,8 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
         tasks.append(asyncio.create_task(tls.run_renewals() if worker == 0 else tls.follow()))
         tasks.append(asyncio.create_task(
-            _reloads(reload_requested, issuer, tls, worker, store, clock, ocsp, admin)))
+            _reloads(reload_requested, issuer, tls, worker, store, clock, ocsp, admin,
+                     lambda: load is not None and reload_config(settings, load))))
         if worker == 0:  # one process per host: the archive is this host's files
             keys = ArchivedKeys(
                 archive_dir(config.ca.intermediate_cert), store, clock, issuer,
@@ -298,13 +312,14 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
             tasks.append(asyncio.create_task(keys.run()))
         if worker:
             await stop.wait()
+            await stop_gracefully(runners, acme, settings)
             return
         base = config.server.base_url
         print(f"acme-ca {__version__} serving {base} (listening on {config.server.listen})")
         print(f"  ACME directory:   {base}/directory")
         print(f"  root certificate: {config.ca.root_cert}  (trust it: acme-ca trust)")
         print(f"  CA chain:         {base}/roots/chain.pem")
-        print(f"  health:           {base}/health")
+        print(f"  health:           {base}/readyz")
         crl_url = publication(config).crl_url(issuer.current.fingerprint)
         print(f"  CRL:              {crl_url}  (listening on {config.revocation.http_listen})")
         if ocsp is not None:
@@ -314,7 +329,7 @@ async def serve(config: Config, clock: Clock, worker: int = 0) -> None:
                   f"{config.admin.listen}; admin certificates only: acme-ca admin-cert)")
         sys.stdout.flush()
         await stop.wait()
-        log.info("stopping")
+        await stop_gracefully(runners, acme, settings)
     finally:
         for task in tasks:
             task.cancel()
@@ -329,7 +344,8 @@ async def _listen(runners: list[web.AppRunner], app: web.Application, listen: st
     """Serve ``app`` on ``listen`` ("host:port"; HTTPS with ``context``), sharing the
     port with the other workers; its runner joins ``runners`` (cleaned up at the end).
     A port already taken is a one-line error naming the setting."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           shutdown_timeout=HANDLERS_GRACE)
     await runner.setup()
     runners.append(runner)
     host, port = parse_host_port(listen)
@@ -344,10 +360,13 @@ async def _listen(runners: list[web.AppRunner], app: web.Application, listen: st
 async def _reloads(requested: asyncio.Event, issuer: IssuerHolder, tls: ServerTls,
                    worker: int, store: Store, clock: Clock,
                    ocsp: OcspResponder | None = None,
-                   admin: ssl.SSLContext | None = None) -> None:
+                   admin: ssl.SSLContext | None = None,
+                   reload_settings: Callable[[], bool] = lambda: False) -> None:
+    """SIGHUP: the configuration (``cli/reload.py``), then the intermediate."""
     while True:
         await requested.wait()
         requested.clear()
+        reload_settings()
         if await checked_reload(issuer, store, clock.now()):
             log.info("switched to intermediate %s", issuer.current.fingerprint[:16])
             if ocsp is not None:  # worker 0 issues the new one's responder now, the

@@ -6,15 +6,18 @@ what the server runs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
 from acme_ca.api.admin import create_admin_app
 from acme_ca.api.app import create_app
-from acme_ca.api.context import Services
+from acme_ca.api.context import SERVICES, Services
+from acme_ca.api.health import mount_health
 from acme_ca.api.links import Links
 from acme_ca.api.publication import create_publication_app
 from acme_ca.authority.accounts import AccountService
@@ -34,9 +37,11 @@ from acme_ca.authority.ocsp_responders import ResponderCertificates, responder_v
 from acme_ca.authority.orders import OrderService
 from acme_ca.authority.profiles import Catalog
 from acme_ca.authority.published_crls import PublishedCrls
+from acme_ca.authority.readiness import Readiness
 from acme_ca.authority.renewal_info import RenewalInfo
 from acme_ca.authority.retention import Retention
 from acme_ca.authority.revocation import RevocationService
+from acme_ca.authority.settings import Settings
 from acme_ca.authority.supervisor import ValidationSupervisor
 from acme_ca.authority.sweeper import IssuanceSweeper
 from acme_ca.clock import Clock
@@ -145,78 +150,116 @@ def build_app(
     clock: Clock,
     validators: Mapping[str, Validator] | None = None,
     own: OwnEndpoints | None = None,
+    settings: Settings | None = None,
 ) -> web.Application:
-    """The application; ``own`` (from ``own_endpoints``) goes to ``default_validators``."""
+    """The application; ``own`` (from ``own_endpoints``) goes to ``default_validators``.
+
+    ``settings`` (``serve``'s, which a SIGHUP swaps: ``cli/reload.py``) holds
+    ``config``; what follows a setting that may change at run time is derived from it
+    (``authority/settings.py``): the request services, the validation settings, the
+    CRL publisher and the retention job. Links, nonces, the issuances in flight and
+    the supervisor's limits are built once."""
+    settings = settings if settings is not None else Settings(config)
+    config = settings.current
     links = Links(config.server.base_url)
-    caa = caa_checker(config)
-    limits = RateLimits(store, clock, config.limits)  # [limits], shared through the store
-    supervisor = ValidationSupervisor(
-        store,
-        clock,
-        validators if validators is not None else default_validators(config, own),
-        valid_authorization_lifetime=config.policy.valid_authorization_lifetime,
-        max_in_flight=config.validation.max_in_flight,
-        max_in_flight_per_account=config.validation.max_in_flight_per_account,
-        timeout=config.validation.timeout.total_seconds(),
-        caa=caa,
-        account_uri=links.account,
-        limits=limits,
-    )
-    recheck = None if caa is None else CaaRecheck(
-        caa, links.account, timeout=config.validation.timeout.total_seconds()
-    )
+    nonces = NonceService(store, clock)
     in_flight = InFlight()  # the orders' issuances, which the sweeper leaves alone
-    profiles = Catalog.from_config(config)
-    renewal_info = RenewalInfo(store, clock, config.revocation.renewal_info_retry_after)
-    auditor = Auditor(store, clock)  # who acts: the request's Origin (api/middleware)
-    services = Services(
-        accounts=AccountService(store, clock, terms_of_service=config.acme.terms_of_service,
-                                blocked_keys=config.policy.blocked_keys,
-                                eab_required=config.acme.eab_required, limits=limits,
-                                auditor=auditor),
-        orders=OrderService(store, clock, config.policy, issuer, supervisor.challenge_types,
-                            caa_recheck=recheck, in_flight=in_flight, profiles=profiles,
-                            limits=limits, renewal_info=renewal_info, auditor=auditor),
-        authorizations=AuthorizationService(store, clock, supervisor, limits),
-        revocation=RevocationService(store, clock, auditor),
-        renewal_info=renewal_info,
-        nonces=NonceService(store, clock),
-        links=links,
-        ca=CaCertificates(issuer),
-        meta=config.acme,
-        caa_identities=config.validation.caa_identities,
-        profiles=profiles.offered(),
+
+    def validation(c: Config) -> dict[str, Any]:
+        """The supervisor's settings (``ValidationSupervisor.configure``)."""
+        return {
+            "validators": validators if validators is not None else default_validators(c, own),
+            "valid_authorization_lifetime": c.policy.valid_authorization_lifetime,
+            "timeout": c.validation.timeout.total_seconds(),
+            "caa": caa_checker(c),
+            "limits": RateLimits(store, clock, c.limits),  # [limits], shared through the store
+        }
+
+    supervisor_settings = settings.derive(validation)
+    supervisor = ValidationSupervisor(
+        store, clock, max_in_flight=config.validation.max_in_flight,
+        max_in_flight_per_account=config.validation.max_in_flight_per_account,
+        account_uri=links.account, **supervisor_settings(),
     )
+    settings.on_swap(lambda _: supervisor.configure(**supervisor_settings()))
+
+    auditor = Auditor(store, clock)  # who acts: the request's Origin (api/middleware)
+
+    def request_services(c: Config) -> Services:
+        """What the handlers call, built from the settings ``c``."""
+        limits = RateLimits(store, clock, c.limits)
+        caa = caa_checker(c)
+        recheck = None if caa is None else CaaRecheck(
+            caa, links.account, timeout=c.validation.timeout.total_seconds()
+        )
+        profiles = Catalog.from_config(c)
+        renewal_info = RenewalInfo(store, clock, c.revocation.renewal_info_retry_after)
+        return Services(
+            accounts=AccountService(store, clock, terms_of_service=c.acme.terms_of_service,
+                                    blocked_keys=c.policy.blocked_keys,
+                                    eab_required=c.acme.eab_required, limits=limits,
+                                    auditor=auditor),
+            orders=OrderService(store, clock, c.policy, issuer, supervisor.challenge_types,
+                                caa_recheck=recheck, in_flight=in_flight, profiles=profiles,
+                                limits=limits, renewal_info=renewal_info, auditor=auditor),
+            authorizations=AuthorizationService(store, clock, supervisor, limits),
+            revocation=RevocationService(store, clock, auditor),
+            renewal_info=renewal_info,
+            nonces=nonces,
+            links=links,
+            ca=CaCertificates(issuer),
+            meta=c.acme,
+            caa_identities=c.validation.caa_identities,
+            profiles=profiles.offered(),
+        )
+
+    services = settings.derive(request_services)
+    crls = settings.derive(lambda c: CrlPublisher(
+        store, clock, issuer, publication(c), c.revocation.crl_lifetime,
+        backdate=c.policy.backdate))
+    retention = settings.derive(lambda c: Retention(store, clock, c.retention.grace))
     app = create_app(services)
+    mount_health(app, Readiness(store, issuer, clock))
     app[SUPERVISOR] = supervisor
     app[SWEEPER] = sweeper = IssuanceSweeper(store, clock, in_flight=in_flight)
     app[BACKGROUND] = background = BackgroundWork(store, [
         Job("ending issuances left processing", sweeper.sweep),
         Job("resuming validations left processing", supervisor.resume_stopped),
-        Job("purging expired nonces", services.nonces.purge_expired),
+        Job("purging expired nonces", nonces.purge_expired),
         Job("expiring orders and authorizations", Expiry(store, clock).expire),
-        Job("pruning what expired past the retention grace",
-            Retention(store, clock, config.retention.grace).prune),
-        Job("publishing CRLs", CrlPublisher(store, clock, issuer, publication(config),
-                                            config.revocation.crl_lifetime,
-                                            backdate=config.policy.backdate).publish),
+        Job("pruning what expired past the retention grace", lambda: retention().prune()),
+        Job("publishing CRLs", lambda: crls().publish()),
     ])
 
     async def run_background(_: web.Application) -> AsyncIterator[None]:
         """The cluster's background work, in the process holding its lease (a first try
         before the first request); at shutdown, the validations and issuances in flight
-        finish (at most their grace and ``DRAIN_LIMIT``) before the lease is given up
-        and the store closes."""
+        finish (at most ``[server] shutdown_timeout``: ``finish_in_flight``, which
+        ``serve`` calls earlier, once no new connection is accepted) before the lease is
+        given up and the store closes."""
         await background.start()
         yield
         try:
-            await supervisor.close()
-            await services.orders.drain()
+            await finish_in_flight(app, settings.current.server.shutdown_timeout.total_seconds())
         finally:
             await background.close()
 
     app.cleanup_ctx.append(run_background)
     return app
+
+
+async def finish_in_flight(app: web.Application, timeout: float) -> None:
+    """Shutdown (issue 13 item 7): the supervisor takes no new validation; those in
+    flight, and the issuances in flight, finish within ``timeout`` seconds in all. What
+    still runs then is cancelled and left as it is, processing, for the next start (or
+    another replica) to take up: the holder of the background lease resumes the
+    validations (``ValidationSupervisor.resume_stopped``, once they are older than a
+    validation lasts) and ends the orders (``IssuanceSweeper``). Calling it again
+    finds nothing in flight and returns at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    await app[SUPERVISOR].close(grace=timeout)
+    await app[SERVICES]().orders.drain(max(0.0, deadline - loop.time()))
 
 
 def build_ocsp(
@@ -238,9 +281,11 @@ def build_ocsp(
 
 
 def build_admin_app(store: Store, issuer: Callable[[], Issuer], clock: Clock) -> web.Application:
-    """The admin listener's application ([admin] listen): the guard, /metrics, and
-    what ``create_admin_app`` mounts."""
-    return create_admin_app(AdminCertificates(store, clock, issuer), CaCertificates(issuer))
+    """The admin listener's application ([admin] listen): the guard, /metrics, what
+    ``create_admin_app`` mounts, and /healthz and /readyz (as on the ACME listener)."""
+    app = create_admin_app(AdminCertificates(store, clock, issuer), CaCertificates(issuer))
+    mount_health(app, Readiness(store, issuer, clock))
+    return app
 
 
 def admin_tls_context(issuer: Issuer) -> ssl.SSLContext:

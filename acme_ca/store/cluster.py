@@ -62,3 +62,7 @@ class LeaseStore(Protocol):
     async def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up if ``holder`` has it (at shutdown, so that another process
         takes over at once); nothing otherwise."""
+
+    async def lease_holder(self, name: str) -> str | None:
+        """Who holds the lease ``name`` now, unexpired on the lease's clock; None if it is
+        free or expired. One indexed read, no write (``/readyz`` asks it every poll)."""

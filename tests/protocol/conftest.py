@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from acme_ca.authority.settings import Settings
 from acme_ca.cli.serve import IssuerHolder, checked_reload
 from acme_ca.cli.wiring import SUPERVISOR, build_app
 from acme_ca.clock import FakeClock
@@ -61,6 +62,7 @@ class AcmeServer:
     issuers: IssuerHolder  # what serve holds; reload(): SIGHUP after `intermediate renew`
     app: Any
     config: Config
+    settings: Settings  # what serve holds; swap(): SIGHUP with a changed file
 
     @property
     def issuer(self) -> Any:
@@ -96,10 +98,11 @@ def server_factory(tmp_path: Path, make_hierarchy: Callable[..., Any], aiohttp_c
         issuers = IssuerHolder(config, clock)
         store = await open_store(config.storage.url, clock=clock)
         validator = ServedValidator()
+        settings = Settings(config)
         app = build_app(config, store, issuers, clock,
-                        dict.fromkeys(challenge_types, validator))
+                        dict.fromkeys(challenge_types, validator), settings=settings)
         http = await aiohttp_client(app)
-        return AcmeServer(http, store, clock, validator, issuers, app, config)
+        return AcmeServer(http, store, clock, validator, issuers, app, config, settings)
 
     return start
 

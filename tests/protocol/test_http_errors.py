@@ -221,7 +221,7 @@ async def test_unexpected_exception_is_server_internal_with_request_id(
     async def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals /etc/acme-ca")
 
-    monkeypatch.setattr(server.app[SERVICES].orders, "new_order", explode)
+    monkeypatch.setattr(server.app[SERVICES]().orders, "new_order", explode)
     client = await registered(server)
     with caplog.at_level(logging.ERROR):
         response = await client.new_order("web.bluerobin.local")

@@ -41,7 +41,7 @@ async def start_finalize(server: AcmeServer, client: AcmeTestClient,
     _, url = await ready_order(server, client, NAME)
     account = await server.store.find_account_by_thumbprint(client.thumbprint())
     csr, _ = make_csr([NAME])
-    orders = orders or server.app[SERVICES].orders
+    orders = orders or server.app[SERVICES]().orders
     finalizing = orders.finalize(account, order_id(url), {"csr": b64(csr)})
     return asyncio.create_task(finalizing), url
 
@@ -133,7 +133,7 @@ async def test_the_failure_of_a_cancelled_finalize_is_logged_with_its_order(
     monkeypatch.setattr(server.store, "start_issuance", locked)
     request, url = await start_finalize(server, client)
     await cancel_held(request, entered, release)
-    await within(server.app[SERVICES].orders.drain(), "the drain")
+    await within(server.app[SERVICES]().orders.drain(), "the drain")
     gc.collect()
     errors = [r for r in caplog.records
               if r.levelno == logging.ERROR and r.name == "acme_ca.authority.issuance"]
@@ -155,7 +155,7 @@ async def test_drain_waits_for_a_held_issuance_before_the_store_closes(
     http = await aiohttp_client(app)
     client = AcmeTestClient(http)
     assert (await client.new_account()).status == 201
-    orders = app[SERVICES].orders
+    orders = app[SERVICES]().orders
     draining, entered = asyncio.Event(), asyncio.Event()
     real_finish, real_drain = server.store.finish_order, orders.drain
     stored_when_drained: list[CertificateStatus] = []
@@ -165,9 +165,9 @@ async def test_drain_waits_for_a_held_issuance_before_the_store_closes(
         await draining.wait()
         return await real_finish(*args)
 
-    async def observed_drain() -> None:
+    async def observed_drain(limit: float | None = None) -> None:
         draining.set()
-        await real_drain()
+        await real_drain(limit)
         stored_when_drained.extend(r.status for r in await server.store.list_certificates())
 
     monkeypatch.setattr(server.store, "finish_order", held_finish)
@@ -197,7 +197,7 @@ async def test_drain_gives_up_on_a_stuck_issuance_after_its_limit(
     request, _ = await start_finalize(server, client)
     await within(entered.wait(), "the issuance to be stuck")
     try:
-        await within(server.app[SERVICES].orders.drain(), "the drain to give up")
+        await within(server.app[SERVICES]().orders.drain(), "the drain to give up")
     finally:
         never.set()
     assert "1 issuance(s) still running" in caplog.text, caplog.text

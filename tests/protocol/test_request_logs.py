@@ -83,7 +83,7 @@ async def test_a_server_internal_problem_names_the_logged_request_id(
     """RFC 8555 6.7 serverInternal: the id the client is told is the request id of the
     traceback's line and of the access line (api/middleware)."""
     client = await registered(server)
-    orders = server.app[SERVICES].orders
+    orders = server.app[SERVICES]().orders
 
     async def broken(*_: Any) -> None:
         raise RuntimeError("a bug")

@@ -53,6 +53,7 @@ SET holder = excluded.holder, expires = clock_timestamp() + $3::interval
 WHERE lease.holder = excluded.holder OR lease.expires <= clock_timestamp()
 RETURNING expires"""
 _RELEASE = "DELETE FROM leases WHERE name = $1 AND holder = $2"
+_HOLDER = "SELECT holder FROM leases WHERE name = $1 AND expires > clock_timestamp()"
 
 
 class ClusterMethods(PostgresBase):
@@ -81,3 +82,7 @@ class ClusterMethods(PostgresBase):
 
     async def release_lease(self, name: str, holder: str) -> None:
         await self._write(_RELEASE, name, holder)
+
+    async def lease_holder(self, name: str) -> str | None:
+        holder: str | None = first(await self._read(_HOLDER, name))
+        return holder

@@ -24,6 +24,7 @@ ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.ex
 WHERE leases.holder = excluded.holder OR leases.expires <= ?4
 RETURNING expires"""
 _RELEASE = "DELETE FROM leases WHERE name = ? AND holder = ?"
+_HOLDER = "SELECT holder FROM leases WHERE name = ? AND expires > ?"
 
 
 class LeaseMethods(SqliteBase):
@@ -38,3 +39,7 @@ class LeaseMethods(SqliteBase):
 
     async def release_lease(self, name: str, holder: str) -> None:
         await self._write(_RELEASE, (name, holder))
+
+    async def lease_holder(self, name: str) -> str | None:
+        rows = await self._read(_HOLDER, (name, to_text(SystemClock().now())))
+        return str(rows[0]["holder"]) if rows else None

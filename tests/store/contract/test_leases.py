@@ -145,3 +145,22 @@ async def test_a_lease_taken_after_a_long_wait_for_its_lock_runs_ttl_from_then(
     granted = await taking
     assert granted is not None and granted > SystemClock().now()
     assert await store.hold_lease("background", "replica-a", SHORT) is None
+
+
+async def test_lease_holder_names_the_unexpired_holder_and_nobody_once_free_or_expired(
+    store: Store, other: Store
+):
+    """Issue 13 item 1: /readyz asks whether some process of the cluster holds the
+    background lease; the answer is the same through any store, None when the lease is
+    free, released or expired, and reading it takes nothing."""
+    assert await other.lease_holder("background") is None
+    assert await store.hold_lease("background", "replica-a", HOUR) is not None
+    assert await other.lease_holder("background") == "replica-a"
+    assert await store.lease_holder("other work") is None
+    await store.release_lease("background", "replica-a")
+    assert await other.lease_holder("background") is None
+    assert await store.hold_lease("background", "replica-b", SHORT) is not None
+    assert await store.lease_holder("background") == "replica-b"
+    await asyncio.sleep((SHORT + SLACK / 10).total_seconds())
+    assert await other.lease_holder("background") is None
+    assert await other.hold_lease("background", "replica-c", HOUR) is not None  # still free

@@ -1,0 +1,153 @@
+"""Whether this process should be sent traffic: the checks behind ``/readyz`` (issue 13 item 1).
+
+``/healthz`` says only that the process answers; a load balancer asks ``/readyz``
+every second or so, and sends requests elsewhere while one of these fails:
+
+- ``store``: the database answers a cheap read (who holds the background lease: one
+  indexed row) within ``STORE_TIMEOUT`` seconds;
+- ``signing``: the current intermediate's key signs (a fixed message, verified with the
+  intermediate certificate's public key: a key file swapped for another, or a PKCS#11
+  token gone, fails here and not at the next finalize). The result is kept for
+  ``SIGNING_CACHE`` seconds per intermediate, so polling every second costs one
+  signature every few seconds;
+- ``certificates``: neither the root nor the intermediate expires within
+  ``EXPIRY_MARGIN`` (30 days): time to renew (``acme-ca intermediate renew``), not yet
+  an outage;
+- ``background_lease``: some process of the cluster (this one or another replica)
+  holds the background lease unexpired (``background.py``): without it no order left
+  processing is ended, nothing expires, no CRL is published. Read through the store,
+  so it fails with ``store`` too. When a holder dies its lease expires and a survivor
+  takes it at its next try, up to ``PERIOD`` later: a check in that gap would fail on
+  every replica at once and a load balancer would take them all out, so the check
+  fails only once no holder has been seen for ``LEASE_GRACE`` (a process that never
+  saw one fails at once).
+
+A check never raises: each failure is a line of text that names what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from acme_ca.authority.background import LEASE, PERIOD
+from acme_ca.clock import Clock
+from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.keys import signature_hash
+from acme_ca.store.cluster import LeaseStore
+
+STORE_TIMEOUT = 2.0  # seconds: a database slower than this is not ready for requests
+SIGNING_CACHE = 5.0  # seconds a signing check's result is reused
+EXPIRY_MARGIN = timedelta(days=30)
+LEASE_GRACE = 3 * PERIOD  # seconds without a lease holder before the check fails
+MESSAGE = b"acme-ca readiness: the intermediate key signs"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One check's outcome: ``detail`` says what failed (empty when ``ok``)."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class Readiness:
+    """The checks of ``/readyz`` for one process (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: LeaseStore,
+        issuer: Callable[[], Issuer],
+        clock: Clock,
+        *,
+        store_timeout: float = STORE_TIMEOUT,
+        signing_cache: float = SIGNING_CACHE,
+    ) -> None:
+        self._store = store
+        self._issuer = issuer
+        self._clock = clock
+        self._store_timeout = store_timeout
+        self._signing_cache = signing_cache
+        self._signed: tuple[str, float, Check] | None = None  # fingerprint, when, result
+        self._holder_seen: float | None = None  # when a lease holder was last seen
+
+    async def checks(self) -> Sequence[Check]:
+        """Every check, in a fixed order; never raises."""
+        issuer = self._issuer()
+        store, lease = await self._store_and_lease()
+        return (store, await self._signing(issuer),
+                certificates_check(issuer, self._clock.now()), lease)
+
+    async def _store_and_lease(self) -> tuple[Check, Check]:
+        try:
+            holder = await asyncio.wait_for(self._store.lease_holder(LEASE), self._store_timeout)
+        except TimeoutError:
+            failed = f"the database did not answer within {self._store_timeout:g}s"
+        except Exception as exc:
+            failed = f"the database cannot be read: {type(exc).__name__}: {exc}"
+        else:
+            now = self._clock.monotonic()
+            if holder is not None:
+                self._holder_seen = now
+            if self._holder_seen is None or now - self._holder_seen >= LEASE_GRACE:
+                return Check("store", True), Check(
+                    "background_lease", False,
+                    "no process holds the background lease: orders left processing are "
+                    "not ended, nothing expires, no CRL is published")
+            return Check("store", True), Check("background_lease", True)
+        return Check("store", False, failed), Check(
+            "background_lease", False, "unknown: the database cannot be read")
+
+    async def _signing(self, issuer: Issuer) -> Check:
+        now = self._clock.monotonic()
+        if self._signed is not None:
+            fingerprint, when, result = self._signed
+            if fingerprint == issuer.fingerprint and now - when < self._signing_cache:
+                return result
+        result = await asyncio.to_thread(signing_check, issuer)
+        self._signed = (issuer.fingerprint, now, result)
+        return result
+
+
+def signing_check(issuer: Issuer) -> Check:
+    """Sign ``MESSAGE`` with the intermediate's key; verify it with its certificate."""
+    key, public = issuer.key, issuer.certificate.public_key()
+    digest = signature_hash(key)
+    try:
+        if isinstance(key, rsa.RSAPrivateKey) and isinstance(public, rsa.RSAPublicKey):
+            public.verify(key.sign(MESSAGE, padding.PKCS1v15(), digest), MESSAGE,
+                          padding.PKCS1v15(), digest)
+        elif (isinstance(key, ec.EllipticCurvePrivateKey)
+              and isinstance(public, ec.EllipticCurvePublicKey)):
+            public.verify(key.sign(MESSAGE, ec.ECDSA(digest)), MESSAGE, ec.ECDSA(digest))
+        else:
+            return Check("signing", False, "the intermediate key and certificate are of "
+                         "different types")
+    except Exception as exc:
+        reason = "its certificate does not verify the signature" if not str(exc) else str(exc)
+        return Check("signing", False, f"the intermediate key cannot sign: {reason}")
+    return Check("signing", True)
+
+
+def certificates_check(issuer: Issuer, now: datetime,
+                       margin: timedelta = EXPIRY_MARGIN) -> Check:
+    """Neither the root nor the intermediate expires within ``margin`` of ``now``."""
+    soon = [_expiry(name, cert, now) for name, cert in
+            (("root", issuer.root), ("intermediate", issuer.certificate))
+            if cert.not_valid_after_utc - now < margin]
+    if soon:
+        return Check("certificates", False, "; ".join(soon) + " (renew with `acme-ca "
+                     "intermediate renew`; a root needs a new hierarchy)")
+    return Check("certificates", True)
+
+
+def _expiry(name: str, cert: x509.Certificate, now: datetime) -> str:
+    left = cert.not_valid_after_utc - now
+    return (f"the {name} certificate expires on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} "
+            f"UTC, in {max(left.days, 0)} days")
