@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from acme_ca.domain.audit import AuditEntry, account_actor, key_actor, verify_chain
 from acme_ca.domain.models import serial_hex
 from acme_ca.encoding import jwk_thumbprint
+from acme_ca.errors import StoreUnavailable
 from tests.acme_client import AcmeTestClient, b64
 from tests.authority.test_auditor import Kept, audit_lines
 from tests.protocol.conftest import AcmeServer
@@ -267,3 +268,28 @@ async def test_a_revocation_stands_and_is_answered_when_its_append_fails_oddly(
     assert (await server.store.get_certificate(serial)).status.value == "revoked"
     (line,) = [r.getMessage() for r in audit_lines.records]
     assert "certificate.revoked" in line and serial in line
+
+
+async def test_an_issuance_whose_commit_answer_is_lost_is_still_recorded(
+        server: AcmeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13 item 4, review finding F2: ``finish_order`` committed (certificate stored,
+    order valid) but its answer was lost; the issuance re-raises for a 503, and no one
+    else would ever record the certificate (the sweeper sees only processing orders). It
+    reads the certificate back and appends its certificate.issued entry."""
+    client = await registered(server)
+    order, _ = await ready_order(server, client, *NAMES)
+    real = server.store.finish_order
+
+    async def committed_then_lost(*args: Any, **kwargs: Any) -> Any:
+        await real(*args, **kwargs)
+        raise StoreUnavailable("the connection broke before the COMMIT's answer")
+
+    monkeypatch.setattr(server.store, "finish_order", committed_then_lost)
+    response, _ = await finalize(client, order, *NAMES)
+    monkeypatch.undo()
+    assert response.status == 503, response.body
+    issued_entries = [e for e in await server.store.audit_entries()
+                      if e.action == "certificate.issued"]
+    assert len(issued_entries) == 1
+    stored = await server.store.get_certificate(issued_entries[0].serial)
+    assert stored.der is not None and set(issued_entries[0].identifiers) == set(NAMES)
