@@ -12,12 +12,11 @@ The sweeper ends such orders: each order processing for ``DEADLINE`` or longer (
 from the reservation of its serial), except those whose issuance is in flight in this
 process (``InFlight``),
 
-- becomes VALID if its certificate was stored (only the order's move was lost, or its
-  acknowledgement: ``finish_order`` committed, its answer did not arrive, and the
-  issuance gave up before its audit entry), and its ``certificate.issued`` entry is
-  appended (actor ``system``, ``completed_by: sweeper``): a certificate the sweeper
-  completes was recorded by no one else, since the issuance appends only after
-  ``finish_order`` answered;
+- becomes VALID if its certificate was stored (only the order's move was lost), and
+  its ``certificate.issued`` entry is appended (actor ``system``, ``completed_by:
+  sweeper``): the issuance appends only once ``finish_order`` answered, so no one else
+  recorded it (a ``finish_order`` that committed but whose answer was lost leaves the
+  order VALID, not here: ``issuance.sign_for_order`` records that one);
 - else becomes INVALID with a serverInternal problem; its serial stays RESERVED, as
   evidence that it may have been signed, and is never reused (rows are never deleted).
 
