@@ -122,7 +122,7 @@ async def test_a_failed_request_s_line_names_its_route_not_the_client_s_path(
     async def fails() -> str:
         raise failure
 
-    monkeypatch.setattr(server.app[SERVICES].nonces, "new", fails)
+    monkeypatch.setattr(server.app[SERVICES]().nonces, "new", fails)
     forged = "/acme/x%0a2026-12-06 21:30:00,123 INFO acme_ca.access: POST /forged 200%0a"
     assert (await server.http.get(forged)).status in (500, 503)
     assert (await server.http.post("/acme/new-order")).status in (500, 503)
