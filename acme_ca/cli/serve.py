@@ -273,8 +273,9 @@ async def serve(config: Config, clock: Clock, worker: int = 0,
         admin = None
         if config.admin.listen is not None:  # bound before the ACME app starts its work
             admin = tls.share(admin_tls_context(issuer.current))
-            await _listen(runners, build_admin_app(store, issuer, clock), config.admin.listen,
-                          config, admin, setting=" ([admin] listen)")
+            admin_app = build_admin_app(store, issuer, clock, config.server.data_dir)
+            await _listen(runners, admin_app, config.admin.listen, config, admin,
+                          setting=" ([admin] listen)")
         acme = build_app(config, store, issuer, clock, own=await own_endpoints(config),
                          settings=settings)
         await _listen(runners, acme, config.server.listen, config, context)

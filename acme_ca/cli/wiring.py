@@ -10,6 +10,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from aiohttp import web
 from acme_ca.api.admin import create_admin_app
 from acme_ca.api.app import create_app
 from acme_ca.api.context import SERVICES, Services
+from acme_ca.api.dashboard import add_dashboard_routes
 from acme_ca.api.health import mount_health
 from acme_ca.api.links import Links
 from acme_ca.api.publication import create_publication_app
@@ -28,6 +30,7 @@ from acme_ca.authority.background import BackgroundWork, Job
 from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.caa_recheck import CaaRecheck
 from acme_ca.authority.crls import CrlPublisher
+from acme_ca.authority.dashboard import Dashboard, form_key
 from acme_ca.authority.expiry import Expiry
 from acme_ca.authority.issuance import InFlight
 from acme_ca.authority.limits import RateLimits
@@ -280,11 +283,15 @@ def build_ocsp(
     return OcspResponder(store, certificates, clock, lifetime, backdate=config.policy.backdate)
 
 
-def build_admin_app(store: Store, issuer: Callable[[], Issuer], clock: Clock) -> web.Application:
+def build_admin_app(store: Store, issuer: Callable[[], Issuer], clock: Clock,
+                    data_dir: Path) -> web.Application:
     """The admin listener's application ([admin] listen): the guard, /metrics, what
-    ``create_admin_app`` mounts, and /healthz and /readyz (as on the ACME listener)."""
+    ``create_admin_app`` mounts, /healthz and /readyz (as on the ACME listener), and the
+    dashboard (its forms' key in ``data_dir``)."""
     app = create_admin_app(AdminCertificates(store, clock, issuer), CaCertificates(issuer))
     mount_health(app, Readiness(store, issuer, clock))
+    dashboard = Dashboard(store, clock, RevocationService(store, clock))
+    add_dashboard_routes(app, dashboard, form_key(data_dir))
     return app
 
 

@@ -98,7 +98,7 @@ async def listener(hierarchy: Hierarchy, tmp_path: Path) -> AsyncIterator[Listen
     tls = ServerTls(store=store, issuer=lambda: issuer, dns_names=(HOST,), ip_addresses=(),
                     directory=tmp_path / "tls", clock=clock)
     await tls.start()
-    app = build_admin_app(store, lambda: issuer, clock)
+    app = build_admin_app(store, lambda: issuer, clock, tmp_path)
 
     async def whoami(request: web.Request) -> web.Response:
         identity = admin_identity(request)
