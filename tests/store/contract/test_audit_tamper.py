@@ -15,6 +15,7 @@ import pytest
 
 from acme_ca.domain.audit import AuditAction, AuditEntry, AuditEvent, chain_hash, verify_chain
 from acme_ca.store import Store
+from tests.authority.test_auditor import Kept
 from tests.store.conftest import T0
 from tests.store.contract.conftest import Backend
 from tests.store.contract.test_audit import whole_log
@@ -89,16 +90,21 @@ async def test_a_rehashed_or_cut_log_breaks_only_at_the_head_kept(backend: Backe
     assert broken is not None and broken.seq == 5 and "missing" in broken.reason
 
 
-async def test_every_append_writes_the_head_to_a_log_of_its_own(store: Store,
-                                                               caplog: pytest.LogCaptureFixture):
+async def test_every_append_writes_the_head_to_a_log_of_its_own(store: Store):
     """Finding F1 (a): each committed append writes one INFO line on the logger
     acme_ca.audit.head with its seq and hash, for a log collector to witness."""
-    caplog.set_level(logging.INFO, logger="acme_ca.audit.head")
-    appended = await five(store)
-    lines = [r.getMessage() for r in caplog.records if r.name == "acme_ca.audit.head"]
-    assert lines == [f"audit log head {e.seq}:{e.hash}" for e in appended]
-    assert all(r.levelno == logging.INFO for r in caplog.records
-               if r.name == "acme_ca.audit.head")
+    kept, head = Kept(), logging.getLogger("acme_ca.audit.head")
+    level = head.level
+    head.addHandler(kept)
+    head.setLevel(logging.INFO)
+    try:
+        appended = await five(store)
+    finally:
+        head.removeHandler(kept)
+        head.setLevel(level)
+    assert [r.getMessage() for r in kept.records] == [
+        f"audit log head {e.seq}:{e.hash}" for e in appended]
+    assert {r.levelno for r in kept.records} == {logging.INFO}
 
 
 @pytest.mark.parametrize("column,text", [
