@@ -7,7 +7,8 @@ issuance does not grow with the size of the database.
 Rows go in through the store's own bulk insert (one transaction per batch), so they
 are what the server itself would have written: times spread over the last 90 days,
 every order with one authorization and three challenges, one order in three valid
-with its certificate, the rest expired or invalid.
+with its certificate, the rest expired or invalid. On a terminal a bar on standard
+error counts the orders written (``acme_ca.cli.progress``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from acme_ca.cli.progress import progress
 from acme_ca.domain.models import (
     Account,
     AccountStatus,
@@ -120,10 +122,14 @@ async def seed(db: str, *, orders: int, certificates: int, accounts: int) -> flo
     issuer = hashlib.sha256(b"seed issuer").hexdigest()
     try:
         await store.bulk_insert(accounts=[seed_account(i, now) for i in range(accounts)])
-        for start in range(0, orders, BATCH):
-            records, authzs, batch = seed_batch(start, min(BATCH, orders - start), orders,
-                                                accounts, certificates, der, issuer, now)
-            await store.bulk_insert(certificates=records, authorizations=authzs, orders=batch)
+        with progress("Seeding orders", orders) as bar:
+            for start in range(0, orders, BATCH):
+                records, authzs, batch = seed_batch(start, min(BATCH, orders - start),
+                                                    orders, accounts, certificates, der,
+                                                    issuer, now)
+                await store.bulk_insert(certificates=records, authorizations=authzs,
+                                        orders=batch)
+                bar.advance(len(batch))
     finally:
         await store.close()
     return time.perf_counter() - started

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from acme_ca.cli.progress import progress
 from acme_ca.cli.secrets import (
     INTERMEDIATE_PASSPHRASE_ENV,
     ROOT_PASSPHRASE_ENV,
@@ -259,13 +260,15 @@ def run_init(config: Config, args: argparse.Namespace) -> int:
         new=True,
     )
     assert root_passphrase is not None
-    create_hierarchy(
-        spec,
-        paths,
-        root_passphrase=root_passphrase,
-        intermediate_passphrase=new_passphrase,
-        now=clock.now(),
-    )
+    with progress("Generating keys", None) as bar:
+        create_hierarchy(
+            spec,
+            paths,
+            root_passphrase=root_passphrase,
+            intermediate_passphrase=new_passphrase,
+            now=clock.now(),
+            step=bar.describe,
+        )
     print(
         f"Created a {spec.root_key_type} root and a {spec.intermediate_key_type} intermediate CA."
     )
@@ -344,20 +347,23 @@ def run_renew(config: Config, args: argparse.Namespace) -> int:
     )
     now = SystemClock().now()
     keep_key_until = now + archived_key_retention(config)
-    new = renew_intermediate(
-        paths,
-        root_passphrase=root_passphrase,
-        intermediate_passphrase=intermediate_passphrase(config.ca.intermediate_key_passphrase_file),
-        now=now,
-        keep_old_key_until=keep_key_until,
-        validity=validity,
-        key_type=KeyType(args.key_type) if args.key_type else None,
-        constraints=(
-            name_constraints(permitted_names(config), permitted_networks(config))
-            if args.constraints_from_config
-            else "keep"
-        ),
-    )
+    with progress("Renewing the intermediate", None) as bar:
+        new = renew_intermediate(
+            paths,
+            root_passphrase=root_passphrase,
+            intermediate_passphrase=intermediate_passphrase(
+                config.ca.intermediate_key_passphrase_file),
+            now=now,
+            keep_old_key_until=keep_key_until,
+            validity=validity,
+            key_type=KeyType(args.key_type) if args.key_type else None,
+            constraints=(
+                name_constraints(permitted_names(config), permitted_networks(config))
+                if args.constraints_from_config
+                else "keep"
+            ),
+            step=bar.describe,
+        )
     print(
         f"New intermediate {format(new.serial_number, 'x')}, valid until "
         f"{new.not_valid_after_utc:%Y-%m-%d}: {paths.intermediate_cert}"

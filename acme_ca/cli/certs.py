@@ -25,6 +25,7 @@ from acme_ca.authority.revocation import OPERATOR_REASONS, RevocationService, re
 from acme_ca.cli import certs_view as view
 from acme_ca.cli.audit import audit
 from acme_ca.cli.certs_args import parse_reason, parse_serial, parse_window
+from acme_ca.cli.certs_bulk import run_bulk_revoke
 from acme_ca.cli.certs_renew import run_renew_early
 from acme_ca.cli.store_session import pages, with_store
 from acme_ca.clock import SystemClock
@@ -71,12 +72,24 @@ def add_parser(commands: Any) -> None:
     shown.add_argument("--pem", action="store_true", help="print the certificate (PEM)")
     show.set_defaults(run=run_show)
     revoke = tools.add_parser(
-        "revoke", help="revoke a certificate (ACME or sign-csr)",
-        description="Revoke a certificate. The running server puts it on the CRL within "
-        "seconds.")
-    revoke.add_argument("serial", help=SERIAL_HELP)
+        "revoke", help="revoke a certificate (ACME or sign-csr), or many",
+        description="Revoke a certificate, or every unexpired one of an account and/or "
+        "issued before a moment (after confirming their count). The running server puts "
+        "them on the CRL within seconds.")
+    revoke.add_argument("serial", nargs="?", default=None, help=SERIAL_HELP)
     revoke.add_argument("--reason", default="unspecified", metavar="NAME",
                         help="an RFC 5280 reason: " + ", ".join(OPERATOR_REASONS))
+    revoke.add_argument("--account", default=None, metavar="ID",
+                        help="instead of a serial: every unexpired certificate of account "
+                        "ID")
+    revoke.add_argument("--issued-before", default=None, metavar="DATE",
+                        help="instead of a serial: every unexpired certificate issued "
+                        "before DATE (RFC 3339; with --account, of that account)")
+    revoke.add_argument("--dry-run", action="store_true",
+                        help="with --account/--issued-before: list them, change nothing")
+    revoke.add_argument("--confirm", type=int, default=None, metavar="N",
+                        help="with --account/--issued-before: their count, which must "
+                        "match (asked for on a terminal)")
     revoke.set_defaults(run=run_revoke)
     early = tools.add_parser(
         "renew-early", help="have ACME clients renew certificates now (ARI)",
@@ -95,6 +108,15 @@ def add_parser(commands: Any) -> None:
 
 
 def run_revoke(config: Config, args: argparse.Namespace) -> int:
+    many = args.account is not None or args.issued_before is not None
+    if (args.serial is None) != many:
+        raise ConfigError("revoke: give either a SERIAL or --account ID and/or "
+                          "--issued-before DATE")
+    if many:
+        return run_bulk_revoke(config, args)
+    if args.dry_run or args.confirm is not None:
+        raise ConfigError("revoke: --dry-run and --confirm go with --account or "
+                          "--issued-before")
     serial, reason = parse_serial(args.serial), parse_reason(args.reason)
     record = with_store(config, lambda store: RevocationService(store, SystemClock())
                         .revoke_by_operator(serial, reason))

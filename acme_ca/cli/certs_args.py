@@ -35,19 +35,19 @@ _RFC3339 = re.compile(  # ASCII digits only (RFC 3339 5.6), not any Unicode \d
     r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?", re.ASCII)
 
 
-def parse_moment(text: str) -> datetime:
+def parse_moment(text: str, option: str = "--issued-before") -> datetime:
     """An RFC 3339 date (midnight UTC) or date-time (with its offset), in UTC."""
     try:
         if not _RFC3339.fullmatch(text):
             raise ValueError
         moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"--issued-before: {text!r} is not an RFC 3339 date or date-time "
+        raise ConfigError(f"{option}: {text!r} is not an RFC 3339 date or date-time "
                           "(2026-12-01, 2026-12-01T12:00:00Z)") from None
     try:
         return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError:  # its offset moves it past year 9999 or before year 1
-        raise ConfigError(f"--issued-before: {text!r} is out of range in UTC") from None
+        raise ConfigError(f"{option}: {text!r} is out of range in UTC") from None
 
 
 def parse_window(option: str, text: str) -> timedelta:

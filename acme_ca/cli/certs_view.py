@@ -123,6 +123,12 @@ def print_table(records: Sequence[CertificateRecord], now: datetime) -> None:
                          ratio=1 if column == "NAMES" else None)
     for record in records:
         table.add_row(*(Text(cell) for cell in _cells(record, now)))
+    emit(table)
+
+
+def emit(table: Table) -> None:
+    """Print ``table`` on standard output (``console``); off a terminal, each line
+    without the padding rich leaves at its end."""
     out = console()
     if out.is_terminal:
         out.print(table)

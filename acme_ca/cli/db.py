@@ -1,6 +1,13 @@
-"""`acme-ca db stats [--json]`: the rows and the size of every table of the CA's
-database ([storage] url), so that an operator sees what retention keeps bounded
-(``authority/retention.py``) and what it does not (certificates are kept for good).
+"""`acme-ca db migrate | stats`: the CA's database ([storage] url) as its operator
+upgrades and watches it.
+
+`db migrate` brings the database to this acme-ca's schema on purpose, before the new
+version serves it (``store/upgrade.py``), with a bar over the migrations on a terminal
+(``progress``); it says "already at version N" when there is nothing to do.
+
+`db stats [--json]`: the rows and the size of every table, so that an operator sees
+what retention keeps bounded (``authority/retention.py``) and what it does not
+(certificates are kept for good).
 
 Sizes are a table's and its indexes' bytes: PostgreSQL's ``pg_total_relation_size``;
 SQLite's ``dbstat`` virtual table when this SQLite was compiled with it, and else
@@ -23,17 +30,31 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rich import box
+from rich.table import Table
+
+from acme_ca.cli.certs_view import emit
+from acme_ca.cli.progress import progress
 from acme_ca.config import Config
 from acme_ca.errors import ConfigError
 from acme_ca.store import is_postgres, read_table_stats, sqlite_file
+from acme_ca.store.migrations import Migration
 from acme_ca.store.retention import TableStats
 from acme_ca.store.sqlite.opening import nonce_path
+from acme_ca.store.upgrade import migrate_database
 
 
 def add_parser(commands: Any) -> None:
-    db = commands.add_parser("db", help="database tools: stats (rows and size by table)",
+    db = commands.add_parser("db", help="database tools: migrate, stats",
                              description="Database tools.")
     tools = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    migrate = tools.add_parser(
+        "migrate", help="bring the database to this acme-ca's schema",
+        description="Apply the schema migrations this acme-ca has and the database "
+        "[storage] url names lacks (SQLite or PostgreSQL), each in one transaction; "
+        "`serve` does it too when it opens the database, this does it before. A "
+        "database newer than this acme-ca is refused.")
+    migrate.set_defaults(run=run_db_migrate)
     stats = tools.add_parser(
         "stats",
         help="print the rows and size of every table",
@@ -46,6 +67,26 @@ def add_parser(commands: Any) -> None:
                        help="one JSON object: backend, tables (name, rows, bytes or "
                        "null when unknown), files (SQLite: path, bytes)")
     stats.set_defaults(run=run_db_stats)
+
+
+def run_db_migrate(config: Config, args: argparse.Namespace) -> int:
+    with progress("Migrating the database", None) as bar:
+
+        def started(version: int, latest: int) -> None:
+            bar.set_total(latest - version)
+
+        def applied(migration: Migration) -> None:
+            bar.describe(f"Applied {migration.version:04d}_{migration.name}")
+            bar.advance()
+
+        migrated = asyncio.run(migrate_database(config.storage.url, started=started,
+                                                applied=applied))
+    if migrated.before == migrated.after:
+        print(f"The database is already at version {migrated.after}: nothing to do.")
+    else:
+        print(f"Migrated the database from version {migrated.before} to "
+              f"{migrated.after}.")
+    return 0
 
 
 def run_db_stats(config: Config, args: argparse.Namespace) -> int:
@@ -61,7 +102,7 @@ def run_db_stats(config: Config, args: argparse.Namespace) -> int:
                       for path, size in (files or {}).items()],
         }, indent=2) + "\n")
     else:
-        sys.stdout.write(render(tables, files))
+        render(tables, files)
     return 0
 
 
@@ -81,22 +122,23 @@ def database_files(url: str) -> dict[Path, int] | None:
     return {each: each.stat().st_size for each in candidates if each.is_file()}
 
 
-def render(tables: list[TableStats], files: dict[Path, int] | None) -> str:
-    """The human table: one line per table, a total, then (SQLite) the files."""
-    width = max([len("table"), *(len(t.name) for t in tables)])
-    lines = [f"{'table':<{width}}  {'rows':>12}  {'size':>10}"]
-    for table in tables:
-        size = "?" if table.bytes is None else size_text(table.bytes)
-        lines.append(f"{table.name:<{width}}  {table.rows:>12,}  {size:>10}")
+def render(tables: list[TableStats], files: dict[Path, int] | None) -> None:
+    """The human table: one row per table and a total (rich), then (SQLite) the
+    files."""
     known = [t.bytes for t in tables if t.bytes is not None]
-    total = size_text(sum(known)) if len(known) == len(tables) else "?"
-    lines.append(f"{'total':<{width}}  {sum(t.rows for t in tables):>12,}  {total:>10}")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, show_footer=True)
+    table.add_column("table", footer="total")
+    table.add_column("rows", justify="right", footer=f"{sum(t.rows for t in tables):,}")
+    table.add_column("size", justify="right",
+                     footer=size_text(sum(known)) if len(known) == len(tables) else "?")
+    for each in tables:
+        table.add_row(each.name, f"{each.rows:,}",
+                      "?" if each.bytes is None else size_text(each.bytes))
+    emit(table)
     if len(known) < len(tables):
-        lines.append("Sizes by table are unknown: this SQLite has no dbstat virtual table.")
+        print("Sizes by table are unknown: this SQLite has no dbstat virtual table.")
     if files is not None:
-        lines.append("Files: " + ", ".join(f"{path} {size_text(size)}"
-                                           for path, size in files.items()))
-    return "\n".join(lines) + "\n"
+        print("Files: " + ", ".join(f"{path} {size_text(size)}" for path, size in files.items()))
 
 
 def size_text(size: int) -> str:

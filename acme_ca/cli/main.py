@@ -17,7 +17,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from acme_ca import __version__
-from acme_ca.cli import admin_cert, ca_commands, certs, db, eab, keys, serve, sign_csr, trust
+from acme_ca.cli import (
+    accounts,
+    admin_cert,
+    audit_commands,
+    ca_commands,
+    certs,
+    db,
+    eab,
+    keys,
+    orders,
+    serve,
+    sign_csr,
+    trust,
+)
 from acme_ca.cli.audit import who
 from acme_ca.config import config_path_from_env, load_config
 from acme_ca.domain.audit import cli_actor
@@ -46,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser(commands)
     eab.add_parser(commands)
     certs.add_parser(commands)
+    accounts.add_parser(commands)
+    orders.add_parser(commands)
+    audit_commands.add_parser(commands)
     trust.add_parser(commands)
     db.add_parser(commands)
     admin_cert.add_parser(commands)

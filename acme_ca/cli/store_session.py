@@ -12,12 +12,13 @@ from datetime import datetime
 from typing import TypeVar
 
 from acme_ca.config import Config
-from acme_ca.domain.models import CertificateRecord, CertificateStatus
+from acme_ca.domain.models import Account, CertificateRecord, CertificateStatus, Order
 from acme_ca.errors import ConfigError
 from acme_ca.store import open_store, sqlite_file
 from acme_ca.store.base import Store
 
 T = TypeVar("T")
+R = TypeVar("R", Account, Order)  # a row listed newest first
 PAGE = 500  # records read per query
 
 
@@ -54,3 +55,19 @@ async def pages(store: Store, *, status: CertificateStatus | None = None,
         if len(page) < PAGE:
             return
         after = page[-1].serial
+
+
+async def newest_first(read: Callable[[datetime | None, str | None, int], Awaitable[list[R]]],
+                       limit: int | None = None) -> list[R]:
+    """Up to ``limit`` rows (None: all) of a listing read newest first a page at a time:
+    ``read(before, before_id, PAGE)`` (``list_accounts``, ``list_orders``), each page
+    after the last row of the one before (its ``created_at`` and ``id``: keyset)."""
+    found: list[R] = []
+    before: tuple[datetime, str] | None = None
+    while limit is None or len(found) < limit:
+        page = await read(*(before or (None, None)), PAGE)
+        found.extend(page)
+        if len(page) < PAGE:
+            break
+        before = (page[-1].created_at, page[-1].id)
+    return found[:limit]

@@ -179,10 +179,10 @@ def verify_chain(
         head_seq, head_hash = expected_head
         if expected_seq - 1 < head_seq:
             return last, ChainBreak(head_seq, (
-                f"entry {head_seq}, the head kept, is missing: the log ends at entry "
+                f"entry {head_seq}, the head you kept, is missing: the log ends at entry "
                 f"{expected_seq - 1}, so its newest entries were deleted"))
         if expected_seq - 1 == head_seq and expected_prev != head_hash:
-            return last, _not_the_head(head_seq)
+            return last, _not_the_head(head_seq, expected_prev, head_hash)
     return last, None
 
 
@@ -199,10 +199,10 @@ def _entry_break(entry: AuditEntry, seq: int, prev: str,
         return ChainBreak(entry.seq, f"entry {entry.seq} was edited: its hash does not "
                           "match its content")
     if head is not None and entry.seq == head[0] and entry.hash != head[1]:
-        return _not_the_head(entry.seq)
+        return _not_the_head(entry.seq, entry.hash, head[1])
     return None
 
 
-def _not_the_head(seq: int) -> ChainBreak:
-    return ChainBreak(seq, f"entry {seq} is not the head kept: its hash differs, so the "
-                      "log was rewritten (edited and re-hashed) up to there")
+def _not_the_head(seq: int, found: str, kept: str) -> ChainBreak:
+    return ChainBreak(seq, f"entry {seq} is not the head you kept: its hash is "
+                      f"{found[:16]}..., not {kept[:16]}...: the log was rewritten from there")

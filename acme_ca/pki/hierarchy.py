@@ -11,6 +11,7 @@ Only `create_hierarchy` and `renew_intermediate` touch the root key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -72,8 +73,10 @@ def create_hierarchy(
     root_passphrase: bytes,
     intermediate_passphrase: bytes | None,
     now: datetime,
+    step: Callable[[str], None] = lambda _: None,
 ) -> tuple[x509.Certificate, x509.Certificate]:
-    """Make a new root and intermediate and write the five files; refuse to overwrite any."""
+    """Make a new root and intermediate and write the five files; refuse to overwrite any.
+    ``step`` is told each long step as it starts (`acme-ca init`'s progress)."""
     if not root_passphrase:
         raise PkiError("the root key needs a passphrase")
     _refuse_existing(
@@ -83,6 +86,7 @@ def create_hierarchy(
         paths.intermediate_key,
         paths.chain,
     )
+    step(f"Generating the root key ({spec.root_key_type})")
     root_key = generate_key(spec.root_key_type)
     root = build_root(
         root_key,
@@ -90,6 +94,7 @@ def create_hierarchy(
         now,
         spec.root_validity,
     )
+    step(f"Generating the intermediate key ({spec.intermediate_key_type})")
     intermediate_key = generate_key(spec.intermediate_key_type)
     intermediate = build_intermediate(
         root_cert=root,
@@ -105,6 +110,7 @@ def create_hierarchy(
         ),
     )
     check_hierarchy(root, intermediate, intermediate_key, now)
+    step("Writing the keys")
     write_key(paths.root_key, root_key, root_passphrase, exclusive=True)
     _write_online_files(
         paths, root, intermediate, intermediate_key, intermediate_passphrase, exclusive=True
@@ -235,8 +241,10 @@ def renew_intermediate(
     validity: timedelta = INTERMEDIATE_VALIDITY,
     key_type: KeyType | None = None,
     constraints: x509.NameConstraints | str | None = "keep",
+    step: Callable[[str], None] = lambda _: None,
 ) -> x509.Certificate:
-    """Sign a new intermediate (new key, same subject) with the root.
+    """Sign a new intermediate (new key, same subject) with the root. ``step`` is told
+    each long step as it starts (`acme-ca intermediate renew`'s progress).
 
     Its name constraints are the old intermediate's unless `constraints` gives new
     ones (None: none at all).
@@ -258,6 +266,7 @@ def renew_intermediate(
         except x509.ExtensionNotFound:
             constraints = None
     assert not isinstance(constraints, str)
+    step("Generating the new intermediate key")
     new_key = generate_key(key_type) if key_type else _same_type_key(old_key)
     new = build_intermediate(
         root_cert=root,

@@ -12,6 +12,9 @@ import pytest
 from acme_ca.cli.main import main
 from acme_ca.config import Config, load_config
 from acme_ca.store import open_store
+from tests.store.pg import pg_url
+
+__all__ = ["pg_url"]  # the fixture, for ``database``
 
 Run = Callable[..., tuple[int, str, str]]
 ENV_VARS = ("ACME_CA_CONFIG", "ACME_CA_ROOT_PASSPHRASE", "ACME_CA_INTERMEDIATE_PASSPHRASE")
@@ -47,6 +50,32 @@ def init_ca(run: Run, tmp_path: Path, policy: str) -> Path:
     assert code == 0, err
     create_database(load_config(path))
     return path
+
+
+def storage_config(tmp_path: Path, url: str) -> Path:
+    """tmp_path/acme-ca.toml naming the database ``url``, created and migrated."""
+    path = tmp_path / "acme-ca.toml"
+    path.write_text(f'[storage]\nurl = "{url}"\n')
+    create_database(load_config(path))
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A configuration naming a new database, SQLite (tmp_path/ca.db) or PostgreSQL (one
+    of the test's own, ``pg_url``), created and migrated."""
+    if request.param == "sqlite":
+        return storage_config(tmp_path, f"sqlite:///{tmp_path / 'ca.db'}")
+    return storage_config(tmp_path, request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def history(database: Path) -> Path:
+    """``database`` holding ``tests/cli/history.py``'s rows."""
+    from tests.cli.history import seed_url
+
+    asyncio.run(seed_url(load_config(database).storage.url))
+    return database
 
 
 def create_database(config: Config) -> None:

@@ -189,7 +189,7 @@ def test_a_head_kept_elsewhere_catches_a_cut_or_rehashed_log() -> None:
     assert "missing" in broken.reason
     last, broken = verify_chain(entries, expected_head=(3, "f" * 64))
     assert last == entries[1] and broken is not None and broken.seq == 3
-    assert "not the head kept" in broken.reason
+    assert "not the head you kept" in broken.reason
     assert verify_chain([], after_seq=3, after_hash=entries[2].hash,
                         expected_head=head) == (None, None)
     assert verify_chain([], after_seq=3, after_hash="f" * 64,

@@ -22,10 +22,17 @@ Either failure is ``StoreUnavailable``: retry later.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 
 from acme_ca.errors import StoreUnavailable
-from acme_ca.store.migrations import CREATE_MIGRATIONS_TABLE, check_known, load_migrations
+from acme_ca.store.migrations import (
+    CREATE_MIGRATIONS_TABLE,
+    Migration,
+    check_known,
+    load_migrations,
+)
 from acme_ca.store.postgres.base import Connection
 from acme_ca.store.postgres.pool import milliseconds
 
@@ -48,19 +55,22 @@ async def postgres_schema_version(conn: Connection) -> int:
 
 
 async def migrate_postgres(conn: Connection, applied_at: str, *,
-                           wait_for_another: float = WAIT_FOR_ANOTHER) -> int:
+                           wait_for_another: float = WAIT_FOR_ANOTHER,
+                           applied: Callable[[Migration], None] = lambda _: None) -> int:
     """Bring the database to the newest version; returns that version.
 
     Idempotent: an up-to-date database is only read (no lock is taken). A database
     newer than this code is refused (``migrations.check_known``). ``applied_at`` is
-    the timestamp text recorded with each migration applied now. ``StoreUnavailable``
-    after the waits of the module docstring.
+    the timestamp text recorded with each migration applied now; ``applied`` is called
+    with each one once it is committed (`acme-ca db migrate`'s progress).
+    ``StoreUnavailable`` after the waits of the module docstring.
     """
     migrations = load_migrations("postgres")
     latest = len(migrations)
     version = await postgres_schema_version(conn)
     check_known(version, latest)
     while version < latest:
+        done: Migration | None = None
         async with conn.transaction():
             await conn.execute(_LOCK_TIMEOUT, milliseconds(wait_for_another))
             try:  # the client waits longer than the server, so that the server says why
@@ -75,7 +85,7 @@ async def migrate_postgres(conn: Connection, applied_at: str, *,
             version = await postgres_schema_version(conn)  # another replica may have won
             check_known(version, latest)
             if version < latest:
-                migration = migrations[version]  # versions are 1..N: this is version + 1
+                migration = done = migrations[version]  # versions are 1..N: version + 1
                 try:
                     await conn.execute(migration.sql)
                 except asyncpg.LockNotAvailableError:
@@ -86,4 +96,6 @@ async def migrate_postgres(conn: Connection, applied_at: str, *,
                         "changed; try again") from None
                 await conn.execute(_RECORD, migration.version, migration.name, applied_at)
                 version = migration.version
+        if done is not None:
+            applied(done)
     return version

@@ -8,11 +8,16 @@ migration exactly once, and a crash leaves the database at the previous version.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
 from acme_ca.errors import StoreError
-from acme_ca.store.migrations import CREATE_MIGRATIONS_TABLE, check_known, load_migrations
+from acme_ca.store.migrations import (
+    CREATE_MIGRATIONS_TABLE,
+    Migration,
+    check_known,
+    load_migrations,
+)
 from acme_ca.store.sqlite.connection import Connection
 
 
@@ -72,28 +77,33 @@ def raw_schema_version(raw: sqlite3.Connection) -> int:
     return int(raw.execute(_VERSION).fetchone()[0])
 
 
-async def migrate_sqlite(conn: Connection, applied_at: str) -> int:
+async def migrate_sqlite(conn: Connection, applied_at: str, *,
+                         applied: Callable[[Migration], None] = lambda _: None) -> int:
     """Bring the database to the newest version; returns that version.
 
     Idempotent: an up-to-date database is only read. ``applied_at`` is the
-    timestamp text recorded with each migration applied now.
+    timestamp text recorded with each migration applied now; ``applied`` is called
+    with each one once it is committed (`acme-ca db migrate`'s progress).
     """
     migrations = load_migrations("sqlite")
     latest = len(migrations)
     version = await sqlite_schema_version(conn)
     check_known(version, latest)
     while version < latest:
+        done: Migration | None = None
         async with sqlite_immediate(conn):
             await conn.execute(CREATE_MIGRATIONS_TABLE)
             version = await sqlite_schema_version(conn)  # another process may have won
             check_known(version, latest)
             if version < latest:
-                migration = migrations[version]  # versions are 1..N: this is version + 1
-                for statement in sqlite_statements(migration.sql):
+                done = migrations[version]  # versions are 1..N: this is version + 1
+                for statement in sqlite_statements(done.sql):
                     await conn.execute(statement)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, applied_at),
+                    (done.version, done.name, applied_at),
                 )
-                version = migration.version
+                version = done.version
+        if done is not None:
+            applied(done)
     return version

@@ -81,7 +81,7 @@ async def test_a_rehashed_or_cut_log_breaks_only_at_the_head_kept(backend: Backe
     log = await whole_log(store)
     assert log[1].actor == "account:SOMEONE_ELSE" and verify_chain(log)[1] is None
     last, broken = verify_chain(log, expected_head=head)
-    assert broken is not None and broken.seq == 5 and "not the head kept" in broken.reason
+    assert broken is not None and broken.seq == 5 and "not the head you kept" in broken.reason
     assert last == log[3]
     await backend.execute("DELETE FROM audit_log WHERE seq >= 4")
     log = await whole_log(store)
