@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from acme_ca.api.metrics import metrics_view
-from acme_ca.api.middleware import endpoint, origin_middleware
+from acme_ca.api.middleware import logged_path, origin_middleware
 from acme_ca.authority.admins import AdminCertificates, AdminRefused
 from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.domain.audit import admin_actor
@@ -69,12 +69,6 @@ def _refused(status: int, text: str) -> web.Response:
                         headers={"Cache-Control": "no-store"})
 
 
-def _logged_path(request: web.Request) -> str:
-    """What a log line names a request by: its route's template, never the path the
-    client wrote (decoded, it could hold a line break and forge log lines)."""
-    return endpoint(request) or "(no route)"
-
-
 @web.middleware
 async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Only an operator's request reaches a handler; the origin names the operator."""
@@ -83,7 +77,7 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         operator = await request.app[ADMINS].check(peer_certificate(request))
     except AdminRefused as refused:
         log.warning("admin listener: %s %s from %s refused: %s", request.method,
-                    _logged_path(request), request.remote, refused)
+                    logged_path(request), request.remote, refused)
         return _refused(403, f"403 Forbidden: {refused}")
     except StoreUnavailable:
         return _refused(503, "503 Service Unavailable: the CA cannot reach its database")
@@ -97,7 +91,7 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         return _refused(503, "503 Service Unavailable: the CA cannot reach its database")
     except Exception:
         log.exception("admin request %s %s %s failed", request_id, request.method,
-                      _logged_path(request))
+                      logged_path(request))
         return _refused(500, f"500 Internal Server Error (request {request_id})")
 
 

@@ -27,7 +27,8 @@ access line per request (logger ``acme_ca.access``) with the method, endpoint, s
 and latency once the response is known. The client's IP is the TCP peer's: no
 X-Forwarded-For is trusted, so behind a reverse proxy it is the proxy's. The endpoint
 is the route's path template (``/acme/order/{id}``), never the path itself: ids and
-whatever a client puts in a URL stay out of the logs.
+whatever a client puts in a URL stay out of the logs (``logged_path``: the 503 and
+500 lines too).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _methods(allow: str) -> str:
 
 def _unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:
     log.warning("%s %s: 503, the database cannot be reached: %s", request.method,
-                request.path, exc)
+                logged_path(request), exc)
     response = problem_response(AcmeProblem(
         ProblemType.SERVER_INTERNAL, "the CA cannot reach its database now; retry later",
         status=503))
@@ -124,7 +125,8 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response = _http_problem(exc)
     except Exception:
         request_id = current_origin().request_id or secrets.token_hex(8)
-        log.exception("request %s %s %s failed", request_id, request.method, request.path)
+        log.exception("request %s %s %s failed", request_id, request.method,
+                      logged_path(request))
         response = problem_response(server_internal(request_id))
     metrics.observe_request(endpoint(request) or "unmatched", started)
     if not acme:
@@ -141,6 +143,12 @@ def endpoint(request: web.Request) -> str | None:
     (``/acme/order/{id}``); None when no route matched (a 404)."""
     resource = request.match_info.route.resource
     return None if resource is None else resource.canonical
+
+
+def logged_path(request: web.Request) -> str:
+    """What a text line names a request by: its route's template (``endpoint``), or
+    "(no route)"; never the path a client wrote (it could forge log lines)."""
+    return endpoint(request) or "(no route)"
 
 
 @web.middleware

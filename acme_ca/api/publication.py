@@ -37,6 +37,7 @@ from aiohttp import web, web_response
 
 from acme_ca.api.app import SERVER
 from acme_ca.api.http_cache import CLOCK, RETRY_UNAVAILABLE, max_age_seconds
+from acme_ca.api.middleware import logged_path
 from acme_ca.api.ocsp import add_routes as add_ocsp_routes
 from acme_ca.authority.ocsp import OcspResponder
 from acme_ca.authority.published_crls import CRL_ROUTE, ISSUER_ROUTE, PublishedCrls
@@ -140,9 +141,9 @@ async def _plain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         raise
     except StoreUnavailable as exc:
         log.warning("%s %s: the database cannot be reached (%s)", request.method,
-                    request.path, exc)
+                    logged_path(request), exc)
         return web.Response(status=503, text="the database cannot be reached; retry later\n",
                             headers={"Retry-After": RETRY_UNAVAILABLE})
     except Exception:
-        log.exception("%s %s failed", request.method, request.path)
+        log.exception("%s %s failed", request.method, logged_path(request))
         return web.Response(status=500, text="internal error\n")

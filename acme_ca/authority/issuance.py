@@ -163,6 +163,22 @@ async def audited(auditor: Auditor, record: CertificateRecord, request: LeafRequ
         at=at)
 
 
+async def _audited_if_stored(store: Store, auditor: Auditor, record: CertificateRecord,
+                             request: LeafRequest) -> None:
+    """A ``finish_order`` cut short may have committed, its answer lost: then the order is
+    VALID (the sweeper never sees it) and the certificate stored with no audit entry.
+    If it reads back as stored, append its entry now; if it cannot be read, say so."""
+    try:
+        stored = await store.get_certificate(record.serial)
+    except StoreError as exc:
+        log.error("certificate %s may have been stored without its audit entry (the "
+                  "database cannot be reached: %s); look for it in the store", record.serial,
+                  exc)
+        return
+    if stored.der is not None:
+        await audited(auditor, stored, request)
+
+
 def counted(profile: str, request: LeafRequest) -> None:
     """One more certificate signed and stored, in the issuance metric."""
     metrics.ISSUANCES.labels(profile, key_type(request.public_key) or "other").inc()
@@ -192,7 +208,8 @@ async def sign_for_order(
 
     The database out of reach (``StoreUnavailable``) is raised as it is, for the client
     to hear 503 with Retry-After: the order stays PROCESSING, since nothing can be
-    written (and a ``finish_order`` cut short may even have been committed), and the
+    written (and a ``finish_order`` cut short may even have been committed: if its
+    certificate then reads back as stored, its audit entry is appended), and the
     sweeper of the lease holder ends it once the database is back: VALID if the
     certificate was stored, else INVALID. On any other failure the order becomes INVALID
     with serverInternal (the serial stays RESERVED) and that problem is raised; if the
@@ -213,6 +230,7 @@ async def sign_for_order(
     except StoreUnavailable as exc:
         log.warning("order %s stays processing until the sweeper ends it, the database "
                     "cannot be reached (%s); serial %s", order_id, exc, record.serial)
+        await _audited_if_stored(store, auditor, record, request)
         raise
     except Exception as exc:
         log.exception("issuance for order %s failed", order_id)

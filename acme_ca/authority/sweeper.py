@@ -12,7 +12,11 @@ The sweeper ends such orders: each order processing for ``DEADLINE`` or longer (
 from the reservation of its serial), except those whose issuance is in flight in this
 process (``InFlight``),
 
-- becomes VALID if its certificate was stored (only the order's move was lost);
+- becomes VALID if its certificate was stored (only the order's move was lost), and
+  its ``certificate.issued`` entry is appended (actor ``system``, ``completed_by:
+  sweeper``): the issuance appends only once ``finish_order`` answered, so no one else
+  recorded it (a ``finish_order`` that committed but whose answer was lost leaves the
+  order VALID, not here: ``issuance.sign_for_order`` records that one);
 - else becomes INVALID with a serverInternal problem; its serial stays RESERVED, as
   evidence that it may have been signed, and is never reused (rows are never deleted).
 
@@ -44,7 +48,9 @@ import logging
 from collections.abc import Collection
 from datetime import timedelta
 
+from acme_ca.authority.audit import Auditor
 from acme_ca.clock import Clock
+from acme_ca.domain.audit import AuditAction
 from acme_ca.domain.models import CertificateRecord, Order, OrderStatus
 from acme_ca.domain.problems import AcmeProblem, ProblemType
 from acme_ca.errors import Conflict, NotFound
@@ -82,6 +88,7 @@ class IssuanceSweeper:
         self._clock = clock
         self._batch = batch
         self._in_flight = in_flight
+        self._auditor = Auditor(store, clock)
 
     async def sweep(self) -> int:
         """End every order processing for ``DEADLINE`` or longer whose issuance is not in
@@ -106,6 +113,11 @@ class IssuanceSweeper:
                 await self._store.complete_order(order.id, record.serial)
                 log.warning("order %s was left processing with certificate %s stored: "
                             "now valid", order.id, serial)
+                await self._auditor.record(
+                    AuditAction.CERTIFICATE_ISSUED, identifiers=record.names,
+                    serial=record.serial,
+                    details={"profile": record.profile, "order": order.id,
+                             "account": record.account_id, "completed_by": "sweeper"})
             else:
                 await self._store.update_order_status(
                     order.id, expected=OrderStatus.PROCESSING, status=OrderStatus.INVALID,

@@ -61,32 +61,25 @@ class ChainWalk:
         return self.head.seq
 
     def feed(self, page: Sequence[AuditEntry]) -> bool:
-        """Verify ``page``, which follows the entries fed before; False once broken."""
-        if self.broken is not None:
-            return False
-        last, self.broken = verify_chain(page, after_seq=self.head.seq,
-                                         after_hash=self.head.hash)
-        start = self.head.seq
+        """Verify ``page``, which follows the entries fed before; False once broken. The
+        head kept is checked by ``verify_chain`` on the page that reaches it."""
+        if self.broken is not None or not page:
+            return self.broken is None
+        expected = self._expected
+        reaches = expected is not None and page[-1].seq >= expected.seq > self.head.seq
+        last, self.broken = verify_chain(
+            page, after_seq=self.head.seq, after_hash=self.head.hash,
+            expected_head=(expected.seq, expected.hash) if reaches and expected else None)
         if last is not None:
             self.head = Head(last.seq, last.hash)
-        expected = self._expected
-        if expected is not None and start < expected.seq <= self.head.seq:
-            found = page[expected.seq - start - 1]  # verified entries are consecutive
-            if found.hash != expected.hash:
-                self.broken = ChainBreak(expected.seq, (
-                    f"entry {expected.seq} is not the head you kept: its hash is "
-                    f"{found.hash[:16]}..., not {expected.hash[:16]}...: the log was "
-                    "rewritten from there"))
-                self.head = Head(expected.seq - 1, found.prev_hash)
         return self.broken is None
 
     def finish(self) -> ChainBreak | None:
         """The first break; a log that ends before the head kept is broken there."""
         expected = self._expected
-        if self.broken is None and expected is not None and self.head.seq < expected.seq:
-            self.broken = ChainBreak(expected.seq, (
-                f"entry {expected.seq}, the head you kept, is missing: the log ends at "
-                f"entry {self.head.seq}, so its newest entries were deleted"))
+        if self.broken is None and expected is not None:
+            self.broken = verify_chain([], after_seq=self.head.seq, after_hash=self.head.hash,
+                                       expected_head=(expected.seq, expected.hash))[1]
         return self.broken
 
 

@@ -83,6 +83,8 @@ def _renew_issued_before(config: Config, before: datetime, now: datetime, *,
         if dry_run:
             return unmarked, marked
         count = await store.mark_renew_early_issued_before(before, now, unexpired_at=now)
+        if count == 0:  # nothing changed: nothing to record
+            return count, marked
         await Auditor(store, SystemClock()).record(
             AuditAction.CERTIFICATE_RENEW_EARLY,
             details={"issued_before": before.isoformat(), "count": count,

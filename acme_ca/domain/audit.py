@@ -8,17 +8,26 @@ identifiers and serial, when, and what.
 
 Each entry carries ``hash`` = SHA-256 of its canonical form, which includes the hash of
 the entry before it (``prev_hash``; ``GENESIS`` for the first) and its sequence number.
-Editing an entry changes its hash, so the next entry's ``prev_hash`` no longer matches;
-deleting one leaves a gap in ``seq``. ``verify_chain`` finds both. Deleting the newest
-entries leaves a shorter chain that verifies: to catch that, keep the head (``seq`` and
-``hash`` that ``acme-ca audit verify`` prints) somewhere the database's writers cannot
-reach, and pass it back to ``verify_chain`` as ``expected_head``.
+What the chain proves by itself: an entry edited or deleted *without re-hashing the
+entries after it* (an accident, a careless edit) breaks it, and ``verify_chain`` finds
+where. What it does not prove: the hash has no key, so whoever can write the table can
+edit an entry and re-hash every entry after it, or delete the newest entries, and the
+chain still verifies. Only a head kept outside the database catches that: the line
+every append writes on the logger ``acme_ca.audit.head`` (``store/audit.witness``: a
+log collector keeps it), or the head (``seq`` and ``hash``) an operator noted. Pass it
+to ``verify_chain`` as ``expected_head``: a chain that does not reach that entry with
+that hash is reported broken there. The database refuses UPDATE and DELETE on the
+table (migration 0010's triggers), so tampering takes DDL, never an accident.
+
+An entry is also broken when the store's text is not what the store writes (duplicate
+JSON keys, escaped identifiers, a time with another offset: ``AuditEntry.defect``, set
+by the reader), or when it cannot be read at all: what is hashed is the parsed value,
+so such text would otherwise verify while saying something else to another reader.
 
 The hash is computed by the store inside the transaction that appends the entry (it
 needs the previous entry's hash), with ``chain_hash`` here: one definition for both
 backends and for the verifier.
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -92,6 +101,9 @@ class AuditEntry:
     details: Mapping[str, str | int | bool | None]
     prev_hash: str
     hash: str
+    # Set by the reader when the stored text is not what the store writes, or cannot be
+    # read (then the other fields are what could be read): a break (``verify_chain``).
+    defect: str | None = None
 
 
 def time_text(at: datetime) -> str:
@@ -137,25 +149,60 @@ class ChainBreak:
 
 
 def verify_chain(
-    entries: Iterable[AuditEntry], *, after_seq: int = 0, after_hash: str = GENESIS
+    entries: Iterable[AuditEntry],
+    *,
+    after_seq: int = 0,
+    after_hash: str = GENESIS,
+    expected_head: tuple[int, str] | None = None,
 ) -> tuple[AuditEntry | None, ChainBreak | None]:
     """Walk ``entries`` (in ``seq`` order, starting right after ``after_seq`` whose hash
     is ``after_hash``): the last entry that verified and the first break, if any. An
     entry breaks the chain when its ``seq`` is not the next one (deleted or inserted
-    entries), its ``prev_hash`` is not the hash before it, or its ``hash`` is not
-    ``chain_hash`` of its own fields (edited)."""
+    entries), its stored text is not what the store writes or cannot be read
+    (``defect``), its ``prev_hash`` is not the hash before it, or its ``hash`` is not
+    ``chain_hash`` of its own fields (edited).
+
+    ``expected_head`` (seq, hash), a head kept outside the database (the witness line,
+    a noted head): the chain must reach that entry with exactly that hash, or it is
+    broken there (its newest entries were deleted, or it was re-hashed from some entry
+    on). Entries after it are fine (appended since). For a log read a page at a time,
+    pass it with the page that holds it, then once more with no entries, ``after_seq``
+    and ``after_hash`` the last entry verified, to catch a log that ends before it."""
     last: AuditEntry | None = None
     expected_seq, expected_prev = after_seq + 1, after_hash
     for entry in entries:
-        if entry.seq != expected_seq:
-            return last, ChainBreak(
-                entry.seq, f"entry {expected_seq} is missing (found {entry.seq} next)")
-        if entry.prev_hash != expected_prev:
-            return last, ChainBreak(
-                entry.seq, f"entry {entry.seq} does not follow the hash of entry "
-                f"{entry.seq - 1}: an entry before it was edited or replaced")
-        if chain_hash(entry.seq, entry.at, entry, entry.prev_hash) != entry.hash:
-            return last, ChainBreak(entry.seq, f"entry {entry.seq} was edited: its hash "
-                                    "does not match its content")
+        broken = _entry_break(entry, expected_seq, expected_prev, expected_head)
+        if broken is not None:
+            return last, broken
         last, expected_seq, expected_prev = entry, entry.seq + 1, entry.hash
+    if expected_head is not None:
+        head_seq, head_hash = expected_head
+        if expected_seq - 1 < head_seq:
+            return last, ChainBreak(head_seq, (
+                f"entry {head_seq}, the head you kept, is missing: the log ends at entry "
+                f"{expected_seq - 1}, so its newest entries were deleted"))
+        if expected_seq - 1 == head_seq and expected_prev != head_hash:
+            return last, _not_the_head(head_seq, expected_prev, head_hash)
     return last, None
+
+
+def _entry_break(entry: AuditEntry, seq: int, prev: str,
+                 head: tuple[int, str] | None) -> ChainBreak | None:
+    if entry.seq != seq:
+        return ChainBreak(entry.seq, f"entry {seq} is missing (found {entry.seq} next)")
+    if entry.defect is not None:
+        return ChainBreak(entry.seq, f"entry {entry.seq} {entry.defect}")
+    if entry.prev_hash != prev:
+        return ChainBreak(entry.seq, f"entry {entry.seq} does not follow the hash of entry "
+                          f"{entry.seq - 1}: an entry before it was edited or replaced")
+    if chain_hash(entry.seq, entry.at, entry, entry.prev_hash) != entry.hash:
+        return ChainBreak(entry.seq, f"entry {entry.seq} was edited: its hash does not "
+                          "match its content")
+    if head is not None and entry.seq == head[0] and entry.hash != head[1]:
+        return _not_the_head(entry.seq, entry.hash, head[1])
+    return None
+
+
+def _not_the_head(seq: int, found: str, kept: str) -> ChainBreak:
+    return ChainBreak(seq, f"entry {seq} is not the head you kept: its hash is "
+                      f"{found[:16]}..., not {kept[:16]}...: the log was rewritten from there")

@@ -268,3 +268,23 @@ async def test_a_crl_whose_this_update_went_back_is_not_hidden_by_a_304(
     again = await listener.client.get(path, headers={
         "If-Modified-Since": first.headers["Last-Modified"]})
     assert (again.status, again.headers["ETag"]) == (200, '"2"')
+
+
+class Broken(Counting):
+    """The store, failing every CRL read as a bug would."""
+
+    async def crl_number(self, short: str) -> Any:
+        raise RuntimeError("a bug")
+
+
+async def test_a_failed_request_s_line_names_its_route_not_the_client_s_path(
+    issuer: Issuer, store: Store, aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13 item 3, review finding F7: the 500 line names the route's template,
+    never the decoded path: a client's %0a would forge a line in a text log."""
+    listener = await serving(issuer, store, aiohttp_client, read_from=Broken(store))
+    response = await listener.client.get(f"/crl/{listener.short}.crl")
+    assert response.status == 500
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("acme_ca.api")]
+    assert lines and not any(listener.short in line for line in lines), lines
+    assert any("GET /crl/{" in line for line in lines), lines

@@ -76,6 +76,26 @@ async def test_an_order_whose_certificate_was_stored_is_completed(
     assert (order.status, order.certificate_serial) == (OrderStatus.VALID, "0a")
 
 
+async def test_a_completed_order_s_certificate_is_recorded_in_the_audit_log(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    """Issue 13 item 4, review finding F2: the issuance appends its certificate.issued
+    entry only once ``finish_order`` answered; an order the sweeper completes had none,
+    so the sweeper appends it (actor system, completed_by sweeper). An order it fails
+    issued nothing and gets no entry."""
+    await processing(store, clock, "o", "0a")
+    await store.store_certificate("0a", DER)
+    await processing(store, clock, "p", "0b")
+    clock.advance(DEADLINE)
+    assert await IssuanceSweeper(store, clock).sweep() == 2
+    (entry,) = await store.audit_entries()
+    record = await store.get_certificate("0a")
+    assert (entry.action, entry.actor, entry.serial, entry.identifiers, entry.at) == (
+        "certificate.issued", "system", "0a", record.names, clock.now())
+    assert dict(entry.details) == {"profile": record.profile, "order": "o",
+                                   "account": record.account_id, "completed_by": "sweeper"}
+
+
 async def test_a_sweep_takes_every_stale_order_batch_after_batch(
     store: SqliteStore, clock: FakeClock
 ) -> None:

@@ -5,6 +5,7 @@ revoke`, `certs renew-early`, `eab create | revoke` and `sign-csr`, each one ent
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,3 +134,38 @@ def test_eab_create_and_revoke_are_recorded_without_the_hmac_key(run: Run, ca: P
     entries: list[AuditEntry] = in_store(  # type: ignore[assignment]
         ca, lambda store, _: store.audit_entries())
     assert verify_chain(entries)[1] is None
+
+
+def test_renew_early_issued_before_that_marks_nothing_records_nothing(
+        run: Run, ca: Path, make_csr: CsrMaker) -> None:
+    """Issue 13 item 4, review finding F9: an entry says something changed; a second
+    `--issued-before` over certificates already marked changes nothing: no entry."""
+    sign_csr(run, ca, make_csr, "h0.bluerobin.local")
+    log = Log(ca)
+    log.new()
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    assert run("--config", ca, "certs", "renew-early", "--issued-before", now)[0] == 0
+    assert len(log.new()) == 1
+    code, out, err = run("--config", ca, "certs", "renew-early", "--issued-before", now)
+    assert code == 0, err
+    assert "left to mark: 1 already marked" in out
+    assert log.new() == []
+
+
+@pytest.mark.parametrize("euid,sudo,expected", [
+    (0, "alice", "{user} (sudo by alice)"),
+    (1000, "alice", "{user}"),  # anyone can set SUDO_USER: trusted only as root
+    (0, "al\udcffce\x1b[2J", "{user} (sudo by al\\udcffce\\x1b[2J)"),
+])
+def test_who_trusts_sudo_user_only_as_root_and_is_always_storable(
+        monkeypatch: pytest.MonkeyPatch, euid: int, sudo: str, expected: str) -> None:
+    """Review finding F4: the actor must be text the audit log can store (strict UTF-8,
+    no control characters), and SUDO_USER names who ran sudo only when sudo made us
+    root."""
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    user = who()
+    monkeypatch.setattr(os, "geteuid", lambda: euid)
+    monkeypatch.setenv("SUDO_USER", sudo)
+    name = who()
+    assert name == expected.format(user=user)
+    name.encode("utf-8")  # strict: what the drivers do

@@ -27,6 +27,8 @@ LATEST = len(load_migrations("sqlite"))
 NEWEST_TABLE = "audit_log"
 NEWEST_INDEXES = ("accounts_by_created", "orders_by_created", "certificates_revoked_latest",
                   "challenges_invalid")
+# PostgreSQL's 0010 also makes functions (audit_log's trigger, failed_validations').
+NEWEST_FUNCTIONS = ("audit_log_append_only()", "problem_type(text)")
 
 
 def config(tmp_path: Path, url: str) -> Path:
@@ -106,6 +108,8 @@ async def back_to_the_release_before(url: str) -> None:
         await conn.execute(f"DROP TABLE {NEWEST_TABLE}")
         for index in NEWEST_INDEXES:
             await conn.execute(f"DROP INDEX {index}")
+        for function in NEWEST_FUNCTIONS:
+            await conn.execute(f"DROP FUNCTION {function}")
         await conn.execute("DELETE FROM schema_migrations WHERE version = $1", LATEST)
     finally:
         await conn.close()

@@ -8,11 +8,15 @@ import io
 import json
 import logging
 import sys
+from datetime import UTC, datetime
+
+import pytest
 
 from acme_ca.cli import logs
 from acme_ca.cli.logs import JsonFormatter
-from acme_ca.domain.audit import account_actor, admin_actor
+from acme_ca.domain.audit import AuditAction, AuditEvent, account_actor, admin_actor
 from acme_ca.domain.origin import Origin, set_origin
+from acme_ca.store.audit import next_entry, witness
 
 
 def record(message: str = "hello %s", *args: object, **extra: object) -> logging.LogRecord:
@@ -80,3 +84,29 @@ def test_what_serve_prints_becomes_json_lines_on_the_same_stream() -> None:
         "acme-ca 1.0 serving https://ca:8555", "ACME directory:   https://ca:8555/directory",
         "partial line"]
     assert {(line["logger"], line["level"]) for line in lines} == {("acme_ca.serve", "INFO")}
+
+
+def test_the_audit_head_line_goes_to_serve_s_log_not_the_audit_stderr_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13 item 4, review finding F1 (a): the witness line of each append (logger
+    acme_ca.audit.head, INFO) reaches the log serve configures (the root logger's
+    handler, text or JSON), although acme_ca.audit above it keeps to WARNING and its
+    own `acme-ca: audit:` line on standard error."""
+    import acme_ca.cli.audit  # noqa: F401  (as every command: configures acme_ca.audit)
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    level, root.level = root.level, logging.INFO
+    root.addHandler(handler)
+    try:
+        witness(next_entry(AuditEvent(AuditAction.ACCOUNT_CREATED, "account:a"),
+                           datetime(2026, 1, 1, tzinfo=UTC), None))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    (line,) = [json.loads(text) for text in out.getvalue().splitlines()]
+    assert (line["level"], line["logger"]) == ("INFO", "acme_ca.audit.head")
+    assert line["message"].startswith("audit log head 1:")
+    assert "acme-ca: audit:" not in capsys.readouterr().err

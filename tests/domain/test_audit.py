@@ -172,3 +172,35 @@ def test_a_naive_time_cannot_be_hashed():
     event = AuditEvent(AuditAction.ACCOUNT_CREATED, "account:a")
     with pytest.raises(ValueError, match="timezone-aware"):
         chain_hash(1, datetime(2026, 1, 1), event, GENESIS)
+
+
+def test_a_head_kept_elsewhere_catches_a_cut_or_rehashed_log() -> None:
+    """Issue 13 item 4, review finding F1 (b): the chain alone accepts its newest
+    entries deleted; against the head kept (``expected_head``) that is a break, as is
+    another hash at the head's seq. Entries appended after the head are fine, and a log
+    read a page at a time is checked with the page holding the head, then once at the
+    end with no entries."""
+    entries = chain(5)
+    head = (3, entries[2].hash)
+    assert verify_chain(entries, expected_head=head) == (entries[-1], None)
+    assert verify_chain(entries[:3], expected_head=head) == (entries[2], None)
+    last, broken = verify_chain(entries[:2], expected_head=head)
+    assert last == entries[1] and broken is not None and broken.seq == 3
+    assert "missing" in broken.reason
+    last, broken = verify_chain(entries, expected_head=(3, "f" * 64))
+    assert last == entries[1] and broken is not None and broken.seq == 3
+    assert "not the head you kept" in broken.reason
+    assert verify_chain([], after_seq=3, after_hash=entries[2].hash,
+                        expected_head=head) == (None, None)
+    assert verify_chain([], after_seq=3, after_hash="f" * 64,
+                        expected_head=head)[1] is not None
+    assert verify_chain([], after_seq=2, after_hash=entries[1].hash,
+                        expected_head=head)[1] is not None
+
+
+def test_an_entry_the_reader_marked_is_a_break() -> None:
+    """Review findings F5 and F6: an entry whose stored text is not the store's own, or
+    cannot be read, breaks the chain even when its hash would match."""
+    entries = chain(3)
+    marked = [entries[0], replace(entries[1], defect="cannot be read (bad JSON)"), entries[2]]
+    assert verify_chain(marked) == (entries[0], ChainBreak(2, "entry 2 cannot be read (bad JSON)"))

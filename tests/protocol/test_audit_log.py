@@ -17,7 +17,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from acme_ca.domain.audit import AuditEntry, account_actor, key_actor, verify_chain
 from acme_ca.domain.models import serial_hex
 from acme_ca.encoding import jwk_thumbprint
+from acme_ca.errors import StoreUnavailable
 from tests.acme_client import AcmeTestClient, b64
+from tests.authority.test_auditor import Kept, audit_lines
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import (
     KEY_CHANGE,
@@ -31,6 +33,8 @@ from tests.protocol.helpers import (
     registered,
 )
 from tests.protocol.test_eab import binding, make_key
+
+__all__ = ["audit_lines"]  # the fixture
 
 NAMES = ("web.bluerobin.local", "api.bluerobin.local")
 CLIENT_IP = "127.0.0.1"  # the test client's address, as the server sees the peer
@@ -241,3 +245,51 @@ async def test_the_chain_verifies_after_a_burst_of_concurrent_requests(
     assert broken is None and last == entries[-1]
     assert sorted(e.action for e in entries) == sorted(
         ["account.created"] * len(clients) + ["certificate.issued"] * 4)
+
+
+async def test_a_revocation_stands_and_is_answered_when_its_append_fails_oddly(
+        server: AcmeServer, monkeypatch: pytest.MonkeyPatch, audit_lines: Kept) -> None:
+    """Issue 13 item 4, review finding F4: the revocation is stored before its entry is
+    appended; an append failing with anything (here a UnicodeEncodeError, not a
+    StoreError) must not turn that stored change into a 500 for the client. The entry
+    is logged whole at ERROR instead."""
+    client = await registered(server)
+    cert, _ = await issued(server, client)
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed")
+
+    monkeypatch.setattr(server.store, "append_audit", refused)
+    response = await client.post(REVOKE, {"certificate": b64(cert.public_bytes(Encoding.DER)),
+                                          "reason": 1})
+    monkeypatch.undo()
+    assert response.status == 200, response.body
+    serial = serial_hex(cert.serial_number)
+    assert (await server.store.get_certificate(serial)).status.value == "revoked"
+    (line,) = [r.getMessage() for r in audit_lines.records]
+    assert "certificate.revoked" in line and serial in line
+
+
+async def test_an_issuance_whose_commit_answer_is_lost_is_still_recorded(
+        server: AcmeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13 item 4, review finding F2: ``finish_order`` committed (certificate stored,
+    order valid) but its answer was lost; the issuance re-raises for a 503, and no one
+    else would ever record the certificate (the sweeper sees only processing orders). It
+    reads the certificate back and appends its certificate.issued entry."""
+    client = await registered(server)
+    order, _ = await ready_order(server, client, *NAMES)
+    real = server.store.finish_order
+
+    async def committed_then_lost(*args: Any, **kwargs: Any) -> Any:
+        await real(*args, **kwargs)
+        raise StoreUnavailable("the connection broke before the COMMIT's answer")
+
+    monkeypatch.setattr(server.store, "finish_order", committed_then_lost)
+    response, _ = await finalize(client, order, *NAMES)
+    monkeypatch.undo()
+    assert response.status == 503, response.body
+    issued_entries = [e for e in await server.store.audit_entries()
+                      if e.action == "certificate.issued"]
+    assert len(issued_entries) == 1
+    stored = await server.store.get_certificate(issued_entries[0].serial)
+    assert stored.der is not None and set(issued_entries[0].identifiers) == set(NAMES)

@@ -15,6 +15,7 @@ import pytest
 
 from acme_ca.api.context import SERVICES
 from acme_ca.cli.logs import JsonFormatter
+from acme_ca.errors import StoreUnavailable
 from tests.protocol.conftest import AcmeServer
 from tests.protocol.helpers import NEW_ORDER, assert_problem, registered
 from tests.protocol.test_eab import binding, make_key
@@ -110,3 +111,22 @@ async def test_no_secret_of_an_eab_new_account_is_logged(
     for secret in (eab["signature"], eab["payload"], eab["protected"],
                    key.hmac_key.hex()):
         assert secret not in text
+
+
+@pytest.mark.parametrize("failure", [StoreUnavailable("db down"), RuntimeError("a bug")])
+async def test_a_failed_request_s_line_names_its_route_not_the_client_s_path(
+        server: AcmeServer, logged: Lines, monkeypatch: pytest.MonkeyPatch,
+        failure: Exception) -> None:
+    """Issue 13 item 3, review finding F7: the 503 and 500 lines name the route's
+    template, never the decoded path: a client's %0a would forge a line in a text log."""
+    async def fails() -> str:
+        raise failure
+
+    monkeypatch.setattr(server.app[SERVICES]().nonces, "new", fails)
+    forged = "/acme/x%0a2026-12-06 21:30:00,123 INFO acme_ca.access: POST /forged 200%0a"
+    assert (await server.http.get(forged)).status in (500, 503)
+    assert (await server.http.post("/acme/new-order")).status in (500, 503)
+    lines = [line["message"] for line in logged() if line["logger"] == "acme_ca.api"]
+    assert len(lines) == 2
+    assert not any("forged" in line or "/acme/x" in line for line in lines), lines
+    assert "GET (no route)" in lines[0] and "POST /acme/new-order" in lines[1]

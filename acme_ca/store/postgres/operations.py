@@ -29,9 +29,11 @@ SELECT date_trunc('hour', created_at, 'UTC') AS hour, count(*) AS count FROM cer
 WHERE status IN ('issued', 'revoked') AND created_at >= $1
 GROUP BY hour ORDER BY hour"""
 # A problem document without a type is "about:blank" (RFC 7807 3.1), as is a challenge
-# left invalid without one. The store keeps only problem documents (JSON) in `error`.
+# left invalid without one. The store keeps only problem documents (JSON) in `error`;
+# one that is not JSON counts as about:blank (problem_type, migration 0010), as on
+# SQLite (json_valid), rather than failing the whole read.
 _FAILED = """
-SELECT type, COALESCE(error::jsonb ->> 'type', 'about:blank') AS problem, count(*) AS count
+SELECT type, COALESCE(problem_type(error), 'about:blank') AS problem, count(*) AS count
 FROM challenges WHERE status = 'invalid' AND validated_at >= $1
 GROUP BY type, problem ORDER BY count DESC, type, problem"""
 # certificates_revoked_latest (0010), walked backwards; the expired skipped in the index.

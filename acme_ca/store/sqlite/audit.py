@@ -11,7 +11,10 @@ table's INTEGER PRIMARY KEY, so a second entry with one ``seq`` could not be sto
 anyway.
 
 ``at`` is kept as ``base.to_text`` (UTC, microseconds), the precision of
-``domain.audit.time_text``, so an entry read back hashes as it was appended.
+``domain.audit.time_text``, so an entry read back hashes as it was appended; a stored
+time that is not that text (another offset for the same moment) marks the entry
+(``store.audit.stored_entry``). UPDATE and DELETE on audit_log are refused by triggers
+(migration 0010).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from datetime import datetime
 
 from acme_ca.domain.audit import AuditEntry, AuditEvent
 from acme_ca.store import guards
-from acme_ca.store.audit import check_event, entry_values, next_entry, stored_entry
+from acme_ca.store.audit import check_event, entry_values, next_entry, stored_entry, witness
 from acme_ca.store.sqlite.base import SqliteBase, from_text, to_text
 from acme_ca.store.sqlite.connection import Connection
 
@@ -44,7 +47,7 @@ ORDER BY seq LIMIT ?3"""  # noqa: S608
 
 
 def to_entry(row: sqlite3.Row) -> AuditEntry:
-    return stored_entry(row, from_text(row["at"]))
+    return stored_entry(row, from_text, to_text)
 
 
 class AuditMethods(SqliteBase):
@@ -57,7 +60,9 @@ class AuditMethods(SqliteBase):
             await conn.execute(_INSERT, entry_values(entry, to_text(entry.at)))
             return entry
 
-        return await self._transaction(append)
+        entry = await self._transaction(append)
+        witness(entry)
+        return entry
 
     async def audit_entries(
         self, *, after_seq: int = 0, since: datetime | None = None, limit: int = 1000

@@ -15,6 +15,7 @@ Without PostgreSQL or asyncpg the postgresql tests skip, saying why; under CI
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import pytest
 from acme_ca.store import Store, open_store
 from acme_ca.store.migrations import load_migrations
 from tests.store.conftest import with_accounts
-from tests.store.pg import fresh_database
+from tests.store.pg import fresh_database, require_asyncpg
 
 # The folder of each backend's migrations (acme_ca/store/schema/<dialect>/).
 DIALECTS = {"sqlite": "sqlite", "postgresql": "postgres"}
@@ -43,6 +44,20 @@ class Backend:
         store = await open_store(self.url)
         self.opened.append(store)
         return store
+
+    async def execute(self, sql: str) -> None:
+        """Run ``sql`` (one statement, no parameters) on the database as a client
+        other than the CA would: sqlite3 or asyncpg, committed."""
+        if self.name == "sqlite":
+            with contextlib.closing(sqlite3.connect(self.url.removeprefix("sqlite:///"))) as db:
+                db.execute(sql)
+                db.commit()
+            return
+        connection = await require_asyncpg().connect(self.url)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
 
     def newest_version(self) -> int:
         """The version of the newest migration this backend ships."""

@@ -271,3 +271,15 @@ async def test_a_validation_recorded_invalid_is_counted(store: Store):
                                   validated_at=T0 + MINUTE, authorization_expires=None)
     assert await store.failed_validations(T0) == [
         FailedValidations("dns-01", UNAUTHORIZED, 1)]
+
+
+async def test_an_error_that_is_not_json_counts_as_about_blank(store: Store):
+    """Issue 13 item 4's review (store): one challenge whose error is not JSON (written
+    by an older version, or by hand) counts as about:blank; it does not fail the read of
+    every other one (PostgreSQL cast it to jsonb, SQLite guarded with json_valid)."""
+    at = T0 + timedelta(hours=1)
+    await challenges(store, "j", {"http-01": ("invalid", "connection refused", at),
+                                  "dns-01": ("invalid", problem(UNAUTHORIZED), at)})
+    assert await store.failed_validations(at) == [
+        FailedValidations("dns-01", UNAUTHORIZED, 1),
+        FailedValidations("http-01", "about:blank", 1)]

@@ -21,6 +21,18 @@ CREATE TABLE audit_log (
 );
 -- `acme-ca audit list --since 24h`
 CREATE INDEX audit_log_by_time ON audit_log (at);
+-- Append-only in the database too: UPDATE, DELETE and TRUNCATE are refused, so
+-- changing an entry takes DDL (dropping this trigger), never an accident. The chain
+-- shows an edit; a head kept outside the database (the acme_ca.audit.head log line)
+-- shows a re-hashed or cut log. Give the CA's role only INSERT and SELECT on audit_log
+-- (docs/operations.md), and keep the table's owner another role.
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP;
+END
+$$;
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
 
 -- Store.list_accounts: newest first.
 CREATE INDEX accounts_by_created ON accounts (created_at, id);
@@ -36,3 +48,12 @@ CREATE INDEX certificates_revoked_latest ON certificates (status, revoked_at, se
     WHERE status = 'revoked';
 -- Store.failed_validations: the invalid challenges of the last day.
 CREATE INDEX challenges_invalid ON challenges (validated_at) WHERE status = 'invalid';
+-- Store.failed_validations: the type of a challenge's problem document, NULL when its
+-- error is not JSON (as SQLite's json_valid guards), instead of failing the whole read.
+CREATE FUNCTION problem_type(error TEXT) RETURNS TEXT LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN error::jsonb ->> 'type';
+EXCEPTION WHEN invalid_text_representation THEN
+    RETURN NULL;
+END
+$$;

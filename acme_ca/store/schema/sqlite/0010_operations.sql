@@ -20,6 +20,18 @@ CREATE TABLE audit_log (
 );
 -- `acme-ca audit list --since 24h`
 CREATE INDEX audit_log_by_time ON audit_log (at);
+-- Append-only in the database too: UPDATE and DELETE are refused, so changing an entry
+-- takes DDL (dropping these triggers), never an accident. The chain shows an edit; a
+-- head kept outside the database (the acme_ca.audit.head log line) shows a re-hashed
+-- or cut log.
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused');
+END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused');
+END;
 
 -- Store.list_accounts: newest first.
 CREATE INDEX accounts_by_created ON accounts (created_at, id);
