@@ -196,6 +196,23 @@ async def test_revoke_after_confirmation(admin: Admin):
     assert again.status == 409 and "already revoked" in await again.text()
 
 
+async def test_a_revocation_from_the_dashboard_is_audited_with_the_admin_as_actor(
+        admin: Admin):
+    """Issue 13 item 4: the audit log records "admin action[s], with who (account or
+    admin certificate)": the dashboard's revoke is one certificate.revoked entry whose
+    actor is the admin certificate's name and serial, by the operator."""
+    response = await admin.revoke(admin.serial, await admin.token(admin.serial),
+                                  "keyCompromise")
+    assert response.status == 303, await response.text()
+
+    revoked = [e for e in await admin.acme.store.audit_entries()
+               if e.action == "certificate.revoked"]
+    assert [(e.actor, e.serial) for e in revoked] == [
+        (f"admin:{ALICE.name}:{ALICE.serial}", admin.serial)]
+    assert revoked[0].details["by"] == "operator"
+    assert revoked[0].details["reason"] == "keyCompromise"
+
+
 @pytest.mark.parametrize(("case", "headers"), [
     ("another site", {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}),
     ("another origin, same site", {"Origin": "https://other.bluerobin.local",
