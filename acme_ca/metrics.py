@@ -4,7 +4,7 @@ place, through prometheus-client.
 Names start with ``acme_ca_``; every label has a bounded set of values (a profile, a
 key type, a challenge type, a route's name, a store method's name: never a raw path,
 an account or a domain). Every metric has at least one label: a labelled metric makes
-its values only when first used, which is what lets ``use_directory`` switch to
+its values only when first used, which is what lets ``shared_directory`` switch to
 prometheus-client's multiprocess mode after this module was imported.
 
 With ``serve --workers N`` the workers share one directory (``use_run_directory``,
@@ -82,16 +82,6 @@ STORE_SECONDS = Histogram(
 
 
 RUN_NAME = re.compile(r"[0-9]+-\w+")  # <pid>-<random>: what run_directory names
-
-
-def use_directory(directory: Path) -> None:
-    """Multiprocess mode, writing to ``directory``, a directory of the caller's alone
-    (``bench/metrics_cost.py``; ``serve`` uses ``shared_directory``), emptied first.
-    Call it before any metric is used and before forking the processes that share it."""
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(mode=0o700, parents=True)
-    os.environ[MULTIPROCESS_ENV] = str(directory)
-    values.ValueClass = values.get_value_class()
 
 
 def single_process() -> None:

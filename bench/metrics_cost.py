@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,9 +48,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.metrics_cost")
     parser.add_argument("--multiprocess", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, contextlib.ExitStack() as stack:
         if args.multiprocess:  # as serve chooses it: after the import
-            metrics.use_directory(Path(directory) / "metrics")
+            stack.enter_context(metrics.shared_directory(
+                *metrics.run_directory(Path(directory) / "metrics")))
         bare = asyncio.run(_awaited(_Store()))
         timed = asyncio.run(_awaited(metrics.Timed(_Store())))
         counter = per_call(lambda _: metrics.ISSUANCES.labels("server", "ecdsa-p256").inc())

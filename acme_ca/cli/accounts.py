@@ -68,8 +68,7 @@ def account_json(account: Account) -> dict[str, Any]:
 
 def run_list(config: Config, args: argparse.Namespace) -> int:
     tables.check_limit(args.limit)
-    chosen = tables.choice("--status", args.status, (s.value for s in AccountStatus))
-    status = None if chosen is None else AccountStatus(chosen)
+    status = tables.status(args.status, AccountStatus)
 
     async def read(store: Store) -> list[Account]:
         return await newest_first(
@@ -78,13 +77,11 @@ def run_list(config: Config, args: argparse.Namespace) -> int:
             args.limit)
 
     accounts = with_store(config, read)
-    if args.json:
-        tables.print_json([account_json(a) for a in accounts])
-    else:
-        tables.print_rows(COLUMNS, ([a.id, a.status.value, ", ".join(a.contact) or "-",
-                                     when(a.created_at), a.eab_kid or "-"]
-                                    for a in accounts),
-                          empty="No accounts.", whole=("ID", "STATUS"))
+    tables.print_listing(
+        accounts, as_json=args.json, to_json=account_json, columns=COLUMNS,
+        to_row=lambda a: [a.id, a.status.value, ", ".join(a.contact) or "-",
+                          when(a.created_at), a.eab_kid or "-"],
+        empty="No accounts.", whole=("ID", "STATUS"))
     return 0
 
 

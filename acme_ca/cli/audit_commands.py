@@ -149,14 +149,11 @@ def run_list(config: Config, args: argparse.Namespace) -> int:
         return found[:args.limit]
 
     found = with_store(config, read)
-    if args.json:
-        tables.print_json([entry_json(e) for e in found])
-    else:
-        tables.print_rows(COLUMNS, ([str(e.seq), when(e.at), e.action, e.actor,
-                                     e.client_ip or "-", subject(e),
-                                     details_text(e.details) if e.details else "-"]
-                                    for e in found),
-                          empty="No audit entries.", whole=("SEQ", "ACTION"))
+    tables.print_listing(
+        found, as_json=args.json, to_json=entry_json, columns=COLUMNS,
+        to_row=lambda e: [str(e.seq), when(e.at), e.action, e.actor, e.client_ip or "-",
+                          subject(e), details_text(e.details) if e.details else "-"],
+        empty="No audit entries.", whole=("SEQ", "ACTION"))
     return 0
 
 

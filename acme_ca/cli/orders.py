@@ -42,8 +42,7 @@ def order_json(order: Order) -> dict[str, Any]:
 
 def run_list(config: Config, args: argparse.Namespace) -> int:
     tables.check_limit(args.limit)
-    chosen = tables.choice("--status", args.status, (s.value for s in OrderStatus))
-    status = None if chosen is None else OrderStatus(chosen)
+    status = tables.status(args.status, OrderStatus)
 
     async def read(store: Store) -> list[Order]:
         return await newest_first(
@@ -53,12 +52,10 @@ def run_list(config: Config, args: argparse.Namespace) -> int:
             args.limit)
 
     orders = with_store(config, read)
-    if args.json:
-        tables.print_json([order_json(o) for o in orders])
-    else:
-        tables.print_rows(COLUMNS, ([o.id, o.account_id, o.status.value,
-                                     ", ".join(i.value for i in o.identifiers), o.profile,
-                                     when(o.created_at), o.certificate_serial or "-"]
-                                    for o in orders),
-                          empty="No orders.", whole=("ID", "ACCOUNT", "STATUS"))
+    tables.print_listing(
+        orders, as_json=args.json, to_json=order_json, columns=COLUMNS,
+        to_row=lambda o: [o.id, o.account_id, o.status.value,
+                          ", ".join(i.value for i in o.identifiers), o.profile,
+                          when(o.created_at), o.certificate_serial or "-"],
+        empty="No orders.", whole=("ID", "ACCOUNT", "STATUS"))
     return 0

@@ -8,6 +8,13 @@ SIGHUP reloads the configuration file (what can change at run time: ``cli/reload
 and the intermediate (after `acme-ca intermediate renew`) without dropping
 connections; SIGTERM or SIGINT stop it gracefully: no new connection, the work in
 flight finished within ``[server] shutdown_timeout`` (``cli/lifecycle.py``).
+
+Beside the ACME listener it starts, when configured, the plain-HTTP publication
+listener ([revocation] http_listen) and the admin listener ([admin] listen: /metrics,
+health, the dashboard, admin certificates only; its TLS trusts the new intermediate
+after a reload); the applications are built in ``cli/wiring.py``. With ``[server]
+workers`` N > 1 it forks N processes sharing the ports (``cli/workers.py``); their
+metrics go to a directory of this run's own, summed by whichever answers /metrics.
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ in ``whole`` (ids a reader pastes back into a command) never cut."""
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from rich import box
 from rich.table import Table
@@ -17,6 +18,9 @@ from rich.text import Text
 
 from acme_ca.cli.certs_view import emit, printable
 from acme_ca.errors import ConfigError
+
+Row = TypeVar("Row")
+Status = TypeVar("Status", bound=enum.Enum)
 
 
 def listing_options(parser: argparse.ArgumentParser, noun: str,
@@ -51,6 +55,17 @@ def print_rows(columns: Sequence[str], rows: Iterable[Sequence[str]], *, empty: 
     emit(table)
 
 
+def print_listing(items: Sequence[Row], *, as_json: bool, to_json: Callable[[Row], Any],
+                  columns: Sequence[str], to_row: Callable[[Row], Sequence[str]],
+                  empty: str, whole: Sequence[str] = ()) -> None:
+    """``items`` as a JSON array of ``to_json`` (``--json``), else as the table of their
+    ``to_row`` (``print_rows``)."""
+    if as_json:
+        print_json([to_json(item) for item in items])
+    else:
+        print_rows(columns, (to_row(item) for item in items), empty=empty, whole=whole)
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
@@ -67,3 +82,10 @@ def choice(flag: str, text: str | None, values: Iterable[str]) -> str | None:
     if text is not None and text not in allowed:
         raise ConfigError(f"{flag}: {printable(text)!r} is not one of {', '.join(allowed)}")
     return text
+
+
+def status(text: str | None, statuses: type[Status]) -> Status | None:
+    """``--status``: the one of ``statuses`` whose value ``text`` is, or None for all; a
+    one-line error for any other text."""
+    chosen = choice("--status", text, (s.value for s in statuses))
+    return None if chosen is None else statuses(chosen)

@@ -1,7 +1,11 @@
-"""Building the ACME application from the configuration: the composition root.
+"""Building the server's applications from the configuration: the composition root.
 
-`serve` and the in-process tests both call `build_app`, so what the tests run is
-what the server runs.
+``build_app`` makes the ACME application (with its validators, CAA check and
+shutdown, ``finish_in_flight``), ``build_publication_app`` the plain-HTTP CRL and
+issuer publication, ``build_ocsp`` the OCSP responder, and ``build_admin_app`` with
+``admin_tls_context`` the admin listener ([admin] listen: /metrics, health, the
+dashboard, for admin certificates only). `serve` and the in-process tests both call
+them, so what the tests run is what the server runs.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Every issuance, revocation, account creation, deactivation and key change, use of an
 External Account Binding key, and action of an operator is appended to the audit log
-in the store (``store/audit.py``) as an ``AuditEntry``: who (an ACME account, an admin
-certificate, an OS user on the command line), from which client IP, on which
-identifiers and serial, when, and what.
+in the store (``store/audit.py``) as an ``AuditEntry``: who (an ACME account, the
+holder of a certificate's key revoking it, an admin certificate, an OS user on the
+command line, or the CA itself: the ``*_actor`` spellings), from which client IP, on
+which identifiers and serial, when, and what.
 
 Each entry carries ``hash`` = SHA-256 of its canonical form, which includes the hash of
 the entry before it (``prev_hash``; ``GENESIS`` for the first) and its sequence number.

@@ -17,7 +17,8 @@ dialects; the plans are checked with EXPLAIN in
   partial on status 'revoked', walked backwards until the page is full, or counted
   without reading the table (it holds ``not_after``).
 
-``list_terms`` builds the WHERE clause of both lists, for both backends.
+``list_terms`` builds the WHERE clause of both lists and ``list_query`` their SELECT,
+for both backends.
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ def list_terms(before: datetime | None, before_id: str | None,
             terms.append(f"{column} = ?")
             values.append(value)
     return " AND ".join(terms) or "1 = 1", values
+
+
+def list_query(table: str, columns: str, where: str) -> str:
+    """The SELECT of one page of a list: ``columns`` of ``table``'s rows that match
+    ``where`` (``list_terms``'s, or ``{}`` for a template), newest first, the page's
+    size the last ``?``."""
+    return (f"SELECT {columns} FROM {table} WHERE {where} "  # noqa: S608
+            "ORDER BY created_at DESC, id DESC LIMIT ?")
 
 
 class OperationsStore(Protocol):

@@ -16,13 +16,12 @@ from acme_ca.domain.models import (
     OrderStatus,
 )
 from acme_ca.store import guards
-from acme_ca.store.operations import FailedValidations, list_terms
+from acme_ca.store.operations import FailedValidations, list_query, list_terms
 from acme_ca.store.postgres.base import PostgresBase, aware
 from acme_ca.store.postgres.rows import ORDER_COLUMNS, to_account, to_certificate, to_order
 
-_ACCOUNTS = "SELECT * FROM accounts WHERE {} ORDER BY created_at DESC, id DESC LIMIT ?"
-_ORDERS = (f"SELECT {ORDER_COLUMNS} FROM orders WHERE {{}} "  # noqa: S608
-           "ORDER BY created_at DESC, id DESC LIMIT ?")
+_ACCOUNTS = list_query("accounts", "*", "{}")
+_ORDERS = list_query("orders", ORDER_COLUMNS, "{}")
 _COUNT_ACCOUNTS = "SELECT status, count(*) AS count FROM accounts GROUP BY status"
 _ISSUANCE = """
 SELECT date_trunc('hour', created_at, 'UTC') AS hour, count(*) AS count FROM certificates
