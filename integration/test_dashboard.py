@@ -265,10 +265,16 @@ def browse(d: Any, origin: str, serial: str, shots: Path) -> None:
     """Every page over mTLS, with a screenshot; the issued certificate found and revoked
     through its page and the confirmation."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     def heading() -> str:
         return str(d.find_element(By.TAG_NAME, "h1").text)
+
+    def click_and_wait(element: object) -> None:
+        """Click, then wait for the next page (the old one's elements go stale)."""
+        element.click()  # type: ignore[attr-defined]
+        WebDriverWait(d, 15).until(expected_conditions.staleness_of(element))
 
     for name, (path, title) in PAGES.items():
         d.get(origin + path)
@@ -301,9 +307,9 @@ def browse(d: Any, origin: str, serial: str, shots: Path) -> None:
         screenshot(d, shots, "cross-site-post-refused")
     d.get(f"{origin}/dashboard/certificates/{serial}")
     assert heading() == f"Certificate {serial} issued"
-    d.find_element(By.PARTIAL_LINK_TEXT, "Revoke this certificate").click()
+    click_and_wait(d.find_element(By.PARTIAL_LINK_TEXT, "Revoke this certificate"))
     Select(d.find_element(By.ID, "reason")).select_by_value("keyCompromise")
-    d.find_element(By.ID, "confirm").click()
+    click_and_wait(d.find_element(By.ID, "confirm"))
     assert heading() == f"Certificate {serial} revoked", d.page_source
     assert "keyCompromise" in d.page_source
     screenshot(d, shots, "certificate-revoked")
