@@ -48,6 +48,7 @@ from acme_ca.config_revocation import (
 )
 from acme_ca.config_values import format_duration, parse_duration, parse_host_port
 from acme_ca.errors import ConfigError
+from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 
 __all__ = [  # the value helpers live in config_values, [revocation] in config_revocation;
     # these are re-exported for callers
@@ -148,10 +149,13 @@ class StorageConfig:
 class CaConfig:
     root_cert: Path
     intermediate_cert: Path
-    intermediate_key: Path
+    # a key file, or a key on a PKCS#11 token (an RFC 7512 URI: pki/pkcs11_uri.py)
+    intermediate_key: Path | Pkcs11Uri
     chain: Path
     intermediate_key_passphrase_file: Path | None = None
     alternate_chains: tuple[Path, ...] = ()
+    # the PKCS#11 library (the vendor's module, or SoftHSM2's) for a key on a token
+    pkcs11_module: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +332,9 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
     "ca": {
         "root_cert": ("a file path", values.path),
         "intermediate_cert": ("a file path", values.path),
-        "intermediate_key": ("a file path", values.path),
+        "intermediate_key": ("a file path or a PKCS#11 URI ('pkcs11:token=...;object=...')",
+                             values.key_location),
+        "pkcs11_module": ("the path of a PKCS#11 library", values.path),
         "intermediate_key_passphrase_file": ("a file path", values.path),
         "chain": ("a file path", values.path),
         "alternate_chains": ("a list of file paths", values.paths),
@@ -391,6 +397,7 @@ def _build(r: _Reader, source: Path | None, policy_tables: Mapping[str, Any]) ->
         **{key: r.get(f"ca.{key}", default) for key, default in ca_paths.items()},
         intermediate_key_passphrase_file=r.get("ca.intermediate_key_passphrase_file", None),
         alternate_chains=r.get("ca.alternate_chains", ()),
+        pkcs11_module=r.get("ca.pkcs11_module", None),
     )
     storage = StorageConfig(
         url=r.get("storage.url", f"sqlite:///{data_dir / 'acme-ca.db'}"),

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
+from acme_ca.pki.pkcs11_uri import Pkcs11Uri, is_pkcs11_uri
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -244,6 +246,13 @@ def storage_url(reader: PathResolver, value: Any) -> str:
 
 
 def path(reader: PathResolver, value: Any) -> Path:
+    return reader.path(value)
+
+
+def key_location(reader: PathResolver, value: Any) -> Path | Pkcs11Uri:
+    """A key file's path, or a key on a PKCS#11 token named by an RFC 7512 URI."""
+    if isinstance(value, str) and is_pkcs11_uri(value):
+        return Pkcs11Uri.parse(value)
     return reader.path(value)
 
 

@@ -21,6 +21,7 @@ from acme_ca.pki import files
 from acme_ca.pki.hierarchy import HierarchyFiles, HierarchySpec, create_hierarchy
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, PrivateKey, load_key
+from tests.softhsm import SoftHsm
 from tests.store.pg import relay  # noqa: F401  (a fixture: PostgreSQL behind a relay)
 
 ROOT_PASSPHRASE = b"correct horse battery"
@@ -205,3 +206,12 @@ def make_csr() -> Callable[..., x509.CertificateSigningRequest]:
         return builder.sign(signer, hashes.SHA256())
 
     return make
+
+
+@pytest.fixture
+def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SoftHsm:
+    """A SoftHSM2 token of this test's own (tests/softhsm.py), found through
+    SOFTHSM2_CONF by this process and the subprocesses it starts."""
+    token = SoftHsm.create(tmp_path / "softhsm")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(token.conf))
+    return token
