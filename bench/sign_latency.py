@@ -42,15 +42,15 @@ from bench.report import percentile
 DEFAULT_TYPES = "ec-p256,ec-p384,rsa2048,rsa4096"
 
 
-def _builder(public_key: PublicKey, issuer: x509.Name) -> x509.CertificateBuilder:
-    """A leaf as acme-ca's profile makes one (a P-256 subject key, one name)."""
+def _builder(subject_key: PublicKey, issuer: x509.Name) -> x509.CertificateBuilder:
+    """A certificate of ``subject_key`` with one name, as acme-ca's profile makes a leaf."""
     now = datetime.now(UTC)
     name = "1.bench.bluerobin.local"
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([]))
         .issuer_name(issuer)
-        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+        .public_key(subject_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
         .not_valid_after(now + timedelta(days=90))
@@ -64,8 +64,7 @@ def _ca_certificate(public_key: PublicKey) -> x509.Certificate:
     ``open_token_signer`` matches the token's key against."""
     signer = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench signer")])
-    return _builder(public_key, name).public_key(public_key).sign(
-        signer, signature_hash(signer))
+    return _builder(public_key, name).sign(signer, signature_hash(signer))
 
 
 def _time(fn: Callable[[], object], n: int) -> tuple[list[float], float]:
@@ -93,7 +92,7 @@ async def _off_loop(signer: Signer, tbs: bytes, n: int) -> tuple[list[float], fl
 
 def measure(signer: Signer, n: int) -> dict[str, tuple[list[float], float]]:
     issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench intermediate")])
-    builder = _builder(signer.public_key, issuer)
+    builder = _builder(ec.generate_private_key(ec.SECP256R1()).public_key(), issuer)
     tbs = sign_certificate(builder, signer).tbs_certificate_bytes
     return {
         "sign": _time(lambda: signer.sign(tbs), n),
