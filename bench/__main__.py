@@ -10,7 +10,8 @@
 
 ``run`` drives one server that is already running (its http-01 validation must reach
 127.0.0.1:P for the benchmark names). ``compare`` starts acme-ca and Pebble itself,
-a fresh server per run, and prints medians, spread and the acme-ca/pebble ratios.
+a fresh server per run, and prints medians, spread and the acme-ca/pebble ratios
+(and each acme-ca build's to the first build's).
 acme-ca runs on SQLite, or on a fresh PostgreSQL database per run (127.0.0.1:5432,
 user postgres; dropped after the run), alone or as N replicas behind haproxy
 (bench/replicas.py). With ``--intermediate-key``, ``--intermediate-key-type`` or

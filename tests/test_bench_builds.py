@@ -65,21 +65,26 @@ def _run(server: str, c: int, run: int, rate: float) -> dict[str, object]:
             "total_cpu_ms_per_issuance": 10 / rate, "p99_total_ms": 1000 / rate}
 
 
-def test_each_build_has_its_ratio_to_pebble() -> None:
+def test_each_build_has_its_ratios_to_pebble_and_to_the_first_build() -> None:
     records = [_run(server, 8, run, rate) for run in (1, 2)
                for server, rate in (("acme-ca (file key)", 100.0),
                                     ("acme-ca (token key)", 50.0), ("pebble", 200.0))]
     summaries = report.summarise(records)
-    ratios = {r["server"]: r for r in summaries if r["kind"] == "ratio"}
-    assert ratios["acme-ca (file key)"]["issuances_per_s"] == 0.5
-    assert ratios["acme-ca (token key)"]["issuances_per_s"] == 0.25
-    assert ratios["acme-ca (token key)"]["of"] == "acme-ca (token key)/pebble"
+    ratios = {r["of"]: r for r in summaries if r["kind"] == "ratio"}
+    assert set(ratios) == {"acme-ca (file key)/pebble", "acme-ca (token key)/pebble",
+                           "acme-ca (token key)/acme-ca (file key)"}
+    assert ratios["acme-ca (file key)/pebble"]["issuances_per_s"] == 0.5
+    assert ratios["acme-ca (token key)/pebble"]["issuances_per_s"] == 0.25
+    against_file = ratios["acme-ca (token key)/acme-ca (file key)"]
+    assert against_file["issuances_per_s"] == 0.5
+    assert against_file["total_cpu_ms_per_issuance_by_run"]["median"] == 2.0
     table = report.format_summary(summaries, markdown=True).splitlines()
     rows = [line.split(" | ")[0] for line in table if line.startswith("| acme-ca")
             or line.startswith("| pebble")]
     assert rows == ["| acme-ca (file key)", "| acme-ca (token key)", "| pebble"]
-    assert any(line.startswith("- C=8 acme-ca (token key): issuances/s x0.25 (0.25-0.25)")
-               for line in table)
+    for line in ("- C=8 acme-ca (token key) / pebble: issuances/s x0.25 (0.25-0.25)",
+                 "- C=8 acme-ca (token key) / acme-ca (file key): issuances/s x0.50"):
+        assert any(row.startswith(line) for row in table), line
 
 
 def _curve(certificate: Path) -> str:
