@@ -190,7 +190,7 @@ def test_two_keys_under_one_label_the_certificate_picks(softhsm: SoftHsm) -> Non
     pinned = open_token_signer(old_uri, softhsm.module, certificate_for(old))
     assert signs(pinned)
     one_line_error(lambda: open_token_signer(old_uri, softhsm.module, certificate_for(new)),
-                   "the key that .* names is the key of its certificate")
+                   "the key that .* names is not the key of its certificate")
     stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
     one_line_error(
         lambda: open_token_signer(uri_of(softhsm), softhsm.module, certificate_for(stranger)),
