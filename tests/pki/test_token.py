@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ from acme_ca.pki.token import (
 )
 from tests.required import require_program
 from tests.softhsm import SoftHsm
-from tests.waiting import until
+from tests.waiting import DEADLINE, POLL, until
 
 FILE_ROOT = ec.generate_private_key(ec.SECP384R1())
 
@@ -372,8 +373,14 @@ def test_a_forked_child_signs_with_the_parents_signer(softhsm: SoftHsm) -> None:
                 code = 0
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    deadline = time.monotonic() + DEADLINE
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the forked child did not exit within {DEADLINE:g} s")
+        time.sleep(POLL)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
     assert signs(signer)  # and the parent's own sessions are untouched
 
 
