@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from acme_ca.errors import PkiError
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri, is_pkcs11_uri
+from acme_ca.pkcs11_uri import Pkcs11Uri, is_pkcs11_uri
 
 # RFC 7512 section 3, each with what this consumer makes of it
 RFC_EXAMPLES_ACCEPTED = [
@@ -183,7 +183,7 @@ def test_an_unreadable_pin_file_is_a_pki_error_naming_it(tmp_path: Path) -> None
 
 
 def test_str_never_shows_a_pin_value() -> None:
-    """RFC 7512 7: a PIN in a URI is a secret; messages and logs get str()."""
+    """A PIN in a URI is a secret; messages and logs get str()."""
     uri = Pkcs11Uri.parse("pkcs11:token=acme-ca;object=k?pin-value=s3cret-pin")
     assert "s3cret-pin" not in str(uri)
     assert "s3cret-pin" not in repr(uri)
