@@ -126,7 +126,7 @@ def test_init_refuses_an_existing_intermediate_and_makes_no_key(
         ("pin", "wrong PIN"),
         ("pin file", "cannot read the PIN file"),
         ("token", "no token matches"),
-        ("module", "module"),
+        ("module", "no-such-module.so does not exist"),
     ],
 )
 def test_init_with_a_token_it_cannot_use_is_one_line_and_writes_nothing(
