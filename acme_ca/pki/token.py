@@ -367,6 +367,13 @@ class TokenSigner:
     def describe(self) -> str:
         return str(self.uri)
 
+    def pinned_uri(self) -> Pkcs11Uri:
+        """``uri`` pinned to the CKA_ID of the key found (``Pkcs11Uri.with_id``): the name
+        of this key alone, as the archive keeps a replaced intermediate's key once a
+        newer key carries the same label (pki/archive.py)."""
+        with _using(self._module, self.uri):
+            return self.uri.with_id(bytes(self._key[_pkcs11().Attribute.ID]))
+
     def sign(self, data: bytes) -> bytes:
         """The signature over ``data``; PkiError when the token fails (and the next
         sign, a second later at the earliest, reconnects)."""
