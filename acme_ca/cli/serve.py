@@ -184,8 +184,9 @@ class IssuerHolder:
             ca.alternate_chains,
             publication(self._config),
             archived_keys=True,  # they sign the CRLs of what they issued
+            pkcs11_module=ca.pkcs11_module,
         )
-        if same_key(issuer.key, issuer.root.public_key()):  # type: ignore[arg-type]
+        if same_key(issuer.signer.public_key, issuer.root.public_key()):  # type: ignore[arg-type]
             raise PkiError(
                 f"{ca.intermediate_key} is the root key: the server never uses the "
                 "root key; point [ca] intermediate_key at the intermediate's key"
