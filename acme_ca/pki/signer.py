@@ -40,7 +40,7 @@ from cryptography.x509 import ocsp
 
 from acme_ca.errors import PkiError
 from acme_ca.pki.keys import PrivateKey, PublicKey, load_key, same_key, signature_hash
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
+from acme_ca.pkcs11_uri import Pkcs11Uri
 
 T = TypeVar("T")
 
