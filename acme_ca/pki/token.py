@@ -4,8 +4,9 @@
 
 - ``open_token_signer(uri, module, certificate)``: load the module, find the token,
   log in with the URI's PIN, find the private key among the objects the URI matches
-  whose public key is the certificate's (several keys may share a label: a renewed
-  intermediate's new key is made with the same label). PkiError with one line each for:
+  whose probe signature the certificate's public key verifies (several keys may share
+  a label: a renewed intermediate's new key is made with the same label; a public key
+  object of the same CKA_ID only orders the tries: anyone may make one, PIN or not). PkiError with one line each for:
   python-pkcs11 not installed, module missing or not a PKCS#11 library, token missing,
   wrong PIN (never retried: a token locks after a few), no such object, no object
   matching the certificate, a key type that cannot sign certificates here.
@@ -293,13 +294,16 @@ def _find_key(loaded: _Module, uri: Pkcs11Uri, public_key: PublicKey) -> Any:
         hint = "" if uri.pin_source or uri.pin_value else \
             " (the URI gives no PIN: private keys show only after a login)"
         raise PkiError(f"no private key on the token matches {uri}{hint}")
-    for key in keys:
-        if key.key_type not in (pkcs11.KeyType.EC, pkcs11.KeyType.RSA):
-            continue
-        public = _public_key(session, key)
-        if public is not None and same_key(public, public_key):
-            return key
-        if public is None and _signs_for(key, public_key):
+    # A public key object is a hint, never proof: it needs no login to be made or
+    # destroyed (PKCS#11 2.40 base 5.x, R/W Public Session), so a key is the
+    # certificate's only once its probe signature verifies; those whose public object
+    # claims the certificate's key are tried first.
+    signing = [key for key in keys if key.key_type in (pkcs11.KeyType.EC, pkcs11.KeyType.RSA)]
+    claimed = [same_key(public, public_key) if (public := _public_key(session, key))
+               else False for key in signing]
+    for key in ([k for k, c in zip(signing, claimed, strict=True) if c]
+                + [k for k, c in zip(signing, claimed, strict=True) if not c]):
+        if _signs_for(key, public_key):
             return key
     kinds = {key.key_type for key in keys} - {pkcs11.KeyType.EC, pkcs11.KeyType.RSA}
     if kinds and len(kinds) == len({key.key_type for key in keys}):
@@ -312,8 +316,8 @@ def _find_key(loaded: _Module, uri: Pkcs11Uri, public_key: PublicKey) -> Any:
 
 
 def _signs_for(key: Any, public_key: PublicKey) -> bool:
-    """Whether ``key`` signs a probe that ``public_key`` verifies: how a key whose
-    public object the token does not keep is matched to its certificate."""
+    """Whether ``key`` signs a probe that ``public_key`` verifies: how a key is matched
+    to its certificate."""
     if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         return False
     probe = secrets.token_bytes(32)

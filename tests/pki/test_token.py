@@ -21,7 +21,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from acme_ca.errors import PkiError
@@ -428,3 +428,35 @@ async def test_a_wrong_pin_at_a_reconnect_is_not_tried_again(softhsm: SoftHsm,
     softhsm.pin_file.write_text(softhsm.pin + "\n")  # even the right one is not tried now
     signer._module.last_attempt = 0.0  # as if the interval had passed
     one_line_error(lambda: signer.sign(b"x"), "wrong PIN .*not retried until a restart")
+
+
+def test_public_objects_swapped_without_the_pin_do_not_pick_the_key(softhsm: SoftHsm) -> None:
+    """Public objects need no login to be made or destroyed (PKCS#11 2.40 base 4.4 and
+    5.x: a R/W Public Session reads and writes every public object), so what a public
+    key object claims is no proof: whoever reaches the token without the PIN can give
+    the old key's CKA_ID a public object claiming the new key. The key is the one whose
+    signature the certificate's public key verifies."""
+    import pkcs11
+    from pkcs11 import Attribute, ObjectClass
+    from pkcs11.util.ec import decode_ec_public_key
+
+    old, old_uri = generate_token_key(uri_of(softhsm), softhsm.module, KeyType.EC_P256)
+    new, new_uri = generate_token_key(uri_of(softhsm), softhsm.module, KeyType.EC_P256)
+    close_modules()
+    lib = pkcs11.lib(str(softhsm.module))
+    session = lib.get_token(token_label=softhsm.label).open(rw=True)  # no PIN
+    try:
+        for public in list(session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY})):
+            public.destroy()
+        for object_id, claimed in ((old_uri.object_id, new), (new_uri.object_id, old)):
+            der = claimed.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            session.create_object({**decode_ec_public_key(der), Attribute.TOKEN: True,
+                                   Attribute.PRIVATE: False, Attribute.LABEL: "intermediate",
+                                   Attribute.ID: object_id})
+    finally:
+        session.close()
+        lib.finalize()
+        close_modules()
+    for public_key in (new, old):
+        signer = open_token_signer(uri_of(softhsm), softhsm.module, certificate_for(public_key))
+        assert signs(signer)
