@@ -21,12 +21,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from acme_ca.errors import PkiError
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki import files
 from acme_ca.pki.archive import ArchivedIntermediate, archive_dir, load_archive, read_key
 from acme_ca.pki.crl import CrlSigner
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.keys import same_key
-from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.profiles import LeafRequest, build_leaf
 from acme_ca.pki.publication import Publication
 from acme_ca.pki.signer import FileSigner, Signer, load_signer

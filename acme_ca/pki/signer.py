@@ -39,8 +39,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
 from acme_ca.errors import PkiError
-from acme_ca.pki.keys import PrivateKey, PublicKey, load_key, same_key, signature_hash
 from acme_ca.pkcs11_uri import Pkcs11Uri
+from acme_ca.pki.keys import PrivateKey, PublicKey, load_key, same_key, signature_hash
 
 T = TypeVar("T")
 

@@ -6,10 +6,11 @@
   log in with the URI's PIN, find the private key among the objects the URI matches
   whose probe signature the certificate's public key verifies (several keys may share
   a label: a renewed intermediate's new key is made with the same label; a public key
-  object of the same CKA_ID only orders the tries: anyone may make one, PIN or not). PkiError with one line each for:
-  python-pkcs11 not installed, module missing or not a PKCS#11 library, token missing,
-  wrong PIN (never retried: a token locks after a few), no such object, no object
-  matching the certificate, a key type that cannot sign certificates here.
+  object of the same CKA_ID only orders the tries: anyone may make one, PIN or not).
+  PkiError with one line each for: python-pkcs11 not installed, module missing or not
+  a PKCS#11 library, token missing, wrong PIN (never retried: a token locks after a
+  few), no such object, no object matching the certificate, a key type that cannot
+  sign certificates here.
 - ``TokenSigner.sign(data)`` hashes in Python (SoftHSM2 has no CKM_ECDSA_SHA256) and
   signs the digest with CKM_ECDSA, DER-encoding r||s (RFC 3279 2.2.3), or the data with
   CKM_SHA256_RSA_PKCS / CKM_SHA384_RSA_PKCS (RFC 8017 8.2).
