@@ -435,7 +435,8 @@ def open_token_signer(uri: Pkcs11Uri, module: Path | None,
 def generate_token_key(uri: Pkcs11Uri, module: Path | None,
                        key_type: KeyType) -> tuple[PublicKey, Pkcs11Uri]:
     """A new key pair on the token, labelled with the URI's object, with a fresh random
-    CKA_ID; the private half private, sensitive, never extractable, sign only. Returns
+    CKA_ID; the private half private, sensitive, never extractable, sign only (no
+    CKA_SIGN_RECOVER either: PKCS#11 2.40 base 4.9). Returns
     its public key and the URI pinned to its id."""
     if uri.object is None:
         raise PkiError(f"{uri} names no object: the new key's label is its object=")
@@ -453,6 +454,7 @@ def generate_token_key(uri: Pkcs11Uri, module: Path | None,
                                    pkcs11.Attribute.SENSITIVE: True,
                                    pkcs11.Attribute.EXTRACTABLE: False,
                                    pkcs11.Attribute.SIGN: True,
+                                   pkcs11.Attribute.SIGN_RECOVER: False,
                                    pkcs11.Attribute.DECRYPT: False,
                                    pkcs11.Attribute.UNWRAP: False,
                                    pkcs11.Attribute.DERIVE: False}}

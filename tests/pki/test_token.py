@@ -156,8 +156,12 @@ def test_a_certificate_signed_through_the_token_verifies_with_openssl(
     assert leaf.signature_hash_algorithm.name == "sha384"
 
 
-@pytest.mark.parametrize("key_type", [KeyType.EC_P256, KeyType.RSA2048])
+@pytest.mark.parametrize("key_type", [KeyType.EC_P256, KeyType.EC_P384, KeyType.RSA2048])
 def test_the_private_key_never_leaves_the_token(softhsm: SoftHsm, key_type: KeyType) -> None:
+    """PKCS#11 2.40 base 4.9 (private key objects): sensitive and never extractable
+    from its making on (CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE), and a signing key
+    only: no CKA_SIGN_RECOVER (SoftHSM2 sets it unless told: with RSA that is raw
+    RSA on the key), CKA_DECRYPT, CKA_UNWRAP or CKA_DERIVE."""
     import pkcs11
     from pkcs11 import Attribute, ObjectClass
 
@@ -171,10 +175,13 @@ def test_the_private_key_never_leaves_the_token(softhsm: SoftHsm, key_type: KeyT
         assert private[Attribute.TOKEN] is True and public[Attribute.TOKEN] is True
         assert private[Attribute.SIGN] is True
         assert private[Attribute.DECRYPT] is False and private[Attribute.DERIVE] is False
+        assert private[Attribute.UNWRAP] is False and private[Attribute.SIGN_RECOVER] is False
+        assert private[Attribute.ALWAYS_SENSITIVE] is True
+        assert private[Attribute.NEVER_EXTRACTABLE] is True
         assert public[Attribute.VERIFY] is True
         assert private[Attribute.LABEL] == public[Attribute.LABEL] == "intermediate"
         assert private[Attribute.ID] == public[Attribute.ID] == pinned.object_id
-        secret = Attribute.VALUE if key_type is KeyType.EC_P256 else Attribute.PRIVATE_EXPONENT
+        secret = Attribute.PRIVATE_EXPONENT if key_type is KeyType.RSA2048 else Attribute.VALUE
         with pytest.raises(pkcs11.AttributeSensitive):
             private[secret]
 
