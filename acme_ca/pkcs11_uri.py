@@ -67,7 +67,7 @@ PIN_FILE_LIMIT = 4096  # bytes: a PIN file larger than this is not a PIN file
 
 def is_pkcs11_uri(value: str) -> bool:
     """Whether a configuration value names a key on a token rather than a file."""
-    return value.startswith(SCHEME)
+    return value[:len(SCHEME)].lower() == SCHEME  # RFC 3986 3.1: any case
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ class Pkcs11Uri:
     def parse(cls, text: str) -> Pkcs11Uri:
         """The URI in ``text``; ValueError with a one-line reason (the config layer
         prefixes the key's name)."""
-        if not text.startswith(SCHEME):
+        if not is_pkcs11_uri(text):
             raise ValueError(f"a PKCS#11 URI starts with {SCHEME!r} (RFC 7512 2.3)")
         path_text, _, query_text = text[len(SCHEME):].partition("?")
         path = _attributes(path_text, ";", _PATH_CHARS, PATH_ATTRIBUTES, "path")

@@ -144,6 +144,15 @@ def test_refused_with_one_line(text: str, reason: str) -> None:
     assert "\n" not in str(caught.value)
 
 
+def test_the_scheme_is_case_insensitive() -> None:
+    """RFC 3986 3.1 (schemes are case-insensitive) and RFC 5234 2.3 (so is the ABNF's
+    "pkcs11:"): a PKCS11: URI is a URI, never taken for a key file's relative path,
+    whose "cannot read" message would carry its pin-value."""
+    assert is_pkcs11_uri("PKCS11:token=acme-ca;object=k?pin-value=1234")
+    uri = Pkcs11Uri.parse("PKCS11:token=acme-ca;object=k?pin-value=1234")
+    assert (uri.token, uri.object, uri.pin()) == ("acme-ca", "k", "1234")
+
+
 def test_attribute_names_are_case_insensitive() -> None:
     """RFC 5234 2.3: the ABNF's quoted names match either case, so ``PIN-VALUE`` is
     held to pin-value's rules and never passes as an unknown attribute."""
