@@ -478,7 +478,8 @@ def generate_token_key(uri: Pkcs11Uri, module: Path | None,
 
 
 def destroy_token_key(uri: Pkcs11Uri, module: Path | None) -> None:
-    """Destroy the key pair (private and public objects) the id-pinned ``uri`` names."""
+    """Destroy the key pair (private and public objects) the id-pinned ``uri`` names;
+    nothing when that id and label name more than one private key."""
     if uri.object_id is None:
         raise PkiError(f"{uri} names no id: only a key pinned by its id is destroyed")
     pkcs11 = _pkcs11()
@@ -493,6 +494,10 @@ def destroy_token_key(uri: Pkcs11Uri, module: Path | None) -> None:
             found += list(session.get_objects(query))
         if not found:
             raise PkiError(f"no key on the token matches {uri}: nothing destroyed")
+        private = sum(obj.object_class == pkcs11.ObjectClass.PRIVATE_KEY for obj in found)
+        if private > 1:  # CKA_ID is not unique (PKCS#11 2.40 base 4.7): one may be in use
+            raise PkiError(f"{private} private keys on the token match {uri}: nothing "
+                           "destroyed")
         for obj in found:
             obj.destroy()
 

@@ -336,6 +336,41 @@ def test_destroy_removes_the_pinned_pair_only(softhsm: SoftHsm) -> None:
             {next(iter(session.get_objects()))[Attribute.ID]}
 
 
+def test_destroy_refuses_an_id_that_several_private_keys_share(softhsm: SoftHsm) -> None:
+    """CKA_ID need not be unique (PKCS#11 2.40 base 4.7: "the key identifier ... intended
+    as a means of distinguishing multiple public-key/private-key pairs held by the
+    same subject", set by whoever makes the key; pkcs11-tool's --id 01 is common):
+    destroying "the archived key" by an id the current key shares would destroy both."""
+    import pkcs11
+    from pkcs11 import Attribute
+
+    close_modules()
+    lib = pkcs11.lib(str(softhsm.module))
+    session = lib.get_token(token_label=softhsm.label).open(user_pin=softhsm.pin, rw=True)
+    try:
+        for _ in range(2):  # an operator's two keys, each made with --id 01
+            parameters = session.create_domain_parameters(
+                pkcs11.KeyType.EC, {Attribute.EC_PARAMS: ec_parameters("secp256r1")},
+                local=True)
+            parameters.generate_keypair(store=True, label="intermediate", id=b"\x01")
+    finally:
+        session.close()
+        lib.finalize()
+        close_modules()
+    pinned = uri_of(softhsm).with_id(b"\x01")
+    one_line_error(lambda: destroy_token_key(pinned, softhsm.module),
+                   "2 private keys .* nothing destroyed")
+    with raw_session(softhsm) as session:
+        private = {Attribute.CLASS: pkcs11.ObjectClass.PRIVATE_KEY}
+        assert len(list(session.get_objects(private))) == 2
+
+
+def ec_parameters(curve: str) -> bytes:
+    from pkcs11.util.ec import encode_named_curve_parameters
+
+    return bytes(encode_named_curve_parameters(curve))
+
+
 # --- at run time ---------------------------------------------------------------------------
 
 
