@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
+from acme_ca.authority.readiness import signing_check
 from acme_ca.errors import PkiError
 from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.keys import KeyType, PublicKey, same_key
@@ -36,6 +38,7 @@ from acme_ca.pki.token import (
     generate_token_key,
     open_token_signer,
 )
+from tests.conftest import Hierarchy, load_issuer
 from tests.required import require_program
 from tests.softhsm import SoftHsm
 from tests.waiting import DEADLINE, POLL, until
@@ -502,3 +505,22 @@ def test_public_objects_swapped_without_the_pin_do_not_pick_the_key(softhsm: Sof
     for public_key in (new, old):
         signer = open_token_signer(uri_of(softhsm), softhsm.module, certificate_for(public_key))
         assert signs(signer)
+
+
+def test_readyz_says_the_token_fails_without_its_internals(
+        softhsm: SoftHsm, hierarchy: Hierarchy, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """/readyz answers anyone who reaches the ACME listener (authority/readiness.py): a
+    token's failure there names no URI, PIN file, module or token list (a reconnect's
+    "no token matches ...; the tokens there: ..." listed every token's label and
+    serial); the log has the whole message, as for the store check."""
+    signer, _ = signer_for(softhsm)
+    issuer = replace(load_issuer(hierarchy), signer=signer)
+    away = tmp_path / "away"
+    away.mkdir()
+    for index, path in enumerate(softhsm.object_files()):
+        shutil.move(path, away / f"{index}-{path.name}")
+    check = signing_check(issuer)
+    assert not check.ok and check.detail.startswith("the intermediate key cannot sign")
+    assert "pkcs11:" not in check.detail and str(softhsm.pin_file) not in check.detail
+    assert str(signer.uri) in caplog.text
