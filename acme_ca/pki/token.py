@@ -52,6 +52,7 @@ from acme_ca.pki.keys import KeyType, PublicKey, same_key, signature_hash
 from acme_ca.pki.signer import verify_signature
 
 RECONNECT_INTERVAL = 1.0  # seconds between two attempts to bring a broken module back
+LOCK_WAIT = 10.0  # seconds a use of a module waits for another thread's use of it
 ID_BYTES = 16  # CKA_ID of a key made here
 
 # EC_PARAMS as tokens carry them: the DER of the named curve's OID
@@ -160,9 +161,14 @@ def close_modules() -> None:
 @contextmanager
 def _using(loaded: _Module, uri: Pkcs11Uri) -> Iterator[None]:
     """``loaded`` locked, re-initialised first in a forked child; a PKCS#11 error
-    inside becomes a one-line PkiError."""
+    inside becomes a one-line PkiError. PkiError when another thread has held the lock
+    for ``LOCK_WAIT``: a call that hangs (a network HSM out of reach) holds one thread
+    of the signing pool, not all of them."""
     pkcs11 = _pkcs11()
-    with loaded.lock:
+    if not loaded.lock.acquire(timeout=LOCK_WAIT):
+        raise PkiError(f"the PKCS#11 token {uri} is busy: its module has been in use for "
+                       f"{LOCK_WAIT:g}s")
+    try:
         try:
             if loaded.pid != os.getpid():
                 loaded.reinitialize()
@@ -175,6 +181,8 @@ def _using(loaded: _Module, uri: Pkcs11Uri) -> Iterator[None]:
                            f"{type(exc).__name__}") from None
         except pkcs11.PKCS11Error as exc:
             raise PkiError(f"the PKCS#11 token {uri} failed: {type(exc).__name__}") from None
+    finally:
+        loaded.lock.release()
 
 
 # --- tokens, sessions, keys ------------------------------------------------------------

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -524,3 +525,33 @@ def test_readyz_says_the_token_fails_without_its_internals(
     assert not check.ok and check.detail.startswith("the intermediate key cannot sign")
     assert "pkcs11:" not in check.detail and str(softhsm.pin_file) not in check.detail
     assert str(signer.uri) in caplog.text
+
+
+def test_a_sign_waits_for_a_hung_token_a_bounded_time(
+        softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PKCS#11 call that hangs (a network HSM out of reach until a TCP timeout) holds
+    the module's lock: the signatures behind it fail after LOCK_WAIT instead of each
+    holding a thread of the signing pool, which OCSP responses and CRLs share, until
+    the call returns. Here another thread holds the lock as a hung call would."""
+    from acme_ca.pki import token
+
+    monkeypatch.setattr(token, "LOCK_WAIT", 0.3, raising=False)
+    signer, _ = signer_for(softhsm)
+    held, release = threading.Event(), threading.Event()
+
+    def hung_call() -> None:
+        with signer._module.lock:
+            held.set()
+            release.wait(DEADLINE)
+
+    holder = threading.Thread(target=hung_call)
+    holder.start()
+    try:
+        assert held.wait(DEADLINE)
+        started = time.monotonic()
+        one_line_error(lambda: signer.sign(b"x"), "is busy")
+        assert time.monotonic() - started < DEADLINE / 2
+    finally:
+        release.set()
+        holder.join()
+    assert signs(signer)
