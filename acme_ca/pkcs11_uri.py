@@ -216,7 +216,8 @@ def _attributes(text: str, delimiter: str, allowed: frozenset[str],
             raise ValueError(f"the attribute {name} is repeated (RFC 7512 2.3)")
         for char in value:
             if char not in allowed and char != "%":
-                raise ValueError(f"the {name} value has {char!r}, which the {component} "
+                shown = "a character" if name == "pin-value" else repr(char)
+                raise ValueError(f"the {name} value has {shown}, which the {component} "
                                  "admits only percent-encoded (RFC 7512 2.3)")
         found[name] = value
     return found

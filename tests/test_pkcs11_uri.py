@@ -236,6 +236,9 @@ def test_a_bad_escape_in_pin_value_does_not_echo_the_pin() -> None:
     with pytest.raises(ValueError, match="pin-value value has a bad percent escape") as caught:
         Pkcs11Uri.parse("pkcs11:object=k?pin-value=zq%Q")
     assert "Q" not in str(caught.value)
+    with pytest.raises(ValueError, match="admits only percent-encoded") as caught:
+        Pkcs11Uri.parse("pkcs11:object=k?pin-value=zq#W")
+    assert "#" not in str(caught.value)
 
 
 def test_str_never_shows_a_pin_value() -> None:
