@@ -304,7 +304,7 @@ def _find_key(loaded: _Module, uri: Pkcs11Uri, public_key: PublicKey) -> Any:
             " (the URI gives no PIN: private keys show only after a login)"
         raise PkiError(f"no private key on the token matches {uri}{hint}")
     # A public key object is a hint, never proof: it needs no login to be made or
-    # destroyed (PKCS#11 2.40 base 5.x, R/W Public Session), so a key is the
+    # destroyed (PKCS#11 v2.20 6.7.2: a R/W Public Session), so a key is the
     # certificate's only once its probe signature verifies; those whose public object
     # claims the certificate's key are tried first.
     signing = [key for key in keys if key.key_type in (pkcs11.KeyType.EC, pkcs11.KeyType.RSA)]

@@ -341,9 +341,8 @@ def test_destroy_removes_the_pinned_pair_only(softhsm: SoftHsm) -> None:
 
 
 def test_destroy_refuses_an_id_that_several_private_keys_share(softhsm: SoftHsm) -> None:
-    """CKA_ID need not be unique (PKCS#11 2.40 base 4.7: "the key identifier ... intended
-    as a means of distinguishing multiple public-key/private-key pairs held by the
-    same subject", set by whoever makes the key; pkcs11-tool's --id 01 is common):
+    """CKA_ID need not be unique (PKCS#11 v2.40 base 4.7, key objects: whoever makes a
+    key sets it, and no rule makes it one of a kind; pkcs11-tool's --id 01 is common):
     destroying "the archived key" by an id the current key shares would destroy both."""
     import pkcs11
     from pkcs11 import Attribute
@@ -477,8 +476,8 @@ async def test_a_wrong_pin_at_a_reconnect_is_not_tried_again(softhsm: SoftHsm,
 
 
 def test_public_objects_swapped_without_the_pin_do_not_pick_the_key(softhsm: SoftHsm) -> None:
-    """Public objects need no login to be made or destroyed (PKCS#11 2.40 base 4.4 and
-    5.x: a R/W Public Session reads and writes every public object), so what a public
+    """Public objects need no login to be made or destroyed (PKCS#11 v2.20 6.7.2: a R/W
+    Public Session reads and writes every public object), so what a public
     key object claims is no proof: whoever reaches the token without the PIN can give
     the old key's CKA_ID a public object claiming the new key. The key is the one whose
     signature the certificate's public key verifies."""
