@@ -27,14 +27,17 @@ What this parser refuses, each with one line (the config layer prefixes the key)
 - ``type`` other than ``private``: the URI names the key the CA signs with;
 - ``pin-source`` and ``pin-value`` together (2.4), a ``pin-source`` that is neither a
   ``file:`` URI nor an absolute path (2.4 lets a consumer interpret it; this one reads
-  a file and never runs a command), a relative ``module-path``, and ``module-name``
+  a file and never runs a command), a NUL byte in either path, a relative
+  ``module-path``, and ``module-name``
   (a library found by name is platform magic: give its path).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,11 +62,12 @@ PATH_ATTRIBUTES = (
 QUERY_ATTRIBUTES = ("pin-source", "pin-value", "module-name", "module-path")
 _OBJECT_TYPES = ("public", "private", "cert", "secret-key", "data")
 _LIBRARY_VERSION = re.compile(r"[0-9]+(\.[0-9]+)?")
+PIN_FILE_LIMIT = 4096  # bytes: a PIN file larger than this is not a PIN file
 
 
 def is_pkcs11_uri(value: str) -> bool:
     """Whether a configuration value names a key on a token rather than a file."""
-    return value.startswith(SCHEME)
+    return value[:len(SCHEME)].lower() == SCHEME  # RFC 3986 3.1: any case
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,7 @@ class Pkcs11Uri:
     def parse(cls, text: str) -> Pkcs11Uri:
         """The URI in ``text``; ValueError with a one-line reason (the config layer
         prefixes the key's name)."""
-        if not text.startswith(SCHEME):
+        if not is_pkcs11_uri(text):
             raise ValueError(f"a PKCS#11 URI starts with {SCHEME!r} (RFC 7512 2.3)")
         path_text, _, query_text = text[len(SCHEME):].partition("?")
         path = _attributes(path_text, ";", _PATH_CHARS, PATH_ATTRIBUTES, "path")
@@ -105,6 +109,9 @@ class Pkcs11Uri:
         if "module-name" in query_values:
             raise ValueError("module-name is not supported: name the library by "
                              "module-path or [ca] pkcs11_module")
+        for name in ("pin-source", "module-path"):
+            if "\0" in query_values.get(name, ""):
+                raise ValueError(f"{name} has a NUL byte, which no file name has")
         module_path = None
         if "module-path" in query_values:
             module_path = Path(query_values["module-path"])
@@ -130,16 +137,26 @@ class Pkcs11Uri:
     def pin(self) -> str | None:
         """The PIN: read from ``pin_source`` (one trailing newline dropped), or
         ``pin_value``; None when the URI names neither (a token without login).
-        PkiError naming the file when it cannot be read."""
+        PkiError naming the file when it cannot be read, is not a regular file (a FIFO
+        would block the reader, a device never end) or is over ``PIN_FILE_LIMIT``."""
         if self.pin_source is None:
             return self.pin_value
         try:
-            data = self.pin_source.read_text(encoding="utf-8")
+            fd = os.open(self.pin_source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as pin_file:
+                if not stat.S_ISREG(os.fstat(pin_file.fileno()).st_mode):
+                    raise PkiError(f"the PIN file {self.pin_source} of {self} is not a "
+                                   "regular file")
+                data = pin_file.read(PIN_FILE_LIMIT + 1)
+            if len(data) > PIN_FILE_LIMIT:
+                raise PkiError(f"the PIN file {self.pin_source} of {self} is larger than "
+                               f"{PIN_FILE_LIMIT} bytes: not a PIN")
+            text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise PkiError(f"cannot read the PIN file {self.pin_source} of {self}: "
                            f"{reason}") from None
-        return data.removesuffix("\n").removesuffix("\r")
+        return text.removesuffix("\n").removesuffix("\r")
 
     def with_id(self, object_id: bytes) -> Pkcs11Uri:
         """This URI pinned to one object (its CKA_ID): how an archived intermediate's key
@@ -199,7 +216,8 @@ def _attributes(text: str, delimiter: str, allowed: frozenset[str],
             raise ValueError(f"the attribute {name} is repeated (RFC 7512 2.3)")
         for char in value:
             if char not in allowed and char != "%":
-                raise ValueError(f"the {name} value has {char!r}, which the {component} "
+                shown = "a character" if name == "pin-value" else repr(char)
+                raise ValueError(f"the {name} value has {shown}, which the {component} "
                                  "admits only percent-encoded (RFC 7512 2.3)")
         found[name] = value
     return found
@@ -213,8 +231,9 @@ def _decode(value: str, name: str) -> bytes:
         if value[at] == "%":
             escape = value[at + 1:at + 3]
             if len(escape) != 2 or not set(escape) <= _HEX:
-                raise ValueError(f"the {name} value has a bad percent escape "
-                                 f"{value[at:at + 3]!r} (RFC 7512 2.3)")
+                shown = "" if name == "pin-value" else f" {value[at:at + 3]!r}"
+                raise ValueError(f"the {name} value has a bad percent escape{shown} "
+                                 "(RFC 7512 2.3)")
             out.append(int(escape, 16))
             at += 3
         else:

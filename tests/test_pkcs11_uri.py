@@ -4,6 +4,8 @@ it may not; the examples of RFC 7512 section 3 included."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -131,12 +133,24 @@ def test_the_configuration_example() -> None:
     ("pkcs11:object=k?pin-source=file://host/run/pin", "not a local file"),
     ("pkcs11:object=k?pin-source=%7C/usr/bin/get-pin", "command"),
     ("pkcs11:object=k?module-path=libsofthsm2.so", "not an absolute path"),
+    # a NUL is in no file name (POSIX 3.170): said here, not by a ValueError at first use
+    ("pkcs11:object=k?pin-source=file:/run/pin%00x", "pin-source has a NUL"),
+    ("pkcs11:object=k?module-path=/usr/lib/a%00.so", "module-path has a NUL"),
     ("file:/etc/key.pem", "pkcs11:"),
 ])
 def test_refused_with_one_line(text: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason) as caught:
         Pkcs11Uri.parse(text)
     assert "\n" not in str(caught.value)
+
+
+def test_the_scheme_is_case_insensitive() -> None:
+    """RFC 3986 3.1 (schemes are case-insensitive) and RFC 5234 2.3 (so is the ABNF's
+    "pkcs11:"): a PKCS11: URI is a URI, never taken for a key file's relative path,
+    whose "cannot read" message would carry its pin-value."""
+    assert is_pkcs11_uri("PKCS11:token=acme-ca;object=k?pin-value=1234")
+    uri = Pkcs11Uri.parse("PKCS11:token=acme-ca;object=k?pin-value=1234")
+    assert (uri.token, uri.object, uri.pin()) == ("acme-ca", "k", "1234")
 
 
 def test_attribute_names_are_case_insensitive() -> None:
@@ -180,6 +194,51 @@ def test_an_unreadable_pin_file_is_a_pki_error_naming_it(tmp_path: Path) -> None
     with pytest.raises(PkiError, match=f"PIN file {missing}.*No such file") as caught:
         uri.pin()
     assert "\n" not in str(caught.value)
+
+
+def test_a_pin_file_that_is_not_a_regular_file_is_refused_without_blocking(
+        tmp_path: Path) -> None:
+    """A FIFO as pin-source blocked the server's start (and each reconnect) until a
+    writer came; a device such as /dev/zero filled the memory: the PIN is read only
+    from a regular file, and only so much of it."""
+    fifo = tmp_path / "pin"
+    os.mkfifo(fifo)
+    uri = Pkcs11Uri.parse(f"pkcs11:object=k?pin-source={fifo}")
+    outcome: list[BaseException | str | None] = []
+    reader = threading.Thread(target=lambda: outcome.append(_pin_or_error(uri)), daemon=True)
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():  # release the blocked reader before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(5)
+        pytest.fail("reading a FIFO as the PIN file blocked")
+    assert isinstance(outcome[0], PkiError)
+    assert f"PIN file {fifo}" in str(outcome[0]) and "not a regular file" in str(outcome[0])
+
+
+def test_a_pin_file_too_large_to_be_a_pin_is_refused(tmp_path: Path) -> None:
+    pin_file = tmp_path / "pin"
+    pin_file.write_text("1" * 100_000)
+    uri = Pkcs11Uri.parse(f"pkcs11:object=k?pin-source={pin_file}")
+    with pytest.raises(PkiError, match=f"PIN file {pin_file} .*is larger than"):
+        uri.pin()
+
+
+def _pin_or_error(uri: Pkcs11Uri) -> BaseException | str | None:
+    try:
+        return uri.pin()
+    except Exception as exc:
+        return exc
+
+
+def test_a_bad_escape_in_pin_value_does_not_echo_the_pin() -> None:
+    """The refusal of a pin-value is a one-line message for logs: none of the PIN in it."""
+    with pytest.raises(ValueError, match="pin-value value has a bad percent escape") as caught:
+        Pkcs11Uri.parse("pkcs11:object=k?pin-value=zq%Q")
+    assert "Q" not in str(caught.value)
+    with pytest.raises(ValueError, match="admits only percent-encoded") as caught:
+        Pkcs11Uri.parse("pkcs11:object=k?pin-value=zq#W")
+    assert "#" not in str(caught.value)
 
 
 def test_str_never_shows_a_pin_value() -> None:

@@ -152,8 +152,12 @@ def signing_check(issuer: Issuer) -> Check:
     try:
         signature = signer.sign(MESSAGE)
     except Exception as exc:  # a token may fail in ways of its own: say it, never raise
+        # the text names the token's URI, PIN file and module, and may list every token
+        # of the module: the log has it, /readyz (anyone's to ask) the type only
+        log.warning("readiness: the intermediate key cannot sign: %s",
+                    str(exc) or type(exc).__name__)
         return Check("signing", False, f"the intermediate key cannot sign: "
-                     f"{str(exc) or type(exc).__name__}")
+                     f"{type(exc).__name__} (the server's log has more)")
     if not verify_signature(issuer.certificate.public_key(), signature,  # type: ignore[arg-type]
                             MESSAGE, signer.hash_algorithm):
         return Check("signing", False, "the intermediate key cannot sign: its certificate "

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from acme_ca.errors import PkiError
 from acme_ca.pkcs11_uri import Pkcs11Uri
@@ -107,7 +108,12 @@ def load_signer(location: Path | Pkcs11Uri, passphrase: bytes | None,
     """The Signer of the key at ``location``, checked against ``certificate``: a key file
     (``passphrase`` decrypts it), or a key on a PKCS#11 token (``module``: the library,
     unless the URI names one; pki/token.py, imported only then: python-pkcs11 is the
-    ``hsm`` extra). PkiError in one line when it cannot be used."""
+    ``hsm`` extra). PkiError in one line when it cannot be used, or when the
+    certificate's key is an RSASSA-PSS key (RFC 4055 1.2: only ever used with PSS;
+    the CA signs RSA with PKCS #1 v1.5)."""
+    if certificate.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
+        raise PkiError(f"the certificate of {what} has an RSASSA-PSS key (RFC 4055 1.2), "
+                       "which signs with PSS only: this CA signs RSA with PKCS #1 v1.5")
     if isinstance(location, Pkcs11Uri):
         from acme_ca.pki.token import open_token_signer
 

@@ -4,11 +4,13 @@
 
 - ``open_token_signer(uri, module, certificate)``: load the module, find the token,
   log in with the URI's PIN, find the private key among the objects the URI matches
-  whose public key is the certificate's (several keys may share a label: a renewed
-  intermediate's new key is made with the same label). PkiError with one line each for:
-  python-pkcs11 not installed, module missing or not a PKCS#11 library, token missing,
-  wrong PIN (never retried: a token locks after a few), no such object, no object
-  matching the certificate, a key type that cannot sign certificates here.
+  whose probe signature the certificate's public key verifies (several keys may share
+  a label: a renewed intermediate's new key is made with the same label; a public key
+  object of the same CKA_ID only orders the tries: anyone may make one, PIN or not).
+  PkiError with one line each for: python-pkcs11 not installed, module missing or not
+  a PKCS#11 library, token missing, wrong PIN (never retried: a token locks after a
+  few), no such object, no object matching the certificate, a key type that cannot
+  sign certificates here.
 - ``TokenSigner.sign(data)`` hashes in Python (SoftHSM2 has no CKM_ECDSA_SHA256) and
   signs the digest with CKM_ECDSA, DER-encoding r||s (RFC 3279 2.2.3), or the data with
   CKM_SHA256_RSA_PKCS / CKM_SHA384_RSA_PKCS (RFC 8017 8.2).
@@ -50,6 +52,7 @@ from acme_ca.pki.keys import KeyType, PublicKey, same_key, signature_hash
 from acme_ca.pki.signer import verify_signature
 
 RECONNECT_INTERVAL = 1.0  # seconds between two attempts to bring a broken module back
+LOCK_WAIT = 10.0  # seconds a use of a module waits for another thread's use of it
 ID_BYTES = 16  # CKA_ID of a key made here
 
 # EC_PARAMS as tokens carry them: the DER of the named curve's OID
@@ -158,9 +161,14 @@ def close_modules() -> None:
 @contextmanager
 def _using(loaded: _Module, uri: Pkcs11Uri) -> Iterator[None]:
     """``loaded`` locked, re-initialised first in a forked child; a PKCS#11 error
-    inside becomes a one-line PkiError."""
+    inside becomes a one-line PkiError. PkiError when another thread has held the lock
+    for ``LOCK_WAIT``: a call that hangs (a network HSM out of reach) holds one thread
+    of the signing pool, not all of them."""
     pkcs11 = _pkcs11()
-    with loaded.lock:
+    if not loaded.lock.acquire(timeout=LOCK_WAIT):
+        raise PkiError(f"the PKCS#11 token {uri} is busy: its module has been in use for "
+                       f"{LOCK_WAIT:g}s")
+    try:
         try:
             if loaded.pid != os.getpid():
                 loaded.reinitialize()
@@ -173,6 +181,8 @@ def _using(loaded: _Module, uri: Pkcs11Uri) -> Iterator[None]:
                            f"{type(exc).__name__}") from None
         except pkcs11.PKCS11Error as exc:
             raise PkiError(f"the PKCS#11 token {uri} failed: {type(exc).__name__}") from None
+    finally:
+        loaded.lock.release()
 
 
 # --- tokens, sessions, keys ------------------------------------------------------------
@@ -293,13 +303,16 @@ def _find_key(loaded: _Module, uri: Pkcs11Uri, public_key: PublicKey) -> Any:
         hint = "" if uri.pin_source or uri.pin_value else \
             " (the URI gives no PIN: private keys show only after a login)"
         raise PkiError(f"no private key on the token matches {uri}{hint}")
-    for key in keys:
-        if key.key_type not in (pkcs11.KeyType.EC, pkcs11.KeyType.RSA):
-            continue
-        public = _public_key(session, key)
-        if public is not None and same_key(public, public_key):
-            return key
-        if public is None and _signs_for(key, public_key):
+    # A public key object is a hint, never proof: it needs no login to be made or
+    # destroyed (PKCS#11 v2.20 6.7.2: a R/W Public Session), so a key is the
+    # certificate's only once its probe signature verifies; those whose public object
+    # claims the certificate's key are tried first.
+    signing = [key for key in keys if key.key_type in (pkcs11.KeyType.EC, pkcs11.KeyType.RSA)]
+    claimed = [same_key(public, public_key) if (public := _public_key(session, key))
+               else False for key in signing]
+    for key in ([k for k, c in zip(signing, claimed, strict=True) if c]
+                + [k for k, c in zip(signing, claimed, strict=True) if not c]):
+        if _signs_for(key, public_key):
             return key
     kinds = {key.key_type for key in keys} - {pkcs11.KeyType.EC, pkcs11.KeyType.RSA}
     if kinds and len(kinds) == len({key.key_type for key in keys}):
@@ -312,8 +325,8 @@ def _find_key(loaded: _Module, uri: Pkcs11Uri, public_key: PublicKey) -> Any:
 
 
 def _signs_for(key: Any, public_key: PublicKey) -> bool:
-    """Whether ``key`` signs a probe that ``public_key`` verifies: how a key whose
-    public object the token does not keep is matched to its certificate."""
+    """Whether ``key`` signs a probe that ``public_key`` verifies: how a key is matched
+    to its certificate."""
     if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         return False
     probe = secrets.token_bytes(32)
@@ -437,7 +450,8 @@ def open_token_signer(uri: Pkcs11Uri, module: Path | None,
 def generate_token_key(uri: Pkcs11Uri, module: Path | None,
                        key_type: KeyType) -> tuple[PublicKey, Pkcs11Uri]:
     """A new key pair on the token, labelled with the URI's object, with a fresh random
-    CKA_ID; the private half private, sensitive, never extractable, sign only. Returns
+    CKA_ID; the private half private, sensitive, never extractable, sign only (no
+    CKA_SIGN_RECOVER either: PKCS#11 2.40 base 4.9). Returns
     its public key and the URI pinned to its id."""
     if uri.object is None:
         raise PkiError(f"{uri} names no object: the new key's label is its object=")
@@ -455,6 +469,7 @@ def generate_token_key(uri: Pkcs11Uri, module: Path | None,
                                    pkcs11.Attribute.SENSITIVE: True,
                                    pkcs11.Attribute.EXTRACTABLE: False,
                                    pkcs11.Attribute.SIGN: True,
+                                   pkcs11.Attribute.SIGN_RECOVER: False,
                                    pkcs11.Attribute.DECRYPT: False,
                                    pkcs11.Attribute.UNWRAP: False,
                                    pkcs11.Attribute.DERIVE: False}}
@@ -478,7 +493,8 @@ def generate_token_key(uri: Pkcs11Uri, module: Path | None,
 
 
 def destroy_token_key(uri: Pkcs11Uri, module: Path | None) -> None:
-    """Destroy the key pair (private and public objects) the id-pinned ``uri`` names."""
+    """Destroy the key pair (private and public objects) the id-pinned ``uri`` names;
+    nothing when that id and label name more than one private key."""
     if uri.object_id is None:
         raise PkiError(f"{uri} names no id: only a key pinned by its id is destroyed")
     pkcs11 = _pkcs11()
@@ -493,6 +509,10 @@ def destroy_token_key(uri: Pkcs11Uri, module: Path | None) -> None:
             found += list(session.get_objects(query))
         if not found:
             raise PkiError(f"no key on the token matches {uri}: nothing destroyed")
+        private = sum(obj.object_class == pkcs11.ObjectClass.PRIVATE_KEY for obj in found)
+        if private > 1:  # CKA_ID is not unique (PKCS#11 2.40 base 4.7): one may be in use
+            raise PkiError(f"{private} private keys on the token match {uri}: nothing "
+                           "destroyed")
         for obj in found:
             obj.destroy()
 

@@ -248,6 +248,22 @@ def test_load_signer_opens_a_key_file_and_checks_it_against_the_certificate(
     assert str(p.intermediate_key) in str(raised.value)
 
 
+def test_an_rsassa_pss_certificate_is_refused(tmp_path: Path) -> None:
+    """RFC 4055 1.2: a public key whose algorithm is id-RSASSA-PSS "MUST only be used"
+    with RSASSA-PSS; the CA signs RSA with PKCS #1 v1.5 (sha256WithRSAEncryption), and
+    cryptography loads such a key as any RSA key: refused, one line, not signed with."""
+    require_program("openssl")
+    key, cert = tmp_path / "pss.key", tmp_path / "pss.crt"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA-PSS", "-pkeyopt",
+                    "rsa_keygen_bits:2048", "-out", str(key)], check=True, capture_output=True)
+    subprocess.run(["openssl", "req", "-x509", "-new", "-key", str(key), "-subj", "/CN=pss",
+                    "-days", "1", "-out", str(cert)], check=True, capture_output=True)
+    certificate = x509.load_pem_x509_certificate(cert.read_bytes())
+    with pytest.raises(PkiError, match="RSASSA-PSS") as raised:
+        load_signer(key, None, certificate)
+    assert "\n" not in str(raised.value)
+
+
 def test_the_signing_pool_is_made_again_in_a_forked_child() -> None:
     """serve forks its workers after the parent signed through the pool (its TLS
     certificate): a pool inherited through fork has no threads, and without a new one

@@ -9,10 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
+from acme_ca.authority.readiness import signing_check
 from acme_ca.errors import PkiError
 from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.keys import KeyType, PublicKey, same_key
@@ -36,6 +39,7 @@ from acme_ca.pki.token import (
     generate_token_key,
     open_token_signer,
 )
+from tests.conftest import Hierarchy, load_issuer
 from tests.required import require_program
 from tests.softhsm import SoftHsm
 from tests.waiting import DEADLINE, POLL, until
@@ -156,8 +160,12 @@ def test_a_certificate_signed_through_the_token_verifies_with_openssl(
     assert leaf.signature_hash_algorithm.name == "sha384"
 
 
-@pytest.mark.parametrize("key_type", [KeyType.EC_P256, KeyType.RSA2048])
+@pytest.mark.parametrize("key_type", [KeyType.EC_P256, KeyType.EC_P384, KeyType.RSA2048])
 def test_the_private_key_never_leaves_the_token(softhsm: SoftHsm, key_type: KeyType) -> None:
+    """PKCS#11 2.40 base 4.9 (private key objects): sensitive and never extractable
+    from its making on (CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE), and a signing key
+    only: no CKA_SIGN_RECOVER (SoftHSM2 sets it unless told: with RSA that is raw
+    RSA on the key), CKA_DECRYPT, CKA_UNWRAP or CKA_DERIVE."""
     import pkcs11
     from pkcs11 import Attribute, ObjectClass
 
@@ -171,10 +179,13 @@ def test_the_private_key_never_leaves_the_token(softhsm: SoftHsm, key_type: KeyT
         assert private[Attribute.TOKEN] is True and public[Attribute.TOKEN] is True
         assert private[Attribute.SIGN] is True
         assert private[Attribute.DECRYPT] is False and private[Attribute.DERIVE] is False
+        assert private[Attribute.UNWRAP] is False and private[Attribute.SIGN_RECOVER] is False
+        assert private[Attribute.ALWAYS_SENSITIVE] is True
+        assert private[Attribute.NEVER_EXTRACTABLE] is True
         assert public[Attribute.VERIFY] is True
         assert private[Attribute.LABEL] == public[Attribute.LABEL] == "intermediate"
         assert private[Attribute.ID] == public[Attribute.ID] == pinned.object_id
-        secret = Attribute.VALUE if key_type is KeyType.EC_P256 else Attribute.PRIVATE_EXPONENT
+        secret = Attribute.PRIVATE_EXPONENT if key_type is KeyType.RSA2048 else Attribute.VALUE
         with pytest.raises(pkcs11.AttributeSensitive):
             private[secret]
 
@@ -329,6 +340,40 @@ def test_destroy_removes_the_pinned_pair_only(softhsm: SoftHsm) -> None:
             {next(iter(session.get_objects()))[Attribute.ID]}
 
 
+def test_destroy_refuses_an_id_that_several_private_keys_share(softhsm: SoftHsm) -> None:
+    """CKA_ID need not be unique (PKCS#11 v2.40 base 4.7, key objects: whoever makes a
+    key sets it, and no rule makes it one of a kind; pkcs11-tool's --id 01 is common):
+    destroying "the archived key" by an id the current key shares would destroy both."""
+    import pkcs11
+    from pkcs11 import Attribute
+
+    close_modules()
+    lib = pkcs11.lib(str(softhsm.module))
+    session = lib.get_token(token_label=softhsm.label).open(user_pin=softhsm.pin, rw=True)
+    try:
+        for _ in range(2):  # an operator's two keys, each made with --id 01
+            parameters = session.create_domain_parameters(
+                pkcs11.KeyType.EC, {Attribute.EC_PARAMS: ec_parameters("secp256r1")},
+                local=True)
+            parameters.generate_keypair(store=True, label="intermediate", id=b"\x01")
+    finally:
+        session.close()
+        lib.finalize()
+        close_modules()
+    pinned = uri_of(softhsm).with_id(b"\x01")
+    one_line_error(lambda: destroy_token_key(pinned, softhsm.module),
+                   "2 private keys .* nothing destroyed")
+    with raw_session(softhsm) as session:
+        private = {Attribute.CLASS: pkcs11.ObjectClass.PRIVATE_KEY}
+        assert len(list(session.get_objects(private))) == 2
+
+
+def ec_parameters(curve: str) -> bytes:
+    from pkcs11.util.ec import encode_named_curve_parameters
+
+    return bytes(encode_named_curve_parameters(curve))
+
+
 # --- at run time ---------------------------------------------------------------------------
 
 
@@ -428,3 +473,84 @@ async def test_a_wrong_pin_at_a_reconnect_is_not_tried_again(softhsm: SoftHsm,
     softhsm.pin_file.write_text(softhsm.pin + "\n")  # even the right one is not tried now
     signer._module.last_attempt = 0.0  # as if the interval had passed
     one_line_error(lambda: signer.sign(b"x"), "wrong PIN .*not retried until a restart")
+
+
+def test_public_objects_swapped_without_the_pin_do_not_pick_the_key(softhsm: SoftHsm) -> None:
+    """Public objects need no login to be made or destroyed (PKCS#11 v2.20 6.7.2: a R/W
+    Public Session reads and writes every public object), so what a public
+    key object claims is no proof: whoever reaches the token without the PIN can give
+    the old key's CKA_ID a public object claiming the new key. The key is the one whose
+    signature the certificate's public key verifies."""
+    import pkcs11
+    from pkcs11 import Attribute, ObjectClass
+    from pkcs11.util.ec import decode_ec_public_key
+
+    old, old_uri = generate_token_key(uri_of(softhsm), softhsm.module, KeyType.EC_P256)
+    new, new_uri = generate_token_key(uri_of(softhsm), softhsm.module, KeyType.EC_P256)
+    close_modules()
+    lib = pkcs11.lib(str(softhsm.module))
+    session = lib.get_token(token_label=softhsm.label).open(rw=True)  # no PIN
+    try:
+        for public in list(session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY})):
+            public.destroy()
+        for object_id, claimed in ((old_uri.object_id, new), (new_uri.object_id, old)):
+            der = claimed.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            session.create_object({**decode_ec_public_key(der), Attribute.TOKEN: True,
+                                   Attribute.PRIVATE: False, Attribute.LABEL: "intermediate",
+                                   Attribute.ID: object_id})
+    finally:
+        session.close()
+        lib.finalize()
+        close_modules()
+    for public_key in (new, old):
+        signer = open_token_signer(uri_of(softhsm), softhsm.module, certificate_for(public_key))
+        assert signs(signer)
+
+
+def test_readyz_says_the_token_fails_without_its_internals(
+        softhsm: SoftHsm, hierarchy: Hierarchy, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """/readyz answers anyone who reaches the ACME listener (authority/readiness.py): a
+    token's failure there names no URI, PIN file, module or token list (a reconnect's
+    "no token matches ...; the tokens there: ..." listed every token's label and
+    serial); the log has the whole message, as for the store check."""
+    signer, _ = signer_for(softhsm)
+    issuer = replace(load_issuer(hierarchy), signer=signer)
+    away = tmp_path / "away"
+    away.mkdir()
+    for index, path in enumerate(softhsm.object_files()):
+        shutil.move(path, away / f"{index}-{path.name}")
+    check = signing_check(issuer)
+    assert not check.ok and check.detail.startswith("the intermediate key cannot sign")
+    assert "pkcs11:" not in check.detail and str(softhsm.pin_file) not in check.detail
+    assert str(signer.uri) in caplog.text
+
+
+def test_a_sign_waits_for_a_hung_token_a_bounded_time(
+        softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PKCS#11 call that hangs (a network HSM out of reach until a TCP timeout) holds
+    the module's lock: the signatures behind it fail after LOCK_WAIT instead of each
+    holding a thread of the signing pool, which OCSP responses and CRLs share, until
+    the call returns. Here another thread holds the lock as a hung call would."""
+    from acme_ca.pki import token
+
+    monkeypatch.setattr(token, "LOCK_WAIT", 0.3, raising=False)
+    signer, _ = signer_for(softhsm)
+    held, release = threading.Event(), threading.Event()
+
+    def hung_call() -> None:
+        with signer._module.lock:
+            held.set()
+            release.wait(DEADLINE)
+
+    holder = threading.Thread(target=hung_call)
+    holder.start()
+    try:
+        assert held.wait(DEADLINE)
+        started = time.monotonic()
+        one_line_error(lambda: signer.sign(b"x"), "is busy")
+        assert time.monotonic() - started < DEADLINE / 2
+    finally:
+        release.set()
+        holder.join()
+    assert signs(signer)
