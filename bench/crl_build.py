@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from acme_ca.pki.crl import CrlEntry, CrlSigner, build_crl
+from acme_ca.pki.signer import FileSigner
 
 
 def main(count: int) -> None:
@@ -28,7 +29,7 @@ def main(count: int) -> None:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .sign(key, hashes.SHA384())
     )
-    signer = CrlSigner(cert, "00" * 32, key)
+    signer = CrlSigner(cert, "00" * 32, FileSigner(key))
     entries = [CrlEntry(serial, now, serial % 2) for serial in range(1, count + 1)]
     start = time.perf_counter()
     der = build_crl(signer, number=1, this_update=now, next_update=now + timedelta(days=1),

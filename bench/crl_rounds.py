@@ -27,6 +27,7 @@ from acme_ca.domain.models import CertificateRecord, CertificateStatus, serial_h
 from acme_ca.pki.crl import CrlSigner
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.publication import Publication
+from acme_ca.pki.signer import FileSigner
 from acme_ca.store.sqlite.store import SqliteStore
 
 ISSUER = "ab" * 32
@@ -57,7 +58,7 @@ def _signer(now: datetime) -> CrlSigner:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .sign(key, hashes.SHA384())
     )
-    return CrlSigner(cert, ISSUER, key)
+    return CrlSigner(cert, ISSUER, FileSigner(key))
 
 
 def _revoked(start: int, count: int, now: datetime) -> list[CertificateRecord]:

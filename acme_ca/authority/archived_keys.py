@@ -28,6 +28,17 @@ destroys a key (overwritten, unlinked: ``archive.destroy_key``) when
   of the archived certificate and not of the current one. An archived key encrypted
   with a passphrase this server does not have cannot be checked, so it is kept.
 
+A key on a PKCS#11 token (the archive names it in a ``.key-uri`` file: pki/archive.py)
+goes under the same rules, all but those of the file that holds a key: its deadline,
+the store's records, the two sweeps, not the current intermediate; then the name is
+read without following a symbolic link, must be pinned to one key (its CKA_ID), and
+the token must hold there the key of the archived certificate, not the current one's;
+the key pair is then destroyed on the token (``token.destroy_token_key``) and the
+name unlinked. The hard-link check does not apply (the file holds no key), nor the
+passphrase (the token's PIN comes from the URI, or from [ca] intermediate_key's when
+the archive names none). A token that cannot be reached keeps the key, with a warning,
+until a later sweep.
+
 The certificate stays in the archive: it is public, the chain of what it signed, and
 the issuer of their CRLs. Every key destroyed is logged; every key kept is logged
 once (per reason) with the time until which it is kept, or as a warning why the file
@@ -48,6 +59,8 @@ from acme_ca.errors import AcmeCaError
 from acme_ca.pki.archive import ArchivedIntermediate, destroy_key, load_archive
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.pkcs11_uri import Pkcs11Uri
+from acme_ca.pki.signer import off_loop
 from acme_ca.store.reads import ReadStore
 
 log = logging.getLogger(__name__)
@@ -68,17 +81,22 @@ class ArchivedKeys:
         retention: timedelta,
         *,
         passphrase: Callable[[], bytes | None] = lambda: None,
+        pkcs11_module: Path | None = None,
+        pin_from: Pkcs11Uri | None = None,
     ) -> None:
         """`retention`: for keys archived before `renew` recorded a time, how long after
         the key file was written it is kept. `passphrase`: the intermediate key's, which
         `renew` encrypted the archived key with (read at each destruction, as a reload
-        reads it)."""
+        reads it). `pkcs11_module` and `pin_from` ([ca] pkcs11_module and, when it is a
+        URI, [ca] intermediate_key): for keys kept on a token."""
         self._archive = archive
         self._store = store
         self._clock = clock
         self._issuer = issuer
         self._retention = retention
         self._passphrase = passphrase
+        self._module = pkcs11_module
+        self._pin_from = pin_from
         self._announced: dict[Path, str] = {}
         self._due: dict[Path, tuple[datetime, float]] = {}  # first found it could go: when
 
@@ -106,18 +124,21 @@ class ArchivedKeys:
             try:
                 kept = await self._kept(item, now)
                 if kept is None:
-                    kept = self._unconfirmed(item.key_path, now, tick)
+                    kept = self._unconfirmed(item.held_at, now, tick)
                 else:
-                    self._due.pop(item.key_path, None)
+                    self._due.pop(item.held_at, None)
                 if kept is None:
+                    held_at, on_token = item.held_at, item.on_token
                     current = self._issuer().certificate.public_key()
-                    destroy_key(item, self._passphrase(), current)
-                    self._due.pop(item.key_path, None)
-                    destroyed.append(item.key_path)
+                    await off_loop(destroy_key, item, self._passphrase(), current,
+                                   module=self._module, pin_from=self._pin_from)
+                    self._due.pop(held_at, None)
+                    destroyed.append(held_at)
                     log.info(
                         "destroyed %s, the key of intermediate %x: no certificate it signed "
                         "can still be valid (its certificate stays)",
-                        item.key_path, item.certificate.serial_number,
+                        f"the token key {held_at} named" if on_token else held_at,
+                        item.certificate.serial_number,
                     )
                 else:
                     self._announce(item, *kept)
@@ -127,9 +148,9 @@ class ArchivedKeys:
 
     def _announce(self, item: ArchivedIntermediate, why: str, level: int) -> None:
         """Say why a key is kept, once (not at every sweep) until the reason changes."""
-        if self._announced.get(item.key_path) != why:
-            self._announced[item.key_path] = why
-            log.log(level, "archived intermediate key %s is kept %s", item.key_path, why)
+        if self._announced.get(item.held_at) != why:
+            self._announced[item.held_at] = why
+            log.log(level, "archived intermediate key %s is kept %s", item.held_at, why)
 
     async def _kept(self, item: ArchivedIntermediate, now: datetime) -> Kept | None:
         """Why and until when the key stays; None if it may be destroyed now."""

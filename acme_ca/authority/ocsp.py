@@ -158,7 +158,7 @@ class OcspResponder:
         next_update = min(this_update + self._lifetime,
                           responder.certificate.not_valid_after_utc)
         answer = OcspAnswer(
-            sign_response(query, status, responder.certificate, responder.key,
+            sign_response(query, status, responder.certificate, responder.signer,
                           this_update=this_update, next_update=next_update),
             this_update, next_update, nonce=query.nonce is not None,
         )

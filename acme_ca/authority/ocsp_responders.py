@@ -41,9 +41,10 @@ from acme_ca.clock import Clock
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
 from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.keys import KeyType, PrivateKey, generate_key, load_key, same_key, write_key
+from acme_ca.pki.keys import KeyType, generate_key, load_key, same_key, write_key
 from acme_ca.pki.ocsp import RESPONDER_VALIDITY, build_responder, responder_request
 from acme_ca.pki.publication import issuer_id
+from acme_ca.pki.signer import FileSigner, Signer
 from acme_ca.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -59,17 +60,18 @@ class SigningCa(Protocol):
     @property
     def fingerprint(self) -> str: ...
     @property
-    def key(self) -> PrivateKey: ...
+    def signer(self) -> Signer: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Responder:
-    """The responder certificate of one intermediate (``ca``), and its key."""
+    """The responder certificate of one intermediate (``ca``), and its key (a file of
+    this host's: ``pki/signer.sign_ocsp_response`` signs with key files only)."""
 
     ca: x509.Certificate
     fingerprint: str  # the intermediate's
     certificate: x509.Certificate
-    key: PrivateKey
+    signer: FileSigner
 
 
 def responder_validity(response_lifetime: timedelta) -> timedelta:
@@ -196,7 +198,7 @@ class ResponderCertificates:
             return None
         if not same_key(key, cert.public_key()):  # type: ignore[arg-type]
             return None  # caught between the key's write and the certificate's
-        return Responder(signer.certificate, signer.fingerprint, cert, key)
+        return Responder(signer.certificate, signer.fingerprint, cert, FileSigner(key, key_path))
 
     def _due(self, cert: x509.Certificate) -> bool:
         return self._clock.now() >= renewal_due(cert)
@@ -213,16 +215,16 @@ class ResponderCertificates:
         key = generate_key(KeyType.EC_P256)
         now = self._clock.now()
         request = responder_request(key, now - self._backdate, end)
-        ca = Issuer(signer.certificate, signer.key, (signer.certificate,), signer.fingerprint)
+        ca = Issuer(signer.certificate, signer.signer, (signer.certificate,), signer.fingerprint)
         cert = await issuance.issue(
             self._store, ca, request, now, profile=PROFILE,
-            sign=lambda r: build_responder(signer.certificate, signer.key, r),
+            sign=lambda r: build_responder(signer.certificate, signer.signer, r),
         )
         cert_path, key_path = self.paths(signer.fingerprint)
         write_key(key_path, key, None, exclusive=False)  # 0600, then the certificate
         files.write_file(cert_path, files.pem(cert), mode=files.PUBLIC_FILE)
-        self._responders[signer.fingerprint] = Responder(signer.certificate, signer.fingerprint,
-                                                         cert, key)
+        self._responders[signer.fingerprint] = Responder(
+            signer.certificate, signer.fingerprint, cert, FileSigner(key, key_path))
         self._final.discard(signer.fingerprint)
         log.info("OCSP responder certificate %x for intermediate %s, valid until %s",
                  cert.serial_number, issuer_id(signer.fingerprint),

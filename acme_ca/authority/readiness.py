@@ -37,12 +37,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from acme_ca.authority.background import LEASE, PERIOD
 from acme_ca.clock import Clock
 from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.keys import signature_hash
+from acme_ca.pki.signer import off_loop, verify_signature
 from acme_ca.store.cluster import LeaseStore
 
 STORE_TIMEOUT = 2.0  # seconds: a database slower than this is not ready for requests
@@ -141,28 +140,24 @@ class Readiness:
             fingerprint, when, result = self._signed
             if fingerprint == issuer.fingerprint and now - when < self._signing_cache:
                 return result
-        result = await asyncio.to_thread(signing_check, issuer)
+        result = await off_loop(signing_check, issuer)
         self._signed = (issuer.fingerprint, now, result)
         return result
 
 
 def signing_check(issuer: Issuer) -> Check:
-    """Sign ``MESSAGE`` with the intermediate's key; verify it with its certificate."""
-    key, public = issuer.key, issuer.certificate.public_key()
-    digest = signature_hash(key)
+    """Sign ``MESSAGE`` through the intermediate's signer (a key file or a token);
+    verify it with its certificate's public key. Blocking: run it ``off_loop``."""
+    signer = issuer.signer
     try:
-        if isinstance(key, rsa.RSAPrivateKey) and isinstance(public, rsa.RSAPublicKey):
-            public.verify(key.sign(MESSAGE, padding.PKCS1v15(), digest), MESSAGE,
-                          padding.PKCS1v15(), digest)
-        elif (isinstance(key, ec.EllipticCurvePrivateKey)
-              and isinstance(public, ec.EllipticCurvePublicKey)):
-            public.verify(key.sign(MESSAGE, ec.ECDSA(digest)), MESSAGE, ec.ECDSA(digest))
-        else:
-            return Check("signing", False, "the intermediate key and certificate are of "
-                         "different types")
-    except Exception as exc:
-        reason = "its certificate does not verify the signature" if not str(exc) else str(exc)
-        return Check("signing", False, f"the intermediate key cannot sign: {reason}")
+        signature = signer.sign(MESSAGE)
+    except Exception as exc:  # a token may fail in ways of its own: say it, never raise
+        return Check("signing", False, f"the intermediate key cannot sign: "
+                     f"{str(exc) or type(exc).__name__}")
+    if not verify_signature(issuer.certificate.public_key(), signature,  # type: ignore[arg-type]
+                            MESSAGE, signer.hash_algorithm):
+        return Check("signing", False, "the intermediate key cannot sign: its certificate "
+                     "does not verify the signature")
     return Check("signing", True)
 
 

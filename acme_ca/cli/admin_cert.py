@@ -80,6 +80,7 @@ def run_admin_cert(config: Config, args: argparse.Namespace) -> int:
         ca.intermediate_cert, ca.intermediate_key, ca.chain,
         intermediate_passphrase(ca.intermediate_key_passphrase_file), clock.now(),
         publication=publication(config),  # its CRL and issuer URLs, as every leaf's
+        pkcs11_module=ca.pkcs11_module,
     )
     made = asyncio.run(_issue(config, issuer, args.name, validity))
     generated = not args.pem and password is None

@@ -1,10 +1,17 @@
-"""`acme-ca init` (new or --import) and `acme-ca intermediate renew`: the offline ceremonies."""
+"""`acme-ca init` (new or --import) and `acme-ca intermediate renew`: the offline ceremonies.
+
+The intermediate key is a file, or a key on a PKCS#11 token (an HSM; RFC 7512 URI):
+`--intermediate-key-uri` (with `--pkcs11-module`), else [ca] intermediate_key when it
+is a ``pkcs11:`` URI (with [ca] pkcs11_module). A token key is generated on the token
+and never leaves it; no key file is written.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import secrets
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,7 @@ from acme_ca.pki.hierarchy import (
     renew_intermediate,
 )
 from acme_ca.pki.keys import KeyType
+from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.profiles import INTERMEDIATE_VALIDITY, name_constraints
 
 ROOT_KEY_TYPES = [KeyType.RSA4096.value, KeyType.RSA3072.value, KeyType.EC_P384.value]
@@ -101,6 +109,13 @@ def add_parsers(commands: Any) -> None:
     init.add_argument(
         "--intermediate-key", type=Path, metavar="FILE", help="with --import: intermediate-ca.key"
     )
+    _add_token_flags(
+        init,
+        "generate the intermediate key on this PKCS#11 token (RFC 7512 URI, e.g. "
+        "'pkcs11:token=acme-ca;object=intermediate?pin-source=file:/run/secrets/pin'); "
+        "with --import: the key of --intermediate-cert, already there. Default: [ca] "
+        "intermediate_key when it is such a URI",
+    )
     init.set_defaults(run=run_init)
 
     intermediate = commands.add_parser("intermediate", help="manage the intermediate CA")
@@ -136,10 +151,36 @@ def add_parsers(commands: Any) -> None:
         help="name constraints from the current [policy] (allowed_domains, "
         "allowed_ip_networks) and [server] instead of the old intermediate's",
     )
+    _add_token_flags(
+        renew,
+        "generate the new key on this PKCS#11 token (RFC 7512 URI) instead of where the "
+        "current one is (its file, or its token)",
+    )
     renew.set_defaults(run=run_renew)
 
 
-def hierarchy_files(config: Config, root_key: Path | None = None) -> HierarchyFiles:
+def _add_token_flags(parser: argparse.ArgumentParser, uri_help: str) -> None:
+    parser.add_argument("--intermediate-key-uri", type=_uri_flag, metavar="URI", help=uri_help)
+    parser.add_argument(
+        "--pkcs11-module",
+        type=Path,
+        metavar="PATH",
+        help="the token's PKCS#11 library (default: [ca] pkcs11_module, or the URI's "
+        "module-path)",
+    )
+
+
+def _uri_flag(text: str) -> Pkcs11Uri:
+    try:
+        return Pkcs11Uri.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a PKCS#11 URI: {exc}") from None
+
+
+def hierarchy_files(
+    config: Config, root_key: Path | None = None, pkcs11_module: Path | None = None
+) -> HierarchyFiles:
+    """The hierarchy the configuration names; ``pkcs11_module`` overrides [ca]'s."""
     ca = config.ca
     return HierarchyFiles(
         root_key=root_key or offline_dir(config.server.data_dir) / "root-ca.key",
@@ -147,7 +188,14 @@ def hierarchy_files(config: Config, root_key: Path | None = None) -> HierarchyFi
         intermediate_cert=ca.intermediate_cert,
         intermediate_key=ca.intermediate_key,
         chain=ca.chain,
+        pkcs11_module=pkcs11_module or ca.pkcs11_module,
     )
+
+
+def _check_pin(uri: Pkcs11Uri | Path) -> None:
+    """PkiError now (before any passphrase is asked for) when a token's PIN cannot be read."""
+    if isinstance(uri, Pkcs11Uri):
+        uri.pin()
 
 
 def default_spec(config: Config) -> HierarchySpec:
@@ -197,48 +245,15 @@ def _duration_flag(name: str, text: str) -> timedelta:
 
 
 def run_init(config: Config, args: argparse.Namespace) -> int:
-    paths = hierarchy_files(config, args.root_key)
+    paths = hierarchy_files(config, args.root_key, args.pkcs11_module)
+    if args.intermediate_key_uri is not None:
+        paths = replace(paths, intermediate_key=args.intermediate_key_uri)
     clock = SystemClock()
     new_passphrase = intermediate_passphrase(
         args.intermediate_passphrase_file or config.ca.intermediate_key_passphrase_file
     )
     if args.import_:
-        missing = [
-            flag
-            for flag, value in (
-                ("--root-cert", args.root_cert),
-                ("--intermediate-cert", args.intermediate_cert),
-                ("--intermediate-key", args.intermediate_key),
-            )
-            if value is None
-        ]
-        if missing:
-            raise ConfigError(f"--import needs {', '.join(missing)}")
-        source_passphrase = passphrase(
-            file=args.passphrase_file,
-            env=INTERMEDIATE_PASSPHRASE_ENV,
-            prompt="Passphrase of the intermediate key"
-            if _encrypted(args.intermediate_key)
-            else None,
-            required=False,
-        )
-        import_hierarchy(
-            root_cert_path=args.root_cert,
-            intermediate_cert_path=args.intermediate_cert,
-            intermediate_key_path=args.intermediate_key,
-            passphrase=source_passphrase,
-            paths=paths,
-            new_passphrase=new_passphrase or source_passphrase,
-            now=clock.now(),
-        )
-        print(f"Imported the hierarchy into {paths.intermediate_cert.parent}")
-        _print_online_files(paths)
-        if new_passphrase or source_passphrase:
-            print(
-                "The intermediate key is encrypted: give `serve` its passphrase with "
-                f"[ca] intermediate_key_passphrase_file or ${INTERMEDIATE_PASSPHRASE_ENV}."
-            )
-        return 0
+        return _run_import(config, args, paths, new_passphrase, clock)
     org = args.org
     spec = HierarchySpec(
         organization=org,
@@ -253,6 +268,7 @@ def run_init(config: Config, args: argparse.Namespace) -> int:
         intermediate_validity=_duration_flag("--intermediate-validity", args.intermediate_validity),
     )
     _check_country(args.country)
+    _check_pin(paths.intermediate_key)
     root_passphrase = passphrase(
         file=args.passphrase_file,
         env=ROOT_PASSPHRASE_ENV,
@@ -273,6 +289,67 @@ def run_init(config: Config, args: argparse.Namespace) -> int:
         f"Created a {spec.root_key_type} root and a {spec.intermediate_key_type} intermediate CA."
     )
     print_created(paths, spec)
+    _print_token_settings(config, paths)
+    return 0
+
+
+def _run_import(
+    config: Config,
+    args: argparse.Namespace,
+    paths: HierarchyFiles,
+    new_passphrase: bytes | None,
+    clock: SystemClock,
+) -> int:
+    """`init --import`: the key from --intermediate-key (a file), or on the token that
+    --intermediate-key-uri (or [ca] intermediate_key) names."""
+    on_token = isinstance(paths.intermediate_key, Pkcs11Uri)
+    if args.intermediate_key is not None and args.intermediate_key_uri is not None:
+        raise ConfigError("--intermediate-key and --intermediate-key-uri: give one, not both")
+    if args.intermediate_key is not None and on_token:
+        raise ConfigError(
+            f"--intermediate-key: [ca] intermediate_key names a key on a token "
+            f"({paths.intermediate_key}), not a file: import with --intermediate-key-uri, "
+            "or set [ca] intermediate_key to a path"
+        )
+    missing = [
+        flag
+        for flag, value in (
+            ("--root-cert", args.root_cert),
+            ("--intermediate-cert", args.intermediate_cert),
+            ("--intermediate-key (or --intermediate-key-uri)",
+             paths.intermediate_key if on_token else args.intermediate_key),
+        )
+        if value is None
+    ]
+    if missing:
+        raise ConfigError(f"--import needs {', '.join(missing)}")
+    source_passphrase = None
+    if not on_token:
+        source_passphrase = passphrase(
+            file=args.passphrase_file,
+            env=INTERMEDIATE_PASSPHRASE_ENV,
+            prompt="Passphrase of the intermediate key"
+            if _encrypted(args.intermediate_key)
+            else None,
+            required=False,
+        )
+    import_hierarchy(
+        root_cert_path=args.root_cert,
+        intermediate_cert_path=args.intermediate_cert,
+        intermediate_key=paths.intermediate_key if on_token else args.intermediate_key,
+        passphrase=source_passphrase,
+        paths=paths,
+        new_passphrase=new_passphrase or source_passphrase,
+        now=clock.now(),
+    )
+    print(f"Imported the hierarchy into {paths.intermediate_cert.parent}")
+    _print_online_files(paths)
+    if not on_token and (new_passphrase or source_passphrase):
+        print(
+            "The intermediate key is encrypted: give `serve` its passphrase with "
+            f"[ca] intermediate_key_passphrase_file or ${INTERMEDIATE_PASSPHRASE_ENV}."
+        )
+    _print_token_settings(config, paths)
     return 0
 
 
@@ -305,8 +382,31 @@ def print_created(
 def _print_online_files(paths: HierarchyFiles) -> None:
     print(f"  root certificate:     {paths.root_cert}")
     print(f"  intermediate:         {paths.intermediate_cert}")
-    print(f"  intermediate key:     {paths.intermediate_key} (0600)")
+    print(f"  intermediate key:     {_key_location(paths.intermediate_key)}")
     print(f"  chain (for clients):  {paths.chain}")
+
+
+def _key_location(location: Path | Pkcs11Uri) -> str:
+    """Where the intermediate key is, for the summaries: a URI never shows a PIN value."""
+    if isinstance(location, Pkcs11Uri):
+        return f"{location} (on the token; it never leaves it)"
+    return f"{location} (0600)"
+
+
+def _print_token_settings(config: Config, paths: HierarchyFiles) -> None:
+    """When the key's token came from flags, what the configuration must say for `serve`."""
+    uri, module = paths.intermediate_key, paths.pkcs11_module
+    if not isinstance(uri, Pkcs11Uri):
+        return
+    if uri == config.ca.intermediate_key and module == config.ca.pkcs11_module:
+        return
+    print("Set in the configuration, for `serve` (then restart it: a reload keeps [ca]):")
+    print("  [ca]")
+    print(f'  intermediate_key = "{uri}"')
+    if module is not None:
+        print(f'  pkcs11_module = "{module}"')
+    if uri.pin_value is not None:
+        print("  (the PIN value given is not repeated: name a file with ?pin-source=file:PATH)")
 
 
 def bootstrap(config: Config) -> None:
@@ -337,7 +437,11 @@ def bootstrap(config: Config) -> None:
 
 
 def run_renew(config: Config, args: argparse.Namespace) -> int:
-    paths = hierarchy_files(config, args.root_key)
+    paths = hierarchy_files(config, args.root_key, args.pkcs11_module)
+    key_uri: Pkcs11Uri | None = args.intermediate_key_uri
+    _check_pin(paths.intermediate_key)
+    if key_uri is not None:
+        _check_pin(key_uri)
     root_passphrase = passphrase(
         file=args.passphrase_file, env=ROOT_PASSPHRASE_ENV, prompt="Root key passphrase"
     )
@@ -347,6 +451,7 @@ def run_renew(config: Config, args: argparse.Namespace) -> int:
     )
     now = SystemClock().now()
     keep_key_until = now + archived_key_retention(config)
+    old_on_token = isinstance(paths.intermediate_key, Pkcs11Uri)
     with progress("Renewing the intermediate", None) as bar:
         new = renew_intermediate(
             paths,
@@ -362,16 +467,25 @@ def run_renew(config: Config, args: argparse.Namespace) -> int:
                 if args.constraints_from_config
                 else "keep"
             ),
+            key_uri=key_uri,
             step=bar.describe,
         )
     print(
         f"New intermediate {format(new.serial_number, 'x')}, valid until "
         f"{new.not_valid_after_utc:%Y-%m-%d}: {paths.intermediate_cert}"
     )
+    new_paths = paths if key_uri is None else replace(paths, intermediate_key=key_uri)
+    if isinstance(new_paths.intermediate_key, Pkcs11Uri):
+        print(f"  its key: {_key_location(new_paths.intermediate_key)}")
     print(f"  previous one kept in {paths.archive_dir()}")
+    kept = "on the token (the archive names it)" if old_on_token else ""
     print(
-        f"  its key will be destroyed by `acme-ca serve` after {keep_key_until:%Y-%m-%d %H:%M} "
-        "UTC, when no certificate it signed can be valid (later if its database holds one)"
+        f"  its key{' ' + kept if kept else ''} will be destroyed by `acme-ca serve` after "
+        f"{keep_key_until:%Y-%m-%d %H:%M} UTC, when no certificate it signed can be valid "
+        "(later if its database holds one)"
     )
-    print("  send SIGHUP to running servers to switch to it without downtime")
+    if new_paths.intermediate_key == config.ca.intermediate_key:
+        print("  send SIGHUP to running servers to switch to it without downtime")
+    else:
+        _print_token_settings(config, new_paths)
     return 0

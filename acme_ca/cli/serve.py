@@ -29,6 +29,7 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
 from aiohttp import web
@@ -69,6 +70,7 @@ from acme_ca.metrics import Timed, single_process
 from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import same_key
+from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.store import open_store
 from acme_ca.store.base import Store
 from acme_ca.store.reads import ReadStore
@@ -102,7 +104,7 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
     ignore_sighup_until_serving()
     logs.configure(config.server.log_format)  # text, or one JSON object a line
     paths = hierarchy_files(config)
-    online = (paths.root_cert, paths.intermediate_cert, paths.intermediate_key, paths.chain)
+    online = paths.online()  # a key on a token: the token is checked as the issuer loads
     present = [p for p in online if p.exists()]
     if not present:
         bootstrap(config)
@@ -127,6 +129,10 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
         asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
         return run_workers(workers,
                            lambda index: asyncio.run(serve(config, clock, index, load=load)))
+
+
+def _uri(location: Path | Pkcs11Uri) -> Pkcs11Uri | None:
+    return location if isinstance(location, Pkcs11Uri) else None
 
 
 def root_key_warning(config: Config) -> str | None:
@@ -184,8 +190,9 @@ class IssuerHolder:
             ca.alternate_chains,
             publication(self._config),
             archived_keys=True,  # they sign the CRLs of what they issued
+            pkcs11_module=ca.pkcs11_module,
         )
-        if same_key(issuer.key, issuer.root.public_key()):  # type: ignore[arg-type]
+        if same_key(issuer.signer.public_key, issuer.root.public_key()):  # type: ignore[arg-type]
             raise PkiError(
                 f"{ca.intermediate_key} is the root key: the server never uses the "
                 "root key; point [ca] intermediate_key at the intermediate's key"
@@ -325,6 +332,8 @@ async def serve(config: Config, clock: Clock, worker: int = 0,
                 passphrase=lambda: intermediate_passphrase(
                     config.ca.intermediate_key_passphrase_file
                 ),
+                pkcs11_module=config.ca.pkcs11_module,
+                pin_from=_uri(config.ca.intermediate_key),
             )
             tasks.append(asyncio.create_task(keys.run()))
         if worker:

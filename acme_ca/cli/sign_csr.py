@@ -90,6 +90,7 @@ def run_sign_csr(config: Config, args: argparse.Namespace) -> int:
         intermediate_passphrase(config.ca.intermediate_key_passphrase_file),
         now,
         publication=publication(config),  # its CRL and issuer URLs, as ACME leaves carry
+        pkcs11_module=config.ca.pkcs11_module,
     )
     asked = [Identifier("dns", n) for n in contents.dns_names]
     asked += [Identifier("ip", str(a)) for a in contents.ip_addresses]

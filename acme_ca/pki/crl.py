@@ -15,7 +15,8 @@ authority can hand it the store's rows and the offline tools could use it alone:
 - one entry per revoked certificate: serial, revocationDate, and a reasonCode
   extension unless the reason is unspecified (5.3.1: "the reason code CRL entry
   extension SHOULD be absent instead of using the unspecified (0) reasonCode value");
-- signed with the hash ``keys.signature_hash`` picks for the key.
+- signed by the intermediate's ``Signer`` (a key file or a token) through
+  ``signer.sign_crl``, with the hash ``keys.signature_hash`` picks for the key.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.errors import PkiError
-from acme_ca.pki.keys import PrivateKey, signature_hash
 from acme_ca.pki.profiles import authority_key_id
+from acme_ca.pki.signer import Signer, sign_crl
 
 # RFC 5280 5.3.1 CRLReason codes; 7 is not used, 8 (removeFromCRL) belongs to delta CRLs.
 REASONS: dict[int, x509.ReasonFlags] = {
@@ -59,11 +60,12 @@ class CrlEntry:
 @dataclass(frozen=True, slots=True)
 class CrlSigner:
     """An intermediate that signs CRLs: the current one, or an archived one whose key is
-    still kept (``key_path``: the archived key file; once it is gone, so is the CRL)."""
+    still kept (``key_path``: the archived key file; once it is gone, so is the CRL).
+    ``signer`` signs for ``certificate``: a key file or a key on a token."""
 
     certificate: x509.Certificate
     fingerprint: str  # hex SHA-256 of the certificate
-    key: PrivateKey
+    signer: Signer
     key_path: Path | None = None  # None: the current intermediate
 
     def retired(self) -> bool:
@@ -112,8 +114,7 @@ def build_crl(
         .add_extension(x509.CRLNumber(number), critical=False)
         .add_extension(idp, critical=True)
     )
-    crl = builder.sign(signer.key, signature_hash(signer.key))
-    return crl.public_bytes(Encoding.DER)
+    return sign_crl(builder, signer.signer).public_bytes(Encoding.DER)
 
 
 def _revoked(entry: CrlEntry) -> x509.RevokedCertificate:

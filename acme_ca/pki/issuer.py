@@ -1,5 +1,6 @@
-"""The online half of the CA: the intermediate certificate and key that sign leaves,
-and the chains of every certificate the server hands out.
+"""The online half of the CA: the intermediate certificate and the signer of its key
+(a key file, or a key on a PKCS#11 token: pki/signer.py) that sign leaves, and the
+chains of every certificate the server hands out.
 
 This is all the server loads from the hierarchy; it never sees the root key. It also
 knows the intermediates the current one replaced (their certificates in ca/archive/),
@@ -24,15 +25,17 @@ from acme_ca.pki import files
 from acme_ca.pki.archive import ArchivedIntermediate, archive_dir, load_archive, read_key
 from acme_ca.pki.crl import CrlSigner
 from acme_ca.pki.hierarchy import fingerprint
-from acme_ca.pki.keys import PrivateKey, load_key, same_key
+from acme_ca.pki.keys import same_key
+from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.profiles import LeafRequest, build_leaf
 from acme_ca.pki.publication import Publication
+from acme_ca.pki.signer import FileSigner, Signer, load_signer
 
 
 @dataclass(frozen=True, slots=True)
 class Issuer:
     certificate: x509.Certificate
-    key: PrivateKey
+    signer: Signer  # the intermediate's key: a file, or on a token ([ca] intermediate_key)
     chain: tuple[x509.Certificate, ...]  # the intermediate, then up to the root
     fingerprint: str  # hex SHA-256 of the intermediate certificate
     # Other chains to offer after a leaf (e.g. the intermediate cross-signed by another
@@ -57,7 +60,7 @@ class Issuer:
     def load(
         cls,
         cert_path: Path,
-        key_path: Path,
+        key_location: Path | Pkcs11Uri,
         chain_path: Path,
         passphrase: bytes | None,
         now: datetime,
@@ -65,14 +68,15 @@ class Issuer:
         publication: Publication | None = None,
         *,
         archived_keys: bool = False,
+        pkcs11_module: Path | None = None,
     ) -> Issuer:
         """Load and check the intermediate: key matches, CA, valid now, chain starts with it;
         and the certificates of the intermediates it replaced (archive_dir), with
-        ``archived_keys`` the keys of those whose key is still kept."""
+        ``archived_keys`` the keys of those whose key is still kept. ``key_location`` is
+        a key file (``passphrase`` decrypts it) or a PKCS#11 URI (``pkcs11_module``:
+        [ca] pkcs11_module), opened by ``signer.load_signer``."""
         cert = files.load_certificate(cert_path, "intermediate certificate")
-        key = load_key(key_path, passphrase, "intermediate key")
-        if not same_key(key, cert.public_key()):  # type: ignore[arg-type]
-            raise PkiError(f"intermediate key {key_path} does not match {cert_path}")
+        signer = load_signer(key_location, passphrase, cert, pkcs11_module)
         if cert.not_valid_after_utc <= now:
             raise PkiError(
                 f"intermediate certificate {cert_path} expired on "
@@ -87,7 +91,7 @@ class Issuer:
         earlier = _earlier(chain, archive)
         signers, unreadable = (_archived_signers(archive, earlier, passphrase)
                                if archived_keys else ((), {}))
-        return cls(cert, key, chain, fingerprint(cert), alternates, earlier, publication,
+        return cls(cert, signer, chain, fingerprint(cert), alternates, earlier, publication,
                    signers, unreadable)
 
     @property
@@ -96,7 +100,8 @@ class Issuer:
 
     def issue(self, request: LeafRequest) -> x509.Certificate:
         """Sign a leaf; with a ``publication``, it names this intermediate's CRL, its
-        certificate (caIssuers) and, when OCSP is on, the responder."""
+        certificate (caIssuers) and, when OCSP is on, the responder. It blocks while
+        the key signs: the server calls it ``off_loop``."""
         if self.publication is not None:
             request = replace(
                 request,
@@ -104,13 +109,13 @@ class Issuer:
                 ocsp_url=self.publication.ocsp_url(),
                 ca_issuers_url=self.publication.issuer_url(self.fingerprint),
             )
-        return build_leaf(self.certificate, self.key, request)
+        return build_leaf(self.certificate, self.signer, request)
 
     def crl_signers(self) -> Iterator[CrlSigner]:
         """The intermediates that sign CRLs now: this one, then each archived one whose
         key file is still there (authority/archived_keys.py destroys it once nothing it
         signed can be unexpired; a key destroyed since the load signs no more)."""
-        yield CrlSigner(self.certificate, self.fingerprint, self.key)
+        yield CrlSigner(self.certificate, self.fingerprint, self.signer)
         for signer in self.archived_signers:
             if signer.fingerprint != self.fingerprint and not signer.retired():
                 yield signer
@@ -154,8 +159,9 @@ def _archived_signers(
     earlier: Mapping[str, tuple[x509.Certificate, ...]],
     passphrase: bytes | None,
 ) -> tuple[tuple[CrlSigner, ...], dict[str, str]]:
-    """The archived intermediates whose key file is there, each with its key; and why
-    each key that could not be read or does not match was left out, by fingerprint.
+    """The archived intermediates whose key file is there, each with the signer of its
+    key (``_archived_signer``); and why each key that could not be read or does not
+    match was left out, by fingerprint.
     Only a CA certificate ``_earlier`` checked (signed by the CA above the current
     intermediate) has its key read, never through a symbolic link: a certificate and
     key planted in the archive are not read."""
@@ -168,15 +174,22 @@ def _archived_signers(
             if signed_by not in earlier or not _is_ca(item.certificate):
                 raise PkiError(f"archived intermediate {item.cert_path} is not a CA "
                                "certificate of this hierarchy: its key is not read")
-            key = read_key(item, passphrase)
-            if not same_key(key, item.certificate.public_key()):  # type: ignore[arg-type]
-                raise PkiError(f"archived intermediate key {item.key_path} does not match "
-                               f"{item.cert_path}")
+            signer = _archived_signer(item, passphrase)
         except PkiError as exc:
             unreadable[signed_by] = str(exc)
             continue
-        signers.append(CrlSigner(item.certificate, signed_by, key, item.key_path))
+        signers.append(CrlSigner(item.certificate, signed_by, signer, item.key_path))
     return tuple(signers), unreadable
+
+
+def _archived_signer(item: ArchivedIntermediate, passphrase: bytes | None) -> Signer:
+    """The signer of an archived intermediate's key file, checked against its
+    certificate; PkiError says why it cannot sign."""
+    key = read_key(item, passphrase)
+    if not same_key(key, item.certificate.public_key()):  # type: ignore[arg-type]
+        raise PkiError(f"archived intermediate key {item.key_path} does not match "
+                       f"{item.cert_path}")
+    return FileSigner(key, item.key_path)
 
 
 def _is_ca(certificate: x509.Certificate) -> bool:

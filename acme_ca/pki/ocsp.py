@@ -29,8 +29,9 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from acme_ca.pki.crl import REASONS
-from acme_ca.pki.keys import PrivateKey, PublicKey, signature_hash
+from acme_ca.pki.keys import PublicKey
 from acme_ca.pki.profiles import LeafRequest, authority_key_id, leaf_not_after
+from acme_ca.pki.signer import Signer, sign_certificate, sign_ocsp_response
 
 RESPONDER_VALIDITY = timedelta(days=4)  # short: ocsp-nocheck means it is never revoked
 MAX_NONCE = 32  # octets (RFC 8954 2.1)
@@ -54,15 +55,16 @@ def responder_name(issuer: x509.Certificate) -> x509.Name:
 
 
 def build_responder(
-    issuer_cert: x509.Certificate, issuer_key: PrivateKey, request: LeafRequest
+    issuer_cert: x509.Certificate, issuer: Signer, request: LeafRequest
 ) -> x509.Certificate:
     """The delegated responder certificate for ``request``'s key, serial and window
     (cut at the issuer's notAfter): EKU id-kp-OCSPSigning alone, ocsp-nocheck,
     keyUsage digitalSignature (critical), CA:FALSE (critical), AKI and SKI; no SAN,
-    no AIA, no CRL distribution point (CA/B BR 7.1.2.8.2)."""
+    no AIA, no CRL distribution point (CA/B BR 7.1.2.8.2). Signed by the intermediate's
+    ``issuer`` (a key file or a token) through ``signer.sign_certificate``."""
     if request.serial is None:
         raise ValueError("a responder certificate needs the serial its record reserved")
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(responder_name(issuer_cert))
         .issuer_name(issuer_cert.subject)
@@ -85,8 +87,8 @@ def build_responder(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(request.public_key),
                        critical=False)
         .add_extension(authority_key_id(issuer_cert), critical=False)
-        .sign(issuer_key, signature_hash(issuer_key))
     )
+    return sign_certificate(builder, issuer)
 
 
 def responder_request(key: ec.EllipticCurvePrivateKey, not_before: datetime,
@@ -182,14 +184,16 @@ def sign_response(
     query: OcspQuery,
     status: CertStatus,
     responder: x509.Certificate,
-    responder_key: PrivateKey,
+    responder_signer: Signer,
     *,
     this_update: datetime,
     next_update: datetime,
 ) -> bytes:
     """A successful basic response (RFC 6960 4.2.1) giving ``status`` for ``query``'s
     certificate, under the CertID it asked with; signed SHA-256 by ``responder``, which
-    it includes and names by key hash; the request's nonce echoed (RFC 8954 3)."""
+    it includes and names by key hash; the request's nonce echoed (RFC 8954 3).
+    ``responder_signer`` is the responder's key file (a ``FileSigner``):
+    ``signer.sign_ocsp_response`` refuses any other with PkiError."""
     builder = (
         ocsp.OCSPResponseBuilder()
         .add_response_by_hash(
@@ -203,7 +207,7 @@ def sign_response(
     )
     if query.nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(query.nonce), critical=False)
-    return builder.sign(responder_key, hashes.SHA256()).public_bytes(Encoding.DER)
+    return sign_ocsp_response(builder, responder_signer, hashes.SHA256())
 
 
 def unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:

@@ -1,6 +1,9 @@
 """The three kinds of certificate the CA signs: root, intermediate and leaf (RFC 5280).
 
 Each function returns a signed certificate and nothing else: no files, no storage.
+All sign through pki/signer.py: the root and intermediate certificates with the root
+key (a private key the offline commands, init and renew, read from its file), a leaf
+with the intermediate's ``Signer`` (a key file or a key on a token).
 Every certificate gets a CSPRNG serial of at least 64 bits, a SHA-256 or SHA-384
 signature, a subject key identifier, and (below the root) an authority key
 identifier; CA certificates get critical basicConstraints and keyUsage.
@@ -19,8 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from acme_ca.errors import PkiError
-from acme_ca.pki.keys import PrivateKey, PublicKey, signature_hash
+from acme_ca.pki.keys import PrivateKey, PublicKey
 from acme_ca.pki.serials import random_serial
+from acme_ca.pki.signer import FileSigner, Signer, sign_certificate
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -86,7 +90,7 @@ def build_root(
 ) -> x509.Certificate:
     """A self-signed root: CA:TRUE (critical), keyCertSign+cRLSign (critical), SKI."""
     public = key.public_key()
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
@@ -97,8 +101,8 @@ def build_root(
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(_ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .sign(key, signature_hash(key))
     )
+    return sign_certificate(builder, FileSigner(key))
 
 
 def name_constraints(
@@ -156,7 +160,7 @@ def build_intermediate(
     )
     if constraints is not None:
         builder = builder.add_extension(constraints, critical=True)
-    return builder.sign(root_key, signature_hash(root_key))
+    return sign_certificate(builder, FileSigner(root_key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +219,7 @@ def leaf_not_after(issuer_cert: x509.Certificate, not_after: datetime) -> dateti
 
 
 def build_leaf(
-    issuer_cert: x509.Certificate, issuer_key: PrivateKey, request: LeafRequest
+    issuer_cert: x509.Certificate, issuer: Signer, request: LeafRequest
 ) -> x509.Certificate:
     """An end-entity certificate: SANs (critical when the subject is empty; none at all
     for a request with a common name and no name, an admin certificate: RFC 5280
@@ -223,7 +227,8 @@ def build_leaf(
     point and AIA URLs when it has them.
 
     keyUsage is digitalSignature, plus keyEncipherment for RSA keys (TLS 1.2 RSA key
-    exchange). The validity is cut at the issuer's own notAfter.
+    exchange). The validity is cut at the issuer's own notAfter. Signed by ``issuer``
+    through ``signer.sign_certificate``: a blocking call (run it ``off_loop``).
     """
 
     names: list[x509.GeneralName] = [x509.DNSName(n) for n in request.dns_names]
@@ -271,7 +276,7 @@ def build_leaf(
     )
     for extension in _revocation_pointers(request):
         builder = builder.add_extension(extension, critical=False)
-    return builder.sign(issuer_key, signature_hash(issuer_key))
+    return sign_certificate(builder, issuer)
 
 
 def _revocation_pointers(request: LeafRequest) -> list[x509.ExtensionType]:

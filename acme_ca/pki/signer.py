@@ -4,7 +4,8 @@ A ``Signer`` is a key that signs: a key file the server read (``FileSigner``), o
 that never leaves a PKCS#11 token (``pki/token.py``). Everything the CA signs goes
 through the three functions here: certificates (``sign_certificate``), CRLs
 (``sign_crl``) and OCSP responses (``sign_ocsp_response``: a delegated responder's key
-file); the callers never see a key.
+file); the callers never see a key. ``load_signer`` is the one place that turns a
+configured key location (a file path, or a PKCS#11 URI) into a Signer.
 
 cryptography's builders sign only with its own key types. For any other signer the
 builder signs with a throwaway *stand-in* key of the same algorithm (so that the DER
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -39,6 +40,7 @@ from cryptography.x509 import ocsp
 
 from acme_ca.errors import PkiError
 from acme_ca.pki.keys import PrivateKey, PublicKey, load_key, same_key, signature_hash
+from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 
 T = TypeVar("T")
 
@@ -97,6 +99,20 @@ def load_file_signer(path: Path, passphrase: bytes | None, certificate: x509.Cer
     if not same_key(key, certificate.public_key()):  # type: ignore[arg-type]
         raise PkiError(f"{what} {path} does not match its certificate")
     return FileSigner(key, path)
+
+
+def load_signer(location: Path | Pkcs11Uri, passphrase: bytes | None,
+                certificate: x509.Certificate, module: Path | None = None,
+                what: str = "intermediate key") -> Signer:
+    """The Signer of the key at ``location``, checked against ``certificate``: a key file
+    (``passphrase`` decrypts it), or a key on a PKCS#11 token (``module``: the library,
+    unless the URI names one; pki/token.py, imported only then: python-pkcs11 is the
+    ``hsm`` extra). PkiError in one line when it cannot be used."""
+    if isinstance(location, Pkcs11Uri):
+        from acme_ca.pki.token import open_token_signer
+
+        return cast(Signer, open_token_signer(location, module, certificate))
+    return load_file_signer(location, passphrase, certificate, what)
 
 
 def verify_signature(public_key: PublicKey, signature: bytes, data: bytes,

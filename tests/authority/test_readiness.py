@@ -23,6 +23,7 @@ from acme_ca.authority.readiness import (
 )
 from acme_ca.clock import FakeClock
 from acme_ca.pki.issuer import Issuer
+from acme_ca.pki.signer import FileSigner
 from acme_ca.store.base import Store
 
 HOUR = timedelta(hours=1)
@@ -157,7 +158,7 @@ async def test_a_key_that_does_not_match_its_certificate_fails_signing_cached_a_
     current = [issuer]
     readiness = Readiness(db, lambda: current[0], clock)
     assert failing(await readiness.checks()) == {}
-    current[0] = replace(issuer, key=ec.generate_private_key(ec.SECP256R1()))
+    current[0] = replace(issuer, signer=FileSigner(ec.generate_private_key(ec.SECP256R1())))
     assert failing(await readiness.checks()) == {}  # cached: one signature per few seconds
     clock.advance(timedelta(seconds=SIGNING_CACHE))
     failed = failing(await readiness.checks())
@@ -173,7 +174,7 @@ async def test_another_intermediate_is_checked_at_once(
     current = [issuer]
     readiness = Readiness(db, lambda: current[0], clock)
     assert failing(await readiness.checks()) == {}
-    current[0] = replace(issuer, key=ec.generate_private_key(ec.SECP256R1()),
+    current[0] = replace(issuer, signer=FileSigner(ec.generate_private_key(ec.SECP256R1())),
                          fingerprint="another")
     assert set(failing(await readiness.checks())) == {"signing"}
 

@@ -86,7 +86,7 @@ def acme_certificate(config_path: Path, name: str = "www.bluerobin.local", *,
         issuer = Issuer.load(config.ca.intermediate_cert, config.ca.intermediate_key,
                              config.ca.chain,
                              intermediate_passphrase(config.ca.intermediate_key_passphrase_file),
-                             now)
+                             now, pkcs11_module=config.ca.pkcs11_module)
         if sign:
             await with_accounts(store)  # type: ignore[arg-type]
             authz = make_authorization("az-1", name)

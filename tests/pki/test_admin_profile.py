@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from acme_ca.errors import PkiError
@@ -23,6 +22,7 @@ from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, generate_key
 from acme_ca.pki.profiles import admin_name, admin_request
 from acme_ca.pki.publication import Publication
+from acme_ca.pki.signer import sign_certificate
 from tests.conftest import Hierarchy
 from tests.required import require_program
 from tests.test_pkilint import lint_chain, lint_pkix
@@ -94,10 +94,10 @@ def test_openssl_verifies_it_as_a_tls_client_under_the_constrained_intermediate(
     outside = tmp_path / "outside.crt"
     key = generate_key(KeyType.EC_P256)
     named = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.com")])
-    control = x509.CertificateBuilder(
+    control = sign_certificate(x509.CertificateBuilder(
         issuer_name=hierarchy.intermediate.subject, subject_name=named,
         public_key=key.public_key(), serial_number=2, not_valid_before=hierarchy.now,
-        not_valid_after=hierarchy.now + timedelta(days=1)).sign(issuer.key, hashes.SHA256())
+        not_valid_after=hierarchy.now + timedelta(days=1)), issuer.signer)
     outside.write_bytes(files.pem(control))
     refused = subprocess.run([*argv, str(outside)], capture_output=True, text=True, check=False)
     assert refused.returncode != 0

@@ -68,7 +68,7 @@ def test_the_issuing_distribution_point_is_the_url_the_leaves_carry(
     """RFC 5280 5.2.5: a critical issuing distribution point; its fullName is the leaves'
     CRL distribution point (4.2.1.13), and onlyContainsUserCerts (no CA is listed)."""
     issuer = load_issuer(hierarchy)
-    issuer = Issuer(issuer.certificate, issuer.key, issuer.chain, issuer.fingerprint,
+    issuer = Issuer(issuer.certificate, issuer.signer, issuer.chain, issuer.fingerprint,
                     publication=Publication(BASE))
     leaf = leaf_of(issuer, now)
     cdp = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints)
@@ -89,7 +89,7 @@ def test_leaves_name_the_issuer_certificate_and_the_responder_when_there_is_one(
 ) -> None:
     """RFC 5280 4.2.2.1: AIA, non-critical, with caIssuers (the intermediate over http)
     and an OCSP access method only when [revocation] ocsp is on."""
-    issuer = Issuer(issuer.certificate, issuer.key, issuer.chain, issuer.fingerprint,
+    issuer = Issuer(issuer.certificate, issuer.signer, issuer.chain, issuer.fingerprint,
                     publication=Publication(BASE, ocsp=ocsp))
     aia = leaf_of(issuer, now).extensions.get_extension_for_class(
         x509.AuthorityInformationAccess)

@@ -161,14 +161,14 @@ def test_check_hierarchy_names_the_problem(
     """RFC 5280 6.1.3 (validity, signature), 4.2.1.9 (CA:TRUE), 4.2.1.3 (keyCertSign)."""
     root, inter, key = broken_triple(now, make_ca_cert, case)
     with pytest.raises(PkiError) as caught:
-        check_hierarchy(root, inter, key, now)
+        check_hierarchy(root, inter, key.public_key(), now)
     assert CHECK_FRAGMENTS[case] in str(caught.value)
     assert "\n" not in str(caught.value)
 
 
 def test_check_hierarchy_accepts_a_good_triple(hierarchy: Hierarchy) -> None:
     key = load_key(hierarchy.paths.intermediate_key, None)
-    check_hierarchy(hierarchy.root, hierarchy.intermediate, key, hierarchy.now)
+    check_hierarchy(hierarchy.root, hierarchy.intermediate, key.public_key(), hierarchy.now)
 
 
 # import_hierarchy
@@ -178,7 +178,7 @@ def import_from(src: Hierarchy, dest: Path, **changes: object) -> tuple:
     kwargs: dict = {
         "root_cert_path": src.paths.root_cert,
         "intermediate_cert_path": src.paths.intermediate_cert,
-        "intermediate_key_path": src.paths.intermediate_key,
+        "intermediate_key": src.paths.intermediate_key,
         "passphrase": src.intermediate_passphrase,
         "paths": hierarchy_paths(dest),
         "new_passphrase": None,
@@ -223,10 +223,10 @@ def test_import_refuses(
     changes = {
         "wrong passphrase": {"passphrase": b"not it"},
         "no passphrase": {"passphrase": None},
-        "other key": {"intermediate_key_path": other.paths.intermediate_key, "passphrase": None},
+        "other key": {"intermediate_key": other.paths.intermediate_key, "passphrase": None},
         "other root": {"root_cert_path": other.paths.root_cert},
         "garbage root": {"root_cert_path": garbage},
-        "missing key": {"intermediate_key_path": tmp_path / "missing.key"},
+        "missing key": {"intermediate_key": tmp_path / "missing.key"},
         "already imported": {"paths": src.paths},
     }[case]
     with pytest.raises(PkiError, match=fragment):

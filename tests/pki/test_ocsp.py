@@ -44,17 +44,17 @@ from acme_ca.pki.ocsp import (
 from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest
 from acme_ca.pki.publication import Publication
 from acme_ca.pki.serials import random_serial
+from acme_ca.pki.signer import FileSigner
 from tests.conftest import Hierarchy, load_issuer
 from tests.required import require_program
 from tests.test_pkilint import _document, _findings, lint_cabf, lint_chain, lint_pkix, not_allowed
 
 
-def _responder(issuer: Issuer,
-               now: datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _responder(issuer: Issuer, now: datetime) -> tuple[x509.Certificate, FileSigner]:
     key = ec.generate_private_key(ec.SECP256R1())
     request = responder_request(key, now - timedelta(minutes=1), now + RESPONDER_VALIDITY,
                                 random_serial())
-    return build_responder(issuer.certificate, issuer.key, request), key
+    return build_responder(issuer.certificate, issuer.signer, request), FileSigner(key)
 
 
 def _leaf(issuer: Issuer, now: datetime) -> x509.Certificate:
@@ -108,7 +108,7 @@ def test_the_responder_certificate_is_a_delegated_ocsp_signer(issuer: Issuer,
         minutes=1)
     assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
     assert cert.public_key().curve.name == "secp256r1"  # type: ignore[union-attr]
-    assert cert.public_key() == key.public_key()
+    assert cert.public_key() == key.public_key
 
 
 def test_the_responder_certificate_is_lint_clean_as_an_ocsp_responder(
@@ -155,7 +155,7 @@ def test_a_good_response_is_signed_by_the_responder_and_echoes_the_certid(
     assert response.next_update_utc == now + timedelta(hours=24)
     assert response.certificates == [responder]
     assert response.responder_key_hash == x509.SubjectKeyIdentifier.from_public_key(
-        key.public_key()).digest
+        key.public_key).digest
     assert response.signature_hash_algorithm.name == "sha256"  # type: ignore[union-attr]
     _verify(response, responder)
     assert len(response.extensions) == 0
@@ -393,7 +393,7 @@ def test_the_responder_takes_o_and_c_from_its_intermediate_and_invents_none(
     ):
         ca, ca_key = _intermediate(now, *attributes)
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = build_responder(ca, ca_key, responder_request(
+        cert = build_responder(ca, FileSigner(ca_key), responder_request(
             key, now, now + RESPONDER_VALIDITY, random_serial()))
         kept = [a for a in cert.subject if a.oid != NameOID.COMMON_NAME]
         assert kept == list(attributes)

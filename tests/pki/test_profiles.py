@@ -26,6 +26,7 @@ from acme_ca.pki.profiles import (
     name_constraints,
 )
 from acme_ca.pki.serials import random_serial
+from acme_ca.pki.signer import FileSigner
 from tests.conftest import Hierarchy, reissue_intermediate
 
 P384 = ec.SECP384R1()
@@ -276,7 +277,7 @@ def test_leaf_outside_the_name_constraints_is_rejected(
 ) -> None:
     """RFC 5280 4.2.1.10: the intermediate's permitted subtrees bind every name below it."""
     request = leaf_request(hierarchy.now, dns_names=(name,))
-    leaf = build_leaf(issuer.certificate, issuer.key, request)  # no policy check on the way
+    leaf = build_leaf(issuer.certificate, issuer.signer, request)  # no policy check on the way
     verifier = verifier_store(hierarchy).build_server_verifier(x509.DNSName(name))
     with pytest.raises(VerificationError, match="name constraint"):
         verifier.verify(leaf, [hierarchy.intermediate])
@@ -342,7 +343,8 @@ def test_first_forbidden_agrees_with_the_verifier_on_ipv6(
     """iPAddress is one name form: IPv4-only permitted subtrees permit no IPv6 address."""
     cert, key = constrained
     address = ipaddress.ip_address("::1")
-    leaf = build_leaf(cert, key, leaf_request(now, dns_names=(), ip_addresses=(address,)))
+    leaf = build_leaf(cert, FileSigner(key),
+                      leaf_request(now, dns_names=(), ip_addresses=(address,)))
     verifier = (
         PolicyBuilder()
         .store(Store([root_pair[0]]))
