@@ -58,15 +58,14 @@ Its number is the stored number plus one: publishing is a compare-and-set on it
 (``Store.publish_crl``), so numbers grow across replicas and restarts, and a former
 lease holder that publishes first makes this one's attempt a ``Conflict``, a normal
 outcome. A revocation is on the CRL within a period or two. Building and signing run
-off the event loop. One intermediate's CRL failing (its key, the database) is logged
-and the others of the round still run.
+off the event loop, in the signing pool (``pki/signer.off_loop``). One intermediate's
+CRL failing (its key, the database) is logged and the others of the round still run.
 
 What every replica serves of it is ``published_crls.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -83,6 +82,7 @@ from acme_ca.pki.crl import CrlEntry, CrlSigner, build_crl
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import names_as_issuer
 from acme_ca.pki.publication import Publication, issuer_id
+from acme_ca.pki.signer import off_loop
 from acme_ca.store.base import Store
 from acme_ca.store.reads import ReadStore
 
@@ -237,7 +237,7 @@ class CrlPublisher:
         this_update = self._this_update(state, entries, now)
         next_update = this_update + self._lifetime
         stored = await self._store.get_crl(signer.fingerprint) if state is not None else None
-        der = await asyncio.to_thread(
+        der = await off_loop(
             build_crl, signer, number=number, this_update=this_update,
             next_update=next_update,
             entries=[CrlEntry(int(e.serial, 16), e.revoked_at, e.reason) for e in entries],

@@ -8,6 +8,9 @@ even if the order was ended meanwhile: every certificate signed is on record); a
 issuance for an order always ends (``InFlight``, ``sign_for_order``, and for what they
 cannot cover, a dead process or a stuck one, ``authority/sweeper.py``).
 
+The signature itself runs in the signing pool (``pki/signer.off_loop``): a slow key
+(RSA-4096, a token's round trip) never stalls the event loop's other requests.
+
 Every certificate stored as signed is recorded in the audit log (``audited``): for an
 order, by its account; by ``sign-csr``, the operator; the server's own TLS and OCSP
 responder certificates, the system.
@@ -39,6 +42,7 @@ from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import describe_key
 from acme_ca.pki.profiles import LeafRequest, leaf_not_after
 from acme_ca.pki.serials import random_serial
+from acme_ca.pki.signer import off_loop
 from acme_ca.store.base import Store
 
 T = TypeVar("T")
@@ -138,11 +142,12 @@ async def issue(
     """Sign `request` with the intermediate, recording it in `store` before and after
     (a certificate of no account or order: sign-csr, the server's own, an OCSP
     responder's), as issued under `profile`, and in the audit log; `sign`: what builds
-    it from the request with its reserved serial, when not `issuer.issue` (a leaf);
+    it from the request with its reserved serial, when not `issuer.issue` (a leaf),
+    called in the signing pool (``off_loop``), never on the event loop;
     `action` and `details`: the audit entry's, when not a plain issuance's."""
     record, request = reservation(issuer, request, now, profile=profile)
     await store.reserve_serial(record)
-    certificate = (sign or issuer.issue)(request)
+    certificate = await off_loop(sign or issuer.issue, request)
     await store.store_certificate(record.serial, certificate.public_bytes(Encoding.DER))
     await audited(Auditor(store, SystemClock()), record, request, at=now, action=action,
                   details=details)
@@ -224,7 +229,7 @@ async def sign_for_order(
                         "ended it): nothing signed, serial %s stays reserved",
                         order_id, current.status.value, record.serial)
             return current
-        certificate = issuer.issue(request)
+        certificate = await off_loop(issuer.issue, request)
         order = await store.finish_order(order_id, record.serial,
                                          certificate.public_bytes(Encoding.DER))
     except StoreUnavailable as exc:

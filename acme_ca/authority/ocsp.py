@@ -25,7 +25,8 @@ relying parties' clocks, but never before the revocation it reports) to ``nextUp
 Signed responses are cached per process by (responder certificate's serial, CertID
 hash algorithm, serial, status) until a third of their lifetime is left: a revocation
 changes the status, hence the key, so a cached response is never stale. Responses to a
-request with a nonce echo it (RFC 8954) and are signed each time.
+request with a nonce echo it (RFC 8954) and are signed each time, in the signing pool
+(``pki/signer.off_loop``), never on the event loop.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from acme_ca.pki.ocsp import (
 )
 from acme_ca.pki.profiles import names_as_issuer
 from acme_ca.pki.publication import OCSP_ROUTE
+from acme_ca.pki.signer import off_loop
 from acme_ca.store.reads import ReadStore
 
 __all__ = ["INTERNAL_ERROR", "MALFORMED", "OCSP_ROUTE", "OcspAnswer", "OcspResponder"]
@@ -125,7 +127,7 @@ class OcspResponder:
         except StoreUnavailable as exc:
             log.warning("OCSP: the database cannot be reached (%s): tryLater", exc)
             return TRY_LATER
-        return self._signed(query, status, responder)
+        return await self._signed(query, status, responder)
 
     async def _without_responder(self, signer: SigningCa) -> OcspAnswer:
         """unauthorized for an archived intermediate that answers for nothing now (and
@@ -144,7 +146,8 @@ class OcspResponder:
         except NotFound:
             return None
 
-    def _signed(self, query: OcspQuery, status: CertStatus, responder: Responder) -> OcspAnswer:
+    async def _signed(self, query: OcspQuery, status: CertStatus,
+                      responder: Responder) -> OcspAnswer:
         now = self._clock.now()
         key = (responder.certificate.serial_number, query.algorithm.name, query.serial, status)
         if query.nonce is None:
@@ -157,11 +160,10 @@ class OcspResponder:
             this_update = max(this_update, status.revoked_at)
         next_update = min(this_update + self._lifetime,
                           responder.certificate.not_valid_after_utc)
-        answer = OcspAnswer(
-            sign_response(query, status, responder.certificate, responder.signer,
-                          this_update=this_update, next_update=next_update),
-            this_update, next_update, nonce=query.nonce is not None,
-        )
+        der = await off_loop(sign_response, query, status, responder.certificate,
+                             responder.signer, this_update=this_update,
+                             next_update=next_update)
+        answer = OcspAnswer(der, this_update, next_update, nonce=query.nonce is not None)
         if query.nonce is None:
             self._keep(key, answer)
         return answer

@@ -3,7 +3,8 @@
 Each intermediate that signs (the current one, and each archived one whose key is still
 kept: its certificates are still answered for) issues a responder certificate
 (``pki/ocsp.build_responder``) through ``issuance.issue``, so the store reserves its
-serial and records it like every certificate the intermediate signs. They are this
+serial and records it like every certificate the intermediate signs, and the
+intermediate's signer (a key file or a token) signs it in the signing pool. They are this
 host's files, as the server's own TLS certificate is (``server_tls.py``):
 
     <data_dir>/ocsp/<issuer id>.crt   the responder certificate (PEM, 0644)

@@ -3,8 +3,10 @@
 On start an existing certificate is reused while it is issued by the current
 intermediate, names the right host, has more than a third of its life left and its
 record is not REVOKED (an operator's `acme-ca certs revoke`); otherwise a new one is
-issued (and recorded like any other). The renewal loop (worker 0) also replaces a
-certificate revoked while it runs, within a minute; the other workers follow the file.
+issued (and recorded like any other, through ``issuance.issue``: signed by the
+intermediate's signer in the signing pool, off the event loop). The renewal loop
+(worker 0) also replaces a certificate revoked while it runs, within a minute; the
+other workers follow the file.
 Renewal loads the new chain into the same SSLContext, so new connections get it with
 no restart.
 """

@@ -385,7 +385,7 @@ def _current_key(
     location = paths.intermediate_key
     if isinstance(location, Pkcs11Uri):
         signer = open_token_signer(location, paths.pkcs11_module, certificate)
-        return IntermediateKey(signer.public_key, uri=signer.uri)
+        return IntermediateKey(signer.public_key, uri=signer.pinned_uri())
     key = IntermediateKey.of(load_key(location, passphrase, "intermediate key"))
     if not same_key(key.public_key, certificate.public_key()):  # type: ignore[arg-type]
         raise PkiError(f"intermediate key {location} does not match {paths.intermediate_cert}")

@@ -22,7 +22,13 @@ from cryptography.exceptions import InvalidSignature
 
 from acme_ca.errors import PkiError
 from acme_ca.pki import files
-from acme_ca.pki.archive import ArchivedIntermediate, archive_dir, load_archive, read_key
+from acme_ca.pki.archive import (
+    ArchivedIntermediate,
+    archive_dir,
+    load_archive,
+    read_key,
+    read_key_uri,
+)
 from acme_ca.pki.crl import CrlSigner
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.keys import same_key
@@ -89,7 +95,8 @@ class Issuer:
         alternates = tuple(_alternate(cert, path) for path in alternate_paths)
         archive = load_archive(archive_dir(cert_path))
         earlier = _earlier(chain, archive)
-        signers, unreadable = (_archived_signers(archive, earlier, passphrase)
+        token = pkcs11_module, key_location if isinstance(key_location, Pkcs11Uri) else None
+        signers, unreadable = (_archived_signers(archive, earlier, passphrase, token)
                                if archived_keys else ((), {}))
         return cls(cert, signer, chain, fingerprint(cert), alternates, earlier, publication,
                    signers, unreadable)
@@ -158,33 +165,41 @@ def _archived_signers(
     archive: Sequence[ArchivedIntermediate],
     earlier: Mapping[str, tuple[x509.Certificate, ...]],
     passphrase: bytes | None,
+    token: tuple[Path | None, Pkcs11Uri | None] = (None, None),
 ) -> tuple[tuple[CrlSigner, ...], dict[str, str]]:
-    """The archived intermediates whose key file is there, each with the signer of its
+    """The archived intermediates whose key is still kept, each with the signer of its
     key (``_archived_signer``); and why each key that could not be read or does not
     match was left out, by fingerprint.
     Only a CA certificate ``_earlier`` checked (signed by the CA above the current
     intermediate) has its key read, never through a symbolic link: a certificate and
-    key planted in the archive are not read."""
+    key planted in the archive are not read. ``token``: [ca] pkcs11_module and, when it
+    is a URI, [ca] intermediate_key, for the keys the archive names on a token."""
     signers, unreadable = [], {}
     for item in archive:
         signed_by = fingerprint(item.certificate)
-        if not item.has_key() and not item.key_path.is_symlink():
+        if not item.has_key() and not item.key_path.is_symlink() and not item.on_token:
             continue
         try:
             if signed_by not in earlier or not _is_ca(item.certificate):
                 raise PkiError(f"archived intermediate {item.cert_path} is not a CA "
                                "certificate of this hierarchy: its key is not read")
-            signer = _archived_signer(item, passphrase)
+            signer = _archived_signer(item, passphrase, *token)
         except PkiError as exc:
             unreadable[signed_by] = str(exc)
             continue
-        signers.append(CrlSigner(item.certificate, signed_by, signer, item.key_path))
+        signers.append(CrlSigner(item.certificate, signed_by, signer, item.held_at))
     return tuple(signers), unreadable
 
 
-def _archived_signer(item: ArchivedIntermediate, passphrase: bytes | None) -> Signer:
-    """The signer of an archived intermediate's key file, checked against its
-    certificate; PkiError says why it cannot sign."""
+def _archived_signer(item: ArchivedIntermediate, passphrase: bytes | None,
+                     module: Path | None, pin_from: Pkcs11Uri | None) -> Signer:
+    """The signer of an archived intermediate's key, checked against its certificate: its
+    key file, or the token key its ``.key-uri`` names (``module``, and ``pin_from``'s PIN
+    when the archive names none: ``archive.read_key_uri``); PkiError says why it cannot
+    sign."""
+    if item.on_token:
+        return load_signer(read_key_uri(item, pin_from), None, item.certificate, module,
+                           "archived intermediate key")
     key = read_key(item, passphrase)
     if not same_key(key, item.certificate.public_key()):  # type: ignore[arg-type]
         raise PkiError(f"archived intermediate key {item.key_path} does not match "

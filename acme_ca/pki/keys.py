@@ -59,9 +59,11 @@ def describe_key(key: PublicKey | PrivateKey) -> str:
     return type(key).__name__
 
 
-def signature_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm:
-    """SHA-384 for P-384 (and larger) issuers, SHA-256 otherwise: never weaker than the key."""
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
+def signature_hash(key: CertificateIssuerPrivateKeyTypes | PublicKey) -> hashes.HashAlgorithm:
+    """SHA-384 for P-384 (and larger) issuers, SHA-256 otherwise: never weaker than the key
+    (a private key, or the public half of one that stays on a token)."""
+    if (isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey)
+            and key.curve.key_size >= 384):
         return hashes.SHA384()
     return hashes.SHA256()
 

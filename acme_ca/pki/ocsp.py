@@ -6,6 +6,9 @@ by the CA whose certificates it answers for) whose key signs them. The responder
 certificate carries id-pkix-ocsp-nocheck (4.2.2.2.1): relying parties do not check its
 own revocation, which is why it lives days, not years (CA/B BR 7.1.2.8). Each response
 includes it, so a client that knows only the intermediate can verify the signature.
+Both are signed through pki/signer.py: the responder certificate by the
+intermediate's signer (a key file or a key on a token), each response by the
+responder's own key file.
 
 One request names one certificate (RFC 5019 2.1.1, as Let's Encrypt and Boulder): the
 issuer by the hashes of its name and key (the CertID), and the serial. What the

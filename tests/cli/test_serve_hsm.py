@@ -1,0 +1,184 @@
+"""`acme-ca serve` with [ca] intermediate_key on a PKCS#11 token (SoftHSM2): a token it
+cannot use stops it at start with one line on stderr and a non-zero status, no
+traceback, with one process or with workers (the parent checks before it forks); a
+SIGHUP reload that cannot open the token key keeps the running intermediate. Real
+processes, stopped by their pid."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from acme_ca.cli.serve import IssuerHolder, root_key_warning
+from acme_ca.clock import SystemClock
+from acme_ca.config import load_config
+from acme_ca.errors import PkiError
+from acme_ca.pki import files
+from acme_ca.pki.keys import KeyType, load_key
+from acme_ca.pki.pkcs11_uri import Pkcs11Uri
+from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest, build_intermediate, build_root, ca_name
+from acme_ca.pki.signer import sign_certificate
+from acme_ca.pki.token import generate_token_key, open_token_signer
+from tests.cli.conftest import ROOT_PASS, Run, secret
+from tests.cli.hsm import init_on_token
+from tests.cli.test_startup_sighup import free_port
+from tests.softhsm import SoftHsm
+
+CHECKOUT = str(Path(__file__).resolve().parents[2])  # this checkout's acme_ca
+WITHOUT_PKCS11 = (  # python-pkcs11 not installed: its import fails as it then would
+    "import sys; sys.modules['pkcs11'] = None; from acme_ca.cli.main import main; "
+    "sys.exit(main())"
+)
+
+
+def serve_config(tmp_path: Path, token: SoftHsm, uri: str, module: Path,
+                 workers: int = 1) -> Path:
+    path = tmp_path / "serve.toml"
+    path.write_text(
+        f'[server]\nlisten = "127.0.0.1:{free_port()}"\nhostname = "localhost"\n'
+        f'data_dir = "{tmp_path / "acme-ca-data"}"\nworkers = {workers}\n\n'
+        f'[revocation]\nhttp_listen = "127.0.0.1:{free_port()}"\n\n'
+        f'[ca]\nintermediate_key = "{uri}"\npkcs11_module = "{module}"\n', encoding="utf-8")
+    return path
+
+
+def start_refused(config: Path, token: SoftHsm, program: list[str] | None = None) -> str:
+    """Run `acme-ca serve` to its end: it must stop by itself, non-zero, with one line
+    on stderr and nothing it started left behind; that line."""
+    argv = program or [sys.executable, "-m", "acme_ca"]
+    process = subprocess.Popen([*argv, "--config", str(config), "serve"],
+                               env={**token.env(), "PYTHONPATH": CHECKOUT},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode != 0
+    assert err.count("\n") == 1 and err.startswith("acme-ca: error: "), err
+    assert "Traceback" not in err
+    with pytest.raises(ProcessLookupError):  # its group: no worker outlived it
+        os.killpg(process.pid, 0)
+    return err
+
+
+@pytest.fixture
+def ca_on_token(run: Run, tmp_path: Path, softhsm: SoftHsm) -> Path:
+    return init_on_token(run, tmp_path, softhsm)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("wrong PIN", "wrong PIN for the token"),
+        ("missing token", "no token matches"),
+        ("missing object", "no private key on the token matches"),
+        ("missing module", "does not exist"),
+        ("python-pkcs11 not installed", "python-pkcs11"),
+    ],
+)
+def test_a_token_serve_cannot_use_stops_it_at_start_in_one_line(
+    ca_on_token: Path, tmp_path: Path, softhsm: SoftHsm, case: str, fragment: str,
+    workers: int,
+) -> None:
+    wrong = secret(tmp_path, "4321", "wrong.pin")
+    label = softhsm.label
+    uri, module = {
+        "wrong PIN": (f"pkcs11:token={label};object=intermediate?pin-source=file:{wrong}",
+                      softhsm.module),
+        "missing token": (softhsm.uri().replace(f"token={label}", "token=elsewhere"),
+                          softhsm.module),
+        "missing object": (softhsm.uri("gone"), softhsm.module),
+        "missing module": (softhsm.uri(), tmp_path / "libnothing.so"),
+        "python-pkcs11 not installed": (softhsm.uri(), softhsm.module),
+    }[case]
+    config = serve_config(tmp_path, softhsm, uri, module, workers)
+    program = ([sys.executable, "-c", WITHOUT_PKCS11]
+               if case == "python-pkcs11 not installed" else None)
+    line = start_refused(config, softhsm, program)
+    assert fragment in line, line
+    assert softhsm.pin not in line.replace(str(softhsm.pin_file), "")
+
+
+def test_a_reload_that_cannot_open_the_token_key_keeps_the_running_intermediate(
+    ca_on_token: Path, tmp_path: Path, softhsm: SoftHsm, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGHUP after the intermediate certificate was replaced by one whose key the token
+    does not hold: one error line, and the running intermediate goes on signing."""
+    config = load_config(tmp_path / "acme-ca.toml")
+    holder = IssuerHolder(config, SystemClock())
+    running = holder.current
+    ca = ca_on_token / "ca"
+    root = files.load_certificate(ca / "root-ca.crt")
+    now = datetime.now(UTC).replace(microsecond=0)
+    elsewhere = build_intermediate(
+        root_cert=root, root_key=load_key(ca_on_token / "offline" / "root-ca.key",
+                                          ROOT_PASS.encode()),
+        public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
+        subject=running.certificate.subject, not_before=now, validity=timedelta(days=30))
+    (ca / "intermediate-ca.crt").write_bytes(files.pem(elsewhere))
+    (ca / "ca-chain.pem").write_bytes(files.pem(elsewhere, root))
+    caplog.set_level(logging.INFO, "acme_ca")
+
+    assert holder.candidate() is None
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert line.startswith("reload failed, keeping the current intermediate: ")
+    assert softhsm.uri() in line and "\n" not in line  # the token's words follow its URI
+    assert holder.current is running
+    leaf = running.issue(LeafRequest(ec.generate_private_key(ec.SECP256R1()).public_key(),
+                                     ("web.bluerobin.local",), (), now, now + timedelta(1),
+                                     SERVER_AUTH))
+    leaf.verify_directly_issued_by(running.certificate)
+
+
+def root_on_token(token: SoftHsm, ca: Path) -> str:
+    """A self-signed root whose key is on the token, written as the CA's root,
+    intermediate and chain (a [ca] that points the server at the root itself); its URI."""
+    uri = Pkcs11Uri.parse(token.uri("root"))
+    public, pinned = generate_token_key(uri, token.module, KeyType.EC_P256)
+    now = datetime.now(UTC).replace(microsecond=0)
+    holder = build_root(ec.generate_private_key(ec.SECP256R1()), ca_name("x", None, None), now)
+    carrier = x509.CertificateBuilder(  # only its public key matters to open_token_signer
+        holder.subject, holder.subject, public, 1, now, now + timedelta(1)
+    ).sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    signer = open_token_signer(pinned, token.module, carrier)
+    name = ca_name("Root on the token", None, None)
+    root = sign_certificate(
+        x509.CertificateBuilder(name, name, public, x509.random_serial_number(), now,
+                                now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False,
+                                     False), critical=True),
+        signer)
+    for name_ in ("root-ca.crt", "intermediate-ca.crt", "ca-chain.pem"):
+        (ca / "ca" / name_).write_bytes(files.pem(root))
+    return str(pinned)
+
+
+def test_the_root_key_checks_work_with_a_token_key(
+    ca_on_token: Path, tmp_path: Path, softhsm: SoftHsm
+) -> None:
+    """`serve` warns of the root key in its data directory whatever the intermediate key
+    is, and refuses a [ca] intermediate_key that is the root's own key (on the token)."""
+    config = load_config(tmp_path / "acme-ca.toml")
+    assert root_key_warning(config) is not None
+    root_uri = root_on_token(softhsm, ca_on_token)
+    config = load_config(None, {"server.data_dir": str(ca_on_token),
+                                "ca.intermediate_key": root_uri,
+                                "ca.pkcs11_module": str(softhsm.module)})
+    with pytest.raises(PkiError, match="is the root key") as caught:
+        IssuerHolder(config, SystemClock())
+    assert "\n" not in str(caught.value)
