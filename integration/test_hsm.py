@@ -57,7 +57,7 @@ from integration.clients import (
     verify_chain,
     write_config,
 )
-from integration.conftest import _serving, clean_env, free_port, run_cli
+from integration.conftest import _serving, clean_env, free_port, run_cli, until
 from integration.test_acme_library import Resource, connect, http01, http01_responder
 from integration.test_certbot import Certbot, check_lineage
 from integration.test_crl import assert_crl_verifies, crl_url, pem_file, wait_until_listed
@@ -68,6 +68,7 @@ pytestmark = pytest.mark.integration
 
 OBJECT = "intermediate"
 RECOVERS_WITHIN = 10.0  # seconds: "within a few seconds" (one reconnect a second at most)
+READY_CHECK = 15.0  # seconds: /readyz signs at most every 5 s per intermediate
 SERVER_INTERNAL = "urn:ietf:params:acme:error:serverInternal"
 
 
@@ -306,7 +307,8 @@ def test_a_wrong_pin_a_missing_token_or_object_stops_serve_with_one_line(
     tmp_path: Path,
 ) -> None:
     """Each of RFC 7512's parts naming the key, wrong, stops `serve` at start: exit 1,
-    one line on stderr saying which, no traceback; the right URI then starts."""
+    one line on stderr saying which (and no PIN), no traceback; so does a
+    `[ca] pkcs11_module` that is not there. The right URI then starts."""
     ca = make_ca(tmp_path / "acme-ca")
     wrong_pin = tmp_path / "wrong.pin"
     wrong_pin.write_text("9999\n")
@@ -316,12 +318,17 @@ def test_a_wrong_pin_a_missing_token_or_object_stops_serve_with_one_line(
         "wrong PIN": (right.replace(str(ca.hsm.pin_file), str(wrong_pin)), "pin"),
         "missing token": (right.replace("token=acme-ca", "token=nosuchtoken"), "nosuchtoken"),
         "missing object": (right.replace(f"object={OBJECT}", "object=nosuchkey"), "nosuchkey"),
+        "missing library": (right, "/nonexistent/libpkcs11.so"),
     }
     text = ca.config.read_text()
+    module = json.dumps(str(ca.hsm.module))
     for case, (uri, needle) in cases.items():
-        assert uri != right, case
         config = ca.config.with_name(f"{case.replace(' ', '-')}.toml")
-        config.write_text(text.replace(json.dumps(right), json.dumps(uri)))
+        changed = text.replace(json.dumps(right), json.dumps(uri))
+        if case == "missing library":
+            changed = changed.replace(module, json.dumps(needle))
+        assert changed != text, case
+        config.write_text(changed)
         result = serve_once(ca, config)
         assert result.returncode == 1, (case, result.returncode, result.stdout, result.stderr)
         assert "Traceback" not in result.stdout + result.stderr, (case, result.stderr)
@@ -375,9 +382,13 @@ class Orders:
         deadline = datetime.datetime.now() + datetime.timedelta(seconds=30)
         orderr = acme.poll_authorizations(orderr, deadline)
         try:
-            return orderr.uri, acme.finalize_order(orderr, deadline)
+            done = acme.begin_finalization(orderr)
         except messages.Error as error:
             return orderr.uri, error
+        if done.body.status != messages.STATUS_VALID:  # processing: poll (1 s apart)
+            return orderr.uri, acme.poll_finalization(done, deadline)
+        chain = acme._post_as_get(done.body.certificate).text  # no sleep when it is ready
+        return orderr.uri, done.update(fullchain_pem=chain)
 
     def status(self, order_uri: str) -> dict[str, Any]:
         return self.client()._post_as_get(order_uri).json()  # type: ignore[no-any-return]
@@ -409,6 +420,12 @@ def token_away(hsm: SoftHsm, where: Path) -> Iterator[None]:
             shutil.move(target, path)
 
 
+def readiness(acme: AcmeServer) -> tuple[int, str]:
+    """/readyz's status and what it says of the signing check (docs/operations.md)."""
+    got = acme.server.get("/readyz")
+    return got.status, json.loads(got.body)["checks"]["signing"]
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_token_that_fails_at_run_time_fails_one_finalize_and_comes_back(
     tmp_path: Path, workers: str
@@ -416,10 +433,11 @@ def test_a_token_that_fails_at_run_time_fails_one_finalize_and_comes_back(
     """RFC 8555 7.4 and 6.7: the finalize made while the token is gone gets
     serverInternal and its order is invalid; with the token back, orders issue again
     within seconds from the same server process (PKCS#11 v2.40 5.4: C_Finalize and
-    C_Initialize again). With two workers, each re-initialized the library after the
-    fork (four orders before the failure, each on a new connection: the kernel spreads
-    them over both), and each comes back: the test waits for eight issuances in a row,
-    each on a new connection."""
+    C_Initialize again). Meanwhile /readyz says the signing check fails, and it is
+    ready again once the token is back (docs/operations.md). With two workers, each
+    re-initialized the library after the fork (four orders before the failure, each on
+    a new connection: the kernel spreads them over both), and each comes back: the
+    test waits for eight issuances in a row, each on a new connection."""
     ca = make_ca(tmp_path / "acme-ca")
     with serving(ca, "--workers", workers) as acme, contextlib.ExitStack() as stack:
         pid = acme.server.process.pid
@@ -435,6 +453,8 @@ def test_a_token_that_fails_at_run_time_fails_one_finalize_and_comes_back(
             assert order["status"] == "invalid", order
             assert order["error"]["type"] == SERVER_INTERNAL, order
             assert "certificate" not in order
+            until(lambda: readiness(acme) == (503, "failing"),
+                  "/readyz reports the signing check failing", READY_CHECK)
 
         started = time.monotonic()
         first, streak, fullchain = None, 0, ""
@@ -452,6 +472,7 @@ def test_a_token_that_fails_at_run_time_fails_one_finalize_and_comes_back(
             streak += 1
         print(f"\nworkers={workers}: the first issuance {first:.2f} s after the token came "
               f"back, the eighth in a row {time.monotonic() - started:.2f} s")
+        until(lambda: readiness(acme) == (200, "ok"), "/readyz is ready again", READY_CHECK)
         assert acme.server.process.poll() is None and acme.server.process.pid == pid
         work = tmp_path / "last"
         work.mkdir()
