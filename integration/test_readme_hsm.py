@@ -147,3 +147,28 @@ def test_the_readme_hsm_walkthrough_works_as_written(workdir: Path) -> None:
     assert "offline/root-ca.key" in found and "tls/server.key" in found, sorted(found)
     for name, keys in found.items():
         assert not {spki(first.public_key()), spki(renewed.public_key())} & set(keys), name
+
+
+OPERATIONS = README.parent / "docs" / "operations.md"
+UNIT = README.parent / "docs" / "acme-ca.service"
+
+
+def test_the_systemd_drop_in_for_a_token_verifies(tmp_path: Path) -> None:
+    """docs/operations.md's drop-in for a token, beside docs/acme-ca.service (where
+    systemd reads drop-ins: acme-ca.service.d/), and `systemd-analyze verify` has
+    nothing to say; it keeps the data directory writable and adds the token's."""
+    analyze = require_program("systemd-analyze")
+    (dropin,) = re.findall(r"<!-- hsm: systemd-dropin -->\n```ini\n(.*?)\n```",
+                           OPERATIONS.read_text(encoding="utf-8"), re.DOTALL)
+    assert "ReadWritePaths=/var/lib/acme-ca /var/lib/softhsm/tokens" in dropin.splitlines()
+    installed = Path(sys.executable).parent / "acme-ca"
+    unit = tmp_path / "acme-ca.service"
+    unit.write_text(UNIT.read_text().replace("/usr/local/bin/acme-ca", str(installed)))
+    (tmp_path / "acme-ca.service.d").mkdir()
+    (tmp_path / "acme-ca.service.d" / "hsm.conf").write_text(dropin + "\n")
+    result = run([analyze, "verify", unit], cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr
+    bogus = tmp_path / "acme-ca.service.d" / "bogus.conf"  # the check can fail
+    bogus.write_text("[Service]\nNoSuchSetting=1\n")
+    assert "NoSuchSetting" in run([analyze, "verify", unit], cwd=tmp_path, check=False).stderr
