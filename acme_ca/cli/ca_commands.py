@@ -393,14 +393,17 @@ def _key_location(location: Path | Pkcs11Uri) -> str:
     return f"{location} (0600)"
 
 
-def _print_token_settings(config: Config, paths: HierarchyFiles) -> None:
-    """When the key's token came from flags, what the configuration must say for `serve`."""
+def _print_token_settings(config: Config, paths: HierarchyFiles, *, running: bool = False
+                          ) -> None:
+    """When the key's token came from flags, what the configuration must say for `serve`
+    (``running``: a server may run already, and only a restart reads [ca] again)."""
     uri, module = paths.intermediate_key, paths.pkcs11_module
     if not isinstance(uri, Pkcs11Uri):
         return
     if uri == config.ca.intermediate_key and module == config.ca.pkcs11_module:
         return
-    print("Set in the configuration, for `serve` (then restart it: a reload keeps [ca]):")
+    restart = " (then restart it: a reload keeps the [ca] it started with)" if running else ""
+    print(f"Set in the configuration, for `serve`{restart}:")
     print("  [ca]")
     print(f'  intermediate_key = "{uri}"')
     if module is not None:
@@ -487,5 +490,5 @@ def run_renew(config: Config, args: argparse.Namespace) -> int:
     if new_paths.intermediate_key == config.ca.intermediate_key:
         print("  send SIGHUP to running servers to switch to it without downtime")
     else:
-        _print_token_settings(config, new_paths)
+        _print_token_settings(config, new_paths, running=True)
     return 0

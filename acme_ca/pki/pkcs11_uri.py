@@ -5,8 +5,9 @@
 The path names the token (``token``, ``manufacturer``, ``serial``, ``model``,
 ``slot-id``, ...) and the object (``object``: CKA_LABEL, ``id``: CKA_ID as
 percent-encoded bytes, ``type``); the query says where the PIN is (``pin-source``, a
-file; ``pin-value``, discouraged by RFC 7512 7 as it puts the PIN in the file) and,
-optionally, which library (``module-path``). ``str()`` of a URI never shows a PIN value.
+file; ``pin-value``, which RFC 7512's security considerations warn against: it puts
+the PIN in the configuration) and, optionally, which library (``module-path``).
+``str()`` of a URI never shows a PIN value.
 
 What this parser refuses, each with one line (the config layer prefixes the key):
 

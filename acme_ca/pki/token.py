@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from acme_ca.errors import PkiError
 from acme_ca.pki.keys import KeyType, PublicKey, same_key, signature_hash
 from acme_ca.pki.pkcs11_uri import Pkcs11Uri
+from acme_ca.pki.signer import verify_signature
 
 RECONNECT_INTERVAL = 1.0  # seconds between two attempts to bring a broken module back
 ID_BYTES = 16  # CKA_ID of a key made here
@@ -304,8 +305,10 @@ def _find_key(loaded: _Module, uri: Pkcs11Uri, public_key: PublicKey) -> Any:
     if kinds and len(kinds) == len({key.key_type for key in keys}):
         raise PkiError(f"the key {uri} is a {', '.join(k.name for k in kinds)} key: only "
                        "ECDSA and RSA keys sign certificates here")
-    count = "the key" if len(keys) == 1 else f"none of the {len(keys)} keys"
-    raise PkiError(f"{count} that {uri} names is the key of its certificate")
+    if len(keys) == 1:
+        raise PkiError(f"the key that {uri} names is not the key of its certificate")
+    raise PkiError(f"none of the {len(keys)} keys that {uri} names is the key of its "
+                   "certificate")
 
 
 def _signs_for(key: Any, public_key: PublicKey) -> bool:
@@ -313,8 +316,6 @@ def _signs_for(key: Any, public_key: PublicKey) -> bool:
     public object the token does not keep is matched to its certificate."""
     if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         return False
-    from acme_ca.pki.signer import verify_signature
-
     probe = secrets.token_bytes(32)
     algorithm = signature_hash(public_key)
     try:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -182,3 +183,31 @@ def test_the_root_key_checks_work_with_a_token_key(
     with pytest.raises(PkiError, match="is the root key") as caught:
         IssuerHolder(config, SystemClock())
     assert "\n" not in str(caught.value)
+
+
+def test_workers_on_a_softhsm2_token_all_start(tmp_path: Path, softhsm: SoftHsm) -> None:
+    """4 workers open the token one after another: SoftHSM2 re-writes its token file at
+    each login, and 4 logins at once left a worker without its token one start in two.
+    Started, they keep serving until SIGTERM, which stops them all with status 0. The CA
+    is made by `init` in a process of its own, as an operator would (with the token
+    opened in this test's process instead, the logins did not collide)."""
+    config = serve_config(tmp_path, softhsm, softhsm.uri(), softhsm.module, workers=4)
+    env = {**softhsm.env(), "PYTHONPATH": CHECKOUT}
+    acme_ca = [sys.executable, "-m", "acme_ca", "--config", str(config)]
+    subprocess.run([*acme_ca, "init", "--passphrase-file", str(secret(tmp_path, ROOT_PASS)),
+                    "--key-type", "ec-p384"], env=env, check=True, capture_output=True,
+                   timeout=120)
+    process = subprocess.Popen([*acme_ca, "serve"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        lines = iter(process.stdout.readline, "")
+        assert any("serving" in line for line in lines), process.stderr.read()
+        time.sleep(2)  # the other workers have loaded the intermediate by now, or failed
+        assert process.poll() is None, process.stderr.read()
+        os.kill(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()

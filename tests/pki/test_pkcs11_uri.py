@@ -183,7 +183,7 @@ def test_an_unreadable_pin_file_is_a_pki_error_naming_it(tmp_path: Path) -> None
 
 
 def test_str_never_shows_a_pin_value() -> None:
-    """RFC 7512 7: a PIN in a URI is a secret; messages and logs get str()."""
+    """A PIN in a URI is a secret; messages and logs get str()."""
     uri = Pkcs11Uri.parse("pkcs11:token=acme-ca;object=k?pin-value=s3cret-pin")
     assert "s3cret-pin" not in str(uri)
     assert "s3cret-pin" not in repr(uri)
