@@ -86,13 +86,13 @@ class Ca(NamedTuple):
         return {"SOFTHSM2_CONF": str(self.hsm.conf)}
 
 
-def make_ca(workdir: Path, *, uri: str | None = None, init: bool = True) -> Ca:
-    """A token in ``workdir``, the config of a server whose intermediate key is ``uri``
-    (the token's ``intermediate`` by default) with OCSP and the admin listener on (so
-    that their keys are in the data directory too); with ``init``, the CA made by
-    `acme-ca init --intermediate-key-uri` (else the first start makes it)."""
+def make_ca(workdir: Path, *, init: bool = True) -> Ca:
+    """A token in ``workdir``, the config of a server whose intermediate key is the
+    token's ``intermediate``, with OCSP and the admin listener on (so that their keys
+    are in the data directory too); with ``init``, the CA made by `acme-ca init
+    --intermediate-key-uri` (else the first start makes it)."""
     hsm = SoftHsm.create(workdir / "softhsm")
-    uri = uri or hsm.uri(OBJECT)
+    uri = hsm.uri(OBJECT)
     data_dir, port, http01_port = workdir / "data", free_port(), free_port()
     extra = (f"\n[ca]\nintermediate_key = {json.dumps(uri)}\n"
              f"pkcs11_module = {json.dumps(str(hsm.module))}\n"
@@ -105,7 +105,7 @@ def make_ca(workdir: Path, *, uri: str | None = None, init: bool = True) -> Ca:
         passphrase.write_text("a root passphrase of the test\n")
         passphrase.chmod(0o600)
         run_cli("--config", config, "init", "--key-type", "ec-p384", "--passphrase-file",
-                passphrase, "--intermediate-key-uri", hsm.uri(OBJECT), "--pkcs11-module",
+                passphrase, "--intermediate-key-uri", uri, "--pkcs11-module",
                 hsm.module, cwd=workdir, env=ca.env())
     return ca
 
@@ -201,8 +201,10 @@ def private_keys_in(data_dir: Path, passphrases: list[bytes]) -> dict[str, list[
     for path in sorted(p for p in data_dir.rglob("*") if p.is_file()):
         data = path.read_bytes()
         keys = [load_pem_key(m.group(0), passphrases, path) for m in PEM_KEY.finditer(data)]
-        with contextlib.suppress(ValueError, TypeError):
-            keys.append(serialization.load_der_private_key(data, None))
+        for password in (None, *passphrases):  # a file that is one DER key, perhaps encrypted
+            with contextlib.suppress(ValueError, TypeError):
+                keys.append(serialization.load_der_private_key(data, password))
+                break
         if keys:
             found[str(path.relative_to(data_dir))] = [spki(k.public_key()) for k in keys]
     return found
