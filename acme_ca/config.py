@@ -48,7 +48,7 @@ from acme_ca.config_revocation import (
 )
 from acme_ca.config_values import format_duration, parse_duration, parse_host_port
 from acme_ca.errors import ConfigError
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
+from acme_ca.pkcs11_uri import Pkcs11Uri
 
 __all__ = [  # the value helpers live in config_values, [revocation] in config_revocation;
     # these are re-exported for callers
@@ -149,7 +149,7 @@ class StorageConfig:
 class CaConfig:
     root_cert: Path
     intermediate_cert: Path
-    # a key file, or a key on a PKCS#11 token (an RFC 7512 URI: pki/pkcs11_uri.py)
+    # a key file, or a key on a PKCS#11 token (an RFC 7512 URI: pkcs11_uri.py)
     intermediate_key: Path | Pkcs11Uri
     chain: Path
     intermediate_key_passphrase_file: Path | None = None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri, is_pkcs11_uri
+from acme_ca.pkcs11_uri import Pkcs11Uri, is_pkcs11_uri
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

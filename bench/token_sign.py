@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.keys import KeyType, PublicKey, generate_key
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.signer import FileSigner, Signer
 from acme_ca.pki.token import generate_token_key, open_token_signer
 from tests.softhsm import SoftHsm

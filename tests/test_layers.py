@@ -1,7 +1,7 @@
 """The import rules of the design: imports point down the picture only.
 
     cli > api > authority > (validation | pki | store) > domain
-        > (errors | clock | config | encoding | metrics)
+        > (errors | clock | config | encoding | metrics | pkcs11_uri)
 
 api never touches the store or the PKI directly; validation and pki never touch the
 store; pki knows nothing of ACME (so the offline commands can use it alone); the
@@ -18,7 +18,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "acme_ca"
 BASE = {"errors", "clock", "config", "config_networks", "config_policy", "config_revocation",
-        "config_operations", "config_values", "encoding", "metrics"}
+        "config_operations", "config_values", "encoding", "metrics", "pkcs11_uri"}
 ALLOWED: dict[str, set[str]] = {
     "api": {"api", "authority", "domain"} | BASE,
     "authority": {"authority", "validation", "pki", "store", "domain"} | BASE,
@@ -29,12 +29,13 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "clock": set(),
     "config": {"config_values", "config_policy", "config_networks", "config_revocation",
-               "config_operations", "errors"},
+               "config_operations", "errors", "pkcs11_uri"},
     "config_networks": set(),
     "config_policy": {"config_values", "errors"},
     "config_revocation": {"config_values", "errors", "config"},  # config: a type hint only
     "config_operations": {"config_values", "errors", "config", "config_revocation"},  # hints
-    "config_values": set(),
+    "config_values": {"pkcs11_uri"},  # [ca] intermediate_key may be a PKCS#11 URI
+    "pkcs11_uri": {"errors"},  # a value type of the configuration, read by pki/token.py
     "encoding": set(),
     "metrics": set(),  # prometheus-client only: every layer may count
 }

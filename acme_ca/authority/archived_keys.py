@@ -56,10 +56,10 @@ from typing import NamedTuple
 
 from acme_ca.clock import Clock
 from acme_ca.errors import AcmeCaError
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.archive import ArchivedIntermediate, destroy_key, load_archive
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.signer import off_loop
 from acme_ca.store.reads import ReadStore
 

@@ -27,6 +27,7 @@ from acme_ca.clock import SystemClock
 from acme_ca.config import Config, offline_dir, parse_duration
 from acme_ca.config_values import at_or_under_any
 from acme_ca.errors import ConfigError
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki import files
 from acme_ca.pki.hierarchy import (
     HierarchyFiles,
@@ -36,7 +37,6 @@ from acme_ca.pki.hierarchy import (
     renew_intermediate,
 )
 from acme_ca.pki.keys import KeyType
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.profiles import INTERMEDIATE_VALIDITY, name_constraints
 
 ROOT_KEY_TYPES = [KeyType.RSA4096.value, KeyType.RSA3072.value, KeyType.EC_P384.value]

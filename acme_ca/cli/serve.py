@@ -69,11 +69,11 @@ from acme_ca.config import Config, parse_host_port
 from acme_ca.domain.origin import Origin, set_origin
 from acme_ca.errors import AcmeCaError, PkiError
 from acme_ca.metrics import Timed, single_process
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki import files
 from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import same_key
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.store import open_store
 from acme_ca.store.base import Store
 from acme_ca.store.reads import ReadStore

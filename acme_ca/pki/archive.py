@@ -33,9 +33,9 @@ from pathlib import Path
 from cryptography import x509
 
 from acme_ca.errors import PkiError
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki import files
 from acme_ca.pki.keys import PrivateKey, PublicKey, parse_key, same_key, write_key
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.token import destroy_token_key, open_token_signer
 
 ARCHIVE = "archive"

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acme_ca.errors import PkiError
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki import files
 from acme_ca.pki.archive import archive_dir, archive_intermediate
 from acme_ca.pki.keys import (
@@ -39,7 +40,6 @@ from acme_ca.pki.keys import (
     same_key,
     write_key,
 )
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.profiles import (
     INTERMEDIATE_VALIDITY,
     ROOT_VALIDITY,

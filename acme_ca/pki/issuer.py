@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from acme_ca.errors import PkiError
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki import files
 from acme_ca.pki.archive import (
     ArchivedIntermediate,
@@ -32,7 +33,6 @@ from acme_ca.pki.archive import (
 from acme_ca.pki.crl import CrlSigner
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.keys import same_key
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.profiles import LeafRequest, build_leaf
 from acme_ca.pki.publication import Publication
 from acme_ca.pki.signer import FileSigner, Signer, load_signer

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar, cast, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -39,8 +39,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
 from acme_ca.errors import PkiError
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.keys import PrivateKey, PublicKey, load_key, same_key, signature_hash
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 
 T = TypeVar("T")
 
@@ -111,7 +111,7 @@ def load_signer(location: Path | Pkcs11Uri, passphrase: bytes | None,
     if isinstance(location, Pkcs11Uri):
         from acme_ca.pki.token import open_token_signer
 
-        return cast(Signer, open_token_signer(location, module, certificate))
+        return open_token_signer(location, module, certificate)
     return load_file_signer(location, passphrase, certificate, what)
 
 

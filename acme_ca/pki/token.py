@@ -45,8 +45,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from acme_ca.errors import PkiError
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.keys import KeyType, PublicKey, same_key, signature_hash
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.signer import verify_signature
 
 RECONNECT_INTERVAL = 1.0  # seconds between two attempts to bring a broken module back

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from acme_ca.cli.ca_commands import bootstrap
 from acme_ca.cli.main import main
 from acme_ca.config import load_config
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki import files
 from acme_ca.pki.hierarchy import fingerprint
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, PublicKey, same_key
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.profiles import build_intermediate, build_root, ca_name
 from acme_ca.pki.token import generate_token_key
 from tests.cli.conftest import FAST, ROOT_PASS, Run, assert_one_line_error, create_database, secret
@@ -126,7 +126,7 @@ def test_init_refuses_an_existing_intermediate_and_makes_no_key(
         ("pin", "wrong PIN"),
         ("pin file", "cannot read the PIN file"),
         ("token", "no token matches"),
-        ("module", "module"),
+        ("module", "no-such-module.so does not exist"),
     ],
 )
 def test_init_with_a_token_it_cannot_use_is_one_line_and_writes_nothing(

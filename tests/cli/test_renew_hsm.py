@@ -19,11 +19,11 @@ from acme_ca.authority.archived_keys import SWEEP_EVERY, ArchivedKeys
 from acme_ca.cli.ca_commands import archived_key_retention
 from acme_ca.clock import FakeClock
 from acme_ca.config import Config, load_config
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki import files
 from acme_ca.pki.archive import load_archive
 from acme_ca.pki.crl import build_crl
 from acme_ca.pki.issuer import Issuer
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.store import open_store
 from tests.cli.conftest import ROOT_PASS, Run, assert_one_line_error, create_database, secret
 from tests.cli.hsm import init_on_token, pem_of, private_key_files, private_keys, token_objects

@@ -24,9 +24,9 @@ from acme_ca.cli.serve import IssuerHolder, root_key_warning
 from acme_ca.clock import SystemClock
 from acme_ca.config import load_config
 from acme_ca.errors import PkiError
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki import files
 from acme_ca.pki.keys import KeyType, load_key
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest, build_intermediate, build_root, ca_name
 from acme_ca.pki.signer import sign_certificate
 from acme_ca.pki.token import generate_token_key, open_token_signer

@@ -14,6 +14,7 @@ import pytest
 from cryptography import x509
 
 from acme_ca.errors import PkiError
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki import files
 from acme_ca.pki.archive import load_archive, read_key_uri
 from acme_ca.pki.hierarchy import (
@@ -24,7 +25,6 @@ from acme_ca.pki.hierarchy import (
 )
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, load_key, same_key
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from tests.cli.hsm import private_keys
 from tests.conftest import ROOT_PASSPHRASE, hierarchy_paths
 from tests.softhsm import SoftHsm

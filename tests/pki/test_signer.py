@@ -19,7 +19,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from acme_ca.errors import PkiError
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki import files
 from acme_ca.pki.crl import CrlEntry, CrlSigner, build_crl
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, PrivateKey, load_key
 from acme_ca.pki.ocsp import GOOD, OcspQuery, sign_response
-from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest, build_leaf
+from acme_ca.pki.profiles import (
+    SERVER_AUTH,
+    LeafRequest,
+    build_intermediate,
+    build_leaf,
+    build_root,
+)
 from acme_ca.pki.serials import random_serial
 from acme_ca.pki.signer import (
     FileSigner,
@@ -46,9 +54,11 @@ from acme_ca.pki.signer import (
     sign_crl,
     verify_signature,
 )
+from acme_ca.pki.token import close_modules, generate_token_key
 from tests.conftest import Hierarchy, load_issuer
 from tests.required import require_program
 from tests.signers import KeySigner
+from tests.softhsm import SoftHsm
 from tests.test_pkilint import lint_chain, lint_crl, lint_pkix
 
 KEY_TYPES = [KeyType.EC_P256, KeyType.EC_P384, KeyType.RSA2048, KeyType.RSA3072]
@@ -267,3 +277,34 @@ def test_the_signing_pool_is_made_again_in_a_forked_child() -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_issuer_load_opens_a_key_on_a_token_for_a_pkcs11_uri(softhsm: SoftHsm,
+                                                             tmp_path: Path) -> None:
+    """``[ca] intermediate_key`` as an RFC 7512 URI: ``Issuer.load`` (through
+    ``load_signer``) opens the key on the token with ``[ca] pkcs11_module``, and the
+    leaves it signs (the stand-in path, in the signing pool) verify with the
+    intermediate; no key file is read or written for it."""
+    require_program("softhsm2-util")
+    close_modules()  # the library reads this test's SOFTHSM2_CONF
+    try:
+        uri = Pkcs11Uri.parse(softhsm.uri("intermediate"))
+        public_key, _ = generate_token_key(uri, softhsm.module, KeyType.EC_P256)
+        root_key = ec.generate_private_key(ec.SECP384R1())
+        now = datetime.now(UTC).replace(microsecond=0)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Token Root")])
+        root = build_root(root_key, name, now - timedelta(minutes=1))
+        intermediate = build_intermediate(
+            root_cert=root, root_key=root_key, public_key=public_key,
+            subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Token CA")]),
+            not_before=now - timedelta(minutes=1))
+        (tmp_path / "intermediate.crt").write_bytes(files.pem(intermediate))
+        (tmp_path / "chain.pem").write_bytes(files.pem(intermediate, root))
+        issuer = Issuer.load(tmp_path / "intermediate.crt", uri, tmp_path / "chain.pem",
+                             None, now, pkcs11_module=softhsm.module)
+        assert not isinstance(issuer.signer, FileSigner)
+        leaf = asyncio.run(off_loop(issuer.issue, _leaf_request(now)))
+        leaf.verify_directly_issued_by(intermediate)
+        assert not list(tmp_path.glob("*.key"))
+    finally:
+        close_modules()

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from acme_ca.errors import PkiError
+from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.keys import KeyType, PublicKey, same_key
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.signer import Signer, sign_certificate, verify_signature
 from acme_ca.pki.token import (
     RECONNECT_INTERVAL,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from acme_ca.errors import PkiError
-from acme_ca.pki.pkcs11_uri import Pkcs11Uri, is_pkcs11_uri
+from acme_ca.pkcs11_uri import Pkcs11Uri, is_pkcs11_uri
 
 # RFC 7512 section 3, each with what this consumer makes of it
 RFC_EXAMPLES_ACCEPTED = [
