@@ -21,6 +21,11 @@
   (C_Finalize + C_Initialize: measured, nothing less brings back a SoftHSM2 token whose
   files went away and came back), logs in again and finds each key again by the same
   rule. A wrong PIN then stops the reconnecting for good: a token locks after a few.
+- ``share_logins(path)``: processes that share a token (serve's workers) take turns
+  to initialise the library and log in, under an exclusive lock on ``path`` (flock),
+  at start and at every reconnect alike. SoftHSM2 re-writes its token file at each
+  login, and a process that reads it meanwhile finds no token (measured: 4 workers
+  logging in at once failed to start 4 times in 5, once leaving the token file empty).
 - ``generate_token_key`` / ``destroy_token_key``: a new key pair on the token (label
   from the URI, a fresh random CKA_ID; private key private, sensitive, not extractable,
   sign only), and the removal of an archived one named by its id.
@@ -28,6 +33,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import secrets
@@ -90,11 +96,12 @@ class _Module:
 
     def reinitialize(self) -> None:
         """C_Finalize + C_Initialize: every session and handle is gone after it."""
-        try:
-            self.lib.finalize()
-        except _pkcs11().PKCS11Error:
-            pass  # e.g. a forked child, where the library may say it is not initialised
-        self.lib.initialize()
+        with _logging_in():
+            try:
+                self.lib.finalize()
+            except _pkcs11().PKCS11Error:
+                pass  # e.g. a forked child, where the library may say it is not initialised
+            self.lib.initialize()
         self.sessions.clear()
         self.generation += 1
         self.pid = os.getpid()
@@ -102,6 +109,43 @@ class _Module:
 
 _modules: dict[str, _Module] = {}
 _modules_lock = threading.Lock()
+
+_login_path: Path | None = None  # share_logins: the lock file, or None (no other process)
+_login_lock = threading.RLock()  # this process's holder of the lock file, and its depth
+_login_fd: int | None = None
+_login_depth = 0
+
+
+def share_logins(path: Path | None) -> None:
+    """From now on this process initialises a PKCS#11 library and logs in to a token
+    only while it holds an exclusive lock on ``path`` (created 0600), as every other
+    process given the same path does: at the first load, in a forked child, and at
+    each reconnect after a token failure. None: no lock (one process)."""
+    global _login_path
+    _login_path = path
+
+
+@contextmanager
+def _logging_in() -> Iterator[None]:
+    """The lock of ``share_logins`` held (re-entrant within this process)."""
+    global _login_fd, _login_depth
+    with _login_lock:
+        if _login_depth == 0 and _login_path is not None:
+            descriptor = os.open(_login_path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(descriptor)
+                raise
+            _login_fd = descriptor
+        _login_depth += 1
+        try:
+            yield
+        finally:
+            _login_depth -= 1
+            if _login_depth == 0 and _login_fd is not None:
+                os.close(_login_fd)  # and the lock with it
+                _login_fd = None
 
 
 def _module(uri: Pkcs11Uri, module: Path | None) -> _Module:
@@ -118,7 +162,8 @@ def _module(uri: Pkcs11Uri, module: Path | None) -> _Module:
         loaded = _modules.get(key)
         if loaded is None:
             try:
-                lib = pkcs11.lib(key)
+                with _logging_in():
+                    lib = pkcs11.lib(key)
             except pkcs11.PKCS11Error as exc:
                 if "exception while loading" in str(exc):  # dlopen or dlsym said no
                     reason = re.sub(r"^.*?: (/\S+: )?", "", str(exc))
@@ -131,8 +176,12 @@ def _module(uri: Pkcs11Uri, module: Path | None) -> _Module:
 
 def _after_fork_in_child() -> None:
     """A lock held by another thread at fork would never be released in the child."""
-    global _modules_lock
+    global _modules_lock, _login_lock, _login_fd, _login_depth
     _modules_lock = threading.Lock()
+    _login_lock = threading.RLock()
+    if _login_fd is not None:  # the parent's: closing this copy leaves its lock held
+        os.close(_login_fd)
+    _login_fd, _login_depth = None, 0
     for loaded in _modules.values():
         loaded.lock = threading.RLock()
 
@@ -181,15 +230,16 @@ def _using(loaded: _Module, uri: Pkcs11Uri) -> Iterator[None]:
 def _session(loaded: _Module, uri: Pkcs11Uri) -> Any:
     """The logged-in session on the one token the URI names (loaded.lock held)."""
     pkcs11 = _pkcs11()
-    slot, token = _token(loaded, uri)
-    session = loaded.sessions.get(slot.slot_id)
-    if session is None:
-        pin = uri.pin()
-        try:
-            session = token.open(rw=True, user_pin=pin)
-        except pkcs11.UserAlreadyLoggedIn:  # login is per application: it still holds
-            session = token.open(rw=True)
-        loaded.sessions[slot.slot_id] = session
+    with _logging_in():  # the slot list is read from the token files too (SoftHSM2)
+        slot, token = _token(loaded, uri)
+        session = loaded.sessions.get(slot.slot_id)
+        if session is None:
+            pin = uri.pin()
+            try:
+                session = token.open(rw=True, user_pin=pin)
+            except pkcs11.UserAlreadyLoggedIn:  # login is per application: it still holds
+                session = token.open(rw=True)
+            loaded.sessions[slot.slot_id] = session
     return session
 
 
@@ -409,7 +459,8 @@ class TokenSigner:
         if self._generation == loaded.generation:
             return
         try:
-            self._key = _find_key(loaded, self.uri, self._public_key)
+            with _logging_in():
+                self._key = _find_key(loaded, self.uri, self._public_key)
         except _pkcs11().PinIncorrect:
             loaded.pin_refused = (f"wrong PIN for the token of {self.uri} at a reconnect: "
                                   "not retried until a restart (a token locks after a few)")
