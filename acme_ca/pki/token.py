@@ -7,7 +7,8 @@
   whose public key is the certificate's (several keys may share a label: a renewed
   intermediate's new key is made with the same label). PkiError with one line each for:
   python-pkcs11 not installed, module missing or not a PKCS#11 library, token missing,
-  wrong PIN (never retried: a token locks after a few), no such object, no object
+  wrong PIN (never retried: a token locks after a few; the same PIN is never sent
+  to that token again by this process or the workers it forks), no such object, no object
   matching the certificate, a key type that cannot sign certificates here.
 - ``TokenSigner.sign(data)`` hashes in Python (SoftHSM2 has no CKM_ECDSA_SHA256) and
   signs the digest with CKM_ECDSA, DER-encoding r||s (RFC 3279 2.2.3), or the data with
@@ -34,6 +35,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import secrets
@@ -93,6 +95,7 @@ class _Module:
     broken: str | None = None  # the error signs raise until a reconnect works
     last_attempt: float = 0.0
     pin_refused: str | None = None  # a wrong PIN at a reconnect: never tried again
+    refused_pins: set[tuple[str, bytes]] = field(default_factory=set)  # (token, salted hash)
 
     def reinitialize(self) -> None:
         """C_Finalize + C_Initialize: every session and handle is gone after it."""
@@ -235,12 +238,26 @@ def _session(loaded: _Module, uri: Pkcs11Uri) -> Any:
         session = loaded.sessions.get(slot.slot_id)
         if session is None:
             pin = uri.pin()
+            refused = (_text(token.serial), _pin_digest(pin))
+            if refused in loaded.refused_pins:
+                raise PkiError(f"the token of {uri} refused this PIN before: it is not sent "
+                               "again (a token locks after a few wrong PINs); fix the PIN")
             try:
                 session = token.open(rw=True, user_pin=pin)
             except pkcs11.UserAlreadyLoggedIn:  # login is per application: it still holds
                 session = token.open(rw=True)
+            except (pkcs11.PinIncorrect, pkcs11.PinInvalid, pkcs11.PinLenRange):
+                loaded.refused_pins.add(refused)  # inherited by the workers forked later
+                raise
             loaded.sessions[slot.slot_id] = session
     return session
+
+
+_PIN_SALT = secrets.token_bytes(16)  # the digests of refused PINs stay in this process
+
+
+def _pin_digest(pin: str | None) -> bytes:
+    return hashlib.sha256(_PIN_SALT + (pin or "").encode()).digest()
 
 
 def _token(loaded: _Module, uri: Pkcs11Uri) -> tuple[Any, Any]:

@@ -124,3 +124,29 @@ def test_forked_workers_reconnect_one_at_a_time(softhsm: SoftHsm, lock_path: Pat
             except (ProcessLookupError, ChildProcessError):
                 pass
     assert signs(signer)  # the parent's own session is untouched
+
+
+def test_a_refused_pin_is_not_sent_again(softhsm: SoftHsm, tmp_path: Path) -> None:
+    """A PIN the token refused is never sent to it again by this process nor by the
+    workers it forks: every Issuer.load (each worker's start, each reload) and every
+    sweep of archived keys opens the archived token keys again, and a token locks after
+    a few wrong PINs. Once the PIN file says something else, it is tried."""
+    from acme_ca.pkcs11_uri import Pkcs11Uri
+    from acme_ca.pki.keys import KeyType
+    from acme_ca.pki.token import close_modules, generate_token_key, open_token_signer
+    from tests.pki.test_token import certificate_for
+
+    public_key, _ = generate_token_key(Pkcs11Uri.parse(softhsm.uri()), softhsm.module,
+                                       KeyType.EC_P256)
+    certificate = certificate_for(public_key)
+    close_modules()  # a new process: no login yet
+    pin = tmp_path / "pin"
+    pin.write_text("9999\n")
+    uri = Pkcs11Uri.parse(f"pkcs11:token={softhsm.label};object=intermediate"
+                          f"?pin-source=file:{pin}")
+    with pytest.raises(PkiError, match="wrong PIN"):
+        open_token_signer(uri, softhsm.module, certificate)
+    with pytest.raises(PkiError, match=r"refused .* not sent again"):
+        open_token_signer(uri, softhsm.module, certificate)
+    pin.write_text(f"{softhsm.pin}\n")
+    assert signs(open_token_signer(uri, softhsm.module, certificate))
