@@ -258,7 +258,8 @@ def _destroy_token_key(
     deadline. The checks of a key file that apply to a key the archive only names: the
     name is read as ``read_key_uri`` reads it (no symbolic link followed, a regular
     file), pinned to one key (its CKA_ID), that key is the archived certificate's (the
-    token says so: ``open_token_signer``) and not `current`'s. A second name (hard link)
+    token says so: ``open_token_signer``) and not `current`'s, and only that key's
+    objects are destroyed (another key may share its CKA_ID). A second name (hard link)
     of the file is harmless here: it holds no key, and the token object goes once.
     The token key is destroyed by the token (PKCS#11 C_DestroyObject): no copy of it
     was ever outside."""
@@ -266,7 +267,7 @@ def _destroy_token_key(
     if same_key(archived.certificate.public_key(), current):  # type: ignore[arg-type]
         raise PkiError(f"{uri} is the key of the intermediate this server signs with")
     open_token_signer(uri, module, archived.certificate)  # PkiError unless it is that key
-    destroy_token_key(uri, module)
+    destroy_token_key(uri, module, archived.certificate.public_key())  # type: ignore[arg-type]
     for path in (archived.key_uri_path, archived.deadline_path):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

@@ -323,13 +323,22 @@ def _public_key(session: Any, private_key: Any) -> PublicKey | None:
     query = {pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PUBLIC_KEY,
              pkcs11.Attribute.ID: private_key[pkcs11.Attribute.ID]}
     for public in session.get_objects(query):
-        if public.key_type == pkcs11.KeyType.RSA:
-            return rsa.RSAPublicNumbers(
-                int.from_bytes(public[pkcs11.Attribute.PUBLIC_EXPONENT], "big"),
-                int.from_bytes(public[pkcs11.Attribute.MODULUS], "big")).public_key()
-        if public.key_type == pkcs11.KeyType.EC:
-            return _ec_public_key(public[pkcs11.Attribute.EC_PARAMS],
-                                  public[pkcs11.Attribute.EC_POINT])
+        found = _decoded(public)
+        if found is not None:
+            return found
+    return None
+
+
+def _decoded(public: Any) -> PublicKey | None:
+    """The key a public key object holds (RSA or EC), else None."""
+    pkcs11 = _pkcs11()
+    if public.key_type == pkcs11.KeyType.RSA:
+        return rsa.RSAPublicNumbers(
+            int.from_bytes(public[pkcs11.Attribute.PUBLIC_EXPONENT], "big"),
+            int.from_bytes(public[pkcs11.Attribute.MODULUS], "big")).public_key()
+    if public.key_type == pkcs11.KeyType.EC:
+        return _ec_public_key(public[pkcs11.Attribute.EC_PARAMS],
+                              public[pkcs11.Attribute.EC_POINT])
     return None
 
 
@@ -366,7 +375,7 @@ def _find_key(loaded: _Module, uri: Pkcs11Uri, public_key: PublicKey) -> Any:
         public = _public_key(session, key)
         if public is not None and same_key(public, public_key):
             return key
-        if public is None and _signs_for(key, public_key):
+        if _signs_for(key, public_key):  # no public object, or another key's by its id
             return key
     kinds = {key.key_type for key in keys} - {pkcs11.KeyType.EC, pkcs11.KeyType.RSA}
     if kinds and len(kinds) == len({key.key_type for key in keys}):
@@ -545,8 +554,12 @@ def generate_token_key(uri: Pkcs11Uri, module: Path | None,
     return public_key, uri.with_id(object_id)
 
 
-def destroy_token_key(uri: Pkcs11Uri, module: Path | None) -> None:
-    """Destroy the key pair (private and public objects) the id-pinned ``uri`` names."""
+def destroy_token_key(uri: Pkcs11Uri, module: Path | None,
+                      public_key: PublicKey | None = None) -> None:
+    """Destroy the key pair (private and public objects) the id-pinned ``uri`` names;
+    with ``public_key``, only the objects of that key: a CKA_ID is unique only by
+    convention (keys made or imported by other tools may share one), and another key
+    under the same id may be the one in use."""
     if uri.object_id is None:
         raise PkiError(f"{uri} names no id: only a key pinned by its id is destroyed")
     pkcs11 = _pkcs11()
@@ -559,8 +572,20 @@ def destroy_token_key(uri: Pkcs11Uri, module: Path | None) -> None:
             if uri.object is not None:
                 query[pkcs11.Attribute.LABEL] = uri.object
             found += list(session.get_objects(query))
+        if public_key is not None:
+            found = [obj for obj in found if _holds(obj, public_key)]
         if not found:
             raise PkiError(f"no key on the token matches {uri}: nothing destroyed")
         for obj in found:
             obj.destroy()
+
+
+def _holds(obj: Any, public_key: PublicKey) -> bool:
+    """Whether the key object ``obj`` is half of ``public_key``'s pair: a public object
+    holds it, a private one signs a probe it verifies."""
+    pkcs11 = _pkcs11()
+    if obj.object_class == pkcs11.ObjectClass.PUBLIC_KEY:
+        decoded = _decoded(obj)
+        return decoded is not None and same_key(decoded, public_key)
+    return _signs_for(obj, public_key)
 
