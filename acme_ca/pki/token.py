@@ -4,12 +4,13 @@
 
 - ``open_token_signer(uri, module, certificate)``: load the module, find the token,
   log in with the URI's PIN, find the private key among the objects the URI matches
-  whose public key is the certificate's (several keys may share a label: a renewed
-  intermediate's new key is made with the same label). PkiError with one line each for:
-  python-pkcs11 not installed, module missing or not a PKCS#11 library, token missing,
-  wrong PIN (never retried: a token locks after a few; the same PIN is never sent
-  to that token again by this process or the workers it forks), no such object, no object
-  matching the certificate, a key type that cannot sign certificates here.
+  that signs a probe the certificate's public key verifies (several keys may share a
+  label: a renewed intermediate's new key is made with the same label). PkiError with
+  one line each for: python-pkcs11 not installed, module missing or not a PKCS#11
+  library, token missing, wrong PIN (never retried: a token locks after a few; the
+  same PIN is never sent to that token again by this process or the workers it
+  forks), no such object, no object matching the certificate, a key type that cannot
+  sign certificates here.
 - ``TokenSigner.sign(data)`` hashes in Python (SoftHSM2 has no CKM_ECDSA_SHA256) and
   signs the digest with CKM_ECDSA, DER-encoding r||s (RFC 3279 2.2.3), or the data with
   CKM_SHA256_RSA_PKCS / CKM_SHA384_RSA_PKCS (RFC 8017 8.2).
@@ -370,12 +371,10 @@ def _find_key(loaded: _Module, uri: Pkcs11Uri, public_key: PublicKey) -> Any:
             " (the URI gives no PIN: private keys show only after a login)"
         raise PkiError(f"no private key on the token matches {uri}{hint}")
     for key in keys:
-        if key.key_type not in (pkcs11.KeyType.EC, pkcs11.KeyType.RSA):
-            continue
-        public = _public_key(session, key)
-        if public is not None and same_key(public, public_key):
-            return key
-        if _signs_for(key, public_key):  # no public object, or another key's by its id
+        # The private key proves it by a probe signature: a public object under its
+        # CKA_ID may be another key's (ids are unique only by convention), or planted.
+        if key.key_type in (pkcs11.KeyType.EC, pkcs11.KeyType.RSA) and \
+                _signs_for(key, public_key):
             return key
     kinds = {key.key_type for key in keys} - {pkcs11.KeyType.EC, pkcs11.KeyType.RSA}
     if kinds and len(kinds) == len({key.key_type for key in keys}):

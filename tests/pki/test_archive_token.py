@@ -48,3 +48,29 @@ def test_a_current_key_sharing_the_archived_keys_id_survives(softhsm: SoftHsm,
         left = list(session.get_objects({pkcs11.Attribute.ID: archived_uri.object_id}))
         assert len(left) == 2
     assert signs(open_token_signer(label, softhsm.module, current_certificate))
+
+
+def test_a_public_object_of_the_certificates_key_does_not_make_another_key_its(
+        softhsm: SoftHsm) -> None:
+    """A token whose private key under an id is not the certificate's, beside a public
+    object of the certificate's key under that same id (its private half elsewhere):
+    the certificate is not adopted (`init --import --intermediate-key-uri`, Issuer.load)
+    with a key that cannot sign for it. The private key itself must prove it."""
+    label = Pkcs11Uri.parse(softhsm.uri())
+    other_public, other_uri = generate_token_key(label, softhsm.module, KeyType.EC_P256)
+    elsewhere_public, elsewhere_uri = generate_token_key(label, softhsm.module,
+                                                         KeyType.EC_P256)
+    import pkcs11
+
+    with raw_session(softhsm) as session:
+        for obj in session.get_objects({pkcs11.Attribute.ID: other_uri.object_id,
+                                        pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PUBLIC_KEY}):
+            obj.destroy()
+        for obj in session.get_objects({pkcs11.Attribute.ID: elsewhere_uri.object_id}):
+            if obj.object_class == pkcs11.ObjectClass.PRIVATE_KEY:
+                obj.destroy()  # the certificate's private key is not on this token
+            else:
+                obj[pkcs11.Attribute.ID] = other_uri.object_id
+    with pytest.raises(PkiError, match="is not the key of its certificate"):
+        open_token_signer(other_uri, softhsm.module, certificate_for(elsewhere_public))
+    assert signs(open_token_signer(other_uri, softhsm.module, certificate_for(other_public)))
