@@ -107,6 +107,12 @@ def _present(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
+def archived_at(directory: Path, certificate: x509.Certificate) -> ArchivedIntermediate:
+    """Where ``archive_intermediate`` keeps ``certificate`` in ``directory``."""
+    return ArchivedIntermediate(
+        certificate, directory / f"{PREFIX}{certificate.serial_number:x}.crt")
+
+
 def archive_intermediate(
     directory: Path,
     certificate: x509.Certificate,
@@ -117,9 +123,8 @@ def archive_intermediate(
     """Keep a replaced intermediate: its certificate, its key (0600, encrypted with
     `passphrase` if given) or, for a key on a token, its URI (pinned to its CKA_ID;
     0600, no PIN value), and the time after which the key may be destroyed."""
-    cert_path = directory / f"{PREFIX}{certificate.serial_number:x}.crt"
-    archived = ArchivedIntermediate(certificate, cert_path)
-    files.write_file(cert_path, files.pem(certificate), mode=files.PUBLIC_FILE)
+    archived = archived_at(directory, certificate)
+    files.write_file(archived.cert_path, files.pem(certificate), mode=files.PUBLIC_FILE)
     files.write_file(
         archived.deadline_path,
         destroy_after.astimezone(UTC).isoformat(timespec="seconds").encode() + b"\n",
