@@ -157,10 +157,11 @@ def create_hierarchy(
         )
         check_hierarchy(root, intermediate, key.public_key, now)
         step("Writing the keys")
-        write_key(paths.root_key, root_key, root_passphrase, exclusive=True)
-        _write_online_files(
-            paths, root, intermediate, key.private, intermediate_passphrase, exclusive=True
-        )
+        with _restored_on_failure(paths.root_key, *paths.online()):  # none there before
+            write_key(paths.root_key, root_key, root_passphrase, exclusive=True)
+            _write_online_files(
+                paths, root, intermediate, key.private, intermediate_passphrase, exclusive=True
+            )
     return root, intermediate
 
 
@@ -344,7 +345,9 @@ def import_hierarchy(
         now,
         (str(root_cert_path), str(intermediate_cert_path), str(intermediate_key)),
     )
-    _write_online_files(paths, root, intermediate, key.private, new_passphrase, exclusive=True)
+    with _restored_on_failure(*paths.online()):  # none there before
+        _write_online_files(paths, root, intermediate, key.private, new_passphrase,
+                            exclusive=True)
     return root, intermediate
 
 

@@ -5,6 +5,7 @@ never a certificate whose key was just destroyed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -44,3 +45,23 @@ def test_a_renewal_that_cannot_write_the_chain_changes_nothing(
     assert load_archive(paths.archive_dir()) == []
     assert private_keys(softhsm) == keys
     assert issuer_of(paths, now).certificate.public_bytes  # loads: its key is there
+
+
+@pytest.mark.parametrize("on", ["token", "file"])
+def test_an_init_that_cannot_write_the_chain_leaves_nothing(
+    tmp_path: Path, now: datetime, softhsm: SoftHsm, on: str
+) -> None:
+    """`init` writes the root key and certificates, then cannot write the chain: every
+    file it wrote goes again (else the next `init` refuses to overwrite half a CA), and
+    the key made on the token is destroyed."""
+    paths = hierarchy_paths(tmp_path)
+    if on == "token":
+        paths = on_token(paths, softhsm)
+    keys = private_keys(softhsm)
+    (tmp_path / "in-the-way").write_text("a file where the chain's folder would be\n")
+    paths = replace(paths, chain=tmp_path / "in-the-way" / "ca-chain.pem")
+    with pytest.raises(PkiError, match="cannot"):
+        create_hierarchy(FAST, paths, root_passphrase=ROOT_PASSPHRASE,
+                         intermediate_passphrase=None, now=now)
+    assert [p for p in (paths.root_key, *paths.online()) if p.is_file()] == []
+    assert private_keys(softhsm) == keys
