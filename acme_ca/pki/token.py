@@ -22,7 +22,8 @@
   sign, at most one a second (the others fail fast), re-initialises the library
   (C_Finalize + C_Initialize: measured, nothing less brings back a SoftHSM2 token whose
   files went away and came back), logs in again and finds each key again by the same
-  rule. A wrong PIN then stops the reconnecting for good: a token locks after a few.
+  rule. A wrong PIN then stops the reconnecting until a login with another PIN works
+  (a reload: Issuer.load opens the key again): a token locks after a few.
 - ``share_logins(path)``: processes that share a token (serve's workers) take turns
   to initialise the library and log in, under an exclusive lock on ``path`` (flock),
   at start and at every reconnect alike. SoftHSM2 re-writes its token file at each
@@ -95,7 +96,7 @@ class _Module:
     generation: int = 0  # one more at each re-initialisation: key handles are stale
     broken: str | None = None  # the error signs raise until a reconnect works
     last_attempt: float = 0.0
-    pin_refused: str | None = None  # a wrong PIN at a reconnect: never tried again
+    pin_refused: str | None = None  # a wrong PIN at a reconnect: signs stop until a login
     refused_pins: set[tuple[str, bytes]] = field(default_factory=set)  # (token, salted hash)
 
     def reinitialize(self) -> None:
@@ -251,6 +252,7 @@ def _session(loaded: _Module, uri: Pkcs11Uri) -> Any:
                 loaded.refused_pins.add(refused)  # inherited by the workers forked later
                 raise
             loaded.sessions[slot.slot_id] = session
+            loaded.pin_refused = None  # a reload with the right PIN ends a refused reconnect
     return session
 
 
@@ -488,7 +490,8 @@ class TokenSigner:
                 self._key = _find_key(loaded, self.uri, self._public_key)
         except _pkcs11().PinIncorrect:
             loaded.pin_refused = (f"wrong PIN for the token of {self.uri} at a reconnect: "
-                                  "not retried until a restart (a token locks after a few)")
+                                  "not retried until a restart or a reload logs in (a "
+                                  "token locks after a few)")
             raise PkiError(loaded.pin_refused) from None
         except _pkcs11().PKCS11Error as exc:
             raise self._broken(f"the PKCS#11 token {self.uri} failed: "

@@ -150,3 +150,38 @@ def test_a_refused_pin_is_not_sent_again(softhsm: SoftHsm, tmp_path: Path) -> No
         open_token_signer(uri, softhsm.module, certificate)
     pin.write_text(f"{softhsm.pin}\n")
     assert signs(open_token_signer(uri, softhsm.module, certificate))
+
+
+async def test_a_reload_with_the_right_pin_ends_a_refused_reconnect(softhsm: SoftHsm,
+                                                                    tmp_path: Path) -> None:
+    """A reconnect met a wrong PIN (the PIN file changed while the token was away), so
+    signs stop for good; the operator puts the right PIN back and reloads (SIGHUP:
+    Issuer.load opens the key again, and logs in). The reloaded signer signs: a reload
+    that loads, then fails every finalize, would be worse than a refused reload."""
+    from tests.pki.test_token import certificate_for
+    from tests.waiting import until
+
+    signer, _ = signer_for(softhsm)
+    away = tmp_path / "away"
+    away.mkdir()
+    moved = {path: away / f"{index}" for index, path in enumerate(softhsm.object_files())}
+    for path, to in moved.items():
+        shutil.move(path, to)
+    with pytest.raises(PkiError):
+        signer.sign(b"x")
+    softhsm.pin_file.write_text("9999\n")
+    for path, to in moved.items():
+        shutil.move(to, path)
+
+    def refused() -> bool:
+        try:
+            signer.sign(b"x")
+        except PkiError as exc:
+            return "wrong PIN" in str(exc)
+        return False
+
+    await until(refused, "the reconnect meets the wrong PIN")
+    softhsm.pin_file.write_text(softhsm.pin + "\n")
+    reloaded = token.open_token_signer(signer.uri, softhsm.module,
+                                       certificate_for(signer.public_key))
+    assert signs(reloaded)
