@@ -42,6 +42,7 @@ ARCHIVE = "archive"
 PREFIX = "intermediate-ca."
 DEADLINE_SUFFIX = ".key-destroy-after"
 URI_SUFFIX = ".key-uri"
+MAX_ARCHIVED = 64 * 1024  # an RSA-16384 key in PEM is 13 KB; a URI, a line
 
 
 def archive_dir(intermediate_cert: Path) -> Path:
@@ -189,7 +190,10 @@ def _read_archived(path: Path) -> bytes:
     with os.fdopen(fd, "rb") as archived:
         if not stat.S_ISREG(os.fstat(archived.fileno()).st_mode):
             raise PkiError(f"{path} is not a regular file")
-        return archived.read()
+        data = archived.read(MAX_ARCHIVED + 1)
+    if len(data) > MAX_ARCHIVED:
+        raise PkiError(f"{path} is larger than {MAX_ARCHIVED} bytes: not an archived key")
+    return data
 
 
 def destroy_key(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from acme_ca.errors import PkiError
 from acme_ca.pkcs11_uri import Pkcs11Uri
@@ -74,3 +75,19 @@ def test_a_public_object_of_the_certificates_key_does_not_make_another_key_its(
     with pytest.raises(PkiError, match="is not the key of its certificate"):
         open_token_signer(other_uri, softhsm.module, certificate_for(elsewhere_public))
     assert signs(open_token_signer(other_uri, softhsm.module, certificate_for(other_public)))
+
+
+def test_a_huge_key_uri_is_not_read_whole(tmp_path: Path) -> None:
+    """A .key-uri (or key file) in the archive is read at every load and sweep: a huge
+    one is refused after its first 64 KiB, not read into memory whole."""
+    from acme_ca.pki.archive import read_key_uri
+
+    archived = archive_intermediate(
+        tmp_path, certificate_for(ec.generate_private_key(ec.SECP256R1()).public_key()),
+        Pkcs11Uri.parse("pkcs11:token=t;object=o;id=%01?pin-source=file:/nonexistent"),
+        None, datetime.now(UTC))
+    with archived.key_uri_path.open("r+b") as named:
+        named.truncate(16 * 1024 * 1024)  # sparse
+    with pytest.raises(PkiError, match="larger than 65536 bytes"):
+        read_key_uri(archived)
+
