@@ -4,15 +4,20 @@
         [--key ec256|rsa2048] [--accounts K] [--server-pid PID] [--json out.jsonl]
     python -m bench compare -n 200 -c 1,8,64 [--runs 3] [--json out.jsonl]
         [--acme-ca-storage sqlite|postgresql] [--acme-ca-replicas N] [--acme-ca-workers W]
-        [--acme-ca-admin]
+        [--acme-ca-admin] [--intermediate-key file,token] [--intermediate-key-type T,...]
+        [--acme-ca-tree LABEL=PATH]
     python -m bench seed --db FILE --certificates 100000 --orders 300000   (bench/seed.py)
 
 ``run`` drives one server that is already running (its http-01 validation must reach
 127.0.0.1:P for the benchmark names). ``compare`` starts acme-ca and Pebble itself,
-a fresh server per run, and prints medians, spread and the acme-ca/pebble ratios.
+a fresh server per run, and prints medians, spread and the acme-ca/pebble ratios
+(and each acme-ca build's to the first build's).
 acme-ca runs on SQLite, or on a fresh PostgreSQL database per run (127.0.0.1:5432,
 user postgres; dropped after the run), alone or as N replicas behind haproxy
-(bench/replicas.py).
+(bench/replicas.py). With ``--intermediate-key``, ``--intermediate-key-type`` or
+``--acme-ca-tree`` it runs several acme-ca builds side by side (bench/builds.py): the
+intermediate key in a file or on a SoftHSM2 token made for the run, of one or more
+types, from this tree and others.
 Exit status: 0 when every issuance succeeded, 1 otherwise.
 """
 
@@ -21,13 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench import loadgen, peers, postgres, replicas, report
+from bench import builds, loadgen, peers, postgres, replicas, report
 from bench.client import KEY_TYPES, AcmeError, PollPolicy
 from bench.http01 import Http01Responder
 
@@ -132,6 +138,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     compare.add_argument("--acme-ca-admin", action="store_true",
                          help="with the admin listener ([admin] listen): what the metrics "
                          "cost (the store's latency measured, shared between workers)")
+    compare.add_argument(
+        "--intermediate-key",
+        default="file",
+        metavar="file,token",
+        help="where acme-ca's intermediate key is, one build each: a file, or a SoftHSM2 "
+        "token the run makes (softhsm2-util; acme-ca init --intermediate-key-uri) (file)",
+    )
+    compare.add_argument(
+        "--intermediate-key-type",
+        metavar="T,...",
+        help="intermediate key types, one build each (acme-ca init's: "
+        f"{', '.join(builds.KEY_TYPES)}; default: serve's bootstrap, ec-p384)",
+    )
+    compare.add_argument(
+        "--acme-ca-tree",
+        action="append",
+        metavar="LABEL=PATH",
+        help="also run acme-ca from the source tree PATH (a checkout or `git archive` of "
+        "another commit), named acme-ca[LABEL]; repeat for more",
+    )
     compare.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     _common(compare)
     return parser.parse_args(argv)
@@ -172,10 +198,10 @@ async def cmd_run(args: argparse.Namespace, out: TextIO | None) -> int:
 
 async def _start_acme_ca(
     workdir: Path, args: argparse.Namespace, responder: Http01Responder,
-    stack: contextlib.AsyncExitStack,
+    stack: contextlib.AsyncExitStack, build: builds.Build,
 ) -> peers.Peer:
-    """acme-ca as --acme-ca-storage and --acme-ca-replicas say; its database (if any)
-    is dropped when ``stack`` closes, after the servers have stopped."""
+    """acme-ca as --acme-ca-storage and --acme-ca-replicas say, of ``build``; its
+    database (if any) is dropped when ``stack`` closes, after the servers have stopped."""
     names = [args.names.format(i=i) for i in range(args.n)]
     database = None
     if args.acme_ca_storage == "postgresql":
@@ -183,7 +209,7 @@ async def _start_acme_ca(
     if args.acme_ca_replicas is None:
         return await replicas.start_acme_ca(
             workdir, responder.port, names, args.acme_ca_workers, database,
-            admin=args.acme_ca_admin,
+            admin=args.acme_ca_admin, build=build,
         )
     return await replicas.start_replicas(
         workdir, responder.port, names, args.acme_ca_replicas, args.acme_ca_workers, database
@@ -201,7 +227,7 @@ def acme_ca_setup(args: argparse.Namespace) -> str:
 
 
 async def _one(
-    server: str,
+    server: str | builds.Build,
     workdir: Path,
     args: argparse.Namespace,
     c: int,
@@ -209,10 +235,15 @@ async def _one(
     dns_port: int | None,
 ) -> dict[str, Any]:
     async with contextlib.AsyncExitStack() as stack:
-        if server == "acme-ca":
-            peer = await _start_acme_ca(workdir, args, responder, stack)
-            extra: dict[str, Any] = {"server": server, "server_version": "",
-                                     "setup": acme_ca_setup(args), "database": peer.database}
+        if isinstance(server, builds.Build):
+            build, server = server, server.name
+            peer = await _start_acme_ca(workdir, args, responder, stack, build)
+            extra: dict[str, Any] = {
+                "server": server, "server_version": "", "setup": acme_ca_setup(args),
+                "database": peer.database, "intermediate_key": build.key,
+                "intermediate_key_type": build.key_type or "default",
+                "tree": str(build.tree or ""),
+            }
         else:
             assert dns_port is not None
             peer = await peers.start_pebble(workdir, responder.port, dns_port)
@@ -239,7 +270,7 @@ async def _one(
 
 
 async def _attempts(
-    server: str,
+    server: str | builds.Build,
     root: Path,
     args: argparse.Namespace,
     c: int,
@@ -249,11 +280,13 @@ async def _attempts(
 ) -> list[dict[str, Any]]:
     """One run of one server, repeated (up to --attempts) while it has errors."""
     done: list[dict[str, Any]] = []
+    name = server.name if isinstance(server, builds.Build) else server
+    slug = re.sub(r"[^\w.-]+", "-", name).strip("-")
     for attempt in range(1, args.attempts + 1):
-        workdir = root / f"{server}-c{c}-run{run_no}-{attempt}"
+        workdir = root / f"{slug}-c{c}-run{run_no}-{attempt}"
         rec = await _one(server, workdir, args, c, responder, dns_port)
         rec.update(run=run_no, attempt=attempt, complete=rec["ok"] == rec["n"])
-        print(f"[{server} C={c} run {run_no}/{args.runs}, attempt {attempt}]")
+        print(f"[{name} C={c} run {run_no}/{args.runs}, attempt {attempt}]")
         print(report.format_run(rec), flush=True)
         done.append(rec)
         if not args.keep:
@@ -282,6 +315,15 @@ async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
         servers.remove("pebble")
     if args.acme_ca_replicas is not None and args.acme_ca_replicas < 1:
         sys.exit("--acme-ca-replicas must be 1 or more")
+    try:
+        acme_cas = builds.parse_builds(args.intermediate_key, args.intermediate_key_type,
+                                       args.acme_ca_tree)
+    except ValueError as exc:
+        sys.exit(str(exc))
+    if acme_cas != [builds.DEFAULT] and args.acme_ca_replicas is not None:
+        sys.exit("--acme-ca-replicas runs the default build only (a file key, this tree)")
+    runs: list[str | builds.Build] = [
+        b for s in servers for b in (acme_cas if s == "acme-ca" else [s])]
     concurrencies = [int(c) for c in args.c.split(",")]
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -297,7 +339,7 @@ async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
                 stack.callback(peers.stop_process, dns)
             for c in concurrencies:
                 for run_no in range(1, args.runs + 1):
-                    order = servers if run_no % 2 else servers[::-1]  # alternate who goes first
+                    order = runs if run_no % 2 else runs[::-1]  # alternate who goes first
                     for server in order:
                         done = await _attempts(server, root, args, c, run_no, responder, dns_port)
                         records.extend(done)

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from acme_ca.config_policy import LIMIT_NAMES, MAX_LIMIT_COUNT
-from bench import haproxy, postgres
+from bench import builds, haproxy, postgres
 from bench.http01 import free_port, free_ports
 from bench.peers import Peer, environment, spawn, start
 
@@ -39,12 +39,14 @@ def acme_ca_config(
     external_url: str | None = None,
     ca_dir: Path | None = None,
     admin: bool = False,
+    ca: str = "",
 ) -> str:
     """One acme-ca's configuration. Replicas share ``storage_url``, the CA files in
     ``ca_dir`` and ``external_url`` (haproxy's, which every URL they emit must name);
     behind a proxy, loopback is allowed for validation only when said so, as here.
     ``admin``: with the admin listener (and so the store's latency measured, and with
-    workers the metrics shared between processes), on a port of its own."""
+    workers the metrics shared between processes), on a port of its own. ``ca``: a
+    ``[ca]`` section of its own (a token key's, bench/builds.py), instead of ``ca_dir``."""
     hosts = "".join(f'"{name}" = "127.0.0.1"\n' for name in names)
     server = (
         f'[server]\nlisten = "127.0.0.1:{port}"\nhostname = "localhost"\n'
@@ -59,7 +61,6 @@ def acme_ca_config(
     revocation = f'\n[revocation]\nhttp_listen = "127.0.0.1:{free_port()}"\n'
     if admin:
         revocation += f'\n[admin]\nlisten = "127.0.0.1:{free_port()}"\n'
-    ca = ""
     if ca_dir:
         ca = "\n[ca]\n" + "".join(
             f'{key} = "{ca_dir / name}"\n'
@@ -87,14 +88,20 @@ BENCH_LIMITS = "[limits]\n" + "".join(
     else f'{name} = "{MAX_LIMIT_COUNT}/1h"\n' for name in LIMIT_NAMES)
 
 
-def _spawn_acme_ca(workdir: Path, name: str, config_text: str) -> subprocess.Popen[bytes]:
-    """``python -m acme_ca --config <workdir>/<name>.toml serve``, logging to
-    <workdir>/<name>.stdout and .stderr."""
+def _write_config(workdir: Path, name: str, config_text: str) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / f"{name}.toml"
     config.write_text(config_text, encoding="utf-8")
+    return config
+
+
+def _spawn_acme_ca(
+    workdir: Path, name: str, config: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m acme_ca --config <config> serve``, logging to <workdir>/<name>.stdout
+    and .stderr; ``env``: what it adds to the bench's environment (bench/builds.py)."""
     argv = [sys.executable, "-m", "acme_ca", "--config", str(config), "serve"]
-    return spawn(name, argv, workdir, environment())
+    return spawn(name, argv, workdir, environment(**(env or {})))
 
 
 async def start_acme_ca(
@@ -104,20 +111,31 @@ async def start_acme_ca(
     workers: int = 1,
     database: str | None = None,
     admin: bool = False,
+    build: builds.Build = builds.DEFAULT,
 ) -> Peer:
     """acme-ca serve in ``workdir`` (fresh data directory), ready to take orders; on
     SQLite in its data directory, or on the PostgreSQL ``database`` when given;
-    ``admin``: with the admin listener (``acme_ca_config``)."""
+    ``admin``: with the admin listener (``acme_ca_config``); ``build``: its key and
+    source tree (bench/builds.py: ``init`` runs first when the build needs it)."""
     port = free_port()
     data_dir = workdir / "data"
     storage = postgres.url(database) if database else None
+    token, conf, ca = None, None, ""
+    if build.key == "token":
+        conf, uri, module = builds.make_token(workdir / "softhsm")
+        token, ca = (uri, module), builds.ca_config(uri, module)
     text = acme_ca_config(data_dir, port, http01_port, names, workers, storage_url=storage,
-                          admin=admin)
+                          admin=admin, ca=ca)
+    config = _write_config(workdir, "acme-ca", text)
+    env = builds.environment(build, conf)
+    if build.needs_init:
+        await asyncio.to_thread(builds.run_init, build, config, workdir,
+                                environment(**env), token)
     peer = Peer(
-        "acme-ca",
+        build.name,
         f"https://127.0.0.1:{port}/directory",  # the server names itself by address
         data_dir / "ca" / "root-ca.crt",
-        {"acme-ca": _spawn_acme_ca(workdir, "acme-ca", text)},
+        {"acme-ca": _spawn_acme_ca(workdir, "acme-ca", config, env)},
         workdir,
         database=database,
     )
@@ -155,7 +173,7 @@ async def start_replicas(
             workdir / name, port, http01_port, names, workers, storage_url=storage,
             external_url=f"https://127.0.0.1:{proxy_port}", ca_dir=ca_dir,
         )
-        peer.processes[name] = _spawn_acme_ca(workdir, name, text)
+        peer.processes[name] = _spawn_acme_ca(workdir, name, _write_config(workdir, name, text))
         if index == 1:  # it bootstraps the CA files the others read
             await _replica_ready(peer, port)
     await asyncio.gather(*(_replica_ready(peer, port) for port in ports[1:]))

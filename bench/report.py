@@ -6,7 +6,9 @@ CPU ms and peak RSS, generator CPU. When the run also measured PostgreSQL's back
 (``database``) or haproxy (``proxy``), their CPU is recorded beside the server's, not in
 it, and ``total_cpu_ms_per_issuance`` adds them all up (for Pebble it is the server's).
 ``compare`` adds ``kind: "summary"`` records (median, min and max over runs, per server
-and concurrency) and ``kind: "ratio"`` records (acme-ca / pebble).
+and concurrency) and ``kind: "ratio"`` records: each acme-ca build / pebble, and each
+build / the first build when there are several (bench/builds.py: the builds are
+servers of their own, "acme-ca" alone by default).
 """
 
 from __future__ import annotations
@@ -199,7 +201,8 @@ def _spread(values: list[float]) -> dict[str, float | None]:
 
 
 def summarise(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (server, c): median/min/max of each figure, and acme-ca / pebble ratios."""
+    """Per (server, c): median/min/max of each figure, and each acme-ca build's ratios
+    to Pebble."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for rec in records:
         if rec.get("kind") == "run":
@@ -223,28 +226,40 @@ def summarise(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             summary[key] = _spread([r[key] for r in good if r.get(key) is not None])
         out.append(summary)
     by = {(s["server"], s["c"]): s for s in out}
+    builds = [server for server, _ in dict.fromkeys(groups) if server != "pebble"]
     for (server, c), summary in list(by.items()):
-        other = by.get(("pebble", c))
-        if server != "acme-ca" or other is None:
+        if server == "pebble":
             continue
-        ratio: dict[str, Any] = {"kind": "ratio", "c": c, "of": "acme-ca/pebble"}
-        pairs = _pairs(groups[("acme-ca", c)], groups[("pebble", c)])
-        for key in RATIOS:
-            mine, theirs = summary[key]["median"], other[key]["median"]
-            ratio[key] = round(mine / theirs, 3) if mine is not None and theirs else None
-            ratio[f"{key}_by_run"] = _spread(
-                [round(a[key] / b[key], 3) for a, b in pairs
-                 if a.get(key) is not None and b.get(key)]
-            )
-        out.append(ratio)
+        for base in ("pebble", builds[0]):
+            other = by.get((base, c))
+            if other is None or base == server:
+                continue
+            out.append(_ratio_record(summary, other, groups[(server, c)], groups[(base, c)]))
     return out
+
+
+def _ratio_record(summary: dict[str, Any], base: dict[str, Any], ours: list[dict[str, Any]],
+                  theirs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's figures over another's (Pebble's, or the first acme-ca build's):
+    the ratio of the medians, and the spread of the ratios run by run."""
+    ratio: dict[str, Any] = {"kind": "ratio", "c": summary["c"], "server": summary["server"],
+                             "base": base["server"],
+                             "of": f"{summary['server']}/{base['server']}"}
+    pairs = _pairs(ours, theirs)
+    for key in RATIOS:
+        mine, its = summary[key]["median"], base[key]["median"]
+        ratio[key] = round(mine / its, 3) if mine is not None and its else None
+        ratio[f"{key}_by_run"] = _spread(
+            [round(a[key] / b[key], 3) for a, b in pairs if a.get(key) is not None and b.get(key)]
+        )
+    return ratio
 
 
 def _pairs(
     ours: list[dict[str, Any]], theirs: list[dict[str, Any]]
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """acme-ca's and Pebble's complete runs of the same run number: run one after the
-    other, they met the same load from whatever else the machine was doing."""
+    """Two servers' complete runs of the same run number: run one after the other, they
+    met the same load from whatever else the machine was doing."""
     done = {r.get("run"): r for r in theirs if r.get("complete", r["ok"] == r["n"])}
     return [(r, done[r.get("run")]) for r in ours
             if r.get("complete", r["ok"] == r["n"]) and r.get("run") in done]
@@ -275,7 +290,8 @@ def _failed(summary: dict[str, Any]) -> str:
 def format_summary(summaries: list[dict[str, Any]], markdown: bool = False) -> str:
     """The comparison table (median, and min-max over runs), then the ratios."""
     rows = [s for s in summaries if s["kind"] == "summary"]
-    rows.sort(key=lambda s: (s["c"], s["server"] != "acme-ca"))
+    order = list(dict.fromkeys(s["server"] for s in rows))  # as run: builds, then Pebble
+    rows.sort(key=lambda s: (s["c"], s["server"] == "pebble", order.index(s["server"])))
     beside = any(
         s[key]["median"] is not None
         for s in rows
@@ -289,15 +305,19 @@ def format_summary(summaries: list[dict[str, Any]], markdown: bool = False) -> s
         + [_failed(s)]
         for s in rows
     ]
-    ratios = sorted((s for s in summaries if s["kind"] == "ratio"), key=lambda s: s["c"])
+    ratios = sorted((s for s in summaries if s["kind"] == "ratio"),
+                    key=lambda s: (s["c"], s["base"] != "pebble", order.index(s["server"])))
     cpu = "total CPU" if beside else "CPU"
     ratio_lines = [
-        f"C={r['c']}: issuances/s x{_ratio(r, 'issuances_per_s')}, "
+        f"C={r['c']}{'' if r['of'] == 'acme-ca/pebble' else ' ' + r['of'].replace('/', ' / ')}: "
+        f"issuances/s x{_ratio(r, 'issuances_per_s')}, "
         f"{cpu} per issuance x{_ratio(r, 'total_cpu_ms_per_issuance')}, "
-        f"p99 x{_ratio(r, 'p99_total_ms')} (acme-ca / pebble: ratio of the medians, "
-        "and the range of the ratios run by run)"
+        f"p99 x{_ratio(r, 'p99_total_ms')}"
         for r in ratios
     ]
+    if ratio_lines:
+        ratio_lines.append("(acme-ca / pebble, or one acme-ca build / the first: the ratio "
+                           "of the medians, and the range of the ratios run by run)")
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in table]
