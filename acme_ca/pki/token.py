@@ -57,6 +57,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from acme_ca.errors import PkiError
 from acme_ca.pkcs11_uri import Pkcs11Uri
+from acme_ca.pki.der import header_length
 from acme_ca.pki.keys import KeyType, PublicKey, same_key, signature_hash
 from acme_ca.pki.signer import verify_signature
 
@@ -362,8 +363,7 @@ def _ec_public_key(params: bytes, point: bytes) -> ec.EllipticCurvePublicKey | N
         return None
     candidates = [point]
     if len(point) > 2 and point[0] == 0x04:
-        header = 2 if point[1] < 0x80 else 2 + (point[1] & 0x7F)
-        candidates.insert(0, point[header:])
+        candidates.insert(0, point[header_length(point, 0):])
     for candidate in candidates:
         try:
             return ec.EllipticCurvePublicKey.from_encoded_point(curve, bytes(candidate))
