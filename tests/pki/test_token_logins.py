@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -85,16 +84,10 @@ def test_forked_workers_reconnect_one_at_a_time(softhsm: SoftHsm, lock_path: Pat
         pipes.append((up_read, down_write))
     try:
         _read_all(pipes, b"1")  # every worker re-initialised after the fork and signed
-        away = tmp_path / "away"
-        away.mkdir()
-        moved = {path: away / f"{index}" for index, path in enumerate(softhsm.object_files())}
-        for path, to in moved.items():
-            shutil.move(path, to)
-        for _, to_child in pipes:
-            os.write(to_child, b"g")
-        _read_all(pipes, b"2")  # every worker's sign failed: its module is broken
-        for path, to in moved.items():
-            shutil.move(to, path)
+        with softhsm.away(tmp_path / "away"):
+            for _, to_child in pipes:
+                os.write(to_child, b"g")
+            _read_all(pipes, b"2")  # every worker's sign failed: its module is broken
         held = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(held, fcntl.LOCK_EX)
         try:
@@ -162,16 +155,10 @@ async def test_a_reload_with_the_right_pin_ends_a_refused_reconnect(softhsm: Sof
     from tests.waiting import until
 
     signer, _ = signer_for(softhsm)
-    away = tmp_path / "away"
-    away.mkdir()
-    moved = {path: away / f"{index}" for index, path in enumerate(softhsm.object_files())}
-    for path, to in moved.items():
-        shutil.move(path, to)
-    with pytest.raises(PkiError):
-        signer.sign(b"x")
-    softhsm.pin_file.write_text("9999\n")
-    for path, to in moved.items():
-        shutil.move(to, path)
+    with softhsm.away(tmp_path / "away"):
+        with pytest.raises(PkiError):
+            signer.sign(b"x")
+        softhsm.pin_file.write_text("9999\n")
 
     def refused() -> bool:
         try:
