@@ -66,7 +66,7 @@ class SoftHsm:
         env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
         subprocess.run([util, "--init-token", "--free", "--label", label, "--pin", pin,
                         "--so-pin", SO_PIN], env=env, check=True, capture_output=True)
-        from acme_ca.pki.token import close_modules
+        from acme_ca.pki.token_session import close_modules
 
         close_modules()  # a library this process loaded reads SOFTHSM2_CONF again
         pin_file = directory / "pin"

@@ -33,11 +33,11 @@ from acme_ca.pki.signer import Signer, sign_certificate, verify_signature
 from acme_ca.pki.token import (
     RECONNECT_INTERVAL,
     TokenSigner,
-    close_modules,
     destroy_token_key,
     generate_token_key,
     open_token_signer,
 )
+from acme_ca.pki.token_session import close_modules
 from tests.conftest import Hierarchy, load_issuer
 from tests.required import require_program
 from tests.softhsm import SoftHsm
@@ -515,9 +515,9 @@ def test_a_sign_waits_for_a_hung_token_a_bounded_time(
     the module's lock: the signatures behind it fail after LOCK_WAIT instead of each
     holding a thread of the signing pool, which OCSP responses and CRLs share, until
     the call returns. Here another thread holds the lock as a hung call would."""
-    from acme_ca.pki import token
+    from acme_ca.pki import token_session
 
-    monkeypatch.setattr(token, "LOCK_WAIT", 0.3, raising=False)
+    monkeypatch.setattr(token_session, "LOCK_WAIT", 0.3)
     signer, _ = signer_for(softhsm)
     held, release = threading.Event(), threading.Event()
 

@@ -1,4 +1,4 @@
-"""Processes that share a token take turns to log in (pki/token.py ``share_logins``):
+"""Processes that share a token take turns to log in (pki/token_session.py ``share_logins``):
 serve's workers at start and at every reconnect after a token failure. SoftHSM2
 re-writes its token file at each login, and a worker that reads it meanwhile finds no
 token; 4 workers logging in at once once left the token file empty."""
@@ -16,7 +16,8 @@ import pytest
 
 from acme_ca.errors import PkiError
 from acme_ca.pki import token
-from acme_ca.pki.token import RECONNECT_INTERVAL, share_logins
+from acme_ca.pki.token import RECONNECT_INTERVAL
+from acme_ca.pki.token_session import share_logins
 from tests.pki.test_token import signer_for, signs
 from tests.softhsm import SoftHsm
 from tests.waiting import DEADLINE, POLL
@@ -126,7 +127,8 @@ def test_a_refused_pin_is_not_sent_again(softhsm: SoftHsm, tmp_path: Path) -> No
     a few wrong PINs. Once the PIN file says something else, it is tried."""
     from acme_ca.pkcs11_uri import Pkcs11Uri
     from acme_ca.pki.keys import KeyType
-    from acme_ca.pki.token import close_modules, generate_token_key, open_token_signer
+    from acme_ca.pki.token import generate_token_key, open_token_signer
+    from acme_ca.pki.token_session import close_modules
     from tests.pki.test_token import certificate_for
 
     public_key, _ = generate_token_key(Pkcs11Uri.parse(softhsm.uri()), softhsm.module,
