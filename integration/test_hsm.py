@@ -32,7 +32,6 @@ import contextlib
 import datetime
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -404,24 +403,6 @@ def assert_issued(got: messages.OrderResource | messages.Error, acme: AcmeServer
     return str(got.fullchain_pem)
 
 
-@contextlib.contextmanager
-def token_away(hsm: SoftHsm, where: Path) -> Iterator[None]:
-    """The token's object files moved to ``where`` for the block (the token, as SoftHSM2
-    sees it, is gone), then moved back."""
-    moved = []
-    for path in hsm.object_files():
-        target = where / path.relative_to(hsm.tokens)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(path, target)
-        moved.append((target, path))
-    assert moved, "the token has no object files"
-    try:
-        yield
-    finally:
-        for target, path in moved:
-            shutil.move(target, path)
-
-
 def readiness(acme: AcmeServer) -> tuple[int, str]:
     """/readyz's status and what it says of the signing check (docs/operations.md)."""
     got = acme.server.get("/readyz")
@@ -447,7 +428,7 @@ def test_a_token_that_fails_at_run_time_fails_one_finalize_and_comes_back(
         for _ in range(4):
             assert_issued(orders.issue()[1], acme)
 
-        with token_away(ca.hsm, tmp_path / "away"):
+        with ca.hsm.away(tmp_path / "away"):
             order_uri, failed = orders.issue()
             assert isinstance(failed, messages.Error), f"{failed}\n{acme.logs()}"
             assert failed.code == "serverInternal", failed

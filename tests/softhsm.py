@@ -11,7 +11,10 @@ Without softhsm2 the test is skipped, except under CI (tests/required.py).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +66,7 @@ class SoftHsm:
         env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
         subprocess.run([util, "--init-token", "--free", "--label", label, "--pin", pin,
                         "--so-pin", SO_PIN], env=env, check=True, capture_output=True)
-        from acme_ca.pki.token import close_modules
+        from acme_ca.pki.token_session import close_modules
 
         close_modules()  # a library this process loaded reads SOFTHSM2_CONF again
         pin_file = directory / "pin"
@@ -81,5 +84,23 @@ class SoftHsm:
         return f"pkcs11:token={self.label};object={obj}{query}"
 
     def object_files(self) -> list[Path]:
-        """The token's object files (what a test moves away to make the token fail)."""
+        """The token's object files (what ``away`` moves to make the token fail)."""
         return sorted(self.tokens.rglob("*.object"))
+
+    @contextmanager
+    def away(self, where: Path) -> Iterator[None]:
+        """The token's object files moved to ``where`` for the block (the token, as
+        SoftHSM2 sees it, is gone: a sign raises, a reconnect finds no token), then
+        moved back."""
+        moved = []
+        for path in self.object_files():
+            target = where / path.relative_to(self.tokens)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, target)
+            moved.append((target, path))
+        assert moved, "the token has no object files"
+        try:
+            yield
+        finally:
+            for target, path in moved:
+                shutil.move(target, path)

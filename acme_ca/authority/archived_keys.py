@@ -35,9 +35,10 @@ read without following a symbolic link, must be pinned to one key (its CKA_ID), 
 the token must hold there the key of the archived certificate, not the current one's;
 the key pair is then destroyed on the token (``token.destroy_token_key``) and the
 name unlinked. The hard-link check does not apply (the file holds no key), nor the
-passphrase (the token's PIN comes from the URI, or from [ca] intermediate_key's when
-the archive names none). A token that cannot be reached keeps the key, with a warning,
-until a later sweep.
+passphrase: the PIN is [ca] intermediate_key's, sent only when the archived key is on
+that same token, and the library [ca] pkcs11_module (``archive.read_key_uri``); a
+query in the archived name is ignored. A token that cannot be reached keeps the key,
+with a warning, until a later sweep.
 
 The certificate stays in the archive: it is public, the chain of what it signed, and
 the issuer of their CRLs. Every key destroyed is logged; every key kept is logged

@@ -139,10 +139,10 @@ def _uri(location: Path | Pkcs11Uri) -> Pkcs11Uri | None:
 def _share_token_logins(config: Config) -> None:
     """With workers and the key on a token, the workers initialise the library and log
     in one after another, at start and at each reconnect after a token failure (an
-    exclusive lock on <data_dir>/pkcs11.lock: ``token.share_logins``, which says why).
+    exclusive lock on <data_dir>/pkcs11.lock: ``token_session.share_logins``, which says why).
     A real HSM's library does not need this; it costs one login's time per worker."""
     if config.server.workers > 1 and isinstance(config.ca.intermediate_key, Pkcs11Uri):
-        from acme_ca.pki.token import share_logins
+        from acme_ca.pki.token_session import share_logins
 
         share_logins(config.server.data_dir / "pkcs11.lock")
 

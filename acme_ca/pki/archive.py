@@ -16,8 +16,11 @@ knows of no certificate from it that ends later (authority/archived_keys.py).
 
 A key on a token (pki/token.py) never leaves it: the archive holds one line instead,
 the key's RFC 7512 URI pinned to its CKA_ID (``id``: a newer key may carry the same
-label), never with a PIN value (a ``pin-source`` file is named, as in the
-configuration); destroying it removes the key pair from the token.
+label), its token and key only: no PIN, no PIN file, no library. Those are the
+configuration's when the key is used ([ca] pkcs11_module, and [ca] intermediate_key's
+PIN, sent only to that same token: ``read_key_uri``), so a file planted or edited in
+the archive chooses neither the library the server loads nor where a PIN goes.
+Destroying it removes the key pair from the token.
 """
 
 from __future__ import annotations
@@ -123,7 +126,8 @@ def archive_intermediate(
 ) -> ArchivedIntermediate:
     """Keep a replaced intermediate: its certificate, its key (0600, encrypted with
     `passphrase` if given) or, for a key on a token, its URI (pinned to its CKA_ID;
-    0600, no PIN value), and the time after which the key may be destroyed."""
+    0600, without its query: no PIN, PIN file or library), and the time after which the
+    key may be destroyed."""
     archived = archived_at(directory, certificate)
     files.write_file(archived.cert_path, files.pem(certificate), mode=files.PUBLIC_FILE)
     files.write_file(
@@ -134,7 +138,7 @@ def archive_intermediate(
     if isinstance(key, Pkcs11Uri):
         if key.object_id is None:
             raise PkiError(f"{key} names no CKA_ID (id=): the archive must name one key")
-        line = str(replace(key, pin_value=None))  # str() never shows one; doubly sure
+        line = str(replace(key, pin_source=None, pin_value=None, module_path=None))
         files.write_file(archived.key_uri_path, line.encode() + b"\n", mode=files.PRIVATE_FILE)
     else:
         write_key(archived.key_path, key, passphrase, exclusive=False)
@@ -160,12 +164,14 @@ def read_key(archived: ArchivedIntermediate, passphrase: bytes | None) -> Privat
     return parse_key(_read_archived(path), passphrase, f"archived intermediate key {path}")
 
 
-def read_key_uri(archived: ArchivedIntermediate, pin_from: Pkcs11Uri | None = None) -> Pkcs11Uri:
+def read_key_uri(archived: ArchivedIntermediate, pin_from: Pkcs11Uri | None) -> Pkcs11Uri:
     """Where the archived intermediate's key is on its token, read as ``read_key`` reads
-    a key file (no symbolic link, a regular file). A URI that says nothing of its PIN
-    (the configured one gave it as a ``pin-value``, never archived) logs in with
-    ``pin_from``'s (the configured [ca] intermediate_key: the same token). PkiError
-    says why not, and for a URI not pinned to one key (no ``id``)."""
+    a key file (no symbolic link, a regular file), with the PIN and library of
+    ``pin_from`` (the configured [ca] intermediate_key); whatever query the file has
+    (pin-source, pin-value, module-path) is ignored. PkiError says why not: a URI not
+    pinned to one key (no ``id``), or a key on another token than ``pin_from``'s (the
+    same token attributes, RFC 7512 2.3): the configured PIN is sent to its own token
+    only."""
     path = archived.key_uri_path
     try:
         text = _read_archived(path).decode("utf-8").strip()
@@ -174,9 +180,21 @@ def read_key_uri(archived: ArchivedIntermediate, pin_from: Pkcs11Uri | None = No
         raise PkiError(f"{path} does not hold a PKCS#11 URI: {exc}") from None
     if uri.object_id is None:
         raise PkiError(f"{path} names no CKA_ID (id=): it could name a key in use")
-    if uri.pin_source is None and uri.pin_value is None and pin_from is not None:
-        uri = replace(uri, pin_source=pin_from.pin_source, pin_value=pin_from.pin_value)
-    return uri
+    if pin_from is None:
+        raise PkiError(f"{path} names a key on a token, and [ca] intermediate_key is not "
+                       "on one: no PIN to log in with")
+    if _token_of(uri) != _token_of(pin_from):
+        raise PkiError(f"{path} names a key on another token than [ca] intermediate_key's "
+                       f"({pin_from}): its PIN is not sent there")
+    return replace(uri, pin_source=pin_from.pin_source, pin_value=pin_from.pin_value,
+                   module_path=pin_from.module_path)
+
+
+def _token_of(uri: Pkcs11Uri) -> tuple[object, ...]:
+    """What names the token (and its slot and library) in ``uri``: all but the key's
+    object, id and type."""
+    return uri.token, sorted((name, value) for name, value in uri.attributes
+                             if name != "type")
 
 
 def _read_archived(path: Path) -> bytes:
@@ -263,15 +281,16 @@ def _destroy_token_key(
     pin_from: Pkcs11Uri | None,
 ) -> None:
     """Remove an archived intermediate's key pair from its token (``module``: [ca]
-    pkcs11_module unless the URI names one), then the file that named it and the
-    deadline. The checks of a key file that apply to a key the archive only names: the
-    name is read as ``read_key_uri`` reads it (no symbolic link followed, a regular
-    file), pinned to one key (its CKA_ID), that key is the archived certificate's (the
-    token says so: ``open_token_signer``) and not `current`'s, and only that key's
-    objects are destroyed (another key may share its CKA_ID). A second name (hard link)
-    of the file is harmless here: it holds no key, and the token object goes once.
-    The token key is destroyed by the token (PKCS#11 C_DestroyObject): no copy of it
-    was ever outside."""
+    pkcs11_module; the PIN and, without ``module``, the library: ``pin_from``'s, as
+    ``read_key_uri`` says), then the file that named it and the deadline. The checks
+    of a key file that apply to a key the archive only names: the name is read as
+    ``read_key_uri`` reads it (no symbolic link followed, a regular file), pinned to
+    one key (its CKA_ID), that key is the archived certificate's (the token says so:
+    ``open_token_signer``) and not `current`'s, and only that key's objects are
+    destroyed (another key may share its CKA_ID). A second name (hard link) of the
+    file is harmless here: it holds no key, and the token object goes once. The token
+    key is destroyed by the token (PKCS#11 C_DestroyObject): no copy of it was ever
+    outside."""
     uri = read_key_uri(archived, pin_from)
     if same_key(archived.certificate.public_key(), current):  # type: ignore[arg-type]
         raise PkiError(f"{uri} is the key of the intermediate this server signs with")

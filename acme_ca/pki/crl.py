@@ -60,17 +60,18 @@ class CrlEntry:
 @dataclass(frozen=True, slots=True)
 class CrlSigner:
     """An intermediate that signs CRLs: the current one, or an archived one whose key is
-    still kept (``key_path``: the archived key file; once it is gone, so is the CRL).
+    still kept (``held_at``: the archived key file, or the ``.key-uri`` file naming it
+    on its token; once that is gone, so is the CRL).
     ``signer`` signs for ``certificate``: a key file or a key on a token."""
 
     certificate: x509.Certificate
     fingerprint: str  # hex SHA-256 of the certificate
     signer: Signer
-    key_path: Path | None = None  # None: the current intermediate
+    held_at: Path | None = None  # None: the current intermediate
 
     def retired(self) -> bool:
-        """Whether the archived key file was destroyed since it was read."""
-        return self.key_path is not None and not self.key_path.exists()
+        """Whether the archived key was destroyed since it was read."""
+        return self.held_at is not None and not self.held_at.exists()
 
 
 def build_crl(

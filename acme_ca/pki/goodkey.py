@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from acme_ca.errors import PkiError
+from acme_ca.pki.der import tlv
 from acme_ca.pki.keys import PublicKey
 
 RSA_EXPONENT = 65537
@@ -57,18 +58,9 @@ _SQUARES_MOD_64 = frozenset(i * i % 64 for i in range(64))
 _RSASSA_PSS_OID = bytes.fromhex("06092a864886f70d01010a")
 
 
-def _der(tag: int, content: bytes) -> bytes:
-    """One DER TLV (X.690 8.1): definite length, short form below 128."""
-    size = len(content)
-    if size < 0x80:
-        return bytes((tag, size)) + content
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(length))) + length + content
-
-
 def _spki(algorithm: bytes, public_key: bytes) -> bytes:
     """SubjectPublicKeyInfo (RFC 5280 4.1): SEQUENCE { algorithm, BIT STRING key }."""
-    return _der(0x30, algorithm + _der(0x03, b"\x00" + public_key))
+    return tlv(0x30, algorithm + tlv(0x03, b"\x00" + public_key))
 
 
 def _spki_der(key: PublicKey) -> bytes:
@@ -95,7 +87,7 @@ def key_hashes(key: PublicKey) -> tuple[bytes, ...]:
         other = _spki(algorithm, point)
     elif isinstance(key, rsa.RSAPublicKey):
         pkcs1 = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
-        other = _spki(_der(0x30, _RSASSA_PSS_OID), pkcs1)
+        other = _spki(tlv(0x30, _RSASSA_PSS_OID), pkcs1)
     else:
         return (hashlib.sha256(canonical).digest(),)
     return hashlib.sha256(canonical).digest(), hashlib.sha256(other).digest()

@@ -120,7 +120,7 @@ class Issuer:
 
     def crl_signers(self) -> Iterator[CrlSigner]:
         """The intermediates that sign CRLs now: this one, then each archived one whose
-        key file is still there (authority/archived_keys.py destroys it once nothing it
+        key is still kept (authority/archived_keys.py destroys it once nothing it
         signed can be unexpired; a key destroyed since the load signs no more)."""
         yield CrlSigner(self.certificate, self.fingerprint, self.signer)
         for signer in self.archived_signers:
@@ -165,7 +165,7 @@ def _archived_signers(
     archive: Sequence[ArchivedIntermediate],
     earlier: Mapping[str, tuple[x509.Certificate, ...]],
     passphrase: bytes | None,
-    token: tuple[Path | None, Pkcs11Uri | None] = (None, None),
+    token: tuple[Path | None, Pkcs11Uri | None],
 ) -> tuple[tuple[CrlSigner, ...], dict[str, str]]:
     """The archived intermediates whose key is still kept, each with the signer of its
     key (``_archived_signer``); and why each key that could not be read or does not
@@ -195,7 +195,7 @@ def _archived_signer(item: ArchivedIntermediate, passphrase: bytes | None,
                      module: Path | None, pin_from: Pkcs11Uri | None) -> Signer:
     """The signer of an archived intermediate's key, checked against its certificate: its
     key file, or the token key its ``.key-uri`` names (``module``, and ``pin_from``'s PIN
-    when the archive names none: ``archive.read_key_uri``); PkiError says why it cannot
+    on ``pin_from``'s token only: ``archive.read_key_uri``); PkiError says why it cannot
     sign."""
     if item.on_token:
         return load_signer(read_key_uri(item, pin_from), None, item.certificate, module,

@@ -32,6 +32,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from acme_ca.pki.crl import REASONS
+from acme_ca.pki.der import header_length, tlv_length
 from acme_ca.pki.keys import PublicKey
 from acme_ca.pki.profiles import LeafRequest, authority_key_id, leaf_not_after
 from acme_ca.pki.signer import Signer, sign_certificate, sign_ocsp_response
@@ -228,20 +229,8 @@ def _key_bits(key: PublicKey) -> bytes:
     """The value of SubjectPublicKeyInfo's subjectPublicKey BIT STRING (RFC 5280
     4.1.2.7), without its unused-bits octet: what issuerKeyHash hashes."""
     spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    offset = _header_length(spki, 0)  # into the outer SEQUENCE
-    algorithm_end = offset + _tlv_length(spki, offset)  # skip the AlgorithmIdentifier
-    bits_start = algorithm_end + _header_length(spki, algorithm_end)
+    offset = header_length(spki, 0)  # into the outer SEQUENCE
+    algorithm_end = offset + tlv_length(spki, offset)  # skip the AlgorithmIdentifier
+    bits_start = algorithm_end + header_length(spki, algorithm_end)
     return spki[bits_start + 1:]  # BIT STRING is last; its first octet: unused bits (0)
 
-
-def _header_length(der: bytes, at: int) -> int:
-    first = der[at + 1]
-    return 2 if first < 0x80 else 2 + (first & 0x7F)
-
-
-def _tlv_length(der: bytes, at: int) -> int:
-    first = der[at + 1]
-    if first < 0x80:
-        return 2 + first
-    size = first & 0x7F
-    return 2 + size + int.from_bytes(der[at + 2:at + 2 + size], "big")

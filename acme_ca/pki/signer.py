@@ -41,6 +41,7 @@ from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from acme_ca.errors import PkiError
 from acme_ca.pkcs11_uri import Pkcs11Uri
+from acme_ca.pki.der import header_length, tlv, tlv_length
 from acme_ca.pki.keys import PrivateKey, PublicKey, load_key, same_key, signature_hash
 
 T = TypeVar("T")
@@ -107,7 +108,7 @@ def load_signer(location: Path | Pkcs11Uri, passphrase: bytes | None,
                 what: str = "intermediate key") -> Signer:
     """The Signer of the key at ``location``, checked against ``certificate``: a key file
     (``passphrase`` decrypts it), or a key on a PKCS#11 token (``module``: the library,
-    unless the URI names one; pki/token.py, imported only then: python-pkcs11 is the
+    else the URI's module-path; pki/token.py, imported only then: python-pkcs11 is the
     ``hsm`` extra). PkiError in one line when it cannot be used, or when the
     certificate's key is an RSASSA-PSS key (RFC 4055 1.2: only ever used with PSS;
     the CA signs RSA with PKCS #1 v1.5)."""
@@ -218,43 +219,17 @@ def _stand_in(public_key: PublicKey) -> PrivateKey:
         return _stand_ins[kind]
 
 
-def _resign(der: bytes, tbs: bytes, signer: Signer,
-            algorithm: hashes.HashAlgorithm | None = None) -> bytes:
+def _resign(der: bytes, tbs: bytes, signer: Signer) -> bytes:
     """``der`` (SEQUENCE { tbs, AlgorithmIdentifier, BIT STRING }) with the signature
     replaced by ``signer``'s over ``tbs``, verified before it is returned."""
-    algorithm = algorithm or signer.hash_algorithm
     signature = signer.sign(tbs)
-    if not verify_signature(signer.public_key, signature, tbs, algorithm):
+    if not verify_signature(signer.public_key, signature, tbs, signer.hash_algorithm):
         raise PkiError(f"the key {signer.describe()} signed with a key that is not the "
                        "CA certificate's: check the key it names")
-    body_start = _header_length(der, 0)
+    body_start = header_length(der, 0)
     if der[body_start:body_start + len(tbs)] != tbs:
         raise PkiError("a signed structure does not start with its to-be-signed part")
     algorithm_at = body_start + len(tbs)
-    algorithm_end = algorithm_at + _tlv_length(der, algorithm_at)
-    bits_at = algorithm_end
-    bits_end = bits_at + _tlv_length(der, bits_at)
-    rest = der[bits_end:]  # e.g. the certificates of a BasicOCSPResponse
-    body = der[body_start:algorithm_end] + _tlv(0x03, b"\x00" + signature) + rest
-    return _tlv(0x30, body)
+    algorithm_end = algorithm_at + tlv_length(der, algorithm_at)  # the BIT STRING is last
+    return tlv(0x30, der[body_start:algorithm_end] + tlv(0x03, b"\x00" + signature))
 
-
-def _tlv(tag: int, value: bytes) -> bytes:
-    size = len(value)
-    if size < 0x80:
-        return bytes((tag, size)) + value
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(length))) + length + value
-
-
-def _header_length(der: bytes, at: int) -> int:
-    first = der[at + 1]
-    return 2 if first < 0x80 else 2 + (first & 0x7F)
-
-
-def _tlv_length(der: bytes, at: int) -> int:
-    first = der[at + 1]
-    if first < 0x80:
-        return 2 + first
-    size = first & 0x7F
-    return 2 + size + int.from_bytes(der[at + 2:at + 2 + size], "big")

@@ -180,7 +180,7 @@ async def test_an_archived_intermediate_signs_the_crl_of_what_it_issued(
     assert await served.crl("0123456789abcdef") is None
     assert served.certificate("0123456789abcdef") is None
 
-    archived_key = next(x.key_path for x in s.issuer.crl_signers() if x.key_path)
+    archived_key = next(x.held_at for x in s.issuer.crl_signers() if x.held_at)
     assert archived_key is not None
     archived_key.unlink()  # authority/archived_keys.py destroyed it: no more CRLs from it
     s.clock.advance(LIFETIME)

@@ -39,7 +39,7 @@ def test_a_current_key_sharing_the_archived_keys_id_survives(softhsm: SoftHsm,
     archive.mkdir()
     archived = archive_intermediate(archive, archived_certificate, archived_uri, None,
                                     datetime.now(UTC))
-    destroy_key(archived, None, current_public, module=softhsm.module)
+    destroy_key(archived, None, current_public, module=softhsm.module, pin_from=label)
 
     assert not archived.key_uri_path.exists()
     assert load_archive(archive)[0].certificate == archived_certificate
@@ -89,5 +89,5 @@ def test_a_huge_key_uri_is_not_read_whole(tmp_path: Path) -> None:
     with archived.key_uri_path.open("r+b") as named:
         named.truncate(16 * 1024 * 1024)  # sparse
     with pytest.raises(PkiError, match="larger than 65536 bytes"):
-        read_key_uri(archived)
+        read_key_uri(archived, None)
 

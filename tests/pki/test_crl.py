@@ -233,8 +233,8 @@ def test_archived_intermediates_with_their_key_sign_crls_until_it_is_destroyed(
                           b"intermediate pass", now)
     assert [s.fingerprint for s in without.crl_signers()] == [without.fingerprint]
 
-    assert archived.key_path is not None
-    archived.key_path.unlink()
+    assert archived.held_at is not None
+    archived.held_at.unlink()
     assert [s.fingerprint for s in loaded.crl_signers()] == [loaded.fingerprint]
 
     renew_intermediate(h.paths, root_passphrase=ROOT_PASSPHRASE,
@@ -243,11 +243,11 @@ def test_archived_intermediates_with_their_key_sign_crls_until_it_is_destroyed(
     wrong = Issuer.load(p.intermediate_cert, p.intermediate_key, p.chain,
                         b"intermediate pass", now, archived_keys=True)
     assert len(list(wrong.crl_signers())) == 2  # the first archived key is gone
-    broken = next(iter(s for s in wrong.crl_signers() if s.key_path is not None))
-    assert broken.key_path is not None
-    broken.key_path.write_bytes(b"not a key")
+    broken = next(iter(s for s in wrong.crl_signers() if s.held_at is not None))
+    assert broken.held_at is not None
+    broken.held_at.write_bytes(b"not a key")
     reloaded = Issuer.load(p.intermediate_cert, p.intermediate_key, p.chain,
                            b"intermediate pass", now, archived_keys=True)
     assert [s.fingerprint for s in reloaded.crl_signers()] == [reloaded.fingerprint]
     assert list(reloaded.unreadable) == [broken.fingerprint]
-    assert str(broken.key_path) in reloaded.unreadable[broken.fingerprint]
+    assert str(broken.held_at) in reloaded.unreadable[broken.fingerprint]

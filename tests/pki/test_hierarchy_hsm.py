@@ -1,7 +1,7 @@
 """The hierarchy with its intermediate key on a PKCS#11 token (SoftHSM2): create and
 renew work with the key's public half; the token keeps the private one; the archive
 names a replaced token key by its RFC 7512 URI pinned to its CKA_ID (section 2.3,
-``id``), never with a PIN value."""
+``id``), with no PIN, PIN file or library: those are the configuration's."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_renew_on_the_token_archives_a_pinned_uri(
     tmp_path: Path, now: datetime, softhsm: SoftHsm
 ) -> None:
     """token -> token: the new key is made on the same token under the same label; the
-    old key stays, the archive names it by its CKA_ID (one line, 0600, no PIN value) and
+    old key stays, the archive names it by its CKA_ID (one line, 0600, no query) and
     it signs its intermediate's CRLs; the server's key is the new one."""
     paths = on_token(hierarchy_paths(tmp_path), softhsm)
     _, old = create_hierarchy(FAST, paths, root_passphrase=ROOT_PASSPHRASE,
@@ -97,11 +97,11 @@ def test_renew_on_the_token_archives_a_pinned_uri(
     uri = Pkcs11Uri.parse(line.strip())
     assert uri.object == "intermediate" and uri.object_id is not None
     assert uri.object_id.hex() in {key_id for _, key_id in labels}
-    assert uri.pin_value is None and uri.pin_source == softhsm.pin_file
+    assert (uri.pin_value, uri.pin_source, uri.module_path) == (None, None, None)
     issuer = issuer_of(paths, now)
     assert same_key(issuer.signer.public_key, new.public_key())  # type: ignore[arg-type]
     (_, crl_signer) = issuer.crl_signers()
-    assert crl_signer.certificate == old and crl_signer.key_path == archived.key_uri_path
+    assert crl_signer.certificate == old and crl_signer.held_at == archived.key_uri_path
     assert same_key(crl_signer.signer.public_key, old.public_key())  # type: ignore[arg-type]
 
 
@@ -153,10 +153,50 @@ def test_an_archived_uri_without_a_pin_takes_the_configured_one(
     (archived,) = load_archive(paths.archive_dir())
     text = archived.key_uri_path.read_text()
     assert "pin-value" not in text and softhsm.pin not in text.replace(softhsm.label, "")
-    assert read_key_uri(archived).pin() is None
+    with pytest.raises(PkiError, match="not on one: no PIN"):
+        read_key_uri(archived, None)
     assert read_key_uri(archived, paths.intermediate_key).pin() == softhsm.pin  # type: ignore[arg-type]
     (_, crl_signer) = issuer_of(paths, now).crl_signers()
     assert crl_signer.certificate == archived.certificate
+
+
+def test_an_archived_uri_chooses_neither_the_library_nor_the_pin(
+    tmp_path: Path, now: datetime, softhsm: SoftHsm
+) -> None:
+    """A .key-uri edited or planted in the archive names a library and a PIN file: the
+    archived key still uses the configured ones (here the configured URI's module-path,
+    [ca] pkcs11_module being unset), and signs its intermediate's CRLs."""
+    configured = f"{softhsm.uri()}&module-path={softhsm.module}"
+    paths = replace(on_token(hierarchy_paths(tmp_path), softhsm, configured),
+                    pkcs11_module=None)
+    create_hierarchy(FAST, paths, root_passphrase=ROOT_PASSPHRASE,
+                     intermediate_passphrase=None, now=now)
+    renew(paths, now)
+    (archived,) = load_archive(paths.archive_dir())
+    named = archived.key_uri_path.read_text().strip()
+    archived.key_uri_path.write_text(
+        f"{named}?pin-source=file:{tmp_path / 'no-pin'}&module-path={tmp_path / 'lib.so'}\n")
+    issuer = issuer_of(paths, now)
+    assert not issuer.unreadable
+    (_, crl_signer) = issuer.crl_signers()
+    assert crl_signer.certificate == archived.certificate
+
+
+def test_the_configured_pin_is_not_sent_to_another_token(
+    tmp_path: Path, now: datetime, softhsm: SoftHsm
+) -> None:
+    """An archived name whose token is not [ca] intermediate_key's: no PIN goes there,
+    and that archived key signs no CRL, saying why."""
+    paths = on_token(hierarchy_paths(tmp_path), softhsm)
+    create_hierarchy(FAST, paths, root_passphrase=ROOT_PASSPHRASE,
+                     intermediate_passphrase=None, now=now)
+    renew(paths, now)
+    (archived,) = load_archive(paths.archive_dir())
+    named = archived.key_uri_path.read_text()
+    archived.key_uri_path.write_text(named.replace(f"token={softhsm.label}", "token=other"))
+    issuer = issuer_of(paths, now)
+    (why,) = issuer.unreadable.values()
+    assert "another token" in why and "PIN is not sent there" in why
 
 
 @pytest.mark.parametrize("content", ["not a uri", "pkcs11:token=acme-ca;object=intermediate"])

@@ -54,7 +54,8 @@ from acme_ca.pki.signer import (
     sign_crl,
     verify_signature,
 )
-from acme_ca.pki.token import close_modules, generate_token_key
+from acme_ca.pki.token import generate_token_key
+from acme_ca.pki.token_session import close_modules
 from tests.conftest import Hierarchy, load_issuer
 from tests.required import require_program
 from tests.signers import KeySigner

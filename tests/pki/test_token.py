@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,11 +33,11 @@ from acme_ca.pki.signer import Signer, sign_certificate, verify_signature
 from acme_ca.pki.token import (
     RECONNECT_INTERVAL,
     TokenSigner,
-    close_modules,
     destroy_token_key,
     generate_token_key,
     open_token_signer,
 )
+from acme_ca.pki.token_session import close_modules
 from tests.conftest import Hierarchy, load_issuer
 from tests.required import require_program
 from tests.softhsm import SoftHsm
@@ -384,19 +383,12 @@ async def test_a_token_that_fails_at_run_time_comes_back(softhsm: SoftHsm,
     back, signing works again without a restart."""
     signer, _ = signer_for(softhsm)
     assert signs(signer)
-    away = tmp_path / "away"
-    away.mkdir()
-    moved = {path: away / f"{index}-{path.name}"
-             for index, path in enumerate(softhsm.object_files())}
-    for path, to in moved.items():
-        shutil.move(path, to)
     failed = re.escape(f"the PKCS#11 token {signer.uri} failed: ")
-    one_line_error(lambda: signer.sign(b"x"), failed)
-    started = time.monotonic()
-    one_line_error(lambda: signer.sign(b"x"), failed)  # fails fast, no reconnect yet
-    assert time.monotonic() - started < RECONNECT_INTERVAL
-    for path, to in moved.items():
-        shutil.move(to, path)
+    with softhsm.away(tmp_path / "away"):
+        one_line_error(lambda: signer.sign(b"x"), failed)
+        started = time.monotonic()
+        one_line_error(lambda: signer.sign(b"x"), failed)  # fails fast, no reconnect yet
+        assert time.monotonic() - started < RECONNECT_INTERVAL
 
     def signs_again() -> bool:
         try:
@@ -451,15 +443,9 @@ async def test_a_wrong_pin_at_a_reconnect_is_not_tried_again(softhsm: SoftHsm,
     """The PIN file changed while the token was away: the reconnect's login fails once,
     and no later sign logs in again (a token locks after a few wrong PINs)."""
     signer, _ = signer_for(softhsm)
-    away = tmp_path / "away"
-    away.mkdir()
-    moved = {path: away / f"{index}" for index, path in enumerate(softhsm.object_files())}
-    for path, to in moved.items():
-        shutil.move(path, to)
-    one_line_error(lambda: signer.sign(b"x"), "failed: ")
-    softhsm.pin_file.write_text("9999\n")
-    for path, to in moved.items():
-        shutil.move(to, path)
+    with softhsm.away(tmp_path / "away"):
+        one_line_error(lambda: signer.sign(b"x"), "failed: ")
+        softhsm.pin_file.write_text("9999\n")
     messages: list[str] = []
 
     def refused() -> bool:
@@ -516,11 +502,8 @@ def test_readyz_says_the_token_fails_without_its_internals(
     serial); the log has the whole message, as for the store check."""
     signer, _ = signer_for(softhsm)
     issuer = replace(load_issuer(hierarchy), signer=signer)
-    away = tmp_path / "away"
-    away.mkdir()
-    for index, path in enumerate(softhsm.object_files()):
-        shutil.move(path, away / f"{index}-{path.name}")
-    check = signing_check(issuer)
+    with softhsm.away(tmp_path / "away"):
+        check = signing_check(issuer)
     assert not check.ok and check.detail.startswith("the intermediate key cannot sign")
     assert "pkcs11:" not in check.detail and str(softhsm.pin_file) not in check.detail
     assert str(signer.uri) in caplog.text
@@ -532,9 +515,9 @@ def test_a_sign_waits_for_a_hung_token_a_bounded_time(
     the module's lock: the signatures behind it fail after LOCK_WAIT instead of each
     holding a thread of the signing pool, which OCSP responses and CRLs share, until
     the call returns. Here another thread holds the lock as a hung call would."""
-    from acme_ca.pki import token
+    from acme_ca.pki import token_session
 
-    monkeypatch.setattr(token, "LOCK_WAIT", 0.3, raising=False)
+    monkeypatch.setattr(token_session, "LOCK_WAIT", 0.3)
     signer, _ = signer_for(softhsm)
     held, release = threading.Event(), threading.Event()
 

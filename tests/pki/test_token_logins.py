@@ -1,4 +1,4 @@
-"""Processes that share a token take turns to log in (pki/token.py ``share_logins``):
+"""Processes that share a token take turns to log in (pki/token_session.py ``share_logins``):
 serve's workers at start and at every reconnect after a token failure. SoftHSM2
 re-writes its token file at each login, and a worker that reads it meanwhile finds no
 token; 4 workers logging in at once once left the token file empty."""
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -17,7 +16,8 @@ import pytest
 
 from acme_ca.errors import PkiError
 from acme_ca.pki import token
-from acme_ca.pki.token import RECONNECT_INTERVAL, share_logins
+from acme_ca.pki.token import RECONNECT_INTERVAL
+from acme_ca.pki.token_session import share_logins
 from tests.pki.test_token import signer_for, signs
 from tests.softhsm import SoftHsm
 from tests.waiting import DEADLINE, POLL
@@ -85,16 +85,10 @@ def test_forked_workers_reconnect_one_at_a_time(softhsm: SoftHsm, lock_path: Pat
         pipes.append((up_read, down_write))
     try:
         _read_all(pipes, b"1")  # every worker re-initialised after the fork and signed
-        away = tmp_path / "away"
-        away.mkdir()
-        moved = {path: away / f"{index}" for index, path in enumerate(softhsm.object_files())}
-        for path, to in moved.items():
-            shutil.move(path, to)
-        for _, to_child in pipes:
-            os.write(to_child, b"g")
-        _read_all(pipes, b"2")  # every worker's sign failed: its module is broken
-        for path, to in moved.items():
-            shutil.move(to, path)
+        with softhsm.away(tmp_path / "away"):
+            for _, to_child in pipes:
+                os.write(to_child, b"g")
+            _read_all(pipes, b"2")  # every worker's sign failed: its module is broken
         held = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(held, fcntl.LOCK_EX)
         try:
@@ -133,7 +127,8 @@ def test_a_refused_pin_is_not_sent_again(softhsm: SoftHsm, tmp_path: Path) -> No
     a few wrong PINs. Once the PIN file says something else, it is tried."""
     from acme_ca.pkcs11_uri import Pkcs11Uri
     from acme_ca.pki.keys import KeyType
-    from acme_ca.pki.token import close_modules, generate_token_key, open_token_signer
+    from acme_ca.pki.token import generate_token_key, open_token_signer
+    from acme_ca.pki.token_session import close_modules
     from tests.pki.test_token import certificate_for
 
     public_key, _ = generate_token_key(Pkcs11Uri.parse(softhsm.uri()), softhsm.module,
@@ -162,16 +157,10 @@ async def test_a_reload_with_the_right_pin_ends_a_refused_reconnect(softhsm: Sof
     from tests.waiting import until
 
     signer, _ = signer_for(softhsm)
-    away = tmp_path / "away"
-    away.mkdir()
-    moved = {path: away / f"{index}" for index, path in enumerate(softhsm.object_files())}
-    for path, to in moved.items():
-        shutil.move(path, to)
-    with pytest.raises(PkiError):
-        signer.sign(b"x")
-    softhsm.pin_file.write_text("9999\n")
-    for path, to in moved.items():
-        shutil.move(to, path)
+    with softhsm.away(tmp_path / "away"):
+        with pytest.raises(PkiError):
+            signer.sign(b"x")
+        softhsm.pin_file.write_text("9999\n")
 
     def refused() -> bool:
         try:
