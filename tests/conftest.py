@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from acme_ca.domain.origin import Origin, set_origin
 from acme_ca.pki import files
 from acme_ca.pki.hierarchy import HierarchyFiles, HierarchySpec, create_hierarchy
 from acme_ca.pki.issuer import Issuer
@@ -215,3 +216,11 @@ def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SoftHsm:
     token = SoftHsm.create(tmp_path / "softhsm")
     monkeypatch.setenv("SOFTHSM2_CONF", str(token.conf))
     return token
+
+
+@pytest.fixture(autouse=True)
+def nobody_acting() -> None:
+    """Each test starts with no one acting (domain/origin.py): a command run in-process
+    by an earlier test set its OS user as the actor of this thread's context, which a
+    later test's audit entries would otherwise carry."""
+    set_origin(Origin())
