@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from acme_ca.errors import PkiError
+from acme_ca.errors import PinRefused, PkiError
 from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.keys import KeyType, PublicKey, same_key, signature_hash
 from acme_ca.pki.signer import verify_signature
@@ -174,11 +174,11 @@ def _using(loaded: _Module, uri: Pkcs11Uri) -> Iterator[None]:
                 loaded.reinitialize()
             yield
         except (pkcs11.PinIncorrect, pkcs11.PinInvalid, pkcs11.PinLenRange):
-            raise PkiError(f"wrong PIN for the token of {uri} (not retried: a token "
-                           "locks after a few wrong PINs)") from None
+            raise PinRefused(f"wrong PIN for the token of {uri} (not retried: a token "
+                             "locks after a few wrong PINs)") from None
         except (pkcs11.PinLocked, pkcs11.PinExpired, pkcs11.UserPinNotInitialized) as exc:
-            raise PkiError(f"the token of {uri} refuses its user PIN: "
-                           f"{type(exc).__name__}") from None
+            raise PinRefused(f"the token of {uri} refuses its user PIN: "
+                             f"{type(exc).__name__}") from None
         except pkcs11.PKCS11Error as exc:
             raise PkiError(f"the PKCS#11 token {uri} failed: {type(exc).__name__}") from None
     finally:
