@@ -6,11 +6,14 @@ processes, stopped by their pid."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from acme_ca.cli.serve import IssuerHolder, root_key_warning
+from acme_ca.cli.serve import IssuerHolder, checked_reload, root_key_warning
 from acme_ca.clock import SystemClock
 from acme_ca.config import load_config
 from acme_ca.errors import PkiError
@@ -30,7 +33,8 @@ from acme_ca.pki.keys import KeyType, load_key
 from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest, build_intermediate, build_root, ca_name
 from acme_ca.pki.signer import sign_certificate
 from acme_ca.pki.token import generate_token_key, open_token_signer
-from tests.cli.conftest import ROOT_PASS, Run, secret
+from acme_ca.store import open_store
+from tests.cli.conftest import ROOT_PASS, Run, create_database, secret
 from tests.cli.hsm import init_on_token
 from tests.cli.test_startup_sighup import free_port
 from tests.softhsm import SoftHsm
@@ -148,6 +152,60 @@ def test_a_reload_that_cannot_open_the_token_key_keeps_the_running_intermediate(
                                      ("web.bluerobin.local",), (), now, now + timedelta(1),
                                      SERVER_AUTH))
     leaf.verify_directly_issued_by(running.certificate)
+
+
+def test_a_reload_opens_the_token_key_off_the_event_loop(
+    ca_on_token: Path, tmp_path: Path, softhsm: SoftHsm
+) -> None:
+    """SIGHUP loads the intermediate again, and a key on a token is found by a probe
+    signature (after a login): a signature, so in the signing pool like every other
+    (issue 14 item 1), not on the event loop. Here the token is slow (another thread
+    holds its module for a second, as a PKCS#11 call that hangs would): the loop goes
+    on answering meanwhile, and the reload then succeeds."""
+    config = load_config(tmp_path / "acme-ca.toml")
+    create_database(config)
+    holder = IssuerHolder(config, SystemClock())
+    module = holder.current.signer._module  # type: ignore[attr-defined]
+    held, release = threading.Event(), threading.Event()
+
+    def slow_token() -> None:
+        with module.lock:
+            held.set()
+            release.wait(30)
+
+    async def reload_while_ticking() -> tuple[bool, float]:
+        store = await open_store(config.storage.url)
+        ticks = [time.monotonic()]
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(0.01)
+                ticks.append(time.monotonic())
+
+        ticker = asyncio.create_task(tick())
+        try:
+            changed = await checked_reload(holder, store, datetime.now(UTC))
+            ticks.append(time.monotonic())  # the loop's first moment after the reload
+        finally:
+            ticker.cancel()
+            await store.close()
+        return changed, max(b - a for a, b in itertools.pairwise(ticks))
+
+    thread = threading.Thread(target=slow_token)
+    thread.start()
+    timer = threading.Timer(1.0, release.set)
+    try:
+        assert held.wait(30)
+        timer.start()
+        started = time.monotonic()
+        changed, longest_gap = asyncio.run(reload_while_ticking())
+    finally:
+        release.set()
+        timer.cancel()
+        thread.join()
+    assert time.monotonic() - started >= 0.9  # the reload did wait for the token
+    assert changed is False  # the same intermediate, loaded again
+    assert longest_gap < 0.5, f"the event loop stalled {longest_gap:.2f} s"
 
 
 def root_on_token(token: SoftHsm, ca: Path) -> str:
