@@ -46,14 +46,17 @@ WITHOUT_PKCS11 = (  # python-pkcs11 not installed: its import fails as it then w
 )
 
 
-def serve_config(tmp_path: Path, token: SoftHsm, uri: str, module: Path,
+def serve_config(tmp_path: Path, token: SoftHsm, uri: str, module: Path | None,
                  workers: int = 1) -> Path:
+    """tmp_path/serve.toml: free ports, the key ``uri``, [ca] pkcs11_module ``module``
+    (no such line when None)."""
     path = tmp_path / "serve.toml"
     path.write_text(
         f'[server]\nlisten = "127.0.0.1:{free_port()}"\nhostname = "localhost"\n'
         f'data_dir = "{tmp_path / "acme-ca-data"}"\nworkers = {workers}\n\n'
         f'[revocation]\nhttp_listen = "127.0.0.1:{free_port()}"\n\n'
-        f'[ca]\nintermediate_key = "{uri}"\npkcs11_module = "{module}"\n', encoding="utf-8")
+        f'[ca]\nintermediate_key = "{uri}"\n'
+        + (f'pkcs11_module = "{module}"\n' if module is not None else ""), encoding="utf-8")
     return path
 
 
@@ -93,6 +96,7 @@ def ca_on_token(run: Run, tmp_path: Path, softhsm: SoftHsm) -> Path:
         ("missing token", "no token matches", 1),
         ("missing object", "no private key on the token matches", 1),
         ("missing module", "does not exist", 1),
+        ("no module configured", "set [ca] pkcs11_module (or module-path in the URI)", 1),
         ("python-pkcs11 not installed", "python-pkcs11", 1),
     ],
 )
@@ -113,6 +117,7 @@ def test_a_token_serve_cannot_use_stops_it_at_start_in_one_line(
                           softhsm.module),
         "missing object": (softhsm.uri("gone"), softhsm.module),
         "missing module": (softhsm.uri(), tmp_path / "libnothing.so"),
+        "no module configured": (softhsm.uri(), None),
         "python-pkcs11 not installed": (softhsm.uri(), softhsm.module),
     }[case]
     config = serve_config(tmp_path, softhsm, uri, module, workers)
