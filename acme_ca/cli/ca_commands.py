@@ -430,13 +430,19 @@ def bootstrap(config: Config) -> None:
         files.write_file(
             passphrase_file, root_passphrase + b"\n", mode=files.PRIVATE_FILE, exclusive=True
         )
-    create_hierarchy(
-        spec,
-        paths,
-        root_passphrase=root_passphrase,
-        intermediate_passphrase=intermediate_passphrase(config.ca.intermediate_key_passphrase_file),
-        now=SystemClock().now(),
-    )
+    try:
+        create_hierarchy(
+            spec,
+            paths,
+            root_passphrase=root_passphrase,
+            intermediate_passphrase=intermediate_passphrase(
+                config.ca.intermediate_key_passphrase_file),
+            now=SystemClock().now(),
+        )
+    except BaseException:  # e.g. a token it cannot use: the next start must not find it
+        if passphrase_file is not None:
+            passphrase_file.unlink(missing_ok=True)
+        raise
     print("No CA found: created one.")
     print_created(paths, spec, passphrase_file)
 

@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import gc
 import logging
-import os
 import signal
 import ssl
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -70,7 +68,6 @@ from acme_ca.domain.origin import Origin, set_origin
 from acme_ca.errors import AcmeCaError, PkiError
 from acme_ca.metrics import Timed, single_process
 from acme_ca.pkcs11_uri import Pkcs11Uri
-from acme_ca.pki import files
 from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import same_key
@@ -129,6 +126,7 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
     if workers == 1:
         asyncio.run(serve(config, clock, load=load))
         return 0
+    _share_token_logins(config)  # inherited by the workers, for their logins and reconnects
     with shared_metrics(config.server.data_dir / "metrics") if shared else nullcontext():
         asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
         return run_workers(workers,
@@ -139,25 +137,15 @@ def _uri(location: Path | Pkcs11Uri) -> Pkcs11Uri | None:
     return location if isinstance(location, Pkcs11Uri) else None
 
 
-@contextmanager
-def _one_worker_at_a_time(config: Config) -> Iterator[None]:
-    """With workers and the key on a token, each worker opens the token in turn (an
-    exclusive lock on <data_dir>/pkcs11.lock). SoftHSM2 re-writes its token file at
-    every login, and a process that reads it meanwhile finds no token: 4 workers
-    logging in at once failed to start 4 times in 5 here (and one such start left the
-    token file empty: the token was gone). A real HSM's library does not need this; it
-    costs one login's time per worker at start. (A reconnect after a token failure logs
-    in again, in each worker on its own: pki/token.py.)"""
-    if config.server.workers == 1 or not isinstance(config.ca.intermediate_key, Pkcs11Uri):
-        yield
-        return
-    descriptor = os.open(config.server.data_dir / "pkcs11.lock",
-                         os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, files.PRIVATE_FILE)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)  # and the lock with it
+def _share_token_logins(config: Config) -> None:
+    """With workers and the key on a token, the workers initialise the library and log
+    in one after another, at start and at each reconnect after a token failure (an
+    exclusive lock on <data_dir>/pkcs11.lock: ``token.share_logins``, which says why).
+    A real HSM's library does not need this; it costs one login's time per worker."""
+    if config.server.workers > 1 and isinstance(config.ca.intermediate_key, Pkcs11Uri):
+        from acme_ca.pki.token import share_logins
+
+        share_logins(config.server.data_dir / "pkcs11.lock")
 
 
 def root_key_warning(config: Config) -> str | None:
@@ -304,8 +292,7 @@ async def serve(config: Config, clock: Clock, worker: int = 0,
     SIGHUP: ``load`` gives the configuration again (``cli/reload.py``), then the
     intermediate is read again; SIGTERM or SIGINT: ``stop_gracefully``."""
     settings = Settings(config)
-    with _one_worker_at_a_time(config):
-        issuer = IssuerHolder(config, clock)
+    issuer = IssuerHolder(config, clock)
     store = await open_store(config.storage.url, pool_size=config.storage.pool_size)
     if config.admin.listen is not None:  # its /metrics shows the store's latency
         store = cast(Store, Timed(store))

@@ -42,6 +42,7 @@ ARCHIVE = "archive"
 PREFIX = "intermediate-ca."
 DEADLINE_SUFFIX = ".key-destroy-after"
 URI_SUFFIX = ".key-uri"
+MAX_ARCHIVED = 64 * 1024  # an RSA-16384 key in PEM is 13 KB; a URI, a line
 
 
 def archive_dir(intermediate_cert: Path) -> Path:
@@ -107,6 +108,12 @@ def _present(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
+def archived_at(directory: Path, certificate: x509.Certificate) -> ArchivedIntermediate:
+    """Where ``archive_intermediate`` keeps ``certificate`` in ``directory``."""
+    return ArchivedIntermediate(
+        certificate, directory / f"{PREFIX}{certificate.serial_number:x}.crt")
+
+
 def archive_intermediate(
     directory: Path,
     certificate: x509.Certificate,
@@ -117,9 +124,8 @@ def archive_intermediate(
     """Keep a replaced intermediate: its certificate, its key (0600, encrypted with
     `passphrase` if given) or, for a key on a token, its URI (pinned to its CKA_ID;
     0600, no PIN value), and the time after which the key may be destroyed."""
-    cert_path = directory / f"{PREFIX}{certificate.serial_number:x}.crt"
-    archived = ArchivedIntermediate(certificate, cert_path)
-    files.write_file(cert_path, files.pem(certificate), mode=files.PUBLIC_FILE)
+    archived = archived_at(directory, certificate)
+    files.write_file(archived.cert_path, files.pem(certificate), mode=files.PUBLIC_FILE)
     files.write_file(
         archived.deadline_path,
         destroy_after.astimezone(UTC).isoformat(timespec="seconds").encode() + b"\n",
@@ -184,7 +190,10 @@ def _read_archived(path: Path) -> bytes:
     with os.fdopen(fd, "rb") as archived:
         if not stat.S_ISREG(os.fstat(archived.fileno()).st_mode):
             raise PkiError(f"{path} is not a regular file")
-        return archived.read()
+        data = archived.read(MAX_ARCHIVED + 1)
+    if len(data) > MAX_ARCHIVED:
+        raise PkiError(f"{path} is larger than {MAX_ARCHIVED} bytes: not an archived key")
+    return data
 
 
 def destroy_key(
@@ -258,7 +267,8 @@ def _destroy_token_key(
     deadline. The checks of a key file that apply to a key the archive only names: the
     name is read as ``read_key_uri`` reads it (no symbolic link followed, a regular
     file), pinned to one key (its CKA_ID), that key is the archived certificate's (the
-    token says so: ``open_token_signer``) and not `current`'s. A second name (hard link)
+    token says so: ``open_token_signer``) and not `current`'s, and only that key's
+    objects are destroyed (another key may share its CKA_ID). A second name (hard link)
     of the file is harmless here: it holds no key, and the token object goes once.
     The token key is destroyed by the token (PKCS#11 C_DestroyObject): no copy of it
     was ever outside."""
@@ -266,7 +276,7 @@ def _destroy_token_key(
     if same_key(archived.certificate.public_key(), current):  # type: ignore[arg-type]
         raise PkiError(f"{uri} is the key of the intermediate this server signs with")
     open_token_signer(uri, module, archived.certificate)  # PkiError unless it is that key
-    destroy_token_key(uri, module)
+    destroy_token_key(uri, module, archived.certificate.public_key())  # type: ignore[arg-type]
     for path in (archived.key_uri_path, archived.deadline_path):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

@@ -17,6 +17,7 @@ said before the root key is read) and destroyed again if the ceremony fails.
 from __future__ import annotations
 
 import contextlib
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from acme_ca.errors import PkiError
 from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki import files
-from acme_ca.pki.archive import archive_dir, archive_intermediate
+from acme_ca.pki.archive import archive_dir, archive_intermediate, archived_at
 from acme_ca.pki.keys import (
     KeyType,
     PrivateKey,
@@ -156,10 +157,11 @@ def create_hierarchy(
         )
         check_hierarchy(root, intermediate, key.public_key, now)
         step("Writing the keys")
-        write_key(paths.root_key, root_key, root_passphrase, exclusive=True)
-        _write_online_files(
-            paths, root, intermediate, key.private, intermediate_passphrase, exclusive=True
-        )
+        with _restored_on_failure(paths.root_key, *paths.online()):  # none there before
+            write_key(paths.root_key, root_key, root_passphrase, exclusive=True)
+            _write_online_files(
+                paths, root, intermediate, key.private, intermediate_passphrase, exclusive=True
+            )
     return root, intermediate
 
 
@@ -183,6 +185,43 @@ def _discarded_on_failure(key: IntermediateKey | None, module: Path | None) -> I
             with contextlib.suppress(PkiError):  # the first error is the one to say
                 destroy_token_key(key.uri, module)
         raise
+
+
+@contextlib.contextmanager
+def _restored_on_failure(*paths: Path) -> Iterator[None]:
+    """Put ``paths`` back as they were (their bytes and mode, or absent) when what
+    follows fails: a renewal that could not write every file leaves the current
+    certificate, key and chain, and no archive entry for the intermediate still in use
+    (a new certificate beside the old key, or the new token key destroyed under it,
+    would be half a CA)."""
+    saved: dict[Path, tuple[bytes, int] | None] = {}
+    for path in paths:
+        if path.is_file():
+            saved[path] = (path.read_bytes(), stat.S_IMODE(path.stat().st_mode))
+        elif not path.exists() and not path.is_symlink():
+            saved[path] = None  # anything else is not this renewal's to put back
+    try:
+        yield
+    except BaseException:
+        restored = True  # the first error is the one to say; these only decide what goes
+        for path, was in saved.items():
+            try:
+                if was is not None and (not path.is_file() or path.read_bytes() != was[0]):
+                    files.write_file(path, was[0], mode=was[1])
+            except (OSError, PkiError):
+                restored = False
+        if restored:  # else the archive may hold the only copy of the current key
+            for path, was in saved.items():
+                if was is None:
+                    with contextlib.suppress(OSError):
+                        path.unlink(missing_ok=True)
+        raise
+
+
+def _archive_files(paths: HierarchyFiles, certificate: x509.Certificate) -> tuple[Path, ...]:
+    """The files ``archive_intermediate`` writes for ``certificate``."""
+    item = archived_at(paths.archive_dir(), certificate)
+    return item.cert_path, item.key_path, item.key_uri_path, item.deadline_path
 
 
 def _refuse_existing(*paths: Path) -> None:
@@ -306,7 +345,9 @@ def import_hierarchy(
         now,
         (str(root_cert_path), str(intermediate_cert_path), str(intermediate_key)),
     )
-    _write_online_files(paths, root, intermediate, key.private, new_passphrase, exclusive=True)
+    with _restored_on_failure(*paths.online()):  # none there before
+        _write_online_files(paths, root, intermediate, key.private, new_passphrase,
+                            exclusive=True)
     return root, intermediate
 
 
@@ -366,12 +407,13 @@ def renew_intermediate(
             constraints=constraints,
         )
         check_hierarchy(root, new, new_key.public_key, now)
-        archive_intermediate(
-            paths.archive_dir(), old, old_key.archived(), intermediate_passphrase,
-            keep_old_key_until,
-        )
-        _write_online_files(target, root, new, new_key.private, intermediate_passphrase,
-                            exclusive=False)
+        with _restored_on_failure(*target.online(), *_archive_files(paths, old)):
+            archive_intermediate(
+                paths.archive_dir(), old, old_key.archived(), intermediate_passphrase,
+                keep_old_key_until,
+            )
+            _write_online_files(target, root, new, new_key.private, intermediate_passphrase,
+                                exclusive=False)
     if isinstance(paths.intermediate_key, Path) and new_key.private is None:
         paths.intermediate_key.unlink(missing_ok=True)  # now on the token; archived above
     return new

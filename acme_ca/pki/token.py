@@ -9,7 +9,8 @@
   object of the same CKA_ID only orders the tries: anyone may make one, PIN or not).
   PkiError with one line each for: python-pkcs11 not installed, module missing or not
   a PKCS#11 library, token missing, wrong PIN (never retried: a token locks after a
-  few), no such object, no object matching the certificate, a key type that cannot
+  few; the same PIN is never sent to that token again by this process or the workers
+  it forks), no such object, no object matching the certificate, a key type that cannot
   sign certificates here.
 - ``TokenSigner.sign(data)`` hashes in Python (SoftHSM2 has no CKM_ECDSA_SHA256) and
   signs the digest with CKM_ECDSA, DER-encoding r||s (RFC 3279 2.2.3), or the data with
@@ -22,7 +23,13 @@
   sign, at most one a second (the others fail fast), re-initialises the library
   (C_Finalize + C_Initialize: measured, nothing less brings back a SoftHSM2 token whose
   files went away and came back), logs in again and finds each key again by the same
-  rule. A wrong PIN then stops the reconnecting for good: a token locks after a few.
+  rule. A wrong PIN then stops the reconnecting until a login with another PIN works
+  (a reload: Issuer.load opens the key again): a token locks after a few.
+- ``share_logins(path)``: processes that share a token (serve's workers) take turns
+  to initialise the library and log in, under an exclusive lock on ``path`` (flock),
+  at start and at every reconnect alike. SoftHSM2 re-writes its token file at each
+  login, and a process that reads it meanwhile finds no token (measured: 4 workers
+  logging in at once failed to start 4 times in 5, once leaving the token file empty).
 - ``generate_token_key`` / ``destroy_token_key``: a new key pair on the token (label
   from the URI, a fresh random CKA_ID; private key private, sensitive, not extractable,
   sign only), and the removal of an archived one named by its id.
@@ -30,6 +37,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import re
 import secrets
@@ -89,15 +98,17 @@ class _Module:
     generation: int = 0  # one more at each re-initialisation: key handles are stale
     broken: str | None = None  # the error signs raise until a reconnect works
     last_attempt: float = 0.0
-    pin_refused: str | None = None  # a wrong PIN at a reconnect: never tried again
+    pin_refused: str | None = None  # a wrong PIN at a reconnect: signs stop until a login
+    refused_pins: set[tuple[str, bytes]] = field(default_factory=set)  # (token, salted hash)
 
     def reinitialize(self) -> None:
         """C_Finalize + C_Initialize: every session and handle is gone after it."""
-        try:
-            self.lib.finalize()
-        except _pkcs11().PKCS11Error:
-            pass  # e.g. a forked child, where the library may say it is not initialised
-        self.lib.initialize()
+        with _logging_in():
+            try:
+                self.lib.finalize()
+            except _pkcs11().PKCS11Error:
+                pass  # e.g. a forked child, where the library may say it is not initialised
+            self.lib.initialize()
         self.sessions.clear()
         self.generation += 1
         self.pid = os.getpid()
@@ -105,6 +116,43 @@ class _Module:
 
 _modules: dict[str, _Module] = {}
 _modules_lock = threading.Lock()
+
+_login_path: Path | None = None  # share_logins: the lock file, or None (no other process)
+_login_lock = threading.RLock()  # this process's holder of the lock file, and its depth
+_login_fd: int | None = None
+_login_depth = 0
+
+
+def share_logins(path: Path | None) -> None:
+    """From now on this process initialises a PKCS#11 library and logs in to a token
+    only while it holds an exclusive lock on ``path`` (created 0600), as every other
+    process given the same path does: at the first load, in a forked child, and at
+    each reconnect after a token failure. None: no lock (one process)."""
+    global _login_path
+    _login_path = path
+
+
+@contextmanager
+def _logging_in() -> Iterator[None]:
+    """The lock of ``share_logins`` held (re-entrant within this process)."""
+    global _login_fd, _login_depth
+    with _login_lock:
+        if _login_depth == 0 and _login_path is not None:
+            descriptor = os.open(_login_path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(descriptor)
+                raise
+            _login_fd = descriptor
+        _login_depth += 1
+        try:
+            yield
+        finally:
+            _login_depth -= 1
+            if _login_depth == 0 and _login_fd is not None:
+                os.close(_login_fd)  # and the lock with it
+                _login_fd = None
 
 
 def _module(uri: Pkcs11Uri, module: Path | None) -> _Module:
@@ -121,7 +169,8 @@ def _module(uri: Pkcs11Uri, module: Path | None) -> _Module:
         loaded = _modules.get(key)
         if loaded is None:
             try:
-                lib = pkcs11.lib(key)
+                with _logging_in():
+                    lib = pkcs11.lib(key)
             except pkcs11.PKCS11Error as exc:
                 if "exception while loading" in str(exc):  # dlopen or dlsym said no
                     reason = re.sub(r"^.*?: (/\S+: )?", "", str(exc))
@@ -134,8 +183,12 @@ def _module(uri: Pkcs11Uri, module: Path | None) -> _Module:
 
 def _after_fork_in_child() -> None:
     """A lock held by another thread at fork would never be released in the child."""
-    global _modules_lock
+    global _modules_lock, _login_lock, _login_fd, _login_depth
     _modules_lock = threading.Lock()
+    _login_lock = threading.RLock()
+    if _login_fd is not None:  # the parent's: closing this copy leaves its lock held
+        os.close(_login_fd)
+    _login_fd, _login_depth = None, 0
     for loaded in _modules.values():
         loaded.lock = threading.RLock()
 
@@ -191,16 +244,32 @@ def _using(loaded: _Module, uri: Pkcs11Uri) -> Iterator[None]:
 def _session(loaded: _Module, uri: Pkcs11Uri) -> Any:
     """The logged-in session on the one token the URI names (loaded.lock held)."""
     pkcs11 = _pkcs11()
-    slot, token = _token(loaded, uri)
-    session = loaded.sessions.get(slot.slot_id)
-    if session is None:
-        pin = uri.pin()
-        try:
-            session = token.open(rw=True, user_pin=pin)
-        except pkcs11.UserAlreadyLoggedIn:  # login is per application: it still holds
-            session = token.open(rw=True)
-        loaded.sessions[slot.slot_id] = session
+    with _logging_in():  # the slot list is read from the token files too (SoftHSM2)
+        slot, token = _token(loaded, uri)
+        session = loaded.sessions.get(slot.slot_id)
+        if session is None:
+            pin = uri.pin()
+            refused = (_text(token.serial), _pin_digest(pin))
+            if refused in loaded.refused_pins:
+                raise PkiError(f"the token of {uri} refused this PIN before: it is not sent "
+                               "again (a token locks after a few wrong PINs); fix the PIN")
+            try:
+                session = token.open(rw=True, user_pin=pin)
+            except pkcs11.UserAlreadyLoggedIn:  # login is per application: it still holds
+                session = token.open(rw=True)
+            except (pkcs11.PinIncorrect, pkcs11.PinInvalid, pkcs11.PinLenRange):
+                loaded.refused_pins.add(refused)  # inherited by the workers forked later
+                raise
+            loaded.sessions[slot.slot_id] = session
+            loaded.pin_refused = None  # a reload with the right PIN ends a refused reconnect
     return session
+
+
+_PIN_SALT = secrets.token_bytes(16)  # the digests of refused PINs stay in this process
+
+
+def _pin_digest(pin: str | None) -> bytes:
+    return hashlib.sha256(_PIN_SALT + (pin or "").encode()).digest()
 
 
 def _token(loaded: _Module, uri: Pkcs11Uri) -> tuple[Any, Any]:
@@ -266,13 +335,22 @@ def _public_key(session: Any, private_key: Any) -> PublicKey | None:
     query = {pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PUBLIC_KEY,
              pkcs11.Attribute.ID: private_key[pkcs11.Attribute.ID]}
     for public in session.get_objects(query):
-        if public.key_type == pkcs11.KeyType.RSA:
-            return rsa.RSAPublicNumbers(
-                int.from_bytes(public[pkcs11.Attribute.PUBLIC_EXPONENT], "big"),
-                int.from_bytes(public[pkcs11.Attribute.MODULUS], "big")).public_key()
-        if public.key_type == pkcs11.KeyType.EC:
-            return _ec_public_key(public[pkcs11.Attribute.EC_PARAMS],
-                                  public[pkcs11.Attribute.EC_POINT])
+        found = _decoded(public)
+        if found is not None:
+            return found
+    return None
+
+
+def _decoded(public: Any) -> PublicKey | None:
+    """The key a public key object holds (RSA or EC), else None."""
+    pkcs11 = _pkcs11()
+    if public.key_type == pkcs11.KeyType.RSA:
+        return rsa.RSAPublicNumbers(
+            int.from_bytes(public[pkcs11.Attribute.PUBLIC_EXPONENT], "big"),
+            int.from_bytes(public[pkcs11.Attribute.MODULUS], "big")).public_key()
+    if public.key_type == pkcs11.KeyType.EC:
+        return _ec_public_key(public[pkcs11.Attribute.EC_PARAMS],
+                              public[pkcs11.Attribute.EC_POINT])
     return None
 
 
@@ -422,10 +500,12 @@ class TokenSigner:
         if self._generation == loaded.generation:
             return
         try:
-            self._key = _find_key(loaded, self.uri, self._public_key)
+            with _logging_in():
+                self._key = _find_key(loaded, self.uri, self._public_key)
         except _pkcs11().PinIncorrect:
             loaded.pin_refused = (f"wrong PIN for the token of {self.uri} at a reconnect: "
-                                  "not retried until a restart (a token locks after a few)")
+                                  "not retried until a restart or a reload logs in (a "
+                                  "token locks after a few)")
             raise PkiError(loaded.pin_refused) from None
         except _pkcs11().PKCS11Error as exc:
             raise self._broken(f"the PKCS#11 token {self.uri} failed: "
@@ -492,9 +572,13 @@ def generate_token_key(uri: Pkcs11Uri, module: Path | None,
     return public_key, uri.with_id(object_id)
 
 
-def destroy_token_key(uri: Pkcs11Uri, module: Path | None) -> None:
+def destroy_token_key(uri: Pkcs11Uri, module: Path | None,
+                      public_key: PublicKey | None = None) -> None:
     """Destroy the key pair (private and public objects) the id-pinned ``uri`` names;
-    nothing when that id and label name more than one private key."""
+    with ``public_key``, only the objects of that key: a CKA_ID is unique only by
+    convention (keys made or imported by other tools may share one), and another key
+    under the same id may be the one in use. Nothing when more than one private key
+    remains."""
     if uri.object_id is None:
         raise PkiError(f"{uri} names no id: only a key pinned by its id is destroyed")
     pkcs11 = _pkcs11()
@@ -507,6 +591,8 @@ def destroy_token_key(uri: Pkcs11Uri, module: Path | None) -> None:
             if uri.object is not None:
                 query[pkcs11.Attribute.LABEL] = uri.object
             found += list(session.get_objects(query))
+        if public_key is not None:
+            found = [obj for obj in found if _holds(obj, public_key)]
         if not found:
             raise PkiError(f"no key on the token matches {uri}: nothing destroyed")
         private = sum(obj.object_class == pkcs11.ObjectClass.PRIVATE_KEY for obj in found)
@@ -515,4 +601,14 @@ def destroy_token_key(uri: Pkcs11Uri, module: Path | None) -> None:
                            "destroyed")
         for obj in found:
             obj.destroy()
+
+
+def _holds(obj: Any, public_key: PublicKey) -> bool:
+    """Whether the key object ``obj`` is half of ``public_key``'s pair: a public object
+    holds it, a private one signs a probe it verifies."""
+    pkcs11 = _pkcs11()
+    if obj.object_class == pkcs11.ObjectClass.PUBLIC_KEY:
+        decoded = _decoded(obj)
+        return decoded is not None and same_key(decoded, public_key)
+    return _signs_for(obj, public_key)
 
