@@ -3,6 +3,7 @@
     AcmeCaError            base: its message is one line a user can act on
     ├── ConfigError        a configuration file or flag value is wrong
     ├── PkiError           a key, certificate, CSR or hierarchy is unusable
+    │   └── PinRefused     a PKCS#11 token refused the user PIN (exit status 77)
     ├── PolicyError        a name or a validity the CA is not willing to issue
     └── StoreError         the persistent store refused an operation
         ├── NotFound       the row asked for does not exist
@@ -11,7 +12,9 @@
         ├── LimitReached   a write's rate-limit spend does not fit its bucket
         └── StoreUnavailable  the database cannot be reached now; retry later
 
-The command line prints ``str(error)`` and exits non-zero; the ACME front end
+The command line prints ``str(error)`` and exits with its ``exit_status`` (1, or
+77 for PinRefused: systemd must not restart a service into a token that locks after
+a few wrong PINs, docs/acme-ca.service's RestartPreventExitStatus=); the ACME front end
 maps these onto RFC 7807 problem documents in one place. None of them carries
 anything HTTP.
 """
@@ -20,9 +23,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+PIN_REFUSED_STATUS = 77  # EX_NOPERM of sysexits.h; documented in docs/operations.md
+
 
 class AcmeCaError(Exception):
     """Base of every error acme-ca raises on purpose."""
+
+    exit_status = 1  # what `acme-ca` exits with when this error ends a command
 
 
 class ConfigError(AcmeCaError):
@@ -31,6 +38,14 @@ class ConfigError(AcmeCaError):
 
 class PkiError(AcmeCaError):
     """A key, certificate, CSR or CA hierarchy cannot be used."""
+
+
+class PinRefused(PkiError):
+    """The token refused the user PIN (wrong, locked, expired, never set). Trying again
+    is what locks a token: the command exits with its own status, which the systemd
+    unit does not restart."""
+
+    exit_status = PIN_REFUSED_STATUS
 
 
 class PolicyError(AcmeCaError):

@@ -226,6 +226,13 @@ BAD_VALUES = [
     ('[server]\nexternal_url = "https://ca.bluerobin.local:99999"\n', "server.external_url: "),
     ('[server]\nexternal_url = "https://:443"\n', "server.external_url: "),
     ('[acme]\neab_required = "yes"\n', "acme.eab_required: "),
+    # a PKCS#11 URI that RFC 7512 refuses is not taken for a relative key file's path
+    ('[ca]\nintermediate_key = "pkcs11:token=acme-ca;object=inter%zz"\n',
+     "ca.intermediate_key: "),
+    ('[ca]\nintermediate_key = "PKCS11:token=a;token=b"\n', "ca.intermediate_key: "),
+    ('[ca]\nintermediate_key = "pkcs11:object=k?pin-source=file:acme-ca.pin"\n',
+     "ca.intermediate_key: "),
+    ("[ca]\npkcs11_module = 1\n", "ca.pkcs11_module: "),
 ]
 
 
@@ -313,3 +320,23 @@ def test_a_refused_storage_url_is_not_repeated(tmp_path: Path, url: str) -> None
     with pytest.raises(ConfigError, match=r"^storage\.url: ") as caught:
         load_config(path)
     assert "hunter2" not in str(caught.value)
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+
+
+def test_the_examples_token_lines_parse_when_uncommented(tmp_path: Path) -> None:
+    """config.example.toml's [ca] lines for a key on a PKCS#11 token, uncommented as an
+    operator would: an RFC 7512 URI (pin-source a file) and the module's path."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    token_lines = [line for line in text.splitlines()
+                   if line.startswith(('# intermediate_key = "pkcs11:', "# pkcs11_module = "))]
+    assert len(token_lines) == 2, token_lines
+    for line in token_lines:
+        text = text.replace(line, line.removeprefix("# "))
+    config = load_config(write_config(tmp_path / "acme-ca.toml", text))
+    uri = config.ca.intermediate_key
+    assert not isinstance(uri, Path)
+    assert (uri.token, uri.object) == ("acme-ca", "intermediate")
+    assert uri.pin_source == Path("/run/secrets/acme-ca-pin")
+    assert config.ca.pkcs11_module == Path("/usr/lib/softhsm/libsofthsm2.so")

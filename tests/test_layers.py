@@ -102,3 +102,33 @@ def test_every_layer_is_known() -> None:
     """A new top-level module or package must be placed in the picture."""
     layers = {layer_of(p) for p in PACKAGE.rglob("*.py")} - {"__init__", "__main__", "cli"}
     assert layers <= set(ALLOWED), layers - set(ALLOWED)
+
+
+# Issue 14 item 1: every signature goes through pki/signer.py. A `.sign(` call is
+# cryptography's (a builder or a private key: only signer.py calls those), PKCS#11's
+# (a key object on the token: pki/token.py, the TokenSigner), or the Signer
+# interface's own (readiness's check signs through whichever signer the issuer has).
+SIGN_CALLS = {
+    "pki/signer.py": None,  # the one place: any number
+    "pki/token.py": None,  # the token's key objects, behind TokenSigner.sign
+    "authority/readiness.py": {"signer.sign"},
+}
+
+
+def _sign_calls(tree: ast.AST) -> set[str]:
+    return {ast.unparse(node.func) for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "sign"}
+
+
+def test_only_pki_signer_signs() -> None:
+    """A `.sign(` anywhere else would sign around the Signer interface: with a key
+    object a token cannot give, where nothing sees to it that it runs off the loop."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        calls = _sign_calls(ast.parse(path.read_text(encoding="utf-8")))
+        if calls and SIGN_CALLS.get(name, set()) is not None:
+            found[name] = calls
+    assert found == {k: v for k, v in SIGN_CALLS.items() if v is not None}
+    assert _sign_calls(ast.parse("builder.sign(key, hashes.SHA256())")) == {"builder.sign"}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from acme_ca.cli.main import build_parser
 from acme_ca.config import ServerConfig
+from acme_ca.errors import PIN_REFUSED_STATUS, PinRefused
 from tests.required import require_program
 
 UNIT = Path(__file__).resolve().parent.parent / "docs" / "acme-ca.service"
@@ -38,6 +39,17 @@ def test_the_unit_has_the_directives_operations_md_promises():
     stop = int(service["TimeoutStopSec"])
     assert stop > ServerConfig().shutdown_timeout.total_seconds() + 5
     assert unit()["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_a_refused_pin_is_not_restarted():
+    """`Restart=on-failure` restarts any non-zero exit up to StartLimitBurst times (5 in
+    10 s by default), and each start tries the PIN once: with a wrong PIN that is five
+    tries, enough to lock a token. `acme-ca` exits 77 for a refused PIN (errors.PinRefused,
+    tests/cli/test_serve_hsm.py runs it), and the unit does not restart 77."""
+    service = unit()["Service"]
+    assert service["Restart"] == "on-failure"
+    assert PinRefused("x").exit_status == PIN_REFUSED_STATUS == 77
+    assert service["RestartPreventExitStatus"].split() == [str(PIN_REFUSED_STATUS)]
 
 
 def test_exec_start_is_a_command_line_acme_ca_accepts():

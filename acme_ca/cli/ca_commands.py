@@ -141,6 +141,8 @@ def add_parsers(commands: Any) -> None:
     renew.add_argument("--validity", default="1825d", help="validity (default 1825d)")
     renew.add_argument(
         "--key-type",
+        "--intermediate-key-type",  # init's name for it (init's --key-type is the root's)
+        dest="key_type",
         choices=INTERMEDIATE_KEY_TYPES,
         default=None,
         help="new key type (default: the same as the current one)",

@@ -1,10 +1,12 @@
 """`acme-ca`: parse the command line, load the configuration, run one command.
 
 Every error meant for a user is an AcmeCaError: printed as one line on stderr,
-exit status 1. Usage errors exit 2 (argparse). A reader that closes the pipe early
-(`acme-ca certs list | head`) ends the command quietly, exit status 141 (as a shell
-reports a command killed by SIGPIPE). Anything else is a bug: one line with its type,
-and the traceback only with ACME_CA_DEBUG=1.
+exit status its ``exit_status``: 1, or 77 when a PKCS#11 token refused the PIN
+(``errors.PinRefused``: docs/acme-ca.service does not restart that). Usage errors
+exit 2 (argparse). A reader that closes the pipe early (`acme-ca certs list | head`)
+ends the command quietly, exit status 141 (as a shell reports a command killed by
+SIGPIPE). Anything else is a bug: one line with its type, and the traceback only with
+ACME_CA_DEBUG=1.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except AcmeCaError as error:
         print(f"acme-ca: error: {error}", file=sys.stderr)
-        return 1
+        return error.exit_status
     except KeyboardInterrupt:
         print("acme-ca: interrupted", file=sys.stderr)
         return 130

@@ -71,6 +71,7 @@ from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.archive import archive_dir
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import same_key
+from acme_ca.pki.signer import off_loop
 from acme_ca.store import open_store
 from acme_ca.store.base import Store
 from acme_ca.store.reads import ReadStore
@@ -239,8 +240,11 @@ async def _refuse_unsigned_crls(store: ReadStore, issuer: Issuer, now: datetime)
 async def checked_reload(holder: IssuerHolder, store: ReadStore, now: datetime) -> bool:
     """SIGHUP (the one reload path): the intermediate as the files hold it now, unless
     it cannot load or an archived key of the new load cannot be read and still signs
-    CRLs (``unsigned_crl_problem``): then the current one is kept. Whether it changed."""
-    new = holder.candidate()
+    CRLs (``unsigned_crl_problem``): then the current one is kept. Whether it changed.
+    The load runs in the signing pool: it reads and decrypts key files, and finds each
+    key on a token by a probe signature (a login first), which may take as long as the
+    token does; the event loop goes on serving meanwhile."""
+    new = await off_loop(holder.candidate)
     if new is None:
         return False
     problem = await unsigned_crl_problem(store, new, now)

@@ -60,7 +60,7 @@ def _worker(work: Callable[[int], None], index: int) -> int:
         work(index)
     except AcmeCaError as error:
         print(f"acme-ca: error: worker {index}: {error}", file=sys.stderr)
-        return 1
+        return error.exit_status
     except KeyboardInterrupt:
         return 0
     except BaseException as bug:  # a worker reports everything; nothing passes the fork

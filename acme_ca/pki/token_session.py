@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acme_ca.errors import PkiError
+from acme_ca.errors import PinRefused, PkiError
 from acme_ca.pkcs11_uri import Pkcs11Uri
 
 LOCK_WAIT = 10.0  # seconds a use of a module waits for another thread's use of it
@@ -190,11 +190,11 @@ def using(loaded: LoadedModule, uri: Pkcs11Uri) -> Iterator[None]:
                 loaded.reinitialize()
             yield
         except (pkcs11.PinIncorrect, pkcs11.PinInvalid, pkcs11.PinLenRange):
-            raise PkiError(f"wrong PIN for the token of {uri} (not retried: a token "
-                           "locks after a few wrong PINs)") from None
+            raise PinRefused(f"wrong PIN for the token of {uri} (not retried: a token "
+                             "locks after a few wrong PINs)") from None
         except (pkcs11.PinLocked, pkcs11.PinExpired, pkcs11.UserPinNotInitialized) as exc:
-            raise PkiError(f"the token of {uri} refuses its user PIN: "
-                           f"{type(exc).__name__}") from None
+            raise PinRefused(f"the token of {uri} refuses its user PIN: "
+                             f"{type(exc).__name__}") from None
         except pkcs11.PKCS11Error as exc:
             raise PkiError(f"the PKCS#11 token {uri} failed: {type(exc).__name__}") from None
     finally:
@@ -211,8 +211,9 @@ def logged_in_session(loaded: LoadedModule, uri: Pkcs11Uri) -> Any:
             pin = uri.pin()
             refused = (_text(token.serial), _pin_digest(pin))
             if refused in loaded.refused_pins:
-                raise PkiError(f"the token of {uri} refused this PIN before: it is not sent "
-                               "again (a token locks after a few wrong PINs); fix the PIN")
+                raise PinRefused(f"the token of {uri} refused this PIN before: it is not "
+                                 "sent again (a token locks after a few wrong PINs); fix "
+                                 "the PIN")
             try:
                 session = token.open(rw=True, user_pin=pin)
             except pkcs11.UserAlreadyLoggedIn:  # login is per application: it still holds

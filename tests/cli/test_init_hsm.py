@@ -121,18 +121,19 @@ def test_init_refuses_an_existing_intermediate_and_makes_no_key(
 
 
 @pytest.mark.parametrize(
-    ("change", "fragment"),
+    ("change", "fragment", "status"),
     [
-        ("pin", "wrong PIN"),
-        ("pin file", "cannot read the PIN file"),
-        ("token", "no token matches"),
-        ("module", "no-such-module.so does not exist"),
+        ("pin", "wrong PIN", 77),  # errors.PinRefused: docs/operations.md
+        ("pin file", "cannot read the PIN file", 1),
+        ("token", "no token matches", 1),
+        ("module", "no-such-module.so does not exist", 1),
     ],
 )
 def test_init_with_a_token_it_cannot_use_is_one_line_and_writes_nothing(
-    run: Run, tmp_path: Path, softhsm: SoftHsm, change: str, fragment: str
+    run: Run, tmp_path: Path, softhsm: SoftHsm, change: str, fragment: str, status: int
 ) -> None:
-    """Said before the root key is made: nothing is written, no key is left."""
+    """Said before the root key is made: nothing is written, no key is left. A refused
+    PIN exits 77 (every command: the token is the same)."""
     wrong = secret(tmp_path, "4321", "wrong.pin")
     uri, module = {
         "pin": (f"pkcs11:token={softhsm.label};object=intermediate?pin-source=file:{wrong}",
@@ -145,7 +146,7 @@ def test_init_with_a_token_it_cannot_use_is_one_line_and_writes_nothing(
     }[change]
     code, _, err = run("init", "--passphrase-file", secret(tmp_path, ROOT_PASS), *FAST,
                        "--intermediate-key-uri", uri, "--pkcs11-module", module)
-    assert_one_line_error(code, err, fragment)
+    assert_one_line_error(code, err, fragment, status)
     assert str(softhsm.pin) not in err.replace(str(softhsm.pin_file), "")
     assert not (tmp_path / "acme-ca-data").exists()
     assert private_keys(softhsm) == []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.authority.archived_keys import SWEEP_EVERY, ArchivedKeys
@@ -26,7 +27,14 @@ from acme_ca.pki.crl import build_crl
 from acme_ca.pki.issuer import Issuer
 from acme_ca.store import open_store
 from tests.cli.conftest import ROOT_PASS, Run, assert_one_line_error, create_database, secret
-from tests.cli.hsm import init_on_token, pem_of, private_key_files, private_keys, token_objects
+from tests.cli.hsm import (
+    init_on_token,
+    openssl_verify,
+    pem_of,
+    private_key_files,
+    private_keys,
+    token_objects,
+)
 from tests.required import require_program
 from tests.softhsm import SoftHsm
 
@@ -218,3 +226,43 @@ def test_renew_refuses_a_pin_it_cannot_read_before_the_root_key(
     assert (data / "ca" / "intermediate-ca.crt").read_bytes() == before
     assert len(private_keys(softhsm)) == 1
     assert not (data / "ca" / "archive").exists()
+
+
+def key_type_of(public_key: object) -> str:
+    """The `--intermediate-key-type` value naming ``public_key``'s type."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"rsa{public_key.key_size}"
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    return {"secp256r1": "ec-p256", "secp384r1": "ec-p384"}[public_key.curve.name]
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("ec-p256", "rsa2048"), ("rsa2048", "ec-p384"), ("ec-p384", "ec-p256")])
+def test_init_and_renew_make_each_key_type_on_the_token(
+    run: Run, tmp_path: Path, softhsm: SoftHsm, make_csr: CsrMaker, first: str, second: str
+) -> None:
+    """Issue 14 item 3: `init --intermediate-key-uri` and `intermediate renew` have the
+    token generate an ECDSA P-256, P-384 or RSA key, never extractable, each with
+    `--intermediate-key-type` (renew's `--key-type` is the same option: init's
+    `--key-type` is the root's, and an operator types the flag init taught him); each
+    intermediate signs a leaf that openssl verifies up to the root."""
+    data = init_on_token(run, tmp_path, softhsm, "--intermediate-key-type", first)
+    config_path = tmp_path / "acme-ca.toml"
+    create_database(load_config(config_path))
+    ca = data / "ca"
+    for key_type in (first, second):
+        if key_type == second:
+            code, _, err = run("--config", config_path, "intermediate", "renew",
+                               "--passphrase-file", tmp_path / "root.pass",
+                               "--intermediate-key-type", second)
+            assert code == 0, err
+        certificate = files.load_certificate(ca / "intermediate-ca.crt")
+        assert key_type_of(certificate.public_key()) == key_type
+        sign_leaf(run, config_path, tmp_path, make_csr)
+        openssl_verify(ca / "root-ca.crt", ca / "intermediate-ca.crt", tmp_path / "host.crt")
+    keys = private_keys(softhsm)
+    assert len(keys) == 2, keys
+    assert all(k["sensitive"] and not k["extractable"] and k["never_extractable"]
+               for k in keys), keys
+    assert private_key_files(data, (None, ROOT_PASS.encode())) == [
+        data / "offline" / "root-ca.key"]

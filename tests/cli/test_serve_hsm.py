@@ -6,11 +6,14 @@ processes, stopped by their pid."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from acme_ca.cli.serve import IssuerHolder, root_key_warning
+from acme_ca.cli.serve import IssuerHolder, checked_reload, root_key_warning
 from acme_ca.clock import SystemClock
 from acme_ca.config import load_config
 from acme_ca.errors import PkiError
@@ -30,7 +33,8 @@ from acme_ca.pki.keys import KeyType, load_key
 from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest, build_intermediate, build_root, ca_name
 from acme_ca.pki.signer import sign_certificate
 from acme_ca.pki.token import generate_token_key, open_token_signer
-from tests.cli.conftest import ROOT_PASS, Run, secret
+from acme_ca.store import open_store
+from tests.cli.conftest import ROOT_PASS, Run, create_database, secret
 from tests.cli.hsm import init_on_token
 from tests.cli.test_startup_sighup import free_port
 from tests.softhsm import SoftHsm
@@ -42,20 +46,24 @@ WITHOUT_PKCS11 = (  # python-pkcs11 not installed: its import fails as it then w
 )
 
 
-def serve_config(tmp_path: Path, token: SoftHsm, uri: str, module: Path,
+def serve_config(tmp_path: Path, token: SoftHsm, uri: str, module: Path | None,
                  workers: int = 1) -> Path:
+    """tmp_path/serve.toml: free ports, the key ``uri``, [ca] pkcs11_module ``module``
+    (no such line when None)."""
     path = tmp_path / "serve.toml"
     path.write_text(
         f'[server]\nlisten = "127.0.0.1:{free_port()}"\nhostname = "localhost"\n'
         f'data_dir = "{tmp_path / "acme-ca-data"}"\nworkers = {workers}\n\n'
         f'[revocation]\nhttp_listen = "127.0.0.1:{free_port()}"\n\n'
-        f'[ca]\nintermediate_key = "{uri}"\npkcs11_module = "{module}"\n', encoding="utf-8")
+        f'[ca]\nintermediate_key = "{uri}"\n'
+        + (f'pkcs11_module = "{module}"\n' if module is not None else ""), encoding="utf-8")
     return path
 
 
-def start_refused(config: Path, token: SoftHsm, program: list[str] | None = None) -> str:
-    """Run `acme-ca serve` to its end: it must stop by itself, non-zero, with one line
-    on stderr and nothing it started left behind; that line."""
+def start_refused(config: Path, token: SoftHsm, program: list[str] | None = None,
+                  status: int = 1) -> str:
+    """Run `acme-ca serve` to its end: it must stop by itself with exit ``status``, one
+    line on stderr and nothing it started left behind; that line."""
     argv = program or [sys.executable, "-m", "acme_ca"]
     process = subprocess.Popen([*argv, "--config", str(config), "serve"],
                                env={**token.env(), "PYTHONPATH": CHECKOUT},
@@ -67,7 +75,7 @@ def start_refused(config: Path, token: SoftHsm, program: list[str] | None = None
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode != 0
+    assert process.returncode == status, (process.returncode, err)
     assert err.count("\n") == 1 and err.startswith("acme-ca: error: "), err
     assert "Traceback" not in err
     with pytest.raises(ProcessLookupError):  # its group: no worker outlived it
@@ -82,19 +90,24 @@ def ca_on_token(run: Run, tmp_path: Path, softhsm: SoftHsm) -> Path:
 
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize(
-    ("case", "fragment"),
+    ("case", "fragment", "status"),
     [
-        ("wrong PIN", "wrong PIN for the token"),
-        ("missing token", "no token matches"),
-        ("missing object", "no private key on the token matches"),
-        ("missing module", "does not exist"),
-        ("python-pkcs11 not installed", "python-pkcs11"),
+        ("wrong PIN", "wrong PIN for the token", 77),  # documented: the unit names it
+        ("missing token", "no token matches", 1),
+        ("missing object", "no private key on the token matches", 1),
+        ("missing module", "does not exist", 1),
+        ("no module configured", "set [ca] pkcs11_module (or module-path in the URI)", 1),
+        ("python-pkcs11 not installed", "python-pkcs11", 1),
     ],
 )
 def test_a_token_serve_cannot_use_stops_it_at_start_in_one_line(
     ca_on_token: Path, tmp_path: Path, softhsm: SoftHsm, case: str, fragment: str,
-    workers: int,
+    status: int, workers: int,
 ) -> None:
+    """A refused PIN exits with its own status (77, what docs/acme-ca.service's
+    RestartPreventExitStatus= names: a restart would try the PIN again, and a token
+    locks after a few); the other failures exit 1, which systemd restarts (a token or a
+    network HSM may come back, and no PIN is spent finding it missing)."""
     wrong = secret(tmp_path, "4321", "wrong.pin")
     label = softhsm.label
     uri, module = {
@@ -104,12 +117,13 @@ def test_a_token_serve_cannot_use_stops_it_at_start_in_one_line(
                           softhsm.module),
         "missing object": (softhsm.uri("gone"), softhsm.module),
         "missing module": (softhsm.uri(), tmp_path / "libnothing.so"),
+        "no module configured": (softhsm.uri(), None),
         "python-pkcs11 not installed": (softhsm.uri(), softhsm.module),
     }[case]
     config = serve_config(tmp_path, softhsm, uri, module, workers)
     program = ([sys.executable, "-c", WITHOUT_PKCS11]
                if case == "python-pkcs11 not installed" else None)
-    line = start_refused(config, softhsm, program)
+    line = start_refused(config, softhsm, program, status)
     assert fragment in line, line
     assert softhsm.pin not in line.replace(str(softhsm.pin_file), "")
 
@@ -143,6 +157,60 @@ def test_a_reload_that_cannot_open_the_token_key_keeps_the_running_intermediate(
                                      ("web.bluerobin.local",), (), now, now + timedelta(1),
                                      SERVER_AUTH))
     leaf.verify_directly_issued_by(running.certificate)
+
+
+def test_a_reload_opens_the_token_key_off_the_event_loop(
+    ca_on_token: Path, tmp_path: Path, softhsm: SoftHsm
+) -> None:
+    """SIGHUP loads the intermediate again, and a key on a token is found by a probe
+    signature (after a login): a signature, so in the signing pool like every other
+    (issue 14 item 1), not on the event loop. Here the token is slow (another thread
+    holds its module for a second, as a PKCS#11 call that hangs would): the loop goes
+    on answering meanwhile, and the reload then succeeds."""
+    config = load_config(tmp_path / "acme-ca.toml")
+    create_database(config)
+    holder = IssuerHolder(config, SystemClock())
+    module = holder.current.signer._module  # type: ignore[attr-defined]
+    held, release = threading.Event(), threading.Event()
+
+    def slow_token() -> None:
+        with module.lock:
+            held.set()
+            release.wait(30)
+
+    async def reload_while_ticking() -> tuple[bool, float]:
+        store = await open_store(config.storage.url)
+        ticks = [time.monotonic()]
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(0.01)
+                ticks.append(time.monotonic())
+
+        ticker = asyncio.create_task(tick())
+        try:
+            changed = await checked_reload(holder, store, datetime.now(UTC))
+            ticks.append(time.monotonic())  # the loop's first moment after the reload
+        finally:
+            ticker.cancel()
+            await store.close()
+        return changed, max(b - a for a, b in itertools.pairwise(ticks))
+
+    thread = threading.Thread(target=slow_token)
+    thread.start()
+    timer = threading.Timer(1.0, release.set)
+    try:
+        assert held.wait(30)
+        timer.start()
+        started = time.monotonic()
+        changed, longest_gap = asyncio.run(reload_while_ticking())
+    finally:
+        release.set()
+        timer.cancel()
+        thread.join()
+    assert time.monotonic() - started >= 0.9  # the reload did wait for the token
+    assert changed is False  # the same intermediate, loaded again
+    assert longest_gap < 0.5, f"the event loop stalled {longest_gap:.2f} s"
 
 
 def root_on_token(token: SoftHsm, ca: Path) -> str:
