@@ -77,7 +77,7 @@ from cryptography import x509
 
 from acme_ca.clock import Clock
 from acme_ca.domain.models import CrlRecord, RevokedEntry
-from acme_ca.errors import Conflict
+from acme_ca.errors import AcmeCaError, Conflict
 from acme_ca.pki.crl import CrlEntry, CrlSigner, build_crl
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.profiles import names_as_issuer
@@ -135,9 +135,13 @@ class _Checked:
 @contextmanager
 def _logged(signer: CrlSigner) -> Iterator[None]:
     """One CRL failing (its key, the database) is logged and leaves the others of the
-    round to run."""
+    round to run: an AcmeCaError (a token out of reach, the database) in one line,
+    anything else with its traceback (a bug)."""
     try:
         yield
+    except AcmeCaError as exc:
+        log.error("the CRL of intermediate %s was not published: %s",
+                  issuer_id(signer.fingerprint), exc)
     except Exception:
         log.exception("the CRL of intermediate %s was not published",
                       issuer_id(signer.fingerprint))

@@ -37,7 +37,7 @@ from acme_ca.config_policy import Profile
 from acme_ca.domain.audit import AuditAction
 from acme_ca.domain.models import CertificateRecord, Order, OrderStatus, serial_hex
 from acme_ca.domain.problems import AcmeProblem, ProblemType
-from acme_ca.errors import Conflict, PolicyError, StoreError, StoreUnavailable
+from acme_ca.errors import AcmeCaError, Conflict, PolicyError, StoreError, StoreUnavailable
 from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import describe_key
 from acme_ca.pki.profiles import LeafRequest, leaf_not_after
@@ -218,7 +218,9 @@ async def sign_for_order(
     sweeper of the lease holder ends it once the database is back: VALID if the
     certificate was stored, else INVALID. On any other failure the order becomes INVALID
     with serverInternal (the serial stays RESERVED) and that problem is raised; if the
-    store refuses that write too, the order stays PROCESSING until the sweeper ends it."""
+    store refuses that write too, the order stays PROCESSING until the sweeper ends it.
+    An AcmeCaError (a key or token that cannot sign) is logged in one line, anything
+    else with its traceback (a bug)."""
     order_id = record.order_id
     if order_id is None:
         raise ValueError("the reservation names no order")
@@ -238,7 +240,10 @@ async def sign_for_order(
         await _audited_if_stored(store, auditor, record, request)
         raise
     except Exception as exc:
-        log.exception("issuance for order %s failed", order_id)
+        if isinstance(exc, AcmeCaError):  # e.g. a token out of reach: said, not a bug
+            log.error("issuance for order %s failed: %s", order_id, exc)
+        else:
+            log.exception("issuance for order %s failed", order_id)
         problem = AcmeProblem(ProblemType.SERVER_INTERNAL, "issuance failed", status=500)
         try:
             await store.update_order_status(order_id, expected=OrderStatus.PROCESSING,

@@ -55,11 +55,13 @@ class Issuer:
     publication: Publication | None = None
     # The archived intermediates whose keys are still kept, with those keys: they sign
     # the CRLs of what they issued (``crl_signers``). Read at load when asked (serve),
-    # with the intermediate passphrase `renew` encrypted them with.
+    # with the intermediate passphrase `renew` encrypted them with, or opened on their
+    # token (``_archived_signer``).
     archived_signers: tuple[CrlSigner, ...] = ()
-    # Why an archived key could not be read (wrong passphrase, damaged file), by the
-    # fingerprint of its intermediate: that CRL is not signed. `serve` refuses to start
-    # while such an intermediate has unexpired certificates (cli/archived_checks.py).
+    # Why an archived key could not be read (wrong passphrase, damaged file, a token
+    # that does not hold it), by the fingerprint of its intermediate: that CRL is not
+    # signed. `serve` refuses to start while such an intermediate has unexpired
+    # certificates (authority/crls.py's ``unsigned_crl_problem``).
     unreadable: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -108,10 +108,11 @@ def load_signer(location: Path | Pkcs11Uri, passphrase: bytes | None,
                 what: str = "intermediate key") -> Signer:
     """The Signer of the key at ``location``, checked against ``certificate``: a key file
     (``passphrase`` decrypts it), or a key on a PKCS#11 token (``module``: the library,
-    else the URI's module-path; pki/token.py, imported only then: python-pkcs11 is the
-    ``hsm`` extra). PkiError in one line when it cannot be used, or when the
-    certificate's key is an RSASSA-PSS key (RFC 4055 1.2: only ever used with PSS;
-    the CA signs RSA with PKCS #1 v1.5)."""
+    else the URI's module-path; pki/token.py, imported here since it imports this
+    module; python-pkcs11, the ``hsm`` extra, is imported at a token's first use).
+    PkiError in one line when it cannot be used, or when the certificate's key is an
+    RSASSA-PSS key (RFC 4055 1.2: only ever used with PSS; the CA signs RSA with
+    PKCS #1 v1.5)."""
     if certificate.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
         raise PkiError(f"the certificate of {what} has an RSASSA-PSS key (RFC 4055 1.2), "
                        "which signs with PSS only: this CA signs RSA with PKCS #1 v1.5")

@@ -12,8 +12,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import CRLEntryExtensionOID
 
+from acme_ca.authority import crls
 from acme_ca.authority.crls import CrlPublisher
 from acme_ca.authority.published_crls import PublishedCrls
+from acme_ca.errors import PkiError
 from acme_ca.pki.hierarchy import fingerprint, renew_intermediate
 from acme_ca.pki.publication import Publication
 from acme_ca.store import Store
@@ -239,3 +241,20 @@ async def test_after_a_same_key_resigning_the_earlier_certificates_revocations_s
     assert crl.get_revoked_certificate_by_serial_number(later.serial_number) is not None
     assert crl.get_revoked_certificate_by_serial_number(stranger.serial_number) is None
     assert await s.publisher.publish() == 0  # the listing is stable: nothing due
+
+
+async def test_a_token_that_cannot_sign_a_crl_is_logged_in_one_line(
+    ca: Hierarchy, db: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A signer's own failure (PkiError: a PKCS#11 token out of reach, at every round
+    while it is away) is one error line with its message, not a traceback as for a bug."""
+    failure = "the PKCS#11 token pkcs11:token=acme-ca failed: ObjectHandleInvalid"
+
+    def token_away(*_: object, **__: object) -> x509.CertificateRevocationList:
+        raise PkiError(failure)
+
+    monkeypatch.setattr(crls, "build_crl", token_away)
+    with caplog.at_level(logging.ERROR, logger="acme_ca"):
+        assert await Setup(ca, db).publisher.publish() == 0
+    (logged,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failure in logged.getMessage() and logged.exc_info is None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -25,6 +26,7 @@ from acme_ca.pki.issuer import Issuer
 from acme_ca.pki.keys import KeyType, PublicKey, same_key
 from acme_ca.pki.profiles import build_intermediate, build_root, ca_name
 from acme_ca.pki.token import generate_token_key
+from acme_ca.pki.token_session import close_modules
 from tests.cli.conftest import FAST, ROOT_PASS, Run, assert_one_line_error, create_database, secret
 from tests.cli.hsm import (
     init_on_token,
@@ -150,6 +152,37 @@ def test_init_with_a_token_it_cannot_use_is_one_line_and_writes_nothing(
     assert str(softhsm.pin) not in err.replace(str(softhsm.pin_file), "")
     assert not (tmp_path / "acme-ca-data").exists()
     assert private_keys(softhsm) == []
+
+
+@pytest.mark.parametrize("command", ["intermediate renew", "sign-csr", "admin-cert"])
+def test_every_command_that_opens_the_token_exits_77_on_a_refused_pin(
+    run: Run, tmp_path: Path, softhsm: SoftHsm, command: str
+) -> None:
+    """errors.PinRefused ends renew, sign-csr and admin-cert as it ends init and serve:
+    one line, exit status 77 (docs/acme-ca.service does not restart it), and nothing
+    written."""
+    data = init_on_token(run, tmp_path, softhsm)
+    close_modules()  # a login is per process: this one must log in again, with the PIN below
+    config = tmp_path / "acme-ca.toml"
+    wrong = secret(tmp_path, "4321", "wrong.pin")
+    config.write_text(config.read_text().replace(
+        f"pin-source=file:{softhsm.pin_file}", f"pin-source=file:{wrong}"))
+    csr = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([])).add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("web.bluerobin.local")]), critical=False).sign(
+        ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    (tmp_path / "web.csr").write_bytes(csr.public_bytes(Encoding.PEM))
+    argv = {
+        "intermediate renew": ["intermediate", "renew", "--passphrase-file",
+                               secret(tmp_path, ROOT_PASS)],
+        "sign-csr": ["sign-csr", tmp_path / "web.csr"],
+        "admin-cert": ["admin-cert", "--name", "ops", "--out", tmp_path / "ops.p12", "--pem"],
+    }[command]
+    before = sorted(p for p in data.rglob("*") if p.is_file())
+    code, out, err = run("--config", config, *argv)
+    assert_one_line_error(code, err, "wrong PIN for the token", 77)
+    assert sorted(p for p in data.rglob("*") if p.is_file()) == before
+    assert not (tmp_path / "ops.p12").exists() and "CERTIFICATE" not in out
 
 
 def test_a_bad_uri_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@ finalization and its CSR checks, certificate download, and who may read what."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from acme_ca.domain.models import CertificateStatus, OrderStatus
+from acme_ca.errors import PkiError
 from acme_ca.pki.issuer import Issuer
 from tests.acme_client import BASE, b64, make_csr
 from tests.protocol.conftest import AcmeServer
@@ -314,3 +316,24 @@ async def test_a_signing_failure_invalidates_the_order(server: AcmeServer,
     assert "certificate" not in after
     (record,) = await server.store.list_certificates()
     assert record.status is CertificateStatus.RESERVED and record.order_id
+
+
+async def test_a_token_that_cannot_sign_is_logged_in_one_line(
+    server: AcmeServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A signer's own failure (PkiError: what a PKCS#11 token out of reach raises, at
+    every finalize while it is away) is the server's, said as one error line with its
+    message, not a traceback as for a bug; the client still gets serverInternal."""
+    client = await registered(server)
+    order, _ = await ready_order(server, client, "web.bluerobin.local")
+    failure = "the PKCS#11 token pkcs11:token=acme-ca failed: ObjectHandleInvalid"
+
+    def token_away(self: Issuer, request: Any) -> Any:
+        raise PkiError(failure)
+
+    monkeypatch.setattr(Issuer, "issue", token_away)
+    with caplog.at_level(logging.ERROR, logger="acme_ca"):
+        response, _ = await finalize(client, order, "web.bluerobin.local")
+    assert_problem(response, 500, "serverInternal")
+    (logged,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failure in logged.getMessage() and logged.exc_info is None
