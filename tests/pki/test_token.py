@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -41,7 +40,7 @@ from acme_ca.pki.token_session import close_modules
 from tests.conftest import Hierarchy, load_issuer
 from tests.required import require_program
 from tests.softhsm import SoftHsm
-from tests.waiting import DEADLINE, POLL, until
+from tests.waiting import DEADLINE, exit_codes, until
 
 FILE_ROOT = ec.generate_private_key(ec.SECP384R1())
 
@@ -410,14 +409,7 @@ def test_a_forked_child_signs_with_the_parents_signer(softhsm: SoftHsm) -> None:
                 code = 0
         finally:
             os._exit(code)
-    deadline = time.monotonic() + DEADLINE
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail(f"the forked child did not exit within {DEADLINE:g} s")
-        time.sleep(POLL)
-    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert exit_codes([pid], "the forked child exits") == [0]
     assert signs(signer)  # and the parent's own sessions are untouched
 
 

@@ -20,7 +20,7 @@ from acme_ca.pki.token import RECONNECT_INTERVAL
 from acme_ca.pki.token_session import share_logins
 from tests.pki.test_token import signer_for, signs
 from tests.softhsm import SoftHsm
-from tests.waiting import DEADLINE, POLL
+from tests.waiting import DEADLINE, POLL, exit_codes
 
 WORKERS = 3
 
@@ -100,18 +100,10 @@ def test_forked_workers_reconnect_one_at_a_time(softhsm: SoftHsm, lock_path: Pat
             assert finished == [], "a worker reconnected while another process held the lock"
         finally:
             os.close(held)
-        deadline = time.monotonic() + DEADLINE
-        codes = {}
-        while len(codes) < len(pids) and time.monotonic() < deadline:
-            for pid in pids:
-                if pid not in codes:
-                    done, status = os.waitpid(pid, os.WNOHANG)
-                    if done:
-                        codes[pid] = os.waitstatus_to_exitcode(status)
-            time.sleep(POLL)
-        assert list(codes.values()) == [0] * WORKERS, codes
+        codes, pids = exit_codes(pids, "every worker reconnected and signed"), []
+        assert codes == [0] * WORKERS
     finally:
-        for pid in pids:
+        for pid in pids:  # what exit_codes has not reaped (a recycled pid is not ours)
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
