@@ -12,8 +12,9 @@ SoftHSM2 is the token (tests/softhsm.py: one of the test's own, made by softhsm2
   CKA_EXTRACTABLE, CKA_NEVER_EXTRACTABLE);
 - the CRL the server publishes after a revocation verifies with `openssl crl -verify`
   against that intermediate (RFC 5280 5.1.1.3: signed by the issuer's key);
-- a wrong PIN, a missing token and a missing object each stop `serve` at start with
-  one line and exit 1 (RFC 7512 2.3: the URI's token and object attributes);
+- a wrong PIN (exit 77, which systemd does not restart), a missing token and a missing
+  object (exit 1) each stop `serve` at start with one line (RFC 7512 2.3: the URI's
+  token and object attributes);
 - a token that goes away while the server runs fails the finalize of the moment with
   serverInternal (RFC 8555 6.7) and that order becomes invalid; once the token is back
   an order issues within seconds, with the same server process (and with two workers,
