@@ -72,6 +72,11 @@ def list_query(table: str, columns: str, where: str) -> str:
             "ORDER BY created_at DESC, id DESC LIMIT ?")
 
 
+# The same text in both dialects (list_terms's ``?`` are numbered for PostgreSQL).
+ACCOUNTS_PAGE = list_query("accounts", "*", "{}")
+COUNT_ACCOUNTS = "SELECT status, count(*) AS count FROM accounts GROUP BY status"
+
+
 class OperationsStore(Protocol):
     """Lists are newest first (``created_at``, then ``id``, descending) and paged by
     keyset: the next page is the one ``before`` the last row read (its ``created_at``)

@@ -16,13 +16,17 @@ from acme_ca.domain.models import (
     OrderStatus,
 )
 from acme_ca.store import guards
-from acme_ca.store.operations import FailedValidations, list_query, list_terms
+from acme_ca.store.operations import (
+    ACCOUNTS_PAGE,
+    COUNT_ACCOUNTS,
+    FailedValidations,
+    list_query,
+    list_terms,
+)
 from acme_ca.store.postgres.base import PostgresBase, aware
 from acme_ca.store.postgres.rows import ORDER_COLUMNS, to_account, to_certificate, to_order
 
-_ACCOUNTS = list_query("accounts", "*", "{}")
 _ORDERS = list_query("orders", ORDER_COLUMNS, "{}")
-_COUNT_ACCOUNTS = "SELECT status, count(*) AS count FROM accounts GROUP BY status"
 _ISSUANCE = """
 SELECT date_trunc('hour', created_at, 'UTC') AS hour, count(*) AS count FROM certificates
 WHERE status IN ('issued', 'revoked') AND created_at >= $1
@@ -61,11 +65,11 @@ class OperationsMethods(PostgresBase):
     ) -> list[Account]:
         guards.check_limit(limit)
         where, values = list_terms(before, before_id, {"status": status and status.value})
-        rows = await self._lookup(_numbered(_ACCOUNTS, where), *_aware(values), limit)
+        rows = await self._lookup(_numbered(ACCOUNTS_PAGE, where), *_aware(values), limit)
         return [to_account(row) for row in rows]
 
     async def count_accounts(self) -> dict[AccountStatus, int]:
-        rows = await self._read(_COUNT_ACCOUNTS)
+        rows = await self._read(COUNT_ACCOUNTS)
         return {AccountStatus(row["status"]): row["count"] for row in rows}
 
     async def list_orders(

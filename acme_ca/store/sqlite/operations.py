@@ -16,13 +16,17 @@ from acme_ca.domain.models import (
     OrderStatus,
 )
 from acme_ca.store import guards
-from acme_ca.store.operations import FailedValidations, list_query, list_terms
+from acme_ca.store.operations import (
+    ACCOUNTS_PAGE,
+    COUNT_ACCOUNTS,
+    FailedValidations,
+    list_query,
+    list_terms,
+)
 from acme_ca.store.sqlite.base import SqliteBase, to_text
 from acme_ca.store.sqlite.rows import ORDER_COLUMNS, to_account, to_certificate, to_order
 
-_ACCOUNTS = list_query("accounts", "*", "{}")
 _ORDERS = list_query("orders", ORDER_COLUMNS, "{}")
-_COUNT_ACCOUNTS = "SELECT status, COUNT(*) AS count FROM accounts GROUP BY status"
 _ISSUANCE = """
 SELECT substr(created_at, 1, 13) AS hour, COUNT(*) AS count FROM certificates
 WHERE status IN ('issued', 'revoked') AND created_at >= ?
@@ -55,11 +59,11 @@ class OperationsMethods(SqliteBase):
     ) -> list[Account]:
         guards.check_limit(limit)
         where, values = list_terms(before, before_id, {"status": status and status.value})
-        rows = await self._read(_ACCOUNTS.format(where), (*_texts(values), limit))
+        rows = await self._read(ACCOUNTS_PAGE.format(where), (*_texts(values), limit))
         return [to_account(row) for row in rows]
 
     async def count_accounts(self) -> dict[AccountStatus, int]:
-        rows = await self._read(_COUNT_ACCOUNTS)
+        rows = await self._read(COUNT_ACCOUNTS)
         return {AccountStatus(row["status"]): row["count"] for row in rows}
 
     async def list_orders(

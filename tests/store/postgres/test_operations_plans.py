@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from acme_ca.store.operations import ACCOUNTS_PAGE
 from acme_ca.store.postgres import PostgresStore, audit, operations
 
 END = datetime(2026, 4, 1, tzinfo=UTC)  # the history runs 90 days up to here
@@ -57,7 +58,7 @@ FILL = [
 
 
 def accounts(where: str, *values: object) -> tuple[str, tuple[object, ...]]:
-    return operations._numbered(operations._ACCOUNTS, where), (*values, 50)
+    return operations._numbered(ACCOUNTS_PAGE, where), (*values, 50)
 
 
 def orders(where: str, *values: object) -> tuple[str, tuple[object, ...]]:

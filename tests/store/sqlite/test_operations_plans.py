@@ -14,9 +14,10 @@ import pytest
 import acme_ca.store.sqlite.audit as audit_module
 import acme_ca.store.sqlite.operations as operations_module
 from acme_ca.store import SqliteStore
+from acme_ca.store.operations import ACCOUNTS_PAGE
 
 T = "2026-01-01T00:00:00.000000Z"
-ACCOUNTS = operations_module._ACCOUNTS
+ACCOUNTS = ACCOUNTS_PAGE
 ORDERS = operations_module._ORDERS
 
 PLANS = [
