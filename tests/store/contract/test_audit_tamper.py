@@ -17,7 +17,7 @@ from acme_ca.domain.audit import AuditAction, AuditEntry, AuditEvent, chain_hash
 from acme_ca.store import Store
 from tests.authority.test_auditor import Kept
 from tests.store.conftest import T0
-from tests.store.contract.conftest import Backend
+from tests.store.contract.conftest import Backend, only_on
 from tests.store.contract.test_audit import whole_log
 
 DROP_TRIGGERS = {
@@ -52,10 +52,9 @@ async def test_the_database_refuses_to_update_or_delete_entries(backend: Backend
     assert await whole_log(store) == appended
 
 
+@only_on("postgresql")  # TRUNCATE is PostgreSQL's
 async def test_postgresql_refuses_truncate(backend: Backend, store: Store):
     """Finding F1 (c): TRUNCATE fires no row trigger; a statement trigger refuses it."""
-    if backend.name != "postgresql":
-        pytest.skip("TRUNCATE is PostgreSQL's")
     appended = await five(store)
     with pytest.raises(Exception, match="append-only: TRUNCATE"):
         await backend.execute("TRUNCATE audit_log")
@@ -124,12 +123,11 @@ async def test_stored_text_that_is_not_the_canonical_form_breaks_the_chain(
     assert broken is not None and broken.seq == 2 and f"its {column} text" in broken.reason
 
 
+@only_on("sqlite")  # PostgreSQL keeps timestamptz, not text
 async def test_a_time_stored_with_another_offset_breaks_the_chain(backend: Backend,
                                                                   store: Store):
     """Finding F5: on SQLite the time is text; the same moment with another offset is not
     what the store writes (and would sort wrongly for ``since``)."""
-    if backend.name != "sqlite":
-        pytest.skip("PostgreSQL keeps timestamptz, not text")
     await five(store)
     await with_ddl_rights(backend)
     await backend.execute("UPDATE audit_log SET at = '2026-01-02T02:04:05.123456+01:00' "
@@ -138,14 +136,15 @@ async def test_a_time_stored_with_another_offset_breaks_the_chain(backend: Backe
     assert broken is not None and broken.seq == 2 and "its at text" in broken.reason
 
 
-@pytest.mark.parametrize("change", ["details = '{not json'", "identifiers = '{}'",
-                                    "details = '[1]'", "at = '2026-12-06T21:02:00'"])
+@pytest.mark.parametrize(("backend", "change"), [
+    *((name, change) for name in ("sqlite", "postgresql")
+      for change in ("details = '{not json'", "identifiers = '{}'", "details = '[1]'")),
+    ("sqlite", "at = '2026-12-06T21:02:00'"),  # a timestamptz cannot be naive
+], indirect=["backend"])
 async def test_an_unreadable_entry_is_a_break_not_a_crash(backend: Backend, store: Store,
                                                           change: str):
     """Finding F6: a row that cannot be decoded (bad JSON, a naive time) is read as an
     entry marked unreadable, which ``verify_chain`` reports; nothing raises."""
-    if change.startswith("at") and backend.name != "sqlite":
-        pytest.skip("a timestamptz cannot be naive")
     await five(store)
     await with_ddl_rights(backend)
     await backend.execute(f"UPDATE audit_log SET {change} WHERE seq = 3")  # noqa: S608
@@ -170,13 +169,12 @@ async def test_text_the_drivers_cannot_encode_is_refused_before_writing(
     assert await store.last_audit_entry() is None
 
 
+@only_on("postgresql")  # batches are PostgreSQL's
 async def test_one_bad_append_fails_alone_in_its_batch(backend: Backend, store: Store,
                                                        monkeypatch: pytest.MonkeyPatch):
     """Finding F3: on PostgreSQL appends in flight together are one batch; one that the
     driver refuses (here ``check_event`` is bypassed to let one through) fails alone:
     the batch is written again one append at a time."""
-    if backend.name != "postgresql":
-        pytest.skip("batches are PostgreSQL's")
     postgres_audit = importlib.import_module("acme_ca.store.postgres.audit")
     monkeypatch.setattr(postgres_audit, "check_event", lambda event, at: None)
     events = [revoked(n) for n in range(6)]
