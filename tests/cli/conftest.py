@@ -1,10 +1,17 @@
 """Fixtures and helpers of the command-line tests: a clean working directory, `run`, a
-CA made by `init` under a given configuration, and the one-line error check."""
+CA made by `init` under a given configuration, the one-line error check, and `serve`
+run as a real process (`serving`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,6 +39,39 @@ def secret(tmp_path: Path, text: str, name: str = "root.pass") -> Path:
     path = tmp_path / name
     path.write_text(text + "\n")
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(config: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """`acme-ca --config CONFIG serve` as a real process in a session of its own, for the
+    body to drive (`until_serving`); after the body, SIGTERM stops it with status 0.
+    Whatever happens, it and its workers are killed if still running (by its process
+    group) and its pipes drained."""
+    process = subprocess.Popen([sys.executable, "-m", "acme_ca", "--config", str(config),
+                                "serve"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        yield process
+        os.kill(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+def until_serving(process: subprocess.Popen[str]) -> None:
+    """Read `serve`'s stdout up to its "serving" line (its event loop runs: ready); fail
+    with its stderr if the output ends first."""
+    assert process.stdout is not None and process.stderr is not None
+    lines = iter(process.stdout.readline, "")
+    assert any("serving" in line for line in lines), process.stderr.read()
 
 
 def assert_one_line_error(code: int, err: str, fragment: str, status: int = 1) -> None:

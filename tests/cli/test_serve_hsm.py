@@ -34,9 +34,16 @@ from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest, build_intermediate, b
 from acme_ca.pki.signer import sign_certificate
 from acme_ca.pki.token import generate_token_key, open_token_signer
 from acme_ca.store import open_store
-from tests.cli.conftest import ROOT_PASS, Run, create_database, secret
+from tests.cli.conftest import (
+    ROOT_PASS,
+    Run,
+    create_database,
+    free_port,
+    secret,
+    serving,
+    until_serving,
+)
 from tests.cli.hsm import init_on_token
-from tests.cli.test_startup_sighup import free_port
 from tests.softhsm import SoftHsm
 
 CHECKOUT = str(Path(__file__).resolve().parents[2])  # this checkout's acme_ca
@@ -265,17 +272,8 @@ def test_workers_on_a_softhsm2_token_all_start(tmp_path: Path, softhsm: SoftHsm)
     subprocess.run([*acme_ca, "init", "--passphrase-file", str(secret(tmp_path, ROOT_PASS)),
                     "--key-type", "ec-p384"], env=env, check=True, capture_output=True,
                    timeout=120)
-    process = subprocess.Popen([*acme_ca, "serve"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert process.stdout is not None and process.stderr is not None
-        lines = iter(process.stdout.readline, "")
-        assert any("serving" in line for line in lines), process.stderr.read()
+    with serving(config, env) as process:
+        until_serving(process)
         time.sleep(2)  # the other workers have loaded the intermediate by now, or failed
+        assert process.stderr is not None
         assert process.poll() is None, process.stderr.read()
-        os.kill(process.pid, signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.cli.conftest import free_port, serving, until_serving
 
 WORKERS = """
 import os, signal, sys, time
@@ -53,12 +54,6 @@ def sighup_ignored(pid: int) -> bool:
     return False
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_a_sighup_while_serve_starts_does_not_kill_it(tmp_path: Path) -> None:
     """The first start generates the hierarchy's keys: seconds without an event loop.
     A SIGHUP then is ignored, the server starts, and SIGTERM stops it with status 0."""
@@ -68,22 +63,11 @@ def test_a_sighup_while_serve_starts_does_not_kill_it(tmp_path: Path) -> None:
         f'data_dir = "{tmp_path / "data"}"\n\n[revocation]\n'
         f'http_listen = "127.0.0.1:{free_port()}"\n', encoding="utf-8")
     root = str(Path(__file__).resolve().parents[2])
-    process = subprocess.Popen([sys.executable, "-m", "acme_ca", "--config", str(config),
-                                "serve"], env={**os.environ, "PYTHONPATH": root},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with serving(config, {**os.environ, "PYTHONPATH": root}) as process:
         deadline = time.monotonic() + 30
         while not sighup_ignored(process.pid):
             assert time.monotonic() < deadline and process.poll() is None, \
                 "serve never ignored SIGHUP while it started"
             time.sleep(0.005)
         os.kill(process.pid, signal.SIGHUP)
-        assert process.stdout is not None
-        lines = iter(process.stdout.readline, "")
-        assert any("serving" in line for line in lines)  # the loop runs: ready
-        os.kill(process.pid, signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-        process.communicate()
+        until_serving(process)  # the loop runs: ready
