@@ -49,7 +49,7 @@ from pkilint.pkix import crl as pkix_crl
 from pkilint.validation import ValidationFindingSeverity as Severity
 
 from acme_ca.authority.profiles import usages
-from acme_ca.cli.ca_commands import bootstrap
+from acme_ca.cli.ca_init import bootstrap
 from acme_ca.cli.serve import IssuerHolder, server_tls
 from acme_ca.clock import SystemClock
 from acme_ca.config import load_config

@@ -23,7 +23,8 @@ from acme_ca.cli import (
     accounts,
     admin_cert,
     audit_commands,
-    ca_commands,
+    ca_init,
+    ca_renew,
     certs,
     db,
     eab,
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", metavar="DIR", help="override [server] data_dir (CA files, database)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    ca_commands.add_parsers(commands)
+    ca_init.add_parser(commands)
+    ca_renew.add_parser(commands)
     serve.add_parser(commands)
     sign_csr.add_parser(commands)
     keys.add_parser(commands)

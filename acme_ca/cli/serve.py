@@ -1,7 +1,7 @@
 """`acme-ca serve`: the HTTPS server in front of the intermediate CA.
 
 On first start with no CA in the data directory it bootstraps one (see
-`ca_commands.bootstrap`); every start, once listening, warns in one line while the
+`ca_init.bootstrap`); every start, once listening, warns in one line while the
 root key is still in the data directory (the server never reads it, but a thief of
 the host would take it too), and says how many keys the key blocklist holds.
 SIGHUP reloads the configuration file (what can change at run time: ``cli/reload.py``)
@@ -41,7 +41,9 @@ from acme_ca.authority.ocsp import OcspResponder
 from acme_ca.authority.server_tls import ServerTls
 from acme_ca.authority.settings import Settings
 from acme_ca.cli import logs
-from acme_ca.cli.ca_commands import archived_key_retention, bootstrap, hierarchy_files
+from acme_ca.cli.ca_hierarchy import hierarchy_files
+from acme_ca.cli.ca_init import bootstrap
+from acme_ca.cli.ca_renew import archived_key_retention
 from acme_ca.cli.lifecycle import (
     HANDLERS_GRACE,
     ignore_sighup_until_serving,

@@ -1,5 +1,5 @@
 """The first start of `serve` with [ca] intermediate_key on a token that cannot be used
-(cli/ca_commands.py ``bootstrap``): nothing is left behind, so the next start, with
+(cli/ca_init.py ``bootstrap``): nothing is left behind, so the next start, with
 the token put right, makes the CA instead of refusing over a file of the failed one."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from acme_ca.cli.ca_commands import bootstrap
+from acme_ca.cli.ca_init import bootstrap
 from acme_ca.config import load_config
 from acme_ca.errors import PkiError
 from tests.cli.hsm import token_config

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from acme_ca.cli.ca_commands import bootstrap
+from acme_ca.cli.ca_init import bootstrap
 from acme_ca.cli.main import main
 from acme_ca.config import load_config
 from acme_ca.pkcs11_uri import Pkcs11Uri

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_ca.authority.archived_keys import SWEEP_EVERY, ArchivedKeys
-from acme_ca.cli.ca_commands import archived_key_retention
+from acme_ca.cli.ca_renew import archived_key_retention
 from acme_ca.clock import FakeClock
 from acme_ca.config import Config, load_config
 from acme_ca.pkcs11_uri import Pkcs11Uri
