@@ -22,6 +22,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from acme_ca import config_values as values
+from acme_ca.config_ca import SCHEMA as CA_SCHEMA
+from acme_ca.config_ca import CaConfig, default_ca_paths, read_ca
 from acme_ca.config_networks import (
     DEFAULT_ALLOWED_NETWORKS,
     IpAddress,
@@ -48,12 +50,13 @@ from acme_ca.config_revocation import (
 )
 from acme_ca.config_values import format_duration, parse_duration, parse_host_port
 from acme_ca.errors import ConfigError
-from acme_ca.pkcs11_uri import Pkcs11Uri
 
-__all__ = [  # the value helpers live in config_values, [revocation] in config_revocation;
-    # these are re-exported for callers
+__all__ = [  # the value helpers live in config_values, [ca] in config_ca, [revocation] in
+    # config_revocation; these are re-exported for callers
+    "CaConfig",
     "Config",
     "RevocationConfig",
+    "default_ca_paths",
     "default_publication_url",
     "format_duration",
     "load_config",
@@ -146,19 +149,6 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class CaConfig:
-    root_cert: Path
-    intermediate_cert: Path
-    # a key file, or a key on a PKCS#11 token (an RFC 7512 URI: pkcs11_uri.py)
-    intermediate_key: Path | Pkcs11Uri
-    chain: Path
-    intermediate_key_passphrase_file: Path | None = None
-    alternate_chains: tuple[Path, ...] = ()
-    # the PKCS#11 library (the vendor's module, or SoftHSM2's) for a key on a token
-    pkcs11_module: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class PolicyConfig:
     allowed_domains: tuple[str, ...] = ("bluerobin.local",)
     default_validity: timedelta = timedelta(days=7)
@@ -218,17 +208,6 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     revocation: RevocationConfig = field(default_factory=RevocationConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
-
-
-def default_ca_paths(data_dir: Path) -> dict[str, Path]:
-    """Where `acme-ca init` puts the online CA files under a data directory."""
-    ca = data_dir / "ca"
-    return {
-        "root_cert": ca / "root-ca.crt",
-        "intermediate_cert": ca / "intermediate-ca.crt",
-        "intermediate_key": ca / "intermediate-ca.key",
-        "chain": ca / "ca-chain.pem",
-    }
 
 
 def offline_dir(data_dir: Path) -> Path:
@@ -329,16 +308,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
         "url": ("'sqlite:///<path>' or 'postgresql://...'", values.storage_url),
         "pool_size": ("an integer from 1 to 1000", values.pool_size),
     },
-    "ca": {
-        "root_cert": ("a file path", values.path),
-        "intermediate_cert": ("a file path", values.path),
-        "intermediate_key": ("a file path or a PKCS#11 URI ('pkcs11:token=...;object=...')",
-                             values.key_location),
-        "pkcs11_module": ("the path of a PKCS#11 library", values.path),
-        "intermediate_key_passphrase_file": ("a file path", values.path),
-        "chain": ("a file path", values.path),
-        "alternate_chains": ("a list of file paths", values.paths),
-    },
+    "ca": CA_SCHEMA,
     "policy": {
         "allowed_domains": ("a list of domain suffixes", values.domains),
         "default_validity": ("a duration such as '24h' or '7d'", values.duration),
@@ -392,13 +362,7 @@ def _build(r: _Reader, source: Path | None, policy_tables: Mapping[str, Any]) ->
     if not timedelta(seconds=1) <= server.shutdown_timeout <= timedelta(minutes=10):
         raise ConfigError(f"server.shutdown_timeout: {format_duration(server.shutdown_timeout)}"
                           " is outside 1s to 10m")
-    ca_paths = default_ca_paths(data_dir)
-    ca = CaConfig(
-        **{key: r.get(f"ca.{key}", default) for key, default in ca_paths.items()},
-        intermediate_key_passphrase_file=r.get("ca.intermediate_key_passphrase_file", None),
-        alternate_chains=r.get("ca.alternate_chains", ()),
-        pkcs11_module=r.get("ca.pkcs11_module", None),
-    )
+    ca = read_ca(r.get, data_dir)
     storage = StorageConfig(
         url=r.get("storage.url", f"sqlite:///{data_dir / 'acme-ca.db'}"),
         pool_size=r.get("storage.pool_size", DEFAULT_POOL_SIZE),
