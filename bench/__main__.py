@@ -118,8 +118,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where data directories go (default: a new temp directory)",
     )
     compare.add_argument("--keep", action="store_true", help="keep data directories and logs")
-    compare.add_argument("--acme-ca-workers", type=int, default=1,
-                         help="acme-ca serve --workers (1; 2 uses both cores of this machine)")
+    compare.add_argument("--acme-ca-workers", type=_workers, default=1, metavar="N|auto",
+                         help="acme-ca serve --workers (1; 2 uses both cores of this machine, "
+                         "as 'auto' does)")
     compare.add_argument(
         "--acme-ca-storage",
         choices=("sqlite", "postgresql"),
@@ -161,6 +162,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     compare.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     _common(compare)
     return parser.parse_args(argv)
+
+
+def _workers(text: str) -> int | str:
+    """--acme-ca-workers: a positive number, or "auto" (acme-ca counts the cores)."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive number nor 'auto'")
+    return int(text)
 
 
 def _policy(args: argparse.Namespace) -> PollPolicy:
@@ -219,7 +229,7 @@ async def _start_acme_ca(
 def acme_ca_setup(args: argparse.Namespace) -> str:
     """How acme-ca ran, in words, for the records and the table's title."""
     storage = "PostgreSQL" if args.acme_ca_storage == "postgresql" else "SQLite"
-    workers = f", --workers {args.acme_ca_workers}" if args.acme_ca_workers > 1 else ""
+    workers = f", --workers {args.acme_ca_workers}" if args.acme_ca_workers != 1 else ""
     workers += ", admin listener" if args.acme_ca_admin else ""
     if args.acme_ca_replicas is None:
         return f"{storage}{workers}"

@@ -33,7 +33,7 @@ def acme_ca_config(
     port: int,
     http01_port: int,
     names: list[str],
-    workers: int = 1,
+    workers: int | str = 1,
     *,
     storage_url: str | None = None,
     external_url: str | None = None,
@@ -50,7 +50,7 @@ def acme_ca_config(
     hosts = "".join(f'"{name}" = "127.0.0.1"\n' for name in names)
     server = (
         f'[server]\nlisten = "127.0.0.1:{port}"\nhostname = "localhost"\n'
-        f'data_dir = "{data_dir}"\nworkers = {workers}\n'
+        f'data_dir = "{data_dir}"\nworkers = {workers!r}\n'  # 2, or 'auto'
     )
     networks = ""
     if external_url:
@@ -108,7 +108,7 @@ async def start_acme_ca(
     workdir: Path,
     http01_port: int,
     names: list[str],
-    workers: int = 1,
+    workers: int | str = 1,
     database: str | None = None,
     admin: bool = False,
     build: builds.Build = builds.DEFAULT,
@@ -148,7 +148,7 @@ async def start_replicas(
     http01_port: int,
     names: list[str],
     replicas: int,
-    workers: int = 1,
+    workers: int | str = 1,
     database: str | None = None,
 ) -> Peer:
     """``replicas`` acme-ca processes behind haproxy, on PostgreSQL's ``database`` or,

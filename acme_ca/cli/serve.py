@@ -44,6 +44,7 @@ from acme_ca.cli import logs
 from acme_ca.cli.ca_hierarchy import hierarchy_files
 from acme_ca.cli.ca_init import bootstrap
 from acme_ca.cli.ca_renew import archived_key_retention
+from acme_ca.cli.event_loop import chosen_loop, run_on
 from acme_ca.cli.lifecycle import (
     HANDLERS_GRACE,
     ignore_sighup_until_serving,
@@ -90,8 +91,9 @@ def add_parser(commands: Any) -> None:
     )
     serve.add_argument("--listen", metavar="HOST:PORT", help="override [server] listen")
     serve.add_argument("--hostname", metavar="NAME", help="override [server] hostname")
-    serve.add_argument("--workers", type=int, metavar="N",
-                       help="override [server] workers: processes sharing the port")
+    serve.add_argument("--workers", metavar="N|auto",
+                       help="override [server] workers: processes sharing the port "
+                       "('auto': one per core this process may run on)")
     serve.add_argument("--http-listen", metavar="HOST:PORT",
                        help="override [revocation] http_listen: the plain-HTTP listener "
                        "of CRLs (and OCSP) for relying parties")
@@ -118,6 +120,7 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
             "(restore it, or import a hierarchy with `acme-ca init --import`)"
         )
     workers = config.server.workers
+    loop_name, loop = chosen_loop(config.server.event_loop)
     clock = SystemClock()
     set_origin(Origin())  # the server acts for its clients (each request sets its origin)
     _freeze_startup_objects()
@@ -126,13 +129,21 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
     if not shared:
         single_process()  # never an inherited PROMETHEUS_MULTIPROC_DIR
     if workers == 1:
-        asyncio.run(serve(config, clock, load=load))
+        run_on(loop, serve(config, clock, load=load, loop_name=loop_name))
         return 0
     _share_token_logins(config)  # inherited by the workers, for their logins and reconnects
     with shared_metrics(config.server.data_dir / "metrics") if shared else nullcontext():
-        asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
-        return run_workers(workers,
-                           lambda index: asyncio.run(serve(config, clock, index, load=load)))
+        run_on(loop, prepare_tls(config, clock))  # issued once, before the workers share it
+        return run_workers(workers, lambda index: run_on(
+            loop, serve(config, clock, index, load=load, loop_name=loop_name)))
+
+
+def _processes(config: Config) -> str:
+    """How many processes serve, for the startup line: "1 process", "2 workers",
+    "2 workers (auto: one per core)"."""
+    count = config.server.workers
+    said = "1 process" if count == 1 else f"{count} workers"
+    return f"{said} (auto: one per core)" if config.server.workers_auto else said
 
 
 def _uri(location: Path | Pkcs11Uri) -> Pkcs11Uri | None:
@@ -287,7 +298,7 @@ async def prepare_tls(config: Config, clock: Clock) -> None:
 
 
 async def serve(config: Config, clock: Clock, worker: int = 0,
-                load: Callable[[], Config] | None = None) -> None:
+                load: Callable[[], Config] | None = None, loop_name: str = "asyncio") -> None:
     """One server process; with several workers, worker 0 renews the TLS certificate
     and the others follow its file. The cluster's background work runs in whichever
     process of any replica holds its lease (``build_app``, ``authority/background.py``).
@@ -359,7 +370,8 @@ async def serve(config: Config, clock: Clock, worker: int = 0,
             await stop_gracefully(runners, acme, settings)
             return
         base = config.server.base_url
-        print(f"acme-ca {__version__} serving {base} (listening on {config.server.listen})")
+        print(f"acme-ca {__version__} serving {base} (listening on {config.server.listen}; "
+              f"{_processes(config)}; {loop_name} event loop)")
         print(f"  ACME directory:   {base}/directory")
         print(f"  root certificate: {config.ca.root_cert}  (trust it: acme-ca trust)")
         print(f"  CA chain:         {base}/roots/chain.pem")
