@@ -107,6 +107,7 @@ def add_parser(commands: Any) -> None:
 
 def run_serve(config: Config, args: argparse.Namespace) -> int:
     ignore_sighup_until_serving()
+    loop_name, loop = chosen_loop(config.server.event_loop)  # refused before any CA is made
     logs.configure(config.server.log_format)  # text, or one JSON object a line
     paths = hierarchy_files(config)
     online = paths.online()  # a key on a token: the token is checked as the issuer loads
@@ -120,7 +121,6 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
             "(restore it, or import a hierarchy with `acme-ca init --import`)"
         )
     workers = config.server.workers
-    loop_name, loop = chosen_loop(config.server.event_loop)
     clock = SystemClock()
     set_origin(Origin())  # the server acts for its clients (each request sets its origin)
     _freeze_startup_objects()
