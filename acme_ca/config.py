@@ -77,7 +77,6 @@ class ServerConfig:
     # How the count was given, for the startup line only: a reload compares the count
     workers_auto: bool = field(default=False, compare=False)
     log_format: str = "text"  # "text" or "json" (one JSON object a line)
-    event_loop: str = "auto"  # "auto" (uvloop when installed), "asyncio" or "uvloop"
     # SIGTERM: how long validations and finalizations in flight may take to finish
     shutdown_timeout: timedelta = timedelta(seconds=30)
 
@@ -306,7 +305,6 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
         "workers": ("a positive number of processes, or 'auto': one per core",
                     values.workers),
         "log_format": ("'text' or 'json'", values.log_format),
-        "event_loop": ("'auto', 'asyncio' or 'uvloop'", values.event_loop),
         "shutdown_timeout": ("a duration from 1s to 10m, such as '30s'", values.duration),
     },
     "storage": {
@@ -363,7 +361,6 @@ def _build(r: _Reader, source: Path | None, policy_tables: Mapping[str, Any]) ->
         workers=r.get("server.workers", defaults.workers),
         workers_auto=r.raw.get("server", {}).get("workers") == "auto",
         log_format=r.get("server.log_format", defaults.log_format),
-        event_loop=r.get("server.event_loop", defaults.event_loop),
         shutdown_timeout=r.get("server.shutdown_timeout", defaults.shutdown_timeout),
     )
     if not timedelta(seconds=1) <= server.shutdown_timeout <= timedelta(minutes=10):

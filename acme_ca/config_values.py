@@ -101,15 +101,6 @@ def log_format(_: PathResolver, value: Any) -> str:
     return str(value)
 
 
-EVENT_LOOPS = ("auto", "asyncio", "uvloop")
-
-
-def event_loop(_: PathResolver, value: Any) -> str:
-    if value not in EVENT_LOOPS:
-        raise ValueError(f"{value!r} is not an event loop")
-    return str(value)
-
-
 def port(_: PathResolver, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
         raise ValueError(f"{value!r} is not a port")
@@ -241,7 +232,7 @@ def workers(_: PathResolver, value: Any) -> int:
     count). A command line's "4" counts as 4."""
     if value == "auto":
         return len(os.sched_getaffinity(0))
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{value!r} is neither a positive integer nor 'auto'")

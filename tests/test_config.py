@@ -236,7 +236,6 @@ BAD_VALUES = [
     ('[ca]\nintermediate_key = "pkcs11:object=k?pin-source=file:acme-ca.pin"\n',
      "ca.intermediate_key: "),
     ("[ca]\npkcs11_module = 1\n", "ca.pkcs11_module: "),
-    ('[server]\nevent_loop = "trio"\n', "server.event_loop: "),
 ]
 
 
@@ -373,9 +372,3 @@ def test_a_bad_workers_value_names_the_key_and_the_accepted_forms(
     with pytest.raises(ConfigError, match=r"positive number of processes, or 'auto'"):
         load_config(write_config(tmp_path / "acme-ca.toml", f"[server]\nworkers = {value}\n"))
 
-
-def test_the_event_loop_setting(tmp_path: Path) -> None:
-    assert load_config(None).server.event_loop == "auto"
-    for name in ("auto", "asyncio", "uvloop"):
-        path = write_config(tmp_path / "acme-ca.toml", f'[server]\nevent_loop = "{name}"\n')
-        assert load_config(path).server.event_loop == name

@@ -31,7 +31,6 @@ RESTART_ONLY: tuple[tuple[str, str | None], ...] = (
     ("server", "external_url"),
     ("server", "data_dir"),
     ("server", "workers"),
-    ("server", "event_loop"),
     ("server", "log_format"),  # the handlers (and standard output) set up at start
     ("storage", None),
     ("ca", None),  # the files; SIGHUP re-reads the intermediate they name

@@ -13,8 +13,9 @@ Beside the ACME listener it starts, when configured, the plain-HTTP publication
 listener ([revocation] http_listen) and the admin listener ([admin] listen: /metrics,
 health, the dashboard, admin certificates only; its TLS trusts the new intermediate
 after a reload); the applications are built in ``cli/wiring.py``. With ``[server]
-workers`` N > 1 it forks N processes sharing the ports (``cli/workers.py``); their
-metrics go to a directory of this run's own, summed by whichever answers /metrics.
+workers`` N > 1 (or "auto": one per core) it forks N processes sharing the ports
+(``cli/workers.py``), as many as the startup line says; their metrics go to a
+directory of this run's own, summed by whichever answers /metrics.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from acme_ca.cli import logs
 from acme_ca.cli.ca_hierarchy import hierarchy_files
 from acme_ca.cli.ca_init import bootstrap
 from acme_ca.cli.ca_renew import archived_key_retention
-from acme_ca.cli.event_loop import chosen_loop, run_on
 from acme_ca.cli.lifecycle import (
     HANDLERS_GRACE,
     ignore_sighup_until_serving,
@@ -107,7 +107,6 @@ def add_parser(commands: Any) -> None:
 
 def run_serve(config: Config, args: argparse.Namespace) -> int:
     ignore_sighup_until_serving()
-    loop_name, loop = chosen_loop(config.server.event_loop)  # refused before any CA is made
     logs.configure(config.server.log_format)  # text, or one JSON object a line
     paths = hierarchy_files(config)
     online = paths.online()  # a key on a token: the token is checked as the issuer loads
@@ -129,13 +128,13 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
     if not shared:
         single_process()  # never an inherited PROMETHEUS_MULTIPROC_DIR
     if workers == 1:
-        run_on(loop, serve(config, clock, load=load, loop_name=loop_name))
+        asyncio.run(serve(config, clock, load=load))
         return 0
     _share_token_logins(config)  # inherited by the workers, for their logins and reconnects
     with shared_metrics(config.server.data_dir / "metrics") if shared else nullcontext():
-        run_on(loop, prepare_tls(config, clock))  # issued once, before the workers share it
-        return run_workers(workers, lambda index: run_on(
-            loop, serve(config, clock, index, load=load, loop_name=loop_name)))
+        asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
+        return run_workers(workers,
+                           lambda index: asyncio.run(serve(config, clock, index, load=load)))
 
 
 def _processes(config: Config) -> str:
@@ -298,7 +297,7 @@ async def prepare_tls(config: Config, clock: Clock) -> None:
 
 
 async def serve(config: Config, clock: Clock, worker: int = 0,
-                load: Callable[[], Config] | None = None, loop_name: str = "asyncio") -> None:
+                load: Callable[[], Config] | None = None) -> None:
     """One server process; with several workers, worker 0 renews the TLS certificate
     and the others follow its file. The cluster's background work runs in whichever
     process of any replica holds its lease (``build_app``, ``authority/background.py``).
@@ -371,7 +370,7 @@ async def serve(config: Config, clock: Clock, worker: int = 0,
             return
         base = config.server.base_url
         print(f"acme-ca {__version__} serving {base} (listening on {config.server.listen}; "
-              f"{_processes(config)}; {loop_name} event loop)")
+              f"{_processes(config)})")
         print(f"  ACME directory:   {base}/directory")
         print(f"  root certificate: {config.ca.root_cert}  (trust it: acme-ca trust)")
         print(f"  CA chain:         {base}/roots/chain.pem")
