@@ -165,7 +165,7 @@ async def _one(
             directory=peer.directory,
             ca_bundle=peer.ca_bundle,
             n=args.client_runs if program else args.n,
-            c=1 if program else c,
+            c=c,
             key=args.key,
             accounts=args.accounts,
             measure=peer.measure(),
@@ -253,7 +253,8 @@ def _cells(args: argparse.Namespace, clients: list[str], c: int
     """(client, server, C) of one concurrency; a program (lego, certbot) runs alone, at
     C=1, once whatever -c says (in the first concurrency's turn)."""
     first = c == int(args.c.split(",")[0])
-    return [(client, server, c) for client in clients for server in _servers(args)
+    return [(client, server, 1 if client in programs.PROGRAMS else c)
+            for client in clients for server in _servers(args)
             if client not in programs.PROGRAMS or first]
 
 
