@@ -178,6 +178,7 @@ async def _one(
         if client == "loadgen":
             stats = await loadgen.run(config, responder)
         elif client == "acme-lib":
+            extra["poll_interval_s"] = args.poll_interval
             stats = await acmelib.run(config, responder, args.poll_interval,
                                       workdir / "acme-lib.stderr")
         else:

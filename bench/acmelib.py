@@ -38,13 +38,19 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from bench.http01 import Http01Responder
 from bench.loadgen import STEPS, RunConfig, RunStats, sample_processes
+from bench.programs import last_line
 
 DEFAULT_POLL_S = 0.05
+
+
+# acme, josepy and requests are imported where used: they are test dependencies of the
+# project, and the rest of the bench (the lean generator) runs without them.
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -155,18 +161,8 @@ def drive(job: dict[str, Any], tell: Any, ready: Any) -> dict[str, Any]:
     """Register C clients, call ``ready()`` (it returns when the clock starts), issue
     the job's names with C threads; the result as a JSON-able dict."""
     c = max(1, min(job["c"], len(job["names"])))
-    clients: list[_Client] = [None] * c  # type: ignore[list-item]
-
-    def register(i: int) -> None:
-        clients[i] = _Client(job)
-
-    threads = [threading.Thread(target=register, args=(i,)) for i in range(c)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if any(cl is None for cl in clients):
-        raise RuntimeError("registering an account failed")
+    with ThreadPoolExecutor(c) as pool:  # a failed registration raises here: no run
+        clients = list(pool.map(lambda _: _Client(job), range(c)))
     for cl in clients:
         cl.counts.clear()
     todo = list(reversed(job["names"]))
@@ -198,11 +194,8 @@ def drive(job: dict[str, Any], tell: Any, ready: Any) -> dict[str, Any]:
 
     ready()
     cpu0, start = time.process_time(), time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(cl,)) for cl in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(c) as pool:
+        list(pool.map(worker, clients))
     counts = sum((cl.counts for cl in clients), Counter[str]())
     return {"elapsed_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu0,
             "steps": steps, "errors": dict(errors), "examples": examples, **totals,
@@ -245,8 +238,8 @@ async def run(config: RunConfig, responder: Http01Responder, poll_s: float = DEF
         stdout=asyncio.subprocess.PIPE, stderr=log or asyncio.subprocess.DEVNULL,
         limit=1 << 24)
     assert child.stdin is not None and child.stdout is not None
-    responder.wait_s = max(responder.wait_s, 5.0)
-    served_before, result = responder.served, None
+    wait_s, responder.wait_s = responder.wait_s, max(responder.wait_s, 5.0)
+    served_before, result, tokens = responder.served, None, []
     try:
         child.stdin.write((json.dumps(job) + "\n").encode())
         await child.stdin.drain()
@@ -259,13 +252,16 @@ async def run(config: RunConfig, responder: Http01Responder, poll_s: float = DEF
                 stats.examples["stalled"] = f"nothing from the clients for {config.stall_s:g} s"
                 break
             if not line:
+                status = await child.wait()
                 stats.errors["client-exited"] = config.n
-                stats.examples["client-exited"] = f"the child exited {await child.wait()}"
+                why = last_line(stderr) if stderr else "(stderr not kept)"
+                stats.examples["client-exited"] = f"the clients exited {status}: {why}"
                 break
             word, _, rest = line.decode().rstrip("\n").partition(" ")
             if word == "T":
                 token, _, keyauth = rest.partition(" ")
                 responder.add(token, keyauth)
+                tokens.append(token)
             elif word == "READY":
                 stats.setup_s = time.perf_counter() - setup
                 stats.before = {g: sample_processes(p()) for g, p in config.measure.items()}
@@ -284,6 +280,9 @@ async def run(config: RunConfig, responder: Http01Responder, poll_s: float = DEF
         await child.wait()
         if log:
             log.close()
+        responder.wait_s = wait_s
+        for token in tokens:
+            responder.remove(token)
     if result is not None:
         stats.ok, stats.elapsed_s, stats.polls = result["ok"], result["elapsed_s"], result["polls"]
         stats.steps = result["steps"]

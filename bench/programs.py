@@ -66,7 +66,8 @@ def version(program: str) -> str:
                               timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return ""
-    return (done.stdout + done.stderr).strip().splitlines()[-1:][0] if done.returncode == 0 else ""
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0] if done.returncode == 0 and lines else ""
 
 
 def argv(program: str, directory: str, name: str, http_port: int, home: Path) -> list[str]:
@@ -91,7 +92,8 @@ def environment(program: str, ca_bundle: Path | None) -> dict[str, str]:
     return env
 
 
-def _last_line(path: Path) -> str:
+def last_line(path: Path) -> str:
+    """The last line of a log that is not blank (what a failure is reported with)."""
     lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     return lines[-1][:300] if lines else "(no output)"
 
@@ -127,7 +129,7 @@ async def run(program: str, config: RunConfig, http_port: int, workdir: Path) ->
         else:
             kind = "stalled" if status is None else f"exit-{status}"
             stats.errors[kind] += 1
-            stats.examples.setdefault(kind, _last_line(err))
+            stats.examples.setdefault(kind, last_line(err))
     stats.elapsed_s = time.perf_counter() - start
     stats.after = {g: sample_processes(p()) for g, p in config.measure.items()}
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -137,8 +139,11 @@ async def run(program: str, config: RunConfig, http_port: int, workdir: Path) ->
 
 
 def add_run_times(rec: dict[str, Any], stats: RunStats) -> dict[str, Any]:
-    """``run_s``: p50, min and max wall seconds of a client run."""
+    """``run_s``: p50, min and max wall seconds of a client run; what a program does not
+    tell (its requests and polls) is None, and each run registered an account."""
     times = stats.steps["total"]
+    rec.update(accounts=rec["n"], requests=None, requests_per_issuance=None,
+               polls_per_issuance=None, nonce_fetches=None, bad_nonce_retries=None)
     rec["run_s"] = {
         "p50": round(percentile(times, 50), 3) if times else None,
         "min": round(min(times), 3) if times else None,

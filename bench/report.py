@@ -184,7 +184,8 @@ def format_run(rec: dict[str, Any]) -> str:
             )
     lines.append(
         f"  generator: {_fmt(rec['client_cpu_ms_per_issuance'])} CPU ms/issuance; "
-        f"badNonce retries {rec['bad_nonce_retries']}, newNonce {rec['nonce_fetches']}"
+        f"badNonce retries {_fmt(rec['bad_nonce_retries'], '{}')}, "
+        f"newNonce {_fmt(rec['nonce_fetches'], '{}')}"
     )
     if rec["errors"]:
         lines.append("  errors: " + ", ".join(f"{k} x{v}" for k, v in rec["errors"].items()))

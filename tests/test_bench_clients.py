@@ -8,6 +8,7 @@ Under CI a missing lego, certbot, pebble or pebble-challtestsrv fails the test.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tomllib
 from pathlib import Path
@@ -133,3 +134,24 @@ async def test_a_failed_program_run_says_why(tmp_path: Path) -> None:
         peer.stop()
     assert stats.ok == 0 and stats.errors == {"exit-1": 1}
     assert names[0] in stats.examples["exit-1"]
+
+
+async def test_run_drives_a_running_server_with_the_acme_lib(tmp_path: Path) -> None:
+    """`bench run --client acme-lib` against an acme-ca already serving, whose http-01
+    port is the one given: every issuance succeeds, the server's CPU is measured."""
+    port = replicas.free_port()
+    names = [loadgen.DEFAULT_NAMES.format(i=i) for i in range(2)]
+    peer = await replicas.start_acme_ca(tmp_path / "acme-ca", port, names)
+    out = tmp_path / "out.jsonl"
+    try:
+        [pid] = [p.pid for p in peer.processes.values()]
+        argv = ["run", "--client", "acme-lib", "--directory", peer.directory, "--ca-bundle",
+                str(peer.ca_bundle), "--http-port", str(port), "-n", "2", "-c", "1",
+                "--server-pid", str(pid), "--json", str(out)]
+        status = await asyncio.to_thread(main, argv)
+    finally:
+        peer.stop()
+    [rec] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert status == 0, rec["error_examples"]
+    assert (rec["client"], rec["ok"], rec["requests_per_issuance"]) == ("acme-lib", 2, 7)
+    assert rec["server_cpu_ms_per_issuance"] > 0
