@@ -13,14 +13,16 @@ it sleeps before the first), and POST-as-GET of the certificate. Where certbot s
 
 The clients run in a child process (``python -m bench.acmelib``), not as threads of
 the bench, whose event loop runs the http-01 responder. Measured against acme-ca
-(n=200, C=8, names over DNS, thread and process alternating, two runs each, on the
-shared 2-core machine at load average 7): the loop's lag (a 2 ms sleep's overshoot)
-had a p50 of 0.51-0.56 ms with 8 library threads in the bench's process, 0.30-0.32 ms
-with them in a child; issuances/s (17.5-23.1 against 18.4-20.6) and server CPU per
-issuance (16.3-19.3 against 19.3-21.6 ms) did not differ beyond the noise. The child
-keeps the responder's timing the server's, not the clients' GIL's. The child tells the
-bench each token's key authorization on its stdout ("T token keyauth") before it
-answers the challenge; the responder waits for a token it does not know yet
+(n=200, C=8, names over DNS, thread and process alternating; two sessions of 2 and 4
+runs each, on the shared 2-core machine at load average 7-9): the loop's lag (a 2 ms
+sleep's overshoot) had a p50 of 0.24-0.56 ms with 8 library threads in the bench's
+process, 0.19-0.32 ms with them in a child (in each session, every child run below
+every thread run); issuances/s (17.5-25.4
+against 16.1-23.1), server CPU per issuance (12.5-17.7 against 13.7-21.6 ms) and the
+validation step's p50 (11-19 against 10-21 ms) did not differ beyond the noise. The
+child keeps the responder's timing free of the clients' GIL at no measured cost.
+The child tells the bench each token's key authorization on its stdout ("T token
+keyauth") before it answers the challenge; the responder waits for a token it does not know yet
 (``Http01Responder.wait_s``), so that a line still in the pipe is not a 404.
 
 Steps are timed as bench/loadgen.py times them, with one difference: ``order`` holds
