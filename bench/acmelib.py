@@ -17,13 +17,13 @@ the bench, whose event loop runs the http-01 responder. Measured against acme-ca
 runs each, on the shared 2-core machine at load average 7-9): the loop's lag (a 2 ms
 sleep's overshoot) had a p50 of 0.24-0.56 ms with 8 library threads in the bench's
 process, 0.19-0.32 ms with them in a child (in each session, every child run below
-every thread run); issuances/s (17.5-25.4
-against 16.1-23.1), server CPU per issuance (12.5-17.7 against 13.7-21.6 ms) and the
-validation step's p50 (11-19 against 10-21 ms) did not differ beyond the noise. The
-child keeps the responder's timing free of the clients' GIL at no measured cost.
-The child tells the bench each token's key authorization on its stdout ("T token
-keyauth") before it answers the challenge; the responder waits for a token it does not know yet
-(``Http01Responder.wait_s``), so that a line still in the pipe is not a 404.
+every thread run); issuances/s (17.5-25.4 against 16.1-23.1), server CPU per issuance
+(12.5-17.7 against 13.7-21.6 ms) and the validation step's p50 (11-19 against 10-21
+ms) did not differ beyond the noise. The child keeps the responder's timing free of
+the clients' GIL at no measured cost. The child tells the bench each token's key
+authorization on its stdout ("T token keyauth") before it answers the challenge; the
+responder waits for a token it does not know yet (``Http01Responder.wait_s``), so that
+a line still in the pipe is not a 404.
 
 Steps are timed as bench/loadgen.py times them, with one difference: ``order`` holds
 newOrder and the authorization's POST-as-GET (``new_order`` makes both), ``challenge``
