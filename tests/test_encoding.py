@@ -95,3 +95,21 @@ def test_key_without_a_jwk_form_has_no_thumbprint() -> None:
     """RFC 7518 6.2.1.1 names P-256, P-384 and P-521 only."""
     key = ec.generate_private_key(ec.SECP256K1()).public_key()
     assert public_jwk(key) is None and jwk_thumbprint(key) is None
+
+
+@pytest.mark.parametrize("length", [2, 3, 6, 7])
+def test_every_last_character_is_refused_unless_canonical(length: int) -> None:
+    """RFC 4648 3.5 (RFC 7515 Appendix C): of the 64 characters that can end a text of
+    a length 2 or 3 mod 4, exactly those an encoder writes decode: 4 after 2 characters
+    (the value's low 4 bits are unused), 16 after 3 (2 bits); each is its bytes' one
+    spelling."""
+    accepted = []
+    for last in ALPHABET:
+        text = "A" * (length - 1) + last
+        try:
+            data = b64url_decode(text)
+        except ValueError:
+            continue
+        assert b64url_encode(data) == text
+        accepted.append(last)
+    assert len(accepted) == (4 if length % 4 == 2 else 16)

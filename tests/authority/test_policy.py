@@ -41,6 +41,7 @@ def name_of_length(length: int, suffix: str = ".bluerobin.local") -> str:
         "*.nats.bluerobin.local",
         "x-1.bluerobin.local",  # inner hyphen, digits
         "0.bluerobin.local",
+        "10.0.0.5.bluerobin.local",  # an address's digits, then a name: no IP address
         "postgres.data-layer",  # a second allowed suffix
         "a" * 63 + ".bluerobin.local",  # the longest label
         name_of_length(253),  # the longest name
@@ -69,6 +70,7 @@ def test_allowed_names(name: str) -> None:
         (".bluerobin.local", "empty label"),
         ("www.bluerobin.local.", "empty label"),  # normalize_dns_name refuses it first
         ("10.0.0.5", "is an IP address"),
+        ("0.0.0.0", "is an IP address"),  # noqa: S104 - a name, not a bind address
         ("-www.bluerobin.local", "is not a valid DNS name"),  # leading hyphen
         ("www-.bluerobin.local", "is not a valid DNS name"),  # trailing hyphen
         ("_acme.bluerobin.local", "is not a valid DNS name"),

@@ -18,6 +18,7 @@ from acme_ca.domain.audit import (
     AuditEvent,
     ChainBreak,
     chain_hash,
+    time_text,
     verify_chain,
 )
 
@@ -166,6 +167,18 @@ def test_the_hash_does_not_depend_on_the_time_zone_or_the_details_order():
     assert chain_hash(1, T0, event, GENESIS) == chain_hash(1, elsewhere, shuffled, GENESIS)
     assert chain_hash(1, T0, event, GENESIS) != chain_hash(2, T0, event, GENESIS)
     assert chain_hash(1, T0, event, GENESIS) != chain_hash(1, T0, event, "1" * 64)
+
+
+@pytest.mark.parametrize(("at", "text"), [
+    (datetime(2026, 12, 7, 3, 4, 5, 7, tzinfo=UTC), "2026-12-07T03:04:05.000007Z"),
+    (datetime(2026, 1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=2))),
+     "2025-12-31T23:00:00.000000Z"),
+    (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "9999-12-31T23:59:59.999999Z"),
+])
+def test_the_time_is_hashed_as_it_always_was(at: datetime, text: str) -> None:
+    """The spelling every stored chain was hashed with (strftime's "%Y-%m-%dT%H:%M:%S.%fZ"
+    in UTC): another one would break every chain already written at its first entry."""
+    assert time_text(at) == text == at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_a_naive_time_cannot_be_hashed():
