@@ -73,7 +73,9 @@ class ServerConfig:
     hostname: str = "localhost"
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     external_url: str | None = None
-    workers: int = 1
+    workers: int = 1  # processes; "auto" in the file: one per core (config_values.workers)
+    # How the count was given, for the startup line only: a reload compares the count
+    workers_auto: bool = field(default=False, compare=False)
     log_format: str = "text"  # "text" or "json" (one JSON object a line)
     # SIGTERM: how long validations and finalizations in flight may take to finish
     shutdown_timeout: timedelta = timedelta(seconds=30)
@@ -300,7 +302,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Conv]]] = {
         "hostname": ("a DNS name or address", values.hostname),
         "data_dir": ("a directory path", values.path),
         "external_url": ("an https:// URL", values.external_url),
-        "workers": ("a positive number of processes", values.positive),
+        "workers": ("a positive number of processes, or 'auto': one per core",
+                    values.workers),
         "log_format": ("'text' or 'json'", values.log_format),
         "shutdown_timeout": ("a duration from 1s to 10m, such as '30s'", values.duration),
     },
@@ -356,6 +359,7 @@ def _build(r: _Reader, source: Path | None, policy_tables: Mapping[str, Any]) ->
         data_dir=data_dir,
         external_url=r.get("server.external_url", None),
         workers=r.get("server.workers", defaults.workers),
+        workers_auto=r.raw.get("server", {}).get("workers") == "auto",
         log_format=r.get("server.log_format", defaults.log_format),
         shutdown_timeout=r.get("server.shutdown_timeout", defaults.shutdown_timeout),
     )

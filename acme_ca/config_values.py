@@ -8,6 +8,7 @@ the key's name to the message.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Sequence
 from datetime import timedelta
@@ -222,6 +223,19 @@ def zone_resolvers(reader: PathResolver, value: Any) -> dict[str, tuple[str, ...
 def positive(_: PathResolver, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{value!r} is not a positive integer")
+    return value
+
+
+def workers(_: PathResolver, value: Any) -> int:
+    """A positive number of processes, or "auto": one per core this process may run on
+    (its CPU affinity, as taskset or a container's cpuset limit it, not the machine's
+    count). A command line's "4" counts as 4."""
+    if value == "auto":
+        return len(os.sched_getaffinity(0))
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{value!r} is neither a positive integer nor 'auto'")
     return value
 
 

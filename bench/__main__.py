@@ -119,7 +119,7 @@ async def _start_acme_ca(
 def acme_ca_setup(args: argparse.Namespace) -> str:
     """How acme-ca ran, in words, for the records and the table's title."""
     storage = "PostgreSQL" if args.acme_ca_storage == "postgresql" else "SQLite"
-    workers = f", --workers {args.acme_ca_workers}" if args.acme_ca_workers > 1 else ""
+    workers = f", --workers {args.acme_ca_workers}" if args.acme_ca_workers != 1 else ""
     workers += ", admin listener" if args.acme_ca_admin else ""
     if args.acme_ca_replicas is None:
         return f"{storage}{workers}"

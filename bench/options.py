@@ -60,6 +60,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _workers(text: str) -> int | str:
+    """--acme-ca-workers: a positive number, or "auto" (acme-ca counts the cores)."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive number nor 'auto'")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="the ACME load generator")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,8 +114,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where data directories go (default: a new temp directory)",
     )
     compare.add_argument("--keep", action="store_true", help="keep data directories and logs")
-    compare.add_argument("--acme-ca-workers", type=int, default=1,
-                         help="acme-ca serve --workers (1; 2 uses both cores of this machine)")
+    compare.add_argument("--acme-ca-workers", type=_workers, default=1, metavar="N|auto",
+                         help="acme-ca serve --workers (1; 2 uses both cores of this machine, "
+                         "as 'auto' does)")
     compare.add_argument(
         "--acme-ca-storage",
         choices=("sqlite", "postgresql"),

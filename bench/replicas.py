@@ -33,7 +33,7 @@ def acme_ca_config(
     port: int,
     http01_port: int,
     names: list[str],
-    workers: int = 1,
+    workers: int | str = 1,
     *,
     storage_url: str | None = None,
     external_url: str | None = None,
@@ -56,7 +56,7 @@ def acme_ca_config(
         names_from = "resolvers = [" + ", ".join(f'"{r}"' for r in resolvers) + "]\n"
     server = (
         f'[server]\nlisten = "127.0.0.1:{port}"\nhostname = "localhost"\n'
-        f'data_dir = "{data_dir}"\nworkers = {workers}\n'
+        f'data_dir = "{data_dir}"\nworkers = {workers!r}\n'  # 2, or 'auto'
     )
     networks = ""
     if external_url:
@@ -113,7 +113,7 @@ async def start_acme_ca(
     workdir: Path,
     http01_port: int,
     names: list[str],
-    workers: int = 1,
+    workers: int | str = 1,
     database: str | None = None,
     admin: bool = False,
     build: builds.Build = builds.DEFAULT,
@@ -155,7 +155,7 @@ async def start_replicas(
     http01_port: int,
     names: list[str],
     replicas: int,
-    workers: int = 1,
+    workers: int | str = 1,
     database: str | None = None,
     resolvers: list[str] | None = None,
 ) -> Peer:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -340,3 +343,32 @@ def test_the_examples_token_lines_parse_when_uncommented(tmp_path: Path) -> None
     assert (uri.token, uri.object) == ("acme-ca", "intermediate")
     assert uri.pin_source == Path("/run/secrets/acme-ca-pin")
     assert config.ca.pkcs11_module == Path("/usr/lib/softhsm/libsofthsm2.so")
+
+
+def test_workers_auto_is_one_per_core_this_process_may_run_on(tmp_path: Path) -> None:
+    """"auto" counts the cores of the process's affinity (taskset, a container's
+    cpuset), not the machine's: pinned to one core, it is 1 where os.cpu_count() is
+    not. A number is taken as it is, from the file or from --workers' text."""
+    path = write_config(tmp_path / "acme-ca.toml", '[server]\nworkers = "auto"\n')
+    config = load_config(path)
+    assert config.server.workers == len(os.sched_getaffinity(0))
+    assert config.server.workers_auto
+    pinned = subprocess.run(
+        [sys.executable, "-c", "import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity"
+         "(0))}); from acme_ca.config import load_config; "
+         "print(load_config(None, {'server.workers': 'auto'}).server.workers, os.cpu_count())"],
+        capture_output=True, text=True, check=True, timeout=60)
+    assert pinned.stdout.split()[0] == "1", pinned.stdout
+    for given, count in ((3, 3), ("4", 4)):
+        server = load_config(None, {"server.workers": given}).server
+        assert (server.workers, server.workers_auto) == (count, False)
+
+
+@pytest.mark.parametrize("value", ['"0"', '"-1"', '"many"', "1.5", "0", "-1", "true", '""'])
+def test_a_bad_workers_value_names_the_key_and_the_accepted_forms(
+    tmp_path: Path, value: str
+) -> None:
+    assert_one_line_error(tmp_path, f"[server]\nworkers = {value}\n", "server.workers: ")
+    with pytest.raises(ConfigError, match=r"positive number of processes, or 'auto'"):
+        load_config(write_config(tmp_path / "acme-ca.toml", f"[server]\nworkers = {value}\n"))
+

@@ -13,8 +13,9 @@ Beside the ACME listener it starts, when configured, the plain-HTTP publication
 listener ([revocation] http_listen) and the admin listener ([admin] listen: /metrics,
 health, the dashboard, admin certificates only; its TLS trusts the new intermediate
 after a reload); the applications are built in ``cli/wiring.py``. With ``[server]
-workers`` N > 1 it forks N processes sharing the ports (``cli/workers.py``); their
-metrics go to a directory of this run's own, summed by whichever answers /metrics.
+workers`` N > 1 (or "auto": one per core) it forks N processes sharing the ports
+(``cli/workers.py``), as many as the startup line says; their metrics go to a
+directory of this run's own, summed by whichever answers /metrics.
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ def add_parser(commands: Any) -> None:
     )
     serve.add_argument("--listen", metavar="HOST:PORT", help="override [server] listen")
     serve.add_argument("--hostname", metavar="NAME", help="override [server] hostname")
-    serve.add_argument("--workers", type=int, metavar="N",
-                       help="override [server] workers: processes sharing the port")
+    serve.add_argument("--workers", metavar="N|auto",
+                       help="override [server] workers: processes sharing the port "
+                       "('auto': one per core this process may run on)")
     serve.add_argument("--http-listen", metavar="HOST:PORT",
                        help="override [revocation] http_listen: the plain-HTTP listener "
                        "of CRLs (and OCSP) for relying parties")
@@ -133,6 +135,14 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
         asyncio.run(prepare_tls(config, clock))  # issued once, before the workers share it
         return run_workers(workers,
                            lambda index: asyncio.run(serve(config, clock, index, load=load)))
+
+
+def _processes(config: Config) -> str:
+    """How many processes serve, for the startup line: "1 process", "2 workers",
+    "2 workers (auto: one per core)"."""
+    count = config.server.workers
+    said = "1 process" if count == 1 else f"{count} workers"
+    return f"{said} (auto: one per core)" if config.server.workers_auto else said
 
 
 def _uri(location: Path | Pkcs11Uri) -> Pkcs11Uri | None:
@@ -359,7 +369,8 @@ async def serve(config: Config, clock: Clock, worker: int = 0,
             await stop_gracefully(runners, acme, settings)
             return
         base = config.server.base_url
-        print(f"acme-ca {__version__} serving {base} (listening on {config.server.listen})")
+        print(f"acme-ca {__version__} serving {base} (listening on {config.server.listen}; "
+              f"{_processes(config)})")
         print(f"  ACME directory:   {base}/directory")
         print(f"  root certificate: {config.ca.root_cert}  (trust it: acme-ca trust)")
         print(f"  CA chain:         {base}/roots/chain.pem")
