@@ -205,8 +205,7 @@ class DnsClient:
                 if remaining <= 0:
                     break
                 try:
-                    async with asyncio.timeout(remaining):
-                        response = await udp_exchange(query, server, min(per_try, remaining))
+                    response = await udp_exchange(query, server, min(per_try, remaining))
                 except (TimeoutError, dns.exception.Timeout):
                     failures[server] = _NO_ANSWER
                     continue
@@ -285,9 +284,7 @@ async def udp_exchange(query: dns.message.Message, server: Server,
                 wire, keyring=query.keyring, request_mac=query.mac, raise_on_truncation=True
             )
         except dns.message.Truncated:
-            return await dns.asyncquery.tcp(
-                query, str(address), timeout=max(deadline - loop.time(), 0), port=server[1]
-            )
+            return await dns.asyncquery.tcp(query, str(address), port=server[1])
         if not query.is_response(response):
             raise dns.query.BadResponse
         return response
