@@ -2,12 +2,19 @@
 
     python -m bench run --directory URL --ca-bundle FILE --http-port P -n 200 -c 8 \\
         [--key ec256|rsa2048] [--accounts K] [--server-pid PID] [--json out.jsonl]
+        [--client loadgen|acme-lib] [--poll-interval S]
     python -m bench compare -n 200 -c 1,8,64 [--runs 3] [--json out.jsonl]
         [--acme-ca-storage sqlite|postgresql] [--acme-ca-replicas N] [--acme-ca-workers W]
         [--acme-ca-admin] [--intermediate-key file,token] [--intermediate-key-type T,...]
-        [--acme-ca-tree LABEL=PATH]
+        [--acme-ca-tree LABEL=PATH] [--client loadgen,acme-lib,lego,certbot]
+        [--client-runs N] [--poll-interval S] [--resolve hosts|dns]
     python -m bench seed --db FILE --certificates 100000 --orders 300000   (bench/seed.py)
 
+``--client`` picks the clients: the lean generator (bench/loadgen.py, the default),
+certbot's acme library (bench/acmelib.py), lego and certbot (bench/programs.py); each
+client's cells run in the same invocation, and each has a table of its own, with
+the ratios to Pebble. Outside the lean generator, acme-ca resolves the benchmark
+names over DNS from pebble-challtestsrv as Pebble does (``--resolve``).
 ``run`` drives one server that is already running (its http-01 validation must reach
 127.0.0.1:P for the benchmark names). ``compare`` starts acme-ca and Pebble itself,
 a fresh server per run, and prints medians, spread and the acme-ca/pebble ratios
@@ -33,134 +40,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench import builds, loadgen, peers, postgres, replicas, report
-from bench.client import KEY_TYPES, AcmeError, PollPolicy
-from bench.http01 import Http01Responder
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-n", type=int, default=200, help="certificates per run (200)")
-    parser.add_argument(
-        "--key", choices=KEY_TYPES, default="ec256", help="account and certificate key type (ec256)"
-    )
-    parser.add_argument(
-        "--accounts",
-        type=int,
-        default=None,
-        help="accounts to register and share (default: one per worker)",
-    )
-    parser.add_argument(
-        "--names",
-        default=loadgen.DEFAULT_NAMES,
-        help="name template, {i} is the issuance index (%(default)s)",
-    )
-    parser.add_argument(
-        "--retry-after-cap",
-        type=float,
-        default=0.1,
-        metavar="S",
-        help="honour Retry-After up to S seconds; 0 ignores it (0.1)",
-    )
-    parser.add_argument("--timeout", type=float, default=30.0, help="per request, s (30)")
-    parser.add_argument(
-        "--stall", type=float, default=20.0, help="abort a run when nothing ends for S s (20)"
-    )
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="FILE",
-        help="append JSON lines (one per run, plus summaries) to FILE",
-    )
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("seed", help="fill a database with history (see seed --help)")
-    run = commands.add_parser("run", help="drive one running ACME server")
-    run.add_argument("--directory", required=True, help="the server's directory URL")
-    run.add_argument("--ca-bundle", type=Path, help="CA certificates the server's TLS chains to")
-    run.add_argument(
-        "--http-port",
-        type=int,
-        required=True,
-        help="port of the generator's http-01 responder on 127.0.0.1",
-    )
-    run.add_argument("-c", type=int, default=8, help="concurrent issuances (8)")
-    run.add_argument("--server-pid", type=int, action="append",
-                     help="measure this process tree's CPU and RSS (repeat for replicas)")
-    run.add_argument("--label", default="", help="a name for this run in the output")
-    _common(run)
-    compare = commands.add_parser("compare", help="acme-ca against Pebble, side by side")
-    compare.add_argument("-c", default="1,8,64", help="concurrencies, comma-separated (1,8,64)")
-    compare.add_argument("--runs", type=int, default=3, help="runs per server and C (3)")
-    compare.add_argument(
-        "--servers",
-        default="acme-ca,pebble",
-        help="which servers (acme-ca,pebble; pebble needs Debian's pebble)",
-    )
-    compare.add_argument(
-        "--http-port",
-        type=int,
-        default=0,
-        help="http-01 responder port (default: one the OS picks)",
-    )
-    compare.add_argument(
-        "--attempts",
-        type=int,
-        default=3,
-        help="tries per run: a run with errors (a hung server) is repeated (3)",
-    )
-    compare.add_argument(
-        "--workdir",
-        type=Path,
-        default=None,
-        help="where data directories go (default: a new temp directory)",
-    )
-    compare.add_argument("--keep", action="store_true", help="keep data directories and logs")
-    compare.add_argument("--acme-ca-workers", type=int, default=1,
-                         help="acme-ca serve --workers (1; 2 uses both cores of this machine)")
-    compare.add_argument(
-        "--acme-ca-storage",
-        choices=("sqlite", "postgresql"),
-        default="sqlite",
-        help="acme-ca's database: SQLite in its data directory, or a fresh PostgreSQL "
-        f"database on {postgres.SERVER} per run, dropped after it (sqlite)",
-    )
-    compare.add_argument(
-        "--acme-ca-replicas",
-        type=int,
-        metavar="N",
-        help="run N acme-ca serve processes sharing the database and CA files behind "
-        "haproxy (TCP, round robin, TLS passed through); their CPU is the server's, "
-        "haproxy's is counted beside it (default: one acme-ca, no haproxy)",
-    )
-    compare.add_argument("--acme-ca-admin", action="store_true",
-                         help="with the admin listener ([admin] listen): what the metrics "
-                         "cost (the store's latency measured, shared between workers)")
-    compare.add_argument(
-        "--intermediate-key",
-        default="file",
-        metavar="file,token",
-        help="where acme-ca's intermediate key is, one build each: a file, or a SoftHSM2 "
-        "token the run makes (softhsm2-util; acme-ca init --intermediate-key-uri) (file)",
-    )
-    compare.add_argument(
-        "--intermediate-key-type",
-        metavar="T,...",
-        help="intermediate key types, one build each (acme-ca init's: "
-        f"{', '.join(builds.KEY_TYPES)}; default: serve's bootstrap, ec-p384)",
-    )
-    compare.add_argument(
-        "--acme-ca-tree",
-        action="append",
-        metavar="LABEL=PATH",
-        help="also run acme-ca from the source tree PATH (a checkout or `git archive` of "
-        "another commit), named acme-ca[LABEL]; repeat for more",
-    )
-    compare.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    _common(compare)
-    return parser.parse_args(argv)
+from bench import acmelib, builds, loadgen, peers, postgres, programs, replicas, report
+from bench.client import AcmeError, PollPolicy
+from bench.http01 import Http01Responder, free_port
+from bench.options import CLIENTS, parse_args
 
 
 def _policy(args: argparse.Namespace) -> PollPolicy:
@@ -172,8 +55,20 @@ def _emit(out: TextIO | None, rec: dict[str, Any]) -> None:
         report.write_json(out, rec)
 
 
+def _clients(text: str) -> list[str]:
+    clients = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = set(clients) - set(CLIENTS)
+    if unknown or not clients:
+        sys.exit(f"--client: {', '.join(sorted(unknown)) or 'nothing'} "
+                 f"(one or more of {', '.join(CLIENTS)})")
+    return list(dict.fromkeys(clients))
+
+
 async def cmd_run(args: argparse.Namespace, out: TextIO | None) -> int:
     pids = args.server_pid or []
+    clients = _clients(args.client)
+    if clients not in (["loadgen"], ["acme-lib"]):
+        sys.exit("run: --client loadgen or acme-lib (lego and certbot: compare)")
     config = loadgen.RunConfig(
         directory=args.directory,
         ca_bundle=args.ca_bundle,
@@ -189,30 +84,35 @@ async def cmd_run(args: argparse.Namespace, out: TextIO | None) -> int:
         stall_s=args.stall,
         label=args.label,
     )
-    stats = await loadgen.run(config)
-    rec = report.record(stats, server=args.label or None)
+    if clients == ["acme-lib"]:
+        async with Http01Responder(args.http_port) as responder:
+            stats = await acmelib.run(config, responder, args.poll_interval)
+    else:
+        stats = await loadgen.run(config)
+    rec = report.record(stats, server=args.label or None, client=clients[0])
     print(report.format_run(rec), flush=True)
     _emit(out, rec)
     return 0 if stats.ok == args.n else 1
 
 
 async def _start_acme_ca(
-    workdir: Path, args: argparse.Namespace, responder: Http01Responder,
-    stack: contextlib.AsyncExitStack, build: builds.Build,
+    workdir: Path, args: argparse.Namespace, http01_port: int,
+    stack: contextlib.AsyncExitStack, build: builds.Build, resolvers: list[str] | None,
 ) -> peers.Peer:
     """acme-ca as --acme-ca-storage and --acme-ca-replicas say, of ``build``; its
     database (if any) is dropped when ``stack`` closes, after the servers have stopped."""
-    names = [args.names.format(i=i) for i in range(args.n)]
+    names = [args.names.format(i=i) for i in range(max(args.n, args.client_runs))]
     database = None
     if args.acme_ca_storage == "postgresql":
         database = await stack.enter_async_context(postgres.fresh_database())
     if args.acme_ca_replicas is None:
         return await replicas.start_acme_ca(
-            workdir, responder.port, names, args.acme_ca_workers, database,
-            admin=args.acme_ca_admin, build=build,
+            workdir, http01_port, names, args.acme_ca_workers, database,
+            admin=args.acme_ca_admin, build=build, resolvers=resolvers,
         )
     return await replicas.start_replicas(
-        workdir, responder.port, names, args.acme_ca_replicas, args.acme_ca_workers, database
+        workdir, http01_port, names, args.acme_ca_replicas, args.acme_ca_workers, database,
+        resolvers,
     )
 
 
@@ -226,33 +126,45 @@ def acme_ca_setup(args: argparse.Namespace) -> str:
     return f"{storage}, {args.acme_ca_replicas} replica(s) behind haproxy{workers}"
 
 
+def resolve(args: argparse.Namespace, client: str) -> str:
+    """How acme-ca finds the names with ``client``: --resolve, or dns for every client
+    but the lean generator (whose history in docs/performance.md used hosts)."""
+    return args.resolve or ("hosts" if client == "loadgen" else "dns")
+
+
 async def _one(
-    server: str | builds.Build,
+    cell: tuple[str, str | builds.Build, int],
     workdir: Path,
     args: argparse.Namespace,
-    c: int,
     responder: Http01Responder,
     dns_port: int | None,
 ) -> dict[str, Any]:
+    client, server, c = cell
+    # a program answers http-01 on a port of its own; the others on the bench's responder
+    http01_port = free_port() if client in programs.PROGRAMS else responder.port
     async with contextlib.AsyncExitStack() as stack:
+        extra: dict[str, Any] = {"client": client, "resolve": resolve(args, client)}
         if isinstance(server, builds.Build):
             build, server = server, server.name
-            peer = await _start_acme_ca(workdir, args, responder, stack, build)
-            extra: dict[str, Any] = {
+            dns = [f"127.0.0.1:{dns_port}"] if extra["resolve"] == "dns" else None
+            peer = await _start_acme_ca(workdir, args, http01_port, stack, build, dns)
+            extra.update({
                 "server": server, "server_version": "", "setup": acme_ca_setup(args),
                 "database": peer.database, "intermediate_key": build.key,
                 "intermediate_key_type": build.key_type or "default",
                 "tree": str(build.tree or ""),
-            }
+            })
         else:
             assert dns_port is not None
-            peer = await peers.start_pebble(workdir, responder.port, dns_port)
-            extra = {"server": server, "server_version": peers.pebble_version()}
+            peer = await peers.start_pebble(workdir, http01_port, dns_port)
+            extra.update({"server": server, "server_version": peers.pebble_version(),
+                          "resolve": "dns"})
         stack.push_async_callback(asyncio.to_thread, peer.stop)
+        program = client in programs.PROGRAMS
         config = loadgen.RunConfig(
             directory=peer.directory,
             ca_bundle=peer.ca_bundle,
-            n=args.n,
+            n=args.client_runs if program else args.n,
             c=c,
             key=args.key,
             accounts=args.accounts,
@@ -263,30 +175,41 @@ async def _one(
             stall_s=args.stall,
             label=server,
         )
-        stats = await loadgen.run(config, responder)
+        if client == "loadgen":
+            stats = await loadgen.run(config, responder)
+        elif client == "acme-lib":
+            extra["poll_interval_s"] = args.poll_interval
+            stats = await acmelib.run(config, responder, args.poll_interval,
+                                      workdir / "acme-lib.stderr")
+        else:
+            stats = await programs.run(client, config, http01_port, workdir / client)
+            extra["client_version"] = programs.version(client)
         if "stalled" in stats.errors and server == "pebble":  # a Go server says where
             extra["server_hang"] = await asyncio.to_thread(peer.dump_go_stacks)
-    return report.record(stats, server_log_problems=peer.log_problems(), **extra)
+    rec = report.record(stats, server_log_problems=peer.log_problems(), **extra)
+    return programs.add_run_times(rec, stats) if program else rec
 
 
 async def _attempts(
-    server: str | builds.Build,
+    cell: tuple[str, str | builds.Build, int],
     root: Path,
     args: argparse.Namespace,
-    c: int,
     run_no: int,
     responder: Http01Responder,
     dns_port: int | None,
 ) -> list[dict[str, Any]]:
-    """One run of one server, repeated (up to --attempts) while it has errors."""
+    """One run of one server with one client, repeated (up to --attempts) while it has
+    errors."""
+    client, server, c = cell
     done: list[dict[str, Any]] = []
     name = server.name if isinstance(server, builds.Build) else server
     slug = re.sub(r"[^\w.-]+", "-", name).strip("-")
+    slug = slug if client == "loadgen" else f"{client}-{slug}"
     for attempt in range(1, args.attempts + 1):
         workdir = root / f"{slug}-c{c}-run{run_no}-{attempt}"
-        rec = await _one(server, workdir, args, c, responder, dns_port)
+        rec = await _one(cell, workdir, args, responder, dns_port)
         rec.update(run=run_no, attempt=attempt, complete=rec["ok"] == rec["n"])
-        print(f"[{name} C={c} run {run_no}/{args.runs}, attempt {attempt}]")
+        print(f"[{client}: {name} C={rec['c']} run {run_no}/{args.runs}, attempt {attempt}]")
         print(report.format_run(rec), flush=True)
         done.append(rec)
         if not args.keep:
@@ -301,7 +224,8 @@ def _emit_all(out: TextIO | None, recs: list[dict[str, Any]]) -> None:
         _emit(out, rec)
 
 
-async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
+def _servers(args: argparse.Namespace) -> list[str | builds.Build]:
+    """The servers of a comparison: acme-ca's builds, then Pebble if asked and there."""
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = set(servers) - {"acme-ca", "pebble"}
     if unknown:
@@ -322,8 +246,25 @@ async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
         sys.exit(str(exc))
     if acme_cas != [builds.DEFAULT] and args.acme_ca_replicas is not None:
         sys.exit("--acme-ca-replicas runs the default build only (a file key, this tree)")
-    runs: list[str | builds.Build] = [
-        b for s in servers for b in (acme_cas if s == "acme-ca" else [s])]
+    return [b for s in servers for b in (acme_cas if s == "acme-ca" else [s])]
+
+
+def _cells(args: argparse.Namespace, clients: list[str], c: int
+           ) -> list[tuple[str, str | builds.Build, int]]:
+    """(client, server, C) of one concurrency; a program (lego, certbot) runs alone, at
+    C=1, once whatever -c says (in the first concurrency's turn)."""
+    first = c == int(args.c.split(",")[0])
+    return [(client, server, 1 if client in programs.PROGRAMS else c)
+            for client in clients for server in _servers(args)
+            if client not in programs.PROGRAMS or first]
+
+
+async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
+    clients = _clients(args.client)
+    missing = [p for p in clients if p in programs.PROGRAMS and not programs.installed(p)]
+    if missing:
+        sys.exit(f"--client: {', '.join(missing)} is not installed")
+    servers = _servers(args)
     concurrencies = [int(c) for c in args.c.split(",")]
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -334,14 +275,14 @@ async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
         async with contextlib.AsyncExitStack() as stack:
             responder = await stack.enter_async_context(Http01Responder(args.http_port))
             dns_port = None
-            if "pebble" in servers:
+            if "pebble" in servers or any(resolve(args, c) == "dns" for c in clients):
                 dns, dns_port = await peers.start_dns(root / "dns")
                 stack.callback(peers.stop_process, dns)
             for c in concurrencies:
                 for run_no in range(1, args.runs + 1):
-                    order = runs if run_no % 2 else runs[::-1]  # alternate who goes first
-                    for server in order:
-                        done = await _attempts(server, root, args, c, run_no, responder, dns_port)
+                    cells = _cells(args, clients, c)
+                    for cell in cells if run_no % 2 else cells[::-1]:  # alternate who goes first
+                        done = await _attempts(cell, root, args, run_no, responder, dns_port)
                         records.extend(done)
                         _emit_all(out, done)
                         failed += not done[-1]["complete"]
@@ -350,14 +291,23 @@ async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
             shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"data directories and logs kept in {root}", file=sys.stderr)
-    summaries = report.summarise(records)
-    for summary in summaries:
-        _emit(out, summary)
-    print()
-    print(f"n={args.n} key={args.key} runs={args.runs}, acme-ca on {acme_ca_setup(args)}: "
-          "median (min-max)")
-    print(report.format_summary(summaries, markdown=args.markdown), flush=True)
+    for client in clients:
+        summaries = report.summarise(r for r in records if r["client"] == client)
+        for summary in summaries:
+            _emit(out, {**summary, "client": client})
+        print()
+        print(f"client {client}: {_what(args, client)}, acme-ca on {acme_ca_setup(args)}, "
+              f"names resolved by {resolve(args, client)}: median (min-max)")
+        print(report.format_summary(summaries, markdown=args.markdown), flush=True)
     return 0 if failed == 0 else 1
+
+
+def _what(args: argparse.Namespace, client: str) -> str:
+    if client in programs.PROGRAMS:
+        return (f"{args.client_runs} sequential runs of `{programs.command(client)}` "
+                f"per server, runs={args.runs} (p50/p99 issuance ms: one run's wall time)")
+    polls = f", polling every {args.poll_interval:g} s" if client == "acme-lib" else ""
+    return f"n={args.n} key={args.key} runs={args.runs}{polls}"
 
 
 def main(argv: list[str] | None = None) -> int:

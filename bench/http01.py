@@ -8,6 +8,7 @@ servers under test are configured to connect to this port for every name.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 
@@ -42,16 +43,29 @@ class Http01Responder:
         self.tokens: dict[str, str] = {}
         self.served = 0
         self.missed = 0
+        # how long a request for an unknown token waits for it to be added: a client in
+        # another process tells its tokens through a pipe (bench/acmelib.py)
+        self.wait_s = 0.0
+        self._waiting: dict[str, asyncio.Future[None]] = {}
         self._runner: web.AppRunner | None = None
 
     def add(self, token: str, key_authorization: str) -> None:
         self.tokens[token] = key_authorization
+        waiter = self._waiting.pop(token, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def remove(self, token: str) -> None:
         self.tokens.pop(token, None)
 
     async def _answer(self, request: web.Request) -> web.Response:
-        value = self.tokens.get(request.match_info["token"])
+        token = request.match_info["token"]
+        value = self.tokens.get(token)
+        if value is None and self.wait_s > 0:
+            waiter = self._waiting.setdefault(token, asyncio.get_running_loop().create_future())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), self.wait_s)
+            value = self.tokens.get(token)
         if value is None:
             self.missed += 1
             raise web.HTTPNotFound()

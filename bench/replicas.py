@@ -40,14 +40,20 @@ def acme_ca_config(
     ca_dir: Path | None = None,
     admin: bool = False,
     ca: str = "",
+    resolvers: list[str] | None = None,
 ) -> str:
     """One acme-ca's configuration. Replicas share ``storage_url``, the CA files in
     ``ca_dir`` and ``external_url`` (haproxy's, which every URL they emit must name);
     behind a proxy, loopback is allowed for validation only when said so, as here.
     ``admin``: with the admin listener (and so the store's latency measured, and with
     workers the metrics shared between processes), on a port of its own. ``ca``: a
-    ``[ca]`` section of its own (a token key's, bench/builds.py), instead of ``ca_dir``."""
+    ``[ca]`` section of its own (a token key's, bench/builds.py), instead of ``ca_dir``.
+    ``resolvers``: the names are resolved over DNS by these servers (as a deployment
+    does), instead of ``[validation.hosts]`` naming each of them 127.0.0.1."""
     hosts = "".join(f'"{name}" = "127.0.0.1"\n' for name in names)
+    names_from = f"\n[validation.hosts]\n{hosts}"
+    if resolvers is not None:
+        names_from = "resolvers = [" + ", ".join(f'"{r}"' for r in resolvers) + "]\n"
     server = (
         f'[server]\nlisten = "127.0.0.1:{port}"\nhostname = "localhost"\n'
         f'data_dir = "{data_dir}"\nworkers = {workers}\n'
@@ -75,8 +81,7 @@ def acme_ca_config(
         f"{server}{storage}{revocation}{ca}\n"
         '[policy]\nallowed_domains = ["bluerobin.local"]\n\n'
         f"{BENCH_LIMITS}\n"
-        f"[validation]\nhttp01_port = {http01_port}\n{networks}\n"
-        f"[validation.hosts]\n{hosts}"
+        f"[validation]\nhttp01_port = {http01_port}\n{networks}{names_from}"
     )
 
 
@@ -112,11 +117,13 @@ async def start_acme_ca(
     database: str | None = None,
     admin: bool = False,
     build: builds.Build = builds.DEFAULT,
+    resolvers: list[str] | None = None,
 ) -> Peer:
     """acme-ca serve in ``workdir`` (fresh data directory), ready to take orders; on
     SQLite in its data directory, or on the PostgreSQL ``database`` when given;
     ``admin``: with the admin listener (``acme_ca_config``); ``build``: its key and
-    source tree (bench/builds.py: ``init`` runs first when the build needs it)."""
+    source tree (bench/builds.py: ``init`` runs first when the build needs it);
+    ``resolvers``: DNS servers for the names (``acme_ca_config``)."""
     port = free_port()
     data_dir = workdir / "data"
     storage = postgres.url(database) if database else None
@@ -125,7 +132,7 @@ async def start_acme_ca(
         conf, uri, module = builds.make_token(workdir / "softhsm")
         token, ca = (uri, module), builds.ca_config(uri, module)
     text = acme_ca_config(data_dir, port, http01_port, names, workers, storage_url=storage,
-                          admin=admin, ca=ca)
+                          admin=admin, ca=ca, resolvers=resolvers)
     config = _write_config(workdir, "acme-ca", text)
     env = builds.environment(build, conf)
     if build.needs_init:
@@ -150,6 +157,7 @@ async def start_replicas(
     replicas: int,
     workers: int = 1,
     database: str | None = None,
+    resolvers: list[str] | None = None,
 ) -> Peer:
     """``replicas`` acme-ca processes behind haproxy, on PostgreSQL's ``database`` or,
     without one, on one SQLite file; ready when haproxy answers for them."""
@@ -171,7 +179,7 @@ async def start_replicas(
         name = f"acme-ca-{index}"
         text = acme_ca_config(
             workdir / name, port, http01_port, names, workers, storage_url=storage,
-            external_url=f"https://127.0.0.1:{proxy_port}", ca_dir=ca_dir,
+            external_url=f"https://127.0.0.1:{proxy_port}", ca_dir=ca_dir, resolvers=resolvers,
         )
         peer.processes[name] = _spawn_acme_ca(workdir, name, _write_config(workdir, name, text))
         if index == 1:  # it bootstraps the CA files the others read

@@ -159,8 +159,14 @@ def format_run(rec: dict[str, Any]) -> str:
     ]
     for step in STEPS:
         lat = rec["latency_ms"][step]
+        if lat["p50"] is None:  # a program (bench/programs.py) times its whole run only
+            continue
         cells = " ".join(_fmt(lat[k], "{:8.1f}") for k in ("p50", "p95", "p99", "mean"))
         lines.append(f"  {step:<12} {cells}")
+    if rec.get("run_s"):
+        run = rec["run_s"]
+        lines.append(f"  {rec['client']} run s: p50 {_fmt(run['p50'], '{:.2f}')}, "
+                     f"min {_fmt(run['min'], '{:.2f}')}, max {_fmt(run['max'], '{:.2f}')}")
     if "server_cpu_s" in rec:
         lines.append(
             f"  server: {rec['server_cpu_s']:.2f} CPU s, "
@@ -178,7 +184,8 @@ def format_run(rec: dict[str, Any]) -> str:
             )
     lines.append(
         f"  generator: {_fmt(rec['client_cpu_ms_per_issuance'])} CPU ms/issuance; "
-        f"badNonce retries {rec['bad_nonce_retries']}, newNonce {rec['nonce_fetches']}"
+        f"badNonce retries {_fmt(rec['bad_nonce_retries'], '{}')}, "
+        f"newNonce {_fmt(rec['nonce_fetches'], '{}')}"
     )
     if rec["errors"]:
         lines.append("  errors: " + ", ".join(f"{k} x{v}" for k, v in rec["errors"].items()))

@@ -1,0 +1,157 @@
+"""`python -m bench compare --client ...`: the clients people run, against a real
+acme-ca (and Pebble beside it for certbot's acme library): certbot's acme library
+(bench/acmelib.py), lego and certbot (bench/programs.py). Each run issues real
+certificates (RFC 8555 7.4: newOrder, finalize, download; 7.5.1: http-01 answered
+on the client's side, 8.3) with the names resolved over DNS from pebble-challtestsrv.
+Under CI a missing lego, certbot, pebble or pebble-challtestsrv fails the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from bench import loadgen, programs, replicas, report
+from bench.__main__ import main
+from tests.required import missing, require_program
+
+N, C = 6, 2
+
+# what every run record of the lean generator holds (bench/report.py), server measured
+LOADGEN_KEYS = set(report.record(loadgen.RunStats(loadgen.RunConfig(directory="x")))) | {
+    "server_cpu_s", "server_cpu_ms_per_issuance", "server_processes", "server_peak_rss_mb",
+    "total_cpu_ms_per_issuance", "server", "run", "attempt", "complete",
+}
+
+
+def _compare(tmp_path: Path, *argv: str) -> list[dict[str, Any]]:
+    tmp_path.mkdir(exist_ok=True)
+    out = tmp_path / "out.jsonl"
+    assert main(["compare", "--runs", "1", "--json", str(out), "--workdir", str(tmp_path),
+                 "--keep", *argv]) == 0
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def _validation(tmp_path: Path, cell: str) -> dict[str, Any]:
+    """The [validation] table of the acme-ca a cell ran (its data directory is kept)."""
+    [config] = tmp_path.glob(f"acme-ca-bench-*/{cell}/acme-ca.toml")
+    return tomllib.loads(config.read_text())["validation"]
+
+
+def test_acme_lib_against_acme_ca_and_pebble(tmp_path: Path) -> None:
+    """certbot's acme library: every issuance is certbot's 7 POSTs (newOrder,
+    POST-as-GET of the authorization, challenge, one poll of the authorization, finalize,
+    one poll of the order, the certificate: RFC 8555 6.3, 7.4, 7.5.1), the record has the
+    lean generator's fields plus "client", the server's CPU is measured, acme-ca resolves
+    the names over DNS as Pebble does, and the client's table has its ratio to Pebble."""
+    for program in ("pebble", "pebble-challtestsrv"):
+        require_program(program)
+    records = _compare(tmp_path, "--client", "acme-lib", "-n", str(N), "-c", str(C))
+    runs = {r["server"]: r for r in records if r["kind"] == "run"}
+    assert set(runs) == {"acme-ca", "pebble"}
+    for rec in runs.values():
+        assert set(rec) >= LOADGEN_KEYS, LOADGEN_KEYS - set(rec)
+        assert (rec["client"], rec["resolve"]) == ("acme-lib", "dns")
+        assert (rec["ok"], rec["errors"]) == (N, {}), rec["error_examples"]
+        assert rec["server_cpu_ms_per_issuance"] > 0 and rec["client_cpu_s"] > 0
+        assert rec["validations_served"] >= N
+        for step in loadgen.STEPS:
+            assert rec["latency_ms"][step]["p50"] > 0, step
+    assert runs["acme-ca"]["requests_per_issuance"] == 7  # the server answers at once
+    assert runs["acme-ca"]["polls_per_issuance"] == 2
+    assert runs["pebble"]["requests_per_issuance"] >= 7
+    validation = _validation(tmp_path, f"acme-lib-acme-ca-c{C}-run1-1")
+    assert "hosts" not in validation and len(validation["resolvers"]) == 1
+    ratio = next(r for r in records if r["kind"] == "ratio")
+    assert ratio["of"] == "acme-ca/pebble" and ratio["server_cpu_ms_per_issuance"] > 0
+    assert {r["client"] for r in records if r["kind"] == "summary"} == {"acme-lib"}
+
+
+def test_the_lean_generator_keeps_its_hosts_table(tmp_path: Path) -> None:
+    """`--client loadgen` (the default) keeps [validation.hosts], the way the figures of
+    docs/performance.md were measured; `--resolve dns` asks for the resolver."""
+    require_program("pebble-challtestsrv")
+    records = _compare(tmp_path, "--servers", "acme-ca", "-n", "2", "-c", "1",
+                       "--client", "loadgen")
+    [rec] = [r for r in records if r["kind"] == "run"]
+    assert (rec["client"], rec["resolve"], rec["ok"]) == ("loadgen", "hosts", 2)
+    assert "resolvers" not in _validation(tmp_path, "acme-ca-c1-run1-1")
+    dns = tmp_path / "dns"
+    records = _compare(dns, "--servers", "acme-ca", "-n", "2", "-c", "1", "--resolve", "dns")
+    assert [r["ok"] for r in records if r["kind"] == "run"] == [2]
+    assert "hosts" not in _validation(dns, "acme-ca-c1-run1-1")
+
+
+def _program(name: str) -> None:
+    require_program("pebble-challtestsrv")
+    if not programs.installed(name):
+        missing(f"{name} is not installed (needed by this test)")
+
+
+@pytest.mark.parametrize("program", programs.PROGRAMS)
+def test_program_runs_against_acme_ca(tmp_path: Path, program: str) -> None:
+    """lego run / certbot certonly --standalone, twice in a row: each run is a complete
+    run of the program (account, order, http-01 on its own port, certificate), its wall
+    time recorded; the server's CPU per certificate is measured."""
+    _program(program)
+    records = _compare(tmp_path, "--servers", "acme-ca", "--client", program,
+                       "--client-runs", "2", "-c", "8")
+    [rec] = [r for r in records if r["kind"] == "run"]
+    assert (rec["ok"], rec["errors"]) == (2, {}), rec["error_examples"]
+    assert (rec["client"], rec["c"], rec["resolve"]) == (program, 1, "dns")
+    assert rec["client_version"]
+    assert rec["server_cpu_ms_per_issuance"] > 0
+    low, mid, high = (rec["run_s"][k] for k in ("min", "p50", "max"))
+    assert 0 < low <= mid <= high
+    assert rec["p50_total_ms"] == pytest.approx(1000 * mid, abs=1)
+    if program == "certbot":  # its own fixed sleeps: 1 s before each of two polls
+        assert low > 2
+    name = loadgen.DEFAULT_NAMES.format(i=1)
+    [run] = tmp_path.glob(f"acme-ca-bench-*/{program}-acme-ca-c1-run1-1/{program}/run1")
+    saved = {"lego": f"certificates/{name}.crt", "certbot": f"config/live/{name}/cert.pem"}
+    leaf = x509.load_pem_x509_certificate((run / saved[program]).read_bytes())
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == [name]
+
+
+async def test_a_failed_program_run_says_why(tmp_path: Path) -> None:
+    """A run whose http-01 answer the server cannot fetch (the server's http01_port is
+    another port) fails, counted by exit status, with the program's last stderr line."""
+    _program("lego")
+    names = [loadgen.DEFAULT_NAMES.format(i=0)]
+    peer = await replicas.start_acme_ca(tmp_path / "acme-ca", replicas.free_port(), names)
+    try:
+        config = loadgen.RunConfig(directory=peer.directory, ca_bundle=peer.ca_bundle, n=1,
+                                   c=1, measure=peer.measure())
+        stats = await programs.run("lego", config, replicas.free_port(), tmp_path / "lego")
+    finally:
+        peer.stop()
+    assert stats.ok == 0 and stats.errors == {"exit-1": 1}
+    assert names[0] in stats.examples["exit-1"]
+
+
+async def test_run_drives_a_running_server_with_the_acme_lib(tmp_path: Path) -> None:
+    """`bench run --client acme-lib` against an acme-ca already serving, whose http-01
+    port is the one given: every issuance succeeds, the server's CPU is measured."""
+    port = replicas.free_port()
+    names = [loadgen.DEFAULT_NAMES.format(i=i) for i in range(2)]
+    peer = await replicas.start_acme_ca(tmp_path / "acme-ca", port, names)
+    out = tmp_path / "out.jsonl"
+    try:
+        [pid] = [p.pid for p in peer.processes.values()]
+        argv = ["run", "--client", "acme-lib", "--directory", peer.directory, "--ca-bundle",
+                str(peer.ca_bundle), "--http-port", str(port), "-n", "2", "-c", "1",
+                "--server-pid", str(pid), "--json", str(out)]
+        status = await asyncio.to_thread(main, argv)
+    finally:
+        peer.stop()
+    [rec] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert status == 0, rec["error_examples"]
+    assert (rec["client"], rec["ok"], rec["requests_per_issuance"]) == ("acme-lib", 2, 7)
+    assert rec["server_cpu_ms_per_issuance"] > 0
