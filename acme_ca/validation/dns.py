@@ -13,7 +13,7 @@ pebble b29f2f5). The UDP exchange (``udp_exchange``) is dnspython's
 socket calls (``sock_sendto``, ``sock_recvfrom``) instead of an asyncio datagram
 transport made for each query: a fresh socket (a random source port) per query, a
 datagram from another address ignored, the first one from the server parsed by
-dnspython and checked as the response to the query; it costs a fifth less CPU per
+dnspython and checked as the response to the query; it costs about 15% less CPU per
 lookup (docs/performance.md). The servers of the chosen set are tried in order until one answers
 NOERROR or NXDOMAIN; one that answers another rcode (SERVFAIL, REFUSED) is dropped,
 one that stays silent is tried again, all within ``timeout`` seconds per name.
