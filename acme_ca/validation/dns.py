@@ -8,7 +8,13 @@ delegated to another zone (acme-dns, ACME-NOTES 2 #12) is asked where that zone 
 
 Every query carries EDNS0 with a 1232-byte UDP payload (the DNS flag day 2020 value)
 and is retried over TCP when the UDP answer comes back truncated (large TXT sets,
-pebble b29f2f5). The servers of the chosen set are tried in order until one answers
+pebble b29f2f5). The UDP exchange (``udp_exchange``) is dnspython's
+``asyncquery.udp_with_fallback`` with ``ignore_unexpected`` done on the event loop's
+socket calls (``sock_sendto``, ``sock_recvfrom``) instead of an asyncio datagram
+transport made for each query: a fresh socket (a random source port) per query, a
+datagram from another address ignored, the first one from the server parsed by
+dnspython and checked as the response to the query; it costs about 15% less CPU per
+lookup (docs/performance.md). The servers of the chosen set are tried in order until one answers
 NOERROR or NXDOMAIN; one that answers another rcode (SERVFAIL, REFUSED) is dropped,
 one that stays silent is tried again, all within ``timeout`` seconds per name.
 
@@ -28,6 +34,8 @@ for the operator's logs.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,6 +45,7 @@ import dns.exception
 import dns.message
 import dns.name
 import dns.nameserver
+import dns.query
 import dns.rcode
 import dns.rdata
 import dns.rdatatype
@@ -196,14 +205,7 @@ class DnsClient:
                 if remaining <= 0:
                     break
                 try:
-                    async with asyncio.timeout(remaining):
-                        response, _ = await dns.asyncquery.udp_with_fallback(
-                            query,
-                            server[0],
-                            timeout=min(per_try, remaining),
-                            port=server[1],
-                            ignore_unexpected=True,
-                        )
+                    response = await udp_exchange(query, server, min(per_try, remaining))
                 except (TimeoutError, dns.exception.Timeout):
                     failures[server] = _NO_ANSWER
                     continue
@@ -257,6 +259,35 @@ class DnsClient:
                 "no DNS resolver: [validation] resolvers is empty and the system has none",
             )
         return self._system
+
+
+async def udp_exchange(query: dns.message.Message, server: Server,
+                       timeout: float) -> dns.message.Message:
+    """``query`` to ``server`` over UDP, again over TCP when the answer is truncated;
+    TimeoutError after ``timeout`` seconds in all. A datagram from another address is
+    ignored; the first from the server must parse and answer ``query`` (else
+    ``DNSException``), as with ``udp_with_fallback(ignore_unexpected=True)``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    address = ipaddress.ip_address(server[0])
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    async with asyncio.timeout_at(deadline):
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            await loop.sock_sendto(sock, query.to_wire(), (str(address), server[1]))
+            while True:
+                wire, source = await loop.sock_recvfrom(sock, 65535)
+                if source[1] == server[1] and ipaddress.ip_address(source[0]) == address:
+                    break
+        try:
+            response = dns.message.from_wire(
+                wire, keyring=query.keyring, request_mac=query.mac, raise_on_truncation=True
+            )
+        except dns.message.Truncated:
+            return await dns.asyncquery.tcp(query, str(address), port=server[1])
+        if not query.is_response(response):
+            raise dns.query.BadResponse
+        return response
 
 
 def _chain_problem(name: str, rdtype: str, what: str, server: str) -> AcmeProblem:
