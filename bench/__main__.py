@@ -6,7 +6,7 @@
     python -m bench compare -n 200 -c 1,8,64 [--runs 3] [--json out.jsonl]
         [--acme-ca-storage sqlite|postgresql] [--acme-ca-replicas N] [--acme-ca-workers W]
         [--acme-ca-admin] [--intermediate-key file,token] [--intermediate-key-type T,...]
-        [--acme-ca-tree LABEL=PATH] [--client loadgen,acme-lib,lego,certbot]
+        [--acme-ca-tree LABEL=PATH] [--acme-ca-python LABEL=PATH] [--client loadgen,acme-lib,lego,certbot]
         [--client-runs N] [--poll-interval S] [--resolve hosts|dns]
     python -m bench seed --db FILE --certificates 100000 --orders 300000   (bench/seed.py)
 
@@ -152,7 +152,7 @@ async def _one(
                 "server": server, "server_version": "", "setup": acme_ca_setup(args),
                 "database": peer.database, "intermediate_key": build.key,
                 "intermediate_key_type": build.key_type or "default",
-                "tree": str(build.tree or ""),
+                "tree": str(build.tree or ""), "python": build.interpreter,
             })
         else:
             assert dns_port is not None
@@ -241,7 +241,7 @@ def _servers(args: argparse.Namespace) -> list[str | builds.Build]:
         sys.exit("--acme-ca-replicas must be 1 or more")
     try:
         acme_cas = builds.parse_builds(args.intermediate_key, args.intermediate_key_type,
-                                       args.acme_ca_tree)
+                                       args.acme_ca_tree, args.acme_ca_python)
     except ValueError as exc:
         sys.exit(str(exc))
     if acme_cas != [builds.DEFAULT] and args.acme_ca_replicas is not None:

@@ -16,12 +16,15 @@ intermediate key on it, and names it in ``[ca] intermediate_key`` with
 ``pkcs11_module``; only the acme-ca processes see its ``SOFTHSM2_CONF``. SoftHSM2 is
 a library inside the server process, so its signing is in the server's CPU.
 A tree is another checkout's source (``git archive COMMIT acme_ca | tar -x -C DIR``)
-run through ``PYTHONPATH`` with this virtualenv's packages.
+run through ``PYTHONPATH`` with this virtualenv's packages. ``--acme-ca-python
+LABEL=PATH`` runs this tree under another interpreter (a virtualenv of another Python
+version with acme-ca's dependencies), named "acme-ca{LABEL}".
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -42,6 +45,11 @@ class Build:
     key: str = "file"  # "file" | "token"
     key_type: str | None = None  # None: serve's first-start bootstrap picks (ec-p384)
     tree: Path | None = None  # None: this checkout's acme_ca
+    python: Path | None = None  # None: the bench's own interpreter (sys.executable)
+
+    @property
+    def interpreter(self) -> str:
+        return str(self.python) if self.python is not None else sys.executable
 
     @property
     def needs_init(self) -> bool:
@@ -51,10 +59,12 @@ class Build:
 DEFAULT = Build()
 
 
-def parse_builds(keys: str, key_types: str | None, trees: list[str] | None) -> list[Build]:
-    """Every combination of tree (this one first), key place and key type; ValueError
-    with one line for an unknown key place or type, or a tree that is not LABEL=PATH
-    holding acme_ca/."""
+def parse_builds(keys: str, key_types: str | None, trees: list[str] | None,
+                 pythons: list[str] | None = None) -> list[Build]:
+    """Every combination of tree (this one first), key place and key type, then this
+    tree's default build under each other interpreter; ValueError with one line for an
+    unknown key place or type, a tree that is not LABEL=PATH holding acme_ca/, or an
+    interpreter that is not LABEL=PATH to an executable."""
     places = _names(keys, KEYS, "--intermediate-key")
     types: list[str | None] = (
         list(_names(key_types, KEY_TYPES, "--intermediate-key-type")) if key_types else [None]
@@ -68,14 +78,27 @@ def parse_builds(keys: str, key_types: str | None, trees: list[str] | None) -> l
             raise ValueError(f"--acme-ca-tree {spec!r}: no acme_ca/ package in {path}")
         sources.append((label, Path(path).resolve()))
     combos = list(itertools.product(sources, places, types))
+    others = [_interpreter(spec) for spec in pythons or []]
     if len(combos) == 1 and combos[0] == (("", None), "file", None):
-        return [DEFAULT]
+        return [DEFAULT, *others]
     builds = []
     for (label, tree), place, key_type in combos:
         what = ", ".join([f"{place} key", *([key_type] if key_type else [])])
         name = f"acme-ca{f'[{label}]' if label else ''} ({what})"
         builds.append(Build(name, place, key_type, tree))
-    return builds
+    return builds + others
+
+
+def _interpreter(spec: str) -> Build:
+    """``--acme-ca-python LABEL=PATH``: this tree's acme-ca run by another Python (a
+    virtualenv's, with acme-ca's dependencies installed), named acme-ca{LABEL}."""
+    label, sep, path = spec.partition("=")
+    if not sep or not label or not path:
+        raise ValueError(f"--acme-ca-python {spec!r}: LABEL=PATH expected")
+    if not (Path(path).is_file() and os.access(path, os.X_OK)):
+        raise ValueError(f"--acme-ca-python {spec!r}: {path} is not an executable")
+    here = Path(__file__).resolve().parent.parent
+    return Build(f"acme-ca{{{label}}}", tree=here, python=Path(path))
 
 
 def _names(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
@@ -125,7 +148,7 @@ def run_init(build: Build, config: Path, workdir: Path, env: dict[str, str],
     passphrase = workdir / "root-passphrase"
     passphrase.write_text(ROOT_PASSPHRASE, encoding="utf-8")
     passphrase.chmod(0o600)
-    argv = [sys.executable, "-m", "acme_ca", "--config", str(config), "init",
+    argv = [build.interpreter, "-m", "acme_ca", "--config", str(config), "init",
             "--passphrase-file", str(passphrase), "--key-type", ROOT_KEY_TYPE]
     if build.key_type is not None:
         argv += ["--intermediate-key-type", build.key_type]

@@ -156,6 +156,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "another commit), named acme-ca[LABEL]; repeat for more",
     )
     compare.add_argument(
+        "--acme-ca-python",
+        action="append",
+        metavar="LABEL=PATH",
+        help="also run this tree's acme-ca under the Python at PATH (a virtualenv with "
+        "acme-ca's dependencies), named acme-ca{LABEL}; repeat for more",
+    )
+    compare.add_argument(
         "--client-runs",
         type=int,
         default=10,

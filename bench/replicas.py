@@ -101,11 +101,13 @@ def _write_config(workdir: Path, name: str, config_text: str) -> Path:
 
 
 def _spawn_acme_ca(
-    workdir: Path, name: str, config: Path, env: dict[str, str] | None = None
+    workdir: Path, name: str, config: Path, env: dict[str, str] | None = None,
+    python: str = sys.executable,
 ) -> subprocess.Popen[bytes]:
     """``python -m acme_ca --config <config> serve``, logging to <workdir>/<name>.stdout
-    and .stderr; ``env``: what it adds to the bench's environment (bench/builds.py)."""
-    argv = [sys.executable, "-m", "acme_ca", "--config", str(config), "serve"]
+    and .stderr; ``env``: what it adds to the bench's environment, ``python``: the
+    interpreter (bench/builds.py)."""
+    argv = [python, "-m", "acme_ca", "--config", str(config), "serve"]
     return spawn(name, argv, workdir, environment(**(env or {})))
 
 
@@ -142,7 +144,7 @@ async def start_acme_ca(
         build.name,
         f"https://127.0.0.1:{port}/directory",  # the server names itself by address
         data_dir / "ca" / "root-ca.crt",
-        {"acme-ca": _spawn_acme_ca(workdir, "acme-ca", config, env)},
+        {"acme-ca": _spawn_acme_ca(workdir, "acme-ca", config, env, build.interpreter)},
         workdir,
         database=database,
     )

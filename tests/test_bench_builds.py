@@ -7,6 +7,7 @@ own ratio to Pebble.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,31 @@ def test_compare_runs_a_file_key_and_a_token_key_side_by_side(tmp_path: Path) ->
     assert (file_run / "data" / "ca" / "intermediate-ca.key").exists()
     assert [p for p in (token_run / "data").rglob("*intermediate*") if ".key" in p.name] == []
     assert list((token_run / "softhsm" / "tokens").rglob("*.object"))
+
+
+def test_another_interpreter_runs_this_tree_beside_the_default(tmp_path: Path) -> None:
+    """`compare --acme-ca-python LABEL=PATH` (how docs/performance.md weighs newer
+    Pythons): the default build and this tree under the interpreter at PATH, each a
+    server of its own whose records name the interpreter that ran it."""
+    other = sys.executable  # this virtualenv's own Python, named as another one
+    found = builds.parse_builds("file", None, None, [f"other={other}"])
+    assert [b.name for b in found] == ["acme-ca", "acme-ca{other}"]
+    assert found[1].interpreter == other and found[1].tree is not None
+    out = tmp_path / "out.jsonl"
+    argv = ["compare", "-n", str(N), "-c", str(C), "--runs", "1", "--servers", "acme-ca",
+            "--acme-ca-python", f"other={other}", "--json", str(out),
+            "--workdir", str(tmp_path)]
+    assert main(argv) == 0
+    runs = {r["server"]: r for r in map(json.loads, out.read_text().splitlines())
+            if r["kind"] == "run"}
+    assert runs["acme-ca{other}"]["python"] == other
+    assert all(rec["ok"] == N and rec["errors"] == {} for rec in runs.values())
+
+
+@pytest.mark.parametrize("spec", ["nolabel", "x=/nonexistent/python", "x={not_executable}"])
+def test_a_wrong_interpreter_is_one_line(spec: str, tmp_path: Path) -> None:
+    (tmp_path / "python").write_text("")
+    spec = spec.format(not_executable=tmp_path / "python")
+    with pytest.raises(ValueError, match="--acme-ca-python") as caught:
+        builds.parse_builds("file", None, None, [spec])
+    assert "\n" not in str(caught.value)
