@@ -6,7 +6,8 @@
     python -m bench compare -n 200 -c 1,8,64 [--runs 3] [--json out.jsonl]
         [--acme-ca-storage sqlite|postgresql] [--acme-ca-replicas N] [--acme-ca-workers W]
         [--acme-ca-admin] [--intermediate-key file,token] [--intermediate-key-type T,...]
-        [--acme-ca-tree LABEL=PATH] [--acme-ca-python LABEL=PATH] [--client loadgen,acme-lib,lego,certbot]
+        [--acme-ca-tree LABEL=PATH] [--acme-ca-python LABEL=PATH]
+        [--client loadgen,acme-lib,lego,certbot]
         [--client-runs N] [--poll-interval S] [--resolve hosts|dns]
     python -m bench seed --db FILE --certificates 100000 --orders 300000   (bench/seed.py)
 
