@@ -55,9 +55,11 @@ class Links:
         if parts.query or parts.fragment or "?" in base_url or "#" in base_url:
             raise ValueError(f"base URL {base_url!r} must not have a query or fragment")
         self.base = base_url.rstrip("/")
-        self._templates = {name: self.base + path for name, path in ROUTES.items()}
+        # the base's own braces (a path may hold them) are text, not template fields
+        literal = self.base.replace("{", "{{").replace("}", "}}")
+        self._templates = {name: literal + path for name, path in ROUTES.items()}
         # RFC 8555 7.1: the Link every ACME response carries to the directory
-        self.index_link = f'<{self._templates["directory"]}>;rel="index"'
+        self.index_link = f'<{self.directory()}>;rel="index"'
 
     def __repr__(self) -> str:
         return f"Links({self.base!r})"

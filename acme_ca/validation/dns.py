@@ -34,7 +34,6 @@ for the operator's logs.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from typing import Any, Protocol
 
 import dns.asyncquery
 import dns.exception
+import dns.inet
 import dns.message
 import dns.name
 import dns.nameserver
@@ -269,25 +269,41 @@ async def udp_exchange(query: dns.message.Message, server: Server,
     ``DNSException``), as with ``udp_with_fallback(ignore_unexpected=True)``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    address = ipaddress.ip_address(server[0])
-    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    family = dns.inet.af_for_address(server[0])
+    # (host, port) or (host, port, 0, scope index): "fe80::1%eth0" and "fe80::1%2" alike
+    destination = dns.inet.low_level_address_tuple(server, family)
+    packed = dns.inet.inet_pton(family, destination[0])
     async with asyncio.timeout_at(deadline):
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
-            await loop.sock_sendto(sock, query.to_wire(), (str(address), server[1]))
+            await loop.sock_sendto(sock, query.to_wire(), destination)
             while True:
                 wire, source = await loop.sock_recvfrom(sock, 65535)
-                if source[1] == server[1] and ipaddress.ip_address(source[0]) == address:
+                if _sent_by(source, destination, packed, family):
                     break
         try:
             response = dns.message.from_wire(
                 wire, keyring=query.keyring, request_mac=query.mac, raise_on_truncation=True
             )
         except dns.message.Truncated:
-            return await dns.asyncquery.tcp(query, str(address), port=server[1])
+            return await dns.asyncquery.tcp(query, server[0], port=server[1])
         if not query.is_response(response):
             raise dns.query.BadResponse
         return response
+
+
+def _sent_by(source: tuple[Any, ...], destination: tuple[Any, ...], packed: bytes,
+             family: int) -> bool:
+    """Did the datagram from ``source`` (as ``recvfrom`` gives it) come from where the
+    query went (``destination``, its address ``packed``)? The same address and port and,
+    for IPv6, the same scope index (recvfrom names a link-local sender's interface in the
+    text, "fe80::1%eth0", and by number): dnspython's ``_matches_destination``."""
+    if source[1:] != destination[1:]:
+        return False
+    try:
+        return dns.inet.inet_pton(family, source[0]) == packed
+    except dns.exception.SyntaxError:
+        return False
 
 
 def _chain_problem(name: str, rdtype: str, what: str, server: str) -> AcmeProblem:

@@ -116,3 +116,18 @@ def test_a_kid_that_is_no_account_url_names_no_account(suffix: str) -> None:
     a 500 before the signature was checked."""
     links = Links(BASE)
     assert links.account_id_from_kid(f"{BASE}/acme/acct/{suffix}") is None
+
+
+@pytest.mark.parametrize("prefix", ["/acme{x}", "/{id}", "/a{{b}}", "/{0}", "/}{"])
+def test_a_base_with_braces_is_prepended_as_it_is(prefix: str) -> None:
+    """RFC 8555 7.1: resource URLs are the configured base followed by the route's
+    path. ``[server] external_url`` may hold braces (``values.external_url`` lets any
+    path through), which are text of the base, never fields of the route's template:
+    not a KeyError on every URL (``{x}``), not an id in the base (``{id}``)."""
+    base = "https://proxy.example" + prefix
+    links = Links(base)
+    assert links.order("o1") == base + "/acme/order/o1"
+    assert links.certificate("1f", 2) == base + "/acme/cert/1f/2"
+    assert links.directory() == base + "/directory"
+    assert links.index_link == f"<{base}/directory>;rel=\"index\""
+    assert links.account_id_from_kid(base + "/acme/acct/a1") == "a1"

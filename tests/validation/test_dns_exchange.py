@@ -9,12 +9,13 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import dns.inet
 import dns.message
 import dns.rrset
 import pytest
 
 from acme_ca.domain.problems import AcmeProblem, ProblemType
-from acme_ca.validation.dns import DnsClient
+from acme_ca.validation.dns import DnsClient, _sent_by
 
 NAME = "spoof.example"
 TRUE, FORGED = "192.0.2.1", "198.51.100.66"
@@ -44,23 +45,27 @@ class _Server(asyncio.DatagramProtocol):
 async def server() -> AsyncIterator[Callable[[Reply], Any]]:
     transports: list[asyncio.BaseTransport] = []
 
-    async def start(reply: Reply) -> str:
+    async def start(reply: Reply, host: str = "127.0.0.1") -> str:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Server(reply), local_addr=("127.0.0.1", 0))
+            lambda: _Server(reply), local_addr=(host, 0))
         transports.append(transport)
-        return f"127.0.0.1:{transport.get_extra_info('sockname')[1]}"
+        port = transport.get_extra_info("sockname")[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     yield start
     for transport in transports:
         transport.close()
 
 
-async def test_a_datagram_from_another_port_is_ignored(server: Callable[[Reply], Any]):
+@pytest.mark.parametrize(("host", "family"), [("127.0.0.1", socket.AF_INET),
+                                             ("::1", socket.AF_INET6)])
+async def test_a_datagram_from_another_port_is_ignored(server: Callable[..., Any], host: str,
+                                                       family: int):
     """RFC 5452 3: a forged answer from another port, arriving first, is not taken;
-    the server's own answer is."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as forger:
-        forger.bind(("127.0.0.1", 0))
+    the server's own answer is. Over IPv6 too ("[::1]:port" in the resolvers)."""
+    with socket.socket(family, socket.SOCK_DGRAM) as forger:
+        forger.bind((host, 0))
 
         def reply(query: dns.message.Message, addr: Any,
                   transport: asyncio.DatagramTransport) -> None:
@@ -68,7 +73,7 @@ async def test_a_datagram_from_another_port_is_ignored(server: Callable[[Reply],
             asyncio.get_running_loop().call_later(0.05, transport.sendto,
                                                   answer(query, TRUE), addr)
 
-        address = await server(reply)
+        address = await server(reply, host)
         found = await DnsClient([address], timeout=2).query(NAME, "A")
     assert [r.address for r in found.rdatas] == [TRUE]
 
@@ -88,3 +93,26 @@ async def test_an_answer_to_another_question_is_malformed(server: Callable[[Repl
         await DnsClient([address], timeout=2).query(NAME, "A")
     assert raised.value.type is ProblemType.DNS
     assert f"{address} sent a malformed answer" in raised.value.detail
+
+
+@pytest.mark.parametrize(("resolver", "source", "taken"), [
+    ("fe80::1%4", ("fe80::1%eth0", 53, 0, 4), True),  # recvfrom names the interface
+    ("fe80::1%4", ("fe80::1%eth1", 53, 0, 5), False),  # the same address on another link
+    ("fe80::1%4", ("fe80::1%eth0", 5353, 0, 4), False),
+    ("2001:db8::53", ("2001:db8:0:0::53", 53, 0, 0), True),
+    ("2001:db8::53", ("2001:db8::54", 53, 0, 0), False),
+    ("192.0.2.53", ("192.0.2.53", 53), True),
+    ("192.0.2.53", ("192.0.2.54", 53), False),
+])
+def test_the_sender_is_the_resolver_by_address_port_and_scope(
+        resolver: str, source: tuple[Any, ...], taken: bool) -> None:
+    """RFC 5452 3 (the answer's source is the address and port the query went to), as
+    dnspython's udp_with_fallback decides it: a link-local resolver configured with its
+    scope's number ("fe80::1%4") answers from "fe80::1%eth0" with scope index 4, which
+    is it; compared as text the two differ and every answer of that resolver was
+    ignored until the lookup timed out. (Real link-local sockets need an interface's
+    address: the tests use 127.0.0.1 and ::1 only, so the rule is tested alone.)"""
+    family = dns.inet.af_for_address(resolver)
+    destination = dns.inet.low_level_address_tuple((resolver, 53), family)
+    packed = dns.inet.inet_pton(family, destination[0])
+    assert _sent_by(source, destination, packed, family) is taken
