@@ -226,17 +226,37 @@ def positive(_: PathResolver, value: Any) -> int:
     return value
 
 
+MAX_WORKERS = 1024  # a typo's 10**20 is refused, not forked until fork fails
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max ..."
+
+
 def workers(_: PathResolver, value: Any) -> int:
-    """A positive number of processes, or "auto": one per core this process may run on
-    (its CPU affinity, as taskset or a container's cpuset limit it, not the machine's
-    count). A command line's "4" counts as 4."""
+    """A positive number of processes (at most 1024), or "auto": one per core this
+    process may use (``available_cores``). A command line's "4" counts as 4."""
     if value == "auto":
-        return len(os.sched_getaffinity(0))
+        return available_cores()
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{value!r} is neither a positive integer nor 'auto'")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"{value!r} is neither a positive integer up to {MAX_WORKERS} "
+                         "nor 'auto'")
     return value
+
+
+def available_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The cores this process may run on: its CPU affinity (as taskset or a container's
+    cpuset set it), or the machine's count where there is no affinity (macOS), and no
+    more than a cgroup v2 CPU quota allows, rounded up (``docker --cpus=1.5``, a
+    Kubernetes CPU limit: 2 on a 64-core node means 2, not 64)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text(encoding="ascii").split()[:2]
+        if quota != "max" and int(period) > 0:
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):  # no cgroup v2 CPU controller here: the affinity holds
+        pass
+    return max(1, cores)
 
 
 def pool_size(_: PathResolver, value: Any) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from acme_ca import config_values
 from acme_ca.config import (
     format_duration,
     load_config,
@@ -372,3 +373,28 @@ def test_a_bad_workers_value_names_the_key_and_the_accepted_forms(
     with pytest.raises(ConfigError, match=r"positive number of processes, or 'auto'"):
         load_config(write_config(tmp_path / "acme-ca.toml", f"[server]\nworkers = {value}\n"))
 
+
+
+@pytest.mark.parametrize(("cpu_max", "cores"), [
+    ("max 100000\n", None), ("200000 100000\n", 2), ("150000 100000\n", 2),
+    ("50000 100000\n", 1), ("100000000 100000\n", None), ("garbage\n", None), (None, None),
+])
+def test_workers_auto_stays_within_a_cgroup_cpu_quota(
+    tmp_path: Path, cpu_max: str | None, cores: int | None
+) -> None:
+    """A container's CPU limit (cgroup v2 cpu.max: "<quota> <period>", as
+    `docker --cpus` and a Kubernetes CPU limit write it) bounds "auto", rounded up: a
+    2-CPU limit on a 64-core node is 2 workers, not 64. No quota ("max"), no file or
+    an unreadable one: the affinity alone counts."""
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max, encoding="ascii")
+    affinity = len(os.sched_getaffinity(0))
+    expected = affinity if cores is None else min(affinity, cores)
+    assert config_values.available_cores(path) == expected
+
+
+def test_a_huge_workers_value_is_refused_not_forked(tmp_path: Path) -> None:
+    assert_one_line_error(tmp_path, "[server]\nworkers = 100000000000000000000\n",
+                          "server.workers: ")
+    assert load_config(None, {"server.workers": "1024"}).server.workers == 1024
