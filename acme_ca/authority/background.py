@@ -4,7 +4,9 @@ Every process (each ``serve --workers`` worker, each replica) runs one
 ``BackgroundWork``. Every ``PERIOD`` seconds it tries to hold the store's lease
 ``"background"`` for ``TTL`` seconds (``LeaseStore.hold_lease``: taken if free or
 expired, renewed if already its own). The process that holds it runs the jobs, one
-after the other; today (``cli/wiring.py``):
+after the other, each every period unless its ``Job.every`` is longer (then at most
+once per ``every`` seconds; a run cut short or failed is tried again next period, and
+a process that takes the lease runs every job at once); today (``cli/wiring.py``):
 
 - the issuance sweeper (``sweeper.py``): orders left processing by an issuance that
   stopped;
@@ -14,11 +16,12 @@ after the other; today (``cli/wiring.py``):
 - purging expired nonces (``NonceService.purge_expired``), a bounded batch per
   statement, the loop free between two;
 - expiring orders and authorizations past their time (``Expiry.expire``,
-  ``expiry.py``), a bounded batch per transaction; between two rounds a read judges
-  them expired all the same (``domain/states.py``).
+  ``expiry.py``), a bounded batch per transaction, every ``EXPIRY_EVERY``; between two
+  rounds a read judges them expired all the same (``domain/states.py``).
 - pruning orders and authorizations expired longer ago than ``[retention] grace``,
   and full rate-limit buckets (``Retention.prune``, ``retention.py``), a bounded batch
-  per transaction.
+  per transaction, every ``RETENTION_EVERY``.
+- publishing CRLs (``CrlPublisher.publish``, ``crls.py``).
 
 Takeover: a holder that dies (kill -9) stops renewing; its lease expires at most
 ``TTL`` after its last renewal, and another process takes it at its next try, so the
@@ -70,6 +73,7 @@ class Job:
 
     name: str
     run: Callable[[], Awaitable[object]]
+    every: float = 0.0  # seconds between two completed runs at least; 0: every period
 
 
 def holder_id() -> str:
@@ -98,6 +102,7 @@ class BackgroundWork:
         self._period = period
         self._ttl = ttl
         self._held = False
+        self._due = [0.0] * len(self._jobs)  # loop time at which each job is due again
         self._trouble: str | None = None  # the last failure to hold the lease, said once
         self._task: asyncio.Task[None] | None = None
 
@@ -164,6 +169,7 @@ class BackgroundWork:
                 self._trouble = None
             held = expires is not None
         if held and not self._held:
+            self._due = [0.0] * len(self._jobs)  # what another holder left: at once
             log.info("took the background lease as %s: this process runs the cluster's "
                      "background work (%s)", self.holder, ", ".join(j.name for j in self._jobs))
         elif self._held and not held:
@@ -189,11 +195,16 @@ class BackgroundWork:
                           self._period)
 
     async def _run_jobs(self, deadline: float) -> None:
-        for job in self._jobs:
+        loop = asyncio.get_running_loop()
+        for index, job in enumerate(self._jobs):
+            started = loop.time()
+            if started < self._due[index]:
+                continue
             limit = asyncio.timeout_at(deadline)
             try:
                 async with limit:
                     await job.run()
+                self._due[index] = started + job.every
             except TimeoutError:
                 if not limit.expired():
                     log.exception("background job %s failed; next try in %gs",

@@ -12,6 +12,11 @@ Like the nonce purge (``nonces.py``), it goes ``EXPIRY_BATCH`` rows per call and
 the loop's other tasks run between two: a backlog (a CA that ran for a year before
 this job existed) never holds SQLite's event loop, or its write lock, for long. What
 is left when the background work's time runs out goes next period.
+
+It runs every ``EXPIRY_EVERY`` rather than every period (``background.Job.every``):
+what it writes down no client can see earlier (a read already judges the row expired),
+and its two transactions every 2 s were a fifth of an idle server's CPU (0.5 of
+2.6 ms a round).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from acme_ca.store.writes import WriteStore
 
 # Rows per transaction: each is read, judged and moved in one (SQLite: on the loop).
 EXPIRY_BATCH = 100
+EXPIRY_EVERY = 60.0  # seconds between two completed rounds (background.Job.every)
 
 
 class Expiry:

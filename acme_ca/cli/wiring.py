@@ -35,7 +35,7 @@ from acme_ca.authority.ca_certificates import CaCertificates
 from acme_ca.authority.caa_recheck import CaaRecheck
 from acme_ca.authority.crls import CrlPublisher
 from acme_ca.authority.dashboard import Dashboard, form_key
-from acme_ca.authority.expiry import Expiry
+from acme_ca.authority.expiry import EXPIRY_EVERY, Expiry
 from acme_ca.authority.issuance import InFlight
 from acme_ca.authority.limits import RateLimits
 from acme_ca.authority.nonces import NonceService
@@ -46,7 +46,7 @@ from acme_ca.authority.profiles import Catalog
 from acme_ca.authority.published_crls import PublishedCrls
 from acme_ca.authority.readiness import Readiness
 from acme_ca.authority.renewal_info import RenewalInfo
-from acme_ca.authority.retention import Retention
+from acme_ca.authority.retention import RETENTION_EVERY, Retention
 from acme_ca.authority.revocation import RevocationService
 from acme_ca.authority.settings import Settings
 from acme_ca.authority.supervisor import ValidationSupervisor
@@ -233,8 +233,10 @@ def build_app(
         Job("ending issuances left processing", sweeper.sweep),
         Job("resuming validations left processing", supervisor.resume_stopped),
         Job("purging expired nonces", nonces.purge_expired),
-        Job("expiring orders and authorizations", Expiry(store, clock).expire),
-        Job("pruning what expired past the retention grace", lambda: retention().prune()),
+        Job("expiring orders and authorizations", Expiry(store, clock).expire,
+            every=EXPIRY_EVERY),
+        Job("pruning what expired past the retention grace", lambda: retention().prune(),
+            every=RETENTION_EVERY),
         Job("publishing CRLs", lambda: crls().publish()),
     ])
 

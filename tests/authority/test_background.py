@@ -98,6 +98,60 @@ async def test_only_the_holder_expires_orders_and_authorizations(
         assert (await replicas[1].get_authorization(f"az-{n}")).status.value == "expired"
 
 
+async def test_a_job_with_every_runs_at_most_that_often_and_at_once_for_a_new_holder(
+    replicas: tuple[Store, Store]
+):
+    """``Job.every``: the expiry and retention jobs (RFC 8555 7.1.6: a read judges an
+    expired order invalid whatever the row says) run once per ``every``, not every
+    period, and due again once it has passed; a process that takes the lease over runs
+    them at once, whenever the former holder last did."""
+    runs: Counter[str] = Counter()
+
+    def job(name: str, every: float) -> Job:
+        async def run() -> None:
+            runs[name] += 1
+
+        return Job(name, run, every=every)
+
+    a = work(replicas[0], job("each", 0), job("slow", 0.4), job("never", 60), ttl=60)
+    for _ in range(3):
+        assert await a.step()
+    assert runs == {"each": 3, "slow": 1, "never": 1}
+    await asyncio.sleep(0.45)
+    assert await a.step()
+    assert runs == {"each": 4, "slow": 2, "never": 1}
+    await a.close()
+    b = work(replicas[1], job("b.never", 60), ttl=60)
+    assert await b.step()
+    assert await b.step()
+    assert runs["b.never"] == 1
+
+
+async def test_a_job_that_failed_or_was_cut_short_is_due_next_period_whatever_its_every(
+    replicas: tuple[Store, Store]
+):
+    """Only a run that completed waits ``every``: one that failed, or that the end of
+    the lease's time cut short, goes on next period (RFC 8555 7.1.6 expiry and the
+    retention backlog are not left for a minute)."""
+    runs: Counter[str] = Counter()
+
+    async def fails_once() -> None:
+        runs["fails_once"] += 1
+        if runs["fails_once"] == 1:
+            raise RuntimeError("a passing failure")
+
+    async def long_once() -> None:
+        runs["long_once"] += 1
+        if runs["long_once"] == 1:
+            await asyncio.Event().wait()
+
+    background = work(replicas[0], Job("fails_once", fails_once, every=60),
+                      Job("long_once", long_once, every=60))
+    for _ in range(3):
+        assert await within(background.step(), "a round")
+    assert runs == {"fails_once": 2, "long_once": 2}
+
+
 async def test_a_survivor_takes_over_once_the_holder_stops_renewing(
     replicas: tuple[Store, Store], caplog: pytest.LogCaptureFixture
 ):
