@@ -16,10 +16,11 @@ The concurrency contract of the engine (``connection``, ``commits``, ``opening``
 - How writers are serialised. In a process, every write goes through the store's
   ``GroupCommit`` queue: one batch at a time, its writers in arrival order, each in a
   SAVEPOINT of one ``BEGIN IMMEDIATE`` transaction. Across processes, ``BEGIN
-  IMMEDIATE`` takes the file's single write lock, waited for off the event loop up
-  to ``BUSY_TIMEOUT_MS`` (then ``StoreUnavailable``: see below). So one writer body
-  runs at a time on the whole file, and what it reads inside its transaction is what
-  it changes: writers are serialisable.
+  IMMEDIATE`` takes the file's single write lock, waited for without sleeping on the
+  event loop (tried again between its other tasks) up to ``BUSY_TIMEOUT_MS`` (then
+  ``StoreUnavailable``: see below). So one writer body runs at a time on the whole
+  file, and what it reads inside its transaction is what it changes: writers are
+  serialisable.
 - What group commit promises. A writer's statements are kept all or none (its
   savepoint); a writer hears its outcome, success or its own failure, only after the
   COMMIT holding its batch returned (``synchronous = FULL``: it survives power loss);
@@ -36,11 +37,12 @@ The concurrency contract of the engine (``connection``, ``commits``, ``opening``
   ``DELETE ... RETURNING`` under that file's write lock consumes a nonce, so exactly one
   of two consumers, in any process, gets it. Nonces outlive a restart, not a reboot.
 
-Statements run on the event loop's thread unless they wait on the disk (COMMIT) or
-for another process's lock (``connection``): no connection used on the loop has a
-busy handler. A UNIQUE or PRIMARY KEY violation becomes ``Conflict`` ("it already
-exists"); a lock still held elsewhere after ``BUSY_TIMEOUT_MS`` ("database is locked":
-SQLITE_BUSY, or SQLITE_LOCKED) becomes ``StoreUnavailable``, since it passes as a
+Statements run on the event loop's thread, except those that wait on the disk
+(COMMIT): no connection has a busy handler, and a lock another process holds is tried
+for again between the loop's other tasks (``connection``), no call queued behind it.
+A UNIQUE or PRIMARY KEY violation becomes ``Conflict`` ("it already exists"); a lock
+still held elsewhere after ``BUSY_TIMEOUT_MS`` ("database is locked": SQLITE_BUSY,
+or SQLITE_LOCKED) becomes ``StoreUnavailable``, since it passes as a
 database restart does (the API answers 503 with Retry-After, and nothing was written);
 any other sqlite3 error becomes ``StoreError``.
 
@@ -108,8 +110,8 @@ class SqliteBase:
                                    lambda raw: raw.execute(sql, params).fetchall())
 
     async def _unslept(self, conn: Connection, call: Callable[[sqlite3.Connection], T]) -> T:
-        """``call(raw conn)`` on the loop, a lock held elsewhere waited for in the
-        connection's thread (``Connection.without_sleeping``); errors mapped."""
+        """``call(raw conn)`` on the loop, a lock held elsewhere tried for again between
+        the loop's other tasks (``Connection.without_sleeping``); errors mapped."""
         self._check_open()
         try:
             return await conn.without_sleeping(call, BUSY_TIMEOUT_MS / 1000)

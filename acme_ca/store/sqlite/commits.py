@@ -21,8 +21,9 @@ What each writer still gets, as if it had a transaction of its own:
   what is committed.
 
 A writer's body runs on the event loop's thread (statements inside a transaction do
-not wait on the disk); BEGIN falls back to the connection's thread only when another
-process holds the write lock, and COMMIT always runs there. While the thread has the
+not wait on the disk), BEGIN too: when another process holds the write lock it is
+tried again between the loop's other tasks, and the writers arriving meanwhile join
+the batch. COMMIT always runs in the connection's thread. While the thread has the
 connection the loop never touches it, cancellation included: a cancelled batch waits
 for its COMMIT to end and tells its writers what the disk holds. A writer cancelled
 before its turn is skipped; one cancelled later may still be committed, as a request
@@ -181,8 +182,8 @@ class GroupCommit:
         await conn.execute(_RELEASE)
 
     async def _begin(self) -> None:
-        """BEGIN IMMEDIATE at once if the write lock is free, else wait for it in the
-        connection's thread (another process is writing): ``without_sleeping``."""
+        """BEGIN IMMEDIATE at once if the write lock is free, else tried again until it
+        is (another process is writing): ``without_sleeping``."""
         await self._conn.without_sleeping(lambda raw: raw.execute("BEGIN IMMEDIATE"),
                                           self._busy_timeout_ms / 1000)
 

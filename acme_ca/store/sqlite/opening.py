@@ -21,8 +21,8 @@
   such file), every opening forgets them: at worst a client gets badNonce and retries.
 
 The reader and the nonce connection run their statements on the event loop with
-busy_timeout 0: whatever lock another process holds is waited for in the connection's
-thread (``Connection.without_sleeping``), never by putting the loop to sleep.
+busy_timeout 0: whatever lock another process holds is tried for again between the
+loop's other tasks (``Connection.without_sleeping``), never by putting the loop to sleep.
 
 For ``:memory:`` (tests) writer and reader are one connection, and the nonces another
 private in-memory database.

@@ -1,12 +1,9 @@
-"""SQLite's own fixtures: stores on a file of the test's tmp_path (or in memory), and
-ways to see a connection's thread wait for another process's lock."""
+"""SQLite's own fixtures: stores on a file of the test's tmp_path (or in memory), a
+way to see a connection wait for another process's lock, and one to see its thread idle."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ from acme_ca.clock import FakeClock
 from acme_ca.store import SqliteStore
 from acme_ca.store.sqlite.connection import Connection
 from tests.store.conftest import T0, with_accounts
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -42,30 +40,20 @@ async def memory_store() -> AsyncIterator[SqliteStore]:
         await opened.close()
 
 
-def waits_in_thread(conn: Connection, also: Callable[[str], None] | None = None
-                    ) -> asyncio.Event:
-    """An event set once `conn` runs a statement other than COMMIT off the event loop's
-    thread: a call that met another process's lock and now waits for it in the
-    connection's thread (Connection.without_sleeping). `also`: a trace callback to keep
-    (SQLite keeps one per connection).
+class LockWait:
+    """``await LockWait(conn).wait()``: returns once a call on `conn` met another
+    process's lock and waits for it, trying again on the event loop
+    (Connection.without_sleeping)."""
 
-    Call it before the connection's thread has anything to do; the callback stays until
-    the connection closes. Setting a trace callback while the thread runs a statement
-    deadlocks: the setter waits for the connection's mutex holding the GIL, which the
-    thread's callback needs."""
-    loop = asyncio.get_running_loop()
-    event = asyncio.Event()
-    loop_thread = threading.get_ident()
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
 
-    def trace(sql: str) -> None:
-        if also is not None:
-            also(sql)
-        if threading.get_ident() != loop_thread and sql.strip().upper() != "COMMIT":
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(event.set)
+    async def wait(self) -> None:
+        await until(lambda: self._conn._retrying > 0, "a call to wait for the lock")
 
-    conn._raw.set_trace_callback(trace)
-    return event
+
+def waits_for_lock(conn: Connection) -> LockWait:
+    return LockWait(conn)
 
 
 async def thread_idle(conn: Connection) -> None:

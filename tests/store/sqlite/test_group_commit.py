@@ -2,7 +2,7 @@
 and each still gets all-or-nothing, durable, compare-and-set semantics.
 
 Another process's write lock (a second sqlite3 connection in BEGIN IMMEDIATE) makes
-writers queue; tests wait for the committer to wait in its thread (waits_in_thread)
+writers queue; tests wait for the committer to wait in its thread (waits_for_lock)
 and for the queue to hold the writers, never for a length of time."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from acme_ca.domain.models import AccountStatus, OrderStatus
 from acme_ca.errors import Conflict, NotFound, StoreError
 from acme_ca.store import SqliteStore
 from tests.store.conftest import make_account, make_order, reservation
-from tests.store.sqlite.conftest import thread_idle, waits_in_thread
+from tests.store.sqlite.conftest import thread_idle, waits_for_lock
 from tests.waiting import until, within
 
 
@@ -125,7 +125,7 @@ async def test_a_writer_waits_for_another_process_holding_the_write_lock(
     other = sqlite3.connect(db_file, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-        waiting = waits_in_thread(acme_store._connections.writer)
+        waiting = waits_for_lock(acme_store._connections.writer)
         write = asyncio.create_task(
             acme_store.create_account(make_account("waited", thumbprint="t-waited")))
         await within(waiting.wait(), "the committer to wait for the lock in its thread")
@@ -143,7 +143,7 @@ async def test_a_writer_cancelled_before_its_turn_writes_nothing(
     other = sqlite3.connect(db_file, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-        waiting = waits_in_thread(acme_store._connections.writer)
+        waiting = waits_for_lock(acme_store._connections.writer)
         first = asyncio.create_task(
             acme_store.create_account(make_account("first", thumbprint="t-first")))
         await within(waiting.wait(), "the committer to wait for the lock with `first`")
@@ -229,7 +229,7 @@ async def test_a_writer_that_loses_to_another_of_its_batch_hears_so_after_the_co
         except Conflict:
             seen.append((await acme_store.get_order("o")).status)
 
-    # set while the connection's thread is idle (see waits_in_thread)
+    # set while the connection's thread is idle (see waits_for_lock)
     acme_store._connections.writer._raw.set_trace_callback(during_commit)
     other = sqlite3.connect(db_file, isolation_level=None)
     try:
@@ -304,7 +304,7 @@ async def test_cancelled_while_waiting_for_the_lock_leaves_no_lock_behind(db_fil
     other = sqlite3.connect(db_file, isolation_level=None, timeout=0.5)
     try:
         other.execute("BEGIN IMMEDIATE")  # another process is writing
-        waiting = waits_in_thread(writer)
+        waiting = waits_for_lock(writer)
         write = asyncio.create_task(
             store.create_account(make_account("x", thumbprint="t-x")))
         await within(waiting.wait(), "the committer to poll for the lock in its thread")

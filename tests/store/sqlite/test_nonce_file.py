@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +20,7 @@ from acme_ca.errors import Conflict, StoreError
 from acme_ca.store import SqliteStore
 from acme_ca.store.sqlite.opening import nonce_path, read_boot_id
 from tests.store.conftest import T0
-from tests.store.sqlite.conftest import thread_idle, waits_in_thread
+from tests.store.sqlite.conftest import waits_for_lock
 from tests.waiting import until, within
 
 LATER = T0 + timedelta(minutes=5)
@@ -30,15 +33,15 @@ def raw(path: Path) -> contextlib.closing[sqlite3.Connection]:
 async def test_a_nonce_lock_held_by_another_process_never_stalls_the_event_loop(
     acme_store: SqliteStore, db_file: Path
 ):
-    """Another worker in the middle of a nonce write: the store waits for it in the
-    nonce connection's thread; the loop goes on serving (this test runs on it, and so
-    does a read), and the write ends once the lock is free."""
+    """Another worker in the middle of a nonce write: the store waits for it, trying
+    again on the loop between its other tasks; the loop goes on serving (this test runs
+    on it, and so does a read), and the write ends once the lock is free."""
     other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-        waiting = waits_in_thread(acme_store._connections.nonces)
+        waiting = waits_for_lock(acme_store._connections.nonces)
         write = asyncio.create_task(acme_store.add_nonce("a", LATER))
-        await within(waiting.wait(), "the nonce write to wait in its thread")
+        await within(waiting.wait(), "the nonce write to wait for the lock")
         assert (await acme_store.get_account("acct-1")).id == "acct-1"  # loop serves
         assert not write.done()  # it did wait for the lock
         other.execute("COMMIT")
@@ -168,20 +171,20 @@ async def test_a_batch_of_nonces_is_stored_whole_or_not_at_all(acme_store: Sqlit
 async def test_a_nonce_call_cancelled_while_it_waits_for_the_lock_stops_waiting_first(
     acme_store: SqliteStore, db_file: Path
 ):
-    """The thread's wait is cut short and awaited before the cancellation goes on, so the
-    loop and the thread never use the nonce connection at once; nothing half-done stays."""
+    """The wait ends with the cancellation: no try is left to run later, nothing
+    half-done stays."""
     other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None)
     nonces = acme_store._connections.nonces
     try:
         other.execute("BEGIN IMMEDIATE")
-        in_thread = waits_in_thread(nonces)
+        in_thread = waits_for_lock(nonces)
         waiting = asyncio.create_task(acme_store.add_nonce("a", LATER))
-        await within(in_thread.wait(), "the nonce write to wait in its thread")
+        await within(in_thread.wait(), "the nonce write to wait for the lock")
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
+        assert nonces._retrying == 0  # no try left to run
         other.execute("COMMIT")
-        await thread_idle(nonces)  # a wait left running would have inserted "a" by now
     finally:
         other.close()
     await acme_store.add_nonce("b", LATER)
@@ -192,8 +195,8 @@ async def test_a_nonce_call_cancelled_while_it_waits_for_the_lock_stops_waiting_
 async def test_every_connection_that_runs_on_the_loop_has_busy_timeout_zero(
     acme_store: SqliteStore,
 ):
-    """A busy handler would sleep on the event loop's thread; locks are waited for in
-    the connections' threads instead (Connection.without_sleeping)."""
+    """A busy handler would sleep on the event loop's thread; locks are waited for by
+    trying again between the loop's other tasks instead (Connection.without_sleeping)."""
     connections = acme_store._connections
     for conn in (connections.reader, connections.nonces, connections.writer):
         rows = await conn.execute_fetchall("PRAGMA busy_timeout")
@@ -215,35 +218,19 @@ async def test_a_full_disk_is_reported_as_such_for_a_batch_of_nonces(db_file: Pa
         await store.close()
 
 
-class CountedLock(asyncio.Lock):
-    """A connection's lock for calls that wait in its thread, counting who asks for it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked = 0
-
-    async def acquire(self) -> bool:
-        self.asked += 1
-        return await super().acquire()
-
-
-async def test_closing_lets_a_nonce_call_waiting_for_a_lock_end_first(db_file: Path):
-    """A close that arrives while one nonce call waits in the thread for another
-    process's lock, and a second call waits for the first: both calls end (in order),
-    then the connection closes."""
+async def test_closing_lets_nonce_calls_waiting_for_a_lock_end_first(db_file: Path):
+    """A close that arrives while two nonce calls wait for another process's lock: both
+    calls end, then the connection closes."""
     store = await SqliteStore.open(db_file)
     nonces = store._connections.nonces
-    lock = nonces._waiting = CountedLock()
     other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-        in_thread = waits_in_thread(nonces)
         first = asyncio.create_task(store.add_nonce("x", LATER))
-        await within(in_thread.wait(), "the first call to wait in the thread")
         second = asyncio.create_task(store.add_nonce("y", LATER))
-        await until(lambda: lock.asked == 2, "the second call to wait for the first")
+        await until(lambda: nonces._retrying == 2, "both calls to wait for the lock")
         closing = asyncio.create_task(store.close())
-        await until(lambda: lock.asked == 3, "the close to queue behind both calls")
+        await until(lambda: nonces._idle is not None, "the close to wait for both calls")
         other.execute("COMMIT")
         results = await within(asyncio.gather(first, second, closing,
                                               return_exceptions=True), "all three")
@@ -251,6 +238,49 @@ async def test_closing_lets_a_nonce_call_waiting_for_a_lock_end_first(db_file: P
         other.close()
     assert results == [None, None, None]  # both calls ended before the close
     assert nonces._closed
+    with raw(nonce_path(str(db_file))) as check:
+        assert {row[0] for row in check.execute("SELECT nonce FROM nonces")} == {"x", "y"}
+
+
+HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+sys.stdin.readline()
+conn.execute("COMMIT")
+print("released", flush=True)
+sys.stdin.readline()
+"""
+
+
+async def test_a_nonce_call_is_not_queued_behind_one_that_waits_for_a_lock(
+    acme_store: SqliteStore, db_file: Path
+):
+    """RFC 8555 6.5 (every POST consumes a nonce, every response stores some). Another
+    worker process holds the nonce file's lock: a call waits for it on the loop, and
+    once the lock is free a later call runs at once on the loop's thread, not after the
+    waiting one; the waiting one then ends too. No statement runs off the loop."""
+    nonces = acme_store._connections.nonces
+    threads: set[int] = set()
+    nonces._raw.set_trace_callback(lambda sql: threads.add(threading.get_ident()))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, nonce_path(str(db_file))],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        waiting = asyncio.create_task(acme_store.add_nonce("a", LATER))
+        await waits_for_lock(nonces).wait()
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "released"
+        await acme_store.add_nonce("b", LATER)  # no await yielded to `waiting` before
+        assert not waiting.done()
+        await within(waiting, "the waiting call, once the lock is free")
+    finally:
+        holder.communicate("\n", timeout=10)
+    assert threads == {threading.get_ident()}
+    assert [await acme_store.consume_nonce(n, T0) for n in "ab"] == [True, True]
 
 
 async def test_nonces_work_in_memory(memory_store: SqliteStore):
