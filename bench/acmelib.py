@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.http01 import Http01Responder
-from bench.loadgen import STEPS, RunConfig, RunStats, sample_processes
+from bench.loadgen import STEPS, RunConfig, RunStats, sample_groups
 from bench.programs import last_line
 
 DEFAULT_POLL_S = 0.05
@@ -266,13 +266,13 @@ async def run(config: RunConfig, responder: Http01Responder, poll_s: float = DEF
                 tokens.append(token)
             elif word == "READY":
                 stats.setup_s = time.perf_counter() - setup
-                stats.before = {g: sample_processes(p()) for g, p in config.measure.items()}
+                stats.before = sample_groups(config.measure)
                 cpu0 = time.process_time()
                 child.stdin.write(b"GO\n")
                 await child.stdin.drain()
             elif word == "R":
                 result = json.loads(rest)
-                stats.after = {g: sample_processes(p()) for g, p in config.measure.items()}
+                stats.after = sample_groups(config.measure)
                 stats.client_cpu_s = time.process_time() - cpu0 + result["cpu_s"]
                 break
     finally:

@@ -149,7 +149,9 @@ def sample_processes(pids: Iterable[int]) -> ProcSample:
     return ProcSample(cpu / tick, hwm, rss, count)
 
 
-def _sample(measure: dict[str, Processes]) -> dict[str, ProcSample]:
+def sample_groups(measure: dict[str, Processes]) -> dict[str, ProcSample]:
+    """Each group's CPU and memory now (``RunConfig.measure``), before and after a run
+    of any client (here, bench/acmelib.py, bench/programs.py)."""
     return {group: sample_processes(pids()) for group, pids in measure.items()}
 
 
@@ -321,7 +323,7 @@ async def run(config: RunConfig, responder: Http01Responder | None = None) -> Ru
         stats.setup_s = time.perf_counter() - setup
         served_before = responder.served
         base_requests = client.requests
-        stats.before = _sample(config.measure)
+        stats.before = sample_groups(config.measure)
         cpu0, start = time.process_time(), time.perf_counter()
         state.last_progress = time.monotonic()
         tasks = [
@@ -333,7 +335,7 @@ async def run(config: RunConfig, responder: Http01Responder | None = None) -> Ru
         watchdog.cancel()
         stats.elapsed_s = time.perf_counter() - start
         stats.client_cpu_s = time.process_time() - cpu0
-        stats.after = _sample(config.measure)
+        stats.after = sample_groups(config.measure)
         stats.requests = client.requests - base_requests
         stats.bad_nonce_retries = client.bad_nonce_retries
         stats.nonce_fetches = client.nonce_fetches

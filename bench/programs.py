@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import RunConfig, RunStats, sample_processes
+from bench.loadgen import RunConfig, RunStats, sample_groups
 from bench.report import percentile
 
 PROGRAMS = ("lego", "certbot")
@@ -104,7 +104,7 @@ async def run(program: str, config: RunConfig, http_port: int, workdir: Path) ->
     env = environment(program, config.ca_bundle)
     workdir.mkdir(parents=True, exist_ok=True)
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    stats.before = {g: sample_processes(p()) for g, p in config.measure.items()}
+    stats.before = sample_groups(config.measure)
     start = time.perf_counter()
     for index in range(config.n):
         home = workdir / f"run{index}"
@@ -131,7 +131,7 @@ async def run(program: str, config: RunConfig, http_port: int, workdir: Path) ->
             stats.errors[kind] += 1
             stats.examples.setdefault(kind, last_line(err))
     stats.elapsed_s = time.perf_counter() - start
-    stats.after = {g: sample_processes(p()) for g, p in config.measure.items()}
+    stats.after = sample_groups(config.measure)
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     stats.client_cpu_s = (children1.ru_utime - children0.ru_utime
                           + children1.ru_stime - children0.ru_stime)
