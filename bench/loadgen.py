@@ -263,7 +263,7 @@ class _Run:
             raise AcmeError(f"order-{order.get('status')}", f"{order_url}: {order.get('error')}")
         t3 = time.perf_counter()
         reply = await client.account_post(account, order["certificate"])
-        _check_chain(reply.body, name)
+        check_chain(reply.body, name)
         t4 = time.perf_counter()
         timings.update(finalize=t3 - t2, download=t4 - t3, total=t4 - t0)
         return timings
@@ -277,7 +277,8 @@ def _invalid_kind(authz: dict[str, object]) -> str:
     return "invalid-authz"
 
 
-def _check_chain(body: bytes, name: str) -> None:
+def check_chain(body: bytes, name: str) -> None:
+    """``body`` is a PEM chain whose leaf names ``name``; else AcmeError("bad-certificate")."""
     if not body.startswith(b"-----BEGIN CERTIFICATE-----"):
         raise AcmeError("bad-certificate", f"not a PEM chain: {body[:60]!r}")
     leaf = x509.load_pem_x509_certificate(body)
