@@ -4,7 +4,7 @@
         [--key ec256|rsa2048] [--accounts K] [--server-pid PID] [--json out.jsonl]
         [--client loadgen|acme-lib] [--poll-interval S]
     python -m bench compare -n 200 -c 1,8,64 [--runs 3] [--json out.jsonl]
-        [--acme-ca-storage sqlite|postgresql] [--acme-ca-replicas N] [--acme-ca-workers W]
+        [--acme-ca-storage sqlite|postgresql] [--acme-ca-replicas N] [--acme-ca-workers N|auto]
         [--acme-ca-admin] [--intermediate-key file,token] [--intermediate-key-type T,...]
         [--acme-ca-tree LABEL=PATH] [--acme-ca-python LABEL=PATH]
         [--client loadgen,acme-lib,lego,certbot]
