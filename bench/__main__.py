@@ -46,6 +46,8 @@ from bench.client import AcmeError, PollPolicy
 from bench.http01 import Http01Responder, free_port
 from bench.options import CLIENTS, parse_args
 
+Cell = tuple[str, str | builds.Build, int]  # (client, server, C): one run of a comparison
+
 
 def _policy(args: argparse.Namespace) -> PollPolicy:
     return PollPolicy(retry_after_cap=args.retry_after_cap)
@@ -134,7 +136,7 @@ def resolve(args: argparse.Namespace, client: str) -> str:
 
 
 async def _one(
-    cell: tuple[str, str | builds.Build, int],
+    cell: Cell,
     workdir: Path,
     args: argparse.Namespace,
     responder: Http01Responder,
@@ -192,7 +194,7 @@ async def _one(
 
 
 async def _attempts(
-    cell: tuple[str, str | builds.Build, int],
+    cell: Cell,
     root: Path,
     args: argparse.Namespace,
     run_no: int,
@@ -250,14 +252,14 @@ def _servers(args: argparse.Namespace) -> list[str | builds.Build]:
     return [b for s in servers for b in (acme_cas if s == "acme-ca" else [s])]
 
 
-def _cells(args: argparse.Namespace, clients: list[str], c: int
-           ) -> list[tuple[str, str | builds.Build, int]]:
-    """(client, server, C) of one concurrency; a program (lego, certbot) runs alone, at
-    C=1, once whatever -c says (in the first concurrency's turn)."""
-    first = c == int(args.c.split(",")[0])
-    return [(client, server, 1 if client in programs.PROGRAMS else c)
-            for client in clients for server in _servers(args)
-            if client not in programs.PROGRAMS or first]
+def _cells(servers: list[str | builds.Build], clients: list[str], concurrencies: list[int]
+           ) -> list[tuple[int, list[Cell]]]:
+    """Each concurrency with its cells; a program (lego, certbot) runs alone, at C=1,
+    once whatever -c says (in the first concurrency's turn)."""
+    return [(c, [(client, server, 1 if client in programs.PROGRAMS else c)
+                 for client in clients for server in servers
+                 if client not in programs.PROGRAMS or turn == 0])
+            for turn, c in enumerate(concurrencies)]
 
 
 async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
@@ -279,9 +281,8 @@ async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
             if "pebble" in servers or any(resolve(args, c) == "dns" for c in clients):
                 dns, dns_port = await peers.start_dns(root / "dns")
                 stack.callback(peers.stop_process, dns)
-            for c in concurrencies:
+            for _, cells in _cells(servers, clients, concurrencies):
                 for run_no in range(1, args.runs + 1):
-                    cells = _cells(args, clients, c)
                     for cell in cells if run_no % 2 else cells[::-1]:  # alternate who goes first
                         done = await _attempts(cell, root, args, run_no, responder, dns_port)
                         records.extend(done)
