@@ -390,12 +390,36 @@ def test_workers_auto_stays_within_a_cgroup_cpu_quota(
     `docker --cpus` and a Kubernetes CPU limit write it) bounds "auto", rounded up: a
     2-CPU limit on a 64-core node is 2 workers, not 64. No quota ("max"), no file or
     an unreadable one: the affinity alone counts."""
-    path = tmp_path / "cpu.max"
+    own = tmp_path / "self-cgroup"
+    own.write_text("0::/\n", encoding="ascii")  # a container's own cgroup namespace
     if cpu_max is not None:
-        path.write_text(cpu_max, encoding="ascii")
+        (tmp_path / "cpu.max").write_text(cpu_max, encoding="ascii")
     affinity = len(os.sched_getaffinity(0))
     expected = affinity if cores is None else min(affinity, cores)
-    assert config_values.available_cores(path) == expected
+    assert config_values.available_cores(tmp_path, own) == expected
+
+
+@pytest.mark.parametrize(("limits", "cores"), [
+    ({"system.slice/acme-ca.service": "100000 100000"}, 1),  # systemd's CPUQuota=100%
+    ({"system.slice": "50000 100000", "system.slice/acme-ca.service": "max 100000"}, 1),
+    ({"system.slice/acme-ca.service": "max 100000", "other.slice": "50000 100000"}, None),
+])
+def test_workers_auto_stays_within_the_quota_of_its_own_cgroup_and_its_parents(
+    tmp_path: Path, limits: dict[str, str], cores: int | None
+) -> None:
+    """Without a cgroup namespace (a systemd unit's ``CPUQuota=``, a nested slice) the
+    quota is not at the hierarchy's root but on the process's own cgroup, as
+    /proc/self/cgroup names it ("0::/system.slice/acme-ca.service"), or on one of its
+    parents: the smallest on the way up bounds "auto"; another cgroup's does not."""
+    own = tmp_path / "self-cgroup"
+    own.write_text("0::/system.slice/acme-ca.service\n", encoding="ascii")
+    root = tmp_path / "cgroup"
+    for group, cpu_max in limits.items():
+        (root / group).mkdir(parents=True, exist_ok=True)
+        (root / group / "cpu.max").write_text(cpu_max + "\n", encoding="ascii")
+    affinity = len(os.sched_getaffinity(0))
+    expected = affinity if cores is None else min(affinity, cores)
+    assert config_values.available_cores(root, own) == expected
 
 
 def test_a_huge_workers_value_is_refused_not_forked(tmp_path: Path) -> None:
