@@ -306,7 +306,7 @@ async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
 
 def _what(args: argparse.Namespace, client: str) -> str:
     if client in programs.PROGRAMS:
-        return (f"{args.client_runs} sequential runs of `{programs.command(client)}` "
+        return (f"{args.client_runs} sequential runs of `{programs.run_title(client)}` "
                 f"per server, runs={args.runs} (p50/p99 issuance ms: one run's wall time)")
     polls = f", polling every {args.poll_interval:g} s" if client == "acme-lib" else ""
     return f"n={args.n} key={args.key} runs={args.runs}{polls}"
