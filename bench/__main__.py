@@ -4,7 +4,7 @@
         [--key ec256|rsa2048] [--accounts K] [--server-pid PID] [--json out.jsonl]
         [--client loadgen|acme-lib] [--poll-interval S]
     python -m bench compare -n 200 -c 1,8,64 [--runs 3] [--json out.jsonl]
-        [--acme-ca-storage sqlite|postgresql] [--acme-ca-replicas N] [--acme-ca-workers W]
+        [--acme-ca-storage sqlite|postgresql] [--acme-ca-replicas N] [--acme-ca-workers N|auto]
         [--acme-ca-admin] [--intermediate-key file,token] [--intermediate-key-type T,...]
         [--acme-ca-tree LABEL=PATH] [--acme-ca-python LABEL=PATH]
         [--client loadgen,acme-lib,lego,certbot]
@@ -45,6 +45,8 @@ from bench import acmelib, builds, loadgen, peers, postgres, programs, replicas,
 from bench.client import AcmeError, PollPolicy
 from bench.http01 import Http01Responder, free_port
 from bench.options import CLIENTS, parse_args
+
+Cell = tuple[str, str | builds.Build, int]  # (client, server, C): one run of a comparison
 
 
 def _policy(args: argparse.Namespace) -> PollPolicy:
@@ -134,7 +136,7 @@ def resolve(args: argparse.Namespace, client: str) -> str:
 
 
 async def _one(
-    cell: tuple[str, str | builds.Build, int],
+    cell: Cell,
     workdir: Path,
     args: argparse.Namespace,
     responder: Http01Responder,
@@ -192,7 +194,7 @@ async def _one(
 
 
 async def _attempts(
-    cell: tuple[str, str | builds.Build, int],
+    cell: Cell,
     root: Path,
     args: argparse.Namespace,
     run_no: int,
@@ -250,14 +252,14 @@ def _servers(args: argparse.Namespace) -> list[str | builds.Build]:
     return [b for s in servers for b in (acme_cas if s == "acme-ca" else [s])]
 
 
-def _cells(args: argparse.Namespace, clients: list[str], c: int
-           ) -> list[tuple[str, str | builds.Build, int]]:
-    """(client, server, C) of one concurrency; a program (lego, certbot) runs alone, at
-    C=1, once whatever -c says (in the first concurrency's turn)."""
-    first = c == int(args.c.split(",")[0])
-    return [(client, server, 1 if client in programs.PROGRAMS else c)
-            for client in clients for server in _servers(args)
-            if client not in programs.PROGRAMS or first]
+def _cells(servers: list[str | builds.Build], clients: list[str], concurrencies: list[int]
+           ) -> list[tuple[int, list[Cell]]]:
+    """Each concurrency with its cells; a program (lego, certbot) runs alone, at C=1,
+    once whatever -c says (in the first concurrency's turn)."""
+    return [(c, [(client, server, 1 if client in programs.PROGRAMS else c)
+                 for client in clients for server in servers
+                 if client not in programs.PROGRAMS or turn == 0])
+            for turn, c in enumerate(concurrencies)]
 
 
 async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
@@ -279,9 +281,8 @@ async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
             if "pebble" in servers or any(resolve(args, c) == "dns" for c in clients):
                 dns, dns_port = await peers.start_dns(root / "dns")
                 stack.callback(peers.stop_process, dns)
-            for c in concurrencies:
+            for _, cells in _cells(servers, clients, concurrencies):
                 for run_no in range(1, args.runs + 1):
-                    cells = _cells(args, clients, c)
                     for cell in cells if run_no % 2 else cells[::-1]:  # alternate who goes first
                         done = await _attempts(cell, root, args, run_no, responder, dns_port)
                         records.extend(done)
@@ -305,7 +306,7 @@ async def cmd_compare(args: argparse.Namespace, out: TextIO | None) -> int:
 
 def _what(args: argparse.Namespace, client: str) -> str:
     if client in programs.PROGRAMS:
-        return (f"{args.client_runs} sequential runs of `{programs.command(client)}` "
+        return (f"{args.client_runs} sequential runs of `{programs.run_title(client)}` "
                 f"per server, runs={args.runs} (p50/p99 issuance ms: one run's wall time)")
     polls = f", polling every {args.poll_interval:g} s" if client == "acme-lib" else ""
     return f"n={args.n} key={args.key} runs={args.runs}{polls}"

@@ -25,7 +25,8 @@ authorization on its stdout ("T token keyauth") before it answers the challenge;
 responder waits for a token it does not know yet (``Http01Responder.wait_s``), so that
 a line still in the pipe is not a 404.
 
-Steps are timed as bench/loadgen.py times them, with one difference: ``order`` holds
+Steps are timed, and the chain downloaded is checked (``check_chain``: its leaf
+names the order's name), as bench/loadgen.py does, with one difference: ``order`` holds
 newOrder and the authorization's POST-as-GET (``new_order`` makes both), ``challenge``
 only the challenge POST. ``polls`` counts every POST-as-GET after the challenge and
 after finalize (at least 2 per issuance, as certbot).
@@ -44,8 +45,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.client import AcmeError
 from bench.http01 import Http01Responder
-from bench.loadgen import STEPS, RunConfig, RunStats, sample_processes
+from bench.loadgen import STEPS, RunConfig, RunStats, check_chain, sample_groups
 from bench.programs import last_line
 
 DEFAULT_POLL_S = 0.05
@@ -60,6 +62,8 @@ def _error_kind(exc: BaseException) -> str:
     import requests
     from acme import errors, messages
 
+    if isinstance(exc, AcmeError):  # check_chain's, as the lean generator counts it
+        return exc.kind
     if isinstance(exc, messages.Error):
         return exc.code or "acme-error"
     if isinstance(exc, errors.ValidationError):
@@ -151,9 +155,7 @@ class _Client:
             if body.status == messages.STATUS_INVALID:
                 raise errors.IssuanceError(body.error)
         t3 = time.perf_counter()
-        chain = acme._post_as_get(body.certificate).text
-        if not chain.startswith("-----BEGIN CERTIFICATE-----"):
-            raise errors.Error(f"not a PEM chain: {chain[:60]!r}")
+        check_chain(acme._post_as_get(body.certificate).content, name)
         t4 = time.perf_counter()
         return {"order": t1 - t0, "challenge": challenge_s, "validation": validation_s,
                 "finalize": t3 - t2, "download": t4 - t3, "total": t4 - t0}, polls
@@ -266,13 +268,13 @@ async def run(config: RunConfig, responder: Http01Responder, poll_s: float = DEF
                 tokens.append(token)
             elif word == "READY":
                 stats.setup_s = time.perf_counter() - setup
-                stats.before = {g: sample_processes(p()) for g, p in config.measure.items()}
+                stats.before = sample_groups(config.measure)
                 cpu0 = time.process_time()
                 child.stdin.write(b"GO\n")
                 await child.stdin.drain()
             elif word == "R":
                 result = json.loads(rest)
-                stats.after = {g: sample_processes(p()) for g, p in config.measure.items()}
+                stats.after = sample_groups(config.measure)
                 stats.client_cpu_s = time.process_time() - cpu0 + result["cpu_s"]
                 break
     finally:

@@ -149,7 +149,9 @@ def sample_processes(pids: Iterable[int]) -> ProcSample:
     return ProcSample(cpu / tick, hwm, rss, count)
 
 
-def _sample(measure: dict[str, Processes]) -> dict[str, ProcSample]:
+def sample_groups(measure: dict[str, Processes]) -> dict[str, ProcSample]:
+    """Each group's CPU and memory now (``RunConfig.measure``), before and after a run
+    of any client (here, bench/acmelib.py, bench/programs.py)."""
     return {group: sample_processes(pids()) for group, pids in measure.items()}
 
 
@@ -261,7 +263,7 @@ class _Run:
             raise AcmeError(f"order-{order.get('status')}", f"{order_url}: {order.get('error')}")
         t3 = time.perf_counter()
         reply = await client.account_post(account, order["certificate"])
-        _check_chain(reply.body, name)
+        check_chain(reply.body, name)
         t4 = time.perf_counter()
         timings.update(finalize=t3 - t2, download=t4 - t3, total=t4 - t0)
         return timings
@@ -275,7 +277,8 @@ def _invalid_kind(authz: dict[str, object]) -> str:
     return "invalid-authz"
 
 
-def _check_chain(body: bytes, name: str) -> None:
+def check_chain(body: bytes, name: str) -> None:
+    """``body`` is a PEM chain whose leaf names ``name``; else AcmeError("bad-certificate")."""
     if not body.startswith(b"-----BEGIN CERTIFICATE-----"):
         raise AcmeError("bad-certificate", f"not a PEM chain: {body[:60]!r}")
     leaf = x509.load_pem_x509_certificate(body)
@@ -321,7 +324,7 @@ async def run(config: RunConfig, responder: Http01Responder | None = None) -> Ru
         stats.setup_s = time.perf_counter() - setup
         served_before = responder.served
         base_requests = client.requests
-        stats.before = _sample(config.measure)
+        stats.before = sample_groups(config.measure)
         cpu0, start = time.process_time(), time.perf_counter()
         state.last_progress = time.monotonic()
         tasks = [
@@ -333,7 +336,7 @@ async def run(config: RunConfig, responder: Http01Responder | None = None) -> Ru
         watchdog.cancel()
         stats.elapsed_s = time.perf_counter() - start
         stats.client_cpu_s = time.process_time() - cpu0
-        stats.after = _sample(config.measure)
+        stats.after = sample_groups(config.measure)
         stats.requests = client.requests - base_requests
         stats.bad_nonce_retries = client.bad_nonce_retries
         stats.nonce_fetches = client.nonce_fetches

@@ -24,7 +24,6 @@ certificates issued; a failed run counts as ``exit-<status>`` with its last stde
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
 import shutil
 import subprocess
@@ -33,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import RunConfig, RunStats, sample_processes
+from bench import peers
+from bench.loadgen import RunConfig, RunStats, sample_groups
 from bench.report import percentile
 
 PROGRAMS = ("lego", "certbot")
@@ -50,14 +50,17 @@ def executable(program: str) -> str | None:
 
 
 def installed(program: str) -> bool:
+    """Whether ``program`` can be run (``executable``)."""
     return executable(program) is not None
 
 
-def command(program: str) -> str:
+def run_title(program: str) -> str:
+    """What a table's title calls one run of ``program``: "lego run"."""
     return "lego run" if program == "lego" else "certbot certonly --standalone"
 
 
 def version(program: str) -> str:
+    """The first line ``program --version`` prints, for the records; "" if it cannot."""
     path = executable(program)
     if path is None:
         return ""
@@ -85,11 +88,12 @@ def argv(program: str, directory: str, name: str, http_port: int, home: Path) ->
 
 
 def environment(program: str, ca_bundle: Path | None) -> dict[str, str]:
-    env = dict(os.environ)
-    if ca_bundle is not None:
-        env["LEGO_CA_CERTIFICATES" if program == "lego" else "REQUESTS_CA_BUNDLE"] = str(
-            ca_bundle)
-    return env
+    """The bench's environment as every process it starts gets it (``peers.environment``),
+    trusting ``ca_bundle`` in the program's own way."""
+    if ca_bundle is None:
+        return peers.environment()
+    trust = "LEGO_CA_CERTIFICATES" if program == "lego" else "REQUESTS_CA_BUNDLE"
+    return peers.environment(**{trust: str(ca_bundle)})
 
 
 def last_line(path: Path) -> str:
@@ -104,7 +108,7 @@ async def run(program: str, config: RunConfig, http_port: int, workdir: Path) ->
     env = environment(program, config.ca_bundle)
     workdir.mkdir(parents=True, exist_ok=True)
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    stats.before = {g: sample_processes(p()) for g, p in config.measure.items()}
+    stats.before = sample_groups(config.measure)
     start = time.perf_counter()
     for index in range(config.n):
         home = workdir / f"run{index}"
@@ -131,7 +135,7 @@ async def run(program: str, config: RunConfig, http_port: int, workdir: Path) ->
             stats.errors[kind] += 1
             stats.examples.setdefault(kind, last_line(err))
     stats.elapsed_s = time.perf_counter() - start
-    stats.after = {g: sample_processes(p()) for g, p in config.measure.items()}
+    stats.after = sample_groups(config.measure)
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     stats.client_cpu_s = (children1.ru_utime - children0.ru_utime
                           + children1.ru_stime - children0.ru_stime)

@@ -143,6 +143,8 @@ def test_another_interpreter_runs_this_tree_beside_the_default(tmp_path: Path) -
 
 @pytest.mark.parametrize("spec", ["nolabel", "x=/nonexistent/python", "x={not_executable}"])
 def test_a_wrong_interpreter_is_one_line(spec: str, tmp_path: Path) -> None:
+    """--acme-ca-python without LABEL=, naming no file, or naming a file that is not
+    executable: one line naming the flag, before any server starts."""
     (tmp_path / "python").write_text("")
     spec = spec.format(not_executable=tmp_path / "python")
     with pytest.raises(ValueError, match="--acme-ca-python") as caught:

@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 
 from bench import loadgen, programs, replicas, report
-from bench.__main__ import main
+from bench.__main__ import _cells, main
 from tests.required import missing, require_program
 
 N, C = 6, 2
@@ -155,3 +155,15 @@ async def test_run_drives_a_running_server_with_the_acme_lib(tmp_path: Path) -> 
     assert status == 0, rec["error_examples"]
     assert (rec["client"], rec["ok"], rec["requests_per_issuance"]) == ("acme-lib", 2, 7)
     assert rec["server_cpu_ms_per_issuance"] > 0
+
+
+def test_a_program_runs_in_one_concurrency_only_whatever_c_says() -> None:
+    """`compare -c 8,8 --client loadgen,lego`: the lean generator runs at each C given,
+    lego once per run at C=1 (each of its runs is a whole program run), not once per
+    -c entry that happens to equal the first."""
+    turns = _cells(["acme-ca", "pebble"], ["loadgen", "lego"], [8, 8])
+    assert turns == [
+        (8, [("loadgen", "acme-ca", 8), ("loadgen", "pebble", 8),
+             ("lego", "acme-ca", 1), ("lego", "pebble", 1)]),
+        (8, [("loadgen", "acme-ca", 8), ("loadgen", "pebble", 8)]),
+    ]

@@ -349,10 +349,12 @@ def test_the_examples_token_lines_parse_when_uncommented(tmp_path: Path) -> None
 def test_workers_auto_is_one_per_core_this_process_may_run_on(tmp_path: Path) -> None:
     """"auto" counts the cores of the process's affinity (taskset, a container's
     cpuset), not the machine's: pinned to one core, it is 1 where os.cpu_count() is
-    not. A number is taken as it is, from the file or from --workers' text."""
+    not. A number is taken as it is, from the file or from --workers' text. (A cgroup
+    CPU quota on the machine that runs the tests may bound it further: the next test.)"""
     path = write_config(tmp_path / "acme-ca.toml", '[server]\nworkers = "auto"\n')
     config = load_config(path)
-    assert config.server.workers == len(os.sched_getaffinity(0))
+    assert config.server.workers == config_values.available_cores()
+    assert config.server.workers <= len(os.sched_getaffinity(0))
     assert config.server.workers_auto
     pinned = subprocess.run(
         [sys.executable, "-c", "import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity"
@@ -369,10 +371,12 @@ def test_workers_auto_is_one_per_core_this_process_may_run_on(tmp_path: Path) ->
 def test_a_bad_workers_value_names_the_key_and_the_accepted_forms(
     tmp_path: Path, value: str
 ) -> None:
+    """Zero, a negative count, a word other than "auto", a fraction, a boolean or an
+    empty string, quoted or not, are refused in one line that names server.workers and
+    says what it takes."""
     assert_one_line_error(tmp_path, f"[server]\nworkers = {value}\n", "server.workers: ")
     with pytest.raises(ConfigError, match=r"positive number of processes, or 'auto'"):
         load_config(write_config(tmp_path / "acme-ca.toml", f"[server]\nworkers = {value}\n"))
-
 
 
 @pytest.mark.parametrize(("cpu_max", "cores"), [
@@ -386,15 +390,41 @@ def test_workers_auto_stays_within_a_cgroup_cpu_quota(
     `docker --cpus` and a Kubernetes CPU limit write it) bounds "auto", rounded up: a
     2-CPU limit on a 64-core node is 2 workers, not 64. No quota ("max"), no file or
     an unreadable one: the affinity alone counts."""
-    path = tmp_path / "cpu.max"
+    own = tmp_path / "self-cgroup"
+    own.write_text("0::/\n", encoding="ascii")  # a container's own cgroup namespace
     if cpu_max is not None:
-        path.write_text(cpu_max, encoding="ascii")
+        (tmp_path / "cpu.max").write_text(cpu_max, encoding="ascii")
     affinity = len(os.sched_getaffinity(0))
     expected = affinity if cores is None else min(affinity, cores)
-    assert config_values.available_cores(path) == expected
+    assert config_values.available_cores(tmp_path, own) == expected
+
+
+@pytest.mark.parametrize(("limits", "cores"), [
+    ({"system.slice/acme-ca.service": "100000 100000"}, 1),  # systemd's CPUQuota=100%
+    ({"system.slice": "50000 100000", "system.slice/acme-ca.service": "max 100000"}, 1),
+    ({"system.slice/acme-ca.service": "max 100000", "other.slice": "50000 100000"}, None),
+])
+def test_workers_auto_stays_within_the_quota_of_its_own_cgroup_and_its_parents(
+    tmp_path: Path, limits: dict[str, str], cores: int | None
+) -> None:
+    """Without a cgroup namespace (a systemd unit's ``CPUQuota=``, a nested slice) the
+    quota is not at the hierarchy's root but on the process's own cgroup, as
+    /proc/self/cgroup names it ("0::/system.slice/acme-ca.service"), or on one of its
+    parents: the smallest on the way up bounds "auto"; another cgroup's does not."""
+    own = tmp_path / "self-cgroup"
+    own.write_text("0::/system.slice/acme-ca.service\n", encoding="ascii")
+    root = tmp_path / "cgroup"
+    for group, cpu_max in limits.items():
+        (root / group).mkdir(parents=True, exist_ok=True)
+        (root / group / "cpu.max").write_text(cpu_max + "\n", encoding="ascii")
+    affinity = len(os.sched_getaffinity(0))
+    expected = affinity if cores is None else min(affinity, cores)
+    assert config_values.available_cores(root, own) == expected
 
 
 def test_a_huge_workers_value_is_refused_not_forked(tmp_path: Path) -> None:
+    """More than MAX_WORKERS (a typo's 10**20) is refused at load, before any fork;
+    1024 itself, given as --workers' text, is taken."""
     assert_one_line_error(tmp_path, "[server]\nworkers = 100000000000000000000\n",
                           "server.workers: ")
     assert load_config(None, {"server.workers": "1024"}).server.workers == 1024

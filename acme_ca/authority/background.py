@@ -119,8 +119,9 @@ class BackgroundWork:
             self._task = asyncio.get_running_loop().create_task(self._every_period())
 
     async def step(self) -> bool:
-        """Hold or renew the lease; while held, run every job once, within the lease's
-        time. Whether this process holds the lease; never raises but when cancelled."""
+        """Hold or renew the lease; while held, run once every job that is due
+        (``Job.every``), within the lease's time. Whether this process holds the lease;
+        never raises but when cancelled."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._ttl - 2 * self._period
         if await self._hold():

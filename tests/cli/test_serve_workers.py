@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from acme_ca.config_values import available_cores
 from bench import loadgen, peers, replicas
 from bench.http01 import Http01Responder
 from tests.cli.conftest import Run, assert_one_line_error, free_port
@@ -28,8 +29,10 @@ def children(pid: int) -> list[int]:
 async def test_workers_auto_forks_one_worker_per_core_and_they_issue(tmp_path: Path) -> None:
     """RFC 8555 section 7.4: orders finalized and certificates downloaded through the
     workers "auto" started, one per core of the process's affinity (not the machine's
-    count); SIGTERM stops them all with status 0."""
-    cores = len(os.sched_getaffinity(0))
+    count, and within a cgroup CPU quota if the machine has one: ``available_cores``,
+    tests/test_config.py); SIGTERM stops them all with status 0."""
+    cores = available_cores()
+    assert cores <= len(os.sched_getaffinity(0))
     names = [loadgen.DEFAULT_NAMES.format(i=i) for i in range(N)]
     async with Http01Responder() as responder:
         port = free_port()
@@ -60,8 +63,9 @@ async def test_workers_auto_forks_one_worker_per_core_and_they_issue(tmp_path: P
 @pytest.mark.parametrize("value", ["0", "-1", "many", "1.5", ""])
 def test_a_bad_workers_flag_is_one_line_naming_the_key(run: Run, tmp_path: Path,
                                                        value: str) -> None:
+    """--workers takes what [server] workers takes (a positive number or "auto"); any
+    other text is one error line naming the key, and no CA is made."""
     code, out, err = run("serve", "--workers", value)
     assert_one_line_error(code, err, "server.workers: ")
     assert "'auto'" in err and out == ""
     assert not (tmp_path / "acme-ca-data").exists()  # refused before any CA is made
-
