@@ -47,7 +47,8 @@ class Connection:
         self._durable = durable
         self._closed = False
         self._retrying = 0  # calls waiting on the loop for another process's lock
-        self._idle: asyncio.Event | None = None
+        self._idle = asyncio.Event()  # set while none is: every close waits on this one
+        self._idle.set()
 
     @classmethod
     async def connect(cls, path: str, *, durable: bool = True) -> Connection:
@@ -112,6 +113,7 @@ class Connection:
                 raise
         deadline = time.monotonic() + timeout
         self._retrying += 1
+        self._idle.clear()
         try:
             while True:
                 await asyncio.sleep(LOCK_POLL)
@@ -124,7 +126,7 @@ class Connection:
                         raise
         finally:
             self._retrying -= 1
-            if not self._retrying and self._idle is not None:
+            if not self._retrying:
                 self._idle.set()
 
     async def in_thread(self, call: Callable[[sqlite3.Connection], T]) -> T:
@@ -133,12 +135,11 @@ class Connection:
         return await loop.run_in_executor(self._thread, call, self._raw)
 
     async def close(self) -> None:
-        """Close the connection and its thread, after any call waiting in that thread
-        (``without_sleeping``) has ended; closing twice is harmless."""
+        """Close the connection and its thread, after every call waiting for a lock
+        (``without_sleeping``) has ended; closing twice is harmless, at once too."""
         if self._closed:
             return
-        while self._retrying:
-            self._idle = asyncio.Event()
+        while self._retrying:  # one event for every closer: two closes at once both end
             await self._idle.wait()
         if self._closed:
             return
