@@ -19,8 +19,12 @@ again, and every later call on the connection queued behind the waiting one. Mea
 with ``serve --workers 2``, C=64: 6.6 against 8.3 ms of CPU per issuance, 206 against
 152 issuances/s.
 
-The caller serialises use of a connection (the store holds an asyncio lock around each
-call), so the connection is never used by two threads at once.
+Why a connection is never used by two threads, nor by two statements, at once: the
+writer has one user, the committer task (``commits``), which awaits its COMMIT in the
+thread to the end; a call on the reader or the nonce connection runs its statements to
+their end (execute and fetch) on the loop without yielding, so such calls interleave
+whole, and one trying again for a lock holds nothing between tries (each failed whole).
+Opening and closing use the thread too; ``close`` first waits for the calls trying again.
 """
 
 from __future__ import annotations
