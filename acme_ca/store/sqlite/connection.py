@@ -133,11 +133,6 @@ class Connection:
             if not self._retrying:
                 self._idle.set()
 
-    async def in_thread(self, call: Callable[[sqlite3.Connection], T]) -> T:
-        """``call(raw connection)`` on the connection's thread: for what may wait."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, call, self._raw)
-
     async def close(self) -> None:
         """Close the connection and its thread, after every call waiting for a lock
         (``without_sleeping``) has ended; closing twice is harmless, at once too."""

@@ -177,9 +177,9 @@ async def test_a_nonce_call_cancelled_while_it_waits_for_the_lock_stops_waiting_
     nonces = acme_store._connections.nonces
     try:
         other.execute("BEGIN IMMEDIATE")
-        in_thread = waits_for_lock(nonces)
+        waiting_for_lock = waits_for_lock(nonces)
         waiting = asyncio.create_task(acme_store.add_nonce("a", LATER))
-        await within(in_thread.wait(), "the nonce write to wait for the lock")
+        await within(waiting_for_lock.wait(), "the nonce write to wait for the lock")
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
