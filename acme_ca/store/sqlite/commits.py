@@ -108,7 +108,7 @@ class GroupCommit:
         try:
             await self._begin()
         except BaseException as exc:
-            await self._rollback()  # a cancelled wait may have got the lock after all
+            await self._rollback()  # whatever BEGIN left (it fails whole: nothing, today)
             error = self._batch_error(exc)
             while self._queue:
                 _fail(self._queue.popleft(), error)

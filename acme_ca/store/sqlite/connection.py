@@ -19,8 +19,12 @@ again, and every later call on the connection queued behind the waiting one. Mea
 with ``serve --workers 2``, C=64: 6.6 against 8.3 ms of CPU per issuance, 206 against
 152 issuances/s.
 
-The caller serialises use of a connection (the store holds an asyncio lock around each
-call), so the connection is never used by two threads at once.
+Why a connection is never used by two threads, nor by two statements, at once: the
+writer has one user, the committer task (``commits``), which awaits its COMMIT in the
+thread to the end; a call on the reader or the nonce connection runs its statements to
+their end (execute and fetch) on the loop without yielding, so such calls interleave
+whole, and one trying again for a lock holds nothing between tries (each failed whole).
+Opening and closing use the thread too; ``close`` first waits for the calls trying again.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ class Connection:
         self._durable = durable
         self._closed = False
         self._retrying = 0  # calls waiting on the loop for another process's lock
-        self._idle: asyncio.Event | None = None
+        self._idle = asyncio.Event()  # set while none is: every close waits on this one
+        self._idle.set()
 
     @classmethod
     async def connect(cls, path: str, *, durable: bool = True) -> Connection:
@@ -112,6 +117,7 @@ class Connection:
                 raise
         deadline = time.monotonic() + timeout
         self._retrying += 1
+        self._idle.clear()
         try:
             while True:
                 await asyncio.sleep(LOCK_POLL)
@@ -124,21 +130,15 @@ class Connection:
                         raise
         finally:
             self._retrying -= 1
-            if not self._retrying and self._idle is not None:
+            if not self._retrying:
                 self._idle.set()
 
-    async def in_thread(self, call: Callable[[sqlite3.Connection], T]) -> T:
-        """``call(raw connection)`` on the connection's thread: for what may wait."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, call, self._raw)
-
     async def close(self) -> None:
-        """Close the connection and its thread, after any call waiting in that thread
-        (``without_sleeping``) has ended; closing twice is harmless."""
+        """Close the connection and its thread, after every call waiting for a lock
+        (``without_sleeping``) has ended; closing twice is harmless, at once too."""
         if self._closed:
             return
-        while self._retrying:
-            self._idle = asyncio.Event()
+        while self._retrying:  # one event for every closer: two closes at once both end
             await self._idle.wait()
         if self._closed:
             return

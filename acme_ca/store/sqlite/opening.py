@@ -99,7 +99,7 @@ async def open_connections(target: str, applied_at: str, boot: str | None) -> Co
         await _configure(writer, wal=not memory)
         await _check_json(writer)
         await migrate_sqlite(writer, applied_at)
-        # The writer waits for no lock from here on: commits.py waits in a thread.
+        # The writer sleeps on no lock from here on: commits.py tries BEGIN again.
         await writer.execute("PRAGMA busy_timeout = 0")
         if memory:
             reader = writer
@@ -107,7 +107,7 @@ async def open_connections(target: str, applied_at: str, boot: str | None) -> Co
             reader = await Connection.connect(target, durable=False)
             opened.append(reader)
             await reader.execute("PRAGMA query_only = 1")
-            await reader.execute("PRAGMA busy_timeout = 0")  # waits off the loop: see _read
+            await reader.execute("PRAGMA busy_timeout = 0")  # tried again: see _read
         nonces = await _open_nonces(MEMORY if memory else nonce_path(target), boot)
     except BaseException as exc:
         for conn in reversed(opened):

@@ -1,5 +1,5 @@
-"""SQLite's own fixtures: stores on a file of the test's tmp_path (or in memory), a
-way to see a connection wait for another process's lock, and one to see its thread idle."""
+"""SQLite's own fixtures: stores on a file of the test's tmp_path (or in memory), and a
+way to see a connection wait for another process's lock."""
 
 from __future__ import annotations
 
@@ -55,8 +55,3 @@ class LockWait:
 def waits_for_lock(conn: Connection) -> LockWait:
     return LockWait(conn)
 
-
-async def thread_idle(conn: Connection) -> None:
-    """Return once every call handed to `conn`'s thread has ended: its one thread runs
-    them in order, so a no-op handed to it now runs after all of them."""
-    await conn.in_thread(lambda raw: None)

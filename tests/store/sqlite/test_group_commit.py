@@ -2,7 +2,7 @@
 and each still gets all-or-nothing, durable, compare-and-set semantics.
 
 Another process's write lock (a second sqlite3 connection in BEGIN IMMEDIATE) makes
-writers queue; tests wait for the committer to wait in its thread (waits_for_lock)
+writers queue; tests wait for the committer to try for the lock again (waits_for_lock)
 and for the queue to hold the writers, never for a length of time."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from acme_ca.domain.models import AccountStatus, OrderStatus
 from acme_ca.errors import Conflict, NotFound, StoreError
 from acme_ca.store import SqliteStore
 from tests.store.conftest import make_account, make_order, reservation
-from tests.store.sqlite.conftest import thread_idle, waits_for_lock
+from tests.store.sqlite.conftest import waits_for_lock
 from tests.waiting import until, within
 
 
@@ -128,7 +128,7 @@ async def test_a_writer_waits_for_another_process_holding_the_write_lock(
         waiting = waits_for_lock(acme_store._connections.writer)
         write = asyncio.create_task(
             acme_store.create_account(make_account("waited", thumbprint="t-waited")))
-        await within(waiting.wait(), "the committer to wait for the lock in its thread")
+        await within(waiting.wait(), "the committer to wait for the lock")
         assert not write.done()
         assert (await acme_store.get_account("acct-1")).id == "acct-1"  # reads go on
         other.execute("COMMIT")
@@ -307,12 +307,12 @@ async def test_cancelled_while_waiting_for_the_lock_leaves_no_lock_behind(db_fil
         waiting = waits_for_lock(writer)
         write = asyncio.create_task(
             store.create_account(make_account("x", thumbprint="t-x")))
-        await within(waiting.wait(), "the committer to poll for the lock in its thread")
+        await within(waiting.wait(), "the committer to poll for the lock")
         store._commits._committer.cancel()  # type: ignore[union-attr]
         with pytest.raises(StoreError):
             await write
+        assert writer._retrying == 0  # no try left to take the lock later
         other.execute("COMMIT")
-        await thread_idle(writer)  # a wait left running would hold the lock by now
         assert not writer.in_transaction
         other.execute("BEGIN IMMEDIATE")  # the lock is free for others
         other.execute("COMMIT")

@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -177,9 +177,9 @@ async def test_a_nonce_call_cancelled_while_it_waits_for_the_lock_stops_waiting_
     nonces = acme_store._connections.nonces
     try:
         other.execute("BEGIN IMMEDIATE")
-        in_thread = waits_for_lock(nonces)
+        waiting_for_lock = waits_for_lock(nonces)
         waiting = asyncio.create_task(acme_store.add_nonce("a", LATER))
-        await within(in_thread.wait(), "the nonce write to wait for the lock")
+        await within(waiting_for_lock.wait(), "the nonce write to wait for the lock")
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
@@ -230,7 +230,9 @@ async def test_closing_lets_nonce_calls_waiting_for_a_lock_end_first(db_file: Pa
         second = asyncio.create_task(store.add_nonce("y", LATER))
         await until(lambda: nonces._retrying == 2, "both calls to wait for the lock")
         closing = asyncio.create_task(store.close())
-        await until(lambda: nonces._idle is not None, "the close to wait for both calls")
+        for _ in range(3):  # the close reaches its wait for both calls
+            await asyncio.sleep(0)
+        assert not closing.done()
         other.execute("COMMIT")
         results = await within(asyncio.gather(first, second, closing,
                                               return_exceptions=True), "all three")
@@ -254,6 +256,27 @@ sys.stdin.readline()
 """
 
 
+@contextlib.contextmanager
+def another_worker_holds_the_lock(path: str) -> Iterator[Callable[[], None]]:
+    """Another process holds the write lock of the file at ``path`` (a worker in the
+    middle of a write); calling what this yields releases it, and returns once it has."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, path],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdin is not None and holder.stdout is not None
+    stdin, stdout = holder.stdin, holder.stdout
+
+    def release() -> None:
+        stdin.write("\n")
+        stdin.flush()
+        assert stdout.readline().strip() == "released"
+
+    try:
+        assert stdout.readline().strip() == "held"
+        yield release
+    finally:
+        holder.communicate("\n", timeout=10)
+
+
 async def test_a_nonce_call_is_not_queued_behind_one_that_waits_for_a_lock(
     acme_store: SqliteStore, db_file: Path
 ):
@@ -264,23 +287,35 @@ async def test_a_nonce_call_is_not_queued_behind_one_that_waits_for_a_lock(
     nonces = acme_store._connections.nonces
     threads: set[int] = set()
     nonces._raw.set_trace_callback(lambda sql: threads.add(threading.get_ident()))
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, nonce_path(str(db_file))],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert holder.stdin is not None and holder.stdout is not None
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with another_worker_holds_the_lock(nonce_path(str(db_file))) as release:
         waiting = asyncio.create_task(acme_store.add_nonce("a", LATER))
         await waits_for_lock(nonces).wait()
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        assert holder.stdout.readline().strip() == "released"
+        release()
         await acme_store.add_nonce("b", LATER)  # no await yielded to `waiting` before
         assert not waiting.done()
         await within(waiting, "the waiting call, once the lock is free")
-    finally:
-        holder.communicate("\n", timeout=10)
     assert threads == {threading.get_ident()}
     assert [await acme_store.consume_nonce(n, T0) for n in "ab"] == [True, True]
+
+
+async def test_two_closes_at_once_while_a_nonce_call_waits_for_a_lock_both_end(db_file: Path):
+    """Closing twice is harmless, at the same moment too (a shutdown and an interrupted
+    command's clean-up): while another worker process holds the nonce file's lock and a
+    call waits for it, two closes wait with it, and both end once it is free."""
+    store = await SqliteStore.open(db_file)
+    nonces = store._connections.nonces
+    with another_worker_holds_the_lock(nonce_path(str(db_file))) as release:
+        waiting = asyncio.create_task(store.add_nonce("a", LATER))
+        await waits_for_lock(nonces).wait()
+        closes = [asyncio.create_task(store.close()) for _ in range(2)]
+        for _ in range(3):  # both closes reach their wait for the waiting call
+            await asyncio.sleep(0)
+        assert not any(close.done() for close in closes)
+        release()
+        await within(asyncio.gather(waiting, *closes), "the call and both closes", 3)
+    assert nonces._closed
+    with raw(nonce_path(str(db_file))) as check:
+        assert [row[0] for row in check.execute("SELECT nonce FROM nonces")] == ["a"]
 
 
 async def test_nonces_work_in_memory(memory_store: SqliteStore):
