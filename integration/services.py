@@ -96,8 +96,13 @@ class Guide:
         substitute(PAGE.read_text(encoding="utf-8"), guide, here)
         self.replacements[guide] = here
 
-    def text(self, name: str) -> str:
+    def text(self, name: str, *changes: tuple[str, str]) -> str:
+        """Block `name`, `changes` made to the page's own words first, then this run's
+        replacements (so that a change never touches a path the run made: a temporary
+        directory's random name may hold the changed word)."""
         text = block(name)
+        for guide, here in changes:
+            text = substitute(text, guide, here)
         for guide, here in self.replacements.items():
             text = text.replace(guide, here)
         return text
@@ -111,9 +116,7 @@ class Guide:
         env = clean_env({"PATH": f"{self.bin}:{os.environ['PATH']}",
                          "XDG_CONFIG_HOME": str(self.home / "xdg"),
                          "HOME": str(self.home)})
-        script = self.text(name)
-        for guide, here in changes:
-            script = substitute(script, guide, here)
+        script = self.text(name, *changes)
         result = run(["bash", "-eu", "-o", "pipefail", "-c", script], cwd=self.home, env=env,
                      check=False)
         if result.returncode != 0:
