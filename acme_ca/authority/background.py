@@ -73,7 +73,7 @@ class Job:
 
     name: str
     run: Callable[[], Awaitable[object]]
-    every: float = 0.0  # seconds between two completed runs at least; 0: every period
+    every: float = 0.0  # seconds from a completed run's start to the next at least; 0: each period
 
 
 def holder_id() -> str:

@@ -35,6 +35,7 @@ from typing import Any
 
 from acme_ca.errors import PinRefused, PkiError
 from acme_ca.pkcs11_uri import Pkcs11Uri
+from acme_ca.pki import files
 
 LOCK_WAIT = 10.0  # seconds a use of a module waits for another thread's use of it
 
@@ -101,7 +102,8 @@ def logging_in() -> Iterator[None]:
     global _login_fd, _login_depth
     with _login_lock:
         if _login_depth == 0 and _login_path is not None:
-            descriptor = os.open(_login_path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            descriptor = os.open(_login_path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC,
+                                 files.PRIVATE_FILE)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX)
             except BaseException:
