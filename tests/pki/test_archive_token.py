@@ -43,7 +43,7 @@ def test_a_current_key_sharing_the_archived_keys_id_survives(softhsm: SoftHsm,
 
     assert not archived.key_uri_path.exists()
     assert load_archive(archive)[0].certificate == archived_certificate
-    with pytest.raises(PkiError):
+    with pytest.raises(PkiError, match="is not the key of its certificate"):
         open_token_signer(archived_uri, softhsm.module, archived_certificate)
     with raw_session(softhsm) as session:  # both objects of the current key are there
         left = list(session.get_objects({pkcs11.Attribute.ID: archived_uri.object_id}))
