@@ -229,7 +229,8 @@ async def test_a_writer_that_loses_to_another_of_its_batch_hears_so_after_the_co
         except Conflict:
             seen.append((await acme_store.get_order("o")).status)
 
-    # set while the connection's thread is idle (see waits_for_lock)
+    # set while the connection's thread is idle: set while it runs a statement, the
+    # setter waits for the connection's mutex holding the GIL, which the callback needs
     acme_store._connections.writer._raw.set_trace_callback(during_commit)
     other = sqlite3.connect(db_file, isolation_level=None)
     try:
