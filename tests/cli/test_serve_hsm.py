@@ -34,11 +34,11 @@ from acme_ca.pki.profiles import SERVER_AUTH, LeafRequest, build_intermediate, b
 from acme_ca.pki.signer import sign_certificate
 from acme_ca.pki.token import generate_token_key, open_token_signer
 from acme_ca.store import open_store
+from bench.http01 import free_port
 from tests.cli.conftest import (
     ROOT_PASS,
     Run,
     create_database,
-    free_port,
     secret,
     serving,
     until_serving,

@@ -13,8 +13,8 @@ import pytest
 
 from acme_ca.config_values import available_cores
 from bench import loadgen, peers, replicas
-from bench.http01 import Http01Responder
-from tests.cli.conftest import Run, assert_one_line_error, free_port
+from bench.http01 import Http01Responder, free_port
+from tests.cli.conftest import Run, assert_one_line_error
 
 CHECKOUT = str(Path(__file__).resolve().parents[2])  # this checkout's acme_ca
 N, C = 4, 2

@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.cli.conftest import free_port, serving, until_serving
+from bench.http01 import free_port
+from tests.cli.conftest import serving, until_serving
 
 WORKERS = """
 import os, signal, sys, time

@@ -43,7 +43,7 @@ def test_a_current_key_sharing_the_archived_keys_id_survives(softhsm: SoftHsm,
 
     assert not archived.key_uri_path.exists()
     assert load_archive(archive)[0].certificate == archived_certificate
-    with pytest.raises(PkiError):
+    with pytest.raises(PkiError, match="is not the key of its certificate"):
         open_token_signer(archived_uri, softhsm.module, archived_certificate)
     with raw_session(softhsm) as session:  # both objects of the current key are there
         left = list(session.get_objects({pkcs11.Attribute.ID: archived_uri.object_id}))
@@ -91,3 +91,22 @@ def test_a_huge_key_uri_is_not_read_whole(tmp_path: Path) -> None:
     with pytest.raises(PkiError, match="larger than 65536 bytes"):
         read_key_uri(archived, None)
 
+
+@pytest.mark.parametrize(("named", "pin_from", "message"), [
+    ("pkcs11:token=t;object=o", "pkcs11:token=t;object=k?pin-source=file:/pin",
+     "names no CKA_ID"),
+    ("pkcs11:token=t;object=o;id=%01", None, "no PIN to log in with"),
+])
+def test_a_key_uri_that_could_name_a_key_in_use_or_has_no_pin_is_refused(
+    tmp_path: Path, named: str, pin_from: str | None, message: str
+) -> None:
+    """A .key-uri without an id (RFC 7512 2.3) could name the key in use: refused, as
+    one naming a token key while [ca] intermediate_key is a file (no PIN to send)."""
+    from acme_ca.pki.archive import read_key_uri
+
+    archived = archive_intermediate(
+        tmp_path, certificate_for(ec.generate_private_key(ec.SECP256R1()).public_key()),
+        Pkcs11Uri.parse("pkcs11:token=t;object=o;id=%01"), None, datetime.now(UTC))
+    archived.key_uri_path.write_text(named + "\n")  # archive_intermediate names one key
+    with pytest.raises(PkiError, match=message):
+        read_key_uri(archived, Pkcs11Uri.parse(pin_from) if pin_from else None)

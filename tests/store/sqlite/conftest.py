@@ -40,18 +40,7 @@ async def memory_store() -> AsyncIterator[SqliteStore]:
         await opened.close()
 
 
-class LockWait:
-    """``await LockWait(conn).wait()``: returns once a call on `conn` met another
-    process's lock and waits for it, trying again on the event loop
-    (Connection.without_sleeping)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-
-    async def wait(self) -> None:
-        await until(lambda: self._conn._retrying > 0, "a call to wait for the lock")
-
-
-def waits_for_lock(conn: Connection) -> LockWait:
-    return LockWait(conn)
-
+async def waits_for_lock(conn: Connection) -> None:
+    """Returns once a call on `conn` met another process's lock and waits for it, trying
+    again on the event loop (Connection.without_sleeping)."""
+    await until(lambda: conn._retrying > 0, "a call to wait for the lock")

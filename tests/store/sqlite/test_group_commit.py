@@ -125,10 +125,10 @@ async def test_a_writer_waits_for_another_process_holding_the_write_lock(
     other = sqlite3.connect(db_file, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-        waiting = waits_for_lock(acme_store._connections.writer)
         write = asyncio.create_task(
             acme_store.create_account(make_account("waited", thumbprint="t-waited")))
-        await within(waiting.wait(), "the committer to wait for the lock")
+        await within(waits_for_lock(acme_store._connections.writer),
+                     "the committer to wait for the lock")
         assert not write.done()
         assert (await acme_store.get_account("acct-1")).id == "acct-1"  # reads go on
         other.execute("COMMIT")
@@ -143,10 +143,10 @@ async def test_a_writer_cancelled_before_its_turn_writes_nothing(
     other = sqlite3.connect(db_file, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-        waiting = waits_for_lock(acme_store._connections.writer)
         first = asyncio.create_task(
             acme_store.create_account(make_account("first", thumbprint="t-first")))
-        await within(waiting.wait(), "the committer to wait for the lock with `first`")
+        await within(waits_for_lock(acme_store._connections.writer),
+                     "the committer to wait for the lock with `first`")
         second = asyncio.create_task(
             acme_store.create_account(make_account("second", thumbprint="t-second")))
         await until(queued(acme_store, 2), "`second` to queue behind `first`")
@@ -229,7 +229,8 @@ async def test_a_writer_that_loses_to_another_of_its_batch_hears_so_after_the_co
         except Conflict:
             seen.append((await acme_store.get_order("o")).status)
 
-    # set while the connection's thread is idle (see waits_for_lock)
+    # set while the connection's thread is idle: set while it runs a statement, the
+    # setter waits for the connection's mutex holding the GIL, which the callback needs
     acme_store._connections.writer._raw.set_trace_callback(during_commit)
     other = sqlite3.connect(db_file, isolation_level=None)
     try:
@@ -304,10 +305,9 @@ async def test_cancelled_while_waiting_for_the_lock_leaves_no_lock_behind(db_fil
     other = sqlite3.connect(db_file, isolation_level=None, timeout=0.5)
     try:
         other.execute("BEGIN IMMEDIATE")  # another process is writing
-        waiting = waits_for_lock(writer)
         write = asyncio.create_task(
             store.create_account(make_account("x", thumbprint="t-x")))
-        await within(waiting.wait(), "the committer to poll for the lock")
+        await within(waits_for_lock(writer), "the committer to poll for the lock")
         store._commits._committer.cancel()  # type: ignore[union-attr]
         with pytest.raises(StoreError):
             await write

@@ -39,9 +39,9 @@ async def test_a_nonce_lock_held_by_another_process_never_stalls_the_event_loop(
     other = sqlite3.connect(nonce_path(str(db_file)), isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-        waiting = waits_for_lock(acme_store._connections.nonces)
         write = asyncio.create_task(acme_store.add_nonce("a", LATER))
-        await within(waiting.wait(), "the nonce write to wait for the lock")
+        await within(waits_for_lock(acme_store._connections.nonces),
+                     "the nonce write to wait for the lock")
         assert (await acme_store.get_account("acct-1")).id == "acct-1"  # loop serves
         assert not write.done()  # it did wait for the lock
         other.execute("COMMIT")
@@ -177,9 +177,8 @@ async def test_a_nonce_call_cancelled_while_it_waits_for_the_lock_stops_waiting_
     nonces = acme_store._connections.nonces
     try:
         other.execute("BEGIN IMMEDIATE")
-        waiting_for_lock = waits_for_lock(nonces)
         waiting = asyncio.create_task(acme_store.add_nonce("a", LATER))
-        await within(waiting_for_lock.wait(), "the nonce write to wait for the lock")
+        await within(waits_for_lock(nonces), "the nonce write to wait for the lock")
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
@@ -289,7 +288,7 @@ async def test_a_nonce_call_is_not_queued_behind_one_that_waits_for_a_lock(
     nonces._raw.set_trace_callback(lambda sql: threads.add(threading.get_ident()))
     with another_worker_holds_the_lock(nonce_path(str(db_file))) as release:
         waiting = asyncio.create_task(acme_store.add_nonce("a", LATER))
-        await waits_for_lock(nonces).wait()
+        await waits_for_lock(nonces)
         release()
         await acme_store.add_nonce("b", LATER)  # no await yielded to `waiting` before
         assert not waiting.done()
@@ -306,7 +305,7 @@ async def test_two_closes_at_once_while_a_nonce_call_waits_for_a_lock_both_end(d
     nonces = store._connections.nonces
     with another_worker_holds_the_lock(nonce_path(str(db_file))) as release:
         waiting = asyncio.create_task(store.add_nonce("a", LATER))
-        await waits_for_lock(nonces).wait()
+        await waits_for_lock(nonces)
         closes = [asyncio.create_task(store.close()) for _ in range(2)]
         for _ in range(3):  # both closes reach their wait for the waiting call
             await asyncio.sleep(0)
