@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from acme_ca import config_values
 from bench import acmelib, builds, loadgen, postgres
 from bench.client import KEY_TYPES
 
@@ -61,12 +62,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _workers(text: str) -> int | str:
-    """--acme-ca-workers: a positive number, or "auto" (acme-ca counts the cores)."""
-    if text == "auto":
-        return text
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive number nor 'auto'")
-    return int(text)
+    """--acme-ca-workers: what ``[server] workers`` takes (``config_values.workers``);
+    "auto" is passed on as it is, for acme-ca to count its cores."""
+    try:
+        count = config_values.workers(None, text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text if text == "auto" else count
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
