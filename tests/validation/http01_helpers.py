@@ -5,7 +5,6 @@ themselves are the fixtures ``serve`` and ``raw_serve`` in conftest.py."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from aiohttp import web
 from acme_ca.domain.models import Identifier
 from acme_ca.validation import Http01Validator, Resolver, ValidationResult, key_authorization
 from acme_ca.validation.network import AddressPolicy
+from bench.http01 import free_port as free_port  # one way to ask the OS for a port
 
 NAME = "web.bluerobin.local"
 IDENT = Identifier("dns", NAME)
@@ -56,13 +56,6 @@ def redirect(location: str, status: int = 302) -> Handler:
         return web.Response(status=status, headers={"Location": location})
 
     return handler
-
-
-def free_port() -> int:
-    """A port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def check(v: Http01Validator, ident: Identifier = IDENT) -> ValidationResult:
