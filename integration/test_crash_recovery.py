@@ -104,5 +104,7 @@ def test_an_order_a_killed_server_left_processing_is_ended_after_the_restart(
         assert order["status"] == "invalid", (order, second.log("stderr"))
         assert order["error"]["type"] == "urn:ietf:params:acme:error:serverInternal", order
         assert "certificate" not in order
-        assert f"order {order_id} was left processing" in second.log("stderr")
+        # The sweeper logs after its move commits, so the read above can come first.
+        until(lambda: f"order {order_id} was left processing" in second.log("stderr"),
+              "the restarted server logged the order it ended", 5.0)
     assert asyncio.run(certificate_status(db, serial)) is CertificateStatus.RESERVED
