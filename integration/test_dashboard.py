@@ -288,11 +288,11 @@ def browse(d: Any, origin: str, serial: str, shots: Path) -> None:
     assert header.value_of_css_property("background-color") == "rgba(23, 32, 46, 1)"
     d.get(origin + "/dashboard/certificates")
     assert serial in d.page_source
-    d.find_element(By.LINK_TEXT, serial).click()
+    click_and_wait(d.find_element(By.LINK_TEXT, serial))
     assert heading().startswith(f"Certificate {serial}") and "issued" in heading()
     assert DOMAIN in d.page_source
     screenshot(d, shots, "certificate")
-    d.find_element(By.PARTIAL_LINK_TEXT, "Revoke this certificate").click()
+    click_and_wait(d.find_element(By.PARTIAL_LINK_TEXT, "Revoke this certificate"))
     assert heading() == f"Revoke certificate {serial}?"
     Select(d.find_element(By.ID, "reason")).select_by_value("keyCompromise")
     screenshot(d, shots, "revoke-confirmation")
@@ -301,7 +301,7 @@ def browse(d: Any, origin: str, serial: str, shots: Path) -> None:
     token = d.find_element(By.NAME, "token").get_attribute("value")
     with another_site(FORGED.format(origin=origin, serial=serial, token=token)) as site:
         d.get(site)
-        d.find_element(By.ID, "prize").click()
+        click_and_wait(d.find_element(By.ID, "prize"))  # a post to another origin
         assert heading() == "Refused", d.page_source
         assert "nothing was revoked" in d.page_source
         screenshot(d, shots, "cross-site-post-refused")
