@@ -10,10 +10,12 @@ FROM python:3.12-slim
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/acme-ca acme-ca \
  && install -d -m 0700 -o acme-ca -g acme-ca /var/lib/acme-ca
 
-# The same package the README installs.
+# The same package the README installs, with PostgreSQL (asyncpg: [store] url =
+# "postgresql://...", for replicas) and PKCS#11 (python-pkcs11: [ca] intermediate_key =
+# "pkcs11:...", with the token's module mounted into the container); both are wheels.
 COPY pyproject.toml README.md /src/
 COPY acme_ca /src/acme_ca
-RUN pip install --no-cache-dir /src && rm -rf /src
+RUN pip install --no-cache-dir "/src[postgres,hsm]" && rm -rf /src
 
 USER acme-ca
 WORKDIR /var/lib/acme-ca
