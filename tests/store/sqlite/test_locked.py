@@ -7,8 +7,10 @@ a fraction of a second so that the test does not wait 5 s."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from acme_ca.errors import StoreUnavailable
 from acme_ca.store import SqliteStore
 from acme_ca.store.sqlite import base
+from acme_ca.store.sqlite.connection import Connection
 from acme_ca.store.sqlite.opening import nonce_path
 from tests.store.conftest import T0, make_account
 
@@ -70,3 +73,27 @@ async def test_a_nonce_lock_held_past_the_busy_timeout_is_unavailable(
         with pytest.raises(StoreUnavailable, match="locked"):
             await impatient.consume_nonce("kept", T0)
     assert await impatient.consume_nonce("kept", T0) is True
+
+
+async def test_a_call_meeting_a_lock_after_close_began_stops_at_its_next_try(db_file: Path):
+    """``Connection.without_sleeping``: ``close`` waits for the calls already trying
+    again, but a call whose first try meets the lock after ``close`` began (its thread
+    still busy closing) must not poll on a connection being closed: its next try
+    raises sqlite3's own "closed" error, at once, not after the timeout."""
+    conn = await Connection.connect(str(db_file), durable=False)
+    await conn.execute("PRAGMA busy_timeout = 0")
+    gate = threading.Event()
+    conn._thread.submit(gate.wait)  # the connection's thread busy: close waits behind it
+    try:
+        with locked(db_file):
+            closing = asyncio.ensure_future(conn.close())
+            await asyncio.sleep(0)  # close has begun: it waits for the thread
+            assert not closing.done()
+            with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+                await asyncio.wait_for(
+                    conn.without_sleeping(lambda raw: raw.execute("BEGIN IMMEDIATE"),
+                                          timeout=30), 5)
+            assert conn._retrying == 0
+    finally:
+        gate.set()
+    await closing
