@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from bench import loadgen, programs, replicas, report
+from bench import acmelib, loadgen, programs, replicas, report
 from bench.__main__ import _cells, main
+from bench.http01 import Http01Responder
 from tests.required import missing, require_program
 
 N, C = 6, 2
@@ -167,3 +168,45 @@ def test_a_program_runs_in_one_concurrency_only_whatever_c_says() -> None:
              ("lego", "acme-ca", 1), ("lego", "pebble", 1)]),
         (8, [("loadgen", "acme-ca", 8), ("loadgen", "pebble", 8)]),
     ]
+
+
+async def test_acme_lib_clients_that_exit_are_counted_with_their_last_words(
+    tmp_path: Path,
+) -> None:
+    """bench/acmelib.py: clients whose process exits before its result (here: nothing
+    listens at the directory's port, so registering fails) fail the whole run as
+    "client-exited", with the exit status and the last line the clients wrote."""
+    config = loadgen.RunConfig(directory=f"https://127.0.0.1:{replicas.free_port()}/dir",
+                               n=3, c=1, stall_s=60)
+    stats = await acmelib.run(config, Http01Responder(), stderr=tmp_path / "clients.log")
+    assert stats.ok == 0 and stats.errors == {"client-exited": 3}, stats.examples
+    said = stats.examples["client-exited"]
+    assert said.startswith("the clients exited 1: ") and "onnection" in said, said
+
+
+async def test_acme_lib_clients_that_go_quiet_are_stopped_as_stalled() -> None:
+    """bench/acmelib.py: clients that say nothing for ``stall_s`` (here: the directory's
+    server accepts the connection and never answers) are killed and the run counted as
+    "stalled", instead of waiting for the clients' own 30 s timeout."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = loadgen.RunConfig(directory=f"https://127.0.0.1:{port}/dir", n=2, c=1,
+                               stall_s=1.0)
+    try:
+        started = asyncio.get_running_loop().time()
+        stats = await acmelib.run(config, Http01Responder())
+        took = asyncio.get_running_loop().time() - started
+    finally:
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert connections, "the clients never connected"
+    assert stats.ok == 0 and stats.errors == {"stalled": 2}, stats.examples
+    assert stats.examples["stalled"] == "nothing from the clients for 1 s"
+    assert took < 20, took  # not the clients' own 30 s timeout
