@@ -44,8 +44,10 @@ class Bar:
             self._progress.update(self._task, total=steps)
 
     def describe(self, text: str) -> None:
+        """Say what the work does now, drawn at once: a step shorter than the bar's
+        refresh period (a tenth of a second) is still seen."""
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, description=text)
+            self._progress.update(self._task, description=text, refresh=True)
 
 
 def on_terminal() -> bool:
@@ -67,4 +69,6 @@ def progress(description: str, total: int | None, *, shown: bool = True) -> Iter
                MofNCompleteColumn(), TimeElapsedColumn()]
     console = Console(file=sys.stderr, highlight=False)
     with Progress(*columns, console=console, transient=True) as drawn:
-        yield Bar(drawn, drawn.add_task(description, total=total))
+        task = drawn.add_task(description, total=total)
+        drawn.refresh()  # drawn at once, not at the bar's next tick
+        yield Bar(drawn, task)

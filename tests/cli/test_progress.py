@@ -6,7 +6,9 @@ and standard output (what a script reads) is the same both times."""
 from __future__ import annotations
 
 import asyncio
+import io
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,24 @@ def test_off_a_terminal_nothing_is_drawn(capsys: pytest.CaptureFixture[str]) -> 
         bar.describe("Still working")
         bar.advance(2)
     assert capsys.readouterr() == ("", "")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_every_step_is_drawn_however_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bar's first description and each later one are drawn when they are given, not
+    at the bar's next tick (a tenth of a second): `acme-ca init` names the intermediate
+    key's step even when the key is made in a millisecond."""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with progress("Starting", None) as bar:
+        bar.describe("A quick step")
+        bar.describe("The last step")
+    drawn = _ANSI.sub("", terminal.getvalue())
+    assert all(step in drawn for step in ("Starting", "A quick step", "The last step")), drawn
 
 
 def write_config(directory: Path) -> Path:
