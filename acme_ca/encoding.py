@@ -1,4 +1,5 @@
-"""The wire encodings every layer shares: base64url and the RFC 7638 JWK thumbprint.
+"""The wire encodings every layer shares: base64url, the RFC 7638 JWK thumbprint and
+RFC 3339 times.
 
 One decoder for every base64url field (JWS parts, JWK members, a finalize ``csr``, a
 revocation ``certificate``), and it is strict (RFC 7515 2 and Appendix C; RFC 8555 6.1
@@ -24,6 +25,7 @@ import base64
 import hashlib
 import json
 import re
+from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -31,6 +33,20 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
 # RFC 7518 6.2.1.1 names for the curves a JWK can carry.
 _JWK_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
+
+def rfc3339(moment: datetime, *, round_up: bool = False) -> str:
+    """``moment`` as an RFC 3339 date-time in UTC to the second, e.g.
+    2026-12-07T03:20:00Z (RFC 8555 7.1: ``expires``, ``notBefore``...); a fraction of a
+    second is dropped, or with ``round_up`` counted as a whole one (a time to wait
+    until, as Retry-After is). A naive time is taken as UTC. (The audit log spells its
+    hashed times with microseconds: ``domain.audit.time_text``.)"""
+    if moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    if round_up and moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
 
 
 def b64url_encode(data: bytes) -> str:

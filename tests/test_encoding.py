@@ -1,15 +1,17 @@
-"""The one base64url decoder and the one JWK thumbprint (acme_ca/encoding.py)."""
+"""The one base64url decoder, the one JWK thumbprint and the one RFC 3339 spelling of
+a time on the wire (acme_ca/encoding.py)."""
 
 from __future__ import annotations
 
 import base64
 import string
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from josepy import jwk as jose_jwk
 
-from acme_ca.encoding import b64url_decode, b64url_encode, jwk_thumbprint, public_jwk
+from acme_ca.encoding import b64url_decode, b64url_encode, jwk_thumbprint, public_jwk, rfc3339
 
 ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
 
@@ -113,3 +115,21 @@ def test_every_last_character_is_refused_unless_canonical(length: int) -> None:
         assert b64url_encode(data) == text
         accepted.append(last)
     assert len(accepted) == (4 if length % 4 == 2 else 16)
+
+
+@pytest.mark.parametrize(("moment", "round_up", "text"), [
+    (datetime(2026, 12, 7, 3, 20, tzinfo=UTC), False, "2026-12-07T03:20:00Z"),
+    (datetime(2026, 12, 7, 3, 20, 5, 999_999, tzinfo=UTC), False, "2026-12-07T03:20:05Z"),
+    (datetime(2026, 12, 7, 3, 20, 5, 1, tzinfo=UTC), True, "2026-12-07T03:20:06Z"),
+    (datetime(2026, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC), True, "2027-01-01T00:00:00Z"),
+    (datetime(2026, 12, 7, 3, 20, 5, tzinfo=UTC), True, "2026-12-07T03:20:05Z"),
+    (datetime(2026, 12, 7, 4, 20, tzinfo=timezone(timedelta(hours=1))), False,
+     "2026-12-07T03:20:00Z"),
+    (datetime(2026, 12, 7, 3, 20), False, "2026-12-07T03:20:00Z"),  # naive: taken as UTC
+    (datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC), False, "0999-01-02T03:04:05Z"),
+])
+def test_rfc3339_is_utc_to_the_second(moment: datetime, round_up: bool, text: str) -> None:
+    """RFC 3339 5.6 date-time with "Z" (RFC 8555 7.1.3 ``expires``, 7.1.6 ...): a time in
+    another offset is said in UTC; a fraction is dropped, or rounded up for a time to
+    wait until (a rate limit's retry time)."""
+    assert rfc3339(moment, round_up=round_up) == text

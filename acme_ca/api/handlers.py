@@ -30,6 +30,7 @@ from acme_ca.domain.models import (
 )
 from acme_ca.domain.origin import set_actor
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
+from acme_ca.encoding import rfc3339
 
 PEM_CHAIN = "application/pem-certificate-chain"
 RETRY_AFTER = "1"  # seconds: validations on a local network finish well within it
@@ -123,8 +124,8 @@ async def renewal_info(request: web.Request) -> web.Response:
     except AcmeProblem as problem:
         problem.headers["Retry-After"] = str(ari.retry_after())
         raise
-    window = {"start": views.rfc3339(answer.window.start),
-              "end": views.rfc3339(answer.window.end)}
+    window = {"start": rfc3339(answer.window.start),
+              "end": rfc3339(answer.window.end)}
     return _json({"suggestedWindow": window},
                  headers={"Retry-After": str(answer.retry_after)})
 

@@ -7,18 +7,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from acme_ca.api.links import Links
 from acme_ca.config import AcmeConfig
 from acme_ca.domain.models import Account, Authorization, Challenge, Identifier, Order, OrderStatus
-
-
-def rfc3339(moment: datetime) -> str:
-    """``moment`` (UTC) as RFC 3339 date-time to the second, e.g. 2026-12-07T03:20:00Z."""
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
+from acme_ca.encoding import rfc3339
 
 
 def identifier_json(identifier: Identifier) -> dict[str, str]:

@@ -49,7 +49,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from acme_ca import metrics
 from acme_ca.authority.grants import UNRESTRICTED, Grant, grant_for
@@ -68,6 +68,7 @@ from acme_ca.config_policy import (
 from acme_ca.domain.limits import Spend
 from acme_ca.domain.models import Account, Identifier
 from acme_ca.domain.problems import AcmeProblem, ProblemType
+from acme_ca.encoding import rfc3339
 from acme_ca.errors import NotFound, StoreError
 from acme_ca.store.base import Store
 
@@ -202,8 +203,8 @@ class RateLimits:
         metrics.RATE_LIMIT_HITS.labels(charge.name).inc()
         return rate_limited(
             f"{charge.what}: over {charge.name} = {format_limit(charge.limit)}; retry "
-            f"after {rfc3339_rounded_up(retry_at)}, the limit resets at "
-            f"{rfc3339_rounded_up(resets_at)}",
+            f"after {rfc3339(retry_at, round_up=True)}, the limit resets at "
+            f"{rfc3339(resets_at, round_up=True)}",
             retry_after(retry_at, self._clock.now()))
 
     def pending_ceiling(self, grant: Grant) -> int | None:
@@ -221,7 +222,7 @@ class RateLimits:
         return rate_limited(
             f"too many pending authorizations: {pending} pending and {adding} more "
             f"asked for, over {PENDING} = {limit}; they are released as they are "
-            f"validated, deactivated or expire (the first by {rfc3339_rounded_up(frees)})",
+            f"validated, deactivated or expire (the first by {rfc3339(frees, round_up=True)})",
             retry_after(frees, now))
 
     async def _count(self, name: str, key: str, account: Account | str) -> None:
@@ -254,13 +255,6 @@ def rate_limited(detail: str, seconds: int) -> AcmeProblem:
 def retry_after(moment: datetime, now: datetime) -> int:
     """Whole seconds from ``now`` to ``moment``, rounded up, at least 1."""
     return max(1, math.ceil((moment - now).total_seconds()))
-
-
-def rfc3339_rounded_up(moment: datetime) -> str:
-    """RFC 3339 UTC, rounded up to the second (as Retry-After is)."""
-    if moment.microsecond:
-        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def address_key(address: str | None) -> str:
