@@ -265,7 +265,8 @@ def _token(loaded: LoadedModule, uri: Pkcs11Uri) -> tuple[Any, Any]:
         raise PkiError(f"no token matches {uri} in {loaded.path}; the tokens there: "
                        f"{', '.join(seen) or 'none'}")
     if len(found) > 1:
-        raise PkiError(f"{len(found)} tokens match {uri}: name one by its serial")
+        serials = " or ".join(f"serial={_text(token.serial)}" for _, token in found)
+        raise PkiError(f"{len(found)} tokens match {uri}: name one by its serial ({serials})")
     return found[0]
 
 

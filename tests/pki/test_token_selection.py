@@ -1,0 +1,61 @@
+"""Which token a PKCS#11 URI names (pki/token_session.py ``_token``, RFC 7512 2.5: each
+attribute a URI gives must match, the library's as well as the token's and the slot's),
+against real SoftHSM2 tokens: a URI that names another library is refused, and a URI
+that several tokens match is refused with the serials that tell them apart."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from acme_ca.errors import PkiError
+from acme_ca.pkcs11_uri import Pkcs11Uri
+from acme_ca.pki.keys import KeyType
+from acme_ca.pki.token import generate_token_key
+from acme_ca.pki.token_session import close_modules
+from tests.required import require_program
+from tests.softhsm import PIN, SO_PIN, SoftHsm
+
+
+def uri(softhsm: SoftHsm, attributes: str) -> Pkcs11Uri:
+    return Pkcs11Uri.parse(f"pkcs11:{attributes};object=k?pin-source=file:{softhsm.pin_file}")
+
+
+def refused(softhsm: SoftHsm, attributes: str) -> str:
+    with pytest.raises(PkiError) as caught:
+        generate_token_key(uri(softhsm, attributes), softhsm.module, KeyType.EC_P256)
+    assert "\n" not in str(caught.value)
+    return str(caught.value)
+
+
+def test_a_uri_naming_another_library_is_refused(softhsm: SoftHsm) -> None:
+    """RFC 7512 2.3 library-manufacturer, library-version: SoftHSM2's module is not
+    "Snake Oil" nor version 99; its own manufacturer matches."""
+    message = refused(softhsm, f"token={softhsm.label};library-manufacturer=Snake%20Oil")
+    assert re.search(r"is not the library .* names \(library-manufacturer is 'SoftHSM'\)",
+                     message), message
+    assert "is not the library" in refused(softhsm, f"token={softhsm.label};library-version=99")
+    generate_token_key(uri(softhsm, f"token={softhsm.label};library-manufacturer=SoftHSM"),
+                       softhsm.module, KeyType.EC_P256)
+
+
+def test_two_tokens_with_one_label_are_told_apart_by_serial(softhsm: SoftHsm) -> None:
+    """Two tokens labelled alike: a URI by label alone is refused, and the message
+    lists both serials; a URI with one of them (RFC 7512 2.3 serial) picks that one."""
+    subprocess.run([require_program("softhsm2-util"), "--init-token", "--free", "--label",
+                    softhsm.label, "--pin", PIN, "--so-pin", SO_PIN], env=softhsm.env(),
+                   check=True, capture_output=True)
+    close_modules()  # the module reads its token files again
+    message = refused(softhsm, f"token={softhsm.label}")
+    assert message.startswith(f"2 tokens match pkcs11:token={softhsm.label};"), message
+    named = re.search(r"name one by its serial \(serial=(\w+) or serial=(\w+)\)$", message)
+    assert named, message
+    serials = named.groups()
+    assert serials[0] != serials[1], message
+    for serial in serials:
+        _, pinned = generate_token_key(
+            uri(softhsm, f"token={softhsm.label};serial={serial}"), softhsm.module,
+            KeyType.EC_P256)
+        assert pinned.attribute("serial") == serial
