@@ -8,7 +8,6 @@ the key's name to the message.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from collections.abc import Sequence
 from datetime import timedelta
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
+from acme_ca.cpu_quota import available_cores
 from acme_ca.pkcs11_uri import Pkcs11Uri, is_pkcs11_uri
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -227,8 +227,6 @@ def positive(_: PathResolver, value: Any) -> int:
 
 
 MAX_WORKERS = 1024  # a typo's 10**20 is refused, not forked until fork fails
-CGROUP_ROOT = Path("/sys/fs/cgroup")  # cgroup v2's hierarchy; cpu.max: "<quota> <period>"
-OWN_CGROUP = Path("/proc/self/cgroup")  # cgroup v2's line: "0::/path/of/this/process"
 
 
 def workers(_: PathResolver, value: Any) -> int:
@@ -242,42 +240,6 @@ def workers(_: PathResolver, value: Any) -> int:
         raise ValueError(f"{value!r} is neither a positive integer up to {MAX_WORKERS} "
                          "nor 'auto'")
     return value
-
-
-def available_cores(root: Path = CGROUP_ROOT, own: Path = OWN_CGROUP) -> int:
-    """The cores this process may run on: its CPU affinity (as taskset or a container's
-    cpuset set it), or the machine's count where there is no affinity (macOS), and no
-    more than a cgroup v2 CPU quota allows, rounded up (``docker --cpus=1.5``, a
-    Kubernetes CPU limit: 2 on a 64-core node means 2, not 64; a systemd unit's
-    ``CPUQuota=``)."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
-    quota = _cgroup_cpu_quota(root, own)
-    return max(1, cores if quota is None else min(cores, quota))
-
-
-def _cgroup_cpu_quota(root: Path, own: Path) -> int | None:
-    """The smallest cgroup v2 CPU quota, in cores rounded up, of this process's cgroup
-    (``own`` names it under ``root``: "/" in a container's cgroup namespace, the unit's
-    path under systemd) and of each cgroup above it; None where none is set or there is
-    no cgroup v2 CPU controller (then the affinity holds)."""
-    try:
-        lines = own.read_text(encoding="utf-8").splitlines()
-    except (OSError, ValueError):  # no /proc (macOS), or not text
-        lines = []
-    path = next((line[3:] for line in lines if line.startswith("0::")), "/")
-    group = root / path.strip("/")
-    quotas = []
-    for directory in (group, *group.parents):
-        if not directory.is_relative_to(root):
-            break
-        try:
-            quota, period = (directory / "cpu.max").read_text(encoding="ascii").split()[:2]
-            if quota != "max" and int(period) > 0:
-                quotas.append(max(1, -(-int(quota) // int(period))))
-        except (OSError, ValueError):
-            continue
-    return min(quotas, default=None)
 
 
 def pool_size(_: PathResolver, value: Any) -> int:

@@ -389,7 +389,7 @@ def test_workers_auto_stays_within_a_cgroup_cpu_quota(
     """A container's CPU limit (cgroup v2 cpu.max: "<quota> <period>", as
     `docker --cpus` and a Kubernetes CPU limit write it) bounds "auto", rounded up: a
     2-CPU limit on a 64-core node is 2 workers, not 64. No quota ("max"), no file or
-    an unreadable one: the affinity alone counts."""
+    an unreadable one: the affinity alone counts. (cgroup v1: tests/test_cpu_quota.py.)"""
     own = tmp_path / "self-cgroup"
     own.write_text("0::/\n", encoding="ascii")  # a container's own cgroup namespace
     if cpu_max is not None:

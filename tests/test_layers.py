@@ -36,7 +36,8 @@ ALLOWED: dict[str, set[str]] = {
     "config_policy": {"config_values", "errors"},
     "config_revocation": {"config_values", "errors", "config"},  # config: a type hint only
     "config_operations": {"config_values", "errors", "config", "config_revocation"},  # hints
-    "config_values": {"pkcs11_uri"},  # [ca] intermediate_key may be a PKCS#11 URI
+    "config_values": {"pkcs11_uri", "cpu_quota"},  # a PKCS#11 URI key; workers "auto"
+    "cpu_quota": set(),  # reads /proc and /sys/fs/cgroup only
     "pkcs11_uri": {"errors"},  # a value type of the configuration, read by pki/token.py
     "encoding": set(),
     "metrics": set(),  # prometheus-client only: every layer may count

@@ -29,8 +29,9 @@ def children(pid: int) -> list[int]:
 async def test_workers_auto_forks_one_worker_per_core_and_they_issue(tmp_path: Path) -> None:
     """RFC 8555 section 7.4: orders finalized and certificates downloaded through the
     workers "auto" started, one per core of the process's affinity (not the machine's
-    count, and within a cgroup CPU quota if the machine has one: ``available_cores``,
-    tests/test_config.py); SIGTERM stops them all with status 0."""
+    count, and within a cgroup v1 or v2 CPU quota if the machine has one:
+    ``available_cores``, tests/test_config.py and tests/test_cpu_quota.py); SIGTERM
+    stops them all with status 0."""
     cores = available_cores()
     assert cores <= len(os.sched_getaffinity(0))
     names = [loadgen.DEFAULT_NAMES.format(i=i) for i in range(N)]
