@@ -1,5 +1,6 @@
 """A JWS builder and the callbacks verify_jws needs, for the JWS pipeline tests
-(test_jws, test_jws_hostile); the ``server`` fixture (a FakeServer) is in conftest.py."""
+(test_jws, test_jws_format, test_jws_key_change, test_jws_hostile); the ``server``
+fixture (a FakeServer) is in conftest.py."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from acme_ca.domain.problems import AcmeProblem, ProblemType
 
 URL = "https://ca.example:8555/acme/new-order"
 CT = "application/jose+json"
+KID = "https://ca.example:8555/acme/acct/acct1"
 
 
 def b64(data: bytes) -> str:
@@ -37,6 +39,7 @@ PRIVATE_KEYS: dict[str, Any] = {
     "ES512": ec.generate_private_key(ec.SECP521R1()),
     "EdDSA": ed25519.Ed25519PrivateKey.generate(),
 }
+OTHER_EC = ec.generate_private_key(ec.SECP256R1())
 
 
 def public_jwk(private: Any) -> dict[str, str]:

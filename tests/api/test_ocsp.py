@@ -24,7 +24,7 @@ from cryptography.x509 import ocsp
 from acme_ca.api.http_cache import MAX_AGE
 from acme_ca.api.ocsp import MAX_REQUEST, add_routes
 from acme_ca.authority.ocsp import OcspAnswer, OcspResponder
-from tests.authority.test_ocsp import LIFETIME, Setup, setup  # noqa: F401 (a fixture)
+from tests.authority.ocsp_setup import LIFETIME, Setup, setup  # noqa: F401 (a fixture)
 from tests.pki.test_ocsp import NONCE, _extension, _raw_request, _tlv
 
 Client = TestClient  # type: ignore[type-arg]

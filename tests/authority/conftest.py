@@ -1,6 +1,7 @@
 """Shared by the authority tests: a real SQLite store in the test's directory; and, for
 what several replicas share, two stores on one database, SQLite or PostgreSQL; for the
-CRL tests, one store on either and a hierarchy with an encrypted intermediate key."""
+CRL tests, one store on either and a hierarchy with an encrypted intermediate key; for
+the OCSP tests, ocsp_setup.py's ``setup``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from acme_ca.store import Store, open_store
 from tests.authority.crl_setup import PASS
+from tests.authority.ocsp_setup import setup  # noqa: F401  (a fixture: the OCSP tests')
 from tests.conftest import Hierarchy
 from tests.store.pg import fresh_database
 

@@ -15,7 +15,7 @@ from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.archive import archive_intermediate, destroy_key, load_archive
 from acme_ca.pki.keys import KeyType
 from acme_ca.pki.token import generate_token_key, open_token_signer
-from tests.pki.test_token import certificate_for, raw_session, signs
+from tests.pki.token_helpers import certificate_for, raw_session, signs
 from tests.softhsm import SoftHsm
 
 

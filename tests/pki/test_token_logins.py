@@ -18,7 +18,7 @@ from acme_ca.errors import PkiError
 from acme_ca.pki import token
 from acme_ca.pki.token import RECONNECT_INTERVAL
 from acme_ca.pki.token_session import share_logins
-from tests.pki.test_token import signer_for, signs
+from tests.pki.token_helpers import signer_for, signs
 from tests.softhsm import SoftHsm
 from tests.waiting import DEADLINE, POLL, exit_codes
 
@@ -121,7 +121,7 @@ def test_a_refused_pin_is_not_sent_again(softhsm: SoftHsm, tmp_path: Path) -> No
     from acme_ca.pki.keys import KeyType
     from acme_ca.pki.token import generate_token_key, open_token_signer
     from acme_ca.pki.token_session import close_modules
-    from tests.pki.test_token import certificate_for
+    from tests.pki.token_helpers import certificate_for
 
     public_key, _ = generate_token_key(Pkcs11Uri.parse(softhsm.uri()), softhsm.module,
                                        KeyType.EC_P256)
@@ -145,7 +145,7 @@ async def test_a_reload_with_the_right_pin_ends_a_refused_reconnect(softhsm: Sof
     signs stop for good; the operator puts the right PIN back and reloads (SIGHUP:
     Issuer.load opens the key again, and logs in). The reloaded signer signs: a reload
     that loads, then fails every finalize, would be worse than a refused reload."""
-    from tests.pki.test_token import certificate_for
+    from tests.pki.token_helpers import certificate_for
     from tests.waiting import until
 
     signer, _ = signer_for(softhsm)
