@@ -106,18 +106,24 @@ async def test_a_job_with_every_runs_at_most_that_often_and_at_once_for_a_new_ho
     period, and due again once it has passed; a process that takes the lease over runs
     them at once, whenever the former holder last did."""
     runs: Counter[str] = Counter()
+    loop = asyncio.get_running_loop()
+    last_run: dict[str, float] = {}
 
     def job(name: str, every: float) -> Job:
         async def run() -> None:
             runs[name] += 1
+            last_run[name] = loop.time()
 
         return Job(name, run, every=every)
 
-    a = work(replicas[0], job("each", 0), job("slow", 0.4), job("never", 60), ttl=60)
+    # SLOW: the three steps below end within it even on a loaded machine (their three
+    # lease commits once took longer than 0.4 s); the test then waits until it is over.
+    slow = 2.0
+    a = work(replicas[0], job("each", 0), job("slow", slow), job("never", 60), ttl=60)
     for _ in range(3):
         assert await a.step()
     assert runs == {"each": 3, "slow": 1, "never": 1}
-    await asyncio.sleep(0.45)
+    await until(lambda: loop.time() >= last_run["slow"] + slow, "the slow job is due again")
     assert await a.step()
     assert runs == {"each": 4, "slow": 2, "never": 1}
     await a.close()

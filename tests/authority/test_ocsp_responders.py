@@ -25,6 +25,7 @@ from acme_ca.domain.models import CertificateStatus, serial_hex
 from acme_ca.pki.ocsp import RESPONDER_VALIDITY
 from tests.authority.ocsp_setup import LIFETIME, Setup, responders, verify
 from tests.conftest import load_issuer
+from tests.waiting import until
 
 
 async def test_the_responder_certificate_is_issued_recorded_and_kept_private(
@@ -189,18 +190,12 @@ async def test_a_new_intermediate_gets_its_responder_as_soon_as_worker_0_is_woke
         await asyncio.sleep(0.1)  # both asleep for their period
         new = load_issuer(make_hierarchy("new"))
         setup.signers.insert(0, new)  # the reload
-        setup.certificates.wake()
-        for _ in range(20):
-            await asyncio.sleep(0.05)
-            if setup.certificates.responder(new.fingerprint) is not None:
-                break
-        assert setup.certificates.responder(new.fingerprint) is not None
+        setup.certificates.wake()  # within the deadline, far below the 60 s period
+        await until(lambda: setup.certificates.responder(new.fingerprint) is not None,
+                    "worker 0 issued the new intermediate's responder")
         follower.wake()
-        for _ in range(20):
-            await asyncio.sleep(0.05)
-            if follower.responder(new.fingerprint) is not None:
-                break
-        assert follower.responder(new.fingerprint) is not None
+        await until(lambda: follower.responder(new.fingerprint) is not None,
+                    "the follower loaded the new intermediate's responder")
     finally:
         for task in tasks:
             task.cancel()

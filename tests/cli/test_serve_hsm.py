@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from tests.cli.conftest import (
 )
 from tests.cli.hsm import init_on_token
 from tests.softhsm import SoftHsm
+from tests.waiting import until
 
 CHECKOUT = str(Path(__file__).resolve().parents[2])  # this checkout's acme_ca
 WITHOUT_PKCS11 = (  # python-pkcs11 not installed: its import fails as it then would
@@ -260,6 +262,12 @@ def test_the_root_key_checks_work_with_a_token_key(
     assert "\n" not in str(caught.value)
 
 
+def listeners(port: int) -> int:
+    """The sockets listening on 127.0.0.1:``port`` (with SO_REUSEPORT, one per worker)."""
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return sum(row[1] == f"0100007F:{port:04X}" and row[3] == "0A" for row in rows)
+
+
 def test_workers_on_a_softhsm2_token_all_start(tmp_path: Path, softhsm: SoftHsm) -> None:
     """4 workers open the token one after another: SoftHSM2 re-writes its token file at
     each login, and 4 logins at once left a worker without its token one start in two.
@@ -272,8 +280,10 @@ def test_workers_on_a_softhsm2_token_all_start(tmp_path: Path, softhsm: SoftHsm)
     subprocess.run([*acme_ca, "init", "--passphrase-file", str(secret(tmp_path, ROOT_PASS)),
                     "--key-type", "ec-p384"], env=env, check=True, capture_output=True,
                    timeout=120)
+    port = int(tomllib.loads(config.read_text())["server"]["listen"].rsplit(":", 1)[1])
     with serving(config, env) as process:
-        until_serving(process)
-        time.sleep(2)  # the other workers have loaded the intermediate by now, or failed
+        until_serving(process)  # worker 0's line; each worker listens once it has the key
+        asyncio.run(until(lambda: process.poll() is not None or listeners(port) == 4,
+                          "the 4 workers listen, or serve ended", 60))
         assert process.stderr is not None
         assert process.poll() is None, process.stderr.read()
