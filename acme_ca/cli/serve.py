@@ -338,7 +338,7 @@ async def serve(config: Config, clock: Clock, worker: int = 0,
             tasks.append(asyncio.create_task(ocsp.responders.run_renewals() if worker == 0
                                              else ocsp.responders.follow()))
         warning = root_key_warning(config)
-        if warning and worker == 0:  # said before any request can be answered
+        if warning and worker == 0:  # once every port is bound: a port taken is one line
             log.warning("%s", warning)
         blocklist = blocklist_status(config)
         if blocklist and worker == 0:
