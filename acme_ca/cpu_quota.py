@@ -110,7 +110,12 @@ def _cfs_quota(directory: Path) -> int | None:
 
 
 def _v2_quota(root: Path, lines: list[str]) -> int | None:
+    """The quota of the cgroup that the "0::" line names under ``root``; none for a path
+    that leaves the root ("/../x", a process moved out of its cgroup namespace's root):
+    what is above it is not visible, as in v1, and "/sys/fs/cgroup/../x" is no cgroup."""
     path = next((line[3:] for line in lines if line.startswith("0::")), "/")
+    if not path.startswith("/") or ".." in PurePosixPath(path).parts:
+        return None
     return _smallest(root, root / path.strip("/"), _cpu_max)
 
 
