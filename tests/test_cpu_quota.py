@@ -223,3 +223,18 @@ def test_a_v2_cgroup_outside_the_hierarchys_root_is_no_quota(tmp_path: Path,
     own = tmp_path / "self-cgroup"
     own.write_text(cgroup, encoding="ascii")
     assert cpu_quota.cpu_quota(root, own, mountinfo=tmp_path / "no-mountinfo") is None
+
+
+@pytest.mark.parametrize("name", ["cgroup\u00a0v1", "cgroup\u2028v1", "cgroup\x85v1"])
+def test_a_mount_point_with_a_unicode_space_is_one_field(tmp_path: Path, name: str) -> None:
+    """mountinfo escapes only a space, a tab, a newline and a backslash (proc(5)); a
+    no-break space or a line separator in a path is written as its UTF-8 bytes, and is
+    part of the field, not a boundary between two."""
+    point = tmp_path / name / "cpu"
+    (point / "acme").mkdir(parents=True)
+    own, info = tmp_path / "self-cgroup", tmp_path / "mountinfo"
+    own.write_text(GOOD_CGROUP, encoding="ascii")
+    info.write_text(GOOD_MOUNTINFO.format(point=point), encoding="utf-8")
+    (point / "acme" / "cpu.cfs_quota_us").write_text("100000\n", encoding="ascii")
+    (point / "acme" / "cpu.cfs_period_us").write_text("100000\n", encoding="ascii")
+    assert quota_of(tmp_path, own, info) == 1
