@@ -66,9 +66,11 @@ def cpu_quota(root: Path = CGROUP_ROOT, own: Path = OWN_CGROUP, *,
 
 def _lines(path: Path) -> list[str]:
     """``path``'s lines; none if it cannot be read (no /proc on macOS). A name that is
-    not UTF-8 stays the bytes it was (surrogateescape), as the file system has it."""
+    not UTF-8 stays the bytes it was (surrogateescape), as the file system has it. Only
+    a newline ends a line, not every character ``splitlines`` takes for one (U+2028,
+    U+0085...), which a cgroup's or a mount point's name may hold."""
     try:
-        return path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+        return path.read_text(encoding="utf-8", errors="surrogateescape").split("\n")
     except (OSError, ValueError):
         return []
 
@@ -110,7 +112,12 @@ def _cfs_quota(directory: Path) -> int | None:
 
 
 def _v2_quota(root: Path, lines: list[str]) -> int | None:
+    """The quota of the cgroup that the "0::" line names under ``root``; none for a path
+    that leaves the root ("/../x", a process moved out of its cgroup namespace's root):
+    what is above it is not visible, as in v1, and "/sys/fs/cgroup/../x" is no cgroup."""
     path = next((line[3:] for line in lines if line.startswith("0::")), "/")
+    if not path.startswith("/") or ".." in PurePosixPath(path).parts:
+        return None
     return _smallest(root, root / path.strip("/"), _cpu_max)
 
 
@@ -141,10 +148,11 @@ def _v1_quota(lines: list[str], mountinfo: Path) -> int | None:
 def _cpu_mounts(mountinfo: Path) -> list[tuple[PurePosixPath, Path]]:
     """(mount root, mount point) of each cgroup v1 mount with the cpu controller, from
     mountinfo's lines: "<id> <parent> <dev> <root> <mount point> <options> [optional
-    fields] - <type> <source> <super options>" (proc(5))."""
+    fields] - <type> <source> <super options>" (proc(5)), each field ended by one space
+    (escaped in a name, as \\040), not by any Unicode space (a name's U+00A0)."""
     mounts = []
     for line in _lines(mountinfo):
-        fields = line.split()
+        fields = line.split(" ")
         try:
             separator = fields.index("-", 6)
             kind, options = fields[separator + 1], fields[separator + 3]

@@ -1,7 +1,8 @@
 """`workers = "auto"` within a cgroup v1 CPU quota (cpu.cfs_quota_us / cpu.cfs_period_us),
 found as the kernel shows it: the `cpu` controller's line of /proc/self/cgroup mapped
 through /proc/self/mountinfo. Each test builds the files in tmp_path: the v1 hierarchy,
-the process's cgroup file and its mountinfo. (cgroup v2 alone: tests/test_config.py.)"""
+the process's cgroup file and its mountinfo. (cgroup v2 alone: tests/test_config.py;
+here only a v2 path that leaves the hierarchy's root.)"""
 
 from __future__ import annotations
 
@@ -206,3 +207,34 @@ def test_good_files_beside_garbage_still_count(tmp_path: Path) -> None:
     assert config_values.available_cores(tmp_path / "no-v2", own, mountinfo=info) == 1
     assert quota_of(tmp_path, tmp_path / "missing", tmp_path / "missing") is None
     assert quota_of(tmp_path, own, tmp_path) is None  # a directory, not a file
+
+
+@pytest.mark.parametrize("cgroup", ["0::/../sibling\n", "0::/../../../sibling\n"])
+def test_a_v2_cgroup_outside_the_hierarchys_root_is_no_quota(tmp_path: Path,
+                                                             cgroup: str) -> None:
+    """A cgroup v2 path that leaves the root ("/../x": the process moved out of its
+    cgroup namespace's root) names no cgroup under /sys/fs/cgroup, as in v1 (the garbage
+    test's "/../../acme"): no quota, rather than the quotas of the root (not above the
+    process) and of directories outside the hierarchy read as if they were its."""
+    root = tmp_path / "v2" / "ns"
+    for directory in (root, root.parent, root.parent / "sibling", tmp_path / "sibling"):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "cpu.max").write_text("100000 100000\n", encoding="ascii")
+    own = tmp_path / "self-cgroup"
+    own.write_text(cgroup, encoding="ascii")
+    assert cpu_quota.cpu_quota(root, own, mountinfo=tmp_path / "no-mountinfo") is None
+
+
+@pytest.mark.parametrize("name", ["cgroup\u00a0v1", "cgroup\u2028v1", "cgroup\x85v1"])
+def test_a_mount_point_with_a_unicode_space_is_one_field(tmp_path: Path, name: str) -> None:
+    """mountinfo escapes only a space, a tab, a newline and a backslash (proc(5)); a
+    no-break space or a line separator in a path is written as its UTF-8 bytes, and is
+    part of the field, not a boundary between two."""
+    point = tmp_path / name / "cpu"
+    (point / "acme").mkdir(parents=True)
+    own, info = tmp_path / "self-cgroup", tmp_path / "mountinfo"
+    own.write_text(GOOD_CGROUP, encoding="ascii")
+    info.write_text(GOOD_MOUNTINFO.format(point=point), encoding="utf-8")
+    (point / "acme" / "cpu.cfs_quota_us").write_text("100000\n", encoding="ascii")
+    (point / "acme" / "cpu.cfs_period_us").write_text("100000\n", encoding="ascii")
+    assert quota_of(tmp_path, own, info) == 1

@@ -127,6 +127,7 @@ def test_every_last_character_is_refused_unless_canonical(length: int) -> None:
      "2026-12-07T03:20:00Z"),
     (datetime(2026, 12, 7, 3, 20), False, "2026-12-07T03:20:00Z"),  # naive: taken as UTC
     (datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC), False, "0999-01-02T03:04:05Z"),
+    (datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), False, "9999-12-31T23:59:59Z"),
 ])
 def test_rfc3339_is_utc_to_the_second(moment: datetime, round_up: bool, text: str) -> None:
     """RFC 3339 5.6 date-time with "Z" (RFC 8555 7.1.3 ``expires``, 7.1.6 ...): a time in

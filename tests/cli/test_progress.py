@@ -39,9 +39,12 @@ class _Terminal(io.StringIO):
 def test_every_step_is_drawn_however_short(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bar's first description and each later one are drawn when they are given, not
     at the bar's next tick (a tenth of a second): `acme-ca init` names the intermediate
-    key's step even when the key is made in a millisecond."""
+    key's step even when the key is made in a millisecond. A terminal as terminal.py
+    runs them: TERM=dumb (an editor's shell) draws no bar, a narrow COLUMNS crops it."""
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("COLUMNS", "100")
     with progress("Starting", None) as bar:
         bar.describe("A quick step")
         bar.describe("The last step")
