@@ -231,9 +231,10 @@ MAX_WORKERS = 1024  # a typo's 10**20 is refused, not forked until fork fails
 
 def workers(_: PathResolver, value: Any) -> int:
     """A positive number of processes (at most 1024), or "auto": one per core this
-    process may use (``available_cores``). A command line's "4" counts as 4."""
+    process may use (``available_cores``), 1024 at most too. A command line's "4"
+    counts as 4."""
     if value == "auto":
-        return available_cores()
+        return min(available_cores(), MAX_WORKERS)
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:

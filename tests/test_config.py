@@ -428,3 +428,12 @@ def test_a_huge_workers_value_is_refused_not_forked(tmp_path: Path) -> None:
     assert_one_line_error(tmp_path, "[server]\nworkers = 100000000000000000000\n",
                           "server.workers: ")
     assert load_config(None, {"server.workers": "1024"}).server.workers == 1024
+
+
+def test_workers_auto_on_a_host_of_more_cores_than_the_bound_starts_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """"auto" keeps to the same MAX_WORKERS bound as a number: a 4096-core host starts
+    1024 workers, not 4096."""
+    monkeypatch.setattr(config_values, "available_cores", lambda: 4096)
+    assert load_config(None, {"server.workers": "auto"}).server.workers == 1024
