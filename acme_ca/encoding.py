@@ -1,5 +1,5 @@
-"""The wire encodings every layer shares: base64url, the RFC 7638 JWK thumbprint and
-RFC 3339 times.
+"""The wire encodings every layer shares: base64url, random ids, the RFC 7638 JWK
+thumbprint and RFC 3339 times.
 
 One decoder for every base64url field (JWS parts, JWK members, a finalize ``csr``, a
 revocation ``certificate``), and it is strict (RFC 7515 2 and Appendix C; RFC 8555 6.1
@@ -25,6 +25,7 @@ import base64
 import hashlib
 import json
 import re
+import secrets
 from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -52,6 +53,15 @@ def rfc3339(moment: datetime, *, round_up: bool = False) -> str:
 def b64url_encode(data: bytes) -> str:
     """base64url without padding (RFC 7515 2)."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def random_id(size: int = 12) -> str:
+    """``size`` random bytes as base64url, never starting with "-": an id is typed on
+    command lines (`acme-ca accounts show ID`, certbot --eab-kid ID, lego --hmac KEY),
+    which take a leading "-" for an option, so a 1 in 64 draw is drawn again."""
+    while (text := secrets.token_urlsafe(size)).startswith("-"):
+        pass
+    return text
 
 
 def b64url_decode(text: object) -> bytes:

@@ -1,9 +1,10 @@
-"""The one base64url decoder, the one JWK thumbprint and the one RFC 3339 spelling of
-a time on the wire (acme_ca/encoding.py)."""
+"""The one base64url decoder, random ids, the one JWK thumbprint and the one RFC 3339
+spelling of a time on the wire (acme_ca/encoding.py)."""
 
 from __future__ import annotations
 
 import base64
+import secrets
 import string
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -11,7 +12,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from josepy import jwk as jose_jwk
 
-from acme_ca.encoding import b64url_decode, b64url_encode, jwk_thumbprint, public_jwk, rfc3339
+from acme_ca.encoding import (
+    b64url_decode,
+    b64url_encode,
+    jwk_thumbprint,
+    public_jwk,
+    random_id,
+    rfc3339,
+)
 
 ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
 
@@ -134,3 +142,15 @@ def test_rfc3339_is_utc_to_the_second(moment: datetime, round_up: bool, text: st
     another offset is said in UTC; a fraction is dropped, or rounded up for a time to
     wait until (a rate limit's retry time)."""
     assert rfc3339(moment, round_up=round_up) == text
+
+
+def test_random_ids_never_look_like_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An account's id is typed on a command line (`acme-ca accounts deactivate ID`),
+    which takes a leading "-" for an option: such a draw is drawn again (of 2000 draws
+    about 31 would start with one without the redraw)."""
+    ids = [random_id() for _ in range(2000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert len(set(ids)) == 2000 and {len(i) for i in ids} == {16}  # 12 bytes, base64url
+    draws = iter(["-first", "-second", "third"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda size: next(draws))
+    assert random_id() == "third"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from acme_ca.domain.audit import AuditAction, account_actor
 from acme_ca.domain.models import Account, AccountStatus
 from acme_ca.domain.origin import set_actor
 from acme_ca.domain.problems import AcmeProblem, ProblemType, malformed, unauthorized
+from acme_ca.encoding import random_id
 from acme_ca.errors import Conflict, NotFound, PkiError
 from acme_ca.pki.goodkey import check_key_not_weak, check_rsa_exponent
 from acme_ca.pki.keys import PublicKey
@@ -149,7 +149,7 @@ class AccountService:
             raise eab.required()
         eab_key = None if external is None else await eab.check(self._store, external, now)
         account = Account(
-            id=secrets.token_urlsafe(12),
+            id=random_id(),
             status=AccountStatus.VALID,
             jwk=key.jwk,
             thumbprint=key.thumbprint,

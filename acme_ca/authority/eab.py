@@ -36,8 +36,6 @@ key; the use of a key by newAccount is recorded by ``accounts.py``.
 from __future__ import annotations
 
 import hmac
-import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -46,7 +44,7 @@ from acme_ca.clock import Clock
 from acme_ca.domain.audit import AuditAction
 from acme_ca.domain.models import EabKey
 from acme_ca.domain.problems import AcmeProblem, ProblemType, unauthorized
-from acme_ca.encoding import b64url_decode, b64url_encode
+from acme_ca.encoding import b64url_decode, b64url_encode, random_id
 from acme_ca.errors import NotFound
 from acme_ca.store.policy import EabStore
 
@@ -76,17 +74,11 @@ def new_key(label: str, now: datetime, *, profiles: tuple[str, ...] = (),
     label = label.strip()
     if not label:
         raise ValueError("the label must not be empty")
-    kid = _draw(lambda: secrets.token_urlsafe(16))
-    hmac_key = _draw(lambda: b64url_encode(secrets.token_bytes(HMAC_KEY_BYTES)))
+    kid = random_id(16)
+    hmac_key = random_id(HMAC_KEY_BYTES)
     return EabKey(kid=kid, label=label, hmac_key=b64url_decode(hmac_key), created_at=now,
                   profiles=profiles, domains=domains, limits=limits,
                   expires=None if valid_for is None else now + valid_for)
-
-
-def _draw(make: Callable[[], str]) -> str:
-    while (text := make()).startswith("-"):
-        pass
-    return text
 
 
 def hmac_key_text(key: EabKey) -> str:

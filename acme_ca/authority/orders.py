@@ -52,6 +52,7 @@ from acme_ca.domain.models import (
 )
 from acme_ca.domain.problems import AcmeProblem, ProblemType, b64url_field, malformed, unauthorized
 from acme_ca.domain.states import OPEN_ORDER, OrderChange, expiry_problem, order_change
+from acme_ca.encoding import random_id
 from acme_ca.errors import (
     AlreadyReplaced,
     CeilingReached,
@@ -159,7 +160,7 @@ class OrderService:
         if self._caa_recheck is not None:  # CAA again for reuse past 8 hours (caa_recheck)
             await self._caa_recheck.check(reusing, now)
         order = Order(
-            id=secrets.token_urlsafe(12),
+            id=random_id(),
             account_id=account.id,
             status=OrderStatus.PENDING,
             identifiers=identifiers,
@@ -192,10 +193,10 @@ class OrderService:
         self, account: Account, identifier: Identifier, now: datetime
     ) -> Authorization:
         base, wildcard = authorization_identifier(identifier)
-        authz_id = secrets.token_urlsafe(12)
+        authz_id = random_id()
         challenges = tuple(
             Challenge(
-                id=secrets.token_urlsafe(12),
+                id=random_id(),
                 authorization_id=authz_id,
                 type=kind,
                 token=secrets.token_urlsafe(32),

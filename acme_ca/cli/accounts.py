@@ -46,14 +46,16 @@ def add_parser(commands: Any) -> None:
                             description="One account: contact, key thumbprint (RFC 7638), "
                             "EAB key id, created, status; how many orders and certificates "
                             "it has, and its latest of each.")
-    show.add_argument("id", help="the account id, as `accounts list` prints it")
+    show.add_argument("id", help="the account id, as `accounts list` prints it (an id "
+                      "made before ids stopped starting with '-' goes after '--')")
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(run=run_show)
     deactivate = tools.add_parser(
         "deactivate", help="deactivate an account: it can no longer act",
         description="Deactivate an account (RFC 8555 7.3.6): from now on the server "
         "refuses every request it signs (401 unauthorized). Its certificates stay valid.")
-    deactivate.add_argument("id", help="the account id")
+    deactivate.add_argument("id", help="the account id (one that starts with '-' goes "
+                            "after '--')")
     deactivate.add_argument("--dry-run", action="store_true",
                             help="only say what would be deactivated")
     deactivate.set_defaults(run=run_deactivate)
