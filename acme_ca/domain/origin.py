@@ -10,7 +10,7 @@ A ``ContextVar``: each request's task sees its own, and tasks it starts inherit 
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from acme_ca.domain.audit import SYSTEM_ACTOR
 
@@ -38,6 +38,4 @@ def set_origin(origin: Origin) -> None:
 
 def set_actor(actor: str) -> None:
     """The actor, once known (a verified JWS, a checked admin certificate)."""
-    now = current_origin()  # built whole: dataclasses.replace costs twice as much
-    _CURRENT.set(Origin(actor=actor, client_ip=now.client_ip, request_id=now.request_id,
-                        endpoint=now.endpoint))
+    _CURRENT.set(replace(current_origin(), actor=actor))
