@@ -107,8 +107,7 @@ class GroupCommit:
     async def _one_batch(self) -> None:
         try:
             await self._begin()
-        except BaseException as exc:
-            await self._rollback()  # whatever BEGIN left (it fails whole: nothing, today)
+        except BaseException as exc:  # BEGIN failed whole (or never ran): nothing to undo
             error = self._batch_error(exc)
             while self._queue:
                 _fail(self._queue.popleft(), error)
