@@ -158,6 +158,13 @@ class Pkcs11Uri:
                            f"{reason}") from None
         return text.removesuffix("\n").removesuffix("\r")
 
+    def with_attribute(self, name: str, value: str) -> Pkcs11Uri:
+        """This URI with the path attribute ``name`` (``serial``, ...) set to ``value``:
+        how a URI that several tokens match is narrowed to one."""
+        kept = tuple((n, v) for n, v in self.attributes if n != name)
+        narrowed = dataclasses.replace(self, attributes=(*kept, (name, value)), text="")
+        return dataclasses.replace(narrowed, text=str(narrowed))
+
     def with_id(self, object_id: bytes) -> Pkcs11Uri:
         """This URI pinned to one object (its CKA_ID): how an archived intermediate's key
         is named once a newer key carries the same label."""

@@ -271,3 +271,14 @@ def test_with_id_pins_one_object() -> None:
     assert "id=%00%01%FE" in str(pinned)
     assert Pkcs11Uri.parse(str(pinned)) == pinned
     assert uri.object_id is None  # the original is unchanged
+
+
+def test_with_attribute_narrows_a_uri_and_encodes_the_value() -> None:
+    """RFC 7512 2.3: a serial with a space (PKCS#11 pads serialNumber with spaces) is
+    written percent-encoded, a serial already given is replaced, and the pin-value
+    stays out of the text."""
+    uri = Pkcs11Uri.parse("pkcs11:token=t;serial=old;object=k?pin-value=1234")
+    narrowed = uri.with_attribute("serial", "AB 12")
+    assert str(narrowed) == narrowed.text == "pkcs11:token=t;serial=AB%2012;object=k"
+    assert Pkcs11Uri.parse(narrowed.text).attribute("serial") == "AB 12"
+    assert narrowed.pin() == "1234" and narrowed.attributes == (("serial", "AB 12"),)

@@ -265,8 +265,10 @@ def _token(loaded: LoadedModule, uri: Pkcs11Uri) -> tuple[Any, Any]:
         raise PkiError(f"no token matches {uri} in {loaded.path}; the tokens there: "
                        f"{', '.join(seen) or 'none'}")
     if len(found) > 1:
-        serials = " or ".join(f"serial={_text(token.serial)}" for _, token in found)
-        raise PkiError(f"{len(found)} tokens match {uri}: name one by its serial ({serials})")
+        narrowed = " or ".join(str(uri.with_attribute("serial", _text(token.serial)))
+                               for _, token in found)
+        raise PkiError(f"{len(found)} tokens match {uri}: name one by its serial, as in "
+                       f"{narrowed}")
     return found[0]
 
 
