@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from cryptography import x509
 
@@ -21,6 +22,7 @@ from bench import acmelib, loadgen, programs, replicas, report
 from bench.__main__ import _cells, main
 from bench.http01 import Http01Responder
 from tests.required import missing, require_program
+from tests.waiting import until, within
 
 N, C = 6, 2
 
@@ -212,3 +214,21 @@ async def test_acme_lib_clients_that_go_quiet_are_stopped_as_stalled() -> None:
     assert stats.ok == 0 and stats.errors == {"stalled": 2}, stats.examples
     assert stats.examples["stalled"] == "nothing from the clients for 5 s"
     assert took < 20, took  # not the clients' own 30 s timeout
+
+
+async def test_the_responder_waits_for_a_token_still_in_the_pipe() -> None:
+    """bench/acmelib.py's clients tell their tokens through a pipe: with ``wait_s`` the
+    responder holds a request for a token it does not know yet until the token is added
+    (then 200 with its key authorization), and says 404 only once ``wait_s`` is over."""
+    async with Http01Responder() as responder, aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{responder.port}/.well-known/acme-challenge/"
+        responder.wait_s = 60.0
+        asking = asyncio.ensure_future(session.get(url + "late"))
+        await until(lambda: "late" in responder._waiting, "the request to wait for its token")
+        responder.add("late", "late.key-authorization")
+        async with await within(asking, "the answer once the token is added") as answer:
+            assert (answer.status, await answer.text()) == (200, "late.key-authorization")
+        responder.wait_s = 0.01
+        async with session.get(url + "never") as answer:
+            assert answer.status == 404
+    assert (responder.served, responder.missed) == (1, 1)
