@@ -6,7 +6,6 @@ that several tokens match is refused with the serials that tell them apart."""
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 
@@ -14,9 +13,7 @@ from acme_ca.errors import PkiError
 from acme_ca.pkcs11_uri import Pkcs11Uri
 from acme_ca.pki.keys import KeyType
 from acme_ca.pki.token import generate_token_key
-from acme_ca.pki.token_session import close_modules
-from tests.required import require_program
-from tests.softhsm import PIN, SO_PIN, SoftHsm
+from tests.softhsm import SoftHsm
 
 
 def uri(softhsm: SoftHsm, attributes: str) -> Pkcs11Uri:
@@ -45,10 +42,7 @@ def test_two_tokens_with_one_label_are_told_apart_by_serial(softhsm: SoftHsm) ->
     """Two tokens labelled alike: a URI by label alone is refused, and the message
     offers the URI narrowed by each serial (RFC 7512 2.3), each of which picks its own
     token as it is written."""
-    subprocess.run([require_program("softhsm2-util"), "--init-token", "--free", "--label",
-                    softhsm.label, "--pin", PIN, "--so-pin", SO_PIN], env=softhsm.env(),
-                   check=True, capture_output=True)
-    close_modules()  # the module reads its token files again
+    softhsm.add_token()  # labelled alike
     message = refused(softhsm, f"token={softhsm.label}")
     assert message.startswith(f"2 tokens match pkcs11:token={softhsm.label};"), message
     _, _, offered = message.partition("name one by its serial, as in ")
