@@ -22,10 +22,10 @@ a fresh server per run, and prints medians, spread and the acme-ca/pebble ratios
 (and each acme-ca build's to the first build's).
 acme-ca runs on SQLite, or on a fresh PostgreSQL database per run (127.0.0.1:5432,
 user postgres; dropped after the run), alone or as N replicas behind haproxy
-(bench/replicas.py). With ``--intermediate-key``, ``--intermediate-key-type`` or
-``--acme-ca-tree`` it runs several acme-ca builds side by side (bench/builds.py): the
-intermediate key in a file or on a SoftHSM2 token made for the run, of one or more
-types, from this tree and others.
+(bench/replicas.py). With ``--intermediate-key``, ``--intermediate-key-type``,
+``--acme-ca-tree`` or ``--acme-ca-python`` it runs several acme-ca builds side by side
+(bench/builds.py): the intermediate key in a file or on a SoftHSM2 token made for the
+run, of one or more types, from this tree and others, under this Python or others.
 Exit status: 0 when every issuance succeeded, 1 otherwise.
 """
 

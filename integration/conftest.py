@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from bench.http01 import free_port as free_port  # one way to ask the OS for a port
 from tests.required import require_program
 
 CLI_TIMEOUT = 90  # seconds; an RSA 4096 key on a busy 2-core machine takes a few
@@ -38,13 +39,6 @@ def until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -
         if time.monotonic() > end:
             pytest.fail(f"waited {timeout:g} s in vain until {what}")
         time.sleep(POLL)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def revocation_table(*, ocsp: bool = False) -> str:

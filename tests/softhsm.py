@@ -2,7 +2,8 @@
 
 ``SoftHsm.create(directory)`` writes a softhsm2.conf whose token directory is inside
 ``directory`` and initialises one token in it with ``softhsm2-util`` (the real program,
-Debian's softhsm2), so nothing is shared with the machine or another test. A process
+Debian's softhsm2; ``add_token`` makes another beside it), so nothing is shared with the
+machine or another test. A process
 finds the token through ``SOFTHSM2_CONF``: ``env()`` for the subprocesses a test
 starts, the ``softhsm`` fixture (tests/conftest.py) sets it for the test's own process.
 Without softhsm2 the test is skipped, except under CI (tests/required.py).
@@ -63,16 +64,17 @@ class SoftHsm:
         conf = directory / "softhsm2.conf"
         conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n"
                         "log.level = ERROR\nslots.removable = false\n")
-        env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
-        subprocess.run([util, "--init-token", "--free", "--label", label, "--pin", pin,
-                        "--so-pin", SO_PIN], env=env, check=True, capture_output=True)
-        from acme_ca.pki.token_session import close_modules
-
-        close_modules()  # a library this process loaded reads SOFTHSM2_CONF again
+        _init_token(util, conf, label, pin)
         pin_file = directory / "pin"
         pin_file.write_text(pin + "\n")
         pin_file.chmod(0o600)
         return cls(conf, tokens, module, label, pin, pin_file)
+
+    def add_token(self, label: str | None = None) -> None:
+        """Another token beside this one, in the next free slot: labelled ``label``
+        (this token's own label by default), with the same PINs."""
+        _init_token(require_program("softhsm2-util"), self.conf, label or self.label,
+                    self.pin)
 
     def env(self) -> dict[str, str]:
         """The environment of a subprocess that must find this token."""
@@ -104,3 +106,14 @@ class SoftHsm:
         finally:
             for target, path in moved:
                 shutil.move(target, path)
+
+
+def _init_token(util: str, conf: Path, label: str, pin: str) -> None:
+    """``softhsm2-util --init-token --free`` in the token directory of ``conf``; then a
+    library this process loaded reads SOFTHSM2_CONF and its token files again."""
+    subprocess.run([util, "--init-token", "--free", "--label", label, "--pin", pin,
+                    "--so-pin", SO_PIN], env={**os.environ, "SOFTHSM2_CONF": str(conf)},
+                   check=True, capture_output=True)
+    from acme_ca.pki.token_session import close_modules
+
+    close_modules()

@@ -9,11 +9,14 @@ Under CI a missing lego, certbot, pebble or pebble-challtestsrv fails the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tomllib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from cryptography import x509
 
@@ -21,6 +24,7 @@ from bench import acmelib, loadgen, programs, replicas, report
 from bench.__main__ import _cells, main
 from bench.http01 import Http01Responder
 from tests.required import missing, require_program
+from tests.waiting import until, within
 
 N, C = 6, 2
 
@@ -137,6 +141,39 @@ async def test_a_failed_program_run_says_why(tmp_path: Path) -> None:
     assert names[0] in stats.examples["exit-1"]
 
 
+@contextlib.asynccontextmanager
+async def silent_directory() -> AsyncIterator[tuple[str, list[asyncio.StreamWriter]]]:
+    """A directory URL whose server accepts every connection and never answers, and the
+    connections it took (closed, with the server, on the way out)."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    try:
+        yield f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/dir", connections
+    finally:
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_program_run_that_goes_quiet_is_stopped_as_stalled(tmp_path: Path) -> None:
+    """A run that has not ended after ``stall_s`` (here: the directory's server accepts
+    the connection and never answers) is killed and counted as "stalled", with the
+    program's last stderr line, instead of waiting for the program's own timeout."""
+    if not programs.installed("lego"):
+        missing("lego is not installed (needed by this test)")
+    async with silent_directory() as (directory, connections):
+        config = loadgen.RunConfig(directory=directory, n=1, c=1, stall_s=5.0)
+        stats = await programs.run("lego", config, replicas.free_port(), tmp_path / "lego")
+    assert connections, "lego never connected"
+    assert stats.ok == 0 and stats.errors == {"stalled": 1}, stats.examples
+    assert stats.examples["stalled"] == programs.last_line(tmp_path / "lego" / "run0" / "stderr")
+
+
 async def test_run_drives_a_running_server_with_the_acme_lib(tmp_path: Path) -> None:
     """`bench run --client acme-lib` against an acme-ca already serving, whose http-01
     port is the one given: every issuance succeeds, the server's CPU is measured."""
@@ -190,25 +227,30 @@ async def test_acme_lib_clients_that_go_quiet_are_stopped_as_stalled() -> None:
     "stalled", instead of waiting for the clients' own 30 s timeout. ``stall_s`` counts
     from the child's start, its imports included (0.3 s idle, over 1 s on a loaded
     2-core machine): 5 s, so that the clients connect before it ends."""
-    connections: list[asyncio.StreamWriter] = []
-
-    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(writer)
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    config = loadgen.RunConfig(directory=f"https://127.0.0.1:{port}/dir", n=2, c=1,
-                               stall_s=5.0)
-    try:
+    async with silent_directory() as (directory, connections):
+        config = loadgen.RunConfig(directory=directory, n=2, c=1, stall_s=5.0)
         started = asyncio.get_running_loop().time()
         stats = await acmelib.run(config, Http01Responder())
         took = asyncio.get_running_loop().time() - started
-    finally:
-        for writer in connections:
-            writer.close()
-        server.close()
-        await server.wait_closed()
     assert connections, "the clients never connected"
     assert stats.ok == 0 and stats.errors == {"stalled": 2}, stats.examples
     assert stats.examples["stalled"] == "nothing from the clients for 5 s"
     assert took < 20, took  # not the clients' own 30 s timeout
+
+
+async def test_the_responder_waits_for_a_token_still_in_the_pipe() -> None:
+    """bench/acmelib.py's clients tell their tokens through a pipe: with ``wait_s`` the
+    responder holds a request for a token it does not know yet until the token is added
+    (then 200 with its key authorization), and says 404 only once ``wait_s`` is over."""
+    async with Http01Responder() as responder, aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{responder.port}/.well-known/acme-challenge/"
+        responder.wait_s = 60.0
+        asking = asyncio.ensure_future(session.get(url + "late"))
+        await until(lambda: "late" in responder._waiting, "the request to wait for its token")
+        responder.add("late", "late.key-authorization")
+        async with await within(asking, "the answer once the token is added") as answer:
+            assert (answer.status, await answer.text()) == (200, "late.key-authorization")
+        responder.wait_s = 0.01
+        async with session.get(url + "never") as answer:
+            assert answer.status == 404
+    assert (responder.served, responder.missed) == (1, 1)

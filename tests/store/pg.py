@@ -14,6 +14,7 @@ asyncpg before it is needed, so the SQLite half of the contract suite runs witho
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import secrets
@@ -94,6 +95,18 @@ async def terminate_connections(url: str) -> int:
             "WHERE datname = $1 AND pid <> pg_backend_pid()", name)
     finally:
         await admin.close()
+
+
+async def lock_waited_for(conn: asyncpg.Connection, *, locktype: str | None = None,
+                          relation: str | None = None) -> None:
+    """Return once a session waits for a lock: of ``locktype`` ('advisory'), or on the
+    table ``relation``. pg_locks is live, not MVCC: ``conn`` sees it change inside a
+    transaction of its own too. Wrap it in tests.waiting.within."""
+    while not await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted"
+            " AND ($1::text IS NULL OR locktype = $1)"
+            " AND ($2::text IS NULL OR relation = $2::text::regclass)", locktype, relation):
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -15,18 +15,12 @@ from acme_ca.store.audit import entry_values, next_entry
 from acme_ca.store.postgres import PostgresStore
 from acme_ca.store.postgres.audit import _INSERT, AUDIT_LOCK
 from tests.store.conftest import T0
+from tests.store.pg import lock_waited_for
 from tests.waiting import within
 
 
 def event(n: int) -> AuditEvent:
     return AuditEvent(AuditAction.ACCOUNT_CREATED, f"account:acct-{n}")
-
-
-async def lock_awaited(conn: asyncpg.Connection) -> None:
-    """Return once a session waits for an advisory lock (pg_locks is live, not MVCC)."""
-    while not await conn.fetchval("SELECT count(*) FROM pg_locks"
-                                  " WHERE locktype = 'advisory' AND NOT granted"):
-        await asyncio.sleep(0.01)
 
 
 async def test_an_append_waits_for_the_lock_holder_and_follows_its_entry(
@@ -39,7 +33,8 @@ async def test_an_append_waits_for_the_lock_holder_and_follows_its_entry(
             second = next_entry(event(2), T0, first)
             await replica.execute(_INSERT, *entry_values(second, second.at))
             waiting = asyncio.create_task(pg_store.append_audit(event(3), T0))
-            await within(lock_awaited(replica), "the append to wait for the audit lock")
+            await within(lock_waited_for(replica, locktype="advisory"),
+                         "the append to wait for the audit lock")
             assert not waiting.done()  # held by the lock, not racing ahead
         third = await waiting
     finally:

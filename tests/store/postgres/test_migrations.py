@@ -15,6 +15,7 @@ from acme_ca.store.migrations import CREATE_MIGRATIONS_TABLE, load_migrations
 from acme_ca.store.postgres import PostgresStore
 from acme_ca.store.postgres.migrate import DDL_LOCK_TIMEOUT, MIGRATION_LOCK, migrate_postgres
 from tests.store.conftest import ACCOUNT, DER, T0, assert_0009_kept_and_works
+from tests.store.pg import lock_waited_for
 from tests.waiting import within
 
 NAMES = ["certificates", "acme", "nonces_apart", "orders_processing", "cluster", "expiry",
@@ -161,13 +162,6 @@ async def test_waiting_for_another_replicas_migration_ends_after_a_while(pg_url:
         await waiting.close()
 
 
-async def alter_waits(conn: asyncpg.Connection) -> None:
-    """Return once a session waits for a lock on the challenges table."""
-    while not await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"
-                                  " AND relation = 'challenges'::regclass"):
-        await asyncio.sleep(0.01)
-
-
 async def test_a_migration_behind_a_long_lock_fails_soon_and_stalls_nobody_long(pg_url: str):
     """A database at version 4 in use; a long transaction has read challenges (a
     pg_dump, a report), and a new replica's migration 5 must ALTER that table. Its
@@ -187,7 +181,8 @@ async def test_a_migration_behind_a_long_lock_fails_soon_and_stalls_nobody_long(
         async with holder.transaction():
             await holder.execute("SELECT count(*) FROM challenges")
             opening = asyncio.create_task(PostgresStore.open(pg_url))
-            await within(alter_waits(serving), "migration 5's ALTER to wait for its lock")
+            await within(lock_waited_for(serving, relation="challenges"),
+                         "migration 5's ALTER to wait for its lock")
             started = loop.time()
             await serving.fetch("SELECT * FROM challenges WHERE id = 'x'")
             assert loop.time() - started < DDL_LOCK_TIMEOUT + 1.0
