@@ -65,6 +65,8 @@ class Http01Responder:
             waiter = self._waiting.setdefault(token, asyncio.get_running_loop().create_future())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(waiter), self.wait_s)
+            if not waiter.done():  # never added: nothing is left waiting for it
+                self._waiting.pop(token, None)
             value = self.tokens.get(token)
         if value is None:
             self.missed += 1
